@@ -1,0 +1,464 @@
+"""The benchmark's results, written for machines (JSON) and for people (Markdown, PNG).
+
+The benchmark runner produces one ``results`` dict; this module only reads it. Its
+schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
+
+    {"command": str, "machine": str, "git_commit": str, "size": str, "seconds": float,
+     "scenarios": {NAME: {
+         "n_pos": int, "n_neg": int, "owner": str, "zoo_seconds"?: float,
+         "schemes": {SCHEME: {
+             "auc": float, "auc_ci": [lo, hi], "aruc": float, "aruc_ci": [lo, hi],
+             "tpr_at_fpr_1pct": float, "tpr_at_fpr_0": float,
+             "rule": {"threshold": float, "alpha": float, "tpr": float, "fpr": float},
+             "per_family": {FAMILY: {"n": int, "detection_rate": float}},
+             "queries": int, "fingerprint_seconds": float, "verify_seconds": float,
+             "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float}],
+             "lofo"?: {"auc": float, "auc_ci"?: [lo, hi], "aruc": float, "aruc_ci"?: [lo, hi],
+                       "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float}}}}}}
+
+``label`` 1 marks a model derived from the owner, 0 an independent one; ``lofo`` holds
+the leave-one-family-out figures of a learned scheme.
+
+>>> results = {"command": "tafa bench --size smoke", "scenarios": {"regression": {
+...     "n_pos": 2, "n_neg": 2, "owner": "mlp", "schemes": {"tafa": {
+...         "auc": 1.0, "auc_ci": [1.0, 1.0], "rule": {"tpr": 1.0, "fpr": 0.0, "alpha": 0.05},
+...         "per_family": {"prune": {"n": 2, "detection_rate": 1.0}}}}}}}
+>>> print(write_markdown(results).splitlines()[0])
+# tafa benchmark results
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from ..errors import InvalidParameter
+from .metrics import robustness_uniqueness_curve
+
+__all__ = ["plot_curves", "plot_scores", "write_markdown", "write_report"]
+
+DASH = "\u2014"
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 markers x 18 colours: 126 distinct pairs
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _scenarios(results: object, caller: str) -> Mapping[str, Mapping[str, Any]]:
+    """``results["scenarios"]``, or :class:`InvalidParameter` saying what arrived."""
+    scenarios = results.get("scenarios") if isinstance(results, Mapping) else None
+    if isinstance(scenarios, Mapping) and all(isinstance(s, Mapping) for s in scenarios.values()):
+        return scenarios
+    if not isinstance(results, Mapping):
+        got = f"a {type(results).__name__}"
+    elif scenarios is None:
+        got = f"a mapping without 'scenarios' (keys: {sorted(map(str, results))})"
+    else:
+        got = "a 'scenarios' entry that is not a mapping of names to mappings"
+    raise InvalidParameter(f"The 'results' parameter of {caller} must be a mapping with a 'scenarios' "
+                           f"mapping of scenario name to scenario results. Got {got} instead.")
+
+
+def _schemes(scenario: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    schemes = scenario.get("schemes") or {}
+    return {name: s for name, s in schemes.items() if isinstance(s, Mapping)}
+
+
+def _split_scores(scheme: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The scheme's finite score records as (positives, negatives)."""
+    rows = [r for r in scheme.get("scores") or []
+            if isinstance(r, Mapping) and _finite(r.get("score")) and r.get("label") in (0, 1)]
+    return [r for r in rows if r["label"] == 1], [r for r in rows if r["label"] == 0]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))  # type: ignore[arg-type]
+
+
+def _family_kinds(scenario: Mapping[str, Any]) -> dict[str, str]:
+    """Family name -> "derived" / "independent" (from the score labels), where known."""
+    kinds: dict[str, set[int]] = {}
+    for scheme in _schemes(scenario).values():
+        for row in scheme.get("scores") or []:
+            if isinstance(row, Mapping) and row.get("label") in (0, 1):
+                kinds.setdefault(str(row.get("family")), set()).add(int(row["label"]))
+    names = {frozenset({1}): "derived", frozenset({0}): "independent"}
+    return {family: names.get(frozenset(labels), "mixed") for family, labels in kinds.items()}
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _num(value: object, digits: int = 3) -> str:
+    return f"{float(value):.{digits}f}" if _finite(value) else DASH  # type: ignore[arg-type]
+
+
+def _with_ci(value: object, ci: object) -> str:
+    text = _num(value)
+    if text != DASH and isinstance(ci, Sequence) and len(ci) == 2 and all(_finite(v) for v in ci):
+        text += f" [{_num(ci[0])}, {_num(ci[1])}]"
+    return text
+
+
+def _seconds(value: object) -> str:
+    if not _finite(value):
+        return DASH
+    seconds = float(value)  # type: ignore[arg-type]
+    return f"{seconds:.0f}" if seconds >= 100 else f"{seconds:.3g}"
+
+
+def _count(value: object) -> str:
+    return f"{int(value)}" if _finite(value) else DASH  # type: ignore[arg-type]
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _total_time(value: object) -> str:
+    if not _finite(value):
+        return DASH
+    seconds = float(value)  # type: ignore[arg-type]
+    return f"{seconds:.1f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 60 else "")
+
+
+def _metrics_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "TPR@1%FPR", "TPR@0FPR", "rule TPR",
+              "rule FPR", "rule \u03b1", "queries", "fp s", "verify s"]
+    rows = []
+    for name, s in schemes.items():
+        rule = s.get("rule") or {}
+        rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
+                     _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("tpr_at_fpr_1pct")),
+                     _num(s.get("tpr_at_fpr_0")), _num(rule.get("tpr")), _num(rule.get("fpr")),
+                     _num(rule.get("alpha"), 2), _count(s.get("queries")),
+                     _seconds(s.get("fingerprint_seconds")), _seconds(s.get("verify_seconds"))])
+    return _table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+_LOFO_COLUMNS = (("auc", "AUC"), ("aruc", "ARUC"), ("tpr_at_fpr_1pct", "TPR@1%FPR"),
+                 ("tpr_at_fpr_0", "TPR@0FPR"))
+
+
+def _lofo_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    learned = {name: s for name, s in schemes.items() if isinstance(s.get("lofo"), Mapping)}
+    if not learned:
+        return []
+    columns = [(key, label) for key, label in _LOFO_COLUMNS
+               if any(key in s["lofo"] for s in learned.values())]
+    header = ["scheme"]
+    for _, label in columns:
+        header += [f"{label} (all families)", f"{label} (LOFO)"]
+    rows = []
+    for name, s in learned.items():
+        row = [f"`{_cell(name)}`"]
+        for key, _ in columns:
+            row += [_with_ci(s.get(key), s.get(f"{key}_ci")),
+                    _with_ci(s["lofo"].get(key), s["lofo"].get(f"{key}_ci"))]
+        rows.append(row)
+    intro = ["", "Leave-one-family-out (learned schemes): the models of each family are scored by a "
+             "verifier that saw no model of that family in training; this is the honest estimate "
+             "for a post-processing nobody anticipated.", ""]
+    return intro + _table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _family_table(scenario: Mapping[str, Any]) -> list[str]:
+    schemes = _schemes(scenario)
+    families: dict[str, int | None] = {}
+    for s in schemes.values():
+        for family, entry in (s.get("per_family") or {}).items():
+            if families.get(family) is None:
+                n = entry.get("n") if isinstance(entry, Mapping) else None
+                families[family] = int(n) if _finite(n) else None
+    if not families:
+        return []
+    kinds = _family_kinds(scenario)
+    order = {"derived": 0, "independent": 1, "mixed": 2}
+    ordered = sorted(families, key=lambda f: order.get(kinds.get(f, ""), 3))  # stable: keeps runner order
+    header = ["family", "kind", "n"] + [f"`{_cell(name)}`" for name in schemes]
+    rows = []
+    for family in ordered:
+        n = families[family]
+        row = [_cell(family), kinds.get(family, DASH), DASH if n is None else str(n)]
+        for s in schemes.values():
+            entry = (s.get("per_family") or {}).get(family)
+            row.append(_num(entry.get("detection_rate"), 2) if isinstance(entry, Mapping) else DASH)
+        rows.append(row)
+    intro = ["", "Detection rate per family (fraction judged derived by the calibrated rule; "
+             "for independent families this is their false-positive rate):", ""]
+    return intro + _table(header, rows, "ll" + "r" * (len(header) - 2))
+
+
+def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -> str:
+    """The results as Markdown: a header, then per scenario the metrics and family tables.
+
+    ``figures`` are image paths (relative to where the Markdown will live) appended at the
+    end; :func:`write_report` passes the PNGs it writes.
+
+    >>> md = write_markdown({"scenarios": {"s": {"n_pos": 1, "n_neg": 1, "schemes": {
+    ...     "x": {"auc": 0.75, "auc_ci": [0.5, 1.0], "queries": 64}}}}})
+    >>> [line for line in md.splitlines() if line.startswith("| `x`")]
+    ['| `x` | 0.750 [0.500, 1.000] | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | 64 | \u2014 | \u2014 |']
+    """
+    scenarios = _scenarios(results, "write_markdown")
+    lines = ["# tafa benchmark results", "",
+             f"- Command: `{results.get('command', DASH)}`",
+             f"- Machine: {_cell(results.get('machine', DASH))}",
+             f"- Commit: `{results.get('git_commit', DASH)}`",
+             f"- Size: {_cell(results.get('size', DASH))}",
+             f"- Total time: {_total_time(results.get('seconds'))}",
+             "",
+             "Scores are oriented so that higher means \"more likely derived\"; a model is judged "
+             "derived when its score is strictly above the threshold. ARUC is the area under "
+             "min(robustness, uniqueness) over the threshold range, normalised to [0, 1] "
+             "(see `tafa.bench.metrics.aruc`). TPR@1%FPR and TPR@0FPR take the best threshold "
+             "in hindsight; the rule columns use the threshold calibrated on reference models "
+             "disjoint from the scored ones, at false-positive bound \u03b1. "
+             "Costs: queries per verification, fingerprint generation seconds (fp s) and "
+             "verification seconds per suspect."]
+    for name, scenario in scenarios.items():
+        lines += ["", f"## Scenario: {_cell(name)}", ""]
+        facts = [f"owner `{scenario.get('owner', DASH)}`",
+                 f"{_count(scenario.get('n_pos'))} derived models (positives)",
+                 f"{_count(scenario.get('n_neg'))} independent models (negatives)"]
+        if _finite(scenario.get("zoo_seconds")):
+            facts.append(f"zoo built in {_seconds(scenario['zoo_seconds'])} s")
+        lines += ["; ".join(facts).capitalize() + ".", ""]
+        schemes = _schemes(scenario)
+        if not schemes:
+            lines.append("No scheme results.")
+            continue
+        lines += _metrics_table(schemes)
+        lines += _lofo_table(schemes)
+        lines += _family_table(scenario)
+    if figures:
+        lines += ["", "## Figures", ""]
+        for figure in figures:
+            lines += [f"![{Path(figure).stem}]({figure})", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through a temporary file in its folder, then ``os.replace`` it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o644)  # mkstemp makes it 0600; a report is for reading
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with numpy types as Python ones and NaN/inf as None (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _grid(results: Mapping[str, Any], caller: str, width: float, height: float):
+    """A figure with one row per scenario and one column per scheme, and the cells."""
+    from matplotlib.figure import Figure
+
+    scenarios = _scenarios(results, caller)
+    ncols = max([len(_schemes(s)) for s in scenarios.values()] + [1])
+    nrows = max(len(scenarios), 1)
+    figure = Figure(figsize=(width * ncols + 2.2, height * nrows + 0.6), dpi=110, layout="constrained")
+    axes = np.atleast_2d(figure.subplots(nrows, ncols, squeeze=False))
+    cells = []
+    for row, (scenario_name, scenario) in enumerate(scenarios.items()):
+        schemes = list(_schemes(scenario).items())
+        for col in range(ncols):
+            ax = axes[row, col]
+            if col < len(schemes):
+                cells.append((ax, scenario_name, scenario, *schemes[col]))
+            else:
+                ax.set_axis_off()
+        if not schemes:
+            axes[row, 0].text(0.5, 0.5, f"{scenario_name}: no schemes", ha="center", va="center",
+                              transform=axes[row, 0].transAxes)
+    if not scenarios:
+        axes[0, 0].text(0.5, 0.5, "no scenarios", ha="center", va="center")
+    return figure, cells
+
+
+def _save_png(figure, path: Path) -> Path:
+    return _write_atomically(Path(path), lambda handle: figure.savefig(handle, format="png"))
+
+
+def _family_styles(results: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """One (colour, marker) per family name, the same in every panel: derived first."""
+    from matplotlib import colormaps
+
+    derived: list[str] = []
+    independent: list[str] = []
+    for scenario in _scenarios(results, "plot_scores").values():
+        for family, kind in _family_kinds(scenario).items():
+            target = independent if kind == "independent" else derived
+            if family not in derived and family not in independent:
+                target.append(family)
+    palette = colormaps["tab10"].colors + colormaps["Dark2"].colors
+    return {family: (palette[i % len(palette)], _MARKERS[i % len(_MARKERS)])
+            for i, family in enumerate(derived + independent)}
+
+
+def plot_scores(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Positive vs negative scores, per scenario (rows) and scheme (columns), as one PNG.
+
+    Each panel shows the independent models on the left and the derived ones on the
+    right, as a light violin with every model as a jittered point, its colour and marker
+    naming its family (legend on the right), and the calibrated threshold as a dashed
+    line. Returns the path written (atomically).
+    """
+    from matplotlib.lines import Line2D
+
+    figure, cells = _grid(results, "plot_scores", width=2.7, height=3.0)
+    styles = _family_styles(results)
+    for ax, scenario_name, _scenario, scheme_name, scheme in cells:
+        rng = np.random.default_rng(0)
+        groups = _split_scores(scheme)[::-1]  # negatives at x = 0, positives at x = 1
+        for x, rows in enumerate(groups):
+            values = np.array([float(r["score"]) for r in rows])
+            if values.size >= 2 and np.ptp(values) > 0:
+                parts = ax.violinplot(values, positions=[x], widths=0.8, showextrema=False)
+                for body in parts["bodies"]:
+                    body.set_facecolor("0.85")
+                    body.set_edgecolor("0.6")
+                    body.set_alpha(1.0)
+            jitter = x + rng.uniform(-0.18, 0.18, size=len(rows))
+            families = np.array([str(r.get("family")) for r in rows])
+            for family in dict.fromkeys(families):
+                colour, marker = styles.get(family, ("0.3", "o"))
+                mine = families == family
+                ax.scatter(jitter[mine], values[mine], s=22, color=colour, marker=marker,
+                           edgecolors="black", linewidths=0.3, zorder=3)
+        rule = scheme.get("rule") or {}
+        if _finite(rule.get("threshold")):
+            ax.axhline(float(rule["threshold"]), color="crimson", linestyle="--", linewidth=1.2, zorder=2)
+        n_neg, n_pos = len(groups[0]), len(groups[1])
+        ax.set_xticks([0, 1], [f"independent\n(n={n_neg})", f"derived\n(n={n_pos})"])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_title(f"{scheme_name}\nAUC {_num(scheme.get('auc'))}  ARUC {_num(scheme.get('aruc'))}",
+                     fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        if ax.get_subplotspec().colspan.start == 0:
+            ax.set_ylabel(f"{scenario_name}\nscore (higher = derived)", fontsize=9)
+        if n_neg + n_pos == 0:
+            ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
+    handles = [Line2D([], [], color="crimson", linestyle="--", label="calibrated threshold")]
+    handles += [Line2D([], [], linestyle="", marker=m, markerfacecolor=c, markeredgecolor="black",
+                       markeredgewidth=0.3, markersize=6, label=f) for f, (c, m) in styles.items()]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, title="family",
+                  title_fontsize=9, frameon=False)
+    figure.suptitle("Scores of derived and independent models", fontsize=11)
+    return _save_png(figure, Path(path))
+
+
+def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Robustness and uniqueness against the threshold, per scenario and scheme, as one PNG.
+
+    Robustness (fraction of derived models detected) falls and uniqueness (fraction of
+    independent models rejected) rises as the threshold grows; the shaded area under
+    their minimum is the ARUC (before normalisation by the score range). The dashed line
+    is the calibrated threshold. Returns the path written (atomically).
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    figure, cells = _grid(results, "plot_curves", width=3.0, height=2.6)
+    for ax, scenario_name, _scenario, scheme_name, scheme in cells:
+        positives, negatives = _split_scores(scheme)
+        ax.set_title(f"{scheme_name}\nARUC {_num(scheme.get('aruc'))}", fontsize=9)
+        ax.tick_params(labelsize=8)
+        if ax.get_subplotspec().colspan.start == 0:
+            ax.set_ylabel(f"{scenario_name}\nrate", fontsize=9)
+        if not positives or not negatives:
+            ax.text(0.5, 0.5, "needs scores of both classes", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8)
+            continue
+        t, robustness, uniqueness = robustness_uniqueness_curve(
+            [r["score"] for r in positives], [r["score"] for r in negatives])
+        rule = scheme.get("rule") or {}
+        threshold = float(rule["threshold"]) if _finite(rule.get("threshold")) else None
+        low, high = t[0], t[-1]
+        if threshold is not None:
+            low, high = min(low, threshold), max(high, threshold)
+        pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(high), 1.0)
+        x = np.concatenate([[low - pad], t, [high + pad]])
+        r = np.concatenate([[1.0], robustness, [robustness[-1]]])
+        u = np.concatenate([[0.0], uniqueness, [uniqueness[-1]]])
+        ax.fill_between(x, np.minimum(r, u), step="post", color="0.8", linewidth=0)
+        ax.step(x, r, where="post", color="tab:blue", linewidth=1.4)
+        ax.step(x, u, where="post", color="tab:orange", linewidth=1.4)
+        if threshold is not None:
+            ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1.2)
+        ax.set_xlim(x[0], x[-1])
+        ax.set_ylim(-0.03, 1.05)
+        ax.set_xlabel("threshold", fontsize=8)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color="tab:blue", label="robustness\n(derived detected)"),
+               Line2D([], [], color="tab:orange", label="uniqueness\n(independent rejected)"),
+               Patch(color="0.8", label="min of the two\n(area = ARUC)"),
+               Line2D([], [], color="crimson", linestyle="--", label="calibrated\nthreshold")]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    figure.suptitle("Robustness and uniqueness against the threshold", fontsize=11)
+    return _save_png(figure, Path(path))
+
+
+def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``results.json``, ``results.md``, ``scores.png`` and ``curves.png`` into ``out_dir``.
+
+    Every file is written atomically (a temporary file in ``out_dir``, then
+    ``os.replace``), so a reader never sees half a report file. NaN and infinities are
+    written to the JSON as ``null``. Returns the paths written, in that order.
+    """
+    _scenarios(results, "write_report")
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n"
+    written = [_write_atomically(folder / "results.json", lambda h: h.write(text.encode("utf-8")))]
+    scores_png = plot_scores(results, folder / "scores.png")
+    curves_png = plot_curves(results, folder / "curves.png")
+    markdown = write_markdown(results, figures=[scores_png.name, curves_png.name])
+    written.insert(1, _write_atomically(folder / "results.md", lambda h: h.write(markdown.encode("utf-8"))))
+    return written + [scores_png, curves_png]

@@ -1,0 +1,131 @@
+"""How alike two signatures are: the one verb every similarity answers.
+
+A :class:`Similarity` compares the owner's signature with a suspect's and returns a
+:class:`Score`: one number (higher means more alike; in ``[-1, 1]`` for the cosine-based
+ones), the per-point evidence behind it, and the named parts it combines.
+
+>>> import numpy as np
+>>> owner = {"outputs": np.eye(3), "derivatives": np.ones((3, 2, 3))}
+>>> DerivativeCosine().compare(owner, owner).value
+1.0
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..signature.base import Signature
+
+
+@dataclass
+class Score:
+    """A similarity value, the per-point values it aggregates, and its named parts."""
+
+    value: float
+    per_point: np.ndarray
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def spread(self) -> dict[str, float]:
+        """Quantiles of the per-point values (for the verdict's table)."""
+        if self.per_point.size == 0:
+            return {}
+        q = np.quantile(self.per_point, [0.0, 0.1, 0.5, 0.9, 1.0])
+        return dict(zip(("min", "q10", "median", "q90", "max"), map(float, q)))
+
+
+class Similarity(ABC):
+    """Compares an owner signature with a suspect signature."""
+
+    name: str = ""
+
+    @abstractmethod
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        """How alike ``suspect`` is to ``owner``."""
+
+
+SIMILARITIES: dict[str, Callable[..., Similarity]] = {}
+
+
+def register_similarity(name: str) -> Callable[[type[Similarity]], type[Similarity]]:
+    """Class decorator: make a similarity available by ``name``."""
+    def decorate(cls: type[Similarity]) -> type[Similarity]:
+        cls.name = name
+        SIMILARITIES[name] = cls
+        return cls
+    return decorate
+
+
+def get_similarity(name: str, **params: Any) -> Similarity:
+    """The registered similarity ``name``, built with ``params``."""
+    if name not in SIMILARITIES:
+        raise KeyError(f"Unknown similarity {name!r}; registered: {sorted(SIMILARITIES)}.")
+    return SIMILARITIES[name](**params)
+
+
+def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows of two ``(N, ...)`` arrays (0 where a row is zero)."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.einsum("ij,ij->i", a, b)
+    return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened (0 if either is zero)."""
+    return float(rowwise_cosine(a.reshape(1, -1), b.reshape(1, -1))[0])
+
+
+def centred_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two ``(N, m)`` matrices after centring each column over the N points."""
+    return cosine(a - a.mean(axis=0), b - b.mean(axis=0))
+
+
+def aggregate(values: np.ndarray, how: str) -> float:
+    """Combine per-point values robustly: ``median``, ``mean`` or ``trimmed`` (10% each side)."""
+    if how == "median":
+        return float(np.median(values))
+    if how == "mean":
+        return float(np.mean(values))
+    if how == "trimmed":
+        cut = int(0.1 * len(values))
+        ordered = np.sort(values)
+        return float(ordered[cut:len(values) - cut].mean())
+    raise ValueError(f"Unknown aggregation {how!r}; expected 'median', 'mean' or 'trimmed'.")
+
+
+@register_similarity("derivative-cosine")
+class DerivativeCosine(Similarity):
+    """The method's rule: per-point cosine of the derivative matrices (``K x m``, flattened),
+    aggregated robustly, averaged with the column-centred correlation of the outputs.
+
+    ``weight`` is the share of the derivative part (1 = derivatives only, 0 = outputs only).
+    """
+
+    def __init__(self, weight: float = 0.5, aggregation: str = "median") -> None:
+        self.weight = weight
+        self.aggregation = aggregation
+
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        per_point = rowwise_cosine(owner["derivatives"], suspect["derivatives"])
+        derivative_part = aggregate(per_point, self.aggregation)
+        output_part = centred_correlation(owner["outputs"], suspect["outputs"])
+        value = self.weight * derivative_part + (1 - self.weight) * output_part
+        return Score(float(value), per_point, {"derivatives": derivative_part, "outputs": output_part})
+
+
+@register_similarity("output-cosine")
+class OutputCosine(Similarity):
+    """The random-output baseline: mean per-point cosine of the output vectors (for a
+    scalar output, where a per-point cosine is only a sign, the centred correlation)."""
+
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        a, b = owner["outputs"], suspect["outputs"]
+        if a.shape[1] == 1:
+            value = centred_correlation(a, b)
+            return Score(value, (a - a.mean()).ravel() * (b - b.mean()).ravel(), {"outputs": value})
+        per_point = rowwise_cosine(a, b)
+        return Score(float(per_point.mean()), per_point, {"outputs": float(per_point.mean())})

@@ -1,0 +1,69 @@
+"""The errors tafa raises for bad input, and the one template that words them.
+
+Every error a user can cause is a :class:`TafaError`; the command line maps each to one
+line on stderr and exit code 2 (see ``tafa.cli``). Library code never uses ``assert`` on
+user input: it calls :func:`check` or raises one of these.
+
+>>> try:
+...     check_param("probes", 0, "an integer >= 1", 0 >= 1, caller="Fingerprint.create")
+... except InvalidParameter as error:
+...     print(error)
+The 'probes' parameter of Fingerprint.create must be an integer >= 1. Got 0 instead.
+"""
+
+from __future__ import annotations
+
+
+class TafaError(Exception):
+    """Base of every error caused by input from outside (files, models, parameters)."""
+
+    exit_code = 2
+
+
+class InvalidParameter(TafaError, ValueError):
+    """A parameter has a value outside what it must be."""
+
+
+class ModelLoadError(TafaError):
+    """A model file or service could not be opened (missing, corrupt, unsupported, unsafe)."""
+
+
+class UnsafeModelFile(ModelLoadError):
+    """A model file would need unpickling or arbitrary code to load; it is refused."""
+
+
+class ShapeMismatch(TafaError):
+    """A suspect's input or output shape differs from what the fingerprint needs."""
+
+
+class NonFiniteOutput(TafaError):
+    """A model answered NaN or inf."""
+
+
+class FingerprintError(TafaError):
+    """A fingerprint file is missing, corrupt, or of an unknown format version."""
+
+
+class TamperedFingerprint(FingerprintError):
+    """A fingerprint file's content does not match its own hash or its commitment."""
+
+
+class DomainError(InvalidParameter):
+    """An input-domain specification could not be understood."""
+
+
+class QueryBudgetExceeded(TafaError):
+    """Verification would need more queries than the budget allows."""
+
+
+def check_param(name: str, value: object, must_be: str, ok: bool, *, caller: str,
+                error: type[TafaError] = InvalidParameter) -> None:
+    """Raise ``error`` worded by the project's one template when ``ok`` is false."""
+    if not ok:
+        raise error(f"The {name!r} parameter of {caller} must be {must_be}. Got {value!r} instead.")
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` folded to a single line, for stderr."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__

@@ -1,0 +1,9 @@
+"""Opening models: torch modules, TorchScript, safetensors + factory, ONNX, HTTP services."""
+
+from .base import Model, TorchModel, file_hash, module_hash
+
+__all__ = ["Model", "TorchModel", "file_hash", "module_hash"]
+
+from .files import OnnxModel, ScriptModel, open_model, open_models  # noqa: E402
+
+__all__ += ["OnnxModel", "ScriptModel", "open_model", "open_models"]

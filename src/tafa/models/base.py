@@ -1,0 +1,130 @@
+"""The one small interface every model answers, whatever it is opened from.
+
+A :class:`Model` has an input shape and an output shape (of one sample), a batched
+numpy-in / numpy-out call, and a query counter. Black-box verification uses nothing
+else. White-box analysis of the owner additionally asks :meth:`Model.torch_module`,
+which is ``None`` when the model cannot be imported into torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import NonFiniteOutput, ShapeMismatch
+
+
+class Model(ABC):
+    """A model that answers batches of inputs with batches of outputs, counting queries."""
+
+    #: Per-sample input and output shapes (without the batch axis).
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    def __init__(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...],
+                 *, name: str, batch_size: int = 256) -> None:
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.output_shape = tuple(int(s) for s in output_shape)
+        self.name = name
+        self.batch_size = int(batch_size)
+        self.queries = 0
+
+    @abstractmethod
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """Answer one batch (``float32``, ``(b, *input_shape)``) with ``(b, *output_shape)``."""
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for a batch of inputs, as float64; counts one query per input sample."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self.input_shape:
+            raise ShapeMismatch(f"{self.name} takes inputs of shape {self.input_shape}; "
+                                f"the fingerprint queries with shape {x.shape[1:]}.")
+        answers = []
+        for start in range(0, len(x), self.batch_size):
+            batch = x[start:start + self.batch_size]
+            out = np.asarray(self._forward(batch), dtype=np.float64)
+            self.queries += len(batch)
+            if out.shape != (len(batch), *self.output_shape):
+                raise ShapeMismatch(f"{self.name} answered shape {out.shape[1:]} for inputs of shape "
+                                    f"{self.input_shape}; expected {self.output_shape}.")
+            if not np.all(np.isfinite(out)):
+                raise NonFiniteOutput(f"{self.name} answered NaN or inf for "
+                                      f"{int((~np.isfinite(out)).any(axis=tuple(range(1, out.ndim))).sum())}"
+                                      f" of {len(batch)} inputs.")
+            answers.append(out)
+        if not answers:
+            return np.zeros((0, *self.output_shape))
+        return np.concatenate(answers)
+
+    def torch_module(self) -> torch.nn.Module | None:
+        """The model as a float torch module for white-box analysis, or ``None`` (black box)."""
+        return None
+
+    def content_hash(self) -> str:
+        """SHA-256 identifying the model's content (file bytes or parameters)."""
+        return ""
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is, for reports."""
+        return {"name": self.name, "input_shape": list(self.input_shape),
+                "output_shape": list(self.output_shape), "white_box": self.torch_module() is not None}
+
+
+def module_hash(module: torch.nn.Module) -> str:
+    """SHA-256 over a module's state dict (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_hash(path: str) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class TorchModel(Model):
+    """A torch ``nn.Module`` held in memory (evaluated in ``eval`` mode, without gradients)."""
+
+    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], *,
+                 name: str | None = None, batch_size: int = 256, white_box: bool = True,
+                 output_shape: tuple[int, ...] | None = None, source_hash: str | None = None) -> None:
+        self.module = module.eval()
+        self._white_box = white_box
+        self._source_hash = source_hash
+        if output_shape is None:
+            with torch.no_grad():
+                probe = torch.zeros((1, *input_shape), dtype=_dtype_of(module))
+                output_shape = tuple(self.module(probe).shape[1:])
+        super().__init__(input_shape, output_shape, name=name or type(module).__name__,
+                         batch_size=batch_size)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            tensor = torch.from_numpy(x).to(_dtype_of(self.module))
+            return self.module(tensor).double().numpy()
+
+    def torch_module(self) -> torch.nn.Module | None:
+        return self.module if self._white_box else None
+
+    def content_hash(self) -> str:
+        return self._source_hash or module_hash(self.module)
+
+
+def _dtype_of(module: torch.nn.Module) -> torch.dtype:
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32

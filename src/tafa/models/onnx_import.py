@@ -1,0 +1,185 @@
+"""Import an ONNX graph into a torch module, for white-box analysis of an ONNX owner.
+
+Only the operator set of piecewise-linear networks (and their monotone heads) is
+supported; anything else raises :class:`UnsupportedOperator`, and the caller falls back to
+black-box probes with a notice. The imported module runs the graph node by node with
+torch functions, so the white-box analysis (:mod:`tafa.relu`) sees every ReLU and max-pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ModelLoadError
+
+
+class UnsupportedOperator(ModelLoadError):
+    """The ONNX graph uses an operator outside the supported piecewise-linear set."""
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    import onnx
+
+    return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+
+
+def _pads(pads: list[int] | None, dims: int) -> list[int]:
+    if not pads:
+        return [0] * dims
+    begin, end = pads[:dims], pads[dims:]
+    if list(begin) != list(end):
+        raise UnsupportedOperator("asymmetric padding is not supported by the ONNX import")
+    return list(begin)
+
+
+def _gemm(inputs: list, attrs: dict) -> torch.Tensor:
+    a, b = inputs[0], inputs[1]
+    if attrs.get("transA", 0):
+        a = a.transpose(-1, -2)
+    if attrs.get("transB", 0):
+        b = b.transpose(-1, -2)
+    out = attrs.get("alpha", 1.0) * (a @ b)
+    if len(inputs) > 2 and inputs[2] is not None:
+        out = out + attrs.get("beta", 1.0) * inputs[2]
+    return out
+
+
+def _conv(inputs: list, attrs: dict) -> torch.Tensor:
+    x, weight = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    dims = weight.dim() - 2
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        raise UnsupportedOperator("Conv auto_pad is not supported by the ONNX import")
+    conv = {1: F.conv1d, 2: F.conv2d}.get(dims)
+    if conv is None:
+        raise UnsupportedOperator(f"{dims}-dimensional Conv is not supported by the ONNX import")
+    return conv(x, weight, bias, stride=attrs.get("strides", [1] * dims), padding=_pads(attrs.get("pads"), dims),
+                dilation=attrs.get("dilations", [1] * dims), groups=attrs.get("group", 1))
+
+
+def _max_pool(inputs: list, attrs: dict) -> torch.Tensor:
+    x = inputs[0]
+    kernel = attrs["kernel_shape"]
+    dims = len(kernel)
+    pool = {1: F.max_pool1d, 2: F.max_pool2d}.get(dims)
+    if pool is None or attrs.get("ceil_mode", 0):
+        raise UnsupportedOperator("only 1d/2d MaxPool without ceil_mode is supported by the ONNX import")
+    return pool(x, kernel, attrs.get("strides", kernel), _pads(attrs.get("pads"), dims),
+                attrs.get("dilations", [1] * dims))
+
+
+def _avg_pool(inputs: list, attrs: dict) -> torch.Tensor:
+    kernel = attrs["kernel_shape"]
+    dims = len(kernel)
+    pool = {1: F.avg_pool1d, 2: F.avg_pool2d}.get(dims)
+    if pool is None:
+        raise UnsupportedOperator("only 1d/2d AveragePool is supported by the ONNX import")
+    return pool(inputs[0], kernel, attrs.get("strides", kernel), _pads(attrs.get("pads"), dims),
+                bool(attrs.get("ceil_mode", 0)), bool(attrs.get("count_include_pad", 0)))
+
+
+def _batch_norm(inputs: list, attrs: dict) -> torch.Tensor:
+    x, scale, bias, mean, var = inputs[:5]
+    return F.batch_norm(x, mean, var, scale, bias, training=False, eps=attrs.get("epsilon", 1e-5))
+
+
+def _flatten(inputs: list, attrs: dict) -> torch.Tensor:
+    axis = attrs.get("axis", 1)
+    x = inputs[0]
+    return x.reshape(int(np.prod(x.shape[:axis])), -1)
+
+
+def _reshape(inputs: list, attrs: dict) -> torch.Tensor:
+    x, shape = inputs[0], [int(s) for s in inputs[1].tolist()]
+    shape = [x.shape[i] if s == 0 and not attrs.get("allowzero", 0) else s for i, s in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def _clip(inputs: list, attrs: dict) -> torch.Tensor:
+    lo = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("min")
+    hi = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("max")
+    lo = None if lo is None else float(lo)
+    hi = None if hi is None else float(hi)
+    return torch.clamp(inputs[0], lo, hi)
+
+
+_OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
+    "Gemm": _gemm,
+    "MatMul": lambda i, a: i[0] @ i[1],
+    "Add": lambda i, a: i[0] + i[1],
+    "Sub": lambda i, a: i[0] - i[1],
+    "Mul": lambda i, a: i[0] * i[1],
+    "Div": lambda i, a: i[0] / i[1],
+    "Neg": lambda i, a: -i[0],
+    "Relu": lambda i, a: F.relu(i[0]),
+    "LeakyRelu": lambda i, a: F.leaky_relu(i[0], a.get("alpha", 0.01)),
+    "Clip": _clip,
+    "Conv": _conv,
+    "MaxPool": _max_pool,
+    "AveragePool": _avg_pool,
+    "GlobalAveragePool": lambda i, a: i[0].mean(dim=tuple(range(2, i[0].dim())), keepdim=True),
+    "BatchNormalization": _batch_norm,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Identity": lambda i, a: i[0],
+    "Dropout": lambda i, a: i[0],
+    "Transpose": lambda i, a: i[0].permute(*a["perm"]) if "perm" in a else i[0].permute(*reversed(range(i[0].dim()))),
+    "Sigmoid": lambda i, a: torch.sigmoid(i[0]),
+    "Tanh": lambda i, a: torch.tanh(i[0]),
+    "Softmax": lambda i, a: F.softmax(i[0], dim=a.get("axis", -1)),
+    "LogSoftmax": lambda i, a: F.log_softmax(i[0], dim=a.get("axis", -1)),
+    "Squeeze": lambda i, a: i[0].squeeze(),
+    "Unsqueeze": lambda i, a: i[0].unsqueeze(int((i[1] if len(i) > 1 else a["axes"])[0])),
+    "Concat": lambda i, a: torch.cat(i, dim=a["axis"]),
+}
+
+
+class OnnxGraphModule(torch.nn.Module):
+    """A torch module that evaluates an ONNX graph's nodes with torch functions."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        from onnx import numpy_helper
+
+        graph = model.graph
+        unknown = sorted({node.op_type for node in graph.node if node.op_type not in _OPS and node.op_type != "Constant"})
+        if unknown:
+            raise UnsupportedOperator(f"ONNX operators {', '.join(unknown)} are outside the piecewise-linear set")
+        self._names: dict[str, str] = {}
+        for index, initializer in enumerate(graph.initializer):
+            array = numpy_helper.to_array(initializer)
+            key = f"t{index}"
+            self.register_buffer(key, torch.from_numpy(np.array(array)))
+            self._names[initializer.name] = key
+        self._constants: dict[str, torch.Tensor] = {}
+        for node in graph.node:
+            if node.op_type == "Constant":
+                value = numpy_helper.to_array(_attributes(node)["value"])
+                key = f"c{len(self._constants)}"
+                self.register_buffer(key, torch.from_numpy(np.array(value)))
+                self._names[node.output[0]] = key
+        initialized = set(self._names)
+        self._input = next(i.name for i in graph.input if i.name not in initialized)
+        self._output = graph.output[0].name
+        self._nodes = [(node.op_type, list(node.input), list(node.output), _attributes(node))
+                       for node in graph.node if node.op_type != "Constant"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: dict[str, Any] = {self._input: x}
+        for name, key in self._names.items():
+            buffer = getattr(self, key)
+            values[name] = buffer.to(x.dtype) if buffer.is_floating_point() else buffer
+        for op_type, inputs, outputs, attrs in self._nodes:
+            args = [values[name] if name else None for name in inputs]
+            values[outputs[0]] = _OPS[op_type](args, attrs)
+        return values[self._output]
+
+
+def import_onnx(model: Any) -> torch.nn.Module:
+    """An :class:`OnnxGraphModule` for a loaded ``onnx.ModelProto`` (raises
+    :class:`UnsupportedOperator` outside the supported operator set)."""
+    return OnnxGraphModule(model).eval()

@@ -1,0 +1,8 @@
+"""Where to query: probe strategies, looked up by name."""
+
+from .base import PROBES, Probes, ProbeStrategy, get_probes, orthonormal_directions, register_probes
+from .random import RandomProbes
+from .relu import ReluProbes
+
+__all__ = ["PROBES", "Probes", "ProbeStrategy", "RandomProbes", "ReluProbes", "get_probes",
+           "orthonormal_directions", "register_probes"]

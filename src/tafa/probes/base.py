@@ -1,0 +1,95 @@
+"""Where to query: the probe set of a fingerprint, and the one verb every strategy answers.
+
+A :class:`ProbeStrategy` looks at the owner model (white-box where it can, black-box
+otherwise) and the declared domain, and returns :class:`Probes`: the query points, and,
+for signatures that need them, directions and step sizes. Strategies are registered by
+name (:func:`register_probes`, :func:`get_probes`), never chosen by if/elif.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..domain import Domain
+from ..models.base import Model
+
+
+@dataclass
+class Probes:
+    """The inputs a fingerprint queries.
+
+    ``points`` is ``(N, *input_shape)``; ``directions`` ``(N, K, *input_shape)`` and
+    ``steps`` ``(N,)`` are present for derivative signatures; ``extra`` holds strategy-specific
+    arrays (e.g. the second input of each ModelDiff pair); ``info`` is JSON-able provenance
+    (white- or black-box path, radii, ...).
+    """
+
+    points: np.ndarray
+    directions: np.ndarray | None = None
+    steps: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array, by a stable name (for the fingerprint file)."""
+        arrays = {"points": self.points}
+        if self.directions is not None:
+            arrays["directions"] = self.directions
+        if self.steps is not None:
+            arrays["steps"] = self.steps
+        arrays.update({f"extra.{key}": value for key, value in self.extra.items()})
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> "Probes":
+        """Inverse of :meth:`arrays`."""
+        return cls(points=arrays["points"], directions=arrays.get("directions"), steps=arrays.get("steps"),
+                   extra={key[6:]: value for key, value in arrays.items() if key.startswith("extra.")},
+                   info=info)
+
+
+class ProbeStrategy(ABC):
+    """Chooses probes for an owner model over a domain; same seed, same probes."""
+
+    name: str = ""
+
+    @abstractmethod
+    def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
+               progress: bool = False) -> Probes:
+        """Probes for ``owner``: ``n`` points (and ``k`` directions each where used)."""
+
+
+PROBES: dict[str, Callable[..., ProbeStrategy]] = {}
+
+
+def register_probes(name: str) -> Callable[[type[ProbeStrategy]], type[ProbeStrategy]]:
+    """Class decorator: make a strategy available by ``name``."""
+    def decorate(cls: type[ProbeStrategy]) -> type[ProbeStrategy]:
+        cls.name = name
+        PROBES[name] = cls
+        return cls
+    return decorate
+
+
+def get_probes(name: str, **params: Any) -> ProbeStrategy:
+    """The registered strategy ``name``, built with ``params``."""
+    if name not in PROBES:
+        raise KeyError(f"Unknown probe strategy {name!r}; registered: {sorted(PROBES)}.")
+    return PROBES[name](**params)
+
+
+def orthonormal_directions(n: int, k: int, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """``n`` sets of ``k`` orthonormal random directions in the input space, ``(n, k, *shape)``."""
+    d = int(np.prod(shape))
+    if k > d:
+        raise ValueError(f"Cannot draw {k} orthonormal directions in a {d}-dimensional input space.")
+    gaussian = rng.normal(size=(n, d, k))
+    q, _ = np.linalg.qr(gaussian)
+    return np.transpose(q, (0, 2, 1)).reshape(n, k, *shape)

@@ -1,0 +1,37 @@
+"""Random probes: uniform (or Gaussian) draws from the declared domain.
+
+The probe set of the random-output baseline, and of the method's black-box ablation:
+directions are orthonormal and random, steps a fixed fraction of the domain's width.
+
+>>> from tafa.domain import Box
+>>> from tafa.bench.architectures import build
+>>> from tafa.models import TorchModel
+>>> owner = TorchModel(build("mlp", input_shape=(4,), output_dim=2, seed=0), (4,))
+>>> probes = RandomProbes().select(owner, Box((4,), 0, 1), n=5, k=2, seed=0)
+>>> probes.points.shape, probes.directions.shape
+((5, 4), (5, 2, 4))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..domain import Domain
+from ..models.base import Model
+from .base import ProbeStrategy, Probes, orthonormal_directions, register_probes
+
+
+@register_probes("random")
+class RandomProbes(ProbeStrategy):
+    """``n`` points drawn from the domain, ``k`` random orthonormal directions each."""
+
+    def __init__(self, step: float = 0.01) -> None:
+        self.step = step
+
+    def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
+               progress: bool = False) -> Probes:
+        rng = np.random.default_rng(seed)
+        points = domain.sample(n, rng)
+        directions = orthonormal_directions(n, k, domain.shape, rng) if k > 0 else None
+        steps = np.full(n, self.step * domain.scale()) if k > 0 else None
+        return Probes(points, directions, steps, info={"strategy": "random", "analysis": "none"})

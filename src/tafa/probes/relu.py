@@ -1,0 +1,150 @@
+"""The project's data-free probes: points at the centres of the owner's linear regions.
+
+White-box (the owner is a torch module, or imports into one): draw candidate points in
+the domain, keep those whose activation patterns differ, move each to the Chebyshev
+centre of its linear region (a linear program, :mod:`tafa.relu.regions`), and give it a
+step below the region's radius, so that ``x +- h u`` stays inside the owner's region.
+
+Black-box (the owner cannot be imported, or uses operations the analysis cannot freeze):
+each random point gets the largest step from a ladder at which the owner's finite
+differences are still linear (``D(h) == D(h/2)`` to 1% of their size, above float32 noise), which is the black-box
+signature of staying inside one region. The probes record which path was taken.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..domain import Domain
+from ..models.base import Model
+from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
+from ..relu.regions import centre
+from .base import ProbeStrategy, Probes, orthonormal_directions, register_probes
+
+#: Above this many input features the region LP moves points within a random subspace.
+FULL_LP_MAX_FEATURES = 256
+
+
+@register_probes("relu")
+class ReluProbes(ProbeStrategy):
+    """Region-centred probes (see module doc).
+
+    ``move``: how far (per feature, as a fraction of the domain's width) a point may move
+    towards its region's centre; ``step_fraction``: the step as a fraction of the radius;
+    ``min_step``/``max_step``: bounds on the step as fractions of the domain's width.
+    """
+
+    def __init__(self, move: float = 0.1, step_fraction: float = 0.5, min_step: float = 1e-3,
+                 max_step: float = 0.05, oversample: float = 1.5, centre_points: bool = True) -> None:
+        self.move = move
+        self.step_fraction = step_fraction
+        self.min_step = min_step
+        self.max_step = max_step
+        self.oversample = oversample
+        self.centre_points = centre_points
+
+    def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
+               progress: bool = False) -> Probes:
+        rng = np.random.default_rng(seed)
+        module = owner.torch_module()
+        reason = "the owner is not available as a torch module"
+        if module is not None:
+            analysed = copy.deepcopy(module).double().eval()
+            try:
+                check_head_on_top(analysed, domain.sample(1, rng)[0])
+                return self._white_box(analysed, domain, n, k, rng, progress)
+            except NotPiecewiseLinear as error:
+                reason = str(error)
+        return self._black_box(owner, domain, n, k, rng, progress, reason)
+
+    def _step_bounds(self, domain: Domain) -> tuple[float, float]:
+        scale = domain.scale()
+        return self.min_step * scale, self.max_step * scale
+
+    def _white_box(self, module: torch.nn.Module, domain: Domain, n: int, k: int,
+                   rng: np.random.Generator, progress: bool) -> Probes:
+        lo, hi = domain.bounds()
+        delta = self.move * domain.scale()
+        candidates = domain.sample(int(math.ceil(n * self.oversample)), rng)
+        seen: set[str] = set()
+        points, radii, methods = [], [], []
+        directions = orthonormal_directions(n, k, domain.shape, rng)
+        d = int(np.prod(domain.shape))
+        bar = tqdm(total=n, desc="probes: region centres", disable=not progress, leave=False)
+        for x0 in candidates:
+            if len(points) == n:
+                break
+            lin = linearise(module, x0)
+            key = hashlib.sha1(np.packbits(lin.pattern()).tobytes()).hexdigest()
+            if key in seen:
+                continue
+            seen.add(key)
+            if self.centre_points:
+                basis = None
+                if d > FULL_LP_MAX_FEATURES:
+                    extra = rng.normal(size=(d, max(0, 64 - k)))
+                    basis, _ = np.linalg.qr(np.hstack([directions[len(points)].reshape(k, d).T, extra]))
+                moved = centre(lin, x0, lo, hi, delta, basis)
+                point, radius, method = moved.point, moved.radius, moved.method
+            else:
+                point, radius, method = x0, lin.radius(), "none"
+            points.append(point)
+            radii.append(radius)
+            methods.append(method)
+            bar.update(1)
+        bar.close()
+        while len(points) < n:  # every candidate shared a pattern: top up with plain draws
+            x0 = domain.sample(1, rng)[0]
+            points.append(x0)
+            radii.append(linearise(module, x0).radius())
+            methods.append("none")
+        radius = np.asarray(radii)
+        low, high = self._step_bounds(domain)
+        steps = np.clip(self.step_fraction * radius, low, high)
+        info: dict[str, Any] = {
+            "strategy": "relu", "analysis": "white-box",
+            "centring": "lp" if d <= FULL_LP_MAX_FEATURES else "lp in a 64-dimensional subspace",
+            "radius_median": float(np.median(radius)), "radius_min": float(radius.min()),
+            "centred": int(sum(method == "lp" for method in methods)),
+            "distinct_patterns": len(seen),
+        }
+        return Probes(np.stack(points), directions, steps, info=info)
+
+    def _black_box(self, owner: Model, domain: Domain, n: int, k: int, rng: np.random.Generator,
+                   progress: bool, reason: str) -> Probes:
+        points = domain.sample(n, rng)
+        directions = orthonormal_directions(n, k, domain.shape, rng)
+        low, high = self._step_bounds(domain)
+        ladder = [high / 4 ** i for i in range(8) if high / 4 ** i >= low] or [low]
+        steps = np.full(n, ladder[-1])
+        settled = np.zeros(n, dtype=bool)
+        for h in tqdm(ladder, desc="probes: linearity ladder", disable=not progress, leave=False):
+            pending = np.flatnonzero(~settled)
+            if pending.size == 0:
+                break
+            big = _finite_differences(owner, points[pending], directions[pending], h)
+            small = _finite_differences(owner, points[pending], directions[pending], h / 2)
+            scale = np.maximum(np.abs(big).max(axis=(1, 2)), 1e-12)
+            linear = np.abs(big - small).max(axis=(1, 2)) <= 1e-2 * scale
+            steps[pending[linear]] = h
+            settled[pending[linear]] = True
+        info = {"strategy": "relu", "analysis": f"black-box ({reason})",
+                "linear_at_step": int(settled.sum()), "step_median": float(np.median(steps))}
+        return Probes(points, directions, steps, info=info)
+
+
+def _finite_differences(model: Model, points: np.ndarray, directions: np.ndarray, h: float) -> np.ndarray:
+    """Central differences ``(n, k, m)`` of ``model`` at ``points`` along ``directions``."""
+    n, k = directions.shape[:2]
+    shifted = points[:, None] + h * directions
+    batch = np.concatenate([shifted.reshape(n * k, *points.shape[1:]),
+                            (points[:, None] - h * directions).reshape(n * k, *points.shape[1:])])
+    out = model(batch).reshape(2, n, k, -1)
+    return (out[0] - out[1]) / (2 * h)

@@ -1,0 +1,222 @@
+"""The local affine map of a piecewise-linear network, read off white-box.
+
+Inside one linear region (fixed on/off pattern of every ReLU, fixed winner of every
+max-pooling window) a network is exactly affine, and so is every hidden quantity whose
+sign decides the region: the pre-activation ``z`` of a ReLU, ``z - lo`` and ``hi - z``
+of a clamp (ReLU6, hardtanh), ``z_winner - z_other`` in a pooling window. We call those
+the region's *switches*.
+
+:func:`linearise` runs the network on ``[x0, x0 + e_1, ..., x0 + e_d]`` with every
+nonlinearity frozen to the pattern of the first row (a :class:`TorchFunctionMode`
+intercepts ``relu``, ``leaky_relu``, ``hardtanh``/``relu6``, ``clamp`` and
+``max_pool1d/2d`` wherever the network calls them, modules or functional). Differences of
+rows give the exact Jacobians of the switches and of the pre-head output, so the region is
+``{x : sign_j * (phi_j + G_j (x - x0)) >= 0}`` without any finite-difference error.
+
+Monotone heads (sigmoid, tanh, softmax, log-softmax) may follow the last piecewise-linear
+operation; any other operation that is neither linear nor listed makes the analysis
+refuse with :class:`NotPiecewiseLinear` (the caller falls back to black-box probes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from ..errors import TafaError
+
+
+class NotPiecewiseLinear(TafaError):
+    """The network uses an operation the white-box analysis cannot freeze."""
+
+
+_RELU = {F.relu, torch.relu, torch.Tensor.relu, F.relu_, torch.relu_, torch.Tensor.relu_}
+_LEAKY = {F.leaky_relu, torch._C._nn.leaky_relu}
+_CLAMPS = {F.hardtanh, F.relu6, torch.clamp, torch.clip, torch.Tensor.clamp, torch.Tensor.clip}
+_POOLS = {F.max_pool1d, F.max_pool2d, torch.max_pool1d, torch.max_pool2d}
+_HEADS = {torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.tanh, torch.Tensor.tanh, F.tanh,
+          F.softmax, torch.softmax, torch.Tensor.softmax, F.log_softmax, torch.log_softmax,
+          torch.Tensor.log_softmax}
+# Operations that are nonlinear but neither piecewise-linear nor a head we tolerate.
+_FORBIDDEN_NAMES = {"gelu", "silu", "elu", "selu", "celu", "softplus", "mish", "hardswish", "exp",
+                    "log", "sqrt", "pow", "__pow__", "rsqrt", "sin", "cos", "abs", "layer_norm",
+                    "group_norm", "instance_norm", "max", "amax", "min", "amin", "topk", "sort"}
+
+
+class _HeadReached(Exception):
+    """Raised at the first monotone head: the value before it is the affine output."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str, default: object) -> object:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+class _Freeze(TorchFunctionMode):
+    """Freeze every piecewise-linear operation to the pattern of batch row 0; record switches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.switches: list[torch.Tensor] = []  # each (rows, n_switches)
+
+    def _record(self, value: torch.Tensor) -> None:
+        self.switches.append(value.reshape(value.shape[0], -1))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: C901 - one dispatch table
+        kwargs = kwargs or {}
+        if func in _RELU:
+            z = args[0]
+            self._record(z)
+            return z * (z[:1] > 0).to(z.dtype)
+        if func in _LEAKY:
+            z = args[0]
+            slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))  # type: ignore[arg-type]
+            self._record(z)
+            return torch.where(z[:1] > 0, z, slope * z)
+        if func in _CLAMPS:
+            z = args[0]
+            if func is F.relu6:
+                lo, hi = 0.0, 6.0
+            elif func is F.hardtanh:
+                lo = float(_arg(args, kwargs, 1, "min_val", -1.0))  # type: ignore[arg-type]
+                hi = float(_arg(args, kwargs, 2, "max_val", 1.0))  # type: ignore[arg-type]
+            else:
+                lo_arg, hi_arg = _arg(args, kwargs, 1, "min", None), _arg(args, kwargs, 2, "max", None)
+                if isinstance(lo_arg, torch.Tensor) or isinstance(hi_arg, torch.Tensor):
+                    raise NotPiecewiseLinear("clamp with tensor bounds is not supported")
+                lo = -math.inf if lo_arg is None else float(lo_arg)  # type: ignore[arg-type]
+                hi = math.inf if hi_arg is None else float(hi_arg)  # type: ignore[arg-type]
+            out = z
+            if lo > -math.inf:
+                self._record(z - lo)
+                out = torch.where(z[:1] < lo, torch.full_like(z, lo), out)
+            if hi < math.inf:
+                self._record(hi - z)
+                out = torch.where(z[:1] > hi, torch.full_like(z, hi), out)
+            return out
+        if func in _POOLS:
+            return self._max_pool(func, args, kwargs)
+        if func in _HEADS:
+            raise _HeadReached(args[0])
+        name = getattr(func, "__name__", "")
+        if name in _FORBIDDEN_NAMES:
+            raise NotPiecewiseLinear(f"operation {name!r} is not piecewise-linear")
+        return func(*args, **kwargs)
+
+    def _max_pool(self, func, args, kwargs):
+        z = args[0]
+        two_d = func in (F.max_pool2d, torch.max_pool2d)
+        kernel = _arg(args, kwargs, 1, "kernel_size", None)
+        stride = _arg(args, kwargs, 2, "stride", None) or kernel
+        padding = _arg(args, kwargs, 3, "padding", 0)
+        dilation = _arg(args, kwargs, 4, "dilation", 1)
+        ceil_mode = bool(_arg(args, kwargs, 5, "ceil_mode", False))
+        if any(int(p) != 0 for p in np.atleast_1d(padding)) or ceil_mode:
+            raise NotPiecewiseLinear("max pooling with padding or ceil_mode is not supported")
+        if not two_d:
+            z = z.unsqueeze(-2)
+            kernel, stride, dilation = (1, int(np.atleast_1d(kernel)[0])), (1, int(np.atleast_1d(stride)[0])), (
+                1, int(np.atleast_1d(dilation)[0]))
+        pooled, index = F.max_pool2d(z[:1], kernel, stride, 0, dilation, return_indices=True)
+        rows, channels = z.shape[0], z.shape[1]
+        flat = z.reshape(rows, channels, -1)
+        winners = flat.gather(2, index.reshape(1, channels, -1).expand(rows, -1, -1))
+        patches = F.unfold(z.reshape(rows * channels, 1, *z.shape[-2:]), kernel, dilation, 0, stride)
+        patches = patches.reshape(rows, channels, patches.shape[1], -1)
+        self._record((winners.unsqueeze(2) - patches).reshape(rows, -1))
+        out = winners.reshape(rows, *pooled.shape[1:])
+        if not two_d:
+            out = out.squeeze(-2)
+        if _arg(args, kwargs, 6, "return_indices", False):
+            raise NotPiecewiseLinear("max pooling with return_indices is not supported")
+        return out
+
+
+class _HeadOrder(TorchFunctionMode):
+    """Detect a piecewise-linear operation that runs after a head (not a head "on top")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head_seen = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _HEADS:
+            self.head_seen = True
+        elif self.head_seen and (func in _RELU or func in _LEAKY or func in _CLAMPS or func in _POOLS):
+            raise NotPiecewiseLinear("a piecewise-linear operation follows a sigmoid/tanh/softmax; "
+                                     "only a monotone head on top of the network is supported")
+        return func(*args, **(kwargs or {}))
+
+
+def check_head_on_top(module: torch.nn.Module, x0: np.ndarray) -> None:
+    """Raise :class:`NotPiecewiseLinear` unless every head comes after every switch."""
+    dtype = next((p.dtype for p in module.parameters()), torch.float64)
+    with torch.no_grad(), _HeadOrder():
+        module(torch.as_tensor(x0, dtype=dtype).unsqueeze(0))
+
+
+@dataclass
+class Linearisation:
+    """The affine pieces at ``x0``: switches ``phi + G (x - x0)`` and output ``f + J (x - x0)``.
+
+    ``switch_values`` (P,), ``switch_jacobian`` (P, d), ``output`` (m,), ``jacobian`` (m, d),
+    where ``output``/``jacobian`` are taken *before* a monotone head, if any.
+    """
+
+    switch_values: np.ndarray
+    switch_jacobian: np.ndarray
+    output: np.ndarray
+    jacobian: np.ndarray
+
+    def distances(self) -> np.ndarray:
+        """Distance from ``x0`` to each switch's hyperplane (inf for constant switches)."""
+        norms = np.linalg.norm(self.switch_jacobian, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(norms > 1e-12, np.abs(self.switch_values) / norms, np.inf)
+
+    def pattern(self) -> np.ndarray:
+        """The activation pattern: the sign of every switch (bool, P)."""
+        return self.switch_values > 0
+
+    def radius(self) -> float:
+        """Radius of the largest ball around ``x0`` inside the region (ignoring the domain)."""
+        distances = self.distances()
+        return float(distances.min()) if distances.size else math.inf
+
+
+def linearise(module: torch.nn.Module, x0: np.ndarray) -> Linearisation:
+    """Exact local affine pieces of ``module`` (float64 copy expected) around one input ``x0``."""
+    shape = x0.shape
+    d = int(np.prod(shape))
+    dtype = next((p.dtype for p in module.parameters()), torch.float64)
+    eye = torch.eye(d, dtype=dtype).reshape(d, *shape)
+    anchor = torch.as_tensor(x0, dtype=dtype).unsqueeze(0)
+    batch = torch.cat([anchor, anchor + eye])
+    freeze = _Freeze()
+    with torch.no_grad():
+        try:
+            with freeze:
+                out = module(batch)
+        except _HeadReached as head:
+            # The head is monotone and elementwise (or softmax) and comes last: the value
+            # entering it is the affine output of the region. Later operations that are
+            # linear reshapes (Unflatten) do not matter for the analysis.
+            out = head.value
+    out = out.reshape(out.shape[0], -1)
+    if freeze.switches:
+        switches = torch.cat(freeze.switches, dim=1)
+    else:
+        switches = torch.zeros((batch.shape[0], 0), dtype=dtype)
+    phi = switches[0].numpy()
+    jac_switch = (switches[1:] - switches[:1]).T.numpy()
+    return Linearisation(phi, jac_switch, out[0].numpy(), (out[1:] - out[:1]).T.numpy())

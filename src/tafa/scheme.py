@@ -1,0 +1,80 @@
+"""Schemes: one probe strategy + one signature + one similarity, looked up by name.
+
+The project's method and every baseline are rows of one table (:data:`SCHEMES`); adding a
+scheme means registering one :class:`Scheme`, never writing a parallel pipeline.
+
+>>> get_scheme("tafa").signature
+'derivatives'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decide.similarity import Similarity, get_similarity
+from .probes.base import ProbeStrategy, get_probes
+from .signature.base import SignatureKind, get_signature
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A named fingerprinting scheme and its default sizes."""
+
+    name: str
+    probes: str
+    signature: str
+    similarity: str
+    points: int
+    directions: int = 0
+    probe_params: dict[str, Any] = field(default_factory=dict)
+    signature_params: dict[str, Any] = field(default_factory=dict)
+    similarity_params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    tasks: tuple[str, ...] = ("classification", "regression", "generation")
+
+    def build(self) -> tuple[ProbeStrategy, SignatureKind, Similarity]:
+        """Fresh instances of the three stages."""
+        return (get_probes(self.probes, **self.probe_params),
+                get_signature(self.signature, **self.signature_params),
+                get_similarity(self.similarity, **self.similarity_params))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "probes": self.probes, "signature": self.signature,
+                "similarity": self.similarity, "points": self.points, "directions": self.directions,
+                "probe_params": self.probe_params, "signature_params": self.signature_params,
+                "similarity_params": self.similarity_params}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Scheme":
+        return cls(**{key: data[key] for key in (
+            "name", "probes", "signature", "similarity", "points", "directions", "probe_params",
+            "signature_params", "similarity_params")})
+
+
+SCHEMES: dict[str, Scheme] = {}
+
+#: The scheme ``tafa fingerprint`` uses unless told otherwise.
+DEFAULT_SCHEME = "tafa"
+
+
+def register_scheme(scheme: Scheme) -> Scheme:
+    """Make ``scheme`` available by its name."""
+    SCHEMES[scheme.name] = scheme
+    return scheme
+
+
+def get_scheme(name: str) -> Scheme:
+    """The registered scheme ``name``."""
+    if name not in SCHEMES:
+        raise KeyError(f"Unknown scheme {name!r}; registered: {sorted(SCHEMES)}.")
+    return SCHEMES[name]
+
+
+register_scheme(Scheme(
+    "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, description="data-free region-centred probes, outputs + directional derivatives, "
+    "median per-point derivative cosine averaged with the centred output correlation"))
+register_scheme(Scheme(
+    "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
+    description="random domain inputs, cosine of outputs (the simple baseline)"))

@@ -1,0 +1,8 @@
+"""What to measure at the probes: signatures, looked up by name."""
+
+from .base import SIGNATURES, Signature, SignatureKind, get_signature, register_signature
+from .derivatives import Derivatives
+from .outputs import Outputs
+
+__all__ = ["SIGNATURES", "Derivatives", "Outputs", "Signature", "SignatureKind", "get_signature",
+           "register_signature"]

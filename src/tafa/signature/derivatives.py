@@ -1,0 +1,43 @@
+"""The method's signature: outputs and directional derivatives at the probes.
+
+For probe ``x_i`` with directions ``u_ik`` and step ``h_i``, the model is queried at
+``x_i`` and ``x_i +- h_i u_ik`` (``N (2K + 1)`` queries) and the signature is
+
+- ``outputs``: ``g(x_i)``, shape ``(N, m)``;
+- ``derivatives``: ``(g(x_i + h_i u_ik) - g(x_i - h_i u_ik)) / 2 h_i``, shape ``(N, K, m)``,
+
+which, inside a linear region, is exactly ``W_s u_ik``: the local linear map, read from
+outputs alone, whatever the task.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..probes.base import Probes
+from .base import Signature, SignatureKind, register_signature
+
+
+@register_signature("derivatives")
+class Derivatives(SignatureKind):
+    """Outputs and central finite differences along each probe's directions."""
+
+    def inputs(self, probes: Probes) -> np.ndarray:
+        if probes.directions is None or probes.steps is None:
+            raise ValueError("The 'derivatives' signature needs probes with directions and steps.")
+        n, k = probes.directions.shape[:2]
+        shape = probes.points.shape[1:]
+        offsets = probes.steps.reshape(n, 1, *([1] * len(shape))) * probes.directions
+        return np.concatenate([probes.points,
+                               (probes.points[:, None] + offsets).reshape(n * k, *shape),
+                               (probes.points[:, None] - offsets).reshape(n * k, *shape)])
+
+    def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
+        assert probes.directions is not None and probes.steps is not None
+        n, k = probes.directions.shape[:2]
+        flat = outputs.reshape(len(outputs), -1)
+        centre = flat[:n]
+        plus = flat[n:n + n * k].reshape(n, k, -1)
+        minus = flat[n + n * k:].reshape(n, k, -1)
+        derivatives = (plus - minus) / (2 * probes.steps[:, None, None])
+        return {"outputs": centre, "derivatives": derivatives}
