@@ -142,8 +142,11 @@ class Fingerprint:
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {f"probes.{key}": np.asarray(value, dtype=np.float64) for key, value in self.probes.arrays().items()}
-        arrays.update({f"owner.{key}": np.asarray(value, dtype=np.float64) for key, value in self.owner_signature.items()})
+        # C order matters: safetensors writes an array's buffer as it lies in memory.
+        arrays = {f"probes.{key}": np.ascontiguousarray(value, dtype=np.float64)
+                  for key, value in self.probes.arrays().items()}
+        arrays.update({f"owner.{key}": np.ascontiguousarray(value, dtype=np.float64)
+                       for key, value in self.owner_signature.items()})
         return arrays
 
     def _header(self) -> dict[str, Any]:

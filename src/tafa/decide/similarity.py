@@ -5,8 +5,10 @@ A :class:`Similarity` compares the owner's signature with a suspect's and return
 ones), the per-point evidence behind it, and the named parts it combines.
 
 >>> import numpy as np
->>> owner = {"outputs": np.eye(3), "derivatives": np.ones((3, 2, 3))}
->>> DerivativeCosine().compare(owner, owner).value
+>>> rng = np.random.default_rng(0)
+>>> owner = {"outputs": rng.normal(size=(4, 3)), "derivatives": rng.normal(size=(4, 2, 3)),
+...          "group": np.array([0.0, 0.0, 1.0, 1.0])}
+>>> round(DerivativeCosine().compare(owner, owner).value, 6)
 1.0
 """
 
@@ -97,24 +99,52 @@ def aggregate(values: np.ndarray, how: str) -> float:
     raise ValueError(f"Unknown aggregation {how!r}; expected 'median', 'mean' or 'trimmed'.")
 
 
+def group_centred(derivatives: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Derivatives minus their mean over the points of the same direction group.
+
+    Independent models of one task share much of their average local map; what a derived
+    copy inherits, and an independent model does not, is how the map changes from one of
+    the owner's regions to the next. Centring within a group of points that share their
+    directions keeps exactly that change.
+    """
+    centred = np.array(derivatives, dtype=np.float64, copy=True)
+    for label in np.unique(groups):
+        members = groups == label
+        centred[members] -= centred[members].mean(axis=0)
+    return centred
+
+
 @register_similarity("derivative-cosine")
 class DerivativeCosine(Similarity):
-    """The method's rule: per-point cosine of the derivative matrices (``K x m``, flattened),
-    aggregated robustly, averaged with the column-centred correlation of the outputs.
+    """The method's rule over three parts, each in ``[-1, 1]``:
 
-    ``weight`` is the share of the derivative part (1 = derivatives only, 0 = outputs only).
+    - ``local``: median per-point cosine of the group-centred derivatives (:func:`group_centred`);
+    - ``derivatives``: median per-point cosine of the raw derivative matrices (``K x m``);
+    - ``outputs``: correlation of the outputs over the probes (columns centred).
+
+    The score is their ``weights``-weighted mean (default: ``local`` only, which separated
+    copies from independent models best on the planning zoos; see docs/method.md).
     """
 
-    def __init__(self, weight: float = 0.5, aggregation: str = "median") -> None:
-        self.weight = weight
+    def __init__(self, weights: dict[str, float] | None = None, aggregation: str = "median") -> None:
+        self.weights = dict(weights or {"local": 1.0})
         self.aggregation = aggregation
 
     def compare(self, owner: Signature, suspect: Signature) -> Score:
-        per_point = rowwise_cosine(owner["derivatives"], suspect["derivatives"])
-        derivative_part = aggregate(per_point, self.aggregation)
-        output_part = centred_correlation(owner["outputs"], suspect["outputs"])
-        value = self.weight * derivative_part + (1 - self.weight) * output_part
-        return Score(float(value), per_point, {"derivatives": derivative_part, "outputs": output_part})
+        raw = rowwise_cosine(owner["derivatives"], suspect["derivatives"])
+        parts = {"derivatives": aggregate(raw, self.aggregation),
+                 "outputs": centred_correlation(owner["outputs"], suspect["outputs"])}
+        per_point = raw
+        if "group" in owner:
+            local = rowwise_cosine(group_centred(owner["derivatives"], owner["group"]),
+                                   group_centred(suspect["derivatives"], owner["group"]))
+            parts["local"] = aggregate(local, self.aggregation)
+            per_point = local if self.weights.get("local", 0) > 0 else raw
+        used = {name: weight for name, weight in self.weights.items() if name in parts and weight > 0}
+        if not used:
+            raise ValueError(f"No similarity part to weigh: weights {self.weights}, parts {sorted(parts)}.")
+        value = sum(weight * parts[name] for name, weight in used.items()) / sum(used.values())
+        return Score(float(value), per_point, parts)
 
 
 @register_similarity("output-cosine")

@@ -155,11 +155,11 @@ class OnnxGraphModule(torch.nn.Module):
             key = f"t{index}"
             self.register_buffer(key, torch.from_numpy(np.array(array)))
             self._names[initializer.name] = key
-        self._constants: dict[str, torch.Tensor] = {}
-        for node in graph.node:
+        constants = [node for node in graph.node if node.op_type == "Constant"]
+        for index, node in enumerate(constants):
             if node.op_type == "Constant":
                 value = numpy_helper.to_array(_attributes(node)["value"])
-                key = f"c{len(self._constants)}"
+                key = f"c{index}"
                 self.register_buffer(key, torch.from_numpy(np.array(value)))
                 self._names[node.output[0]] = key
         initialized = set(self._names)

@@ -85,11 +85,23 @@ def get_probes(name: str, **params: Any) -> ProbeStrategy:
     return PROBES[name](**params)
 
 
-def orthonormal_directions(n: int, k: int, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """``n`` sets of ``k`` orthonormal random directions in the input space, ``(n, k, *shape)``."""
+def direction_groups(n: int, group: int) -> np.ndarray:
+    """Group index of each of ``n`` points: consecutive runs of ``group`` points, a short last
+    run merged into the one before (so no group has a single point unless ``n`` < 2)."""
+    labels = np.arange(n) // max(1, group)
+    if group > 1 and n % group == 1 and n > 1:
+        labels[-1] = labels[-2]
+    return labels
+
+
+def orthonormal_directions(n: int, k: int, shape: tuple[int, ...], rng: np.random.Generator,
+                           group: int = 1) -> np.ndarray:
+    """``k`` orthonormal random directions per point, ``(n, k, *shape)``; points of the same
+    :func:`direction_groups` group share their directions."""
     d = int(np.prod(shape))
     if k > d:
         raise ValueError(f"Cannot draw {k} orthonormal directions in a {d}-dimensional input space.")
-    gaussian = rng.normal(size=(n, d, k))
+    labels = direction_groups(n, group)
+    gaussian = rng.normal(size=(int(labels.max()) + 1, d, k))
     q, _ = np.linalg.qr(gaussian)
-    return np.transpose(q, (0, 2, 1)).reshape(n, k, *shape)
+    return np.ascontiguousarray(np.transpose(q, (0, 2, 1))[labels]).reshape(n, k, *shape)

@@ -18,20 +18,24 @@ import numpy as np
 
 from ..domain import Domain
 from ..models.base import Model
-from .base import ProbeStrategy, Probes, orthonormal_directions, register_probes
+from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
 
 
 @register_probes("random")
 class RandomProbes(ProbeStrategy):
     """``n`` points drawn from the domain, ``k`` random orthonormal directions each."""
 
-    def __init__(self, step: float = 0.01) -> None:
+    def __init__(self, step: float = 0.01, group: int = 1) -> None:
         self.step = step
+        self.group = group
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
                progress: bool = False) -> Probes:
         rng = np.random.default_rng(seed)
         points = domain.sample(n, rng)
-        directions = orthonormal_directions(n, k, domain.shape, rng) if k > 0 else None
-        steps = np.full(n, self.step * domain.scale()) if k > 0 else None
-        return Probes(points, directions, steps, info={"strategy": "random", "analysis": "none"})
+        if k == 0:
+            return Probes(points, info={"strategy": "random", "analysis": "none"})
+        directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
+        steps = np.full(n, self.step * domain.scale())
+        return Probes(points, directions, steps, extra={"group": direction_groups(n, self.group).astype(float)},
+                      info={"strategy": "random", "analysis": "none"})

@@ -26,7 +26,7 @@ from ..domain import Domain
 from ..models.base import Model
 from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
-from .base import ProbeStrategy, Probes, orthonormal_directions, register_probes
+from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
 
 #: Above this many input features the region LP moves points within a random subspace.
 FULL_LP_MAX_FEATURES = 256
@@ -38,11 +38,15 @@ class ReluProbes(ProbeStrategy):
 
     ``move``: how far (per feature, as a fraction of the domain's width) a point may move
     towards its region's centre; ``step_fraction``: the step as a fraction of the radius;
-    ``min_step``/``max_step``: bounds on the step as fractions of the domain's width.
+    ``min_step``/``max_step``: bounds on the step as fractions of the domain's width;
+    ``group``: consecutive probes share their directions in groups of this size, so that a
+    signature can compare how the local map changes from region to region.
     """
 
     def __init__(self, move: float = 0.1, step_fraction: float = 0.5, min_step: float = 1e-3,
-                 max_step: float = 0.05, oversample: float = 1.5, centre_points: bool = True) -> None:
+                 max_step: float = 0.05, oversample: float = 1.5, centre_points: bool = True,
+                 group: int = 8) -> None:
+        self.group = group
         self.move = move
         self.step_fraction = step_fraction
         self.min_step = min_step
@@ -75,7 +79,7 @@ class ReluProbes(ProbeStrategy):
         candidates = domain.sample(int(math.ceil(n * self.oversample)), rng)
         seen: set[str] = set()
         points, radii, methods = [], [], []
-        directions = orthonormal_directions(n, k, domain.shape, rng)
+        directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
         d = int(np.prod(domain.shape))
         bar = tqdm(total=n, desc="probes: region centres", disable=not progress, leave=False)
         for x0 in candidates:
@@ -115,12 +119,15 @@ class ReluProbes(ProbeStrategy):
             "centred": int(sum(method == "lp" for method in methods)),
             "distinct_patterns": len(seen),
         }
-        return Probes(np.stack(points), directions, steps, info=info)
+        return Probes(np.stack(points), directions, steps, extra=self._groups(n), info=info)
+
+    def _groups(self, n: int) -> dict[str, np.ndarray]:
+        return {"group": direction_groups(n, self.group).astype(float)}
 
     def _black_box(self, owner: Model, domain: Domain, n: int, k: int, rng: np.random.Generator,
                    progress: bool, reason: str) -> Probes:
         points = domain.sample(n, rng)
-        directions = orthonormal_directions(n, k, domain.shape, rng)
+        directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
         low, high = self._step_bounds(domain)
         ladder = [high / 4 ** i for i in range(8) if high / 4 ** i >= low] or [low]
         steps = np.full(n, ladder[-1])
@@ -137,7 +144,7 @@ class ReluProbes(ProbeStrategy):
             settled[pending[linear]] = True
         info = {"strategy": "relu", "analysis": f"black-box ({reason})",
                 "linear_at_step": int(settled.sum()), "step_median": float(np.median(steps))}
-        return Probes(points, directions, steps, info=info)
+        return Probes(points, directions, steps, extra=self._groups(n), info=info)
 
 
 def _finite_differences(model: Model, points: np.ndarray, directions: np.ndarray, h: float) -> np.ndarray:

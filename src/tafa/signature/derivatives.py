@@ -7,7 +7,9 @@ For probe ``x_i`` with directions ``u_ik`` and step ``h_i``, the model is querie
 - ``derivatives``: ``(g(x_i + h_i u_ik) - g(x_i - h_i u_ik)) / 2 h_i``, shape ``(N, K, m)``,
 
 which, inside a linear region, is exactly ``W_s u_ik``: the local linear map, read from
-outputs alone, whatever the task.
+outputs alone, whatever the task. When the probes share directions in groups, the group
+labels travel with the signature (``group``, shape ``(N,)``) so that a similarity can
+compare how the local map changes between the regions of one group.
 """
 
 from __future__ import annotations
@@ -40,4 +42,7 @@ class Derivatives(SignatureKind):
         plus = flat[n:n + n * k].reshape(n, k, -1)
         minus = flat[n + n * k:].reshape(n, k, -1)
         derivatives = (plus - minus) / (2 * probes.steps[:, None, None])
-        return {"outputs": centre, "derivatives": derivatives}
+        signature = {"outputs": centre, "derivatives": derivatives}
+        if "group" in probes.extra:
+            signature["group"] = np.asarray(probes.extra["group"], dtype=np.float64)
+        return signature
