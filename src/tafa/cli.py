@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Modules that add subcommands by registering into :data:`EXTENSIONS` when imported.
+EXTENSION_MODULES = ("tafa.bench.command", "tafa.scan")
+
 #: Functions that add subcommands (the benchmark, the registry) without this file knowing them.
 EXTENSIONS: dict[str, Callable[[Any], None]] = {}
 
@@ -203,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load_extensions() -> None:
     import importlib
 
-    for module in ("tafa.bench.command",):
+    for module in EXTENSION_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:

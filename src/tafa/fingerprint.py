@@ -106,12 +106,14 @@ class Fingerprint:
     @classmethod
     def create(cls, model: ModelLike, domain: Domain | str, *, scheme: str | Scheme = DEFAULT_SCHEME,
                points: int | None = None, directions: int | None = None, seed: int = 0,
-               input_shape: tuple[int, ...] | None = None, progress: bool = False) -> "Fingerprint":
+               input_shape: tuple[int, ...] | None = None, progress: bool = False,
+               data: np.ndarray | None = None) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model` or an ``nn.Module`` (then ``input_shape``
         is needed unless ``domain`` is a :class:`~tafa.domain.Domain`). ``points`` and
-        ``directions`` default to the scheme's.
+        ``directions`` default to the scheme's. ``data`` is only for baseline schemes whose
+        papers start from the owner's data; the project's method needs none.
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -130,7 +132,8 @@ class Fingerprint:
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         strategy, signature, _ = scheme.build()
         started = time.perf_counter()
-        probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress)
+        probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress,
+                                 data=data)
         before = owner.queries
         owner_signature = signature.measure(owner, probes)
         seconds = time.perf_counter() - started

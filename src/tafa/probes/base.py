@@ -62,8 +62,13 @@ class ProbeStrategy(ABC):
 
     @abstractmethod
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
-               progress: bool = False) -> Probes:
-        """Probes for ``owner``: ``n`` points (and ``k`` directions each where used)."""
+               progress: bool = False, data: np.ndarray | None = None) -> Probes:
+        """Probes for ``owner``: ``n`` points (and ``k`` directions each where used).
+
+        ``data`` (inputs of the owner's own data, ``(M, *input_shape)``) is offered to the
+        baselines whose papers start from data (IPGuard, SAC-m, ModelDiff); the project's
+        method never uses it.
+        """
 
 
 PROBES: dict[str, Callable[..., ProbeStrategy]] = {}

@@ -30,7 +30,7 @@ class RandomProbes(ProbeStrategy):
         self.group = group
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
-               progress: bool = False) -> Probes:
+               progress: bool = False, data: np.ndarray | None = None) -> Probes:
         rng = np.random.default_rng(seed)
         points = domain.sample(n, rng)
         if k == 0:

@@ -55,7 +55,7 @@ class ReluProbes(ProbeStrategy):
         self.centre_points = centre_points
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
-               progress: bool = False) -> Probes:
+               progress: bool = False, data: np.ndarray | None = None) -> Probes:
         rng = np.random.default_rng(seed)
         module = owner.torch_module()
         reason = "the owner is not available as a torch module"
