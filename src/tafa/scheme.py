@@ -32,6 +32,8 @@ class Scheme:
     similarity_params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     tasks: tuple[str, ...] = ("classification", "regression", "generation")
+    #: Whether ``tafa bench`` runs it by default (ablation variants do not).
+    benchmark: bool = True
 
     def build(self) -> tuple[ProbeStrategy, SignatureKind, Similarity]:
         """Fresh instances of the three stages."""

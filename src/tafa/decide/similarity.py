@@ -43,6 +43,8 @@ class Similarity(ABC):
     """Compares an owner signature with a suspect signature."""
 
     name: str = ""
+    #: The range a score can take; ARUC integrates over it (the thresholds one could set).
+    score_range: tuple[float, float] = (-1.0, 1.0)
 
     @abstractmethod
     def compare(self, owner: Signature, suspect: Signature) -> Score:

@@ -28,8 +28,10 @@ from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
 from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
 
-#: Above this many input features the region LP moves points within a random subspace.
+#: Above this many input features the analysis and the region LP work in a subspace of
+#: :data:`SUBSPACE` dimensions that holds the probe's directions (the slice its steps use).
 FULL_LP_MAX_FEATURES = 256
+SUBSPACE = 64
 
 
 @register_probes("relu")
@@ -85,16 +87,16 @@ class ReluProbes(ProbeStrategy):
         for x0 in candidates:
             if len(points) == n:
                 break
-            lin = linearise(module, x0)
+            basis = None
+            if d > FULL_LP_MAX_FEATURES:  # analyse the slice spanned by the probe's directions
+                extra = rng.normal(size=(d, max(0, SUBSPACE - k)))
+                basis, _ = np.linalg.qr(np.hstack([directions[len(points)].reshape(k, d).T, extra]))
+            lin = linearise(module, x0, basis)
             key = hashlib.sha1(np.packbits(lin.pattern()).tobytes()).hexdigest()
             if key in seen:
                 continue
             seen.add(key)
             if self.centre_points:
-                basis = None
-                if d > FULL_LP_MAX_FEATURES:
-                    extra = rng.normal(size=(d, max(0, 64 - k)))
-                    basis, _ = np.linalg.qr(np.hstack([directions[len(points)].reshape(k, d).T, extra]))
                 moved = centre(lin, x0, lo, hi, delta, basis)
                 point, radius, method = moved.point, moved.radius, moved.method
             else:
@@ -107,14 +109,15 @@ class ReluProbes(ProbeStrategy):
         while len(points) < n:  # every candidate shared a pattern: top up with plain draws
             x0 = domain.sample(1, rng)[0]
             points.append(x0)
-            radii.append(linearise(module, x0).radius())
+            radii.append(linearise(module, x0, None if d <= FULL_LP_MAX_FEATURES else np.linalg.qr(
+                directions[len(points) - 1].reshape(k, d).T)[0]).radius())
             methods.append("none")
         radius = np.asarray(radii)
         low, high = self._step_bounds(domain)
         steps = np.clip(self.step_fraction * radius, low, high)
         info: dict[str, Any] = {
             "strategy": "relu", "analysis": "white-box",
-            "centring": "lp" if d <= FULL_LP_MAX_FEATURES else "lp in a 64-dimensional subspace",
+            "centring": "lp" if d <= FULL_LP_MAX_FEATURES else f"lp in the {SUBSPACE}-dimensional slice of the directions",
             "radius_median": float(np.median(radius)), "radius_min": float(radius.min()),
             "centred": int(sum(method == "lp" for method in methods)),
             "distinct_patterns": len(seen),

@@ -194,12 +194,18 @@ class Linearisation:
         return float(distances.min()) if distances.size else math.inf
 
 
-def linearise(module: torch.nn.Module, x0: np.ndarray) -> Linearisation:
-    """Exact local affine pieces of ``module`` (float64 copy expected) around one input ``x0``."""
+def linearise(module: torch.nn.Module, x0: np.ndarray, basis: np.ndarray | None = None) -> Linearisation:
+    """Exact local affine pieces of ``module`` (float64 copy expected) around one input ``x0``.
+
+    With ``basis`` (``d x q`` orthonormal columns) the Jacobians are taken along its columns
+    only (``q + 1`` rows instead of ``d + 1``): the affine pieces restricted to the slice
+    ``x0 + span(basis)``, which is all a probe stepping along directions in that span needs.
+    """
     shape = x0.shape
     d = int(np.prod(shape))
     dtype = next((p.dtype for p in module.parameters()), torch.float64)
-    eye = torch.eye(d, dtype=dtype).reshape(d, *shape)
+    tangents = np.eye(d) if basis is None else np.asarray(basis).T
+    eye = torch.as_tensor(tangents, dtype=dtype).reshape(len(tangents), *shape)
     anchor = torch.as_tensor(x0, dtype=dtype).unsqueeze(0)
     batch = torch.cat([anchor, anchor + eye])
     freeze = _Freeze()

@@ -41,51 +41,55 @@ def _active(lin: Linearisation) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _solve(oriented: np.ndarray, dist: np.ndarray, flat: np.ndarray, low: np.ndarray, high: np.ndarray,
-           delta: float, basis: np.ndarray | None) -> np.ndarray | None:
-    """LP over ``[t; r]`` with the move ``y = basis @ t`` (or ``y = t`` without a basis)."""
+           delta: float, move: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """LP over ``[t; r]``: ``oriented`` (P x q) in the move's coordinates, ``x = x0 + move @ t``
+    (``move`` None: ``t`` is the full-space move). Returns ``[move @ t; r]``."""
     d = flat.size
-    q = d if basis is None else basis.shape[1]
-    move = np.eye(d) if basis is None else basis
+    q = oriented.shape[1]
     ones_region, ones_box = np.ones((len(dist), 1)), np.ones((d, 1))
-    a_ub = np.vstack([np.hstack([-(oriented @ move), ones_region]),
-                      np.hstack([move, ones_box]), np.hstack([-move, ones_box])])
-    b_ub = np.concatenate([dist, high - flat, flat - low])
-    if basis is None:
+    region = np.hstack([-oriented, ones_region])
+    if move is None:
+        a_ub = np.vstack([region, np.hstack([np.eye(d), ones_box]), np.hstack([-np.eye(d), ones_box])])
+        b_ub = np.concatenate([dist, high - flat, flat - low])
         bounds = [*zip(np.maximum(low - flat, -delta), np.minimum(high - flat, delta)), (0, None)]
     else:
         zeros = np.zeros((d, 1))
-        a_ub = np.vstack([a_ub, np.hstack([move, zeros]), np.hstack([-move, zeros])])
-        b_ub = np.concatenate([b_ub, np.full(2 * d, delta)])
+        a_ub = np.vstack([region, np.hstack([move, ones_box]), np.hstack([-move, ones_box]),
+                          np.hstack([move, zeros]), np.hstack([-move, zeros])])
+        b_ub = np.concatenate([dist, high - flat, flat - low, np.full(2 * d, delta)])
         bounds = [(None, None)] * q + [(0, None)]
     cost = np.zeros(q + 1)
     cost[-1] = -1.0
     result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
     if result.status != 0 or result.x is None:
         return None
-    return np.concatenate([move @ result.x[:-1], result.x[-1:]])
+    t = result.x[:-1]
+    return np.concatenate([t if move is None else move @ t, result.x[-1:]]), t
 
 
 def chebyshev_centre(lin: Linearisation, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                     delta: float, basis: np.ndarray | None = None, max_rounds: int = 20) -> Centre:
+                     delta: float, move: np.ndarray | None = None, max_rounds: int = 20) -> Centre:
     """Centre of the largest ball in (region at ``x0``) x (domain box) x (``delta``-box around ``x0``).
 
-    ``basis`` (d x q, orthonormal columns) restricts the move to a q-dimensional subspace
-    (the ball stays a full-dimensional ball): the LP then has q + 1 variables, which keeps
-    it fast for large inputs. Solved by constraint generation: the LP starts with the
-    switches nearest to ``x0`` and adds every violated one until none is left, so the answer
-    is the exact optimum while the matrices stay small even with thousands of switches.
+    ``move`` (d x q, orthonormal columns) is the basis ``lin`` was taken in (see
+    :func:`~tafa.relu.linearise.linearise`): the point then moves within ``x0 + span(move)``
+    and the ball is the largest within that slice of the region, which is what steps along
+    directions in the span need; the LP has ``q + 1`` variables. Solved by constraint
+    generation: the LP starts with the switches nearest to ``x0`` and adds every violated
+    one until none is left, so the answer is the exact optimum while the matrices stay small
+    even with thousands of switches.
     """
     flat, low, high = x0.ravel(), lo.ravel(), hi.ravel()
     oriented, dist = _active(lin)
-    q = flat.size if basis is None else basis.shape[1]
-    chunk = max(4 * q, 256)
+    chunk = max(4 * oriented.shape[1], 256)
     working = np.argsort(dist)[:chunk]
     for _ in range(max_rounds):
-        solution = _solve(oriented[working], dist[working], flat, low, high, delta, basis)
-        if solution is None:
+        solved = _solve(oriented[working], dist[working], flat, low, high, delta, move)
+        if solved is None:
             break
+        solution, t = solved
         y, radius = solution[:-1], float(solution[-1])
-        slack = dist + oriented @ y - radius
+        slack = dist + oriented @ t - radius
         violated = np.flatnonzero(slack < -1e-9 * max(1.0, radius))
         if violated.size == 0:
             return Centre((flat + y).reshape(x0.shape), radius, "lp")
@@ -96,6 +100,6 @@ def chebyshev_centre(lin: Linearisation, x0: np.ndarray, lo: np.ndarray, hi: np.
 
 
 def centre(lin: Linearisation, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, delta: float,
-           basis: np.ndarray | None = None) -> Centre:
+           move: np.ndarray | None = None) -> Centre:
     """The Chebyshev centre of ``x0``'s region within the domain and ``delta`` (see module doc)."""
-    return chebyshev_centre(lin, x0, lo, hi, delta, basis)
+    return chebyshev_centre(lin, x0, lo, hi, delta, move)

@@ -1,0 +1,48 @@
+"""The ``tafa bench`` subcommand (registered into the CLI when imported)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..cli import EXTENSIONS
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .run import run_benchmark
+
+    command = "tafa bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "tafa bench"
+    results = run_benchmark(args.size, schemes=args.schemes, out=Path(args.out), cache=Path(args.cache),
+                            jobs=args.jobs, progress=not args.quiet, command=command,
+                            zoo_filter=(lambda spec: spec.name in args.zoos) if args.zoos else None)
+    print(f"wrote {args.out}/results.md, results.json and plots in {results['seconds']:.0f} s "
+          f"(zoo {results['zoo_seconds']:.0f} s)")
+    for name, entry in results["scenarios"].items():
+        if "pooled" not in name:
+            continue
+        print(f"\n{name}: {entry.get('n_pos', 0)} derived, {entry.get('n_neg', 0)} independent")
+        for scheme, row in entry["schemes"].items():
+            print(f"  {scheme:<16} AUC {row['auc']:.3f}  ARUC {row['aruc']:.3f}  TPR@1%FPR {row['tpr_at_fpr_1pct']:.3f}"
+                  f"  rule TPR {row['rule']['tpr']:.2f} FPR {row['rule']['fpr']:.2f}  queries {row['queries']}")
+    return 0
+
+
+def add_parser(commands: Any) -> None:
+    from ..scheme import SCHEMES
+    from .scenarios import SIZES
+
+    bench = commands.add_parser("bench", help="run every scheme on the benchmark zoos; write tables and plots")
+    bench.add_argument("--size", choices=sorted(SIZES), default="full",
+                       help="smoke: a minute-long check; full: the published figures (default)")
+    bench.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
+    bench.add_argument("--cache", default=".tafa-cache/zoo", help="zoo cache (content-addressed by recipe)")
+    bench.add_argument("--jobs", type=int, default=2, help="processes that train the zoo (default 2)")
+    bench.add_argument("--schemes", nargs="+", choices=sorted(SCHEMES), help="only these schemes")
+    bench.add_argument("--zoos", nargs="+", help="only these zoos (e.g. digits-mlp)")
+    bench.set_defaults(run=cmd_bench)
+
+
+EXTENSIONS["bench"] = add_parser

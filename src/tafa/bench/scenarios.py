@@ -1,0 +1,39 @@
+"""The benchmark's scenarios, one per task kind, each a list of zoos, at two sizes.
+
+``full`` follows ``benchmark.md``: classification (MLP and small CNN on digits, LeNet on
+MNIST-5k), regression (MLP on diabetes and on Friedman #1), generation (VAE decoder on
+digits); every zoo has 28 derived copies (26 post-processing recipes and 2 extractions),
+20 scored independent models (same architecture on both halves of the data, other
+architectures, same initialisation on other data) and 10 calibration models.
+``smoke`` is a minute-long subset that checks the pipeline end to end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .zoo import ZooSpec
+
+FULL: tuple[ZooSpec, ...] = (
+    ZooSpec("digits-mlp", "classification", "digits", "mlp", "box:0,1", epochs=20,
+            other_archs=("mlp_wide", "mlp_deep", "cnn")),
+    ZooSpec("digits-cnn", "classification", "digits", "cnn", "box:0,1", epochs=20,
+            other_archs=("cnn_wide", "mlp", "mlp_wide")),
+    ZooSpec("mnist-lenet", "classification", "mnist", "lenet", "box:0,1", epochs=8,
+            other_archs=("cnn", "mlp"), attack_epochs=3),
+    ZooSpec("diabetes-mlp", "regression", "diabetes", "mlp_small", "box:-2,2", epochs=100, weight_decay=1e-3,
+            other_archs=("mlp", "mlp_deep")),
+    ZooSpec("friedman-mlp", "regression", "friedman", "mlp_small", "box:-2,2", epochs=30, weight_decay=1e-4,
+            other_archs=("mlp", "mlp_wide")),
+    ZooSpec("digits-vae", "generation", "digits", "decoder", "gaussian", epochs=30, lr=2e-3, latent=8,
+            other_archs=("decoder_wide",)),
+)
+
+_SMOKE_ATTACKS = ("int8", "prune50", "ft_all_small", "permute", "noise5", "distill_same")
+
+SMOKE: tuple[ZooSpec, ...] = tuple(
+    replace(spec, attacks=_SMOKE_ATTACKS, same_arch_same_split=1, same_arch_other_split=1, other_arch=1,
+            same_init=1, calibration=3, epochs=max(3, spec.epochs // 4), attack_epochs=2)
+    for spec in FULL if spec.name in ("digits-mlp", "diabetes-mlp", "digits-vae"))
+
+SIZES = {"smoke": SMOKE, "full": FULL}

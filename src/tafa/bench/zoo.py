@@ -1,0 +1,310 @@
+"""Model zoos: an owner, its derived copies and independent models, built from a recipe.
+
+A :class:`ZooSpec` says what the owner is (task, architecture, training) and which models
+surround it; :func:`recipes` expands it into :class:`ModelRecipe` rows, each with a role:
+
+- ``owner``;
+- ``scored``: the positives (the owner run through :mod:`tafa.attacks`) and negatives
+  (independently trained models) that the benchmark's metrics are computed on;
+- ``calibration``: further independent models that calibrate a threshold (disjoint seeds);
+- ``training``: positives and negatives a learned verifier may train on (disjoint seeds).
+
+Every model is built deterministically from its recipe and cached on disk under the
+SHA-256 of the recipe (safetensors weights + a JSON description of the layers: nothing
+is pickled), so a second run trains nothing. :func:`build_zoo` uses a process pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..attacks import ATTACKS, AttackContext, get_attack
+from ..training import TrainingData, fit
+from .architectures import build
+from .datasets import load_task
+
+#: Bump when training or attack code changes what a recipe produces.
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """An owner and the models around it."""
+
+    name: str
+    scenario: str                      # "classification" | "regression" | "generation"
+    task: str                          # a tafa.bench.datasets task
+    owner_arch: str
+    domain: str
+    epochs: int
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    latent: int | None = None          # generators: latent size (the model maps latent -> image)
+    other_archs: tuple[str, ...] = ()
+    attacks: tuple[str, ...] = tuple(ATTACKS)
+    attack_epochs: int | None = None
+    same_arch_same_split: int = 5
+    same_arch_other_split: int = 5
+    other_arch: int = 6
+    same_init: int = 4
+    calibration: int = 10
+    training_positives: tuple[str, ...] = ()
+    training_negatives: int = 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.latent,) if self.latent else load_task(self.task).input_shape
+
+    @property
+    def output_dim(self) -> int:
+        task = load_task(self.task)
+        return int(np.prod(task.input_shape)) if self.latent else task.output_dim
+
+    def data(self, part: str) -> TrainingData:
+        """The training data of one half (``"owner"`` or ``"other"``)."""
+        split = load_task(self.task).split(part)
+        return TrainingData(split.x, None, "vae") if self.latent else split
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How one model of a zoo is made."""
+
+    name: str
+    role: str                          # owner | scored | calibration | training
+    label: int                         # 1 derived, 0 independent
+    family: str                        # attack family, or the kind of independent model
+    arch: str | None = None
+    part: str = "owner"
+    seed: int = 0
+    init_seed: int | None = None
+    attack: str | None = None
+
+
+def recipes(spec: ZooSpec) -> list[ModelRecipe]:
+    """Every model of the zoo, owner first; names are unique within a zoo."""
+    rows = [ModelRecipe("owner", "owner", 1, "owner", spec.owner_arch, "owner", 0)]
+    for i, name in enumerate(spec.attacks):
+        rows.append(ModelRecipe(name, "scored", 1, ATTACKS[name].family, attack=name, seed=100 + i))
+    seed = 1000
+
+    def negatives(role: str, count: int, kind: str, arch: str, part: str, init: bool = False) -> None:
+        nonlocal seed
+        for i in range(count):
+            seed += 1
+            rows.append(ModelRecipe(f"{role[:3]}-{kind}-{seed}", role, 0, kind, arch, part, seed,
+                                    init_seed=0 if init else None))
+
+    negatives("scored", spec.same_arch_same_split, "same-arch", spec.owner_arch, "owner")
+    negatives("scored", spec.same_arch_other_split, "other-split", spec.owner_arch, "other")
+    for i in range(spec.other_arch):
+        arch = spec.other_archs[i % len(spec.other_archs)] if spec.other_archs else spec.owner_arch
+        negatives("scored", 1, f"other-arch-{arch}", arch, "owner" if i % 2 else "other")
+    negatives("scored", spec.same_init, "same-init", spec.owner_arch, "other", init=True)
+    for i in range(spec.calibration):
+        arch = spec.owner_arch if i % 2 == 0 or not spec.other_archs else spec.other_archs[i % len(spec.other_archs)]
+        negatives("calibration", 1, "reference", arch, "owner" if i % 4 < 2 else "other")
+    for i, name in enumerate(spec.training_positives):
+        rows.append(ModelRecipe(f"train-{name}", "training", 1, ATTACKS[name].family, attack=name, seed=5000 + i))
+    for i in range(spec.training_negatives):
+        arch = spec.owner_arch if i % 2 == 0 or not spec.other_archs else spec.other_archs[i % len(spec.other_archs)]
+        negatives("training", 1, "reference", arch, "owner" if i % 4 < 2 else "other")
+    names = [row.name for row in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Zoo {spec.name!r} has duplicate model names.")
+    return rows
+
+
+def recipe_key(spec: ZooSpec, recipe: ModelRecipe) -> str:
+    """SHA-256 naming a model in the cache: everything that determines its weights."""
+    if recipe.attack is None:
+        relevant: dict[str, Any] = {
+            "version": CACHE_VERSION, "task": spec.task, "latent": spec.latent, "arch": recipe.arch,
+            "part": recipe.part, "seed": recipe.seed, "init_seed": recipe.init_seed, "epochs": spec.epochs,
+            "lr": spec.lr, "weight_decay": spec.weight_decay}
+    else:
+        relevant = {"version": CACHE_VERSION, "owner": recipe_key(spec, recipes(spec)[0]), "attack": recipe.attack,
+                    "seed": recipe.seed, "attack_epochs": spec.attack_epochs, "student": _student_arch(spec)}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _student_arch(spec: ZooSpec) -> str:
+    return spec.other_archs[0] if spec.other_archs else spec.owner_arch
+
+
+# ---------------------------------------------------------------- layer description (no pickle)
+_LAYERS: dict[str, Callable[..., nn.Module]] = {
+    "Linear": lambda a: nn.Linear(a["in"], a["out"], bias=a["bias"]),
+    "Conv2d": lambda a: nn.Conv2d(a["in"], a["out"], a["kernel"], a["stride"], a["padding"], bias=a["bias"]),
+    "ReLU": lambda a: nn.ReLU(),
+    "LeakyReLU": lambda a: nn.LeakyReLU(a["slope"]),
+    "MaxPool2d": lambda a: nn.MaxPool2d(a["kernel"], a["stride"]),
+    "AvgPool2d": lambda a: nn.AvgPool2d(a["kernel"], a["stride"]),
+    "Flatten": lambda a: nn.Flatten(),
+    "Unflatten": lambda a: nn.Unflatten(1, tuple(a["shape"])),
+    "Sigmoid": lambda a: nn.Sigmoid(),
+    "Tanh": lambda a: nn.Tanh(),
+    "Dropout": lambda a: nn.Dropout(a["p"]),
+    "BatchNorm1d": lambda a: nn.BatchNorm1d(a["features"]),
+    "BatchNorm2d": lambda a: nn.BatchNorm2d(a["features"]),
+}
+
+
+def describe_layers(model: nn.Sequential) -> list[dict[str, Any]]:
+    """A JSON description of a Sequential's layers, inverse of :func:`layers_from`."""
+    rows: list[dict[str, Any]] = []
+    for layer in model:
+        kind = type(layer).__name__
+        if kind == "Linear":
+            rows.append({"kind": kind, "in": layer.in_features, "out": layer.out_features, "bias": layer.bias is not None})
+        elif kind == "Conv2d":
+            rows.append({"kind": kind, "in": layer.in_channels, "out": layer.out_channels, "kernel": layer.kernel_size,
+                         "stride": layer.stride, "padding": layer.padding, "bias": layer.bias is not None})
+        elif kind == "LeakyReLU":
+            rows.append({"kind": kind, "slope": layer.negative_slope})
+        elif kind in ("MaxPool2d", "AvgPool2d"):
+            rows.append({"kind": kind, "kernel": layer.kernel_size, "stride": layer.stride})
+        elif kind == "Unflatten":
+            rows.append({"kind": kind, "shape": list(layer.unflattened_size)})
+        elif kind == "Dropout":
+            rows.append({"kind": kind, "p": layer.p})
+        elif kind in ("BatchNorm1d", "BatchNorm2d"):
+            rows.append({"kind": kind, "features": layer.num_features})
+        elif kind in _LAYERS:
+            rows.append({"kind": kind})
+        else:
+            raise ValueError(f"The zoo cannot describe a {kind} layer.")
+    return rows
+
+
+def layers_from(description: list[dict[str, Any]]) -> nn.Sequential:
+    """A fresh Sequential from :func:`describe_layers` output."""
+    return nn.Sequential(*(_LAYERS[row["kind"]](row) for row in description))
+
+
+def save_model(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from ..fingerprint import write_atomically
+
+    if not isinstance(model, nn.Sequential):
+        raise TypeError("Zoo models must be nn.Sequential.")
+    write_atomically(path.with_suffix(".json"), lambda temp: Path(temp).write_text(json.dumps(describe_layers(model))))
+    state = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
+    write_atomically(path.with_suffix(".safetensors"), lambda temp: save_file(state, temp))
+
+
+def load_model(path: Path) -> nn.Sequential:
+    from safetensors.torch import load_file
+
+    model = layers_from(json.loads(path.with_suffix(".json").read_text()))
+    model.load_state_dict(load_file(str(path.with_suffix(".safetensors"))))
+    return model.eval()
+
+
+# ---------------------------------------------------------------- building
+def _train(spec: ZooSpec, recipe: ModelRecipe) -> nn.Module:
+    assert recipe.arch is not None
+    model = build(recipe.arch, input_shape=spec.input_shape, output_dim=spec.output_dim,
+                  seed=recipe.seed if recipe.init_seed is None else recipe.init_seed)
+    return fit(model, spec.data(recipe.part), epochs=spec.epochs, lr=spec.lr, seed=recipe.seed,
+               weight_decay=spec.weight_decay)
+
+
+def make_model(spec: ZooSpec, recipe: ModelRecipe, cache: Path) -> nn.Module:
+    """Load ``recipe``'s model from ``cache`` or make it (and cache it)."""
+    path = cache / recipe_key(spec, recipe)
+    if path.with_suffix(".safetensors").exists() and path.with_suffix(".json").exists():
+        return load_model(path)
+    if recipe.attack is None:
+        model = _train(spec, recipe)
+    else:
+        owner = make_model(spec, recipes(spec)[0], cache)
+        other = _student_arch(spec)
+        context = AttackContext(
+            data=spec.data("other"), seed=recipe.seed, epochs=spec.attack_epochs,
+            student_factory=lambda seed: build(other, input_shape=spec.input_shape, output_dim=spec.output_dim,
+                                               seed=seed))
+        model = get_attack(recipe.attack).apply(owner, context)
+    save_model(model, path)
+    return model
+
+
+def _work(job: tuple[ZooSpec, ModelRecipe, str]) -> str:
+    torch.set_num_threads(1)
+    spec, recipe, cache = job
+    make_model(spec, recipe, Path(cache))
+    return recipe.name
+
+
+@dataclass
+class Zoo:
+    """A built zoo: recipes and their models."""
+
+    spec: ZooSpec
+    models: dict[str, nn.Module] = field(default_factory=dict)
+    recipes: dict[str, ModelRecipe] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> nn.Module:
+        return self.models["owner"]
+
+    def with_role(self, role: str) -> list[tuple[ModelRecipe, nn.Module]]:
+        return [(self.recipes[name], self.models[name]) for name in self.recipes if self.recipes[name].role == role]
+
+
+def build_zoos(specs: Iterable[ZooSpec], cache: Path, jobs: int = 2, progress: bool = True) -> list[Zoo]:
+    """Build (or load from ``cache``) every model of every zoo, owners first, in parallel."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    specs = list(specs)
+    rows = [(spec, recipe) for spec in specs for recipe in recipes(spec)]
+    missing = [(spec, recipe) for spec, recipe in rows
+               if not (cache / recipe_key(spec, recipe)).with_suffix(".safetensors").exists()]
+    owners = [job for job in missing if job[1].role == "owner"]
+    others = [job for job in missing if job[1].role != "owner"]
+    if missing:
+        bar = tqdm(total=len(missing), desc="zoo: training", disable=not progress)
+        for phase in (owners, others):
+            _run_jobs([(spec, recipe, str(cache)) for spec, recipe in phase], jobs, bar)
+        bar.close()
+    zoos = []
+    for spec in specs:
+        zoo = Zoo(spec)
+        for recipe in recipes(spec):
+            zoo.recipes[recipe.name] = recipe
+            zoo.models[recipe.name] = load_model(cache / recipe_key(spec, recipe))
+        zoos.append(zoo)
+    return zoos
+
+
+def _run_jobs(jobs: list[tuple[ZooSpec, ModelRecipe, str]], workers: int, bar: Any) -> None:
+    if not jobs:
+        return
+    if workers <= 1 or len(jobs) == 1:
+        threads = torch.get_num_threads()
+        for job in jobs:
+            _work(job)
+            bar.update(1)
+        torch.set_num_threads(threads)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(jobs)), initializer=_quiet) as pool:
+        for _ in pool.imap_unordered(_work, jobs):
+            bar.update(1)
+
+
+def _quiet() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
