@@ -6,3 +6,9 @@ from .outputs import Outputs
 
 __all__ = ["SIGNATURES", "Derivatives", "Outputs", "Signature", "SignatureKind", "get_signature",
            "register_signature"]
+
+from .correlation import Correlation  # noqa: E402
+from .distance import DecisionDistance  # noqa: E402
+from .labels import Labels  # noqa: E402
+
+__all__ += ["Correlation", "DecisionDistance", "Labels"]
