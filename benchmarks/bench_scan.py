@@ -1,0 +1,393 @@
+"""Benchmark of ``tafa scan``: suspects per second, peak memory and queries per suspect.
+
+Builds (once, cached under ``--work``) a sweep like a hub's or a forensics team's:
+
+- 20 owners: digits MLPs (64-128-128-10) trained a few epochs each on the owners' half of
+  the data, each fingerprinted with the default scheme (64 points x 4 directions: 576
+  queries) and calibrated on 19 reference models drawn like the owners (same architecture,
+  same data, other seeds: the hub's unrelated models are mostly other owners' models of the
+  same task), false-positive bound 1/20 per fingerprint, distribution-free;
+- 1,000 suspect ONNX files: 800 derived (each owner x 40 variants: one of the attack
+  library's cheap attacks -- fp16, int8/int4 rounding, 1-10% weight noise, 20-80% magnitude
+  pruning, structured pruning, unit rescaling -- then a random permutation of the hidden
+  units, so no two files are equal) and 200 independent (40 models trained by others x 5
+  variants), shuffled.
+
+Then runs ``tafa scan --dir SUSPECTS`` as a user would (a fresh process each time, on a fresh
+copy of the registry) and measures wall time, suspects per second (the scan's own time, and
+the whole command's) and the peak memory of the command's whole process tree (proportional
+set size, so pages shared by forked workers count once; Ray's own processes included):
+
+- every engine asked for (``local`` and ``ray``) with 20 registered fingerprints;
+- the ``local`` engine with 1, 5 and 20 registered fingerprints (queries per suspect).
+
+Usage (from the repository root; about 5 minutes on 2 cores the first time)::
+
+    python benchmarks/bench_scan.py --work /tmp/tafa-bench-scan --engines local,ray --workers 2 \\
+        --out benchmarks/results/bench_scan.json
+
+``--suspects 100 --owners 5`` makes a quick smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+CHEAP_ATTACKS = ("fp16", "int8", "int4", "noise1", "noise5", "noise10", "prune20", "prune50", "prune80",
+                 "struct25", "rescale")
+INDEPENDENT_VARIANTS = (None, "noise1", "int8", "prune20", "fp16")
+REFERENCES = 19
+LAYOUT = 2  # bump when what build() makes changes (the cache is rebuilt)
+
+
+# ---------------------------------------------------------------------------------------- building
+
+def _export(model, path: Path) -> None:
+    import torch
+
+    torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+
+
+def build(work: Path, owners: int, suspects: int, seed: int = 0) -> dict:
+    """Train, fingerprint, attack and export everything (skipped when ``work`` holds it)."""
+    manifest_path = work / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if (manifest["owners"], manifest["suspects"], manifest.get("layout")) == (owners, suspects, LAYOUT):
+            return manifest
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from tafa import Fingerprint
+    from tafa.attacks import AttackContext, get_attack, permute_units
+    from tafa.bench.architectures import build as build_net
+    from tafa.bench.datasets import load_task
+    from tafa.registry import Registry
+    from tafa.training import fit
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "suspects").mkdir(parents=True)
+    task = load_task("digits")
+    started = time.perf_counter()
+
+    def train(arch: str, model_seed: int, part: str):
+        net = build_net(arch, input_shape=(1, 8, 8), output_dim=10, seed=model_seed)
+        return fit(net, task.split(part), epochs=4, lr=2e-3, seed=model_seed)
+
+    owner_models = [train("mlp", seed + i, "owner") for i in range(owners)]
+    references = [train("mlp", 1000 + seed + i, "owner") for i in range(REFERENCES)]
+    n_independent = suspects // 5
+    bases = [train(("mlp", "mlp_small", "mlp_wide")[i % 3], 2000 + seed + i, "other")
+             for i in range(max(1, n_independent // len(INDEPENDENT_VARIANTS)))]
+    print(f"trained {owners} owners, {REFERENCES} references, {len(bases)} independent models "
+          f"({time.perf_counter() - started:.0f} s)", flush=True)
+
+    fingerprints = []
+    for i, owner in enumerate(owner_models):
+        fingerprint = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), seed=i)
+        calibration = fingerprint.calibrate(references, alpha=1 / (REFERENCES + 1))
+        path = fingerprint.save(work / f"owner{i:02d}.tafa")
+        fingerprints.append({"name": f"owner{i:02d}", "path": str(path), "calibration": calibration.to_dict()})
+    print(f"fingerprinted and calibrated {owners} owners ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    context = AttackContext(data=task.split("other"), seed=0, epochs=1)
+    items = []
+    n_derived = suspects - n_independent
+    for k in range(n_derived):
+        owner = k % owners
+        attack = CHEAP_ATTACKS[(k // owners) % len(CHEAP_ATTACKS)]
+        model = permute_units(get_attack(attack).apply(owner_models[owner], context), seed=k)
+        items.append((model, {"truth": f"owner{owner:02d}", "recipe": f"{attack}+permute"}))
+    for k in range(n_independent):
+        base = bases[k % len(bases)]
+        variant = INDEPENDENT_VARIANTS[(k // len(bases)) % len(INDEPENDENT_VARIANTS)]
+        model = base if variant is None else get_attack(variant).apply(base, context)
+        items.append((permute_units(model, seed=10_000 + k), {"truth": None, "recipe": f"independent+{variant}"}))
+    order = np.random.default_rng(seed).permutation(len(items))
+    truth = {}
+    for position, index in enumerate(order):
+        model, info = items[index]
+        path = work / "suspects" / f"suspect{position:04d}.onnx"
+        _export(model, path)
+        truth[str(path)] = info
+    print(f"exported {len(items)} suspects ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    for count in sorted({1, min(5, owners), owners}):
+        with Registry(work / f"registry-{count}.sqlite") as registry:
+            for item in fingerprints[:count]:
+                from tafa.decide.threshold import Calibration
+
+                registry.add(item["path"], item["name"], calibration=Calibration(**item["calibration"]))
+    manifest = {"owners": owners, "suspects": len(items), "layout": LAYOUT, "fingerprints": fingerprints,
+                "truth": truth, "build_seconds": time.perf_counter() - started}
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------- measuring
+
+def _tree(root: int) -> list[int]:
+    """``root`` and every process descending from it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in bytes (0, 0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            values = dict(line.split(":", 1) for line in rollup if ":" in line)
+        return int(values["Pss"].split()[0]) * 1024, int(values["Rss"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+class PeakMemory:
+    """Samples the memory of a process tree every ``interval`` seconds; keeps the peaks."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.pss = self.rss = self.processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            pids = _tree(self.pid)
+            totals = [_memory(pid) for pid in pids]
+            self.pss = max(self.pss, sum(p for p, _ in totals))
+            self.rss = max(self.rss, sum(r for _, r in totals))
+            self.processes = max(self.processes, len(pids))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_dir: Path, label: str) -> dict:
+    """One ``tafa scan`` command on a fresh copy of the registry with ``fingerprints`` entries."""
+    registry = work / f"run-{label}.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(registry) + suffix).unlink(missing_ok=True)
+    shutil.copy(work / f"registry-{fingerprints}.sqlite", registry)
+    command = [sys.executable, "-c", "import sys; from tafa.cli import main; sys.exit(main(sys.argv[1:]))",
+               "--quiet", "scan", "--dir", str(suspects_dir), "--registry", str(registry), "--engine", engine,
+               "--workers", str(workers), "--json"]
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with PeakMemory(process.pid) as memory:
+        out, err = process.communicate()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"{label}: tafa scan failed ({process.returncode}):\n{err[-3000:]}")
+    result = json.loads(out)
+    summary = result["summary"]
+    return {"label": label, "engine": engine, "workers": workers, "fingerprints": fingerprints,
+            "suspects": summary["suspects"], "done": summary["done"], "failed": summary["failed"],
+            "scan_seconds": summary["seconds"], "suspects_per_second": summary["suspects"] / summary["seconds"],
+            "command_seconds": wall, "suspects_per_second_command": summary["suspects"] / wall,
+            "queries_per_suspect": summary["queries_per_suspect"],
+            "sum_of_fingerprint_queries": _sum_queries(result), "peak_pss_mib": memory.pss / 2 ** 20,
+            "peak_rss_mib": memory.rss / 2 ** 20, "processes": memory.processes,
+            "steady_suspects_per_second": _steady_rate(result["outcomes"]),
+            "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0],
+            "outcomes": result["outcomes"]}
+
+
+def _steady_rate(outcomes: list[dict]) -> float | None:
+    """Suspects per second once the engine runs: suspects recorded after the first write of the
+    scan, over the time from that write to the last (engine start-up and imports excluded)."""
+    from datetime import datetime
+
+    stamps = sorted(datetime.fromisoformat(o["recorded"]).timestamp() for o in outcomes if o["recorded"])
+    later = [t for t in stamps if t > stamps[0]] if stamps else []
+    return len(later) / (stamps[-1] - stamps[0]) if later else None
+
+
+def _sum_queries(result: dict) -> float:
+    done = [o for o in result["outcomes"] if o["status"] == "done"]
+    return sum(sum(f["queries"] for f in o["findings"]) for o in done) / max(1, len(done))
+
+
+def detection(outcomes: list[dict], truth: dict, thresholds: dict[str, float] | None = None) -> dict:
+    """How the decisions compare with the ground truth: derived copies found by their own
+    owner's fingerprint; (suspect, fingerprint) pairs with no lineage declared derived, per pair
+    (split by whether the suspect is another owner's copy or an independent model) and per
+    suspect (matched by any fingerprint it is not derived from).
+    ``thresholds`` replaces the recorded decisions by ``score > threshold``."""
+    found = missed = 0
+    pairs = {"other_owner": [0, 0], "independent": [0, 0]}  # [pairs, declared derived]
+    false_suspects = {"other_owner": 0, "independent": 0}
+    for outcome in outcomes:
+        info = truth[outcome["source"]]
+        group = "independent" if info["truth"] is None else "other_owner"
+        wrong = False
+        for finding in outcome["findings"]:
+            derived = finding["decision"] == "derived" if thresholds is None else \
+                finding["score"] is not None and finding["score"] > thresholds[finding["fingerprint"]]
+            if finding["fingerprint"] == info["truth"]:
+                found += derived
+                missed += not derived
+            else:
+                pairs[group][0] += 1
+                pairs[group][1] += derived
+                wrong |= derived
+        false_suspects[group] += wrong
+    return {"derived_pairs": found + missed, "detected": found,
+            "unrelated_pairs": {group: count for group, (count, _) in pairs.items()},
+            "false_matches": {group: hits for group, (_, hits) in pairs.items()},
+            "suspects_with_a_false_match": false_suspects}
+
+
+def components(work: Path, owners: int, truth: dict, outcomes: list[dict], n: int = 100) -> dict:
+    """Where one suspect's time goes, in one process on one thread (open the file, query the
+    union of all fingerprints' inputs, score each fingerprint), and how fast the registry takes
+    outcomes (one transaction per suspect, and 50 per transaction as ``scan`` batches them)."""
+    import torch
+
+    from tafa.models import open_model
+    from tafa.registry import Finding, Registry, SuspectOutcome
+    from tafa.scanning import Panel
+
+    torch.set_num_threads(1)
+    with Registry(work / f"registry-{owners}.sqlite") as registry:
+        panel = Panel.from_registry(registry)
+    opening = querying = scoring = 0.0
+    paths = sorted(truth)[:n]
+    for path in paths:
+        started = time.perf_counter()
+        model = open_model(path)
+        opened = time.perf_counter()
+        entries = panel.fitting(model)
+        plan = panel.plan(entries)
+        answers = model(plan.inputs)
+        queried = time.perf_counter()
+        for entry in entries:
+            entry.judge(answers[plan.index[entry.name]])
+        opening += opened - started
+        querying += queried - opened
+        scoring += time.perf_counter() - queried
+    records = [SuspectOutcome(o["source"], o["identity"], o["kind"], o["status"], o["error"], o["queries"],
+                              o["seconds"], [Finding(**f) for f in o["findings"]]) for o in outcomes]
+    writes = {}
+    for batch in (1, 50):
+        path = work / f"writes-{batch}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        with Registry(path) as registry:
+            scan_id = registry.begin_scan([r.source for r in records], [r.kind for r in records], engine="local",
+                                          config={"fingerprints": []})
+            started = time.perf_counter()
+            for i in range(0, len(records), batch):
+                registry.record(scan_id, records[i:i + batch])
+            writes[batch] = len(records) / (time.perf_counter() - started)
+    return {"suspects": len(paths), "fingerprints": len(panel.entries),
+            "open_ms": 1000 * opening / len(paths), "query_ms": 1000 * querying / len(paths),
+            "score_ms": 1000 * scoring / len(paths),
+            "registry_suspects_per_second_1_per_transaction": writes[1],
+            "registry_suspects_per_second_50_per_transaction": writes[50],
+            "findings_per_suspect": sum(len(r.findings) for r in records) / max(1, len(records))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default="/tmp/tafa-bench-scan", help="folder for the models (cached)")
+    parser.add_argument("--owners", type=int, default=20)
+    parser.add_argument("--suspects", type=int, default=1000)
+    parser.add_argument("--engines", default="local,ray")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--query-subset", type=int, default=200,
+                        help="suspects in the 1/5/N-fingerprint runs (default 200)")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+
+    from tafa.decide import calibrate
+
+    work = Path(args.work)
+    manifest = build(work, args.owners, args.suspects)
+    truth = manifest["truth"]
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform()},
+                     "owners": args.owners, "suspects": manifest["suspects"],
+                     "build_seconds": manifest["build_seconds"],
+                     "engines": [], "fingerprint_counts": []}
+    outcomes: list[dict] = []
+    for engine in [e for e in args.engines.split(",") if e]:
+        run = run_scan(work, args.owners, engine, args.workers, work / "suspects", f"{engine}-{args.owners}")
+        outcomes = run.pop("outcomes")
+        run["detection"] = detection(outcomes, truth)
+        family = {item["name"]: calibrate(item["calibration"]["reference_scores"],
+                                          0.05 / len(manifest["fingerprints"])).threshold
+                  for item in manifest["fingerprints"]}
+        run["detection_family_alpha_0.05"] = detection(outcomes, truth, family)
+        results["engines"].append(run)
+        print(json.dumps({k: v for k, v in run.items()}, indent=1), flush=True)
+    results["components"] = components(work, args.owners, truth, outcomes)
+    print(json.dumps(results["components"], indent=1), flush=True)
+
+    subset = work / "subset"
+    if subset.exists():
+        shutil.rmtree(subset)
+    subset.mkdir()
+    for path in sorted(truth)[:args.query_subset]:
+        os.symlink(path, subset / Path(path).name)
+    for count in sorted({1, min(5, args.owners), args.owners}):
+        run = run_scan(work, count, "local", args.workers, subset, f"local-{count}fp")
+        run.pop("outcomes")
+        results["fingerprint_counts"].append(run)
+        print(json.dumps(run, indent=1), flush=True)
+
+    print("\n| engine | workers | fingerprints | suspects | scan s | suspects/s | steady suspects/s | command s | "
+          "peak PSS MiB | queries/suspect | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for run in results["engines"] + results["fingerprint_counts"]:
+        steady = run["steady_suspects_per_second"]
+        print(f"| {run['engine']} | {run['workers']} | {run['fingerprints']} | {run['suspects']} | "
+              f"{run['scan_seconds']:.1f} | {run['suspects_per_second']:.1f} | "
+              f"{'-' if steady is None else f'{steady:.1f}'} | {run['command_seconds']:.1f} | "
+              f"{run['peak_pss_mib']:.0f} | {run['queries_per_suspect']:.0f} | {run['load_average_before']:.1f} |")
+    for run in results["engines"]:
+        print(f"{run['engine']}: detection {run['detection']}; with --family-alpha 0.05: "
+              f"{run['detection_family_alpha_0.05']}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,619 @@
+"""Many fingerprints in SQLite, and the record of every scan against them.
+
+A :class:`Registry` is one SQLite file (WAL mode, so readers never wait for the writer and
+several scans can write it at once). It holds
+
+- the registered fingerprints, each as the bytes of its ``.tafa`` file, with that file's
+  SHA-256 and the fingerprint's content SHA-256, optionally its commitment (JSON) and its
+  calibration (the reference scores and threshold that let a scan decide);
+- every scan: its suspects (pending, done or failed, with the error) and one verdict row per
+  suspect and fingerprint (score, decision, queries, time).
+
+A registered fingerprint is checked against both hashes every time it is loaded: a blob
+edited in the database is refused as :class:`~tafa.errors.TamperedFingerprint`.
+
+The schema carries its version (``PRAGMA user_version``) and is migrated step by step
+(:data:`MIGRATIONS`) when an older file is opened; a file written by a newer tafa is refused.
+
+>>> import tempfile, os
+>>> with Registry(os.path.join(tempfile.mkdtemp(), "registry.sqlite")) as registry:
+...     registry.schema_version, registry.journal_mode, registry.entries()
+(2, 'wal', [])
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .decide.threshold import Calibration
+from .errors import FingerprintError, TafaError, TamperedFingerprint, check_param
+from .fingerprint import Fingerprint
+
+#: Environment variable naming the registry file used when no path is given.
+REGISTRY_ENV = "TAFA_REGISTRY"
+
+
+class RegistryError(TafaError):
+    """The registry file cannot be used, or a name is missing or already taken."""
+
+
+# ---------------------------------------------------------------------------------------- records
+
+@dataclass
+class RegistryEntry:
+    """What ``tafa registry list`` shows of a registered fingerprint (nothing is parsed)."""
+
+    name: str
+    sha256: str
+    scheme: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    queries: int
+    calibrated: bool
+    committed: bool
+    added: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_shape"], data["output_shape"] = list(self.input_shape), list(self.output_shape)
+        return data
+
+
+@dataclass
+class RegisteredFingerprint:
+    """A fingerprint loaded from the registry, checked against its hashes."""
+
+    name: str
+    fingerprint: Fingerprint
+    file: bytes
+    sha256: str
+    calibration: Calibration | None = None
+    commitment: dict[str, Any] | None = None
+
+
+@dataclass
+class Finding:
+    """The outcome of one suspect against one fingerprint: ``decision`` is the verdict's
+    (``derived``, ``independent``, ``undecided``) or ``error`` when scoring failed (``error``
+    then says why); ``queries`` is what this fingerprint alone would have sent."""
+
+    fingerprint: str
+    fingerprint_sha256: str
+    score: float | None
+    decision: str
+    threshold: float | None
+    queries: int
+    seconds: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SuspectOutcome:
+    """The outcome of one suspect against every fingerprint that fits it.
+
+    ``source`` is what the scan was given (an absolute file path or an endpoint URL);
+    ``identity`` is the file's SHA-256 or the URL. ``queries`` counts the inputs the suspect
+    answered (shared by all its findings); ``status`` is ``done`` or ``failed`` (then
+    ``error`` says why and ``findings`` is empty).
+    """
+
+    source: str
+    identity: str
+    kind: str
+    status: str
+    error: str | None
+    queries: int
+    seconds: float
+    findings: list[Finding] = field(default_factory=list)
+    recorded: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["findings"] = [finding.to_dict() for finding in self.findings]
+        return data
+
+
+@dataclass
+class ScanRecord:
+    """A scan as the registry holds it."""
+
+    id: str
+    started: str
+    finished: str | None
+    status: str
+    engine: str
+    seconds: float
+    config: dict[str, Any]
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------- schema
+
+#: Step ``i`` migrates a registry from schema version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: the fingerprints.
+    """
+    CREATE TABLE fingerprints (
+        name          TEXT PRIMARY KEY,
+        sha256        TEXT NOT NULL,
+        file_sha256   TEXT NOT NULL,
+        file          BLOB NOT NULL,
+        scheme        TEXT NOT NULL,
+        input_shape   TEXT NOT NULL,
+        output_shape  TEXT NOT NULL,
+        queries       INTEGER NOT NULL,
+        commitment    TEXT,
+        calibration   TEXT,
+        added         TEXT NOT NULL
+    );
+    """,
+    # 1 -> 2: scans, their suspects and verdicts.
+    """
+    CREATE TABLE scans (
+        id        TEXT PRIMARY KEY,
+        started   TEXT NOT NULL,
+        finished  TEXT,
+        status    TEXT NOT NULL,
+        engine    TEXT NOT NULL,
+        seconds   REAL NOT NULL DEFAULT 0,
+        config    TEXT NOT NULL
+    );
+    CREATE TABLE suspects (
+        scan_id   TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+        position  INTEGER NOT NULL,
+        source    TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        identity  TEXT,
+        status    TEXT NOT NULL,
+        error     TEXT,
+        queries   INTEGER,
+        seconds   REAL,
+        recorded  TEXT,
+        PRIMARY KEY (scan_id, source)
+    );
+    CREATE TABLE verdicts (
+        scan_id            TEXT NOT NULL,
+        source             TEXT NOT NULL,
+        fingerprint        TEXT NOT NULL,
+        fingerprint_sha256 TEXT NOT NULL,
+        identity           TEXT NOT NULL,
+        score              REAL,
+        decision           TEXT NOT NULL,
+        threshold          REAL,
+        queries            INTEGER NOT NULL,
+        seconds            REAL NOT NULL,
+        recorded           TEXT NOT NULL,
+        error              TEXT,
+        PRIMARY KEY (scan_id, source, fingerprint),
+        FOREIGN KEY (scan_id, source) REFERENCES suspects(scan_id, source) ON DELETE CASCADE
+    );
+    CREATE INDEX verdicts_by_identity ON verdicts(identity);
+    CREATE INDEX verdicts_by_fingerprint ON verdicts(fingerprint, decision);
+    """,
+)
+
+#: The schema version this tafa writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring ``connection``'s database to schema version ``target``, one step per transaction.
+
+    Safe when several processes open a new registry at once: each step runs under the write
+    lock and re-reads the version first. Returns the version reached.
+    """
+    check_param("target", target, f"an integer in [0, {SCHEMA_VERSION}]",
+                isinstance(target, int) and 0 <= target <= SCHEMA_VERSION, caller="migrate")
+    while True:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RegistryError(f"The registry has schema version {version}; this tafa reads versions up to "
+                                f"{SCHEMA_VERSION}. Upgrade tafa to use it.")
+        if version >= target:
+            return version
+        with _write(connection):
+            current = connection.execute("PRAGMA user_version").fetchone()[0]
+            if current == version:
+                for statement in _statements(MIGRATIONS[version]):
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {version + 1}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (none of ours holds a ';' inside a literal)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+class _write:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): one write transaction."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __enter__(self) -> sqlite3.Connection:
+        _retry_locked(lambda: self.connection.execute("BEGIN IMMEDIATE"))
+        return self.connection
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            _retry_locked(lambda: self.connection.execute("COMMIT"))
+        else:
+            self.connection.execute("ROLLBACK")
+
+
+def _retry_locked(action: Any, attempts: int = 20) -> Any:
+    """Run ``action``; retry while SQLite reports the database locked beyond its busy timeout."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.05 * 2 ** attempt, 2.0))
+    return None  # unreachable
+
+
+def default_registry_path() -> Path:
+    """``$TAFA_REGISTRY`` if set, else ``registry.sqlite`` in tafa's folder of the user's data
+    directory: ``$XDG_DATA_HOME/tafa`` (default ``~/.local/share/tafa``) on Linux,
+    ``~/Library/Application Support/tafa`` on macOS, ``%LOCALAPPDATA%\\tafa`` on Windows."""
+    explicit = os.environ.get(REGISTRY_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME")
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "tafa" / "registry.sqlite"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def recorded_sha256(data: bytes, *, name: str) -> str:
+    """The content SHA-256 a fingerprint file records in its header (which
+    :meth:`Fingerprint.load <tafa.fingerprint.Fingerprint.load>` checks against the content).
+
+    This, not a hash recomputed by the running tafa, identifies a registered fingerprint: it is
+    fixed by the file's bytes, whatever later versions add to the header they write.
+    """
+    try:
+        length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + length])
+        value = json.loads(header["__metadata__"]["tafa"])["content_sha256"]
+        if isinstance(value, str) and len(value) == 64:
+            return value
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        pass
+    raise FingerprintError(f"Fingerprint {name!r} records no content SHA-256 in its header.")
+
+
+def fingerprint_from_bytes(data: bytes, *, name: str) -> Fingerprint:
+    """Parse the bytes of a ``.tafa`` file (checked against its own content hash)."""
+    handle, temp = tempfile.mkstemp(suffix=".tafa")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        try:
+            return Fingerprint.load(temp)
+        except FingerprintError as error:
+            message = str(error).replace(repr(temp), f"registered fingerprint {name!r}")
+            raise type(error)(message) from None
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+def _commitment(value: Any, fingerprint: Fingerprint, *, name: str) -> dict[str, Any]:
+    """The commitment ``value`` (a :class:`~tafa.commitment.Commitment`, its file, or its dict as
+    stored) checked against ``fingerprint``; returns it as a dict to store."""
+    from dataclasses import fields
+
+    from .commitment import Commitment
+
+    if isinstance(value, Commitment):
+        commitment = value
+    elif isinstance(value, dict):
+        try:
+            commitment = Commitment(**{f.name: value[f.name] for f in fields(Commitment)})
+        except (KeyError, TypeError) as error:
+            raise FingerprintError(f"The commitment stored for {name!r} is malformed ({error}).") from None
+    else:
+        commitment = Commitment.load(value)
+    try:
+        commitment.check(fingerprint)
+    except TamperedFingerprint as error:
+        raise TamperedFingerprint(f"Fingerprint {name!r}: {error}") from None
+    return commitment.to_dict()
+
+
+# ---------------------------------------------------------------------------------------- registry
+
+class Registry:
+    """The fingerprint registry and scan record in one SQLite file (see module doc).
+
+    ``path`` defaults to :func:`default_registry_path`. ``timeout`` is how long a writer
+    waits for another writer's transaction before failing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, timeout: float = 60.0) -> None:
+        self.path = Path(path) if path is not None else default_registry_path()
+        check_param("timeout", timeout, "a number of seconds > 0",
+                    isinstance(timeout, (int, float)) and timeout > 0, caller="Registry")
+        if self.path.exists() and not self.path.is_file():
+            raise RegistryError(f"Registry path {str(self.path)!r} is not a file.")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
+                                       check_same_thread=False)
+        except (OSError, sqlite3.Error) as error:
+            raise RegistryError(f"Cannot open the registry {str(self.path)!r} ({error}).") from None
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            mode = _retry_locked(lambda: self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            self.journal_mode = str(mode).lower()
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self.schema_version = migrate(self._db)
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise RegistryError(f"{str(self.path)!r} is not a usable tafa registry ({error}).") from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.path)!r})"
+
+    # -- fingerprints ------------------------------------------------------------------------
+    def add(self, fingerprint: str | os.PathLike[str], name: str, *,
+            commitment: Any = None,
+            calibration: Calibration | None = None, replace: bool = False) -> RegistryEntry:
+        """Register the fingerprint file ``fingerprint`` under ``name``.
+
+        The file is read, checked (its own hash; the commitment, if given: a
+        :class:`~tafa.commitment.Commitment` or its file) and stored as it is. ``replace``
+        overwrites a fingerprint of the same name (and drops its calibration unless a new one
+        is given).
+        """
+        check_param("name", name, "a non-empty name without control characters",
+                    isinstance(name, str) and bool(name.strip()) and name.isprintable(), caller="Registry.add")
+        path = Path(fingerprint)
+        if not path.is_file():
+            raise FingerprintError(f"Fingerprint file {str(path)!r} does not exist.")
+        data = path.read_bytes()
+        loaded = Fingerprint.load(path)
+        committed = None if commitment is None else _commitment(commitment, loaded, name=name)
+        row = (name, recorded_sha256(data, name=name), _sha256(data), data, loaded.scheme.name,
+               json.dumps(list(loaded.input_shape)), json.dumps(list(loaded.output_shape)), loaded.queries(),
+               None if committed is None else json.dumps(committed, sort_keys=True),
+               None if calibration is None else json.dumps(calibration.to_dict()), _now())
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        try:
+            with _write(self._db) as db:
+                db.execute(f"{verb} INTO fingerprints (name, sha256, file_sha256, file, scheme, input_shape, "
+                           "output_shape, queries, commitment, calibration, added) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                           row)
+        except sqlite3.IntegrityError:
+            raise RegistryError(f"A fingerprint named {name!r} is already registered; remove it first "
+                                "or replace it.") from None
+        return self.entry(name)
+
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (the verdicts of past scans that used it are kept)."""
+        with _write(self._db) as db:
+            gone = db.execute("DELETE FROM fingerprints WHERE name = ?", (name,)).rowcount
+        if not gone:
+            raise RegistryError(self._missing(name))
+
+    def set_calibration(self, name: str, calibration: Calibration | None) -> None:
+        """Store (or with ``None`` drop) the calibration scans decide ``name``'s verdicts with."""
+        with _write(self._db) as db:
+            changed = db.execute("UPDATE fingerprints SET calibration = ? WHERE name = ?",
+                                 (None if calibration is None else json.dumps(calibration.to_dict()), name)).rowcount
+        if not changed:
+            raise RegistryError(self._missing(name))
+
+    def calibrate(self, name: str, references: Iterable[Any], alpha: float = 0.01,
+                  progress: bool = False) -> Calibration:
+        """Score ``references`` (independent models of the owner's task) with ``name`` and store
+        the resulting :class:`~tafa.decide.Calibration`."""
+        calibration = self.get(name).fingerprint.calibrate(references, alpha=alpha, progress=progress)
+        self.set_calibration(name, calibration)
+        return calibration
+
+    def entries(self) -> list[RegistryEntry]:
+        """Every registered fingerprint, by name."""
+        rows = self._db.execute("SELECT name, sha256, scheme, input_shape, output_shape, queries, "
+                                "calibration IS NOT NULL, commitment IS NOT NULL, added FROM fingerprints "
+                                "ORDER BY name").fetchall()
+        return [_entry(row) for row in rows]
+
+    def entry(self, name: str) -> RegistryEntry:
+        row = self._db.execute("SELECT name, sha256, scheme, input_shape, output_shape, queries, "
+                               "calibration IS NOT NULL, commitment IS NOT NULL, added FROM fingerprints "
+                               "WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise RegistryError(self._missing(name))
+        return _entry(row)
+
+    def names(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT name FROM fingerprints ORDER BY name")]
+
+    def get(self, name: str) -> RegisteredFingerprint:
+        """The fingerprint ``name``, loaded and checked against both its hashes (and commitment)."""
+        row = self._db.execute("SELECT name, sha256, file_sha256, file, commitment, calibration "
+                               "FROM fingerprints WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise RegistryError(self._missing(name))
+        return _load_row(row)
+
+    def fingerprints(self, names: Sequence[str] | None = None) -> list[RegisteredFingerprint]:
+        """The registered fingerprints (all, or those ``names``), each checked as by :meth:`get`."""
+        return [self.get(name) for name in (self.names() if names is None else names)]
+
+    def _missing(self, name: str) -> str:
+        known = self.names()
+        return (f"No fingerprint named {name!r} in the registry {str(self.path)!r}"
+                + (f"; registered: {', '.join(known)}." if known else " (it is empty)."))
+
+    # -- scans -------------------------------------------------------------------------------
+    def begin_scan(self, sources: Sequence[str], kinds: Sequence[str], *, engine: str,
+                   config: dict[str, Any]) -> str:
+        """Record a new scan of ``sources`` (all pending); returns its id."""
+        scan_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        with _write(self._db) as db:
+            db.execute("INSERT INTO scans (id, started, status, engine, config) VALUES (?,?,?,?,?)",
+                       (scan_id, _now(), "running", engine, json.dumps(config, sort_keys=True)))
+            db.executemany("INSERT INTO suspects (scan_id, position, source, kind, status) VALUES (?,?,?,?,?)",
+                           [(scan_id, i, source, kind, "pending") for i, (source, kind) in
+                            enumerate(zip(sources, kinds))])
+        return scan_id
+
+    def resume_scan(self, scan_id: str, *, engine: str) -> list[tuple[str, str]]:
+        """Mark ``scan_id`` running again; returns its ``(source, kind)`` not yet done
+        (pending or failed: a failed suspect is tried again)."""
+        with _write(self._db) as db:
+            changed = db.execute("UPDATE scans SET status = 'running', finished = NULL, engine = ? WHERE id = ?",
+                                 (engine, scan_id)).rowcount
+        if not changed:
+            raise RegistryError(self._missing_scan(scan_id))
+        rows = self._db.execute("SELECT source, kind FROM suspects WHERE scan_id = ? AND status != 'done' "
+                                "ORDER BY position", (scan_id,)).fetchall()
+        return [(source, kind) for source, kind in rows]
+
+    def record(self, scan_id: str, outcomes: Sequence[SuspectOutcome]) -> None:
+        """Write ``outcomes`` (each suspect with all its findings) in one transaction."""
+        if not outcomes:
+            return
+        with _write(self._db) as db:
+            for outcome in outcomes:
+                stamp = outcome.recorded or _now()
+                db.execute("DELETE FROM verdicts WHERE scan_id = ? AND source = ?", (scan_id, outcome.source))
+                changed = db.execute(
+                    "UPDATE suspects SET identity = ?, status = ?, error = ?, queries = ?, seconds = ?, recorded = ? "
+                    "WHERE scan_id = ? AND source = ?",
+                    (outcome.identity, outcome.status, outcome.error, outcome.queries, outcome.seconds, stamp,
+                     scan_id, outcome.source)).rowcount
+                if not changed:
+                    raise RegistryError(f"Scan {scan_id!r} has no suspect {outcome.source!r}.")
+                db.executemany(
+                    "INSERT INTO verdicts (scan_id, source, fingerprint, fingerprint_sha256, identity, score, "
+                    "decision, threshold, queries, seconds, recorded, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(scan_id, outcome.source, f.fingerprint, f.fingerprint_sha256, outcome.identity, f.score,
+                      f.decision, f.threshold, f.queries, f.seconds, stamp, f.error) for f in outcome.findings])
+
+    def end_scan(self, scan_id: str, status: str, seconds: float) -> None:
+        """Close a run of ``scan_id`` with ``status`` (``finished`` or ``interrupted``),
+        adding ``seconds`` to its running time."""
+        check_param("status", status, "'finished' or 'interrupted'", status in ("finished", "interrupted"),
+                    caller="Registry.end_scan")
+        with _write(self._db) as db:
+            db.execute("UPDATE scans SET status = ?, finished = ?, seconds = seconds + ? WHERE id = ?",
+                       (status, _now() if status == "finished" else None, float(seconds), scan_id))
+
+    def scan(self, scan_id: str) -> ScanRecord:
+        """The scan ``scan_id`` with its suspect counts by status."""
+        row = self._db.execute("SELECT id, started, finished, status, engine, seconds, config FROM scans "
+                               "WHERE id = ?", (scan_id,)).fetchone()
+        if row is None:
+            raise RegistryError(self._missing_scan(scan_id))
+        return self._scan_record(row)
+
+    def scans(self) -> list[ScanRecord]:
+        """Every scan, oldest first."""
+        rows = self._db.execute("SELECT id, started, finished, status, engine, seconds, config FROM scans "
+                                "ORDER BY started, id").fetchall()
+        return [self._scan_record(row) for row in rows]
+
+    def outcomes(self, scan_id: str) -> list[SuspectOutcome]:
+        """Every suspect of ``scan_id`` in the order given, with its findings (by fingerprint)."""
+        self.scan(scan_id)
+        findings: dict[str, list[Finding]] = {}
+        for row in self._db.execute("SELECT source, fingerprint, fingerprint_sha256, score, decision, threshold, "
+                                    "queries, seconds, error FROM verdicts WHERE scan_id = ? "
+                                    "ORDER BY source, fingerprint", (scan_id,)):
+            findings.setdefault(row[0], []).append(Finding(*row[1:]))
+        rows = self._db.execute("SELECT source, identity, kind, status, error, queries, seconds, recorded "
+                                "FROM suspects WHERE scan_id = ? ORDER BY position", (scan_id,)).fetchall()
+        return [SuspectOutcome(source, identity or "", kind, status, error, queries or 0, seconds or 0.0,
+                               findings.get(source, []), recorded)
+                for source, identity, kind, status, error, queries, seconds, recorded in rows]
+
+    def history(self, identity: str) -> list[tuple[str, Finding]]:
+        """Every finding ever recorded for the suspect ``identity`` (file SHA-256 or URL), as
+        ``(scan id, finding)``."""
+        rows = self._db.execute("SELECT scan_id, fingerprint, fingerprint_sha256, score, decision, threshold, "
+                                "queries, seconds, error FROM verdicts WHERE identity = ? "
+                                "ORDER BY recorded, scan_id, fingerprint", (identity,)).fetchall()
+        return [(row[0], Finding(*row[1:])) for row in rows]
+
+    def _scan_record(self, row: tuple[Any, ...]) -> ScanRecord:
+        counts = dict(self._db.execute("SELECT status, COUNT(*) FROM suspects WHERE scan_id = ? GROUP BY status",
+                                       (row[0],)).fetchall())
+        return ScanRecord(row[0], row[1], row[2], row[3], row[4], float(row[5]), json.loads(row[6]),
+                          {status: int(counts.get(status, 0)) for status in ("pending", "done", "failed")})
+
+    def _missing_scan(self, scan_id: str) -> str:
+        return f"No scan {scan_id!r} in the registry {str(self.path)!r} (see tafa registry scans)."
+
+
+def _entry(row: tuple[Any, ...]) -> RegistryEntry:
+    name, sha256, scheme, input_shape, output_shape, queries, calibrated, committed, added = row
+    return RegistryEntry(name, sha256, scheme, tuple(json.loads(input_shape)), tuple(json.loads(output_shape)),
+                         int(queries), bool(calibrated), bool(committed), added)
+
+
+def _load_row(row: tuple[Any, ...]) -> RegisteredFingerprint:
+    name, sha256, file_sha256, data, commitment, calibration = row
+    data = bytes(data)
+    if _sha256(data) != file_sha256:
+        raise TamperedFingerprint(f"Registered fingerprint {name!r} does not match the SHA-256 of its file "
+                                  "recorded at registration: the registry was modified.")
+    fingerprint = fingerprint_from_bytes(data, name=name)  # checks the content against its recorded hash
+    if recorded_sha256(data, name=name) != sha256:
+        raise TamperedFingerprint(f"Registered fingerprint {name!r} has content SHA-256 "
+                                  f"{recorded_sha256(data, name=name)}, not the {sha256} recorded at registration.")
+    committed = None if commitment is None else _commitment(json.loads(commitment), fingerprint, name=name)
+    cal = None if calibration is None else Calibration(**json.loads(calibration))
+    return RegisteredFingerprint(name, fingerprint, data, sha256, cal, committed)
+
+
+def load_registered(name: str, data: bytes, sha256: str, calibration: dict[str, Any] | None) -> RegisteredFingerprint:
+    """Rebuild a registered fingerprint from what a scan ships to its workers, checking it again."""
+    return _load_row((name, sha256, _sha256(data), data, None,
+                      None if calibration is None else json.dumps(calibration)))

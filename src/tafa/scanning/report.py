@@ -1,0 +1,241 @@
+"""What a scan found: the matches, the failures, the score distribution of every fingerprint.
+
+A :class:`ScanReport` is read back from the registry (so a resumed scan reports all its
+suspects, not only the last run's). It renders as text for the terminal, one JSON object,
+Markdown or a self-contained HTML page, each with the table of matches; the Markdown and
+HTML reports come with a plot of every fingerprint's score distribution over the suspects
+(matplotlib, Agg backend), the threshold marked where the fingerprint is calibrated.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import check_param
+from ..registry import Finding, Registry, ScanRecord, SuspectOutcome
+
+_COLOURS = {"derived": "#c0392b", "independent": "#7f8c8d", "undecided": "#2e86c1", "error": "#000000"}
+
+
+@dataclass
+class ScanReport:
+    """A scan, its suspects' outcomes, and what its last run cost."""
+
+    scan: ScanRecord
+    outcomes: list[SuspectOutcome]
+    thresholds: dict[str, float | None]
+    run: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, registry: Registry, scan_id: str, run: dict[str, Any] | None = None) -> "ScanReport":
+        record = registry.scan(scan_id)
+        outcomes = registry.outcomes(scan_id)
+        thresholds: dict[str, float | None] = {item["name"]: None for item in record.config.get("fingerprints", [])}
+        for outcome in outcomes:
+            for finding in outcome.findings:
+                if finding.threshold is not None:
+                    thresholds[finding.fingerprint] = finding.threshold
+        return cls(record, outcomes, thresholds, dict(run or {}))
+
+    # -- views ---------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.scan.id
+
+    def matches(self) -> list[tuple[SuspectOutcome, Finding]]:
+        """Every (suspect, finding) judged ``derived``, highest score first."""
+        pairs = [(o, f) for o in self.outcomes for f in o.findings if f.decision == "derived"]
+        return sorted(pairs, key=lambda pair: -(pair[1].score or 0.0))
+
+    def top(self, n: int = 10) -> list[tuple[SuspectOutcome, Finding]]:
+        """The ``n`` highest-scoring (suspect, finding) pairs, whatever their decision."""
+        pairs = [(o, f) for o in self.outcomes for f in o.findings if f.score is not None]
+        return sorted(pairs, key=lambda pair: -(pair[1].score or 0.0))[:n]
+
+    def failures(self) -> list[SuspectOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, queries per suspect and throughput."""
+        done = [o for o in self.outcomes if o.status == "done"]
+        decisions: dict[str, int] = {}
+        for outcome in done:
+            for finding in outcome.findings:
+                decisions[finding.decision] = decisions.get(finding.decision, 0) + 1
+        seconds = float(self.run.get("seconds", self.scan.seconds))
+        ran = int(self.run.get("suspects", len(self.outcomes)))
+        return {
+            "scan": self.id, "status": self.scan.status, "suspects": len(self.outcomes),
+            "done": len(done), "failed": len(self.failures()),
+            "pending": sum(o.status == "pending" for o in self.outcomes),
+            "fingerprints": len(self.thresholds),
+            "calibrated": sum(value is not None for value in self.thresholds.values()),
+            "decisions": decisions, "matches": len(self.matches()),
+            "queries_per_suspect": float(np.mean([o.queries for o in done])) if done else 0.0,
+            "seconds": seconds, "suspects_per_second": ran / seconds if seconds > 0 else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "scan": self.scan.to_dict(), "run": self.run,
+                "thresholds": self.thresholds, "outcomes": [o.to_dict() for o in self.outcomes]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    # -- text ----------------------------------------------------------------------------------
+    def _rows(self, pairs: list[tuple[SuspectOutcome, Finding]]) -> list[list[str]]:
+        return [[_short(o.source), f.fingerprint, f"{f.score:.4f}" if f.score is not None else "-",
+                 "-" if f.threshold is None else f"{f.threshold:.4f}", f.decision, (o.identity or "")[:12]]
+                for o, f in pairs]
+
+    def render(self) -> str:
+        """A terminal summary: counts, matches (or the top scores when nothing is calibrated), failures."""
+        s = self.summary()
+        rate = "" if s["suspects_per_second"] is None else f", {s['suspects_per_second']:.2f} suspects/s"
+        lines = [f"scan {s['scan']} ({s['status']}): {s['suspects']} suspects, {s['done']} done, "
+                 f"{s['failed']} failed, {s['pending']} pending; {s['fingerprints']} fingerprints "
+                 f"({s['calibrated']} calibrated); {s['queries_per_suspect']:.0f} queries per suspect; "
+                 f"{s['seconds']:.1f} s{rate}"]
+        header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
+        if s["calibrated"] == 0:
+            lines.append("no registered fingerprint is calibrated (tafa registry add ... --references DIR): "
+                         "every decision is undecided; highest scores:")
+            lines += _text_table(header, self._rows(self.top()))
+        elif self.matches():
+            lines.append(f"{len(self.matches())} matches:")
+            lines += _text_table(header, self._rows(self.matches()))
+        else:
+            lines.append("no matches.")
+        if self.failures():
+            lines.append(f"{len(self.failures())} suspects failed:")
+            lines += [f"  {_short(o.source)}: {o.error}" for o in self.failures()]
+        if s["status"] != "finished":
+            lines.append(f"resume with: tafa scan --resume {self.id}")
+        return "\n".join(lines)
+
+    def to_markdown(self, figure: str | None = None) -> str:
+        s = self.summary()
+        lines = [f"# tafa scan {self.id}", "",
+                 f"{s['suspects']} suspects ({s['done']} done, {s['failed']} failed, {s['pending']} pending) "
+                 f"against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
+                 f"{s['queries_per_suspect']:.0f} queries per suspect; status {s['status']}.", ""]
+        header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
+        pairs = self.matches() if s["calibrated"] else self.top()
+        lines += ["## Matches" if s["calibrated"] else "## Highest scores (no fingerprint is calibrated)", ""]
+        lines += _markdown_table(header, self._rows(pairs)) if pairs else ["None."]
+        if figure:
+            lines += ["", "## Score distributions", "", f"![score distribution per fingerprint]({figure})"]
+        if self.failures():
+            lines += ["", "## Failed suspects", ""]
+            lines += _markdown_table(["suspect", "error"], [[_short(o.source), o.error or ""] for o in self.failures()])
+        return "\n".join(lines) + "\n"
+
+    def to_html(self, figure_png: bytes | None = None) -> str:
+        s = self.summary()
+        header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
+        pairs = self.matches() if s["calibrated"] else self.top()
+        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tafa scan {html.escape(self.id)}</title>"
+                 "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
+                 "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}</style></head><body>",
+                 f"<h1>tafa scan {html.escape(self.id)}</h1>",
+                 f"<p>{s['suspects']} suspects ({s['done']} done, {s['failed']} failed, {s['pending']} pending) "
+                 f"against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
+                 f"{s['queries_per_suspect']:.0f} queries per suspect; status {html.escape(s['status'])}.</p>",
+                 "<h2>Matches</h2>" if s["calibrated"] else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
+                 _html_table(header, self._rows(pairs)) if pairs else "<p>None.</p>"]
+        if figure_png:
+            encoded = base64.b64encode(figure_png).decode()
+            parts += ["<h2>Score distributions</h2>",
+                      f"<img alt='score distribution per fingerprint' src='data:image/png;base64,{encoded}'>"]
+        if self.failures():
+            parts += ["<h2>Failed suspects</h2>",
+                      _html_table(["suspect", "error"], [[_short(o.source), o.error or ""] for o in self.failures()])]
+        return "\n".join(parts + ["</body></html>"]) + "\n"
+
+    # -- figures and files ---------------------------------------------------------------------
+    def plot(self, path: str | os.PathLike[str] | None = None) -> bytes:
+        """PNG of every fingerprint's scores over the suspects (one row each, threshold marked);
+        written to ``path`` when given. Returns the PNG bytes."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = list(self.thresholds)
+        figure, axis = plt.subplots(figsize=(8, 1.2 + 0.45 * max(1, len(names))))
+        rng = np.random.default_rng(0)
+        for row, name in enumerate(names):
+            findings = [f for o in self.outcomes for f in o.findings if f.fingerprint == name and f.score is not None]
+            for decision, colour in _COLOURS.items():
+                scores = [f.score for f in findings if f.decision == decision]
+                if scores:
+                    axis.scatter(scores, row + rng.uniform(-0.25, 0.25, len(scores)), s=9, color=colour,
+                                 alpha=0.7, label=decision, linewidths=0)
+            threshold = self.thresholds[name]
+            if threshold is not None:
+                axis.plot([threshold, threshold], [row - 0.4, row + 0.4], color="black", linewidth=1.5)
+        handles, labels = axis.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        if unique:
+            axis.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                        frameon=False)
+        axis.set_yticks(range(len(names)), names, fontsize=8)
+        axis.set_ylim(-0.6, len(names) - 0.4)
+        axis.invert_yaxis()
+        axis.set_xlabel("score (black bar: calibrated threshold)")
+        axis.set_title(f"scan {self.id}: score of every suspect, per fingerprint", fontsize=10)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110)
+        plt.close(figure)
+        png = buffer.getvalue()
+        if path is not None:
+            Path(path).write_bytes(png)
+        return png
+
+    def write(self, path: str | os.PathLike[str]) -> list[Path]:
+        """Write the report to ``path`` (``.md`` or ``.html``); Markdown gets its plot beside it
+        as ``<stem>-scores.png``, HTML embeds it. Returns the files written."""
+        target = Path(path)
+        check_param("path", str(path), "a file name ending in .md or .html",
+                    target.suffix in (".md", ".html"), caller="ScanReport.write")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.suffix == ".html":
+            target.write_text(self.to_html(self.plot()))
+            return [target]
+        figure = target.with_name(f"{target.stem}-scores.png")
+        self.plot(figure)
+        target.write_text(self.to_markdown(figure.name))
+        return [target, figure]
+
+
+def _short(source: str, width: int = 60) -> str:
+    return source if len(source) <= width else "..." + source[-(width - 3):]
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    return ["  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in [header, *rows]]
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

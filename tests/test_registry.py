@@ -1,0 +1,272 @@
+"""The fingerprint registry: SQLite in WAL mode, versioned schema, hashes checked on every load,
+calibrations and commitments kept, and two processes writing it at once losing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tafa import Fingerprint
+from tafa.cli import main
+from tafa.commitment import Commitment
+from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
+from tafa.registry import (SCHEMA_VERSION, Finding, Registry, RegistryError, SuspectOutcome, default_registry_path,
+                           migrate)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def fingerprint_file(classifier, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("registry") / "owner.tafa"
+    Fingerprint.create(classifier.owner, classifier.domain, input_shape=classifier.input_shape, points=16).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def other_file(classifier, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("registry") / "independent.tafa"
+    Fingerprint.create(classifier.independent, classifier.domain, input_shape=classifier.input_shape,
+                       points=16).save(path)
+    return path
+
+
+def test_add_get_list_remove(tmp_path, fingerprint_file, classifier):
+    fingerprint = Fingerprint.load(fingerprint_file)
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        entry = registry.add(fingerprint_file, "owner")
+        assert (entry.name, entry.sha256, entry.scheme, entry.input_shape, entry.output_shape, entry.queries) == \
+            ("owner", fingerprint.sha256, "tafa", (1, 8, 8), (10,), fingerprint.queries())
+        assert not entry.calibrated and not entry.committed
+        loaded = registry.get("owner")
+        assert loaded.file == fingerprint_file.read_bytes() and loaded.fingerprint.sha256 == fingerprint.sha256
+        assert loaded.fingerprint.score(classifier.owner).value == pytest.approx(1.0)
+        with pytest.raises(RegistryError, match="already registered"):
+            registry.add(fingerprint_file, "owner")
+        registry.add(fingerprint_file, "owner", replace=True)
+        registry.add(fingerprint_file, "second")
+        assert registry.names() == ["owner", "second"] and [e.name for e in registry.entries()] == ["owner", "second"]
+        registry.remove("owner")
+        assert registry.names() == ["second"]
+        with pytest.raises(RegistryError, match="No fingerprint named 'owner'.*registered: second"):
+            registry.get("owner")
+        with pytest.raises(RegistryError, match="No fingerprint named 'owner'"):
+            registry.remove("owner")
+        with pytest.raises(InvalidParameter, match="'name' parameter of Registry.add"):
+            registry.add(fingerprint_file, "  ")
+
+
+def test_registry_is_wal_and_carries_its_schema_version(tmp_path):
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        assert registry.journal_mode == "wal" and registry.schema_version == SCHEMA_VERSION
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    raw.close()
+
+
+def test_an_older_registry_is_migrated_and_keeps_its_fingerprints(tmp_path, fingerprint_file):
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path, isolation_level=None)
+    assert migrate(raw, target=1) == 1
+    assert {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"fingerprints"}
+    data = fingerprint_file.read_bytes()
+    fingerprint = Fingerprint.load(fingerprint_file)
+    raw.execute("INSERT INTO fingerprints VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                ("old", fingerprint.sha256, _sha256(data), data, "tafa", "[1, 8, 8]", "[10]", fingerprint.queries(),
+                 None, None, "2025-01-01T00:00:00"))
+    raw.close()
+    with Registry(path) as registry:
+        assert registry.schema_version == SCHEMA_VERSION
+        assert registry.get("old").fingerprint.sha256 == fingerprint.sha256
+        scan_id = registry.begin_scan(["/x.onnx"], ["file"], engine="local", config={"fingerprints": []})
+        assert registry.scan(scan_id).counts == {"pending": 1, "done": 0, "failed": 0}
+
+
+def test_a_newer_registry_or_a_file_that_is_no_database_is_refused(tmp_path):
+    newer = tmp_path / "newer.sqlite"
+    raw = sqlite3.connect(newer)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
+    raw.commit()
+    raw.close()
+    with pytest.raises(RegistryError, match=f"schema version {SCHEMA_VERSION + 7}.*Upgrade tafa"):
+        Registry(newer)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not an SQLite file " * 200)
+    with pytest.raises(RegistryError, match="not a usable tafa registry"):
+        Registry(junk)
+    with pytest.raises(RegistryError, match="is not a file"):
+        Registry(tmp_path)
+
+
+def test_a_fingerprint_edited_in_the_database_is_refused_on_load(tmp_path, fingerprint_file, other_file):
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        registry.add(fingerprint_file, "owner")
+        raw = sqlite3.connect(path)
+        blob = bytearray(fingerprint_file.read_bytes())
+        blob[-9] ^= 0x01  # one bit of the owner's signature
+        raw.execute("UPDATE fingerprints SET file = ? WHERE name = 'owner'", (bytes(blob),))
+        raw.commit()
+        with pytest.raises(TamperedFingerprint, match="'owner' does not match the SHA-256 of its file"):
+            registry.get("owner")
+        # Another valid fingerprint swapped in with its file hash updated: the content hash still tells.
+        other = other_file.read_bytes()
+        raw.execute("UPDATE fingerprints SET file = ?, file_sha256 = ? WHERE name = 'owner'", (other, _sha256(other)))
+        raw.commit()
+        raw.close()
+        with pytest.raises(TamperedFingerprint, match="'owner' has content SHA-256"):
+            registry.get("owner")
+
+
+def test_default_path_is_in_the_user_data_directory(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("TAFA_REGISTRY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_registry_path() == tmp_path / "data" / "tafa" / "registry.sqlite"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")  # the XDG spec: relative paths are invalid
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_registry_path() == tmp_path / "home" / ".local" / "share" / "tafa" / "registry.sqlite"
+    monkeypatch.setenv("TAFA_REGISTRY", str(tmp_path / "chosen.sqlite"))
+    with Registry() as registry:
+        assert registry.path == tmp_path / "chosen.sqlite" and registry.path.is_file()
+
+
+def test_calibration_is_stored_with_the_fingerprint(tmp_path, fingerprint_file, classifier):
+    calibration = Fingerprint.load(fingerprint_file).calibrate(classifier.references[:4], alpha=0.2)
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        registry.add(fingerprint_file, "owner", calibration=calibration)
+        assert registry.entry("owner").calibrated and registry.get("owner").calibration == calibration
+        registry.set_calibration("owner", None)
+        assert registry.get("owner").calibration is None and not registry.entry("owner").calibrated
+        again = registry.calibrate("owner", classifier.references[:3], alpha=0.25)
+        assert again.n_references == 3 and registry.get("owner").calibration == again
+        with pytest.raises(RegistryError, match="No fingerprint named 'ghost'"):
+            registry.set_calibration("ghost", None)
+
+
+def test_commitment_is_checked_and_stored(tmp_path, fingerprint_file, other_file):
+    fingerprint = Fingerprint.load(fingerprint_file)
+    good = Commitment.of(fingerprint).save(tmp_path / "good.json")
+    wrong = Commitment.of(Fingerprint.load(other_file)).save(tmp_path / "wrong.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        registry.add(fingerprint_file, "owner", commitment=good)
+        assert registry.entry("owner").committed
+        assert registry.get("owner").commitment["fingerprint_sha256"] == fingerprint.sha256
+        with pytest.raises(TamperedFingerprint, match="'second'.*does not match its commitment"):
+            registry.add(fingerprint_file, "second", commitment=wrong)
+        with pytest.raises(FingerprintError, match="not a readable tafa commitment"):
+            registry.add(fingerprint_file, "third", commitment=broken)
+        assert registry.names() == ["owner"]
+        # the stored commitment is checked again on every load
+        raw = sqlite3.connect(path)
+        stored = json.loads(raw.execute("SELECT commitment FROM fingerprints").fetchone()[0])
+        stored["fingerprint_sha256"] = Fingerprint.load(other_file).sha256
+        raw.execute("UPDATE fingerprints SET commitment = ?", (json.dumps(stored),))
+        raw.commit()
+        raw.close()
+        with pytest.raises(TamperedFingerprint, match="'owner'.*does not match its commitment"):
+            registry.get("owner")
+
+
+_WRITER = textwrap.dedent("""
+    import sys, time
+    from tafa.registry import Finding, Registry, SuspectOutcome
+    from pathlib import Path
+    path, tag, other, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    registry = Registry(path)
+    sources = [f"/{tag}/{i}.onnx" for i in range(count)]
+    Path(path + "." + tag + ".ready").touch()   # a barrier: start writing when both are ready
+    while not Path(path + "." + other + ".ready").exists():
+        time.sleep(0.002)
+    scan_id = registry.begin_scan(sources, ["file"] * count, engine="local", config={"fingerprints": []})
+    for i, source in enumerate(sources):   # one transaction per suspect: the most contention
+        findings = [Finding(f"fp{k}", "0" * 64, i / count, "undecided", None, 10, 0.001) for k in range(3)]
+        registry.record(scan_id, [SuspectOutcome(source, f"{tag}{i}", "file", "done", None, 30, 0.01, findings)])
+    registry.end_scan(scan_id, "finished", 1.0)
+    print(scan_id)
+""")
+
+
+def test_two_processes_writing_one_registry_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "registry.sqlite"
+    Registry(path).close()
+    count = 2000
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, other, str(count)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for tag, other in (("a", "b"), ("b", "a"))]
+    results = [writer.communicate(timeout=120) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], [err for _, err in results]
+    with Registry(path) as registry:
+        scans = {record.id: record for record in registry.scans()}
+        assert set(scans) == {out.strip() for out, _ in results}
+        for scan_id, record in scans.items():
+            assert record.status == "finished" and record.counts == {"pending": 0, "done": count, "failed": 0}
+            outcomes = registry.outcomes(scan_id)
+            assert sum(len(outcome.findings) for outcome in outcomes) == 3 * count
+    # the two scans really overlapped in time (otherwise this test would prove little)
+    raw = sqlite3.connect(path)
+    spans = raw.execute("SELECT MIN(recorded), MAX(recorded) FROM suspects GROUP BY scan_id").fetchall()
+    raw.close()
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+
+
+def test_record_rejects_a_suspect_the_scan_does_not_have(tmp_path):
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        scan_id = registry.begin_scan(["/a.onnx"], ["file"], engine="local", config={"fingerprints": []})
+        stray = SuspectOutcome("/b.onnx", "b", "file", "done", None, 0, 0.0,
+                               [Finding("fp", "0" * 64, 0.5, "undecided", None, 1, 0.0)])
+        with pytest.raises(RegistryError, match="has no suspect '/b.onnx'"):
+            registry.record(scan_id, [stray])
+        assert registry.outcomes(scan_id)[0].status == "pending"  # the failed transaction left nothing
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["--quiet", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_registry_commands(tmp_path, capsys, fingerprint_file, classifier):
+    references = tmp_path / "references"
+    references.mkdir()
+    for i, model in enumerate(classifier.references[:5]):
+        torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(references / f"ref{i}.onnx"), dynamo=False,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    db = str(tmp_path / "registry.sqlite")
+    code, out, _ = _run(capsys, "registry", "add", str(fingerprint_file), "--name", "owner", "--registry", db,
+                        "--references", str(references), "--alpha", "0.2")
+    assert code == 0 and "registered 'owner'" in out and "calibrated on 5 references" in out
+    code, out, _ = _run(capsys, "registry", "add", str(fingerprint_file), "--name", "plain", "--registry", db, "--json")
+    assert code == 0 and json.loads(out)["threshold"] is None
+    code, out, _ = _run(capsys, "registry", "list", "--registry", db, "--json")
+    listed = {entry["name"]: entry for entry in json.loads(out)}
+    assert code == 0 and listed["owner"]["calibrated"] and not listed["plain"]["calibrated"]
+    code, out, _ = _run(capsys, "registry", "list", "--registry", db)
+    assert code == 0 and out.splitlines()[0].split()[:3] == ["name", "scheme", "input"] and "1x8x8" in out
+    code, _, err = _run(capsys, "registry", "add", str(fingerprint_file), "--name", "owner", "--registry", db)
+    assert code == 2 and "already registered" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, "registry", "add", str(tmp_path / "missing.tafa"), "--name", "x", "--registry", db)
+    assert code == 2 and "does not exist" in err
+    code, out, _ = _run(capsys, "registry", "remove", "plain", "--registry", db)
+    assert code == 0 and "removed 'plain'" in out
+    code, _, err = _run(capsys, "registry", "remove", "plain", "--registry", db)
+    assert code == 2 and "No fingerprint named 'plain'" in err
+    code, out, _ = _run(capsys, "registry", "scans", "--registry", db, "--json")
+    assert code == 0 and json.loads(out) == []

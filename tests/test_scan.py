@@ -1,0 +1,437 @@
+"""Scanning many suspects against every registered fingerprint: shared queries, both engines
+with the same results, failures recorded, interrupted and killed scans resumed, two scans
+writing one registry at once, and the command line with its reports.
+
+Two owners (the classifier fixture's owner, and one of its independent references as a
+second owner) and a fingerprint of another input shape are registered; the suspects are
+real ONNX/TorchScript files derived from them or independent of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+
+from kserve_server import KServeServer, free_port
+from tafa import Fingerprint
+from tafa.attacks import add_weight_noise, magnitude_prune, permute_units, quantize
+from tafa.bench.architectures import build
+from tafa.cli import main
+from tafa.models import open_model
+from tafa.errors import InvalidParameter
+from tafa.registry import Registry, RegistryError
+from tafa.scanning import OpenOptions, Panel, QueryPlan, ScanReport, Suspect, scan
+from tafa.scanning.engines import WORKER_DIED
+
+EXPORT = dict(dynamo=False, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+
+
+def _onnx(model: torch.nn.Module, path: Path, shape=(1, 8, 8)) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(model, (torch.zeros(1, *shape),), str(path), **EXPORT)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def world(classifier, tmp_path_factory):
+    """Fingerprint files, a registry with them, and a folder of suspects with known answers."""
+    root = tmp_path_factory.mktemp("scan")
+    owner_a, owner_b = classifier.owner, classifier.references[0]
+    references = classifier.references[1:]
+    owner_c = build("mlp_small", input_shape=(10,), output_dim=1, seed=5)
+    files, calibrations = {}, {}
+    for name, model, shape, domain in (("a", owner_a, (1, 8, 8), "box:0,1"), ("b", owner_b, (1, 8, 8), "box:0,1"),
+                                       ("c", owner_c, (10,), "box:-2,2")):
+        fingerprint = Fingerprint.create(model, domain, input_shape=shape, points=16)
+        files[name] = fingerprint.save(root / f"{name}.tafa")
+        if name != "c":
+            calibrations[name] = fingerprint.calibrate(references, alpha=1 / 12)
+    suspects = root / "suspects"
+    models = {
+        "a_pruned": magnitude_prune(owner_a, 0.5), "a_permuted": permute_units(owner_a, seed=3),
+        "nested/a_int8": quantize(owner_a, 8), "b_noise": add_weight_noise(owner_b, 0.05, seed=1),
+        "independent": classifier.independent,
+    }
+    paths = {name: _onnx(model, suspects / f"{name}.onnx") for name, model in models.items()}
+    paths["c_copy"] = _onnx(owner_c, suspects / "c_copy.onnx", shape=(10,))
+    script = suspects / "a_script.pt"  # TorchScript declares no input shape: the scan tries the registered ones
+    torch.jit.trace(permute_units(owner_a, seed=4), torch.zeros(1, 1, 8, 8)).save(str(script))
+    paths["a_script"] = str(script)
+    (suspects / "broken.onnx").write_bytes(b"not a model at all")
+    paths["broken"] = str(suspects / "broken.onnx")
+    registry_path = root / "registry.sqlite"
+    with Registry(registry_path) as registry:
+        for name, path in files.items():
+            registry.add(path, name, calibration=calibrations.get(name))
+    expected = {  # suspect -> {fingerprint: decision}
+        "a_pruned": {"a": "derived", "b": "independent"}, "a_permuted": {"a": "derived", "b": "independent"},
+        "nested/a_int8": {"a": "derived", "b": "independent"}, "a_script": {"a": "derived", "b": "independent"},
+        "b_noise": {"a": "independent", "b": "derived"}, "independent": {"a": "independent", "b": "independent"},
+        "c_copy": {"c": "undecided"},
+    }
+    return SimpleNamespace(root=root, files=files, registry=registry_path, suspects=suspects, paths=paths,
+                           expected=expected, calibrations=calibrations, owners={"a": owner_a, "b": owner_b})
+
+
+def _copy_registry(world, tmp_path) -> Path:
+    """A fresh registry holding the world's fingerprints (each test writes its own scans)."""
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        for name, file in world.files.items():
+            registry.add(file, name, calibration=world.calibrations.get(name))
+    return path
+
+
+def _table(report: ScanReport) -> dict[str, dict[str, tuple[float | None, str]]]:
+    return {o.source: {f.fingerprint: (f.score, f.decision) for f in o.findings} for o in report.outcomes}
+
+
+def _good(world) -> list[str]:
+    return [world.paths[name] for name in world.expected]
+
+
+@pytest.fixture(scope="module")
+def inline_report(world):
+    return scan(_good(world) + [world.paths["broken"]], registry=world.registry, workers=0)
+
+
+def test_scan_finds_each_owners_copies_and_only_them(world, inline_report):
+    report = inline_report
+    assert report.scan.status == "finished" and report.scan.counts == {"pending": 0, "done": 7, "failed": 1}
+    by_source = {o.source: o for o in report.outcomes}
+    for name, decisions in world.expected.items():
+        outcome = by_source[world.paths[name]]
+        assert outcome.status == "done" and {f.fingerprint: f.decision for f in outcome.findings} == decisions, name
+    # scores equal what Fingerprint.score gives the same suspect alone
+    for name in ("a_pruned", "b_noise", "independent"):
+        model = open_model(world.paths[name])
+        for finding in by_source[world.paths[name]].findings:
+            alone = Fingerprint.load(world.files[finding.fingerprint]).score(model).value
+            assert finding.score == pytest.approx(alone, abs=1e-6)
+    # identity: the file's SHA-256
+    from tafa.models import file_hash
+    identity = file_hash(world.paths["a_pruned"])
+    assert by_source[world.paths["a_pruned"]].identity == identity
+    with Registry(world.registry) as registry:  # the registry answers "what do we know of this file?"
+        assert [(scan_id, f.fingerprint, f.decision) for scan_id, f in registry.history(identity)] == \
+            [(report.id, "a", "derived"), (report.id, "b", "independent")]
+    assert {o.source for o, _ in report.matches()} == {world.paths[n] for n in
+                                                        ("a_pruned", "a_permuted", "nested/a_int8", "a_script",
+                                                         "b_noise")}
+
+
+def test_a_suspect_is_opened_and_queried_once_for_all_its_fingerprints(world, inline_report, monkeypatch):
+    queries = {name: Fingerprint.load(path).queries() for name, path in world.files.items()}
+    by_source = {o.source: o for o in inline_report.outcomes}
+    outcome = by_source[world.paths["a_pruned"]]
+    assert outcome.queries == queries["a"] + queries["b"]  # two owners' probes share no input
+    assert [f.queries for f in outcome.findings] == [queries["a"], queries["b"]]
+    assert by_source[world.paths["c_copy"]].queries == queries["c"]
+    # Count opens and calls; with the same fingerprint registered three times, inputs are sent once.
+    import tafa.models as models
+
+    opened, calls = [], []
+    real_open = models.open_model
+
+    def counting_open(spec, **options):
+        model = real_open(spec, **options)
+        forward = model.__call__
+        opened.append(spec)
+
+        class Counted(type(model)):
+            def __call__(self, x):
+                calls.append((spec, len(x)))
+                return forward(x)
+        model.__class__ = Counted
+        return model
+
+    monkeypatch.setattr(models, "open_model", counting_open)
+    panel = Panel.from_fingerprints({name: Fingerprint.load(world.files["a"]) for name in ("a1", "a2", "a3")})
+    outcome = panel.check(Suspect(world.paths["a_pruned"]), OpenOptions())
+    assert opened == [world.paths["a_pruned"]] and calls == [(world.paths["a_pruned"], queries["a"])]
+    assert outcome.queries == queries["a"] and [f.queries for f in outcome.findings] == [queries["a"]] * 3
+    assert len({f.score for f in outcome.findings}) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=12), min_size=1, max_size=4))
+def test_query_plan_sends_each_distinct_input_once_and_gives_every_fingerprint_its_own(rows):
+    # input i of a fingerprint is the constant vector of value v: equal values mean equal inputs
+    entries = [SimpleNamespace(name=f"fp{k}", fingerprint=SimpleNamespace(input_shape=(3,)),
+                               inputs=np.array([[v, v, v] for v in values], dtype=np.float32))
+               for k, values in enumerate(rows)]
+    plan = QueryPlan.build(entries)
+    assert len(plan) == len({v for values in rows for v in values})
+    for entry in entries:
+        np.testing.assert_array_equal(plan.inputs[plan.index[entry.name]], entry.inputs)
+
+
+def test_failing_suspects_are_recorded_and_the_scan_goes_on(world, inline_report, tmp_path):
+    broken = {o.source: o for o in inline_report.outcomes}[world.paths["broken"]]
+    assert broken.status == "failed" and "not a loadable ONNX model" in broken.error and not broken.findings
+    from tafa.models import file_hash
+    assert broken.identity == file_hash(world.paths["broken"])
+    closed = f"http://127.0.0.1:{free_port()}/v2/models/gone"
+    report = scan([tmp_path / "missing.onnx", closed, world.paths["independent"]],
+                  registry=_copy_registry(world, tmp_path), workers=0, options=OpenOptions(retries=0, timeout=2.0))
+    outcomes = {o.source: o for o in report.outcomes}
+    assert outcomes[str(tmp_path / "missing.onnx")].status == "failed"
+    assert "does not exist" in outcomes[str(tmp_path / "missing.onnx")].error
+    assert outcomes[closed].status == "failed" and outcomes[closed].kind == "endpoint" and outcomes[closed].error
+    assert outcomes[world.paths["independent"]].status == "done"
+    assert report.scan.status == "finished"
+
+
+def test_local_pool_and_ray_give_the_same_results_and_survive_a_crashing_suspect(world, inline_report, tmp_path,
+                                                                                 monkeypatch):
+    # A weights-only suspect whose factory kills the process that opens it.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "killer_factory.py").write_text("import os\n\ndef build():\n    os._exit(7)\n")
+    killer = tmp_path / "killer.safetensors"
+    save_file({k: v.contiguous() for k, v in world.owners["a"].state_dict().items()}, str(killer))
+    suspects = _good(world) + [world.paths["broken"], str(killer)]
+    options = OpenOptions(factory="killer_factory:build")
+    local = scan(suspects, registry=_copy_registry(world, tmp_path), workers=2, options=options)
+    expected = _table(inline_report)
+    found = _table(local)
+    killed = found.pop(str(killer))
+    assert killed == {} and found == expected
+    died = {o.source: o for o in local.outcomes}[str(killer)]
+    assert died.status == "failed" and died.error == WORKER_DIED
+    assert local.scan.counts == {"pending": 0, "done": 7, "failed": 2}
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = scan(suspects, registry=_copy_registry_as(world, tmp_path, "ray"), engine="ray", options=options)
+    finally:
+        ray.shutdown()
+    found = _table(remote)
+    assert found.pop(str(killer)) == {} and found == expected
+    died = {o.source: o for o in remote.outcomes}[str(killer)]
+    assert died.status == "failed" and "WorkerCrashedError" in died.error
+    assert remote.run["engine"] == "ray"
+
+
+def _copy_registry_as(world, tmp_path, name) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    return _copy_registry(world, folder)
+
+
+def test_interrupted_scan_resumes_without_repeating_finished_suspects(world, inline_report, tmp_path):
+    """Ctrl-C after two suspects, and an endpoint lost mid-scan: resume does the rest only."""
+    owner = world.owners["a"]
+
+    def predict(x):
+        with torch.no_grad():
+            return owner(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+
+    registry = _copy_registry(world, tmp_path)
+    with KServeServer(predict, input_shape=(1, 8, 8), output_shape=(10,)) as server:
+        server.drop_after = 1  # answers one request, then hangs up on every other: the endpoint is lost
+        suspects = _good(world) + [server.url]
+        seen: list[str] = []
+
+        def interrupt_after_two(outcome):
+            seen.append(outcome.source)
+            if len(seen) == 2:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            scan(suspects, registry=registry, workers=0, on_outcome=interrupt_after_two,
+                 options=OpenOptions(batch_size=64, retries=0, timeout=5.0))
+        with Registry(registry) as store:
+            (record,) = store.scans()
+            assert record.status == "interrupted" and record.counts == {"pending": 6, "done": 2, "failed": 0}
+            first = {o.source: o.recorded for o in store.outcomes(record.id) if o.status == "done"}
+        assert set(first) == set(seen)
+
+        resumed: list[str] = []
+        report = scan(registry=registry, resume=record.id, workers=0, on_outcome=lambda o: resumed.append(o.source))
+        assert not set(resumed) & set(seen) and set(resumed) | set(seen) == set(suspects)
+        lost = {o.source: o for o in report.outcomes}[server.url]
+        assert lost.status == "failed" and report.scan.status == "finished"
+
+        server.drop_after = None  # the endpoint is back: resuming again tries only the failed suspect
+        again: list[str] = []
+        report = scan(registry=registry, resume=record.id, workers=0, on_outcome=lambda o: again.append(o.source))
+    assert again == [server.url]
+    outcomes = {o.source: o for o in report.outcomes}
+    assert outcomes[server.url].status == "done" and outcomes[server.url].identity == server.url
+    assert {f.fingerprint: f.decision for f in outcomes[server.url].findings} == {"a": "derived", "b": "independent"}
+    assert {source: o.recorded for source, o in outcomes.items() if source in first} == first  # not redone
+    table = _table(report)
+    table.pop(server.url)
+    assert table == {k: v for k, v in _table(inline_report).items() if k != world.paths["broken"]}
+    with pytest.raises(Exception, match="resumed scan keeps its own suspects"):
+        scan([world.paths["independent"]], registry=registry, resume=record.id)
+
+
+_KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from tafa.scanning import scan
+    count = []
+    def kill_after_two(outcome):
+        count.append(outcome)
+        if len(count) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    scan(sys.argv[2:], registry=sys.argv[1], workers=2, on_outcome=kill_after_two, flush_seconds=0)
+""")
+
+
+def _cli(*argv: str) -> list[str]:
+    """The ``tafa`` command in a fresh process (as the console script runs it)."""
+    return [sys.executable, "-c", "import sys; from tafa.cli import main; sys.exit(main(sys.argv[1:]))",
+            "--quiet", *argv]
+
+
+def test_a_killed_scan_resumes_from_the_command_line(world, inline_report, tmp_path, capsys):
+    registry = _copy_registry(world, tmp_path)
+    killed = subprocess.run([sys.executable, "-c", _KILLED, str(registry), *_good(world)], capture_output=True,
+                            text=True, timeout=180)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Registry(registry) as store:
+        (record,) = store.scans()
+        assert record.status == "running" and record.counts["done"] == 2 and record.counts["pending"] == 5
+        first = {o.source: o.recorded for o in store.outcomes(record.id) if o.status == "done"}
+    code = main(["--quiet", "scan", "--resume", record.id, "--registry", str(registry), "--workers", "0", "--json"])
+    assert code == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["summary"]["done"] == 7 and resumed["run"]["suspects"] == 5
+    assert resumed["scan"]["status"] == "finished"
+    outcomes = {o["source"]: o for o in resumed["outcomes"]}
+    assert {source: outcomes[source]["recorded"] for source in first} == first
+    scores = {o["source"]: {f["fingerprint"]: (f["score"], f["decision"]) for f in o["findings"]}
+              for o in resumed["outcomes"]}
+    assert scores == {k: v for k, v in _table(inline_report).items() if k != world.paths["broken"]}
+
+
+def test_two_scans_writing_one_registry_at_once_lose_nothing(world, tmp_path):
+    registry = _copy_registry(world, tmp_path)
+    good = _good(world)
+    halves = [good + [world.paths["broken"]], list(reversed(good))]
+    runs = [subprocess.Popen(_cli("scan", *half, "--registry", str(registry), "--workers", "0", "--json"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for half in halves]
+    outputs = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
+    ids = {json.loads(out)["summary"]["scan"] for out, _ in outputs}
+    with Registry(registry) as store:
+        records = {record.id: record for record in store.scans()}
+        assert set(records) == ids and len(ids) == 2
+        counts = sorted((r.counts["done"], r.counts["failed"]) for r in records.values())
+        assert counts == [(7, 0), (7, 1)]
+        for scan_id in ids:
+            findings = sum(len(o.findings) for o in store.outcomes(scan_id))
+            assert findings == 6 * 2 + 1  # six 8x8 suspects x two owners, and c_copy x c
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["--quiet", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_scan_of_a_folder_and_endpoint_list_with_reports(world, tmp_path, capsys):
+    registry = _copy_registry(world, tmp_path)
+    endpoints = tmp_path / "endpoints.txt"
+    closed = f"http://127.0.0.1:{free_port()}/v2/models/gone"
+    endpoints.write_text(f"# seized services\n\n{closed}   # offline\n")
+    code, out, err = _run(capsys, "scan", "--dir", str(world.suspects), "--endpoints", str(endpoints), "--registry",
+                          str(registry), "--workers", "0", "--retries", "0", "--json", "--report",
+                          str(tmp_path / "report.md"))
+    assert code == 0 and "report written to" in err
+    result = json.loads(out)
+    summary = result["summary"]
+    assert (summary["suspects"], summary["done"], summary["failed"], summary["matches"]) == (9, 7, 2, 5)
+    assert summary["decisions"] == {"derived": 5, "independent": 7, "undecided": 1}
+    assert {o["source"] for o in result["outcomes"]} >= {world.paths["nested/a_int8"], closed}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Matches" in markdown and "a_pruned.onnx | a |" in markdown and "## Failed suspects" in markdown
+    assert (tmp_path / "report-scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = _run(capsys, "scan", world.paths["a_pruned"], world.paths["independent"], "--registry",
+                        str(registry), "--workers", "0", "--report", str(tmp_path / "report.html"))
+    assert code == 0 and "1 matches:" in out and "a_pruned.onnx" in out
+    page = (tmp_path / "report.html").read_text()
+    assert "<table>" in page and "data:image/png;base64," in page and "a_pruned.onnx" in page
+    code, out, _ = _run(capsys, "registry", "scans", "--registry", str(registry))
+    assert code == 0 and len(out.strip().splitlines()) == 3 and "finished" in out
+
+
+def test_cli_scan_without_calibration_reports_scores_undecided(world, tmp_path, capsys):
+    registry = tmp_path / "plain.sqlite"
+    with Registry(registry) as store:
+        store.add(world.files["a"], "a")
+    code, out, _ = _run(capsys, "scan", world.paths["a_pruned"], world.paths["independent"], "--registry",
+                        str(registry), "--workers", "0")
+    assert code == 0 and "every decision is undecided" in out and "undecided" in out.splitlines()[-2]
+
+
+def test_cli_scan_bad_input_gives_one_line_and_exit_code_2(world, tmp_path, capsys):
+    empty = str(tmp_path / "empty.sqlite")
+    code, _, err = _run(capsys, "scan", world.paths["a_pruned"], "--registry", empty)
+    assert code == 2 and "holds no fingerprints" in err and len(err.strip().splitlines()) == 1
+    registry = str(_copy_registry(world, tmp_path))
+    code, _, err = _run(capsys, "scan", "--registry", registry)
+    assert code == 2 and "Nothing to scan" in err
+    code, _, err = _run(capsys, "scan", "--resume", "no-such-scan", "--registry", registry)
+    assert code == 2 and "No scan 'no-such-scan'" in err
+    code, _, err = _run(capsys, "scan", world.paths["a_pruned"], "--fingerprint", "zzz", "--registry", registry)
+    assert code == 2 and "No fingerprint named 'zzz'" in err
+    code, _, err = _run(capsys, "scan", "--dir", str(tmp_path / "nowhere"), "--registry", registry)
+    assert code == 2 and "'dir' parameter of scan must be a folder" in err
+
+
+def test_resume_refuses_a_fingerprint_changed_since_the_scan_began(world, tmp_path):
+    registry = _copy_registry(world, tmp_path)
+
+    def interrupt(outcome):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan(_good(world), registry=registry, workers=0, on_outcome=interrupt)
+    with Registry(registry) as store:
+        (record,) = store.scans()
+        store.add(world.files["b"], "a", replace=True)
+    with pytest.raises(RegistryError, match="'a' changed since scan"):
+        scan(registry=registry, resume=record.id, workers=0)
+
+
+def test_family_alpha_recalibrates_every_threshold_for_the_whole_panel(world, tmp_path):
+    from tafa.decide import calibrate
+
+    registry = _copy_registry(world, tmp_path)
+
+    def interrupt(outcome):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan([world.paths["a_pruned"], world.paths["independent"]], registry=registry, workers=0,
+             family_alpha=0.05, on_outcome=interrupt)
+    with Registry(registry) as store:
+        (record,) = store.scans()
+    report = scan(registry=registry, resume=record.id, workers=0)  # the resumed part keeps the family bound
+    thresholds = {f.fingerprint: f.threshold for o in report.outcomes for f in o.findings}
+    for name in ("a", "b"):
+        own = world.calibrations[name]
+        assert thresholds[name] == pytest.approx(calibrate(own.reference_scores, 0.05 / 3).threshold)
+        assert thresholds[name] > own.threshold  # 11 references: a parametric tail above their maximum
+    assert report.scan.config["family_alpha"] == 0.05
+    with pytest.raises(InvalidParameter, match="'family_alpha' parameter of scan"):
+        scan([world.paths["a_pruned"]], registry=registry, workers=0, family_alpha=1.5)
