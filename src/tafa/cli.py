@@ -45,6 +45,9 @@ def _model_options(parser: argparse.ArgumentParser, *, http: bool = False) -> No
     group.add_argument("--no-torchscript", action="store_true",
                        help="strict mode: refuse TorchScript files (loading one runs its TorchScript program)")
     group.add_argument("--batch", type=int, default=256, help="inputs per call to a model (default 256)")
+    group.add_argument("--max-model-bytes", type=int, default=None, metavar="BYTES",
+                       help="refuse model files (and zip archives' declared content) larger than this "
+                            "(default 2 GiB)")
     if http:
         group.add_argument("--max-queries", type=int, help="refuse to verify if a service suspect needs more queries")
         group.add_argument("--rate", type=float, help="requests per second to a service suspect")
@@ -56,7 +59,8 @@ def _open(spec: str, args: argparse.Namespace, *, http: bool = False) -> Any:
     from .models import open_model
 
     options: dict[str, Any] = {"factory": args.factory, "input_shape": args.input_shape,
-                               "allow_torchscript": not args.no_torchscript, "batch_size": args.batch}
+                               "allow_torchscript": not args.no_torchscript, "batch_size": args.batch,
+                               **_size_limit(args)}
     if spec.startswith(("http://", "https://")):
         if not http:
             raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
@@ -77,12 +81,21 @@ def _references(directory: str | None, args: argparse.Namespace) -> list[Any]:
     if directory is None:
         return []
     return open_models(directory, factory=args.factory, input_shape=args.input_shape,
-                       allow_torchscript=not args.no_torchscript, batch_size=args.batch)
+                       allow_torchscript=not args.no_torchscript, batch_size=args.batch, **_size_limit(args))
+
+
+def _size_limit(args: argparse.Namespace) -> dict[str, int]:
+    return {} if args.max_model_bytes is None else {"max_bytes": args.max_model_bytes}
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     from . import Fingerprint
+    from .commitment import Commitment, commitment_path
 
+    if args.check_commitment:
+        return _reproduce_commitment(args)
+    if args.domain is None or args.out is None:
+        raise InvalidParameter("tafa fingerprint needs --domain and --out (or --check-commitment FILE).")
     owner = _open(args.model, args)
     notice = getattr(owner, "import_notice", lambda: None)()
     if notice:
@@ -90,22 +103,60 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
                                      directions=args.directions, seed=args.seed, progress=not args.quiet)
     fingerprint.save(args.out)
-    summary = fingerprint.describe()
+    commitment = Commitment.of(fingerprint)
+    commitment.save(commitment_path(args.out))
+    summary = {**fingerprint.describe(), "probe_sha256": fingerprint.probe_sha256,
+               "commitment": str(commitment_path(args.out)), "commitment_sha256": commitment.digest}
     if args.json:
         print(json.dumps({"path": args.out, **summary}, indent=2))
     else:
         print(f"fingerprint written to {args.out}")
         for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification",
-                    "fingerprint_seconds", "sha256"):
+                    "fingerprint_seconds", "sha256", "commitment", "commitment_sha256"):
             value = summary.get(key)
             print(f"  {key:<26} {value:.2f}" if isinstance(value, float) else f"  {key:<26} {value}")
+        print("publish or timestamp the commitment_sha256 (or the commitment file) now, before any dispute")
     return 0
+
+
+def _reproduce_commitment(args: argparse.Namespace) -> int:
+    from .commitment import Commitment
+
+    commitment = Commitment.load(args.check_commitment, digest=args.commitment_digest)
+    options = {"input_shape": args.input_shape or tuple(commitment.input_shape)}
+    owner = _open(args.model, argparse.Namespace(**{**vars(args), **options}))
+    fingerprint = commitment.reproduce(owner, args.domain, progress=not args.quiet)
+    if args.out:
+        fingerprint.save(args.out)
+    result = {"reproduced": True, "commitment": args.check_commitment, "commitment_sha256": commitment.digest,
+              "committed": commitment.created, "owner_sha256": commitment.owner_sha256,
+              "probe_sha256": fingerprint.probe_sha256, "seed": commitment.seed}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"reproduced: the committed owner model and seed {commitment.seed} give the committed probes and "
+              f"owner signature (reproducible content hash {fingerprint.probe_sha256})")
+    return 0
+
+
+def _check_commitment(fingerprint: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    from .commitment import Commitment
+
+    if args.commitment is None:
+        if args.commitment_digest is not None:
+            raise InvalidParameter("--commitment-digest needs --commitment FILE.")
+        return None
+    commitment = Commitment.load(args.commitment, digest=args.commitment_digest)
+    commitment.check(fingerprint)
+    return {"path": args.commitment, "sha256": commitment.digest, "created": commitment.created,
+            "digest_checked": args.commitment_digest is not None, "matches": True}
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import Fingerprint
 
     fingerprint = Fingerprint.load(args.fingerprint)
+    committed = _check_commitment(fingerprint, args)
     suspect = _open(args.suspect, args, http=True)
     budget = getattr(suspect, "check_budget", None)
     if budget is not None:
@@ -114,7 +165,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     positives = _references(args.positives, args)
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
                                  progress=not args.quiet)
-    print(verdict.to_json() if args.json else verdict.render())
+    if args.json:
+        print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
+    else:
+        print(verdict.render())
+        if committed:
+            print(f"commitment: the fingerprint matches commitment {committed['sha256']} made {committed['created']}")
     return 0
 
 
@@ -144,13 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     fp = commands.add_parser("fingerprint", help="fingerprint an owner model, with no data")
     fp.add_argument("model", metavar="MODEL", help="ONNX file, TorchScript file, or package.module:factory with --weights")
-    fp.add_argument("--domain", required=True, help="box:LO,HI | box:FILE.json | gaussian[:MEAN,STD]")
-    fp.add_argument("--out", required=True, help="fingerprint file to write")
+    fp.add_argument("--domain", help="box:LO,HI | box:FILE.json | gaussian[:MEAN,STD] (required unless "
+                                     "--check-commitment)")
+    fp.add_argument("--out", help="fingerprint file to write; its commitment is written to OUT.commitment.json")
     fp.add_argument("--scheme", default=DEFAULT_SCHEME, choices=sorted(SCHEMES))
     fp.add_argument("--probes", type=int, help="probe points (default: the scheme's)")
     fp.add_argument("--directions", type=int, help="directions per probe (default: the scheme's)")
     fp.add_argument("--seed", type=int, default=0)
     fp.add_argument("--json", action="store_true", help="print a JSON summary")
+    fp.add_argument("--check-commitment", metavar="COMMITMENT", help="re-create the fingerprint of MODEL with the "
+                    "committed scheme, domain and seed and check it gives the committed probes (exit 2 if not)")
+    fp.add_argument("--commitment-digest", metavar="SHA256", help="with --check-commitment: the published digest "
+                                                                  "the commitment file must have")
     _model_options(fp)
     fp.set_defaults(run=cmd_fingerprint)
 
@@ -163,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--positives", metavar="DIR", help="derived copies, to report the margin on the other side")
     verify.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01)")
     verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+    verify.add_argument("--commitment", metavar="FILE", help="check the fingerprint against its commitment first "
+                                                             "(a mismatch is reported as tampering, exit 2)")
+    verify.add_argument("--commitment-digest", metavar="SHA256", help="the published digest the commitment file "
+                                                                      "must have")
     _model_options(verify, http=True)
     verify.set_defaults(run=cmd_verify)
 
