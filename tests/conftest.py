@@ -51,7 +51,7 @@ def _generator(arch: str, seed: int, part: str) -> torch.nn.Module:
 
 def _kind(name: str, domain: str, shape: tuple[int, ...], train, archs: tuple[str, ...]) -> Kind:
     owner = train(archs[0], 0, "owner")
-    references = [train(arch, 10 + i, "owner" if i % 2 else "other") for i, arch in enumerate(archs * 4)]
+    references = [train(arch, 10 + i, "owner" if i % 2 else "other") for i, arch in enumerate(archs * 6)]
     return Kind(name, domain, shape, owner, references, train(archs[0], 99, "other"))
 
 

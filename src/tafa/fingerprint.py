@@ -3,7 +3,14 @@
 A :class:`Fingerprint` holds the domain, the probes, the owner's signature at those probes,
 the scheme that made them and the owner model's SHA-256. It is saved as one safetensors
 file (no pickle anywhere) whose JSON header carries the metadata and the SHA-256 of the
-whole content; :meth:`Fingerprint.load` refuses a file whose content does not match it.
+whole content; :meth:`Fingerprint.load` refuses a file whose content does not match it, or
+whose header and arrays do not fit together.
+
+Two hashes identify a fingerprint: :attr:`Fingerprint.sha256` over everything (creation
+time and timings included) and :attr:`Fingerprint.probe_sha256`, the *reproducible content
+hash*, over the scheme, domain, seed, probes and owner signature only, which
+``Fingerprint.create`` re-derives exactly from the same owner model and seed
+(see :mod:`tafa.commitment`).
 
 >>> from tafa.bench.architectures import build
 >>> owner = build("mlp", input_shape=(1, 8, 8), output_dim=10, seed=0)
@@ -16,13 +23,14 @@ whole content; :meth:`Fingerprint.load` refuses a file whose content does not ma
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,11 +38,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .decide.similarity import Score
+from .attacks.references import References
+from .decide.learned import LearnedSimilarity
+from .decide.similarity import Score, Similarity
 from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
-from .errors import FingerprintError, ShapeMismatch, TamperedFingerprint, check_param
+from .errors import FingerprintError, InvalidParameter, ShapeMismatch, TafaError, TamperedFingerprint, check_param
 from .models.base import Model, TorchModel
 from .probes.base import Probes
 from .scheme import DEFAULT_SCHEME, Scheme, get_scheme
@@ -42,6 +52,10 @@ from .signature.base import Signature
 
 FORMAT = "tafa-fingerprint"
 VERSION = 1
+
+#: Header fields covered by :attr:`Fingerprint.probe_sha256` (with every array): what
+#: ``Fingerprint.create`` derives from the owner model and the seed, nothing run-dependent.
+REPRODUCIBLE_FIELDS = ("scheme", "domain", "seed")
 
 ModelLike = Model | torch.nn.Module
 
@@ -101,19 +115,26 @@ class Fingerprint:
     created: str
     seed: int
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Fitted parameters of a learned similarity (empty for the others), saved with the file.
+    verifier: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ owner side
     @classmethod
     def create(cls, model: ModelLike, domain: Domain | str, *, scheme: str | Scheme = DEFAULT_SCHEME,
                points: int | None = None, directions: int | None = None, seed: int = 0,
                input_shape: tuple[int, ...] | None = None, progress: bool = False,
-               data: np.ndarray | None = None) -> "Fingerprint":
+               data: np.ndarray | None = None, references: References | None = None) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model` or an ``nn.Module`` (then ``input_shape``
         is needed unless ``domain`` is a :class:`~tafa.domain.Domain`). ``points`` and
         ``directions`` default to the scheme's. ``data`` is only for baseline schemes whose
         papers start from the owner's data; the project's method needs none.
+
+        A scheme with a learned similarity fits it on ``references`` (positive and negative
+        reference models, measured black-box at the probes); a ``"data-free"`` scheme makes
+        them itself from the owner and the domain when none are given
+        (:func:`tafa.attacks.references.data_free_references`).
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -130,18 +151,30 @@ class Fingerprint:
         d = int(np.prod(owner.input_shape))
         check_param("directions", k, f"an integer in [1, {d}] for scheme {scheme.name!r}",
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
-        strategy, signature, _ = scheme.build()
+        strategy, signature, similarity = scheme.build()
         started = time.perf_counter()
+        if isinstance(similarity, LearnedSimilarity) and references is None:
+            references = _default_references(scheme, owner, domain, seed)
         probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress,
-                                 data=data)
+                                 data=data, references=references)
         before = owner.queries
         owner_signature = signature.measure(owner, probes)
+        verifier: dict[str, np.ndarray] = {}
+        if isinstance(similarity, LearnedSimilarity):
+            assert references is not None
+            measured = [[signature.measure(as_model(m, owner.input_shape), probes) for m in models]
+                        for models in (references.positives, references.negatives)]
+            similarity.fit(owner_signature, measured[0], measured[1], seed=seed)
+            verifier = similarity.state()
         seconds = time.perf_counter() - started
         meta = {"fingerprint_seconds": seconds, "owner_queries": owner.queries - before,
-                "owner_name": owner.name, "tafa_version": _version()}
+                "owner_name": owner.name, "tafa_version": _version(), "requested_points": n,
+                "requested_directions": k if needs_directions else 0}
+        if references is not None and isinstance(similarity, LearnedSimilarity):
+            meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta)
+                   seed, meta, verifier)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -150,6 +183,8 @@ class Fingerprint:
                   for key, value in self.probes.arrays().items()}
         arrays.update({f"owner.{key}": np.ascontiguousarray(value, dtype=np.float64)
                        for key, value in self.owner_signature.items()})
+        arrays.update({f"verifier.{key}": np.ascontiguousarray(value, dtype=np.float64)
+                       for key, value in self.verifier.items()})
         return arrays
 
     def _header(self) -> dict[str, Any]:
@@ -162,6 +197,14 @@ class Fingerprint:
     def sha256(self) -> str:
         """SHA-256 of this fingerprint's content (what a commitment publishes)."""
         return content_hash(self._header(), self._arrays())
+
+    @property
+    def probe_sha256(self) -> str:
+        """Reproducible content hash: SHA-256 over the scheme, domain, seed, probes and owner
+        signature only (no creation time, timings, names or versions), so that re-creating the
+        fingerprint from the same owner model and seed gives the same value."""
+        header = self._header()
+        return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, self._arrays())
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fingerprint file atomically; returns its path."""
@@ -201,11 +244,53 @@ class Fingerprint:
             probes = Probes.from_arrays({key[7:]: value for key, value in arrays.items() if key.startswith("probes.")},
                                         header["probes_info"])
             signature = {key[6:]: value for key, value in arrays.items() if key.startswith("owner.")}
-            return cls(Scheme.from_dict(header["scheme"]), domain_from_dict(header["domain"]), probes, signature,
-                       tuple(header["input_shape"]), tuple(header["output_shape"]), header["owner_sha256"],
-                       header["created"], int(header["seed"]), dict(header.get("meta", {})))
-        except (KeyError, TypeError, ValueError) as error:
-            raise FingerprintError(f"{str(path)!r} has a malformed header ({error}).") from None
+            verifier = {key[9:]: value for key, value in arrays.items() if key.startswith("verifier.")}
+            fingerprint = cls(Scheme.from_dict(header["scheme"]), domain_from_dict(header["domain"]), probes,
+                              signature, tuple(header["input_shape"]), tuple(header["output_shape"]),
+                              header["owner_sha256"], header["created"], header["seed"], header.get("meta", {}),
+                              verifier)
+            fingerprint._check_consistent()
+        except TafaError:
+            raise
+        except Exception as error:  # a header that hashes right but does not fit together
+            raise FingerprintError(f"{str(path)!r} has a malformed header "
+                                   f"({type(error).__name__}: {' '.join(str(error).split())[:200]}).") from None
+        return fingerprint
+
+    def _check_consistent(self) -> None:
+        """Raise (``ValueError``) unless fields have their types and arrays fit the scheme."""
+        def ints(shape: Any) -> bool:
+            return all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+
+        checks = [
+            (ints(self.input_shape) and len(self.input_shape) >= 1, "input_shape"),
+            (ints(self.output_shape), "output_shape"),
+            (isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed"),
+            (isinstance(self.owner_sha256, str) and isinstance(self.created, str), "owner_sha256/created"),
+            (isinstance(self.meta, dict) and isinstance(self.probes.info, dict), "meta/probes_info"),
+            (self.domain.shape == self.input_shape, "domain shape"),
+        ]
+        for ok, name in checks:
+            if not ok:
+                raise ValueError(f"field {name} is malformed")
+        _, signature, _ = self.scheme.build()
+        probes = self.probes
+        for name, array in {**probes.arrays(), **self.owner_signature, **self.verifier}.items():
+            if array.dtype != np.float64 or not np.all(np.isfinite(array)):
+                raise ValueError(f"array {name!r} is not finite float64")
+        learned = isinstance(self.scheme.build()[2], LearnedSimilarity)
+        if learned != bool(self.verifier):
+            raise ValueError("the verifier's parameters do not fit the scheme (learned similarity without them, "
+                             "or parameters for a similarity that learns nothing)")
+        if learned:
+            self.similarity()
+        if probes.points.ndim < 1 or probes.points.shape[1:] != self.input_shape or len(probes.points) < 1:
+            raise ValueError(f"probe points of shape {probes.points.shape} do not fit input shape {self.input_shape}")
+        outputs = np.random.default_rng(0).normal(size=(signature.queries(probes), *self.output_shape))
+        expected = signature.assemble(probes, outputs)
+        got = {key: value.shape for key, value in self.owner_signature.items()}
+        if {key: np.shape(value) for key, value in expected.items()} != got:
+            raise ValueError(f"owner signature {got} does not fit the probes and scheme {self.scheme.name!r}")
 
     # ------------------------------------------------------------------ verifier side
     def queries(self) -> int:
@@ -229,10 +314,25 @@ class Fingerprint:
         _, signature, _ = self.scheme.build()
         return signature.measure(model, self.probes)
 
+    def similarity(self) -> Similarity:
+        """The scheme's similarity, with the fitted parameters of a learned one loaded."""
+        _, _, similarity = self.scheme.build()
+        if isinstance(similarity, LearnedSimilarity):
+            similarity.load_state(self.verifier)
+        return similarity
+
     def compare(self, signature: Signature) -> Score:
         """Similarity of a measured signature to the owner's."""
-        _, _, similarity = self.scheme.build()
-        return similarity.compare(self.owner_signature, signature)
+        return self.similarity().compare(self.owner_signature, signature)
+
+    def refit(self, positives: list[Signature], negatives: list[Signature]) -> "Fingerprint":
+        """A copy whose learned similarity is refitted on other reference signatures (same
+        probes): how the benchmark scores a verifier that never saw an attack family."""
+        similarity = self.similarity()
+        if not isinstance(similarity, LearnedSimilarity):
+            raise ValueError(f"Scheme {self.scheme.name!r} has no learned similarity to refit.")
+        similarity.fit(self.owner_signature, positives, negatives, seed=self.seed)
+        return replace(self, verifier=similarity.state())
 
     def score(self, suspect: ModelLike) -> Score:
         """Similarity of ``suspect`` to the owner at this fingerprint's probes."""
@@ -283,6 +383,20 @@ class Fingerprint:
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
+
+
+def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int) -> References:
+    """Data-free references for a ``"data-free"`` scheme; other learned schemes need them given."""
+    module = owner.torch_module()
+    if scheme.references != "data-free":
+        raise InvalidParameter(f"Scheme {scheme.name!r} learns its decision from reference models: pass "
+                               "references=References(positives=[...], negatives=[...]) (or use a data-free scheme).")
+    if module is None:
+        raise InvalidParameter(f"Scheme {scheme.name!r} makes its references from the owner's weights, but "
+                               f"{owner.name} is not available as a torch module.")
+    from .attacks.references import data_free_references
+
+    return data_free_references(copy.deepcopy(module).float(), domain, seed=seed)
 
 
 def _version() -> str:

@@ -34,6 +34,9 @@ class Scheme:
     tasks: tuple[str, ...] = ("classification", "regression", "generation")
     #: Whether ``tafa bench`` runs it by default (ablation variants do not).
     benchmark: bool = True
+    #: Reference models a learned similarity trains on: "none", "data" (positives and
+    #: negatives the owner makes from its own data) or "data-free" (made from the model alone).
+    references: str = "none"
 
     def build(self) -> tuple[ProbeStrategy, SignatureKind, Similarity]:
         """Fresh instances of the three stages."""
@@ -45,13 +48,13 @@ class Scheme:
         return {"name": self.name, "probes": self.probes, "signature": self.signature,
                 "similarity": self.similarity, "points": self.points, "directions": self.directions,
                 "probe_params": self.probe_params, "signature_params": self.signature_params,
-                "similarity_params": self.similarity_params}
+                "similarity_params": self.similarity_params, "references": self.references}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Scheme":
         return cls(**{key: data[key] for key in (
             "name", "probes", "signature", "similarity", "points", "directions", "probe_params",
-            "signature_params", "similarity_params")})
+            "signature_params", "similarity_params") if key in data}, references=data.get("references", "none"))
 
 
 SCHEMES: dict[str, Scheme] = {}
@@ -77,6 +80,14 @@ register_scheme(Scheme(
     "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
     directions=4, description="data-free region-centred probes, outputs + directional derivatives, "
     "median per-point derivative cosine averaged with the centred output correlation"))
+register_scheme(Scheme(
+    "tafa-learned", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
+    references="data", description="tafa's probes and signature, decided by the evidence verifier (logistic "
+    "regression over the similarity parts) trained on references the owner makes from its own data"))
+register_scheme(Scheme(
+    "tafa-free", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
+    references="data-free", description="as tafa-learned, with references made without any data: copies "
+    "post-processed on synthetic owner-labelled inputs, and look-alikes distilled at random domain inputs"))
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))

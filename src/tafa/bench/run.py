@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..attacks.references import References
 from ..decide.threshold import calibrate
 from ..fingerprint import Fingerprint
 from ..models.base import TorchModel
@@ -69,26 +70,84 @@ def applicable(scheme_name: str, spec: ZooSpec) -> bool:
     return spec.scenario in get_scheme(scheme_name).tasks
 
 
+def zoo_references(zoo: Zoo, kind: str) -> tuple[References, list[str]] | None:
+    """The reference models a learned scheme trains on: ``"data"`` (made by the owner from its
+    own data: the zoo's ``training`` role) or ``"data-free"`` (the ``free`` role)."""
+    role = {"data": "training", "data-free": "free"}.get(kind)
+    if role is None:
+        return None
+    rows = zoo.with_role(role)
+    refs = References(positives=[m for r, m in rows if r.label == 1], negatives=[m for r, m in rows if r.label == 0],
+                      positive_names=[r.name for r, _ in rows if r.label == 1],
+                      negative_names=[r.name for r, _ in rows if r.label == 0])
+    return refs, [r.family for r, _ in rows if r.label == 1]
+
+
 def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
-    """Fingerprint ``zoo``'s owner with one scheme and score every other model."""
+    """Fingerprint ``zoo``'s owner with one scheme and score every other model.
+
+    A learned scheme trains on the zoo's reference role for it and is also scored
+    leave-one-family-out: the models of each attack family are scored by a verifier refitted
+    without any reference of that family (``lofo`` rows), and the negatives by that same
+    refitted verifier, so each family's figures come from one verifier.
+    """
     spec = zoo.spec
+    scheme = get_scheme(scheme_name)
     owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
     data = None if spec.latent else np.asarray(spec.data("owner").x)
+    references = zoo_references(zoo, scheme.references)
     started = time.perf_counter()
-    fingerprint = Fingerprint.create(owner, spec.domain, scheme=scheme_name, seed=0, data=data)
+    fingerprint = Fingerprint.create(owner, spec.domain, scheme=scheme_name, seed=0, data=data,
+                                     references=references[0] if references else None)
     fingerprint_seconds = time.perf_counter() - started
     rows: list[Scored] = []
+    signatures = []
     seconds = []
     for role in ("scored", "calibration"):
         for recipe, model in zoo.with_role(role):
             suspect = TorchModel(model, spec.input_shape, name=recipe.name)
             started = time.perf_counter()
-            value = fingerprint.score(suspect).value
+            signature = fingerprint.measure(suspect)
+            value = fingerprint.compare(signature).value
             seconds.append(time.perf_counter() - started)
             rows.append(Scored(recipe.name, recipe.label, recipe.family, role, value))
-    _, _, similarity = fingerprint.scheme.build()
-    return {"rows": rows, "queries": fingerprint.queries(), "fingerprint_seconds": fingerprint_seconds,
+            signatures.append(signature)
+    lofo: dict[str, list[Scored]] = {}
+    if references is not None:
+        refs, families = references
+        positive_signatures = [fingerprint.measure(TorchModel(m, spec.input_shape)) for m in refs.positives]
+        negative_signatures = [fingerprint.measure(TorchModel(m, spec.input_shape)) for m in refs.negatives]
+        for family in sorted({r.family for r in rows if r.label == 1 and r.role == "scored"}):
+            kept = [sig for sig, fam in zip(positive_signatures, families) if fam != family]
+            refitted = fingerprint.refit(kept, negative_signatures)
+            lofo[family] = [Scored(r.model, r.label, r.family, r.role, refitted.compare(sig).value)
+                            for r, sig in zip(rows, signatures) if r.label == 0 or r.family == family]
+    similarity = fingerprint.similarity()
+    return {"rows": rows, "lofo": lofo, "queries": fingerprint.queries(), "fingerprint_seconds": fingerprint_seconds,
             "verify_seconds": float(np.mean(seconds)), "score_range": similarity.score_range}
+
+
+def summarise_lofo(lofo: dict[str, list[Scored]], score_range: tuple[float, float]) -> dict[str, Any]:
+    """Leave-one-family-out figures: per family, its models against the negatives, both scored
+    by the verifier refitted without that family; averaged over families weighted by size."""
+    weights, aucs, arucs, tprs, rules = [], [], [], [], []
+    per_family = {}
+    for family, rows in lofo.items():
+        pos = [r.score for r in rows if r.label == 1 and r.role == "scored"]
+        neg = [r.score for r in rows if r.label == 0 and r.role == "scored"]
+        threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA).threshold
+        detected = float(np.mean(np.asarray(pos) > threshold))
+        per_family[family] = {"n": len(pos), "detection_rate": detected}
+        if family == EXTRACTION:
+            continue
+        weights.append(len(pos))
+        aucs.append(metrics.roc_auc(pos, neg))
+        arucs.append(metrics.aruc(pos, neg, score_range=score_range))
+        tprs.append(metrics.tpr_at_fpr(pos, neg, 0.01))
+        rules.append(detected)
+    average = lambda values: float(np.average(values, weights=weights))  # noqa: E731
+    return {"auc": average(aucs), "aruc": average(arucs), "tpr_at_fpr_1pct": average(tprs), "rule_tpr": average(rules),
+            "per_family": per_family}
 
 
 def summarise(rows: list[Scored], thresholds: dict[str, float], score_range: tuple[float, float],
@@ -158,6 +217,8 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
             calibration = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA)
             summary = summarise(rows, {"": calibration.threshold}, evaluation["score_range"], calibration.bound, n_boot)
             summary["rule"]["method"] = calibration.method
+            if evaluation["lofo"]:
+                summary["lofo"] = summarise_lofo(evaluation["lofo"], evaluation["score_range"])
             summary.update({key: evaluation[key] for key in ("queries", "fingerprint_seconds", "verify_seconds")})
             entry["schemes"][name] = summary
             entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
@@ -177,6 +238,18 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
             summary["queries"] = int(max(c["queries"] for c in group["cost"]))
             summary["fingerprint_seconds"] = float(np.mean([c["fingerprint_seconds"] for c in group["cost"]]))
             summary["verify_seconds"] = float(np.mean([c["verify_seconds"] for c in group["cost"]]))
+            if all(c["lofo"] for c in group["cost"]):
+                merged: dict[str, list[Scored]] = {}
+                for cost, zoo_name in zip(group["cost"], group["thresholds"]):
+                    for family, rows in cost["lofo"].items():
+                        merged.setdefault(f"{zoo_name}/{family}", []).extend(rows)
+                pooled_lofo = summarise_lofo(merged, group["range"])
+                families: dict[str, list[float]] = {}
+                for key, value in pooled_lofo["per_family"].items():
+                    families.setdefault(key.split("/", 1)[1], []).extend([value["detection_rate"]] * value["n"])
+                pooled_lofo["per_family"] = {f: {"n": len(v), "detection_rate": float(np.mean(v))}
+                                             for f, v in families.items()}
+                summary["lofo"] = pooled_lofo
             entry["schemes"][name] = summary
             entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
         results["scenarios"][f"{scenario} (pooled)"] = entry

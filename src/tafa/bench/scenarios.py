@@ -4,7 +4,9 @@
 MNIST-5k), regression (MLP on diabetes and on Friedman #1), generation (VAE decoder on
 digits); every zoo has 28 derived copies (26 post-processing recipes and 2 extractions),
 20 scored independent models (same architecture on both halves of the data, other
-architectures, same initialisation on other data) and 10 calibration models.
+architectures, same initialisation on other data) and 10 calibration models; a learned
+verifier trains on 14 post-processed copies and 10 retrainings the owner makes from its own
+data, or (data-free) on 14 copies made with synthetic inputs and 8 distilled look-alikes.
 ``smoke`` is a minute-long subset that checks the pipeline end to end.
 """
 
@@ -12,9 +14,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..attacks.references import DATA_FREE_POSITIVES
 from .zoo import ZooSpec
 
-FULL: tuple[ZooSpec, ...] = (
+_REFERENCES = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
+                   free_positives=DATA_FREE_POSITIVES, free_negatives=8)
+
+FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES) for spec in (
     ZooSpec("digits-mlp", "classification", "digits", "mlp", "box:0,1", epochs=20,
             other_archs=("mlp_wide", "mlp_deep", "cnn")),
     ZooSpec("digits-cnn", "classification", "digits", "cnn", "box:0,1", epochs=20,
@@ -27,13 +33,15 @@ FULL: tuple[ZooSpec, ...] = (
             other_archs=("mlp", "mlp_wide")),
     ZooSpec("digits-vae", "generation", "digits", "decoder", "gaussian", epochs=30, lr=2e-3, latent=8,
             other_archs=("decoder_wide",)),
-)
+))
 
 _SMOKE_ATTACKS = ("int8", "prune50", "ft_all_small", "permute", "noise5", "distill_same")
 
 SMOKE: tuple[ZooSpec, ...] = tuple(
     replace(spec, attacks=_SMOKE_ATTACKS, same_arch_same_split=1, same_arch_other_split=1, other_arch=1,
-            same_init=1, calibration=3, epochs=max(3, spec.epochs // 4), attack_epochs=2)
+            same_init=1, calibration=3, epochs=max(3, spec.epochs // 4), attack_epochs=2,
+            training_positives=("int8", "ft_all_small", "prune50"), training_negatives=3,
+            free_positives=("int8", "noise5", "prune50"), free_negatives=2)
     for spec in FULL if spec.name in ("digits-mlp", "diabetes-mlp", "digits-vae"))
 
 SIZES = {"smoke": SMOKE, "full": FULL}

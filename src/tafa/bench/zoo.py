@@ -7,7 +7,11 @@ surround it; :func:`recipes` expands it into :class:`ModelRecipe` rows, each wit
 - ``scored``: the positives (the owner run through :mod:`tafa.attacks`) and negatives
   (independently trained models) that the benchmark's metrics are computed on;
 - ``calibration``: further independent models that calibrate a threshold (disjoint seeds);
-- ``training``: positives and negatives a learned verifier may train on (disjoint seeds).
+- ``training``: positives and negatives a learned verifier may train on (disjoint seeds),
+  made by the owner from its own data (attacks on the owner's half, independent
+  retrainings), and ``free``: the same made with no data at all (attacks with synthetic
+  inputs labelled by the owner; look-alikes distilled on the owner's outputs at random
+  domain inputs), see :mod:`tafa.attacks.references`.
 
 Every model is built deterministically from its recipe and cached on disk under the
 SHA-256 of the recipe (safetensors weights + a JSON description of the layers: nothing
@@ -31,12 +35,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, AttackContext, get_attack
+from ..attacks.references import synthetic_data
+from ..domain import parse_domain
 from ..training import TrainingData, fit
 from .architectures import build
 from .datasets import load_task
 
 #: Bump when training or attack code changes what a recipe produces.
 CACHE_VERSION = 1
+
+#: Synthetic (domain-drawn, owner-labelled) inputs an owner makes for data-free references.
+SYNTHETIC_INPUTS = 2000
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class ZooSpec:
     calibration: int = 10
     training_positives: tuple[str, ...] = ()
     training_negatives: int = 0
+    free_positives: tuple[str, ...] = ()
+    free_negatives: int = 0
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -83,11 +94,11 @@ class ModelRecipe:
     """How one model of a zoo is made."""
 
     name: str
-    role: str                          # owner | scored | calibration | training
+    role: str                          # owner | scored | calibration | training | free
     label: int                         # 1 derived, 0 independent
     family: str                        # attack family, or the kind of independent model
     arch: str | None = None
-    part: str = "owner"
+    part: str = "owner"                # trained models: the data half; attacks: "owner", "other", "synthetic"
     seed: int = 0
     init_seed: int | None = None
     attack: str | None = None
@@ -97,7 +108,7 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
     """Every model of the zoo, owner first; names are unique within a zoo."""
     rows = [ModelRecipe("owner", "owner", 1, "owner", spec.owner_arch, "owner", 0)]
     for i, name in enumerate(spec.attacks):
-        rows.append(ModelRecipe(name, "scored", 1, ATTACKS[name].family, attack=name, seed=100 + i))
+        rows.append(ModelRecipe(name, "scored", 1, ATTACKS[name].family, attack=name, seed=100 + i, part="other"))
     seed = 1000
 
     def negatives(role: str, count: int, kind: str, arch: str, part: str, init: bool = False) -> None:
@@ -117,10 +128,17 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
         arch = spec.owner_arch if i % 2 == 0 or not spec.other_archs else spec.other_archs[i % len(spec.other_archs)]
         negatives("calibration", 1, "reference", arch, "owner" if i % 4 < 2 else "other")
     for i, name in enumerate(spec.training_positives):
-        rows.append(ModelRecipe(f"train-{name}", "training", 1, ATTACKS[name].family, attack=name, seed=5000 + i))
+        rows.append(ModelRecipe(f"train-{name}", "training", 1, ATTACKS[name].family, attack=name, seed=5000 + i,
+                                part="owner"))
     for i in range(spec.training_negatives):
         arch = spec.owner_arch if i % 2 == 0 or not spec.other_archs else spec.other_archs[i % len(spec.other_archs)]
-        negatives("training", 1, "reference", arch, "owner" if i % 4 < 2 else "other")
+        negatives("training", 1, "reference", arch, "owner")
+    for i, name in enumerate(spec.free_positives):
+        rows.append(ModelRecipe(f"free-{name}", "free", 1, ATTACKS[name].family, attack=name, seed=6000 + i,
+                                part="synthetic"))
+    for i in range(spec.free_negatives):
+        rows.append(ModelRecipe(f"free-look-alike-{i}", "free", 0, "look-alike", attack="distill_same",
+                                seed=7000 + i, part="synthetic"))
     names = [row.name for row in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"Zoo {spec.name!r} has duplicate model names.")
@@ -136,7 +154,8 @@ def recipe_key(spec: ZooSpec, recipe: ModelRecipe) -> str:
             "lr": spec.lr, "weight_decay": spec.weight_decay}
     else:
         relevant = {"version": CACHE_VERSION, "owner": recipe_key(spec, recipes(spec)[0]), "attack": recipe.attack,
-                    "seed": recipe.seed, "attack_epochs": spec.attack_epochs, "student": _student_arch(spec)}
+                    "seed": recipe.seed, "attack_epochs": spec.attack_epochs, "student": _student_arch(spec),
+                    "data": recipe.part, "domain": spec.domain if recipe.part == "synthetic" else None}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -233,8 +252,12 @@ def make_model(spec: ZooSpec, recipe: ModelRecipe, cache: Path) -> nn.Module:
     else:
         owner = make_model(spec, recipes(spec)[0], cache)
         other = _student_arch(spec)
+        if recipe.part == "synthetic":
+            data = synthetic_data(owner, parse_domain(spec.domain, spec.input_shape), SYNTHETIC_INPUTS, recipe.seed)
+        else:
+            data = spec.data(recipe.part)
         context = AttackContext(
-            data=spec.data("other"), seed=recipe.seed, epochs=spec.attack_epochs,
+            data=data, seed=recipe.seed, epochs=spec.attack_epochs,
             student_factory=lambda seed: build(other, input_shape=spec.input_shape, output_dim=spec.output_dim,
                                                seed=seed))
         model = get_attack(recipe.attack).apply(owner, context)

@@ -1,8 +1,13 @@
 """How to decide: similarities, the calibrated threshold, the verdict."""
 
+from .learned import EvidenceVerifier, LearnedSimilarity
 from .similarity import SIMILARITIES, Score, Similarity, get_similarity, register_similarity
 from .threshold import Calibration, calibrate
 from .verdict import DECISIONS, Verdict
 
-__all__ = ["DECISIONS", "SIMILARITIES", "Calibration", "Score", "Similarity", "Verdict", "calibrate",
+__all__ = ["EvidenceVerifier", "LearnedSimilarity", "DECISIONS", "SIMILARITIES", "Calibration", "Score", "Similarity", "Verdict", "calibrate",
            "get_similarity", "register_similarity"]
+
+from .metav import MetaVerifier  # noqa: E402
+
+__all__ += ["MetaVerifier"]

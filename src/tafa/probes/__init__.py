@@ -6,3 +6,13 @@ from .relu import ReluProbes
 
 __all__ = ["PROBES", "Probes", "ProbeStrategy", "RandomProbes", "ReluProbes", "get_probes",
            "orthonormal_directions", "register_probes"]
+
+from .ipguard import IPGuardProbes  # noqa: E402
+from .modeldiff import ModelDiffProbes  # noqa: E402
+from .sacm import SACmProbes  # noqa: E402
+
+__all__ += ["IPGuardProbes", "ModelDiffProbes", "SACmProbes"]
+
+from .learned import MetaVProbes  # noqa: E402
+
+__all__ += ["MetaVProbes"]

@@ -8,6 +8,8 @@ name (:func:`register_probes`, :func:`get_probes`), never chosen by if/elif.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,6 +18,9 @@ import numpy as np
 
 from ..domain import Domain
 from ..models.base import Model
+
+if TYPE_CHECKING:
+    from ..attacks.references import References
 
 
 @dataclass
@@ -62,12 +67,14 @@ class ProbeStrategy(ABC):
 
     @abstractmethod
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
-               progress: bool = False, data: np.ndarray | None = None) -> Probes:
+               progress: bool = False, data: np.ndarray | None = None,
+               references: References | None = None) -> Probes:
         """Probes for ``owner``: ``n`` points (and ``k`` directions each where used).
 
         ``data`` (inputs of the owner's own data, ``(M, *input_shape)``) is offered to the
         baselines whose papers start from data (IPGuard, SAC-m, ModelDiff); the project's
-        method never uses it.
+        method never uses it. ``references`` (positive and negative reference models) is for
+        strategies that learn their probes (MetaV); the others ignore it.
         """
 
 

@@ -14,11 +14,16 @@ directions are orthonormal and random, steps a fixed fraction of the domain's wi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..domain import Domain
 from ..models.base import Model
 from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
+
+if TYPE_CHECKING:
+    from ..attacks.references import References
 
 
 @register_probes("random")
@@ -30,7 +35,8 @@ class RandomProbes(ProbeStrategy):
         self.group = group
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
-               progress: bool = False, data: np.ndarray | None = None) -> Probes:
+               progress: bool = False, data: np.ndarray | None = None,
+               references: References | None = None) -> Probes:
         rng = np.random.default_rng(seed)
         points = domain.sample(n, rng)
         if k == 0:

@@ -13,6 +13,8 @@ signature of staying inside one region. The probes record which path was taken.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import copy
 import hashlib
 import math
@@ -27,6 +29,9 @@ from ..models.base import Model
 from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
 from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
+
+if TYPE_CHECKING:
+    from ..attacks.references import References
 
 #: Above this many input features the analysis and the region LP work in a subspace of
 #: :data:`SUBSPACE` dimensions that holds the probe's directions (the slice its steps use).
@@ -57,7 +62,8 @@ class ReluProbes(ProbeStrategy):
         self.centre_points = centre_points
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
-               progress: bool = False, data: np.ndarray | None = None) -> Probes:
+               progress: bool = False, data: np.ndarray | None = None,
+               references: References | None = None) -> Probes:
         rng = np.random.default_rng(seed)
         module = owner.torch_module()
         reason = "the owner is not available as a torch module"
