@@ -105,3 +105,20 @@ def test_onnx_import_of_a_cnn_with_batchnorm_and_residual():
 def test_onnx_import_refuses_unknown_operators():
     with pytest.raises(UnsupportedOperator, match="Gelu|Erf"):
         import_onnx(_export(nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2)), (4,)))
+
+
+@pytest.mark.parametrize("build_net", [
+    lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)),
+    lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 10)),
+    lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 64), nn.Sigmoid(), nn.Unflatten(1, (1, 8, 8))),
+])
+def test_onnx_chains_import_as_plain_sequentials(build_net):
+    torch.manual_seed(0)
+    net = build_net().eval()
+    shape = (8,) if isinstance(net[0], nn.Linear) else (1, 8, 8)
+    imported = import_onnx(_export(copy.deepcopy(net), shape))
+    assert isinstance(imported, nn.Sequential)
+    assert {type(m) for m in imported} <= {nn.Flatten, nn.Linear, nn.ReLU, nn.Conv2d, nn.MaxPool2d, nn.Sigmoid,
+                                           nn.Unflatten}
+    x = torch.rand(4, *shape)
+    torch.testing.assert_close(imported(x), net(x))

@@ -27,7 +27,6 @@ REFERENCE_ARCHITECTURES = ("mlp", "mlp", "mlp_wide", "mlp_deep", "cnn", "mlp", "
 
 def run_demo(seed: int = 0, progress: bool = True, out: Callable[[str], None] = print) -> dict[str, str]:
     """Run the demo, printing as it goes; returns the decision for each suspect."""
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     started = time.perf_counter()
     task = load_task("digits")
     owner_data, other_data = task.split("owner"), task.split("other")

@@ -77,13 +77,14 @@ def get_scheme(name: str) -> Scheme:
 
 
 register_scheme(Scheme(
-    "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
-    directions=4, description="data-free region-centred probes, outputs + directional derivatives, "
-    "median per-point derivative cosine averaged with the centred output correlation"))
+    "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64, directions=4,
+    description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
+    "cosine of the group-centred derivatives (the threshold rule; no reference models needed to fingerprint)"))
 register_scheme(Scheme(
     "tafa-learned", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
     references="data", description="tafa's probes and signature, decided by the evidence verifier (logistic "
-    "regression over the similarity parts) trained on references the owner makes from its own data"))
+    "regression over the local, derivative and output similarities) fitted on references the owner makes "
+    "from its own data (post-processed copies, retrainings)"))
 register_scheme(Scheme(
     "tafa-free", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
     references="data-free", description="as tafa-learned, with references made without any data: copies "

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..domain import Domain
+from ..errors import InvalidParameter, TafaError
 from ..training import TrainingData
 from .extraction import reinitialised, teacher_outputs
 from .registry import AttackContext, get_attack
@@ -58,12 +59,20 @@ def data_free_references(owner: nn.Module, domain: Domain, *, seed: int = 0, n_s
 
     Look-alikes are re-initialised copies of the owner's architecture (and, if given, the
     ``student_factories``' architectures) distilled on the owner's outputs at synthetic inputs.
+    Attacks that do not apply to the owner's architecture are left out (``positive_names``
+    lists those made).
     """
     data = synthetic_data(owner, domain, n_synthetic, seed)
     refs = References()
     for i, name in enumerate(positives):
-        refs.positives.append(get_attack(name).apply(owner, AttackContext(data=data, seed=seed + 1 + i, epochs=epochs)))
+        try:
+            copy = get_attack(name).apply(owner, AttackContext(data=data, seed=seed + 1 + i, epochs=epochs))
+        except (TafaError, ValueError, TypeError):
+            continue  # an attack that does not apply to this architecture (e.g. permutation of a graph)
+        refs.positives.append(copy)
         refs.positive_names.append(f"data-free {name}")
+    if not refs.positives:
+        raise InvalidParameter("None of the data-free reference attacks applies to this owner model.")
     from .extraction import distill
 
     for i in range(lookalikes):

@@ -73,13 +73,21 @@ def evidence_features(owner: Signature, suspect: Signature) -> dict[str, float]:
     return features
 
 
+#: The features the evidence verifier weighs by default: on the benchmark's six zoos a
+#: logistic regression over these three had the best mean AUC and TPR at 1% FPR, with
+#: references made from the owner's data (0.936 / 0.840) and made with no data (0.934 /
+#: 0.840), against 0.919 / 0.763 for the ``local`` part alone (docs/method.md).
+DEFAULT_FEATURES = ("local", "derivatives", "outputs")
+
+
 @register_similarity("evidence")
 class EvidenceVerifier(LearnedSimilarity):
     """Logistic regression over :func:`evidence_features` (Fisher-transformed, standardised),
     with an L2 penalty ``1/C`` and balanced classes."""
 
-    def __init__(self, C: float = 1.0) -> None:
+    def __init__(self, C: float = 1.0, features: tuple[str, ...] = DEFAULT_FEATURES) -> None:
         self.C = C
+        self.features = tuple(features)
         self._names: list[str] = []
         self._mean = self._scale = self._coef = np.zeros(0)
         self._intercept = 0.0
@@ -99,7 +107,7 @@ class EvidenceVerifier(LearnedSimilarity):
         if not positives or not negatives:
             raise ValueError("The evidence verifier needs at least one positive and one negative reference.")
         rows = [evidence_features(owner, s) for s in [*positives, *negatives]]
-        self._names = sorted(rows[0])
+        self._names = [name for name in self.features if name in rows[0]]
         x = np.stack([self._transform(row, self._names) for row in rows])
         y = np.array([1] * len(positives) + [0] * len(negatives))
         self._mean, self._scale = x.mean(axis=0), x.std(axis=0) + 1e-6
