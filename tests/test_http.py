@@ -310,3 +310,23 @@ def test_mlserver_answers_equal_the_model_in_process(net, probes):
             _client(server.url.replace("digits", "nothing"))
     np.testing.assert_allclose(remote, TorchModel(net, SHAPE)(probes), rtol=1e-5, atol=1e-5)
     assert suspect.network_queries == 100
+
+
+def test_labels_only_suspect_is_verified_by_label_schemes_only(net):
+    """IPGuard's labels signature verifies a labels-only service like the model itself; the
+    output-based method refuses it with one line that names the schemes that apply."""
+    from tafa import Fingerprint
+    from tafa.errors import InvalidParameter
+
+    def labels(x):
+        with torch.no_grad():
+            return net(torch.as_tensor(x, dtype=torch.float32)).argmax(dim=1).numpy()
+
+    owner = TorchModel(net, SHAPE)
+    ipguard = Fingerprint.create(owner, "box:0,1", scheme="ipguard", points=20)
+    tafa_fp = Fingerprint.create(owner, "box:0,1", points=8, directions=2)
+    with KServeServer(labels, input_shape=SHAPE, output_shape=(), output_datatype="INT64") as server:
+        suspect = _client(server.url)
+        assert ipguard.score(suspect).value == ipguard.score(owner).value == 1.0
+        with pytest.raises(InvalidParameter, match="labels only.*ipguard"):
+            tafa_fp.verify(_client(server.url))

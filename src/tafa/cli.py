@@ -186,7 +186,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(seed=args.seed, progress=not args.quiet, out=print)
+    run_demo(seed=args.seed, progress=not args.quiet, out=print, all_kinds=args.all_kinds)
     return 0
 
 
@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="train a small owner on bundled digits, fingerprint it, verify a "
                                             "pirated copy and an independent model")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--all-kinds", action="store_true",
+                      help="run the same job on a classifier, a regressor and a generator; print one table")
     demo.set_defaults(run=cmd_demo)
 
     for extend in EXTENSIONS.values():

@@ -299,10 +299,20 @@ class Fingerprint:
         return signature.queries(self.probes)
 
     def check_shapes(self, suspect: Model) -> None:
-        """Raise :class:`ShapeMismatch` unless ``suspect`` takes and returns what the owner did."""
+        """Raise :class:`ShapeMismatch` unless ``suspect`` takes and returns what the owner did
+        (and :class:`InvalidParameter` for a labels-only suspect this scheme cannot use)."""
         if suspect.input_shape != self.input_shape:
             raise ShapeMismatch(f"Suspect {suspect.name} takes inputs of shape {suspect.input_shape}; "
                                 f"the fingerprint's owner took {self.input_shape}.")
+        if getattr(suspect, "labels_only", False):
+            if not self.scheme.build()[1].accepts_labels:
+                from .scheme import SCHEMES
+
+                usable = sorted(name for name, s in SCHEMES.items() if s.build()[1].accepts_labels)
+                raise InvalidParameter(f"Suspect {suspect.name} answers labels only; scheme {self.scheme.name!r} needs "
+                                       f"its outputs. Schemes that verify labels-only suspects: {', '.join(usable)} "
+                                       "(fingerprint the owner with --scheme NAME).")
+            return
         if int(np.prod(suspect.output_shape)) != int(np.prod(self.output_shape)):
             raise ShapeMismatch(f"Suspect {suspect.name} returns outputs of shape {suspect.output_shape}; "
                                 f"the fingerprint's owner returned {self.output_shape}.")
@@ -312,6 +322,8 @@ class Fingerprint:
         model = as_model(suspect, self.input_shape)
         self.check_shapes(model)
         _, signature, _ = self.scheme.build()
+        if getattr(model, "labels_only", False):
+            return signature.from_labels(self.probes, model(signature.inputs(self.probes)))
         return signature.measure(model, self.probes)
 
     def similarity(self) -> Similarity:

@@ -92,3 +92,28 @@ register_scheme(Scheme(
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))
+
+
+# Ablations of the method (``tafa bench --ablation``): each changes one lever of "tafa".
+register_scheme(Scheme(
+    "ablate-random-points", probes="random", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, probe_params={"group": 8, "step": 0.01}, benchmark=False,
+    description="tafa without region centring: uniform domain points, fixed step 1% of the domain width"))
+register_scheme(Scheme(
+    "ablate-no-groups", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, similarity_params={"weights": {"derivatives": 1.0}}, benchmark=False,
+    description="tafa scoring raw derivatives (no centring within direction groups)"))
+register_scheme(Scheme(
+    "ablate-outputs-only", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, similarity_params={"weights": {"outputs": 1.0}}, benchmark=False,
+    description="tafa's probes scored by the output correlation alone"))
+register_scheme(Scheme(
+    "ablate-32-points", probes="relu", signature="derivatives", similarity="derivative-cosine", points=32,
+    directions=4, benchmark=False, description="tafa with 32 probes (288 queries)"))
+register_scheme(Scheme(
+    "ablate-8-directions", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=8, benchmark=False, description="tafa with 8 directions per probe (1088 queries)"))
+
+#: The schemes ``tafa bench --ablation`` compares.
+ABLATION = ("tafa", "ablate-random-points", "ablate-no-groups", "ablate-outputs-only", "ablate-32-points",
+            "ablate-8-directions", "tafa-learned", "tafa-free")

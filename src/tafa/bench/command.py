@@ -15,7 +15,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .run import run_benchmark
 
     command = "tafa bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "tafa bench"
-    results = run_benchmark(args.size, schemes=args.schemes, out=Path(args.out), cache=Path(args.cache),
+    from ..scheme import ABLATION
+
+    schemes = list(ABLATION) if args.ablation else args.schemes
+    results = run_benchmark(args.size, schemes=schemes, out=Path(args.out), cache=Path(args.cache),
                             jobs=args.jobs, progress=not args.quiet, command=command,
                             zoo_filter=(lambda spec: spec.name in args.zoos) if args.zoos else None)
     print(f"wrote {args.out}/results.md, results.json and plots in {results['seconds']:.0f} s "
@@ -42,6 +45,8 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--jobs", type=int, default=2, help="processes that train the zoo (default 2)")
     bench.add_argument("--schemes", nargs="+", choices=sorted(SCHEMES), help="only these schemes")
     bench.add_argument("--zoos", nargs="+", help="only these zoos (e.g. digits-mlp)")
+    bench.add_argument("--ablation", action="store_true",
+                       help="compare the method with one lever changed at a time (instead of the baselines)")
     bench.set_defaults(run=cmd_bench)
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..components import Components
 from ..signature.base import Signature
 
 
@@ -51,23 +52,15 @@ class Similarity(ABC):
         """How alike ``suspect`` is to ``owner``."""
 
 
-SIMILARITIES: dict[str, Callable[..., Similarity]] = {}
+SIMILARITIES: Components[Similarity] = Components("similarity")
 
-
-def register_similarity(name: str) -> Callable[[type[Similarity]], type[Similarity]]:
-    """Class decorator: make a similarity available by ``name``."""
-    def decorate(cls: type[Similarity]) -> type[Similarity]:
-        cls.name = name
-        SIMILARITIES[name] = cls
-        return cls
-    return decorate
+#: Class decorator: make a similarity available by name.
+register_similarity = SIMILARITIES.register
 
 
 def get_similarity(name: str, **params: Any) -> Similarity:
     """The registered similarity ``name``, built with ``params``."""
-    if name not in SIMILARITIES:
-        raise KeyError(f"Unknown similarity {name!r}; registered: {sorted(SIMILARITIES)}.")
-    return SIMILARITIES[name](**params)
+    return SIMILARITIES.create(name, **params)
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,14 +8,13 @@ name (:func:`register_probes`, :func:`get_probes`), never chosen by if/elif.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..components import Components
 from ..domain import Domain
 from ..models.base import Model
 
@@ -78,23 +77,15 @@ class ProbeStrategy(ABC):
         """
 
 
-PROBES: dict[str, Callable[..., ProbeStrategy]] = {}
+PROBES: Components[ProbeStrategy] = Components("probe strategy")
 
-
-def register_probes(name: str) -> Callable[[type[ProbeStrategy]], type[ProbeStrategy]]:
-    """Class decorator: make a strategy available by ``name``."""
-    def decorate(cls: type[ProbeStrategy]) -> type[ProbeStrategy]:
-        cls.name = name
-        PROBES[name] = cls
-        return cls
-    return decorate
+#: Class decorator: make a probe strategy available by name.
+register_probes = PROBES.register
 
 
 def get_probes(name: str, **params: Any) -> ProbeStrategy:
-    """The registered strategy ``name``, built with ``params``."""
-    if name not in PROBES:
-        raise KeyError(f"Unknown probe strategy {name!r}; registered: {sorted(PROBES)}.")
-    return PROBES[name](**params)
+    """The registered probe strategy ``name``, built with ``params``."""
+    return PROBES.create(name, **params)
 
 
 def direction_groups(n: int, group: int) -> np.ndarray:

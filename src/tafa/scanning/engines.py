@@ -31,8 +31,9 @@ from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
+from ..components import Components
 from ..errors import TafaError, check_param, one_line
 from ..registry import SuspectOutcome
 from .panel import OpenOptions, Panel, PanelPayload, Suspect, failed_outcome, payload_key
@@ -59,23 +60,16 @@ class Engine(ABC):
         return {"engine": self.name}
 
 
-ENGINES: dict[str, Callable[..., Engine]] = {}
+ENGINES: Components[Engine] = Components("engine")
 
-
-def register_engine(name: str) -> Callable[[type[Engine]], type[Engine]]:
-    """Class decorator: make an engine available by ``name``."""
-    def decorate(cls: type[Engine]) -> type[Engine]:
-        cls.name = name
-        ENGINES[name] = cls
-        return cls
-    return decorate
+#: Class decorator: make an engine available by name.
+register_engine = ENGINES.register
 
 
 def get_engine(name: str, **params: Any) -> Engine:
-    """The registered engine ``name``, built with ``params`` (those it does not take are ignored
-    when ``None``)."""
+    """The registered engine ``name``, built with ``params``."""
     check_param("engine", name, f"one of {sorted(ENGINES)}", name in ENGINES, caller="get_engine")
-    return ENGINES[name](**params)
+    return ENGINES.create(name, **params)
 
 
 # ---------------------------------------------------------------------------------------- workers

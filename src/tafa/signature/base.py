@@ -9,10 +9,11 @@ does both against a :class:`~tafa.models.Model`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..components import Components
 from ..models.base import Model
 from ..probes.base import Probes
 
@@ -32,6 +33,13 @@ class SignatureKind(ABC):
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
         """Named arrays from the model's answers to :meth:`inputs` (in that order)."""
 
+    #: Whether a suspect that answers only labels (a class index per input) can be measured.
+    accepts_labels: bool = False
+
+    def from_labels(self, probes: Probes, labels: np.ndarray) -> Signature:
+        """The signature of a labels-only suspect from its answers to :meth:`inputs`."""
+        raise NotImplementedError(f"Signature {self.name!r} needs the model's outputs, not labels.")
+
     def queries(self, probes: Probes) -> int:
         """How many inputs one measurement sends."""
         return len(self.inputs(probes))
@@ -41,20 +49,12 @@ class SignatureKind(ABC):
         return self.assemble(probes, model(self.inputs(probes)))
 
 
-SIGNATURES: dict[str, Callable[..., SignatureKind]] = {}
+SIGNATURES: Components[SignatureKind] = Components("signature")
 
-
-def register_signature(name: str) -> Callable[[type[SignatureKind]], type[SignatureKind]]:
-    """Class decorator: make a signature available by ``name``."""
-    def decorate(cls: type[SignatureKind]) -> type[SignatureKind]:
-        cls.name = name
-        SIGNATURES[name] = cls
-        return cls
-    return decorate
+#: Class decorator: make a signature available by name.
+register_signature = SIGNATURES.register
 
 
 def get_signature(name: str, **params: Any) -> SignatureKind:
     """The registered signature ``name``, built with ``params``."""
-    if name not in SIGNATURES:
-        raise KeyError(f"Unknown signature {name!r}; registered: {sorted(SIGNATURES)}.")
-    return SIGNATURES[name](**params)
+    return SIGNATURES.create(name, **params)

@@ -32,5 +32,10 @@ class Labels(SignatureKind):
     def inputs(self, probes: Probes) -> np.ndarray:
         return probes.points
 
+    accepts_labels = True
+
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
         return {"labels": predicted_labels(outputs)}
+
+    def from_labels(self, probes: Probes, labels: np.ndarray) -> Signature:
+        return {"labels": np.asarray(labels, dtype=np.float64).reshape(len(labels))}
