@@ -100,6 +100,11 @@ register_scheme(Scheme(
     directions=4, probe_params={"group": 8, "step": 0.01}, benchmark=False,
     description="tafa without region centring: uniform domain points, fixed step 1% of the domain width"))
 register_scheme(Scheme(
+    "ablate-inverted-start", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, probe_params={"invert_steps": 100}, benchmark=False,
+    description="tafa with candidates first pulled (100 Adam steps) to where the owner is confident: "
+    "data-free pseudo-data instead of uniform draws"))
+register_scheme(Scheme(
     "ablate-no-groups", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
     directions=4, similarity_params={"weights": {"derivatives": 1.0}}, benchmark=False,
     description="tafa scoring raw derivatives (no centring within direction groups)"))
@@ -115,5 +120,5 @@ register_scheme(Scheme(
     directions=8, benchmark=False, description="tafa with 8 directions per probe (1088 queries)"))
 
 #: The schemes ``tafa bench --ablation`` compares.
-ABLATION = ("tafa", "ablate-random-points", "ablate-no-groups", "ablate-outputs-only", "ablate-32-points",
+ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only", "ablate-32-points",
             "ablate-8-directions", "tafa-learned", "tafa-free")

@@ -14,7 +14,7 @@ from ..cli import EXTENSIONS
 def cmd_bench(args: argparse.Namespace) -> int:
     from .run import run_benchmark
 
-    command = "tafa bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "tafa bench"
+    command = "tafa " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--quiet")
     from ..scheme import ABLATION
 
     schemes = list(ABLATION) if args.ablation else args.schemes

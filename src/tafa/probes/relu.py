@@ -47,13 +47,17 @@ class ReluProbes(ProbeStrategy):
     towards its region's centre; ``step_fraction``: the step as a fraction of the radius;
     ``min_step``/``max_step``: bounds on the step as fractions of the domain's width;
     ``group``: consecutive probes share their directions in groups of this size, so that a
-    signature can compare how the local map changes from region to region.
+    signature can compare how the local map changes from region to region;
+    ``invert_steps``: if > 0, candidates are first pulled towards where the owner is
+    confident (Adam steps on the cross-entropy to a random target output, clipped to the
+    domain): data-free pseudo-data, closer to what training shaped than uniform draws.
     """
 
     def __init__(self, move: float = 0.1, step_fraction: float = 0.5, min_step: float = 1e-3,
                  max_step: float = 0.05, oversample: float = 1.5, centre_points: bool = True,
-                 group: int = 8) -> None:
+                 group: int = 8, invert_steps: int = 0) -> None:
         self.group = group
+        self.invert_steps = invert_steps
         self.move = move
         self.step_fraction = step_fraction
         self.min_step = min_step
@@ -85,6 +89,9 @@ class ReluProbes(ProbeStrategy):
         lo, hi = domain.bounds()
         delta = self.move * domain.scale()
         candidates = domain.sample(int(math.ceil(n * self.oversample)), rng)
+        if self.invert_steps > 0:
+            candidates = invert(module, candidates, lo, hi, self.invert_steps, int(rng.integers(2 ** 31)),
+                                lr=0.05 * domain.scale())
         seen: set[str] = set()
         points, radii, methods = [], [], []
         directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
@@ -154,6 +161,28 @@ class ReluProbes(ProbeStrategy):
         info = {"strategy": "relu", "analysis": f"black-box ({reason})",
                 "linear_at_step": int(settled.sum()), "step_median": float(np.median(steps))}
         return Probes(points, directions, steps, extra=self._groups(n), info=info)
+
+
+def invert(module: torch.nn.Module, points: np.ndarray, lo: np.ndarray, hi: np.ndarray, steps: int, seed: int,
+           lr: float) -> np.ndarray:
+    """``points`` moved by Adam towards inputs the owner maps confidently to a random output
+    coordinate each (cross-entropy over the flattened outputs), clipped to ``[lo, hi]``."""
+    generator = torch.Generator().manual_seed(seed)
+    dtype = next(module.parameters()).dtype
+    x = torch.as_tensor(points, dtype=dtype).clone().requires_grad_(True)
+    low, high = torch.as_tensor(lo, dtype=dtype), torch.as_tensor(hi, dtype=dtype)
+    with torch.no_grad():
+        width = module(x[:1]).reshape(1, -1).shape[1]
+    target = torch.randint(0, width, (len(points),), generator=generator)
+    optimiser = torch.optim.Adam([x], lr=lr)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(module(x).reshape(len(points), -1), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            x.data = torch.maximum(torch.minimum(x.data, high), low)
+    return x.detach().double().numpy()
 
 
 def _finite_differences(model: Model, points: np.ndarray, directions: np.ndarray, h: float) -> np.ndarray:
