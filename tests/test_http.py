@@ -330,3 +330,47 @@ def test_labels_only_suspect_is_verified_by_label_schemes_only(net):
         assert ipguard.score(suspect).value == ipguard.score(owner).value == 1.0
         with pytest.raises(InvalidParameter, match="labels only.*ipguard"):
             tafa_fp.verify(_client(server.url))
+
+
+@pytest.mark.parametrize("which", ["pirate", "independent"])
+def test_verification_over_http_equals_verification_from_a_file(classifier, tmp_path, capsys, which):
+    """`tafa verify FP http://.../v2/models/NAME` gives the verdict and score that the same model
+    gives from an ONNX file, and records the endpoint, its metadata, queries and time."""
+    import json
+
+    import onnxruntime
+
+    from tafa import Fingerprint
+    from tafa.attacks import magnitude_prune
+    from tafa.cli import main
+
+    suspect = magnitude_prune(classifier.owner, 0.5) if which == "pirate" else classifier.independent
+    references = tmp_path / "refs"
+    references.mkdir()
+
+    def onnx(model: torch.nn.Module, path) -> str:
+        torch.onnx.export(model, (torch.zeros(1, *SHAPE),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+        return str(path)
+
+    for i, model in enumerate(classifier.references):
+        onnx(model, references / f"ref{i:02d}.onnx")
+    fingerprint = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, seed=0)
+    fingerprint.save(tmp_path / "owner.tafa")
+    verdicts = {}
+    suspect_file = onnx(suspect, tmp_path / "suspect.onnx")
+    session = onnxruntime.InferenceSession(suspect_file, providers=["CPUExecutionProvider"])
+    serve = lambda x: session.run(None, {"x": np.asarray(x, dtype=np.float32)})[0]  # noqa: E731 - the same runtime
+    with KServeServer(serve, input_shape=SHAPE, output_shape=(10,)) as server:
+        for source in (suspect_file, server.url):
+            capsys.readouterr()
+            assert main(["--quiet", "verify", str(tmp_path / "owner.tafa"), source, "--references", str(references),
+                         "--input-shape", "1,8,8", "--json"]) == 0
+            verdicts[source.startswith("http")] = json.loads(capsys.readouterr().out)
+    over_http, from_file = verdicts[True], verdicts[False]
+    assert over_http["decision"] == from_file["decision"] == ("derived" if which == "pirate" else "independent")
+    assert over_http["score"] == pytest.approx(from_file["score"], abs=1e-9)
+    assert over_http["queries"] == from_file["queries"] == fingerprint.queries()
+    assert over_http["suspect"]["endpoint"].startswith("http://127.0.0.1")
+    assert over_http["suspect"]["network_queries"] == fingerprint.queries() and over_http["seconds"] > 0
+    assert over_http["suspect"]["metadata"]["inputs"][0]["shape"][1:] == list(SHAPE)
