@@ -132,24 +132,24 @@ def _finetuning(layers: str, reinitialise_last: bool, lr: float) -> Recipe:
     return recipe
 
 
-def _pruning(fraction: float, tuned: bool) -> Recipe:
+def _pruned(prune: Callable[[nn.Module], nn.Module], tuned: bool, keep_zeros: bool) -> Recipe:
+    """``prune``, then (if ``tuned``) fine-tuning at the small learning rate; ``keep_zeros``
+    keeps magnitude-pruned weights at zero while it trains."""
     def recipe(model: nn.Module, context: AttackContext) -> nn.Module:
-        pruned = magnitude_prune(model, fraction)
+        pruned = prune(model)
         if not tuned:
             return pruned
-        return finetune(pruned, context.data, lr=SMALL_LR, keep_zeros=True,
+        return finetune(pruned, context.data, lr=SMALL_LR, keep_zeros=keep_zeros,
                         epochs=context.epochs_or(DEFAULT_EPOCHS), seed=context.seed)
     return recipe
 
 
+def _pruning(fraction: float, tuned: bool) -> Recipe:
+    return _pruned(lambda model: magnitude_prune(model, fraction), tuned, keep_zeros=True)
+
+
 def _structured(fraction: float, tuned: bool) -> Recipe:
-    def recipe(model: nn.Module, context: AttackContext) -> nn.Module:
-        pruned = structured_prune(model, fraction)
-        if not tuned:
-            return pruned
-        return finetune(pruned, context.data, lr=SMALL_LR, epochs=context.epochs_or(DEFAULT_EPOCHS),
-                        seed=context.seed)
-    return recipe
+    return _pruned(lambda model: structured_prune(model, fraction), tuned, keep_zeros=False)
 
 
 def distillation_inputs(teacher: nn.Module, context: AttackContext) -> torch.Tensor:
