@@ -66,7 +66,7 @@ def _open(spec: str, args: argparse.Namespace, *, http: bool = False) -> Any:
             raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
                                    "fingerprints its own model file.")
         return open_model(spec, batch_size=args.batch, max_queries=args.max_queries, rate=args.rate,
-                          timeout=args.timeout, cache_dir=args.resume, progress=True)
+                          timeout=args.timeout, cache_dir=args.resume, progress=not args.quiet)
     if not Path(spec).exists() and _FACTORY.match(spec):
         if not args.weights:
             raise InvalidParameter(f"MODEL {spec!r} is a factory; give its weights with --weights FILE.safetensors.")
