@@ -435,3 +435,20 @@ def test_family_alpha_recalibrates_every_threshold_for_the_whole_panel(world, tm
     assert report.scan.config["family_alpha"] == 0.05
     with pytest.raises(InvalidParameter, match="'family_alpha' parameter of scan"):
         scan([world.paths["a_pruned"]], registry=registry, workers=0, family_alpha=1.5)
+
+
+def test_a_learned_fingerprint_scans_like_it_verifies(classifier, tmp_path):
+    """The panel scores with the fingerprint's own fitted verifier, as Fingerprint.score does."""
+    from tafa.attacks import quantize
+    from tafa.attacks.references import References
+
+    references = References(positives=[quantize(classifier.owner, 8), quantize(classifier.owner, 4)],
+                            negatives=classifier.references[:4])
+    fingerprint = Fingerprint.create(classifier.owner, "box:0,1", input_shape=(1, 8, 8), scheme="tafa-learned",
+                                     points=16, references=references)
+    path = tmp_path / "independent.onnx"
+    torch.onnx.export(classifier.independent, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    outcome = Panel.from_fingerprints({"learned": fingerprint}).check(Suspect(str(path)), OpenOptions())
+    [finding] = outcome.findings
+    assert finding.score == pytest.approx(fingerprint.score(classifier.independent).value, abs=1e-6)

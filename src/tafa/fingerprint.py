@@ -273,12 +273,12 @@ class Fingerprint:
         for ok, name in checks:
             if not ok:
                 raise ValueError(f"field {name} is malformed")
-        _, signature, _ = self.scheme.build()
+        signature = self.scheme.make_signature()
         probes = self.probes
         for name, array in {**probes.arrays(), **self.owner_signature, **self.verifier}.items():
             if array.dtype != np.float64 or not np.all(np.isfinite(array)):
                 raise ValueError(f"array {name!r} is not finite float64")
-        learned = isinstance(self.scheme.build()[2], LearnedSimilarity)
+        learned = isinstance(self.scheme.make_similarity(), LearnedSimilarity)
         if learned != bool(self.verifier):
             raise ValueError("the verifier's parameters do not fit the scheme (learned similarity without them, "
                              "or parameters for a similarity that learns nothing)")
@@ -295,8 +295,7 @@ class Fingerprint:
     # ------------------------------------------------------------------ verifier side
     def queries(self) -> int:
         """Queries one verification sends to a suspect."""
-        _, signature, _ = self.scheme.build()
-        return signature.queries(self.probes)
+        return self.scheme.make_signature().queries(self.probes)
 
     def check_shapes(self, suspect: Model) -> None:
         """Raise :class:`ShapeMismatch` unless ``suspect`` takes and returns what the owner did
@@ -305,10 +304,10 @@ class Fingerprint:
             raise ShapeMismatch(f"Suspect {suspect.name} takes inputs of shape {suspect.input_shape}; "
                                 f"the fingerprint's owner took {self.input_shape}.")
         if getattr(suspect, "labels_only", False):
-            if not self.scheme.build()[1].accepts_labels:
+            if not self.scheme.make_signature().accepts_labels:
                 from .scheme import SCHEMES
 
-                usable = sorted(name for name, s in SCHEMES.items() if s.build()[1].accepts_labels)
+                usable = sorted(name for name, s in SCHEMES.items() if s.make_signature().accepts_labels)
                 raise InvalidParameter(f"Suspect {suspect.name} answers labels only; scheme {self.scheme.name!r} needs "
                                        f"its outputs. Schemes that verify labels-only suspects: {', '.join(usable)} "
                                        "(fingerprint the owner with --scheme NAME).")
@@ -321,14 +320,14 @@ class Fingerprint:
         """The suspect's signature at this fingerprint's probes (black box: outputs only)."""
         model = as_model(suspect, self.input_shape)
         self.check_shapes(model)
-        _, signature, _ = self.scheme.build()
+        signature = self.scheme.make_signature()
         if getattr(model, "labels_only", False):
             return signature.from_labels(self.probes, model(signature.inputs(self.probes)))
         return signature.measure(model, self.probes)
 
     def similarity(self) -> Similarity:
         """The scheme's similarity, with the fitted parameters of a learned one loaded."""
-        _, _, similarity = self.scheme.build()
+        similarity = self.scheme.make_similarity()
         if isinstance(similarity, LearnedSimilarity):
             similarity.load_state(self.verifier)
         return similarity

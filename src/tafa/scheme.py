@@ -40,9 +40,15 @@ class Scheme:
 
     def build(self) -> tuple[ProbeStrategy, SignatureKind, Similarity]:
         """Fresh instances of the three stages."""
-        return (get_probes(self.probes, **self.probe_params),
-                get_signature(self.signature, **self.signature_params),
-                get_similarity(self.similarity, **self.similarity_params))
+        return get_probes(self.probes, **self.probe_params), self.make_signature(), self.make_similarity()
+
+    def make_signature(self) -> SignatureKind:
+        """A fresh instance of the signature stage."""
+        return get_signature(self.signature, **self.signature_params)
+
+    def make_similarity(self) -> Similarity:
+        """A fresh instance of the similarity stage (unfitted, if it learns)."""
+        return get_similarity(self.similarity, **self.similarity_params)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "probes": self.probes, "signature": self.signature,

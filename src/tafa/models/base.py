@@ -106,14 +106,14 @@ class TorchModel(Model):
         self._source_hash = source_hash
         if output_shape is None:
             with torch.no_grad():
-                probe = torch.zeros((1, *input_shape), dtype=_dtype_of(module))
+                probe = torch.zeros((1, *input_shape), dtype=module_dtype(module))
                 output_shape = tuple(self.module(probe).shape[1:])
         super().__init__(input_shape, output_shape, name=name or type(module).__name__,
                          batch_size=batch_size)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            tensor = torch.from_numpy(x).to(_dtype_of(self.module))
+            tensor = torch.from_numpy(x).to(module_dtype(self.module))
             return self.module(tensor).double().numpy()
 
     def torch_module(self) -> torch.nn.Module | None:
@@ -123,7 +123,8 @@ class TorchModel(Model):
         return self._source_hash or module_hash(self.module)
 
 
-def _dtype_of(module: torch.nn.Module) -> torch.dtype:
+def module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of a module's parameters (float32 if it has none)."""
     for parameter in module.parameters():
         if parameter.is_floating_point():
             return parameter.dtype

@@ -9,13 +9,16 @@ name (:func:`register_probes`, :func:`get_probes`), never chosen by if/elif.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
+import torch
 
 from ..components import Components
 from ..domain import Domain
+from ..errors import ShapeMismatch
 from ..models.base import Model
 
 if TYPE_CHECKING:
@@ -108,3 +111,37 @@ def orthonormal_directions(n: int, k: int, shape: tuple[int, ...], rng: np.rando
     gaussian = rng.normal(size=(int(labels.max()) + 1, d, k))
     q, _ = np.linalg.qr(gaussian)
     return np.ascontiguousarray(np.transpose(q, (0, 2, 1))[labels]).reshape(n, k, *shape)
+
+
+def seed_inputs(domain: Domain, n: int, rng: np.random.Generator,
+                data: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """``n`` starting inputs for a data-based baseline: distinct rows of ``data`` (drawn
+    with replacement only when it has fewer than ``n``), else draws from ``domain``.
+
+    Returns the inputs (float64, ``(n, *domain.shape)``) and where they came from
+    (``"data"`` or ``"domain"``).
+    """
+    if data is None:
+        return domain.sample(n, rng), "domain"
+    pool = np.asarray(data, dtype=np.float64)
+    if pool.shape[1:] != domain.shape or len(pool) == 0:
+        raise ShapeMismatch(f"The owner's data has shape {pool.shape}; expected (M, *{domain.shape}) "
+                            "with M >= 1, the model's input shape.")
+    index = rng.choice(len(pool), size=n, replace=len(pool) < n)
+    return pool[index].copy(), "data"
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (restored after).
+
+    Probe optimisation is hundreds of tiny forward/backward passes; on a busy machine
+    torch's thread pool spends far longer synchronising than computing (a hundredfold
+    slowdown measured on 2 shared cores), and one thread is as fast on an idle one.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

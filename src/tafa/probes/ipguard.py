@@ -49,9 +49,8 @@ import torch
 
 from ..domain import Domain
 from ..errors import check_param
-from ..models.base import Model
-from .base import ProbeStrategy, Probes, register_probes
-from .modeldiff import module_dtype, one_thread, seed_inputs
+from ..models.base import Model, module_dtype
+from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
 
 if TYPE_CHECKING:
     from ..attacks.references import References

@@ -67,9 +67,8 @@ from tqdm.auto import tqdm
 
 from ..domain import Domain
 from ..errors import InvalidParameter, NonFiniteOutput, ShapeMismatch, check_param
-from ..models.base import Model
-from .base import ProbeStrategy, Probes, register_probes
-from .modeldiff import module_dtype, one_thread, seed_inputs
+from ..models.base import Model, module_dtype
+from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
 
 if TYPE_CHECKING:
     from ..attacks.references import References

@@ -39,63 +39,18 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..domain import Domain
 from ..errors import ShapeMismatch, check_param
-from ..models.base import Model
-from .base import ProbeStrategy, Probes, register_probes
+from ..models.base import Model, module_dtype
+from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
 
 if TYPE_CHECKING:
     from ..attacks.references import References
-
-
-def seed_inputs(domain: Domain, n: int, rng: np.random.Generator,
-                data: np.ndarray | None) -> tuple[np.ndarray, str]:
-    """``n`` starting inputs for a data-based baseline: distinct rows of ``data`` (drawn
-    with replacement only when it has fewer than ``n``), else draws from ``domain``.
-
-    Returns the inputs (float64, ``(n, *domain.shape)``) and where they came from
-    (``"data"`` or ``"domain"``).
-    """
-    if data is None:
-        return domain.sample(n, rng), "domain"
-    pool = np.asarray(data, dtype=np.float64)
-    if pool.shape[1:] != domain.shape or len(pool) == 0:
-        raise ShapeMismatch(f"The owner's data has shape {pool.shape}; expected (M, *{domain.shape}) "
-                            "with M >= 1, the model's input shape.")
-    index = rng.choice(len(pool), size=n, replace=len(pool) < n)
-    return pool[index].copy(), "data"
-
-
-def module_dtype(module: torch.nn.Module) -> torch.dtype:
-    """The floating dtype of a module's parameters (float32 if it has none)."""
-    for parameter in module.parameters():
-        if parameter.is_floating_point():
-            return parameter.dtype
-    return torch.float32
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block (restored after).
-
-    Probe optimisation is hundreds of tiny forward/backward passes; on a busy machine
-    torch's thread pool spends far longer synchronising than computing (a hundredfold
-    slowdown measured on 2 shared cores), and one thread is as fast on an idle one.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _decision_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

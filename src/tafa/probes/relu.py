@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..domain import Domain
-from ..models.base import Model
+from ..models.base import Model, module_dtype
 from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
 from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
@@ -97,13 +97,18 @@ class ReluProbes(ProbeStrategy):
         directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
         d = int(np.prod(domain.shape))
         bar = tqdm(total=n, desc="probes: region centres", disable=not progress, leave=False)
+
+        def slice_of(i: int) -> np.ndarray | None:
+            """Basis of the slice analysed for probe ``i`` (None: the whole input space)."""
+            if d <= FULL_LP_MAX_FEATURES:
+                return None
+            extra = rng.normal(size=(d, max(0, SUBSPACE - k)))
+            return np.linalg.qr(np.hstack([directions[i].reshape(k, d).T, extra]))[0]
+
         for x0 in candidates:
             if len(points) == n:
                 break
-            basis = None
-            if d > FULL_LP_MAX_FEATURES:  # analyse the slice spanned by the probe's directions
-                extra = rng.normal(size=(d, max(0, SUBSPACE - k)))
-                basis, _ = np.linalg.qr(np.hstack([directions[len(points)].reshape(k, d).T, extra]))
+            basis = slice_of(len(points))
             lin = linearise(module, x0, basis)
             key = hashlib.sha1(np.packbits(lin.pattern()).tobytes()).hexdigest()
             if key in seen:
@@ -121,9 +126,8 @@ class ReluProbes(ProbeStrategy):
         bar.close()
         while len(points) < n:  # every candidate shared a pattern: top up with plain draws
             x0 = domain.sample(1, rng)[0]
+            radii.append(linearise(module, x0, slice_of(len(points))).radius())
             points.append(x0)
-            radii.append(linearise(module, x0, None if d <= FULL_LP_MAX_FEATURES else np.linalg.qr(
-                directions[len(points) - 1].reshape(k, d).T)[0]).radius())
             methods.append("none")
         radius = np.asarray(radii)
         low, high = self._step_bounds(domain)
@@ -168,7 +172,7 @@ def invert(module: torch.nn.Module, points: np.ndarray, lo: np.ndarray, hi: np.n
     """``points`` moved by Adam towards inputs the owner maps confidently to a random output
     coordinate each (cross-entropy over the flattened outputs), clipped to ``[lo, hi]``."""
     generator = torch.Generator().manual_seed(seed)
-    dtype = next(module.parameters()).dtype
+    dtype = module_dtype(module)
     x = torch.as_tensor(points, dtype=dtype).clone().requires_grad_(True)
     low, high = torch.as_tensor(lo, dtype=dtype), torch.as_tensor(hi, dtype=dtype)
     with torch.no_grad():

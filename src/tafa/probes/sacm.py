@@ -38,7 +38,7 @@ from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model
 from .base import ProbeStrategy, Probes, register_probes
-from .modeldiff import seed_inputs
+from .base import seed_inputs
 
 if TYPE_CHECKING:
     from ..attacks.references import References

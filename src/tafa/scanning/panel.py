@@ -239,7 +239,7 @@ class Panel:
                     caller="Panel")
         self.entries: list[PanelEntry] = []
         for item in registered:
-            _, signature, similarity = item.fingerprint.scheme.build()
+            signature, similarity = item.fingerprint.scheme.make_signature(), item.fingerprint.similarity()
             inputs = np.ascontiguousarray(signature.inputs(item.fingerprint.probes), dtype=np.float32)
             self.entries.append(PanelEntry(item, signature, similarity, inputs))
         self._plans: dict[tuple[str, ...], QueryPlan] = {}
