@@ -25,7 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..domain import Domain
-from ..models.base import Model, module_dtype
+from ..errors import InvalidParameter, check_param
+from ..models.base import Model, TorchModel, module_dtype, module_hash
 from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
 from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 #: :data:`SUBSPACE` dimensions that holds the probe's directions (the slice its steps use).
 FULL_LP_MAX_FEATURES = 256
 SUBSPACE = 64
+
+#: The last owner's candidate probes for selection (their region LPs dominate the cost), keyed
+#: by the owner's weights and architecture, the domain, the sizes, the seed and the parameters:
+#: choosing again with other references (leave-one-family-out) reuses them.
+_CANDIDATES: dict[tuple, Probes] = {}
 
 
 @register_probes("relu")
@@ -50,12 +56,18 @@ class ReluProbes(ProbeStrategy):
     signature can compare how the local map changes from region to region;
     ``invert_steps``: if > 0, candidates are first pulled towards where the owner is
     confident (Adam steps on the cross-entropy to a random target output, clipped to the
-    domain): data-free pseudo-data, closer to what training shaped than uniform draws.
+    domain): data-free pseudo-data, closer to what training shaped than uniform draws;
+    ``select_from``: if > 1 and reference models are given, ``select_from`` times as many
+    direction groups are made and the ``n / group`` groups where the positive and negative
+    references disagree most are kept (:func:`select_groups`).
     """
 
     def __init__(self, move: float = 0.1, step_fraction: float = 0.5, min_step: float = 1e-3,
                  max_step: float = 0.05, oversample: float = 1.5, centre_points: bool = True,
-                 group: int = 8, invert_steps: int = 0) -> None:
+                 group: int = 8, invert_steps: int = 0, select_from: int = 1) -> None:
+        check_param("select_from", select_from, "an integer >= 1", isinstance(select_from, int) and select_from >= 1,
+                    caller="ReluProbes")
+        self.select_from = select_from
         self.group = group
         self.invert_steps = invert_steps
         self.move = move
@@ -75,9 +87,20 @@ class ReluProbes(ProbeStrategy):
             analysed = copy.deepcopy(module).double().eval()
             try:
                 check_head_on_top(analysed, domain.sample(1, rng)[0])
-                return self._white_box(analysed, domain, n, k, rng, progress)
             except NotPiecewiseLinear as error:
                 reason = str(error)
+            else:
+                if self.select_from == 1 or references is None or not references.positives \
+                        or not references.negatives:
+                    return self._white_box(analysed, domain, n, k, rng, progress)
+                key = (module_hash(analysed), repr(analysed), repr(domain.to_dict()), n, k, seed,
+                       repr(sorted(vars(self).items())))
+                candidates = _CANDIDATES.get(key)
+                if candidates is None:
+                    candidates = self._white_box(analysed, domain, n * self.select_from, k, rng, progress)
+                    _CANDIDATES.clear()  # one owner at a time: re-selections (new references) reuse it
+                    _CANDIDATES[key] = candidates
+                return select_groups(candidates, module, references, n, progress)
         return self._black_box(owner, domain, n, k, rng, progress, reason)
 
     def _step_bounds(self, domain: Domain) -> tuple[float, float]:
@@ -165,6 +188,74 @@ class ReluProbes(ProbeStrategy):
         info = {"strategy": "relu", "analysis": f"black-box ({reason})",
                 "linear_at_step": int(settled.sum()), "step_median": float(np.median(steps))}
         return Probes(points, directions, steps, extra=self._groups(n), info=info)
+
+
+def select_groups(candidates: Probes, owner: torch.nn.Module, references: References, n: int,
+                  progress: bool = False) -> Probes:
+    """The ``n`` probes (whole direction groups) of ``candidates`` where the references
+    disagree most.
+
+    Every reference is measured black-box at the candidates (outputs and finite differences,
+    as a suspect will be); per probe, its group-centred and raw derivative cosines with the
+    owner's are the evidence. A probe's discrimination is the Fisher ratio of that evidence
+    between the positive and the negative references (difference of means over the pooled
+    standard deviation), averaged over the two; a group's is the mean over its probes, and the
+    best ``n / group`` groups are kept (ties: earlier first). The selection is recorded in the
+    probes' info.
+    """
+    # imported here: tafa.decide imports the signature stage, which imports this package
+    from ..decide.similarity import group_centred, rowwise_cosine
+
+    assert candidates.directions is not None and candidates.steps is not None
+    groups = candidates.extra["group"].astype(int)
+    labels = np.unique(groups)
+    size = len(candidates) // len(labels)
+    keep_groups = n // size if n % size == 0 else None
+    if keep_groups is None or keep_groups > len(labels):
+        raise InvalidParameter(f"Selecting {n} probes from groups of {size} needs n to be a multiple of the group "
+                               f"size and at most {len(candidates)}.")
+    shape = candidates.points.shape[1:]
+
+    def derivatives_of(module: torch.nn.Module) -> np.ndarray:
+        return _finite_differences_at(TorchModel(module.eval(), shape), candidates)
+
+    owner_derivatives = derivatives_of(owner)
+    owner_centred = group_centred(owner_derivatives, groups)
+
+    def features(module: torch.nn.Module) -> np.ndarray:
+        derivatives = derivatives_of(module)
+        return np.stack([rowwise_cosine(owner_centred, group_centred(derivatives, groups)),
+                         rowwise_cosine(owner_derivatives, derivatives)])
+
+    models = [*references.positives, *references.negatives]
+    rows = np.stack([features(m) for m in tqdm(models, desc="probes: selection", disable=not progress,
+                                                 leave=False)])
+    positive, negative = rows[:len(references.positives)], rows[len(references.positives):]
+    fisher = (positive.mean(0) - negative.mean(0)) / np.sqrt(0.5 * (positive.var(0) + negative.var(0)) + 1e-4)
+    per_probe = fisher.mean(0)
+    group_scores = np.array([per_probe[groups == label].mean() for label in labels])
+    chosen = labels[np.sort(np.argsort(-group_scores, kind="stable")[:keep_groups])]
+    keep = np.flatnonzero(np.isin(groups, chosen))
+    relabel = {int(label): i for i, label in enumerate(chosen)}
+    info = dict(candidates.info, selected=f"{keep_groups} of {len(labels)} direction groups by reference "
+                "disagreement", selection_positives=len(references.positives),
+                selection_negatives=len(references.negatives),
+                selection_fisher_kept=float(group_scores[np.isin(labels, chosen)].mean()),
+                selection_fisher_all=float(group_scores.mean()))
+    extra = {"group": np.array([relabel[int(g)] for g in groups[keep]], dtype=float)}
+    return Probes(candidates.points[keep], candidates.directions[keep], candidates.steps[keep], extra=extra, info=info)
+
+
+def _finite_differences_at(model: Model, probes: Probes) -> np.ndarray:
+    """Central differences ``(n, k, m)`` at the probes with each probe's own step."""
+    assert probes.directions is not None and probes.steps is not None
+    n, k = probes.directions.shape[:2]
+    shape = probes.points.shape[1:]
+    offsets = probes.steps.reshape(n, 1, *([1] * len(shape))) * probes.directions
+    batch = np.concatenate([(probes.points[:, None] + offsets).reshape(n * k, *shape),
+                            (probes.points[:, None] - offsets).reshape(n * k, *shape)])
+    out = model(batch).reshape(2, n, k, -1)
+    return (out[0] - out[1]) / (2 * probes.steps[:, None, None])
 
 
 def invert(module: torch.nn.Module, points: np.ndarray, lo: np.ndarray, hi: np.ndarray, steps: int, seed: int,
