@@ -127,8 +127,12 @@ class MetaVerifier(LearnedSimilarity):
     """MetaV's meta-verifier over the ``outputs`` signature (see module doc)."""
 
     def __init__(self, hidden: int = 128, steps: int = 300, lr: float = 1e-3, weight_decay: float = 0.0,
-                 clip: float = 10.0) -> None:
+                 clip: float = 10.0, keys: tuple[str, ...] = ("outputs",)) -> None:
         caller = "MetaVerifier"
+        keys = tuple(keys)
+        check_param("keys", keys, "a non-empty tuple of signature keys", len(keys) > 0 and
+                    all(isinstance(key, str) for key in keys), caller=caller)
+        self.keys = keys
         check_param("hidden", hidden, "an integer >= 1", isinstance(hidden, int) and hidden >= 1, caller=caller)
         check_param("steps", steps, "an integer >= 0", isinstance(steps, int) and steps >= 0, caller=caller)
         check_param("lr", lr, "a number > 0", isinstance(lr, (int, float)) and lr > 0, caller=caller)
@@ -149,17 +153,24 @@ class MetaVerifier(LearnedSimilarity):
             raise InvalidParameter("The meta-verifier needs at least 1 positive and 1 negative reference "
                                    f"(got {len(positives)} and {len(negatives)}).")
         signatures = [owner, *positives, *negatives]
-        size = np.asarray(owner["outputs"]).size
-        if any(np.asarray(s["outputs"]).size != size for s in signatures):
+        size = self._row(owner).size
+        if any(self._row(s).size != size for s in signatures):
             raise ShapeMismatch("The reference signatures do not all have the owner's number of outputs "
                                 f"({size}).")
-        rows = np.stack([np.asarray(s["outputs"], dtype=np.float64).ravel() for s in signatures])
+        rows = np.stack([self._row(s) for s in signatures])
         labels = np.array([1.0] * (1 + len(positives)) + [0.0] * len(negatives))
         self._state = train_verifier(rows, labels, hidden=self.hidden, steps=self.steps, lr=self.lr,
                                      weight_decay=self.weight_decay, clip=self.clip, seed=seed)
 
-    def _standardised(self, outputs: np.ndarray) -> np.ndarray:
-        row = np.asarray(outputs, dtype=np.float64).ravel()
+    def _row(self, signature: Signature) -> np.ndarray:
+        """The signature's arrays named by ``keys``, flattened and concatenated."""
+        missing = [key for key in self.keys if key not in signature]
+        if missing:
+            raise ShapeMismatch(f"The meta-verifier reads {list(self.keys)}; the signature lacks {missing}.")
+        return np.concatenate([np.asarray(signature[key], dtype=np.float64).ravel() for key in self.keys])
+
+    def _standardised(self, signature: Signature) -> np.ndarray:
+        row = self._row(signature)
         if row.size != self._state["mean"].size:
             raise ShapeMismatch(f"The meta-verifier was fitted on {self._state['mean'].size} outputs; "
                                 f"the signature has {row.size}.")
@@ -169,7 +180,7 @@ class MetaVerifier(LearnedSimilarity):
         """The verifier's logit for ``suspect`` (its log-odds of being derived)."""
         if not self.fitted:
             raise InvalidParameter("The meta-verifier has not been fitted (Fingerprint.create with references).")
-        z = self._standardised(suspect["outputs"])
+        z = self._standardised(suspect)
         state = self._state
         hidden = np.maximum(state["w1"] @ z + state["b1"], 0.0)
         return float(hidden @ state["w2"] + state["b2"][0])
@@ -178,7 +189,9 @@ class MetaVerifier(LearnedSimilarity):
         logit = self.logit(suspect)
         probability = float(0.5 * (1.0 + np.tanh(0.5 * logit)))  # the logistic function, overflow-free
         points = len(np.asarray(owner["outputs"]))
-        difference = (self._standardised(suspect["outputs"]) - self._standardised(owner["outputs"])).reshape(points, -1)
+        difference = self._standardised(suspect) - self._standardised(owner)
+        sizes = np.cumsum([np.asarray(owner[key]).size for key in self.keys])[:-1]
+        difference = np.hstack([part.reshape(points, -1) for part in np.split(difference, sizes)])
         rms = np.sqrt(np.mean(difference ** 2, axis=1))
         return Score(probability, 1.0 / (1.0 + rms), {"logit": logit, "distance": float(np.sqrt(np.mean(rms ** 2)))})
 

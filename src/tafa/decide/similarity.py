@@ -154,3 +154,26 @@ class OutputCosine(Similarity):
             return Score(value, (a - a.mean()).ravel() * (b - b.mean()).ravel(), {"outputs": value})
         per_point = rowwise_cosine(a, b)
         return Score(float(per_point.mean()), per_point, {"outputs": float(per_point.mean())})
+
+
+@register_similarity("output-agreement")
+class OutputAgreement(Similarity):
+    """How closely the suspect reproduces the owner's output *values* (not only their
+    pattern): per probe ``1 / (1 + ||g(x_i) - f(x_i)|| / s)``, with ``s`` the owner's
+    root-mean-square output spread over the probes; the score is the median over probes,
+    in ``(0, 1]`` (1: the same outputs).
+
+    The extraction detector: a student distilled on the owner's outputs reproduces their
+    scale and offsets where it was taught, while an independent model of the same task only
+    reproduces what the task fixes (the ranking of classes, the trend of a regression).
+    """
+
+    score_range = (0.0, 1.0)
+
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        a = np.asarray(owner["outputs"], dtype=np.float64).reshape(len(owner["outputs"]), -1)
+        b = np.asarray(suspect["outputs"], dtype=np.float64).reshape(len(a), -1)
+        spread = float(np.sqrt(((a - a.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        per_point = 1.0 / (1.0 + np.linalg.norm(a - b, axis=1) / (spread if spread > 0 else 1.0))
+        value = float(np.median(per_point))
+        return Score(value, per_point, {"outputs": value})

@@ -85,8 +85,13 @@ class MetaVProbes(ProbeStrategy):
     """
 
     def __init__(self, steps: int = 300, hidden: int = 128, verifier_lr: float = 1e-3, input_lr: float = 0.01,
-                 weight_decay: float = 0.0, clip: float = 10.0) -> None:
+                 weight_decay: float = 0.0, clip: float = 10.0, start: str = "data", invert_steps: int = 100) -> None:
         caller = "MetaVProbes"
+        check_param("start", start, "one of 'data', 'domain', 'inverted'", start in ("data", "domain", "inverted"),
+                    caller=caller)
+        check_param("invert_steps", invert_steps, "an integer >= 0",
+                    isinstance(invert_steps, int) and invert_steps >= 0, caller=caller)
+        self.start, self.invert_steps = start, invert_steps
         check_param("steps", steps, "an integer >= 0", isinstance(steps, int) and steps >= 0, caller=caller)
         check_param("hidden", hidden, "an integer >= 1", isinstance(hidden, int) and hidden >= 1, caller=caller)
         for name, value in (("verifier_lr", verifier_lr), ("input_lr", input_lr)):
@@ -105,8 +110,16 @@ class MetaVProbes(ProbeStrategy):
             raise InvalidParameter("MetaV learns its fingerprint inputs on reference models: pass references="
                                    "References(positives=[...], negatives=[...]) with at least one of each.")
         rng = np.random.default_rng(seed)
-        points, source = seed_inputs(domain, n, rng, data)
+        points, source = seed_inputs(domain, n, rng, data if self.start == "data" else None)
         module = owner.torch_module() if owner is not None else None
+        if self.start == "inverted" and module is not None and self.invert_steps > 0:
+            from .relu import invert  # the region-centred probes' pull towards confident inputs
+
+            lo, hi = domain.bounds()
+            with one_thread():
+                points = invert(module.eval(), points, lo, hi, self.invert_steps, int(rng.integers(2 ** 31)),
+                                lr=0.05 * domain.scale())
+            source = "inverted"
         positives = ([module] if module is not None else []) + list(references.positives)
         models = [m.eval() for m in [*positives, *references.negatives]]
         labels = np.array([1.0] * len(positives) + [0.0] * len(references.negatives))
