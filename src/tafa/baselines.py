@@ -51,3 +51,11 @@ register_scheme(Scheme(
     "metav", probes="metav", signature="outputs", similarity="meta-verifier", points=64, references="data",
     description="MetaV (KDD 2022): inputs learned jointly with an MLP meta-verifier on the owner's positive "
     "and negative reference models, the verifier's probability of being derived"))
+
+
+# MetaV made data-free (an ablation, benchmark=False): inputs start where the owner is
+# confident instead of at its data, and the references are the data-free ones.
+register_scheme(Scheme(
+    "metav-free", probes="metav", signature="outputs", similarity="meta-verifier", points=64, references="data-free",
+    probe_params={"start": "inverted"}, benchmark=False,
+    description="MetaV with no data: inputs start from inputs the owner is confident on, references data-free"))

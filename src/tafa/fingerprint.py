@@ -153,7 +153,7 @@ class Fingerprint:
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         strategy, signature, similarity = scheme.build()
         started = time.perf_counter()
-        if isinstance(similarity, LearnedSimilarity) and references is None:
+        if references is None and (isinstance(similarity, LearnedSimilarity) or scheme.references == "data-free"):
             references = _default_references(scheme, owner, domain, seed)
         probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress,
                                  data=data, references=references)

@@ -96,6 +96,16 @@ register_scheme(Scheme(
     references="data-free", description="as tafa-learned, with references made without any data: copies "
     "post-processed on synthetic owner-labelled inputs, and look-alikes distilled at random domain inputs"))
 register_scheme(Scheme(
+    "tafa-select", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64, directions=4,
+    probe_params={"invert_steps": 100, "select_from": 4}, references="data-free",
+    description="tafa's rule at probes chosen with data-free references: candidates pulled to inputs the owner "
+    "is confident on, and the 8 of 32 direction groups where copies and look-alikes disagree most kept"))
+register_scheme(Scheme(
+    "tafa-extract", probes="relu", signature="outputs", similarity="output-agreement", points=64,
+    probe_params={"invert_steps": 100},
+    description="the extraction detector: how closely the suspect reproduces the owner's output values at "
+    "inputs the owner is confident on (64 queries)"))
+register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))
 
@@ -125,6 +135,28 @@ register_scheme(Scheme(
     "ablate-8-directions", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
     directions=8, benchmark=False, description="tafa with 8 directions per probe (1088 queries)"))
 
+register_scheme(Scheme(
+    "ablate-select-uniform", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, probe_params={"select_from": 4}, references="data-free", benchmark=False,
+    description="tafa-select without the confident start: groups chosen among uniform region-centred candidates"))
+register_scheme(Scheme(
+    "ablate-free-select", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
+    probe_params={"invert_steps": 100, "select_from": 4}, references="data-free", benchmark=False,
+    description="tafa-free (the evidence verifier) at tafa-select's probes"))
+register_scheme(Scheme(
+    "ablate-meta-verifier", probes="relu", signature="derivatives", similarity="meta-verifier", points=64,
+    directions=4, references="data-free", similarity_params={"keys": ("outputs", "derivatives")}, benchmark=False,
+    description="tafa's probes decided by MetaV's MLP verifier over outputs and derivatives, data-free references"))
+register_scheme(Scheme(
+    "ablate-meta-verifier-data", probes="relu", signature="derivatives", similarity="meta-verifier", points=64,
+    directions=4, references="data", similarity_params={"keys": ("outputs", "derivatives")}, benchmark=False,
+    description="as ablate-meta-verifier, with references the owner makes from its data"))
+register_scheme(Scheme(
+    "ablate-extract-uniform", probes="relu", signature="outputs", similarity="output-agreement", points=64,
+    benchmark=False, description="tafa-extract at uniform region-centred probes (no confident start)"))
+
 #: The schemes ``tafa bench --ablation`` compares.
-ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only", "ablate-32-points",
-            "ablate-8-directions", "tafa-learned", "tafa-free")
+ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
+            "ablate-32-points", "ablate-8-directions", "tafa-select", "ablate-select-uniform", "tafa-learned",
+            "tafa-free", "ablate-free-select", "ablate-meta-verifier", "ablate-meta-verifier-data", "metav-free",
+            "tafa-extract", "ablate-extract-uniform")

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..attacks.references import References
+from ..decide.learned import LearnedSimilarity
 from ..decide.threshold import calibrate
 from ..fingerprint import Fingerprint
 from ..models.base import TorchModel
@@ -101,6 +102,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
                                      references=references[0] if references else None)
     fingerprint_seconds = time.perf_counter() - started
     rows: list[Scored] = []
+    models = []
     signatures = []
     seconds = []
     for role in ("scored", "calibration"):
@@ -111,17 +113,28 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
             value = fingerprint.compare(signature).value
             seconds.append(time.perf_counter() - started)
             rows.append(Scored(recipe.name, recipe.label, recipe.family, role, value))
+            models.append(model)
             signatures.append(signature)
     lofo: dict[str, list[Scored]] = {}
     if references is not None:
         refs, families = references
         positive_signatures = [fingerprint.measure(TorchModel(m, spec.input_shape)) for m in refs.positives]
         negative_signatures = [fingerprint.measure(TorchModel(m, spec.input_shape)) for m in refs.negatives]
+        learned = isinstance(fingerprint.similarity(), LearnedSimilarity)
         for family in sorted({r.family for r in rows if r.label == 1 and r.role == "scored"}):
-            kept = [sig for sig, fam in zip(positive_signatures, families) if fam != family]
-            refitted = fingerprint.refit(kept, negative_signatures)
-            lofo[family] = [Scored(r.model, r.label, r.family, r.role, refitted.compare(sig).value)
-                            for r, sig in zip(rows, signatures) if r.label == 0 or r.family == family]
+            if learned:
+                kept = [sig for sig, fam in zip(positive_signatures, families) if fam != family]
+                refitted = fingerprint.refit(kept, negative_signatures)
+                lofo[family] = [Scored(r.model, r.label, r.family, r.role, refitted.compare(sig).value)
+                                for r, sig in zip(rows, signatures) if r.label == 0 or r.family == family]
+                continue
+            # references chose the probes: choose them again without the family's references
+            held_out = References(positives=[m for m, fam in zip(refs.positives, families) if fam != family],
+                                  negatives=refs.negatives)
+            again = Fingerprint.create(owner, spec.domain, scheme=scheme_name, seed=0, data=data, references=held_out)
+            lofo[family] = [Scored(r.model, r.label, r.family, r.role,
+                                   again.compare(again.measure(TorchModel(model, spec.input_shape))).value)
+                            for r, model in zip(rows, models) if r.label == 0 or r.family == family]
     similarity = fingerprint.similarity()
     return {"rows": rows, "lofo": lofo, "queries": fingerprint.queries(), "fingerprint_seconds": fingerprint_seconds,
             "verify_seconds": float(np.mean(seconds)), "score_range": similarity.score_range}
