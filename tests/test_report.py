@@ -180,3 +180,23 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     _write_atomically(target, lambda handle: handle.write(b"new"))
     assert target.read_text() == "new"
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_summary_tables_come_first_for_pooled_scenarios_only(results):
+    assert "## Summary per scenario" not in write_markdown(results)
+    pooled = dict(results["scenarios"]["classification"], n_pos=24, n_neg=16)
+    learned = pooled["schemes"]["tafa-learned"]
+    learned["extraction"] = {"n": 2, "tpr_at_fpr_1pct": 0.5, "detection_rate": 0.5}
+    results["scenarios"]["classification (pooled)"] = pooled
+    markdown = write_markdown(results)
+    summary = markdown[markdown.index("## Summary per scenario"):markdown.index("## Scenario: classification")]
+    assert "### classification (pooled): 24 derived, 16 independent" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| `tafa-learned` |"))
+    lo, hi = learned["auc_ci"]
+    rule = learned["rule"]
+    assert row == (f"| `tafa-learned` | {learned['auc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+                   f"{learned['aruc']:.3f} [{learned['aruc_ci'][0]:.3f}, {learned['aruc_ci'][1]:.3f}] | "
+                   f"{learned['tpr_at_fpr_1pct']:.2f} | {rule['tpr']:.2f} / {rule['fpr']:.2f} | 0.812 / 0.25 | "
+                   f"0.50 | 96 | 2.5 | 42.1 |")
+    plain = next(line for line in summary.splitlines() if line.startswith("| `tafa` |"))
+    assert plain.split(" | ")[5:7] == ["\u2014", "\u2014"]  # no LOFO, no extraction figures

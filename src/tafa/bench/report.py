@@ -14,7 +14,8 @@ schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
              "queries": int, "fingerprint_seconds": float, "verify_seconds": float,
              "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float}],
              "lofo"?: {"auc": float, "auc_ci"?: [lo, hi], "aruc": float, "aruc_ci"?: [lo, hi],
-                       "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float}}}}}}
+                       "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float},
+             "extraction"?: {"n": int, "tpr_at_fpr_1pct": float, "detection_rate": float}}}}}}
 
 ``label`` 1 marks a model derived from the owner, 0 an independent one; ``lofo`` holds
 the leave-one-family-out figures of a learned scheme.
@@ -155,6 +156,41 @@ _LOFO_COLUMNS = (("auc", "AUC"), ("aruc", "ARUC"), ("tpr_at_fpr_1pct", "TPR@1%FP
                  ("tpr_at_fpr_0", "TPR@0FPR"))
 
 
+def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One compact row per scheme: accuracy with intervals, the rule, LOFO, extraction, cost."""
+    header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "TPR@1%FPR", "rule TPR / FPR",
+              "LOFO AUC / TPR@1%FPR", "extraction TPR@1%FPR", "queries", "fp s", "verify ms"]
+    rows = []
+    for name, s in schemes.items():
+        rule = s.get("rule") or {}
+        lofo = s.get("lofo") if isinstance(s.get("lofo"), Mapping) else None
+        extraction = s.get("extraction") if isinstance(s.get("extraction"), Mapping) else {}
+        verify = s.get("verify_seconds")
+        rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
+                     _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("tpr_at_fpr_1pct"), 2),
+                     f"{_num(rule.get('tpr'), 2)} / {_num(rule.get('fpr'), 2)}",
+                     f"{_num(lofo.get('auc'))} / {_num(lofo.get('tpr_at_fpr_1pct'), 2)}" if lofo else DASH,
+                     _num(extraction.get("tpr_at_fpr_1pct"), 2), _count(s.get("queries")),
+                     _seconds(s.get("fingerprint_seconds")),
+                     _seconds(1000 * float(verify)) if _finite(verify) else DASH])
+    return _table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _summary(scenarios: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The pooled scenarios (``NAME (pooled)``), one compact table each, before the details."""
+    pooled = {name: s for name, s in scenarios.items() if name.endswith("(pooled)") and _schemes(s)}
+    if not pooled:
+        return []
+    lines = ["", "## Summary per scenario (pooled over its zoos)", "",
+             "Extraction (distilled students) is kept out of the other columns and reported apart; "
+             "LOFO: leave-one-family-out, for schemes fitted on reference models."]
+    for name, scenario in pooled.items():
+        lines += ["", f"### {_cell(name)}: {_count(scenario.get('n_pos'))} derived, "
+                  f"{_count(scenario.get('n_neg'))} independent", ""]
+        lines += _summary_table(_schemes(scenario))
+    return lines
+
+
 def _lofo_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     learned = {name: s for name, s in schemes.items() if isinstance(s.get("lofo"), Mapping)}
     if not learned:
@@ -231,6 +267,7 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
              "disjoint from the scored ones, at false-positive bound \u03b1. "
              "Costs: queries per verification, fingerprint generation seconds (fp s) and "
              "verification seconds per suspect."]
+    lines += _summary(scenarios)
     for name, scenario in scenarios.items():
         lines += ["", f"## Scenario: {_cell(name)}", ""]
         facts = [f"owner `{scenario.get('owner', DASH)}`",
