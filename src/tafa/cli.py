@@ -203,7 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--domain", help="box:LO,HI | box:FILE.json | gaussian[:MEAN,STD] (required unless "
                                      "--check-commitment)")
     fp.add_argument("--out", help="fingerprint file to write; its commitment is written to OUT.commitment.json")
-    fp.add_argument("--scheme", default=DEFAULT_SCHEME, choices=sorted(SCHEMES))
+    main = [name for name in SCHEMES if not name.startswith("ablate-")]
+    fp.add_argument("--scheme", default=DEFAULT_SCHEME, choices=sorted(SCHEMES), metavar="SCHEME",
+                    help=f"default {DEFAULT_SCHEME}; one of {', '.join(main)} (and the ablate-* variants "
+                         "of tafa bench --ablation)")
     fp.add_argument("--probes", type=int, help="probe points (default: the scheme's)")
     fp.add_argument("--directions", type=int, help="directions per probe (default: the scheme's)")
     fp.add_argument("--seed", type=int, default=0)

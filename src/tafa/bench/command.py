@@ -43,7 +43,8 @@ def add_parser(commands: Any) -> None:
     bench.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
     bench.add_argument("--cache", default=".tafa-cache/zoo", help="zoo cache (content-addressed by recipe)")
     bench.add_argument("--jobs", type=int, default=2, help="processes that train the zoo (default 2)")
-    bench.add_argument("--schemes", nargs="+", choices=sorted(SCHEMES), help="only these schemes")
+    bench.add_argument("--schemes", nargs="+", choices=sorted(SCHEMES), metavar="SCHEME",
+                       help=f"only these schemes (of {', '.join(sorted(SCHEMES))})")
     bench.add_argument("--zoos", nargs="+", help="only these zoos (e.g. digits-mlp)")
     bench.add_argument("--ablation", action="store_true",
                        help="compare the method with one lever changed at a time (instead of the baselines)")
