@@ -73,3 +73,24 @@ def generator() -> Kind:
 @pytest.fixture(scope="session", params=["classifier", "regressor", "generator"])
 def kind(request) -> Kind:
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def held_out():
+    """``held_out(kind, n)``: references to fit on (int8, 50%-pruned and 5%-noise copies; the
+    first ``n`` independent references) and disjoint models to score (int4, 70%-pruned and
+    10%-noise copies; the other references and the independent suspect)."""
+    from tafa.attacks import add_weight_noise, magnitude_prune, quantize
+    from tafa.attacks.references import References
+
+    def make(kind: Kind, n: int) -> tuple[References, list[torch.nn.Module], list[torch.nn.Module]]:
+        owner = kind.owner
+        train = References([quantize(owner, 8), magnitude_prune(owner, 0.5), add_weight_noise(owner, 0.05, seed=1)],
+                           kind.references[:n])
+        positives = [quantize(owner, 4), magnitude_prune(owner, 0.7), add_weight_noise(owner, 0.1, seed=2)]
+        negatives = [*kind.references[n:], kind.independent]
+        seen = {id(m) for m in [*train.positives, *train.negatives]}
+        assert not seen & {id(m) for m in [*positives, *negatives]}  # never scored where fitted
+        return train, positives, negatives
+
+    return make

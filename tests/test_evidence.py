@@ -7,27 +7,15 @@ import numpy as np
 import pytest
 
 from tafa import Fingerprint, TorchModel
-from tafa.attacks import add_weight_noise, magnitude_prune, quantize
-from tafa.attacks.references import References, data_free_references
+from tafa.attacks.references import data_free_references
 from tafa.decide.learned import EvidenceVerifier
 from tafa.decide.similarity import DerivativeCosine
 from tafa.domain import parse_domain
 
 
-def _disjoint(train: References, *scored: list) -> None:
-    seen = {id(m) for m in [*train.positives, *train.negatives]}
-    assert not seen & {id(m) for group in scored for m in group}
-
-
 @pytest.fixture(scope="module")
-def split(classifier):
-    owner = classifier.owner
-    train = References([quantize(owner, 8), magnitude_prune(owner, 0.5), add_weight_noise(owner, 0.05, seed=1)],
-                       classifier.references[:9])
-    test_positives = [quantize(owner, 4), magnitude_prune(owner, 0.7), add_weight_noise(owner, 0.1, seed=2)]
-    test_negatives = [*classifier.references[9:], classifier.independent]
-    _disjoint(train, test_positives, test_negatives)
-    return train, test_positives, test_negatives
+def split(classifier, held_out):
+    return held_out(classifier, 9)
 
 
 def test_fitted_on_some_models_it_ranks_held_out_ones_and_reloads_identically(classifier, split, tmp_path):

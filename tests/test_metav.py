@@ -90,14 +90,10 @@ def test_held_out_copies_outscore_held_out_independents_on_digits(classifier, di
 
 
 @pytest.mark.parametrize("name", ["regressor", "generator"])
-def test_other_task_kinds(name, request):
+def test_other_task_kinds(name, request, held_out):
     kind = request.getfixturevalue(name)
     owner = kind.owner
-    train = References([quantize(owner, 8), magnitude_prune(owner, 0.5), add_weight_noise(owner, 0.05, seed=1)],
-                       kind.references[:6])
-    test_positives = [quantize(owner, 4), magnitude_prune(owner, 0.7), add_weight_noise(owner, 0.1, seed=2)]
-    test_negatives = [*kind.references[6:], kind.independent]
-    _disjoint(train, test_positives, test_negatives)
+    train, test_positives, test_negatives = held_out(kind, 6)
     domain = parse_domain(kind.domain, kind.input_shape)
     probes, measure, verifier = _learn(owner, kind.input_shape, domain, train, steps=40, n=32)
     lo, hi = domain.bounds()
