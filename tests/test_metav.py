@@ -8,7 +8,6 @@ import inspect
 
 import numpy as np
 import pytest
-import torch
 
 from tafa.attacks import SMALL_LR, add_weight_noise, finetune, magnitude_prune, quantize
 from tafa.attacks.references import References
