@@ -170,7 +170,7 @@ class Fingerprint:
         meta = {"fingerprint_seconds": seconds, "owner_queries": owner.queries - before,
                 "owner_name": owner.name, "tafa_version": _version(), "requested_points": n,
                 "requested_directions": k if needs_directions else 0}
-        if references is not None and isinstance(similarity, LearnedSimilarity):
+        if references is not None and (isinstance(similarity, LearnedSimilarity) or "selected" in probes.info):
             meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -393,6 +393,7 @@ class Fingerprint:
                 "queries_per_verification": self.queries(), "input_shape": list(self.input_shape),
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
+                **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
 
 
