@@ -122,19 +122,17 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
         negative_signatures = [fingerprint.measure(TorchModel(m, spec.input_shape)) for m in refs.negatives]
         learned = isinstance(fingerprint.similarity(), LearnedSimilarity)
         for family in sorted({r.family for r in rows if r.label == 1 and r.role == "scored"}):
-            if learned:
+            if learned:  # refit the verifier without the family's references
                 kept = [sig for sig, fam in zip(positive_signatures, families) if fam != family]
-                refitted = fingerprint.refit(kept, negative_signatures)
-                lofo[family] = [Scored(r.model, r.label, r.family, r.role, refitted.compare(sig).value)
-                                for r, sig in zip(rows, signatures) if r.label == 0 or r.family == family]
-                continue
-            # references chose the probes: choose them again without the family's references
-            held_out = References(positives=[m for m, fam in zip(refs.positives, families) if fam != family],
-                                  negatives=refs.negatives)
-            again = Fingerprint.create(owner, spec.domain, scheme=scheme_name, seed=0, data=data, references=held_out)
-            lofo[family] = [Scored(r.model, r.label, r.family, r.role,
-                                   again.compare(again.measure(TorchModel(model, spec.input_shape))).value)
-                            for r, model in zip(rows, models) if r.label == 0 or r.family == family]
+                again = fingerprint.refit(kept, negative_signatures)
+            else:  # references chose the probes: choose them again without the family's references
+                held_out = References(positives=[m for m, fam in zip(refs.positives, families) if fam != family],
+                                      negatives=refs.negatives)
+                again = Fingerprint.create(owner, spec.domain, scheme=scheme_name, seed=0, data=data,
+                                           references=held_out)
+            lofo[family] = [Scored(r.model, r.label, r.family, r.role, again.compare(
+                                sig if learned else again.measure(TorchModel(model, spec.input_shape))).value)
+                            for r, model, sig in zip(rows, models, signatures) if r.label == 0 or r.family == family]
     similarity = fingerprint.similarity()
     return {"rows": rows, "lofo": lofo, "queries": fingerprint.queries(), "fingerprint_seconds": fingerprint_seconds,
             "verify_seconds": float(np.mean(seconds)), "score_range": similarity.score_range}

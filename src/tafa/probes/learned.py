@@ -113,12 +113,10 @@ class MetaVProbes(ProbeStrategy):
         points, source = seed_inputs(domain, n, rng, data if self.start == "data" else None)
         module = owner.torch_module() if owner is not None else None
         if self.start == "inverted" and module is not None and self.invert_steps > 0:
-            from .relu import invert  # the region-centred probes' pull towards confident inputs
+            from .relu import invert_in  # the region-centred probes' pull towards confident inputs
 
-            lo, hi = domain.bounds()
             with one_thread():
-                points = invert(module.eval(), points, lo, hi, self.invert_steps, int(rng.integers(2 ** 31)),
-                                lr=0.05 * domain.scale())
+                points = invert_in(module.eval(), points, domain, self.invert_steps, rng)
             source = "inverted"
         positives = ([module] if module is not None else []) + list(references.positives)
         models = [m.eval() for m in [*positives, *references.negatives]]

@@ -113,8 +113,7 @@ class ReluProbes(ProbeStrategy):
         delta = self.move * domain.scale()
         candidates = domain.sample(int(math.ceil(n * self.oversample)), rng)
         if self.invert_steps > 0:
-            candidates = invert(module, candidates, lo, hi, self.invert_steps, int(rng.integers(2 ** 31)),
-                                lr=0.05 * domain.scale())
+            candidates = invert_in(module, candidates, domain, self.invert_steps, rng)
         seen: set[str] = set()
         points, radii, methods = [], [], []
         directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
@@ -217,7 +216,8 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
     shape = candidates.points.shape[1:]
 
     def derivatives_of(module: torch.nn.Module) -> np.ndarray:
-        return _finite_differences_at(TorchModel(module.eval(), shape), candidates)
+        return _finite_differences(TorchModel(module.eval(), shape), candidates.points, candidates.directions,
+                                   candidates.steps)
 
     owner_derivatives = derivatives_of(owner)
     owner_centred = group_centred(owner_derivatives, groups)
@@ -246,16 +246,12 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
     return Probes(candidates.points[keep], candidates.directions[keep], candidates.steps[keep], extra=extra, info=info)
 
 
-def _finite_differences_at(model: Model, probes: Probes) -> np.ndarray:
-    """Central differences ``(n, k, m)`` at the probes with each probe's own step."""
-    assert probes.directions is not None and probes.steps is not None
-    n, k = probes.directions.shape[:2]
-    shape = probes.points.shape[1:]
-    offsets = probes.steps.reshape(n, 1, *([1] * len(shape))) * probes.directions
-    batch = np.concatenate([(probes.points[:, None] + offsets).reshape(n * k, *shape),
-                            (probes.points[:, None] - offsets).reshape(n * k, *shape)])
-    out = model(batch).reshape(2, n, k, -1)
-    return (out[0] - out[1]) / (2 * probes.steps[:, None, None])
+def invert_in(module: torch.nn.Module, points: np.ndarray, domain: Domain, steps: int,
+              rng: np.random.Generator) -> np.ndarray:
+    """:func:`invert` within ``domain``, at the probes' step size (5% of the domain's width),
+    seeded from ``rng``."""
+    lo, hi = domain.bounds()
+    return invert(module, points, lo, hi, steps, int(rng.integers(2 ** 31)), lr=0.05 * domain.scale())
 
 
 def invert(module: torch.nn.Module, points: np.ndarray, lo: np.ndarray, hi: np.ndarray, steps: int, seed: int,
@@ -280,11 +276,12 @@ def invert(module: torch.nn.Module, points: np.ndarray, lo: np.ndarray, hi: np.n
     return x.detach().double().numpy()
 
 
-def _finite_differences(model: Model, points: np.ndarray, directions: np.ndarray, h: float) -> np.ndarray:
-    """Central differences ``(n, k, m)`` of ``model`` at ``points`` along ``directions``."""
+def _finite_differences(model: Model, points: np.ndarray, directions: np.ndarray, h: float | np.ndarray) -> np.ndarray:
+    """Central differences ``(n, k, m)`` of ``model`` at ``points`` along ``directions``, with
+    one step ``h`` or one per point."""
     n, k = directions.shape[:2]
-    shifted = points[:, None] + h * directions
-    batch = np.concatenate([shifted.reshape(n * k, *points.shape[1:]),
-                            (points[:, None] - h * directions).reshape(n * k, *points.shape[1:])])
+    step = np.asarray(h, dtype=np.float64).reshape(-1, *([1] * (directions.ndim - 1)))
+    batch = np.concatenate([(points[:, None] + step * directions).reshape(n * k, *points.shape[1:]),
+                            (points[:, None] - step * directions).reshape(n * k, *points.shape[1:])])
     out = model(batch).reshape(2, n, k, -1)
-    return (out[0] - out[1]) / (2 * h)
+    return (out[0] - out[1]) / (2 * step.reshape(-1, 1, 1))
