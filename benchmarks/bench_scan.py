@@ -46,7 +46,8 @@ CHEAP_ATTACKS = ("fp16", "int8", "int4", "noise1", "noise5", "noise10", "prune20
                  "struct25", "rescale")
 INDEPENDENT_VARIANTS = (None, "noise1", "int8", "prune20", "fp16")
 REFERENCES = 19
-LAYOUT = 2  # bump when what build() makes changes (the cache is rebuilt)
+PANEL_OTHERS = 40  # null-panel models beyond the references: trained by others, like the independents
+LAYOUT = 3  # bump when what build() makes changes (the cache is rebuilt)
 
 
 # ---------------------------------------------------------------------------------------- building
@@ -82,6 +83,7 @@ def build(work: Path, owners: int, suspects: int, seed: int = 0) -> dict:
     if work.exists():
         shutil.rmtree(work)
     (work / "suspects").mkdir(parents=True)
+    (work / "panel").mkdir()
     task = load_task("digits")
     started = time.perf_counter()
 
@@ -126,6 +128,19 @@ def build(work: Path, owners: int, suspects: int, seed: int = 0) -> dict:
         _export(model, path)
         truth[str(path)] = info
     print(f"exported {len(items)} suspects ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    # The shared null panel of the family-wise scan: the 19 references and PANEL_OTHERS models
+    # trained by others (other data, the three architectures, seeds and variants of their own:
+    # none of them is, or is derived from, a suspect).
+    for i, reference in enumerate(references):
+        _export(reference, work / "panel" / f"reference{i:02d}.onnx")
+    for i in range(PANEL_OTHERS):
+        model = train(("mlp", "mlp_small", "mlp_wide")[i % 3], 3000 + seed + i, "other")
+        variant = INDEPENDENT_VARIANTS[(i // 3) % len(INDEPENDENT_VARIANTS)]
+        model = model if variant is None else get_attack(variant).apply(model, context)
+        _export(permute_units(model, seed=20_000 + i), work / "panel" / f"other{i:02d}.onnx")
+    print(f"exported a null panel of {REFERENCES + PANEL_OTHERS} models ({time.perf_counter() - started:.0f} s)",
+          flush=True)
 
     for count in sorted({1, min(5, owners), owners}):
         with Registry(work / f"registry-{count}.sqlite") as registry:

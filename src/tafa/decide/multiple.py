@@ -1,0 +1,170 @@
+"""Many fingerprints, one suspect: error control over a family of fingerprints.
+
+A suspect checked against ``m`` fingerprints gets ``m`` chances to match by accident. The
+functions here decide all ``m`` at once from a **null panel**: ``n`` models known to be
+independent of every owner, each scored against the same fingerprints (a score table of
+``n`` rows and ``m`` columns; higher scores mean "more like the owner").
+
+- :func:`max_t` (Westfall-Young single-step max-T): each fingerprint's scores are
+  standardised over the panel *and the suspect* (mean and standard deviation of the ``n + 1``
+  scores), every panel model's statistic is its largest standardised score over the
+  fingerprints, and fingerprint ``i`` gets the adjusted p-value
+  ``(1 + #{panel maxima >= suspect's z_i}) / (n + 1)``. Standardising with the suspect
+  included treats the suspect and the panel models alike, so under the null (the suspect is
+  one more model like the panel's) its largest statistic is equally likely to hold any rank
+  among the ``n + 1``: the chance that *any* fingerprint's adjusted p-value is ``<= alpha``
+  is at most ``floor(alpha (n + 1)) / (n + 1) <= alpha``, whatever the dependence between the
+  fingerprints. The smallest p-value a panel of ``n`` can give is ``1 / (n + 1)``.
+- :func:`panel_p_values`: one p-value per fingerprint, the suspect's rank among the panel's
+  scores of that fingerprint (``(1 + #{panel >= suspect}) / (n + 1)``).
+- :func:`benjamini_hochberg`: which of many p-values to list at false-discovery rate ``q``.
+
+Entries that are not finite (a fingerprint that did not fit a model, a failed score) are left
+out: a fingerprint the suspect has no score for gets p-value ``nan``; panel rows missing a
+score the suspect has are dropped for that suspect.
+
+>>> panel = np.array([[0.1, 0.2], [0.2, 0.1], [0.0, 0.3], [0.3, 0.0]])
+>>> max_t(np.array([0.9, 0.2]), panel).round(3).tolist()
+[0.2, 0.6]
+>>> panel_p_values(np.array([0.9, 0.2]), panel).round(3).tolist()
+[0.2, 0.6]
+>>> benjamini_hochberg(np.array([0.01, 0.036, 0.03, 0.5]), 0.05).tolist()
+[True, True, True, False]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import check_param
+
+
+def smallest_p(panel_size: int) -> float:
+    """The smallest p-value a null panel of ``panel_size`` models can give: ``1 / (n + 1)``."""
+    return 1.0 / (panel_size + 1)
+
+
+def panel_needed(alpha: float) -> int:
+    """How many panel models a bound of ``alpha`` needs (``1 / (n + 1) <= alpha``)."""
+    return max(1, math.ceil(1.0 / alpha - 1.0 - 1e-12))
+
+
+def attained_bound(alpha: float, panel_size: int) -> float:
+    """The exact bound that deciding ``p <= alpha`` attains with a panel of ``panel_size``:
+    ``floor(alpha (n + 1)) / (n + 1)`` (0 when the panel cannot reach ``alpha``)."""
+    return math.floor(alpha * (panel_size + 1) + 1e-12) / (panel_size + 1)
+
+
+def _table(suspect: np.ndarray, panel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(suspect's finite columns, their scores, the panel rows finite on all of them)."""
+    suspect = np.asarray(suspect, dtype=np.float64)
+    panel = np.asarray(panel, dtype=np.float64)
+    check_param("panel", panel.shape, f"a table of (models, {suspect.shape[-1] if suspect.ndim else 0}) scores",
+                suspect.ndim == 1 and panel.ndim == 2 and panel.shape[1] == suspect.shape[0], caller="max_t")
+    columns = np.flatnonzero(np.isfinite(suspect))
+    rows = panel[:, columns]
+    rows = rows[np.all(np.isfinite(rows), axis=1)]
+    return columns, suspect[columns], rows
+
+
+def standardise(suspect: np.ndarray, panel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column of ``panel`` and entry of ``suspect`` as a z-score over the column's panel
+    scores and the suspect's score together (population standard deviation; a constant
+    column gives zeros). Returns (suspect's z, panel's z)."""
+    everything = np.vstack([panel, suspect[None, :]])
+    mean = everything.mean(axis=0)
+    spread = everything.std(axis=0)
+    scale = np.where(spread > 0, spread, 1.0)
+    return (suspect - mean) / scale, (panel - mean) / scale
+
+
+def max_t(suspect: np.ndarray, panel: np.ndarray) -> np.ndarray:
+    """Westfall-Young single-step max-T adjusted p-values of one suspect, one per fingerprint
+    (see module doc); ``nan`` where the suspect has no score. ``suspect``: ``m`` scores;
+    ``panel``: ``n x m`` scores of the null panel."""
+    suspect = np.asarray(suspect, dtype=np.float64)
+    result = np.full(suspect.shape, np.nan)
+    columns, scores, rows = _table(suspect, panel)
+    if len(columns) == 0:
+        return result
+    z, panel_z = standardise(scores, rows)
+    maxima = panel_z.max(axis=1) if len(rows) else np.zeros(0)
+    # ties count against the suspect; a little slack absorbs rounding in the standardisation
+    exceeding = (maxima[None, :] >= z[:, None] - 1e-12).sum(axis=1)
+    result[columns] = (1.0 + exceeding) / (len(rows) + 1.0)
+    return result
+
+
+def max_t_threshold(suspect: np.ndarray, panel: np.ndarray, column: int, alpha: float) -> float | None:
+    """The smallest score fingerprint ``column`` would need, the suspect's other scores kept,
+    for its max-T p-value to be ``<= alpha`` (found by bisection; ``None`` when no score
+    reaches it, e.g. the panel is too small for ``alpha``)."""
+    suspect = np.asarray(suspect, dtype=np.float64).copy()
+    panel = np.asarray(panel, dtype=np.float64)
+    if not np.isfinite(suspect[column]) or attained_bound(alpha, len(panel)) == 0:
+        return None
+    values = panel[:, column][np.isfinite(panel[:, column])]
+    low = float(min(values.min(initial=suspect[column]), suspect[column]))
+    top = float(max(values.max(initial=suspect[column]), suspect[column]))
+    span = max(top - low, 1e-6)
+
+    def passes(score: float) -> bool:
+        suspect[column] = score
+        return bool(max_t(suspect, panel)[column] <= alpha)
+
+    high = top + span
+    for _ in range(60):
+        if passes(high):
+            break
+        high += 4 * span
+    else:
+        return None
+    low -= span
+    if passes(low):
+        return low
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (low, middle) if passes(middle) else (middle, high)
+    return high
+
+
+def panel_p_values(suspect: np.ndarray, panel: np.ndarray) -> np.ndarray:
+    """Per-fingerprint p-values of one suspect: its rank among each column's panel scores
+    (``(1 + #{panel >= suspect}) / (n + 1)``, ``n`` the column's finite panel scores; ``nan``
+    where the suspect or the whole column has no score)."""
+    suspect = np.asarray(suspect, dtype=np.float64)
+    panel = np.asarray(panel, dtype=np.float64)
+    check_param("panel", panel.shape, f"a table of (models, {suspect.shape[-1] if suspect.ndim else 0}) scores",
+                suspect.ndim == 1 and panel.ndim == 2 and panel.shape[1] == suspect.shape[0],
+                caller="panel_p_values")
+    result = np.full(suspect.shape, np.nan)
+    for column in np.flatnonzero(np.isfinite(suspect)):
+        values = panel[:, column][np.isfinite(panel[:, column])]
+        if len(values):
+            result[column] = (1.0 + np.sum(values >= suspect[column])) / (len(values) + 1.0)
+    return result
+
+
+def benjamini_hochberg(p_values: np.ndarray, q: float) -> np.ndarray:
+    """Which p-values the Benjamini-Hochberg step-up procedure lists at false-discovery rate
+    ``q``: the ``k`` smallest, ``k`` the largest rank with ``p_(k) <= q k / m`` (``m`` the
+    finite p-values; ``nan`` never listed)."""
+    check_param("q", q, "a number in (0, 1)", isinstance(q, (int, float)) and 0 < q < 1,
+                caller="benjamini_hochberg")
+    p = np.asarray(p_values, dtype=np.float64)
+    listed = np.zeros(p.shape, dtype=bool)
+    finite = np.flatnonzero(np.isfinite(p))
+    if len(finite) == 0:
+        return listed
+    order = finite[np.argsort(p[finite], kind="stable")]
+    ranks = np.arange(1, len(order) + 1)
+    passing = np.flatnonzero(p[order] <= q * ranks / len(order) + 1e-15)
+    if len(passing):
+        listed[order[: passing[-1] + 1]] = True
+    return listed
+
+
+__all__ = ["attained_bound", "benjamini_hochberg", "max_t", "max_t_threshold", "panel_needed", "panel_p_values",
+           "smallest_p", "standardise"]
