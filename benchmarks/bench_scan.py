@@ -212,15 +212,17 @@ class PeakMemory:
         self._thread.join()
 
 
-def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_dir: Path, label: str) -> dict:
-    """One ``tafa scan`` command on a fresh copy of the registry with ``fingerprints`` entries."""
+def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_dir: Path, label: str,
+             alpha: float = 0.05) -> dict:
+    """One ``tafa scan`` command on a fresh copy of the registry with ``fingerprints`` entries
+    (family-wise at ``alpha``, the null panel ``work/panel``)."""
     registry = work / f"run-{label}.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(str(registry) + suffix).unlink(missing_ok=True)
     shutil.copy(work / f"registry-{fingerprints}.sqlite", registry)
     command = [sys.executable, "-c", "import sys; from tafa.cli import main; sys.exit(main(sys.argv[1:]))",
                "--quiet", "scan", "--dir", str(suspects_dir), "--registry", str(registry), "--engine", engine,
-               "--workers", str(workers), "--json"]
+               "--workers", str(workers), "--panel", str(work / "panel"), "--alpha", str(alpha), "--json"]
     load_before = os.getloadavg()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -240,7 +242,8 @@ def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_
             "peak_rss_mib": memory.rss / 2 ** 20, "processes": memory.processes,
             "steady_suspects_per_second": _steady_rate(result["outcomes"]),
             "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0],
-            "outcomes": result["outcomes"]}
+            "error_control": {k: v for k, v in summary["error_control"].items() if k != "panel_left_out"},
+            "outcomes": result["outcomes"], "control": result["scan"]["config"]["control"]}
 
 
 def _steady_rate(outcomes: list[dict]) -> float | None:
@@ -282,10 +285,35 @@ def detection(outcomes: list[dict], truth: dict, thresholds: dict[str, float] | 
                 pairs[group][1] += derived
                 wrong |= derived
         false_suspects[group] += wrong
-    return {"derived_pairs": found + missed, "detected": found,
+    n_independent = sum(info["truth"] is None for info in (truth[o["source"]] for o in outcomes))
+    return {"independent_suspects_with_any_match": false_suspects["independent"] / max(1, n_independent),
+            "suspects_with_a_false_match": (false_suspects["independent"] + false_suspects["other_owner"])
+            / max(1, len(outcomes)),
+            "copies_matched_to_their_owner": found / max(1, found + missed),
+            "derived_pairs": found + missed, "detected": found,
             "unrelated_pairs": {group: count for group, (count, _) in pairs.items()},
             "false_matches": {group: hits for group, (_, hits) in pairs.items()},
-            "suspects_with_a_false_match": false_suspects}
+            "suspects_with_a_false_match_by_group": false_suspects}
+
+
+def fdr_detection(outcomes: list[dict], truth: dict, control: dict, q: float) -> dict:
+    """:func:`detection` of the same scores decided as a Benjamini-Hochberg candidate list at
+    ``q`` over the scan's null panel, and the share of listed pairs that are false."""
+    from dataclasses import replace
+
+    from tafa.registry import Finding, SuspectOutcome
+    from tafa.scanning import ErrorControl
+
+    decider = replace(ErrorControl.from_dict(control), kind="fdr", alpha=q)
+    records = [SuspectOutcome(o["source"], o["identity"], o["kind"], o["status"], o["error"], o["queries"],
+                              o["seconds"], [Finding(**f) for f in o["findings"]]) for o in outcomes]
+    decided = {o.source: o for o in decider.decide_scan(records)}
+    as_dicts = [decided[o.source].to_dict() if o.source in decided else o.to_dict() for o in records]
+    result = detection(as_dicts, truth)
+    listed = sum(f["decision"] == "derived" for o in as_dicts for f in o["findings"])
+    false = sum(f["decision"] == "derived" and f["fingerprint"] != truth[o["source"]]["truth"]
+                for o in as_dicts for f in o["findings"])
+    return {**result, "listed_pairs": listed, "false_discovery_proportion": false / max(1, listed)}
 
 
 def components(work: Path, owners: int, truth: dict, outcomes: list[dict], n: int = 100) -> dict:
@@ -347,6 +375,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--query-subset", type=int, default=200,
                         help="suspects in the 1/5/N-fingerprint runs (default 200)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="family-wise rate of the scan (default 0.05)")
+    parser.add_argument("--detection-only", action="store_true",
+                        help="only the error-control figures: skip the component timings and 1/5/N-fingerprint runs")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -362,15 +393,26 @@ def main() -> int:
                      "engines": [], "fingerprint_counts": []}
     outcomes: list[dict] = []
     for engine in [e for e in args.engines.split(",") if e]:
-        run = run_scan(work, args.owners, engine, args.workers, work / "suspects", f"{engine}-{args.owners}")
+        run = run_scan(work, args.owners, engine, args.workers, work / "suspects", f"{engine}-{args.owners}",
+                       args.alpha)
         outcomes = run.pop("outcomes")
-        run["detection"] = detection(outcomes, truth)
-        family = {item["name"]: calibrate(item["calibration"]["reference_scores"],
-                                          0.05 / len(manifest["fingerprints"])).threshold
-                  for item in manifest["fingerprints"]}
-        run["detection_family_alpha_0.05"] = detection(outcomes, truth, family)
+        control = run.pop("control")
+        run["detection"] = detection(outcomes, truth)  # as the scan decided: family-wise max-T
+        per_fingerprint = {item["name"]: item["calibration"]["threshold"] for item in manifest["fingerprints"]}
+        run["detection_per_fingerprint"] = detection(outcomes, truth, per_fingerprint)
+        bonferroni = {item["name"]: calibrate(item["calibration"]["reference_scores"],
+                                              args.alpha / len(manifest["fingerprints"])).threshold
+                      for item in manifest["fingerprints"]}
+        run["detection_bonferroni"] = detection(outcomes, truth, bonferroni)
+        run["detection_fdr"] = fdr_detection(outcomes, truth, control, args.alpha)
         results["engines"].append(run)
         print(json.dumps({k: v for k, v in run.items()}, indent=1), flush=True)
+    if args.detection_only:
+        _print_detection(results)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=1))
+        return 0
     results["components"] = components(work, args.owners, truth, outcomes)
     print(json.dumps(results["components"], indent=1), flush=True)
 
@@ -395,13 +437,28 @@ def main() -> int:
               f"{run['scan_seconds']:.1f} | {run['suspects_per_second']:.1f} | "
               f"{'-' if steady is None else f'{steady:.1f}'} | {run['command_seconds']:.1f} | "
               f"{run['peak_pss_mib']:.0f} | {run['queries_per_suspect']:.0f} | {run['load_average_before']:.1f} |")
-    for run in results["engines"]:
-        print(f"{run['engine']}: detection {run['detection']}; with --family-alpha 0.05: "
-              f"{run['detection_family_alpha_0.05']}")
+    _print_detection(results)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
+
+
+def _print_detection(results: dict) -> None:
+    """One Markdown table per engine: each error control's false matches and detection."""
+    for run in results["engines"]:
+        print(f"\n{run['engine']}: {run['error_control']['statement']}")
+        print("| control | independent suspects with any match | suspects with a false match | "
+              "copies matched to their owner |")
+        print("|---|---|---|---|")
+        for label, key in (("family-wise max-T (default)", "detection"),
+                           ("per fingerprint (stored calibrations)", "detection_per_fingerprint"),
+                           ("Bonferroni (stored calibrations at alpha/N)", "detection_bonferroni"),
+                           ("FDR (Benjamini-Hochberg, candidate list)", "detection_fdr")):
+            found = run[key]
+            print(f"| {label} | {100 * found['independent_suspects_with_any_match']:.1f}% | "
+                  f"{100 * found['suspects_with_a_false_match']:.1f}% | "
+                  f"{100 * found['copies_matched_to_their_owner']:.1f}% |")
 
 
 if __name__ == "__main__":

@@ -101,32 +101,42 @@ def max_t_threshold(suspect: np.ndarray, panel: np.ndarray, column: int, alpha: 
     """The smallest score fingerprint ``column`` would need, the suspect's other scores kept,
     for its max-T p-value to be ``<= alpha`` (found by bisection; ``None`` when no score
     reaches it, e.g. the panel is too small for ``alpha``)."""
-    suspect = np.asarray(suspect, dtype=np.float64).copy()
-    panel = np.asarray(panel, dtype=np.float64)
-    if not np.isfinite(suspect[column]) or attained_bound(alpha, len(panel)) == 0:
+    suspect = np.asarray(suspect, dtype=np.float64)
+    if not np.isfinite(suspect[column]):
         return None
-    values = panel[:, column][np.isfinite(panel[:, column])]
-    low = float(min(values.min(initial=suspect[column]), suspect[column]))
-    top = float(max(values.max(initial=suspect[column]), suspect[column]))
+    columns, scores, rows = _table(suspect, panel)
+    if attained_bound(alpha, len(rows)) == 0:
+        return None
+    position = int(np.flatnonzero(columns == column)[0])
+    z, panel_z = standardise(scores, rows)
+    others = np.delete(panel_z, position, axis=1).max(axis=1, initial=-np.inf)  # do not move with the score
+    values = rows[:, position]
+    allowed = math.floor(alpha * (len(rows) + 1) + 1e-12)  # p <= alpha: at most allowed - 1 maxima >= z
+
+    def passes(candidates: np.ndarray) -> np.ndarray:
+        """Whether each candidate score would give p <= alpha (one column per candidate)."""
+        everything = np.vstack([np.repeat(values[:, None], len(candidates), axis=1), candidates[None, :]])
+        mean, spread = everything.mean(axis=0), everything.std(axis=0)
+        scale = np.where(spread > 0, spread, 1.0)
+        maxima = np.maximum(others[:, None], (values[:, None] - mean) / scale)
+        return (maxima >= (candidates - mean) / scale - 1e-12).sum(axis=0) + 1 <= allowed
+
+    low = float(min(values.min(), scores[position]))
+    top = float(max(values.max(), scores[position]))
     span = max(top - low, 1e-6)
-
-    def passes(score: float) -> bool:
-        suspect[column] = score
-        return bool(max_t(suspect, panel)[column] <= alpha)
-
-    high = top + span
-    for _ in range(60):
-        if passes(high):
+    low, high = low - span, top + span
+    for _ in range(8):  # a score far enough above the panel passes unless others' maxima block it
+        if passes(np.array([high]))[0]:
             break
-        high += 4 * span
+        high += 4 * (high - low)
     else:
         return None
-    low -= span
-    if passes(low):
-        return low
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (low, middle) if passes(middle) else (middle, high)
+    for _ in range(4):  # refine on grids: the first passing candidate, between it and the one below
+        grid = np.linspace(low, high, 65)
+        first = int(np.argmax(passes(grid)))
+        if first == 0:
+            return float(grid[0])
+        low, high = float(grid[first - 1]), float(grid[first])
     return high
 
 
