@@ -11,14 +11,21 @@ Builds (once, cached under ``--work``) a sweep like a hub's or a forensics team'
   library's cheap attacks -- fp16, int8/int4 rounding, 1-10% weight noise, 20-80% magnitude
   pruning, structured pruning, unit rescaling -- then a random permutation of the hidden
   units, so no two files are equal) and 200 independent (40 models trained by others x 5
-  variants), shuffled.
+  variants), shuffled;
+- a null panel of 59 model files: the 19 references and 40 models trained by others (other
+  data, the three architectures, the independents' variants, seeds of their own).
 
 Then runs ``tafa scan --dir SUSPECTS`` as a user would (a fresh process each time, on a fresh
 copy of the registry) and measures wall time, suspects per second (the scan's own time, and
 the whole command's) and the peak memory of the command's whole process tree (proportional
 set size, so pages shared by forked workers count once; Ray's own processes included):
 
-- every engine asked for (``local`` and ``ray``) with 20 registered fingerprints;
+- every engine asked for (``local`` and ``ray``) with 20 registered fingerprints, family-wise
+  at ``--alpha`` (default 0.05) over the null panel; the same scores are also decided per
+  fingerprint, by Bonferroni, as an FDR candidate list, by max-T over the references alone
+  and by max-T standardised without the suspect, and each is compared with the truth:
+  independent suspects with any match, all suspects with a false match, copies matched to
+  their own owner;
 - the ``local`` engine with 1, 5 and 20 registered fingerprints (queries per suspect).
 
 Usage (from the repository root; about 5 minutes on 2 cores the first time)::
@@ -26,7 +33,8 @@ Usage (from the repository root; about 5 minutes on 2 cores the first time)::
     python benchmarks/bench_scan.py --work /tmp/tafa-bench-scan --engines local,ray --workers 2 \\
         --out benchmarks/results/bench_scan.json
 
-``--suspects 100 --owners 5`` makes a quick smoke run.
+``--suspects 100 --owners 5`` makes a quick smoke run; ``--engines local --detection-only``
+gives the error-control figures alone (docs/scaling.md).
 """
 
 from __future__ import annotations
