@@ -13,6 +13,6 @@ from .panel import OpenOptions, Panel, QueryPlan, Suspect
 from .report import ScanReport
 from .run import endpoints_in, scan, suspects_in
 
-__all__ = ["CONTROLS", "ENGINES", "ErrorControl", "Engine", "EngineUnavailable", "LocalEngine", "OpenOptions", "Panel", "QueryPlan",
-           "RayEngine", "ScanReport", "Suspect", "endpoints_in", "get_engine", "register_engine", "scan",
+__all__ = ["CONTROLS", "ENGINES", "Engine", "EngineUnavailable", "ErrorControl", "LocalEngine", "OpenOptions", "Panel",
+           "QueryPlan", "RayEngine", "ScanReport", "Suspect", "endpoints_in", "get_engine", "register_engine", "scan",
            "suspects_in"]

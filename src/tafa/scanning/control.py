@@ -176,7 +176,8 @@ class ErrorControl:
                 decision, threshold = "undecided", None
             else:
                 column = self.columns.index(finding.fingerprint)
-                decision, threshold = ("derived" if chosen else "independent"), _rank_threshold(table[:, column], cutoff)
+                decision = "derived" if chosen else "independent"
+                threshold = _rank_threshold(table[:, column], cutoff)
             outcome = changed.setdefault(i, replace(done[i], findings=list(done[i].findings)))
             outcome.findings[j] = _decided(finding, decision, threshold)
         return list(changed.values())
