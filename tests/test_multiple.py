@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from tafa.decide.multiple import (attained_bound, benjamini_hochberg, max_t, max_t_threshold, panel_needed,
+from tafa.decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
                                   panel_p_values, smallest_p, standardise)
 
 
@@ -111,3 +111,34 @@ def test_benjamini_hochberg_controls_the_false_discovery_rate_on_mixed_tables():
         listed = benjamini_hochberg(np.concatenate([null, signal]), 0.1)
         rates.append(listed[:80].sum() / max(1, listed.sum()))
     assert np.mean(rates) <= 0.1 * 0.8 + 3 * np.std(rates) / np.sqrt(len(rates))
+
+
+def test_by_group_takes_the_largest_p_value_over_the_groups():
+    rng = np.random.default_rng(6)
+    panel = rng.normal(size=(40, 6))
+    panel[20:] += 2.0  # a second, harder group: its models score higher everywhere
+    suspect = rng.normal(size=6) + np.array([5.0, 0, 0, 0, 0, 0])
+    groups = ["easy"] * 20 + ["hard"] * 20
+    alone = [max_t(suspect, panel[:20]), max_t(suspect, panel[20:])]
+    assert by_group(max_t, suspect, panel, groups) == pytest.approx(np.maximum(*alone))
+    assert by_group(max_t, suspect, panel, None) == pytest.approx(max_t(suspect, panel))
+    assert by_group(max_t, suspect, panel, ["one"] * 40) == pytest.approx(max_t(suspect, panel))
+    with pytest.raises(Exception, match="'groups'"):
+        by_group(max_t, suspect, panel, ["a"] * 3)
+
+
+def test_by_group_bounds_the_rate_for_a_suspect_like_the_harder_group():
+    """A panel mixing an easy and a hard group: pooled, a suspect like the hard group matches
+    more often than alpha; taken group by group, at most alpha."""
+    rng = np.random.default_rng(8)
+    draws, m, alpha = 1500, 10, 0.05
+    pooled = grouped = 0
+    for _ in range(draws):
+        easy = rng.normal(size=(40, m))
+        hard = 0.6 + 1.5 * rng.normal(size=(20, m))
+        suspect = 0.6 + 1.5 * rng.normal(size=m)              # drawn like the hard group
+        panel = np.vstack([easy, hard])
+        pooled += max_t(suspect, panel).min() <= alpha
+        grouped += by_group(max_t, suspect, panel, ["easy"] * 40 + ["hard"] * 20).min() <= alpha
+    assert grouped <= binom.ppf(1 - 1e-4, draws, alpha)
+    assert pooled > binom.ppf(1 - 1e-4, draws, alpha)  # the pooled panel does not bound this group

@@ -568,3 +568,22 @@ def test_resumed_family_wise_scan_keeps_its_panel(world, null_panel, tmp_path):
     assert decisions[world.paths["b_noise"]] == {"a": "independent", "b": "derived"}
     with pytest.raises(InvalidParameter, match="keeps its own suspects"):
         scan(registry=registry, resume=record.id, workers=0, panel=null_panel)
+
+
+def test_a_panel_in_groups_bounds_each_group_alone(world, null_panel, tmp_path):
+    grouped = tmp_path / "grouped"
+    for i, path in enumerate(sorted(null_panel.glob("*.onnx"))):  # 9 and 8 models, one sub-folder each
+        target = grouped / ("first" if i < 9 else "second") / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    suspects = [world.paths[name] for name in ("a_pruned", "b_noise")]
+    report = scan(suspects, registry=_copy_registry(world, tmp_path), workers=0, alpha=0.1, panel=grouped)
+    control = report.summary()["error_control"]
+    assert {f.decision for o in report.outcomes for f in o.findings} == {"undecided"}  # 8 models cannot give 0.1
+    assert "its smallest group has 8" in control["statement"]
+    report = scan(suspects, registry=_copy_registry_as(world, tmp_path, "again"), workers=0, alpha=0.12,
+                  panel=grouped)
+    control = report.summary()["error_control"]
+    assert control["bound"] == pytest.approx(1 / 9)  # the bound of the least favourable group
+    assert "in 2 groups (first 9, second 8; bound for each alone)" in control["statement"]
+    assert _decisions(report) == {world.paths[name]: world.expected[name] for name in ("a_pruned", "b_noise")}

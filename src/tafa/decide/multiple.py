@@ -18,6 +18,11 @@ independent of every owner, each scored against the same fingerprints (a score t
 - :func:`panel_p_values`: one p-value per fingerprint, the suspect's rank among the panel's
   scores of that fingerprint (``(1 + #{panel >= suspect}) / (n + 1)``).
 - :func:`benjamini_hochberg`: which of many p-values to list at false-discovery rate ``q``.
+- :func:`by_group`: a panel of several groups of independent models (say, models of the
+  owners' own architecture and data, and models trained by others) bounds the rate for a
+  suspect drawn like the panel *as a whole*, and a group harder than the average can exceed
+  it. The largest p-value over the groups, each group taken as a panel of its own, bounds it
+  for a suspect drawn like *any one* group (each group must then support ``alpha`` alone).
 
 Entries that are not finite (a fingerprint that did not fit a model, a failed score) are left
 out: a fingerprint the suspect has no score for gets p-value ``nan``; panel rows missing a
@@ -35,6 +40,7 @@ score the suspect has are dropped for that suspect.
 from __future__ import annotations
 
 import math
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -176,5 +182,18 @@ def benjamini_hochberg(p_values: np.ndarray, q: float) -> np.ndarray:
     return listed
 
 
-__all__ = ["attained_bound", "benjamini_hochberg", "max_t", "max_t_threshold", "panel_needed", "panel_p_values",
-           "smallest_p", "standardise"]
+def by_group(test: Callable[[np.ndarray, np.ndarray], np.ndarray], suspect: np.ndarray, panel: np.ndarray,
+             groups: Sequence[str] | None) -> np.ndarray:
+    """``test(suspect, rows)`` (:func:`max_t` or :func:`panel_p_values`) with each group of panel
+    models alone, and the largest p-value over the groups (``nan`` where any group has none)."""
+    if groups is not None:
+        check_param("groups", len(groups), f"one group per panel row ({len(panel)})", len(groups) == len(panel),
+                    caller="by_group")
+    if groups is None or len(set(groups)) <= 1:
+        return test(suspect, panel)
+    labels = np.asarray(list(groups))
+    return np.max([test(suspect, panel[labels == group]) for group in dict.fromkeys(groups)], axis=0)
+
+
+__all__ = ["attained_bound", "benjamini_hochberg", "by_group", "max_t", "max_t_threshold", "panel_needed",
+           "panel_p_values", "smallest_p", "standardise"]

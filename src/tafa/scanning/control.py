@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..decide.multiple import (attained_bound, benjamini_hochberg, max_t, max_t_threshold, panel_needed,
+from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
                                panel_p_values, smallest_p)
 from ..errors import InvalidParameter, check_param
 from ..registry import Finding, SuspectOutcome
@@ -61,7 +61,7 @@ class ErrorControl:
     kind: str
     alpha: float | None
     columns: list[str] = field(default_factory=list)
-    panel: list[dict[str, str]] = field(default_factory=list)         # {"source", "sha256"} per row
+    panel: list[dict[str, str]] = field(default_factory=list)         # {"source", "sha256", "group"} per row
     scores: list[list[float | None]] = field(default_factory=list)
     excluded: list[dict[str, str]] = field(default_factory=list)      # {"source", "why"}
 
@@ -80,15 +80,28 @@ class ErrorControl:
         return np.array([[np.nan if v is None else v for v in row] for row in self.scores],
                         dtype=np.float64).reshape(len(self.scores), len(self.columns))
 
+    def groups(self) -> list[str]:
+        """Each panel row's group (its sub-folder of the panel folder, or the registry's)."""
+        return [row.get("group", "") for row in self.panel]
+
+    def group_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for group in self.groups():
+            sizes[group] = sizes.get(group, 0) + 1
+        return sizes
+
     def bound(self) -> float | None:
-        """The bound the scan's decisions carry (``None``: per fingerprint, or unsupported)."""
+        """The bound the scan's decisions carry (``None``: per fingerprint, or unsupported): for
+        a panel of several groups, the bound for a suspect like the least favourable group."""
         if self.kind == "bonferroni":
             return self.alpha
-        if not self.uses_panel or self.alpha is None:
+        if not self.uses_panel or self.alpha is None or not self.scores:
             return None
+        smallest = min(self.group_sizes().values())
         if self.kind == "fdr":
-            return self.alpha if smallest_p(len(self.scores)) <= self.alpha else None
-        return attained_bound(self.alpha, len(self.scores)) or None
+            return self.alpha if smallest_p(smallest) <= self.alpha else None
+        attained = [attained_bound(self.alpha, size) for size in self.group_sizes().values()]
+        return max(attained) if min(attained) > 0 else None
 
     def statement(self) -> str:
         """One line: which control, what it bounds, and what the panel supports."""
@@ -105,28 +118,35 @@ class ErrorControl:
                     "decision is undecided (give --panel DIR of models independent of every owner, or register "
                     f"fingerprints with --references DIR){skipped}")
         bound = self.bound()
+        sizes = self.group_sizes()
+        groups = "" if len(sizes) == 1 else \
+            f" in {len(sizes)} groups ({', '.join(f'{g} {k}' for g, k in sizes.items())}; bound for each alone)"
         if bound is None and self.alpha is not None:
+            least = min(sizes.values())
+            where = "this one has" if len(sizes) == 1 else "its smallest group has"
             return (f"error control: {self._name()} at {self.alpha:g} needs a null panel of at least "
-                    f"{panel_needed(self.alpha)} models; this one has {n} and supports {smallest_p(n):.3g} at best: "
-                    f"every decision is undecided (add panel models, or ask for --alpha {smallest_p(n):.3g})"
+                    f"{panel_needed(self.alpha)} models; {where} {least} and supports {smallest_p(least):.3g} at best: "
+                    f"every decision is undecided (add panel models, or ask for --alpha {smallest_p(least):.3g})"
                     f"{skipped}")
         if self.kind == "fdr":
             return (f"error control: false-discovery rate <= {self.alpha:g} over the scan's (suspect, fingerprint) "
-                    f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models){skipped}")
+                    f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models{groups}){skipped}")
         return (f"error control: family-wise, P(an independent suspect matches any of the {len(self.columns)} "
-                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models){skipped}")
+                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}){skipped}")
 
     def _name(self) -> str:
         return "the family-wise rate" if self.kind == "family" else "the false-discovery rate"
 
     # -- deciding ----------------------------------------------------------------------------
-    def _vector(self, outcome: SuspectOutcome) -> tuple[np.ndarray, np.ndarray]:
-        """The suspect's scores by column, and the panel table without any copy of the suspect."""
+    def _vector(self, outcome: SuspectOutcome) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The suspect's scores by column, and the panel table and groups without any copy of
+        the suspect."""
         scores = {f.fingerprint: f.score for f in outcome.findings if f.decision != "error" and f.score is not None}
         vector = np.array([scores.get(name, np.nan) for name in self.columns], dtype=np.float64)
         table = self.table()
         keep = [row["sha256"] != outcome.identity for row in self.panel]
-        return vector, table[np.array(keep, dtype=bool)] if len(table) else table
+        groups = [group for group, kept in zip(self.groups(), keep) if kept]
+        return vector, table[np.array(keep, dtype=bool)] if len(table) else table, groups
 
     def decide(self, outcome: SuspectOutcome) -> SuspectOutcome:
         """``outcome`` with its findings decided under this control (family-wise: now; fdr: left
@@ -135,20 +155,22 @@ class ErrorControl:
             return outcome
         if self.kind == "fdr":
             return replace(outcome, findings=[_decided(f, "undecided", None) for f in outcome.findings])
-        vector, table = self._vector(outcome)
-        p_values = max_t(vector, table)
+        vector, table, groups = self._vector(outcome)
+        p_values = by_group(max_t, vector, table, groups)
+        supported = self.alpha is not None and len(table) > 0 and \
+            min(attained_bound(self.alpha, _rows_used(vector, table[np.array(groups) == group]))
+                for group in set(groups)) > 0
         findings = []
         for finding in outcome.findings:
             if finding.decision == "error" or finding.fingerprint not in self.columns:
                 findings.append(finding)
                 continue
             column = self.columns.index(finding.fingerprint)
-            rows = _rows_used(vector, table)
-            if self.alpha is None or not math.isfinite(p_values[column]) or attained_bound(self.alpha, rows) == 0:
+            if self.alpha is None or not supported or not math.isfinite(p_values[column]):
                 findings.append(_decided(finding, "undecided", None))
                 continue
             decision = "derived" if p_values[column] <= self.alpha else "independent"
-            findings.append(_decided(finding, decision, max_t_threshold(vector, table, column, self.alpha)))
+            findings.append(_decided(finding, decision, _threshold(vector, table, groups, column, self.alpha)))
         return replace(outcome, findings=findings)
 
     def decide_scan(self, outcomes: Sequence[SuspectOutcome]) -> list[SuspectOutcome]:
@@ -159,8 +181,9 @@ class ErrorControl:
         done = [o for o in outcomes if o.status == "done" and o.findings]
         p_values: list[tuple[int, int, float]] = []    # (outcome, finding, p)
         for i, outcome in enumerate(done):
-            vector, table = self._vector(outcome)
-            column_p = panel_p_values(vector, table) if len(table) else np.full(len(self.columns), np.nan)
+            vector, table, groups = self._vector(outcome)
+            column_p = by_group(panel_p_values, vector, table, groups) if len(table) else \
+                np.full(len(self.columns), np.nan)
             for j, finding in enumerate(outcome.findings):
                 if finding.decision != "error" and finding.fingerprint in self.columns:
                     p_values.append((i, j, float(column_p[self.columns.index(finding.fingerprint)])))
@@ -168,7 +191,7 @@ class ErrorControl:
         listed = benjamini_hochberg(np.array([p for *_, p in p_values]), self.alpha) if p_values \
             else np.zeros(0, dtype=bool)
         cutoff = self.alpha * max(1, int(np.sum(listed))) / max(1, len(p_values))
-        table = self.table()
+        table, labels = self.table(), np.array(self.groups())
         changed: dict[int, SuspectOutcome] = {}
         for (i, j, p), chosen in zip(p_values, listed):
             finding = done[i].findings[j]
@@ -177,10 +200,18 @@ class ErrorControl:
             else:
                 column = self.columns.index(finding.fingerprint)
                 decision = "derived" if chosen else "independent"
-                threshold = _rank_threshold(table[:, column], cutoff)
+                levels = [_rank_threshold(table[labels == group, column], cutoff) for group in set(labels)]
+                threshold = None if None in levels else max(level for level in levels if level is not None)
             outcome = changed.setdefault(i, replace(done[i], findings=list(done[i].findings)))
             outcome.findings[j] = _decided(finding, decision, threshold)
         return list(changed.values())
+
+
+def _threshold(vector: np.ndarray, table: np.ndarray, groups: list[str], column: int, alpha: float) -> float | None:
+    """The score fingerprint ``column`` needed for this suspect: the highest over the groups."""
+    labels = np.array(groups)
+    levels = [max_t_threshold(vector, table[labels == group], column, alpha) for group in dict.fromkeys(groups)]
+    return None if None in levels else max(level for level in levels if level is not None)
 
 
 def _rows_used(vector: np.ndarray, table: np.ndarray) -> int:
@@ -201,10 +232,10 @@ def _decided(finding: Finding, decision: str, threshold: float | None) -> Findin
     return replace(finding, decision=decision, threshold=threshold)
 
 
-def score_panel(kind: str, alpha: float | None, columns: Sequence[str], members: Sequence[tuple[str, str | None]],
-                check: Callable[[Sequence[str]], Any]) -> ErrorControl:
-    """The control ``kind`` with its panel scored: ``members`` are ``(source, sha256)`` (the
-    hash recorded for it, ``None`` to take the file's as it is), ``check`` yields one
+def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
+                members: Sequence[tuple[str, str | None, str]], check: Callable[[Sequence[str]], Any]) -> ErrorControl:
+    """The control ``kind`` with its panel scored: ``members`` are ``(source, sha256, group)``
+    (the hash recorded for it, ``None`` to take the file's as it is), ``check`` yields one
     :class:`~tafa.registry.SuspectOutcome` per source (a scan engine). A member whose file is
     missing, changed since it was recorded or fails to be checked is left out (listed in
     :attr:`ErrorControl.excluded`)."""
@@ -214,7 +245,8 @@ def score_panel(kind: str, alpha: float | None, columns: Sequence[str], members:
     if not control.uses_panel:
         return control
     wanted: dict[str, str] = {}
-    for source, recorded in members:
+    group_of: dict[str, str] = {}
+    for source, recorded, group in members:
         try:
             actual = file_hash(source)
         except OSError as error:
@@ -225,7 +257,7 @@ def score_panel(kind: str, alpha: float | None, columns: Sequence[str], members:
         elif actual in wanted.values():
             control.excluded.append({"source": source, "why": "the same bytes as another panel model"})
         else:
-            wanted[source] = actual
+            wanted[source], group_of[source] = actual, group
     rows: dict[str, list[float | None]] = {}
     for outcome in check(list(wanted)):
         if outcome.status != "done":
@@ -238,7 +270,7 @@ def score_panel(kind: str, alpha: float | None, columns: Sequence[str], members:
         rows[outcome.source] = [scores.get(name) for name in columns]
     for source, sha256 in wanted.items():
         if source in rows:
-            control.panel.append({"source": source, "sha256": sha256})
+            control.panel.append({"source": source, "sha256": sha256, "group": group_of[source]})
             control.scores.append(rows[source])
     return control
 

@@ -162,17 +162,23 @@ def _panel(store: Registry, names: Sequence[str], decider: ErrorControl) -> Pane
 
 
 def _panel_members(store: Registry, panel: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
-                   ) -> list[tuple[str, str | None]]:
-    """The null panel's ``(source, recorded sha256)``: the model files in ``panel`` (a folder,
-    recursively, or a list of files), else the registry's panel."""
+                   ) -> list[tuple[str, str | None, str]]:
+    """The null panel's ``(source, recorded sha256, group)``: the model files in ``panel`` (a
+    folder, recursively: each sub-folder one group, the files at its top one more; or a list
+    of files, one group), else the registry's panel (one group)."""
     if panel is None:
-        return [(source, sha256) for source, sha256 in store.panel()]
+        return [(source, sha256, "registry") for source, sha256 in store.panel()]
     if isinstance(panel, (str, os.PathLike)):
-        if not Path(panel).is_dir():
+        root = Path(panel)
+        if not root.is_dir():
             raise InvalidParameter(f"The 'panel' parameter of scan must be a folder of model files. "
                                    f"Got {str(panel)!r} instead.")
-        return [(suspect.source, None) for suspect in suspects_in(panel)]
-    return [(str(Path(item).expanduser().absolute()), None) for item in panel]
+        members: list[tuple[str, str | None, str]] = []
+        for suspect in suspects_in(root):
+            inside = Path(suspect.source).relative_to(root.expanduser().absolute()).parts
+            members.append((suspect.source, None, inside[0] if len(inside) > 1 else root.name))
+        return members
+    return [(str(Path(item).expanduser().absolute()), None, "panel") for item in panel]
 
 
 def _run(store: Registry, scan_id: str, runner: Engine, panel: Panel, decider: ErrorControl,
