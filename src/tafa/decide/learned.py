@@ -29,9 +29,9 @@ from abc import abstractmethod
 
 import numpy as np
 
+from ..functional import aggregate, centred_correlation, local_cosines, rowwise_cosine
 from ..signature.base import Signature
-from .similarity import (DerivativeCosine, Score, Similarity, aggregate, centred_correlation, group_centred,
-                         register_similarity, rowwise_cosine)
+from .similarity import DerivativeCosine, Score, Similarity, register_similarity
 
 
 class LearnedSimilarity(Similarity):
@@ -66,8 +66,7 @@ def evidence_features(owner: Signature, suspect: Signature) -> dict[str, float]:
                                                                 suspect["outputs"] - suspect["outputs"].mean(axis=1, keepdims=True))))
                 if owner["outputs"].shape[1] > 1 else centred_correlation(owner["outputs"], suspect["outputs"])}
     if "group" in owner:
-        local = rowwise_cosine(group_centred(owner["derivatives"], owner["group"]),
-                               group_centred(suspect["derivatives"], owner["group"]))
+        local = local_cosines(owner["derivatives"], suspect["derivatives"], owner["group"])
         features.update({"local": aggregate(local, "median"), "local_q25": float(np.quantile(local, 0.25)),
                          "local_q75": float(np.quantile(local, 0.75))})
     return features

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..domain import Domain
 from ..errors import InvalidParameter, check_param
+from ..functional import local_cosines, rowwise_cosine
 from ..models.base import Model, TorchModel, module_dtype, module_hash
 from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
@@ -202,9 +203,6 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
     best ``n / group`` groups are kept (ties: earlier first). The selection is recorded in the
     probes' info.
     """
-    # imported here: tafa.decide imports the signature stage, which imports this package
-    from ..decide.similarity import group_centred, rowwise_cosine
-
     assert candidates.directions is not None and candidates.steps is not None
     groups = candidates.extra["group"].astype(int)
     labels = np.unique(groups)
@@ -220,11 +218,10 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
                                    candidates.steps)
 
     owner_derivatives = derivatives_of(owner)
-    owner_centred = group_centred(owner_derivatives, groups)
 
     def features(module: torch.nn.Module) -> np.ndarray:
         derivatives = derivatives_of(module)
-        return np.stack([rowwise_cosine(owner_centred, group_centred(derivatives, groups)),
+        return np.stack([local_cosines(owner_derivatives, derivatives, groups),
                          rowwise_cosine(owner_derivatives, derivatives)])
 
     models = [*references.positives, *references.negatives]
