@@ -40,12 +40,6 @@ if TYPE_CHECKING:
 FULL_LP_MAX_FEATURES = 256
 SUBSPACE = 64
 
-#: The last owner's candidate probes for selection (their region LPs dominate the cost), keyed
-#: by the owner's weights and architecture, the domain, the sizes, the seed and the parameters:
-#: choosing again with other references (leave-one-family-out) reuses them.
-_CANDIDATES: dict[tuple, Probes] = {}
-
-
 @register_probes("relu")
 class ReluProbes(ProbeStrategy):
     """Region-centred probes (see module doc).
@@ -60,7 +54,9 @@ class ReluProbes(ProbeStrategy):
     domain): data-free pseudo-data, closer to what training shaped than uniform draws;
     ``select_from``: if > 1 and reference models are given, ``select_from`` times as many
     direction groups are made and the ``n / group`` groups where the positive and negative
-    references disagree most are kept (:func:`select_groups`).
+    references disagree most are kept (:func:`select_groups`); with a
+    :attr:`~tafa.probes.base.ProbeStrategy.candidate_cache`, the candidates are made once
+    per owner and reused by selections with other references.
     """
 
     def __init__(self, move: float = 0.1, step_fraction: float = 0.5, min_step: float = 1e-3,
@@ -94,14 +90,16 @@ class ReluProbes(ProbeStrategy):
                 if self.select_from == 1 or references is None or not references.positives \
                         or not references.negatives:
                     return self._white_box(analysed, domain, n, k, rng, progress)
+                def candidates() -> Probes:
+                    return self._white_box(analysed, domain, n * self.select_from, k, rng, progress)
+
+                if self.candidate_cache is None:
+                    return select_groups(candidates(), module, references, n, progress)
+                # the candidates depend on the owner's weights and architecture, the domain, the
+                # sizes, the seed and the parameters, never on the references
                 key = (module_hash(analysed), repr(analysed), repr(domain.to_dict()), n, k, seed,
-                       repr(sorted(vars(self).items())))
-                candidates = _CANDIDATES.get(key)
-                if candidates is None:
-                    candidates = self._white_box(analysed, domain, n * self.select_from, k, rng, progress)
-                    _CANDIDATES.clear()  # one owner at a time: re-selections (new references) reuse it
-                    _CANDIDATES[key] = candidates
-                return select_groups(candidates, module, references, n, progress)
+                       repr(sorted((name, value) for name, value in vars(self).items() if name != "candidate_cache")))
+                return select_groups(self.candidate_cache.get(key, candidates), module, references, n, progress)
         return self._black_box(owner, domain, n, k, rng, progress, reason)
 
     def _step_bounds(self, domain: Domain) -> tuple[float, float]:
