@@ -14,7 +14,7 @@ from typing import Any
 
 from .decide.similarity import Similarity, get_similarity
 from .probes.base import CandidateCache, ProbeStrategy, get_probes
-from .signature.base import SignatureKind, get_signature
+from .signature.base import Measurement, get_signature
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,13 @@ class Scheme:
     #: references reuses the candidate probes (see :class:`~tafa.probes.base.CandidateCache`).
     candidate_cache: CandidateCache | None = field(default=None, compare=False, repr=False)
 
-    def build(self) -> tuple[ProbeStrategy, SignatureKind, Similarity]:
+    def build(self) -> tuple[ProbeStrategy, Measurement, Similarity]:
         """Fresh instances of the three stages (the probe strategy given :attr:`candidate_cache`)."""
         strategy = get_probes(self.probes, **self.probe_params)
         strategy.candidate_cache = self.candidate_cache
         return strategy, self.make_signature(), self.make_similarity()
 
-    def make_signature(self) -> SignatureKind:
+    def make_signature(self) -> Measurement:
         """A fresh instance of the signature stage."""
         return get_signature(self.signature, **self.signature_params)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..probes.base import Probes
-from .base import Signature, SignatureKind, register_signature
+from .base import Measurement, Signature, register_signature
 
 
 def decision_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -37,7 +37,7 @@ def decision_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @register_signature("decision-distance")
-class DecisionDistance(SignatureKind):
+class DecisionDistance(Measurement):
     """``ddv``: the decision distance of each input pair, shape ``(N,)``; ``2N`` queries."""
 
     def inputs(self, probes: Probes) -> np.ndarray:
