@@ -114,7 +114,9 @@ class ReluProbes(ProbeStrategy):
         if self.invert_steps > 0:
             candidates = invert_in(module, candidates, domain, self.invert_steps, rng)
         seen: set[str] = set()
-        points, radii, methods = [], [], []
+        points: list[np.ndarray] = []
+        radii: list[float] = []
+        methods: list[str] = []
         directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
         d = int(np.prod(domain.shape))
         bar = tqdm(total=n, desc="probes: region centres", disable=not progress, leave=False)
@@ -150,13 +152,14 @@ class ReluProbes(ProbeStrategy):
             radii.append(linearise(module, x0, slice_of(len(points))).radius())
             points.append(x0)
             methods.append("none")
-        radius = np.asarray(radii)
+        radii_array = np.asarray(radii)
         low, high = self._step_bounds(domain)
-        steps = np.clip(self.step_fraction * radius, low, high)
+        steps = np.clip(self.step_fraction * radii_array, low, high)
         info: dict[str, Any] = {
             "strategy": "relu", "analysis": "white-box",
-            "centring": "lp" if d <= FULL_LP_MAX_FEATURES else f"lp in the {SUBSPACE}-dimensional slice of the directions",
-            "radius_median": float(np.median(radius)), "radius_min": float(radius.min()),
+            "centring": "lp" if d <= FULL_LP_MAX_FEATURES
+            else f"lp in the {SUBSPACE}-dimensional slice of the directions",
+            "radius_median": float(np.median(radii_array)), "radius_min": float(radii_array.min()),
             "centred": int(sum(method == "lp" for method in methods)),
             "distinct_patterns": len(seen),
         }
@@ -201,7 +204,8 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
     best ``n / group`` groups are kept (ties: earlier first). The selection is recorded in the
     probes' info.
     """
-    assert candidates.directions is not None and candidates.steps is not None
+    directions, steps = candidates.directions, candidates.steps
+    assert directions is not None and steps is not None
     groups = candidates.extra["group"].astype(int)
     labels = np.unique(groups)
     size = len(candidates) // len(labels)
@@ -212,8 +216,7 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
     shape = candidates.points.shape[1:]
 
     def derivatives_of(module: torch.nn.Module) -> np.ndarray:
-        return _finite_differences(TorchModel(module.eval(), shape), candidates.points, candidates.directions,
-                                   candidates.steps)
+        return _finite_differences(TorchModel(module.eval(), shape), candidates.points, directions, steps)
 
     owner_derivatives = derivatives_of(owner)
 
@@ -238,7 +241,7 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
                 selection_fisher_kept=float(group_scores[np.isin(labels, chosen)].mean()),
                 selection_fisher_all=float(group_scores.mean()))
     extra = {"group": np.array([relabel[int(g)] for g in groups[keep]], dtype=float)}
-    return Probes(candidates.points[keep], candidates.directions[keep], candidates.steps[keep], extra=extra, info=info)
+    return Probes(candidates.points[keep], directions[keep], steps[keep], extra=extra, info=info)
 
 
 def invert_in(module: torch.nn.Module, points: np.ndarray, domain: Domain, steps: int,
