@@ -90,6 +90,7 @@ class ReluProbes(ProbeStrategy):
                 if self.select_from == 1 or references is None or not references.positives \
                         or not references.negatives:
                     return self._white_box(analysed, domain, n, k, rng, progress)
+
                 def candidates() -> Probes:
                     return self._white_box(analysed, domain, n * self.select_from, k, rng, progress)
 
