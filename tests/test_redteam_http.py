@@ -85,6 +85,22 @@ def test_a_service_dripping_its_answer_is_cut_at_the_whole_request_deadline(serv
     assert len(server.arrivals) == 2
 
 
+def test_a_dripped_answer_without_a_length_is_late_not_whole(server, probes):
+    """Closed when done, a body has no length to fall short of: cut by the watchdog, it
+    must read as late, never as a whole (and malformed) answer."""
+    body = json.dumps({"outputs": [{"name": "output", "shape": [5, 10], "datatype": "FP32",
+                                    "data": [0.0] * 50}]}).encode()
+
+    def dripped(batch: int):
+        for index in range(len(body)):
+            time.sleep(0.05)
+            yield body[index:index + 1]
+    server.hostile_answer = lambda batch: (dripped(batch), None)
+    suspect = _client(server.url, timeout=0.5, retries=0)
+    message, _, _ = _fails_in_one_line(lambda: suspect(probes[:5]), ModelLoadError, 3.0, server.url)
+    assert "timed out" in message and "1 attempt" in message
+
+
 def test_429_forever_with_a_long_retry_after_fails_at_once_within_max_wait(server, probes):
     """Retry-After: 60 on every answer used to cost (retries x 60 s); now a wait longer than
     what is left of max_wait ends the request at once, without waiting."""

@@ -697,17 +697,25 @@ class HttpModel(Model):
         watchdog = _Watchdog(connection, self.timeout)
         try:
             try:
+                connection.connect()
+                # The connection lets go of its socket once an answer that ends with the
+                # connection (HTTP/1.0, no Content-Length) begins: the watchdog keeps it.
+                watchdog.hold(connection.sock)
                 connection.request(method, path, body=body, headers=self._headers(body))
                 sent = True
                 response = connection.getresponse()
                 if response.status != 200:
                     limit = min(limit, MAX_ERROR_BYTES)  # only its first words are shown
                 length = (response.getheader("Content-Length") or "").strip()
-                if response.status == 200 and length.isdigit() and int(length) > limit:
+                if response.status == 200 and length.isascii() and length.isdigit() \
+                        and (len(length) > 18 or int(length) > limit):
                     raise _NoAnswer("too long", sent, ModelLoadError(
-                        f"{url} announced an answer to {what} of {length} bytes; at most "
+                        f"{url} announced an answer to {what} of {_printable(length, 40)} bytes; at most "
                         f"{limit} are expected, so it was refused unread."))
                 payload = _read_at_most(response, limit + 1)
+                # Stopped before the socket closes: a close-delimited body that the watchdog
+                # cut short would otherwise read as whole.
+                late = watchdog.expire()
             except ssl.SSLCertVerificationError as error:
                 raise _NoAnswer("untrusted", sent, ModelLoadError(
                     f"{url}: TLS certificate not trusted "
@@ -717,8 +725,9 @@ class HttpModel(Model):
                     raise _NoAnswer(self._late(), sent) from None
                 raise _NoAnswer(_describe_failure(error), sent) from None
         finally:
+            watchdog.expire()
             connection.close()
-        if watchdog.expire():  # a close-delimited body cut short by the watchdog reads as whole
+        if late:
             raise _NoAnswer(self._late(), sent)
         if len(payload) > limit:
             if response.status != 200:
@@ -778,6 +787,7 @@ class _Watchdog:
         self._lock = threading.Lock()
         self._done = False
         self.fired = False
+        self._socket: socket.socket | None = None
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._timer.start()
@@ -787,12 +797,23 @@ class _Watchdog:
             if self._done:
                 return
             self.fired = True
-            sock = self._connection.sock
-        if sock is not None:
-            try:  # the plain socket's shutdown (an SSL socket's own would unwrap it mid-read)
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+            sock = self._socket or self._connection.sock  # during connect: the connection's
+        if sock is not None:  # the plain socket's shutdown (an SSL socket's would unwrap it mid-read)
+            self._shut(sock)
+
+    def hold(self, sock: socket.socket | None) -> None:
+        """Shut ``sock`` down at the deadline, whoever holds it by then."""
+        with self._lock:
+            self._socket = sock
+        if self.fired and sock is not None:  # fired while connecting, just before this
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def expire(self) -> bool:
         with self._lock:
