@@ -46,6 +46,10 @@ def _metadata(server: KServeServer, tensor: str, shape: list[Any]) -> bytes:
     return json.dumps(metadata).encode()
 
 
+def _busy_forever(server: KServeServer) -> None:
+    server.busy, server.retry_after = 10**9, "60"
+
+
 BOMB = (255 << 20) // 2  # zeros in a 255 MiB answer
 
 #: name -> (what the service does, how to switch it on, extra tafa options)
@@ -54,11 +58,8 @@ CASES: dict[str, tuple[str, Callable[[KServeServer], None], list[str]]] = {
     "drip": ("drips its answer, 1 byte/s", lambda s: setattr(s, "drip", 1.0), ["--timeout", "5"]),
     "drip-no-retry": ("drips its answer, 1 byte/s", lambda s: setattr(s, "drip", 1.0),
                       ["--timeout", "5", "--retries", "0"]),
-    "429-forever": ("429 forever, Retry-After: 60",
-                    lambda s: (setattr(s, "busy", 10**9), setattr(s, "retry_after", "60")), []),
-    "429-max-wait-10": ("429 forever, Retry-After: 60",
-                        lambda s: (setattr(s, "busy", 10**9), setattr(s, "retry_after", "60")),
-                        ["--max-wait", "10"]),
+    "429-forever": ("429 forever, Retry-After: 60", _busy_forever, []),
+    "429-max-wait-10": ("429 forever, Retry-After: 60", _busy_forever, ["--max-wait", "10"]),
     "bomb-announced": ("255 MiB valid JSON answer, Content-Length given",
                        lambda s: setattr(s, "hostile_answer", lambda b: (json_bomb(BOMB), json_bomb_length(BOMB))), []),
     "bomb-streamed": ("255 MiB valid JSON answer, no Content-Length",
