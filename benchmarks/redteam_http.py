@@ -4,9 +4,8 @@ Trains a small digits MLP owner and six independent references (seconds), finger
 owner, then serves the owner on loopback (``tests/kserve_server.py``) once per attack and runs
 ``tafa verify FINGERPRINT URL --references DIR`` in a child process under ``/usr/bin/time``:
 wall seconds, peak resident memory (the whole process, torch included), exit code, and the
-last line on stderr (or the decision and notes of the verdict); "over honest" is the time
-beyond the honest run's (the first case). docs/http.md quotes the table. Cases whose options
-this ``tafa verify`` lacks are listed as not run.
+last line on stderr (or the decision and notes of the verdict). docs/http.md quotes the table.
+Cases whose options this ``tafa verify`` lacks are listed as not run.
 
     python benchmarks/redteam_http.py [--cases drip bomb ...] [--folder /tmp/tafa-redteam]
 """
@@ -137,26 +136,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     owner, fingerprint, references = _models(Path(args.folder))
-    print("| case | the service | tafa options | exit | seconds | over honest | peak MiB | outcome |")
-    print("|---|---|---|---|---|---|---|---|")
-    honest: float | None = None
+    print("| case | the service | tafa options | exit | seconds | peak MiB | outcome |")
+    print("|---|---|---|---|---|---|---|")
     verify_help = subprocess.run([sys.executable, "-m", "tafa.cli", "verify", "--help"], capture_output=True,
                                  text=True).stdout
     for case in args.cases:
         missing = [option for option in CASES[case][2] if option.startswith("--") and option not in verify_help]
         if missing:
-            print(f"| {case} | {CASES[case][0]} | {' '.join(CASES[case][2])} | - | - | - | - | not run: "
+            print(f"| {case} | {CASES[case][0]} | {' '.join(CASES[case][2])} | - | - | - | not run: "
                   f"this tafa verify has no {', '.join(missing)} |", flush=True)
             continue
         started = time.monotonic()
         row = _run(case, owner, fingerprint, references)
         assert time.monotonic() - started < 600
-        if case == "honest":
-            honest = row["seconds"]
-        extra = "" if honest is None else f"{row['seconds'] - honest:+.1f}"
         print(f"| {row['case']} | {row['service']} | {row['options'] or '(defaults)'} | {row['rc']} | "
-              f"{row['seconds']:.1f} | {extra} | {row['peak_mib']} | {row['outcome'].replace('|', '/')} |",
-              flush=True)
+              f"{row['seconds']:.1f} | {row['peak_mib']} | {row['outcome'].replace('|', '/')} |", flush=True)
 
 
 if __name__ == "__main__":
