@@ -159,7 +159,12 @@ class Consistency:
 
 def relative_difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Per input (axis 0), the largest absolute difference of two answers over the largest
-    magnitude either has (0 where both are all zeros)."""
+    magnitude either has (0 where both are all zeros).
+
+    >>> relative_difference(np.array([[1.0, -4.0], [0.0, 0.0], [2.0, 3.0]]),
+    ...                     np.array([[1.0, -4.0], [0.0, 0.0], [3.0, 2.0]])).tolist()
+    [0.0, 0.0, 0.3333333333333333]
+    """
     count = len(first)
     first, second = first.reshape(count, -1), second.reshape(count, -1)
     scale = np.maximum(np.abs(first), np.abs(second)).max(axis=1)
