@@ -202,7 +202,8 @@ def _run(store: Registry, scan_id: str, runner: Engine, panel: Panel, decider: E
                     on_outcome(outcome)
         store.record(scan_id, buffer)
         buffer = []
-        store.record(scan_id, decider.decide_scan(store.outcomes(scan_id)))
+        if decider.kind == "fdr":  # a candidate list needs the whole scan's p-values
+            store.record(scan_id, decider.decide_scan(store.outcomes(scan_id)))
         status = "finished"
     finally:
         store.record(scan_id, buffer)
