@@ -206,8 +206,9 @@ def add_scan_parser(commands: Any) -> None:
     parser.add_argument("--alpha", type=float, metavar="ALPHA",
                         help="the rate to bound (default 0.05; per-fingerprint: default each stored calibration)")
     parser.add_argument("--panel", metavar="DIR",
-                        help="null panel: model files independent of every owner, scored against every fingerprint "
-                             "(default: the registry's panel, the references given to registry add)")
+                        help="null panel: model files independent of every owner, scored against every fingerprint; "
+                             "each sub-folder is a group bounded alone (default: the registry's panel, the "
+                             "references given to registry add)")
     parser.add_argument("--family-alpha", type=float, metavar="ALPHA", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="local", choices=sorted(ENGINES), help="where the checks run")
     parser.add_argument("--workers", type=int, help="processes (local; default one per core, 0: this process) or "
