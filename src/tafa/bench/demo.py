@@ -5,7 +5,9 @@ half its weights and fine-tunes it on other data; another developer trains an in
 model of the same task. The owner fingerprints its model with no data, calibrates the
 threshold on independently trained reference models, and verifies both suspects.
 
-``tafa demo`` tells the story on the digits classifier; ``tafa demo --all-kinds`` runs the
+Called by ``tafa demo`` (``tafa.cli.demo``); it lives beside the benchmark because it builds
+its models with the benchmark's architectures and data sets. ``tafa demo`` tells the story
+on the digits classifier; ``tafa demo --all-kinds`` runs the
 same algorithm on a classifier, a regressor and a generator and prints one table.
 """
 
@@ -17,12 +19,12 @@ from typing import Callable
 
 import torch
 
-from .attacks import AttackContext, get_attack, quantize
-from .bench.architectures import build
-from .bench.datasets import load_task
-from .fingerprint import Fingerprint
-from .models import TorchModel
-from .training import TrainingData, fit
+from ..attacks import AttackContext, get_attack, quantize
+from ..fingerprint import Fingerprint
+from ..models import TorchModel
+from ..training import TrainingData, fit
+from .architectures import build
+from .datasets import load_task
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
     verdicts = {}
     for name, model in suspects.items():
         verdicts[name] = fingerprint.verify(TorchModel(model, kind.input_shape, name=name), calibration=calibration)
-    for name in ("pirated copy (prune 50% + fine-tune)", "independent model"):
-        say(f"\n5. Verify the {name}:")
+    for step, name in enumerate(("pirated copy (prune 50% + fine-tune)", "independent model"), start=5):
+        say(f"\n{step}. Verify the {name}:")
         say("\n".join("   " + line for line in verdicts[name].render().splitlines()))
     return {"kind": kind, "verdicts": verdicts, "fingerprint_seconds": info["fingerprint_seconds"],
             "train_seconds": trained, "threshold": calibration.threshold}
@@ -117,5 +119,27 @@ def run_demo(seed: int = 0, progress: bool = True, out: Callable[[str], None] = 
     for kind_name, name, score, threshold, decision, queries, seconds, fp_seconds in rows:
         out(f"{kind_name:<15} {name:<37} {score:>7.4f} {threshold:>9.4f} {decision:<11} {queries:>7} "
             f"{seconds:>8.3f} {fp_seconds:>13.2f}")
+    for line in _misses(rows):
+        out(line)
     out(f"\nDone in {time.perf_counter() - started:.1f} s (scheme tafa, threshold at alpha 0.01 from 8 references).")
     return decisions
+
+
+#: The demo's suspects that are not derived from the owner (every other one is).
+INDEPENDENT = frozenset({"independent model"})
+
+
+def _misses(rows: list[tuple]) -> list[str]:
+    """One plain sentence per wrong call: a derived copy not judged derived, an independent
+    model judged derived (the table alone leaves the reader to spot them)."""
+    lines = []
+    for kind_name, name, score, threshold, decision, *_ in rows:
+        if name not in INDEPENDENT and decision != "derived":
+            lines.append(f"MISSED: the {kind_name} {name} is derived from the owner but scored {score:.4f}, "
+                         f"below the threshold {threshold:.4f}: judged {decision}.")
+        elif name in INDEPENDENT and decision == "derived":
+            lines.append(f"FALSE MATCH: the {kind_name} {name} is not derived from the owner but scored "
+                         f"{score:.4f}, above the threshold {threshold:.4f}.")
+    if lines:
+        lines.insert(0, "")
+    return lines
