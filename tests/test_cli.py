@@ -306,3 +306,42 @@ def test_the_all_kinds_demo_says_which_copy_it_missed():
         and "0.8359" in lines[0]
     assert "FALSE MATCH" in lines[1] and "generation independent model" in lines[1]
     assert _misses(rows[:1]) == []
+
+
+def test_the_readmes_commands_parse():
+    """Every ``tafa ...`` line of the README's shell blocks is accepted by the parser (optional
+    parts in brackets included), so the README shows no option the command line lacks."""
+    import re
+    import shlex
+
+    from tafa.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    lines = " ".join(blocks).replace("\\\n", " ").splitlines()
+    commands = [line.split(" #")[0].replace("[", "").replace("]", "").strip()
+                for line in lines if line.strip().startswith("tafa ")]
+    assert len(commands) >= 10
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])
+        assert callable(args.run), command
+
+
+def test_the_parser_imports_no_heavy_library_and_its_light_lists_match_the_registries():
+    import subprocess
+    import sys
+
+    from tafa.bench.scenarios import SIZES
+    from tafa.cli import bench, options, registry
+    from tafa.scanning import ENGINES
+    from tafa.scheme import SCHEMES
+
+    assert sorted(options.SCHEME_NAMES) == sorted(SCHEMES)
+    assert sorted(bench.SIZES) == sorted(SIZES) and sorted(registry.ENGINE_NAMES) == sorted(ENGINES)
+    probe = ("import sys, contextlib, io; from tafa.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+             "    main(['verify', '--help'])\n"
+             "print(sorted(m for m in ('torch', 'numpy', 'scipy', 'onnxruntime') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
