@@ -219,7 +219,8 @@ def _factory_reference(classifier) -> torch.nn.Module:
 
     model = digits_mlp()
     for candidate in classifier.references[7:]:
-        if {k: v.shape for k, v in candidate.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}:
+        shapes = {k: v.shape for k, v in candidate.state_dict().items()}
+        if shapes == {k: v.shape for k, v in model.state_dict().items()}:
             return candidate
     raise AssertionError("no reference of the factory's architecture")
 

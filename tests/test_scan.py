@@ -190,7 +190,7 @@ def test_failing_suspects_are_recorded_and_the_scan_goes_on(world, inline_report
     assert broken.identity == file_hash(world.paths["broken"])
     closed = f"http://127.0.0.1:{free_port()}/v2/models/gone"
     report = scan([tmp_path / "missing.onnx", closed, world.paths["independent"]],
-                  registry=_copy_registry(world, tmp_path), workers=0, options=OpenOptions(retries=0, timeout=2.0, allow_torchscript=True))
+                  registry=_copy_registry(world, tmp_path), workers=0, options=OpenOptions(retries=0, timeout=2.0))
     outcomes = {o.source: o for o in report.outcomes}
     assert outcomes[str(tmp_path / "missing.onnx")].status == "failed"
     assert "does not exist" in outcomes[str(tmp_path / "missing.onnx")].error
@@ -360,8 +360,8 @@ def test_cli_scan_of_a_folder_and_endpoint_list_with_reports(world, tmp_path, ca
     closed = f"http://127.0.0.1:{free_port()}/v2/models/gone"
     endpoints.write_text(f"# seized services\n\n{closed}   # offline\n")
     code, out, err = _run(capsys, "scan", "--dir", str(world.suspects), "--endpoints", str(endpoints), "--registry",
-                          str(registry), "--workers", "0", "--retries", "0", "--json", "--allow-torchscript", "--report",
-                          str(tmp_path / "report.md"))
+                          str(registry), "--workers", "0", "--retries", "0", "--json", "--allow-torchscript",
+                          "--report", str(tmp_path / "report.md"))
     assert code == 0 and "report written to" in err
     result = json.loads(out)
     summary = result["summary"]

@@ -24,7 +24,8 @@ _EXPORTS = {
     "register_scheme": "tafa.scheme",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Box", "Calibration", "Domain", "Fingerprint", "Gaussian", "Model", "SCHEMES", "Scheme", "Score",
+           "TafaError", "TorchModel", "Verdict", "calibrate", "get_scheme", "parse_domain", "register_scheme"]
 
 if TYPE_CHECKING:
     from .decide import Calibration, Score, Verdict, calibrate

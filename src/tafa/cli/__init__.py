@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         command = self.prog if self.prog.startswith("tafa") else "tafa"
-        self.exit(2, f"tafa: error: {one_line(message)} (see {command} --help)\n")
+        self.exit(2, f"tafa: error: {' '.join(message.split())} (see {command} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,6 @@ from typing import Any
 from ..errors import InvalidParameter
 from .options import add_opening_options, add_quiet, open_options
 
-
 #: The scan engines tafa registers (tafa.scanning.engines.ENGINES), named here so --help imports nothing.
 ENGINE_NAMES = ("local", "ray")
 

@@ -163,7 +163,8 @@ class OpenOptions:
         options = self.file_options()
         if not Path(text).exists() and FACTORY_SPEC.match(text):
             if not self.weights:
-                raise InvalidParameter(f"MODEL {text!r} is a factory; give its weights with --weights FILE.safetensors.")
+                raise InvalidParameter(f"MODEL {text!r} is a factory; give its weights with "
+                                       "--weights FILE.safetensors.")
             options["factory"], text = text, self.weights
         if self.input_shape is not None or not input_shapes:
             return open_model(text, **options)

@@ -106,9 +106,9 @@ class ScanReport:
         """A terminal summary: counts, matches (or the top scores when nothing is calibrated), failures."""
         s = self.summary()
         rate = "" if s["suspects_per_second"] is None else f", {s['suspects_per_second']:.2f} suspects/s"
-        lines = [f"scan {s['scan']} ({s['status']}): {s['suspects']} suspects, {s['done']} done, {s['skipped']} skipped, "
-                 f"{s['failed']} failed, {s['pending']} pending; {s['fingerprints']} fingerprints "
-                 f"({s['calibrated']} calibrated); {s['queries_per_suspect']:.0f} queries per suspect; "
+        lines = [f"scan {s['scan']} ({s['status']}): {s['suspects']} suspects, {s['done']} done, "
+                 f"{s['skipped']} skipped, {s['failed']} failed, {s['pending']} pending; "
+                 f"{s['fingerprints']} fingerprints ({s['calibrated']} calibrated); {s['queries_per_suspect']:.0f} queries per suspect; "
                  f"{s['seconds']:.1f} s{rate}"]
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
         if s["calibrated"] == 0:
