@@ -40,7 +40,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parsers(commands: Any) -> None:
     bench = commands.add_parser("bench", help="run every scheme on the benchmark zoos; write tables and plots")
     bench.add_argument("--size", default="full", choices=SIZES,
-                       help="smoke: a two-minute check; full: the published figures (default)")
+                       help="smoke: a check of a few minutes; full: the published figures (default)")
     bench.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
     bench.add_argument("--cache", default=".tafa-cache/zoo", help="zoo cache (content-addressed by recipe)")
     bench.add_argument("--jobs", type=int, default=2, help="processes that train the zoo (default 2)")
