@@ -203,7 +203,12 @@ class OpenOptions:
             try:
                 models.append(self.open(path, input_shapes=input_shapes))
             except TafaError as error:
-                raise type(error)(f"{role} model {str(path)!r}: {error}") from None
+                message = f"{role} model {str(path)!r}: {error}"
+                try:
+                    named = type(error)(message)
+                except Exception:  # noqa: BLE001 - an error type built differently keeps its family
+                    named = ModelLoadError(message)
+                raise named from None
         return models
 
 
