@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -66,7 +66,7 @@ KINDS = {
 }
 
 
-def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], None] | None) -> dict[str, object]:
+def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], None] | None) -> dict[str, Any]:
     say = out or (lambda _: None)
     started = time.perf_counter()
     say(f"1. The owner trains a {kind.owner_arch} on its half of the {kind.task} data.")

@@ -108,8 +108,8 @@ class ScanReport:
         rate = "" if s["suspects_per_second"] is None else f", {s['suspects_per_second']:.2f} suspects/s"
         lines = [f"scan {s['scan']} ({s['status']}): {s['suspects']} suspects, {s['done']} done, "
                  f"{s['skipped']} skipped, {s['failed']} failed, {s['pending']} pending; "
-                 f"{s['fingerprints']} fingerprints ({s['calibrated']} calibrated); {s['queries_per_suspect']:.0f} queries per suspect; "
-                 f"{s['seconds']:.1f} s{rate}"]
+                 f"{s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
+                 f"{s['queries_per_suspect']:.0f} queries per suspect; {s['seconds']:.1f} s{rate}"]
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
         if s["calibrated"] == 0:
             lines.append("no registered fingerprint is calibrated (tafa registry add ... --references DIR): "
