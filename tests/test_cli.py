@@ -346,3 +346,21 @@ def test_the_parser_imports_no_heavy_library_and_its_light_lists_match_the_regis
              "print(sorted(m for m in ('torch', 'numpy', 'scipy', 'onnxruntime') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_demo_numbers_its_steps_as_it_tells_them():
+    import inspect
+    import re
+
+    from tafa.bench import demo
+
+    told: list[str] = []
+    step = demo.Steps(told.append)
+    for text in ("owner", "pirate", "references", "fingerprint"):
+        step(text)
+    step("verify the pirated copy", gap=True)
+    step("verify the independent model", gap=True)
+    numbers = [int(re.match(r"\n?(\d+)\. ", line).group(1)) for line in told]
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    # the story numbers nothing by hand (the demo once printed two steps "5.")
+    assert not re.search(r"say\(f?\"\\?n?\d+\.", inspect.getsource(demo._run_kind))

@@ -66,21 +66,41 @@ KINDS = {
 }
 
 
+class Steps:
+    """The demo's story, its steps numbered as they are told (no two share a number).
+
+    >>> told = []
+    >>> step = Steps(told.append)
+    >>> step("Train."); step("Verify:", gap=True)
+    >>> told
+    ['1. Train.', '\\n2. Verify:']
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.number = 0
+
+    def __call__(self, text: str, *, gap: bool = False) -> None:
+        self.number += 1
+        self.say(("\n" if gap else "") + f"{self.number}. {text}")
+
+
 def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], None] | None) -> dict[str, Any]:
     say = out or (lambda _: None)
+    step = Steps(say)
     started = time.perf_counter()
-    say(f"1. The owner trains a {kind.owner_arch} on its half of the {kind.task} data.")
+    step(f"The owner trains a {kind.owner_arch} on its half of the {kind.task} data.")
     owner = kind.train(kind.owner_arch, seed, "owner")
-    say("2. A pirate steals it, prunes 50% of its weights and fine-tunes it on its own data;")
+    step("A pirate steals it, prunes 50% of its weights and fine-tunes it on its own data;")
     pirated = get_attack("prune50_ft").apply(owner, AttackContext(data=kind.data("other"), seed=seed + 1))
     say("   another developer trains an independent model of the same task.")
     independent = kind.train(kind.owner_arch, seed + 100, "other")
-    say(f"3. The owner trains {len(kind.reference_archs)} independent reference models "
+    step(f"The owner trains {len(kind.reference_archs)} independent reference models "
         "(other seeds, both halves of the data, other architectures) to calibrate the threshold.")
     references = [TorchModel(kind.train(arch, seed + 200 + i, "owner" if i % 2 else "other"), kind.input_shape,
                              name=f"reference-{i}-{arch}") for i, arch in enumerate(kind.reference_archs)]
     trained = time.perf_counter() - started
-    say(f"4. Fingerprint the owner: no data, only the domain {kind.domain}.")
+    step(f"Fingerprint the owner: no data, only the domain {kind.domain}.")
     fingerprint = Fingerprint.create(owner, kind.domain, input_shape=kind.input_shape, seed=seed, progress=progress)
     info = fingerprint.describe()
     say(f"   {info['points']} probes x {info['directions']} directions ({info['analysis']}), "
@@ -91,8 +111,8 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
     verdicts = {}
     for name, model in suspects.items():
         verdicts[name] = fingerprint.verify(TorchModel(model, kind.input_shape, name=name), calibration=calibration)
-    for step, name in enumerate(("pirated copy (prune 50% + fine-tune)", "independent model"), start=5):
-        say(f"\n{step}. Verify the {name}:")
+    for name in ("pirated copy (prune 50% + fine-tune)", "independent model"):
+        step(f"Verify the {name}:", gap=True)
         say("\n".join("   " + line for line in verdicts[name].render().splitlines()))
     return {"kind": kind, "verdicts": verdicts, "fingerprint_seconds": info["fingerprint_seconds"],
             "train_seconds": trained, "threshold": calibration.threshold}
