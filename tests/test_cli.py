@@ -364,3 +364,29 @@ def test_the_demo_numbers_its_steps_as_it_tells_them():
     assert numbers == [1, 2, 3, 4, 5, 6]
     # the story numbers nothing by hand (the demo once printed two steps "5.")
     assert not re.search(r"say\(f?\"\\?n?\d+\.", inspect.getsource(demo._run_kind))
+
+
+def test_verify_of_a_service_takes_the_shared_opening_options(classifier, fingerprint_file, capsys, tmp_path):
+    import numpy as np
+
+    from kserve_server import KServeServer
+
+    def predict(x):
+        with torch.no_grad():
+            return classifier.owner(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+
+    cache = tmp_path / "answers"
+    with KServeServer(predict, input_shape=(1, 8, 8), output_shape=(10,)) as server:
+        argv = ["verify", str(fingerprint_file), server.url, "--answer-cache", str(cache), "--retries", "1",
+                "--max-wait", "2", "--timeout", "10", "--json"]
+        first = _run(capsys, *argv)
+        second = _run(capsys, *argv)
+        code, _, err = _run(capsys, *argv[:-1], "--max-queries", "10")
+    for result in (first, second):
+        assert result[0] == 0, result[2]
+    sent, again = json.loads(first[1])["suspect"], json.loads(second[1])["suspect"]
+    assert sent["network_queries"] == 576 and again["network_queries"] == 0 and again["cached_queries"] == 576
+    assert json.loads(second[1])["score"] == pytest.approx(1.0, abs=1e-5)
+    _assert_one_line_error(code, err, "576")
+    code, _, err = _run(capsys, "verify", str(fingerprint_file), "http://127.0.0.1:1/v2/models/x", "--retries", "-1")
+    _assert_one_line_error(code, err, "'retries'")
