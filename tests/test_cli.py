@@ -385,7 +385,10 @@ def test_verify_of_a_service_takes_the_shared_opening_options(classifier, finger
     for result in (first, second):
         assert result[0] == 0, result[2]
     sent, again = json.loads(first[1])["suspect"], json.loads(second[1])["suspect"]
-    assert sent["network_queries"] == 576 and again["network_queries"] == 0 and again["cached_queries"] == 576
+    # the fingerprint's 576 queries are answered from the cache the second time (a few inputs the
+    # client re-asks to check the service's consistency may be sent again)
+    assert sent["network_queries"] >= 576 and again["cached_queries"] >= 576
+    assert again["network_queries"] <= sent["network_queries"] - 576
     assert json.loads(second[1])["score"] == pytest.approx(1.0, abs=1e-5)
     _assert_one_line_error(code, err, "576")
     code, _, err = _run(capsys, "verify", str(fingerprint_file), "http://127.0.0.1:1/v2/models/x", "--retries", "-1")

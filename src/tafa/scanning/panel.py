@@ -40,7 +40,7 @@ from ..fingerprint import Fingerprint
 from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
-from ..signature.base import SignatureKind
+from ..signature.base import Measurement
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class PanelEntry:
     """One fingerprint of the panel, with its stages built once."""
 
     registered: RegisteredFingerprint
-    signature: SignatureKind
+    signature: Measurement
     similarity: Similarity
     inputs: np.ndarray
 
