@@ -77,12 +77,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 #: ``tafa scan`` subcommands importing the CLI for its helpers; the demo, in the product,
 #: importing the benchmark's architectures and datasets). The integrator empties this set
 #: when that branch lands; until then these edges, and only these, are tolerated.
-PENDING_CLI_EDGES: frozenset[tuple[str, str]] = frozenset({
-    ("tafa.bench.command", "tafa.cli"),
-    ("tafa.scan", "tafa.cli"),
-    ("tafa.demo", "tafa.bench.architectures"),
-    ("tafa.demo", "tafa.bench.datasets"),
-})
+PENDING_CLI_EDGES: frozenset[tuple[str, str]] = frozenset()  # the cli branch removed them
 
 #: Known back-edges that the ``format`` helper removes on its own branch: the probe strategies
 #: name the ``References`` type (under ``TYPE_CHECKING``) from ``tafa.attacks.references``;

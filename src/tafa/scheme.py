@@ -166,3 +166,7 @@ ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-
             "ablate-32-points", "ablate-8-directions", "tafa-select", "ablate-select-uniform", "tafa-learned",
             "tafa-free", "ablate-free-select", "ablate-meta-verifier", "ablate-meta-verifier-data", "metav-free",
             "tafa-extract", "ablate-extract-uniform")
+
+# The published baselines' schemes are registered with tafa's own whatever is imported first
+# (``import tafa`` imports nothing eagerly).
+from . import baseline_schemes as _baseline_schemes  # noqa: E402,F401
