@@ -33,7 +33,7 @@ def test_owner_matches_itself_exactly(kind, fingerprints):
     verdict = _verify(fingerprints, kind, kind.owner)
     assert verdict.score == pytest.approx(1.0, abs=1e-6)
     assert verdict.decision == "derived"
-    assert verdict.calibration.method == "rank" and verdict.alpha == pytest.approx(ALPHA)
+    assert verdict.calibration.method == "rank" and verdict.bound == pytest.approx(ALPHA)
 
 
 @pytest.mark.parametrize("attack", ["int8", "prune50"])
