@@ -58,8 +58,10 @@ VERSION = 1
 #: ``Fingerprint.create`` derives from the owner model and the seed, nothing run-dependent.
 REPRODUCIBLE_FIELDS = ("scheme", "domain", "seed")
 
-#: Meta field: the score of the owner's own int8 copy, above which a reference is a probable copy.
+#: Meta field: the score of the owner's own int8 copy; a reference scoring as close to the owner's
+#: own score (within ``1 + COPY_SLACK`` times the copy's distance) is a probable copy of the owner.
 OWNER_INT8_SCORE = "owner_int8_score"
+COPY_SLACK = 1.0
 
 ModelLike = Model | torch.nn.Module
 
@@ -363,9 +365,9 @@ class Fingerprint:
         The references are cleaned first: the owner itself (or ``suspect``) among them is refused
         (:class:`~tafa.errors.RefusedReference`): with the owner there no copy is ever judged
         derived, with the suspect a copy is judged independent. Identical references (by content
-        hash) count once: the bound rests on *distinct* models. References scoring at or above
-        the owner's own int8 copy (recorded at fingerprint time) are probable copies of the owner:
-        left out, with a note. ``parametric`` allows a parametric tail where the references are
+        hash) count once: the bound rests on *distinct* models. References scoring like the
+        owner's own int8 copy (recorded at fingerprint time; see :meth:`copy_line`) are probable
+        copies of the owner: left out, with a note. ``parametric`` allows a parametric tail where the references are
         too few for ``alpha`` by rank (see :func:`tafa.decide.threshold.calibrate`)."""
         models = [as_model(m, self.input_shape) for m in references]
         forbidden = {self.owner_sha256: "the owner model this fingerprint was made from"}
@@ -388,21 +390,30 @@ class Fingerprint:
             notes.append(f"{len(models)} references are {len(kept)} distinct models (by content hash): "
                          f"calibrated on {len(kept)}")
         scores = self.scores(kept, progress=progress, desc="references")
-        copy_score = self.meta.get(OWNER_INT8_SCORE)
-        if isinstance(copy_score, (int, float)) and not isinstance(copy_score, bool):
-            copies = [model.name for model, value in zip(kept, scores) if value >= copy_score]
+        line = self.copy_line()
+        if line is not None:
+            copies = [model.name for model, value in zip(kept, scores) if value >= line]
             if len(copies) == len(kept):
-                raise RefusedReference(f"Every reference scores at or above the owner's own int8 copy "
-                                       f"({copy_score:.4f}): they look like copies of the owner, not independent "
-                                       "models; give independently trained references.")
+                raise RefusedReference(f"Every reference scores like a copy of the owner (at or above {line:.6g}, "
+                                       "near the owner's own int8 copy): give independently trained references.")
             if copies:
                 notes.append(f"{len(copies)} references left out as probable copies of the owner (scoring at or "
-                             f"above the owner's own int8 copy, {copy_score:.4f}): {', '.join(copies[:5])}"
+                             f"above {line:.6g}, near the owner's own int8 copy): {', '.join(copies[:5])}"
                              f"{' ...' if len(copies) > 5 else ''}")
-                scores = [value for value in scores if value < copy_score]
+                scores = [value for value in scores if value < line]
         calibration = calibrate(scores, alpha, parametric=parametric)
         calibration.notes = notes
         return calibration
+
+    def copy_line(self) -> float | None:
+        """The score from which a reference counts as a probable copy of the owner: as close to the
+        owner's own score as twice the distance of its int8 copy (``None`` for fingerprints made
+        before that score was recorded)."""
+        copy_score = self.meta.get(OWNER_INT8_SCORE)
+        if not isinstance(copy_score, (int, float)) or isinstance(copy_score, bool):
+            return None
+        own = self.compare(self.owner_signature).value
+        return float(copy_score) - COPY_SLACK * max(0.0, own - float(copy_score))
 
     def scores(self, models: Iterable[ModelLike], progress: bool = False, desc: str = "models") -> list[float]:
         """Scores of several models (with a progress bar)."""
