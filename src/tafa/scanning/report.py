@@ -226,7 +226,7 @@ class ScanReport:
         for row, name in enumerate(names):
             findings = [f for o in self.outcomes for f in o.findings if f.fingerprint == name and f.score is not None]
             for decision, colour in _COLOURS.items():
-                scores = [f.score for f in findings if f.decision == decision]
+                scores = [float(f.score) for f in findings if f.decision == decision and f.score is not None]
                 if scores:
                     axis.scatter(scores, row + rng.uniform(-0.25, 0.25, len(scores)), s=9, color=colour,
                                  alpha=0.7, label=decision, linewidths=0)
