@@ -99,5 +99,5 @@ def test_calibration_never_accepts_more_references_than_its_bound(scores, alpha)
 def test_calibration_rank_and_parametric():
     n99 = calibrate(np.linspace(0, 0.5, 99), 0.01)
     assert n99.method == "rank" and n99.threshold == pytest.approx(0.5) and n99.bound == 0.01
-    small = calibrate([0.1, 0.2, 0.25, 0.3], 0.01)
+    small = calibrate([0.1, 0.2, 0.25, 0.3], 0.01, parametric=True)
     assert small.method == "parametric" and small.threshold > 0.3 and small.rank_bound == pytest.approx(0.2)

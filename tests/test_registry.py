@@ -252,7 +252,7 @@ def test_registry_commands(tmp_path, capsys, fingerprint_file, classifier):
     db = str(tmp_path / "registry.sqlite")
     code, out, _ = _run(capsys, "registry", "add", str(fingerprint_file), "--name", "owner", "--registry", db,
                         "--references", str(references), "--alpha", "0.2")
-    assert code == 0 and "registered 'owner'" in out and "calibrated on 5 references" in out
+    assert code == 0 and "registered 'owner'" in out and "calibrated on 5 distinct references" in out
     code, out, _ = _run(capsys, "registry", "add", str(fingerprint_file), "--name", "plain", "--registry", db, "--json")
     assert code == 0 and json.loads(out)["threshold"] is None
     code, out, _ = _run(capsys, "registry", "list", "--registry", db, "--json")

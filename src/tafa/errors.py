@@ -56,6 +56,11 @@ class DomainError(InvalidParameter):
     """An input-domain specification could not be understood."""
 
 
+class RefusedReference(InvalidParameter):
+    """A calibration reference that would make the verdict meaningless: the suspect itself, the
+    owner itself, or (all of them) probable copies of the owner."""
+
+
 class QueryBudgetExceeded(TafaError):
     """Verification would need more queries than the budget allows."""
 

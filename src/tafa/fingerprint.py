@@ -15,7 +15,7 @@ hash*, over the scheme, domain, seed, probes and owner signature only, which
 >>> from tafa.bench.architectures import build
 >>> owner = build("mlp", input_shape=(1, 8, 8), output_dim=10, seed=0)
 >>> fp = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2)
->>> fp.verify(owner).decision   # no references: the score is reported, no decision is made
+>>> fp.verify(owner).decision.value   # no references: the score is reported, no decision is made
 'undecided'
 >>> round(fp.score(owner).value, 6)
 1.0
@@ -44,7 +44,8 @@ from .decide.similarity import Score, Similarity
 from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
-from .errors import FingerprintError, InvalidParameter, ShapeMismatch, TafaError, TamperedFingerprint, check_param
+from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
+                     TamperedFingerprint, check_param)
 from .models.base import Model, TorchModel
 from .probes.base import Probes
 from .scheme import DEFAULT_SCHEME, Scheme, get_scheme
@@ -56,6 +57,11 @@ VERSION = 1
 #: Header fields covered by :attr:`Fingerprint.probe_sha256` (with every array): what
 #: ``Fingerprint.create`` derives from the owner model and the seed, nothing run-dependent.
 REPRODUCIBLE_FIELDS = ("scheme", "domain", "seed")
+
+#: Meta field: the score of the owner's own int8 copy; a reference scoring as close to the owner's
+#: own score (within ``1 + COPY_SLACK`` times the copy's distance) is a probable copy of the owner.
+OWNER_INT8_SCORE = "owner_int8_score"
+COPY_SLACK = 1.0
 
 ModelLike = Model | torch.nn.Module
 
@@ -166,10 +172,13 @@ class Fingerprint:
                         for models in (references.positives, references.negatives)]
             similarity.fit(owner_signature, measured[0], measured[1], seed=seed)
             verifier = similarity.state()
+        owner_queries = owner.queries - before
+        copy_score = _owner_int8_score(owner, probes, signature, similarity, owner_signature)
         seconds = time.perf_counter() - started
-        meta = {"fingerprint_seconds": seconds, "owner_queries": owner.queries - before,
+        meta = {"fingerprint_seconds": seconds, "owner_queries": owner_queries,
                 "owner_name": owner.name, "tafa_version": _version(), "requested_points": n,
-                "requested_directions": k if needs_directions else 0}
+                "requested_directions": k if needs_directions else 0,
+                **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score})}
         if references is not None and (isinstance(similarity, LearnedSimilarity) or "selected" in probes.info):
             meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
@@ -349,11 +358,62 @@ class Fingerprint:
         """Similarity of ``suspect`` to the owner at this fingerprint's probes."""
         return self.compare(self.measure(suspect))
 
-    def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01,
-                  progress: bool = False) -> Calibration:
-        """Threshold from negative references (independently trained models of the same task)."""
-        scores = self.scores(references, progress=progress, desc="references")
-        return calibrate(scores, alpha)
+    def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
+                  parametric: bool = False, suspect: ModelLike | None = None) -> Calibration:
+        """Threshold from negative references (independently trained models of the same task).
+
+        The references are cleaned first: the owner itself (or ``suspect``) among them is refused
+        (:class:`~tafa.errors.RefusedReference`): with the owner there no copy is ever judged
+        derived, with the suspect a copy is judged independent. Identical references (by content
+        hash) count once: the bound rests on *distinct* models. References scoring like the
+        owner's own int8 copy (recorded at fingerprint time; see :meth:`copy_line`) are probable
+        copies of the owner: left out, with a note. ``parametric`` allows a parametric tail where the references are
+        too few for ``alpha`` by rank (see :func:`tafa.decide.threshold.calibrate`)."""
+        models = [as_model(m, self.input_shape) for m in references]
+        forbidden = {self.owner_sha256: "the owner model this fingerprint was made from"}
+        if suspect is not None:
+            forbidden.setdefault(as_model(suspect, self.input_shape).content_hash(), "the suspect being verified")
+        distinct: dict[str, Model] = {}
+        unhashed: list[Model] = []
+        for model in models:
+            digest = model.content_hash()
+            if digest and digest in forbidden:
+                raise RefusedReference(f"Reference {model.name} is {forbidden[digest]} (same SHA-256 "
+                                       f"{digest[:12]}); remove it from the references.")
+            if not digest:
+                unhashed.append(model)
+            else:
+                distinct.setdefault(digest, model)
+        kept = [*distinct.values(), *unhashed]
+        notes = []
+        if len(kept) < len(models):
+            notes.append(f"{len(models)} references are {len(kept)} distinct models (by content hash): "
+                         f"calibrated on {len(kept)}")
+        scores = self.scores(kept, progress=progress, desc="references")
+        line = self.copy_line()
+        if line is not None:
+            copies = [model.name for model, value in zip(kept, scores) if value >= line]
+            if len(copies) == len(kept):
+                raise RefusedReference(f"Every reference scores like a copy of the owner (at or above {line:.6g}, "
+                                       "near the owner's own int8 copy): give independently trained references.")
+            if copies:
+                notes.append(f"{len(copies)} references left out as probable copies of the owner (scoring at or "
+                             f"above {line:.6g}, near the owner's own int8 copy): {', '.join(copies[:5])}"
+                             f"{' ...' if len(copies) > 5 else ''}")
+                scores = [value for value in scores if value < line]
+        calibration = calibrate(scores, alpha, parametric=parametric)
+        calibration.notes = notes
+        return calibration
+
+    def copy_line(self) -> float | None:
+        """The score from which a reference counts as a probable copy of the owner: as close to the
+        owner's own score as twice the distance of its int8 copy (``None`` for fingerprints made
+        before that score was recorded)."""
+        copy_score = self.meta.get(OWNER_INT8_SCORE)
+        if not isinstance(copy_score, (int, float)) or isinstance(copy_score, bool):
+            return None
+        own = self.compare(self.owner_signature).value
+        return float(copy_score) - COPY_SLACK * max(0.0, own - float(copy_score))
 
     def scores(self, models: Iterable[ModelLike], progress: bool = False, desc: str = "models") -> list[float]:
         """Scores of several models (with a progress bar)."""
@@ -361,23 +421,26 @@ class Fingerprint:
         return [self.score(model).value for model in tqdm(models, desc=desc, disable=not progress, leave=False)]
 
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
-               positives: Iterable[ModelLike] | None = None, alpha: float = 0.01,
+               positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
                calibration: Calibration | None = None, progress: bool = False) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
 
         Without references (and without a ready ``calibration``) the decision is
-        ``"undecided"``; ``positives`` (derived copies) report the margin on the other side.
+        ``"undecided"``, and so it is when the references are too few for ``alpha`` by rank
+        (unless ``parametric``; see :meth:`calibrate`, which also refuses the suspect or the
+        owner among the references); ``positives`` (derived copies) report the margin on the
+        other side.
         """
         model = as_model(suspect, self.input_shape)
         self.check_shapes(model)
+        references = list(references or [])
+        if calibration is None and references:
+            calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         started = time.perf_counter()
         before = model.queries
         score = self.score(model)
         queries = model.queries - before
         seconds = time.perf_counter() - started
-        references = list(references or [])
-        if calibration is None and references:
-            calibration = self.calibrate(references, alpha, progress=progress)
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
         if "black-box" in str(self.probes.info.get("analysis", "")):
@@ -398,6 +461,19 @@ class Fingerprint:
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
+
+
+def _owner_int8_score(owner: Model, probes: Probes, signature: Any, similarity: Similarity,
+                      owner_signature: Signature) -> float | None:
+    """Score of the owner's own int8 weight-rounded copy (one more signature measurement), when
+    the owner is a torch module: a reference scoring as high is a probable copy of the owner."""
+    module = owner.torch_module()
+    if module is None:
+        return None
+    from .attacks.quantize import quantize
+
+    rounded = TorchModel(quantize(copy.deepcopy(module).float(), 8), owner.input_shape)
+    return float(similarity.compare(owner_signature, signature.measure(rounded, probes)).value)
 
 
 def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int) -> References:

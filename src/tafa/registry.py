@@ -609,7 +609,7 @@ def _load_row(row: tuple[Any, ...]) -> RegisteredFingerprint:
         raise TamperedFingerprint(f"Registered fingerprint {name!r} has content SHA-256 "
                                   f"{recorded_sha256(data, name=name)}, not the {sha256} recorded at registration.")
     committed = None if commitment is None else _commitment(json.loads(commitment), fingerprint, name=name)
-    cal = None if calibration is None else Calibration(**json.loads(calibration))
+    cal = None if calibration is None else Calibration.from_dict(json.loads(calibration))
     return RegisteredFingerprint(name, fingerprint, data, sha256, cal, committed)
 
 

@@ -124,7 +124,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
-                                 progress=not args.quiet)
+                                 parametric=args.parametric, progress=not args.quiet)
     if args.json:
         print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
     else:
@@ -181,7 +181,10 @@ def add_parsers(commands: Any) -> None:
     verify.add_argument("--references", metavar="DIR", help="independently trained models of the same task "
                                                              "(negatives) that calibrate the threshold")
     verify.add_argument("--positives", metavar="DIR", help="derived copies, to report the margin on the other side")
-    verify.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01)")
+    verify.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01; "
+                        "by rank this needs at least 1/alpha - 1 distinct references, else no decision is made)")
+    verify.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
+                        "bound the rate by a normal tail fitted to their scores (labelled parametric)")
     verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     verify.add_argument("--commitment", metavar="FILE", help="check the fingerprint against its commitment first "
                                                              "(a mismatch is reported as tampering, exit 2)")

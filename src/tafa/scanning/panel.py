@@ -104,7 +104,7 @@ class PanelEntry:
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others
             return Finding(self.name, self.registered.sha256, None, "error", threshold, len(self.inputs),
                            time.perf_counter() - started, _describe(error))
-        return Finding(self.name, self.registered.sha256, float(verdict.score), verdict.decision, threshold,
+        return Finding(self.name, self.registered.sha256, float(verdict.score), verdict.decision.value, threshold,
                        len(self.inputs), time.perf_counter() - started)
 
 
