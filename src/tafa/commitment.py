@@ -41,7 +41,9 @@ from typing import Any
 import numpy as np
 
 from .errors import FingerprintError, TafaError, TamperedFingerprint
-from .fingerprint import Fingerprint, ModelLike, _version, write_atomically
+from .fingerprint import Fingerprint, ModelLike
+from .fingerprint_file import tafa_version
+from .storage import write_atomically
 
 FORMAT = "tafa-commitment"
 VERSION = 1
@@ -86,7 +88,7 @@ class Commitment:
                    fingerprint.scheme.to_dict(), fingerprint.domain.to_dict(), int(fingerprint.seed),
                    int(points), int(directions),
                    [int(s) for s in fingerprint.input_shape], fingerprint.created,
-                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), _version(), environment())
+                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), tafa_version(), environment())
 
     # ------------------------------------------------------------------ file
     def to_dict(self) -> dict[str, Any]:
@@ -100,8 +102,7 @@ class Commitment:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the commitment as JSON, atomically; returns its path."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        write_atomically(path, lambda temp: Path(temp).write_text(text))
-        return Path(path)
+        return write_atomically(path, text.encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, digest: str | None = None) -> "Commitment":

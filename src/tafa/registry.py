@@ -30,7 +30,6 @@ import os
 import secrets
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any, Iterable, Sequence
 
 from .decide.threshold import Calibration
 from .errors import FingerprintError, TafaError, TamperedFingerprint, check_param
+from . import fingerprint_file
 from .fingerprint import Fingerprint
 
 #: Environment variable naming the registry file used when no path is given.
@@ -296,36 +296,14 @@ def _sha256(data: bytes) -> str:
 
 
 def recorded_sha256(data: bytes, *, name: str) -> str:
-    """The content SHA-256 a fingerprint file records in its header (which
-    :meth:`Fingerprint.load <tafa.fingerprint.Fingerprint.load>` checks against the content).
-
-    This, not a hash recomputed by the running tafa, identifies a registered fingerprint: it is
-    fixed by the file's bytes, whatever later versions add to the header they write.
-    """
-    try:
-        length = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + length])
-        value = json.loads(header["__metadata__"]["tafa"])["content_sha256"]
-        if isinstance(value, str) and len(value) == 64:
-            return value
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        pass
-    raise FingerprintError(f"Fingerprint {name!r} records no content SHA-256 in its header.")
+    """The content SHA-256 the fingerprint file ``data`` records in its header (see
+    :func:`tafa.fingerprint_file.recorded_sha256`)."""
+    return fingerprint_file.recorded_sha256(data, source=f"registered fingerprint {name!r}")
 
 
 def fingerprint_from_bytes(data: bytes, *, name: str) -> Fingerprint:
     """Parse the bytes of a ``.tafa`` file (checked against its own content hash)."""
-    handle, temp = tempfile.mkstemp(suffix=".tafa")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        try:
-            return Fingerprint.load(temp)
-        except FingerprintError as error:
-            message = str(error).replace(repr(temp), f"registered fingerprint {name!r}")
-            raise type(error)(message) from None
-    finally:
-        Path(temp).unlink(missing_ok=True)
+    return Fingerprint.from_bytes(data, source=f"registered fingerprint {name!r}")
 
 
 def _commitment(value: Any, fingerprint: Fingerprint, *, name: str) -> dict[str, Any]:
@@ -412,11 +390,8 @@ class Registry:
         """
         check_param("name", name, "a non-empty name without control characters",
                     isinstance(name, str) and bool(name.strip()) and name.isprintable(), caller="Registry.add")
-        path = Path(fingerprint)
-        if not path.is_file():
-            raise FingerprintError(f"Fingerprint file {str(path)!r} does not exist.")
-        data = path.read_bytes()
-        loaded = Fingerprint.load(path)
+        data = fingerprint_file.read(fingerprint)
+        loaded = Fingerprint.from_bytes(data, source=repr(str(fingerprint)))
         committed = None if commitment is None else _commitment(commitment, loaded, name=name)
         row = (name, recorded_sha256(data, name=name), _sha256(data), data, loaded.scheme.name,
                json.dumps(list(loaded.input_shape)), json.dumps(list(loaded.output_shape)), loaded.queries(),

@@ -252,14 +252,8 @@ class Panel:
     def from_fingerprints(cls, fingerprints: Mapping[str, Fingerprint], calibrations: Mapping[str, Any] | None = None,
                           ) -> "Panel":
         """A panel of in-memory fingerprints (for the library and tests; nothing registered)."""
-        import tempfile
-
-        items = []
-        for name, fingerprint in fingerprints.items():
-            with tempfile.TemporaryDirectory() as folder:
-                data = fingerprint.save(Path(folder) / "fp.tafa").read_bytes()
-            items.append(RegisteredFingerprint(name, fingerprint, data, fingerprint.sha256,
-                                               (calibrations or {}).get(name)))
+        items = [RegisteredFingerprint(name, fingerprint, fingerprint.to_bytes(), fingerprint.sha256,
+                                       (calibrations or {}).get(name)) for name, fingerprint in fingerprints.items()]
         return cls(items)
 
     @classmethod
