@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,8 @@ from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
 from .errors import FingerprintError, InvalidParameter, ShapeMismatch, TafaError, check_param, one_line
-from .fingerprint_file import FORMAT, VERSION, content_hash, decode, encode, read, tafa_version
+from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, content_hash, decode, encode, read,
+                               tafa_version)
 from .models.base import Model, TorchModel
 from .probes.base import Probes
 from .scheme import DEFAULT_SCHEME, Scheme, get_scheme
@@ -240,7 +242,11 @@ class Fingerprint:
             self.similarity()
         if probes.points.ndim < 1 or probes.points.shape[1:] != self.input_shape or len(probes.points) < 1:
             raise ValueError(f"probe points of shape {probes.points.shape} do not fit input shape {self.input_shape}")
-        outputs = np.random.default_rng(0).normal(size=(signature.queries(probes), *self.output_shape))
+        queries = signature.queries(probes)
+        if not 1 <= queries <= MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
+            raise ValueError(f"{queries} queries of {math.prod(self.output_shape)} output values each exceed the "
+                             f"reader's limits ({MAX_QUERIES} queries, {MAX_OUTPUT_VALUES} output values)")
+        outputs = np.random.default_rng(0).normal(size=(queries, *self.output_shape))
         expected = signature.assemble(probes, outputs)
         got = {key: value.shape for key, value in self.owner_signature.items()}
         if {key: np.shape(value) for key, value in expected.items()} != got:
