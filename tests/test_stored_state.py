@@ -141,3 +141,29 @@ def test_the_limit_on_output_values_is_the_one_that_refuses(fingerprint):
     too_many = MAX_OUTPUT_VALUES // queries + 1
     with pytest.raises(FingerprintError, match="exceed the reader's limits"):
         Fingerprint.from_bytes(rehashed({**header, "output_shape": [too_many]}, arrays))
+
+
+def test_a_backdated_self_made_commitment_is_reported_unverified(fingerprint, regressor, tmp_path, capsys):
+    import dataclasses
+
+    import torch
+
+    from tafa.cli import main
+    from tafa.commitment import UNVERIFIED, Commitment
+
+    path = fingerprint.save(tmp_path / "owner.tafa")
+    backdated = dataclasses.replace(Commitment.of(fingerprint), created="2019-01-01T00:00:00+00:00")
+    committed = backdated.save(tmp_path / "owner.tafa.commitment.json")
+    suspect = tmp_path / "owner.onnx"
+    torch.onnx.export(regressor.owner, (torch.zeros(1, 10),), str(suspect), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    verify = ["--quiet", "verify", str(path), str(suspect), "--commitment", str(committed)]
+    assert main(verify) == 0
+    out = capsys.readouterr().out
+    assert f"commitment: {UNVERIFIED}" in out and "2019" not in out
+    assert main([*verify, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["commitment"]
+    assert report["status"] == UNVERIFIED and "created" not in report
+    assert main([*verify, "--commitment-digest", backdated.digest]) == 0  # published before: its date stands
+    out = capsys.readouterr().out
+    assert "commitment: verified" in out and "made 2019-01-01" in out

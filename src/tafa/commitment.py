@@ -192,6 +192,40 @@ class Commitment:
         return fingerprint
 
 
+#: What a commitment checked without a published digest is: anyone can write one, dated as they like.
+UNVERIFIED = "unverified: self-made commitment"
+#: What a commitment whose digest equals the published one is.
+VERIFIED = "verified"
+
+
+def check_commitment(fingerprint: Fingerprint, path: str | os.PathLike[str], *,
+                     digest: str | None = None) -> dict[str, Any]:
+    """Check ``fingerprint`` against the commitment file ``path`` and report how far that goes.
+
+    The fingerprint must match what the commitment states (:class:`TamperedFingerprint`
+    otherwise). Only with ``digest``, the value the owner published or timestamped before the
+    dispute, is the commitment itself evidence: then ``status`` is :data:`VERIFIED` and the
+    report carries the commitment's creation time. Without it the commitment could have been
+    written yesterday and dated 2019: ``status`` is :data:`UNVERIFIED` and no date is reported.
+    """
+    commitment = Commitment.load(path, digest=digest)
+    commitment.check(fingerprint)
+    report: dict[str, Any] = {"path": str(path), "sha256": commitment.digest, "digest_checked": digest is not None,
+                              "matches": True, "status": VERIFIED if digest is not None else UNVERIFIED}
+    if digest is not None:
+        report["created"] = commitment.created
+    return report
+
+
+def describe_check(report: dict[str, Any]) -> str:
+    """One line for the terminal from a :func:`check_commitment` report."""
+    if report["status"] == VERIFIED:
+        return (f"commitment: verified: the fingerprint matches commitment {report['sha256']}, the published digest, "
+                f"made {report['created']}")
+    return (f"commitment: {UNVERIFIED}: the fingerprint matches commitment {report['sha256']}, which was not checked "
+            "against a published digest (--commitment-digest); its stated date proves nothing")
+
+
 def environment() -> dict[str, str]:
     """Versions of what computes probes and signatures (Python, numpy, scipy, torch, onnxruntime, CPU)."""
     import platform

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import stat
-from pathlib import Path
 from typing import Any
 
 import numpy as np
