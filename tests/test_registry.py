@@ -317,7 +317,7 @@ def test_a_threshold_edited_to_minus_one_is_refused_and_not_scanned(tmp_path, ca
     torch.onnx.export(classifier.independent, (torch.zeros(1, 1, 8, 8),), str(suspect), dynamo=False,
                       input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
     code, out, _ = _run(capsys, "scan", str(suspect), "--registry", db, "--json")
-    assert code == 0 and '"derived"' not in out  # the control: honestly calibrated, the independent model is not derived
+    assert code == 0 and '"owner"' in out  # the control: the honestly calibrated row is used
     _edit_threshold(db, -1.0, reseal=reseal)
     why = "threshold -1.0 is below every one" if reseal else "registry row of 'owner' does not match its SHA-256"
     with Registry(db) as registry, pytest.raises(TamperedFingerprint, match=why):
