@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FingerprintError, TafaError, TamperedFingerprint
+from .errors import FingerprintError, TafaError, TamperedFingerprint, one_line
 from .fingerprint import Fingerprint, ModelLike
 from .fingerprint_file import tafa_version
 from .storage import write_atomically
@@ -128,7 +128,7 @@ class Commitment:
             raise
         except Exception as error:
             raise FingerprintError(f"{str(path)!r} is not a readable tafa commitment "
-                                   f"({type(error).__name__}: {' '.join(str(error).split())[:160]}).") from None
+                                   f"({type(error).__name__}: {one_line(error)}).") from None
         if digest is not None and commitment.digest != digest.strip().lower():
             raise TamperedFingerprint(f"Commitment {str(path)!r} has digest {commitment.digest}, not the published "
                                       f"{digest.strip()}: the commitment file was changed.")

@@ -9,12 +9,10 @@ name (:func:`register_probes`, :func:`get_probes`), never chosen by if/elif.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..components import Components
 from ..domain import Domain
@@ -129,19 +127,3 @@ def seed_inputs(domain: Domain, n: int, rng: np.random.Generator,
                             "with M >= 1, the model's input shape.")
     index = rng.choice(len(pool), size=n, replace=len(pool) < n)
     return pool[index].copy(), "data"
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block (restored after).
-
-    Probe optimisation is hundreds of tiny forward/backward passes; on a busy machine
-    torch's thread pool spends far longer synchronising than computing (a hundredfold
-    slowdown measured on 2 shared cores), and one thread is as fast on an idle one.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

@@ -68,7 +68,8 @@ from tqdm.auto import tqdm
 from ..domain import Domain
 from ..errors import InvalidParameter, NonFiniteOutput, ShapeMismatch, check_param
 from ..models.base import Model, module_dtype
-from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
+from ..threads import one_torch_thread
+from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
     from ..attacks.references import References
@@ -115,7 +116,7 @@ class MetaVProbes(ProbeStrategy):
         if self.start == "inverted" and module is not None and self.invert_steps > 0:
             from .relu import invert_in  # the region-centred probes' pull towards confident inputs
 
-            with one_thread():
+            with one_torch_thread():
                 points = invert_in(module.eval(), points, domain, self.invert_steps, rng)
             source = "inverted"
         positives = ([module] if module is not None else []) + list(references.positives)
@@ -153,7 +154,7 @@ class MetaVProbes(ProbeStrategy):
         verifier_optimiser = torch.optim.Adam(parameters, lr=self.verifier_lr, weight_decay=self.weight_decay)
         loss: float | None = None
         accuracy: float | None = None
-        with one_thread():
+        with one_torch_thread():
             for _ in tqdm(range(self.steps), desc="probes: MetaV", disable=not progress, leave=False):
                 rows = torch.stack([m(x.to(dtype)).double().reshape(-1) for m, dtype in zip(models, dtypes)])
                 if not torch.isfinite(rows).all():

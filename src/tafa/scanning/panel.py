@@ -321,7 +321,7 @@ def failed_outcome(suspect: Suspect, error: str, seconds: float = 0.0) -> Suspec
 def _describe(error: BaseException) -> str:
     if isinstance(error, TafaError):
         return one_line(error)
-    return f"{type(error).__name__}: {one_line(error)}"[:500]
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 __all__ = ["OpenOptions", "Panel", "PanelEntry", "PanelPayload", "QueryPlan", "Suspect",
