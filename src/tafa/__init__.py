@@ -12,9 +12,10 @@ from .domain import Box, Domain, Gaussian, parse_domain
 from .errors import TafaError
 from .fingerprint import Fingerprint
 from .models import Model, TorchModel
+from .references import References
 from .scheme import SCHEMES, Scheme, get_scheme, register_scheme
 
-__all__ = ["Box", "Calibration", "Domain", "Fingerprint", "Gaussian", "Model", "SCHEMES", "Scheme", "Score",
-           "TafaError", "TorchModel", "Verdict", "calibrate", "get_scheme", "parse_domain", "register_scheme"]
+__all__ = ["Box", "Calibration", "Domain", "Fingerprint", "Gaussian", "Model", "References", "SCHEMES", "Scheme",
+           "Score", "TafaError", "TorchModel", "Verdict", "calibrate", "get_scheme", "parse_domain", "register_scheme"]
 
 from . import baselines  # noqa: F401,E402  (registers the modeldiff, ipguard and sac-m schemes)

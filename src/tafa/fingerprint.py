@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attacks.references import References
+from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
 from .decide.threshold import Calibration, calibrate
@@ -46,8 +46,8 @@ from .errors import FingerprintError, InvalidParameter, ShapeMismatch, TafaError
 from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, content_hash, decode, encode, read,
                                tafa_version)
 from .models.base import Model, TorchModel
-from .probes.base import Probes
-from .scheme import DEFAULT_SCHEME, Scheme, get_scheme
+from .probes.base import Analysis, Probes
+from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature
 from .storage import write_atomically
 
@@ -123,7 +123,8 @@ class Fingerprint:
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         strategy, signature, similarity = scheme.build()
         started = time.perf_counter()
-        if references is None and (isinstance(similarity, LearnedSimilarity) or scheme.references == "data-free"):
+        if references is None and (isinstance(similarity, LearnedSimilarity)
+                                   or scheme.references is ReferenceSource.DATA_FREE):
             references = _default_references(scheme, owner, domain, seed)
         probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress,
                                  data=data, references=references)
@@ -340,7 +341,7 @@ class Fingerprint:
             calibration = self.calibrate(references, alpha, progress=progress)
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
-        if "black-box" in str(self.probes.info.get("analysis", "")):
+        if self.probes.analysis is Analysis.BLACK_BOX:
             notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
@@ -360,7 +361,7 @@ class Fingerprint:
 def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int) -> References:
     """Data-free references for a ``"data-free"`` scheme; other learned schemes need them given."""
     module = owner.torch_module()
-    if scheme.references != "data-free":
+    if scheme.references is not ReferenceSource.DATA_FREE:
         raise InvalidParameter(f"Scheme {scheme.name!r} learns its decision from reference models: pass "
                                "references=References(positives=[...], negatives=[...]) (or use a data-free scheme).")
     if module is None:

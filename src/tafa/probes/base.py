@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,26 @@ from ..errors import ShapeMismatch
 from ..models.base import Model
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
+
+
+class Analysis(str, Enum):
+    """How probes were chosen: with the owner's internals (white box), from its answers alone
+    (black box: no torch module to analyse), or with no analysis (random, data).
+
+    Probes record it as the first word of ``info["analysis"]`` (which may add why, e.g.
+    ``"black-box (owner has no torch module)"``); :attr:`Probes.analysis` reads it back.
+    """
+
+    WHITE_BOX = "white-box"
+    BLACK_BOX = "black-box"
+    NONE = "none"
+
+    @classmethod
+    def of(cls, text: object) -> "Analysis":
+        """The analysis a probes' ``info["analysis"]`` text names (:attr:`NONE` when it names none)."""
+        word = str(text or "").split(" ", 1)[0]
+        return cls(word) if word in {a.value for a in cls} else cls.NONE
 
 
 @dataclass
@@ -41,6 +61,11 @@ class Probes:
 
     def __len__(self) -> int:
         return len(self.points)
+
+    @property
+    def analysis(self) -> Analysis:
+        """How these probes were chosen (see :class:`Analysis`)."""
+        return Analysis.of(self.info.get("analysis"))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array, by a stable name (for the fingerprint file)."""

@@ -54,7 +54,7 @@ from ..threads import one_torch_thread
 from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 def boundary_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, margin: float) -> torch.Tensor:

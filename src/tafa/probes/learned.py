@@ -47,7 +47,7 @@ Defaults and where they come from:
 >>> from tafa.bench.architectures import build
 >>> from tafa.models import TorchModel
 >>> from tafa.attacks import add_weight_noise
->>> from tafa.attacks.references import References
+>>> from tafa.references import References
 >>> owner = build("mlp", input_shape=(4,), output_dim=3, seed=0)
 >>> refs = References(positives=[add_weight_noise(owner, 0.05, seed=1)],
 ...                   negatives=[build("mlp", input_shape=(4,), output_dim=3, seed=s) for s in (1, 2)])
@@ -72,7 +72,7 @@ from ..threads import one_torch_thread
 from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 @register_probes("metav")

@@ -51,7 +51,7 @@ from ..threads import one_torch_thread
 from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 def _decision_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
