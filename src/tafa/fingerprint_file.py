@@ -70,7 +70,7 @@ def tafa_version() -> str:
 
 def canonical(header: dict[str, Any]) -> bytes:
     """The header as canonical JSON (sorted keys, no spaces): what hashes cover."""
-    return json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
 
 
 def content_hash(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
