@@ -14,8 +14,8 @@ from enum import Enum
 from typing import Any
 
 from .decide.similarity import Similarity, get_similarity
-from .probes.base import ProbeStrategy, get_probes
-from .signature.base import SignatureKind, get_signature
+from .probes.base import CandidateCache, ProbeStrategy, get_probes
+from .signature.base import Measurement, get_signature
 
 
 class ReferenceSource(str, Enum):
@@ -53,15 +53,21 @@ class Scheme:
     #: Where the reference models a learned similarity (or a reference-guided probe
     #: selection) uses come from (a :class:`ReferenceSource`; its value is accepted too).
     references: ReferenceSource = ReferenceSource.NONE
+    #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
+    #: the probe strategy, so that creating fingerprints of one owner again with other
+    #: references reuses the candidate probes (see :class:`~tafa.probes.base.CandidateCache`).
+    candidate_cache: CandidateCache | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "references", ReferenceSource(self.references))
 
-    def build(self) -> tuple[ProbeStrategy, SignatureKind, Similarity]:
-        """Fresh instances of the three stages."""
-        return get_probes(self.probes, **self.probe_params), self.make_signature(), self.make_similarity()
+    def build(self) -> tuple[ProbeStrategy, Measurement, Similarity]:
+        """Fresh instances of the three stages (the probe strategy given :attr:`candidate_cache`)."""
+        strategy = get_probes(self.probes, **self.probe_params)
+        strategy.candidate_cache = self.candidate_cache
+        return strategy, self.make_signature(), self.make_similarity()
 
-    def make_signature(self) -> SignatureKind:
+    def make_signature(self) -> Measurement:
         """A fresh instance of the signature stage."""
         return get_signature(self.signature, **self.signature_params)
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidParameter, check_param
-from ._chain import Weighted, _out_axis, hidden_boundaries, reindex_units, weighted_layers
+from .hidden_units import Weighted, _out_axis, hidden_boundaries, reindex_units, weighted_layers
 
 
 def magnitude_prune(model: nn.Module, fraction: float, *, scope: Literal["layer", "global"] = "layer") -> nn.Module:

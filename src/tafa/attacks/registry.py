@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import InvalidParameter, check_param
 from ..training import TrainingData
-from ._chain import weighted_layers
+from .hidden_units import weighted_layers
 from .extraction import DISTILL_EPOCHS, distill, mlp_student, reinitialised, teacher_outputs
 from .finetune import DEFAULT_EPOCHS, finetune
 from .noise import add_weight_noise
