@@ -70,7 +70,7 @@ def held_out():
     first ``n`` independent references) and disjoint models to score (int4, 70%-pruned and
     10%-noise copies; the other references and the independent suspect)."""
     from tafa.attacks import add_weight_noise, magnitude_prune, quantize
-    from tafa.attacks.references import References
+    from tafa.references import References
 
     def make(kind: Kind, n: int) -> tuple[References, list[torch.nn.Module], list[torch.nn.Module]]:
         owner = kind.owner

@@ -448,7 +448,7 @@ def test_family_alpha_recalibrates_every_threshold_for_the_whole_panel(world, tm
 def test_a_learned_fingerprint_scans_like_it_verifies(classifier, tmp_path):
     """The panel scores with the fingerprint's own fitted verifier, as Fingerprint.score does."""
     from tafa.attacks import quantize
-    from tafa.attacks.references import References
+    from tafa.references import References
 
     references = References(positives=[quantize(classifier.owner, 8), quantize(classifier.owner, 4)],
                             negatives=classifier.references[:4])

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
-import json
+import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,21 +36,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attacks.references import References
+from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
 from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
 from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
-                     TamperedFingerprint, check_param)
+                     check_param, one_line)
+from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, content_hash, decode, encode, read,
+                               tafa_version)
 from .models.base import Model, TorchModel
-from .probes.base import Probes
-from .scheme import DEFAULT_SCHEME, Scheme, get_scheme
+from .probes.base import Analysis, Probes
+from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature
+from .storage import write_atomically
 
-FORMAT = "tafa-fingerprint"
-VERSION = 1
+__all__ = ["FORMAT", "VERSION", "Fingerprint", "ModelLike", "as_model", "content_hash", "write_atomically"]
 
 #: Header fields covered by :attr:`Fingerprint.probe_sha256` (with every array): what
 #: ``Fingerprint.create`` derives from the owner model and the seed, nothing run-dependent.
@@ -75,36 +75,6 @@ def as_model(model: ModelLike, input_shape: tuple[int, ...] | None, name: str | 
             raise ShapeMismatch("A torch module needs its input shape (input_shape=...).")
         return TorchModel(model, tuple(input_shape), name=name)
     raise TypeError(f"Expected a tafa Model or a torch.nn.Module, got {type(model).__name__}.")
-
-
-def _canonical(header: dict[str, Any]) -> bytes:
-    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-
-
-def content_hash(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over the header (without its own hash) and every array (name, dtype, shape, bytes)."""
-    digest = hashlib.sha256(_canonical({k: v for k, v in header.items() if k != "content_sha256"}))
-    for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(name.encode())
-        digest.update(str(array.dtype).encode())
-        digest.update(str(array.shape).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def write_atomically(path: str | os.PathLike[str], write: Any) -> None:
-    """Call ``write(temp_path)`` then move the temp file onto ``path`` (nothing half-written)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -159,7 +129,8 @@ class Fingerprint:
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         strategy, signature, similarity = scheme.build()
         started = time.perf_counter()
-        if references is None and (isinstance(similarity, LearnedSimilarity) or scheme.references == "data-free"):
+        if references is None and (isinstance(similarity, LearnedSimilarity)
+                                   or scheme.references is ReferenceSource.DATA_FREE):
             references = _default_references(scheme, owner, domain, seed)
         probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress,
                                  data=data, references=references)
@@ -176,7 +147,7 @@ class Fingerprint:
         copy_score = _owner_int8_score(owner, probes, signature, similarity, owner_signature)
         seconds = time.perf_counter() - started
         meta = {"fingerprint_seconds": seconds, "owner_queries": owner_queries,
-                "owner_name": owner.name, "tafa_version": _version(), "requested_points": n,
+                "owner_name": owner.name, "tafa_version": tafa_version(), "requested_points": n,
                 "requested_directions": k if needs_directions else 0,
                 **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score})}
         if references is not None and (isinstance(similarity, LearnedSimilarity) or "selected" in probes.info):
@@ -215,40 +186,16 @@ class Fingerprint:
         header = self._header()
         return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, self._arrays())
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fingerprint file atomically; returns its path."""
-        from safetensors.numpy import save_file
-
-        header = self._header()
-        arrays = self._arrays()
-        header["content_sha256"] = content_hash(header, arrays)
-        write_atomically(path, lambda temp: save_file(arrays, temp, metadata={"tafa": json.dumps(header)}))
-        return Path(path)
+    def to_bytes(self) -> bytes:
+        """The bytes of this fingerprint's file (see :mod:`tafa.fingerprint_file`)."""
+        return encode(self._header(), self._arrays())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Fingerprint":
-        """Read and check a fingerprint file (:class:`FingerprintError` if unreadable,
-        :class:`TamperedFingerprint` if its content does not match its hash)."""
-        from safetensors import safe_open
-
-        if not Path(path).is_file():
-            raise FingerprintError(f"Fingerprint file {str(path)!r} does not exist.")
-        try:
-            with safe_open(str(path), framework="np") as handle:
-                metadata = handle.metadata() or {}
-                arrays = {key: handle.get_tensor(key) for key in handle.keys()}
-            header = json.loads(metadata["tafa"])
-        except Exception as error:  # safetensors raises several types on corrupt input
-            raise FingerprintError(f"{str(path)!r} is not a readable tafa fingerprint "
-                                   f"({type(error).__name__}: {' '.join(str(error).split())[:200]}).") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise FingerprintError(f"{str(path)!r} is not a tafa fingerprint file.")
-        if header.get("version") != VERSION:
-            raise FingerprintError(f"{str(path)!r} has format version {header.get('version')!r}; "
-                                   f"this tafa reads version {VERSION}.")
-        if content_hash(header, arrays) != header.get("content_sha256"):
-            raise TamperedFingerprint(f"{str(path)!r} does not match its own SHA-256: the file was "
-                                      "modified after it was written.")
+    def from_bytes(cls, data: bytes, *, source: str = "the fingerprint") -> "Fingerprint":
+        """Parse and check the bytes of a fingerprint file (:class:`FingerprintError` if they are
+        not one, :class:`TamperedFingerprint` if the content does not match its hash); ``source``
+        names them in messages."""
+        header, arrays = decode(data, source=source)
         try:
             probes = Probes.from_arrays({key[7:]: value for key, value in arrays.items() if key.startswith("probes.")},
                                         header["probes_info"])
@@ -259,12 +206,22 @@ class Fingerprint:
                               header["owner_sha256"], header["created"], header["seed"], header.get("meta", {}),
                               verifier)
             fingerprint._check_consistent()
-        except TafaError:
-            raise
-        except Exception as error:  # a header that hashes right but does not fit together
-            raise FingerprintError(f"{str(path)!r} has a malformed header "
-                                   f"({type(error).__name__}: {' '.join(str(error).split())[:200]}).") from None
+        except TafaError as error:
+            raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
+        except Exception as error:  # noqa: BLE001 - a header that hashes right but does not fit together
+            raise FingerprintError(f"{source} has a malformed header "
+                                   f"({type(error).__name__}: {one_line(error)}).") from None
         return fingerprint
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fingerprint file atomically; returns its path."""
+        return write_atomically(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Fingerprint":
+        """Read and check a fingerprint file (:class:`FingerprintError` if unreadable,
+        :class:`TamperedFingerprint` if its content does not match its hash)."""
+        return cls.from_bytes(read(path), source=repr(str(path)))
 
     def _check_consistent(self) -> None:
         """Raise (``ValueError``) unless fields have their types and arrays fit the scheme."""
@@ -295,7 +252,11 @@ class Fingerprint:
             self.similarity()
         if probes.points.ndim < 1 or probes.points.shape[1:] != self.input_shape or len(probes.points) < 1:
             raise ValueError(f"probe points of shape {probes.points.shape} do not fit input shape {self.input_shape}")
-        outputs = np.random.default_rng(0).normal(size=(signature.queries(probes), *self.output_shape))
+        queries = signature.queries(probes)
+        if not 1 <= queries <= MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
+            raise ValueError(f"{queries} queries of {math.prod(self.output_shape)} output values each exceed the "
+                             f"reader's limits ({MAX_QUERIES} queries, {MAX_OUTPUT_VALUES} output values)")
+        outputs = np.random.default_rng(0).normal(size=(queries, *self.output_shape))
         expected = signature.assemble(probes, outputs)
         got = {key: value.shape for key, value in self.owner_signature.items()}
         if {key: np.shape(value) for key, value in expected.items()} != got:
@@ -443,7 +404,7 @@ class Fingerprint:
         seconds = time.perf_counter() - started
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
-        if "black-box" in str(self.probes.info.get("analysis", "")):
+        if self.probes.analysis is Analysis.BLACK_BOX:
             notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
         consistency = getattr(model, "consistency", None)  # services re-ask a few inputs
         if consistency is not None and consistency.note():
@@ -479,7 +440,7 @@ def _owner_int8_score(owner: Model, probes: Probes, signature: Any, similarity: 
 def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int) -> References:
     """Data-free references for a ``"data-free"`` scheme; other learned schemes need them given."""
     module = owner.torch_module()
-    if scheme.references != "data-free":
+    if scheme.references is not ReferenceSource.DATA_FREE:
         raise InvalidParameter(f"Scheme {scheme.name!r} learns its decision from reference models: pass "
                                "references=References(positives=[...], negatives=[...]) (or use a data-free scheme).")
     if module is None:
@@ -489,10 +450,3 @@ def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int)
 
     return data_free_references(copy.deepcopy(module).float(), domain, seed=seed)
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("tafa")
-    except Exception:  # not installed (source tree)
-        return "0+unknown"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..attacks.references import References
+from ..references import References
 from ..decide.learned import LearnedSimilarity
 from ..decide.threshold import calibrate
 from ..fingerprint import Fingerprint

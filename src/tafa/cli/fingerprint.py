@@ -59,7 +59,7 @@ def _refuse_overwrite(*paths: Any, force: bool) -> None:
 
 
 def _reproduce_commitment(args: argparse.Namespace) -> int:
-    from ..commitment import Commitment
+    from ..commitment import UNVERIFIED, VERIFIED, Commitment
 
     commitment = Commitment.load(args.check_commitment, digest=args.commitment_digest)
     if args.out:
@@ -70,26 +70,25 @@ def _reproduce_commitment(args: argparse.Namespace) -> int:
         fingerprint.save(args.out)
     result = {"reproduced": True, "commitment": args.check_commitment, "commitment_sha256": commitment.digest,
               "committed": commitment.created, "owner_sha256": commitment.owner_sha256,
-              "probe_sha256": fingerprint.probe_sha256, "seed": commitment.seed}
+              "probe_sha256": fingerprint.probe_sha256, "seed": commitment.seed,
+              "status": VERIFIED if args.commitment_digest else UNVERIFIED}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"reproduced: the committed owner model and seed {commitment.seed} give the committed probes and "
-              f"owner signature (reproducible content hash {fingerprint.probe_sha256})")
+              f"owner signature (reproducible content hash {fingerprint.probe_sha256}); commitment "
+              f"{VERIFIED + ' against the published digest' if args.commitment_digest else UNVERIFIED}")
     return 0
 
 
 def _check_commitment(fingerprint: Any, args: argparse.Namespace) -> dict[str, Any] | None:
-    from ..commitment import Commitment
+    from ..commitment import check_commitment
 
     if args.commitment is None:
         if args.commitment_digest is not None:
             raise InvalidParameter("--commitment-digest needs --commitment FILE.")
         return None
-    commitment = Commitment.load(args.commitment, digest=args.commitment_digest)
-    commitment.check(fingerprint)
-    return {"path": args.commitment, "sha256": commitment.digest, "created": commitment.created,
-            "digest_checked": args.commitment_digest is not None, "matches": True}
+    return check_commitment(fingerprint, args.commitment, digest=args.commitment_digest)
 
 
 def _references(fingerprint: Any, directory: str | None, args: argparse.Namespace, flag: str) -> list[Any]:
@@ -130,7 +129,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         print(verdict.render())
         if committed:
-            print(f"commitment: the fingerprint matches commitment {committed['sha256']} made {committed['created']}")
+            from ..commitment import describe_check
+
+            print(describe_check(committed))
     return 0
 
 
