@@ -130,8 +130,9 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
                 decider = score_panel(kind, level, [e.name for e in fingerprint_panel.entries], members,
                                       lambda sources: runner.run([Suspect.parse(s) for s in sources],
                                                                  fingerprint_panel.payload(), options))
-            config = {"fingerprints": [{"name": e.name, "sha256": e.registered.sha256}
-                                       for e in fingerprint_panel.entries],
+            config = {"fingerprints": [{"name": e.name, "sha256": e.registered.sha256,
+                                        "calibration": None if e.registered.calibration is None
+                                        else e.registered.calibration.summary()} for e in fingerprint_panel.entries],
                       "options": options.to_dict(), "control": decider.to_dict(), **runner.describe()}
             scan_id = store.begin_scan([s.source for s in listed], [s.kind for s in listed],
                                        engine=runner.name, config=config)
