@@ -111,7 +111,8 @@ class ErrorControl:
                     "suspect may match one of N fingerprints with a chance up to N times its bound)")
         if self.kind == "bonferroni":
             return (f"error control: Bonferroni, family-wise alpha {self.alpha:g} (each stored calibration "
-                    f"re-derived at alpha / {len(self.columns)})")
+                    f"re-derived at alpha / {len(self.columns)}; a fingerprint whose references cannot support "
+                    "that by rank decides nothing)")
         skipped = f"; {len(self.excluded)} panel models left out" if self.excluded else ""
         if n == 0:
             return (f"error control: {self._name()} at {self.alpha:g}, but there is no null panel: every "
