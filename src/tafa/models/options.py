@@ -8,7 +8,7 @@ and what the library takes: :meth:`OpenOptions.open` opens a file or a service,
 
 >>> options = OpenOptions(input_shape=[1, 8, 8], retries=0)
 >>> options.input_shape, options.allow_torchscript, options.timeout
-((1, 8, 8), False, 30.0)
+((1, 8, 8), False, 20.0)
 >>> OpenOptions.from_dict(options.to_dict()) == options
 True
 >>> OpenOptions(batch_size=0)
@@ -69,10 +69,10 @@ class OpenOptions:
     allow_torchscript: bool = False
     batch_size: int = 256
     max_bytes: int | None = None
-    timeout: float = 30.0
+    timeout: float = 20.0
     retries: int = 3
     backoff: float = 0.5
-    max_wait: float = 60.0
+    max_wait: float = 20.0
     rate: float | None = None
     max_queries: int | None = None
     answer_cache: str | None = None
