@@ -185,16 +185,17 @@ class HttpModel(Model):
             taken from the cache are free. ``None``: no limit.
         rate: the most HTTP requests per second (``None``: as fast as answers come).
         timeout: seconds one try of a request may take in all: connecting, sending, and
-            reading the whole answer, however slowly its bytes arrive.
-        retries: how many times a request is tried again after a 429/502/503/504 answer, a
-            timeout or a connection failure, before the call fails (at most ``retries + 1``
-            tries).
+            reading the whole answer, however slowly its bytes arrive. A try that runs out of
+            time ends the request (a service that hangs or drips would only do it again).
+        retries: how many times a request is tried again after a 429/502/503/504 answer or a
+            connection failure, before the call fails (at most ``retries + 1`` tries).
         backoff: the first retry waits this many seconds, each further one twice as long,
             unless the service sends ``Retry-After``.
         max_wait: the most seconds all the waits before retries of one request add up to,
             ``Retry-After`` included; a service asking for a longer wait than is left fails
             the request at once. One request thus takes at most
-            ``(retries + 1) * timeout + max_wait`` seconds (plus the wait ``rate`` asks).
+            ``(retries + 1) * timeout + max_wait`` seconds (plus the wait ``rate`` asks), and a
+            service that never answers holds it for one ``timeout``.
         cache_dir: folder of answers already received (created if missing). A batch whose
             answer is there is not sent again; rerunning an interrupted verification with the
             same folder and batch size resumes where it stopped.

@@ -55,8 +55,8 @@ class OpenOptions:
     (``None``: :func:`~tafa.models.open_model`'s limit).
 
     Services (see :class:`~tafa.models.http.HttpModel`): ``timeout`` seconds for one whole
-    request, ``retries`` after a 429/502/503/504 answer, a timeout or a lost connection,
-    waiting ``backoff`` seconds (doubled each time) but never more than ``max_wait`` in all
+    request (a late answer is not asked again), ``retries`` after a 429/502/503/504 answer or
+    a lost connection, waiting ``backoff`` seconds (doubled each time) but never more than ``max_wait`` in all
     for one request; ``rate`` requests per second, at most ``max_queries`` inputs sent;
     ``answer_cache`` a folder where answers are kept and reused.
 
