@@ -63,7 +63,33 @@ def check_param(name: str, value: object, must_be: str, ok: bool, *, caller: str
         raise error(f"The {name!r} parameter of {caller} must be {must_be}. Got {value!r} instead.")
 
 
+def printable(text: object) -> str:
+    r"""``text`` safe for a terminal: control characters (ANSI escape sequences, carriage
+    returns, bells, C1 controls, bidirectional overrides) are written as ``\x1b``-style escapes.
+
+    Text read from a file or a service (names, pickle globals, owner names) goes through
+    this before it reaches stdout or stderr, so that a file cannot move the cursor, rewrite
+    earlier lines or forge output.
+
+    >>> printable("owner\x1b[2K\rverdict: derived")
+    'owner\\x1b[2K\\rverdict: derived'
+    """
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if code < 0x20 and char not in "\t\n" or 0x7F <= code < 0xA0 or char in _INVISIBLE:
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+#: Unicode format characters that reorder or hide text on a terminal (bidi overrides, isolates).
+_INVISIBLE = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def one_line(error: BaseException) -> str:
-    """The message of ``error`` folded to a single line, for stderr."""
-    text = " ".join(str(error).split())
+    """The message of ``error`` folded to a single line, for stderr, with control characters
+    escaped (:func:`printable`)."""
+    text = printable(" ".join(str(error).split()))
     return text or type(error).__name__
