@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import InvalidParameter, TafaError, one_line
+from .errors import InvalidParameter, TafaError, one_line, printable
 
 #: Exception type -> exit code. The first matching row wins.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -99,7 +99,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     owner = _open(args.model, args)
     notice = getattr(owner, "import_notice", lambda: None)()
     if notice:
-        print(f"notice: white-box import failed ({notice}); using black-box probes", file=sys.stderr)
+        print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
                                      directions=args.directions, seed=args.seed, progress=not args.quiet)
     fingerprint.save(args.out)
@@ -168,7 +168,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
     else:
-        print(verdict.render())
+        print(printable(verdict.render()))
         if committed:
             print(f"commitment: the fingerprint matches commitment {committed['sha256']} made {committed['created']}")
     return 0
@@ -179,7 +179,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     summary = Fingerprint.load(args.fingerprint).describe()
     print(json.dumps(summary, indent=2) if args.json else
-          "\n".join(f"{key:<26} {value}" for key, value in summary.items()))
+          "\n".join(f"{key:<26} {printable(value)}" for key, value in summary.items()))
     return 0
 
 

@@ -86,11 +86,19 @@ def module_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def file_hash(path: str) -> str:
-    """SHA-256 of a file's bytes."""
+def file_hash(path: str, *, max_bytes: int | None = None) -> str:
+    """SHA-256 of a file's bytes; with ``max_bytes``, a file that yields more bytes than that
+    (a kernel file whose size reads 0, a file growing while read) is refused."""
+    from ..errors import ModelLoadError
+
     digest = hashlib.sha256()
+    total = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
+            total += len(block)
+            if max_bytes is not None and total > max_bytes:
+                raise ModelLoadError(f"{path!r} holds more than the {max_bytes} bytes its size says (not a regular "
+                                     "file, or growing); refused.")
             digest.update(block)
     return digest.hexdigest()
 
