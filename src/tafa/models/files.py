@@ -83,6 +83,12 @@ MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".jit", ".safetensors", ".tsm")
 #: ONNX operator domains run by onnxruntime's own kernels from the ONNX standard.
 ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 
+#: Operator domains that runtimes implement with their own kernels (onnxruntime's contrib and
+#: internal operators, exporters' escape hatches). A node of such a domain is refused even
+#: when the file defines a local function of the same name: that function would be a decoy.
+RUNTIME_DOMAINS = ("com.microsoft", "com.ms", "ai.onnx", "org.pytorch", "ai.onnx.contrib", "com.intel",
+                   "org.openvinotoolkit", "com.amd", "com.nvidia", "pkg.onnxscript.torch_lib")
+
 #: Imports a torch state-dict pickle may make (what ``torch.save`` writes for tensors,
 #: parameters and storages of every dtype); anything else is refused before torch sees it.
 STATE_DICT_GLOBALS = frozenset({
@@ -315,7 +321,13 @@ def check_onnx(proto: Any, path: str = "the ONNX model") -> None:
     def check_nodes(nodes: Any) -> None:
         for node in nodes:
             key = (node.domain, node.op_type)
-            if node.domain not in ONNX_DOMAINS and not (key in functions and is_standard(key)):
+            if node.domain in ONNX_DOMAINS:
+                pass
+            elif node.domain.startswith(RUNTIME_DOMAINS):
+                raise UnsafeModelFile(f"{path!r} uses operator {node.op_type!r} of domain {node.domain!r}, which "
+                                      "onnxruntime runs with its own kernel whatever local function the file defines; "
+                                      "tafa runs standard ONNX operators only.")
+            elif not (key in functions and is_standard(key)):
                 raise UnsafeModelFile(f"{path!r} uses operator {node.op_type!r} of custom domain "
                                       f"{node.domain!r}; tafa runs standard ONNX operators only.")
             for attribute in node.attribute:

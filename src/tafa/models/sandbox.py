@@ -389,7 +389,7 @@ def _worker_main(fd: int, message: dict[str, Any], root: str) -> None:
     except BaseException as error:  # noqa: BLE001 - every failure goes back as one error message
         _send_error(sock, error)
         return
-    send_array(sock, READY, np.array([len(model.input_shape), *model.input_shape,
+    send_array(sock, READY, np.array([model.batch_size, len(model.input_shape), *model.input_shape,
                                       len(model.output_shape), *model.output_shape], dtype=np.int64))
     budget = 1 << 31
     while True:
@@ -447,6 +447,11 @@ def _error_type(name: str) -> type[TafaError]:
 
 # --- the parent's side ------------------------------------------------------------------
 
+#: How the last worker whose end was asked about ended: ``path``, ``signal``, ``exit`` and
+#: ``maxrss_kb`` (its peak resident memory). Set after a refusal, a crash or a timeout.
+last_worker_status: dict[str, Any] = {}
+
+
 class SandboxedModel(Model):
     """A model file opened and run in a sandbox worker (see the module doc).
 
@@ -478,23 +483,33 @@ class SandboxedModel(Model):
         self._sock = mine
         self._pid = int(reply["pid"])
         try:
-            _, ready = self._receive((READY,), 8 * 2 * (_MAX_AXES + 1), self.limits.load_seconds, "opening it")
+            _, ready = self._receive((READY,), 8 * (3 + 2 * _MAX_AXES), self.limits.load_seconds, "opening it")
         except TafaError:
-            self.close()
+            if self._sock.fileno() >= 0:
+                self.close()
+                self._status()
             raise
         values = [int(v) for v in ready.ravel()]
         try:
-            n_in = values[0]
-            input_shape, rest = tuple(values[1:1 + n_in]), values[1 + n_in:]
+            worker_batch, n_in = values[0], values[1]
+            input_shape, rest = tuple(values[2:2 + n_in]), values[2 + n_in:]
             output_shape = tuple(rest[1:1 + rest[0]])
             if len(output_shape) != rest[0] or len(rest) != 1 + rest[0]:
                 raise IndexError
         except IndexError:
             self.close()
             raise ModelLoadError(f"The sandbox worker for {path!r} answered a malformed shape; refused.") from None
-        from .files import bounded_batch
+        from .files import bounded_batch, check_shape
 
-        batch = bounded_batch(int(options.get("batch_size", 256)), input_shape, output_shape)
+        try:
+            check_shape(input_shape, "input", path)
+            check_shape(output_shape, "output", path)
+        except TafaError:
+            self.close()
+            raise
+
+        batch = bounded_batch(max(1, min(worker_batch, int(options.get("batch_size", 256)))), input_shape,
+                              output_shape)
         super().__init__(input_shape, output_shape, name=name, batch_size=batch)
 
     def _receive(self, kinds: tuple[int, ...], max_bytes: int, seconds: float, doing: str) -> tuple[int, np.ndarray]:
@@ -515,10 +530,17 @@ class SandboxedModel(Model):
             raise _error_type(name)(text)
         return kind, array
 
-    def _death(self) -> str:
+    def _status(self) -> dict[str, Any]:
+        """How the worker ended (signal, exit code, peak resident memory), also kept in
+        :data:`last_worker_status`."""
+        global last_worker_status
         status = self._zygote.request({"op": "status", "pid": self._pid})
+        last_worker_status = {"path": self.path, **status}
+        return status
+
+    def _death(self) -> str:
         self._sock.close()
-        self.last_status = status
+        status = self._status()
         number = int(status.get("signal", 0))
         if number:
             reason = {signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGBUS: "crashed (bus error)",
@@ -535,7 +557,7 @@ class SandboxedModel(Model):
             pass
         self._sock.close()
         try:
-            self.last_status = self._zygote.request({"op": "status", "pid": self._pid})
+            self._status()
         except ModelLoadError:
             pass
 
