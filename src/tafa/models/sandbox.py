@@ -13,7 +13,7 @@ parsed, inspected, loaded and run in a **worker process**, never in tafa's own p
   zygote already maps, plus four times the file size), CPU seconds, ``RLIMIT_FSIZE`` = 0
   (no file can be written or grown: ``SIGXFSZ`` is ignored, so writes fail with ``EFBIG``),
   ``RLIMIT_NOFILE``, no core dumps;
-- parent and worker talk over a socket of plain arrays: a 12-byte header (magic, kind,
+- parent and worker talk over a socket of plain arrays: an 8-byte header (magic, kind,
   dtype, number of axes) and the axes' lengths, then the raw bytes; the parent checks the
   header against a bound *before* it allocates anything, and never unpickles;
 - every request has a wall-clock deadline (:attr:`SandboxLimits.load_seconds`,
@@ -273,7 +273,7 @@ def _zygote_main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     import onnx  # noqa: F401 - imported once here so that workers start in milliseconds
-    import onnxruntime  # noqa: F401
+    import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
     import safetensors.torch  # noqa: F401
     import torch
 
@@ -405,7 +405,7 @@ def _worker_main(fd: int, message: dict[str, Any], root: str) -> None:
             elif kind == EXPORT:
                 send_array(sock, BYTES, np.frombuffer(_onnx_bytes(model), dtype=np.uint8))
             else:
-                state = model.module.state_dict()
+                state = model.module.state_dict()  # type: ignore[attr-defined]
                 send_array(sock, COUNT, np.array([len(state)], dtype=np.int64))
                 for name, tensor in state.items():
                     send_array(sock, NAME, _as_bytes(name))
@@ -420,7 +420,7 @@ def _onnx_bytes(model: Any) -> bytes:
     import torch
 
     buffer = io.BytesIO()
-    torch.onnx.export(model.module, (torch.zeros(1, *model.input_shape),), buffer, dynamo=False,
+    torch.onnx.export(model.module, (torch.zeros(1, *model.input_shape),), buffer, dynamo=False,  # type: ignore[arg-type]
                       input_names=["x"], output_names=["y"])
     return buffer.getvalue()
 
@@ -543,10 +543,11 @@ class SandboxedModel(Model):
         status = self._status()
         number = int(status.get("signal", 0))
         if number:
-            reason = {signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGBUS: "crashed (bus error)",
-                      signal.SIGXCPU: "hit the sandbox's CPU-time limit",
-                      signal.SIGKILL: "was killed (memory or a limit)",
-                      signal.SIGABRT: "aborted (often: out of the sandbox's memory limit)"}.get(number)
+            reasons: dict[int, str] = {
+                signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGBUS: "crashed (bus error)",
+                signal.SIGXCPU: "hit the sandbox's CPU-time limit", signal.SIGKILL: "was killed (memory or a limit)",
+                signal.SIGABRT: "aborted (often: out of the sandbox's memory limit)"}
+            reason = reasons.get(number)
             return reason or f"died of signal {number}"
         return f"ended the sandbox worker (exit code {status.get('exit')})"
 
