@@ -426,9 +426,20 @@ def _cli(argv: list[str], cwd: Path) -> dict[str, Any]:
             "rss_kb": usage.ru_maxrss}
 
 
+@pytest.fixture(scope="module")
+def startup_seconds() -> float:
+    """Seconds Python takes to import tafa on this machine right now: paid twice by a command
+    that opens a file (tafa itself, then the sandbox's zygote), and not the hostile file's doing.
+    On a quiet machine it is about 3 s; on a shared, loaded one it can be ten times that."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-P", "-c", "import tafa.models.files"], check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"})
+    return time.perf_counter() - started
+
+
 @pytest.mark.parametrize("name", ["1 pre-hook torch.save, (torch).save in code", "6 ONNX input [1, 16000, 16000]",
                                   "6 zip: data.pkl of 60 MiB opcodes (under the member limit)"])
-def test_command_line_exit_2_one_line_bounded_and_nothing_written(hostile, tmp_path, name):
+def test_command_line_exit_2_one_line_bounded_and_nothing_written(hostile, tmp_path, name, startup_seconds):
     root, cases = hostile
     path, options = cases[name]
     home = tmp_path / "cwd"
@@ -443,7 +454,7 @@ def test_command_line_exit_2_one_line_bounded_and_nothing_written(hostile, tmp_p
     assert result["rc"] == 2, result
     lines = [line for line in result["err"].splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("tafa: error:") and not result["out"], result
-    assert result["seconds"] < LIMIT_SECONDS and result["rss_kb"] < LIMIT_RSS_KB, result
+    assert result["seconds"] < LIMIT_SECONDS + 2 * startup_seconds and result["rss_kb"] < LIMIT_RSS_KB, result
     assert _files_under(root) | _files_under(home) == before
 
 
