@@ -10,7 +10,6 @@ real ONNX/TorchScript files derived from them or independent of them.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

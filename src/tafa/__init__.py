@@ -17,4 +17,4 @@ from .scheme import SCHEMES, Scheme, get_scheme, register_scheme
 __all__ = ["Box", "Calibration", "Domain", "Fingerprint", "Gaussian", "Model", "SCHEMES", "Scheme", "Score",
            "TafaError", "TorchModel", "Verdict", "calibrate", "get_scheme", "parse_domain", "register_scheme"]
 
-from . import baselines  # noqa: F401,E402  (registers the modeldiff, ipguard and sac-m schemes)
+from . import baseline_schemes  # noqa: F401,E402  (registers the modeldiff, ipguard, sac-m and metav schemes)

@@ -13,11 +13,12 @@ data, or (data-free) on 14 copies made with synthetic inputs and 8 distilled loo
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from ..attacks.references import DATA_FREE_POSITIVES
 from .zoo import ZooSpec
 
-_REFERENCES = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
+_REFERENCES: dict[str, Any] = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
                    free_positives=DATA_FREE_POSITIVES, free_negatives=8)
 
 FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES) for spec in (

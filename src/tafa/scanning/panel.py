@@ -39,7 +39,7 @@ from ..errors import TafaError, check_param, one_line
 from ..fingerprint import Fingerprint
 from ..models.base import Model, file_hash
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
-from ..signature.base import SignatureKind
+from ..signature.base import Measurement
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class PanelEntry:
     """One fingerprint of the panel, with its stages built once."""
 
     registered: RegisteredFingerprint
-    signature: SignatureKind
+    signature: Measurement
     similarity: Similarity
     inputs: np.ndarray
 
