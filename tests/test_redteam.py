@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -43,8 +42,9 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
 
 
-FACTORY_SOURCE = ("import torch\n\ndef build():\n    torch.manual_seed(0)\n    return torch.nn.Sequential(torch.nn.Flatten(), "
-                  "torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))\n")
+FACTORY_SOURCE = ("import torch\n\ndef build():\n    torch.manual_seed(0)\n"
+                  "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), "
+                  "torch.nn.Linear(16, 10))\n")
 
 
 # ------------------------------------------------------------------ hostile TorchScript

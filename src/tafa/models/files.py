@@ -375,8 +375,9 @@ class ScriptModel(TorchModel):
                 from .onnx_import import import_onnx
 
                 buffer = io.BytesIO()
-                torch.onnx.export(self.module, (torch.zeros(1, *self.input_shape),), buffer, dynamo=False,
-                                  input_names=["x"], output_names=["y"])
+                torch.onnx.export(self.module, (torch.zeros(1, *self.input_shape),),
+                                  buffer,  # type: ignore[arg-type]  # torch accepts a file-like object
+                                  dynamo=False, input_names=["x"], output_names=["y"])
                 self._imported = import_onnx(onnx.load_model_from_string(buffer.getvalue())).float()
             except Exception as error:  # export or import failed: black box it is
                 self._import_error = _brief(error)
@@ -491,7 +492,8 @@ def pickle_imports(data: bytes, budget: list[int] | None = None) -> list[str]:
     """Every import (``module.name``) a pickle would make, read from its opcodes, never executed.
 
     ``budget`` (a one-element list, decremented in place) bounds the opcodes read: an
-    archive whose pickles need more is refused (:class:`UnsafeModelFile`). Raises :class:`UnsafeModelFile` for what cannot be resolved statically (a ``STACK_GLOBAL``
+    archive whose pickles need more is refused (:class:`UnsafeModelFile`). Raises
+    :class:`UnsafeModelFile` for what cannot be resolved statically (a ``STACK_GLOBAL``
     whose names are not plain strings pushed just before it, extension codes) and
     :class:`ModelLoadError` for a damaged opcode stream.
     """

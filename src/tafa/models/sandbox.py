@@ -273,7 +273,7 @@ def _zygote_main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     import onnx  # noqa: F401 - imported once here so that workers start in milliseconds
-    import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
+    import onnxruntime  # noqa: F401
     import safetensors.torch  # noqa: F401
     import torch
 
