@@ -475,3 +475,16 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_a_suspect_is_never_parsed_in_tafas_process(tmp_path, monkeypatch):
+    """Reports describe a sandboxed suspect without importing it: only an owner's white-box
+    analysis (torch_module) brings a graph into tafa's process."""
+    import tafa.models.onnx_import as onnx_import
+
+    path = tmp_path / "suspect.onnx"
+    torch.onnx.export(_net(), (torch.zeros(1, *SHAPE),), str(path), dynamo=False)
+    model = open_model(path)
+    calls = []
+    monkeypatch.setattr(onnx_import, "import_onnx", lambda *a: calls.append(a))
+    assert model.describe()["white_box"] is False and not calls

@@ -136,7 +136,7 @@ TORCHSCRIPT_OPERATORS = frozenset(
     gather index masked_fill masked_fill_ where clone detach to type_as float double half int long bool
     size dim numel len __getitem__ __contains__ __is__ __isnot__ __not__ __and__ __or__ __xor__ __round_to_zero_floordiv
     eq ne lt le gt ge logical_and logical_or logical_not isnan isinf isfinite nan_to_num
-    zeros zeros_like ones ones_like full full_like empty_like arange linspace eye tensor scalar_tensor
+    zeros zeros_like ones ones_like full full_like arange linspace eye tensor scalar_tensor
     pad constant_pad_nd reflection_pad1d reflection_pad2d replication_pad1d replication_pad2d
     upsample_nearest1d upsample_nearest2d upsample_bilinear2d upsample_linear1d interpolate
     pixel_shuffle pixel_unshuffle channel_shuffle embedding one_hot sort topk

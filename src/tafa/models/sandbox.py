@@ -584,6 +584,12 @@ class SandboxedModel(Model):
     def content_hash(self) -> str:
         return self._hash
 
+    def describe(self) -> dict[str, Any]:
+        """What the model is, for reports; never imports it into tafa's process (a suspect's
+        file is parsed only in its worker), so ``white_box`` says whether it already was."""
+        return {"name": self.name, "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
+                "white_box": self._module is not None}
+
     def torch_module(self) -> Any:
         """The model as a torch module in tafa's process, for white-box analysis of an owner:
         ONNX files are imported from their parsed graph, TorchScript through an ONNX export
