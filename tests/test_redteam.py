@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
@@ -295,6 +296,10 @@ def test_3_factories_never_come_from_the_working_directory(tmp_path, monkeypatch
     result = _cli(["fingerprint", str(suspect), "--domain", "box:0,1", "--out", str(tmp_path / "s.tafa"),
                    "--probes", "4", "--directions", "1"], cwd=seized)
     assert result["rc"] == 0 and not marker.exists(), result
+    # run as `python -m` (the current directory first on sys.path): the sandbox's libraries still come first
+    monkeypatch.syspath_prepend(str(seized))
+    paths = sandbox._library_paths()
+    assert paths[-1] == str(seized) and paths.index(str(seized)) > paths.index(str(Path(onnx.__file__).parents[1]))
     # an explicit path is how a factory outside installed packages is named
     model = open_model(weights, factory=f"{seized / 'evil_factory.py'}:build", input_shape=SHAPE)
     assert model.output_shape == (10,)

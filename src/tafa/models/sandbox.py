@@ -184,6 +184,16 @@ _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[2]); "
 _ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
 
 
+def _library_paths() -> list[str]:
+    """The zygote's ``sys.path``: this process's absolute entries, with the current directory
+    (which ``python -m`` and ``python -c`` put first) moved last, so that a seized folder's
+    ``onnx.py`` or ``torch.py`` can never shadow a library the sandbox imports."""
+    here = os.path.realpath(os.getcwd())
+    paths = [p for p in sys.path if p and Path(p).is_absolute()]
+    return ([p for p in paths if os.path.realpath(p) != here]
+            + [p for p in paths if os.path.realpath(p) == here])
+
+
 class _Zygote:
     """The parent's handle on its zygote process."""
 
@@ -191,7 +201,7 @@ class _Zygote:
         self.owner = os.getpid()
         self.root = tempfile.mkdtemp(prefix="tafa-sandbox-")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        paths = [p for p in sys.path if p and Path(p).is_absolute()]
+        paths = _library_paths()
         environment = {key: os.environ[key] for key in _ENVIRONMENT_KEPT if key in os.environ}
         environment.update({"HOME": self.root, "TMPDIR": self.root, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                             "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "PYTHONHASHSEED": "0"})
