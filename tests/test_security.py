@@ -216,10 +216,12 @@ def test_genuine_files_still_open_and_answer_like_the_owner(models):
                                                     "prim::Constant", "prim::GetAttr"}
 
 
-def test_torchscript_is_refused_by_default(models):
+def test_torchscript_is_refused_by_default(models, fingerprint_file, capsys):
     for options in ({}, {"allow_torchscript": False}):
         with pytest.raises(UnsafeModelFile, match="refused by default.*--allow-torchscript"):
             open_model(models["traced"], input_shape=SHAPE, **options)
+    code, _, err = _run(capsys, "verify", str(fingerprint_file), str(models["traced"]), "--input-shape", "1,8,8")
+    _one_line_error(code, err, "refused by default")
 
 
 def test_onnx_external_data_and_custom_operators_are_refused(models, fingerprint_file, tmp_path, capsys):
@@ -373,7 +375,7 @@ def test_false_claim_against_an_independent_model_is_exposed(classifier, tmp_pat
     verification that trusts the file; the commitment and the re-derivation expose both.
     """
     owner, suspect, references = classifier.owner, classifier.independent, classifier.references
-    alpha = 0.01
+    alpha = 1 / (len(references) + 1)  # the distribution-free bound 18 references support
     honest = Fingerprint.create(owner, "box:0,1", input_shape=SHAPE, seed=0)
     commitment = Commitment.of(honest)  # published before the suspect exists
     assert honest.verify(suspect, references, alpha=alpha).decision == "independent"

@@ -36,6 +36,10 @@ class ShapeMismatch(TafaError):
     """A suspect's input or output shape differs from what the fingerprint needs."""
 
 
+class InputShapeRequired(ShapeMismatch):
+    """A model file does not declare its input shape and none was given (``--input-shape``)."""
+
+
 class NonFiniteOutput(TafaError):
     """A model answered NaN or inf."""
 
@@ -50,6 +54,11 @@ class TamperedFingerprint(FingerprintError):
 
 class DomainError(InvalidParameter):
     """An input-domain specification could not be understood."""
+
+
+class RefusedReference(InvalidParameter):
+    """A calibration reference that would make the verdict meaningless: the suspect itself, the
+    owner itself, or (all of them) probable copies of the owner."""
 
 
 class QueryBudgetExceeded(TafaError):
@@ -88,8 +97,13 @@ def printable(text: object) -> str:
 _INVISIBLE = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+#: Longest message :func:`one_line` returns: an error that quotes a whole file or answer is cut.
+MAX_LINE = 500
+
+
 def one_line(error: BaseException) -> str:
-    """The message of ``error`` folded to a single line, for stderr, with control characters
-    escaped (:func:`printable`)."""
-    text = printable(" ".join(str(error).split()))
-    return text or type(error).__name__
+    """The message of ``error`` folded to a single line of at most :data:`MAX_LINE` characters,
+    for stderr and for error columns (the one place tafa folds errors), with control
+    characters escaped (:func:`printable`)."""
+    text = printable(" ".join(str(error).split())) or type(error).__name__
+    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."

@@ -10,13 +10,13 @@ can still make both, from its model and the declared domain:
   domain inputs, which answer like the owner on the domain but have other internals.
 
 :func:`synthetic_data` makes the labelled inputs; :func:`data_free_references` makes both
-sets. The benchmark measures how well references made this way calibrate and train a
-verifier compared with references trained on real data.
+sets (a :class:`~tafa.references.References`, re-exported here). The benchmark measures how
+well references made this way calibrate and train a verifier compared with references
+trained on real data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 
 from ..domain import Domain
 from ..errors import InvalidParameter, TafaError
+from ..references import References
 from ..training import TrainingData
 from .extraction import reinitialised, teacher_outputs
 from .registry import AttackContext, get_attack
@@ -32,16 +33,6 @@ from .registry import AttackContext, get_attack
 DATA_FREE_POSITIVES = ("int8", "int4", "noise5", "noise10", "prune50", "prune80", "prune50_ft", "ft_all_small",
                        "ft_all_large", "ft_last_large", "ft_reinit_last_small", "struct25_ft", "permute_rescale",
                        "prune50_ft_int8")
-
-
-@dataclass
-class References:
-    """Positive (derived) and negative (independent) reference models, with provenance."""
-
-    positives: list[nn.Module] = field(default_factory=list)
-    negatives: list[nn.Module] = field(default_factory=list)
-    positive_names: list[str] = field(default_factory=list)
-    negative_names: list[str] = field(default_factory=list)
 
 
 def synthetic_data(owner: nn.Module, domain: Domain, n: int, seed: int) -> TrainingData:
@@ -83,3 +74,6 @@ def data_free_references(owner: nn.Module, domain: Domain, *, seed: int = 0, n_s
         refs.negatives.append(distill(owner, student, inputs, epochs=epochs or 30, seed=student_seed))
         refs.negative_names.append(f"look-alike {i}")
     return refs
+
+
+__all__ = ["DATA_FREE_POSITIVES", "References", "data_free_references", "synthetic_data"]

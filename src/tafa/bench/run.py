@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..attacks.references import References
+from ..references import References
 from ..decide.learned import LearnedSimilarity
 from ..decide.threshold import calibrate
 from ..fingerprint import Fingerprint
@@ -149,7 +149,7 @@ def summarise_lofo(lofo: dict[str, list[Scored]], score_range: tuple[float, floa
     for family, rows in lofo.items():
         pos = [r.score for r in rows if r.label == 1 and r.role == "scored"]
         neg = [r.score for r in rows if r.label == 0 and r.role == "scored"]
-        threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA).threshold
+        threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True).threshold
         detected = float(np.mean(np.asarray(pos) > threshold))
         per_family[family] = {"n": len(pos), "detection_rate": detected}
         if family == EXTRACTION:
@@ -228,7 +228,7 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
                 continue
             evaluation = evaluate_scheme(zoo, name)
             rows = evaluation["rows"]
-            calibration = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA)
+            calibration = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True)
             summary = summarise(rows, {"": calibration.threshold}, evaluation["score_range"], calibration.bound, n_boot)
             summary["rule"]["method"] = calibration.method
             if evaluation["lofo"]:

@@ -53,7 +53,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 import torch
 
-from ..errors import ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param
+from ..errors import (InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param,
+                      one_line)
 from .base import Model, TorchModel, file_hash
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ class OnnxModel(Model):
                 raise ShapeMismatch(f"{path!r} declares input shape {stated}, not {tuple(input_shape)}.")
             input_shape = stated
         if input_shape is None:
-            raise ShapeMismatch(f"{path!r} does not declare its input shape; pass --input-shape.")
+            raise InputShapeRequired(f"{path!r} does not declare its input shape; pass --input-shape.")
         check_shape(input_shape, "input", path)
         batch = 1 if fixed_batch and declared[0] == 1 else batch_size
         self._import_error: str | None = None
@@ -398,8 +399,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _brief(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 def load_factory(spec: str) -> Callable[[], torch.nn.Module]:
@@ -710,12 +710,12 @@ def load_file(path: str, *, factory: str | None = None, input_shape: tuple[int, 
                                   "--allow-torchscript (allow_torchscript=True) to inspect it and run it in the "
                                   "sandbox.")
         if input_shape is None:
-            raise _input_shape_required(f"{text!r} is TorchScript, which does not declare its input shape; "
-                                        "pass --input-shape.")
+            raise InputShapeRequired(f"{text!r} is TorchScript, which does not declare its input shape; "
+                                     "pass --input-shape.")
         return _load_torchscript(text, tuple(input_shape), max_bytes)
     module = _module_from_weights(file, kind, factory, max_bytes)
     if input_shape is None:
-        raise _input_shape_required(f"{text!r} holds weights only; pass --input-shape.")
+        raise InputShapeRequired(f"{text!r} holds weights only; pass --input-shape.")
     try:
         with _quiet():
             model = TorchModel(module, tuple(input_shape), name=file.name, batch_size=batch_size,
@@ -727,12 +727,6 @@ def load_file(path: str, *, factory: str | None = None, input_shape: tuple[int, 
                             f"({_brief(error)}).") from None
     check_shape(model.output_shape, "output", text)
     return model
-
-
-def _input_shape_required(message: str) -> ShapeMismatch:
-    from .. import errors
-
-    return getattr(errors, "InputShapeRequired", ShapeMismatch)(message)
 
 
 def open_model(spec: str | os.PathLike[str], *, factory: str | None = None,
@@ -778,18 +772,18 @@ def open_models(directory: str | os.PathLike[str], **options: Any) -> list[Model
     folder = Path(directory)
     if not folder.is_dir():
         raise ModelLoadError(f"Reference directory {str(folder)!r} does not exist.")
-    inside = os.path.realpath(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES)
     if not files:
         raise ModelLoadError(f"Reference directory {str(folder)!r} holds no model files "
                              f"({', '.join(MODEL_SUFFIXES)}).")
-    for path in files:
-        if _outside(path, inside):
-            raise ModelLoadError(f"{str(path)!r} is a link to {os.path.realpath(path)!r}, outside "
-                                 f"{str(folder)!r}; refused.")
+    check_links(folder, files)
     return [open_model(path, **options) for path in files]
 
 
-def _outside(path: Path, inside: str) -> bool:
-    target = os.path.realpath(path)
-    return not target.startswith(inside.rstrip("/") + "/")
+def check_links(folder: Path, files: list[Path]) -> None:
+    """Refuse any of ``files`` that is a symbolic link leading outside ``folder``."""
+    inside = os.path.realpath(folder).rstrip("/") + "/"
+    for path in files:
+        target = os.path.realpath(path)
+        if not target.startswith(inside):
+            raise ModelLoadError(f"{str(path)!r} is a link to {target!r}, outside {str(folder)!r}; refused.")
