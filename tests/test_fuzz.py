@@ -372,7 +372,8 @@ def test_fuzz_through_the_command_line(seeds, kind, capfd):
         how, data = case.draw(damaged(seeds["data"][kind], seeds["members"].get(kind, ())), label="damage")
         path = _write(seeds["root"], f"cli-case{SUFFIX.get(kind, '.tafa')}", data)
         argv = (["info", str(path)] if kind == "fingerprint" else
-                ["verify", fingerprint, str(path), "--factory", FACTORY, "--input-shape", "1,8,8"])
+                ["verify", fingerprint, str(path), "--factory", FACTORY, "--input-shape", "1,8,8",
+                 "--allow-torchscript"])
         with _no_hang(), _warnings_as_on_the_command_line():
             code = main(["--quiet", *argv])
         err = capfd.readouterr().err  # file descriptor 2: C++ libraries' output counts too
