@@ -30,8 +30,10 @@ from ..errors import InputShapeRequired, InvalidParameter, ModelLoadError, check
 if TYPE_CHECKING:
     from .base import Model
 
-#: ``package.module:function``: a model named by the code that builds it (weights in ``weights``).
-FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: ``package.module:function`` (an installed module) or ``path/to/file.py:function`` (that file;
+#: the current directory is never searched): a model named by the code that builds it
+#: (weights in ``weights``).
+FACTORY_SPEC = re.compile(r"^(?:[A-Za-z_][\w.]*|[^:]+\.py):[A-Za-z_]\w*$")
 
 
 def _number(value: object) -> bool:
@@ -79,7 +81,7 @@ class OpenOptions:
 
     def __post_init__(self) -> None:
         caller = "OpenOptions"
-        check_param("factory", self.factory, "None or package.module:function",
+        check_param("factory", self.factory, "None, package.module:function or path/to/file.py:function",
                     self.factory is None or (isinstance(self.factory, str) and bool(FACTORY_SPEC.match(self.factory))),
                     caller=caller)
         if self.input_shape is not None:
