@@ -30,8 +30,10 @@ from ..errors import InputShapeRequired, InvalidParameter, ModelLoadError, check
 if TYPE_CHECKING:
     from .base import Model
 
-#: ``package.module:function``: a model named by the code that builds it (weights in ``weights``).
-FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: ``package.module:function`` (an installed module) or ``path/to/file.py:function`` (that file;
+#: the current directory is never searched): a model named by the code that builds it
+#: (weights in ``weights``).
+FACTORY_SPEC = re.compile(r"^(?:[A-Za-z_][\w.]*|[^:]+\.py):[A-Za-z_]\w*$")
 
 
 def _number(value: object) -> bool:
@@ -79,7 +81,7 @@ class OpenOptions:
 
     def __post_init__(self) -> None:
         caller = "OpenOptions"
-        check_param("factory", self.factory, "None or package.module:function",
+        check_param("factory", self.factory, "None, package.module:function or path/to/file.py:function",
                     self.factory is None or (isinstance(self.factory, str) and bool(FACTORY_SPEC.match(self.factory))),
                     caller=caller)
         if self.input_shape is not None:
@@ -189,7 +191,7 @@ class OpenOptions:
         """Every model file in ``directory`` (sorted by name), opened with :meth:`open`; an error
         names the file and its ``role`` (``"Reference"``, ``"Positive"``)."""
         from ..errors import TafaError
-        from .files import MODEL_SUFFIXES
+        from .files import MODEL_SUFFIXES, check_links
 
         folder = Path(directory)
         if not folder.is_dir():
@@ -198,6 +200,7 @@ class OpenOptions:
         if not files:
             raise ModelLoadError(f"{role} directory {str(folder)!r} holds no model files "
                                  f"({', '.join(MODEL_SUFFIXES)}).")
+        check_links(folder, files)  # a link out of the folder (e.g. into /proc) is refused
         models = []
         for path in files:
             try:
