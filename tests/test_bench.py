@@ -29,6 +29,7 @@ def test_full_zoos_meet_the_benchmark_sizes():
     assert {spec.scenario for spec in FULL} == {"classification", "regression", "generation"}
 
 
+@pytest.mark.slow
 def test_zoo_is_deterministic_and_cached(tmp_path):
     spec = replace(SMOKE[0], attacks=("int8", "ft_all_small"), same_arch_same_split=1, same_arch_other_split=0,
                    other_arch=0, same_init=0, calibration=1)
@@ -56,6 +57,7 @@ def test_summary_on_a_case_with_a_known_answer():
     assert summary["extraction"]["detection_rate"] == 0.0
 
 
+@pytest.mark.slow
 def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["--quiet", "bench", "--size", "smoke", "--out", str(out), "--cache", str(tmp_path / "cache")])

@@ -109,6 +109,7 @@ def test_a_parametric_tail_is_asked_for_and_labelled(world, capsys):
     assert "parametric" in verdict["bound_note"] and "0.2" in verdict["bound_note"]
 
 
+@pytest.mark.slow
 def test_300_files_of_4_distinct_models_give_the_bound_of_4(world, capsys):
     code, verdict, _ = _verify(capsys, world, "pirate", world["many"], *WEIGHTS_ONLY)
     assert code == 0 and verdict["n_references"] == 4 and len(verdict["reference_scores"]) == 4

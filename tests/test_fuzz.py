@@ -179,6 +179,8 @@ def seeds(classifier, tmp_path_factory, request):
         detail = ", ".join(f"{outcome}: {n}" for outcome, n in outcomes.items())
         lines.append(f"  {kind:<22} {sum(outcomes.values()):>5}  {detail}")
     lines.append(f"  {'total':<22} {sum(COUNTS.values()):>5}")
+    if request.config.getoption("verbose") < 1:  # the table only with -v, not between -q's dots
+        return
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print("\n".join(lines))

@@ -200,6 +200,7 @@ def test_failing_suspects_are_recorded_and_the_scan_goes_on(world, inline_report
     assert report.scan.status == "finished"
 
 
+@pytest.mark.slow
 def test_local_pool_and_ray_give_the_same_results_and_survive_a_crashing_suspect(world, inline_report, tmp_path,
                                                                                  monkeypatch):
     # A weights-only suspect whose factory kills the process that opens it: the sandbox worker
