@@ -42,7 +42,7 @@ from .architectures import build
 from .datasets import load_task
 
 #: Bump when training or attack code changes what a recipe produces.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: data-free copies fine-tune on perturbed targets, not the owner's own outputs
 
 #: Synthetic (domain-drawn, owner-labelled) inputs an owner makes for data-free references.
 SYNTHETIC_INPUTS = 2000
