@@ -132,10 +132,11 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
             rows.append(ModelRecipe(f"{role[:3]}-{kind}-{seed}", role, 0, kind, arch, part, seed,
                                     init_seed=0 if init else None))
 
-    # one pool of independent models over the families, split at random into scored / calibration
+    # one pool of independent models over the families, split at random (within each family, in
+    # proportion to its size) into scored / calibration: both sets have the same mix of families
     families = spec.independent_families()
     pool = spec.independent + spec.calibration
-    calibration = set(np.random.default_rng(2024).permutation(pool)[:spec.calibration].tolist())
+    calibration = _stratified_calibration(pool, len(families), spec.calibration)
     for i in range(pool):
         family, arch, part = families[i % len(families)]
         if part is None:
@@ -158,6 +159,18 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
     if len(set(names)) != len(names):
         raise ValueError(f"Zoo {spec.name!r} has duplicate model names.")
     return rows
+
+
+def _stratified_calibration(pool: int, families: int, count: int, seed: int = 2024) -> set[int]:
+    """``count`` of the pool's indices (index ``i`` in family ``i % families``), each family
+    contributing in proportion to its size (largest remainders first), chosen at random."""
+    rng = np.random.default_rng(seed)
+    members = [list(range(f, pool, families)) for f in range(families)]
+    exact = [len(m) * count / pool for m in members]
+    quota = [int(e) for e in exact]
+    for f in sorted(range(families), key=lambda f: exact[f] - quota[f], reverse=True)[:count - sum(quota)]:
+        quota[f] += 1
+    return {int(i) for m, q in zip(members, quota) for i in rng.permutation(m)[:q]}
 
 
 def recipe_key(spec: ZooSpec, recipe: ModelRecipe) -> str:
