@@ -30,7 +30,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -81,6 +81,15 @@ class KServeServer:
         self.wrong_shape = False   #: drop the last output column
         self.nan: str | None = None  #: "NaN" or "null" (as orjson, MLServer) for the first value
         self.garbage = False       #: answer 200 with a body that is not JSON
+        # Hostile services (the red-team cases):
+        self.drip = 0.0            #: seconds between bytes of an inference answer (status line on)
+        #: answer every inference request with these bytes (status 200), given the batch size:
+        #: ``(pieces, content_length)``; ``None`` length: no Content-Length, closed when done
+        self.hostile_answer: Callable[[int], tuple[Iterable[bytes], int | None]] | None = None
+        self.hostile_metadata: bytes | None = None  #: the metadata answer, as these bytes
+        self.noise = 0.0           #: Gaussian noise per answer, relative to each row's largest value
+        self.adaptive = False      #: answer an input seen before otherwise (its outputs reversed)
+        self._seen: set[bytes] = set()
         self.arrivals: list[tuple[float, int]] = []
         self.log: list[tuple[float, str, str, int, int]] = []
         self._lock = threading.Lock()
@@ -159,7 +168,18 @@ class KServeServer:
         values = np.asarray(data, dtype=_NUMPY_TYPES[datatype])
         if values.size != int(np.prod(shape)):
             return 400, {"error": f"{values.size} values for shape {shape}"}
-        out = np.asarray(self.predict(values.reshape(shape)))
+        inputs = values.reshape(shape)
+        out = np.array(self.predict(inputs), dtype=np.float64)
+        if self.noise:
+            scale = np.abs(out).reshape(len(out), -1).max(axis=1).reshape(-1, *[1] * (out.ndim - 1))
+            out = out + np.random.default_rng().normal(0.0, self.noise, out.shape) * scale
+        if self.adaptive:
+            with self._lock:
+                for row, sample in enumerate(inputs):
+                    key = sample.tobytes()
+                    if key in self._seen:  # a repeated input: a probe, the service guesses
+                        out[row] = out[row][::-1]
+                    self._seen.add(key)
         if self.wrong_shape:
             out = out[..., :-1]
         if self.output_datatype.startswith("INT"):
@@ -198,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path in ("/v2/health/ready", "/v2/health/live", app.model_path + "/ready"):
             self._reply(200, {}, batch=0)
         elif path == app.model_path:
-            self._reply(200, app.metadata(), batch=0)
+            self._reply(200, app.hostile_metadata or app.metadata(), batch=0)
         else:
             self._reply(404, {"error": f"no model at {self.path}"}, batch=0)
 
@@ -239,10 +259,47 @@ class _Handler(BaseHTTPRequestHandler):
         if app.garbage:
             self._reply(200, b"<html>Gateway says hello</html>", batch=batch)
             return
+        if app.hostile_answer is not None:
+            self._stream(*app.hostile_answer(batch), batch=batch)
+            return
         status, answer = app.infer(request)
         with app._lock:
             app.answered += status == 200
+        if app.drip:
+            self._drip(status, answer, batch=batch)
+            return
         self._reply(status, answer, batch=batch)
+
+    def _stream(self, pieces: Iterable[bytes], length: int | None, *, batch: int) -> None:
+        """Answer 200 with ``pieces``, announcing ``length`` (or no length: closed when done)."""
+        app = self.server.app
+        with app._lock:
+            app.log.append((time.monotonic(), self.command, self.path, 200, batch))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.close_connection = True
+        for piece in pieces:
+            if app._stopping.is_set():
+                return
+            self.wfile.write(piece)
+
+    def _drip(self, status: int, answer: dict[str, Any], *, batch: int) -> None:
+        """The whole answer (status line, headers, body), one byte every ``drip`` seconds."""
+        app = self.server.app
+        with app._lock:
+            app.log.append((time.monotonic(), self.command, self.path, status, batch))
+        body = json.dumps(answer).encode()
+        raw = (f"HTTP/1.0 {status} OK\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        self.close_connection = True
+        for index in range(len(raw)):
+            self.wfile.write(raw[index:index + 1])
+            self.wfile.flush()
+            if app._stopping.wait(app.drip):
+                return
 
     def _reply(self, status: int, answer: dict[str, Any] | bytes, *, batch: int,
                headers: dict[str, str] | None = None) -> None:
@@ -257,6 +314,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def json_bomb(values: int, *, piece: int = 1 << 20) -> Iterable[bytes]:
+    """A valid KServe v2 answer of ``values`` zeros (about ``2 * values`` bytes), made as it
+    is sent: never held whole."""
+    yield json.dumps({"outputs": [{"name": "output", "shape": [values], "datatype": "FP32"}]})[:-3].encode()
+    yield b', "data": ['
+    run = piece // 2
+    for start in range(0, values - 1, run):
+        yield b"0," * min(run, values - 1 - start)
+    yield b"0]}]}"
+
+
+def json_bomb_length(values: int) -> int:
+    """The bytes :func:`json_bomb` sends."""
+    head = json.dumps({"outputs": [{"name": "output", "shape": [values], "datatype": "FP32"}]})[:-3]
+    return len(head) + len(b', "data": [') + 2 * (values - 1) + len(b"0]}]}")
 
 
 # -- MLServer -----------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import tafa.baselines  # noqa: F401  (registers the schemes)
+import tafa.baseline_schemes  # noqa: F401  (registers the schemes)
 from tafa import Fingerprint, TorchModel
 from tafa.attacks import permute_units, quantize
 from tafa.bench.datasets import load_task
-from tafa.decide.baselines import CorrelationL1, DDVCosine, MatchRate
+from tafa.decide.baseline_similarities import CorrelationL1, DDVCosine, MatchRate
 from tafa.domain import parse_domain
 from tafa.errors import InvalidParameter
 from tafa.probes import IPGuardProbes, ModelDiffProbes

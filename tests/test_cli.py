@@ -71,7 +71,7 @@ def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
     for name in ("pirate", "independent"):
         # the default alpha (0.01) with 18 references: a parametric tail above the references' maximum
         code, out, _ = _run(capsys, "verify", str(fingerprint_file), str(files[name]), "--references",
-                            str(files["references"]), "--input-shape", "1,8,8", "--json")
+                            str(files["references"]), "--input-shape", "1,8,8", "--allow-torchscript", "--json")
         assert code == 0
         verdicts[name] = json.loads(out)
     assert verdicts["pirate"]["decision"] == "derived"
@@ -91,7 +91,7 @@ def test_human_verdict_and_undecided_without_references(files, fingerprint_file,
 def test_fingerprint_from_torchscript_and_safetensors(files, owner, capsys, tmp_path):
     out = tmp_path / "fp.tafa"
     source = ["tests.factories:digits_mlp", "--weights", str(files[owner])] if owner == "owner_safetensors" else [
-        str(files[owner])]
+        str(files[owner]), "--allow-torchscript"]
     code, printed, _ = _run(capsys, "fingerprint", *source, "--domain", "box:0,1", "--out", str(out),
                             "--input-shape", "1,8,8", "--json")
     assert code == 0 and json.loads(printed)["analysis"] == "white-box"
@@ -112,7 +112,9 @@ def test_bad_inputs_give_one_line_and_exit_2(files, fingerprint_file, capsys, tm
         (["fingerprint", str(tmp_path / "missing.onnx"), "--domain", "box:0,1", "--out", str(out)], "does not exist"),
         (["fingerprint", str(files["owner_onnx"]), "--domain", "cube:0,1", "--out", str(out)], "unknown domain"),
         (["fingerprint", str(files["owner_onnx"]), "--domain", "box:1,0", "--out", str(out)], "upper bounds"),
-        (["fingerprint", str(files["owner_script"]), "--domain", "box:0,1", "--out", str(out)], "input-shape"),
+        (["fingerprint", str(files["owner_script"]), "--domain", "box:0,1", "--out", str(out)], "--allow-torchscript"),
+        (["fingerprint", str(files["owner_script"]), "--domain", "box:0,1", "--out", str(out), "--allow-torchscript"],
+         "input-shape"),
         (["fingerprint", "tests.factories:digits_mlp", "--domain", "box:0,1", "--out", str(out)], "--weights"),
         (["fingerprint", "tests.factories:not_a_module", "--weights", str(files["owner_safetensors"]),
           "--domain", "box:0,1", "--out", str(out), "--input-shape", "1,8,8"], "not a torch.nn.Module"),
@@ -191,3 +193,203 @@ def test_unsupported_operator_falls_back_to_black_box(capsys, tmp_path):
     code, printed, err = _run(capsys, "fingerprint", str(path), "--domain", "box:0,1", "--out", str(out), "--json")
     assert code == 0 and "notice: white-box import failed" in err and "Gelu" in err
     assert json.loads(printed)["analysis"].startswith("black-box")
+
+
+# -- rough edges a new user hit (issue 11) --------------------------------------------------------
+
+def test_torchscript_and_state_dict_files_take_the_fingerprints_input_shape(files, fingerprint_file, classifier,
+                                                                            capsys, tmp_path):
+    references = tmp_path / "mixed"
+    references.mkdir()
+    for i, model in enumerate(classifier.references[:6]):
+        _onnx(model, references / f"ref{i:02d}.onnx")
+    _script(classifier.references[6], references / "ref06.pt")
+    save_file({k: v.contiguous() for k, v in _factory_reference(classifier).state_dict().items()},
+              str(references / "ref07.safetensors"))
+    code, out, err = _run(capsys, "verify", str(fingerprint_file), str(files["independent"]), "--references",
+                          str(references), "--factory", "tests.factories:digits_mlp", "--allow-torchscript", "--json")
+    assert code == 0, err
+    verdict = json.loads(out)
+    assert verdict["n_references"] == 8 and verdict["queries"] == 576 and verdict["decision"] == "independent"
+
+
+def _factory_reference(classifier) -> torch.nn.Module:
+    """A trained reference of the factory's architecture (digits_mlp) not used otherwise in the test."""
+    from tests.factories import digits_mlp
+
+    model = digits_mlp()
+    for candidate in classifier.references[7:]:
+        shapes = {k: v.shape for k, v in candidate.state_dict().items()}
+        if shapes == {k: v.shape for k, v in model.state_dict().items()}:
+            return candidate
+    raise AssertionError("no reference of the factory's architecture")
+
+
+def test_a_bad_reference_is_named_as_a_reference(files, fingerprint_file, classifier, capsys, tmp_path):
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    _onnx(classifier.references[0], wrong / "ref00.onnx")
+    _onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)), wrong / "ref01.onnx")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "ref00.onnx").write_bytes(b"\x08\x07garbage" * 10)
+    for folder, flag, needle in ((wrong, "--references", "returns outputs of shape"),
+                                 (corrupt, "--references", "not a loadable onnx"),
+                                 (wrong, "--positives", "returns outputs of shape")):
+        code, _, err = _run(capsys, "verify", str(fingerprint_file), str(files["pirate"]), flag, str(folder))
+        _assert_one_line_error(code, err, needle, "ref0")
+        assert ("Positive model" if flag == "--positives" else "Reference model") in err and "Suspect" not in err
+
+
+def test_quiet_is_accepted_after_the_command(files, fingerprint_file, capsys):
+    code = main(["verify", str(fingerprint_file), str(files["pirate"]), "--json", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and json.loads(captured.out)["queries"] == 576 and captured.err == ""
+
+
+def test_fingerprint_out_refuses_to_overwrite_without_force(files, capsys, tmp_path):
+    out = tmp_path / "owner.tafa"
+    argv = ["fingerprint", str(files["owner_onnx"]), "--domain", "box:0,1", "--out", str(out), "--probes", "4",
+            "--directions", "2", "--json"]
+    code, printed, _ = _run(capsys, *argv)
+    assert code == 0
+    first = json.loads(printed)
+    commitment = Path(first["commitment"])
+    before = (out.read_bytes(), commitment.read_bytes())
+    code, printed, err = _run(capsys, *argv[:-1], "--seed", "1")
+    _assert_one_line_error(code, err, "--force", str(out), "already exist")
+    assert printed == "" and (out.read_bytes(), commitment.read_bytes()) == before
+    out.unlink()  # the commitment alone is protected too
+    code, _, err = _run(capsys, *argv[:-1], "--seed", "1")
+    _assert_one_line_error(code, err, "--force", "commitment.json")
+    assert not out.exists() and commitment.read_bytes() == before[1]
+    code, printed, _ = _run(capsys, *argv, "--seed", "1", "--force")
+    assert code == 0 and json.loads(printed)["sha256"] != first["sha256"]
+
+
+def test_info_rounds_floats_for_people_and_json_keeps_them(fingerprint_file, capsys):
+    code, out, _ = _run(capsys, "info", str(fingerprint_file))
+    line = next(line for line in out.splitlines() if line.startswith("fingerprint_seconds"))
+    shown = line.split()[-1]
+    assert code == 0 and len(shown.partition(".")[2]) <= 2, line
+    code, out, _ = _run(capsys, "info", str(fingerprint_file), "--json")
+    exact = json.loads(out)["fingerprint_seconds"]
+    assert float(shown) == pytest.approx(exact, abs=0.006) and isinstance(exact, float)
+
+
+def test_argument_errors_are_one_line_and_exit_2(files, capsys, tmp_path):
+    out = tmp_path / "never.tafa"
+    for argv, needle in (
+        (["fingerprint", str(files["owner_onnx"]), "--domain", "box:0,1", "--out", str(out), "--scheme", "nope"],
+         "--scheme"),
+        (["verify", "only-one-argument"], "required"),
+        (["fingerprint", str(files["owner_onnx"]), "--input-shape", "1,x"], "--input-shape"),
+        (["bench", "--size", "huge"], "--size"),
+        (["nonsense"], "invalid choice"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(["--quiet", *argv])
+        err = capsys.readouterr().err
+        _assert_one_line_error(stopped.value.code, err, needle)
+    assert not out.exists()
+
+
+def test_the_all_kinds_demo_says_which_copy_it_missed():
+    from tafa.bench.demo import _misses
+
+    rows = [("classification", "int8 copy", 0.99, 0.80, "derived", 576, 0.01, 1.0),
+            ("regression", "pirated copy (prune 50% + fine-tune)", 0.6742, 0.8359, "independent", 576, 0.01, 1.0),
+            ("regression", "independent model", 0.2, 0.8359, "independent", 576, 0.01, 1.0),
+            ("generation", "independent model", 0.95, 0.90, "derived", 576, 0.01, 1.0)]
+    lines = [line for line in _misses(rows) if line]
+    assert len(lines) == 2
+    assert "MISSED" in lines[0] and "regression pirated copy" in lines[0] and "0.6742" in lines[0] \
+        and "0.8359" in lines[0]
+    assert "FALSE MATCH" in lines[1] and "generation independent model" in lines[1]
+    assert _misses(rows[:1]) == []
+
+
+def test_the_readmes_commands_parse():
+    """Every ``tafa ...`` line of the README's shell blocks is accepted by the parser (optional
+    parts in brackets included), so the README shows no option the command line lacks."""
+    import re
+    import shlex
+
+    from tafa.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    lines = " ".join(blocks).replace("\\\n", " ").splitlines()
+    commands = [line.split(" #")[0].replace("[", "").replace("]", "").strip()
+                for line in lines if line.strip().startswith("tafa ")]
+    assert len(commands) >= 10
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])
+        assert callable(args.run), command
+
+
+def test_the_parser_imports_no_heavy_library_and_its_light_lists_match_the_registries():
+    import subprocess
+    import sys
+
+    from tafa.bench.scenarios import SIZES
+    from tafa.cli import bench, options, registry
+    from tafa.scanning import ENGINES
+    from tafa.scheme import SCHEMES
+
+    assert sorted(options.SCHEME_NAMES) == sorted(SCHEMES)
+    assert sorted(bench.SIZES) == sorted(SIZES) and sorted(registry.ENGINE_NAMES) == sorted(ENGINES)
+    probe = ("import sys, contextlib, io; from tafa.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+             "    main(['verify', '--help'])\n"
+             "print(sorted(m for m in ('torch', 'numpy', 'scipy', 'onnxruntime') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_demo_numbers_its_steps_as_it_tells_them():
+    import inspect
+    import re
+
+    from tafa.bench import demo
+
+    told: list[str] = []
+    step = demo.Steps(told.append)
+    for text in ("owner", "pirate", "references", "fingerprint"):
+        step(text)
+    step("verify the pirated copy", gap=True)
+    step("verify the independent model", gap=True)
+    numbers = [int(re.match(r"\n?(\d+)\. ", line).group(1)) for line in told]
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    # the story numbers nothing by hand (the demo once printed two steps "5.")
+    assert not re.search(r"say\(f?\"\\?n?\d+\.", inspect.getsource(demo._run_kind))
+
+
+def test_verify_of_a_service_takes_the_shared_opening_options(classifier, fingerprint_file, capsys, tmp_path):
+    import numpy as np
+
+    from kserve_server import KServeServer
+
+    def predict(x):
+        with torch.no_grad():
+            return classifier.owner(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+
+    cache = tmp_path / "answers"
+    with KServeServer(predict, input_shape=(1, 8, 8), output_shape=(10,)) as server:
+        argv = ["verify", str(fingerprint_file), server.url, "--answer-cache", str(cache), "--retries", "1",
+                "--max-wait", "2", "--timeout", "10", "--json"]
+        first = _run(capsys, *argv)
+        second = _run(capsys, *argv)
+        code, _, err = _run(capsys, *argv[:-1], "--max-queries", "10")
+    for result in (first, second):
+        assert result[0] == 0, result[2]
+    sent, again = json.loads(first[1])["suspect"], json.loads(second[1])["suspect"]
+    # the fingerprint's 576 queries are answered from the cache the second time (a few inputs the
+    # client re-asks to check the service's consistency may be sent again)
+    assert sent["network_queries"] >= 576 and again["cached_queries"] >= 576
+    assert again["network_queries"] <= sent["network_queries"] - 576
+    assert json.loads(second[1])["score"] == pytest.approx(1.0, abs=1e-5)
+    _assert_one_line_error(code, err, "576")
+    code, _, err = _run(capsys, "verify", str(fingerprint_file), "http://127.0.0.1:1/v2/models/x", "--retries", "-1")
+    _assert_one_line_error(code, err, "'retries'")

@@ -60,7 +60,9 @@ def server(net: torch.nn.Module):
 
 
 def _client(url: str, **options) -> HttpModel:
-    settings = dict(timeout=2.0, retries=2, backoff=0.001, max_wait=0.05, progress=False)
+    # recheck=0: these tests count requests and batches exactly; the consistency re-asks are
+    # tested in test_redteam_http.py.
+    settings = dict(timeout=2.0, retries=2, backoff=0.001, max_wait=0.05, progress=False, recheck=0)
     settings.update(options)
     return HttpModel(url, **settings)
 
@@ -160,13 +162,6 @@ def test_retry_after_is_honoured(server, probes):
     assert second - first >= 0.95
 
 
-def test_retry_after_is_capped_by_max_wait(server, probes):
-    server.busy, server.retry_after = 2, "30"
-    started = time.monotonic()
-    _client(server.url, retries=2, max_wait=0.05)(probes[:5])
-    assert time.monotonic() - started < 2
-
-
 def test_503_until_retries_run_out_is_one_clean_error(server, probes):
     server.busy, server.busy_status, server.retry_after = 10, 503, None
     with pytest.raises(ModelLoadError) as caught:
@@ -200,7 +195,7 @@ def test_wrong_output_shape_is_a_shape_mismatch_and_not_cached(server, probes, t
 @pytest.mark.parametrize("nan", ["NaN", "null"])
 def test_nan_answer_is_non_finite_output_and_not_cached(server, probes, tmp_path, nan):
     server.nan = nan
-    with pytest.raises(NonFiniteOutput, match="NaN or inf for 1 of 5 inputs") as caught:
+    with pytest.raises(NonFiniteOutput, match="NaN or inf .*for 1 of 5 inputs") as caught:
         _client(server.url, cache_dir=tmp_path)(probes[:5])
     assert server.url in str(caught.value)
     assert list(tmp_path.iterdir()) == []
@@ -372,5 +367,8 @@ def test_verification_over_http_equals_verification_from_a_file(classifier, tmp_
     assert over_http["score"] == pytest.approx(from_file["score"], abs=1e-9)
     assert over_http["queries"] == from_file["queries"] == fingerprint.queries()
     assert over_http["suspect"]["endpoint"].startswith("http://127.0.0.1")
-    assert over_http["suspect"]["network_queries"] == fingerprint.queries() and over_http["seconds"] > 0
+    rechecked = over_http["suspect"]["consistency"]["rechecked"]
+    assert over_http["suspect"]["consistency"]["consistent"] is True and rechecked >= 1
+    assert over_http["suspect"]["network_queries"] == fingerprint.queries() + rechecked
+    assert over_http["seconds"] > 0
     assert over_http["suspect"]["metadata"]["inputs"][0]["shape"][1:] == list(SHAPE)

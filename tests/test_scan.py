@@ -10,7 +10,6 @@ real ONNX/TorchScript files derived from them or independent of them.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -86,6 +85,10 @@ def world(classifier, tmp_path_factory):
                            expected=expected, calibrations=calibrations, owners={"a": owner_a, "b": owner_b})
 
 
+#: The world's suspects include a TorchScript file, refused unless allowed.
+SCRIPTS = OpenOptions(allow_torchscript=True)
+
+
 def _copy_registry(world, tmp_path) -> Path:
     """A fresh registry holding the world's fingerprints (each test writes its own scans)."""
     path = tmp_path / "registry.sqlite"
@@ -105,7 +108,7 @@ def _good(world) -> list[str]:
 
 @pytest.fixture(scope="module")
 def inline_report(world):
-    return scan(_good(world) + [world.paths["broken"]], registry=world.registry, workers=0)
+    return scan(_good(world) + [world.paths["broken"]], registry=world.registry, workers=0, options=SCRIPTS)
 
 
 def test_scan_finds_each_owners_copies_and_only_them(world, inline_report):
@@ -203,7 +206,7 @@ def test_local_pool_and_ray_give_the_same_results_and_survive_a_crashing_suspect
     killer = tmp_path / "killer.safetensors"
     save_file({k: v.contiguous() for k, v in world.owners["a"].state_dict().items()}, str(killer))
     suspects = _good(world) + [world.paths["broken"], str(killer)]
-    options = OpenOptions(factory="killer_factory:build")
+    options = OpenOptions(factory="killer_factory:build", allow_torchscript=True)
     local = scan(suspects, registry=_copy_registry(world, tmp_path), workers=2, options=options)
     expected = _table(inline_report)
     found = _table(local)
@@ -254,7 +257,7 @@ def test_interrupted_scan_resumes_without_repeating_finished_suspects(world, inl
 
         with pytest.raises(KeyboardInterrupt):
             scan(suspects, registry=registry, workers=0, on_outcome=interrupt_after_two,
-                 options=OpenOptions(batch_size=64, retries=0, timeout=5.0))
+                 options=OpenOptions(batch_size=64, retries=0, timeout=5.0, allow_torchscript=True))
         with Registry(registry) as store:
             (record,) = store.scans()
             assert record.status == "interrupted" and record.counts == {"pending": 6, "done": 2, "failed": 0}
@@ -284,13 +287,14 @@ def test_interrupted_scan_resumes_without_repeating_finished_suspects(world, inl
 
 _KILLED = textwrap.dedent("""
     import os, signal, sys
-    from tafa.scanning import scan
+    from tafa.scanning import OpenOptions, scan
     count = []
     def kill_after_two(outcome):
         count.append(outcome)
         if len(count) == 2:
             os.kill(os.getpid(), signal.SIGKILL)
-    scan(sys.argv[2:], registry=sys.argv[1], workers=2, on_outcome=kill_after_two, flush_seconds=0)
+    scan(sys.argv[2:], registry=sys.argv[1], workers=2, on_outcome=kill_after_two, flush_seconds=0,
+         options=OpenOptions(allow_torchscript=True))
 """)
 
 
@@ -325,7 +329,8 @@ def test_two_scans_writing_one_registry_at_once_lose_nothing(world, tmp_path):
     registry = _copy_registry(world, tmp_path)
     good = _good(world)
     halves = [good + [world.paths["broken"]], list(reversed(good))]
-    runs = [subprocess.Popen(_cli("scan", *half, "--registry", str(registry), "--workers", "0", "--json"),
+    runs = [subprocess.Popen(_cli("scan", *half, "--registry", str(registry), "--workers", "0", "--json",
+                                  "--allow-torchscript"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for half in halves]
     outputs = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
@@ -354,8 +359,8 @@ def test_cli_scan_of_a_folder_and_endpoint_list_with_reports(world, tmp_path, ca
     closed = f"http://127.0.0.1:{free_port()}/v2/models/gone"
     endpoints.write_text(f"# seized services\n\n{closed}   # offline\n")
     code, out, err = _run(capsys, "scan", "--dir", str(world.suspects), "--endpoints", str(endpoints), "--registry",
-                          str(registry), "--workers", "0", "--retries", "0", "--json", "--report",
-                          str(tmp_path / "report.md"))
+                          str(registry), "--workers", "0", "--retries", "0", "--json", "--allow-torchscript",
+                          "--report", str(tmp_path / "report.md"))
     assert code == 0 and "report written to" in err
     result = json.loads(out)
     summary = result["summary"]
@@ -405,7 +410,7 @@ def test_resume_refuses_a_fingerprint_changed_since_the_scan_began(world, tmp_pa
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        scan(_good(world), registry=registry, workers=0, on_outcome=interrupt)
+        scan(_good(world), registry=registry, workers=0, on_outcome=interrupt, options=SCRIPTS)
     with Registry(registry) as store:
         (record,) = store.scans()
         store.add(world.files["b"], "a", replace=True)
@@ -452,3 +457,42 @@ def test_a_learned_fingerprint_scans_like_it_verifies(classifier, tmp_path):
     outcome = Panel.from_fingerprints({"learned": fingerprint}).check(Suspect(str(path)), OpenOptions())
     [finding] = outcome.findings
     assert finding.score == pytest.approx(fingerprint.score(classifier.independent).value, abs=1e-6)
+
+
+# -- rough edges a new user hit (issue 11) --------------------------------------------------------
+
+def test_registry_add_with_a_taken_name_names_replace(world, tmp_path, capsys):
+    registry = str(_copy_registry(world, tmp_path))
+    code, _, err = _run(capsys, "registry", "add", str(world.files["b"]), "--name", "a", "--registry", registry)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--replace" in err and "'a'" in err
+    with Registry(registry) as store:
+        assert store.entry("a").sha256 == Fingerprint.load(world.files["a"]).sha256
+    code, _, err = _run(capsys, "registry", "add", str(world.files["b"]), "--name", "a", "--registry", registry,
+                        "--replace")
+    assert code == 0, err
+
+
+def test_scan_of_a_folder_without_model_files_says_so(world, tmp_path, capsys):
+    registry = str(_copy_registry(world, tmp_path))
+    empty = tmp_path / "seized"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("no models here")
+    code, _, err = _run(capsys, "scan", "--dir", str(empty), "--registry", registry)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "holds no model files" in err and str(empty) in err and "give --dir" not in err.lower()
+
+
+def test_a_suspect_that_fits_no_fingerprint_is_reported_skipped(world, tmp_path, capsys):
+    registry = str(_copy_registry(world, tmp_path))
+    odd = _onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10)), tmp_path / "odd.onnx", (1, 4, 4))
+    code, out, _ = _run(capsys, "scan", odd, world.paths["a_pruned"], "--registry", registry, "--workers", "0",
+                        "--json", "--report", str(tmp_path / "report.md"))
+    assert code == 0
+    result = json.loads(out)
+    assert (result["summary"]["done"], result["summary"]["skipped"], result["summary"]["failed"]) == (1, 1, 0)
+    (skipped,) = [o for o in result["outcomes"] if o["source"] == odd]
+    assert skipped["findings"] == [] and skipped["error"].startswith("skipped") and "[1, 4, 4]" in skipped["error"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Skipped suspects" in markdown and "odd.onnx" in markdown
+    code, out, _ = _run(capsys, "scan", odd, "--registry", registry, "--workers", "0")
+    assert code == 0 and "1 skipped" in out and "1 suspects skipped" in out and "odd.onnx: skipped" in out

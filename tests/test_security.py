@@ -218,8 +218,7 @@ def test_genuine_files_still_open_and_answer_like_the_owner(models):
 def test_strict_mode_refuses_torchscript(models, fingerprint_file, capsys):
     with pytest.raises(UnsafeModelFile, match="strict mode"):
         open_model(models["traced"], input_shape=SHAPE, allow_torchscript=False)
-    code, _, err = _run(capsys, "verify", str(fingerprint_file), str(models["traced"]), "--input-shape", "1,8,8",
-                        "--no-torchscript")
+    code, _, err = _run(capsys, "verify", str(fingerprint_file), str(models["traced"]), "--input-shape", "1,8,8")
     _one_line_error(code, err, "strict mode")
 
 

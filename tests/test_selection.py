@@ -3,6 +3,8 @@ the references that choose the probes are never the models scored."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,9 @@ from tafa.attacks.references import References
 from tafa.bench.datasets import load_task
 from tafa.domain import parse_domain
 from tafa.errors import InvalidParameter
+from tafa.probes.base import CandidateCache
 from tafa.probes.relu import ReluProbes
+from tafa.scheme import get_scheme
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +55,32 @@ def test_selection_refuses_a_size_that_is_not_whole_groups(classifier, reference
                                          seed=0, references=references)
     with pytest.raises(InvalidParameter, match="select_from"):
         ReluProbes(select_from=0)
+
+
+def test_a_candidate_cache_reuses_the_candidates_when_selecting_with_other_references(classifier, references):
+    domain = parse_domain(classifier.domain, classifier.input_shape)
+    owner = TorchModel(classifier.owner, classifier.input_shape)
+    fewer = References(positives=references.positives[:2], negatives=references.negatives[:3])
+    cache = CandidateCache()
+    strategy = ReluProbes(select_from=2)
+    strategy.candidate_cache = cache
+    strategy.select(owner, domain, n=16, k=4, seed=1, references=references)
+    cached = strategy.select(owner, domain, n=16, k=4, seed=1, references=fewer)
+    assert cache.computed == 1  # the second selection reused the candidates (and their LPs)
+    fresh = ReluProbes(select_from=2).select(owner, domain, n=16, k=4, seed=1, references=fewer)
+    for name, array in fresh.arrays().items():  # the same probes as a selection with no cache
+        assert np.array_equal(cached.arrays()[name], array), name
+    strategy.select(owner, domain, n=16, k=4, seed=2, references=fewer)  # another seed: other candidates
+    assert cache.computed == 2
+    # handed over by the caller through the scheme, never saved with the fingerprint
+    scheme = replace(get_scheme("tafa-select"), probe_params={"select_from": 2}, candidate_cache=CandidateCache())
+    kwargs = dict(input_shape=classifier.input_shape, scheme=scheme, points=16, seed=0)
+    Fingerprint.create(classifier.owner, classifier.domain, references=references, **kwargs)
+    again = Fingerprint.create(classifier.owner, classifier.domain, references=fewer, **kwargs)
+    assert scheme.candidate_cache is not None and scheme.candidate_cache.computed == 1
+    uncached = Fingerprint.create(classifier.owner, classifier.domain, references=fewer,
+                                  **{**kwargs, "scheme": replace(scheme, candidate_cache=None)})
+    assert again.probe_sha256 == uncached.probe_sha256 and "candidate_cache" not in again.scheme.to_dict()
 
 
 def test_selected_fingerprint_keeps_copies_above_independent_models(classifier, references):

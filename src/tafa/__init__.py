@@ -5,16 +5,45 @@ chosen (:mod:`tafa.probes`), a signature is measured (:mod:`tafa.signature`), a 
 made (:mod:`tafa.decide`). Users import from here:
 
 >>> from tafa import Fingerprint, Verdict, parse_domain
+
+The names are imported when first used (PEP 562), so that ``import tafa`` -- and the
+command line's ``--help`` -- does not pay for torch and scipy.
 """
 
-from .decide import Calibration, Score, Verdict, calibrate
-from .domain import Box, Domain, Gaussian, parse_domain
-from .errors import TafaError
-from .fingerprint import Fingerprint
-from .models import Model, TorchModel
-from .scheme import SCHEMES, Scheme, get_scheme, register_scheme
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "Calibration": "tafa.decide", "Score": "tafa.decide", "Verdict": "tafa.decide", "calibrate": "tafa.decide",
+    "Box": "tafa.domain", "Domain": "tafa.domain", "Gaussian": "tafa.domain", "parse_domain": "tafa.domain",
+    "TafaError": "tafa.errors", "Fingerprint": "tafa.fingerprint", "Model": "tafa.models",
+    "TorchModel": "tafa.models", "SCHEMES": "tafa.scheme", "Scheme": "tafa.scheme", "get_scheme": "tafa.scheme",
+    "register_scheme": "tafa.scheme",
+}
 
 __all__ = ["Box", "Calibration", "Domain", "Fingerprint", "Gaussian", "Model", "SCHEMES", "Scheme", "Score",
            "TafaError", "TorchModel", "Verdict", "calibrate", "get_scheme", "parse_domain", "register_scheme"]
 
-from . import baselines  # noqa: F401,E402  (registers the modeldiff, ipguard and sac-m schemes)
+if TYPE_CHECKING:
+    from .decide import Calibration, Score, Verdict, calibrate
+    from .domain import Box, Domain, Gaussian, parse_domain
+    from .errors import TafaError
+    from .fingerprint import Fingerprint
+    from .models import Model, TorchModel
+    from .scheme import SCHEMES, Scheme, get_scheme, register_scheme
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tafa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

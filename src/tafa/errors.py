@@ -36,6 +36,10 @@ class ShapeMismatch(TafaError):
     """A suspect's input or output shape differs from what the fingerprint needs."""
 
 
+class InputShapeRequired(ShapeMismatch):
+    """A model file does not declare its input shape and none was given (``--input-shape``)."""
+
+
 class NonFiniteOutput(TafaError):
     """A model answered NaN or inf."""
 

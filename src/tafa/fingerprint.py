@@ -384,6 +384,9 @@ class Fingerprint:
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
         if "black-box" in str(self.probes.info.get("analysis", "")):
             notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
+        consistency = getattr(model, "consistency", None)  # services re-ask a few inputs
+        if consistency is not None and consistency.note():
+            notes.append(consistency.note())
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
                               positive_scores=positive_scores, notes=notes)

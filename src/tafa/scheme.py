@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .decide.similarity import Similarity, get_similarity
-from .probes.base import ProbeStrategy, get_probes
-from .signature.base import SignatureKind, get_signature
+from .probes.base import CandidateCache, ProbeStrategy, get_probes
+from .signature.base import Measurement, get_signature
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,18 @@ class Scheme:
     #: Reference models a learned similarity trains on: "none", "data" (positives and
     #: negatives the owner makes from its own data) or "data-free" (made from the model alone).
     references: str = "none"
+    #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
+    #: the probe strategy, so that creating fingerprints of one owner again with other
+    #: references reuses the candidate probes (see :class:`~tafa.probes.base.CandidateCache`).
+    candidate_cache: CandidateCache | None = field(default=None, compare=False, repr=False)
 
-    def build(self) -> tuple[ProbeStrategy, SignatureKind, Similarity]:
-        """Fresh instances of the three stages."""
-        return get_probes(self.probes, **self.probe_params), self.make_signature(), self.make_similarity()
+    def build(self) -> tuple[ProbeStrategy, Measurement, Similarity]:
+        """Fresh instances of the three stages (the probe strategy given :attr:`candidate_cache`)."""
+        strategy = get_probes(self.probes, **self.probe_params)
+        strategy.candidate_cache = self.candidate_cache
+        return strategy, self.make_signature(), self.make_similarity()
 
-    def make_signature(self) -> SignatureKind:
+    def make_signature(self) -> Measurement:
         """A fresh instance of the signature stage."""
         return get_signature(self.signature, **self.signature_params)
 
@@ -160,3 +166,7 @@ ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-
             "ablate-32-points", "ablate-8-directions", "tafa-select", "ablate-select-uniform", "tafa-learned",
             "tafa-free", "ablate-free-select", "ablate-meta-verifier", "ablate-meta-verifier-data", "metav-free",
             "tafa-extract", "ablate-extract-uniform")
+
+# The published baselines' schemes are registered with tafa's own whatever is imported first
+# (``import tafa`` imports nothing eagerly).
+from . import baseline_schemes as _baseline_schemes  # noqa: E402,F401

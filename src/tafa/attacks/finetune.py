@@ -27,7 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import check_param
 from ..training import TrainingData, fit
-from ._chain import last_layer, weighted_layers
+from .hidden_units import last_layer, weighted_layers
 
 #: Default number of epochs of every attack that trains (the context may override it).
 DEFAULT_EPOCHS = 10

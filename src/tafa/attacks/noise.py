@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import check_param
-from ._chain import weighted_layers
+from .hidden_units import weighted_layers
 
 
 def add_weight_noise(model: nn.Module, scale: float, *, seed: int = 0) -> nn.Module:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidParameter, check_param
-from ._chain import hidden_boundaries, reindex_units, scale_units
+from .hidden_units import hidden_boundaries, reindex_units, scale_units
 
 
 def permute_units(model: nn.Module, *, seed: int = 0) -> nn.Module:

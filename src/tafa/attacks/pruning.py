@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidParameter, check_param
-from ._chain import _out_axis, hidden_boundaries, reindex_units, weighted_layers
+from .hidden_units import Weighted, _out_axis, hidden_boundaries, reindex_units, weighted_layers
 
 
 def magnitude_prune(model: nn.Module, fraction: float, *, scope: Literal["layer", "global"] = "layer") -> nn.Module:
@@ -80,7 +80,7 @@ def structured_prune(model: nn.Module, fraction: float = 0.25) -> nn.Module:
     return pruned.eval()
 
 
-def _strongest(producer: nn.Module, units: int, fraction: float) -> torch.Tensor:
+def _strongest(producer: Weighted, units: int, fraction: float) -> torch.Tensor:
     weight = producer.weight.detach().abs()
     norms = weight.movedim(_out_axis(producer), 0).reshape(units, -1).sum(dim=1)
     removed = min(math.floor(fraction * units + 0.5), units - 1)

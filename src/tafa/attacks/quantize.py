@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import check_param
-from ._chain import weighted_layers
+from .hidden_units import weighted_layers
 
 
 def to_float16(model: nn.Module) -> nn.Module:

@@ -15,7 +15,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import InvalidParameter, check_param
 from ..training import TrainingData
-from ._chain import weighted_layers
+from .hidden_units import weighted_layers
 from .extraction import DISTILL_EPOCHS, distill, mlp_student, reinitialised, teacher_outputs
 from .finetune import DEFAULT_EPOCHS, finetune
 from .noise import add_weight_noise
@@ -125,10 +125,18 @@ def combine(name: str, *steps: Attack | str, description: str = "") -> Attack:
 
 # --- the standard recipes of the benchmark ------------------------------------------------
 
-def _finetuning(layers: str, reinitialise_last: bool, lr: float) -> Recipe:
+def _quantized(bits: int) -> Recipe:
+    return lambda model, context: quantize(model, bits)
+
+
+def _noisy(scale: float) -> Recipe:
+    return lambda model, context: add_weight_noise(model, scale, seed=context.seed)
+
+
+def _finetuning(layers: Literal["all", "last"], reinitialise_last: bool, lr: float) -> Recipe:
     def recipe(model: nn.Module, context: AttackContext) -> nn.Module:
         return finetune(model, context.data, lr=lr, layers=layers, reinitialise_last=reinitialise_last,
-                        epochs=context.epochs_or(DEFAULT_EPOCHS), seed=context.seed)  # type: ignore[arg-type]
+                        epochs=context.epochs_or(DEFAULT_EPOCHS), seed=context.seed)
     return recipe
 
 
@@ -182,7 +190,7 @@ def _distillation(same_architecture: bool) -> Recipe:
 
 
 def _register_standard() -> None:
-    forms = {"last": ("last", False), "all": ("all", False),
+    forms: dict[str, tuple[Literal["all", "last"], bool]] = {"last": ("last", False), "all": ("all", False),
              "reinit_last": ("last", True), "reinit_all": ("all", True)}
     for form, (layers, reinit) in forms.items():
         for size, lr in (("small", SMALL_LR), ("large", LARGE_LR)):
@@ -202,11 +210,11 @@ def _register_standard() -> None:
                            "float16 round trip of every parameter and buffer"))
     for bits in (8, 4):
         register_attack(Attack(f"int{bits}", "quantization",
-                               lambda model, context, bits=bits: quantize(model, bits),
+                               _quantized(bits),
                                f"symmetric per-tensor {bits}-bit weight rounding"))
     for percent in (1, 5, 10):
         register_attack(Attack(f"noise{percent}", "noise",
-                               lambda model, context, p=percent: add_weight_noise(model, p / 100, seed=context.seed),
+                               _noisy(percent / 100),
                                f"Gaussian weight noise at {percent}% of each tensor's std"))
     register_attack(Attack("permute", "obfuscation", lambda model, context: permute_units(model, seed=context.seed),
                            "random permutation of the hidden units"))

@@ -35,6 +35,7 @@ from ..decide.learned import LearnedSimilarity
 from ..decide.threshold import Calibration, calibrate
 from ..fingerprint import Fingerprint
 from ..models.base import TorchModel
+from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
 from .report import write_report
@@ -119,12 +120,14 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
     refitted verifier, so each family's figures come from one verifier.
     """
     spec = zoo.spec
-    scheme = get_scheme(scheme_name)
+    # one candidate cache per owner and scheme: the leave-one-family-out re-selections reuse
+    # the candidate probes (their region LPs) of the first fingerprint
+    scheme = replace(get_scheme(scheme_name), candidate_cache=CandidateCache())
     owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
     data = None if spec.latent else np.asarray(spec.data("owner").x)
     references = zoo_references(zoo, scheme.references)
     started = time.perf_counter()
-    fingerprint = Fingerprint.create(owner, spec.domain, scheme=scheme_name, seed=0, data=data,
+    fingerprint = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0, data=data,
                                      references=references[0] if references else None)
     fingerprint_seconds = time.perf_counter() - started
     rows: list[Scored] = []
@@ -154,7 +157,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
             else:  # references chose the probes: choose them again without the family's references
                 held_out = References(positives=[m for m, fam in zip(refs.positives, families) if fam != family],
                                       negatives=refs.negatives)
-                again = Fingerprint.create(owner, spec.domain, scheme=scheme_name, seed=0, data=data,
+                again = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0, data=data,
                                            references=held_out)
             lofo[family] = [Scored(r.model, r.label, r.family, r.role, again.compare(
                                 sig if learned else again.measure(TorchModel(model, spec.input_shape))).value)

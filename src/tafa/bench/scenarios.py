@@ -18,11 +18,12 @@ that checks the pipeline end to end.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from ..attacks.references import DATA_FREE_POSITIVES
 from .zoo import ZooSpec
 
-_REFERENCES = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
+_REFERENCES: dict[str, Any] = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
                    free_positives=DATA_FREE_POSITIVES, free_negatives=8)
 
 #: Scored independent models and calibration models per zoo, by scenario (>= 100 scored per scenario).

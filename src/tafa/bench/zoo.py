@@ -29,7 +29,6 @@ is pickled), so a second run trains nothing. :func:`build_zoo` uses a process po
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -224,7 +223,7 @@ def describe_layers(model: nn.Sequential) -> list[dict[str, Any]]:
         elif kind in ("MaxPool2d", "AvgPool2d"):
             rows.append({"kind": kind, "kernel": layer.kernel_size, "stride": layer.stride})
         elif kind == "Unflatten":
-            rows.append({"kind": kind, "shape": list(layer.unflattened_size)})
+            rows.append({"kind": kind, "shape": list(layer.unflattened_size)})  # type: ignore[arg-type]
         elif kind == "Dropout":
             rows.append({"kind": kind, "p": layer.p})
         elif kind in ("BatchNorm1d", "BatchNorm2d"):

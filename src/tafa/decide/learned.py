@@ -29,9 +29,9 @@ from abc import abstractmethod
 
 import numpy as np
 
+from ..functional import aggregate, centred_correlation, local_cosines, rowwise_cosine
 from ..signature.base import Signature
-from .similarity import (DerivativeCosine, Score, Similarity, aggregate, centred_correlation, group_centred,
-                         register_similarity, rowwise_cosine)
+from .similarity import DerivativeCosine, Score, Similarity, register_similarity
 
 
 class LearnedSimilarity(Similarity):
@@ -60,14 +60,16 @@ class LearnedSimilarity(Similarity):
 def evidence_features(owner: Signature, suspect: Signature) -> dict[str, float]:
     """The similarity features the evidence verifier weighs, each in ``[-1, 1]``."""
     raw = rowwise_cosine(owner["derivatives"], suspect["derivatives"])
+    a, b = owner["outputs"], suspect["outputs"]
+    if a.shape[1] > 1:  # per point, the cosine of the output vectors centred over their coordinates
+        outputs_point = float(np.median(rowwise_cosine(a - a.mean(axis=1, keepdims=True),
+                                                       b - b.mean(axis=1, keepdims=True))))
+    else:
+        outputs_point = centred_correlation(a, b)
     features = {"derivatives": aggregate(raw, "median"), "derivatives_q25": float(np.quantile(raw, 0.25)),
-                "outputs": centred_correlation(owner["outputs"], suspect["outputs"]),
-                "outputs_point": float(np.median(rowwise_cosine(owner["outputs"] - owner["outputs"].mean(axis=1, keepdims=True),
-                                                                suspect["outputs"] - suspect["outputs"].mean(axis=1, keepdims=True))))
-                if owner["outputs"].shape[1] > 1 else centred_correlation(owner["outputs"], suspect["outputs"])}
+                "outputs": centred_correlation(a, b), "outputs_point": outputs_point}
     if "group" in owner:
-        local = rowwise_cosine(group_centred(owner["derivatives"], owner["group"]),
-                               group_centred(suspect["derivatives"], owner["group"]))
+        local = local_cosines(owner["derivatives"], suspect["derivatives"], owner["group"])
         features.update({"local": aggregate(local, "median"), "local_q25": float(np.quantile(local, 0.25)),
                          "local_q75": float(np.quantile(local, 0.75))})
     return features

@@ -52,52 +52,13 @@ import numpy as np
 import torch
 
 from ..errors import InvalidParameter, ShapeMismatch, check_param
+from ..functional import balanced_bce, initial_parameters, standardisation, verifier_logits
 from ..signature.base import Signature
 from .learned import LearnedSimilarity
 from .similarity import Score, register_similarity
 
 #: The arrays of a fitted meta-verifier, in :meth:`MetaVerifier.state` order.
 STATE_KEYS = ("mean", "scale", "w1", "b1", "w2", "b2")
-
-
-def standardisation(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-coordinate mean and scale of ``rows`` (``(M, D)``): the standard deviation over
-    the rows, floored at ``1e-3`` times its median (1 where every coordinate is constant)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    mean = rows.mean(axis=0)
-    deviation = rows.std(axis=0)
-    typical = float(np.median(deviation))
-    if typical <= 0:
-        typical = float(deviation.max())
-    floor = 1e-3 * typical if typical > 0 else 1.0
-    return mean, np.maximum(deviation, floor)
-
-
-def initial_parameters(d: int, hidden: int, seed: int) -> list[torch.Tensor]:
-    """``[w1 (hidden, d), b1 (hidden,), w2 (hidden,), b2 (1,)]``, float64, uniform in
-    ``+-1/sqrt(fan_in)`` (torch's ``nn.Linear`` rule), from a generator seeded by ``seed``."""
-    generator = torch.Generator().manual_seed(int(seed))
-
-    def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
-        bound = 1.0 / np.sqrt(fan_in)
-        values = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
-        return values.requires_grad_(True)
-
-    return [uniform((hidden, d), d), uniform((hidden,), d), uniform((hidden,), hidden), uniform((1,), hidden)]
-
-
-def verifier_logits(parameters: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-    """The verifier's logit for each row of standardised outputs ``z`` (``(M, D)``)."""
-    w1, b1, w2, b2 = parameters
-    return torch.relu(z @ w1.T + b1) @ w2 + b2
-
-
-def balanced_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy with each class weighted to half of the total."""
-    positives = labels > 0.5
-    weights = torch.where(positives, 0.5 / positives.sum().clamp(min=1), 0.5 / (~positives).sum().clamp(min=1))
-    losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-    return (weights * losses).sum()
 
 
 def train_verifier(rows: np.ndarray, labels: np.ndarray, *, hidden: int, steps: int, lr: float,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..components import Components
+from ..functional import aggregate, centred_correlation, local_cosines, rowwise_cosine
 from ..signature.base import Signature
 
 
@@ -63,57 +64,11 @@ def get_similarity(name: str, **params: Any) -> Similarity:
     return SIMILARITIES.create(name, **params)
 
 
-def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of matching rows of two ``(N, ...)`` arrays (0 where a row is zero)."""
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    dots = np.einsum("ij,ij->i", a, b)
-    return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two arrays, flattened (0 if either is zero)."""
-    return float(rowwise_cosine(a.reshape(1, -1), b.reshape(1, -1))[0])
-
-
-def centred_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of two ``(N, m)`` matrices after centring each column over the N points."""
-    return cosine(a - a.mean(axis=0), b - b.mean(axis=0))
-
-
-def aggregate(values: np.ndarray, how: str) -> float:
-    """Combine per-point values robustly: ``median``, ``mean`` or ``trimmed`` (10% each side)."""
-    if how == "median":
-        return float(np.median(values))
-    if how == "mean":
-        return float(np.mean(values))
-    if how == "trimmed":
-        cut = int(0.1 * len(values))
-        ordered = np.sort(values)
-        return float(ordered[cut:len(values) - cut].mean())
-    raise ValueError(f"Unknown aggregation {how!r}; expected 'median', 'mean' or 'trimmed'.")
-
-
-def group_centred(derivatives: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Derivatives minus their mean over the points of the same direction group.
-
-    Independent models of one task share much of their average local map; what a derived
-    copy inherits, and an independent model does not, is how the map changes from one of
-    the owner's regions to the next. Centring within a group of points that share their
-    directions keeps exactly that change.
-    """
-    centred = np.array(derivatives, dtype=np.float64, copy=True)
-    for label in np.unique(groups):
-        members = groups == label
-        centred[members] -= centred[members].mean(axis=0)
-    return centred
-
-
 @register_similarity("derivative-cosine")
 class DerivativeCosine(Similarity):
     """The method's rule over three parts, each in ``[-1, 1]``:
 
-    - ``local``: median per-point cosine of the group-centred derivatives (:func:`group_centred`);
+    - ``local``: median per-point cosine of the group-centred derivatives (:func:`tafa.functional.local_cosines`);
     - ``derivatives``: median per-point cosine of the raw derivative matrices (``K x m``);
     - ``outputs``: correlation of the outputs over the probes (columns centred).
 
@@ -131,8 +86,7 @@ class DerivativeCosine(Similarity):
                  "outputs": centred_correlation(owner["outputs"], suspect["outputs"])}
         per_point = raw
         if "group" in owner:
-            local = rowwise_cosine(group_centred(owner["derivatives"], owner["group"]),
-                                   group_centred(suspect["derivatives"], owner["group"]))
+            local = local_cosines(owner["derivatives"], suspect["derivatives"], owner["group"])
             parts["local"] = aggregate(local, self.aggregation)
             per_point = local if self.weights.get("local", 0) > 0 else raw
         used = {name: weight for name, weight in self.weights.items() if name in parts and weight > 0}

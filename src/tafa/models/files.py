@@ -21,8 +21,8 @@ inspected before the library that reads it is called:
   class or an operator namespace other than ``aten``/``prim``; after ``torch.jit.load``
   every operator in every method graph is checked the same way before the model is run.
   Running a TorchScript model runs its TorchScript program: no Python, no files, but it can
-  loop or allocate; strict mode (``allow_torchscript=False``, ``--no-torchscript``) refuses
-  TorchScript altogether.
+  loop or allocate; ``allow_torchscript=False`` (the command line's default; ``--allow-torchscript``
+  lifts it) refuses TorchScript altogether.
 
 ``factory`` is ``package.module:function``: importable code *of the user's*, returning the
 ``nn.Module`` whose weights a safetensors file or state dict holds.
@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from ..errors import ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param
+from ..errors import InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param
 from .base import Model, TorchModel, file_hash
 
 #: Largest model file opened (bytes) unless ``max_bytes`` says otherwise; larger files are
@@ -137,7 +137,7 @@ class OnnxModel(Model):
                 raise ShapeMismatch(f"{path!r} declares input shape {stated}, not {tuple(input_shape)}.")
             input_shape = stated
         if input_shape is None:
-            raise ShapeMismatch(f"{path!r} does not declare its input shape; pass --input-shape.")
+            raise InputShapeRequired(f"{path!r} does not declare its input shape; pass --input-shape.")
         batch = 1 if fixed_batch and declared[0] == 1 else batch_size
         self._import_error: str | None = None
         self._module: torch.nn.Module | None = None
@@ -516,14 +516,15 @@ def open_model(spec: str | os.PathLike[str], *, factory: str | None = None,
         return OnnxModel(text, input_shape=input_shape, batch_size=batch_size)
     if kind == "torchscript":
         if not allow_torchscript:
-            raise UnsafeModelFile(f"{text!r} is TorchScript, refused in strict mode (--no-torchscript).")
+            raise UnsafeModelFile(f"{text!r} is TorchScript, refused in strict mode (the default; "
+                                  "--allow-torchscript runs its TorchScript program).")
         if input_shape is None:
-            raise ShapeMismatch(f"{text!r} is TorchScript, which does not declare its input shape; "
+            raise InputShapeRequired(f"{text!r} is TorchScript, which does not declare its input shape; "
                                 "pass --input-shape.")
         return _load_torchscript(text, tuple(input_shape), max_bytes)
     module = _module_from_weights(path, kind, factory, max_bytes)
     if input_shape is None:
-        raise ShapeMismatch(f"{text!r} holds weights only; pass --input-shape.")
+        raise InputShapeRequired(f"{text!r} holds weights only; pass --input-shape.")
     try:
         return TorchModel(module, tuple(input_shape), name=path.name, batch_size=batch_size,
                           source_hash=file_hash(text))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
 
 import numpy as np
 import torch
@@ -62,10 +62,39 @@ class Probes:
                    info=info)
 
 
+@dataclass
+class CandidateCache:
+    """Candidate probes of one owner, kept by a caller that selects probes again.
+
+    A strategy that chooses its probes among costly candidates (the region-centred probes
+    with reference selection: one linear program per candidate) computes them once per
+    cache and key, so that selecting again with other references (the benchmark's
+    leave-one-family-out runs) reuses them. The caller owns the cache and hands it over
+    (:attr:`ProbeStrategy.candidate_cache`, or ``Scheme(candidate_cache=...)``); without
+    one, every selection computes its candidates afresh. One owner at a time: a new key
+    replaces the entry.
+    """
+
+    key: Hashable = None
+    candidates: Probes | None = None
+    #: How many times the candidates were computed (for tests and reports).
+    computed: int = 0
+
+    def get(self, key: Hashable, make: Callable[[], Probes]) -> Probes:
+        """The candidates stored under ``key``, made by ``make()`` if absent."""
+        if self.candidates is None or self.key != key:
+            self.candidates, self.key = make(), key
+            self.computed += 1
+        return self.candidates
+
+
 class ProbeStrategy(ABC):
     """Chooses probes for an owner model over a domain; same seed, same probes."""
 
     name: str = ""
+    #: Where a strategy with costly candidates keeps them between selections (see
+    #: :class:`CandidateCache`); ``None``: nothing is kept.
+    candidate_cache: CandidateCache | None = None
 
     @abstractmethod
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,

@@ -107,6 +107,7 @@ class IPGuardProbes(ProbeStrategy):
         module = owner.torch_module()
         check_param("owner", owner.name, "a white-box model (IPGuard finds its points on the owner's gradients)",
                     module is not None, caller="IPGuardProbes.select")
+        assert module is not None  # check_param raised otherwise
         points, i, j, source = self.starts(owner, domain, n=n, seed=seed, data=data)
         with one_thread():
             moved, loss = self._optimise(module, domain, points, i, j)

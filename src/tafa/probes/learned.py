@@ -67,6 +67,7 @@ from tqdm.auto import tqdm
 
 from ..domain import Domain
 from ..errors import InvalidParameter, NonFiniteOutput, ShapeMismatch, check_param
+from ..functional import balanced_bce, initial_parameters, standardisation, verifier_logits
 from ..models.base import Model, module_dtype
 from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
 
@@ -134,9 +135,6 @@ class MetaVProbes(ProbeStrategy):
                seed: int, progress: bool) -> tuple[np.ndarray, dict[str, float | None]]:
         """Alternate verifier and input steps; the learned inputs and the last step's loss and
         training accuracy (``None`` after no step)."""
-        # imported here: tafa.decide imports the signature stage, which imports this package
-        from ..decide.metav import balanced_bce, initial_parameters, standardisation, verifier_logits
-
         lo, hi = (torch.from_numpy(bound) for bound in domain.bounds())
         dtypes = [module_dtype(m) for m in models]
         y = torch.from_numpy(labels)

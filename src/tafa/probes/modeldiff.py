@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from ..domain import Domain
-from ..errors import ShapeMismatch, check_param
+from ..errors import check_param
 from ..models.base import Model, module_dtype
 from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..domain import Domain
 from ..errors import InvalidParameter, check_param
+from ..functional import local_cosines, rowwise_cosine
 from ..models.base import Model, TorchModel, module_dtype, module_hash
 from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
@@ -38,12 +39,6 @@ if TYPE_CHECKING:
 #: :data:`SUBSPACE` dimensions that holds the probe's directions (the slice its steps use).
 FULL_LP_MAX_FEATURES = 256
 SUBSPACE = 64
-
-#: The last owner's candidate probes for selection (their region LPs dominate the cost), keyed
-#: by the owner's weights and architecture, the domain, the sizes, the seed and the parameters:
-#: choosing again with other references (leave-one-family-out) reuses them.
-_CANDIDATES: dict[tuple, Probes] = {}
-
 
 @register_probes("relu")
 class ReluProbes(ProbeStrategy):
@@ -59,7 +54,9 @@ class ReluProbes(ProbeStrategy):
     domain): data-free pseudo-data, closer to what training shaped than uniform draws;
     ``select_from``: if > 1 and reference models are given, ``select_from`` times as many
     direction groups are made and the ``n / group`` groups where the positive and negative
-    references disagree most are kept (:func:`select_groups`).
+    references disagree most are kept (:func:`select_groups`); with a
+    :attr:`~tafa.probes.base.ProbeStrategy.candidate_cache`, the candidates are made once
+    per owner and reused by selections with other references.
     """
 
     def __init__(self, move: float = 0.1, step_fraction: float = 0.5, min_step: float = 1e-3,
@@ -93,14 +90,17 @@ class ReluProbes(ProbeStrategy):
                 if self.select_from == 1 or references is None or not references.positives \
                         or not references.negatives:
                     return self._white_box(analysed, domain, n, k, rng, progress)
+
+                def candidates() -> Probes:
+                    return self._white_box(analysed, domain, n * self.select_from, k, rng, progress)
+
+                if self.candidate_cache is None:
+                    return select_groups(candidates(), module, references, n, progress)
+                # the candidates depend on the owner's weights and architecture, the domain, the
+                # sizes, the seed and the parameters, never on the references
                 key = (module_hash(analysed), repr(analysed), repr(domain.to_dict()), n, k, seed,
-                       repr(sorted(vars(self).items())))
-                candidates = _CANDIDATES.get(key)
-                if candidates is None:
-                    candidates = self._white_box(analysed, domain, n * self.select_from, k, rng, progress)
-                    _CANDIDATES.clear()  # one owner at a time: re-selections (new references) reuse it
-                    _CANDIDATES[key] = candidates
-                return select_groups(candidates, module, references, n, progress)
+                       repr(sorted((name, value) for name, value in vars(self).items() if name != "candidate_cache")))
+                return select_groups(self.candidate_cache.get(key, candidates), module, references, n, progress)
         return self._black_box(owner, domain, n, k, rng, progress, reason)
 
     def _step_bounds(self, domain: Domain) -> tuple[float, float]:
@@ -115,7 +115,9 @@ class ReluProbes(ProbeStrategy):
         if self.invert_steps > 0:
             candidates = invert_in(module, candidates, domain, self.invert_steps, rng)
         seen: set[str] = set()
-        points, radii, methods = [], [], []
+        points: list[np.ndarray] = []
+        radii: list[float] = []
+        methods: list[str] = []
         directions = orthonormal_directions(n, k, domain.shape, rng, self.group)
         d = int(np.prod(domain.shape))
         bar = tqdm(total=n, desc="probes: region centres", disable=not progress, leave=False)
@@ -151,13 +153,14 @@ class ReluProbes(ProbeStrategy):
             radii.append(linearise(module, x0, slice_of(len(points))).radius())
             points.append(x0)
             methods.append("none")
-        radius = np.asarray(radii)
+        radii_array = np.asarray(radii)
         low, high = self._step_bounds(domain)
-        steps = np.clip(self.step_fraction * radius, low, high)
+        steps = np.clip(self.step_fraction * radii_array, low, high)
         info: dict[str, Any] = {
             "strategy": "relu", "analysis": "white-box",
-            "centring": "lp" if d <= FULL_LP_MAX_FEATURES else f"lp in the {SUBSPACE}-dimensional slice of the directions",
-            "radius_median": float(np.median(radius)), "radius_min": float(radius.min()),
+            "centring": "lp" if d <= FULL_LP_MAX_FEATURES
+            else f"lp in the {SUBSPACE}-dimensional slice of the directions",
+            "radius_median": float(np.median(radii_array)), "radius_min": float(radii_array.min()),
             "centred": int(sum(method == "lp" for method in methods)),
             "distinct_patterns": len(seen),
         }
@@ -202,10 +205,8 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
     best ``n / group`` groups are kept (ties: earlier first). The selection is recorded in the
     probes' info.
     """
-    # imported here: tafa.decide imports the signature stage, which imports this package
-    from ..decide.similarity import group_centred, rowwise_cosine
-
-    assert candidates.directions is not None and candidates.steps is not None
+    directions, steps = candidates.directions, candidates.steps
+    assert directions is not None and steps is not None
     groups = candidates.extra["group"].astype(int)
     labels = np.unique(groups)
     size = len(candidates) // len(labels)
@@ -216,15 +217,13 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
     shape = candidates.points.shape[1:]
 
     def derivatives_of(module: torch.nn.Module) -> np.ndarray:
-        return _finite_differences(TorchModel(module.eval(), shape), candidates.points, candidates.directions,
-                                   candidates.steps)
+        return _finite_differences(TorchModel(module.eval(), shape), candidates.points, directions, steps)
 
     owner_derivatives = derivatives_of(owner)
-    owner_centred = group_centred(owner_derivatives, groups)
 
     def features(module: torch.nn.Module) -> np.ndarray:
         derivatives = derivatives_of(module)
-        return np.stack([rowwise_cosine(owner_centred, group_centred(derivatives, groups)),
+        return np.stack([local_cosines(owner_derivatives, derivatives, groups),
                          rowwise_cosine(owner_derivatives, derivatives)])
 
     models = [*references.positives, *references.negatives]
@@ -243,7 +242,7 @@ def select_groups(candidates: Probes, owner: torch.nn.Module, references: Refere
                 selection_fisher_kept=float(group_scores[np.isin(labels, chosen)].mean()),
                 selection_fisher_all=float(group_scores.mean()))
     extra = {"group": np.array([relabel[int(g)] for g in groups[keep]], dtype=float)}
-    return Probes(candidates.points[keep], candidates.directions[keep], candidates.steps[keep], extra=extra, info=info)
+    return Probes(candidates.points[keep], directions[keep], steps[keep], extra=extra, info=info)
 
 
 def invert_in(module: torch.nn.Module, points: np.ndarray, domain: Domain, steps: int,

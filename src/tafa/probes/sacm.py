@@ -30,7 +30,7 @@ and every channel; for a vector input it is a run of ``cut`` of the features.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class SACmProbes(ProbeStrategy):
         points = base.copy()
         for index in range(n):
             box = tuple(_span(size, side, rng, self.corners) for size, side in zip(spatial, sides))
-            where = (index, Ellipsis, *box)
+            where: tuple[Any, ...] = (index, Ellipsis, *box)
             points[where] = partners[where]
         return Probes(points, info={"strategy": "sac-m", "analysis": "none", "source": source,
                                    "cut": self.cut, "box": sides, "corners": self.corners})

@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,8 +38,9 @@ from ..decide.verdict import Verdict
 from ..errors import TafaError, check_param, one_line
 from ..fingerprint import Fingerprint
 from ..models.base import Model, file_hash
+from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
-from ..signature.base import SignatureKind
+from ..signature.base import Measurement
 
 
 @dataclass(frozen=True)
@@ -62,85 +63,8 @@ class Suspect:
         return cls(str(Path(spec).expanduser().absolute()))
 
 
-@dataclass(frozen=True)
-class OpenOptions:
-    """How a scan opens its suspects (the same for every suspect; stored with the scan).
-
-    ``input_shape`` is needed only by files that do not declare theirs (TorchScript,
-    safetensors); when it is ``None`` such a file is tried with each input shape the
-    registered fingerprints take. Endpoints get ``timeout``, ``retries`` (with ``backoff``),
-    ``rate`` and ``max_queries`` (see :class:`~tafa.models.http.HttpModel`); files larger than
-    ``max_bytes`` are refused unread (default: :func:`~tafa.models.open_model`'s limit).
-    """
-
-    factory: str | None = None
-    input_shape: tuple[int, ...] | None = None
-    allow_torchscript: bool = True
-    batch_size: int = 256
-    timeout: float = 30.0
-    retries: int = 2
-    backoff: float = 0.5
-    rate: float | None = None
-    max_queries: int | None = None
-    max_bytes: int | None = None
-
-    def __post_init__(self) -> None:
-        caller = "OpenOptions"
-        check_param("batch_size", self.batch_size, "an integer >= 1",
-                    isinstance(self.batch_size, int) and self.batch_size >= 1, caller=caller)
-        check_param("retries", self.retries, "an integer >= 0",
-                    isinstance(self.retries, int) and self.retries >= 0, caller=caller)
-        check_param("timeout", self.timeout, "a number of seconds > 0",
-                    isinstance(self.timeout, (int, float)) and self.timeout > 0, caller=caller)
-        if self.input_shape is not None:
-            object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["input_shape"] = None if self.input_shape is None else list(self.input_shape)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "OpenOptions":
-        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
-        if known.get("input_shape") is not None:
-            known["input_shape"] = tuple(known["input_shape"])
-        return cls(**known)
-
-    def file_options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`~tafa.models.open_model` for a file (no input shape)."""
-        options: dict[str, Any] = {"factory": self.factory, "allow_torchscript": self.allow_torchscript,
-                                   "batch_size": self.batch_size, "input_shape": self.input_shape}
-        if self.max_bytes is not None:
-            options["max_bytes"] = self.max_bytes
-        return options
-
-    def open(self, suspect: Suspect, candidate_shapes: Sequence[tuple[int, ...]] = ()) -> Model:
-        """Open ``suspect``; a file that does not declare its input shape is tried with each of
-        ``candidate_shapes`` when :attr:`input_shape` is not set."""
-        from ..errors import ShapeMismatch
-        from ..models import open_model
-
-        if suspect.kind == "endpoint":
-            return open_model(suspect.source, batch_size=self.batch_size, timeout=self.timeout,
-                              retries=self.retries, backoff=self.backoff, max_wait=max(self.backoff, 5.0),
-                              rate=self.rate, max_queries=self.max_queries, progress=False)
-        options = self.file_options()
-        if self.input_shape is not None or not candidate_shapes:
-            return open_model(suspect.source, **options)
-        options.pop("input_shape")
-        try:
-            return open_model(suspect.source, input_shape=None, **options)
-        except ShapeMismatch as first:
-            if "--input-shape" not in str(first):
-                raise
-            for shape in candidate_shapes:
-                try:
-                    return open_model(suspect.source, input_shape=shape, **options)
-                except Exception:  # noqa: BLE001 - a wrong shape fails in many ways; try the next
-                    continue
-            raise ShapeMismatch(f"{suspect.source!r} does not declare its input shape and runs on none of the "
-                                f"registered fingerprints' input shapes {sorted(set(candidate_shapes))}.") from None
+#: How the note of a suspect that fits no fingerprint begins (checked, nothing to compare it with).
+SKIPPED = "skipped"
 
 
 @dataclass
@@ -148,7 +72,7 @@ class PanelEntry:
     """One fingerprint of the panel, with its stages built once."""
 
     registered: RegisteredFingerprint
-    signature: SignatureKind
+    signature: Measurement
     similarity: Similarity
     inputs: np.ndarray
 
@@ -279,6 +203,13 @@ class Panel:
     def fitting(self, model: Model) -> list[PanelEntry]:
         return [entry for entry in self.entries if entry.fits(model)]
 
+    def unfit_reason(self, model: Model) -> str:
+        """Why ``model`` fits none of the panel's fingerprints (a skipped suspect's note)."""
+        shapes = sorted({(e.fingerprint.input_shape, tuple(e.fingerprint.output_shape)) for e in self.entries})
+        registered = "; ".join(f"{list(i)} -> {list(o)}" for i, o in shapes)
+        return (f"{SKIPPED}: it takes {list(model.input_shape)} -> {list(model.output_shape)}, no registered "
+                f"fingerprint does ({registered})")
+
     def plan(self, entries: Sequence[PanelEntry]) -> QueryPlan:
         """The (cached) query plan of ``entries``."""
         key = tuple(entry.name for entry in entries)
@@ -290,6 +221,9 @@ class Panel:
         """Score an opened ``model`` against every fitting fingerprint with one batched query."""
         started = time.perf_counter() if started is None else started
         entries = self.fitting(model)
+        if not entries:
+            return SuspectOutcome(suspect.source, model.content_hash() or suspect.source, suspect.kind, "done",
+                                  self.unfit_reason(model), 0, time.perf_counter() - started, [])
         plan = self.plan(entries)
         budget = getattr(model, "check_budget", None)
         if budget is not None and len(plan):
@@ -307,7 +241,7 @@ class Panel:
         ``failed`` outcome carrying the error, never as an exception."""
         started = time.perf_counter()
         try:
-            model = options.open(suspect, self.input_shapes())
+            model = options.open(suspect.source, input_shapes=self.input_shapes())
             return self.check_model(model, suspect, started)
         except Exception as error:  # noqa: BLE001 - any failure of one suspect is recorded, the scan goes on
             return failed_outcome(suspect, _describe(error), time.perf_counter() - started)
@@ -330,5 +264,5 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {one_line(error)}"[:500]
 
 
-__all__ = ["OpenOptions", "Panel", "PanelEntry", "PanelPayload", "QueryPlan", "Suspect",
+__all__ = ["OpenOptions", "Panel", "SKIPPED", "PanelEntry", "PanelPayload", "QueryPlan", "Suspect",
            "failed_outcome", "payload_key"]

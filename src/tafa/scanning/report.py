@@ -64,9 +64,14 @@ class ScanReport:
     def failures(self) -> list[SuspectOutcome]:
         return [o for o in self.outcomes if o.status == "failed"]
 
+    def skipped(self) -> list[SuspectOutcome]:
+        """Suspects opened but compared with nothing: they fit no fingerprint (the note says why)."""
+        return [o for o in self.outcomes if o.status == "done" and not o.findings and o.error]
+
     def summary(self) -> dict[str, Any]:
         """Counts, queries per suspect and throughput."""
-        done = [o for o in self.outcomes if o.status == "done"]
+        skipped = self.skipped()
+        done = [o for o in self.outcomes if o.status == "done" and o not in skipped]
         decisions: dict[str, int] = {}
         for outcome in done:
             for finding in outcome.findings:
@@ -75,7 +80,7 @@ class ScanReport:
         ran = int(self.run.get("suspects", len(self.outcomes)))
         return {
             "scan": self.id, "status": self.scan.status, "suspects": len(self.outcomes),
-            "done": len(done), "failed": len(self.failures()),
+            "done": len(done), "skipped": len(skipped), "failed": len(self.failures()),
             "pending": sum(o.status == "pending" for o in self.outcomes),
             "fingerprints": len(self.thresholds),
             "calibrated": sum(value is not None for value in self.thresholds.values()),
@@ -102,9 +107,9 @@ class ScanReport:
         s = self.summary()
         rate = "" if s["suspects_per_second"] is None else f", {s['suspects_per_second']:.2f} suspects/s"
         lines = [f"scan {s['scan']} ({s['status']}): {s['suspects']} suspects, {s['done']} done, "
-                 f"{s['failed']} failed, {s['pending']} pending; {s['fingerprints']} fingerprints "
-                 f"({s['calibrated']} calibrated); {s['queries_per_suspect']:.0f} queries per suspect; "
-                 f"{s['seconds']:.1f} s{rate}"]
+                 f"{s['skipped']} skipped, {s['failed']} failed, {s['pending']} pending; "
+                 f"{s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
+                 f"{s['queries_per_suspect']:.0f} queries per suspect; {s['seconds']:.1f} s{rate}"]
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
         if s["calibrated"] == 0:
             lines.append("no registered fingerprint is calibrated (tafa registry add ... --references DIR): "
@@ -118,6 +123,9 @@ class ScanReport:
         if self.failures():
             lines.append(f"{len(self.failures())} suspects failed:")
             lines += [f"  {_short(o.source)}: {o.error}" for o in self.failures()]
+        if self.skipped():
+            lines.append(f"{len(self.skipped())} suspects skipped (they fit no registered fingerprint):")
+            lines += [f"  {_short(o.source)}: {o.error}" for o in self.skipped()]
         if s["status"] != "finished":
             lines.append(f"resume with: tafa scan --resume {self.id}")
         return "\n".join(lines)
@@ -125,8 +133,8 @@ class ScanReport:
     def to_markdown(self, figure: str | None = None) -> str:
         s = self.summary()
         lines = [f"# tafa scan {self.id}", "",
-                 f"{s['suspects']} suspects ({s['done']} done, {s['failed']} failed, {s['pending']} pending) "
-                 f"against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
+                 f"{s['suspects']} suspects ({s['done']} done, {s['skipped']} skipped, {s['failed']} failed, "
+                 f"{s['pending']} pending) against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; status {s['status']}.", ""]
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
         pairs = self.matches() if s["calibrated"] else self.top()
@@ -137,6 +145,9 @@ class ScanReport:
         if self.failures():
             lines += ["", "## Failed suspects", ""]
             lines += _markdown_table(["suspect", "error"], [[_short(o.source), o.error or ""] for o in self.failures()])
+        if self.skipped():
+            lines += ["", "## Skipped suspects (they fit no registered fingerprint)", ""]
+            lines += _markdown_table(["suspect", "reason"], [[_short(o.source), o.error or ""] for o in self.skipped()])
         return "\n".join(lines) + "\n"
 
     def to_html(self, figure_png: bytes | None = None) -> str:
@@ -147,7 +158,8 @@ class ScanReport:
                  "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
                  "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}</style></head><body>",
                  f"<h1>tafa scan {html.escape(self.id)}</h1>",
-                 f"<p>{s['suspects']} suspects ({s['done']} done, {s['failed']} failed, {s['pending']} pending) "
+                 f"<p>{s['suspects']} suspects ({s['done']} done, {s['skipped']} skipped, {s['failed']} failed, "
+                 f"{s['pending']} pending) "
                  f"against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; status {html.escape(s['status'])}.</p>",
                  "<h2>Matches</h2>" if s["calibrated"] else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
@@ -159,6 +171,9 @@ class ScanReport:
         if self.failures():
             parts += ["<h2>Failed suspects</h2>",
                       _html_table(["suspect", "error"], [[_short(o.source), o.error or ""] for o in self.failures()])]
+        if self.skipped():
+            parts += ["<h2>Skipped suspects (they fit no registered fingerprint)</h2>",
+                      _html_table(["suspect", "reason"], [[_short(o.source), o.error or ""] for o in self.skipped()])]
         return "\n".join(parts + ["</body></html>"]) + "\n"
 
     # -- figures and files ---------------------------------------------------------------------

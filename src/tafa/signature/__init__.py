@@ -1,10 +1,11 @@
-"""What to measure at the probes: signatures, looked up by name."""
+"""What to measure at the probes: measurements (the stage's classes, looked up by name)
+and the signatures they produce (named arrays)."""
 
-from .base import SIGNATURES, Signature, SignatureKind, get_signature, register_signature
+from .base import SIGNATURES, Measurement, Signature, get_signature, register_signature
 from .derivatives import Derivatives
 from .outputs import Outputs
 
-__all__ = ["SIGNATURES", "Derivatives", "Outputs", "Signature", "SignatureKind", "get_signature",
+__all__ = ["SIGNATURES", "Derivatives", "Measurement", "Outputs", "Signature", "get_signature",
            "register_signature"]
 
 from .correlation import Correlation  # noqa: E402

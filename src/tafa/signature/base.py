@@ -1,9 +1,14 @@
-"""What to measure at the probes: the one verb every signature answers.
+"""What to measure at the probes: the one verb every measurement answers.
 
-A signature is split in two so that queries can be shared, batched, cached or sent to a
-remote service: :meth:`SignatureKind.inputs` lists every input to query for a probe set,
-and :meth:`SignatureKind.assemble` turns the answers into named arrays. :meth:`measure`
-does both against a :class:`~tafa.models.Model`.
+Two names, two things: a :class:`Measurement` is the stage (a registered class such as
+``Derivatives``, chosen by a scheme's ``signature`` name), and a :data:`Signature` is what
+it produces for one model (named arrays, e.g. ``{"outputs": ..., "derivatives": ...}``),
+which the owner keeps in the fingerprint and the decision stage compares.
+
+A measurement is split in two so that queries can be shared, batched, cached or sent to a
+remote service: :meth:`Measurement.inputs` lists every input to query for a probe set,
+and :meth:`Measurement.assemble` turns the answers into a signature.
+:meth:`Measurement.measure` does both against a :class:`~tafa.models.Model`.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from ..components import Components
 from ..models.base import Model
 from ..probes.base import Probes
 
+#: A model's signature at a probe set: named arrays (what a :class:`Measurement` produces).
 Signature = dict[str, np.ndarray]
 
 
-class SignatureKind(ABC):
-    """Measures a model at a probe set."""
+class Measurement(ABC):
+    """Measures a model at a probe set: the signature stage's verb is :meth:`measure`."""
 
     name: str = ""
 
@@ -49,12 +55,12 @@ class SignatureKind(ABC):
         return self.assemble(probes, model(self.inputs(probes)))
 
 
-SIGNATURES: Components[SignatureKind] = Components("signature")
+SIGNATURES: Components[Measurement] = Components("signature")
 
 #: Class decorator: make a signature available by name.
 register_signature = SIGNATURES.register
 
 
-def get_signature(name: str, **params: Any) -> SignatureKind:
+def get_signature(name: str, **params: Any) -> Measurement:
     """The registered signature ``name``, built with ``params``."""
     return SIGNATURES.create(name, **params)

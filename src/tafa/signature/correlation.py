@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..probes.base import Probes
-from .base import Signature, SignatureKind, register_signature
+from .base import Measurement, Signature, register_signature
 
 
 def correlation_matrix(outputs: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ def correlation_matrix(outputs: np.ndarray) -> np.ndarray:
 
 
 @register_signature("correlation")
-class Correlation(SignatureKind):
+class Correlation(Measurement):
     """``correlation``: the ``N x N`` cosine-similarity matrix of the outputs at the probes."""
 
     def inputs(self, probes: Probes) -> np.ndarray:

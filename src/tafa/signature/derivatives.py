@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..probes.base import Probes
-from .base import Signature, SignatureKind, register_signature
+from .base import Measurement, Signature, register_signature
 
 
 @register_signature("derivatives")
-class Derivatives(SignatureKind):
+class Derivatives(Measurement):
     """Outputs and central finite differences along each probe's directions."""
 
     def inputs(self, probes: Probes) -> np.ndarray:

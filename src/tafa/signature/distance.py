@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import rowwise_cosine
 from ..probes.base import Probes
-from .base import Signature, SignatureKind, register_signature
+from .base import Measurement, Signature, register_signature
 
 
 def decision_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,13 +32,11 @@ def decision_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     if a.shape[1] == 1:
         return np.abs(a - b)[:, 0]
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    dots = np.einsum("ij,ij->i", a, b)
-    return 1.0 - np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+    return 1.0 - rowwise_cosine(a, b)
 
 
 @register_signature("decision-distance")
-class DecisionDistance(SignatureKind):
+class DecisionDistance(Measurement):
     """``ddv``: the decision distance of each input pair, shape ``(N,)``; ``2N`` queries."""
 
     def inputs(self, probes: Probes) -> np.ndarray:

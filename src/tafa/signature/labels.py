@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..probes.base import Probes
-from .base import Signature, SignatureKind, register_signature
+from .base import Measurement, Signature, register_signature
 
 
 def predicted_labels(outputs: np.ndarray) -> np.ndarray:
@@ -26,7 +26,7 @@ def predicted_labels(outputs: np.ndarray) -> np.ndarray:
 
 
 @register_signature("labels")
-class Labels(SignatureKind):
+class Labels(Measurement):
     """``labels``: the predicted class at each probe point, shape ``(N,)``."""
 
     def inputs(self, probes: Probes) -> np.ndarray:

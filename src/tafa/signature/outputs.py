@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..probes.base import Probes
-from .base import Signature, SignatureKind, register_signature
+from .base import Measurement, Signature, register_signature
 
 
 @register_signature("outputs")
-class Outputs(SignatureKind):
+class Outputs(Measurement):
     """``outputs``: ``g(x_i)`` flattened, shape ``(N, m)``."""
 
     def inputs(self, probes: Probes) -> np.ndarray:

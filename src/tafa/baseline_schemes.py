@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from . import probes as _probes  # noqa: F401  (registers the probe strategies)
 from . import signature as _signature  # noqa: F401  (registers the signatures)
-from .decide import baselines as _similarities  # noqa: F401  (registers the similarities)
+from .decide import baseline_similarities as _similarities  # noqa: F401  (registers the similarities)
 from .scheme import SCHEMES, Scheme, register_scheme
 
 register_scheme(Scheme(

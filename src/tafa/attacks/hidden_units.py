@@ -27,6 +27,8 @@ from ..errors import InvalidParameter
 
 #: The layers whose weights the attacks act on (their weights are the model's "weights").
 WEIGHTED = (nn.Linear, _ConvNd)
+#: The type of one such layer (its ``weight`` is a tensor).
+Weighted = nn.Linear | _ConvNd
 
 # Modules that map each unit to itself and commute with multiplication by c > 0.
 _HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
@@ -39,12 +41,12 @@ _ELEMENTWISE = (nn.Sigmoid, nn.Tanh, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
                 nn.Softplus, nn.ReLU6, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softsign)
 
 
-def weighted_layers(model: nn.Module) -> list[nn.Module]:
+def weighted_layers(model: nn.Module) -> list[Weighted]:
     """The Linear and convolution layers of ``model``, in module order."""
     return [module for module in model.modules() if isinstance(module, WEIGHTED)]
 
 
-def last_layer(model: nn.Module, *, caller: str) -> nn.Module:
+def last_layer(model: nn.Module, *, caller: str) -> Weighted:
     """The last Linear or convolution layer of ``model`` in module order."""
     layers = weighted_layers(model)
     if not layers:
@@ -76,11 +78,11 @@ class Boundary:
     nonlinearity), or ``None`` when something not positively homogeneous lies after it.
     """
 
-    producer: nn.Module
+    producer: Weighted
     between: list[nn.Module]
-    consumer: nn.Module
+    consumer: Weighted
     units: int
-    scale_at: nn.Module | None
+    scale_at: Weighted | _BatchNorm | None
 
 
 def hidden_boundaries(model: nn.Module, *, caller: str) -> list[Boundary]:
@@ -97,13 +99,15 @@ def hidden_boundaries(model: nn.Module, *, caller: str) -> list[Boundary]:
     positions = [i for i, item in enumerate(items) if isinstance(item, WEIGHTED)]
     found = []
     for start, end in zip(positions, positions[1:]):
-        boundary = _boundary(items[start], items[start + 1:end], items[end])
+        producer, consumer = items[start], items[end]
+        assert isinstance(producer, WEIGHTED) and isinstance(consumer, WEIGHTED)  # by positions
+        boundary = _boundary(producer, items[start + 1:end], consumer)
         if boundary is not None:
             found.append(boundary)
     return found
 
 
-def _boundary(producer: nn.Module, between: list[nn.Module], consumer: nn.Module) -> Boundary | None:
+def _boundary(producer: Weighted, between: list[nn.Module], consumer: Weighted) -> Boundary | None:
     if getattr(producer, "groups", 1) != 1 or getattr(consumer, "groups", 1) != 1:
         return None
     spatial = isinstance(producer, _ConvNd)
@@ -137,7 +141,7 @@ def _boundary(producer: nn.Module, between: list[nn.Module], consumer: nn.Module
     return Boundary(producer, list(between), consumer, units, _scale_site(producer, between))
 
 
-def _scale_site(producer: nn.Module, between: list[nn.Module]) -> nn.Module | None:
+def _scale_site(producer: Weighted, between: list[nn.Module]) -> Weighted | _BatchNorm | None:
     for module in reversed(between):
         if isinstance(module, _HOMOGENEOUS):
             continue

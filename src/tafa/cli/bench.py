@@ -1,4 +1,5 @@
-"""The ``tafa bench`` subcommand (registered into the CLI when imported)."""
+"""``tafa bench``: a thin adapter over :func:`tafa.bench.run.run_benchmark` (imported when the
+command runs, not when the parser is built)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import EXTENSIONS
+from .options import SCHEME_NAMES, add_quiet
+
+#: The benchmark's sizes (tafa.bench.scenarios.SIZES), named here so that --help imports nothing.
+SIZES = ("smoke", "full")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .run import run_benchmark
+    from ..bench.run import run_benchmark
 
     command = "tafa " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--quiet")
     from ..scheme import ABLATION
@@ -33,22 +37,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(commands: Any) -> None:
-    from ..scheme import SCHEMES
-    from .scenarios import SIZES
-
+def add_parsers(commands: Any) -> None:
     bench = commands.add_parser("bench", help="run every scheme on the benchmark zoos; write tables and plots")
-    bench.add_argument("--size", choices=sorted(SIZES), default="full",
-                       help="smoke: a minute-long check; full: the published figures (default)")
+    bench.add_argument("--size", default="full", choices=SIZES,
+                       help="smoke: a check of a few minutes; full: the published figures (default)")
     bench.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
     bench.add_argument("--cache", default=".tafa-cache/zoo", help="zoo cache (content-addressed by recipe)")
     bench.add_argument("--jobs", type=int, default=2, help="processes that train the zoo (default 2)")
-    bench.add_argument("--schemes", nargs="+", choices=sorted(SCHEMES), metavar="SCHEME",
-                       help=f"only these schemes (of {', '.join(sorted(SCHEMES))})")
+    bench.add_argument("--schemes", nargs="+", choices=SCHEME_NAMES, metavar="SCHEME",
+                       help=f"only these schemes (of {', '.join(sorted(SCHEME_NAMES))})")
     bench.add_argument("--zoos", nargs="+", help="only these zoos (e.g. digits-mlp)")
     bench.add_argument("--ablation", action="store_true",
                        help="compare the method with one lever changed at a time (instead of the baselines)")
+    add_quiet(bench)
     bench.set_defaults(run=cmd_bench)
-
-
-EXTENSIONS["bench"] = add_parser

@@ -1,6 +1,5 @@
 """The ``tafa registry`` and ``tafa scan`` commands: thin adapters over :mod:`tafa.registry`
-and :mod:`tafa.scanning`. Importing this module registers both in
-:data:`tafa.cli.EXTENSIONS` (``tafa.cli`` imports it when the command line starts).
+and :mod:`tafa.scanning` (imported when a command runs, not when the parser is built).
 
 ``tafa registry add FILE --name NAME [--commitment FILE] [--references DIR]``,
 ``tafa registry list``, ``tafa registry remove NAME``, ``tafa registry scans``;
@@ -14,48 +13,35 @@ import json
 import sys
 from typing import Any
 
-from .cli import EXTENSIONS, _shape
-from .registry import Registry, default_registry_path
-from .scanning import ENGINES, OpenOptions, endpoints_in, scan, suspects_in
+from ..errors import InvalidParameter
+from .options import add_opening_options, add_quiet, open_options
+
+#: The scan engines tafa registers (tafa.scanning.engines.ENGINES), named here so --help imports nothing.
+ENGINE_NAMES = ("local", "ray")
 
 
 def _registry_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", metavar="PATH",
-                        help=f"registry file (default: $TAFA_REGISTRY, else {default_registry_path()})")
-
-
-def _opening_options(parser: argparse.ArgumentParser, *, endpoints: bool = False) -> None:
-    group = parser.add_argument_group("opening models")
-    group.add_argument("--factory", help="package.module:function building the nn.Module of weights-only files")
-    group.add_argument("--input-shape", type=_shape, help="shape of one input for files that do not declare it "
-                                                          "(default for a scan: each registered input shape in turn)")
-    group.add_argument("--no-torchscript", action="store_true",
-                       help="strict mode: refuse TorchScript files (loading one runs its TorchScript program)")
-    group.add_argument("--batch", type=int, default=256, help="inputs per call to a model (default 256)")
-    group.add_argument("--max-model-bytes", type=int, help="refuse model files larger than this (default 2 GiB)")
-    if endpoints:
-        group.add_argument("--timeout", type=float, default=30.0, help="seconds per request to an endpoint")
-        group.add_argument("--retries", type=int, default=2, help="retries of a failed request to an endpoint")
-        group.add_argument("--rate", type=float, help="requests per second to each endpoint")
-        group.add_argument("--max-queries", type=int, help="skip (as failed) an endpoint that would need more queries")
-
-
-def _options(args: argparse.Namespace, **endpoint: Any) -> OpenOptions:
-    return OpenOptions(factory=args.factory, input_shape=args.input_shape, allow_torchscript=not args.no_torchscript,
-                       batch_size=args.batch, max_bytes=args.max_model_bytes, **endpoint)
+                        help="registry file (default: $TAFA_REGISTRY, else registry.sqlite in tafa's folder of "
+                             "the user's data directory, e.g. ~/.local/share/tafa)")
+    add_quiet(parser)
 
 
 # ---------------------------------------------------------------------------------------- registry
 
 def cmd_registry_add(args: argparse.Namespace) -> int:
-    from .fingerprint import Fingerprint
+    from ..fingerprint import Fingerprint
+    from ..registry import Registry, RegistryError
 
-    from .models import open_models
-
+    with Registry(args.registry) as registry:
+        if not args.replace and args.name in registry.names():
+            raise RegistryError(f"A fingerprint named {args.name!r} is already registered in {registry.path}; "
+                                "pass --replace to replace it (or choose another --name).")
     calibration = None
     if args.references:
-        references = open_models(args.references, **_options(args).file_options())
-        calibration = Fingerprint.load(args.fingerprint).calibrate(references, args.alpha, progress=not args.quiet)
+        fingerprint = Fingerprint.load(args.fingerprint)
+        references = open_options(args).open_folder(args.references, input_shapes=[fingerprint.input_shape])
+        calibration = fingerprint.calibrate(references, args.alpha, progress=not args.quiet)
     with Registry(args.registry) as registry:
         entry = registry.add(args.fingerprint, args.name, commitment=args.commitment, calibration=calibration,
                              replace=args.replace)
@@ -74,6 +60,8 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_list(args: argparse.Namespace) -> int:
+    from ..registry import Registry
+
     with Registry(args.registry) as registry:
         entries = registry.entries()
     if args.json:
@@ -90,6 +78,8 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_remove(args: argparse.Namespace) -> int:
+    from ..registry import Registry
+
     with Registry(args.registry) as registry:
         registry.remove(args.name)
     print(f"removed {args.name!r} from {registry.path}")
@@ -97,6 +87,8 @@ def cmd_registry_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_scans(args: argparse.Namespace) -> int:
+    from ..registry import Registry
+
     with Registry(args.registry) as registry:
         scans = registry.scans()
     if args.json:
@@ -122,7 +114,7 @@ def add_registry_parser(commands: Any) -> None:
     add.add_argument("--replace", action="store_true", help="replace a fingerprint registered under that name")
     add.add_argument("--json", action="store_true")
     _registry_option(add)
-    _opening_options(add)
+    add_opening_options(add, services=False)
     add.set_defaults(run=cmd_registry_add)
 
     listing = actions.add_parser("list", help="list the registered fingerprints")
@@ -144,17 +136,22 @@ def add_registry_parser(commands: Any) -> None:
 # ---------------------------------------------------------------------------------------- scan
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from .errors import InvalidParameter
+    from ..scanning import endpoints_in, scan, suspects_in
 
     suspects: list[Any] = list(args.suspects)
     for directory in args.dir or []:
-        suspects += suspects_in(directory)
+        found = suspects_in(directory)
+        if not found:
+            from ..models.files import MODEL_SUFFIXES
+
+            raise InvalidParameter(f"--dir {directory} holds no model files (looked for {', '.join(MODEL_SUFFIXES)} "
+                                   "in it and its subfolders).")
+        suspects += found
     for listing in args.endpoints or []:
         suspects += endpoints_in(listing)
     options = None
     if args.resume is None:
-        options = _options(args, timeout=args.timeout, retries=args.retries, rate=args.rate,
-                           max_queries=args.max_queries)
+        options = open_options(args)
         if not suspects:
             raise InvalidParameter("Nothing to scan: give SUSPECT files or URLs, --dir DIR or --endpoints FILE "
                                    "(or --resume SCAN_ID).")
@@ -191,7 +188,8 @@ def add_scan_parser(commands: Any) -> None:
                         help="bound by ALPHA the chance that an independent suspect matches ANY registered "
                              "fingerprint (each threshold re-calibrated at ALPHA/N from its reference scores); "
                              "default: each fingerprint's own calibration, whose bound holds per fingerprint")
-    parser.add_argument("--engine", default="local", choices=sorted(ENGINES), help="where the checks run")
+    parser.add_argument("--engine", default="local", choices=ENGINE_NAMES,
+                        help="where the checks run: a local process pool (default) or a Ray cluster")
     parser.add_argument("--workers", type=int, help="processes (local; default one per core, 0: this process) or "
                                                     "CPUs of a local Ray instance")
     parser.add_argument("--address", help="Ray cluster address (ray engine; default: RAY_ADDRESS or a local instance)")
@@ -199,7 +197,7 @@ def add_scan_parser(commands: Any) -> None:
     parser.add_argument("--report", metavar="FILE", help="write a report: FILE.md (plot beside it) or FILE.html")
     parser.add_argument("--json", action="store_true", help="print the scan as one JSON object")
     _registry_option(parser)
-    _opening_options(parser, endpoints=True)
+    add_opening_options(parser, scan=True)
     parser.set_defaults(run=cmd_scan)
 
 
@@ -209,5 +207,6 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-EXTENSIONS["registry"] = add_registry_parser
-EXTENSIONS["scan"] = add_scan_parser
+def add_parsers(commands: Any) -> None:
+    add_registry_parser(commands)
+    add_scan_parser(commands)

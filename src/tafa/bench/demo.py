@@ -5,7 +5,9 @@ half its weights and fine-tunes it on other data; another developer trains an in
 model of the same task. The owner fingerprints its model with no data, calibrates the
 threshold on independently trained reference models, and verifies both suspects.
 
-``tafa demo`` tells the story on the digits classifier; ``tafa demo --all-kinds`` runs the
+Called by ``tafa demo`` (``tafa.cli.demo``); it lives beside the benchmark because it builds
+its models with the benchmark's architectures and data sets. ``tafa demo`` tells the story
+on the digits classifier; ``tafa demo --all-kinds`` runs the
 same algorithm on a classifier, a regressor and a generator and prints one table.
 """
 
@@ -13,16 +15,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from .attacks import AttackContext, get_attack, quantize
-from .bench.architectures import build
-from .bench.datasets import load_task
-from .fingerprint import Fingerprint
-from .models import TorchModel
-from .training import TrainingData, fit
+from ..attacks import AttackContext, get_attack, quantize
+from ..fingerprint import Fingerprint
+from ..models import TorchModel
+from ..training import TrainingData, fit
+from .architectures import build
+from .datasets import load_task
 
 
 @dataclass(frozen=True)
@@ -64,21 +66,41 @@ KINDS = {
 }
 
 
-def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], None] | None) -> dict[str, object]:
+class Steps:
+    """The demo's story, its steps numbered as they are told (no two share a number).
+
+    >>> told = []
+    >>> step = Steps(told.append)
+    >>> step("Train."); step("Verify:", gap=True)
+    >>> told
+    ['1. Train.', '\\n2. Verify:']
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.number = 0
+
+    def __call__(self, text: str, *, gap: bool = False) -> None:
+        self.number += 1
+        self.say(("\n" if gap else "") + f"{self.number}. {text}")
+
+
+def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], None] | None) -> dict[str, Any]:
     say = out or (lambda _: None)
+    step = Steps(say)
     started = time.perf_counter()
-    say(f"1. The owner trains a {kind.owner_arch} on its half of the {kind.task} data.")
+    step(f"The owner trains a {kind.owner_arch} on its half of the {kind.task} data.")
     owner = kind.train(kind.owner_arch, seed, "owner")
-    say("2. A pirate steals it, prunes 50% of its weights and fine-tunes it on its own data;")
+    step("A pirate steals it, prunes 50% of its weights and fine-tunes it on its own data;")
     pirated = get_attack("prune50_ft").apply(owner, AttackContext(data=kind.data("other"), seed=seed + 1))
     say("   another developer trains an independent model of the same task.")
     independent = kind.train(kind.owner_arch, seed + 100, "other")
-    say(f"3. The owner trains {len(kind.reference_archs)} independent reference models "
+    step(f"The owner trains {len(kind.reference_archs)} independent reference models "
         "(other seeds, both halves of the data, other architectures) to calibrate the threshold.")
     references = [TorchModel(kind.train(arch, seed + 200 + i, "owner" if i % 2 else "other"), kind.input_shape,
                              name=f"reference-{i}-{arch}") for i, arch in enumerate(kind.reference_archs)]
     trained = time.perf_counter() - started
-    say(f"4. Fingerprint the owner: no data, only the domain {kind.domain}.")
+    step(f"Fingerprint the owner: no data, only the domain {kind.domain}.")
     fingerprint = Fingerprint.create(owner, kind.domain, input_shape=kind.input_shape, seed=seed, progress=progress)
     info = fingerprint.describe()
     say(f"   {info['points']} probes x {info['directions']} directions ({info['analysis']}), "
@@ -90,7 +112,7 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
     for name, model in suspects.items():
         verdicts[name] = fingerprint.verify(TorchModel(model, kind.input_shape, name=name), calibration=calibration)
     for name in ("pirated copy (prune 50% + fine-tune)", "independent model"):
-        say(f"\n5. Verify the {name}:")
+        step(f"Verify the {name}:", gap=True)
         say("\n".join("   " + line for line in verdicts[name].render().splitlines()))
     return {"kind": kind, "verdicts": verdicts, "fingerprint_seconds": info["fingerprint_seconds"],
             "train_seconds": trained, "threshold": calibration.threshold}
@@ -117,5 +139,27 @@ def run_demo(seed: int = 0, progress: bool = True, out: Callable[[str], None] = 
     for kind_name, name, score, threshold, decision, queries, seconds, fp_seconds in rows:
         out(f"{kind_name:<15} {name:<37} {score:>7.4f} {threshold:>9.4f} {decision:<11} {queries:>7} "
             f"{seconds:>8.3f} {fp_seconds:>13.2f}")
+    for line in _misses(rows):
+        out(line)
     out(f"\nDone in {time.perf_counter() - started:.1f} s (scheme tafa, threshold at alpha 0.01 from 8 references).")
     return decisions
+
+
+#: The demo's suspects that are not derived from the owner (every other one is).
+INDEPENDENT = frozenset({"independent model"})
+
+
+def _misses(rows: list[tuple]) -> list[str]:
+    """One plain sentence per wrong call: a derived copy not judged derived, an independent
+    model judged derived (the table alone leaves the reader to spot them)."""
+    lines = []
+    for kind_name, name, score, threshold, decision, *_ in rows:
+        if name not in INDEPENDENT and decision != "derived":
+            lines.append(f"MISSED: the {kind_name} {name} is derived from the owner but scored {score:.4f}, "
+                         f"below the threshold {threshold:.4f}: judged {decision}.")
+        elif name in INDEPENDENT and decision == "derived":
+            lines.append(f"FALSE MATCH: the {kind_name} {name} is not derived from the owner but scored "
+                         f"{score:.4f}, above the threshold {threshold:.4f}.")
+    if lines:
+        lines.insert(0, "")
+    return lines

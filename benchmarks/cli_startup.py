@@ -1,0 +1,86 @@
+"""How long the ``tafa`` command takes to start: ``--help`` of every command, and the fixed cost
+of ``tafa verify`` on a small ONNX suspect (issue 15: under 1 s and under 2 s).
+
+Each command runs in a fresh Python process (as the console script runs it), ``--runs`` times;
+the table shows the median, the fastest and the slowest wall-clock seconds.
+
+    python benchmarks/cli_startup.py [--runs 7]
+
+The verify case fingerprints a small digits MLP (8 probes x 2 directions, so that the
+verification itself costs milliseconds) in a temporary folder first; what is timed is the
+whole command: interpreter start, imports, reading the fingerprint, opening the ONNX file,
+the queries and the verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: Commands timed for ``--help``, and the limit each must meet (seconds, median).
+HELP_LIMIT = 1.0
+VERIFY_LIMIT = 2.0
+HELP_COMMANDS = ([], ["fingerprint"], ["verify"], ["info"], ["demo"], ["registry"], ["registry", "add"],
+                 ["registry", "list"], ["registry", "remove"], ["registry", "scans"], ["scan"], ["bench"])
+
+
+def _time(argv: list[str], runs: int, command: list[str] | None = None) -> list[float]:
+    command = command or [sys.executable, "-m", "tafa.cli", *argv]
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        seconds.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
+    return seconds
+
+
+def _verify_case(folder: Path) -> list[str]:
+    import torch
+
+    from tafa import Fingerprint
+    from tafa.bench.architectures import build
+
+    owner = build("mlp", input_shape=(1, 8, 8), output_dim=10, seed=0)
+    suspect = folder / "suspect.onnx"
+    torch.onnx.export(owner, (torch.zeros(1, 1, 8, 8),), str(suspect), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    fingerprint = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2, seed=0)
+    fingerprint.save(folder / "owner.tafa")
+    return ["--quiet", "verify", str(folder / "owner.tafa"), str(suspect), "--json"]
+
+
+Row = tuple[str, list[float], "float | None"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs of each command (default 7)")
+    args = parser.parse_args()
+    rows: list[Row] = [(" ".join(["tafa", *command, "--help"]), _time([*command, "--help"], args.runs), HELP_LIMIT)
+            for command in HELP_COMMANDS]
+    with tempfile.TemporaryDirectory() as folder:
+        argv = _verify_case(Path(folder))
+        rows.append(("tafa verify owner.tafa suspect.onnx (16 queries)", _time(argv, args.runs), VERIFY_LIMIT))
+    # The floor under any command that imports torch, measured at the same time (not a limit).
+    rows.append(("(python -c 'import torch', for comparison)",
+                 _time([], args.runs, [sys.executable, "-c", "import torch"]), None))
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs each, wall-clock seconds\n")
+    print(f"| {'command':<52} | median | fastest | slowest | limit | met |")
+    print(f"|{'-' * 54}|-------:|--------:|--------:|------:|-----|")
+    for name, seconds, limit in rows:
+        median = statistics.median(seconds)
+        met = "" if limit is None else "yes" if median < limit else "NO"
+        print(f"| {name:<52} | {median:6.2f} | {min(seconds):7.2f} | {max(seconds):7.2f} | "
+              f"{'' if limit is None else f'{limit:.1f}':>5} | {met:<3} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""``tafa fingerprint``, ``tafa verify`` and ``tafa info``: thin adapters over
+:class:`~tafa.fingerprint.Fingerprint` (the library is imported when a command runs, not when
+the parser is built)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidParameter
+from .options import DEFAULT_SCHEME, SCHEME_NAMES, add_opening_options, add_quiet, main_schemes, open_options
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    if args.check_commitment:
+        return _reproduce_commitment(args)
+    if args.domain is None or args.out is None:
+        raise InvalidParameter("tafa fingerprint needs --domain and --out (or --check-commitment FILE).")
+    from ..commitment import Commitment, commitment_path
+
+    _refuse_overwrite(args.out, commitment_path(args.out), force=args.force)
+    from ..fingerprint import Fingerprint
+
+    if str(args.model).startswith(("http://", "https://")):
+        raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
+                               "fingerprints its own model file.")
+    owner = open_options(args).open(args.model)
+    notice = getattr(owner, "import_notice", lambda: None)()
+    if notice:
+        print(f"notice: white-box import failed ({notice}); using black-box probes", file=sys.stderr)
+    fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
+                                     directions=args.directions, seed=args.seed, progress=not args.quiet)
+    fingerprint.save(args.out)
+    commitment = Commitment.of(fingerprint)
+    commitment.save(commitment_path(args.out))
+    summary = {**fingerprint.describe(), "probe_sha256": fingerprint.probe_sha256,
+               "commitment": str(commitment_path(args.out)), "commitment_sha256": commitment.digest}
+    if args.json:
+        print(json.dumps({"path": args.out, **summary}, indent=2))
+    else:
+        print(f"fingerprint written to {args.out}")
+        for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification",
+                    "fingerprint_seconds", "sha256", "commitment", "commitment_sha256"):
+            print(f"  {key:<26} {_for_people(summary.get(key))}")
+        print("publish or timestamp the commitment_sha256 (or the commitment file) now, before any dispute")
+    return 0
+
+
+def _refuse_overwrite(*paths: Any, force: bool) -> None:
+    """One line naming ``--force`` when a fingerprint or its commitment would be overwritten."""
+    existing = [str(path) for path in paths if Path(path).exists()]
+    if existing and not force:
+        raise InvalidParameter(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                               "refusing to overwrite a fingerprint or its commitment (pass --force to replace "
+                               "them).")
+
+
+def _reproduce_commitment(args: argparse.Namespace) -> int:
+    from ..commitment import Commitment
+
+    commitment = Commitment.load(args.check_commitment, digest=args.commitment_digest)
+    if args.out:
+        _refuse_overwrite(args.out, force=args.force)
+    owner = open_options(args).open(args.model, input_shapes=[tuple(commitment.input_shape)])
+    fingerprint = commitment.reproduce(owner, args.domain, progress=not args.quiet)
+    if args.out:
+        fingerprint.save(args.out)
+    result = {"reproduced": True, "commitment": args.check_commitment, "commitment_sha256": commitment.digest,
+              "committed": commitment.created, "owner_sha256": commitment.owner_sha256,
+              "probe_sha256": fingerprint.probe_sha256, "seed": commitment.seed}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"reproduced: the committed owner model and seed {commitment.seed} give the committed probes and "
+              f"owner signature (reproducible content hash {fingerprint.probe_sha256})")
+    return 0
+
+
+def _check_commitment(fingerprint: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    from ..commitment import Commitment
+
+    if args.commitment is None:
+        if args.commitment_digest is not None:
+            raise InvalidParameter("--commitment-digest needs --commitment FILE.")
+        return None
+    commitment = Commitment.load(args.commitment, digest=args.commitment_digest)
+    commitment.check(fingerprint)
+    return {"path": args.commitment, "sha256": commitment.digest, "created": commitment.created,
+            "digest_checked": args.commitment_digest is not None, "matches": True}
+
+
+def _references(fingerprint: Any, directory: str | None, args: argparse.Namespace, flag: str) -> list[Any]:
+    """The models in ``directory``, each opened at the fingerprint's input shape when its file
+    does not declare one, and checked to fit the fingerprint (an error names the file as what
+    it is: a reference or a positive, never a suspect)."""
+    from ..errors import ShapeMismatch
+
+    if directory is None:
+        return []
+    role = {"--references": "Reference", "--positives": "Positive"}[flag]
+    models = open_options(args).open_folder(directory, input_shapes=[fingerprint.input_shape], role=role)
+    for model in models:
+        try:
+            fingerprint.check_shapes(model)
+        except ShapeMismatch as error:
+            detail = str(error).removeprefix(f"Suspect {model.name} ")
+            raise ShapeMismatch(f"{role} model {model.name!r} (in {flag} {directory}) {detail}") from None
+    return models
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..fingerprint import Fingerprint
+
+    fingerprint = Fingerprint.load(args.fingerprint)
+    committed = _check_commitment(fingerprint, args)
+    suspect = open_options(args).open(args.suspect, input_shapes=[fingerprint.input_shape],
+                                      progress=not args.quiet)
+    budget = getattr(suspect, "check_budget", None)
+    if budget is not None:
+        budget(fingerprint.queries())
+    references = _references(fingerprint, args.references, args, "--references")
+    positives = _references(fingerprint, args.positives, args, "--positives")
+    verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
+                                 progress=not args.quiet)
+    if args.json:
+        print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
+    else:
+        print(verdict.render())
+        if committed:
+            print(f"commitment: the fingerprint matches commitment {committed['sha256']} made {committed['created']}")
+    return 0
+
+
+def _for_people(value: Any) -> str:
+    """A value as a person reads it: floats rounded (JSON keeps them whole)."""
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
+    return str(value)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..fingerprint import Fingerprint
+
+    summary = Fingerprint.load(args.fingerprint).describe()
+    print(json.dumps(summary, indent=2) if args.json else
+          "\n".join(f"{key:<26} {_for_people(value)}" for key, value in summary.items()))
+    return 0
+
+
+def add_parsers(commands: Any) -> None:
+    fp = commands.add_parser("fingerprint", help="fingerprint an owner model, with no data")
+    fp.add_argument("model", metavar="MODEL",
+                    help="ONNX file, TorchScript file (with --allow-torchscript), or package.module:factory with "
+                         "--weights")
+    fp.add_argument("--domain", help="box:LO,HI | box:FILE.json | gaussian[:MEAN,STD] (required unless "
+                                     "--check-commitment)")
+    fp.add_argument("--out", help="fingerprint file to write; its commitment is written to OUT.commitment.json")
+    fp.add_argument("--force", action="store_true", help="overwrite an existing OUT and its commitment")
+    fp.add_argument("--scheme", default=DEFAULT_SCHEME, choices=SCHEME_NAMES, metavar="SCHEME",
+                    help=f"default {DEFAULT_SCHEME}; one of {', '.join(main_schemes())} (and the ablate-* variants "
+                         "of tafa bench --ablation)")
+    fp.add_argument("--probes", type=int, help="probe points (default: the scheme's)")
+    fp.add_argument("--directions", type=int, help="directions per probe (default: the scheme's)")
+    fp.add_argument("--seed", type=int, default=0)
+    fp.add_argument("--json", action="store_true", help="print a JSON summary")
+    fp.add_argument("--check-commitment", metavar="COMMITMENT", help="re-create the fingerprint of MODEL with the "
+                    "committed scheme, domain and seed and check it gives the committed probes (exit 2 if not)")
+    fp.add_argument("--commitment-digest", metavar="SHA256", help="with --check-commitment: the published digest "
+                                                                  "the commitment file must have")
+    add_quiet(fp)
+    add_opening_options(fp, services=False, weights=True)
+    fp.set_defaults(run=cmd_fingerprint)
+
+    verify = commands.add_parser("verify", help="verify a suspect model against a fingerprint (black box)")
+    verify.add_argument("fingerprint", metavar="FINGERPRINT")
+    verify.add_argument("suspect", metavar="SUSPECT", help="model file, package.module:factory with --weights, "
+                                                           "or http://HOST:PORT/v2/models/NAME")
+    verify.add_argument("--references", metavar="DIR", help="independently trained models of the same task "
+                                                             "(negatives) that calibrate the threshold")
+    verify.add_argument("--positives", metavar="DIR", help="derived copies, to report the margin on the other side")
+    verify.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01)")
+    verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+    verify.add_argument("--commitment", metavar="FILE", help="check the fingerprint against its commitment first "
+                                                             "(a mismatch is reported as tampering, exit 2)")
+    verify.add_argument("--commitment-digest", metavar="SHA256", help="the published digest the commitment file "
+                                                                      "must have")
+    add_quiet(verify)
+    add_opening_options(verify, weights=True)
+    verify.set_defaults(run=cmd_verify)
+
+    info = commands.add_parser("info", help="describe a fingerprint file (and check its hash)")
+    info.add_argument("fingerprint", metavar="FINGERPRINT")
+    info.add_argument("--json", action="store_true")
+    add_quiet(info)
+    info.set_defaults(run=cmd_info)

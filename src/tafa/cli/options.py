@@ -1,0 +1,100 @@
+"""Options shared by the commands, declared once: how models are opened (one argparse group,
+turned into one :class:`~tafa.models.options.OpenOptions`), ``--quiet`` after a command, and the
+light lists the parser needs (scheme names) without importing the library.
+
+Nothing here imports torch, numpy or scipy: ``tafa --help`` is built from this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..models.options import OpenOptions
+
+#: The schemes tafa registers (tafa.scheme and tafa.baselines), named here so that the parser
+#: is built without importing them; a test checks it against the registry.
+SCHEME_NAMES = ("tafa", "tafa-learned", "tafa-free", "tafa-select", "tafa-extract", "random-output",
+                "modeldiff", "ipguard", "sac-m", "metav", "metav-free",
+                "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
+                "ablate-32-points", "ablate-8-directions", "ablate-select-uniform", "ablate-free-select",
+                "ablate-meta-verifier", "ablate-meta-verifier-data", "ablate-extract-uniform")
+
+#: The scheme ``tafa fingerprint`` uses unless told otherwise (tafa.scheme.DEFAULT_SCHEME).
+DEFAULT_SCHEME = "tafa"
+
+
+def main_schemes() -> list[str]:
+    return [name for name in SCHEME_NAMES if not name.startswith("ablate-")]
+
+
+def input_shape(text: str) -> tuple[int, ...]:
+    """``--input-shape 1,8,8`` -> ``(1, 8, 8)``."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,8,8, got {text!r}") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
+    return shape
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` accepted after the command too (``tafa verify ... --quiet``)."""
+    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+
+
+def add_opening_options(parser: argparse.ArgumentParser, *, services: bool = True, weights: bool = False,
+                        scan: bool = False) -> None:
+    """The options of every command that opens models (defaults: :class:`OpenOptions`'s).
+
+    ``services``: the command may open models behind a KServe v2 service (timeouts, retries,
+    rate, budget, answer cache); ``weights``: MODEL may be a factory whose weights ``--weights``
+    names; ``scan``: wording for many suspects.
+    """
+    group = parser.add_argument_group("opening models")
+    if weights:
+        group.add_argument("--weights", metavar="FILE",
+                           help="safetensors (or state-dict) file for a MODEL given as package.module:factory")
+    group.add_argument("--factory", metavar="MODULE:FUNCTION",
+                       help="package.module:function building the nn.Module of weights-only files (.safetensors, "
+                            "state dicts), in reference folders too")
+    shapes = "each registered fingerprint's input shape in turn" if scan else "the fingerprint's input shape"
+    group.add_argument("--input-shape", type=input_shape, metavar="SHAPE",
+                       help=f"shape of one input, e.g. 1,8,8, for files that do not declare it (TorchScript, "
+                            f"weights-only files; ONNX declares it); default: {shapes}")
+    group.add_argument("--allow-torchscript", action="store_true",
+                       help="open TorchScript files (refused by default: loading one runs its TorchScript program)")
+    group.add_argument("--batch", type=int, default=256, metavar="N", help="inputs per call to a model (default 256)")
+    group.add_argument("--max-model-bytes", type=int, metavar="BYTES",
+                       help="refuse model files (and zip archives' declared content) larger than this (default 2 GiB)")
+    if not services:
+        return
+    group.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="seconds for one whole request to a service (default 30)")
+    group.add_argument("--retries", type=int, default=3, metavar="N",
+                       help="retries of a request after 429/502/503/504, a timeout or a lost connection (default 3)")
+    group.add_argument("--max-wait", type=float, default=60.0, metavar="SECONDS",
+                       help="cap on all waiting for retries (Retry-After included) of one request (default 60)")
+    group.add_argument("--rate", type=float, metavar="PER_SECOND", help="requests per second to a service")
+    group.add_argument("--max-queries", type=int, metavar="N",
+                       help="refuse a service suspect that would need more queries" +
+                            (" (recorded as failed)" if scan else ""))
+    group.add_argument("--answer-cache", metavar="DIR",
+                       help="keep a service's answers in DIR and reuse them (an interrupted verification resumes)")
+
+
+def open_options(args: argparse.Namespace, **overrides: Any) -> "OpenOptions":
+    """The :class:`~tafa.models.options.OpenOptions` of parsed arguments (``--input-shape`` etc.)."""
+    from ..models.options import OpenOptions
+
+    values = {"factory": args.factory, "weights": getattr(args, "weights", None), "input_shape": args.input_shape,
+              "allow_torchscript": args.allow_torchscript, "batch_size": args.batch,
+              "max_bytes": args.max_model_bytes}
+    for field, flag in (("timeout", "timeout"), ("retries", "retries"), ("max_wait", "max_wait"), ("rate", "rate"),
+                        ("max_queries", "max_queries"), ("answer_cache", "answer_cache")):
+        if hasattr(args, flag):
+            values[field] = getattr(args, flag)
+    values.update(overrides)
+    return OpenOptions(**values)

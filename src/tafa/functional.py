@@ -1,0 +1,122 @@
+"""The functional core: the pure maths that more than one stage computes.
+
+Pure functions of arrays (numpy, and torch tensors for the one small network trained on
+both sides), no state, no models, importing nothing of tafa: the probe
+strategies (choosing probes where references disagree), the signatures and the decisions
+(scoring a suspect) all import it *downward*, and the classes of those stages wrap it
+(as torchmetrics' ``functional/`` sits under its ``Metric`` classes).
+
+The local-cosine evidence of the method is computed here once: per probe, the cosine of
+the owner's and the suspect's derivative matrices after centring each within its
+direction group (:func:`local_cosines`), beside the raw per-probe cosine
+(:func:`rowwise_cosine`). So is MetaV's meta-verifier, which the ``metav`` probe strategy
+trains jointly with its inputs and the ``meta-verifier`` decision trains again and applies
+(:func:`standardisation`, :func:`initial_parameters`, :func:`verifier_logits`,
+:func:`balanced_bce`).
+
+>>> import numpy as np
+>>> a = np.array([[1.0, 0.0], [1.0, 1.0]])
+>>> rowwise_cosine(a, np.array([[2.0, 0.0], [0.0, 0.0]])).tolist()
+[1.0, 0.0]
+>>> derivatives = np.random.default_rng(0).normal(size=(4, 2, 3))
+>>> local_cosines(derivatives, derivatives, np.array([0.0, 0.0, 1.0, 1.0])).round(6).tolist()
+[1.0, 1.0, 1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows of two ``(N, ...)`` arrays (0 where a row is zero)."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.einsum("ij,ij->i", a, b)
+    return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened (0 if either is zero)."""
+    return float(rowwise_cosine(a.reshape(1, -1), b.reshape(1, -1))[0])
+
+
+def centred_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two ``(N, m)`` matrices after centring each column over the N points."""
+    return cosine(a - a.mean(axis=0), b - b.mean(axis=0))
+
+
+def aggregate(values: np.ndarray, how: str) -> float:
+    """Combine per-point values robustly: ``median``, ``mean`` or ``trimmed`` (10% each side)."""
+    if how == "median":
+        return float(np.median(values))
+    if how == "mean":
+        return float(np.mean(values))
+    if how == "trimmed":
+        cut = int(0.1 * len(values))
+        ordered = np.sort(values)
+        return float(ordered[cut:len(values) - cut].mean())
+    raise ValueError(f"Unknown aggregation {how!r}; expected 'median', 'mean' or 'trimmed'.")
+
+
+def group_centred(derivatives: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Derivatives minus their mean over the points of the same direction group.
+
+    Independent models of one task share much of their average local map; what a derived
+    copy inherits, and an independent model does not, is how the map changes from one of
+    the owner's regions to the next. Centring within a group of points that share their
+    directions keeps exactly that change.
+    """
+    centred = np.array(derivatives, dtype=np.float64, copy=True)
+    for label in np.unique(groups):
+        members = groups == label
+        centred[members] -= centred[members].mean(axis=0)
+    return centred
+
+
+def local_cosines(owner: np.ndarray, suspect: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per-probe cosine of two ``(N, K, m)`` derivative arrays, each centred within the
+    owner's direction ``groups`` (:func:`group_centred`): the method's local evidence."""
+    return rowwise_cosine(group_centred(owner, groups), group_centred(suspect, groups))
+
+
+# ---------------------------------------------------------------- MetaV's meta-verifier
+def standardisation(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate mean and scale of ``rows`` (``(M, D)``): the standard deviation over
+    the rows, floored at ``1e-3`` times its median (1 where every coordinate is constant)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    mean = rows.mean(axis=0)
+    deviation = rows.std(axis=0)
+    typical = float(np.median(deviation))
+    if typical <= 0:
+        typical = float(deviation.max())
+    floor = 1e-3 * typical if typical > 0 else 1.0
+    return mean, np.maximum(deviation, floor)
+
+
+def initial_parameters(d: int, hidden: int, seed: int) -> list[torch.Tensor]:
+    """``[w1 (hidden, d), b1 (hidden,), w2 (hidden,), b2 (1,)]``, float64, uniform in
+    ``+-1/sqrt(fan_in)`` (torch's ``nn.Linear`` rule), from a generator seeded by ``seed``."""
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
+        bound = 1.0 / np.sqrt(fan_in)
+        values = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        return values.requires_grad_(True)
+
+    return [uniform((hidden, d), d), uniform((hidden,), d), uniform((hidden,), hidden), uniform((1,), hidden)]
+
+
+def verifier_logits(parameters: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """The verifier's logit for each row of standardised outputs ``z`` (``(M, D)``)."""
+    w1, b1, w2, b2 = parameters
+    return torch.relu(z @ w1.T + b1) @ w2 + b2
+
+
+def balanced_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with each class weighted to half of the total."""
+    positives = labels > 0.5
+    weights = torch.where(positives, 0.5 / positives.sum().clamp(min=1), 0.5 / (~positives).sum().clamp(min=1))
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    return (weights * losses).sum()
