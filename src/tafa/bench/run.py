@@ -252,7 +252,8 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
     rule.pop("families")
     result = {
         "n_pos": int(pos.size), "n_neg": int(neg.size),
-        "auc": metrics.roc_auc(pos, neg), "auc_ci": list(metrics.bootstrap_ci(metrics.roc_auc, pos, neg, n_boot=n_boot)),
+        "auc": metrics.roc_auc(pos, neg),
+        "auc_ci": list(metrics.bootstrap_ci(metrics.roc_auc, pos, neg, n_boot=n_boot)),
         "aruc": aruc(cal_pos, cal_neg), "aruc_ci": list(metrics.bootstrap_ci(aruc, cal_pos, cal_neg, n_boot=n_boot)),
         "aruc_raw": metrics.aruc(pos, neg), "max_min_ru": metrics.max_min_ru(pos, neg),
         "tpr_at_fpr_1pct": tpr1(pos, neg), "tpr_at_fpr_0": metrics.tpr_at_fpr(pos, neg, 0.0),

@@ -126,7 +126,7 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
 
     def negatives(role: str, count: int, kind: str, arch: str, part: str, init: bool = False) -> None:
         nonlocal seed
-        for i in range(count):
+        for _ in range(count):
             seed += 1
             rows.append(ModelRecipe(f"{role[:3]}-{kind}-{seed}", role, 0, kind, arch, part, seed,
                                     init_seed=0 if init else None))
@@ -214,7 +214,8 @@ def describe_layers(model: nn.Sequential) -> list[dict[str, Any]]:
     for layer in model:
         kind = type(layer).__name__
         if kind == "Linear":
-            rows.append({"kind": kind, "in": layer.in_features, "out": layer.out_features, "bias": layer.bias is not None})
+            rows.append({"kind": kind, "in": layer.in_features, "out": layer.out_features,
+                         "bias": layer.bias is not None})
         elif kind == "Conv2d":
             rows.append({"kind": kind, "in": layer.in_channels, "out": layer.out_channels, "kernel": layer.kernel_size,
                          "stride": layer.stride, "padding": layer.padding, "bias": layer.bias is not None})
