@@ -146,7 +146,7 @@ def _total_time(value: object) -> str:
 
 def _rule_cell(rules: object, alpha: str) -> str:
     rule = rules.get(alpha) if isinstance(rules, Mapping) else None
-    if not isinstance(rule, Mapping):
+    if not isinstance(rule, Mapping) or not (_finite(rule.get("tpr")) or _finite(rule.get("fpr"))):
         return DASH
     return f"{_num(rule.get('tpr'), 2)} / {_num(rule.get('fpr'), 2)}"
 
@@ -334,7 +334,7 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
     >>> md = write_markdown({"scenarios": {"s": {"n_pos": 1, "n_neg": 1, "schemes": {
     ...     "x": {"auc": 0.75, "auc_ci": [0.5, 1.0], "queries": 64}}}}})
     >>> [line for line in md.splitlines() if line.startswith("| `x`")]
-    ['| `x` | 0.750 [0.500, 1.000] | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | 64 | \u2014 | \u2014 |']
+    ['| `x` | 0.750 [0.500, 1.000] | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | 64 | \u2014 | \u2014 |']
     """
     scenarios = _scenarios(results, "write_markdown")
     lines = ["# tafa benchmark results", "",
