@@ -333,8 +333,9 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
 
     >>> md = write_markdown({"scenarios": {"s": {"n_pos": 1, "n_neg": 1, "schemes": {
     ...     "x": {"auc": 0.75, "auc_ci": [0.5, 1.0], "queries": 64}}}}})
-    >>> [line for line in md.splitlines() if line.startswith("| `x`")]
-    ['| `x` | 0.750 [0.500, 1.000] | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | 64 | \u2014 | \u2014 |']
+    >>> row = next(line for line in md.splitlines() if line.startswith("| `x`"))
+    >>> row.startswith("| `x` | 0.750 [0.500, 1.000] |"), row.count("\u2014"), row.endswith("| 64 | \u2014 | \u2014 |")
+    (True, 9, True)
     """
     scenarios = _scenarios(results, "write_markdown")
     lines = ["# tafa benchmark results", "",
