@@ -1,22 +1,28 @@
-"""Shared fixtures: real small models of the three task kinds, trained in seconds.
+"""Shared fixtures: real small models of the three task kinds, trained once and committed.
 
-Each kind has an owner, a few independent reference models (negatives that calibrate the
+Each kind has an owner, 18 independent reference models (negatives that calibrate the
 threshold) and an independent suspect trained on the other half of the data with another
-seed. Everything is seeded, and built once per test session.
+seed. They are trained by ``tests/fixtures/make.py`` (seeded, seconds each) and committed
+as safetensors, so that a test asserting a decision gets the same models on every CPU;
+here they are only loaded (weights only), once per test session.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 
-from tafa.bench.architectures import build
-from tafa.bench.datasets import load_task
-from tafa.training import TrainingData, fit
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from make import KINDS, REFERENCES, load  # noqa: E402 - the fixtures' own loader, beside them
 
-torch.set_num_threads(1)  # small models: one thread is fastest and immune to a loaded machine
+# Small models: one thread is fastest and immune to a loaded machine. TAFA_TORCH_THREADS=2 runs
+# the suite with two, as the check that decisions do not depend on the floating-point kernels.
+torch.set_num_threads(max(1, int(os.environ.get("TAFA_TORCH_THREADS", "1"))))
 
 
 @dataclass
@@ -31,43 +37,26 @@ class Kind:
     independent: torch.nn.Module
 
 
-def _classifier(arch: str, seed: int, part: str) -> torch.nn.Module:
-    task = load_task("digits")
-    model = build(arch, input_shape=task.input_shape, output_dim=10, seed=seed)
-    return fit(model, task.split(part), epochs=15, lr=1e-3, seed=seed)
-
-
-def _regressor(arch: str, seed: int, part: str) -> torch.nn.Module:
-    task = load_task("diabetes")
-    model = build(arch, input_shape=task.input_shape, output_dim=1, seed=seed)
-    return fit(model, task.split(part), epochs=60, lr=1e-3, seed=seed, weight_decay=1e-3)
-
-
-def _generator(arch: str, seed: int, part: str) -> torch.nn.Module:
-    task = load_task("digits")
-    model = build(arch, input_shape=(8,), output_dim=64, seed=seed)
-    return fit(model, TrainingData(task.split(part).x, None, "vae"), epochs=15, lr=2e-3, seed=seed)
-
-
-def _kind(name: str, domain: str, shape: tuple[int, ...], train, archs: tuple[str, ...]) -> Kind:
-    owner = train(archs[0], 0, "owner")
-    references = [train(arch, 10 + i, "owner" if i % 2 else "other") for i, arch in enumerate(archs * 6)]
-    return Kind(name, domain, shape, owner, references, train(archs[0], 99, "other"))
+def _kind(name: str, domain: str) -> Kind:
+    models = load(name)
+    shape = KINDS[name][0]
+    references = [models[f"reference{i:02d}"] for i in range(REFERENCES)]
+    return Kind(name, domain, shape, models["owner"], references, models["independent"])
 
 
 @pytest.fixture(scope="session")
 def classifier() -> Kind:
-    return _kind("classifier", "box:0,1", (1, 8, 8), _classifier, ("mlp", "mlp_small", "cnn"))
+    return _kind("classifier", "box:0,1")
 
 
 @pytest.fixture(scope="session")
 def regressor() -> Kind:
-    return _kind("regressor", "box:-2,2", (10,), _regressor, ("mlp_small", "mlp", "mlp_small"))
+    return _kind("regressor", "box:-2,2")
 
 
 @pytest.fixture(scope="session")
 def generator() -> Kind:
-    return _kind("generator", "gaussian", (8,), _generator, ("decoder", "decoder_wide", "decoder"))
+    return _kind("generator", "gaussian")
 
 
 @pytest.fixture(scope="session", params=["classifier", "regressor", "generator"])
@@ -81,7 +70,7 @@ def held_out():
     first ``n`` independent references) and disjoint models to score (int4, 70%-pruned and
     10%-noise copies; the other references and the independent suspect)."""
     from tafa.attacks import add_weight_noise, magnitude_prune, quantize
-    from tafa.attacks.references import References
+    from tafa.references import References
 
     def make(kind: Kind, n: int) -> tuple[References, list[torch.nn.Module], list[torch.nn.Module]]:
         owner = kind.owner

@@ -445,7 +445,7 @@ def test_synthetic_targets_are_not_the_owners_outputs(classifier, regressor):
     assert torch.equal(again.y, data.y)  # seeded
 
 
-def test_the_fingerprint_records_how_its_data_free_references_moved(regressor):
+def test_the_fingerprint_records_how_its_data_free_references_moved(regressor, tmp_path):
     from tafa import Fingerprint
     from tafa.attacks.references import data_free_references
     from tafa.domain import parse_domain
@@ -459,3 +459,4 @@ def test_the_fingerprint_records_how_its_data_free_references_moved(regressor):
     assert [r["name"] for r in recorded] == ["data-free int8", "data-free ft_all_small", "look-alike 0",
                                              "look-alike 1"]
     assert all(r["relative_weight_change"] > 0 for r in recorded if "ft_" in r["name"])
+    assert Fingerprint.load(fingerprint.save(tmp_path / "free.tafa")).describe()["references"] == recorded

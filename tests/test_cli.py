@@ -69,17 +69,19 @@ def test_fingerprint_from_onnx_is_white_box(fingerprint_file, capsys):
 def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
     verdicts = {}
     for name in ("pirate", "independent"):
-        # the default alpha (0.01) with 18 references: a parametric tail above the references' maximum
+        # the default alpha (0.01) with 18 references: only with --parametric, a normal tail above their maximum
         code, out, _ = _run(capsys, "verify", str(fingerprint_file), str(files[name]), "--references",
-                            str(files["references"]), "--input-shape", "1,8,8", "--allow-torchscript", "--json")
+                            str(files["references"]), "--input-shape", "1,8,8", "--allow-torchscript", "--json",
+                            "--parametric")
         assert code == 0
         verdicts[name] = json.loads(out)
     assert verdicts["pirate"]["decision"] == "derived"
     assert verdicts["independent"]["decision"] == "independent"
     for verdict in verdicts.values():
-        assert {"decision", "score", "threshold", "alpha", "queries", "n_references"} <= set(verdict)
+        assert {"decision", "score", "threshold", "alpha_requested", "bound", "queries", "n_references"} <= set(verdict)
         assert verdict["queries"] == 576 and verdict["n_references"] == 18
         assert verdict["bound_method"] == "parametric" and verdict["rank_bound"] == pytest.approx(1 / 19)
+        assert verdict["alpha_requested"] == verdict["bound"] == 0.01 and "parametric" in verdict["bound_note"]
 
 
 def test_human_verdict_and_undecided_without_references(files, fingerprint_file, capsys):
@@ -210,7 +212,9 @@ def test_torchscript_and_state_dict_files_take_the_fingerprints_input_shape(file
                           str(references), "--factory", "tests.factories:digits_mlp", "--allow-torchscript", "--json")
     assert code == 0, err
     verdict = json.loads(out)
-    assert verdict["n_references"] == 8 and verdict["queries"] == 576 and verdict["decision"] == "independent"
+    # eight references cannot support the default alpha 0.01 by rank: scored, not decided
+    assert verdict["n_references"] == 8 and verdict["queries"] == 576 and verdict["decision"] == "undecided"
+    assert "needs at least 99 references" in verdict["bound_note"]
 
 
 def _factory_reference(classifier) -> torch.nn.Module:

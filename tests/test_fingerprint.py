@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tafa import Box, Fingerprint, Gaussian, calibrate, parse_domain
 from tafa.errors import DomainError, FingerprintError, InvalidParameter, TamperedFingerprint
+from tafa.probes import Analysis
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,12 @@ def test_not_a_fingerprint(tmp_path):
 
 
 def test_failed_save_leaves_nothing_behind(fingerprint, tmp_path, monkeypatch):
-    import safetensors.numpy
+    import os
 
     def explode(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", explode)
+    monkeypatch.setattr(os, "fsync", explode)  # the bytes are written, the disk fails before the rename
     with pytest.raises(OSError):
         fingerprint.save(tmp_path / "fp.tafa")
     assert list(tmp_path.iterdir()) == []
@@ -99,5 +100,33 @@ def test_calibration_never_accepts_more_references_than_its_bound(scores, alpha)
 def test_calibration_rank_and_parametric():
     n99 = calibrate(np.linspace(0, 0.5, 99), 0.01)
     assert n99.method == "rank" and n99.threshold == pytest.approx(0.5) and n99.bound == 0.01
-    small = calibrate([0.1, 0.2, 0.25, 0.3], 0.01)
+    small = calibrate([0.1, 0.2, 0.25, 0.3], 0.01, parametric=True)
     assert small.method == "parametric" and small.threshold > 0.3 and small.rank_bound == pytest.approx(0.2)
+
+
+def test_scheme_references_and_probe_analysis_are_typed():
+    from tafa.scheme import ReferenceSource, Scheme, get_scheme
+
+    free = get_scheme("tafa-free")
+    assert free.references is ReferenceSource.DATA_FREE and free.to_dict()["references"] == "data-free"
+    assert Scheme.from_dict(free.to_dict()).references is ReferenceSource.DATA_FREE
+    assert get_scheme("tafa").references is ReferenceSource.NONE
+    assert Scheme("x", "random", "outputs", "output-cosine", 4, references="data").references is ReferenceSource.DATA
+    with pytest.raises(ValueError, match="'data free'"):
+        Scheme("x", "random", "outputs", "output-cosine", 4, references="data free")
+    assert Analysis.of("black-box (owner has no torch module)") is Analysis.BLACK_BOX
+    assert Analysis.of("white-box references") is Analysis.WHITE_BOX
+    assert Analysis.of("blackbox") is Analysis.of(None) is Analysis.NONE
+
+
+def test_a_black_box_fingerprint_says_so_in_its_verdict(generator):
+    from tafa.models import TorchModel
+
+    class Opaque(TorchModel):  # a real model whose torch module is hidden, as a service's would be
+        def torch_module(self):
+            return None
+
+    owner = Opaque(generator.owner, (8,))
+    fingerprint = Fingerprint.create(owner, "gaussian", points=8, directions=2, input_shape=(8,))
+    assert fingerprint.probes.analysis is Analysis.BLACK_BOX
+    assert any(note.startswith("fingerprint made black-box") for note in fingerprint.verify(owner).notes)

@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 from tafa import Fingerprint
 from tafa.cli import main
 from tafa.errors import TafaError
-from tafa.fingerprint import content_hash
+from tafa.fingerprint_file import content_hash
 from tafa.models import TorchModel, open_model
 
 SHAPE = (1, 8, 8)

@@ -360,7 +360,7 @@ def test_verification_over_http_equals_verification_from_a_file(classifier, tmp_
         for source in (suspect_file, server.url):
             capsys.readouterr()
             assert main(["--quiet", "verify", str(tmp_path / "owner.tafa"), source, "--references", str(references),
-                         "--input-shape", "1,8,8", "--json"]) == 0
+                         "--input-shape", "1,8,8", "--json", "--parametric"]) == 0
             verdicts[source.startswith("http")] = json.loads(capsys.readouterr().out)
     over_http, from_file = verdicts[True], verdicts[False]
     assert over_http["decision"] == from_file["decision"] == ("derived" if which == "pirate" else "independent")

@@ -79,13 +79,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 #: when that branch lands; until then these edges, and only these, are tolerated.
 PENDING_CLI_EDGES: frozenset[tuple[str, str]] = frozenset()  # the cli branch removed them
 
-#: Known back-edges that the ``format`` helper removes on its own branch: the probe strategies
-#: name the ``References`` type (under ``TYPE_CHECKING``) from ``tafa.attacks.references``;
-#: it moves to ``tafa.references`` (core). The integrator empties this set when that lands.
-PENDING_FORMAT_EDGES: frozenset[tuple[str, str]] = frozenset({
-    (f"tafa.probes.{name}", "tafa.attacks.references")
-    for name in ("base", "ipguard", "learned", "modeldiff", "random", "relu", "sacm")
-})
+#: Known back-edges that the ``format`` helper removes: none left (``References`` lives in
+#: ``tafa.references``, core, and the probe strategies name it from there).
+PENDING_FORMAT_EDGES: frozenset[tuple[str, str]] = frozenset()
 
 PENDING = PENDING_CLI_EDGES | PENDING_FORMAT_EDGES
 

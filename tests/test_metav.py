@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tafa.attacks import SMALL_LR, add_weight_noise, finetune, magnitude_prune, quantize
-from tafa.attacks.references import References
+from tafa.references import References
 from tafa.bench.architectures import build
 from tafa.bench.datasets import load_task
 from tafa.decide.metav import MetaVerifier

@@ -19,11 +19,19 @@ from tafa.cli import main
 from tafa.commitment import Commitment
 from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
 from tafa.registry import (SCHEMA_VERSION, Finding, Registry, RegistryError, SuspectOutcome, default_registry_path,
-                           migrate)
+                           migrate, row_hash)
 
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _reseal(raw: sqlite3.Connection, name: str) -> None:
+    """Recompute a row's seal as an editor who read tafa's source would."""
+    row = raw.execute("SELECT name, sha256, file_sha256, commitment, calibration FROM fingerprints WHERE name = ?",
+                      (name,)).fetchone()
+    raw.execute("UPDATE fingerprints SET row_sha256 = ? WHERE name = ?", (row_hash(*row), name))
+    raw.commit()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +80,7 @@ def test_registry_is_wal_and_carries_its_schema_version(tmp_path):
         assert registry.journal_mode == "wal" and registry.schema_version == SCHEMA_VERSION
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     raw.close()
 
 
@@ -121,10 +129,14 @@ def test_a_fingerprint_edited_in_the_database_is_refused_on_load(tmp_path, finge
         raw.commit()
         with pytest.raises(TamperedFingerprint, match="'owner' does not match the SHA-256 of its file"):
             registry.get("owner")
-        # Another valid fingerprint swapped in with its file hash updated: the content hash still tells.
+        # Another valid fingerprint swapped in with its file hash updated: the row's seal tells ...
         other = other_file.read_bytes()
         raw.execute("UPDATE fingerprints SET file = ?, file_sha256 = ? WHERE name = 'owner'", (other, _sha256(other)))
         raw.commit()
+        with pytest.raises(TamperedFingerprint, match="registry row of 'owner' does not match its SHA-256"):
+            registry.get("owner")
+        # ... and with the seal recomputed too, the content hash still tells.
+        _reseal(raw, "owner")
         raw.close()
         with pytest.raises(TamperedFingerprint, match="'owner' has content SHA-256"):
             registry.get("owner")
@@ -178,6 +190,9 @@ def test_commitment_is_checked_and_stored(tmp_path, fingerprint_file, other_file
         stored["fingerprint_sha256"] = Fingerprint.load(other_file).sha256
         raw.execute("UPDATE fingerprints SET commitment = ?", (json.dumps(stored),))
         raw.commit()
+        with pytest.raises(TamperedFingerprint, match="registry row of 'owner' does not match its SHA-256"):
+            registry.get("owner")
+        _reseal(raw, "owner")  # an editor who knows the seal: the commitment itself is checked again
         raw.close()
         with pytest.raises(TamperedFingerprint, match="'owner'.*does not match its commitment"):
             registry.get("owner")
@@ -252,7 +267,7 @@ def test_registry_commands(tmp_path, capsys, fingerprint_file, classifier):
     db = str(tmp_path / "registry.sqlite")
     code, out, _ = _run(capsys, "registry", "add", str(fingerprint_file), "--name", "owner", "--registry", db,
                         "--references", str(references), "--alpha", "0.2")
-    assert code == 0 and "registered 'owner'" in out and "calibrated on 5 references" in out
+    assert code == 0 and "registered 'owner'" in out and "calibrated on 5 distinct references" in out
     code, out, _ = _run(capsys, "registry", "add", str(fingerprint_file), "--name", "plain", "--registry", db, "--json")
     assert code == 0 and json.loads(out)["threshold"] is None
     code, out, _ = _run(capsys, "registry", "list", "--registry", db, "--json")
@@ -270,3 +285,90 @@ def test_registry_commands(tmp_path, capsys, fingerprint_file, classifier):
     assert code == 2 and "No fingerprint named 'plain'" in err
     code, out, _ = _run(capsys, "registry", "scans", "--registry", db, "--json")
     assert code == 0 and json.loads(out) == []
+
+
+# ---------------------------------------------------------------------- stored state as an adversary edits it
+
+def _calibrated_registry(tmp_path, fingerprint_file, classifier) -> tuple[str, Fingerprint]:
+    fingerprint = Fingerprint.load(fingerprint_file)
+    calibration = fingerprint.calibrate(classifier.references[:4], alpha=0.2)
+    db = str(tmp_path / "registry.sqlite")
+    with Registry(db) as registry:
+        registry.add(fingerprint_file, "owner", calibration=calibration)
+    return db, fingerprint
+
+
+def _edit_threshold(db: str, threshold: float, *, reseal: bool) -> None:
+    raw = sqlite3.connect(db)
+    stored = json.loads(raw.execute("SELECT calibration FROM fingerprints WHERE name = 'owner'").fetchone()[0])
+    stored["threshold"] = threshold
+    raw.execute("UPDATE fingerprints SET calibration = ? WHERE name = 'owner'", (json.dumps(stored),))
+    raw.commit()
+    if reseal:
+        _reseal(raw, "owner")
+    raw.close()
+
+
+@pytest.mark.parametrize("reseal", [False, True], ids=["edited", "edited and resealed"])
+def test_a_threshold_edited_to_minus_one_is_refused_and_not_scanned(tmp_path, capsys, fingerprint_file, classifier,
+                                                                     reseal):
+    db, fingerprint = _calibrated_registry(tmp_path, fingerprint_file, classifier)
+    suspect = tmp_path / "independent.onnx"
+    torch.onnx.export(classifier.independent, (torch.zeros(1, 1, 8, 8),), str(suspect), dynamo=False,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    code, out, _ = _run(capsys, "scan", str(suspect), "--registry", db, "--json")
+    assert code == 0 and '"owner"' in out  # the control: the honestly calibrated row is used
+    _edit_threshold(db, -1.0, reseal=reseal)
+    why = "threshold -1.0 is below every one" if reseal else "registry row of 'owner' does not match its SHA-256"
+    with Registry(db) as registry, pytest.raises(TamperedFingerprint, match=why):
+        registry.get("owner")
+    code, out, err = _run(capsys, "scan", str(suspect), "--registry", db, "--json")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "'owner'" in err and '"derived"' not in out
+
+
+def test_a_name_renamed_in_the_database_is_refused(tmp_path, fingerprint_file):
+    db = str(tmp_path / "registry.sqlite")
+    with Registry(db) as registry:
+        registry.add(fingerprint_file, "owner")
+    raw = sqlite3.connect(db)
+    raw.execute("UPDATE fingerprints SET name = 'trusted-vendor' WHERE name = 'owner'")
+    raw.commit()
+    raw.close()
+    with Registry(db) as registry, pytest.raises(TamperedFingerprint, match="row of 'trusted-vendor'"):
+        registry.get("trusted-vendor")
+
+
+@pytest.mark.parametrize("column, value", [("calibration", "{not json"), ("calibration", '{"threshold": NaN}'),
+                                           ("commitment", "[1e999]"), ("input_shape", "[1, 8"),
+                                           ("file", "text, not a blob")])
+def test_malformed_rows_give_one_line(tmp_path, capsys, fingerprint_file, column, value):
+    db = str(tmp_path / "registry.sqlite")
+    with Registry(db) as registry:
+        registry.add(fingerprint_file, "owner")
+    raw = sqlite3.connect(db)
+    raw.execute(f"UPDATE fingerprints SET {column} = ? WHERE name = 'owner'", (value,))
+    raw.commit()
+    _reseal(raw, "owner")  # only the parsing can refuse it
+    raw.close()
+    command = ("registry", "list") if column == "input_shape" else ("scan", str(fingerprint_file))
+    code, _, err = _run(capsys, *command, "--registry", db)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "'owner'" in err, err
+
+
+def test_a_registry_with_damaged_pages_gives_one_line(tmp_path, capsys, fingerprint_file):
+    db = tmp_path / "registry.sqlite"
+    with Registry(db) as registry:
+        for i in range(8):
+            registry.add(fingerprint_file, f"fp{i}")
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    data = bytearray(db.read_bytes())
+    page = 4096
+    assert len(data) > 4 * page
+    for offset in range(2 * page, len(data), page):  # every page after the schema's: garbage
+        data[offset:offset + 64] = b"\xff" * 64
+    db.write_bytes(bytes(data))
+    for command in (("registry", "list"), ("scan", str(fingerprint_file))):
+        code, _, err = _run(capsys, *command, "--registry", str(db))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "registry.sqlite" in err, err

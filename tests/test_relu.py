@@ -43,7 +43,10 @@ def test_linearisation_is_exact_through_every_supported_operation(seed):
     x0 = np.random.default_rng(seed).uniform(0, 1, size=(1, 8, 8))
     lin = linearise(module, x0)
     pre_head = nn.Sequential(*list(module.head)[:-1])
-    logits = lambda x: pre_head(module.stem(x) + torch.nn.functional.hardtanh(module.block(module.stem(x)), -0.5, 2.0))
+
+    def logits(x):
+        return pre_head(module.stem(x) + torch.nn.functional.hardtanh(module.block(module.stem(x)), -0.5, 2.0))
+
     jacobian = torch.autograd.functional.jacobian(lambda x: logits(x.unsqueeze(0))[0], torch.as_tensor(x0))
     np.testing.assert_allclose(lin.jacobian, jacobian.reshape(3, -1).numpy(), atol=1e-10)
     # switches: ReLU/LeakyReLU pre-activations, both sides of each clamp, pooling differences

@@ -13,7 +13,8 @@ import pytest
 from matplotlib.image import imread
 
 from tafa.bench import metrics
-from tafa.bench.report import _write_atomically, plot_curves, plot_scores, write_markdown, write_report
+from tafa.bench.report import plot_curves, plot_scores, write_markdown, write_report
+from tafa.storage import write_atomically
 from tafa.errors import InvalidParameter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -174,10 +175,10 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _write_atomically(target, fail)
+        write_atomically(target, fail)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.md"]
-    _write_atomically(target, lambda handle: handle.write(b"new"))
+    write_atomically(target, lambda handle: handle.write(b"new"))
     assert target.read_text() == "new"
     assert target.stat().st_mode & 0o777 == 0o644
 

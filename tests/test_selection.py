@@ -12,7 +12,7 @@ import torch
 from tafa import Fingerprint, TorchModel
 from tafa.attacks import add_weight_noise, magnitude_prune
 from tafa.attacks.extraction import distill, mlp_student, reinitialised
-from tafa.attacks.references import References
+from tafa.references import References
 from tafa.bench.datasets import load_task
 from tafa.domain import parse_domain
 from tafa.errors import InvalidParameter

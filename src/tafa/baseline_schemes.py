@@ -25,7 +25,7 @@ from __future__ import annotations
 from . import probes as _probes  # noqa: F401  (registers the probe strategies)
 from . import signature as _signature  # noqa: F401  (registers the signatures)
 from .decide import baseline_similarities as _similarities  # noqa: F401  (registers the similarities)
-from .scheme import SCHEMES, Scheme, register_scheme
+from .scheme import SCHEMES, ReferenceSource, Scheme, register_scheme
 
 register_scheme(Scheme(
     "modeldiff", probes="modeldiff", signature="decision-distance", similarity="ddv-cosine", points=300,
@@ -48,7 +48,8 @@ __all__ = ["SCHEMES"]
 from .decide import metav as _metav  # noqa: E402,F401  (registers the meta-verifier)
 
 register_scheme(Scheme(
-    "metav", probes="metav", signature="outputs", similarity="meta-verifier", points=64, references="data",
+    "metav", probes="metav", signature="outputs", similarity="meta-verifier", points=64,
+    references=ReferenceSource.DATA,
     description="MetaV (KDD 2022): inputs learned jointly with an MLP meta-verifier on the owner's positive "
     "and negative reference models, the verifier's probability of being derived"))
 
@@ -56,6 +57,7 @@ register_scheme(Scheme(
 # MetaV made data-free (an ablation, benchmark=False): inputs start where the owner is
 # confident instead of at its data, and the references are the data-free ones.
 register_scheme(Scheme(
-    "metav-free", probes="metav", signature="outputs", similarity="meta-verifier", points=64, references="data-free",
+    "metav-free", probes="metav", signature="outputs", similarity="meta-verifier", points=64,
+    references=ReferenceSource.DATA_FREE,
     probe_params={"start": "inverted"}, benchmark=False,
     description="MetaV with no data: inputs start from inputs the owner is confident on, references data-free"))

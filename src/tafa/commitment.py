@@ -40,8 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FingerprintError, TafaError, TamperedFingerprint
-from .fingerprint import Fingerprint, ModelLike, _version, write_atomically
+from .errors import FingerprintError, TafaError, TamperedFingerprint, one_line
+from .fingerprint import Fingerprint, ModelLike
+from .fingerprint_file import tafa_version
+from .storage import write_atomically
 
 FORMAT = "tafa-commitment"
 VERSION = 1
@@ -86,7 +88,7 @@ class Commitment:
                    fingerprint.scheme.to_dict(), fingerprint.domain.to_dict(), int(fingerprint.seed),
                    int(points), int(directions),
                    [int(s) for s in fingerprint.input_shape], fingerprint.created,
-                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), _version(), environment())
+                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), tafa_version(), environment())
 
     # ------------------------------------------------------------------ file
     def to_dict(self) -> dict[str, Any]:
@@ -100,8 +102,7 @@ class Commitment:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the commitment as JSON, atomically; returns its path."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        write_atomically(path, lambda temp: Path(temp).write_text(text))
-        return Path(path)
+        return write_atomically(path, text.encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, digest: str | None = None) -> "Commitment":
@@ -127,7 +128,7 @@ class Commitment:
             raise
         except Exception as error:
             raise FingerprintError(f"{str(path)!r} is not a readable tafa commitment "
-                                   f"({type(error).__name__}: {' '.join(str(error).split())[:160]}).") from None
+                                   f"({type(error).__name__}: {one_line(error)}).") from None
         if digest is not None and commitment.digest != digest.strip().lower():
             raise TamperedFingerprint(f"Commitment {str(path)!r} has digest {commitment.digest}, not the published "
                                       f"{digest.strip()}: the commitment file was changed.")
@@ -189,6 +190,40 @@ class Commitment:
                                       f"{self.seed} gives reproducible content hash {fingerprint.probe_sha256}, not "
                                       f"the committed {self.probe_sha256}.{hint}")
         return fingerprint
+
+
+#: What a commitment checked without a published digest is: anyone can write one, dated as they like.
+UNVERIFIED = "unverified: self-made commitment"
+#: What a commitment whose digest equals the published one is.
+VERIFIED = "verified"
+
+
+def check_commitment(fingerprint: Fingerprint, path: str | os.PathLike[str], *,
+                     digest: str | None = None) -> dict[str, Any]:
+    """Check ``fingerprint`` against the commitment file ``path`` and report how far that goes.
+
+    The fingerprint must match what the commitment states (:class:`TamperedFingerprint`
+    otherwise). Only with ``digest``, the value the owner published or timestamped before the
+    dispute, is the commitment itself evidence: then ``status`` is :data:`VERIFIED` and the
+    report carries the commitment's creation time. Without it the commitment could have been
+    written yesterday and dated 2019: ``status`` is :data:`UNVERIFIED` and no date is reported.
+    """
+    commitment = Commitment.load(path, digest=digest)
+    commitment.check(fingerprint)
+    report: dict[str, Any] = {"path": str(path), "sha256": commitment.digest, "digest_checked": digest is not None,
+                              "matches": True, "status": VERIFIED if digest is not None else UNVERIFIED}
+    if digest is not None:
+        report["created"] = commitment.created
+    return report
+
+
+def describe_check(report: dict[str, Any]) -> str:
+    """One line for the terminal from a :func:`check_commitment` report."""
+    if report["status"] == VERIFIED:
+        return (f"commitment: verified: the fingerprint matches commitment {report['sha256']}, the published digest, "
+                f"made {report['created']}")
+    return (f"commitment: {UNVERIFIED}: the fingerprint matches commitment {report['sha256']}, which was not checked "
+            "against a published digest (--commitment-digest); its stated date proves nothing")
 
 
 def environment() -> dict[str, str]:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
-class Components(dict, Generic[T]):  # type: ignore[type-arg]
+class Components(dict, Generic[T]):
     """Name -> class of one kind of component."""
 
     def __init__(self, kind: str) -> None:

@@ -56,6 +56,11 @@ class DomainError(InvalidParameter):
     """An input-domain specification could not be understood."""
 
 
+class RefusedReference(InvalidParameter):
+    """A calibration reference that would make the verdict meaningless: the suspect itself, the
+    owner itself, or (all of them) probable copies of the owner."""
+
+
 class QueryBudgetExceeded(TafaError):
     """Verification would need more queries than the budget allows."""
 
@@ -67,7 +72,12 @@ def check_param(name: str, value: object, must_be: str, ok: bool, *, caller: str
         raise error(f"The {name!r} parameter of {caller} must be {must_be}. Got {value!r} instead.")
 
 
+#: Longest message :func:`one_line` returns: an error that quotes a whole file or answer is cut.
+MAX_LINE = 500
+
+
 def one_line(error: BaseException) -> str:
-    """The message of ``error`` folded to a single line, for stderr."""
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
+    """The message of ``error`` folded to a single line of at most :data:`MAX_LINE` characters,
+    for stderr and for error columns (the one place tafa folds errors)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."

@@ -15,7 +15,7 @@ hash*, over the scheme, domain, seed, probes and owner signature only, which
 >>> from tafa.bench.architectures import build
 >>> owner = build("mlp", input_shape=(1, 8, 8), output_dim=10, seed=0)
 >>> fp = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2)
->>> fp.verify(owner).decision   # no references: the score is reported, no decision is made
+>>> fp.verify(owner).decision.value   # no references: the score is reported, no decision is made
 'undecided'
 >>> round(fp.score(owner).value, 6)
 1.0
@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
-import json
+import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,24 +36,32 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attacks.references import References
+from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
 from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
-from .errors import FingerprintError, InvalidParameter, ShapeMismatch, TafaError, TamperedFingerprint, check_param
+from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
+                     check_param, one_line)
+from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, content_hash, decode, encode, read,
+                               tafa_version)
 from .models.base import Model, TorchModel
-from .probes.base import Probes
-from .scheme import DEFAULT_SCHEME, Scheme, get_scheme
+from .probes.base import Analysis, Probes
+from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature
+from .storage import write_atomically
 
-FORMAT = "tafa-fingerprint"
-VERSION = 1
+__all__ = ["FORMAT", "VERSION", "Fingerprint", "ModelLike", "as_model", "content_hash", "write_atomically"]
 
 #: Header fields covered by :attr:`Fingerprint.probe_sha256` (with every array): what
 #: ``Fingerprint.create`` derives from the owner model and the seed, nothing run-dependent.
 REPRODUCIBLE_FIELDS = ("scheme", "domain", "seed")
+
+#: Meta field: the score of the owner's own int8 copy; a reference scoring as close to the owner's
+#: own score (within ``1 + COPY_SLACK`` times the copy's distance) is a probable copy of the owner.
+OWNER_INT8_SCORE = "owner_int8_score"
+COPY_SLACK = 1.0
 
 ModelLike = Model | torch.nn.Module
 
@@ -69,36 +75,6 @@ def as_model(model: ModelLike, input_shape: tuple[int, ...] | None, name: str | 
             raise ShapeMismatch("A torch module needs its input shape (input_shape=...).")
         return TorchModel(model, tuple(input_shape), name=name)
     raise TypeError(f"Expected a tafa Model or a torch.nn.Module, got {type(model).__name__}.")
-
-
-def _canonical(header: dict[str, Any]) -> bytes:
-    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-
-
-def content_hash(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over the header (without its own hash) and every array (name, dtype, shape, bytes)."""
-    digest = hashlib.sha256(_canonical({k: v for k, v in header.items() if k != "content_sha256"}))
-    for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(name.encode())
-        digest.update(str(array.dtype).encode())
-        digest.update(str(array.shape).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def write_atomically(path: str | os.PathLike[str], write: Any) -> None:
-    """Call ``write(temp_path)`` then move the temp file onto ``path`` (nothing half-written)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -153,7 +129,8 @@ class Fingerprint:
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         strategy, signature, similarity = scheme.build()
         started = time.perf_counter()
-        if references is None and (isinstance(similarity, LearnedSimilarity) or scheme.references == "data-free"):
+        if references is None and (isinstance(similarity, LearnedSimilarity)
+                                   or scheme.references is ReferenceSource.DATA_FREE):
             references = _default_references(scheme, owner, domain, seed)
         probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress,
                                  data=data, references=references)
@@ -166,10 +143,13 @@ class Fingerprint:
                         for models in (references.positives, references.negatives)]
             similarity.fit(owner_signature, measured[0], measured[1], seed=seed)
             verifier = similarity.state()
+        owner_queries = owner.queries - before
+        copy_score = _owner_int8_score(owner, probes, signature, similarity, owner_signature)
         seconds = time.perf_counter() - started
-        meta = {"fingerprint_seconds": seconds, "owner_queries": owner.queries - before,
-                "owner_name": owner.name, "tafa_version": _version(), "requested_points": n,
-                "requested_directions": k if needs_directions else 0}
+        meta = {"fingerprint_seconds": seconds, "owner_queries": owner_queries,
+                "owner_name": owner.name, "tafa_version": tafa_version(), "requested_points": n,
+                "requested_directions": k if needs_directions else 0,
+                **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score})}
         if references is not None and (isinstance(similarity, LearnedSimilarity) or "selected" in probes.info):
             meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
             if references.provenance:  # data-free references: how far each moved, how well it works
@@ -208,40 +188,16 @@ class Fingerprint:
         header = self._header()
         return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, self._arrays())
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fingerprint file atomically; returns its path."""
-        from safetensors.numpy import save_file
-
-        header = self._header()
-        arrays = self._arrays()
-        header["content_sha256"] = content_hash(header, arrays)
-        write_atomically(path, lambda temp: save_file(arrays, temp, metadata={"tafa": json.dumps(header)}))
-        return Path(path)
+    def to_bytes(self) -> bytes:
+        """The bytes of this fingerprint's file (see :mod:`tafa.fingerprint_file`)."""
+        return encode(self._header(), self._arrays())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Fingerprint":
-        """Read and check a fingerprint file (:class:`FingerprintError` if unreadable,
-        :class:`TamperedFingerprint` if its content does not match its hash)."""
-        from safetensors import safe_open
-
-        if not Path(path).is_file():
-            raise FingerprintError(f"Fingerprint file {str(path)!r} does not exist.")
-        try:
-            with safe_open(str(path), framework="np") as handle:
-                metadata = handle.metadata() or {}
-                arrays = {key: handle.get_tensor(key) for key in handle.keys()}
-            header = json.loads(metadata["tafa"])
-        except Exception as error:  # safetensors raises several types on corrupt input
-            raise FingerprintError(f"{str(path)!r} is not a readable tafa fingerprint "
-                                   f"({type(error).__name__}: {' '.join(str(error).split())[:200]}).") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise FingerprintError(f"{str(path)!r} is not a tafa fingerprint file.")
-        if header.get("version") != VERSION:
-            raise FingerprintError(f"{str(path)!r} has format version {header.get('version')!r}; "
-                                   f"this tafa reads version {VERSION}.")
-        if content_hash(header, arrays) != header.get("content_sha256"):
-            raise TamperedFingerprint(f"{str(path)!r} does not match its own SHA-256: the file was "
-                                      "modified after it was written.")
+    def from_bytes(cls, data: bytes, *, source: str = "the fingerprint") -> "Fingerprint":
+        """Parse and check the bytes of a fingerprint file (:class:`FingerprintError` if they are
+        not one, :class:`TamperedFingerprint` if the content does not match its hash); ``source``
+        names them in messages."""
+        header, arrays = decode(data, source=source)
         try:
             probes = Probes.from_arrays({key[7:]: value for key, value in arrays.items() if key.startswith("probes.")},
                                         header["probes_info"])
@@ -252,12 +208,22 @@ class Fingerprint:
                               header["owner_sha256"], header["created"], header["seed"], header.get("meta", {}),
                               verifier)
             fingerprint._check_consistent()
-        except TafaError:
-            raise
-        except Exception as error:  # a header that hashes right but does not fit together
-            raise FingerprintError(f"{str(path)!r} has a malformed header "
-                                   f"({type(error).__name__}: {' '.join(str(error).split())[:200]}).") from None
+        except TafaError as error:
+            raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
+        except Exception as error:  # noqa: BLE001 - a header that hashes right but does not fit together
+            raise FingerprintError(f"{source} has a malformed header "
+                                   f"({type(error).__name__}: {one_line(error)}).") from None
         return fingerprint
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fingerprint file atomically; returns its path."""
+        return write_atomically(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Fingerprint":
+        """Read and check a fingerprint file (:class:`FingerprintError` if unreadable,
+        :class:`TamperedFingerprint` if its content does not match its hash)."""
+        return cls.from_bytes(read(path), source=repr(str(path)))
 
     def _check_consistent(self) -> None:
         """Raise (``ValueError``) unless fields have their types and arrays fit the scheme."""
@@ -288,7 +254,11 @@ class Fingerprint:
             self.similarity()
         if probes.points.ndim < 1 or probes.points.shape[1:] != self.input_shape or len(probes.points) < 1:
             raise ValueError(f"probe points of shape {probes.points.shape} do not fit input shape {self.input_shape}")
-        outputs = np.random.default_rng(0).normal(size=(signature.queries(probes), *self.output_shape))
+        queries = signature.queries(probes)
+        if not 1 <= queries <= MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
+            raise ValueError(f"{queries} queries of {math.prod(self.output_shape)} output values each exceed the "
+                             f"reader's limits ({MAX_QUERIES} queries, {MAX_OUTPUT_VALUES} output values)")
+        outputs = np.random.default_rng(0).normal(size=(queries, *self.output_shape))
         expected = signature.assemble(probes, outputs)
         got = {key: value.shape for key, value in self.owner_signature.items()}
         if {key: np.shape(value) for key, value in expected.items()} != got:
@@ -351,11 +321,62 @@ class Fingerprint:
         """Similarity of ``suspect`` to the owner at this fingerprint's probes."""
         return self.compare(self.measure(suspect))
 
-    def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01,
-                  progress: bool = False) -> Calibration:
-        """Threshold from negative references (independently trained models of the same task)."""
-        scores = self.scores(references, progress=progress, desc="references")
-        return calibrate(scores, alpha)
+    def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
+                  parametric: bool = False, suspect: ModelLike | None = None) -> Calibration:
+        """Threshold from negative references (independently trained models of the same task).
+
+        The references are cleaned first: the owner itself (or ``suspect``) among them is refused
+        (:class:`~tafa.errors.RefusedReference`): with the owner there no copy is ever judged
+        derived, with the suspect a copy is judged independent. Identical references (by content
+        hash) count once: the bound rests on *distinct* models. References scoring like the
+        owner's own int8 copy (recorded at fingerprint time; see :meth:`copy_line`) are probable
+        copies of the owner: left out, with a note. ``parametric`` allows a parametric tail where the references are
+        too few for ``alpha`` by rank (see :func:`tafa.decide.threshold.calibrate`)."""
+        models = [as_model(m, self.input_shape) for m in references]
+        forbidden = {self.owner_sha256: "the owner model this fingerprint was made from"}
+        if suspect is not None:
+            forbidden.setdefault(as_model(suspect, self.input_shape).content_hash(), "the suspect being verified")
+        distinct: dict[str, Model] = {}
+        unhashed: list[Model] = []
+        for model in models:
+            digest = model.content_hash()
+            if digest and digest in forbidden:
+                raise RefusedReference(f"Reference {model.name} is {forbidden[digest]} (same SHA-256 "
+                                       f"{digest[:12]}); remove it from the references.")
+            if not digest:
+                unhashed.append(model)
+            else:
+                distinct.setdefault(digest, model)
+        kept = [*distinct.values(), *unhashed]
+        notes = []
+        if len(kept) < len(models):
+            notes.append(f"{len(models)} references are {len(kept)} distinct models (by content hash): "
+                         f"calibrated on {len(kept)}")
+        scores = self.scores(kept, progress=progress, desc="references")
+        line = self.copy_line()
+        if line is not None:
+            copies = [model.name for model, value in zip(kept, scores) if value >= line]
+            if len(copies) == len(kept):
+                raise RefusedReference(f"Every reference scores like a copy of the owner (at or above {line:.6g}, "
+                                       "near the owner's own int8 copy): give independently trained references.")
+            if copies:
+                notes.append(f"{len(copies)} references left out as probable copies of the owner (scoring at or "
+                             f"above {line:.6g}, near the owner's own int8 copy): {', '.join(copies[:5])}"
+                             f"{' ...' if len(copies) > 5 else ''}")
+                scores = [value for value in scores if value < line]
+        calibration = calibrate(scores, alpha, parametric=parametric)
+        calibration.notes = notes
+        return calibration
+
+    def copy_line(self) -> float | None:
+        """The score from which a reference counts as a probable copy of the owner: as close to the
+        owner's own score as twice the distance of its int8 copy (``None`` for fingerprints made
+        before that score was recorded)."""
+        copy_score = self.meta.get(OWNER_INT8_SCORE)
+        if not isinstance(copy_score, (int, float)) or isinstance(copy_score, bool):
+            return None
+        own = self.compare(self.owner_signature).value
+        return float(copy_score) - COPY_SLACK * max(0.0, own - float(copy_score))
 
     def scores(self, models: Iterable[ModelLike], progress: bool = False, desc: str = "models") -> list[float]:
         """Scores of several models (with a progress bar)."""
@@ -363,26 +384,29 @@ class Fingerprint:
         return [self.score(model).value for model in tqdm(models, desc=desc, disable=not progress, leave=False)]
 
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
-               positives: Iterable[ModelLike] | None = None, alpha: float = 0.01,
+               positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
                calibration: Calibration | None = None, progress: bool = False) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
 
         Without references (and without a ready ``calibration``) the decision is
-        ``"undecided"``; ``positives`` (derived copies) report the margin on the other side.
+        ``"undecided"``, and so it is when the references are too few for ``alpha`` by rank
+        (unless ``parametric``; see :meth:`calibrate`, which also refuses the suspect or the
+        owner among the references); ``positives`` (derived copies) report the margin on the
+        other side.
         """
         model = as_model(suspect, self.input_shape)
         self.check_shapes(model)
+        references = list(references or [])
+        if calibration is None and references:
+            calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         started = time.perf_counter()
         before = model.queries
         score = self.score(model)
         queries = model.queries - before
         seconds = time.perf_counter() - started
-        references = list(references or [])
-        if calibration is None and references:
-            calibration = self.calibrate(references, alpha, progress=progress)
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
-        if "black-box" in str(self.probes.info.get("analysis", "")):
+        if self.probes.analysis is Analysis.BLACK_BOX:
             notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
         consistency = getattr(model, "consistency", None)  # services re-ask a few inputs
         if consistency is not None and consistency.note():
@@ -402,10 +426,23 @@ class Fingerprint:
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
 
 
+def _owner_int8_score(owner: Model, probes: Probes, signature: Any, similarity: Similarity,
+                      owner_signature: Signature) -> float | None:
+    """Score of the owner's own int8 weight-rounded copy (one more signature measurement), when
+    the owner is a torch module: a reference scoring as high is a probable copy of the owner."""
+    module = owner.torch_module()
+    if module is None:
+        return None
+    from .attacks.quantize import quantize
+
+    rounded = TorchModel(quantize(copy.deepcopy(module).float(), 8), owner.input_shape)
+    return float(similarity.compare(owner_signature, signature.measure(rounded, probes)).value)
+
+
 def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int) -> References:
     """Data-free references for a ``"data-free"`` scheme; other learned schemes need them given."""
     module = owner.torch_module()
-    if scheme.references != "data-free":
+    if scheme.references is not ReferenceSource.DATA_FREE:
         raise InvalidParameter(f"Scheme {scheme.name!r} learns its decision from reference models: pass "
                                "references=References(positives=[...], negatives=[...]) (or use a data-free scheme).")
     if module is None:
@@ -415,10 +452,3 @@ def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int)
 
     return data_free_references(copy.deepcopy(module).float(), domain, seed=seed)
 
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("tafa")
-    except Exception:  # not installed (source tree)
-        return "0+unknown"

@@ -9,8 +9,13 @@ several scans can write it at once). It holds
 - every scan: its suspects (pending, done or failed, with the error) and one verdict row per
   suspect and fingerprint (score, decision, queries, time).
 
-A registered fingerprint is checked against both hashes every time it is loaded: a blob
-edited in the database is refused as :class:`~tafa.errors.TamperedFingerprint`.
+A registered fingerprint is checked every time it is loaded: its file against both its
+hashes, and its whole row (name, hashes, commitment, calibration) against the row's own
+SHA-256 (``row_sha256``, :func:`row_hash`), so that a blob, a threshold or a commitment edited
+in the database is refused as :class:`~tafa.errors.TamperedFingerprint`. A calibration is also
+checked for sense (a threshold below every reference score would call everything derived). The
+row hash is not a signature: whoever can write the file can recompute it; it stops edits made
+without tafa, and a damaged or hand-edited registry gives one line, never a traceback.
 
 The schema carries its version (``PRAGMA user_version``) and is migrated step by step
 (:data:`MIGRATIONS`) when an older file is opened; a file written by a newer tafa is refused.
@@ -18,7 +23,7 @@ The schema carries its version (``PRAGMA user_version``) and is migrated step by
 >>> import tempfile, os
 >>> with Registry(os.path.join(tempfile.mkdtemp(), "registry.sqlite")) as registry:
 ...     registry.schema_version, registry.journal_mode, registry.entries()
-(2, 'wal', [])
+(3, 'wal', [])
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ import os
 import secrets
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
+import numpy as np
+
+from . import fingerprint_file
 from .decide.threshold import Calibration
-from .errors import FingerprintError, TafaError, TamperedFingerprint, check_param
+from .errors import FingerprintError, TafaError, TamperedFingerprint, check_param, one_line
 from .fingerprint import Fingerprint
 
 #: Environment variable naming the registry file used when no path is given.
@@ -146,8 +153,17 @@ class ScanRecord:
 
 # ---------------------------------------------------------------------------------------- schema
 
-#: Step ``i`` migrates a registry from schema version ``i`` to ``i + 1``.
-MIGRATIONS: tuple[str, ...] = (
+def _seal_rows(connection: sqlite3.Connection) -> None:
+    """2 -> 3: every fingerprint row gets the SHA-256 of its content (see :func:`row_hash`)."""
+    connection.execute("ALTER TABLE fingerprints ADD COLUMN row_sha256 TEXT")
+    rows = connection.execute("SELECT name, sha256, file_sha256, commitment, calibration FROM fingerprints").fetchall()
+    connection.executemany("UPDATE fingerprints SET row_sha256 = ? WHERE name = ?",
+                           [(row_hash(*row), row[0]) for row in rows])
+
+
+#: Step ``i`` migrates a registry from schema version ``i`` to ``i + 1`` (SQL, or a function
+#: run inside the step's transaction).
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 0 -> 1: the fingerprints.
     """
     CREATE TABLE fingerprints (
@@ -207,6 +223,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX verdicts_by_identity ON verdicts(identity);
     CREATE INDEX verdicts_by_fingerprint ON verdicts(fingerprint, decision);
     """,
+    # 2 -> 3: each fingerprint row sealed by its own hash.
+    _seal_rows,
 )
 
 #: The schema version this tafa writes.
@@ -231,8 +249,12 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
         with _write(connection):
             current = connection.execute("PRAGMA user_version").fetchone()[0]
             if current == version:
-                for statement in _statements(MIGRATIONS[version]):
-                    connection.execute(statement)
+                step = MIGRATIONS[version]
+                if callable(step):
+                    step(connection)
+                else:
+                    for statement in _statements(step):
+                        connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {version + 1}")
 
 
@@ -295,37 +317,67 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def recorded_sha256(data: bytes, *, name: str) -> str:
-    """The content SHA-256 a fingerprint file records in its header (which
-    :meth:`Fingerprint.load <tafa.fingerprint.Fingerprint.load>` checks against the content).
+def row_hash(name: str, sha256: str, file_sha256: str, commitment: str | None, calibration: str | None) -> str:
+    """SHA-256 sealing a fingerprint's registry row: its name, the fingerprint's content and
+    file hashes, and the stored commitment and calibration exactly as stored (JSON text)."""
+    row = {"name": name, "sha256": sha256, "file_sha256": file_sha256, "commitment": commitment,
+           "calibration": calibration}
+    return _sha256(json.dumps(row, sort_keys=True, separators=(",", ":")).encode())
 
-    This, not a hash recomputed by the running tafa, identifies a registered fingerprint: it is
-    fixed by the file's bytes, whatever later versions add to the header they write.
-    """
+
+def _stored_json(text: Any, *, what: str, name: str) -> Any:
+    """A JSON column of fingerprint ``name``'s row, parsed strictly (one-line error otherwise)."""
     try:
-        length = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + length])
-        value = json.loads(header["__metadata__"]["tafa"])["content_sha256"]
-        if isinstance(value, str) and len(value) == 64:
-            return value
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        pass
-    raise FingerprintError(f"Fingerprint {name!r} records no content SHA-256 in its header.")
+        if not isinstance(text, str):
+            raise ValueError(f"a {type(text).__name__}, not JSON text")
+        return fingerprint_file.strict_json(text, what=what)
+    except (ValueError, RecursionError) as error:
+        raise RegistryError(f"The {what} stored for {name!r} is malformed ({one_line(error)[:200]}).") from None
+
+
+def calibration_from_stored(data: Any, *, name: str) -> Calibration:
+    """The calibration stored for fingerprint ``name`` (a dict), checked for types and sense:
+    finite numbers, ``alpha`` in (0, 1), as many reference scores as it counts, and a threshold
+    no lower than every reference score (which would call every independent model derived)."""
+    from dataclasses import fields
+
+    def refuse(why: str) -> TamperedFingerprint:
+        return TamperedFingerprint(f"The calibration stored for {name!r} cannot be right: {why}. The registry was "
+                                   "modified; calibrate it again (tafa registry add --replace ... --references DIR).")
+
+    if not isinstance(data, dict):
+        raise refuse("it is not an object")
+    known = {f.name for f in fields(Calibration)} | {"alpha"}  # "alpha": rows stored before alpha_requested
+    try:
+        calibration = Calibration.from_dict({key: value for key, value in data.items() if key in known})
+    except (TypeError, ValueError) as error:
+        raise refuse(one_line(error)) from None
+    numbers = (calibration.threshold, calibration.alpha_requested, calibration.bound, calibration.rank_threshold)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers):
+        raise refuse("its threshold, alpha and bound must be finite numbers")
+    scores = calibration.reference_scores
+    if not (isinstance(scores, list) and scores and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        and np.isfinite(v) for v in scores)):
+        raise refuse("its reference scores must be a non-empty list of finite numbers")
+    if calibration.n_references != len(scores):
+        raise refuse(f"it counts {calibration.n_references} references but holds {len(scores)} scores")
+    if not 0 < calibration.alpha_requested < 1 or not 0 < calibration.bound <= 1:
+        raise refuse(f"alpha {calibration.alpha_requested} and bound {calibration.bound} must lie in (0, 1)")
+    if calibration.threshold < min(scores):
+        raise refuse(f"its threshold {calibration.threshold} is below every one of its {len(scores)} reference "
+                     f"scores (lowest {min(scores)})")
+    return calibration
+
+
+def recorded_sha256(data: bytes, *, name: str) -> str:
+    """The content SHA-256 the fingerprint file ``data`` records in its header (see
+    :func:`tafa.fingerprint_file.recorded_sha256`)."""
+    return fingerprint_file.recorded_sha256(data, source=f"registered fingerprint {name!r}")
 
 
 def fingerprint_from_bytes(data: bytes, *, name: str) -> Fingerprint:
     """Parse the bytes of a ``.tafa`` file (checked against its own content hash)."""
-    handle, temp = tempfile.mkstemp(suffix=".tafa")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        try:
-            return Fingerprint.load(temp)
-        except FingerprintError as error:
-            message = str(error).replace(repr(temp), f"registered fingerprint {name!r}")
-            raise type(error)(message) from None
-    finally:
-        Path(temp).unlink(missing_ok=True)
+    return Fingerprint.from_bytes(data, source=f"registered fingerprint {name!r}")
 
 
 def _commitment(value: Any, fingerprint: Fingerprint, *, name: str) -> dict[str, Any]:
@@ -340,8 +392,9 @@ def _commitment(value: Any, fingerprint: Fingerprint, *, name: str) -> dict[str,
     elif isinstance(value, dict):
         try:
             commitment = Commitment(**{f.name: value[f.name] for f in fields(Commitment)})
-        except (KeyError, TypeError) as error:
-            raise FingerprintError(f"The commitment stored for {name!r} is malformed ({error}).") from None
+            commitment._check_types()
+        except (KeyError, TypeError, ValueError) as error:
+            raise FingerprintError(f"The commitment stored for {name!r} is malformed ({one_line(error)}).") from None
     else:
         commitment = Commitment.load(value)
     try:
@@ -352,6 +405,26 @@ def _commitment(value: Any, fingerprint: Fingerprint, *, name: str) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------- registry
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _database_errors(method: _Method) -> _Method:
+    """Report SQLite failing under ``method`` (a damaged page, a file that is not a database,
+    a lock never released) as one :class:`RegistryError` naming the registry file."""
+    import functools
+
+    @functools.wraps(method)
+    def guarded(self: "Registry", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as error:
+            raise RegistryError(f"The registry {str(self.path)!r} cannot be read or written "
+                                f"({type(error).__name__}: {one_line(error)[:200]}); restore it from a copy "
+                                "or start a new one.") from None
+
+    return guarded  # type: ignore[return-value]
+
 
 class Registry:
     """The fingerprint registry and scan record in one SQLite file (see module doc).
@@ -400,6 +473,7 @@ class Registry:
         return f"Registry({str(self.path)!r})"
 
     # -- fingerprints ------------------------------------------------------------------------
+    @_database_errors
     def add(self, fingerprint: str | os.PathLike[str], name: str, *,
             commitment: Any = None,
             calibration: Calibration | None = None, replace: bool = False) -> RegistryEntry:
@@ -412,27 +486,27 @@ class Registry:
         """
         check_param("name", name, "a non-empty name without control characters",
                     isinstance(name, str) and bool(name.strip()) and name.isprintable(), caller="Registry.add")
-        path = Path(fingerprint)
-        if not path.is_file():
-            raise FingerprintError(f"Fingerprint file {str(path)!r} does not exist.")
-        data = path.read_bytes()
-        loaded = Fingerprint.load(path)
+        data = fingerprint_file.read(fingerprint)
+        loaded = Fingerprint.from_bytes(data, source=repr(str(fingerprint)))
         committed = None if commitment is None else _commitment(commitment, loaded, name=name)
-        row = (name, recorded_sha256(data, name=name), _sha256(data), data, loaded.scheme.name,
-               json.dumps(list(loaded.input_shape)), json.dumps(list(loaded.output_shape)), loaded.queries(),
-               None if committed is None else json.dumps(committed, sort_keys=True),
-               None if calibration is None else json.dumps(calibration.to_dict()), _now())
+        sha256, file_sha256 = recorded_sha256(data, name=name), _sha256(data)
+        committed_text = None if committed is None else json.dumps(committed, sort_keys=True)
+        calibration_text = None if calibration is None else json.dumps(calibration.to_dict())
+        row = (name, sha256, file_sha256, data, loaded.scheme.name, json.dumps(list(loaded.input_shape)),
+               json.dumps(list(loaded.output_shape)), loaded.queries(), committed_text, calibration_text, _now(),
+               row_hash(name, sha256, file_sha256, committed_text, calibration_text))
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         try:
             with _write(self._db) as db:
                 db.execute(f"{verb} INTO fingerprints (name, sha256, file_sha256, file, scheme, input_shape, "
-                           "output_shape, queries, commitment, calibration, added) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                           row)
+                           "output_shape, queries, commitment, calibration, added, row_sha256) "
+                           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)
         except sqlite3.IntegrityError:
             raise RegistryError(f"A fingerprint named {name!r} is already registered; remove it first "
                                 "or replace it.") from None
         return self.entry(name)
 
+    @_database_errors
     def remove(self, name: str) -> None:
         """Unregister ``name`` (the verdicts of past scans that used it are kept)."""
         with _write(self._db) as db:
@@ -440,14 +514,21 @@ class Registry:
         if not gone:
             raise RegistryError(self._missing(name))
 
+    @_database_errors
     def set_calibration(self, name: str, calibration: Calibration | None) -> None:
         """Store (or with ``None`` drop) the calibration scans decide ``name``'s verdicts with."""
+        text = None if calibration is None else json.dumps(calibration.to_dict())
         with _write(self._db) as db:
-            changed = db.execute("UPDATE fingerprints SET calibration = ? WHERE name = ?",
-                                 (None if calibration is None else json.dumps(calibration.to_dict()), name)).rowcount
-        if not changed:
+            row = db.execute("SELECT name, sha256, file_sha256, commitment, calibration, row_sha256 FROM fingerprints "
+                             "WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                _check_seal(row)
+                db.execute("UPDATE fingerprints SET calibration = ?, row_sha256 = ? WHERE name = ?",
+                           (text, row_hash(name, row[1], row[2], row[3], text), name))
+        if row is None:
             raise RegistryError(self._missing(name))
 
+    @_database_errors
     def calibrate(self, name: str, references: Iterable[Any], alpha: float = 0.01,
                   progress: bool = False) -> Calibration:
         """Score ``references`` (independent models of the owner's task) with ``name`` and store
@@ -456,6 +537,7 @@ class Registry:
         self.set_calibration(name, calibration)
         return calibration
 
+    @_database_errors
     def entries(self) -> list[RegistryEntry]:
         """Every registered fingerprint, by name."""
         rows = self._db.execute("SELECT name, sha256, scheme, input_shape, output_shape, queries, "
@@ -463,6 +545,7 @@ class Registry:
                                 "ORDER BY name").fetchall()
         return [_entry(row) for row in rows]
 
+    @_database_errors
     def entry(self, name: str) -> RegistryEntry:
         row = self._db.execute("SELECT name, sha256, scheme, input_shape, output_shape, queries, "
                                "calibration IS NOT NULL, commitment IS NOT NULL, added FROM fingerprints "
@@ -471,17 +554,22 @@ class Registry:
             raise RegistryError(self._missing(name))
         return _entry(row)
 
+    @_database_errors
     def names(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT name FROM fingerprints ORDER BY name")]
 
+    @_database_errors
     def get(self, name: str) -> RegisteredFingerprint:
         """The fingerprint ``name``, loaded and checked against both its hashes (and commitment)."""
-        row = self._db.execute("SELECT name, sha256, file_sha256, file, commitment, calibration "
+        row = self._db.execute("SELECT name, sha256, file_sha256, file, commitment, calibration, row_sha256 "
                                "FROM fingerprints WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise RegistryError(self._missing(name))
-        return _load_row(row)
+        name, sha256, file_sha256, data, commitment, calibration, seal = row
+        _check_seal((name, sha256, file_sha256, commitment, calibration, seal))
+        return _load_row(name, sha256, file_sha256, data, commitment, calibration)
 
+    @_database_errors
     def fingerprints(self, names: Sequence[str] | None = None) -> list[RegisteredFingerprint]:
         """The registered fingerprints (all, or those ``names``), each checked as by :meth:`get`."""
         return [self.get(name) for name in (self.names() if names is None else names)]
@@ -492,6 +580,7 @@ class Registry:
                 + (f"; registered: {', '.join(known)}." if known else " (it is empty)."))
 
     # -- scans -------------------------------------------------------------------------------
+    @_database_errors
     def begin_scan(self, sources: Sequence[str], kinds: Sequence[str], *, engine: str,
                    config: dict[str, Any]) -> str:
         """Record a new scan of ``sources`` (all pending); returns its id."""
@@ -504,6 +593,7 @@ class Registry:
                             enumerate(zip(sources, kinds))])
         return scan_id
 
+    @_database_errors
     def resume_scan(self, scan_id: str, *, engine: str) -> list[tuple[str, str]]:
         """Mark ``scan_id`` running again; returns its ``(source, kind)`` not yet done
         (pending or failed: a failed suspect is tried again)."""
@@ -516,6 +606,7 @@ class Registry:
                                 "ORDER BY position", (scan_id,)).fetchall()
         return [(source, kind) for source, kind in rows]
 
+    @_database_errors
     def record(self, scan_id: str, outcomes: Sequence[SuspectOutcome]) -> None:
         """Write ``outcomes`` (each suspect with all its findings) in one transaction."""
         if not outcomes:
@@ -537,6 +628,7 @@ class Registry:
                     [(scan_id, outcome.source, f.fingerprint, f.fingerprint_sha256, outcome.identity, f.score,
                       f.decision, f.threshold, f.queries, f.seconds, stamp, f.error) for f in outcome.findings])
 
+    @_database_errors
     def end_scan(self, scan_id: str, status: str, seconds: float) -> None:
         """Close a run of ``scan_id`` with ``status`` (``finished`` or ``interrupted``),
         adding ``seconds`` to its running time."""
@@ -546,6 +638,7 @@ class Registry:
             db.execute("UPDATE scans SET status = ?, finished = ?, seconds = seconds + ? WHERE id = ?",
                        (status, _now() if status == "finished" else None, float(seconds), scan_id))
 
+    @_database_errors
     def scan(self, scan_id: str) -> ScanRecord:
         """The scan ``scan_id`` with its suspect counts by status."""
         row = self._db.execute("SELECT id, started, finished, status, engine, seconds, config FROM scans "
@@ -554,12 +647,14 @@ class Registry:
             raise RegistryError(self._missing_scan(scan_id))
         return self._scan_record(row)
 
+    @_database_errors
     def scans(self) -> list[ScanRecord]:
         """Every scan, oldest first."""
         rows = self._db.execute("SELECT id, started, finished, status, engine, seconds, config FROM scans "
                                 "ORDER BY started, id").fetchall()
         return [self._scan_record(row) for row in rows]
 
+    @_database_errors
     def outcomes(self, scan_id: str) -> list[SuspectOutcome]:
         """Every suspect of ``scan_id`` in the order given, with its findings (by fingerprint)."""
         self.scan(scan_id)
@@ -574,6 +669,7 @@ class Registry:
                                findings.get(source, []), recorded)
                 for source, identity, kind, status, error, queries, seconds, recorded in rows]
 
+    @_database_errors
     def history(self, identity: str) -> list[tuple[str, Finding]]:
         """Every finding ever recorded for the suspect ``identity`` (file SHA-256 or URL), as
         ``(scan id, finding)``."""
@@ -585,7 +681,8 @@ class Registry:
     def _scan_record(self, row: tuple[Any, ...]) -> ScanRecord:
         counts = dict(self._db.execute("SELECT status, COUNT(*) FROM suspects WHERE scan_id = ? GROUP BY status",
                                        (row[0],)).fetchall())
-        return ScanRecord(row[0], row[1], row[2], row[3], row[4], float(row[5]), json.loads(row[6]),
+        config = _stored_json(row[6], what="scan configuration", name=str(row[0]))
+        return ScanRecord(row[0], row[1], row[2], row[3], row[4], float(row[5]), config,
                           {status: int(counts.get(status, 0)) for status in ("pending", "done", "failed")})
 
     def _missing_scan(self, scan_id: str) -> str:
@@ -594,13 +691,31 @@ class Registry:
 
 def _entry(row: tuple[Any, ...]) -> RegistryEntry:
     name, sha256, scheme, input_shape, output_shape, queries, calibrated, committed, added = row
-    return RegistryEntry(name, sha256, scheme, tuple(json.loads(input_shape)), tuple(json.loads(output_shape)),
-                         int(queries), bool(calibrated), bool(committed), added)
+    try:
+        return RegistryEntry(str(name), str(sha256), str(scheme), tuple(int(s) for s in json.loads(input_shape)),
+                             tuple(int(s) for s in json.loads(output_shape)), int(queries), bool(calibrated),
+                             bool(committed), str(added))
+    except (TypeError, ValueError, RecursionError) as error:
+        raise RegistryError(f"The registry row of {str(name)[:80]!r} is malformed ({one_line(error)[:200]}).") from None
 
 
-def _load_row(row: tuple[Any, ...]) -> RegisteredFingerprint:
-    name, sha256, file_sha256, data, commitment, calibration = row
-    data = bytes(data)
+def _check_seal(row: tuple[Any, ...]) -> None:
+    """Refuse a fingerprint row ``(name, sha256, file_sha256, commitment, calibration, row_sha256)``
+    whose content does not match its seal (:func:`row_hash`)."""
+    name, sha256, file_sha256, commitment, calibration, seal = row
+    texts = (name, sha256, file_sha256)
+    optional = (commitment, calibration)
+    if not (all(isinstance(v, str) for v in texts) and all(v is None or isinstance(v, str) for v in optional)
+            and seal == row_hash(*texts, *optional)):
+        raise TamperedFingerprint(f"The registry row of {str(name)[:80]!r} does not match its SHA-256: its name, "
+                                  "hashes, commitment or calibration were modified outside tafa. Remove it and "
+                                  "register the fingerprint again.")
+
+
+def _load_row(name: str, sha256: str, file_sha256: str, data: Any, commitment: str | None,
+              calibration: str | None) -> RegisteredFingerprint:
+    if not isinstance(data, bytes):
+        raise RegistryError(f"The registry row of {name!r} holds no fingerprint file.")
     if _sha256(data) != file_sha256:
         raise TamperedFingerprint(f"Registered fingerprint {name!r} does not match the SHA-256 of its file "
                                   "recorded at registration: the registry was modified.")
@@ -608,12 +723,17 @@ def _load_row(row: tuple[Any, ...]) -> RegisteredFingerprint:
     if recorded_sha256(data, name=name) != sha256:
         raise TamperedFingerprint(f"Registered fingerprint {name!r} has content SHA-256 "
                                   f"{recorded_sha256(data, name=name)}, not the {sha256} recorded at registration.")
-    committed = None if commitment is None else _commitment(json.loads(commitment), fingerprint, name=name)
-    cal = None if calibration is None else Calibration(**json.loads(calibration))
+    committed = None if commitment is None else _commitment(_stored_json(commitment, what="commitment", name=name),
+                                                            fingerprint, name=name)
+    cal = None if calibration is None else calibration_from_stored(
+        _stored_json(calibration, what="calibration", name=name), name=name)
     return RegisteredFingerprint(name, fingerprint, data, sha256, cal, committed)
 
 
 def load_registered(name: str, data: bytes, sha256: str, calibration: dict[str, Any] | None) -> RegisteredFingerprint:
-    """Rebuild a registered fingerprint from what a scan ships to its workers, checking it again."""
-    return _load_row((name, sha256, _sha256(data), data, None,
-                      None if calibration is None else json.dumps(calibration)))
+    """Rebuild a registered fingerprint from what a scan ships to its workers (read from a
+    checked registry row by the driver), checking the fingerprint and calibration again."""
+    registered = _load_row(name, sha256, _sha256(data), data, None, None)
+    if calibration is not None:
+        registered.calibration = calibration_from_stored(calibration, name=name)
+    return registered

@@ -10,11 +10,27 @@ scheme means registering one :class:`Scheme`, never writing a parallel pipeline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from .decide.similarity import Similarity, get_similarity
 from .probes.base import CandidateCache, ProbeStrategy, get_probes
 from .signature.base import Measurement, get_signature
+
+
+class ReferenceSource(str, Enum):
+    """Where a scheme's reference models (positives and negatives) come from.
+
+    A ``str`` enum: its values are what scheme files store, and it compares equal to them.
+    """
+
+    #: The scheme needs none (a fixed similarity rule).
+    NONE = "none"
+    #: The owner makes them from its own data and passes them (``references=References(...)``).
+    DATA = "data"
+    #: tafa makes them from the owner model and the domain alone
+    #: (:func:`~tafa.attacks.references.data_free_references`).
+    DATA_FREE = "data-free"
 
 
 @dataclass(frozen=True)
@@ -34,13 +50,16 @@ class Scheme:
     tasks: tuple[str, ...] = ("classification", "regression", "generation")
     #: Whether ``tafa bench`` runs it by default (ablation variants do not).
     benchmark: bool = True
-    #: Reference models a learned similarity trains on: "none", "data" (positives and
-    #: negatives the owner makes from its own data) or "data-free" (made from the model alone).
-    references: str = "none"
+    #: Where the reference models a learned similarity (or a reference-guided probe
+    #: selection) uses come from (a :class:`ReferenceSource`; its value is accepted too).
+    references: ReferenceSource = ReferenceSource.NONE
     #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
     #: the probe strategy, so that creating fingerprints of one owner again with other
     #: references reuses the candidate probes (see :class:`~tafa.probes.base.CandidateCache`).
     candidate_cache: CandidateCache | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "references", ReferenceSource(self.references))
 
     def build(self) -> tuple[ProbeStrategy, Measurement, Similarity]:
         """Fresh instances of the three stages (the probe strategy given :attr:`candidate_cache`)."""
@@ -60,7 +79,7 @@ class Scheme:
         return {"name": self.name, "probes": self.probes, "signature": self.signature,
                 "similarity": self.similarity, "points": self.points, "directions": self.directions,
                 "probe_params": self.probe_params, "signature_params": self.signature_params,
-                "similarity_params": self.similarity_params, "references": self.references}
+                "similarity_params": self.similarity_params, "references": self.references.value}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Scheme":
@@ -94,16 +113,17 @@ register_scheme(Scheme(
     "cosine of the group-centred derivatives (the threshold rule; no reference models needed to fingerprint)"))
 register_scheme(Scheme(
     "tafa-learned", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
-    references="data", description="tafa's probes and signature, decided by the evidence verifier (logistic "
+    references=ReferenceSource.DATA,
+    description="tafa's probes and signature, decided by the evidence verifier (logistic "
     "regression over the local, derivative and output similarities) fitted on references the owner makes "
     "from its own data (post-processed copies, retrainings)"))
 register_scheme(Scheme(
     "tafa-free", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
-    references="data-free", description="as tafa-learned, with references made without any data: copies "
+    references=ReferenceSource.DATA_FREE, description="as tafa-learned, with references made without any data: copies "
     "post-processed on synthetic owner-labelled inputs, and look-alikes distilled at random domain inputs"))
 register_scheme(Scheme(
     "tafa-select", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64, directions=4,
-    probe_params={"invert_steps": 100, "select_from": 4}, references="data-free",
+    probe_params={"invert_steps": 100, "select_from": 4}, references=ReferenceSource.DATA_FREE,
     description="tafa's rule at probes chosen with data-free references: candidates pulled to inputs the owner "
     "is confident on, and the 8 of 32 direction groups where copies and look-alikes disagree most kept"))
 register_scheme(Scheme(
@@ -143,19 +163,21 @@ register_scheme(Scheme(
 
 register_scheme(Scheme(
     "ablate-select-uniform", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
-    directions=4, probe_params={"select_from": 4}, references="data-free", benchmark=False,
+    directions=4, probe_params={"select_from": 4}, references=ReferenceSource.DATA_FREE, benchmark=False,
     description="tafa-select without the confident start: groups chosen among uniform region-centred candidates"))
 register_scheme(Scheme(
     "ablate-free-select", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
-    probe_params={"invert_steps": 100, "select_from": 4}, references="data-free", benchmark=False,
+    probe_params={"invert_steps": 100, "select_from": 4}, references=ReferenceSource.DATA_FREE, benchmark=False,
     description="tafa-free (the evidence verifier) at tafa-select's probes"))
 register_scheme(Scheme(
     "ablate-meta-verifier", probes="relu", signature="derivatives", similarity="meta-verifier", points=64,
-    directions=4, references="data-free", similarity_params={"keys": ("outputs", "derivatives")}, benchmark=False,
+    directions=4, references=ReferenceSource.DATA_FREE, similarity_params={"keys": ("outputs", "derivatives")},
+    benchmark=False,
     description="tafa's probes decided by MetaV's MLP verifier over outputs and derivatives, data-free references"))
 register_scheme(Scheme(
     "ablate-meta-verifier-data", probes="relu", signature="derivatives", similarity="meta-verifier", points=64,
-    directions=4, references="data", similarity_params={"keys": ("outputs", "derivatives")}, benchmark=False,
+    directions=4, references=ReferenceSource.DATA, similarity_params={"keys": ("outputs", "derivatives")},
+    benchmark=False,
     description="as ablate-meta-verifier, with references the owner makes from its data"))
 register_scheme(Scheme(
     "ablate-extract-uniform", probes="relu", signature="outputs", similarity="output-agreement", points=64,

@@ -16,17 +16,17 @@ pull the boundaries towards other classes, as another data set would); a regress
 generator's get the owner's outputs plus Gaussian noise at a fifth of each output's spread.
 The attack library's learning rates then move the copies like real fine-tunes. Each
 reference's relative weight change and utility (agreement with the owner on fresh
-synthetic inputs) are recorded in :attr:`References.provenance`, and from there in the
-fingerprint's metadata.
+synthetic inputs) are recorded in :attr:`tafa.references.References.provenance`, and from
+there in the fingerprint's metadata.
 
-The benchmark measures how well references made this way calibrate and train a verifier
-compared with references trained on real data.
+:func:`data_free_references` returns a :class:`~tafa.references.References` (re-exported
+here). The benchmark measures how well references made this way calibrate and train a
+verifier compared with references trained on real data.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -34,6 +34,7 @@ from torch import nn
 
 from ..domain import Domain
 from ..errors import InvalidParameter, TafaError
+from ..references import References
 from ..training import TrainingData
 from .extraction import reinitialised, teacher_outputs
 from .registry import AttackContext, get_attack
@@ -43,27 +44,13 @@ DATA_FREE_POSITIVES = ("int8", "int4", "noise5", "noise10", "prune50", "prune80"
                        "ft_all_large", "ft_last_large", "ft_reinit_last_small", "struct25_ft", "permute_rescale",
                        "prune50_ft_int8")
 
+__all__ = ["DATA_FREE_POSITIVES", "References", "data_free_references", "reference_record", "synthetic_data"]
+
 #: Fraction of a classifier's synthetic labels moved to the owner's runner-up class.
 LABEL_FLIP = 0.2
 #: Standard deviation of the noise added to a regressor's / generator's synthetic targets,
 #: relative to the spread of each output over the synthetic inputs.
 TARGET_NOISE = 0.2
-
-
-@dataclass
-class References:
-    """Positive (derived) and negative (independent) reference models, with provenance.
-
-    ``provenance`` (optional) holds one record per reference made by
-    :func:`data_free_references`: its name, its relative weight change from the owner and
-    its utility (see :func:`reference_record`).
-    """
-
-    positives: list[nn.Module] = field(default_factory=list)
-    negatives: list[nn.Module] = field(default_factory=list)
-    positive_names: list[str] = field(default_factory=list)
-    negative_names: list[str] = field(default_factory=list)
-    provenance: list[dict[str, Any]] = field(default_factory=list)
 
 
 def is_classifier(outputs: torch.Tensor) -> bool:

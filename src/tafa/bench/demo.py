@@ -105,7 +105,7 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
     info = fingerprint.describe()
     say(f"   {info['points']} probes x {info['directions']} directions ({info['analysis']}), "
         f"{info['queries_per_verification']} queries per verification, {info['fingerprint_seconds']:.1f} s")
-    calibration = fingerprint.calibrate(references, alpha=0.01, progress=progress)
+    calibration = fingerprint.calibrate(references, alpha=0.01, progress=progress, parametric=True)
     suspects = {"owner itself": owner, "int8 copy": quantize(owner, 8),
                 "pirated copy (prune 50% + fine-tune)": pirated, "independent model": independent}
     verdicts = {}

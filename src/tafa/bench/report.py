@@ -39,14 +39,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidParameter
+from ..storage import write_atomically
 from .metrics import robustness_uniqueness_curve
 
 __all__ = ["plot_curves", "plot_scores", "write_markdown", "write_report"]
@@ -384,23 +384,6 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
 # --------------------------------------------------------------------------- files
 
 
-def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` through a temporary file in its folder, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                         delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o644)  # mkstemp makes it 0600; a report is for reading
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _jsonable(value: Any) -> Any:
@@ -450,7 +433,7 @@ def _grid(results: Mapping[str, Any], caller: str, width: float, height: float):
 
 
 def _save_png(figure, path: Path) -> Path:
-    return _write_atomically(Path(path), lambda handle: figure.savefig(handle, format="png"))
+    return write_atomically(path, lambda handle: figure.savefig(handle, format="png"))
 
 
 def _family_styles(results: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
@@ -588,9 +571,9 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) ->
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_jsonable(results), indent=2, allow_nan=False) + "\n"
-    written = [_write_atomically(folder / "results.json", lambda h: h.write(text.encode("utf-8")))]
+    written = [write_atomically(folder / "results.json", text.encode("utf-8"))]
     scores_png = plot_scores(results, folder / "scores.png")
     curves_png = plot_curves(results, folder / "curves.png")
     markdown = write_markdown(results, figures=[scores_png.name, curves_png.name])
-    written.insert(1, _write_atomically(folder / "results.md", lambda h: h.write(markdown.encode("utf-8"))))
+    written.insert(1, write_atomically(folder / "results.md", markdown.encode("utf-8")))
     return written + [scores_png, curves_png]

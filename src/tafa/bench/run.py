@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..attacks.references import References
+from ..references import References
 from ..decide.learned import LearnedSimilarity
 from ..decide.threshold import Calibration, calibrate
 from ..fingerprint import Fingerprint
@@ -77,7 +77,7 @@ def with_calibrated(rows: list[Scored]) -> list[Scored]:
 def calibrations(rows: list[Scored]) -> dict[float, Calibration]:
     """The rule's calibration on the calibration rows at every level of :data:`ALPHAS`."""
     references = [r.score for r in rows if r.role == "calibration"]
-    return {alpha: calibrate(references, alpha) for alpha in ALPHAS}
+    return {alpha: calibrate(references, alpha, parametric=True) for alpha in ALPHAS}
 
 
 def _git_commit() -> str:
@@ -177,7 +177,7 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
     for family, rows in lofo.items():
         pos = [r for r in rows if r.label == 1 and r.role == "scored"]
         neg = [r for r in rows if r.label == 0 and r.role == "scored"]
-        threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA).threshold
+        threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True).threshold
         detected = float(np.mean([r.score > threshold for r in pos]))
         per_family[family] = {"n": len(pos), "detection_rate": detected}
         if family == EXTRACTION:

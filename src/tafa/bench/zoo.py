@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, AttackContext, get_attack
 from ..attacks.references import synthetic_data
 from ..domain import parse_domain
+from ..storage import write_atomically
+from ..threads import one_torch_thread, pin_torch_threads
 from ..training import TrainingData, fit
 from .architectures import build
 from .datasets import load_task
@@ -242,15 +243,13 @@ def layers_from(description: list[dict[str, Any]]) -> nn.Sequential:
 
 
 def save_model(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    from ..fingerprint import write_atomically
+    from safetensors.torch import save
 
     if not isinstance(model, nn.Sequential):
         raise TypeError("Zoo models must be nn.Sequential.")
-    write_atomically(path.with_suffix(".json"), lambda temp: Path(temp).write_text(json.dumps(describe_layers(model))))
+    write_atomically(path.with_suffix(".json"), json.dumps(describe_layers(model)).encode())
     state = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
-    write_atomically(path.with_suffix(".safetensors"), lambda temp: save_file(state, temp))
+    write_atomically(path.with_suffix(".safetensors"), save(state))
 
 
 def load_model(path: Path) -> nn.Sequential:
@@ -294,7 +293,7 @@ def make_model(spec: ZooSpec, recipe: ModelRecipe, cache: Path) -> nn.Module:
 
 
 def _work(job: tuple[ZooSpec, ModelRecipe, str]) -> str:
-    torch.set_num_threads(1)
+    pin_torch_threads(1)
     spec, recipe, cache = job
     make_model(spec, recipe, Path(cache))
     return recipe.name
@@ -352,11 +351,10 @@ def _run_jobs(jobs: list[tuple[ZooSpec, ModelRecipe, str]], workers: int, bar: A
     if not jobs:
         return
     if workers <= 1 or len(jobs) == 1:
-        threads = torch.get_num_threads()
-        for job in jobs:
-            _work(job)
-            bar.update(1)
-        torch.set_num_threads(threads)
+        with one_torch_thread():
+            for job in jobs:
+                make_model(job[0], job[1], Path(job[2]))
+                bar.update(1)
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(workers, len(jobs)), initializer=_quiet) as pool:

@@ -52,11 +52,9 @@ def _torch_threads() -> None:
     """One torch thread unless ``TAFA_TORCH_THREADS`` says otherwise: the models tafa queries are
     small, and on a busy machine a second intra-op thread that waits for a core made every
     forward pass of a small MLP ~100x slower here (0.26 ms -> 24 ms)."""
-    import os
+    from ..threads import pin_torch_threads
 
-    import torch
-
-    torch.set_num_threads(max(1, int(os.environ.get("TAFA_TORCH_THREADS", "1"))))
+    pin_torch_threads()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -59,7 +59,7 @@ def _refuse_overwrite(*paths: Any, force: bool) -> None:
 
 
 def _reproduce_commitment(args: argparse.Namespace) -> int:
-    from ..commitment import Commitment
+    from ..commitment import UNVERIFIED, VERIFIED, Commitment
 
     commitment = Commitment.load(args.check_commitment, digest=args.commitment_digest)
     if args.out:
@@ -70,26 +70,25 @@ def _reproduce_commitment(args: argparse.Namespace) -> int:
         fingerprint.save(args.out)
     result = {"reproduced": True, "commitment": args.check_commitment, "commitment_sha256": commitment.digest,
               "committed": commitment.created, "owner_sha256": commitment.owner_sha256,
-              "probe_sha256": fingerprint.probe_sha256, "seed": commitment.seed}
+              "probe_sha256": fingerprint.probe_sha256, "seed": commitment.seed,
+              "status": VERIFIED if args.commitment_digest else UNVERIFIED}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"reproduced: the committed owner model and seed {commitment.seed} give the committed probes and "
-              f"owner signature (reproducible content hash {fingerprint.probe_sha256})")
+              f"owner signature (reproducible content hash {fingerprint.probe_sha256}); commitment "
+              f"{VERIFIED + ' against the published digest' if args.commitment_digest else UNVERIFIED}")
     return 0
 
 
 def _check_commitment(fingerprint: Any, args: argparse.Namespace) -> dict[str, Any] | None:
-    from ..commitment import Commitment
+    from ..commitment import check_commitment
 
     if args.commitment is None:
         if args.commitment_digest is not None:
             raise InvalidParameter("--commitment-digest needs --commitment FILE.")
         return None
-    commitment = Commitment.load(args.commitment, digest=args.commitment_digest)
-    commitment.check(fingerprint)
-    return {"path": args.commitment, "sha256": commitment.digest, "created": commitment.created,
-            "digest_checked": args.commitment_digest is not None, "matches": True}
+    return check_commitment(fingerprint, args.commitment, digest=args.commitment_digest)
 
 
 def _references(fingerprint: Any, directory: str | None, args: argparse.Namespace, flag: str) -> list[Any]:
@@ -124,13 +123,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
-                                 progress=not args.quiet)
+                                 parametric=args.parametric, progress=not args.quiet)
     if args.json:
         print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
     else:
         print(verdict.render())
         if committed:
-            print(f"commitment: the fingerprint matches commitment {committed['sha256']} made {committed['created']}")
+            from ..commitment import describe_check
+
+            print(describe_check(committed))
     return 0
 
 
@@ -181,7 +182,10 @@ def add_parsers(commands: Any) -> None:
     verify.add_argument("--references", metavar="DIR", help="independently trained models of the same task "
                                                              "(negatives) that calibrate the threshold")
     verify.add_argument("--positives", metavar="DIR", help="derived copies, to report the margin on the other side")
-    verify.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01)")
+    verify.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01; "
+                        "by rank this needs at least 1/alpha - 1 distinct references, else no decision is made)")
+    verify.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
+                        "bound the rate by a normal tail fitted to their scores (labelled parametric)")
     verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     verify.add_argument("--commitment", metavar="FILE", help="check the fingerprint against its commitment first "
                                                              "(a mismatch is reported as tampering, exit 2)")

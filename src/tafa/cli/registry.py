@@ -41,19 +41,26 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
     if args.references:
         fingerprint = Fingerprint.load(args.fingerprint)
         references = open_options(args).open_folder(args.references, input_shapes=[fingerprint.input_shape])
-        calibration = fingerprint.calibrate(references, args.alpha, progress=not args.quiet)
+        calibration = fingerprint.calibrate(references, args.alpha, progress=not args.quiet,
+                                            parametric=args.parametric)
     with Registry(args.registry) as registry:
         entry = registry.add(args.fingerprint, args.name, commitment=args.commitment, calibration=calibration,
                              replace=args.replace)
     if args.json:
         print(json.dumps({**entry.to_dict(), "registry": str(registry.path),
-                          "threshold": None if calibration is None else calibration.threshold}, indent=2))
+                          "threshold": None if calibration is None else calibration.threshold,
+                          "calibration": None if calibration is None else
+                          {**calibration.summary(), "notes": calibration.notes}}, indent=2))
     else:
         print(f"registered {entry.name!r} ({entry.scheme}, input {list(entry.input_shape)}, {entry.queries} queries, "
               f"sha256 {entry.sha256[:12]}) in {registry.path}")
         if calibration is not None:
-            print(f"  calibrated on {calibration.n_references} references: threshold {calibration.threshold:.4f}, "
-                  f"false-positive bound {calibration.bound:.3g} ({calibration.method})")
+            print(f"  calibrated on {calibration.n_references} distinct references: threshold "
+                  f"{calibration.threshold:.4f}, false-positive bound {calibration.bound:.3g} "
+                  f"({calibration.method.value}; {calibration.alpha_requested:.3g} asked for)")
+            for note in [*calibration.notes, calibration.note()]:
+                if note:
+                    print(f"  note: {note}")
         else:
             print("  not calibrated: scans report its scores as undecided (add --references DIR to decide)")
     return 0
@@ -110,7 +117,10 @@ def add_registry_parser(commands: Any) -> None:
     add.add_argument("--commitment", metavar="FILE", help="the fingerprint's commitment (JSON), checked and stored")
     add.add_argument("--references", metavar="DIR", help="independent models of the owner's task: calibrate the "
                                                          "threshold now, so scans decide")
-    add.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01)")
+    add.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01; "
+                     "by rank this needs at least 1/alpha - 1 distinct references, else scans decide nothing)")
+    add.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
+                     "bound the rate by a normal tail fitted to their scores (labelled parametric)")
     add.add_argument("--replace", action="store_true", help="replace a fingerprint registered under that name")
     add.add_argument("--json", action="store_true")
     _registry_option(add)

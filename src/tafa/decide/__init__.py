@@ -2,11 +2,11 @@
 
 from .learned import EvidenceVerifier, LearnedSimilarity
 from .similarity import SIMILARITIES, Score, Similarity, get_similarity, register_similarity
-from .threshold import Calibration, calibrate
-from .verdict import DECISIONS, Verdict
+from .threshold import BoundMethod, Calibration, calibrate
+from .verdict import DECISIONS, Decision, Verdict
 
-__all__ = ["EvidenceVerifier", "LearnedSimilarity", "DECISIONS", "SIMILARITIES", "Calibration", "Score", "Similarity", "Verdict", "calibrate",
-           "get_similarity", "register_similarity"]
+__all__ = ["EvidenceVerifier", "LearnedSimilarity", "DECISIONS", "SIMILARITIES", "BoundMethod", "Calibration",
+           "Decision", "Score", "Similarity", "Verdict", "calibrate", "get_similarity", "register_similarity"]
 
 from .metav import MetaVerifier  # noqa: E402
 

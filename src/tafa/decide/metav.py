@@ -54,6 +54,7 @@ import torch
 from ..errors import InvalidParameter, ShapeMismatch, check_param
 from ..functional import balanced_bce, initial_parameters, standardisation, verifier_logits
 from ..signature.base import Signature
+from ..threads import one_torch_thread
 from .learned import LearnedSimilarity
 from .similarity import Score, register_similarity
 
@@ -70,15 +71,11 @@ def train_verifier(rows: np.ndarray, labels: np.ndarray, *, hidden: int, steps: 
     y = torch.from_numpy(np.asarray(labels, dtype=np.float64))
     parameters = initial_parameters(z.shape[1], hidden, seed)
     optimiser = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny full-batch steps: one thread is fastest and reproducible
-    try:
+    with one_torch_thread():  # tiny full-batch steps: one thread is fastest and reproducible
         for _ in range(steps):
             optimiser.zero_grad()
             balanced_bce(verifier_logits(parameters, z), y).backward()
             optimiser.step()
-    finally:
-        torch.set_num_threads(threads)
     w1, b1, w2, b2 = (p.detach().numpy().copy() for p in parameters)
     return {"mean": mean, "scale": scale, "w1": w1, "b1": b1, "w2": w2, "b2": b2}
 

@@ -1,29 +1,42 @@
 """The verdict: the decision and everything needed to defend it.
 
-``decision`` is ``"derived"`` when the suspect's score exceeds the calibrated threshold,
-``"independent"`` when it does not, and ``"undecided"`` when there were no references to
-calibrate on (the raw score is still reported; tafa never guesses a threshold).
+``decision`` is :attr:`Decision.DERIVED` when the suspect's score exceeds the calibrated
+threshold, :attr:`Decision.INDEPENDENT` when it does not, and :attr:`Decision.UNDECIDED` when
+there were no references to calibrate on, or too few to support the false-positive rate asked
+for (the raw score is still reported, with a note saying what the references do support; tafa
+never guesses a threshold and never prints a bound it does not have).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from .similarity import Score
-from .threshold import Calibration
+from .threshold import BoundMethod, Calibration
 
-DECISIONS = ("derived", "independent", "undecided")
+
+
+class Decision(StrEnum):
+    """A verdict's decision (``.value`` is what the JSON and the registry say)."""
+
+    DERIVED = "derived"
+    INDEPENDENT = "independent"
+    UNDECIDED = "undecided"
+
+
+DECISIONS = tuple(decision.value for decision in Decision)
 
 
 @dataclass
 class Verdict:
     """Outcome of verifying one suspect against one fingerprint."""
 
-    decision: str
+    decision: Decision
     score: float
     calibration: Calibration | None
     per_point: dict[str, float]
@@ -38,12 +51,20 @@ class Verdict:
 
     @classmethod
     def decide(cls, score: Score, calibration: Calibration | None, **fields: Any) -> "Verdict":
-        """Apply the calibrated rule ``derived iff score > threshold`` (``undecided`` without one)."""
+        """Apply the calibrated rule ``derived iff score > threshold``: ``undecided`` without a
+        calibration, or with one whose references cannot support the alpha asked for."""
+        notes = list(fields.pop("notes", None) or [])
         if calibration is None:
-            decision = "undecided"
+            decision = Decision.UNDECIDED
         else:
-            decision = "derived" if score.value > calibration.threshold else "independent"
-        return cls(decision=decision, score=score.value, calibration=calibration,
+            notes += [note for note in [*calibration.notes, calibration.note()] if note and note not in notes]
+            if not calibration.supports_alpha:
+                decision = Decision.UNDECIDED
+            elif score.value > calibration.threshold:
+                decision = Decision.DERIVED
+            else:
+                decision = Decision.INDEPENDENT
+        return cls(decision=decision, notes=notes, score=score.value, calibration=calibration,
                    per_point=score.spread(), parts=dict(score.parts), **fields)
 
     @property
@@ -51,8 +72,17 @@ class Verdict:
         return None if self.calibration is None else self.calibration.threshold
 
     @property
-    def alpha(self) -> float | None:
+    def alpha_requested(self) -> float | None:
+        """The false-positive rate asked for."""
+        return None if self.calibration is None else self.calibration.alpha_requested
+
+    @property
+    def bound(self) -> float | None:
+        """The false-positive bound the calibration achieves (see :attr:`Calibration.method`)."""
         return None if self.calibration is None else self.calibration.bound
+
+    def __post_init__(self) -> None:
+        self.decision = Decision(self.decision)
 
     def margin(self) -> dict[str, float] | None:
         """How the positive references sit against the threshold (robustness side)."""
@@ -64,15 +94,16 @@ class Verdict:
                 "margin": float(scores.min() - self.calibration.threshold)}
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict: ``decision``, ``score``, ``threshold``, ``alpha``, ``queries``,
-        ``n_references`` first, then the evidence."""
+        """A JSON-able dict: ``decision``, ``score``, ``threshold``, ``alpha_requested``, ``bound``
+        (achieved), ``bound_method``, ``bound_note``, ``queries``, ``n_references`` first, then the
+        evidence."""
         cal = self.calibration
         return {
-            "decision": self.decision, "score": self.score, "threshold": self.threshold,
-            "alpha": self.alpha, "queries": self.queries,
-            "n_references": 0 if cal is None else cal.n_references,
-            "bound_method": None if cal is None else cal.method,
-            "alpha_requested": None if cal is None else cal.alpha,
+            "decision": self.decision.value, "score": self.score, "threshold": self.threshold,
+            "alpha_requested": self.alpha_requested, "bound": self.bound,
+            "bound_method": None if cal is None else cal.method.value,
+            "bound_note": None if cal is None else cal.note(),
+            "queries": self.queries, "n_references": 0 if cal is None else cal.n_references,
             "rank_threshold": None if cal is None else cal.rank_threshold,
             "rank_bound": None if cal is None else cal.rank_bound,
             "parametric_threshold": None if cal is None else cal.parametric_threshold,
@@ -89,15 +120,19 @@ class Verdict:
     def render(self) -> str:
         """A short human-readable verdict table."""
         cal = self.calibration
-        rows = [("decision", self.decision.upper()), ("score", f"{self.score:.4f}")]
+        rows = [("decision", self.decision.value.upper()), ("score", f"{self.score:.4f}")]
         rows += [(f"  {name} part", f"{value:.4f}") for name, value in self.parts.items()]
         if cal is None:
             rows.append(("threshold", "none: no references given, so no decision (see --references)"))
         else:
-            if cal.method == "rank":
-                bound = f"false-positive rate <= {cal.bound:.3g} (distribution-free, rank of {cal.n_references} references)"
+            if not cal.supports_alpha:
+                bound = (f"false-positive rate <= {cal.bound:.3g} only (rank of {cal.n_references} distinct "
+                         f"references); {cal.alpha_requested:.3g} was asked for: no decision")
+            elif cal.method is BoundMethod.RANK:
+                bound = (f"false-positive rate <= {cal.bound:.3g} (distribution-free, rank of {cal.n_references} "
+                         "distinct references)")
             else:
-                bound = (f"false-positive rate <= {cal.alpha:.3g} (parametric normal tail of the references' "
+                bound = (f"false-positive rate <= {cal.bound:.3g} (parametric normal tail of the references' "
                          f"Fisher-z scores); distribution-free bound {cal.rank_bound:.3g} at {cal.rank_threshold:.4f}")
             rows += [("threshold", f"{cal.threshold:.4f}"), ("bound", bound),
                      ("references", f"{cal.n_references}, scores {min(cal.reference_scores):.4f} .. "

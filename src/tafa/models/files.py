@@ -45,7 +45,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from ..errors import InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param
+from ..errors import (InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param,
+                      one_line)
 from .base import Model, TorchModel, file_hash
 
 #: Largest model file opened (bytes) unless ``max_bytes`` says otherwise; larger files are
@@ -270,8 +271,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _brief(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 def load_factory(spec: str) -> Callable[[], torch.nn.Module]:

@@ -37,7 +37,6 @@ import os
 import re
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -50,6 +49,7 @@ from tqdm.auto import tqdm
 
 from ..errors import (InvalidParameter, ModelLoadError, NonFiniteOutput, QueryBudgetExceeded,
                       ShapeMismatch, TafaError, check_param)
+from ..storage import write_atomically
 from .base import Model
 
 #: Input datatypes tafa can send (as JSON numbers) and the numpy type each is cast to.
@@ -613,17 +613,7 @@ class HttpModel(Model):
     def _cache_write(self, key: str, out: np.ndarray) -> None:
         if self.cache_dir is None:
             return
-        handle = tempfile.NamedTemporaryFile("wb", dir=self.cache_dir, prefix=f".{key}.",
-                                             suffix=".part", delete=False)
-        try:
-            with handle:
-                np.save(handle, out, allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(handle.name, self._cache_path(key))
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+        write_atomically(self._cache_path(key), lambda handle: np.save(handle, out, allow_pickle=False))
 
     # -- the wire ---------------------------------------------------------------------------
 

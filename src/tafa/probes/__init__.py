@@ -1,10 +1,10 @@
 """Where to query: probe strategies, looked up by name."""
 
-from .base import PROBES, Probes, ProbeStrategy, get_probes, orthonormal_directions, register_probes
+from .base import PROBES, Analysis, Probes, ProbeStrategy, get_probes, orthonormal_directions, register_probes
 from .random import RandomProbes
 from .relu import ReluProbes
 
-__all__ = ["PROBES", "Probes", "ProbeStrategy", "RandomProbes", "ReluProbes", "get_probes",
+__all__ = ["PROBES", "Analysis", "Probes", "ProbeStrategy", "RandomProbes", "ReluProbes", "get_probes",
            "orthonormal_directions", "register_probes"]
 
 from .ipguard import IPGuardProbes  # noqa: E402

@@ -9,12 +9,11 @@ name (:func:`register_probes`, :func:`get_probes`), never chosen by if/elif.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 import numpy as np
-import torch
 
 from ..components import Components
 from ..domain import Domain
@@ -22,7 +21,26 @@ from ..errors import ShapeMismatch
 from ..models.base import Model
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
+
+
+class Analysis(str, Enum):
+    """How probes were chosen: with the owner's internals (white box), from its answers alone
+    (black box: no torch module to analyse), or with no analysis (random, data).
+
+    Probes record it as the first word of ``info["analysis"]`` (which may add why, e.g.
+    ``"black-box (owner has no torch module)"``); :attr:`Probes.analysis` reads it back.
+    """
+
+    WHITE_BOX = "white-box"
+    BLACK_BOX = "black-box"
+    NONE = "none"
+
+    @classmethod
+    def of(cls, text: object) -> "Analysis":
+        """The analysis a probes' ``info["analysis"]`` text names (:attr:`NONE` when it names none)."""
+        word = str(text or "").split(" ", 1)[0]
+        return cls(word) if word in {a.value for a in cls} else cls.NONE
 
 
 @dataclass
@@ -43,6 +61,11 @@ class Probes:
 
     def __len__(self) -> int:
         return len(self.points)
+
+    @property
+    def analysis(self) -> Analysis:
+        """How these probes were chosen (see :class:`Analysis`)."""
+        return Analysis.of(self.info.get("analysis"))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array, by a stable name (for the fingerprint file)."""
@@ -158,19 +181,3 @@ def seed_inputs(domain: Domain, n: int, rng: np.random.Generator,
                             "with M >= 1, the model's input shape.")
     index = rng.choice(len(pool), size=n, replace=len(pool) < n)
     return pool[index].copy(), "data"
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread inside the block (restored after).
-
-    Probe optimisation is hundreds of tiny forward/backward passes; on a busy machine
-    torch's thread pool spends far longer synchronising than computing (a hundredfold
-    slowdown measured on 2 shared cores), and one thread is as fast on an idle one.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

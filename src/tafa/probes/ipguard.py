@@ -50,10 +50,11 @@ import torch
 from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model, module_dtype
-from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
+from ..threads import one_torch_thread
+from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 def boundary_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, margin: float) -> torch.Tensor:
@@ -109,7 +110,7 @@ class IPGuardProbes(ProbeStrategy):
                     module is not None, caller="IPGuardProbes.select")
         assert module is not None  # check_param raised otherwise
         points, i, j, source = self.starts(owner, domain, n=n, seed=seed, data=data)
-        with one_thread():
+        with one_torch_thread():
             moved, loss = self._optimise(module, domain, points, i, j)
         return Probes(moved, extra={"classes": np.stack([i, j], axis=1).astype(np.float64)},
                       info={"strategy": "ipguard", "analysis": "white-box", "source": source,

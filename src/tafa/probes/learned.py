@@ -47,7 +47,7 @@ Defaults and where they come from:
 >>> from tafa.bench.architectures import build
 >>> from tafa.models import TorchModel
 >>> from tafa.attacks import add_weight_noise
->>> from tafa.attacks.references import References
+>>> from tafa.references import References
 >>> owner = build("mlp", input_shape=(4,), output_dim=3, seed=0)
 >>> refs = References(positives=[add_weight_noise(owner, 0.05, seed=1)],
 ...                   negatives=[build("mlp", input_shape=(4,), output_dim=3, seed=s) for s in (1, 2)])
@@ -69,10 +69,11 @@ from ..domain import Domain
 from ..errors import InvalidParameter, NonFiniteOutput, ShapeMismatch, check_param
 from ..functional import balanced_bce, initial_parameters, standardisation, verifier_logits
 from ..models.base import Model, module_dtype
-from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
+from ..threads import one_torch_thread
+from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 @register_probes("metav")
@@ -116,7 +117,7 @@ class MetaVProbes(ProbeStrategy):
         if self.start == "inverted" and module is not None and self.invert_steps > 0:
             from .relu import invert_in  # the region-centred probes' pull towards confident inputs
 
-            with one_thread():
+            with one_torch_thread():
                 points = invert_in(module.eval(), points, domain, self.invert_steps, rng)
             source = "inverted"
         positives = ([module] if module is not None else []) + list(references.positives)
@@ -151,7 +152,7 @@ class MetaVProbes(ProbeStrategy):
         verifier_optimiser = torch.optim.Adam(parameters, lr=self.verifier_lr, weight_decay=self.weight_decay)
         loss: float | None = None
         accuracy: float | None = None
-        with one_thread():
+        with one_torch_thread():
             for _ in tqdm(range(self.steps), desc="probes: MetaV", disable=not progress, leave=False):
                 rows = torch.stack([m(x.to(dtype)).double().reshape(-1) for m, dtype in zip(models, dtypes)])
                 if not torch.isfinite(rows).all():

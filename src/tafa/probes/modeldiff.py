@@ -47,10 +47,11 @@ import torch
 from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model, module_dtype
-from .base import ProbeStrategy, Probes, one_thread, register_probes, seed_inputs
+from ..threads import one_torch_thread
+from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 def _decision_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -106,7 +107,7 @@ class ModelDiffProbes(ProbeStrategy):
             anchor = module(torch.from_numpy(points).to(dtype))
         pair = torch.from_numpy(start)
         step = self.step_fraction * radius
-        with one_thread():
+        with one_torch_thread():
             for _ in range(self.steps):
                 moving = pair.to(dtype).requires_grad_(True)
                 distance = _decision_distance(anchor, module(moving)).sum()

@@ -23,7 +23,7 @@ from ..models.base import Model
 from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 @register_probes("random")

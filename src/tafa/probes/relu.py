@@ -33,7 +33,7 @@ from ..relu.regions import centre
 from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 #: Above this many input features the analysis and the region LP work in a subspace of
 #: :data:`SUBSPACE` dimensions that holds the probe's directions (the slice its steps use).

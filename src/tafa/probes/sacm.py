@@ -41,7 +41,7 @@ from .base import ProbeStrategy, Probes, register_probes
 from .base import seed_inputs
 
 if TYPE_CHECKING:
-    from ..attacks.references import References
+    from ..references import References
 
 
 def _span(size: int, side: int, rng: np.random.Generator, corners: bool) -> slice:

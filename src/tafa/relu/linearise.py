@@ -80,7 +80,7 @@ class _Freeze(TorchFunctionMode):
             return z * (z[:1] > 0).to(z.dtype)
         if func in _LEAKY:
             z = args[0]
-            slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))  # type: ignore[arg-type]
+            slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
             self._record(z)
             return torch.where(z[:1] > 0, z, slope * z)
         if func in _CLAMPS:
@@ -88,14 +88,14 @@ class _Freeze(TorchFunctionMode):
             if func is F.relu6:
                 lo, hi = 0.0, 6.0
             elif func is F.hardtanh:
-                lo = float(_arg(args, kwargs, 1, "min_val", -1.0))  # type: ignore[arg-type]
-                hi = float(_arg(args, kwargs, 2, "max_val", 1.0))  # type: ignore[arg-type]
+                lo = float(_arg(args, kwargs, 1, "min_val", -1.0))
+                hi = float(_arg(args, kwargs, 2, "max_val", 1.0))
             else:
                 lo_arg, hi_arg = _arg(args, kwargs, 1, "min", None), _arg(args, kwargs, 2, "max", None)
                 if isinstance(lo_arg, torch.Tensor) or isinstance(hi_arg, torch.Tensor):
                     raise NotPiecewiseLinear("clamp with tensor bounds is not supported")
-                lo = -math.inf if lo_arg is None else float(lo_arg)  # type: ignore[arg-type]
-                hi = math.inf if hi_arg is None else float(hi_arg)  # type: ignore[arg-type]
+                lo = -math.inf if lo_arg is None else float(lo_arg)
+                hi = math.inf if hi_arg is None else float(hi_arg)
             out = z
             if lo > -math.inf:
                 self._record(z - lo)

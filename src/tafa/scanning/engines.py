@@ -36,6 +36,7 @@ from typing import Any, Iterator, Sequence
 from ..components import Components
 from ..errors import TafaError, check_param, one_line
 from ..registry import SuspectOutcome
+from ..threads import pin_torch_threads
 from .panel import OpenOptions, Panel, PanelPayload, Suspect, failed_outcome, payload_key
 
 #: Recorded for a suspect whose worker process died while checking it (alone).
@@ -81,9 +82,7 @@ _PANELS: dict[str, Panel] = {}
 def _prepare_worker() -> None:
     """One thread per worker process (the parallelism is across processes); Ctrl-C is the
     driver's to handle."""
-    import torch
-
-    torch.set_num_threads(1)
+    pin_torch_threads(1)
     if multiprocessing.current_process().name != "MainProcess":
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -292,7 +291,7 @@ class RayEngine(Engine):
                         outcome = ray.get(ref)
                     except ray.exceptions.RayError as error:
                         outcome = failed_outcome(suspect, f"ray: {type(error).__name__}: "
-                                                          f"{one_line(error).splitlines()[0][:300]}")
+                                                          f"{one_line(error)}")
                     yield outcome
         finally:
             for ref in pending:

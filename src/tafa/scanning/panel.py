@@ -104,7 +104,7 @@ class PanelEntry:
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others
             return Finding(self.name, self.registered.sha256, None, "error", threshold, len(self.inputs),
                            time.perf_counter() - started, _describe(error))
-        return Finding(self.name, self.registered.sha256, float(verdict.score), verdict.decision, threshold,
+        return Finding(self.name, self.registered.sha256, float(verdict.score), verdict.decision.value, threshold,
                        len(self.inputs), time.perf_counter() - started)
 
 
@@ -176,14 +176,8 @@ class Panel:
     def from_fingerprints(cls, fingerprints: Mapping[str, Fingerprint], calibrations: Mapping[str, Any] | None = None,
                           ) -> "Panel":
         """A panel of in-memory fingerprints (for the library and tests; nothing registered)."""
-        import tempfile
-
-        items = []
-        for name, fingerprint in fingerprints.items():
-            with tempfile.TemporaryDirectory() as folder:
-                data = fingerprint.save(Path(folder) / "fp.tafa").read_bytes()
-            items.append(RegisteredFingerprint(name, fingerprint, data, fingerprint.sha256,
-                                               (calibrations or {}).get(name)))
+        items = [RegisteredFingerprint(name, fingerprint, fingerprint.to_bytes(), fingerprint.sha256,
+                                       (calibrations or {}).get(name)) for name, fingerprint in fingerprints.items()]
         return cls(items)
 
     @classmethod
@@ -261,7 +255,7 @@ def failed_outcome(suspect: Suspect, error: str, seconds: float = 0.0) -> Suspec
 def _describe(error: BaseException) -> str:
     if isinstance(error, TafaError):
         return one_line(error)
-    return f"{type(error).__name__}: {one_line(error)}"[:500]
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 __all__ = ["OpenOptions", "Panel", "SKIPPED", "PanelEntry", "PanelPayload", "QueryPlan", "Suspect",

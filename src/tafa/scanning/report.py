@@ -3,8 +3,10 @@
 A :class:`ScanReport` is read back from the registry (so a resumed scan reports all its
 suspects, not only the last run's). It renders as text for the terminal, one JSON object,
 Markdown or a self-contained HTML page, each with the table of matches; the Markdown and
-HTML reports come with a plot of every fingerprint's score distribution over the suspects
-(matplotlib, Agg backend), the threshold marked where the fingerprint is calibrated.
+HTML reports also show every fingerprint's false-positive bound (what its references support,
+and a note where that is not the alpha asked for), list every suspect, matched or not, and
+come with a plot of every fingerprint's score distribution over the suspects (matplotlib,
+Agg backend), the threshold marked where the fingerprint is calibrated.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ..errors import check_param
 from ..registry import Finding, Registry, ScanRecord, SuspectOutcome
 
 _COLOURS = {"derived": "#c0392b", "independent": "#7f8c8d", "undecided": "#2e86c1", "error": "#000000"}
+BOUND_HEADER = ["fingerprint", "threshold", "false-positive bound", "references", "alpha asked", "note"]
+SUSPECT_HEADER = ["suspect", "status", "best fingerprint", "best score", "decisions"]
 
 
 @dataclass
@@ -34,6 +38,8 @@ class ScanReport:
     outcomes: list[SuspectOutcome]
     thresholds: dict[str, float | None]
     run: dict[str, Any] = field(default_factory=dict)
+    #: Per fingerprint, its calibration's summary as the scan recorded it (``None``: uncalibrated).
+    bounds: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, registry: Registry, scan_id: str, run: dict[str, Any] | None = None) -> "ScanReport":
@@ -44,7 +50,8 @@ class ScanReport:
             for finding in outcome.findings:
                 if finding.threshold is not None:
                     thresholds[finding.fingerprint] = finding.threshold
-        return cls(record, outcomes, thresholds, dict(run or {}))
+        bounds = {item["name"]: item.get("calibration") for item in record.config.get("fingerprints", [])}
+        return cls(record, outcomes, thresholds, dict(run or {}), bounds)
 
     # -- views ---------------------------------------------------------------------------------
     @property
@@ -91,10 +98,42 @@ class ScanReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "scan": self.scan.to_dict(), "run": self.run,
-                "thresholds": self.thresholds, "outcomes": [o.to_dict() for o in self.outcomes]}
+                "thresholds": self.thresholds, "bounds": self.bounds,
+                "outcomes": [o.to_dict() for o in self.outcomes]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    def bound_rows(self) -> list[list[str]]:
+        """One row per fingerprint: threshold, bound (and its method), references, alpha asked, note."""
+        rows = []
+        for name in self.thresholds:
+            bound = self.bounds.get(name)
+            if bound is None:
+                rows.append([name, "-", "none", "0", "-", "not calibrated: its verdicts are undecided"])
+                continue
+            rows.append([name, f"{bound['threshold']:.4f}", f"{bound['bound']:.3g} ({bound['method']})",
+                         str(bound["n_references"]), f"{bound['alpha_requested']:.3g}", bound.get("note") or ""])
+        return rows
+
+    def suspect_rows(self) -> list[list[str]]:
+        """One row per suspect, matched or not: its status, best-scoring fingerprint and decisions."""
+        rows = []
+        for o in self.outcomes:
+            scored = [f for f in o.findings if f.score is not None]
+            best = max(scored, key=lambda f: f.score or 0.0) if scored else None
+            decisions: dict[str, list[str]] = {}
+            for f in o.findings:
+                decisions.setdefault(str(f.decision), []).append(f.fingerprint)
+            if o.status == "failed":
+                verdict = f"failed: {o.error or ''}"
+            elif o.status == "done" and not o.findings:
+                verdict = "no registered fingerprint fits its input and output shapes"
+            else:
+                verdict = "; ".join(f"{d}: {', '.join(names)}" for d, names in sorted(decisions.items())) or o.status
+            rows.append([_short(o.source), o.status, "-" if best is None else best.fingerprint,
+                         "-" if best is None else f"{best.score:.4f}", verdict])
+        return rows
 
     # -- text ----------------------------------------------------------------------------------
     def _rows(self, pairs: list[tuple[SuspectOutcome, Finding]]) -> list[list[str]]:
@@ -126,6 +165,10 @@ class ScanReport:
         if self.skipped():
             lines.append(f"{len(self.skipped())} suspects skipped (they fit no registered fingerprint):")
             lines += [f"  {_short(o.source)}: {o.error}" for o in self.skipped()]
+        unsupported = [row for row in self.bound_rows() if row[5] and row[1] != "-"]
+        if unsupported:
+            lines.append("fingerprints whose bound is not the plain distribution-free one asked for:")
+            lines += [f"  {row[0]}: {row[5]}" for row in unsupported]
         if s["status"] != "finished":
             lines.append(f"resume with: tafa scan --resume {self.id}")
         return "\n".join(lines)
@@ -140,6 +183,10 @@ class ScanReport:
         pairs = self.matches() if s["calibrated"] else self.top()
         lines += ["## Matches" if s["calibrated"] else "## Highest scores (no fingerprint is calibrated)", ""]
         lines += _markdown_table(header, self._rows(pairs)) if pairs else ["None."]
+        lines += ["", "## Fingerprints and their false-positive bounds", ""]
+        lines += _markdown_table(BOUND_HEADER, self.bound_rows())
+        lines += ["", "## Every suspect", ""]
+        lines += _markdown_table(SUSPECT_HEADER, self.suspect_rows()) if self.outcomes else ["None."]
         if figure:
             lines += ["", "## Score distributions", "", f"![score distribution per fingerprint]({figure})"]
         if self.failures():
@@ -163,7 +210,10 @@ class ScanReport:
                  f"against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; status {html.escape(s['status'])}.</p>",
                  "<h2>Matches</h2>" if s["calibrated"] else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
-                 _html_table(header, self._rows(pairs)) if pairs else "<p>None.</p>"]
+                 _html_table(header, self._rows(pairs)) if pairs else "<p>None.</p>",
+                 "<h2>Fingerprints and their false-positive bounds</h2>", _html_table(BOUND_HEADER, self.bound_rows()),
+                 "<h2>Every suspect</h2>",
+                 _html_table(SUSPECT_HEADER, self.suspect_rows()) if self.outcomes else "<p>None.</p>"]
         if figure_png:
             encoded = base64.b64encode(figure_png).decode()
             parts += ["<h2>Score distributions</h2>",
@@ -191,7 +241,7 @@ class ScanReport:
         for row, name in enumerate(names):
             findings = [f for o in self.outcomes for f in o.findings if f.fingerprint == name and f.score is not None]
             for decision, colour in _COLOURS.items():
-                scores = [f.score for f in findings if f.decision == decision]
+                scores = [float(f.score) for f in findings if f.decision == decision and f.score is not None]
                 if scores:
                     axis.scatter(scores, row + rng.uniform(-0.25, 0.25, len(scores)), s=9, color=colour,
                                  alpha=0.7, label=decision, linewidths=0)

@@ -108,7 +108,9 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
                 raise RegistryError(f"The registry {str(store.path)!r} holds no fingerprints; add one with "
                                     "tafa registry add FILE --name NAME.")
             panel = _panel(store, names, family_alpha)
-            config = {"fingerprints": [{"name": e.name, "sha256": e.registered.sha256} for e in panel.entries],
+            config = {"fingerprints": [{"name": e.name, "sha256": e.registered.sha256,
+                                        "calibration": None if e.registered.calibration is None
+                                        else e.registered.calibration.summary()} for e in panel.entries],
                       "options": options.to_dict(), "family_alpha": family_alpha, **runner.describe()}
             scan_id = store.begin_scan([s.source for s in listed], [s.kind for s in listed],
                                        engine=runner.name, config=config)

@@ -1,0 +1,280 @@
+"""The fingerprint file format: bytes in, bytes out, and the hashes others read.
+
+A fingerprint file is one safetensors file (no pickle anywhere): every array is float64,
+and the safetensors metadata holds one entry, ``"tafa"``, a JSON header with the format
+name and version, the scheme, domain, shapes, owner model hash, creation time, seed, the
+probes' description and free metadata, and ``content_sha256``: the SHA-256 of everything
+else (:func:`content_hash`). :func:`encode` makes the bytes, :func:`decode` checks them and
+gives the header and arrays back; what the arrays *mean* (a :class:`~tafa.fingerprint.Fingerprint`)
+is the orchestration's business, not this module's.
+
+The reader treats a file as hostile: before anything is allocated it checks the size of the
+file and of the safetensors header, every declared dtype, shape and offset, and (with
+:func:`check_header`) every number in the JSON header that would size an array later:
+input and output shapes, probe and direction counts, seeds. Every problem is a
+:class:`~tafa.errors.FingerprintError` (or :class:`~tafa.errors.TamperedFingerprint` when the
+content does not match its hash) with a one-line message that names the file.
+
+>>> import numpy as np
+>>> data = encode({"format": FORMAT, "version": VERSION, "seed": 0}, {"probes.points": np.zeros((2, 3))})
+>>> header, arrays = decode(data, source="example")
+>>> header["seed"], arrays["probes.points"].shape, header["content_sha256"] == recorded_sha256(data, source="x")
+(0, (2, 3), True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import stat
+from typing import Any
+
+import numpy as np
+
+from .errors import FingerprintError, TamperedFingerprint, one_line
+
+FORMAT = "tafa-fingerprint"
+VERSION = 1
+
+#: Largest fingerprint file read (the domain's bounds and the probes grow with the input size).
+MAX_FILE_BYTES = 1 << 30
+#: Largest safetensors JSON header (it carries the tafa header, domain bounds included).
+MAX_HEADER_BYTES = 64 << 20
+#: Most arrays one fingerprint holds (probes, owner signature, verifier parameters).
+MAX_ARRAYS = 64
+#: Most dimensions of one array.
+MAX_DIMENSIONS = 8
+#: Most values of one model input or output (224 x 224 x 3 is 150528).
+MAX_FEATURES = 1 << 22
+#: Most queries one verification may send.
+MAX_QUERIES = 1 << 20
+#: Most output values one verification may hold (queries x outputs per query, float64).
+MAX_OUTPUT_VALUES = 1 << 24
+#: Largest integer anywhere in a JSON header (seeds, sizes); bigger ones are refused as text.
+MAX_INTEGER_DIGITS = 20
+
+#: The one dtype a fingerprint file holds (safetensors' name, numpy's).
+DTYPE, NUMPY_DTYPE = "F64", np.dtype("<f8")
+
+
+def tafa_version() -> str:
+    """The installed tafa's version (``"0+unknown"`` from a source tree that is not installed)."""
+    try:
+        from importlib.metadata import version
+        return version("tafa")
+    except Exception:  # noqa: BLE001 - not installed (source tree)
+        return "0+unknown"
+
+
+def canonical(header: dict[str, Any]) -> bytes:
+    """The header as canonical JSON (sorted keys, no spaces): what hashes cover."""
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def content_hash(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the header (without its own hash) and every array (name, dtype, shape, bytes)."""
+    digest = hashlib.sha256(canonical({k: v for k, v in header.items() if k != "content_sha256"}))
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(name.encode())
+        digest.update(str(array.dtype).encode())
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------ writing
+
+def encode(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of a fingerprint file: ``header`` (given ``content_sha256``) and ``arrays``
+    (written as C-ordered float64)."""
+    from safetensors.numpy import save
+
+    arrays = {name: np.ascontiguousarray(value, dtype=np.float64) for name, value in arrays.items()}
+    header = {**header, "content_sha256": content_hash(header, arrays)}
+    return save(arrays, metadata={"tafa": json.dumps(header, allow_nan=False)})
+
+
+# ------------------------------------------------------------------------------------ reading
+
+def read(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the fingerprint file ``path`` (a regular file of at most :data:`MAX_FILE_BYTES`)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise FingerprintError(f"Fingerprint file {str(path)!r} does not exist.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise FingerprintError(f"Fingerprint file {str(path)!r} is not a regular file.")
+    if info.st_size > MAX_FILE_BYTES:
+        raise FingerprintError(f"Fingerprint file {str(path)!r} has {info.st_size} bytes; a tafa fingerprint has "
+                               f"at most {MAX_FILE_BYTES}.")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise FingerprintError(f"Fingerprint file {str(path)!r} cannot be read ({one_line(error)}).") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise FingerprintError(f"Fingerprint file {str(path)!r} has more than {MAX_FILE_BYTES} bytes.")
+    return data
+
+
+def decode(data: bytes, *, source: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checked tafa header and arrays of a fingerprint file's bytes.
+
+    ``source`` names the bytes in messages (``"'owner.tafa'"``, ``"registered fingerprint 'a'"``).
+    Raises :class:`FingerprintError` for anything that is not a well-formed fingerprint of this
+    format version, :class:`TamperedFingerprint` when the content does not match its hash.
+    """
+    entries, metadata, start = _safetensors_layout(data, source)
+    header = _tafa_header(metadata, source)
+    check_header(header, source=source)
+    arrays = {name: _array(data, shape, start + begin) for name, (shape, begin) in entries.items()}
+    if content_hash(header, arrays) != header.get("content_sha256"):
+        raise TamperedFingerprint(f"{source} does not match its own SHA-256: the file was modified after it "
+                                  "was written.")
+    return header, arrays
+
+
+def _array(data: bytes, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    count = math.prod(shape)
+    if count == 0:
+        return np.zeros(shape, dtype=np.float64)
+    # astype: a writable, native-order copy (the bytes stay the caller's)
+    return np.frombuffer(data, dtype=NUMPY_DTYPE, count=count, offset=offset).reshape(shape).astype(np.float64)
+
+
+def recorded_sha256(data: bytes, *, source: str) -> str:
+    """The content SHA-256 recorded in the header of a fingerprint file's bytes (not checked
+    against the content: :func:`decode` does that). This, not a hash recomputed by the running
+    tafa, identifies a registered fingerprint: the file's bytes fix it."""
+    _, metadata, _ = _safetensors_layout(data, source)
+    value = _tafa_header(metadata, source).get("content_sha256")
+    if not _is_sha256(value):
+        raise FingerprintError(f"{source} records no content SHA-256 in its header.")
+    return str(value)
+
+
+def strict_json(text: str | bytes, *, what: str) -> Any:
+    """Parse JSON refusing NaN, infinities, floats that overflow and integers longer than
+    :data:`MAX_INTEGER_DIGITS` digits (``ValueError`` naming ``what``)."""
+    def constant(name: str) -> Any:
+        raise ValueError(f"{what} holds {name}, which JSON does not allow")
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{what} holds the number {text[:40]}, which overflows a float")
+        return value
+
+    def integer(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+            raise ValueError(f"{what} holds an integer of {len(text)} digits; at most {MAX_INTEGER_DIGITS} are read")
+        return int(text)
+
+    return json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)
+
+
+def _safetensors_layout(data: bytes, source: str) -> tuple[dict[str, tuple[tuple[int, ...], int]], dict[str, str], int]:
+    """Check the safetensors framing of ``data`` without reading any array: the header's
+    length, every array's dtype, shape and byte range. Returns ``{name: (shape, begin)}``,
+    the metadata and where the array bytes start."""
+    def bad(why: str) -> FingerprintError:
+        return FingerprintError(f"{source} is not a readable tafa fingerprint ({why}).")
+
+    if len(data) < 8:
+        raise bad(f"{len(data)} bytes, shorter than any safetensors file")
+    length = int.from_bytes(data[:8], "little")
+    if length > MAX_HEADER_BYTES or 8 + length > len(data):
+        raise bad(f"its header claims {length} bytes; the file has {len(data)} and a header at most "
+                  f"{MAX_HEADER_BYTES}")
+    try:
+        layout = strict_json(data[8:8 + length].decode("utf-8"), what="the safetensors header")
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise bad(one_line(error)[:200]) from None
+    if not isinstance(layout, dict):
+        raise bad("its header is not a JSON object")
+    metadata = layout.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("its metadata is not a map of strings")
+    if len(layout) > MAX_ARRAYS:
+        raise bad(f"it declares {len(layout)} arrays; a fingerprint has at most {MAX_ARRAYS}")
+    start, size = 8 + length, len(data) - 8 - length
+    entries: dict[str, tuple[tuple[int, ...], int]] = {}
+    ranges = []
+    for name, entry in layout.items():
+        if not isinstance(entry, dict) or entry.get("dtype") != DTYPE:
+            raise bad(f"array {name[:60]!r} is not declared {DTYPE}")
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS and all(_count(s) for s in shape)):
+            raise bad(f"array {name[:60]!r} declares shape {str(shape)[:80]}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_count(o) for o in offsets)
+                and offsets[0] <= offsets[1] <= size):
+            raise bad(f"array {name[:60]!r} declares bytes {str(offsets)[:80]} of {size}")
+        if offsets[1] - offsets[0] != math.prod(shape) * NUMPY_DTYPE.itemsize:
+            raise bad(f"array {name[:60]!r} of shape {shape} does not fill its {offsets[1] - offsets[0]} bytes")
+        entries[name] = (tuple(shape), offsets[0])
+        ranges.append(tuple(offsets))
+    end = 0
+    for begin, stop in sorted(ranges):
+        if begin != end:
+            raise bad("its arrays overlap or leave gaps")
+        end = stop
+    if end != size:
+        raise bad(f"its arrays cover {end} of the {size} data bytes")
+    return entries, metadata, start
+
+
+def _tafa_header(metadata: dict[str, str], source: str) -> dict[str, Any]:
+    if "tafa" not in metadata:
+        raise FingerprintError(f"{source} is not a tafa fingerprint file (no tafa header).")
+    try:
+        header = strict_json(metadata["tafa"], what="the tafa header")
+    except (ValueError, RecursionError) as error:
+        raise FingerprintError(f"{source} has an unreadable tafa header ({one_line(error)[:200]}).") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise FingerprintError(f"{source} is not a tafa fingerprint file.")
+    if header.get("version") != VERSION:
+        raise FingerprintError(f"{source} has format version {str(header.get('version'))[:40]}; this tafa reads "
+                               f"version {VERSION}.")
+    return header
+
+
+def check_header(header: dict[str, Any], *, source: str) -> None:
+    """Refuse a header whose numbers would size an array beyond the module's limits (shapes,
+    probe and direction counts, seed), before anything is built from it. Only fields present
+    are checked; whether the header is complete is the orchestration's to check."""
+    def refuse(field: str, value: Any, must_be: str) -> FingerprintError:
+        return FingerprintError(f"{source} has a malformed header: {field} must be {must_be}; it is "
+                                f"{str(value)[:80]}.")
+
+    for field in ("input_shape", "output_shape"):
+        if field not in header:
+            continue
+        shape = header[field]
+        if not (isinstance(shape, list) and 1 <= len(shape) <= MAX_DIMENSIONS and all(_count(s, 1) for s in shape)
+                and math.prod(shape) <= MAX_FEATURES):
+            raise refuse(field, shape, f"a list of 1 to {MAX_DIMENSIONS} positive integers whose product is at most "
+                                       f"{MAX_FEATURES}")
+    if "seed" in header and not (_count(header["seed"]) and header["seed"] < 2 ** 63):
+        raise refuse("seed", header["seed"], "an integer in [0, 2^63)")
+    scheme = header.get("scheme")
+    if isinstance(scheme, dict):
+        for field in ("points", "directions"):
+            if field in scheme and not (_count(scheme[field]) and scheme[field] <= MAX_QUERIES):
+                raise refuse(f"scheme.{field}", scheme[field], f"an integer in [0, {MAX_QUERIES}]")
+    domain = header.get("domain")
+    if isinstance(domain, dict) and "shape" in domain:
+        shape = domain["shape"]
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS and all(_count(s, 1) for s in shape)
+                and math.prod(shape) <= MAX_FEATURES):
+            raise refuse("domain.shape", shape, f"at most {MAX_FEATURES} positive integers' product")
+
+
+def _count(value: Any, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value < 2 ** 62
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
