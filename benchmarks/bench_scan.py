@@ -11,14 +11,22 @@ Builds (once, cached under ``--work``) a sweep like a hub's or a forensics team'
   library's cheap attacks -- fp16, int8/int4 rounding, 1-10% weight noise, 20-80% magnitude
   pruning, structured pruning, unit rescaling -- then a random permutation of the hidden
   units, so no two files are equal) and 200 independent (40 models trained by others x 5
-  variants), shuffled.
+  variants), shuffled;
+- a null panel of 59 model files in two groups (sub-folders): the 19 references, and 40
+  models trained by others (other data, the three architectures, the independents'
+  variants, seeds of their own).
 
 Then runs ``tafa scan --dir SUSPECTS`` as a user would (a fresh process each time, on a fresh
 copy of the registry) and measures wall time, suspects per second (the scan's own time, and
 the whole command's) and the peak memory of the command's whole process tree (proportional
 set size, so pages shared by forked workers count once; Ray's own processes included):
 
-- every engine asked for (``local`` and ``ray``) with 20 registered fingerprints;
+- every engine asked for (``local`` and ``ray``) with 20 registered fingerprints, family-wise
+  at ``--alpha`` (default 0.05) over the null panel; the same scores are also decided per
+  fingerprint, by Bonferroni, as an FDR candidate list, by max-T over the references alone
+  and by max-T standardised without the suspect, and each is compared with the truth:
+  independent suspects with any match, all suspects with a false match, copies matched to
+  their own owner;
 - the ``local`` engine with 1, 5 and 20 registered fingerprints (queries per suspect).
 
 Usage (from the repository root; about 5 minutes on 2 cores the first time)::
@@ -26,7 +34,8 @@ Usage (from the repository root; about 5 minutes on 2 cores the first time)::
     python benchmarks/bench_scan.py --work /tmp/tafa-bench-scan --engines local,ray --workers 2 \\
         --out benchmarks/results/bench_scan.json
 
-``--suspects 100 --owners 5`` makes a quick smoke run.
+``--suspects 100 --owners 5`` makes a quick smoke run; ``--engines local --detection-only``
+gives the error-control figures alone (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -46,7 +55,8 @@ CHEAP_ATTACKS = ("fp16", "int8", "int4", "noise1", "noise5", "noise10", "prune20
                  "struct25", "rescale")
 INDEPENDENT_VARIANTS = (None, "noise1", "int8", "prune20", "fp16")
 REFERENCES = 19
-LAYOUT = 2  # bump when what build() makes changes (the cache is rebuilt)
+PANEL_OTHERS = 40  # null-panel models beyond the references: trained by others, like the independents
+LAYOUT = 4  # bump when what build() makes changes (the cache is rebuilt)
 
 
 # ---------------------------------------------------------------------------------------- building
@@ -82,6 +92,8 @@ def build(work: Path, owners: int, suspects: int, seed: int = 0) -> dict:
     if work.exists():
         shutil.rmtree(work)
     (work / "suspects").mkdir(parents=True)
+    (work / "panel" / "references").mkdir(parents=True)
+    (work / "panel" / "others").mkdir()
     task = load_task("digits")
     started = time.perf_counter()
 
@@ -126,6 +138,19 @@ def build(work: Path, owners: int, suspects: int, seed: int = 0) -> dict:
         _export(model, path)
         truth[str(path)] = info
     print(f"exported {len(items)} suspects ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    # The shared null panel of the family-wise scan: the 19 references and PANEL_OTHERS models
+    # trained by others (other data, the three architectures, seeds and variants of their own:
+    # none of them is, or is derived from, a suspect).
+    for i, reference in enumerate(references):
+        _export(reference, work / "panel" / "references" / f"reference{i:02d}.onnx")
+    for i in range(PANEL_OTHERS):
+        model = train(("mlp", "mlp_small", "mlp_wide")[i % 3], 3000 + seed + i, "other")
+        variant = INDEPENDENT_VARIANTS[(i // 3) % len(INDEPENDENT_VARIANTS)]
+        model = model if variant is None else get_attack(variant).apply(model, context)
+        _export(permute_units(model, seed=20_000 + i), work / "panel" / "others" / f"other{i:02d}.onnx")
+    print(f"exported a null panel of {REFERENCES + PANEL_OTHERS} models ({time.perf_counter() - started:.0f} s)",
+          flush=True)
 
     for count in sorted({1, min(5, owners), owners}):
         with Registry(work / f"registry-{count}.sqlite") as registry:
@@ -197,15 +222,17 @@ class PeakMemory:
         self._thread.join()
 
 
-def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_dir: Path, label: str) -> dict:
-    """One ``tafa scan`` command on a fresh copy of the registry with ``fingerprints`` entries."""
+def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_dir: Path, label: str,
+             alpha: float = 0.05) -> dict:
+    """One ``tafa scan`` command on a fresh copy of the registry with ``fingerprints`` entries
+    (family-wise at ``alpha``, the null panel ``work/panel``)."""
     registry = work / f"run-{label}.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(str(registry) + suffix).unlink(missing_ok=True)
     shutil.copy(work / f"registry-{fingerprints}.sqlite", registry)
     command = [sys.executable, "-c", "import sys; from tafa.cli import main; sys.exit(main(sys.argv[1:]))",
                "--quiet", "scan", "--dir", str(suspects_dir), "--registry", str(registry), "--engine", engine,
-               "--workers", str(workers), "--json"]
+               "--workers", str(workers), "--panel", str(work / "panel"), "--alpha", str(alpha), "--json"]
     load_before = os.getloadavg()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -225,7 +252,8 @@ def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_
             "peak_rss_mib": memory.rss / 2 ** 20, "processes": memory.processes,
             "steady_suspects_per_second": _steady_rate(result["outcomes"]),
             "load_average_before": load_before[0], "load_average_after": os.getloadavg()[0],
-            "outcomes": result["outcomes"]}
+            "error_control": {k: v for k, v in summary["error_control"].items() if k != "panel_left_out"},
+            "outcomes": result["outcomes"], "control": result["scan"]["config"]["control"]}
 
 
 def _steady_rate(outcomes: list[dict]) -> float | None:
@@ -267,10 +295,35 @@ def detection(outcomes: list[dict], truth: dict, thresholds: dict[str, float] | 
                 pairs[group][1] += derived
                 wrong |= derived
         false_suspects[group] += wrong
-    return {"derived_pairs": found + missed, "detected": found,
+    n_independent = sum(info["truth"] is None for info in (truth[o["source"]] for o in outcomes))
+    return {"independent_suspects_with_any_match": false_suspects["independent"] / max(1, n_independent),
+            "suspects_with_a_false_match": (false_suspects["independent"] + false_suspects["other_owner"])
+            / max(1, len(outcomes)),
+            "copies_matched_to_their_owner": found / max(1, found + missed),
+            "derived_pairs": found + missed, "detected": found,
             "unrelated_pairs": {group: count for group, (count, _) in pairs.items()},
             "false_matches": {group: hits for group, (_, hits) in pairs.items()},
-            "suspects_with_a_false_match": false_suspects}
+            "suspects_with_a_false_match_by_group": false_suspects}
+
+
+def fdr_detection(outcomes: list[dict], truth: dict, control: dict, q: float) -> dict:
+    """:func:`detection` of the same scores decided as a Benjamini-Hochberg candidate list at
+    ``q`` over the scan's null panel, and the share of listed pairs that are false."""
+    from dataclasses import replace
+
+    from tafa.registry import Finding, SuspectOutcome
+    from tafa.scanning import ErrorControl
+
+    decider = replace(ErrorControl.from_dict(control), kind="fdr", alpha=q)
+    records = [SuspectOutcome(o["source"], o["identity"], o["kind"], o["status"], o["error"], o["queries"],
+                              o["seconds"], [Finding(**f) for f in o["findings"]]) for o in outcomes]
+    decided = {o.source: o for o in decider.decide_scan(records)}
+    as_dicts = [decided[o.source].to_dict() if o.source in decided else o.to_dict() for o in records]
+    result = detection(as_dicts, truth)
+    listed = sum(f["decision"] == "derived" for o in as_dicts for f in o["findings"])
+    false = sum(f["decision"] == "derived" and f["fingerprint"] != truth[o["source"]]["truth"]
+                for o in as_dicts for f in o["findings"])
+    return {**result, "listed_pairs": listed, "false_discovery_proportion": false / max(1, listed)}
 
 
 def components(work: Path, owners: int, truth: dict, outcomes: list[dict], n: int = 100) -> dict:
@@ -332,6 +385,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--query-subset", type=int, default=200,
                         help="suspects in the 1/5/N-fingerprint runs (default 200)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="family-wise rate of the scan (default 0.05)")
+    parser.add_argument("--detection-only", action="store_true",
+                        help="only the error-control figures: skip the component timings and 1/5/N-fingerprint runs")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
 
@@ -347,15 +403,36 @@ def main() -> int:
                      "engines": [], "fingerprint_counts": []}
     outcomes: list[dict] = []
     for engine in [e for e in args.engines.split(",") if e]:
-        run = run_scan(work, args.owners, engine, args.workers, work / "suspects", f"{engine}-{args.owners}")
+        run = run_scan(work, args.owners, engine, args.workers, work / "suspects", f"{engine}-{args.owners}",
+                       args.alpha)
         outcomes = run.pop("outcomes")
-        run["detection"] = detection(outcomes, truth)
-        family = {item["name"]: calibrate(item["calibration"]["reference_scores"],
-                                          0.05 / len(manifest["fingerprints"])).threshold
-                  for item in manifest["fingerprints"]}
-        run["detection_family_alpha_0.05"] = detection(outcomes, truth, family)
+        control = run.pop("control")
+        run["detection"] = detection(outcomes, truth)  # as the scan decided: family-wise max-T
+        per_fingerprint = {item["name"]: item["calibration"]["threshold"] for item in manifest["fingerprints"]}
+        run["detection_per_fingerprint"] = detection(outcomes, truth, per_fingerprint)
+        # Bonferroni as the former --family-alpha decided: at alpha/N, which 19 references support
+        # only through the calibration's parametric tail (a scan now says undecided there)
+        bonferroni = {}
+        for item in manifest["fingerprints"]:
+            level = calibrate(item["calibration"]["reference_scores"], args.alpha / len(manifest["fingerprints"]),
+                              parametric=True)
+            tail = level.parametric_threshold
+            bonferroni[item["name"]] = tail if tail is not None and tail > level.threshold else level.threshold
+        run["detection_bonferroni"] = detection(outcomes, truth, bonferroni)
+        run["detection_fdr"] = fdr_detection(outcomes, truth, control, args.alpha)
+        run["detection_maxt_one_group"] = maxt_detection(outcomes, truth, control, args.alpha)
+        run["detection_maxt_references_only"] = maxt_detection(outcomes, truth, control, args.alpha,
+                                                               only="reference")
+        run["detection_maxt_without_suspect"] = maxt_detection(outcomes, truth, control, args.alpha,
+                                                               with_suspect=False)
         results["engines"].append(run)
         print(json.dumps({k: v for k, v in run.items()}, indent=1), flush=True)
+    if args.detection_only:
+        _print_detection(results)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=1))
+        return 0
     results["components"] = components(work, args.owners, truth, outcomes)
     print(json.dumps(results["components"], indent=1), flush=True)
 
@@ -380,13 +457,61 @@ def main() -> int:
               f"{run['scan_seconds']:.1f} | {run['suspects_per_second']:.1f} | "
               f"{'-' if steady is None else f'{steady:.1f}'} | {run['command_seconds']:.1f} | "
               f"{run['peak_pss_mib']:.0f} | {run['queries_per_suspect']:.0f} | {run['load_average_before']:.1f} |")
-    for run in results["engines"]:
-        print(f"{run['engine']}: detection {run['detection']}; with --family-alpha 0.05: "
-              f"{run['detection_family_alpha_0.05']}")
+    _print_detection(results)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
+
+
+def maxt_detection(outcomes: list[dict], truth: dict, control: dict, alpha: float, only: str = "",
+                   with_suspect: bool = True) -> dict:
+    """:func:`detection` of the same scores decided by max-T over the panel models whose file
+    name starts with ``only``,
+    standardised with the suspect (as the scan does) or on the panel alone (``with_suspect=False``,
+    the variant the scan does not use)."""
+    import numpy as np
+
+    from tafa.decide.multiple import max_t
+
+    columns = control["columns"]
+    keep = [Path(member["source"]).name.startswith(only) for member in control["panel"]]
+    table = np.array([[np.nan if v is None else v for v in row] for row in control["scores"]])[np.array(keep)]
+    limit = np.floor(alpha * (len(table) + 1) + 1e-12) / (len(table) + 1)
+    decided = []
+    for outcome in outcomes:
+        scores = {f["fingerprint"]: f["score"] for f in outcome["findings"] if f["score"] is not None}
+        vector = np.array([scores.get(name, np.nan) for name in columns])
+        if with_suspect:
+            p = max_t(vector, table)
+        else:
+            mean, spread = table.mean(axis=0), table.std(axis=0)
+            maxima = ((table - mean) / spread).max(axis=1)
+            p = (1 + (maxima[None, :] >= ((vector - mean) / spread)[:, None]).sum(axis=1)) / (len(table) + 1)
+        derived = {name for name, value in zip(columns, p) if value <= limit and limit > 0}
+        decided.append({**outcome, "findings": [{**f, "decision": "derived" if f["fingerprint"] in derived
+                                                  else "independent"} for f in outcome["findings"]]})
+    return detection(decided, truth)
+
+
+def _print_detection(results: dict) -> None:
+    """One Markdown table per engine: each error control's false matches and detection."""
+    for run in results["engines"]:
+        print(f"\n{run['engine']}: {run['error_control']['statement']}")
+        print("| control | independent suspects with any match | suspects with a false match | "
+              "copies matched to their owner |")
+        print("|---|---|---|---|")
+        for label, key in (("family-wise max-T (default; each panel group alone)", "detection"),
+                           ("max-T, the panel as one group", "detection_maxt_one_group"),
+                           ("per fingerprint (stored calibrations)", "detection_per_fingerprint"),
+                           ("Bonferroni (parametric tail at alpha/N)", "detection_bonferroni"),
+                           ("FDR (Benjamini-Hochberg, candidate list)", "detection_fdr"),
+                           ("max-T, panel = the 19 references only", "detection_maxt_references_only"),
+                           ("max-T standardised without the suspect", "detection_maxt_without_suspect")):
+            found = run[key]
+            print(f"| {label} | {100 * found['independent_suspects_with_any_match']:.1f}% | "
+                  f"{100 * found['suspects_with_a_false_match']:.1f}% | "
+                  f"{100 * found['copies_matched_to_their_owner']:.1f}% |")
 
 
 if __name__ == "__main__":

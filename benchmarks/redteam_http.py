@@ -54,9 +54,8 @@ BOMB = (255 << 20) // 2  # zeros in a 255 MiB answer
 #: name -> (what the service does, how to switch it on, extra tafa options)
 CASES: dict[str, tuple[str, Callable[[KServeServer], None], list[str]]] = {
     "honest": ("the owner, served honestly", lambda s: None, []),
-    "drip": ("drips its answer, 1 byte/s", lambda s: setattr(s, "drip", 1.0), ["--timeout", "5"]),
-    "drip-no-retry": ("drips its answer, 1 byte/s", lambda s: setattr(s, "drip", 1.0),
-                      ["--timeout", "5", "--retries", "0"]),
+    "drip": ("drips its answer, 1 byte/s", lambda s: setattr(s, "drip", 1.0), []),
+    "drip-timeout-5": ("drips its answer, 1 byte/s", lambda s: setattr(s, "drip", 1.0), ["--timeout", "5"]),
     "429-forever": ("429 forever, Retry-After: 60", _busy_forever, []),
     "429-max-wait-10": ("429 forever, Retry-After: 60", _busy_forever, ["--max-wait", "10"]),
     "bomb-announced": ("255 MiB valid JSON answer, Content-Length given",

@@ -343,6 +343,14 @@ def test_the_parser_imports_no_heavy_library_and_its_light_lists_match_the_regis
     from tafa.scheme import SCHEMES
 
     assert sorted(options.SCHEME_NAMES) == sorted(SCHEMES)
+    import inspect
+
+    from tafa.models.http import HttpModel
+    from tafa.models.options import OpenOptions
+
+    client = inspect.signature(HttpModel).parameters
+    for name, value in options.SERVICE_DEFAULTS.items():  # one set of defaults for services
+        assert getattr(OpenOptions(), name) == client[name].default == value, name
     assert sorted(bench.SIZES) == sorted(SIZES) and sorted(registry.ENGINE_NAMES) == sorted(ENGINES)
     probe = ("import sys, contextlib, io; from tafa.cli import main\n"
              "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"

@@ -11,8 +11,10 @@ checks behind the hash are reached too.
 Every case must end in a :class:`~tafa.errors.TafaError`, or, when the damage left a valid
 file, in a model that answers with the right shape (a flipped weight is still a model) or a
 fingerprint with unchanged content; never another exception, a hang or a crash. The bulk
-runs through ``open_model`` / ``Fingerprint.load``, a sample through ``tafa.cli.main``
-(exit code 0 or 2, and exactly one line on stderr with 2).
+runs through ``load_file`` (the loader the sandbox worker runs, called in-process here so
+that thousands of cases fit in a minute) / ``Fingerprint.load``, a sample through
+``tafa.cli.main`` (exit code 0 or 2, and exactly one line on stderr with 2), where model
+files go through the sandbox of :mod:`tafa.models.sandbox` as in production.
 
 The normal suite runs a fixed (derandomised) set sized to stay near a minute; set
 ``TAFA_FUZZ_EXAMPLES=N`` to run N fresh random examples per kind. The counts per kind and
@@ -43,7 +45,8 @@ from tafa import Fingerprint
 from tafa.cli import main
 from tafa.errors import TafaError
 from tafa.fingerprint_file import content_hash
-from tafa.models import TorchModel, open_model
+from tafa.models import TorchModel
+from tafa.models.files import load_file
 
 SHAPE = (1, 8, 8)
 FACTORY = "tests.factories:digits_mlp"
@@ -191,7 +194,7 @@ def _open_outcome(path: Path) -> str:
     """Open and run a damaged model file; only a TafaError may stop it."""
     with _no_hang():
         try:
-            model = open_model(path, factory=FACTORY, input_shape=SHAPE)
+            model = load_file(str(path), factory=FACTORY, input_shape=SHAPE, allow_torchscript=True)
         except TafaError:
             return "refused"
         try:
@@ -369,7 +372,8 @@ def test_fuzz_through_the_command_line(seeds, kind, capfd):
         how, data = case.draw(damaged(seeds["data"][kind], seeds["members"].get(kind, ())), label="damage")
         path = _write(seeds["root"], f"cli-case{SUFFIX.get(kind, '.tafa')}", data)
         argv = (["info", str(path)] if kind == "fingerprint" else
-                ["verify", fingerprint, str(path), "--factory", FACTORY, "--input-shape", "1,8,8"])
+                ["verify", fingerprint, str(path), "--factory", FACTORY, "--input-shape", "1,8,8",
+                 "--allow-torchscript"])
         with _no_hang(), _warnings_as_on_the_command_line():
             code = main(["--quiet", *argv])
         err = capfd.readouterr().err  # file descriptor 2: C++ libraries' output counts too

@@ -26,7 +26,8 @@ from tafa.commitment import Commitment, commitment_path
 from tafa.errors import FingerprintError, ModelLoadError, ShapeMismatch, TamperedFingerprint, UnsafeModelFile
 from tafa.fingerprint import as_model
 from tafa.models import open_model
-from tafa.models.files import _check_torchscript_operators, inspect_archive, pickle_imports, torchscript_operators
+from tafa.models.files import (_check_torchscript_operators, inspect_archive, load_file, pickle_imports,
+                               torchscript_operators)
 from tafa.probes.base import Probes
 
 SHAPE = (1, 8, 8)
@@ -165,7 +166,7 @@ def test_payloads_are_refused_without_running(models, fingerprint_file, tmp_path
         assert marker.exists(), f"control did not run the payload of {name}"
         marker.unlink()
         with pytest.raises(UnsafeModelFile):
-            open_model(path, factory=FACTORY, input_shape=SHAPE)
+            open_model(path, factory=FACTORY, input_shape=SHAPE, allow_torchscript=True)
         code, _, err = _run(capsys, "verify", str(fingerprint_file), str(path), "--factory", FACTORY,
                             "--input-shape", "1,8,8")
         _one_line_error(code, err, "refused")
@@ -208,18 +209,19 @@ def test_genuine_files_still_open_and_answer_like_the_owner(models):
     x = np.random.default_rng(0).random((5, *SHAPE)).astype(np.float32)
     expected = models["owner"](torch.from_numpy(x)).detach().double().numpy()
     for name in ("onnx", "traced", "scripted", "state", "params", "safetensors"):
-        model = open_model(models[name], factory=FACTORY, input_shape=SHAPE)
+        model = open_model(models[name], factory=FACTORY, input_shape=SHAPE, allow_torchscript=True)
         assert np.allclose(model(x), expected, atol=1e-5), name
-    traced = open_model(models["traced"], input_shape=SHAPE)
+    traced = load_file(str(models["traced"]), input_shape=SHAPE, allow_torchscript=True)  # in-process loader
     assert torchscript_operators(traced.module) == {"aten::flatten", "aten::linear", "aten::relu",
                                                     "prim::Constant", "prim::GetAttr"}
 
 
-def test_strict_mode_refuses_torchscript(models, fingerprint_file, capsys):
-    with pytest.raises(UnsafeModelFile, match="strict mode"):
-        open_model(models["traced"], input_shape=SHAPE, allow_torchscript=False)
+def test_torchscript_is_refused_by_default(models, fingerprint_file, capsys):
+    for options in ({}, {"allow_torchscript": False}):
+        with pytest.raises(UnsafeModelFile, match="refused by default.*--allow-torchscript"):
+            open_model(models["traced"], input_shape=SHAPE, **options)
     code, _, err = _run(capsys, "verify", str(fingerprint_file), str(models["traced"]), "--input-shape", "1,8,8")
-    _one_line_error(code, err, "strict mode")
+    _one_line_error(code, err, "refused by default")
 
 
 def test_onnx_external_data_and_custom_operators_are_refused(models, fingerprint_file, tmp_path, capsys):
@@ -278,9 +280,9 @@ def test_broken_torchscript_program_is_a_load_error(tmp_path):
     path = tmp_path / "wrong.pt"
     torch.jit.script(Wrong()).save(str(path))
     with pytest.raises(ModelLoadError, match="does not run"):
-        open_model(path, input_shape=SHAPE)
+        open_model(path, input_shape=SHAPE, allow_torchscript=True)
     with pytest.raises(ShapeMismatch):
-        open_model(tmp_path / "wrong.pt")
+        open_model(tmp_path / "wrong.pt", allow_torchscript=True)
 
 
 # ---------------------------------------------------------------------- commitments

@@ -72,12 +72,38 @@ def check_param(name: str, value: object, must_be: str, ok: bool, *, caller: str
         raise error(f"The {name!r} parameter of {caller} must be {must_be}. Got {value!r} instead.")
 
 
+def printable(text: object) -> str:
+    r"""``text`` safe for a terminal: control characters (ANSI escape sequences, carriage
+    returns, bells, C1 controls, bidirectional overrides) are written as ``\x1b``-style escapes.
+
+    Text read from a file or a service (names, pickle globals, owner names) goes through
+    this before it reaches stdout or stderr, so that a file cannot move the cursor, rewrite
+    earlier lines or forge output.
+
+    >>> printable("owner\x1b[2K\rverdict: derived")
+    'owner\\x1b[2K\\rverdict: derived'
+    """
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if code < 0x20 and char not in "\t\n" or 0x7F <= code < 0xA0 or char in _INVISIBLE:
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+#: Unicode format characters that reorder or hide text on a terminal (bidi overrides, isolates).
+_INVISIBLE = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 #: Longest message :func:`one_line` returns: an error that quotes a whole file or answer is cut.
 MAX_LINE = 500
 
 
 def one_line(error: BaseException) -> str:
     """The message of ``error`` folded to a single line of at most :data:`MAX_LINE` characters,
-    for stderr and for error columns (the one place tafa folds errors)."""
-    text = " ".join(str(error).split()) or type(error).__name__
+    for stderr and for error columns (the one place tafa folds errors), with control
+    characters escaped (:func:`printable`)."""
+    text = printable(" ".join(str(error).split())) or type(error).__name__
     return text if len(text) <= MAX_LINE else text[:MAX_LINE - 3] + "..."

@@ -7,7 +7,9 @@ several scans can write it at once). It holds
   SHA-256 and the fingerprint's content SHA-256, optionally its commitment (JSON) and its
   calibration (the reference scores and threshold that let a scan decide);
 - every scan: its suspects (pending, done or failed, with the error) and one verdict row per
-  suspect and fingerprint (score, decision, queries, time).
+  suspect and fingerprint (score, decision, queries, time);
+- the null panel of family-wise scans: model files known to be independent of every owner
+  (by path and file SHA-256), scored against the scan's fingerprints when a scan starts.
 
 A registered fingerprint is checked every time it is loaded: its file against both its
 hashes, and its whole row (name, hashes, commitment, calibration) against the row's own
@@ -23,7 +25,7 @@ The schema carries its version (``PRAGMA user_version``) and is migrated step by
 >>> import tempfile, os
 >>> with Registry(os.path.join(tempfile.mkdtemp(), "registry.sqlite")) as registry:
 ...     registry.schema_version, registry.journal_mode, registry.entries()
-(3, 'wal', [])
+(4, 'wal', [])
 """
 
 from __future__ import annotations
@@ -225,6 +227,14 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """,
     # 2 -> 3: each fingerprint row sealed by its own hash.
     _seal_rows,
+    # 3 -> 4: the null panel of family-wise scans (model files independent of every owner).
+    """
+    CREATE TABLE panel (
+        sha256  TEXT PRIMARY KEY,
+        source  TEXT NOT NULL,
+        added   TEXT NOT NULL
+    );
+    """,
 )
 
 #: The schema version this tafa writes.
@@ -578,6 +588,29 @@ class Registry:
         known = self.names()
         return (f"No fingerprint named {name!r} in the registry {str(self.path)!r}"
                 + (f"; registered: {', '.join(known)}." if known else " (it is empty)."))
+
+    # -- the null panel ----------------------------------------------------------------------
+    def add_panel(self, sources: Iterable[str | os.PathLike[str]]) -> int:
+        """Record model files as members of the null panel (absolute path and file SHA-256; a
+        file whose bytes are already there is kept once). Returns how many were new."""
+        from .models.base import file_hash
+
+        rows = []
+        for source in sources:
+            path = str(Path(source).expanduser().absolute())
+            try:
+                rows.append((file_hash(path), path, _now()))
+            except OSError as error:
+                raise RegistryError(f"The panel model {path!r} must be a readable file ({error}).") from None
+        with _write(self._db) as db:
+            before = db.execute("SELECT COUNT(*) FROM panel").fetchone()[0]
+            db.executemany("INSERT OR IGNORE INTO panel (sha256, source, added) VALUES (?,?,?)", rows)
+            return int(db.execute("SELECT COUNT(*) FROM panel").fetchone()[0] - before)
+
+    def panel(self) -> list[tuple[str, str]]:
+        """The null panel's ``(source, sha256)``, in the order they were added."""
+        rows = self._db.execute("SELECT source, sha256 FROM panel ORDER BY added, source").fetchall()
+        return [(source, sha256) for source, sha256 in rows]
 
     # -- scans -------------------------------------------------------------------------------
     @_database_errors

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, printable
 from .options import DEFAULT_SCHEME, SCHEME_NAMES, add_opening_options, add_quiet, main_schemes, open_options
 
 
@@ -30,7 +30,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     owner = open_options(args).open(args.model)
     notice = getattr(owner, "import_notice", lambda: None)()
     if notice:
-        print(f"notice: white-box import failed ({notice}); using black-box probes", file=sys.stderr)
+        print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
                                      directions=args.directions, seed=args.seed, progress=not args.quiet)
     fingerprint.save(args.out)
@@ -127,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
     else:
-        print(verdict.render())
+        print(printable(verdict.render()))
         if committed:
             from ..commitment import describe_check
 
@@ -136,10 +136,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _for_people(value: Any) -> str:
-    """A value as a person reads it: floats rounded (JSON keeps them whole)."""
+    """A value as a person reads it: floats rounded (JSON keeps them whole), control
+    characters from files escaped."""
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
-    return str(value)
+    return printable(value)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -23,6 +23,9 @@ SCHEME_NAMES = ("tafa", "tafa-learned", "tafa-free", "tafa-select", "tafa-extrac
 
 #: The scheme ``tafa fingerprint`` uses unless told otherwise (tafa.scheme.DEFAULT_SCHEME).
 DEFAULT_SCHEME = "tafa"
+#: The service options' defaults, here so that parsing imports nothing heavy; a test checks them
+#: against OpenOptions' and HttpModel's own.
+SERVICE_DEFAULTS: dict[str, float] = {"timeout": 20.0, "retries": 3, "max_wait": 20.0}
 
 
 def main_schemes() -> list[str]:
@@ -71,12 +74,14 @@ def add_opening_options(parser: argparse.ArgumentParser, *, services: bool = Tru
                        help="refuse model files (and zip archives' declared content) larger than this (default 2 GiB)")
     if not services:
         return
-    group.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                       help="seconds for one whole request to a service (default 30)")
-    group.add_argument("--retries", type=int, default=3, metavar="N",
-                       help="retries of a request after 429/502/503/504, a timeout or a lost connection (default 3)")
-    group.add_argument("--max-wait", type=float, default=60.0, metavar="SECONDS",
-                       help="cap on all waiting for retries (Retry-After included) of one request (default 60)")
+    group.add_argument("--timeout", type=float, default=SERVICE_DEFAULTS["timeout"], metavar="SECONDS",
+                       help="seconds for one whole request to a service (default %(default)g; a late answer is not "
+                            "asked again)")
+    group.add_argument("--retries", type=int, default=SERVICE_DEFAULTS["retries"], metavar="N",
+                       help="retries of a request after 429/502/503/504 or a lost connection (default %(default)d)")
+    group.add_argument("--max-wait", type=float, default=SERVICE_DEFAULTS["max_wait"], metavar="SECONDS",
+                       help="cap on all waiting for retries (Retry-After included) of one request "
+                            "(default %(default)g)")
     group.add_argument("--rate", type=float, metavar="PER_SECOND", help="requests per second to a service")
     group.add_argument("--max-queries", type=int, metavar="N",
                        help="refuse a service suspect that would need more queries" +

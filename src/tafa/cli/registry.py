@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameter
@@ -18,6 +19,9 @@ from .options import add_opening_options, add_quiet, open_options
 
 #: The scan engines tafa registers (tafa.scanning.engines.ENGINES), named here so --help imports nothing.
 ENGINE_NAMES = ("local", "ray")
+
+#: The error controls of a scan (tafa.scanning.control.CONTROLS), named here so --help imports nothing.
+CONTROL_NAMES = ("family", "fdr", "per-fingerprint", "bonferroni")
 
 
 def _registry_option(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +50,8 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
     with Registry(args.registry) as registry:
         entry = registry.add(args.fingerprint, args.name, commitment=args.commitment, calibration=calibration,
                              replace=args.replace)
+        if args.references:  # the references join the null panel of family-wise scans
+            registry.add_panel(_model_files(args.references))
     if args.json:
         print(json.dumps({**entry.to_dict(), "registry": str(registry.path),
                           "threshold": None if calibration is None else calibration.threshold,
@@ -64,6 +70,12 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
         else:
             print("  not calibrated: scans report its scores as undecided (add --references DIR to decide)")
     return 0
+
+
+def _model_files(directory: str) -> list[Path]:
+    from ..models.files import MODEL_SUFFIXES
+
+    return sorted(p for p in Path(directory).iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES)
 
 
 def cmd_registry_list(args: argparse.Namespace) -> int:
@@ -172,6 +184,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     try:
         report = scan(suspects, registry=args.registry, engine=args.engine, workers=args.workers,
                       address=args.address, options=options, fingerprints=args.fingerprint,
+                      control=args.control, alpha=args.alpha, panel=args.panel,
                       family_alpha=args.family_alpha, resume=args.resume,
                       progress=not args.quiet, on_start=started.append)
     except KeyboardInterrupt:
@@ -194,10 +207,19 @@ def add_scan_parser(commands: Any) -> None:
     parser.add_argument("--endpoints", action="append", metavar="FILE", help="scan the endpoint URLs listed in FILE")
     parser.add_argument("--fingerprint", action="append", metavar="NAME",
                         help="only these registered fingerprints (repeatable; default: all)")
-    parser.add_argument("--family-alpha", type=float, metavar="ALPHA",
-                        help="bound by ALPHA the chance that an independent suspect matches ANY registered "
-                             "fingerprint (each threshold re-calibrated at ALPHA/N from its reference scores); "
-                             "default: each fingerprint's own calibration, whose bound holds per fingerprint")
+    parser.add_argument("--control", choices=CONTROL_NAMES,
+                        help="how the verdicts of many fingerprints are decided (default family): family = "
+                             "P(an independent suspect matches ANY fingerprint) <= ALPHA, max-T over the null "
+                             "panel; fdr = a candidate list at false-discovery rate ALPHA (Benjamini-Hochberg); "
+                             "per-fingerprint = each stored calibration, bound per fingerprint only (N fingerprints: "
+                             "up to N times it per suspect); bonferroni = each calibration at ALPHA/N")
+    parser.add_argument("--alpha", type=float, metavar="ALPHA",
+                        help="the rate to bound (default 0.05; per-fingerprint: default each stored calibration)")
+    parser.add_argument("--panel", metavar="DIR",
+                        help="null panel: model files independent of every owner, scored against every fingerprint; "
+                             "each sub-folder is a group bounded alone (default: the registry's panel, the "
+                             "references given to registry add)")
+    parser.add_argument("--family-alpha", type=float, metavar="ALPHA", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="local", choices=ENGINE_NAMES,
                         help="where the checks run: a local process pool (default) or a Ray cluster")
     parser.add_argument("--workers", type=int, help="processes (local; default one per core, 0: this process) or "

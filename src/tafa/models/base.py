@@ -9,6 +9,8 @@ which is ``None`` when the model cannot be imported into torch.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -86,11 +88,25 @@ def module_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def file_hash(path: str) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+def file_hash(path: str, *, max_bytes: int | None = None) -> str:
+    """SHA-256 of a regular file's bytes, read with byte counting: a device, a FIFO, or a file
+    that yields more bytes than its size says (``/proc/self/pagemap`` says 0 and never ends)
+    or than ``max_bytes`` is refused (:class:`~tafa.errors.ModelLoadError`)."""
+    from ..errors import ModelLoadError
+
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelLoadError(f"{path!r} is not a regular file; refused.")
+        limit = info.st_size if max_bytes is None else min(max_bytes, info.st_size)
+        digest = hashlib.sha256()
+        total = 0
         for block in iter(lambda: handle.read(1 << 20), b""):
+            total += len(block)
+            if total > limit:
+                raise ModelLoadError(f"{path!r} holds more bytes than its size says (a kernel or growing file); "
+                                     "refused.")
             digest.update(block)
     return digest.hexdigest()
 

@@ -1,46 +1,54 @@
 """Opening model files safely: ONNX, TorchScript, safetensors (+ factory), torch state dicts.
 
 Suspect files are untrusted: they come from someone who may want the check to fail or to
-harm the checker. Nothing here unpickles with Python's :mod:`pickle`, and every file is
+harm the checker. :func:`open_model` never parses a model file in tafa's own process: it
+checks that the path is a regular file (no device, no ``/proc``, no FIFO; read with byte
+counting), hashes it, and hands it to a sandbox worker (:mod:`tafa.models.sandbox`), where
+:func:`load_file` (the in-process loader, for use *inside* the sandbox only) inspects,
+loads and runs it. Nothing here unpickles with Python's :mod:`pickle`, and every file is
 inspected before the library that reads it is called:
 
 - every file: larger than ``max_bytes`` (default :data:`MAX_FILE_BYTES`, ``--max-model-bytes``)
   is refused before it is parsed; a raw pickle (any protocol) is refused unread;
-- ONNX: parsed by ``onnx`` without external data, then refused if any tensor refers to an
-  external data file or any node uses an operator domain other than the standard ones
-  (``""``, ``ai.onnx``, ``ai.onnx.ml``; model-local functions allowed); checked by
-  ``onnx.checker``; run by onnxruntime on the CPU with no custom-operator library;
-- torch zip archives (state dicts and TorchScript): the declared uncompressed size is
-  bounded, and the opcodes of every pickle in the archive are read with
-  :mod:`pickletools` (which parses, never executes): an import outside the small set that
-  real archives use (tensors, storages, ``OrderedDict``, TorchScript's own classes) is
-  refused, as are pickle extension codes;
+- ONNX: parsed by ``onnx`` without external data; declared input shapes bounded
+  (:data:`MAX_ELEMENTS`) before anything is allocated; model-local functions inlined, then
+  refused if any tensor refers to an external data file or any node uses an operator domain
+  other than the standard ones (``""``, ``ai.onnx``, ``ai.onnx.ml``): a contrib operator
+  cannot hide behind a decoy local function; checked by ``onnx.checker``; run by
+  onnxruntime on the CPU with no custom-operator library;
+- torch zip archives (state dicts and TorchScript): declared uncompressed sizes bounded,
+  every pickle member bounded (:data:`MAX_PICKLE_BYTES`) and read in bounded chunks, and its
+  opcodes read with :mod:`pickletools` (which parses, never executes) under an opcode budget
+  (:data:`MAX_PICKLE_OPCODES`): an import outside the small set that real archives use
+  (tensors, storages, ``OrderedDict``, TorchScript's own classes) is refused, as are pickle
+  extension codes; a pickled ``nn.Module`` (``torch.save(model)``) is refused with how to
+  export it safely;
 - torch state dict: then ``torch.load(..., weights_only=True)``;
-- TorchScript: then its code (text in ``code/``) is refused if it defines ``__setstate__``
-  (code run while loading), names a file operator (``from_file``, ``save``), a custom C++
-  class or an operator namespace other than ``aten``/``prim``; after ``torch.jit.load``
-  every operator in every method graph is checked the same way before the model is run.
-  Running a TorchScript model runs its TorchScript program: no Python, no files, but it can
-  loop or allocate; ``allow_torchscript=False`` (the command line's default; ``--allow-torchscript``
-  lifts it) refuses TorchScript altogether.
+- TorchScript: refused unless ``allow_torchscript=True`` (``--allow-torchscript``); then its
+  code text is screened (``__setstate__``, file operators, custom classes), and after
+  ``torch.jit.load`` every operator of every method, forward hook and forward pre-hook of
+  every submodule (calls inlined) must be in :data:`TORCHSCRIPT_OPERATORS`, an allow-list of
+  what inference needs: no file or IO operators, no ``print``, no sparse constructors.
 
-``factory`` is ``package.module:function``: importable code *of the user's*, returning the
-``nn.Module`` whose weights a safetensors file or state dict holds.
+``factory`` is ``package.module:function`` (an installed module) or ``path/to/file.py:function``
+(an explicit file): code *of the user's*, returning the ``nn.Module`` whose weights a
+safetensors file or state dict holds. The current directory is never added to ``sys.path``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import os
+import stat
 import pickletools
 import re
-import sys
 import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -49,14 +57,38 @@ from ..errors import (InputShapeRequired, ModelLoadError, ShapeMismatch, TafaErr
                       one_line)
 from .base import Model, TorchModel, file_hash
 
+if TYPE_CHECKING:
+    from .sandbox import SandboxLimits
+
 #: Largest model file opened (bytes) unless ``max_bytes`` says otherwise; larger files are
 #: refused before parsing, and so are zip archives that declare more uncompressed bytes.
 MAX_FILE_BYTES = 2 * 1024 ** 3
+
+#: Most elements of one sample's input or output (2**24: a 3x2048x2048 image fits); larger
+#: declared shapes are refused before anything is allocated.
+MAX_ELEMENTS = 1 << 24
+
+#: Most bytes of one pickle member of a torch archive (real ``data.pkl`` files are KBs to MBs).
+MAX_PICKLE_BYTES = 64 * 1024 ** 2
+
+#: Most pickle opcodes read from all members of one archive (about 2 s of inspection;
+#: a state dict costs about 20 opcodes per tensor).
+MAX_PICKLE_OPCODES = 2_000_000
+
+#: Directories whose files are never opened as models (kernel interfaces and devices: their
+#: sizes lie and reading them may never end).
+_SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
 
 MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".jit", ".safetensors", ".tsm")
 
 #: ONNX operator domains run by onnxruntime's own kernels from the ONNX standard.
 ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+
+#: Operator domains that runtimes implement with their own kernels (onnxruntime's contrib and
+#: internal operators, exporters' escape hatches). A node of such a domain is refused even
+#: when the file defines a local function of the same name: that function would be a decoy.
+RUNTIME_DOMAINS = ("com.microsoft", "com.ms", "ai.onnx", "org.pytorch", "ai.onnx.contrib", "com.intel",
+                   "org.openvinotoolkit", "com.amd", "com.nvidia", "pkg.onnxscript.torch_lib")
 
 #: Imports a torch state-dict pickle may make (what ``torch.save`` writes for tensors,
 #: parameters and storages of every dtype); anything else is refused before torch sees it.
@@ -78,13 +110,46 @@ TORCHSCRIPT_GLOBALS = frozenset({
 _STORAGE = re.compile(r"^torch\.[A-Za-z0-9]+Storage$")
 _TORCHSCRIPT_CLASS = re.compile(r"^__torch__\.(?!torch\.classes\.)[\w.]+$")
 
-#: TorchScript operators refused in a TorchScript program: those that read or write files.
-TORCHSCRIPT_FILE_OPERATORS = frozenset({"aten::from_file", "aten::save"})
-
-#: TorchScript ``prim`` operators refused: Python calls, remote calls, threads.
-TORCHSCRIPT_REFUSED_PRIMS = frozenset({
-    "prim::PythonOp", "prim::rpc_async", "prim::rpc_sync", "prim::rpc_remote", "prim::fork", "prim::awaitable",
-})
+#: The operators a TorchScript program may use: what inference of a feed-forward network needs
+#: (arithmetic, linear algebra, convolutions, pooling, normalisation, activations, shape and
+#: indexing operations, control flow). Everything else is refused after loading and before
+#: the first forward pass: file and IO operators (``aten::save``, ``aten::from_file``),
+#: ``prim::Print``, sparse and quantized constructors (``aten::sparse_coo_tensor`` with
+#: unchecked indices writes out of bounds), Python and remote calls, threads, custom classes.
+TORCHSCRIPT_OPERATORS = frozenset(
+    [f"aten::{name}" for name in """
+    add add_ sub sub_ mul mul_ div div_ neg abs sign pow sqrt rsqrt exp log log1p expm1 reciprocal
+    floor ceil round trunc frac remainder fmod floor_divide clamp clamp_ clamp_min clamp_min_ clamp_max
+    clamp_max_ maximum minimum max min sum mean prod var std norm cumsum logsumexp amax amin argmax argmin
+    matmul mm bmm addmm addmv mv dot linear bilinear einsum outer baddbmm
+    conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d _convolution convolution
+    max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices avg_pool1d avg_pool2d
+    avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d
+    adaptive_max_pool2d lp_pool1d lp_pool2d
+    batch_norm layer_norm group_norm instance_norm native_layer_norm native_batch_norm local_response_norm
+    relu relu_ relu6 leaky_relu leaky_relu_ hardtanh hardtanh_ elu elu_ selu celu gelu silu silu_ mish
+    sigmoid sigmoid_ tanh tanh_ softmax log_softmax softplus softsign hardsigmoid hardswish prelu
+    threshold threshold_ logsigmoid glu tanhshrink softshrink hardshrink rrelu _softmax _log_softmax
+    dropout dropout_ feature_dropout alpha_dropout feature_alpha_dropout
+    flatten unflatten view view_as reshape reshape_as permute transpose transpose_ t contiguous squeeze
+    squeeze_ unsqueeze unsqueeze_ expand expand_as repeat repeat_interleave tile flip roll
+    cat concat stack hstack vstack split split_with_sizes chunk unbind slice select index_select narrow
+    gather index masked_fill masked_fill_ where clone detach to type_as float double half int long bool
+    size dim numel len __getitem__ __contains__ __is__ __isnot__ __not__ __and__ __or__ __xor__ __round_to_zero_floordiv
+    eq ne lt le gt ge logical_and logical_or logical_not isnan isinf isfinite nan_to_num
+    zeros zeros_like ones ones_like full full_like arange linspace eye tensor scalar_tensor
+    pad constant_pad_nd reflection_pad1d reflection_pad2d replication_pad1d replication_pad2d
+    upsample_nearest1d upsample_nearest2d upsample_bilinear2d upsample_linear1d interpolate
+    pixel_shuffle pixel_unshuffle channel_shuffle embedding one_hot sort topk
+    Int Float Bool IntImplicit FloatImplicit ScalarImplicit Scalar item dtype device
+    append extend insert list copy_ fill_ zero_ format warn floordiv
+    """.split()]
+    + [f"prim::{name}" for name in """
+    Constant ListConstruct ListUnpack TupleConstruct TupleUnpack TupleIndex DictConstruct GetAttr If Loop
+    NumToTensor ImplicitTensorToNum device dtype layout shape is_cuda RaiseException unchecked_cast
+    Uninitialized min max abs requires_grad data isinstance TupleSlice ConstantChunk Return
+    """.split()]
+)
 
 #: Text in a TorchScript archive's code that is refused before anything is loaded.
 _TORCHSCRIPT_CODE_REFUSED = [
@@ -114,9 +179,19 @@ class OnnxModel(Model):
             with _quiet():
                 proto = onnx.load_model(path, load_external_data=False)
             check_onnx(proto, path)
+            _check_declared_inputs(proto, path, input_shape)
             onnx.checker.check_model(proto)
+            if len(proto.functions):
+                # a node that names a local function runs that function's body, never a runtime
+                # kernel of the same domain and name (a decoy function cannot smuggle a contrib op)
+                from onnx.inliner import inline_local_functions
+
+                proto = inline_local_functions(proto)
+                check_onnx(proto, path)
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 4  # errors become exceptions; nothing is printed
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(proto.SerializeToString(), options,
                                                          providers=["CPUExecutionProvider"])
             inputs = self._session.get_inputs()
@@ -139,11 +214,14 @@ class OnnxModel(Model):
             input_shape = stated
         if input_shape is None:
             raise InputShapeRequired(f"{path!r} does not declare its input shape; pass --input-shape.")
+        check_shape(input_shape, "input", path)
         batch = 1 if fixed_batch and declared[0] == 1 else batch_size
         self._import_error: str | None = None
         self._module: torch.nn.Module | None = None
         super().__init__(input_shape, (), name=Path(path).name, batch_size=batch)
         self.output_shape = tuple(self._forward(np.zeros((1, *input_shape), dtype=np.float32)).shape[1:])
+        check_shape(self.output_shape, "output", path)
+        self.batch_size = bounded_batch(self.batch_size, self.input_shape, self.output_shape)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -173,12 +251,54 @@ class OnnxModel(Model):
         return self._hash
 
 
+def check_shape(shape: tuple[int, ...], what: str, path: str) -> None:
+    """Refuse a per-sample shape with more than :data:`MAX_ELEMENTS` elements (or a negative axis)."""
+    elements = 1
+    for size in shape:
+        if not isinstance(size, int) or size < 1:
+            raise ShapeMismatch(f"{path!r} has {what} shape {tuple(shape)}; every axis must be an integer >= 1.")
+        elements *= size
+        if elements > MAX_ELEMENTS:
+            raise ShapeMismatch(f"{path!r} has {what} shape {tuple(shape)}, more than {MAX_ELEMENTS} elements per "
+                                "sample; refused before allocating it.")
+
+
+def bounded_batch(batch_size: int, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
+    """``batch_size`` reduced so that one batch holds at most :data:`MAX_ELEMENTS` input or output values."""
+    per_sample = max(1, int(np.prod(input_shape, dtype=np.int64)), int(np.prod(output_shape, dtype=np.int64)))
+    return max(1, min(int(batch_size), MAX_ELEMENTS // per_sample))
+
+
+def _check_declared_inputs(proto: Any, path: str, given: tuple[int, ...] | None) -> None:
+    """Bound the per-sample input shapes an ONNX graph declares, before a session allocates them."""
+    initialized = {tensor.name for tensor in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name in initialized:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        fixed = tuple(int(d.dim_value) for d in dims[1:] if d.HasField("dim_value"))
+        if len(fixed) == len(dims) - 1 and fixed:
+            check_shape(fixed, "declared input", path)
+    if given is not None:
+        check_shape(tuple(given), "input", path)
+
+
 def check_onnx(proto: Any, path: str = "the ONNX model") -> None:
     """Refuse (:class:`UnsafeModelFile`) an ONNX model that refers to external data files or
     uses operators outside :data:`ONNX_DOMAINS` (model-local functions aside)."""
     from onnx import AttributeProto, TensorProto
 
-    local = {(function.domain, function.name) for function in proto.functions}
+    functions = {(function.domain, function.name): function for function in proto.functions}
+    standard: dict[tuple[str, str], bool] = {}
+
+    def is_standard(key: tuple[str, str], seen: frozenset[tuple[str, str]] = frozenset()) -> bool:
+        """Whether a local function's body uses only standard operators (or such functions)."""
+        if key not in standard:
+            standard[key] = key not in seen and all(
+                node.domain in ONNX_DOMAINS or ((node.domain, node.op_type) in functions
+                                                and is_standard((node.domain, node.op_type), seen | {key}))
+                for node in functions[key].node)
+        return standard[key]
 
     def tensors_of(attribute: Any) -> list[Any]:
         found = []
@@ -201,7 +321,14 @@ def check_onnx(proto: Any, path: str = "the ONNX model") -> None:
 
     def check_nodes(nodes: Any) -> None:
         for node in nodes:
-            if node.domain not in ONNX_DOMAINS and (node.domain, node.op_type) not in local:
+            key = (node.domain, node.op_type)
+            if node.domain in ONNX_DOMAINS:
+                pass
+            elif node.domain.startswith(RUNTIME_DOMAINS):
+                raise UnsafeModelFile(f"{path!r} uses operator {node.op_type!r} of domain {node.domain!r}, which "
+                                      "onnxruntime runs with its own kernel whatever local function the file defines; "
+                                      "tafa runs standard ONNX operators only.")
+            elif not (key in functions and is_standard(key)):
                 raise UnsafeModelFile(f"{path!r} uses operator {node.op_type!r} of custom domain "
                                       f"{node.domain!r}; tafa runs standard ONNX operators only.")
             for attribute in node.attribute:
@@ -249,8 +376,9 @@ class ScriptModel(TorchModel):
                 from .onnx_import import import_onnx
 
                 buffer = io.BytesIO()
-                torch.onnx.export(self.module, (torch.zeros(1, *self.input_shape),), buffer, dynamo=False,
-                                  input_names=["x"], output_names=["y"])
+                torch.onnx.export(self.module, (torch.zeros(1, *self.input_shape),),
+                                  buffer,  # type: ignore[arg-type]  # torch accepts a file-like object
+                                  dynamo=False, input_names=["x"], output_names=["y"])
                 self._imported = import_onnx(onnx.load_model_from_string(buffer.getvalue())).float()
             except Exception as error:  # export or import failed: black box it is
                 self._import_error = _brief(error)
@@ -275,27 +403,53 @@ def _brief(error: BaseException) -> str:
 
 
 def load_factory(spec: str) -> Callable[[], torch.nn.Module]:
-    """The callable named by ``package.module:function``."""
-    module_name, _, attribute = spec.partition(":")
+    """The callable named by ``package.module:function`` (imported from ``sys.path`` as it is:
+    the current directory is never added) or ``path/to/file.py:function`` (that file only)."""
+    module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
-        raise ModelLoadError(f"Factory {spec!r} must be written 'package.module:function'.")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        raise ModelLoadError(f"Factory {spec!r} must be written 'package.module:function' or "
+                             "'path/to/file.py:function'.")
     try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+        if module_name.endswith(".py"):
+            location = Path(module_name).expanduser().absolute()
+            if not location.is_file():
+                raise ModelLoadError(f"Factory file {str(location)!r} does not exist.")
+            loader_spec = importlib.util.spec_from_file_location(f"tafa_factory_{location.stem}", location)
+            if loader_spec is None or loader_spec.loader is None:
+                raise ModelLoadError(f"Cannot import factory file {str(location)!r}.")
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+        factory = getattr(module, attribute)
+    except TafaError:
+        raise
+    except (ImportError, AttributeError, SyntaxError) as error:
         raise ModelLoadError(f"Cannot import factory {spec!r} ({_brief(error)}).") from None
     if not callable(factory):
         raise ModelLoadError(f"Factory {spec!r} is not callable.")
     return factory
 
 
-def _check_size(path: Path, max_bytes: int) -> None:
-    if not path.is_file():
-        raise ModelLoadError(f"Model file {str(path)!r} does not exist.")
-    if path.stat().st_size > max_bytes:
+def check_path(path: Path, max_bytes: int) -> int:
+    """The size of ``path`` if it is a regular file of at most ``max_bytes`` bytes outside
+    ``/proc``, ``/sys`` and ``/dev`` (symbolic links are followed, their target is checked);
+    else :class:`~tafa.errors.ModelLoadError`."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ModelLoadError(f"Model file {str(path)!r} does not exist.") from None
+    except OSError as error:
+        raise ModelLoadError(f"Model file {str(path)!r} cannot be read ({_brief(error)}).") from None
+    target = os.path.realpath(path)
+    if not stat.S_ISREG(info.st_mode) or any(target == root or target.startswith(root + "/")
+                                             for root in _SPECIAL_ROOTS):
+        raise ModelLoadError(f"Model file {str(path)!r} is not a regular file (it is or points to {target!r}); "
+                             "refused.")
+    if info.st_size > max_bytes:
         raise ModelLoadError(f"Model file {str(path)!r} is larger than {max_bytes} bytes (--max-model-bytes); "
                              "refused.")
+    return info.st_size
 
 
 def _is_pickle(path: Path) -> bool:
@@ -311,7 +465,7 @@ def _is_pickle(path: Path) -> bool:
     return False
 
 
-def _sniff(path: Path) -> str:
+def sniff(path: Path) -> str:
     with open(path, "rb") as handle:
         head = handle.read(8)
     if path.suffix == ".onnx":
@@ -334,18 +488,24 @@ def _sniff(path: Path) -> str:
                          "safetensors (.safetensors) or a torch state dict.")
 
 
-def pickle_imports(data: bytes) -> list[str]:
+def pickle_imports(data: bytes, budget: list[int] | None = None) -> list[str]:
     """Every import (``module.name``) a pickle would make, read from its opcodes, never executed.
 
-    Raises :class:`UnsafeModelFile` for what cannot be resolved statically (a ``STACK_GLOBAL``
+    ``budget`` (a one-element list, decremented in place) bounds the opcodes read: an
+    archive whose pickles need more is refused (:class:`UnsafeModelFile`). Raises
+    :class:`UnsafeModelFile` for what cannot be resolved statically (a ``STACK_GLOBAL``
     whose names are not plain strings pushed just before it, extension codes) and
     :class:`ModelLoadError` for a damaged opcode stream.
     """
     imports: list[str] = []
     recent: list[Any] = []  # what the last opcodes pushed, as far as a static reading can tell
     memo: dict[Any, Any] = {}
+    budget = [MAX_PICKLE_OPCODES] if budget is None else budget
     try:
         for opcode, argument, _ in pickletools.genops(data):
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise UnsafeModelFile(f"pickles hold more than {MAX_PICKLE_OPCODES} opcodes")
             name = opcode.name
             if name in ("GLOBAL", "INST"):
                 module, _, attribute = str(argument).partition(" ")
@@ -362,9 +522,11 @@ def pickle_imports(data: bytes) -> list[str]:
                           "BINSTRING", "STRING"):
                 recent.append(str(argument))
             elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-                memo[argument] = recent[-1] if recent else None
+                if isinstance(recent[-1] if recent else None, str):
+                    memo[argument] = recent[-1]
             elif name == "MEMOIZE":
-                memo[len(memo)] = recent[-1] if recent else None
+                if isinstance(recent[-1] if recent else None, str):
+                    memo[len(memo)] = recent[-1]
             elif name in ("BINGET", "LONG_BINGET", "GET"):
                 recent.append(memo.get(argument))
             else:
@@ -382,11 +544,29 @@ def _allowed(name: str, allowed: frozenset[str], torchscript: bool) -> bool:
             or (torchscript and bool(_TORCHSCRIPT_CLASS.match(name))))
 
 
+#: Modules whose classes a pickled ``nn.Module`` (``torch.save(model)``) imports.
+_PICKLED_MODULE = re.compile(r"^(?:torch\.nn\.modules\.|__main__\.|torch\.nn\.parameter\.)")
+
+
+def _read_member(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, limit: int) -> bytes:
+    """A member's bytes, read in chunks and counted: at most ``limit`` whatever the zip declares."""
+    chunks, total = [], 0
+    with archive.open(entry) as stream:
+        while chunk := stream.read(1 << 20):
+            total += len(chunk)
+            if total > limit or total > entry.file_size:
+                raise UnsafeModelFile(f"member {entry.filename!r} inflates to more than it declares or than "
+                                      f"{limit} bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def inspect_archive(path: str | os.PathLike[str], *, torchscript: bool, max_bytes: int = MAX_FILE_BYTES) -> None:
     """Check a torch zip archive without loading it (see the module doc); raise
     :class:`UnsafeModelFile` for what would run code, :class:`ModelLoadError` for damage."""
     text = str(path)
     allowed = TORCHSCRIPT_GLOBALS if torchscript else STATE_DICT_GLOBALS
+    budget = [MAX_PICKLE_OPCODES]
     try:
         with zipfile.ZipFile(text) as archive:
             entries = archive.infolist()
@@ -398,15 +578,24 @@ def inspect_archive(path: str | os.PathLike[str], *, torchscript: bool, max_byte
                 member = entry.filename
                 if member.endswith((".pkl", ".debug_pkl")):
                     try:
-                        imports = pickle_imports(archive.read(entry))
+                        if entry.file_size > MAX_PICKLE_BYTES:
+                            raise UnsafeModelFile(f"a pickle declares {entry.file_size} bytes, more than "
+                                                  f"{MAX_PICKLE_BYTES}")
+                        imports = pickle_imports(_read_member(archive, entry, MAX_PICKLE_BYTES), budget)
                     except TafaError as error:
                         raise type(error)(f"{text!r}: {error} in {member!r}; refused without running it.") from None
                     refused = sorted({name for name in imports if not _allowed(name, allowed, torchscript)})
+                    if refused and not torchscript and any(_PICKLED_MODULE.match(name) for name in refused):
+                        raise UnsafeModelFile(
+                            f"{text!r} is a pickled torch module (torch.save(model)), refused: loading it would run "
+                            f"code ({', '.join(refused[:2])}). Export it safely: save_file(model.state_dict(), "
+                            "'model.safetensors') and open it with --factory, or torch.onnx.export(model, x, "
+                            "'model.onnx', dynamo=False).")
                     if refused:
                         raise UnsafeModelFile(f"{text!r} holds a pickle ({member!r}) that imports "
                                               f"{', '.join(refused[:3])}; refused without running it.")
                 elif torchscript and member.endswith(".py") and "code/" in member:
-                    code = archive.read(entry).decode("utf-8")
+                    code = _read_member(archive, entry, MAX_PICKLE_BYTES).decode("utf-8")
                     for pattern, reason in _TORCHSCRIPT_CODE_REFUSED:
                         if pattern.search(code):
                             raise UnsafeModelFile(f"{text!r} is TorchScript whose code ({member!r}) {reason}; "
@@ -417,29 +606,37 @@ def inspect_archive(path: str | os.PathLike[str], *, torchscript: bool, max_byte
         raise ModelLoadError(f"{text!r} is a damaged archive ({_brief(error)}).") from None
 
 
-def torchscript_operators(module: torch.jit.ScriptModule) -> set[str]:
-    """Every operator kind in every method graph of ``module`` and its submodules (calls inlined)."""
-    kinds: set[str] = set()
+def _graphs(module: torch.jit.ScriptModule) -> Iterator[Any]:
+    """Every method graph of ``module`` and its submodules, forward hooks and pre-hooks included."""
     for _, submodule in module.named_modules():
-        for method in submodule._c._method_names():
-            graph = submodule._c._get_method(method).graph.copy()
-            torch._C._jit_pass_inline(graph)
-            nodes = list(graph.nodes())
-            while nodes:
-                node = nodes.pop()
-                kinds.add(node.kind())
-                for block in node.blocks():
-                    nodes.extend(block.nodes())
+        scripted = submodule._c
+        for method in scripted._method_names():
+            yield scripted._get_method(method).graph
+        for hook in [*scripted._get_forward_pre_hooks(), *scripted._get_forward_hooks()]:
+            yield hook.graph
+
+
+def torchscript_operators(module: torch.jit.ScriptModule) -> set[str]:
+    """Every operator kind in every method graph, forward hook and forward pre-hook of
+    ``module`` and its submodules (calls inlined)."""
+    kinds: set[str] = set()
+    for graph in _graphs(module):
+        graph = graph.copy()
+        torch._C._jit_pass_inline(graph)
+        nodes = list(graph.nodes())
+        while nodes:
+            node = nodes.pop()
+            kinds.add(node.kind())
+            for block in node.blocks():
+                nodes.extend(block.nodes())
     return kinds
 
 
 def _check_torchscript_operators(module: torch.jit.ScriptModule, text: str) -> None:
-    kinds = torchscript_operators(module)
-    refused = sorted(kind for kind in kinds if kind in TORCHSCRIPT_FILE_OPERATORS or kind in TORCHSCRIPT_REFUSED_PRIMS
-                     or kind.split("::")[0] not in ("aten", "prim"))
+    refused = sorted(torchscript_operators(module) - TORCHSCRIPT_OPERATORS)
     if refused:
-        raise UnsafeModelFile(f"{text!r} is TorchScript that calls {', '.join(refused[:3])}; refused before "
-                              "running it.")
+        raise UnsafeModelFile(f"{text!r} is TorchScript that calls {', '.join(refused[:3])}, outside the operators "
+                              "inference needs; refused before running it.")
 
 
 def _load_torchscript(text: str, input_shape: tuple[int, ...], max_bytes: int) -> "ScriptModel":
@@ -461,11 +658,11 @@ def _load_torchscript(text: str, input_shape: tuple[int, ...], max_bytes: int) -
 
 
 def _module_from_weights(path: Path, kind: str, factory: str | None, max_bytes: int) -> torch.nn.Module:
-    if factory is None:
-        raise ModelLoadError(f"{str(path)!r} holds only weights; name the architecture with "
-                             "--factory package.module:function.")
     if kind == "state_dict":
         inspect_archive(path, torchscript=False, max_bytes=max_bytes)
+    if factory is None:
+        raise ModelLoadError(f"{str(path)!r} holds only weights; name the architecture with "
+                             "--factory package.module:function (or path/to/file.py:function).")
     module = load_factory(factory)()
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"Factory {factory!r} returned {type(module).__name__}, not a torch.nn.Module.")
@@ -493,14 +690,57 @@ def _module_from_weights(path: Path, kind: str, factory: str | None, max_bytes: 
     return module.float().eval()
 
 
+def load_file(path: str, *, factory: str | None = None, input_shape: tuple[int, ...] | None = None,
+              allow_torchscript: bool = False, batch_size: int = 256, max_bytes: int = MAX_FILE_BYTES) -> Model:
+    """Inspect, load and check a model file **in this process**: the sandbox worker's loader
+    (:mod:`tafa.models.sandbox`). Library users call :func:`open_model`, which runs this in a
+    sandbox; calling it directly runs the file's program (TorchScript, ONNX kernels) in the
+    caller's process."""
+    text = str(path)
+    file = Path(text)
+    check_path(file, max_bytes)
+    if input_shape is not None:
+        check_shape(tuple(int(s) for s in input_shape), "input", text)
+    kind = sniff(file)
+    if kind == "onnx":
+        return OnnxModel(text, input_shape=input_shape, batch_size=batch_size)
+    if kind == "torchscript":
+        if not allow_torchscript:
+            raise UnsafeModelFile(f"{text!r} is TorchScript (a program), refused by default; pass "
+                                  "--allow-torchscript (allow_torchscript=True) to inspect it and run it in the "
+                                  "sandbox.")
+        if input_shape is None:
+            raise InputShapeRequired(f"{text!r} is TorchScript, which does not declare its input shape; "
+                                     "pass --input-shape.")
+        return _load_torchscript(text, tuple(input_shape), max_bytes)
+    module = _module_from_weights(file, kind, factory, max_bytes)
+    if input_shape is None:
+        raise InputShapeRequired(f"{text!r} holds weights only; pass --input-shape.")
+    try:
+        with _quiet():
+            model = TorchModel(module, tuple(input_shape), name=file.name, batch_size=batch_size,
+                               source_hash=file_hash(text))
+    except TafaError:
+        raise
+    except Exception as error:  # the factory's architecture does not take this input shape
+        raise ShapeMismatch(f"Factory {factory!r} does not take inputs of shape {tuple(input_shape)} "
+                            f"({_brief(error)}).") from None
+    check_shape(model.output_shape, "output", text)
+    return model
+
+
 def open_model(spec: str | os.PathLike[str], *, factory: str | None = None,
-               input_shape: tuple[int, ...] | None = None, allow_torchscript: bool = True,
-               batch_size: int = 256, max_bytes: int = MAX_FILE_BYTES, **http_options: Any) -> Model:
+               input_shape: tuple[int, ...] | None = None, allow_torchscript: bool = False,
+               batch_size: int = 256, max_bytes: int = MAX_FILE_BYTES, sandbox_limits: SandboxLimits | None = None,
+               **http_options: Any) -> Model:
     """Open a model from a file path or a KServe v2 URL (``http(s)://HOST:PORT/v2/models/NAME``).
 
-    Files are untrusted (see the module doc): any refusal or damage raises a
+    Files are untrusted (see the module doc): they are inspected, loaded and run in a
+    sandbox worker (:class:`~tafa.models.sandbox.SandboxedModel`, limits from
+    ``sandbox_limits``); any refusal, damage, crash, limit hit or timeout raises a
     :class:`~tafa.errors.ModelLoadError` (:class:`~tafa.errors.UnsafeModelFile` when the file
-    would run code); ``max_bytes`` bounds the file size.
+    would run code) naming the file; ``max_bytes`` bounds the file size. TorchScript is
+    refused unless ``allow_torchscript=True``.
     """
     text = str(spec)
     if text.startswith(("http://", "https://")):
@@ -509,39 +749,41 @@ def open_model(spec: str | os.PathLike[str], *, factory: str | None = None,
         return HttpModel(text, batch_size=batch_size, **http_options)
     check_param("max_bytes", max_bytes, "an integer >= 1", isinstance(max_bytes, int) and max_bytes >= 1,
                 caller="open_model")
-    path = Path(text)
-    _check_size(path, max_bytes)
-    kind = _sniff(path)
-    if kind == "onnx":
-        return OnnxModel(text, input_shape=input_shape, batch_size=batch_size)
-    if kind == "torchscript":
-        if not allow_torchscript:
-            raise UnsafeModelFile(f"{text!r} is TorchScript, refused in strict mode (the default; "
-                                  "--allow-torchscript runs its TorchScript program).")
-        if input_shape is None:
-            raise InputShapeRequired(f"{text!r} is TorchScript, which does not declare its input shape; "
-                                "pass --input-shape.")
-        return _load_torchscript(text, tuple(input_shape), max_bytes)
-    module = _module_from_weights(path, kind, factory, max_bytes)
-    if input_shape is None:
-        raise InputShapeRequired(f"{text!r} holds weights only; pass --input-shape.")
-    try:
-        return TorchModel(module, tuple(input_shape), name=path.name, batch_size=batch_size,
-                          source_hash=file_hash(text))
-    except TafaError:
-        raise
-    except Exception as error:  # the factory's architecture does not take this input shape
-        raise ShapeMismatch(f"Factory {factory!r} does not take inputs of shape {tuple(input_shape)} "
-                            f"({_brief(error)}).") from None
+    check_param("batch_size", batch_size, "an integer >= 1", isinstance(batch_size, int) and batch_size >= 1,
+                caller="open_model")
+    path = Path(text).expanduser().absolute()
+    size = check_path(path, max_bytes)
+    if input_shape is not None:
+        input_shape = tuple(int(s) for s in input_shape)
+        check_shape(input_shape, "input", text)
+    from .sandbox import SandboxedModel
+
+    content = file_hash(str(path), max_bytes=size)
+    options = {"factory": factory, "input_shape": input_shape, "allow_torchscript": bool(allow_torchscript),
+               "batch_size": batch_size, "max_bytes": max_bytes}
+    return SandboxedModel(str(path), content, options, sandbox_limits)
 
 
 def open_models(directory: str | os.PathLike[str], **options: Any) -> list[Model]:
-    """Every model file in ``directory`` (sorted by name), opened with :func:`open_model`."""
+    """Every model file in ``directory`` (sorted by name), opened with :func:`open_model`.
+
+    Only regular files directly in the folder are opened: a symbolic link that points outside
+    it, a device, a FIFO or a link into ``/proc`` is refused."""
     folder = Path(directory)
     if not folder.is_dir():
         raise ModelLoadError(f"Reference directory {str(folder)!r} does not exist.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES)
     if not files:
         raise ModelLoadError(f"Reference directory {str(folder)!r} holds no model files "
                              f"({', '.join(MODEL_SUFFIXES)}).")
+    check_links(folder, files)
     return [open_model(path, **options) for path in files]
+
+
+def check_links(folder: Path, files: list[Path]) -> None:
+    """Refuse any of ``files`` that is a symbolic link leading outside ``folder``."""
+    inside = os.path.realpath(folder).rstrip("/") + "/"
+    for path in files:
+        target = os.path.realpath(path)
+        if not target.startswith(inside):
+            raise ModelLoadError(f"{str(path)!r} is a link to {target!r}, outside {str(folder)!r}; refused.")

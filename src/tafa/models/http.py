@@ -185,16 +185,17 @@ class HttpModel(Model):
             taken from the cache are free. ``None``: no limit.
         rate: the most HTTP requests per second (``None``: as fast as answers come).
         timeout: seconds one try of a request may take in all: connecting, sending, and
-            reading the whole answer, however slowly its bytes arrive.
-        retries: how many times a request is tried again after a 429/502/503/504 answer, a
-            timeout or a connection failure, before the call fails (at most ``retries + 1``
-            tries).
+            reading the whole answer, however slowly its bytes arrive. A try that runs out of
+            time ends the request (a service that hangs or drips would only do it again).
+        retries: how many times a request is tried again after a 429/502/503/504 answer or a
+            connection failure, before the call fails (at most ``retries + 1`` tries).
         backoff: the first retry waits this many seconds, each further one twice as long,
             unless the service sends ``Retry-After``.
         max_wait: the most seconds all the waits before retries of one request add up to,
             ``Retry-After`` included; a service asking for a longer wait than is left fails
             the request at once. One request thus takes at most
-            ``(retries + 1) * timeout + max_wait`` seconds (plus the wait ``rate`` asks).
+            ``(retries + 1) * timeout + max_wait`` seconds (plus the wait ``rate`` asks), and a
+            service that never answers holds it for one ``timeout``.
         cache_dir: folder of answers already received (created if missing). A batch whose
             answer is there is not sent again; rerunning an interrupted verification with the
             same folder and batch size resumes where it stopped.
@@ -230,8 +231,8 @@ class HttpModel(Model):
     """
 
     def __init__(self, url: str, *, batch_size: int = 64, max_queries: int | None = None,
-                 rate: float | None = None, timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.5, max_wait: float = 60.0,
+                 rate: float | None = None, timeout: float = 20.0, retries: int = 3,
+                 backoff: float = 0.5, max_wait: float = 20.0,
                  cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
                  output: str | None = None, input_shape: tuple[int, ...] | None = None,
                  output_shape: tuple[int, ...] | None = None, name: str | None = None,
@@ -717,13 +718,13 @@ class HttpModel(Model):
                     f"({_printable(str(error.verify_message))}).")) from None
             except (OSError, http.client.HTTPException) as error:
                 if watchdog.expire():
-                    raise _NoAnswer(self._late(), sent) from None
+                    raise _NoAnswer(self._late(), sent, ModelLoadError(self._late_refusal(what))) from None
                 raise _NoAnswer(_describe_failure(error), sent) from None
         finally:
             watchdog.expire()
             connection.close()
         if late:
-            raise _NoAnswer(self._late(), sent)
+            raise _NoAnswer(self._late(), sent, ModelLoadError(self._late_refusal(what)))
         if len(payload) > limit:
             if response.status != 200:
                 payload = payload[:limit]
@@ -735,6 +736,12 @@ class HttpModel(Model):
 
     def _late(self) -> str:
         return f"timed out: no whole answer within timeout={self.timeout:g} s"
+
+    def _late_refusal(self, what: str) -> str:
+        # Not retried: a service that hangs or drips its answer would only do it again, and
+        # retrying it would multiply the time a hostile service can hold tafa by retries + 1.
+        return (f"{self.endpoint.url} {self._late()} to {what}; a service this slow is not asked again "
+                "(raise --timeout if it is only slow).")
 
     def _connect(self) -> http.client.HTTPConnection:
         self.requests += 1

@@ -146,7 +146,8 @@ class OnnxGraphModule(torch.nn.Module):
         from onnx import numpy_helper
 
         graph = model.graph
-        unknown = sorted({node.op_type for node in graph.node if node.op_type not in _OPS and node.op_type != "Constant"})
+        unknown = sorted({node.op_type for node in graph.node
+                          if node.op_type not in _OPS and node.op_type != "Constant"})
         if unknown:
             raise UnsupportedOperator(f"ONNX operators {', '.join(unknown)} are outside the piecewise-linear set")
         self._names: dict[str, str] = {}
@@ -194,13 +195,14 @@ def _chain_module(op_type: str, attrs: dict, weights: list[np.ndarray]) -> torch
             and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"):
         weight = weights[0]
         groups = attrs.get("group", 1)
-        layer = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
-                          stride=tuple(attrs.get("strides", [1, 1])), padding=tuple(_pads(attrs.get("pads"), 2)),
-                          dilation=tuple(attrs.get("dilations", [1, 1])), groups=groups, bias=len(weights) == 2)
-        layer.weight.data = torch.from_numpy(np.array(weight, dtype=np.float32))
-        if len(weights) == 2:
-            layer.bias.data = torch.from_numpy(np.array(weights[1], dtype=np.float32))
-        return layer
+        top, left = _pads(attrs.get("pads"), 2)
+        conv = nn.Conv2d(weight.shape[1] * groups, weight.shape[0], tuple(weight.shape[2:]),
+                         stride=tuple(attrs.get("strides", [1, 1])), padding=(top, left),
+                         dilation=tuple(attrs.get("dilations", [1, 1])), groups=groups, bias=len(weights) == 2)
+        conv.weight.data = torch.from_numpy(np.array(weight, dtype=np.float32))
+        if conv.bias is not None:
+            conv.bias.data = torch.from_numpy(np.array(weights[1], dtype=np.float32))
+        return conv
     if weights:
         return None
     if op_type == "Relu":
@@ -273,7 +275,8 @@ def sequential_from_onnx(model: Any) -> torch.nn.Sequential | None:
                 shape = [-1, *static.get(node.output[0], [0])[1:]]
             if shape[0] not in (-1, 0) or len(shape) < 2 or any(v <= 0 for v in shape[1:]):
                 return None
-            module: torch.nn.Module | None = torch.nn.Flatten() if len(shape) == 2 else torch.nn.Unflatten(1, tuple(shape[1:]))
+            module: torch.nn.Module | None = (torch.nn.Flatten() if len(shape) == 2
+                                              else torch.nn.Unflatten(1, tuple(shape[1:])))
         else:
             if any(name not in initializers for name in extra if name):
                 return None

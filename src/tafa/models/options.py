@@ -8,7 +8,7 @@ and what the library takes: :meth:`OpenOptions.open` opens a file or a service,
 
 >>> options = OpenOptions(input_shape=[1, 8, 8], retries=0)
 >>> options.input_shape, options.allow_torchscript, options.timeout
-((1, 8, 8), False, 30.0)
+((1, 8, 8), False, 20.0)
 >>> OpenOptions.from_dict(options.to_dict()) == options
 True
 >>> OpenOptions(batch_size=0)
@@ -30,8 +30,10 @@ from ..errors import InputShapeRequired, InvalidParameter, ModelLoadError, check
 if TYPE_CHECKING:
     from .base import Model
 
-#: ``package.module:function``: a model named by the code that builds it (weights in ``weights``).
-FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: ``package.module:function`` (an installed module) or ``path/to/file.py:function`` (that file;
+#: the current directory is never searched): a model named by the code that builds it
+#: (weights in ``weights``).
+FACTORY_SPEC = re.compile(r"^(?:[A-Za-z_][\w.]*|[^:]+\.py):[A-Za-z_]\w*$")
 
 
 def _number(value: object) -> bool:
@@ -55,8 +57,8 @@ class OpenOptions:
     (``None``: :func:`~tafa.models.open_model`'s limit).
 
     Services (see :class:`~tafa.models.http.HttpModel`): ``timeout`` seconds for one whole
-    request, ``retries`` after a 429/502/503/504 answer, a timeout or a lost connection,
-    waiting ``backoff`` seconds (doubled each time) but never more than ``max_wait`` in all
+    request (a late answer is not asked again), ``retries`` after a 429/502/503/504 answer or
+    a lost connection, waiting ``backoff`` seconds (doubled each time) but never more than ``max_wait`` in all
     for one request; ``rate`` requests per second, at most ``max_queries`` inputs sent;
     ``answer_cache`` a folder where answers are kept and reused.
 
@@ -69,17 +71,17 @@ class OpenOptions:
     allow_torchscript: bool = False
     batch_size: int = 256
     max_bytes: int | None = None
-    timeout: float = 30.0
+    timeout: float = 20.0
     retries: int = 3
     backoff: float = 0.5
-    max_wait: float = 60.0
+    max_wait: float = 20.0
     rate: float | None = None
     max_queries: int | None = None
     answer_cache: str | None = None
 
     def __post_init__(self) -> None:
         caller = "OpenOptions"
-        check_param("factory", self.factory, "None or package.module:function",
+        check_param("factory", self.factory, "None, package.module:function or path/to/file.py:function",
                     self.factory is None or (isinstance(self.factory, str) and bool(FACTORY_SPEC.match(self.factory))),
                     caller=caller)
         if self.input_shape is not None:
@@ -189,7 +191,7 @@ class OpenOptions:
         """Every model file in ``directory`` (sorted by name), opened with :meth:`open`; an error
         names the file and its ``role`` (``"Reference"``, ``"Positive"``)."""
         from ..errors import TafaError
-        from .files import MODEL_SUFFIXES
+        from .files import MODEL_SUFFIXES, check_links
 
         folder = Path(directory)
         if not folder.is_dir():
@@ -198,6 +200,7 @@ class OpenOptions:
         if not files:
             raise ModelLoadError(f"{role} directory {str(folder)!r} holds no model files "
                                  f"({', '.join(MODEL_SUFFIXES)}).")
+        check_links(folder, files)  # a link out of the folder (e.g. into /proc) is refused
         models = []
         for path in files:
             try:

@@ -247,7 +247,7 @@ def failed_outcome(suspect: Suspect, error: str, seconds: float = 0.0) -> Suspec
     if suspect.kind == "file":
         try:
             identity = file_hash(suspect.source)
-        except OSError:
+        except (OSError, TafaError):  # unreadable, or not a regular file (never hashed past its size)
             pass
     return SuspectOutcome(suspect.source, identity, suspect.kind, "failed", error, 0, seconds, [])
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import check_param
 from ..registry import Finding, Registry, ScanRecord, SuspectOutcome
+from .control import ErrorControl
 
 _COLOURS = {"derived": "#c0392b", "independent": "#7f8c8d", "undecided": "#2e86c1", "error": "#000000"}
 BOUND_HEADER = ["fingerprint", "threshold", "false-positive bound", "references", "alpha asked", "note"]
@@ -75,6 +76,26 @@ class ScanReport:
         """Suspects opened but compared with nothing: they fit no fingerprint (the note says why)."""
         return [o for o in self.outcomes if o.status == "done" and not o.findings and o.error]
 
+    @property
+    def control(self) -> ErrorControl:
+        """The error control the scan decided under (per fingerprint for scans that predate them)."""
+        stored = self.scan.config.get("control")
+        if stored is not None:
+            return ErrorControl.from_dict(stored)
+        old = self.scan.config.get("family_alpha")
+        return ErrorControl("per-fingerprint" if old is None else "bonferroni", old)
+
+    def control_summary(self) -> dict[str, Any]:
+        """Which control, the alpha asked for, the bound the decisions carry, the panel's size."""
+        control = self.control
+        return {"control": control.kind, "alpha": control.alpha, "bound": control.bound(),
+                "panel": len(control.scores) if control.uses_panel else None,
+                "panel_left_out": control.excluded, "statement": control.statement()}
+
+    def _decides(self, summary: dict[str, Any]) -> bool:
+        """Whether any decision can be made (a calibration, or a panel-based control)."""
+        return bool(summary["calibrated"]) or self.control.uses_panel
+
     def summary(self) -> dict[str, Any]:
         """Counts, queries per suspect and throughput."""
         skipped = self.skipped()
@@ -94,6 +115,7 @@ class ScanReport:
             "decisions": decisions, "matches": len(self.matches()),
             "queries_per_suspect": float(np.mean([o.queries for o in done])) if done else 0.0,
             "seconds": seconds, "suspects_per_second": ran / seconds if seconds > 0 else None,
+            "error_control": self.control_summary(),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,8 +171,9 @@ class ScanReport:
                  f"{s['skipped']} skipped, {s['failed']} failed, {s['pending']} pending; "
                  f"{s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; {s['seconds']:.1f} s{rate}"]
+        lines.append(s["error_control"]["statement"])
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
-        if s["calibrated"] == 0:
+        if not self._decides(s):
             lines.append("no registered fingerprint is calibrated (tafa registry add ... --references DIR): "
                          "every decision is undecided; highest scores:")
             lines += _text_table(header, self._rows(self.top()))
@@ -178,10 +201,11 @@ class ScanReport:
         lines = [f"# tafa scan {self.id}", "",
                  f"{s['suspects']} suspects ({s['done']} done, {s['skipped']} skipped, {s['failed']} failed, "
                  f"{s['pending']} pending) against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
-                 f"{s['queries_per_suspect']:.0f} queries per suspect; status {s['status']}.", ""]
+                 f"{s['queries_per_suspect']:.0f} queries per suspect; status {s['status']}.", "",
+                 s["error_control"]["statement"] + ".", ""]
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
-        pairs = self.matches() if s["calibrated"] else self.top()
-        lines += ["## Matches" if s["calibrated"] else "## Highest scores (no fingerprint is calibrated)", ""]
+        pairs = self.matches() if self._decides(s) else self.top()
+        lines += ["## Matches" if self._decides(s) else "## Highest scores (no fingerprint is calibrated)", ""]
         lines += _markdown_table(header, self._rows(pairs)) if pairs else ["None."]
         lines += ["", "## Fingerprints and their false-positive bounds", ""]
         lines += _markdown_table(BOUND_HEADER, self.bound_rows())
@@ -200,7 +224,7 @@ class ScanReport:
     def to_html(self, figure_png: bytes | None = None) -> str:
         s = self.summary()
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
-        pairs = self.matches() if s["calibrated"] else self.top()
+        pairs = self.matches() if self._decides(s) else self.top()
         parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tafa scan {html.escape(self.id)}</title>"
                  "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
                  "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}</style></head><body>",
@@ -209,7 +233,8 @@ class ScanReport:
                  f"{s['pending']} pending) "
                  f"against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; status {html.escape(s['status'])}.</p>",
-                 "<h2>Matches</h2>" if s["calibrated"] else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
+                 f"<p>{html.escape(s['error_control']['statement'])}.</p>",
+                 "<h2>Matches</h2>" if self._decides(s) else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
                  _html_table(header, self._rows(pairs)) if pairs else "<p>None.</p>",
                  "<h2>Fingerprints and their false-positive bounds</h2>", _html_table(BOUND_HEADER, self.bound_rows()),
                  "<h2>Every suspect</h2>",
@@ -246,7 +271,7 @@ class ScanReport:
                     axis.scatter(scores, row + rng.uniform(-0.25, 0.25, len(scores)), s=9, color=colour,
                                  alpha=0.7, label=decision, linewidths=0)
             threshold = self.thresholds[name]
-            if threshold is not None:
+            if threshold is not None and not self.control.uses_panel:  # panel thresholds vary by suspect
                 axis.plot([threshold, threshold], [row - 0.4, row + 0.4], color="black", linewidth=1.5)
         handles, labels = axis.get_legend_handles_labels()
         unique = dict(zip(labels, handles))

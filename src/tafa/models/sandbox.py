@@ -1,0 +1,656 @@
+"""The sandbox every untrusted model file is opened and run in.
+
+A model file (ONNX, TorchScript, safetensors or a torch state dict with a factory) is
+parsed, inspected, loaded and run in a **worker process**, never in tafa's own process:
+
+- the worker is forked from a *zygote*: a process started once per tafa process with
+  ``python -I -B``, a minimal environment (no ``PYTHONPATH``, no user variables), an empty
+  temporary working directory and stdout/stderr captured into a bounded buffer that is
+  never shown; it imports torch, onnxruntime and the loaders once and never touches a file,
+  so forking a worker costs milliseconds instead of the seconds an import takes;
+- each worker gets its own empty temporary working directory and resource limits before
+  it opens the file: address space (:attr:`SandboxLimits.memory_bytes` above what the
+  zygote already maps, plus four times the file size), CPU seconds, ``RLIMIT_FSIZE`` = 0
+  (no file can be written or grown: ``SIGXFSZ`` is ignored, so writes fail with ``EFBIG``),
+  ``RLIMIT_NOFILE``, no core dumps;
+- parent and worker talk over a socket of plain arrays: an 8-byte header (magic, kind,
+  dtype, number of axes) and the axes' lengths, then the raw bytes; the parent checks the
+  header against a bound *before* it allocates anything, and never unpickles;
+- every request has a wall-clock deadline (:attr:`SandboxLimits.load_seconds`,
+  :attr:`SandboxLimits.call_seconds`); a worker that misses it is killed. A worker that dies
+  (segfault, limit hit, ``os._exit``) or misses its deadline becomes one
+  :class:`~tafa.errors.ModelLoadError` naming the file.
+
+The parent-side object, :class:`SandboxedModel`, is a :class:`~tafa.models.Model` like any
+other. Torch modules given in memory by the library's user (:class:`~tafa.models.TorchModel`)
+are the user's own objects and run in-process.
+
+What the sandbox does **not** do (see docs/security.md): it is not a container. The worker
+runs as the same user, sees the same file system (it can read what the user can read: a
+hostile ONNX kernel exploit could read files and hand their bytes back as "answers"), and
+shares the network; there is no seccomp filter or namespace. Limits bound memory, CPU and
+writes; the allow-lists in :mod:`tafa.models.files` keep TorchScript and ONNX programs away
+from file and network operators in the first place.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import errors as _errors
+from ..errors import ModelLoadError, TafaError
+from .base import Model
+
+# --- the wire format: plain arrays ------------------------------------------------------
+
+_MAGIC = b"TAFA"
+_HEADER = struct.Struct("<4sBBBB")  # magic, kind, dtype code, number of axes, reserved
+_AXIS = struct.Struct("<Q")
+_DTYPES = (np.dtype("<f4"), np.dtype("<f8"), np.dtype("<i8"), np.dtype("u1"))
+_MAX_AXES = 8
+
+# message kinds
+READY, CALL, ANSWER, ERROR, EXPORT, BYTES, WEIGHTS, COUNT, NAME, ARRAY = range(1, 11)
+
+#: Largest message the parent accepts that it did not size itself (errors, names).
+MAX_TEXT_BYTES = 4096
+#: Largest number of tensors a worker may hand back as a state dict.
+MAX_TENSORS = 100_000
+
+
+class _Closed(Exception):
+    """The other end closed the connection."""
+
+
+class _Late(Exception):
+    """The deadline passed."""
+
+
+def send_array(sock: socket.socket, kind: int, array: np.ndarray) -> None:
+    """Send one array message (header, axis lengths, raw bytes)."""
+    array = np.ascontiguousarray(array)
+    dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    code = next(i for i, d in enumerate(_DTYPES) if d == dtype)
+    header = _HEADER.pack(_MAGIC, kind, code, array.ndim, 0) + b"".join(_AXIS.pack(n) for n in array.shape)
+    sock.sendall(header + array.astype(_DTYPES[code], copy=False).tobytes())
+
+
+def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Late()
+            sock.settimeout(left)
+        try:
+            count = sock.recv_into(view[got:])
+        except socket.timeout:
+            raise _Late() from None
+        except OSError:
+            raise _Closed() from None
+        if count == 0:
+            raise _Closed()
+        got += count
+    return buffer
+
+
+def recv_array(sock: socket.socket, *, kinds: tuple[int, ...], max_bytes: int,
+               deadline: float | None = None) -> tuple[int, np.ndarray]:
+    """Receive one array message; its kind must be one of ``kinds`` and its data at most
+    ``max_bytes`` (:data:`MAX_TEXT_BYTES` for errors), checked before the data is allocated."""
+    magic, kind, code, ndim, _ = _HEADER.unpack(bytes(_recv_exact(sock, _HEADER.size, deadline)))
+    if magic != _MAGIC or kind not in (*kinds, ERROR) or code >= len(_DTYPES) or ndim > _MAX_AXES:
+        raise _Malformed("a malformed message header")
+    axes = bytes(_recv_exact(sock, _AXIS.size * ndim, deadline))
+    shape = tuple(_AXIS.unpack_from(axes, i * _AXIS.size)[0] for i in range(ndim))
+    limit = MAX_TEXT_BYTES if kind == ERROR else max_bytes
+    size = _DTYPES[code].itemsize
+    for n in shape:
+        if n > limit:
+            raise _Malformed(f"a message of shape {shape}, more than the {limit} bytes expected")
+        size *= n
+        if size > limit:
+            raise _Malformed(f"a message of shape {shape}, more than the {limit} bytes expected")
+    data = _recv_exact(sock, size, deadline)
+    return kind, np.frombuffer(data, dtype=_DTYPES[code]).reshape(shape)
+
+
+class _Malformed(Exception):
+    """A message broke the wire format or its bound."""
+
+
+def _text(array: np.ndarray) -> str:
+    return bytes(array.astype(np.uint8)).decode("utf-8", "replace")
+
+
+def _as_bytes(text: str, limit: int = MAX_TEXT_BYTES) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8")[:limit], dtype=np.uint8)
+
+
+# --- limits ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one sandbox worker.
+
+    ``memory_bytes`` is the address space a worker may add to what the zygote maps (plus
+    four times the model file's size, so that genuine large models fit); ``cpu_seconds`` the
+    CPU time of the worker's whole life; ``load_seconds`` and ``call_seconds`` the wall-clock
+    deadline for opening the file and for each later request; ``open_files`` the most file
+    descriptors.
+    """
+
+    memory_bytes: int = 512 * 1024 ** 2
+    cpu_seconds: int = 3600
+    load_seconds: float = 25.0
+    call_seconds: float = 20.0
+    open_files: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("memory_bytes", "cpu_seconds", "open_files"):
+            value = getattr(self, name)
+            _errors.check_param(name, value, "an integer >= 1", isinstance(value, int) and value >= 1,
+                                caller="SandboxLimits")
+        for name in ("load_seconds", "call_seconds"):
+            value = getattr(self, name)
+            _errors.check_param(name, value, "a number of seconds > 0",
+                                isinstance(value, (int, float)) and value > 0, caller="SandboxLimits")
+
+
+# --- the zygote: started once, forks one worker per model --------------------------------
+
+_BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[2]); "
+         "from tafa.models.sandbox import _zygote_main; _zygote_main(int(sys.argv[1]))")
+
+_ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
+
+
+def _library_paths() -> list[str]:
+    """The zygote's ``sys.path``: this process's absolute entries, with the current directory
+    (which ``python -m`` and ``python -c`` put first) moved last, so that a seized folder's
+    ``onnx.py`` or ``torch.py`` can never shadow a library the sandbox imports."""
+    here = os.path.realpath(os.getcwd())
+    paths = [p for p in sys.path if p and Path(p).is_absolute()]
+    return ([p for p in paths if os.path.realpath(p) != here]
+            + [p for p in paths if os.path.realpath(p) == here])
+
+
+class _Zygote:
+    """The parent's handle on its zygote process."""
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        self.root = tempfile.mkdtemp(prefix="tafa-sandbox-")
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        paths = _library_paths()
+        environment = {key: os.environ[key] for key in _ENVIRONMENT_KEPT if key in os.environ}
+        environment.update({"HOME": self.root, "TMPDIR": self.root, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                            "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "PYTHONHASHSEED": "0"})
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-B", "-c", _BOOT, str(child.fileno()), json.dumps(paths)],
+            pass_fds=[child.fileno()], cwd=self.root, env=environment, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        child.close()
+        self.sock = parent
+        self.lock = threading.Lock()
+        self.output = bytearray()  # the last bytes the zygote and workers printed: kept, never shown
+        assert self.process.stdout is not None
+        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
+
+    def _drain(self, stream: Any) -> None:
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            self.output = (self.output + chunk)[-(1 << 16):]
+
+    def request(self, message: dict[str, Any], fd: int | None = None, timeout: float = 60.0) -> dict[str, Any]:
+        data = json.dumps(message).encode()
+        with self.lock:
+            try:
+                self.sock.settimeout(timeout)
+                payload = struct.pack("<I", len(data)) + data
+                if fd is None:
+                    self.sock.sendall(payload)
+                else:
+                    socket.send_fds(self.sock, [payload], [fd])
+                size = struct.unpack("<I", bytes(_recv_exact(self.sock, 4, time.monotonic() + timeout)))[0]
+                return dict(json.loads(bytes(_recv_exact(self.sock, size, time.monotonic() + timeout))))
+            except (_Closed, _Late, OSError, ValueError):
+                self.stop()
+                raise ModelLoadError("tafa's model sandbox stopped answering; rerun the command.") from None
+
+    def alive(self) -> bool:
+        return self.owner == os.getpid() and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.owner != os.getpid():
+            return
+        try:
+            self.sock.close()
+            self.process.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - stopping must not fail
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_zygote: _Zygote | None = None
+_zygote_lock = threading.Lock()
+
+
+def _the_zygote() -> _Zygote:
+    global _zygote
+    with _zygote_lock:
+        if _zygote is None or not _zygote.alive():
+            if _zygote is not None and _zygote.owner == os.getpid():
+                _zygote.stop()
+            _zygote = _Zygote()
+        return _zygote
+
+
+def shutdown() -> None:
+    """Stop this process's zygote (and with it every idle worker); the next sandboxed model
+    starts a new one. Runs at exit."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is not None:
+            _zygote.stop()
+            _zygote = None
+
+
+atexit.register(shutdown)
+
+
+def _zygote_main(fd: int) -> None:
+    """The zygote's loop: import everything once, then fork a worker per request."""
+    sock = socket.socket(fileno=fd)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    import onnx  # noqa: F401 - imported once here so that workers start in milliseconds
+    import onnxruntime  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import torch
+
+    from . import files  # noqa: F401
+
+    torch.set_num_threads(1)
+    root = os.getcwd()
+    statuses: dict[int, dict[str, Any]] = {}
+
+    def reap(pid: int = -1, flags: int = os.WNOHANG) -> None:
+        while True:
+            try:
+                found, status, usage = os.wait4(pid, flags)
+            except ChildProcessError:
+                return
+            if found == 0:
+                return
+            statuses[found] = {"signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0,
+                               "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1,
+                               "maxrss_kb": usage.ru_maxrss}
+            if len(statuses) > 10_000:
+                statuses.pop(next(iter(statuses)))
+            if pid != -1:
+                return
+
+    while True:
+        try:
+            # the descriptor travels with the message's first bytes: receive them with it
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)
+            if not data:
+                break
+            while len(data) < 4:
+                data += bytes(_recv_exact(sock, 4 - len(data), None))
+            size = struct.unpack("<I", data[:4])[0]
+            data = data[4:]
+            if len(data) < size:
+                data += bytes(_recv_exact(sock, size - len(data), None))
+        except (_Closed, OSError, struct.error):
+            break
+        message = json.loads(data)
+        reap()
+        if message["op"] == "fork":
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    sock.close()
+                    _worker_main(fds[0], message, root)
+                except BaseException:  # noqa: BLE001 - a worker never returns into the zygote's loop
+                    import traceback
+
+                    traceback.print_exc()  # into the captured output, for debugging; never shown
+                    code = 3
+                finally:
+                    os._exit(code)
+            for descriptor in fds:
+                os.close(descriptor)
+            reply: dict[str, Any] = {"pid": pid}
+        else:  # "status": how a worker ended (waits for it a moment, then kills it)
+            pid = int(message["pid"])
+            waited = time.monotonic() + 2.0
+            while pid not in statuses and time.monotonic() < waited:
+                reap(pid)
+                if pid not in statuses:
+                    time.sleep(0.01)
+            if pid not in statuses:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                reap(pid, 0)
+            reply = statuses.pop(pid, {"signal": 0, "exit": -1, "maxrss_kb": 0})
+        out = json.dumps(reply).encode()
+        try:
+            sock.sendall(struct.pack("<I", len(out)) + out)
+        except OSError:
+            break
+    reap(-1, 0)  # workers end when their parent's sockets close
+
+
+def _virtual_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _limit(worker_limits: dict[str, Any], file_bytes: int) -> None:
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+    memory = _virtual_bytes() + int(worker_limits["memory_bytes"]) + 4 * file_bytes
+    cpu = int(worker_limits["cpu_seconds"])
+    for name, value in (("RLIMIT_AS", memory), ("RLIMIT_CPU", cpu), ("RLIMIT_FSIZE", 0), ("RLIMIT_CORE", 0),
+                        ("RLIMIT_NOFILE", int(worker_limits["open_files"]))):
+        resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def _worker_main(fd: int, message: dict[str, Any], root: str) -> None:
+    """One worker: limits, an empty directory, the file opened by the in-process loader,
+    then requests answered until the parent closes the socket."""
+    import torch
+
+    from .files import load_file
+
+    sock = socket.socket(fileno=fd)
+    workdir = tempfile.mkdtemp(dir=root)
+    os.chdir(workdir)
+    path = message["path"]
+    options = message["options"]
+    try:
+        _limit(message["limits"], os.stat(path).st_size)
+        torch.set_num_threads(1)
+        model = load_file(path, **options)
+    except BaseException as error:  # noqa: BLE001 - every failure goes back as one error message
+        _send_error(sock, error)
+        return
+    send_array(sock, READY, np.array([model.batch_size, len(model.input_shape), *model.input_shape,
+                                      len(model.output_shape), *model.output_shape], dtype=np.int64))
+    budget = 1 << 31
+    while True:
+        try:
+            kind, array = recv_array(sock, kinds=(CALL, EXPORT, WEIGHTS), max_bytes=budget)
+        except (_Closed, _Malformed) as error:
+            print(f"worker: {type(error).__name__}: {error}", file=sys.stderr)
+            return
+        try:
+            if kind == CALL:
+                send_array(sock, ANSWER, np.asarray(model._forward(np.array(array, dtype=np.float32)),
+                                                    dtype=np.float64))
+            elif kind == EXPORT:
+                send_array(sock, BYTES, np.frombuffer(_onnx_bytes(model), dtype=np.uint8))
+            else:
+                state = model.module.state_dict()  # type: ignore[attr-defined]
+                send_array(sock, COUNT, np.array([len(state)], dtype=np.int64))
+                for name, tensor in state.items():
+                    send_array(sock, NAME, _as_bytes(name))
+                    send_array(sock, ARRAY, tensor.detach().float().numpy())
+        except BaseException as error:  # noqa: BLE001
+            _send_error(sock, error)
+
+
+def _onnx_bytes(model: Any) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.onnx.export(model.module, (torch.zeros(1, *model.input_shape),), buffer, dynamo=False,  # type: ignore[arg-type]
+                      input_names=["x"], output_names=["y"])
+    return buffer.getvalue()
+
+
+def _send_error(sock: socket.socket, error: BaseException) -> None:
+    if isinstance(error, TafaError):
+        name, text = type(error).__name__, str(error)
+    elif isinstance(error, MemoryError):
+        name, text = "ModelLoadError", "ran out of the sandbox's memory limit"
+    else:
+        name, text = "ModelLoadError", f"failed in the sandbox ({type(error).__name__}: {str(error)[:300]})"
+    try:
+        send_array(sock, ERROR, _as_bytes(f"{name}\0{text}"))
+    except OSError:
+        pass
+
+
+def _error_type(name: str) -> type[TafaError]:
+    found = getattr(_errors, name, None)
+    if isinstance(found, type) and issubclass(found, TafaError):
+        return found
+    return ModelLoadError
+
+
+# --- the parent's side ------------------------------------------------------------------
+
+#: How the last worker whose end was asked about ended: ``path``, ``signal``, ``exit`` and
+#: ``maxrss_kb`` (its peak resident memory). Set after a refusal, a crash or a timeout.
+last_worker_status: dict[str, Any] = {}
+
+
+class SandboxedModel(Model):
+    """A model file opened and run in a sandbox worker (see the module doc).
+
+    ``options`` are the keyword arguments of :func:`tafa.models.files.load_file`
+    (``factory``, ``input_shape``, ``allow_torchscript``, ``batch_size``, ``max_bytes``).
+    """
+
+    def __init__(self, path: str, content_hash: str, options: dict[str, Any],
+                 limits: SandboxLimits | None = None) -> None:
+        self.path = path
+        self.limits = limits or SandboxLimits()
+        self._options = dict(options)
+        self._hash = content_hash
+        self._module: Any = None
+        self._import_error: str | None = None
+        self._kind = ""
+        name = Path(path).name
+        self.name = name
+        zygote = _the_zygote()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        limits_message = {"memory_bytes": self.limits.memory_bytes, "cpu_seconds": self.limits.cpu_seconds,
+                          "open_files": self.limits.open_files}
+        try:
+            reply = zygote.request({"op": "fork", "path": path, "options": self._options,
+                                    "limits": limits_message}, fd=theirs.fileno())
+        finally:
+            theirs.close()
+        self._zygote = zygote
+        self._sock = mine
+        self._pid = int(reply["pid"])
+        try:
+            _, ready = self._receive((READY,), 8 * (3 + 2 * _MAX_AXES), self.limits.load_seconds, "opening it")
+        except TafaError:
+            if self._sock.fileno() >= 0:
+                self.close()
+                self._status()
+            raise
+        values = [int(v) for v in ready.ravel()]
+        try:
+            worker_batch, n_in = values[0], values[1]
+            input_shape, rest = tuple(values[2:2 + n_in]), values[2 + n_in:]
+            output_shape = tuple(rest[1:1 + rest[0]])
+            if len(output_shape) != rest[0] or len(rest) != 1 + rest[0]:
+                raise IndexError
+        except IndexError:
+            self.close()
+            raise ModelLoadError(f"The sandbox worker for {path!r} answered a malformed shape; refused.") from None
+        from .files import bounded_batch, check_shape
+
+        try:
+            check_shape(input_shape, "input", path)
+            check_shape(output_shape, "output", path)
+        except TafaError:
+            self.close()
+            raise
+
+        batch = bounded_batch(max(1, min(worker_batch, int(options.get("batch_size", 256)))), input_shape,
+                              output_shape)
+        super().__init__(input_shape, output_shape, name=name, batch_size=batch)
+
+    def _receive(self, kinds: tuple[int, ...], max_bytes: int, seconds: float, doing: str) -> tuple[int, np.ndarray]:
+        try:
+            kind, array = recv_array(self._sock, kinds=kinds, max_bytes=max_bytes,
+                                     deadline=time.monotonic() + seconds)
+        except _Late:
+            self._kill()
+            raise ModelLoadError(f"{self.path!r} took longer than {seconds:g} s while {doing} in the sandbox; "
+                                 "killed.") from None
+        except _Malformed as error:
+            self._kill()
+            raise ModelLoadError(f"The sandbox worker for {self.path!r} sent {error}; killed.") from None
+        except _Closed:
+            raise ModelLoadError(f"{self.path!r} {self._death()} while {doing} in the sandbox.") from None
+        if kind == ERROR:
+            name, _, text = _text(array).partition("\0")
+            raise _error_type(name)(text)
+        return kind, array
+
+    def _status(self) -> dict[str, Any]:
+        """How the worker ended (signal, exit code, peak resident memory), also kept in
+        :data:`last_worker_status`."""
+        global last_worker_status
+        status = self._zygote.request({"op": "status", "pid": self._pid})
+        last_worker_status = {"path": self.path, **status}
+        return status
+
+    def _death(self) -> str:
+        self._sock.close()
+        status = self._status()
+        number = int(status.get("signal", 0))
+        if number:
+            reasons: dict[int, str] = {
+                signal.SIGSEGV: "crashed (segmentation fault)", signal.SIGBUS: "crashed (bus error)",
+                signal.SIGXCPU: "hit the sandbox's CPU-time limit", signal.SIGKILL: "was killed (memory or a limit)",
+                signal.SIGABRT: "aborted (often: out of the sandbox's memory limit)"}
+            reason = reasons.get(number)
+            return reason or f"died of signal {number}"
+        return f"ended the sandbox worker (exit code {status.get('exit')})"
+
+    def _kill(self) -> None:
+        try:
+            os.kill(self._pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._sock.close()
+        try:
+            self._status()
+        except ModelLoadError:
+            pass
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        if self._sock.fileno() < 0:
+            raise ModelLoadError(f"{self.path!r} is closed: its sandbox worker has ended.")
+        try:
+            send_array(self._sock, CALL, np.ascontiguousarray(x, dtype=np.float32))
+        except OSError:
+            raise ModelLoadError(f"{self.path!r} {self._death()} in the sandbox.") from None
+        expected = 8 * len(x) * int(np.prod(self.output_shape, dtype=np.int64))
+        _, answer = self._receive((ANSWER,), expected, self.limits.call_seconds, "answering")
+        return answer
+
+    def close(self) -> None:
+        """End the worker (it exits when its socket closes)."""
+        if getattr(self, "_sock", None) is not None and self._sock.fileno() >= 0:
+            self._sock.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def content_hash(self) -> str:
+        return self._hash
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is, for reports; never imports it into tafa's process (a suspect's
+        file is parsed only in its worker), so ``white_box`` says whether it already was."""
+        return {"name": self.name, "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
+                "white_box": self._module is not None}
+
+    def torch_module(self) -> Any:
+        """The model as a torch module in tafa's process, for white-box analysis of an owner:
+        ONNX files are imported from their parsed graph, TorchScript through an ONNX export
+        made in the worker, weights files by building the factory's module and loading the
+        tensors the worker read (plain arrays)."""
+        if self._module is None and self._import_error is None:
+            try:
+                self._module = self._import()
+            except TafaError as error:
+                self._import_error = str(error)
+            except Exception as error:  # noqa: BLE001 - a graph the importer did not foresee: black box
+                self._import_error = f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"
+        return self._module
+
+    def import_notice(self) -> str | None:
+        """Why the white-box import failed, if it did."""
+        self.torch_module()
+        return self._import_error
+
+    def _import(self) -> Any:
+        import onnx
+
+        from .files import check_onnx, sniff
+        from .onnx_import import import_onnx
+
+        kind = sniff(Path(self.path))
+        if kind == "onnx":
+            proto = onnx.load_model(self.path, load_external_data=False)
+            check_onnx(proto, self.path)
+            return import_onnx(proto).float()
+        limit = int(self._options.get("max_bytes") or 1 << 31)
+        if kind == "torchscript":
+            send_array(self._sock, EXPORT, np.zeros(0, dtype=np.uint8))
+            _, data = self._receive((BYTES,), limit * 4, self.limits.load_seconds, "exporting it to ONNX")
+            return import_onnx(onnx.load_model_from_string(bytes(data))).float()
+        import torch
+
+        from .files import load_factory
+
+        send_array(self._sock, WEIGHTS, np.zeros(0, dtype=np.uint8))
+        _, count = self._receive((COUNT,), 8, self.limits.load_seconds, "reading its weights")
+        number = int(count.ravel()[0]) if count.size == 1 else -1
+        if not 0 <= number <= MAX_TENSORS:
+            self._kill()
+            raise ModelLoadError(f"The sandbox worker for {self.path!r} announced {number} tensors; refused.")
+        state, total = {}, 0
+        for _ in range(number):
+            _, name = self._receive((NAME,), MAX_TEXT_BYTES, self.limits.load_seconds, "reading its weights")
+            _, array = self._receive((ARRAY,), limit * 2 - total, self.limits.load_seconds, "reading its weights")
+            total += array.nbytes
+            state[_text(name)] = torch.from_numpy(array.copy())
+        module = load_factory(str(self._options["factory"]))()
+        module.load_state_dict(state, strict=True)
+        return module.float().eval()

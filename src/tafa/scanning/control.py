@@ -1,0 +1,293 @@
+"""How a scan decides when every suspect meets many fingerprints: the error control.
+
+One fingerprint's calibration bounds the chance that an independent model is declared derived
+*by that fingerprint*; a suspect checked against N fingerprints gets N such chances. A scan
+decides under one of these controls (stored with the scan, stated in its report and JSON):
+
+- ``family`` (default): the chance that an independent suspect matches **any** fingerprint
+  of the scan is at most ``alpha``. Every model of a shared **null panel** (models known to
+  be independent of every owner: ``--panel DIR``, else the registry's panel, which
+  ``tafa registry add --references DIR`` fills) is scored against every fingerprint when the
+  scan starts; each suspect is then decided by the Westfall-Young max-T rule
+  (:func:`tafa.decide.multiple.max_t`, standardised with the suspect included). A panel of
+  ``n`` models supports bounds down to ``1/(n + 1)``; below that every decision is
+  ``undecided`` and the statement says how many panel models ``alpha`` needs. The bound holds
+  for suspects drawn like the panel's models: the panel must cover the kinds of independent
+  models the scan meets.
+- ``fdr``: a candidate list. Each (suspect, fingerprint) pair gets the p-value of its score
+  among that fingerprint's panel scores, and Benjamini-Hochberg over all pairs of the scan
+  lists the pairs to investigate with an expected share of false ones at most ``alpha``
+  (p-values sharing one panel are positively dependent, under which BH holds). Pairs are
+  decided when the scan finishes (``undecided`` until then).
+- ``per-fingerprint``: each fingerprint's stored calibration as it is; its bound holds per
+  fingerprint only (an independent suspect may match one of N fingerprints with a chance up
+  to N times that).
+- ``bonferroni``: every stored calibration re-derived at ``alpha / N`` from its reference
+  scores (no panel needed; the bound rests on each calibration's rank or parametric tail).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
+                               panel_p_values, smallest_p)
+from ..errors import InvalidParameter, check_param
+from ..registry import Finding, SuspectOutcome
+
+#: The error controls a scan can decide under (see module doc).
+CONTROLS = ("family", "fdr", "per-fingerprint", "bonferroni")
+
+#: The family-wise (or false-discovery) rate a scan bounds unless told otherwise.
+DEFAULT_ALPHA = 0.05
+
+
+def check_control(control: str, alpha: float | None) -> None:
+    check_param("control", control, f"one of {', '.join(CONTROLS)}", control in CONTROLS, caller="scan")
+    if control != "per-fingerprint" or alpha is not None:
+        check_param("alpha", alpha, "a number in (0, 1)",
+                    isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1, caller="scan")
+
+
+@dataclass
+class ErrorControl:
+    """The control a scan decides under, with its null panel's score table (rows: panel
+    models, columns: the scan's fingerprints; ``None`` where a model has no score)."""
+
+    kind: str
+    alpha: float | None
+    columns: list[str] = field(default_factory=list)
+    panel: list[dict[str, str]] = field(default_factory=list)         # {"source", "sha256", "group"} per row
+    scores: list[list[float | None]] = field(default_factory=list)
+    excluded: list[dict[str, str]] = field(default_factory=list)      # {"source", "why"}
+
+    @property
+    def uses_panel(self) -> bool:
+        return self.kind in ("family", "fdr")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ErrorControl":
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+    def table(self) -> np.ndarray:
+        return np.array([[np.nan if v is None else v for v in row] for row in self.scores],
+                        dtype=np.float64).reshape(len(self.scores), len(self.columns))
+
+    def groups(self) -> list[str]:
+        """Each panel row's group (its sub-folder of the panel folder, or the registry's)."""
+        return [row.get("group", "") for row in self.panel]
+
+    def group_sizes(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for group in self.groups():
+            sizes[group] = sizes.get(group, 0) + 1
+        return sizes
+
+    def bound(self) -> float | None:
+        """The bound the scan's decisions carry (``None``: per fingerprint, or unsupported): for
+        a panel of several groups, the bound for a suspect like the least favourable group."""
+        if self.kind == "bonferroni":
+            return self.alpha
+        if not self.uses_panel or self.alpha is None or not self.scores:
+            return None
+        smallest = min(self.group_sizes().values())
+        if self.kind == "fdr":
+            return self.alpha if smallest_p(smallest) <= self.alpha else None
+        attained = [attained_bound(self.alpha, size) for size in self.group_sizes().values()]
+        return max(attained) if min(attained) > 0 else None
+
+    def statement(self) -> str:
+        """One line: which control, what it bounds, and what the panel supports."""
+        n = len(self.scores)
+        if self.kind == "per-fingerprint":
+            return ("error control: per fingerprint (each fingerprint's stored calibration; an independent "
+                    "suspect may match one of N fingerprints with a chance up to N times its bound)")
+        if self.kind == "bonferroni":
+            return (f"error control: Bonferroni, family-wise alpha {self.alpha:g} (each stored calibration "
+                    f"re-derived at alpha / {len(self.columns)}; a fingerprint whose references cannot support "
+                    "that by rank decides nothing)")
+        skipped = f"; {len(self.excluded)} panel models left out" if self.excluded else ""
+        if n == 0:
+            return (f"error control: {self._name()} at {self.alpha:g}, but there is no null panel: every "
+                    "decision is undecided (give --panel DIR of models independent of every owner, or register "
+                    f"fingerprints with --references DIR){skipped}")
+        bound = self.bound()
+        sizes = self.group_sizes()
+        groups = "" if len(sizes) == 1 else \
+            f" in {len(sizes)} groups ({', '.join(f'{g} {k}' for g, k in sizes.items())}; bound for each alone)"
+        if bound is None and self.alpha is not None:
+            least = min(sizes.values())
+            where = "this one has" if len(sizes) == 1 else "its smallest group has"
+            return (f"error control: {self._name()} at {self.alpha:g} needs a null panel of at least "
+                    f"{panel_needed(self.alpha)} models; {where} {least} and supports {smallest_p(least):.3g} at best: "
+                    f"every decision is undecided (add panel models, or ask for --alpha {smallest_p(least):.3g})"
+                    f"{skipped}")
+        if self.kind == "fdr":
+            return (f"error control: false-discovery rate <= {self.alpha:g} over the scan's (suspect, fingerprint) "
+                    f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models{groups}){skipped}")
+        return (f"error control: family-wise, P(an independent suspect matches any of the {len(self.columns)} "
+                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}){skipped}")
+
+    def _name(self) -> str:
+        return "the family-wise rate" if self.kind == "family" else "the false-discovery rate"
+
+    # -- deciding ----------------------------------------------------------------------------
+    def _vector(self, outcome: SuspectOutcome) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The suspect's scores by column, and the panel table and groups without any copy of
+        the suspect."""
+        scores = {f.fingerprint: f.score for f in outcome.findings if f.decision != "error" and f.score is not None}
+        vector = np.array([scores.get(name, np.nan) for name in self.columns], dtype=np.float64)
+        table = self.table()
+        keep = [row["sha256"] != outcome.identity for row in self.panel]
+        groups = [group for group, kept in zip(self.groups(), keep) if kept]
+        return vector, table[np.array(keep, dtype=bool)] if len(table) else table, groups
+
+    def decide(self, outcome: SuspectOutcome) -> SuspectOutcome:
+        """``outcome`` with its findings decided under this control (family-wise: now; fdr: left
+        ``undecided`` until :meth:`decide_scan`; per-fingerprint and Bonferroni: as checked)."""
+        if not self.uses_panel or outcome.status != "done" or not outcome.findings:
+            return outcome
+        if self.kind == "fdr":
+            return replace(outcome, findings=[_decided(f, "undecided", None) for f in outcome.findings])
+        vector, table, groups = self._vector(outcome)
+        p_values = by_group(max_t, vector, table, groups)
+        supported = self.alpha is not None and len(table) > 0 and \
+            min(attained_bound(self.alpha, _rows_used(vector, table[np.array(groups) == group]))
+                for group in set(groups)) > 0
+        findings = []
+        for finding in outcome.findings:
+            if finding.decision == "error" or finding.fingerprint not in self.columns:
+                findings.append(finding)
+                continue
+            column = self.columns.index(finding.fingerprint)
+            if self.alpha is None or not supported or not math.isfinite(p_values[column]):
+                findings.append(_decided(finding, "undecided", None))
+                continue
+            decision = "derived" if p_values[column] <= self.alpha else "independent"
+            findings.append(_decided(finding, decision, _threshold(vector, table, groups, column, self.alpha)))
+        return replace(outcome, findings=findings)
+
+    def decide_scan(self, outcomes: Sequence[SuspectOutcome]) -> list[SuspectOutcome]:
+        """Benjamini-Hochberg over every (suspect, fingerprint) pair of a finished scan (``fdr``);
+        the outcomes whose findings changed."""
+        if self.kind != "fdr" or self.alpha is None:
+            return []
+        done = [o for o in outcomes if o.status == "done" and o.findings]
+        p_values: list[tuple[int, int, float]] = []    # (outcome, finding, p)
+        for i, outcome in enumerate(done):
+            vector, table, groups = self._vector(outcome)
+            column_p = by_group(panel_p_values, vector, table, groups) if len(table) else \
+                np.full(len(self.columns), np.nan)
+            for j, finding in enumerate(outcome.findings):
+                if finding.decision != "error" and finding.fingerprint in self.columns:
+                    p_values.append((i, j, float(column_p[self.columns.index(finding.fingerprint)])))
+        supported = self.bound() is not None
+        listed = benjamini_hochberg(np.array([p for *_, p in p_values]), self.alpha) if p_values \
+            else np.zeros(0, dtype=bool)
+        cutoff = self.alpha * max(1, int(np.sum(listed))) / max(1, len(p_values))
+        table, labels = self.table(), np.array(self.groups())
+        changed: dict[int, SuspectOutcome] = {}
+        for (i, j, p), chosen in zip(p_values, listed):
+            finding = done[i].findings[j]
+            if not supported or not math.isfinite(p):
+                decision, threshold = "undecided", None
+            else:
+                column = self.columns.index(finding.fingerprint)
+                decision = "derived" if chosen else "independent"
+                levels = [_rank_threshold(table[labels == group, column], cutoff) for group in set(labels)]
+                threshold = None if None in levels else max(level for level in levels if level is not None)
+            outcome = changed.setdefault(i, replace(done[i], findings=list(done[i].findings)))
+            outcome.findings[j] = _decided(finding, decision, threshold)
+        return list(changed.values())
+
+
+def _threshold(vector: np.ndarray, table: np.ndarray, groups: list[str], column: int, alpha: float) -> float | None:
+    """The score fingerprint ``column`` needed for this suspect: the highest over the groups."""
+    labels = np.array(groups)
+    levels = [max_t_threshold(vector, table[labels == group], column, alpha) for group in dict.fromkeys(groups)]
+    return None if None in levels else max(level for level in levels if level is not None)
+
+
+def _rows_used(vector: np.ndarray, table: np.ndarray) -> int:
+    columns = np.isfinite(vector)
+    return int(np.sum(np.all(np.isfinite(table[:, columns]), axis=1))) if len(table) else 0
+
+
+def _rank_threshold(column: np.ndarray, p_cutoff: float) -> float | None:
+    """The panel score a suspect's score must exceed for its rank p-value to be <= ``p_cutoff``."""
+    values = np.sort(column[np.isfinite(column)])[::-1]
+    allowed = math.floor(p_cutoff * (len(values) + 1) + 1e-12) - 1     # panel scores >= it that are allowed
+    if allowed < 0:
+        return None
+    return float(values[allowed]) if allowed < len(values) else float("-inf")
+
+
+def _decided(finding: Finding, decision: str, threshold: float | None) -> Finding:
+    return replace(finding, decision=decision, threshold=threshold)
+
+
+def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
+                members: Sequence[tuple[str, str | None, str]], check: Callable[[Sequence[str]], Any]) -> ErrorControl:
+    """The control ``kind`` with its panel scored: ``members`` are ``(source, sha256, group)``
+    (the hash recorded for it, ``None`` to take the file's as it is), ``check`` yields one
+    :class:`~tafa.registry.SuspectOutcome` per source (a scan engine). A member whose file is
+    missing, changed since it was recorded or fails to be checked is left out (listed in
+    :attr:`ErrorControl.excluded`)."""
+    from ..models.base import file_hash
+
+    control = ErrorControl(kind, alpha, list(columns))
+    if not control.uses_panel:
+        return control
+    wanted: dict[str, str] = {}
+    group_of: dict[str, str] = {}
+    for source, recorded, group in members:
+        try:
+            actual = file_hash(source)
+        except OSError as error:
+            control.excluded.append({"source": source, "why": f"unreadable ({error.strerror or error})"})
+            continue
+        if recorded is not None and actual != recorded:
+            control.excluded.append({"source": source, "why": "the file changed since it joined the panel"})
+        elif actual in wanted.values():
+            control.excluded.append({"source": source, "why": "the same bytes as another panel model"})
+        else:
+            wanted[source], group_of[source] = actual, group
+    rows: dict[str, list[float | None]] = {}
+    for outcome in check(list(wanted)):
+        if outcome.status != "done":
+            control.excluded.append({"source": outcome.source, "why": f"failed: {outcome.error}"})
+            continue
+        scores = {f.fingerprint: f.score for f in outcome.findings if f.decision != "error"}
+        if all(scores.get(name) is None for name in columns):
+            control.excluded.append({"source": outcome.source, "why": "fits none of the scan's fingerprints"})
+            continue
+        rows[outcome.source] = [scores.get(name) for name in columns]
+    for source, sha256 in wanted.items():
+        if source in rows:
+            control.panel.append({"source": source, "sha256": sha256, "group": group_of[source]})
+            control.scores.append(rows[source])
+    return control
+
+
+def resolve_control(control: str | None, alpha: float | None, family_alpha: float | None) -> tuple[str, float | None]:
+    """The (control, alpha) a new scan asked for; ``family_alpha`` is the older spelling of
+    ``control="bonferroni", alpha=family_alpha``."""
+    if family_alpha is not None:
+        if control not in (None, "bonferroni") or (alpha is not None and alpha != family_alpha):
+            raise InvalidParameter("family_alpha is control='bonferroni' with that alpha; give one or the other.")
+        control, alpha = "bonferroni", family_alpha
+    control = control or "family"
+    if alpha is None and control != "per-fingerprint":
+        alpha = DEFAULT_ALPHA
+    check_control(control, alpha)
+    return control, alpha
+
+
+__all__ = ["CONTROLS", "DEFAULT_ALPHA", "ErrorControl", "check_control", "resolve_control", "score_panel"]
