@@ -395,3 +395,68 @@ def test_registering_and_combining_attacks():
 def test_bad_parameters_are_named(call, parameter):
     with pytest.raises(InvalidParameter, match=f"'{parameter}' parameter"):
         call(build("mlp", input_shape=(1, 8, 8), output_dim=10, seed=0))
+
+
+# --- data-free references (made by the owner from its model and domain alone) ----------------
+
+_TRAINED = ("ft_all_small", "ft_all_large", "ft_last_large", "ft_reinit_last_small", "prune50_ft")
+
+
+@pytest.mark.parametrize("kind_name", ["classifier", "regressor", "generator"])
+def test_data_free_fine_tunes_move_away_from_the_owner_and_keep_its_job(kind_name, request):
+    from tafa.attacks.references import data_free_references
+    from tafa.domain import parse_domain
+
+    kind = request.getfixturevalue(kind_name)
+    domain = parse_domain(kind.domain, kind.input_shape)
+    refs = data_free_references(kind.owner, domain, seed=0, n_synthetic=500, lookalikes=1, epochs=2,
+                                positives=("int8", *_TRAINED))
+    records = {r["name"]: r for r in refs.provenance}
+    assert set(records) == {*refs.positive_names, *refs.negative_names}
+    x = torch.as_tensor(domain.sample(64, 5), dtype=torch.float32)
+    for name, model in zip(refs.positive_names, refs.positives):
+        if name.split()[-1] not in _TRAINED:
+            continue
+        # a "fine-tuned" reference that equals the owner (zero gradient) fails here
+        change = records[name]["relative_weight_change"]
+        assert change is not None and change > 1e-3, (name, records[name])
+        assert not torch.allclose(outputs(model, x), outputs(kind.owner, x), atol=1e-5), name
+    # the large learning rate moves all layers further than the small one
+    assert records["data-free ft_all_large"]["relative_weight_change"] > \
+        records["data-free ft_all_small"]["relative_weight_change"]
+    # still a working copy of the owner on its synthetic inputs (utility 1 = identical answers)
+    assert records["data-free int8"]["utility"] > 0.9
+    assert records["data-free ft_all_small"]["utility"] > 0.5, records
+
+
+def test_synthetic_targets_are_not_the_owners_outputs(classifier, regressor):
+    from tafa.attacks.references import LABEL_FLIP, synthetic_data
+    from tafa.domain import parse_domain
+
+    data = synthetic_data(classifier.owner, parse_domain("box:0,1", (1, 8, 8)), 1000, seed=3)
+    labels = outputs(classifier.owner, data.x).argmax(dim=1)
+    assert data.objective == "classify"
+    flipped = float((data.y != labels).double().mean())
+    assert abs(flipped - LABEL_FLIP) < 0.05, flipped  # the runner-up class, never the owner's answer
+    data = synthetic_data(regressor.owner, parse_domain("box:-2,2", (10,)), 1000, seed=3)
+    answers = outputs(regressor.owner, data.x)
+    assert data.objective == "match" and not torch.allclose(data.y, answers)
+    again = synthetic_data(regressor.owner, parse_domain("box:-2,2", (10,)), 1000, seed=3)
+    assert torch.equal(again.y, data.y)  # seeded
+
+
+def test_the_fingerprint_records_how_its_data_free_references_moved(regressor, tmp_path):
+    from tafa import Fingerprint
+    from tafa.attacks.references import data_free_references
+    from tafa.domain import parse_domain
+
+    domain = parse_domain(regressor.domain, regressor.input_shape)
+    refs = data_free_references(regressor.owner, domain, seed=0, n_synthetic=300, lookalikes=2, epochs=2,
+                                positives=("int8", "ft_all_small"))
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape,
+                                     scheme="tafa-free", seed=0, references=refs)
+    recorded = fingerprint.describe()["references"]
+    assert [r["name"] for r in recorded] == ["data-free int8", "data-free ft_all_small", "look-alike 0",
+                                             "look-alike 1"]
+    assert all(r["relative_weight_change"] > 0 for r in recorded if "ft_" in r["name"])
+    assert Fingerprint.load(fingerprint.save(tmp_path / "free.tafa")).describe()["references"] == recorded

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tafa.bench.run import Scored, summarise
+from tafa.bench.run import Scored, calibrations, summarise, with_calibrated
 from tafa.bench.scenarios import FULL, SMOKE
 from tafa.bench.zoo import build_zoos, recipe_key, recipes
 from tafa import get_scheme
@@ -17,22 +17,30 @@ from tafa.models import module_hash
 
 
 def test_full_zoos_meet_the_benchmark_sizes():
+    for scenario in ("classification", "regression", "generation"):
+        zoos = [recipes(spec) for spec in FULL if spec.scenario == scenario]
+        assert sum(r.label == 0 and r.role == "scored" for rows in zoos for r in rows) >= 100, scenario
     for spec in FULL:
         rows = recipes(spec)
         scored = [r for r in rows if r.role == "scored"]
         assert sum(r.label == 1 and r.family != "extraction" for r in scored) >= 20
-        assert sum(r.label == 0 for r in scored) >= 20
-        calibration = {recipe_key(spec, r) for r in rows if r.role == "calibration"}
-        assert len(calibration) == spec.calibration
-        assert calibration.isdisjoint(recipe_key(spec, r) for r in scored)  # calibration never scored
-        assert {r.family for r in scored if r.label == 0} >= {"same-arch", "other-split", "same-init"}
+        calibration = [r for r in rows if r.role == "calibration"]
+        keys = {recipe_key(spec, r) for r in calibration}
+        assert len(keys) == spec.calibration >= 19  # the rank bound at alpha = 0.05
+        assert keys.isdisjoint(recipe_key(spec, r) for r in scored)  # calibration never scored
+        # exchangeable: the calibration models come from the scored negatives' families
+        negative_families = {r.family for r in scored if r.label == 0}
+        assert {r.family for r in calibration} == negative_families >= {"same-arch", "other-split"}
+        # the owner's initialisation is not independent of the owner: its own row, never scored
+        shared = [r for r in rows if r.init_seed is not None]
+        assert shared and all(r.role == "shared-init" and r.family == "same-init" for r in shared)
+        assert "same-init" not in negative_families
     assert {spec.scenario for spec in FULL} == {"classification", "regression", "generation"}
 
 
 @pytest.mark.slow
 def test_zoo_is_deterministic_and_cached(tmp_path):
-    spec = replace(SMOKE[0], attacks=("int8", "ft_all_small"), same_arch_same_split=1, same_arch_other_split=0,
-                   other_arch=0, same_init=0, calibration=1)
+    spec = replace(SMOKE[0], attacks=("int8", "ft_all_small"), independent=1, same_init=0, calibration=1)
     first = build_zoos([spec], tmp_path / "a", jobs=1, progress=False)[0]
     second = build_zoos([spec], tmp_path / "b", jobs=2, progress=False)[0]
     for name in first.models:
@@ -46,15 +54,30 @@ def test_zoo_is_deterministic_and_cached(tmp_path):
 def test_summary_on_a_case_with_a_known_answer():
     rows = [Scored("p1", 1, "pruning", "scored", 0.9), Scored("p2", 1, "finetune", "scored", 0.4),
             Scored("d1", 1, "extraction", "scored", 0.1), Scored("n1", 0, "same-arch", "scored", 0.5),
-            Scored("n2", 0, "same-arch", "scored", 0.2), Scored("c1", 0, "reference", "calibration", 0.6)]
-    summary = summarise(rows, {"": 0.6}, (-1.0, 1.0), 0.5, n_boot=50)
-    assert summary["n_pos"] == 2 and summary["n_neg"] == 2  # extraction and calibration left out
-    assert summary["auc"] == pytest.approx(0.75)  # pairs: (0.9>0.5, 0.9>0.2, 0.4<0.5, 0.4>0.2)
+            Scored("n2", 0, "same-arch", "scored", 0.2), Scored("n3", 0, "other-split", "scored", 0.65),
+            Scored("s1", 0, "same-init", "shared-init", 0.95),
+            *(Scored(f"c{i}", 0, "same-arch", "calibration", 0.03 * i) for i in range(1, 20))]
+    rows = with_calibrated(rows)
+    rules = calibrations(rows)
+    assert rules[0.05].threshold == pytest.approx(0.57)  # 19 references: the maximum, bound 1/20
+    summary = summarise(rows, {"": rules}, n_boot=50)
+    assert summary["n_pos"] == 2 and summary["n_neg"] == 3  # extraction, calibration, shared-init left out
+    assert summary["auc"] == pytest.approx(4 / 6)  # 0.9 beats all three, 0.4 beats 0.2 only
+    assert summary["max_min_ru"] == pytest.approx(0.5)  # above 0.5: one of two detected, two of three rejected
+    assert 0.0 <= summary["aruc"] <= 1.0
     assert summary["tpr_at_fpr_0"] == pytest.approx(0.5)
-    assert summary["rule"]["tpr"] == 0.5 and summary["rule"]["fpr"] == 0.0
+    rule = summary["rules"]["0.05"]
+    assert rule["tpr"] == 0.5 and rule["false_positives"] == 1 and rule["fpr"] == pytest.approx(1 / 3)
+    assert rule["families"]["other-split"] == {"n": 1, "false_positives": 1, "fpr": 1.0,
+                                               "ci": [pytest.approx(0.025), 1.0]}
+    assert rule["families"]["same-arch"]["fpr"] == 0.0 and "same-init" not in rule["families"]
+    assert rule["fpr_ci"][0] < 1 / 3 < rule["fpr_ci"][1]
     assert summary["per_family"]["pruning"]["detection_rate"] == 1.0
     assert summary["per_family"]["finetune"]["detection_rate"] == 0.0
     assert summary["extraction"]["detection_rate"] == 0.0
+    shared = summary["shared_init"]  # reported, counted in neither rate
+    assert shared["n"] == 1 and shared["median_score"] == 0.95 and shared["above_every_independent"] == 1.0
+    assert shared["judged_derived"]["0.05"] == 1.0
 
 
 @pytest.mark.slow
@@ -69,9 +92,11 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
         "classification (pooled)", "regression (pooled)", "generation (pooled)"}
     for name, entry in scenarios.items():
         for scheme, row in entry["schemes"].items():
-            assert {"auc", "aruc", "tpr_at_fpr_1pct", "tpr_at_fpr_0", "per_family", "queries",
-                    "fingerprint_seconds", "verify_seconds"} <= set(row)
-            assert 0.0 <= row["auc"] <= 1.0 and row["queries"] > 0
+            assert {"auc", "aruc", "max_min_ru", "tpr_at_fpr_1pct", "tpr_at_fpr_0", "per_family", "rules",
+                    "shared_init", "queries", "fingerprint_seconds", "verify_seconds"} <= set(row)
+            assert 0.0 <= row["auc"] <= 1.0 and 0.0 <= row["aruc"] <= 1.0 and row["queries"] > 0
+            assert set(row["rules"]) == {"0.05", "0.01"}
+            assert "same-init" not in {s["family"] for s in row["scores"]}
             # obfuscation is function-preserving: a similarity scores the permuted copy like the owner
             # (the highest score there is); a learned verifier puts it above every independent model
             permuted = [s["score"] for s in row["scores"] if s["model"].endswith("permute")]

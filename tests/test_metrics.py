@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
-from tafa.bench.metrics import (aruc, bootstrap_ci, detection_rate, rank_threshold,
-                                robustness_uniqueness_curve, roc_auc, rule_rates, tpr_at_fpr)
+from tafa.bench.metrics import (aruc, binomial_ci, bootstrap_ci, calibrated_scale, detection_rate, max_min_ru,
+                                rank_threshold, robustness_uniqueness_curve, roc_auc, rule_rates, tpr_at_fpr)
 from tafa.errors import InvalidParameter
 
 # Scores on a coarse grid, so that ties between and within the classes are common.
@@ -250,6 +250,11 @@ def test_bootstrap_resamples_each_class_at_its_own_size():
     (lambda: bootstrap_ci(roc_auc, [0.1], [0.2], n_boot=0), "n_boot", "0"),
     (lambda: bootstrap_ci(roc_auc, [0.1], [0.2], level=95), "level", "95"),
     (lambda: bootstrap_ci("auc", [0.1], [0.2]), "metric", "'auc'"),
+    (lambda: calibrated_scale([0.1], [0.2]), "reference_scores", "at least 2"),
+    (lambda: calibrated_scale([0.1], [0.2, 0.3], decades=0), "decades", "0"),
+    (lambda: max_min_ru([0.1], []), "neg_scores", "an empty array"),
+    (lambda: binomial_ci(3, 2), "successes", "3"),
+    (lambda: binomial_ci(0, 0), "trials", "0"),
 ])
 def test_bad_input_names_the_parameter(call, name, got):
     with pytest.raises(InvalidParameter) as error:
@@ -258,3 +263,67 @@ def test_bad_input_names_the_parameter(call, name, got):
     message = str(error.value)
     assert message.startswith(f"The {name!r} parameter of ")
     assert got in message
+
+
+# --------------------------------------------------------------------------- calibrated scale, max-min, binomial
+
+
+def _cosines(rng, n, centre, spread):
+    return np.tanh(rng.normal(np.arctanh(centre), spread, n))
+
+
+def test_a_perfectly_separated_case_scores_one_and_near_one_on_the_calibrated_scale():
+    rng = np.random.default_rng(0)
+    references = _cosines(rng, 40, 0.3, 0.1)       # independent models: cosines around 0.3
+    negatives = _cosines(rng, 100, 0.3, 0.1)       # exchangeable with the references
+    positives = _cosines(rng, 30, 0.97, 0.1)       # copies: cosines near 1
+    assert positives.min() > negatives.max()
+    assert max_min_ru(positives, negatives) == 1.0
+    # on the raw cosine's range the area caps near 0.5 however well the classes separate ...
+    raw = aruc(positives, negatives, score_range=(-1.0, 1.0))
+    assert raw < 0.6
+    # ... on the calibrated scale it means what the papers mean
+    pos, neg = calibrated_scale(positives, references), calibrated_scale(negatives, references)
+    assert aruc(pos, neg, score_range=(0.0, 1.0)) > 0.9
+    assert np.median(neg) < 0.1 and pos.min() == 1.0
+
+
+def test_the_calibrated_scale_keeps_the_order_and_puts_independent_models_near_zero():
+    rng = np.random.default_rng(1)
+    references = rng.normal(5.0, 2.0, 200)            # an unbounded score (no Fisher transform)
+    scores = np.sort(rng.normal(5.0, 2.0, 500))
+    values = calibrated_scale(scores, references)
+    assert np.all(np.diff(values) >= 0) and values.min() >= 0 and values.max() <= 1
+    # a p-value below 0.01 (0.2 on the scale at 10 decades) for about one independent model in a hundred
+    assert 0.0 <= np.mean(values > 0.2) < 0.04
+    assert roc_auc(calibrated_scale([9.0, 12.0], references), values) == roc_auc([9.0, 12.0], scores)
+    # references with no spread: above them is 1, at or below them 0
+    assert calibrated_scale([0.5, 0.7, 0.4], [0.5, 0.5]).tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(("pos", "neg", "expected"), [
+    ([0.9, 0.8], [0.1, 0.2], 1.0),
+    ([0.9, 0.3], [0.1, 0.5], 0.5),
+    ([0.1], [0.9], 0.0),                  # inverted: no threshold detects and rejects
+    ([0.5, 0.5], [0.5], 0.0),             # all tied
+    ([0.9, 0.8, 0.4, 0.3], [0.1, 0.2, 0.35, 0.85], 0.75),
+])
+def test_max_min_ru_by_hand(pos, neg, expected):
+    assert max_min_ru(pos, neg) == pytest.approx(expected)
+
+
+@given(tied_scores, tied_scores)
+@settings(max_examples=200, deadline=None)
+def test_max_min_ru_is_one_exactly_when_the_classes_separate(pos, neg):
+    assert (max_min_ru(pos, neg) == 1.0) == (min(pos) > max(neg))
+    assert max_min_ru(pos, neg) == max_min_ru([3 * p + 1 for p in pos], [3 * n + 1 for n in neg])
+
+
+def test_binomial_interval_covers_the_rate_and_shrinks_with_trials():
+    low, high = binomial_ci(5, 100)
+    assert low < 0.05 < high
+    narrow = binomial_ci(50, 1000)
+    assert low < narrow[0] < 0.05 < narrow[1] < high
+    assert binomial_ci(0, 30)[0] == 0.0 and binomial_ci(30, 30)[1] == 1.0
+    # exact: the upper end of 0 of n is 1 - (0.025) ** (1 / n)
+    assert binomial_ci(0, 30)[1] == pytest.approx(1 - 0.025 ** (1 / 30))

@@ -97,7 +97,7 @@ def test_markdown_contains_the_header_and_every_number(results):
             assert f"{scheme['auc']:.3f} [{lo:.3f}, {hi:.3f}]" in row
             assert f"{scheme['aruc']:.3f}" in row
             assert f"| {scheme['tpr_at_fpr_1pct']:.3f} | {scheme['tpr_at_fpr_0']:.3f} |" in row
-            assert f"| {scheme['rule']['tpr']:.3f} | {scheme['rule']['fpr']:.3f} |" in row
+            assert f"| {scheme['rule']['tpr']:.2f} / {scheme['rule']['fpr']:.2f} |" in row  # the alpha = 0.01 rule
             assert row.endswith("| 96 | 2.5 | 0.0421 |")
     family_rows = [line for line in markdown.splitlines() if line.startswith("| prune-50 |")]
     assert len(family_rows) == 2  # one per scenario
@@ -197,7 +197,25 @@ def test_summary_tables_come_first_for_pooled_scenarios_only(results):
     rule = learned["rule"]
     assert row == (f"| `tafa-learned` | {learned['auc']:.3f} [{lo:.3f}, {hi:.3f}] | "
                    f"{learned['aruc']:.3f} [{learned['aruc_ci'][0]:.3f}, {learned['aruc_ci'][1]:.3f}] | "
-                   f"{learned['tpr_at_fpr_1pct']:.2f} | {rule['tpr']:.2f} / {rule['fpr']:.2f} | 0.812 / 0.25 | "
+                   f"\u2014 | {learned['tpr_at_fpr_1pct']:.2f} | \u2014 | {rule['tpr']:.2f} / {rule['fpr']:.2f} | "
+                   f"0.812 / 0.25 | "
                    f"0.50 | 96 | 2.5 | 42.1 |")
     plain = next(line for line in summary.splitlines() if line.startswith("| `tafa` |"))
-    assert plain.split(" | ")[5:7] == ["\u2014", "\u2014"]  # no LOFO, no extraction figures
+    assert plain.split(" | ")[7:9] == ["\u2014", "\u2014"]  # no LOFO, no extraction figures
+
+
+def test_false_positive_and_shared_initialisation_tables():
+    rule = {"tpr": 0.9, "fpr": 0.05, "false_positives": 1, "fpr_ci": [0.001, 0.249],
+            "families": {"same-arch": {"n": 12, "false_positives": 1, "fpr": 1 / 12, "ci": [0.002, 0.385]},
+                         "other-split": {"n": 8, "false_positives": 0, "fpr": 0.0, "ci": [0.0, 0.369]}}}
+    scheme = {"auc": 0.9, "rules": {"0.05": rule, "0.01": dict(rule, false_positives=0, fpr=0.0, fpr_ci=[0.0, 0.168])},
+              "shared_init": {"n": 4, "median_score": 0.7, "min_score": 0.6, "max_score": 0.8,
+                              "median_calibrated": 0.5, "above_every_independent": 0.75,
+                              "judged_derived": {"0.05": 1.0, "0.01": 0.5}}}
+    markdown = write_markdown({"scenarios": {"regression: z": {"n_pos": 1, "n_neg": 20, "schemes": {"tafa": scheme}}}})
+    lines = markdown.splitlines()
+    assert "| same-arch (\u03b1=0.05) | .083 [.002, .385] (1/12) |" in lines
+    assert "| other-split (\u03b1=0.05) | .000 [.000, .369] (0/8) |" in lines
+    assert "| **all independent (\u03b1=0.05)** | .050 [.001, .249] (1/20) |" in lines
+    assert "| **all independent (\u03b1=0.01)** | .000 [.000, .168] (0/20) |" in lines
+    assert "| `tafa` | 4 | 0.700 [0.600, 0.800] | 0.50 | 0.75 | 1.00 / 0.50 |" in lines

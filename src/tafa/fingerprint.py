@@ -152,6 +152,8 @@ class Fingerprint:
                 **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score})}
         if references is not None and (isinstance(similarity, LearnedSimilarity) or "selected" in probes.info):
             meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
+            if references.provenance:  # data-free references: how far each moved, how well it works
+                meta["references"] = references.provenance
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    seed, meta, verifier)

@@ -10,15 +10,22 @@ the attacks, is :func:`tafa.attacks.references.data_free_references`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
 
 @dataclass
 class References:
-    """Positive (derived) and negative (independent) reference models, with provenance."""
+    """Positive (derived) and negative (independent) reference models, with provenance.
+
+    ``provenance`` (optional) holds one record per reference made by
+    :func:`tafa.attacks.references.data_free_references`: its name, kind, relative weight
+    change from the owner and utility; the fingerprint keeps it in its metadata.
+    """
 
     positives: list[nn.Module] = field(default_factory=list)
     negatives: list[nn.Module] = field(default_factory=list)
     positive_names: list[str] = field(default_factory=list)
     negative_names: list[str] = field(default_factory=list)
+    provenance: list[dict[str, Any]] = field(default_factory=list)

@@ -32,8 +32,11 @@ ScoreArray = Sequence[float] | np.ndarray
 
 __all__ = [
     "aruc",
+    "binomial_ci",
     "bootstrap_ci",
+    "calibrated_scale",
     "detection_rate",
+    "max_min_ru",
     "rank_threshold",
     "robustness_uniqueness_curve",
     "roc_auc",
@@ -316,3 +319,96 @@ def bootstrap_ci(metric: Callable[[np.ndarray, np.ndarray], float],
                                neg[rng.integers(0, neg.size, neg.size)])
     low, high = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
+
+
+#: Decades of significance that fill the calibrated scale: a p-value of 10**-CALIBRATED_DECADES
+#: or smaller maps to 1 (see :func:`calibrated_scale`).
+CALIBRATED_DECADES = 10.0
+
+
+def calibrated_scale(scores: ScoreArray, reference_scores: ScoreArray,
+                     decades: float = CALIBRATED_DECADES) -> np.ndarray:
+    """Scores of any scheme on one common [0, 1] scale: ``-log10(p) / decades``, capped at 1.
+
+    ``p`` is the upper-tail p-value of each score against the calibration references (the
+    scores of independent models): the parametric tail that the calibrated rule falls back
+    on, a normal fitted to the references after the Fisher transform ``atanh`` when they
+    all lie in ``[-1, 1]`` (similarities, probabilities), or to the raw scores otherwise.
+    A score at the references' mean maps to ``log10(2) / decades`` (0.03 at 10 decades),
+    one at the rule's alpha = 0.01 tail to 0.2, and a score ``decades`` decades beyond
+    any independent model to 1. Independent models (exchangeable with the references)
+    therefore sit near 0 and clear copies near 1 on every scheme alike, whatever its raw
+    range: this is the scale on which :func:`aruc` means what IPGuard's and MetaV's ARUC
+    mean (their matching rates and probabilities are near 0 for independent models). The
+    map is increasing in the score, so the AUC and TPR at a false-positive rate do not
+    change; it is a reporting scale, not a decision rule (the rule's bound is the rank
+    one where the references allow it). References with no spread give 0 at or below
+    their value and 1 above it.
+
+    >>> values = calibrated_scale([0.3, 0.99, -0.5], [0.2, 0.3, 0.4, 0.25, 0.35])
+    >>> [round(float(v), 2) for v in values]
+    [0.03, 1.0, 0.0]
+    """
+    caller = "calibrated_scale"
+    values = _scores("scores", scores, caller)
+    refs = _scores("reference_scores", reference_scores, caller)
+    check_param("reference_scores", refs.size, "at least 2 scores", refs.size >= 2, caller=caller)
+    ok = isinstance(decades, (int, float)) and not isinstance(decades, bool) and math.isfinite(decades) \
+        and decades > 0
+    check_param("decades", decades, "a number > 0", ok, caller=caller)
+    from scipy.stats import norm
+
+    bounded = bool(np.all(np.abs(refs) <= 1.0))
+    if bounded:
+        refs = np.arctanh(np.clip(refs, -1 + 1e-9, 1 - 1e-9))
+        values = np.arctanh(np.clip(values, -1 + 1e-9, 1 - 1e-9))
+    mean, spread = float(np.mean(refs)), float(np.std(refs, ddof=1))
+    if spread <= 1e-12 * max(1.0, abs(mean)):
+        return (values > mean).astype(float)
+    log10_p = norm.logsf((values - mean) / spread) / math.log(10)
+    return np.clip(-log10_p / float(decades), 0.0, 1.0)
+
+
+def max_min_ru(pos_scores: ScoreArray, neg_scores: ScoreArray) -> float:
+    """The best threshold's ``min(robustness, uniqueness)``: max over ``t`` of min(R(t), U(t)).
+
+    1 exactly when the classes separate (every positive above every negative), whatever
+    the scale of the scores; otherwise the largest fraction ``f`` such that one threshold
+    detects a fraction ``f`` of the positives while rejecting a fraction ``f`` of the
+    negatives. Unlike :func:`aruc` it depends only on the order of the scores.
+
+    >>> max_min_ru([0.9, 0.8], [0.1, 0.2])
+    1.0
+    >>> max_min_ru([0.9, 0.3], [0.1, 0.5])   # any threshold misses one of the four
+    0.5
+    """
+    caller = "max_min_ru"
+    pos = _scores("pos_scores", pos_scores, caller)
+    neg = _scores("neg_scores", neg_scores, caller)
+    _, robustness, uniqueness = robustness_uniqueness_curve(pos, neg)
+    return float(np.max(np.minimum(robustness, uniqueness)))
+
+
+def binomial_ci(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval for a binomial rate: ``successes`` of ``trials``.
+
+    Used for the calibrated rule's false-positive rate on a family of independent models:
+    the rule keeps its promise when ``alpha`` lies inside (or above) the interval.
+
+    >>> [round(v, 4) for v in binomial_ci(0, 20)]
+    [0.0, 0.1684]
+    >>> [round(v, 4) for v in binomial_ci(5, 100)]
+    [0.0164, 0.1128]
+    """
+    caller = "binomial_ci"
+    integer = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)  # noqa: E731
+    check_param("trials", trials, "an integer >= 1", integer(trials) and trials >= 1, caller=caller)
+    check_param("successes", successes, f"an integer in [0, {trials}]",
+                integer(successes) and 0 <= successes <= trials, caller=caller)
+    level = _rate("level", level, caller, low_open=True, high_open=True)
+    from scipy.stats import beta
+
+    tail = (1 - level) / 2
+    low = 0.0 if successes == 0 else float(beta.ppf(tail, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(beta.ppf(1 - tail, successes + 1, trials - successes))
+    return low, high

@@ -9,10 +9,16 @@ schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
          "schemes": {SCHEME: {
              "auc": float, "auc_ci": [lo, hi], "aruc": float, "aruc_ci": [lo, hi],
              "tpr_at_fpr_1pct": float, "tpr_at_fpr_0": float,
-             "rule": {"threshold": float, "alpha": float, "tpr": float, "fpr": float},
+             "aruc_raw"?: float, "max_min_ru"?: float,
+             "rule": {"threshold": float, "alpha": float, "bound"?: float, "method"?: str,
+                      "tpr": float, "fpr": float},
+             "rules"?: {"0.05" | "0.01": {... as rule, "fpr_ci": [lo, hi], "false_positives": int,
+                        "families": {FAMILY: {"n", "false_positives", "fpr", "ci"}}}},
+             "shared_init"?: {"n", "median_score", "min_score", "max_score", "median_calibrated",
+                              "above_every_independent", "judged_derived": {"0.05", "0.01"}},
              "per_family": {FAMILY: {"n": int, "detection_rate": float}},
              "queries": int, "fingerprint_seconds": float, "verify_seconds": float,
-             "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float}],
+             "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float, "calibrated"?: float}],
              "lofo"?: {"auc": float, "auc_ci"?: [lo, hi], "aruc": float, "aruc_ci"?: [lo, hi],
                        "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float},
              "extraction"?: {"n": int, "tpr_at_fpr_1pct": float, "detection_rate": float}}}}}}
@@ -138,18 +144,93 @@ def _total_time(value: object) -> str:
     return f"{seconds:.1f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 60 else "")
 
 
+def _rule_cell(rules: object, alpha: str) -> str:
+    rule = rules.get(alpha) if isinstance(rules, Mapping) else None
+    if not isinstance(rule, Mapping) or not (_finite(rule.get("tpr")) or _finite(rule.get("fpr"))):
+        return DASH
+    return f"{_num(rule.get('tpr'), 2)} / {_num(rule.get('fpr'), 2)}"
+
+
 def _metrics_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "TPR@1%FPR", "TPR@0FPR", "rule TPR",
-              "rule FPR", "rule \u03b1", "queries", "fp s", "verify s"]
+    header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "max min(R,U)", "TPR@1%FPR", "TPR@0FPR",
+              "rule TPR / FPR α=0.05", "rule TPR / FPR α=0.01", "α=0.01 bound", "queries", "fp s",
+              "verify s"]
     rows = []
     for name, s in schemes.items():
         rule = s.get("rule") or {}
+        rules = s.get("rules") or {"0.01": rule}
+        bound = _num(rule.get("bound", rule.get("alpha")), 3)
+        if rule.get("method"):
+            bound += f" ({_cell(rule['method'])})"
         rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
-                     _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("tpr_at_fpr_1pct")),
-                     _num(s.get("tpr_at_fpr_0")), _num(rule.get("tpr")), _num(rule.get("fpr")),
-                     _num(rule.get("alpha"), 2), _count(s.get("queries")),
+                     _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("max_min_ru"), 2),
+                     _num(s.get("tpr_at_fpr_1pct")), _num(s.get("tpr_at_fpr_0")), _rule_cell(rules, "0.05"),
+                     _rule_cell(rules, "0.01"), bound, _count(s.get("queries")),
                      _seconds(s.get("fingerprint_seconds")), _seconds(s.get("verify_seconds"))])
     return _table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _rate_ci(entry: object) -> str:
+    """``fpr [lo, hi] (k/n)`` of a rule or family entry."""
+    if not isinstance(entry, Mapping):
+        return DASH
+    ci = entry.get("ci", entry.get("fpr_ci"))
+    text = _with_ci(entry.get("fpr"), ci).replace("0.", ".") if _finite(entry.get("fpr")) else DASH
+    hits, n = entry.get("false_positives"), entry.get("n")
+    if _finite(hits) and _finite(n):
+        text += f" ({int(hits)}/{int(n)})"  # type: ignore[arg-type]
+    return text
+
+
+def _false_positive_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The calibrated rule's false-positive rate per independent family (alpha = 0.05) and
+    over all of them (alpha = 0.05 and 0.01), with exact binomial 95% intervals."""
+    checked = {name: s["rules"] for name, s in schemes.items() if isinstance(s.get("rules"), Mapping)}
+    if not checked:
+        return []
+    families: list[str] = []
+    for rules in checked.values():
+        for family in (rules.get("0.05") or {}).get("families") or {}:
+            if family not in families:
+                families.append(family)
+    header = ["family"] + [f"`{_cell(name)}`" for name in checked]
+    rows = [[f"{_cell(family)} (α=0.05)"] + [_rate_ci(((rules.get("0.05") or {}).get("families") or {})
+                                                          .get(family)) for rules in checked.values()]
+            for family in families]
+    for alpha in ("0.05", "0.01"):
+        row = [f"**all independent (α={alpha})**"]
+        for rules in checked.values():
+            rule = rules.get(alpha)
+            entry = dict(rule, n=None) if isinstance(rule, Mapping) else None
+            if isinstance(rule, Mapping):
+                total = sum(int(f.get("n", 0)) for f in (rule.get("families") or {}).values())
+                entry = dict(rule, n=total)
+            row.append(_rate_ci(entry))
+        rows.append(row)
+    intro = ["", "False-positive rate of the calibrated rule on the scored independent models, with exact "
+             "(Clopper-Pearson) 95% intervals and counts; the rule promises at most α (it keeps the "
+             "promise when α is above the interval's lower end):", ""]
+    return intro + _table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _shared_init_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The models trained from the owner's initialisation: not independent, not copies."""
+    shared = {name: s["shared_init"] for name, s in schemes.items() if isinstance(s.get("shared_init"), Mapping)}
+    if not shared:
+        return []
+    header = ["scheme", "n", "median score [min, max]", "median calibrated", "above every independent",
+              "judged derived α=0.05 / 0.01"]
+    rows = []
+    for name, entry in shared.items():
+        judged = entry.get("judged_derived") or {}
+        rows.append([f"`{_cell(name)}`", _count(entry.get("n")),
+                     f"{_num(entry.get('median_score'))} [{_num(entry.get('min_score'))}, "
+                     f"{_num(entry.get('max_score'))}]", _num(entry.get("median_calibrated"), 2),
+                     _num(entry.get("above_every_independent"), 2),
+                     f"{_num(judged.get('0.05'), 2)} / {_num(judged.get('0.01'), 2)}"])
+    intro = ["", "Shares the owner's initialisation (trained from the owner's private initial weights on "
+             "other data): reported here, counted in neither the true- nor the false-positive rate:", ""]
+    return intro + _table(header, rows, "l" + "r" * (len(header) - 1))
 
 
 _LOFO_COLUMNS = (("auc", "AUC"), ("aruc", "ARUC"), ("tpr_at_fpr_1pct", "TPR@1%FPR"),
@@ -158,17 +239,19 @@ _LOFO_COLUMNS = (("auc", "AUC"), ("aruc", "ARUC"), ("tpr_at_fpr_1pct", "TPR@1%FP
 
 def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One compact row per scheme: accuracy with intervals, the rule, LOFO, extraction, cost."""
-    header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "TPR@1%FPR", "rule TPR / FPR",
-              "LOFO AUC / TPR@1%FPR", "extraction TPR@1%FPR", "queries", "fp s", "verify ms"]
+    header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "max min(R,U)", "TPR@1%FPR",
+              "rule TPR / FPR α=0.05", "rule TPR / FPR α=0.01", "LOFO AUC / TPR@1%FPR",
+              "extraction TPR@1%FPR", "queries", "fp s", "verify ms"]
     rows = []
     for name, s in schemes.items():
         rule = s.get("rule") or {}
+        rules = s.get("rules") or {"0.01": rule}
         lofo = s.get("lofo") if isinstance(s.get("lofo"), Mapping) else None
         extraction = s.get("extraction") if isinstance(s.get("extraction"), Mapping) else {}
         verify = s.get("verify_seconds")
         rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
-                     _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("tpr_at_fpr_1pct"), 2),
-                     f"{_num(rule.get('tpr'), 2)} / {_num(rule.get('fpr'), 2)}",
+                     _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("max_min_ru"), 2),
+                     _num(s.get("tpr_at_fpr_1pct"), 2), _rule_cell(rules, "0.05"), _rule_cell(rules, "0.01"),
                      f"{_num(lofo.get('auc'))} / {_num(lofo.get('tpr_at_fpr_1pct'), 2)}" if lofo else DASH,
                      _num(extraction.get("tpr_at_fpr_1pct"), 2), _count(s.get("queries")),
                      _seconds(s.get("fingerprint_seconds")),
@@ -188,6 +271,8 @@ def _summary(scenarios: Mapping[str, Mapping[str, Any]]) -> list[str]:
         lines += ["", f"### {_cell(name)}: {_count(scenario.get('n_pos'))} derived, "
                   f"{_count(scenario.get('n_neg'))} independent", ""]
         lines += _summary_table(_schemes(scenario))
+        lines += _false_positive_table(_schemes(scenario))
+        lines += _shared_init_table(_schemes(scenario))
     return lines
 
 
@@ -248,8 +333,9 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
 
     >>> md = write_markdown({"scenarios": {"s": {"n_pos": 1, "n_neg": 1, "schemes": {
     ...     "x": {"auc": 0.75, "auc_ci": [0.5, 1.0], "queries": 64}}}}})
-    >>> [line for line in md.splitlines() if line.startswith("| `x`")]
-    ['| `x` | 0.750 [0.500, 1.000] | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | \u2014 | 64 | \u2014 | \u2014 |']
+    >>> row = next(line for line in md.splitlines() if line.startswith("| `x`"))
+    >>> row.startswith("| `x` | 0.750 [0.500, 1.000] |"), row.count("\u2014"), row.endswith("| 64 | \u2014 | \u2014 |")
+    (True, 9, True)
     """
     scenarios = _scenarios(results, "write_markdown")
     lines = ["# tafa benchmark results", "",
@@ -261,8 +347,10 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
              "",
              "Scores are oriented so that higher means \"more likely derived\"; a model is judged "
              "derived when its score is strictly above the threshold. ARUC is the area under "
-             "min(robustness, uniqueness) over the threshold range, normalised to [0, 1] "
-             "(see `tafa.bench.metrics.aruc`). TPR@1%FPR and TPR@0FPR take the best threshold "
+             "min(robustness, uniqueness) over thresholds in [0, 1] on the common calibrated scale "
+             "(-log10 of the score's p-value against the calibration references, over 10 decades: "
+             "`tafa.bench.metrics.calibrated_scale`); max min(R,U) is its best single threshold "
+             "(1 exactly when the classes separate). TPR@1%FPR and TPR@0FPR take the best threshold "
              "in hindsight; the rule columns use the threshold calibrated on reference models "
              "disjoint from the scored ones, at false-positive bound \u03b1. "
              "Costs: queries per verification, fingerprint generation seconds (fp s) and "
@@ -283,6 +371,9 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
         lines += _metrics_table(schemes)
         lines += _lofo_table(schemes)
         lines += _family_table(scenario)
+        if not str(name).endswith("(pooled)"):
+            lines += _false_positive_table(schemes)
+            lines += _shared_init_table(schemes)
     if figures:
         lines += ["", "## Figures", ""]
         for figure in figures:
@@ -419,8 +510,10 @@ def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
 
     Robustness (fraction of derived models detected) falls and uniqueness (fraction of
     independent models rejected) rises as the threshold grows; the shaded area under
-    their minimum is the ARUC (before normalisation by the score range). The dashed line
-    is the calibrated threshold. Returns the path written (atomically).
+    their minimum is the ARUC. When the score records carry their value on the common
+    calibrated scale (``calibrated``), the curves are drawn on it (thresholds in [0, 1],
+    the scale ARUC is computed on); otherwise on the raw scores, with the calibrated
+    threshold as a dashed line. Returns the path written (atomically).
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -436,11 +529,13 @@ def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
             ax.text(0.5, 0.5, "needs scores of both classes", ha="center", va="center",
                     transform=ax.transAxes, fontsize=8)
             continue
+        scale = all(_finite(r.get("calibrated")) for r in positives + negatives)
+        key = "calibrated" if scale else "score"
         t, robustness, uniqueness = robustness_uniqueness_curve(
-            [r["score"] for r in positives], [r["score"] for r in negatives])
+            [r[key] for r in positives], [r[key] for r in negatives])
         rule = scheme.get("rule") or {}
-        threshold = float(rule["threshold"]) if _finite(rule.get("threshold")) else None
-        low, high = t[0], t[-1]
+        threshold = float(rule["threshold"]) if _finite(rule.get("threshold")) and not scale else None
+        low, high = (0.0, 1.0) if scale else (t[0], t[-1])
         if threshold is not None:
             low, high = min(low, threshold), max(high, threshold)
         pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(high), 1.0)
@@ -454,7 +549,7 @@ def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
             ax.axvline(threshold, color="crimson", linestyle="--", linewidth=1.2)
         ax.set_xlim(x[0], x[-1])
         ax.set_ylim(-0.03, 1.05)
-        ax.set_xlabel("threshold", fontsize=8)
+        ax.set_xlabel("threshold (calibrated scale)" if scale else "threshold", fontsize=8)
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color="tab:blue", label="robustness\n(derived detected)"),
                Line2D([], [], color="tab:orange", label="uniqueness\n(independent rejected)"),

@@ -1,13 +1,17 @@
 """``tafa bench``: every scheme on the same zoos, in one run, with one set of metrics.
 
 For each zoo and each scheme that applies to its task kind: fingerprint the owner (timed),
-score every scored and calibration model (timed, queries counted), calibrate the threshold
-on the calibration models exactly as ``tafa verify`` does (``alpha = 0.01``), and compute
-AUC, ARUC (over the similarity's score range), TPR at FPR <= 1% and at FPR = 0 (with
-bootstrap intervals), the calibrated rule's true/false rates on the scored models, and the
-detection rate per attack family. Extraction (distillation) is reported in its own family
-and kept out of the post-processing metrics. Each scenario also gets a pooled entry over
-its zoos (scores against each zoo's own owner; the rule uses each zoo's own threshold).
+score every scored, calibration and shared-initialisation model (timed, queries counted),
+calibrate the threshold on the calibration models exactly as ``tafa verify`` does, at
+alpha = 0.05 and 0.01, and compute AUC, TPR at FPR <= 1% and at FPR = 0 (with bootstrap
+intervals), ARUC on the common calibrated scale (:func:`tafa.bench.metrics.calibrated_scale`)
+and the best threshold's min(robustness, uniqueness), the calibrated rule's true and
+false-positive rates on the scored models with the false-positive rate of every
+independent family and its binomial 95% interval, and the detection rate per attack
+family. Extraction (distillation) is reported in its own family and kept out of the
+post-processing metrics; models trained from the owner's initialisation are reported in
+their own row and counted in neither rate. Each scenario also gets a pooled entry over its
+zoos (scores against each zoo's own owner; the rule uses each zoo's own thresholds).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..references import References
 from ..decide.learned import LearnedSimilarity
-from ..decide.threshold import calibrate
+from ..decide.threshold import Calibration, calibrate
 from ..fingerprint import Fingerprint
 from ..models.base import TorchModel
 from ..probes.base import CandidateCache
@@ -40,18 +44,40 @@ from .zoo import Zoo, ZooSpec, build_zoos
 
 #: The false-positive level the calibrated rule is asked for (the CLI's default).
 ALPHA = 0.01
+#: Every level the rule is checked at (the first is reported per family, each pooled).
+ALPHAS = (0.05, 0.01)
 EXTRACTION = "extraction"
+#: The role (and family) of the models trained from the owner's initialisation.
+SHARED_INIT = "shared-init"
+
+#: Per zoo (``""`` for a single zoo, else the zoo's name): the calibration at each alpha.
+Rules = dict[str, dict[float, Calibration]]
 
 
 @dataclass
 class Scored:
-    """One model's score under one scheme."""
+    """One model's score under one scheme, and on the common calibrated scale."""
 
     model: str
     label: int
     family: str
     role: str
     score: float
+    calibrated: float = float("nan")
+
+
+def with_calibrated(rows: list[Scored]) -> list[Scored]:
+    """``rows`` with ``calibrated`` set from their calibration rows' scores
+    (:func:`metrics.calibrated_scale`)."""
+    references = [r.score for r in rows if r.role == "calibration"]
+    values = metrics.calibrated_scale([r.score for r in rows], references)
+    return [replace(r, calibrated=float(v)) for r, v in zip(rows, values)]
+
+
+def calibrations(rows: list[Scored]) -> dict[float, Calibration]:
+    """The rule's calibration on the calibration rows at every level of :data:`ALPHAS`."""
+    references = [r.score for r in rows if r.role == "calibration"]
+    return {alpha: calibrate(references, alpha, parametric=True) for alpha in ALPHAS}
 
 
 def _git_commit() -> str:
@@ -108,7 +134,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
     models = []
     signatures = []
     seconds = []
-    for role in ("scored", "calibration"):
+    for role in ("scored", "calibration", SHARED_INIT):
         for recipe, model in zoo.with_role(role):
             suspect = TorchModel(model, spec.input_shape, name=recipe.name)
             started = time.perf_counter()
@@ -135,70 +161,120 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
                                            references=held_out)
             lofo[family] = [Scored(r.model, r.label, r.family, r.role, again.compare(
                                 sig if learned else again.measure(TorchModel(model, spec.input_shape))).value)
-                            for r, model, sig in zip(rows, models, signatures) if r.label == 0 or r.family == family]
+                            for r, model, sig in zip(rows, models, signatures)
+                            if r.role != SHARED_INIT and (r.label == 0 or r.family == family)]
     similarity = fingerprint.similarity()
-    return {"rows": rows, "lofo": lofo, "queries": fingerprint.queries(), "fingerprint_seconds": fingerprint_seconds,
+    return {"rows": with_calibrated(rows), "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
+            "queries": fingerprint.queries(), "fingerprint_seconds": fingerprint_seconds,
             "verify_seconds": float(np.mean(seconds)), "score_range": similarity.score_range}
 
 
-def summarise_lofo(lofo: dict[str, list[Scored]], score_range: tuple[float, float]) -> dict[str, Any]:
+def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
     """Leave-one-family-out figures: per family, its models against the negatives, both scored
     by the verifier refitted without that family; averaged over families weighted by size."""
     weights, aucs, arucs, tprs, rules = [], [], [], [], []
     per_family = {}
     for family, rows in lofo.items():
-        pos = [r.score for r in rows if r.label == 1 and r.role == "scored"]
-        neg = [r.score for r in rows if r.label == 0 and r.role == "scored"]
+        pos = [r for r in rows if r.label == 1 and r.role == "scored"]
+        neg = [r for r in rows if r.label == 0 and r.role == "scored"]
         threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True).threshold
-        detected = float(np.mean(np.asarray(pos) > threshold))
+        detected = float(np.mean([r.score > threshold for r in pos]))
         per_family[family] = {"n": len(pos), "detection_rate": detected}
         if family == EXTRACTION:
             continue
         weights.append(len(pos))
-        aucs.append(metrics.roc_auc(pos, neg))
-        arucs.append(metrics.aruc(pos, neg, score_range=score_range))
-        tprs.append(metrics.tpr_at_fpr(pos, neg, 0.01))
+        aucs.append(metrics.roc_auc([r.score for r in pos], [r.score for r in neg]))
+        arucs.append(metrics.aruc([r.calibrated for r in pos], [r.calibrated for r in neg], score_range=(0.0, 1.0)))
+        tprs.append(metrics.tpr_at_fpr([r.score for r in pos], [r.score for r in neg], 0.01))
         rules.append(detected)
     average = lambda values: float(np.average(values, weights=weights))  # noqa: E731
     return {"auc": average(aucs), "aruc": average(arucs), "tpr_at_fpr_1pct": average(tprs), "rule_tpr": average(rules),
             "per_family": per_family}
 
 
-def summarise(rows: list[Scored], thresholds: dict[str, float], score_range: tuple[float, float],
-              alpha_bound: float, n_boot: int) -> dict[str, Any]:
-    """Metrics over scored rows; ``thresholds`` maps a zoo prefix ('' for one zoo) to its threshold."""
-    def threshold_of(row: Scored) -> float:
-        prefix = row.model.split("/")[0] if "/" in row.model else ""
-        return thresholds[prefix]
+def _zoo_of(row: Scored) -> str:
+    return row.model.split("/")[0] if "/" in row.model else ""
 
+
+def rule_summary(scored: list[Scored], rules: Rules, alpha: float) -> dict[str, Any]:
+    """The calibrated rule at ``alpha`` on the scored rows: its true-positive rate (extraction
+    left out), its false-positive rate with a binomial 95% interval, and the false-positive
+    rate of every independent family with its interval."""
+    def flagged(row: Scored) -> bool:
+        return row.score > rules[_zoo_of(row)][alpha].threshold
+
+    positives = [flagged(r) for r in scored if r.label == 1 and r.family != EXTRACTION]
+    negatives = [r for r in scored if r.label == 0]
+    hits = sum(flagged(r) for r in negatives)
+    families: dict[str, list[bool]] = {}
+    for row in negatives:
+        families.setdefault(row.family, []).append(flagged(row))
+    used = [rules[zoo][alpha] for zoo in sorted(rules)]
+    return {"alpha": alpha, "bound": float(max(c.bound for c in used)),
+            "method": "/".join(sorted({c.method for c in used})),
+            "n_references": int(min(c.n_references for c in used)),
+            "threshold": float(np.mean([c.threshold for c in used])),
+            "tpr": float(np.mean(positives)) if positives else float("nan"),
+            "fpr": hits / len(negatives) if negatives else float("nan"), "false_positives": int(hits),
+            "fpr_ci": list(metrics.binomial_ci(int(hits), len(negatives))) if negatives else None,
+            "families": {family: {"n": len(flags), "false_positives": int(sum(flags)),
+                                  "fpr": float(np.mean(flags)), "ci": list(metrics.binomial_ci(int(sum(flags)),
+                                                                                               len(flags)))}
+                         for family, flags in families.items()}}
+
+
+def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
+    """Metrics over scored rows; ``rules`` maps a zoo prefix ('' for one zoo) to its calibrations.
+
+    ``aruc`` is on the common calibrated scale (the rows' ``calibrated`` values, range
+    [0, 1]); ``aruc_raw`` over the raw scores' observed span, for comparison with earlier runs.
+    """
     scored = [r for r in rows if r.role == "scored"]
-    pos = np.array([r.score for r in scored if r.label == 1 and r.family != EXTRACTION])
-    neg = np.array([r.score for r in scored if r.label == 0])
+    derived = [r for r in scored if r.label == 1 and r.family != EXTRACTION]
+    independent = [r for r in scored if r.label == 0]
+    pos, neg = np.array([r.score for r in derived]), np.array([r.score for r in independent])
+    cal_pos, cal_neg = np.array([r.calibrated for r in derived]), np.array([r.calibrated for r in independent])
     extraction = [r for r in scored if r.family == EXTRACTION]
-    aruc = partial(metrics.aruc, score_range=score_range)
+    shared = [r for r in rows if r.role == SHARED_INIT]
+    aruc = partial(metrics.aruc, score_range=(0.0, 1.0))
     tpr1 = partial(metrics.tpr_at_fpr, max_fpr=0.01)
-    detected = [r.score > threshold_of(r) for r in scored if r.label == 1 and r.family != EXTRACTION]
-    false_alarms = [r.score > threshold_of(r) for r in scored if r.label == 0]
+
+    def flagged(row: Scored, alpha: float = ALPHA) -> bool:
+        return row.score > rules[_zoo_of(row)][alpha].threshold
+
     families: dict[str, dict[str, Any]] = {}
     for row in scored:
         entry = families.setdefault(row.family, {"n": 0, "hits": 0, "label": row.label})
         entry["n"] += 1
-        entry["hits"] += int(row.score > threshold_of(row))
+        entry["hits"] += int(flagged(row))
+    by_alpha = {f"{alpha:g}": rule_summary(scored, rules, alpha) for alpha in ALPHAS}
+    rule = dict(by_alpha[f"{ALPHA:g}"])
+    rule.pop("families")
     result = {
         "n_pos": int(pos.size), "n_neg": int(neg.size),
-        "auc": metrics.roc_auc(pos, neg), "auc_ci": list(metrics.bootstrap_ci(metrics.roc_auc, pos, neg, n_boot=n_boot)),
-        "aruc": aruc(pos, neg), "aruc_ci": list(metrics.bootstrap_ci(aruc, pos, neg, n_boot=n_boot)),
+        "auc": metrics.roc_auc(pos, neg),
+        "auc_ci": list(metrics.bootstrap_ci(metrics.roc_auc, pos, neg, n_boot=n_boot)),
+        "aruc": aruc(cal_pos, cal_neg), "aruc_ci": list(metrics.bootstrap_ci(aruc, cal_pos, cal_neg, n_boot=n_boot)),
+        "aruc_raw": metrics.aruc(pos, neg), "max_min_ru": metrics.max_min_ru(pos, neg),
         "tpr_at_fpr_1pct": tpr1(pos, neg), "tpr_at_fpr_0": metrics.tpr_at_fpr(pos, neg, 0.0),
         "tpr_at_fpr_1pct_ci": list(metrics.bootstrap_ci(tpr1, pos, neg, n_boot=n_boot)),
-        "rule": {"threshold": float(np.mean(list(thresholds.values()))), "alpha": alpha_bound,
-                 "tpr": float(np.mean(detected)), "fpr": float(np.mean(false_alarms))},
+        "rule": rule, "rules": by_alpha,
         "per_family": {family: {"n": v["n"], "detection_rate": v["hits"] / v["n"]} for family, v in families.items()},
-        "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score} for r in scored],
+        "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
+                    "calibrated": r.calibrated} for r in scored],
     }
     if extraction:
         ext = np.array([r.score for r in extraction])
         result["extraction"] = {"n": int(ext.size), "tpr_at_fpr_1pct": tpr1(ext, neg),
-                                "detection_rate": float(np.mean([r.score > threshold_of(r) for r in extraction]))}
+                                "detection_rate": float(np.mean([flagged(r) for r in extraction]))}
+    if shared:
+        values = np.array([r.score for r in shared])
+        result["shared_init"] = {
+            "n": len(shared), "median_score": float(np.median(values)), "min_score": float(values.min()),
+            "max_score": float(values.max()), "median_calibrated": float(np.median([r.calibrated for r in shared])),
+            "above_every_independent": float(np.mean(values > neg.max())),
+            "judged_derived": {f"{alpha:g}": float(np.mean([flagged(r, alpha) for r in shared])) for alpha in ALPHAS},
+            "scores": [{"model": r.model, "score": r.score, "calibrated": r.calibrated} for r in shared]}
     return result
 
 
@@ -209,9 +285,13 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
     """Run the benchmark; write ``results.json``, ``results.md`` and plots to ``out`` if given."""
     started = time.perf_counter()
     specs = [spec for spec in SIZES[size] if zoo_filter is None or zoo_filter(spec)]
-    zoos = build_zoos(specs, cache, jobs=jobs, progress=progress)
-    zoo_seconds = time.perf_counter() - started
     names = list(schemes) if schemes is not None else [name for name in SCHEMES if SCHEMES[name].benchmark]
+    references = {get_scheme(name).references for name in names}
+    roles = ["scored", "calibration", SHARED_INIT] + [role for kind, role in (("data", "training"),
+                                                                              ("data-free", "free"))
+                                                      if kind in references]
+    zoos = build_zoos(specs, cache, jobs=jobs, progress=progress, roles=roles)
+    zoo_seconds = time.perf_counter() - started
     results: dict[str, Any] = {
         "command": command, "machine": machine(), "git_commit": _git_commit(), "size": size,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -228,19 +308,16 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
                 continue
             evaluation = evaluate_scheme(zoo, name)
             rows = evaluation["rows"]
-            calibration = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True)
-            summary = summarise(rows, {"": calibration.threshold}, evaluation["score_range"], calibration.bound, n_boot)
-            summary["rule"]["method"] = calibration.method
+            rules = calibrations(rows)
+            summary = summarise(rows, {"": rules}, n_boot)
             if evaluation["lofo"]:
-                summary["lofo"] = summarise_lofo(evaluation["lofo"], evaluation["score_range"])
+                summary["lofo"] = summarise_lofo(evaluation["lofo"])
             summary.update({key: evaluation[key] for key in ("queries", "fingerprint_seconds", "verify_seconds")})
             entry["schemes"][name] = summary
             entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
-            group = pooled.setdefault(spec.scenario, {}).setdefault(name, {"rows": [], "thresholds": {}, "cost": [],
-                                                                            "range": evaluation["score_range"],
-                                                                            "bound": calibration.bound})
-            group["rows"] += [Scored(f"{spec.name}/{r.model}", r.label, r.family, r.role, r.score) for r in rows]
-            group["thresholds"][spec.name] = calibration.threshold
+            group = pooled.setdefault(spec.scenario, {}).setdefault(name, {"rows": [], "rules": {}, "cost": []})
+            group["rows"] += [replace(r, model=f"{spec.name}/{r.model}") for r in rows]
+            group["rules"][spec.name] = rules
             group["cost"].append(evaluation)
             bar.update(1)
         results["scenarios"][f"{spec.scenario}: {spec.name}"] = entry
@@ -248,16 +325,16 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
     for scenario, by_scheme in pooled.items():
         entry = {"scenario": scenario, "owner": "pooled over the scenario's zoos", "schemes": {}}
         for name, group in by_scheme.items():
-            summary = summarise(group["rows"], group["thresholds"], group["range"], group["bound"], n_boot)
+            summary = summarise(group["rows"], group["rules"], n_boot)
             summary["queries"] = int(max(c["queries"] for c in group["cost"]))
             summary["fingerprint_seconds"] = float(np.mean([c["fingerprint_seconds"] for c in group["cost"]]))
             summary["verify_seconds"] = float(np.mean([c["verify_seconds"] for c in group["cost"]]))
             if all(c["lofo"] for c in group["cost"]):
                 merged: dict[str, list[Scored]] = {}
-                for cost, zoo_name in zip(group["cost"], group["thresholds"]):
+                for cost, zoo_name in zip(group["cost"], group["rules"]):
                     for family, rows in cost["lofo"].items():
                         merged.setdefault(f"{zoo_name}/{family}", []).extend(rows)
-                pooled_lofo = summarise_lofo(merged, group["range"])
+                pooled_lofo = summarise_lofo(merged)
                 families: dict[str, list[float]] = {}
                 for key, value in pooled_lofo["per_family"].items():
                     families.setdefault(key.split("/", 1)[1], []).extend([value["detection_rate"]] * value["n"])

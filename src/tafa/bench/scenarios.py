@@ -2,12 +2,18 @@
 
 ``full`` follows ``benchmark.md``: classification (MLP and small CNN on digits, LeNet on
 MNIST-5k), regression (MLP on diabetes and on Friedman #1), generation (VAE decoder on
-digits); every zoo has 28 derived copies (26 post-processing recipes and 2 extractions),
-20 scored independent models (same architecture on both halves of the data, other
-architectures, same initialisation on other data) and 10 calibration models; a learned
-verifier trains on 14 post-processed copies and 10 retrainings the owner makes from its own
-data, or (data-free) on 14 copies made with synthetic inputs and 8 distilled look-alikes.
-``smoke`` is a minute-long subset that checks the pipeline end to end.
+digits); every zoo has 28 derived copies (26 post-processing recipes and 2 extractions).
+Each scenario has at least 100 scored independent models (34 per classification zoo, 50 per
+regression zoo, 100 for the decoder), cycling over the independent families (same
+architecture on either half of the data, each other architecture), and calibration models
+drawn from the same families (20 per classification zoo, enough for the rank bound at
+alpha = 0.05; 100 per regression or decoder zoo, where models train in a fraction of a
+second, enough for the distribution-free bound at alpha = 0.01). Four models trained from
+the owner's initialisation on other data form the "shares the owner's initialisation" row.
+A learned verifier trains on 14 post-processed copies and 10 retrainings the owner makes
+from its own data, or (data-free) on 14 copies made with synthetic inputs and 8 distilled
+look-alikes. ``smoke`` is a minute-long subset
+that checks the pipeline end to end.
 """
 
 from __future__ import annotations
@@ -21,7 +27,11 @@ from .zoo import ZooSpec
 _REFERENCES: dict[str, Any] = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
                    free_positives=DATA_FREE_POSITIVES, free_negatives=8)
 
-FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES) for spec in (
+#: (scored independent models, calibration models) per zoo, by scenario (>= 100 scored per scenario).
+_NEGATIVES = {"classification": (34, 20), "regression": (50, 100), "generation": (100, 100)}
+
+FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES, independent=_NEGATIVES[spec.scenario][0],
+                                          calibration=_NEGATIVES[spec.scenario][1]) for spec in (
     ZooSpec("digits-mlp", "classification", "digits", "mlp", "box:0,1", epochs=20,
             other_archs=("mlp_wide", "mlp_deep", "cnn")),
     ZooSpec("digits-cnn", "classification", "digits", "cnn", "box:0,1", epochs=20,
@@ -39,8 +49,8 @@ FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES) for spec in (
 _SMOKE_ATTACKS = ("int8", "prune50", "ft_all_small", "permute", "noise5", "distill_same")
 
 SMOKE: tuple[ZooSpec, ...] = tuple(
-    replace(spec, attacks=_SMOKE_ATTACKS, same_arch_same_split=1, same_arch_other_split=1, other_arch=1,
-            same_init=1, calibration=3, epochs=max(3, spec.epochs // 4), attack_epochs=2,
+    replace(spec, attacks=_SMOKE_ATTACKS, independent=3, same_init=1, calibration=4,
+            epochs=max(3, spec.epochs // 4), attack_epochs=2,
             training_positives=("int8", "ft_all_small", "prune50"), training_negatives=3,
             free_positives=("int8", "noise5", "prune50"), free_negatives=2)
     for spec in FULL if spec.name in ("digits-mlp", "diabetes-mlp", "digits-vae"))

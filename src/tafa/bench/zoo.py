@@ -6,7 +6,16 @@ surround it; :func:`recipes` expands it into :class:`ModelRecipe` rows, each wit
 - ``owner``;
 - ``scored``: the positives (the owner run through :mod:`tafa.attacks`) and negatives
   (independently trained models) that the benchmark's metrics are computed on;
-- ``calibration``: further independent models that calibrate a threshold (disjoint seeds);
+- ``calibration``: further independent models that calibrate a threshold (disjoint seeds).
+  Scored negatives and calibration models are one pool drawn from the same families (same
+  architecture on the owner's half, same architecture on the other half, each other
+  architecture on either half), split at random (seeded): the calibration models are
+  exchangeable with the scored negatives, which is what the rank bound of the calibrated
+  rule assumes;
+- ``shared-init``: models trained from the owner's *private* initialisation on the other
+  half. They are not independent of the owner (nobody has those weights without taking
+  them), so they are neither positives nor negatives: the benchmark reports their scores
+  in a row of their own;
 - ``training``: positives and negatives a learned verifier may train on (disjoint seeds),
   made by the owner from its own data (attacks on the owner's half, independent
   retrainings), and ``free``: the same made with no data at all (attacks with synthetic
@@ -42,7 +51,7 @@ from .architectures import build
 from .datasets import load_task
 
 #: Bump when training or attack code changes what a recipe produces.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: data-free copies fine-tune on perturbed targets, not the owner's own outputs
 
 #: Synthetic (domain-drawn, owner-labelled) inputs an owner makes for data-free references.
 SYNTHETIC_INPUTS = 2000
@@ -64,11 +73,9 @@ class ZooSpec:
     other_archs: tuple[str, ...] = ()
     attacks: tuple[str, ...] = tuple(ATTACKS)
     attack_epochs: int | None = None
-    same_arch_same_split: int = 5
-    same_arch_other_split: int = 5
-    other_arch: int = 6
-    same_init: int = 4
-    calibration: int = 10
+    independent: int = 20              # scored negatives, cycling over independent_families()
+    calibration: int = 10              # calibration models, drawn from the same families
+    same_init: int = 4                 # the "shares the owner's initialisation" row
     training_positives: tuple[str, ...] = ()
     training_negatives: int = 0
     free_positives: tuple[str, ...] = ()
@@ -82,6 +89,13 @@ class ZooSpec:
     def output_dim(self) -> int:
         task = load_task(self.task)
         return int(np.prod(task.input_shape)) if self.latent else task.output_dim
+
+    def independent_families(self) -> list[tuple[str, str, str | None]]:
+        """``(family, architecture, data half)`` of each kind of independent model; ``None``:
+        either half (alternating)."""
+        rows: list[tuple[str, str, str | None]] = [("same-arch", self.owner_arch, "owner"),
+                                                   ("other-split", self.owner_arch, "other")]
+        return rows + [(f"other-arch-{arch}", arch, None) for arch in self.other_archs]
 
     def data(self, part: str) -> TrainingData:
         """The training data of one half (``"owner"`` or ``"other"``)."""
@@ -113,20 +127,22 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
 
     def negatives(role: str, count: int, kind: str, arch: str, part: str, init: bool = False) -> None:
         nonlocal seed
-        for i in range(count):
+        for _ in range(count):
             seed += 1
             rows.append(ModelRecipe(f"{role[:3]}-{kind}-{seed}", role, 0, kind, arch, part, seed,
                                     init_seed=0 if init else None))
 
-    negatives("scored", spec.same_arch_same_split, "same-arch", spec.owner_arch, "owner")
-    negatives("scored", spec.same_arch_other_split, "other-split", spec.owner_arch, "other")
-    for i in range(spec.other_arch):
-        arch = spec.other_archs[i % len(spec.other_archs)] if spec.other_archs else spec.owner_arch
-        negatives("scored", 1, f"other-arch-{arch}", arch, "owner" if i % 2 else "other")
-    negatives("scored", spec.same_init, "same-init", spec.owner_arch, "other", init=True)
-    for i in range(spec.calibration):
-        arch = spec.owner_arch if i % 2 == 0 or not spec.other_archs else spec.other_archs[i % len(spec.other_archs)]
-        negatives("calibration", 1, "reference", arch, "owner" if i % 4 < 2 else "other")
+    # one pool of independent models over the families, split at random (within each family, in
+    # proportion to its size) into scored / calibration: both sets have the same mix of families
+    families = spec.independent_families()
+    pool = spec.independent + spec.calibration
+    calibration = _stratified_calibration(pool, len(families), spec.calibration)
+    for i in range(pool):
+        family, arch, part = families[i % len(families)]
+        if part is None:
+            part = "owner" if (i // len(families)) % 2 else "other"
+        negatives("calibration" if i in calibration else "scored", 1, family, arch, part)
+    negatives("shared-init", spec.same_init, "same-init", spec.owner_arch, "other", init=True)
     for i, name in enumerate(spec.training_positives):
         rows.append(ModelRecipe(f"train-{name}", "training", 1, ATTACKS[name].family, attack=name, seed=5000 + i,
                                 part="owner"))
@@ -143,6 +159,18 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
     if len(set(names)) != len(names):
         raise ValueError(f"Zoo {spec.name!r} has duplicate model names.")
     return rows
+
+
+def _stratified_calibration(pool: int, families: int, count: int, seed: int = 2024) -> set[int]:
+    """``count`` of the pool's indices (index ``i`` in family ``i % families``), each family
+    contributing in proportion to its size (largest remainders first), chosen at random."""
+    rng = np.random.default_rng(seed)
+    members = [list(range(f, pool, families)) for f in range(families)]
+    exact = [len(m) * count / pool for m in members]
+    quota = [int(e) for e in exact]
+    for f in sorted(range(families), key=lambda f: exact[f] - quota[f], reverse=True)[:count - sum(quota)]:
+        quota[f] += 1
+    return {int(i) for m, q in zip(members, quota) for i in rng.permutation(m)[:q]}
 
 
 def recipe_key(spec: ZooSpec, recipe: ModelRecipe) -> str:
@@ -187,7 +215,8 @@ def describe_layers(model: nn.Sequential) -> list[dict[str, Any]]:
     for layer in model:
         kind = type(layer).__name__
         if kind == "Linear":
-            rows.append({"kind": kind, "in": layer.in_features, "out": layer.out_features, "bias": layer.bias is not None})
+            rows.append({"kind": kind, "in": layer.in_features, "out": layer.out_features,
+                         "bias": layer.bias is not None})
         elif kind == "Conv2d":
             rows.append({"kind": kind, "in": layer.in_channels, "out": layer.out_channels, "kernel": layer.kernel_size,
                          "stride": layer.stride, "padding": layer.padding, "bias": layer.bias is not None})
@@ -286,12 +315,17 @@ class Zoo:
         return [(self.recipes[name], self.models[name]) for name in self.recipes if self.recipes[name].role == role]
 
 
-def build_zoos(specs: Iterable[ZooSpec], cache: Path, jobs: int = 2, progress: bool = True) -> list[Zoo]:
-    """Build (or load from ``cache``) every model of every zoo, owners first, in parallel."""
+def build_zoos(specs: Iterable[ZooSpec], cache: Path, jobs: int = 2, progress: bool = True,
+               roles: Iterable[str] | None = None) -> list[Zoo]:
+    """Build (or load from ``cache``) every model of every zoo, owners first, in parallel.
+
+    ``roles`` keeps only the models of those roles (and the owner): the ``training`` and
+    ``free`` references are only needed by schemes fitted on references."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     specs = list(specs)
-    rows = [(spec, recipe) for spec in specs for recipe in recipes(spec)]
+    kept = None if roles is None else {"owner", *roles}
+    rows = [(spec, recipe) for spec in specs for recipe in recipes(spec) if kept is None or recipe.role in kept]
     missing = [(spec, recipe) for spec, recipe in rows
                if not (cache / recipe_key(spec, recipe)).with_suffix(".safetensors").exists()]
     owners = [job for job in missing if job[1].role == "owner"]
@@ -305,6 +339,8 @@ def build_zoos(specs: Iterable[ZooSpec], cache: Path, jobs: int = 2, progress: b
     for spec in specs:
         zoo = Zoo(spec)
         for recipe in recipes(spec):
+            if kept is not None and recipe.role not in kept:
+                continue
             zoo.recipes[recipe.name] = recipe
             zoo.models[recipe.name] = load_model(cache / recipe_key(spec, recipe))
         zoos.append(zoo)
