@@ -276,7 +276,7 @@ def detection_rate(scores: ScoreArray, threshold: float) -> float:
 
 def _threshold(threshold: object, caller: str) -> float:
     ok = isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(threshold, bool) \
-        and not math.isnan(float(threshold))  # type: ignore[arg-type]
+        and not math.isnan(float(threshold))
     check_param("threshold", threshold, "a number (may be +-inf, not NaN)", ok, caller=caller)
     return float(threshold)  # type: ignore[arg-type]
 

@@ -41,7 +41,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -85,9 +85,9 @@ def _split_scores(scheme: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], l
     return [r for r in rows if r["label"] == 1], [r for r in rows if r["label"] == 0]
 
 
-def _finite(value: object) -> bool:
+def _finite(value: object) -> TypeGuard[int | float | np.integer | np.floating]:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(float(value))  # type: ignore[arg-type]
+        and math.isfinite(float(value))
 
 
 def _family_kinds(scenario: Mapping[str, Any]) -> dict[str, str]:
@@ -105,7 +105,7 @@ def _family_kinds(scenario: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _num(value: object, digits: int = 3) -> str:
-    return f"{float(value):.{digits}f}" if _finite(value) else DASH  # type: ignore[arg-type]
+    return f"{float(value):.{digits}f}" if _finite(value) else DASH
 
 
 def _with_ci(value: object, ci: object) -> str:
@@ -118,12 +118,12 @@ def _with_ci(value: object, ci: object) -> str:
 def _seconds(value: object) -> str:
     if not _finite(value):
         return DASH
-    seconds = float(value)  # type: ignore[arg-type]
+    seconds = float(value)
     return f"{seconds:.0f}" if seconds >= 100 else f"{seconds:.3g}"
 
 
 def _count(value: object) -> str:
-    return f"{int(value)}" if _finite(value) else DASH  # type: ignore[arg-type]
+    return f"{int(value)}" if _finite(value) else DASH
 
 
 def _cell(text: object) -> str:
@@ -140,7 +140,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> 
 def _total_time(value: object) -> str:
     if not _finite(value):
         return DASH
-    seconds = float(value)  # type: ignore[arg-type]
+    seconds = float(value)
     return f"{seconds:.1f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 60 else "")
 
 
@@ -178,7 +178,7 @@ def _rate_ci(entry: object) -> str:
     text = _with_ci(entry.get("fpr"), ci).replace("0.", ".") if _finite(entry.get("fpr")) else DASH
     hits, n = entry.get("false_positives"), entry.get("n")
     if _finite(hits) and _finite(n):
-        text += f" ({int(hits)}/{int(n)})"  # type: ignore[arg-type]
+        text += f" ({int(hits)}/{int(n)})"
     return text
 
 
@@ -246,8 +246,9 @@ def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for name, s in schemes.items():
         rule = s.get("rule") or {}
         rules = s.get("rules") or {"0.01": rule}
-        lofo = s.get("lofo") if isinstance(s.get("lofo"), Mapping) else None
-        extraction = s.get("extraction") if isinstance(s.get("extraction"), Mapping) else {}
+        lofo, extraction = s.get("lofo"), s.get("extraction")
+        lofo = lofo if isinstance(lofo, Mapping) else None
+        extraction = extraction if isinstance(extraction, Mapping) else {}
         verify = s.get("verify_seconds")
         rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
                      _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("max_min_ru"), 2),
@@ -447,7 +448,7 @@ def _family_styles(results: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
             target = independent if kind == "independent" else derived
             if family not in derived and family not in independent:
                 target.append(family)
-    palette = colormaps["tab10"].colors + colormaps["Dark2"].colors
+    palette = [*_colors(colormaps["tab10"]), *_colors(colormaps["Dark2"])]
     return {family: (palette[i % len(palette)], _MARKERS[i % len(_MARKERS)])
             for i, family in enumerate(derived + independent)}
 
@@ -577,3 +578,8 @@ def write_report(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) ->
     markdown = write_markdown(results, figures=[scores_png.name, curves_png.name])
     written.insert(1, write_atomically(folder / "results.md", markdown.encode("utf-8")))
     return written + [scores_png, curves_png]
+
+
+def _colors(colormap: Any) -> list[Any]:
+    """The listed colours of a qualitative matplotlib colormap."""
+    return list(colormap.colors)
