@@ -6,8 +6,11 @@ strategies (choosing probes where references disagree), the signatures and the d
 (scoring a suspect) all import it *downward*, and the classes of those stages wrap it
 (as torchmetrics' ``functional/`` sits under its ``Metric`` classes).
 
-The local-cosine evidence of the method is computed here once: per probe, the cosine of
-the owner's and the suspect's derivative matrices after centring each within its
+The directional derivatives are measured here once, for the owner's white-box probe
+selection and for every model's black-box signature alike: the stepped inputs
+``x_i +- h_i u_ik`` (:func:`stepped_inputs`) and the central differences of the answers
+there (:func:`central_differences`). The local-cosine evidence of the method is computed
+here once too: per probe, the cosine of the owner's and the suspect's derivative matrices after centring each within its
 direction group (:func:`local_cosines`), beside the raw per-probe cosine
 (:func:`rowwise_cosine`). So is MetaV's meta-verifier, which the ``metav`` probe strategy
 trains jointly with its inputs and the ``meta-verifier`` decision trains again and applies
@@ -27,6 +30,29 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def stepped_inputs(points: np.ndarray, directions: np.ndarray, steps: float | np.ndarray) -> np.ndarray:
+    """The ``2nk`` inputs ``x_i + h_i u_ik`` (all of them), then ``x_i - h_i u_ik``: ``points``
+    ``(n, *shape)``, ``directions`` ``(n, k, *shape)``, one step ``h`` or one per point."""
+    n, k = directions.shape[:2]
+    offsets = np.asarray(steps, dtype=np.float64).reshape(-1, *([1] * (directions.ndim - 1))) * directions
+    shape = points.shape[1:]
+    return np.concatenate([(points[:, None] + offsets).reshape(n * k, *shape),
+                           (points[:, None] - offsets).reshape(n * k, *shape)])
+
+
+def central_differences(answers: np.ndarray, n: int, k: int, steps: float | np.ndarray) -> np.ndarray:
+    """``(n, k, m)`` directional derivatives ``(f(x+hu) - f(x-hu)) / 2h`` from a model's
+    ``answers`` at :func:`stepped_inputs` (in that order).
+
+    >>> points, directions = np.zeros((1, 2)), np.eye(2)[None]
+    >>> answers = (stepped_inputs(points, directions, 0.5) @ np.array([[3.0], [-1.0]]))
+    >>> central_differences(answers, 1, 2, 0.5).ravel().tolist()
+    [3.0, -1.0]
+    """
+    flat = answers.reshape(2, n, k, -1)
+    return (flat[0] - flat[1]) / (2 * np.asarray(steps, dtype=np.float64).reshape(-1, 1, 1))
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

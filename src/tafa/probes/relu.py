@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..domain import Domain
 from ..errors import InvalidParameter, check_param
-from ..functional import local_cosines, rowwise_cosine
+from ..functional import central_differences, local_cosines, rowwise_cosine, stepped_inputs
 from ..models.base import Model, TorchModel, module_dtype, module_hash
 from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
 from ..relu.regions import centre
@@ -279,8 +279,4 @@ def _finite_differences(model: Model, points: np.ndarray, directions: np.ndarray
     """Central differences ``(n, k, m)`` of ``model`` at ``points`` along ``directions``, with
     one step ``h`` or one per point."""
     n, k = directions.shape[:2]
-    step = np.asarray(h, dtype=np.float64).reshape(-1, *([1] * (directions.ndim - 1)))
-    batch = np.concatenate([(points[:, None] + step * directions).reshape(n * k, *points.shape[1:]),
-                            (points[:, None] - step * directions).reshape(n * k, *points.shape[1:])])
-    out = model(batch).reshape(2, n, k, -1)
-    return (out[0] - out[1]) / (2 * step.reshape(-1, 1, 1))
+    return central_differences(model(stepped_inputs(points, directions, h)), n, k, h)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import central_differences, stepped_inputs
 from ..probes.base import Probes
 from .base import Measurement, Signature, register_signature
 
@@ -27,21 +28,14 @@ class Derivatives(Measurement):
     def inputs(self, probes: Probes) -> np.ndarray:
         if probes.directions is None or probes.steps is None:
             raise ValueError("The 'derivatives' signature needs probes with directions and steps.")
-        n, k = probes.directions.shape[:2]
-        shape = probes.points.shape[1:]
-        offsets = probes.steps.reshape(n, 1, *([1] * len(shape))) * probes.directions
-        return np.concatenate([probes.points,
-                               (probes.points[:, None] + offsets).reshape(n * k, *shape),
-                               (probes.points[:, None] - offsets).reshape(n * k, *shape)])
+        return np.concatenate([probes.points, stepped_inputs(probes.points, probes.directions, probes.steps)])
 
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
         assert probes.directions is not None and probes.steps is not None
         n, k = probes.directions.shape[:2]
         flat = outputs.reshape(len(outputs), -1)
         centre = flat[:n]
-        plus = flat[n:n + n * k].reshape(n, k, -1)
-        minus = flat[n + n * k:].reshape(n, k, -1)
-        derivatives = (plus - minus) / (2 * probes.steps[:, None, None])
+        derivatives = central_differences(flat[n:], n, k, probes.steps)
         signature = {"outputs": centre, "derivatives": derivatives}
         if "group" in probes.extra:
             signature["group"] = np.asarray(probes.extra["group"], dtype=np.float64)
