@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameter, printable
-from .options import DEFAULT_SCHEME, SCHEME_NAMES, add_opening_options, add_quiet, main_schemes, open_options
+from .options import (DEFAULT_SCHEME, SCHEME_NAMES, add_calibration_options, add_opening_options, add_quiet,
+                      main_schemes, open_options)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -183,10 +184,7 @@ def add_parsers(commands: Any) -> None:
     verify.add_argument("--references", metavar="DIR", help="independently trained models of the same task "
                                                              "(negatives) that calibrate the threshold")
     verify.add_argument("--positives", metavar="DIR", help="derived copies, to report the margin on the other side")
-    verify.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01; "
-                        "by rank this needs at least 1/alpha - 1 distinct references, else no decision is made)")
-    verify.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
-                        "bound the rate by a normal tail fitted to their scores (labelled parametric)")
+    add_calibration_options(verify, decides="no decision is made")
     verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     verify.add_argument("--commitment", metavar="FILE", help="check the fingerprint against its commitment first "
                                                              "(a mismatch is reported as tampering, exit 2)")

@@ -48,6 +48,14 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
 
 
+def add_calibration_options(parser: argparse.ArgumentParser, *, decides: str) -> None:
+    """``--alpha`` and ``--parametric`` of every command that calibrates a threshold on references."""
+    parser.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01; "
+                        f"by rank this needs at least 1/alpha - 1 distinct references, else {decides})")
+    parser.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
+                        "bound the rate by a normal tail fitted to their scores (labelled parametric)")
+
+
 def add_opening_options(parser: argparse.ArgumentParser, *, services: bool = True, weights: bool = False,
                         scan: bool = False) -> None:
     """The options of every command that opens models (defaults: :class:`OpenOptions`'s).

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameter
-from .options import add_opening_options, add_quiet, open_options
+from .options import add_calibration_options, add_opening_options, add_quiet, open_options
 
 #: The scan engines tafa registers (tafa.scanning.engines.ENGINES), named here so --help imports nothing.
 ENGINE_NAMES = ("local", "ray")
@@ -129,10 +129,7 @@ def add_registry_parser(commands: Any) -> None:
     add.add_argument("--commitment", metavar="FILE", help="the fingerprint's commitment (JSON), checked and stored")
     add.add_argument("--references", metavar="DIR", help="independent models of the owner's task: calibrate the "
                                                          "threshold now, so scans decide")
-    add.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01; "
-                     "by rank this needs at least 1/alpha - 1 distinct references, else scans decide nothing)")
-    add.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
-                     "bound the rate by a normal tail fitted to their scores (labelled parametric)")
+    add_calibration_options(add, decides="scans decide nothing")
     add.add_argument("--replace", action="store_true", help="replace a fingerprint registered under that name")
     add.add_argument("--json", action="store_true")
     _registry_option(add)
