@@ -62,6 +62,9 @@ def test_summary_on_a_case_with_a_known_answer():
     assert rules[0.05].threshold == pytest.approx(0.57)  # 19 references: the maximum, bound 1/20
     summary = summarise(rows, {"": rules}, n_boot=50)
     assert summary["n_pos"] == 2 and summary["n_neg"] == 3  # extraction, calibration, shared-init left out
+    # the references the rule was calibrated on are kept (to check exchangeability from results.json)
+    assert [(c["model"], c["score"]) for c in summary["calibration_scores"]] == [
+        (f"c{i}", pytest.approx(0.03 * i)) for i in range(1, 20)]
     assert summary["auc"] == pytest.approx(4 / 6)  # 0.9 beats all three, 0.4 beats 0.2 only
     assert summary["max_min_ru"] == pytest.approx(0.5)  # above 0.5: one of two detected, two of three rejected
     assert 0.0 <= summary["aruc"] <= 1.0
