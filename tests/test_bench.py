@@ -28,6 +28,8 @@ def test_full_zoos_meet_the_benchmark_sizes():
         keys = {recipe_key(spec, r) for r in calibration}
         assert len(keys) == spec.calibration >= 19  # the rank bound at alpha = 0.05
         assert keys.isdisjoint(recipe_key(spec, r) for r in scored)  # calibration never scored
+        # the role decides where a model is used, never how it is trained (exchangeable sets)
+        assert all(recipe_key(spec, replace(r, role="scored")) == recipe_key(spec, r) for r in calibration)
         # exchangeable: the calibration models come from the scored negatives' families
         negative_families = {r.family for r in scored if r.label == 0}
         assert {r.family for r in calibration} == negative_families >= {"same-arch", "other-split"}
