@@ -28,6 +28,8 @@ def test_full_zoos_meet_the_benchmark_sizes():
         keys = {recipe_key(spec, r) for r in calibration}
         assert len(keys) == spec.calibration >= 19  # the rank bound at alpha = 0.05
         assert keys.isdisjoint(recipe_key(spec, r) for r in scored)  # calibration never scored
+        # the role decides where a model is used, never how it is trained (exchangeable sets)
+        assert all(recipe_key(spec, replace(r, role="scored")) == recipe_key(spec, r) for r in calibration)
         # exchangeable: the calibration models come from the scored negatives' families
         negative_families = {r.family for r in scored if r.label == 0}
         assert {r.family for r in calibration} == negative_families >= {"same-arch", "other-split"}
@@ -62,6 +64,9 @@ def test_summary_on_a_case_with_a_known_answer():
     assert rules[0.05].threshold == pytest.approx(0.57)  # 19 references: the maximum, bound 1/20
     summary = summarise(rows, {"": rules}, n_boot=50)
     assert summary["n_pos"] == 2 and summary["n_neg"] == 3  # extraction, calibration, shared-init left out
+    # the references the rule was calibrated on are kept (to check exchangeability from results.json)
+    assert [(c["model"], c["score"]) for c in summary["calibration_scores"]] == [
+        (f"c{i}", pytest.approx(0.03 * i)) for i in range(1, 20)]
     assert summary["auc"] == pytest.approx(4 / 6)  # 0.9 beats all three, 0.4 beats 0.2 only
     assert summary["max_min_ru"] == pytest.approx(0.5)  # above 0.5: one of two detected, two of three rejected
     assert 0.0 <= summary["aruc"] <= 1.0

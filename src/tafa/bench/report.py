@@ -19,6 +19,7 @@ schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
              "per_family": {FAMILY: {"n": int, "detection_rate": float}},
              "queries": int, "fingerprint_seconds": float, "verify_seconds": float,
              "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float, "calibrated"?: float}],
+             "calibration_scores"?: [{"model": str, "family": str, "score": float}],
              "lofo"?: {"auc": float, "auc_ci"?: [lo, hi], "aruc": float, "aruc_ci"?: [lo, hi],
                        "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float},
              "extraction"?: {"n": int, "tpr_at_fpr_1pct": float, "detection_rate": float}}}}}}

@@ -262,6 +262,10 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "per_family": {family: {"n": v["n"], "detection_rate": v["hits"] / v["n"]} for family, v in families.items()},
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
                     "calibrated": r.calibrated} for r in scored],
+        # the references the rule was calibrated on, so that the exchangeability of scored and
+        # calibration independents can be checked from results.json alone
+        "calibration_scores": [{"model": r.model, "family": r.family, "score": r.score}
+                               for r in rows if r.role == "calibration"],
     }
     if extraction:
         ext = np.array([r.score for r in extraction])
