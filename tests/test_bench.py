@@ -33,6 +33,12 @@ def test_full_zoos_meet_the_benchmark_sizes():
         # exchangeable: the calibration models come from the scored negatives' families
         negative_families = {r.family for r in scored if r.label == 0}
         assert {r.family for r in calibration} == negative_families >= {"same-arch", "other-split"}
+        # ... and each kind (family, architecture, data half) in proportion in both sets
+        negatives = [r for r in scored if r.label == 0]
+        for kind in {(r.family, r.arch, r.part) for r in calibration}:
+            share = sum((r.family, r.arch, r.part) == kind for r in calibration) / len(calibration)
+            pooled = sum((r.family, r.arch, r.part) == kind for r in [*calibration, *negatives])
+            assert abs(share - pooled / (len(calibration) + len(negatives))) <= 1 / len(calibration), (spec.name, kind)
         # the owner's initialisation is not independent of the owner: its own row, never scored
         shared = [r for r in rows if r.init_seed is not None]
         assert shared and all(r.role == "shared-init" and r.family == "same-init" for r in shared)
