@@ -405,3 +405,12 @@ def test_verify_of_a_service_takes_the_shared_opening_options(classifier, finger
     _assert_one_line_error(code, err, "576")
     code, _, err = _run(capsys, "verify", str(fingerprint_file), "http://127.0.0.1:1/v2/models/x", "--retries", "-1")
     _assert_one_line_error(code, err, "'retries'")
+
+
+def test_info_summarises_record_lists_for_people():
+    from tafa.cli.fingerprint import _for_people
+
+    records = [{"name": "data-free int8", "relative_weight_change": 0.0021},
+               {"name": "data-free ft_all_large", "relative_weight_change": 0.82}, {"name": "look-alike 0"}]
+    assert _for_people(records) == "3 records; relative weight change 0.00-0.82 (--json lists them)"
+    assert _for_people(0.123456) == "0.12" and _for_people("a\x1b[31mb") != "a\x1b[31mb"

@@ -141,6 +141,11 @@ def _for_people(value: Any) -> str:
     characters from files escaped."""
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        changes = [v["relative_weight_change"] for v in value
+                   if isinstance(v.get("relative_weight_change"), (int, float))]
+        moved = f"; relative weight change {min(changes):.2f}-{max(changes):.2f}" if changes else ""
+        return f"{len(value)} records{moved} (--json lists them)"
     return printable(value)
 
 
