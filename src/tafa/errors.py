@@ -13,6 +13,10 @@ The 'probes' parameter of Fingerprint.create must be an integer >= 1. Got 0 inst
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import TypeGuard
+
 
 class TafaError(Exception):
     """Base of every error caused by input from outside (files, models, parameters)."""
@@ -70,6 +74,21 @@ def check_param(name: str, value: object, must_be: str, ok: bool, *, caller: str
     """Raise ``error`` worded by the project's one template when ``ok`` is false."""
     if not ok:
         raise error(f"The {name!r} parameter of {caller} must be {must_be}. Got {value!r} instead.")
+
+
+def is_integer(value: object) -> TypeGuard[int]:
+    """An integer (Python's or numpy's), not a bool: what validation of a count accepts
+    (typed as ``int``: numpy's integers behave as one)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> TypeGuard[float]:
+    """A finite real number (Python's or numpy's), not a bool.
+
+    >>> [is_finite_number(v) for v in (1, 2.5, float("inf"), True, "1")]
+    [True, True, False, False, False]
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def printable(text: object) -> str:

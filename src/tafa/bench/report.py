@@ -42,11 +42,11 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, is_finite_number
 from ..storage import write_atomically
 from .metrics import robustness_uniqueness_curve
 
@@ -82,13 +82,8 @@ def _schemes(scenario: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
 def _split_scores(scheme: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """The scheme's finite score records as (positives, negatives)."""
     rows = [r for r in scheme.get("scores") or []
-            if isinstance(r, Mapping) and _finite(r.get("score")) and r.get("label") in (0, 1)]
+            if isinstance(r, Mapping) and is_finite_number(r.get("score")) and r.get("label") in (0, 1)]
     return [r for r in rows if r["label"] == 1], [r for r in rows if r["label"] == 0]
-
-
-def _finite(value: object) -> TypeGuard[int | float | np.integer | np.floating]:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(float(value))
 
 
 def _family_kinds(scenario: Mapping[str, Any]) -> dict[str, str]:
@@ -106,25 +101,25 @@ def _family_kinds(scenario: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _num(value: object, digits: int = 3) -> str:
-    return f"{float(value):.{digits}f}" if _finite(value) else DASH
+    return f"{float(value):.{digits}f}" if is_finite_number(value) else DASH
 
 
 def _with_ci(value: object, ci: object) -> str:
     text = _num(value)
-    if text != DASH and isinstance(ci, Sequence) and len(ci) == 2 and all(_finite(v) for v in ci):
+    if text != DASH and isinstance(ci, Sequence) and len(ci) == 2 and all(is_finite_number(v) for v in ci):
         text += f" [{_num(ci[0])}, {_num(ci[1])}]"
     return text
 
 
 def _seconds(value: object) -> str:
-    if not _finite(value):
+    if not is_finite_number(value):
         return DASH
     seconds = float(value)
     return f"{seconds:.0f}" if seconds >= 100 else f"{seconds:.3g}"
 
 
 def _count(value: object) -> str:
-    return f"{int(value)}" if _finite(value) else DASH
+    return f"{int(value)}" if is_finite_number(value) else DASH
 
 
 def _cell(text: object) -> str:
@@ -139,7 +134,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> 
 
 
 def _total_time(value: object) -> str:
-    if not _finite(value):
+    if not is_finite_number(value):
         return DASH
     seconds = float(value)
     return f"{seconds:.1f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 60 else "")
@@ -147,7 +142,7 @@ def _total_time(value: object) -> str:
 
 def _rule_cell(rules: object, alpha: str) -> str:
     rule = rules.get(alpha) if isinstance(rules, Mapping) else None
-    if not isinstance(rule, Mapping) or not (_finite(rule.get("tpr")) or _finite(rule.get("fpr"))):
+    if not isinstance(rule, Mapping) or not (is_finite_number(rule.get("tpr")) or is_finite_number(rule.get("fpr"))):
         return DASH
     return f"{_num(rule.get('tpr'), 2)} / {_num(rule.get('fpr'), 2)}"
 
@@ -176,9 +171,9 @@ def _rate_ci(entry: object) -> str:
     if not isinstance(entry, Mapping):
         return DASH
     ci = entry.get("ci", entry.get("fpr_ci"))
-    text = _with_ci(entry.get("fpr"), ci).replace("0.", ".") if _finite(entry.get("fpr")) else DASH
+    text = _with_ci(entry.get("fpr"), ci).replace("0.", ".") if is_finite_number(entry.get("fpr")) else DASH
     hits, n = entry.get("false_positives"), entry.get("n")
-    if _finite(hits) and _finite(n):
+    if is_finite_number(hits) and is_finite_number(n):
         text += f" ({int(hits)}/{int(n)})"
     return text
 
@@ -257,7 +252,7 @@ def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      f"{_num(lofo.get('auc'))} / {_num(lofo.get('tpr_at_fpr_1pct'), 2)}" if lofo else DASH,
                      _num(extraction.get("tpr_at_fpr_1pct"), 2), _count(s.get("queries")),
                      _seconds(s.get("fingerprint_seconds")),
-                     _seconds(1000 * float(verify)) if _finite(verify) else DASH])
+                     _seconds(1000 * float(verify)) if is_finite_number(verify) else DASH])
     return _table(header, rows, "l" + "r" * (len(header) - 1))
 
 
@@ -307,7 +302,7 @@ def _family_table(scenario: Mapping[str, Any]) -> list[str]:
         for family, entry in (s.get("per_family") or {}).items():
             if families.get(family) is None:
                 n = entry.get("n") if isinstance(entry, Mapping) else None
-                families[family] = int(n) if _finite(n) else None
+                families[family] = int(n) if is_finite_number(n) else None
     if not families:
         return []
     kinds = _family_kinds(scenario)
@@ -363,7 +358,7 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
         facts = [f"owner `{scenario.get('owner', DASH)}`",
                  f"{_count(scenario.get('n_pos'))} derived models (positives)",
                  f"{_count(scenario.get('n_neg'))} independent models (negatives)"]
-        if _finite(scenario.get("zoo_seconds")):
+        if is_finite_number(scenario.get("zoo_seconds")):
             facts.append(f"zoo built in {_seconds(scenario['zoo_seconds'])} s")
         lines += ["; ".join(facts).capitalize() + ".", ""]
         schemes = _schemes(scenario)
@@ -485,7 +480,7 @@ def plot_scores(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
                 ax.scatter(jitter[mine], values[mine], s=22, color=colour, marker=marker,
                            edgecolors="black", linewidths=0.3, zorder=3)
         rule = scheme.get("rule") or {}
-        if _finite(rule.get("threshold")):
+        if is_finite_number(rule.get("threshold")):
             ax.axhline(float(rule["threshold"]), color="crimson", linestyle="--", linewidth=1.2, zorder=2)
         n_neg, n_pos = len(groups[0]), len(groups[1])
         ax.set_xticks([0, 1], [f"independent\n(n={n_neg})", f"derived\n(n={n_pos})"])
@@ -531,12 +526,12 @@ def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
             ax.text(0.5, 0.5, "needs scores of both classes", ha="center", va="center",
                     transform=ax.transAxes, fontsize=8)
             continue
-        scale = all(_finite(r.get("calibrated")) for r in positives + negatives)
+        scale = all(is_finite_number(r.get("calibrated")) for r in positives + negatives)
         key = "calibrated" if scale else "score"
         t, robustness, uniqueness = robustness_uniqueness_curve(
             [r[key] for r in positives], [r[key] for r in negatives])
         rule = scheme.get("rule") or {}
-        threshold = float(rule["threshold"]) if _finite(rule.get("threshold")) and not scale else None
+        threshold = float(rule["threshold"]) if is_finite_number(rule.get("threshold")) and not scale else None
         low, high = (0.0, 1.0) if scale else (t[0], t[-1])
         if threshold is not None:
             low, high = min(low, threshold), max(high, threshold)

@@ -48,7 +48,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import (InvalidParameter, ModelLoadError, NonFiniteOutput, QueryBudgetExceeded,
-                      ShapeMismatch, TafaError, check_param)
+                      ShapeMismatch, TafaError, check_param, is_finite_number, is_integer)
 from ..storage import write_atomically
 from .base import Model
 
@@ -241,23 +241,23 @@ class HttpModel(Model):
         caller = "HttpModel"
         self.endpoint = parse_endpoint(url)
         check_param("batch_size", batch_size, "an integer >= 1",
-                    _is_int(batch_size) and batch_size >= 1, caller=caller)
+                    is_integer(batch_size) and batch_size >= 1, caller=caller)
         check_param("max_queries", max_queries, "None or an integer >= 0",
-                    max_queries is None or (_is_int(max_queries) and max_queries >= 0), caller=caller)
+                    max_queries is None or (is_integer(max_queries) and max_queries >= 0), caller=caller)
         check_param("rate", rate, "None or a number of requests per second > 0",
-                    rate is None or (_is_number(rate) and rate > 0), caller=caller)
+                    rate is None or (is_finite_number(rate) and rate > 0), caller=caller)
         check_param("timeout", timeout, "a number of seconds > 0",
-                    _is_number(timeout) and timeout > 0, caller=caller)
-        check_param("retries", retries, "an integer >= 0", _is_int(retries) and retries >= 0,
+                    is_finite_number(timeout) and timeout > 0, caller=caller)
+        check_param("retries", retries, "an integer >= 0", is_integer(retries) and retries >= 0,
                     caller=caller)
         check_param("backoff", backoff, "a number of seconds >= 0",
-                    _is_number(backoff) and backoff >= 0, caller=caller)
+                    is_finite_number(backoff) and backoff >= 0, caller=caller)
         check_param("max_wait", max_wait, "a number of seconds >= 0",
-                    _is_number(max_wait) and max_wait >= 0, caller=caller)
-        check_param("recheck", recheck, "a fraction from 0 to 1", _is_number(recheck)
+                    is_finite_number(max_wait) and max_wait >= 0, caller=caller)
+        check_param("recheck", recheck, "a fraction from 0 to 1", is_finite_number(recheck)
                     and 0 <= recheck <= 1, caller=caller)
         check_param("recheck_tolerance", recheck_tolerance, "a number >= 0",
-                    _is_number(recheck_tolerance) and recheck_tolerance >= 0, caller=caller)
+                    is_finite_number(recheck_tolerance) and recheck_tolerance >= 0, caller=caller)
         self.recheck = float(recheck)
         self.recheck_tolerance = float(recheck_tolerance)
         self.max_queries = None if max_queries is None else int(max_queries)
@@ -399,7 +399,7 @@ class HttpModel(Model):
         then those whose answers are already cached (batched as a call would batch them) are
         not counted. Returns the number of queries the run would send.
         """
-        if _is_int(queries):
+        if is_integer(queries):
             check_param("queries", queries, "an integer >= 0 or an array of inputs",
                         int(queries) >= 0, caller="HttpModel.check_budget")
             needed = int(queries)
@@ -513,7 +513,7 @@ class HttpModel(Model):
         if given is not None:
             check_param(param, given, f"a tuple of at most {MAX_RANK - 1} integers from 1 to "
                         f"{MAX_AXIS}", isinstance(given, (tuple, list)) and len(given) < MAX_RANK
-                        and all(_is_int(size) and 1 <= size <= MAX_AXIS for size in given),
+                        and all(is_integer(size) and 1 <= size <= MAX_AXIS for size in given),
                         caller="HttpModel")
             given = tuple(int(size) for size in given)
             compatible = len(given) == len(sample) and all(
@@ -836,15 +836,6 @@ def _read_at_most(response: http.client.HTTPResponse, count: int) -> bytes:
         pieces.append(piece)
         size += len(piece)
     return b"".join(pieces)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
-        and math.isfinite(float(value))
 
 
 def _metadata_summary(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from .. import errors as _errors
-from ..errors import ModelLoadError, TafaError
+from ..errors import ModelLoadError, TafaError, one_line
+from ..threads import pin_torch_threads
 from .base import Model
 
 # --- the wire format: plain arrays ------------------------------------------------------
@@ -285,11 +286,11 @@ def _zygote_main(fd: int) -> None:
     import onnx  # noqa: F401 - imported once here so that workers start in milliseconds
     import onnxruntime  # noqa: F401
     import safetensors.torch  # noqa: F401
-    import torch
+    import torch  # noqa: F401
 
     from . import files  # noqa: F401
 
-    torch.set_num_threads(1)
+    pin_torch_threads(1)
     root = os.getcwd()
     statuses: dict[int, dict[str, Any]] = {}
 
@@ -383,8 +384,6 @@ def _limit(worker_limits: dict[str, Any], file_bytes: int) -> None:
 def _worker_main(fd: int, message: dict[str, Any], root: str) -> None:
     """One worker: limits, an empty directory, the file opened by the in-process loader,
     then requests answered until the parent closes the socket."""
-    import torch
-
     from .files import load_file
 
     sock = socket.socket(fileno=fd)
@@ -394,7 +393,7 @@ def _worker_main(fd: int, message: dict[str, Any], root: str) -> None:
     options = message["options"]
     try:
         _limit(message["limits"], os.stat(path).st_size)
-        torch.set_num_threads(1)
+        pin_torch_threads(1)
         model = load_file(path, **options)
     except BaseException as error:  # noqa: BLE001 - every failure goes back as one error message
         _send_error(sock, error)
@@ -611,7 +610,7 @@ class SandboxedModel(Model):
             except TafaError as error:
                 self._import_error = str(error)
             except Exception as error:  # noqa: BLE001 - a graph the importer did not foresee: black box
-                self._import_error = f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"
+                self._import_error = f"{type(error).__name__}: {one_line(error)}"
         return self._module
 
     def import_notice(self) -> str | None:
