@@ -1,8 +1,10 @@
 """The small piecewise-linear networks the benchmark, the demo and the tests train.
 
-All are ``nn.Sequential`` of Linear / Conv2d / ReLU / MaxPool2d / Flatten (plus an optional
-monotone head), so the attack library can walk their layers generically. Each builder is
-seeded: the same seed gives the same initial weights.
+The small ones are ``nn.Sequential`` of Linear / Conv2d / ReLU / MaxPool2d / Flatten (plus an
+optional monotone head), so the attack library can walk their layers generically. The
+real-size ones are residual networks (:class:`ResNet`: BatchNorm, residual additions,
+max-pooling, global average pooling), built in plain torch. Each builder is seeded: the same
+seed gives the same initial weights.
 
 >>> net = build("mlp", input_shape=(1, 8, 8), output_dim=10, seed=0)
 >>> net(torch.zeros(2, 1, 8, 8)).shape
@@ -59,7 +61,102 @@ def decoder(latent_dim: int, output_shape: tuple[int, ...], hidden: tuple[int, .
     return nn.Sequential(*layers)
 
 
-ARCHITECTURES: dict[str, Callable[..., nn.Sequential]] = {
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm, added to the (projected) input, then ReLU."""
+
+    expansion = 1
+
+    def __init__(self, inputs: int, width: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.shortcut = _projection(inputs, width, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 (reduce), 3x3, 1x1 (expand x4) convolutions with BatchNorm, residual addition, ReLU."""
+
+    expansion = 4
+
+    def __init__(self, inputs: int, width: int, stride: int) -> None:
+        super().__init__()
+        out = width * self.expansion
+        self.conv1 = nn.Conv2d(inputs, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU()
+        self.shortcut = _projection(inputs, out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        return self.relu(self.bn3(self.conv3(y)) + self.shortcut(x))
+
+
+def _projection(inputs: int, outputs: int, stride: int) -> nn.Module:
+    if stride == 1 and inputs == outputs:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs))
+
+
+class ResNet(nn.Module):
+    """A residual network (He et al. 2016) of :class:`BasicBlock` or :class:`Bottleneck` stages.
+
+    ``stem="small"`` (inputs up to 64 pixels a side): one 3x3 convolution; ``"imagenet"``:
+    a 7x7 stride-2 convolution and a 3x3 stride-2 max-pooling. Then one stage per entry of
+    ``blocks`` (the first at stride 1, the others at stride 2), global average pooling and a
+    linear head.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], output_dim: int, blocks: tuple[int, ...],
+                 widths: tuple[int, ...], bottleneck: bool = False, stem: str = "small") -> None:
+        super().__init__()
+        block: type[BasicBlock] | type[Bottleneck] = Bottleneck if bottleneck else BasicBlock
+        if stem == "imagenet":
+            self.stem = nn.Sequential(nn.Conv2d(input_shape[0], widths[0], 7, 2, 3, bias=False),
+                                      nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(input_shape[0], widths[0], 3, 1, 1, bias=False),
+                                      nn.BatchNorm2d(widths[0]), nn.ReLU())
+        stages: list[nn.Module] = []
+        inputs = widths[0]
+        for index, (count, width) in enumerate(zip(blocks, widths)):
+            for position in range(count):
+                stride = 2 if index > 0 and position == 0 else 1
+                stages.append(block(inputs, width, stride))
+                inputs = width * block.expansion
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(inputs, output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+
+
+def resnet18(input_shape: tuple[int, ...], output_dim: int, width: int = 64) -> ResNet:
+    """ResNet-18 (11.2M parameters at ``width=64`` with 10 outputs)."""
+    stem = "imagenet" if input_shape[-1] > 64 else "small"
+    return ResNet(input_shape, output_dim, (2, 2, 2, 2), tuple(width * 2 ** i for i in range(4)), stem=stem)
+
+
+def resnet50(input_shape: tuple[int, ...], output_dim: int, width: int = 64) -> ResNet:
+    """ResNet-50 (25.6M parameters at ``width=64`` with 1000 outputs; 23.5M with 10)."""
+    stem = "imagenet" if input_shape[-1] > 64 else "small"
+    return ResNet(input_shape, output_dim, (3, 4, 6, 3), tuple(width * 2 ** i for i in range(4)), bottleneck=True,
+                  stem=stem)
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "mlp_wide": lambda input_shape, output_dim: mlp(input_shape, output_dim, (256, 256)),
     "mlp_deep": lambda input_shape, output_dim: mlp(input_shape, output_dim, (128, 128, 128)),
@@ -70,10 +167,12 @@ ARCHITECTURES: dict[str, Callable[..., nn.Sequential]] = {
     "decoder": lambda input_shape, output_dim: decoder(input_shape[0], (1, 8, 8) if output_dim == 64 else (1, 28, 28)),
     "decoder_wide": lambda input_shape, output_dim: decoder(
         input_shape[0], (1, 8, 8) if output_dim == 64 else (1, 28, 28), (256, 256)),
+    "resnet18": resnet18,
+    "resnet50": resnet50,
 }
 
 
-def build(name: str, *, input_shape: tuple[int, ...], output_dim: int, seed: int) -> nn.Sequential:
+def build(name: str, *, input_shape: tuple[int, ...], output_dim: int, seed: int) -> nn.Module:
     """A freshly initialised network of architecture ``name``, seeded."""
     if name not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}.")
