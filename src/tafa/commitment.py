@@ -179,7 +179,7 @@ class Commitment:
         fingerprint = Fingerprint.create(model, domain if domain is not None else domain_from_dict(self.domain),
                                          scheme=scheme, points=self.points,
                                          directions=self.directions if scheme.directions > 0 else None,
-                                         seed=self.seed, progress=progress, data=data)
+                                         seed=self.seed, progress=progress, data=data, time_budget=None)
         if fingerprint.probe_sha256 != self.probe_sha256:
             here = environment()
             differs = sorted(key for key in set(here) | set(self.environment)

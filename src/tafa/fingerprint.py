@@ -63,6 +63,11 @@ REPRODUCIBLE_FIELDS = ("scheme", "domain", "seed")
 OWNER_INT8_SCORE = "owner_int8_score"
 COPY_SLACK = 1.0
 
+#: Seconds ``Fingerprint.create`` aims to stay within unless told otherwise: over it, the
+#: probe strategy's cost plan takes shortcuts (:meth:`~tafa.probes.base.ProbeStrategy.plan`),
+#: recorded in the scheme and the metadata. The benchmark's owners are far below it.
+DEFAULT_TIME_BUDGET = 60.0
+
 ModelLike = Model | torch.nn.Module
 
 
@@ -99,7 +104,8 @@ class Fingerprint:
     def create(cls, model: ModelLike, domain: Domain | str, *, scheme: str | Scheme = DEFAULT_SCHEME,
                points: int | None = None, directions: int | None = None, seed: int = 0,
                input_shape: tuple[int, ...] | None = None, progress: bool = False,
-               data: np.ndarray | None = None, references: References | None = None) -> "Fingerprint":
+               data: np.ndarray | None = None, references: References | None = None,
+               time_budget: float | None = DEFAULT_TIME_BUDGET) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model` or an ``nn.Module`` (then ``input_shape``
@@ -111,6 +117,12 @@ class Fingerprint:
         reference models, measured black-box at the probes); a ``"data-free"`` scheme makes
         them itself from the owner and the domain when none are given
         (:func:`tafa.attacks.references.data_free_references`).
+
+        Before it starts, the cost is estimated (:meth:`~tafa.probes.base.ProbeStrategy.plan`,
+        shown with the progress bars); over ``time_budget`` seconds (``None``: no budget) the
+        analysis takes shortcuts (float32, smaller slices, fewer LPs, the linearity ladder)
+        that are written into the fingerprint's scheme (so it is re-created the same way) and
+        listed in its metadata (``shortcuts``). Reference training is not budgeted.
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -127,8 +139,19 @@ class Fingerprint:
         d = int(np.prod(owner.input_shape))
         check_param("directions", k, f"an integer in [1, {d}] for scheme {scheme.name!r}",
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
+        check_param("time_budget", time_budget, "None or a number of seconds > 0",
+                    time_budget is None or (isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool)
+                                            and time_budget > 0), caller="Fingerprint.create")
         strategy, signature, similarity = scheme.build()
         started = time.perf_counter()
+        plan = strategy.plan(owner, domain, n=n, k=k if needs_directions else 0,
+                             signature_queries=n * (2 * k + 1) if needs_directions else n, budget=time_budget)
+        if plan is not None and plan.params:
+            scheme = replace(scheme, probe_params={**scheme.probe_params, **plan.params})
+            strategy, signature, similarity = scheme.build()
+        if plan is not None and progress:
+            over = f"; over the {time_budget:g} s budget, taking: {', '.join(plan.shortcuts)}" if plan.shortcuts else ""
+            tqdm.write(f"estimated {plan.seconds:.0f} s ({plan.summary}){over}")
         if references is None and (isinstance(similarity, LearnedSimilarity)
                                    or scheme.references is ReferenceSource.DATA_FREE):
             references = _default_references(scheme, owner, domain, seed)
@@ -144,12 +167,16 @@ class Fingerprint:
             similarity.fit(owner_signature, measured[0], measured[1], seed=seed)
             verifier = similarity.state()
         owner_queries = owner.queries - before
-        copy_score = _owner_int8_score(owner, probes, signature, similarity, owner_signature)
+        copy_score = (_owner_int8_score(owner, probes, signature, similarity, owner_signature)
+                      if plan is None or plan.owner_check else None)
         seconds = time.perf_counter() - started
         meta = {"fingerprint_seconds": seconds, "owner_queries": owner_queries,
                 "owner_name": owner.name, "tafa_version": tafa_version(), "requested_points": n,
                 "requested_directions": k if needs_directions else 0,
                 **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score})}
+        if plan is not None:
+            meta.update(cost_estimate_seconds=plan.seconds, cost_plan=plan.summary, shortcuts=plan.shortcuts,
+                        time_budget_seconds=time_budget)
         if references is not None and (isinstance(similarity, LearnedSimilarity) or "selected" in probes.info):
             meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
             if references.provenance:  # data-free references: how far each moved, how well it works

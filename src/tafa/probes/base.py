@@ -111,6 +111,24 @@ class CandidateCache:
         return self.candidates
 
 
+@dataclass
+class CostPlan:
+    """What choosing probes will cost, and the parameters that keep it within a time budget.
+
+    ``seconds``: the estimate for the whole fingerprint (probes and the owner's signature);
+    ``params``: probe parameters to add to the scheme's (empty when the exact analysis fits);
+    ``shortcuts``: what the plan gave up, in words (recorded in the fingerprint's metadata);
+    ``owner_check``: whether the owner's own int8 copy is still scored (one more signature);
+    ``summary``: one line for people, e.g. ``"64 probes, 64 LPs in 64-dim slices"``.
+    """
+
+    seconds: float
+    summary: str
+    params: dict[str, Any] = field(default_factory=dict)
+    shortcuts: list[str] = field(default_factory=list)
+    owner_check: bool = True
+
+
 class ProbeStrategy(ABC):
     """Chooses probes for an owner model over a domain; same seed, same probes."""
 
@@ -130,6 +148,13 @@ class ProbeStrategy(ABC):
         method never uses it. ``references`` (positive and negative reference models) is for
         strategies that learn their probes (MetaV); the others ignore it.
         """
+
+    def plan(self, owner: Model, domain: Domain, *, n: int, k: int, signature_queries: int,
+             budget: float | None) -> CostPlan | None:
+        """Estimate the cost of :meth:`select` plus ``signature_queries`` owner queries and,
+        when it exceeds ``budget`` seconds, the cheaper parameters to use instead. ``None``:
+        the strategy has nothing costly to plan (the default)."""
+        return None
 
 
 PROBES: Components[ProbeStrategy] = Components("probe strategy")

@@ -13,11 +13,12 @@ signature of staying inside one region. The probes record which path was taken.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import copy
 import hashlib
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,9 @@ from ..domain import Domain
 from ..errors import InvalidParameter, check_param
 from ..functional import central_differences, local_cosines, rowwise_cosine, stepped_inputs
 from ..models.base import Model, TorchModel, module_dtype, module_hash
-from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
-from ..relu.regions import centre
-from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
+from ..relu.linearise import CHUNK_ROWS, NotPiecewiseLinear, check_head_on_top, count_switches, linearise
+from ..relu.regions import centre, slice_radius
+from .base import CostPlan, ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
 
 if TYPE_CHECKING:
     from ..references import References
@@ -39,6 +40,20 @@ if TYPE_CHECKING:
 #: :data:`SUBSPACE` dimensions that holds the probe's directions (the slice its steps use).
 FULL_LP_MAX_FEATURES = 256
 SUBSPACE = 64
+#: Slice dimensions a time budget falls back to, largest first (never below the directions).
+SMALLER_SLICES = (32, 16, 8)
+#: Bound on the switches one chunk of the linearisation holds (bytes): the rows per forward
+#: pass follow from it (see :func:`tafa.relu.linearise.linearise`).
+CHUNK_BYTES = 512 * 2 ** 20
+#: Cost model of one region LP in seconds, ``a + b q^2 + c P q`` for P switches in q
+#: dimensions (HiGHS on the working rows, then the violation checks over every switch;
+#: fitted on a 2-core x86 machine): in a slice, and in the whole (small) input space.
+LP_SLICE_SECONDS = (0.03, 3e-5, 1.5e-8)
+LP_FULL_SECONDS = (0.02, 3e-6, 1.5e-8)
+#: Rungs of the black-box linearity ladder the cost model assumes (its worst case for the
+#: default step bounds).
+LADDER_RUNGS = 3
+ANALYSIS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 @register_probes("relu")
 class ReluProbes(ProbeStrategy):
@@ -57,13 +72,40 @@ class ReluProbes(ProbeStrategy):
     references disagree most are kept (:func:`select_groups`); with a
     :attr:`~tafa.probes.base.ProbeStrategy.candidate_cache`, the candidates are made once
     per owner and reused by selections with other references.
+
+    What a time budget may change (:meth:`plan`; each recorded in the scheme, so a
+    fingerprint is re-created the same way): ``slice_dim``, the dimension of the slice the
+    analysis and the LP work in (``None``: the whole input space up to
+    :data:`FULL_LP_MAX_FEATURES` features, else :data:`SUBSPACE`); ``centre_limit``, how
+    many probes (the first ones) are moved by the LP, the others keep their drawn point and
+    the distance to the nearest switch in their slice as radius (``None``: all);
+    ``analysis_dtype``, ``"float64"`` (exact to rounding) or ``"float32"`` (the analysis
+    at float32 precision, several times faster on convolutions); ``black_box``: the
+    linearity ladder instead of the white-box analysis. ``chunk_rows`` bounds the rows of
+    one forward pass of the analysis (``None``: from :data:`CHUNK_BYTES`); it never changes
+    the probes.
     """
 
     def __init__(self, move: float = 0.1, step_fraction: float = 0.5, min_step: float = 1e-3,
                  max_step: float = 0.05, oversample: float = 1.5, centre_points: bool = True,
-                 group: int = 8, invert_steps: int = 0, select_from: int = 1) -> None:
+                 group: int = 8, invert_steps: int = 0, select_from: int = 1, slice_dim: int | None = None,
+                 centre_limit: int | None = None, analysis_dtype: str = "float64", black_box: bool = False,
+                 chunk_rows: int | None = None) -> None:
         check_param("select_from", select_from, "an integer >= 1", isinstance(select_from, int) and select_from >= 1,
                     caller="ReluProbes")
+        check_param("slice_dim", slice_dim, "None or an integer >= 1",
+                    slice_dim is None or (isinstance(slice_dim, int) and slice_dim >= 1), caller="ReluProbes")
+        check_param("centre_limit", centre_limit, "None or an integer >= 0",
+                    centre_limit is None or (isinstance(centre_limit, int) and centre_limit >= 0), caller="ReluProbes")
+        check_param("analysis_dtype", analysis_dtype, f"one of {sorted(ANALYSIS_DTYPES)}",
+                    analysis_dtype in ANALYSIS_DTYPES, caller="ReluProbes")
+        check_param("chunk_rows", chunk_rows, "None or an integer >= 2",
+                    chunk_rows is None or (isinstance(chunk_rows, int) and chunk_rows >= 2), caller="ReluProbes")
+        self.slice_dim = slice_dim
+        self.centre_limit = centre_limit
+        self.analysis_dtype = analysis_dtype
+        self.black_box = bool(black_box)
+        self.chunk_rows = chunk_rows
         self.select_from = select_from
         self.group = group
         self.invert_steps = invert_steps
@@ -80,8 +122,10 @@ class ReluProbes(ProbeStrategy):
         rng = np.random.default_rng(seed)
         module = owner.torch_module()
         reason = "the owner is not available as a torch module"
-        if module is not None:
-            analysed = copy.deepcopy(module).double().eval()
+        if module is not None and self.black_box:
+            reason = "the time budget chose the linearity check over the white-box analysis"
+        elif module is not None:
+            analysed = copy.deepcopy(module).to(ANALYSIS_DTYPES[self.analysis_dtype]).eval()
             try:
                 check_head_on_top(analysed, domain.sample(1, rng)[0])
             except NotPiecewiseLinear as error:
@@ -103,6 +147,89 @@ class ReluProbes(ProbeStrategy):
                 return select_groups(self.candidate_cache.get(key, candidates), module, references, n, progress)
         return self._black_box(owner, domain, n, k, rng, progress, reason)
 
+    def plan(self, owner: Model, domain: Domain, *, n: int, k: int, signature_queries: int,
+             budget: float | None) -> CostPlan | None:
+        """The cost of these probes and the owner's signature, measured on one pilot pass,
+        and, over ``budget`` seconds, the first of these that fits (else the cheapest):
+        float32 analysis; smaller slices (:data:`SMALLER_SLICES`, then the directions
+        alone); LPs for fewer probes, then none (the radius is the distance to the nearest
+        switch in the slice); the owner's int8 self-check left out; the black-box linearity
+        ladder. A strategy whose parameters already fix the analysis is not re-planned."""
+        module = owner.torch_module()
+        if module is None or self.black_box:
+            return None
+        d = int(np.prod(domain.shape))
+        candidates = n * self.select_from
+        centring = self.centre_points
+        base_q = self._slice(d, k)
+        base_centred = n if self.centre_limit is None else min(n, self.centre_limit)
+
+        def hopeless(float32_row: float) -> bool:  # the exact plan's lower bound is over budget
+            return budget is not None and candidates * ((base_q or d) + 1) * float32_row > budget
+
+        costs = _pilot(module, domain, min(d, SUBSPACE) if k == 0 else k, hopeless)
+        if costs is None:
+            return None
+        switches, row_seconds = costs
+        query_seconds = signature_queries * row_seconds["float32"]
+
+        def estimate(q: int | None, dtype: str, centred: int, owner_check: bool) -> float:
+            width = d if q is None else q
+            analysis = candidates * (width + 1) * row_seconds[dtype]
+            fixed, square, per_switch = LP_FULL_SECONDS if q is None else LP_SLICE_SECONDS
+            lps = (centred * self.select_from if centring else 0) * (
+                fixed + square * width ** 2 + per_switch * switches * width)
+            return analysis + lps + query_seconds * (2 if owner_check else 1)
+
+        def summary(q: int | None, dtype: str, centred: int) -> str:
+            where = f"the full {d}-dim input space" if q is None else f"{q}-dim slices"
+            lps = f"{centred * self.select_from if centring else 0} LPs"
+            return f"{candidates} probes, {lps} in {where}" + (", float32 analysis" if dtype == "float32" else "")
+
+        exact = CostPlan(estimate(base_q, self.analysis_dtype, base_centred, True),
+                         summary(base_q, self.analysis_dtype, base_centred))
+        if budget is None or exact.seconds <= budget or self._planned():
+            return exact
+        options: list[CostPlan] = []
+        params: dict[str, Any] = {}
+        shortcuts: list[str] = []
+        dtype, q = self.analysis_dtype, base_q
+        if dtype != "float32":
+            dtype = "float32"
+            params["analysis_dtype"], shortcuts = dtype, ["float32 analysis"]
+            options.append(CostPlan(estimate(q, dtype, base_centred, True), summary(q, dtype, base_centred),
+                                    dict(params), list(shortcuts)))
+        width = d if q is None else q
+        for smaller in (*SMALLER_SLICES, k):
+            if k <= smaller < width:
+                q = width = smaller
+                params["slice_dim"] = q
+                shortcuts = [s for s in shortcuts if "slice" not in s] + [f"{q}-dim analysis slices"]
+                options.append(CostPlan(estimate(q, dtype, base_centred, True), summary(q, dtype, base_centred),
+                                        dict(params), list(shortcuts)))
+        if centring:
+            for centred in sorted({base_centred // 2, base_centred // 4, 0}, reverse=True):
+                if centred < base_centred:
+                    options.append(CostPlan(
+                        estimate(q, dtype, centred, True), summary(q, dtype, centred),
+                        {**params, "centre_limit": centred},
+                        [*shortcuts, f"LPs for {centred} of {n} probes (the others: nearest-switch radius)"]))
+            params["centre_limit"] = 0
+            shortcuts = [*shortcuts, f"LPs for 0 of {n} probes (the others: nearest-switch radius)"]
+        options.append(CostPlan(estimate(q, dtype, 0, False), summary(q, dtype, 0), dict(params),
+                                [*shortcuts, "no int8 self-check"], owner_check=False))
+        ladder = LADDER_RUNGS * 2 * n * 2 * max(k, 1) * row_seconds["float32"] + query_seconds
+        options.append(CostPlan(ladder, f"{n} probes, black-box linearity ladder", {"black_box": True},
+                                ["black-box linearity check instead of the white-box analysis", "no int8 self-check"],
+                                owner_check=False))
+        fitting = [option for option in options if option.seconds <= budget]
+        return fitting[0] if fitting else min(options, key=lambda option: option.seconds)
+
+    def _planned(self) -> bool:
+        """Whether the parameters already fix a cheaper analysis (a plan was taken before)."""
+        return (self.slice_dim is not None or self.centre_limit is not None or self.analysis_dtype != "float64"
+                or self.black_box)
+
     def _step_bounds(self, domain: Domain) -> tuple[float, float]:
         scale = domain.scale()
         return self.min_step * scale, self.max_step * scale
@@ -122,27 +249,42 @@ class ReluProbes(ProbeStrategy):
         d = int(np.prod(domain.shape))
         bar = tqdm(total=n, desc="probes: region centres", disable=not progress, leave=False)
 
+        q = self._slice(d, k)
+        chunk_rows = self.chunk_rows
+
         def slice_of(i: int) -> np.ndarray | None:
             """Basis of the slice analysed for probe ``i`` (None: the whole input space)."""
-            if d <= FULL_LP_MAX_FEATURES:
+            if q is None:
                 return None
-            extra = rng.normal(size=(d, max(0, SUBSPACE - k)))
+            extra = rng.normal(size=(d, max(0, q - k)))
             return np.linalg.qr(np.hstack([directions[i].reshape(k, d).T, extra]))[0]
 
+        def analyse(x0: np.ndarray, basis: np.ndarray | None):
+            nonlocal chunk_rows
+            if chunk_rows is None:  # from the switch count, known after the first pass
+                switches = count_switches(module, x0)
+                width = 4 if self.analysis_dtype == "float32" else 8
+                chunk_rows = int(np.clip(CHUNK_BYTES // max(1, switches * width), 2, CHUNK_ROWS))
+            return linearise(module, x0, basis, chunk_rows=chunk_rows)
+
+        limit = n if self.centre_limit is None else self.centre_limit
         for x0 in candidates:
             if len(points) == n:
                 break
             basis = slice_of(len(points))
-            lin = linearise(module, x0, basis)
+            lin = analyse(x0, basis)
             key = hashlib.sha1(np.packbits(lin.pattern()).tobytes()).hexdigest()
             if key in seen:
                 continue
             seen.add(key)
-            if self.centre_points:
+            if self.centre_points and len(points) < limit:
                 moved = centre(lin, x0, lo, hi, delta, basis)
                 point, radius, method = moved.point, moved.radius, moved.method
+            elif self.centre_points:
+                point, radius, method = x0, slice_radius(lin, x0, lo, hi), "none"
             else:
                 point, radius, method = x0, lin.radius(), "none"
+            del lin  # free the switch Jacobians before the next probe's
             points.append(point)
             radii.append(radius)
             methods.append(method)
@@ -150,7 +292,7 @@ class ReluProbes(ProbeStrategy):
         bar.close()
         while len(points) < n:  # every candidate shared a pattern: top up with plain draws
             x0 = domain.sample(1, rng)[0]
-            radii.append(linearise(module, x0, slice_of(len(points))).radius())
+            radii.append(analyse(x0, slice_of(len(points))).radius())
             points.append(x0)
             methods.append("none")
         radii_array = np.asarray(radii)
@@ -158,13 +300,23 @@ class ReluProbes(ProbeStrategy):
         steps = np.clip(self.step_fraction * radii_array, low, high)
         info: dict[str, Any] = {
             "strategy": "relu", "analysis": "white-box",
-            "centring": "lp" if d <= FULL_LP_MAX_FEATURES
-            else f"lp in the {SUBSPACE}-dimensional slice of the directions",
+            "centring": ("lp" if q is None else f"lp in the {q}-dimensional slice of the directions")
+            + ("" if self.centre_limit is None or not self.centre_points
+               else f" for the first {min(n, self.centre_limit)} probes, nearest-switch radius for the others"),
             "radius_median": float(np.median(radii_array)), "radius_min": float(radii_array.min()),
             "centred": int(sum(method == "lp" for method in methods)),
             "distinct_patterns": len(seen),
         }
+        if self.analysis_dtype != "float64":
+            info["analysis_dtype"] = self.analysis_dtype
         return Probes(np.stack(points), directions, steps, extra=self._groups(n), info=info)
+
+    def _slice(self, d: int, k: int) -> int | None:
+        """Dimension of the analysed slice (None: the whole input space)."""
+        if self.slice_dim is None:
+            return None if d <= FULL_LP_MAX_FEATURES else SUBSPACE
+        q = max(self.slice_dim, k)
+        return None if q >= d else q
 
     def _groups(self, n: int) -> dict[str, np.ndarray]:
         return {"group": direction_groups(n, self.group).astype(float)}
@@ -190,6 +342,34 @@ class ReluProbes(ProbeStrategy):
         info = {"strategy": "relu", "analysis": f"black-box ({reason})",
                 "linear_at_step": int(settled.sum()), "step_median": float(np.median(steps))}
         return Probes(points, directions, steps, extra=self._groups(n), info=info)
+
+
+def _pilot(module: torch.nn.Module, domain: Domain, tangents: int,
+           skip_float64: Callable[[float], bool]) -> tuple[int, dict[str, float]] | None:
+    """One timed pass of the analysis at a fixed point: the switch count and the seconds per
+    analysed row in float32 and, unless ``skip_float64(float32 seconds per row)`` says the
+    float64 analysis cannot fit anyway, in float64 (else taken as 3 times float32, its
+    ratio on convolutions here). ``None`` when the owner cannot be analysed."""
+    x0 = domain.sample(1, np.random.default_rng(0))[0]
+    d = x0.size
+    basis = np.linalg.qr(np.random.default_rng(1).normal(size=(d, max(1, min(tangents, d)))))[0]
+    seconds: dict[str, float] = {}
+    switches = 0
+    for name in ("float32", "float64"):
+        if name == "float64" and skip_float64(seconds["float32"]):
+            seconds[name] = 3 * seconds["float32"]
+            break
+        analysed = copy.deepcopy(module).to(ANALYSIS_DTYPES[name]).eval()
+        try:
+            linearise(analysed, x0, basis[:, :1])  # warm-up (first-call allocations)
+            started = time.perf_counter()
+            lin = linearise(analysed, x0, basis)
+        except NotPiecewiseLinear:
+            return None
+        seconds[name] = (time.perf_counter() - started) / (basis.shape[1] + 1)
+        switches = lin.switch_values.size
+        del analysed, lin
+    return switches, seconds
 
 
 def select_groups(candidates: Probes, owner: torch.nn.Module, references: References, n: int,

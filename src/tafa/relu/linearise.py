@@ -121,19 +121,27 @@ class _Freeze(TorchFunctionMode):
         padding = _arg(args, kwargs, 3, "padding", 0)
         dilation = _arg(args, kwargs, 4, "dilation", 1)
         ceil_mode = bool(_arg(args, kwargs, 5, "ceil_mode", False))
-        if any(int(p) != 0 for p in np.atleast_1d(padding)) or ceil_mode:
-            raise NotPiecewiseLinear("max pooling with padding or ceil_mode is not supported")
+        if ceil_mode:
+            raise NotPiecewiseLinear("max pooling with ceil_mode is not supported")
         if not two_d:
             z = z.unsqueeze(-2)
             kernel, stride, dilation = (1, int(np.atleast_1d(kernel)[0])), (1, int(np.atleast_1d(stride)[0])), (
                 1, int(np.atleast_1d(dilation)[0]))
+            padding = (0, int(np.atleast_1d(padding)[0]))
+        pads = [int(p) for p in np.broadcast_to(np.atleast_1d(padding), (2,))]
+        padded = any(pads)
+        if padded:  # max pooling pads with -inf: a padded cell never wins and is never a switch
+            z = F.pad(z, (pads[1], pads[1], pads[0], pads[0]), value=-math.inf)
         pooled, index = F.max_pool2d(z[:1], kernel, stride, 0, dilation, return_indices=True)
         rows, channels = z.shape[0], z.shape[1]
         flat = z.reshape(rows, channels, -1)
         winners = flat.gather(2, index.reshape(1, channels, -1).expand(rows, -1, -1))
         patches = F.unfold(z.reshape(rows * channels, 1, *z.shape[-2:]), kernel, dilation, 0, stride)
         patches = patches.reshape(rows, channels, patches.shape[1], -1)
-        self._record((winners.unsqueeze(2) - patches).reshape(rows, -1))
+        margins = winners.unsqueeze(2) - patches
+        if padded:  # constant (zero-Jacobian) margins for the padded cells
+            margins = torch.where(torch.isfinite(margins), margins, torch.ones_like(margins))
+        self._record(margins.reshape(rows, -1))
         out = winners.reshape(rows, *pooled.shape[1:])
         if not two_d:
             out = out.squeeze(-2)
@@ -194,20 +202,67 @@ class Linearisation:
         return float(distances.min()) if distances.size else math.inf
 
 
-def linearise(module: torch.nn.Module, x0: np.ndarray, basis: np.ndarray | None = None) -> Linearisation:
+#: Default bound on the rows of one forward pass of :func:`linearise` (the anchor included):
+#: memory grows with the rows times the network's activations, time barely shrinks with more.
+CHUNK_ROWS = 65
+
+
+def linearise(module: torch.nn.Module, x0: np.ndarray, basis: np.ndarray | None = None,
+              chunk_rows: int = CHUNK_ROWS) -> Linearisation:
     """Exact local affine pieces of ``module`` (float64 copy expected) around one input ``x0``.
 
     With ``basis`` (``d x q`` orthonormal columns) the Jacobians are taken along its columns
     only (``q + 1`` rows instead of ``d + 1``): the affine pieces restricted to the slice
     ``x0 + span(basis)``, which is all a probe stepping along directions in that span needs.
+
+    The rows go through the network ``chunk_rows`` at a time (each chunk led by ``x0``, whose
+    pattern every row of the chunk follows), so memory stays bounded by the chunk however
+    many tangents there are; the pieces are the same for any chunk size. A float32 module
+    gives float32 pieces (half the memory, differences rounded at float32 precision).
     """
+    if chunk_rows < 2:
+        raise ValueError(f"chunk_rows must be at least 2, got {chunk_rows}")
     shape = x0.shape
     d = int(np.prod(shape))
     dtype = next((p.dtype for p in module.parameters()), torch.float64)
     tangents = np.eye(d) if basis is None else np.asarray(basis).T
-    eye = torch.as_tensor(tangents, dtype=dtype).reshape(len(tangents), *shape)
+    q = len(tangents)
     anchor = torch.as_tensor(x0, dtype=dtype).unsqueeze(0)
-    batch = torch.cat([anchor, anchor + eye])
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    phi = output = None
+    switch_jacobian = jacobian = np.empty((0, 0))
+    for start in range(0, max(q, 1), chunk_rows - 1):
+        block = torch.as_tensor(tangents[start:start + chunk_rows - 1], dtype=dtype).reshape(-1, *shape)
+        switches, out = _frozen_rows(module, torch.cat([anchor, anchor + block]))
+        if phi is None:
+            phi, output = switches[0].numpy().copy(), out[0].numpy().copy()
+            switch_jacobian = np.empty((len(phi), q), dtype=np_dtype)
+            jacobian = np.empty((len(output), q), dtype=np_dtype)
+        stop = start + len(block)
+        jacobian[:, start:stop] = (out[1:] - out[:1]).T.numpy()
+        offset = 0
+        for piece in switches.pieces:
+            width = piece.shape[1]
+            switch_jacobian[offset:offset + width, start:stop] = (piece[1:] - piece[:1]).T.numpy()
+            offset += width
+        del switches, out
+    assert phi is not None and output is not None
+    return Linearisation(phi, switch_jacobian, output, jacobian)
+
+
+class _Switches:
+    """The switches recorded by one frozen forward pass: ``(rows, width)`` pieces, one per operation."""
+
+    def __init__(self, pieces: list[torch.Tensor], rows: int, dtype: torch.dtype) -> None:
+        self.pieces = pieces or [torch.zeros((rows, 0), dtype=dtype)]
+
+    def __getitem__(self, row: int) -> torch.Tensor:
+        return torch.cat([piece[row] for piece in self.pieces])
+
+
+def _frozen_rows(module: torch.nn.Module, batch: torch.Tensor) -> tuple[_Switches, torch.Tensor]:
+    """Run ``batch`` with every switch frozen to row 0's pattern: the recorded switches and
+    the affine output (before a monotone head), both with one row per batch row."""
     freeze = _Freeze()
     with torch.no_grad():
         try:
@@ -218,11 +273,11 @@ def linearise(module: torch.nn.Module, x0: np.ndarray, basis: np.ndarray | None 
             # entering it is the affine output of the region. Later operations that are
             # linear reshapes (Unflatten) do not matter for the analysis.
             out = head.value
-    out = out.reshape(out.shape[0], -1)
-    if freeze.switches:
-        switches = torch.cat(freeze.switches, dim=1)
-    else:
-        switches = torch.zeros((batch.shape[0], 0), dtype=dtype)
-    phi = switches[0].numpy()
-    jac_switch = (switches[1:] - switches[:1]).T.numpy()
-    return Linearisation(phi, jac_switch, out[0].numpy(), (out[1:] - out[:1]).T.numpy())
+    return _Switches(freeze.switches, batch.shape[0], batch.dtype), out.reshape(out.shape[0], -1)
+
+
+def count_switches(module: torch.nn.Module, x0: np.ndarray) -> int:
+    """How many switches ``module`` has at ``x0`` (one frozen forward pass of one row)."""
+    dtype = next((p.dtype for p in module.parameters()), torch.float64)
+    switches, _ = _frozen_rows(module, torch.as_tensor(x0, dtype=dtype).unsqueeze(0))
+    return sum(piece.shape[1] for piece in switches.pieces)
