@@ -183,6 +183,19 @@ register_scheme(Scheme(
     "ablate-extract-uniform", probes="relu", signature="outputs", similarity="output-agreement", points=64,
     benchmark=False, description="tafa-extract at uniform region-centred probes (no confident start)"))
 
+# The shortcuts a time budget may take (``ReluProbes.plan``), forced, so that the benchmark
+# measures what each costs in detection (docs/method.md, "Cost and the time budget").
+for _name, _params, _what in (
+        ("ablate-float32", {"analysis_dtype": "float32"}, "the white-box analysis in float32"),
+        ("ablate-slice-4", {"slice_dim": 4}, "the analysis and the LP in the 4-dim slice of the directions alone"),
+        ("ablate-no-lp", {"centre_limit": 0}, "no region LP: drawn points, nearest-switch radius"),
+        ("ablate-budget-cheapest", {"analysis_dtype": "float32", "slice_dim": 4, "centre_limit": 0},
+         "the cheapest white-box plan: float32, 4-dim slices, no LP"),
+        ("ablate-ladder", {"black_box": True}, "the black-box linearity ladder instead of the white-box analysis")):
+    register_scheme(Scheme(_name, probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+                           directions=4, probe_params=_params, benchmark=False,
+                           description=f"tafa with a time-budget shortcut forced: {_what}"))
+
 #: The schemes ``tafa bench --ablation`` compares.
 ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
             "ablate-32-points", "ablate-8-directions", "tafa-select", "ablate-select-uniform", "tafa-learned",

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameter, printable
-from .options import (DEFAULT_SCHEME, SCHEME_NAMES, add_calibration_options, add_opening_options, add_quiet,
-                      main_schemes, open_options)
+from .options import (DEFAULT_SCHEME, DEFAULT_TIME_BUDGET, SCHEME_NAMES, add_calibration_options,
+                      add_opening_options, add_quiet, main_schemes, open_options, time_budget)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -33,7 +33,8 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     if notice:
         print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
-                                     directions=args.directions, seed=args.seed, progress=not args.quiet)
+                                     directions=args.directions, seed=args.seed, progress=not args.quiet,
+                                     time_budget=args.time_budget)
     fingerprint.save(args.out)
     commitment = Commitment.of(fingerprint)
     commitment.save(commitment_path(args.out))
@@ -44,8 +45,12 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     else:
         print(f"fingerprint written to {args.out}")
         for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification",
-                    "fingerprint_seconds", "sha256", "commitment", "commitment_sha256"):
-            print(f"  {key:<26} {_for_people(summary.get(key))}")
+                    "fingerprint_seconds", "cost_estimate_seconds", "shortcuts", "sha256", "commitment",
+                    "commitment_sha256"):
+            value = summary.get(key)
+            if key == "shortcuts":
+                value = ", ".join(map(str, value)) if value else "none (the exact analysis fitted the time budget)"
+            print(f"  {key:<26} {_for_people(value)}")
         print("publish or timestamp the commitment_sha256 (or the commitment file) now, before any dispute")
     return 0
 
@@ -173,6 +178,10 @@ def add_parsers(commands: Any) -> None:
     fp.add_argument("--probes", type=int, help="probe points (default: the scheme's)")
     fp.add_argument("--directions", type=int, help="directions per probe (default: the scheme's)")
     fp.add_argument("--seed", type=int, default=0)
+    fp.add_argument("--time-budget", type=time_budget, default=DEFAULT_TIME_BUDGET, metavar="SECONDS",
+                    help=f"aim to finish within SECONDS (default {DEFAULT_TIME_BUDGET:g}; 'none': no budget): the cost "
+                         "is estimated first and, over the budget, the white-box analysis takes shortcuts (float32, "
+                         "smaller slices, fewer LPs, the black-box linearity check), listed in the fingerprint")
     fp.add_argument("--json", action="store_true", help="print a JSON summary")
     fp.add_argument("--check-commitment", metavar="COMMITMENT", help="re-create the fingerprint of MODEL with the "
                     "committed scheme, domain and seed and check it gives the committed probes (exit 2 if not)")

@@ -8,6 +8,7 @@ Nothing here imports torch, numpy or scipy: ``tafa --help`` is built from this m
 from __future__ import annotations
 
 import argparse
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,7 +20,8 @@ SCHEME_NAMES = ("tafa", "tafa-learned", "tafa-free", "tafa-select", "tafa-extrac
                 "modeldiff", "ipguard", "sac-m", "metav", "metav-free",
                 "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
                 "ablate-32-points", "ablate-8-directions", "ablate-select-uniform", "ablate-free-select",
-                "ablate-meta-verifier", "ablate-meta-verifier-data", "ablate-extract-uniform")
+                "ablate-meta-verifier", "ablate-meta-verifier-data", "ablate-extract-uniform", "ablate-float32",
+                "ablate-slice-4", "ablate-no-lp", "ablate-budget-cheapest", "ablate-ladder")
 
 #: The scheme ``tafa fingerprint`` uses unless told otherwise (tafa.scheme.DEFAULT_SCHEME).
 DEFAULT_SCHEME = "tafa"
@@ -41,6 +43,23 @@ def input_shape(text: str) -> tuple[int, ...]:
     if not shape or any(s <= 0 for s in shape):
         raise argparse.ArgumentTypeError(f"expected positive sizes, got {text!r}")
     return shape
+
+
+#: ``tafa fingerprint --time-budget`` unless told otherwise (tafa.fingerprint.DEFAULT_TIME_BUDGET).
+DEFAULT_TIME_BUDGET = 60.0
+
+
+def time_budget(text: str) -> float | None:
+    """``--time-budget 120`` -> ``120.0``; ``none`` -> ``None`` (no budget)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0 or 'none', got {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0 or 'none', got {text!r}")
+    return seconds
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
