@@ -79,7 +79,8 @@ def measure_row(row: str, budget: float | None, threads: int) -> dict:
     verdict = fingerprint.verify(suspect)
     verify_wall, verify_cpu = time.perf_counter() - verify_wall, _cpu_seconds() - verify_cpu
     return {"row": row, "parameters": sum(p.numel() for p in owner.parameters()), "input": "x".join(map(str, shape)),
-            "fingerprint_s": wall, "fingerprint_cpu_s": cpu, "estimate_s": fingerprint.meta.get("cost_estimate_seconds"),
+            "fingerprint_s": wall, "fingerprint_cpu_s": cpu,
+            "estimate_s": fingerprint.meta.get("cost_estimate_seconds"),
             "plan": fingerprint.meta.get("cost_plan"), "shortcuts": fingerprint.meta.get("shortcuts"),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "verify_s": verify_wall, "verify_cpu_s": verify_cpu, "queries": verdict.queries,
