@@ -121,9 +121,10 @@ class TorchModel(Model):
         self._white_box = white_box
         self._source_hash = source_hash
         if output_shape is None:
-            with torch.no_grad():
-                probe = torch.zeros((1, *input_shape), dtype=module_dtype(module))
-                output_shape = tuple(self.module(probe).shape[1:])
+            output_shape, largest = _probe_shapes(self.module, tuple(input_shape))
+            # a few feature maps of each sample live at once: bound the batch's activations
+            itemsize = torch.finfo(module_dtype(module)).bits // 8
+            batch_size = max(1, min(batch_size, BATCH_ACTIVATION_BYTES // max(1, 4 * largest * itemsize)))
         super().__init__(input_shape, output_shape, name=name or type(module).__name__,
                          batch_size=batch_size)
 
@@ -137,6 +138,33 @@ class TorchModel(Model):
 
     def content_hash(self) -> str:
         return self._source_hash or module_hash(self.module)
+
+
+#: Bound on the activations of one batch of a :class:`TorchModel` (bytes): a network with large
+#: feature maps (a ResNet-50 at 224x224: 0.8M values in its first maps) answers in smaller
+#: batches, so that memory stays bounded; small networks keep the full batch.
+BATCH_ACTIVATION_BYTES = 512 * 2 ** 20
+
+
+def _probe_shapes(module: torch.nn.Module, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """One sample through ``module``: its output shape and the size of its largest activation
+    (the largest output of a leaf module)."""
+    largest = [0]
+
+    def record(_module: torch.nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor):
+            largest[0] = max(largest[0], output.numel())
+
+    leaves = [] if isinstance(module, torch.jit.ScriptModule) else [  # TorchScript takes no hooks
+        m for m in module.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros((1, *input_shape), dtype=module_dtype(module)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tuple(out.shape[1:]), max(largest[0], out.numel())
 
 
 def module_dtype(module: torch.nn.Module) -> torch.dtype:
