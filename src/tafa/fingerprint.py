@@ -151,7 +151,7 @@ class Fingerprint:
             strategy, signature, similarity = scheme.build()
         if plan is not None and progress:
             over = f"; over the {time_budget:g} s budget, taking: {', '.join(plan.shortcuts)}" if plan.shortcuts else ""
-            tqdm.write(f"estimated {plan.seconds:.0f} s ({plan.summary}){over}")
+            tqdm.write(f"estimated {plan.seconds:.0f} s on an idle core ({plan.summary}){over}")
         if references is None and (isinstance(similarity, LearnedSimilarity)
                                    or scheme.references is ReferenceSource.DATA_FREE):
             references = _default_references(scheme, owner, domain, seed)

@@ -13,12 +13,11 @@ signature of staying inside one region. The probes record which path was taken.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import copy
 import hashlib
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -54,6 +53,13 @@ LP_FULL_SECONDS = (0.02, 3e-6, 1.5e-8)
 #: default step bounds).
 LADDER_RUNGS = 3
 ANALYSIS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: Nominal speed of one idle core of the reference machine (2-core x86-64, torch CPU, one
+#: thread), so that a plan depends on the model and the budget only, never on the load of
+#: the moment (the same owner, seed and budget give the same fingerprint anywhere):
+#: multiply-accumulates per second of a forward pass in each precision, and seconds per
+#: switch and analysed row (recording, differencing and storing the switch Jacobians).
+MACS_PER_SECOND = {"float32": 3.5e10, "float64": 8e9}
+SWITCH_ROW_SECONDS = {"float32": 1e-8, "float64": 1.5e-8}
 
 @register_probes("relu")
 class ReluProbes(ProbeStrategy):
@@ -149,8 +155,10 @@ class ReluProbes(ProbeStrategy):
 
     def plan(self, owner: Model, domain: Domain, *, n: int, k: int, signature_queries: int,
              budget: float | None) -> CostPlan | None:
-        """The cost of these probes and the owner's signature, measured on one pilot pass,
-        and, over ``budget`` seconds, the first of these that fits (else the cheapest):
+        """The cost of these probes and the owner's signature, counted on one pass
+        (:func:`network_work`) and priced at the reference machine's nominal speed
+        (:data:`MACS_PER_SECOND`), and, over ``budget`` seconds, the first of these that fits
+        (else the cheapest):
         float32 analysis; smaller slices (:data:`SMALLER_SLICES`, then the directions
         alone); LPs for fewer probes, then none (the radius is the distance to the nearest
         switch in the slice); the owner's int8 self-check left out; the black-box linearity
@@ -164,14 +172,13 @@ class ReluProbes(ProbeStrategy):
         base_q = self._slice(d, k)
         base_centred = n if self.centre_limit is None else min(n, self.centre_limit)
 
-        def hopeless(float32_row: float) -> bool:  # the exact plan's lower bound is over budget
-            return budget is not None and candidates * ((base_q or d) + 1) * float32_row > budget
-
-        costs = _pilot(module, domain, min(d, SUBSPACE) if k == 0 else k, hopeless)
-        if costs is None:
+        work = network_work(module, domain)
+        if work is None:
             return None
-        switches, row_seconds = costs
-        query_seconds = signature_queries * row_seconds["float32"]
+        macs, switches = work
+        row_seconds = {dtype: macs / MACS_PER_SECOND[dtype] + switches * SWITCH_ROW_SECONDS[dtype]
+                       for dtype in ANALYSIS_DTYPES}
+        query_seconds = signature_queries * macs / MACS_PER_SECOND["float32"]
 
         def estimate(q: int | None, dtype: str, centred: int, owner_check: bool) -> float:
             width = d if q is None else q
@@ -218,7 +225,7 @@ class ReluProbes(ProbeStrategy):
             shortcuts = [*shortcuts, f"LPs for 0 of {n} probes (the others: nearest-switch radius)"]
         options.append(CostPlan(estimate(q, dtype, 0, False), summary(q, dtype, 0), dict(params),
                                 [*shortcuts, "no int8 self-check"], owner_check=False))
-        ladder = LADDER_RUNGS * 2 * n * 2 * max(k, 1) * row_seconds["float32"] + query_seconds
+        ladder = (LADDER_RUNGS * 2 * n * 2 * max(k, 1) * macs / MACS_PER_SECOND["float32"]) + query_seconds
         options.append(CostPlan(ladder, f"{n} probes, black-box linearity ladder", {"black_box": True},
                                 ["black-box linearity check instead of the white-box analysis", "no int8 self-check"],
                                 owner_check=False))
@@ -344,32 +351,33 @@ class ReluProbes(ProbeStrategy):
         return Probes(points, directions, steps, extra=self._groups(n), info=info)
 
 
-def _pilot(module: torch.nn.Module, domain: Domain, tangents: int,
-           skip_float64: Callable[[float], bool]) -> tuple[int, dict[str, float]] | None:
-    """One timed pass of the analysis at a fixed point: the switch count and the seconds per
-    analysed row in float32 and, unless ``skip_float64(float32 seconds per row)`` says the
-    float64 analysis cannot fit anyway, in float64 (else taken as 3 times float32, its
-    ratio on convolutions here). ``None`` when the owner cannot be analysed."""
-    x0 = domain.sample(1, np.random.default_rng(0))[0]
-    d = x0.size
-    basis = np.linalg.qr(np.random.default_rng(1).normal(size=(d, max(1, min(tangents, d)))))[0]
-    seconds: dict[str, float] = {}
-    switches = 0
-    for name in ("float32", "float64"):
-        if name == "float64" and skip_float64(seconds["float32"]):
-            seconds[name] = 3 * seconds["float32"]
-            break
-        analysed = copy.deepcopy(module).to(ANALYSIS_DTYPES[name]).eval()
-        try:
-            linearise(analysed, x0, basis[:, :1])  # warm-up (first-call allocations)
-            started = time.perf_counter()
-            lin = linearise(analysed, x0, basis)
-        except NotPiecewiseLinear:
-            return None
-        seconds[name] = (time.perf_counter() - started) / (basis.shape[1] + 1)
-        switches = lin.switch_values.size
-        del analysed, lin
-    return switches, seconds
+def network_work(module: torch.nn.Module, domain: Domain) -> tuple[float, int] | None:
+    """What one row of the analysis costs, counted (not timed): the multiply-accumulates of
+    one forward pass (convolutions and linear layers; one per value elsewhere) and the number
+    of switches. ``None`` when the owner cannot be analysed."""
+    analysed = copy.deepcopy(module).float().eval()
+    macs = [0.0]
+
+    def count(layer: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        if isinstance(layer, torch.nn.modules.conv._ConvNd):
+            macs[0] += output.numel() * layer.in_channels / layer.groups * math.prod(layer.kernel_size)
+        elif isinstance(layer, torch.nn.Linear):
+            macs[0] += output.numel() * layer.in_features
+        else:
+            macs[0] += output.numel()
+
+    leaves = [m for m in analysed.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        switches = count_switches(analysed, domain.sample(1, np.random.default_rng(0))[0])
+    except NotPiecewiseLinear:
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return macs[0], switches
 
 
 def select_groups(candidates: Probes, owner: torch.nn.Module, references: References, n: int,
