@@ -43,7 +43,7 @@ from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
 from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
-                     check_param, one_line)
+                     check_param, is_finite_number, one_line)
 from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, content_hash, decode, encode, read,
                                tafa_version)
 from .models.base import Model, TorchModel
@@ -140,8 +140,8 @@ class Fingerprint:
         check_param("directions", k, f"an integer in [1, {d}] for scheme {scheme.name!r}",
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         check_param("time_budget", time_budget, "None or a number of seconds > 0",
-                    time_budget is None or (isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool)
-                                            and time_budget > 0), caller="Fingerprint.create")
+                    time_budget is None or (is_finite_number(time_budget) and time_budget > 0),
+                    caller="Fingerprint.create")
         strategy, signature, similarity = scheme.build()
         started = time.perf_counter()
         plan = strategy.plan(owner, domain, n=n, k=k if needs_directions else 0,

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..domain import Domain
-from ..errors import InvalidParameter, check_param
+from ..errors import InvalidParameter, check_param, is_integer
 from ..functional import central_differences, local_cosines, rowwise_cosine, stepped_inputs
 from ..models.base import Model, TorchModel, module_dtype, module_hash
 from ..relu.linearise import CHUNK_ROWS, NotPiecewiseLinear, check_head_on_top, count_switches, linearise
@@ -100,17 +100,18 @@ class ReluProbes(ProbeStrategy):
         check_param("select_from", select_from, "an integer >= 1", isinstance(select_from, int) and select_from >= 1,
                     caller="ReluProbes")
         check_param("slice_dim", slice_dim, "None or an integer >= 1",
-                    slice_dim is None or (isinstance(slice_dim, int) and slice_dim >= 1), caller="ReluProbes")
+                    slice_dim is None or (is_integer(slice_dim) and slice_dim >= 1), caller="ReluProbes")
         check_param("centre_limit", centre_limit, "None or an integer >= 0",
-                    centre_limit is None or (isinstance(centre_limit, int) and centre_limit >= 0), caller="ReluProbes")
+                    centre_limit is None or (is_integer(centre_limit) and centre_limit >= 0), caller="ReluProbes")
         check_param("analysis_dtype", analysis_dtype, f"one of {sorted(ANALYSIS_DTYPES)}",
                     analysis_dtype in ANALYSIS_DTYPES, caller="ReluProbes")
+        check_param("black_box", black_box, "True or False", isinstance(black_box, bool), caller="ReluProbes")
         check_param("chunk_rows", chunk_rows, "None or an integer >= 2",
-                    chunk_rows is None or (isinstance(chunk_rows, int) and chunk_rows >= 2), caller="ReluProbes")
+                    chunk_rows is None or (is_integer(chunk_rows) and chunk_rows >= 2), caller="ReluProbes")
         self.slice_dim = slice_dim
         self.centre_limit = centre_limit
         self.analysis_dtype = analysis_dtype
-        self.black_box = bool(black_box)
+        self.black_box = black_box
         self.chunk_rows = chunk_rows
         self.select_from = select_from
         self.group = group
