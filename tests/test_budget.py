@@ -157,3 +157,18 @@ def files_root(classifier, tmp_path):
     torch.onnx.export(model, (torch.zeros(1, *classifier.input_shape),), str(path), dynamo=False,
                       input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     return path, tmp_path / "owner.tafa"
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 10_000, 64 << 20])
+def test_derivative_inputs_are_the_float64_ones_rounded_once_whatever_the_chunk(monkeypatch, chunk_bytes):
+    from tafa.functional import stepped_inputs
+    from tafa.probes.base import Probes
+    from tafa.signature import derivatives
+
+    monkeypatch.setattr(derivatives, "INPUT_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(0)
+    probes = Probes(rng.uniform(size=(10, 3, 5, 5)), rng.normal(size=(10, 4, 3, 5, 5)), rng.uniform(1e-3, 0.05, 10))
+    float64 = np.concatenate([probes.points, stepped_inputs(probes.points, probes.directions, probes.steps)])
+    inputs = derivatives.Derivatives().inputs(probes)
+    assert inputs.dtype == np.float32
+    np.testing.assert_array_equal(inputs, float64.astype(np.float32))

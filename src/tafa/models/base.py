@@ -141,9 +141,9 @@ class TorchModel(Model):
 
 
 #: Bound on the activations of one batch of a :class:`TorchModel` (bytes): a network with large
-#: feature maps (a ResNet-50 at 224x224: 0.8M values in its first maps) answers in smaller
+#: feature maps (a ResNet-50 at 224x224: 0.8M values in its first maps, 20 per batch) answers in smaller
 #: batches, so that memory stays bounded; small networks keep the full batch.
-BATCH_ACTIVATION_BYTES = 512 * 2 ** 20
+BATCH_ACTIVATION_BYTES = 256 * 2 ** 20
 
 
 def _probe_shapes(module: torch.nn.Module, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:

@@ -21,14 +21,34 @@ from ..probes.base import Probes
 from .base import Measurement, Signature, register_signature
 
 
+#: Bound on the float64 temporaries of :meth:`Derivatives.inputs` (bytes).
+INPUT_CHUNK_BYTES = 64 << 20
+
+
 @register_signature("derivatives")
 class Derivatives(Measurement):
     """Outputs and central finite differences along each probe's directions."""
 
     def inputs(self, probes: Probes) -> np.ndarray:
+        """The points, then every ``x + h u``, then every ``x - h u``, in float32 (what every
+        model is queried with): computed in float64 a few probes at a time and rounded once,
+        so a 3x224x224 fingerprint's 576 inputs take 347 MB, not 2.5 times that in float64
+        temporaries."""
         if probes.directions is None or probes.steps is None:
             raise ValueError("The 'derivatives' signature needs probes with directions and steps.")
-        return np.concatenate([probes.points, stepped_inputs(probes.points, probes.directions, probes.steps)])
+        points, directions = probes.points, probes.directions
+        n, k = directions.shape[:2]
+        steps = np.broadcast_to(np.asarray(probes.steps, dtype=np.float64).reshape(-1), (n,))
+        out = np.empty((n + 2 * n * k, *points.shape[1:]), dtype=np.float32)
+        out[:n] = points
+        chunk = max(1, INPUT_CHUNK_BYTES // max(1, 8 * directions[0].size))
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            stepped = stepped_inputs(points[start:stop], directions[start:stop], steps[start:stop])
+            rows = (stop - start) * k
+            out[n + start * k:n + stop * k] = stepped[:rows]
+            out[n + n * k + start * k:n + n * k + stop * k] = stepped[rows:]
+        return out
 
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
         assert probes.directions is not None and probes.steps is not None
