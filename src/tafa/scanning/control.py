@@ -36,21 +36,15 @@ import numpy as np
 
 from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
                                panel_p_values, smallest_p)
-from ..errors import InvalidParameter, check_param
-from ..registry import Finding, SuspectOutcome
+from ..errors import InvalidParameter
+from ..registry import DEFAULT_ALPHA, DEFAULT_CONTROL, SCAN_CONTROLS, Finding, SuspectOutcome, check_scan_defaults
 
 #: The error controls a scan can decide under (see module doc).
-CONTROLS = ("family", "fdr", "per-fingerprint", "bonferroni")
-
-#: The family-wise (or false-discovery) rate a scan bounds unless told otherwise.
-DEFAULT_ALPHA = 0.05
+CONTROLS = SCAN_CONTROLS
 
 
 def check_control(control: str, alpha: float | None) -> None:
-    check_param("control", control, f"one of {', '.join(CONTROLS)}", control in CONTROLS, caller="scan")
-    if control != "per-fingerprint" or alpha is not None:
-        check_param("alpha", alpha, "a number in (0, 1)",
-                    isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1, caller="scan")
+    check_scan_defaults(control, alpha, caller="scan")
 
 
 @dataclass
@@ -276,18 +270,27 @@ def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
     return control
 
 
-def resolve_control(control: str | None, alpha: float | None, family_alpha: float | None) -> tuple[str, float | None]:
+def resolve_control(control: str | None, alpha: float | None, family_alpha: float | None,
+                    defaults: tuple[str, float | None] = (DEFAULT_CONTROL, DEFAULT_ALPHA)) -> tuple[str, float | None]:
     """The (control, alpha) a new scan asked for; ``family_alpha`` is the older spelling of
-    ``control="bonferroni", alpha=family_alpha``."""
+    ``control="bonferroni", alpha=family_alpha``. What is not given comes from ``defaults`` (the
+    registry's, :meth:`~tafa.registry.Registry.defaults`): its control, and its alpha when the
+    control is the registry's own; a control asked for without an alpha is decided at
+    :data:`DEFAULT_ALPHA` (``per-fingerprint``: at each stored calibration's own)."""
     if family_alpha is not None:
         if control not in (None, "bonferroni") or (alpha is not None and alpha != family_alpha):
             raise InvalidParameter("family_alpha is control='bonferroni' with that alpha; give one or the other.")
         control, alpha = "bonferroni", family_alpha
-    control = control or "family"
+    stored_control, stored_alpha = defaults
+    if control is None or control == stored_control:
+        control = stored_control
+        if alpha is None:
+            alpha = stored_alpha
     if alpha is None and control != "per-fingerprint":
         alpha = DEFAULT_ALPHA
     check_control(control, alpha)
     return control, alpha
 
 
-__all__ = ["CONTROLS", "DEFAULT_ALPHA", "ErrorControl", "check_control", "resolve_control", "score_panel"]
+__all__ = ["CONTROLS", "DEFAULT_ALPHA", "DEFAULT_CONTROL", "ErrorControl", "check_control", "resolve_control",
+           "score_panel"]
