@@ -74,7 +74,8 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
     family-wise at 0.05 unless set otherwise): ``"family"`` bounds by ``alpha`` the chance
     that an independent suspect matches ANY of the scan's fingerprints, by max-T over a null
     panel -- ``panel`` (a folder of model files, or a list of them), else the registry's panel --
-    scored against every fingerprint first; ``"fdr"`` lists (suspect, fingerprint) pairs at false-discovery rate ``alpha``
+    scored against every fingerprint first; ``"fdr"`` lists (suspect, fingerprint) pairs at
+    false-discovery rate ``alpha``
     (Benjamini-Hochberg over the panel's p-values, decided when the scan finishes);
     ``"per-fingerprint"`` decides with each stored calibration (re-derived at ``alpha`` when
     given), whose bound holds per fingerprint only; ``"bonferroni"`` re-derives each at
