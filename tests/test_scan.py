@@ -30,6 +30,7 @@ from tafa.attacks import add_weight_noise, magnitude_prune, permute_units, quant
 from tafa.bench.architectures import build
 from tafa.cli import main
 from tafa.models import open_model
+from tafa.decide.multiple import rate_for_this_panel
 from tafa.errors import InvalidParameter
 from tafa.registry import Registry, RegistryError
 from tafa.scanning import OpenOptions, Panel, QueryPlan, ScanReport, Suspect, scan
@@ -597,6 +598,9 @@ def test_a_scan_decides_under_the_registry_defaults_unless_told_otherwise(world,
     report = scan(suspects, registry=registry, workers=0, panel=null_panel, options=SCRIPTS)
     control = report.summary()["error_control"]
     assert (control["control"], control["alpha"]) == ("family", 0.1) and control["bound"] == pytest.approx(1 / 18)
+    # the bound is an average over panels; for the one panel used it is stated at 90 % confidence
+    assert control["bound_for_this_panel_90"] == pytest.approx(rate_for_this_panel(0.1, 17))
+    assert f"for this panel <= {rate_for_this_panel(0.1, 17):.3g} with 90 % confidence" in control["statement"]
     found = {o.source: {f.fingerprint: f.decision for f in o.findings} for o in report.outcomes}
     assert found == {world.paths[name]: world.expected[name] for name in ("a_pruned", "b_noise")}
     # told otherwise: the scan's own control and alpha win; another control is decided at its default

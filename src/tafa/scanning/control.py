@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
-                               panel_p_values, smallest_p)
+                               panel_p_values, rate_for_this_panel, smallest_p)
 from ..errors import InvalidParameter
 from ..registry import DEFAULT_ALPHA, DEFAULT_CONTROL, SCAN_CONTROLS, Finding, SuspectOutcome, check_scan_defaults
 
@@ -97,6 +97,15 @@ class ErrorControl:
         attained = [attained_bound(self.alpha, size) for size in self.group_sizes().values()]
         return max(attained) if min(attained) > 0 else None
 
+    def rate_for_this_panel(self, confidence: float = 0.9) -> float | None:
+        """Family-wise: how high the rate can be for *this* panel with probability ``confidence``
+        over panel draws (:func:`~tafa.decide.multiple.rate_for_this_panel`; the least favourable
+        group's), beside :meth:`bound`, which is an average over panels."""
+        if self.kind != "family" or self.alpha is None or not self.scores:
+            return None
+        rates = [rate_for_this_panel(self.alpha, size, confidence) for size in self.group_sizes().values()]
+        return None if None in rates else max(rate for rate in rates if rate is not None)
+
     def statement(self) -> str:
         """One line: which control, what it bounds, and what the panel supports."""
         n = len(self.scores)
@@ -126,8 +135,10 @@ class ErrorControl:
         if self.kind == "fdr":
             return (f"error control: false-discovery rate <= {self.alpha:g} over the scan's (suspect, fingerprint) "
                     f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models{groups}){skipped}")
+        this_panel = self.rate_for_this_panel()
+        spread = "" if this_panel is None else f"; for this panel <= {this_panel:.3g} with 90 % confidence"
         return (f"error control: family-wise, P(an independent suspect matches any of the {len(self.columns)} "
-                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}){skipped}")
+                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}{spread}){skipped}")
 
     def _name(self) -> str:
         return "the family-wise rate" if self.kind == "family" else "the false-discovery rate"
