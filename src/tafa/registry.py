@@ -21,11 +21,13 @@ without tafa, and a damaged or hand-edited registry gives one line, never a trac
 
 The schema carries its version (``PRAGMA user_version``) and is migrated step by step
 (:data:`MIGRATIONS`) when an older file is opened; a file written by a newer tafa is refused.
+Schema 5 added the registry's settings: the error control and alpha its scans use unless told
+otherwise (:meth:`Registry.defaults`, family-wise at 0.05 unless set).
 
 >>> import tempfile, os
 >>> with Registry(os.path.join(tempfile.mkdtemp(), "registry.sqlite")) as registry:
-...     registry.schema_version, registry.journal_mode, registry.entries()
-(4, 'wal', [])
+...     registry.schema_version, registry.journal_mode, registry.entries(), registry.defaults()
+(5, 'wal', [], ('family', 0.05))
 """
 
 from __future__ import annotations
