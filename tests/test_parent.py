@@ -36,13 +36,15 @@ SHAPE = (1, 8, 8)
 
 @pytest.fixture(scope="module")
 def family():
-    """parent, owner (its fine-tune on the owner's half), sibling (its fine-tune on the other half)."""
+    """parent, owner (its fine-tune on the owner's half), sibling (its fine-tune on the other half),
+    refit (the owner's own other fine-tune of the parent: a reference an owner can make)."""
     task = load_task("digits")
     parent = fit(build("mlp", input_shape=SHAPE, output_dim=10, seed=0), pretraining_data("digits-0-4", False),
                  epochs=8, lr=1e-3, seed=0)
     owner = fit(copy.deepcopy(parent), task.split("owner"), epochs=4, lr=1e-3, seed=1)
     sibling = fit(copy.deepcopy(parent), task.split("other"), epochs=4, lr=1e-3, seed=2)
-    return {"parent": parent, "owner": owner, "sibling": sibling}
+    refit = fit(copy.deepcopy(parent), task.split("owner"), epochs=4, lr=2e-3, seed=3)
+    return {"parent": parent, "owner": owner, "sibling": sibling, "refit": refit}
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +73,15 @@ def test_the_parent_aware_score_subtracts_the_parent(family, aware):
 def test_the_parent_as_suspect_is_independent_with_a_note(family, aware):
     scores = aware.meta[PARENT_REFERENCE_SCORES]
     assert len(scores) == 5 and scores[0] == 0.0  # the parent itself, then 4 data-free fine-tunes
-    verdict = aware.verify(family["parent"], alpha=0.2)
+    # without references no decision: the stored data-free references are evidence, not a bound
+    verdict = aware.verify(family["parent"])
+    assert verdict.decision.value == "undecided"
+    assert any("is the declared parent" in note for note in verdict.notes)
+    assert any("above 0 of the 5 data-free references" in note for note in verdict.notes)
+    # asked for, they calibrate (the parent's own 0 is the lowest of them: no false accusation)
+    verdict = aware.verify(family["parent"], calibration=aware.parent_calibration(0.2))
     assert verdict.decision.value == "independent"
-    assert any("declared parent" in note for note in verdict.notes)
-    assert any("data-free references made from the declared parent" in note for note in verdict.notes)
+    assert any("not against siblings" in note for note in verdict.notes)
 
 
 def test_the_file_keeps_the_parents_measurement(family, aware, tmp_path):
@@ -128,8 +135,14 @@ def test_cli_fingerprint_with_parent(family, capsys, tmp_path):
     assert code == 0
     summary = json.loads(printed)
     assert len(summary["parent_sha256"]) == 64 and len(summary[PARENT_REFERENCE_SCORES]) == 5
-    # the parent as a suspect, calibrated on the stored data-free parent references: independent
-    code, printed, _ = _run(capsys, "verify", str(out), str(parent), "--alpha", "0.2", "--json")
+    # the parent as a suspect scores exactly 0 (no change); calibrated on a sibling and the owner's own
+    # re-fine-tune of the parent (--references), it is independent
+    references = tmp_path / "references"
+    references.mkdir()
+    _onnx(family["sibling"], references / "sibling.onnx")
+    _onnx(family["refit"], references / "refit.onnx")
+    code, printed, _ = _run(capsys, "verify", str(out), str(parent), "--references", str(references),
+                            "--alpha", "0.34", "--json")
     verdict = json.loads(printed)
     assert code == 0 and verdict["decision"] == "independent" and verdict["score"] == 0.0
 
