@@ -184,3 +184,20 @@ def test_parent_zoos_have_siblings_as_negatives_and_the_parent_scored():
         # the parent's recipe decides the keys of everything fine-tuned from it
         other = replace(spec, parent=replace(spec.parent, epochs=spec.parent.epochs + 1))
         assert recipe_key(other, rows[0]) != keys[0]
+
+
+def test_a_registry_scan_scores_a_parent_aware_fingerprint_relative_to_its_parent(family, aware, tmp_path):
+    from tafa.registry import Registry
+    from tafa.scanning import scan
+
+    path = aware.save(tmp_path / "owner.tafa")
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        registry.add(path, "owner")
+    suspects = {name: _onnx(family[name], tmp_path / f"{name}.onnx") for name in ("parent", "sibling")}
+    report = scan([str(p) for p in suspects.values()], registry=tmp_path / "registry.sqlite", workers=0,
+                  control="per-fingerprint")
+    scores = {Path(o.source).stem: o.findings[0].score for o in report.outcomes}
+    # the scan subtracts the parent as verify does: the ONNX parent differs from the torch one only by
+    # rounding, whose relative cosine is noise around 0 (the plain score of the parent is above 0.2)
+    assert abs(scores["parent"]) < 0.1
+    assert scores["sibling"] == pytest.approx(aware.score(family["sibling"]).value, abs=1e-3)
