@@ -201,3 +201,14 @@ def test_a_registry_scan_scores_a_parent_aware_fingerprint_relative_to_its_paren
     # rounding, whose relative cosine is noise around 0 (the plain score of the parent is above 0.2)
     assert abs(scores["parent"]) < 0.1
     assert scores["sibling"] == pytest.approx(aware.score(family["sibling"]).value, abs=1e-3)
+
+
+def test_the_commitment_covers_the_parents_measurement(family, aware):
+    from tafa.commitment import Commitment
+    from tafa.errors import TamperedFingerprint
+
+    commitment = Commitment.of(aware)
+    again = commitment.reproduce(family["owner"], input_shape=SHAPE, parent=family["parent"])
+    assert again.probe_sha256 == aware.probe_sha256
+    with pytest.raises(TamperedFingerprint):  # without the parent, or with another one, it is not the same
+        commitment.reproduce(family["owner"], input_shape=SHAPE, parent=family["sibling"])
