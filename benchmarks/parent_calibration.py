@@ -41,8 +41,8 @@ def main() -> None:
     for zoo in zoos:
         spec = zoo.spec
 
-        def wrap(model: torch.nn.Module, name: str = "model") -> TorchModel:
-            return TorchModel(model, spec.input_shape, name=name)
+        def wrap(model: torch.nn.Module, name: str = "model", shape: tuple[int, ...] = spec.input_shape) -> TorchModel:
+            return TorchModel(model, shape, name=name)
 
         fingerprint = Fingerprint.create(wrap(zoo.owner, "owner"), spec.domain, seed=0,
                                          parent=wrap(zoo.models["parent"], "parent"), parent_references=args.free)
@@ -53,7 +53,7 @@ def main() -> None:
         sources = {"siblings (the bench's calibration)": [fingerprint.score(wrap(m)).value
                                                           for _, m in zoo.with_role("calibration")],
                    f"data-free parent references ({len(free)})": free,
-                   "data-free parent references (20)": free[:20],
+                   f"data-free parent references ({len(free[:20])})": free[:20],
                    "owner's re-fine-tunes of the parent (10)": [fingerprint.score(wrap(m)).value
                                                                 for r, m in zoo.with_role("training") if r.label == 0]}
         print(f"== {spec.name}: scored siblings median {np.median(siblings):.3f}, max {max(siblings):.3f}; "
@@ -66,7 +66,8 @@ def main() -> None:
                 low, high = binomial_ci(hits, len(siblings))
                 tpr = float(np.mean([value > rule.threshold for value in copies]))
                 print(f"      alpha {alpha}: threshold {rule.threshold:.3f} ({rule.method}), sibling FPR "
-                      f"{hits}/{len(siblings)} = {hits / len(siblings):.3f} [{low:.3f}, {high:.3f}], copies TPR {tpr:.2f}")
+                      f"{hits}/{len(siblings)} = {hits / len(siblings):.3f} [{low:.3f}, {high:.3f}], "
+                      f"copies TPR {tpr:.2f}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from tafa.attacks import quantize
 from tafa.bench.architectures import build
 from tafa.bench.datasets import load_task
 from tafa.bench.parents import pretraining_data
-from tafa.bench.scenarios import FULL, PARENT_ZOOS, SMOKE
+from tafa.bench.scenarios import FULL, PARENT_ZOOS
 from tafa.bench.zoo import recipe_key, recipes
 from tafa.cli import main
 from tafa.errors import FingerprintError, ShapeMismatch
@@ -165,7 +165,7 @@ def test_cli_bad_parents_give_one_line_and_exit_2(family, capsys, tmp_path):
 
 def test_parent_zoos_have_siblings_as_negatives_and_the_parent_scored():
     assert {spec.scenario for spec in PARENT_ZOOS} == {"classification", "regression", "generation"}
-    assert set(PARENT_ZOOS) <= set(FULL) and any(spec.parent is not None for spec in SMOKE)
+    assert set(PARENT_ZOOS) <= set(FULL)
     for spec in PARENT_ZOOS:
         rows = recipes(spec)
         scored = [r for r in rows if r.role == "scored"]
@@ -212,3 +212,28 @@ def test_the_commitment_covers_the_parents_measurement(family, aware):
     assert again.probe_sha256 == aware.probe_sha256
     with pytest.raises(TamperedFingerprint):  # without the parent, or with another one, it is not the same
         commitment.reproduce(family["owner"], input_shape=SHAPE, parent=family["sibling"])
+
+
+def test_the_bench_scores_a_parent_zoo_plain_and_parent_aware(tmp_path):
+    from tafa.bench.run import evaluate_scheme, parent_variants
+    from tafa.bench.zoo import build_zoos
+
+    spec = replace(PARENT_ZOOS[0], attacks=("int8", "permute"), independent=3, calibration=2, epochs=2,
+                   parent=replace(PARENT_ZOOS[0].parent, epochs=3), training_positives=(), training_negatives=0,
+                   free_positives=(), free_negatives=0)
+    assert parent_variants("tafa", spec) == [("tafa", False), ("tafa+parent", True)]
+    assert parent_variants("ipguard", spec) == [("ipguard", False)]  # labels: nothing to take relative
+    zoo = build_zoos([spec], tmp_path / "cache", jobs=1, progress=False, roles=["scored", "calibration"])[0]
+    # the owner and the siblings are fine-tunes of the zoo's parent: near its weights (a network of the same
+    # architecture trained from another initialisation is about sqrt(2) away, relatively)
+    from tafa.attacks.references import relative_weight_change
+
+    changes = [relative_weight_change(zoo.models["parent"], model) for name, model in zoo.models.items()
+               if zoo.recipes[name].tuning is not None]
+    assert len(changes) == 1 + 3 + 2 and all(0 < change < 0.5 for change in changes)
+    plain, aware = (evaluate_scheme(zoo, "tafa", parent_aware=flag)["rows"] for flag in (False, True))
+    assert [(r.model, r.family, r.role) for r in plain] == [(r.model, r.family, r.role) for r in aware]
+    assert {r.family for r in aware if r.label == 0} == {"sibling", "parent"}
+    parent_plain, parent_aware = (next(r.score for r in rows if r.family == "parent") for rows in (plain, aware))
+    assert parent_aware == 0.0 and parent_plain > 0.2
+    assert [r.score for r in aware if r.model == "permute"] == [pytest.approx(1.0)]
