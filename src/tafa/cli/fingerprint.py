@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import InvalidParameter, printable
 from .options import (DEFAULT_SCHEME, SCHEME_NAMES, add_calibration_options, add_opening_options, add_quiet,
-                      main_schemes, open_options)
+                      add_white_box_option, main_schemes, open_options)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -33,7 +33,8 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     if notice:
         print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
-                                     directions=args.directions, seed=args.seed, progress=not args.quiet)
+                                     directions=args.directions, seed=args.seed, progress=not args.quiet,
+                                     weights=args.white_box == "auto")
     fingerprint.save(args.out)
     commitment = Commitment.of(fingerprint)
     commitment.save(commitment_path(args.out))
@@ -125,10 +126,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     positives = _references(fingerprint, args.positives, args, "--positives")
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
                                  parametric=args.parametric, progress=not args.quiet)
+    weights = None
+    if args.white_box == "auto":
+        weights = fingerprint.weight_evidence(suspect, references)
     if args.json:
-        print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
+        print(json.dumps({**json.loads(verdict.to_json()), "weights": None if weights is None else weights.to_dict(),
+                          **({"commitment": committed} if committed else {})}))
     else:
         print(printable(verdict.render()))
+        if weights is not None:
+            print(printable(weights.render()))
         if committed:
             from ..commitment import describe_check
 
@@ -179,6 +186,7 @@ def add_parsers(commands: Any) -> None:
     fp.add_argument("--commitment-digest", metavar="SHA256", help="with --check-commitment: the published digest "
                                                                   "the commitment file must have")
     add_quiet(fp)
+    add_white_box_option(fp, owner=True)
     add_opening_options(fp, services=False, weights=True)
     fp.set_defaults(run=cmd_fingerprint)
 
@@ -196,6 +204,7 @@ def add_parsers(commands: Any) -> None:
     verify.add_argument("--commitment-digest", metavar="SHA256", help="the published digest the commitment file "
                                                                       "must have")
     add_quiet(verify)
+    add_white_box_option(verify)
     add_opening_options(verify, weights=True)
     verify.set_defaults(run=cmd_verify)
 

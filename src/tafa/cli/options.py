@@ -56,6 +56,18 @@ def add_calibration_options(parser: argparse.ArgumentParser, *, decides: str) ->
                         "bound the rate by a normal tail fitted to their scores (labelled parametric)")
 
 
+def add_white_box_option(parser: argparse.ArgumentParser, *, owner: bool = False) -> None:
+    """``--white-box auto|off``: weight evidence beside the black-box score (docs/method.md,
+    "Weight evidence for file suspects")."""
+    help_text = ("auto (default): keep the owner's first layers in the fingerprint, for weight evidence against "
+                 "suspects that arrive as files (whoever holds the fingerprint sees them); off: keep none"
+                 if owner else
+                 "auto (default): when the suspect is a file whose weights tafa can read, also report weight "
+                 "evidence (units aligned with the owner's, a p-value against independent initialisation) on its "
+                 "own line / JSON field 'weights'; it never changes the black-box decision. off: compute nothing")
+    parser.add_argument("--white-box", choices=("auto", "off"), default="auto", help=help_text)
+
+
 def add_opening_options(parser: argparse.ArgumentParser, *, services: bool = True, weights: bool = False,
                         scan: bool = False) -> None:
     """The options of every command that opens models (defaults: :class:`OpenOptions`'s).
