@@ -69,7 +69,8 @@ def summarise(rows: list[dict]) -> str:
     for key, label in (("p_value", "unit order (exact, data-free)"),
                        ("reference_p_value", "alignment, rank among the zoo's other independent models"),
                        ("reference_moment_p",
-                        "alignment, Cantelli's bound from the other independent models' mean and spread")):
+                        "alignment, Cantelli's bound from the other independent models' mean and spread"),
+                       ("combined_p_value", "both tests (Bonferroni: 2 x the smaller p)")):
         lines.append(f"\n### p < {LEVEL} by {label}\n")
         lines.append("| zoo | copies detected | independents flagged (FPR, 95% CI) | not applicable (copies / indep.) "
                      "| same-init flagged |")

@@ -109,15 +109,24 @@ class WeightEvidence:
     p_value: float | None = None
     cosine: float | None = None
     alignment_z: float | None = None
+    alignment_layer: str | None = None
     layers: list[LayerEvidence] = field(default_factory=list)
     reference_p_value: float | None = None
     reference_statistics: list[float] | None = None
     reference_moment_p: float | None = None
 
     @property
+    def combined_p_value(self) -> float | None:
+        """Both tests at once (Bonferroni): ``min(1, 2 min(order p, Cantelli p))`` when references
+        were given, else the order test's p-value."""
+        if self.p_value is None or self.reference_moment_p is None:
+            return self.p_value
+        return min(1.0, 2 * min(self.p_value, self.reference_moment_p))
+
+    @property
     def statistic(self) -> float | None:
-        """The alignment statistic ranked against references: the first layer's z-score after
-        the first layer (the mean first-layer cosine for one-layer comparisons)."""
+        """The alignment statistic ranked against references: the largest z-score of the hidden
+        layers after the first (the mean first-layer cosine when no such layer fits)."""
         return self.alignment_z if self.alignment_z is not None else self.cosine
 
     def with_references(self, statistics: Sequence[float]) -> "WeightEvidence":
@@ -138,8 +147,9 @@ class WeightEvidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {"applicable": self.applicable, "reason": self.reason, "p_value": self.p_value,
-                "cosine": self.cosine, "alignment_z": self.alignment_z,
-                "reference_p_value": self.reference_p_value, "reference_moment_p": self.reference_moment_p,
+                "cosine": self.cosine, "alignment_z": self.alignment_z, "alignment_layer": self.alignment_layer,
+                "combined_p_value": self.combined_p_value, "reference_p_value": self.reference_p_value,
+                "reference_moment_p": self.reference_moment_p,
                 "n_references": None if self.reference_statistics is None else len(self.reference_statistics),
                 "layers": [asdict(layer) for layer in self.layers]}
 
@@ -151,16 +161,17 @@ class WeightEvidence:
         parts = [f"p = {self.p_value:.2g} (unit order kept, exact; permuting units defeats this test)",
                  f"{first.matched}/{first.owner_units} first-layer units matched, cosine {first.cosine:.2f}"]
         if self.alignment_z is not None:
-            second = self.layers[1]
-            parts.append(f"next layer cosine {second.cosine:.2f} vs {second.shuffled_cosine:.2f} shuffled "
-                         f"(z = {self.alignment_z:.1f})")
+            layer = next(layer for layer in self.layers if layer.name == self.alignment_layer)
+            parts.append(f"layer {layer.name!r} cosine {layer.cosine:.2f} vs {layer.shuffled_cosine:.2f} with the "
+                         f"previous matching shuffled (z = {self.alignment_z:.1f})")
         if self.reference_p_value is None:
             parts.append("alignment has no data-free p-value (pass --references to rank it)")
         else:
             parametric = ("" if self.reference_moment_p is None
                           else f", {self.reference_moment_p:.2g} by Cantelli's bound on their mean and spread")
             parts.append(f"alignment p = {self.reference_p_value:.2g} by rank among "
-                         f"{len(self.reference_statistics or [])} references{parametric}")
+                         f"{len(self.reference_statistics or [])} references{parametric}; both tests: "
+                         f"p = {self.combined_p_value:.2g}")
         return "weights: " + "; ".join(parts)
 
 
@@ -200,10 +211,13 @@ def compare(owner: list[UnitLayer], suspect: list[UnitLayer], *, shuffles: int =
         layers.append(LayerEvidence(owner[depth].name, owner[depth].units, suspect[depth].units, len(matching),
                                     float(np.mean(matching.cosines)) if len(matching) else 0.0, run,
                                     order_p_value(run, len(matching)), owner[depth].hidden, shuffled_cosine, z))
-    hidden = [layer.order_p for layer, read in zip(layers, owner) if read.hidden]
+    hidden = [layer.order_p for layer in layers if layer.hidden]
     p_value = min(1.0, len(hidden) * min(hidden)) if hidden else 1.0
+    deeper = [layer for layer in layers[1:] if layer.hidden and layer.z is not None]
+    strongest = max(deeper, key=lambda layer: float(layer.z or 0.0)) if deeper else None
     return WeightEvidence(True, p_value=p_value, cosine=layers[0].cosine,
-                          alignment_z=layers[1].z if len(layers) > 1 else None, layers=layers)
+                          alignment_z=None if strongest is None else strongest.z,
+                          alignment_layer=None if strongest is None else strongest.name, layers=layers)
 
 
 def module_evidence(owner: Any, suspect: Any, **options: Any) -> WeightEvidence:
