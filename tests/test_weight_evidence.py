@@ -149,3 +149,16 @@ def test_cli_hostile_suspect_files_give_one_line(classifier, tmp_path, capsys):
         code, text, err = _run(capsys, "verify", str(out), str(suspect), "--factory", f"{factory}:net",
                                "--input-shape", "1,8,8")
         assert code == 2 and text == "" and err.count("\n") == 1 and str(suspect.name) in err
+
+
+def test_a_fingerprint_whose_owner_layers_do_not_fit_their_description_is_refused(classifier, tmp_path, capsys):
+    from tafa.fingerprint_file import decode, encode
+
+    fingerprint = Fingerprint.create(classifier.owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2)
+    header, arrays = decode(fingerprint.to_bytes(), source="test")
+    header.pop("content_sha256")
+    header["meta"]["weight_layers"][0]["units"] = 7  # the array holds 128
+    forged = tmp_path / "forged.tafa"
+    forged.write_bytes(encode(header, arrays))
+    code, _, err = _run(capsys, "info", str(forged))
+    assert code == 2 and err.count("\n") == 1 and "owner weight layer 0" in err

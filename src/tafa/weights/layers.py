@@ -169,6 +169,8 @@ def layers_from_arrays(arrays: dict[str, np.ndarray], described: Any) -> list[Un
         return []
     if not isinstance(described, list) or len(described) != len(arrays) or len(arrays) > STORED_LAYERS:
         raise ValueError(f"the owner weights ({len(arrays)} arrays) do not fit their description")
+    if sum(array.size for array in arrays.values()) > MAX_STORED_VALUES:
+        raise ValueError(f"the owner weights hold more than {MAX_STORED_VALUES} values")
     layers = []
     for index, row in enumerate(described):
         vectors = arrays.get(str(index))
