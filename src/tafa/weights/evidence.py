@@ -16,14 +16,15 @@ each fitting layer (see docs/method.md, "Weight evidence for file suspects"):
   p-value, and the smallest over the layers times their number (Bonferroni) is the
   evidence's. It is valid, conservative, and needs nothing but the two files.
 - **alignment** (robust to permutation). The mean cosine of matched units, and for each
-  layer after the first how far the matched cosine stands above the same layer matched after
-  the previous layer's matching was shuffled (a z-score). Permuting units defeats the order
-  statistic but not this one. No data-free null exists for a statistic that ignores unit
-  labels (relabelling the owner is then the same as relabelling the suspect, so the only
-  symmetry of the null leaves it unchanged), and independently trained models of the same
-  task do share structure (their z-scores reach 10-40 in the benchmark): its p-value is
-  therefore taken by rank against independent reference models when they are given
-  (exact when the suspect is exchangeable with them, as the black-box threshold assumes).
+  hidden layer after the first how far the matched cosine stands above the same layer matched
+  after the previous layer's matching was shuffled (a z-score); the statistic is the largest.
+  Permuting units defeats the order statistic but not this one. No data-free null exists
+  for a statistic that ignores unit labels (relabelling the owner is then the same as
+  relabelling the suspect, so the only symmetry of the null leaves it unchanged), and
+  independently trained models of the same task do share structure (their z-scores reach
+  8-42 in the benchmark): its p-value is taken against independent reference models when
+  they are given, by rank (exact when the suspect is exchangeable with them, as the black-box
+  threshold assumes) and by Cantelli's bound on their mean and spread.
 
 >>> import torch
 >>> torch.manual_seed(0) and None
