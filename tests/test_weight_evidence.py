@@ -162,3 +162,18 @@ def test_a_fingerprint_whose_owner_layers_do_not_fit_their_description_is_refuse
     forged.write_bytes(encode(header, arrays))
     code, _, err = _run(capsys, "info", str(forged))
     assert code == 2 and err.count("\n") == 1 and "owner weight layer 0" in err
+
+
+def test_an_onnx_suspect_file_is_read_through_the_safe_loader(classifier, tmp_path):
+    from tafa.models import open_model
+
+    path = tmp_path / "copy.onnx"
+    torch.onnx.export(magnitude_prune(classifier.owner, 0.5), (torch.zeros(1, 1, 8, 8),), str(path), dynamo=False,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    fingerprint = Fingerprint.create(classifier.owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2)
+    suspect = open_model(path)
+    try:
+        found = fingerprint.weight_evidence(suspect)
+    finally:
+        suspect.close()
+    assert found.applicable and found.p_value < 1e-6 and found.layers[0].matched == 128
