@@ -177,3 +177,19 @@ def test_an_onnx_suspect_file_is_read_through_the_safe_loader(classifier, tmp_pa
     finally:
         suspect.close()
     assert found.applicable and found.p_value < 1e-6 and found.layers[0].matched == 128
+
+
+@pytest.mark.parametrize("shape", [(6, 6), (7, 12), (12, 7), (64, 64), (100, 128)])
+def test_the_assignment_solver_finds_what_scipy_finds(shape):
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from tafa.weights.align import assignment
+
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(3):
+        scores = rng.normal(size=shape)
+        rows, cols = assignment(scores)
+        expected = linear_sum_assignment(scores, maximize=True)
+        assert len(set(cols.tolist())) == len(cols) == min(shape) and list(rows) == sorted(rows)
+        assert scores[rows, cols].sum() == pytest.approx(scores[expected].sum(), rel=1e-12)

@@ -4,7 +4,8 @@ Permuting a layer's hidden units (and the next layer's inputs alike) or multiply
 unit's incoming weights by ``c > 0`` and its outgoing weights by ``1 / c`` changes a network's
 weights but not its function (:mod:`tafa.attacks.obfuscation` does both). Both are undone
 here: the units of the first layer are matched one to one by the Hungarian assignment
-(:func:`scipy.optimize.linear_sum_assignment`) on the cosine of their weight vectors, which
+(:func:`assignment`, what :func:`scipy.optimize.linear_sum_assignment` solves) on the cosine
+of their weight vectors, which
 ignores scale; each matched pair's norm ratio estimates the scale. The next layer's incoming
 weights are then carried into the owner's unit order and scale, and its units are matched the
 same way, and so on while the layers fit (same kind, fan-in laid over the previous layer's
@@ -25,9 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .layers import UnitLayer
+
+#: Largest side solved by :func:`assignment`'s own solver; larger matrices go to scipy's
+#: (imported only then: ``tafa verify`` of a small model imports no scipy).
+OWN_SOLVER_LIMIT = 512
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,60 @@ def match_units(owner: np.ndarray, suspect: np.ndarray) -> Matching:
     live_suspect = np.flatnonzero(np.linalg.norm(suspect, axis=1) > 0)
     live_owner = np.flatnonzero(np.linalg.norm(owner, axis=1) > 0)
     cosines = cosine_matrix(owner[live_owner], suspect[live_suspect])
-    rows, cols = linear_sum_assignment(cosines, maximize=True)
+    rows, cols = assignment(cosines)
     suspect_rows, owner_rows = live_suspect[rows], live_owner[cols]
     scales = np.linalg.norm(suspect[suspect_rows], axis=1) / np.linalg.norm(owner[owner_rows], axis=1)
     return Matching(suspect_rows, owner_rows, cosines[rows, cols], scales)
+
+
+def assignment(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the one-to-one matching that maximises the sum of ``scores`` (as
+    :func:`scipy.optimize.linear_sum_assignment` with ``maximize=True``): the shortest
+    augmenting path method, one row at a time, with numpy over the columns; rows sorted."""
+    if scores.shape[0] > scores.shape[1]:
+        cols, rows = assignment(scores.T)
+        order = np.argsort(rows)
+        return rows[order], cols[order]
+    if max(scores.shape) > OWN_SOLVER_LIMIT:
+        from scipy.optimize import linear_sum_assignment
+
+        found = linear_sum_assignment(scores, maximize=True)
+        return np.asarray(found[0]), np.asarray(found[1])
+    cost = -np.asarray(scores, dtype=np.float64)
+    n, m = cost.shape
+    row_dual, col_dual = np.zeros(n), np.zeros(m)
+    col_of_row, row_of_col = np.full(n, -1), np.full(m, -1)
+    for start in range(n):
+        shortest, path = np.full(m, np.inf), np.full(m, -1)
+        reached = np.zeros(m, dtype=bool)
+        visited, row, low, sink = [start], start, 0.0, -1
+        while sink < 0:
+            reduced = low + cost[row] - row_dual[row] - col_dual
+            closer = ~reached & (reduced < shortest)
+            path[closer], shortest[closer] = row, reduced[closer]
+            open_lengths = np.where(reached, np.inf, shortest)
+            low = float(open_lengths.min())
+            ties = np.flatnonzero(open_lengths == low)
+            free = ties[row_of_col[ties] < 0]
+            col = int(free[0]) if len(free) else int(ties[0])
+            reached[col] = True
+            if row_of_col[col] < 0:
+                sink = col
+            else:
+                row = int(row_of_col[col])
+                visited.append(row)
+        row_dual[start] += low
+        for other in visited[1:]:
+            row_dual[other] += low - shortest[col_of_row[other]]
+        col_dual[reached] -= low - shortest[reached]
+        col = sink
+        while True:  # flip the augmenting path
+            row = int(path[col])
+            row_of_col[col] = row
+            col_of_row[row], col = col, col_of_row[row]
+            if row == start:
+                break
+    return np.arange(n), col_of_row
 
 
 def blocks(layer: UnitLayer, previous: UnitLayer) -> int | None:

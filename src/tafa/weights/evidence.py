@@ -16,8 +16,9 @@ each fitting layer (see docs/method.md, "Weight evidence for file suspects"):
   p-value, and the smallest over the layers times their number (Bonferroni) is the
   evidence's. It is valid, conservative, and needs nothing but the two files.
 - **alignment** (robust to permutation). The mean cosine of matched units, and for each
-  hidden layer after the first how far the matched cosine stands above the same layer matched
-  after the previous layer's matching was shuffled (a z-score); the statistic is the largest.
+  hidden layer after the first how far its units' best cosines with the owner's stand above
+  the same after the previous layer's matching was shuffled (a z-score); the statistic is the
+  largest.
   Permuting units defeats the order statistic but not this one. No data-free null exists
   for a statistic that ignores unit labels (relabelling the owner is then the same as
   relabelling the suspect, so the only symmetry of the null leaves it unchanged), and
@@ -45,7 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .align import Matching, align, blocks, carry, match_units
+from .align import Matching, align, blocks, carry, cosine_matrix
 from .layers import UnitLayer, unit_layers
 
 #: Shuffles of the previous layer's matching behind each alignment z-score.
@@ -163,8 +164,8 @@ class WeightEvidence:
                  f"{first.matched}/{first.owner_units} first-layer units matched, cosine {first.cosine:.2f}"]
         if self.alignment_z is not None:
             layer = next(layer for layer in self.layers if layer.name == self.alignment_layer)
-            parts.append(f"layer {layer.name!r} cosine {layer.cosine:.2f} vs {layer.shuffled_cosine:.2f} with the "
-                         f"previous matching shuffled (z = {self.alignment_z:.1f})")
+            parts.append(f"layer {layer.name!r} cosine {layer.cosine:.2f} (best {layer.shuffled_cosine:.2f} with the "
+                         f"previous matching shuffled; z = {self.alignment_z:.1f})")
         if self.reference_p_value is None:
             parts.append("alignment has no data-free p-value (pass --references to rank it)")
         else:
@@ -176,14 +177,23 @@ class WeightEvidence:
         return "weights: " + "; ".join(parts)
 
 
+def best_cosine(owner: np.ndarray, moved: np.ndarray) -> float:
+    """Mean over the suspect's live units of their best cosine with any owner unit (no
+    assignment: cheap enough to repeat for every shuffle)."""
+    live = np.linalg.norm(moved, axis=1) > 0
+    if not live.any():
+        return 0.0
+    return float(np.mean(cosine_matrix(owner, moved[live]).max(axis=1)))
+
+
 def _shuffled(layer: UnitLayer, owner: UnitLayer, previous: UnitLayer, matching: Matching, size: int,
               shuffles: int, rng: np.random.Generator) -> np.ndarray:
-    """Matched cosines of ``layer`` (a suspect's) after the previous matching was shuffled."""
+    """:func:`best_cosine` of ``layer`` (a suspect's) after the previous matching was shuffled."""
     values = []
     for _ in range(shuffles):
         order = rng.permutation(len(matching))
         shuffled = Matching(matching.suspect, matching.owner[order], matching.cosines, matching.scales)
-        values.append(float(np.mean(match_units(owner.vectors, carry(layer, shuffled, previous.units, size)).cosines)))
+        values.append(best_cosine(owner.vectors, carry(layer, shuffled, previous.units, size)))
     return np.asarray(values)
 
 
@@ -207,8 +217,10 @@ def compare(owner: list[UnitLayer], suspect: list[UnitLayer], *, shuffles: int =
             assert size is not None
             null = _shuffled(suspect[depth], owner[depth], owner[depth - 1], matchings[depth - 1], size, shuffles,
                              rng)
+            best = best_cosine(owner[depth].vectors, carry(suspect[depth], matchings[depth - 1], owner[depth - 1].units,
+                                                           size))
             shuffled_cosine = float(null.mean())
-            z = float((np.mean(matching.cosines) - null.mean()) / max(float(null.std()), 1e-6))
+            z = float((best - null.mean()) / max(float(null.std()), 1e-6))
         layers.append(LayerEvidence(owner[depth].name, owner[depth].units, suspect[depth].units, len(matching),
                                     float(np.mean(matching.cosines)) if len(matching) else 0.0, run,
                                     order_p_value(run, len(matching)), owner[depth].hidden, shuffled_cosine, z))
