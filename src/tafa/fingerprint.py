@@ -51,6 +51,7 @@ from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
 from .storage import write_atomically
+from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
 __all__ = ["FORMAT", "VERSION", "Fingerprint", "ModelLike", "as_model", "content_hash", "write_atomically"]
 
@@ -106,6 +107,9 @@ class Fingerprint:
     #: every signature is compared relative to the parent's (:meth:`relative`): what the owner's
     #: fine-tuning changed, against what the suspect's history changed.
     parent_signature: Signature = field(default_factory=dict)
+    #: The owner's first weighted layers as units (:mod:`tafa.weights`), for weight evidence
+    #: against suspects that arrive as files; empty when the owner was a black box.
+    owner_layers: list[UnitLayer] = field(default_factory=list)
 
     # ------------------------------------------------------------------ owner side
     @classmethod
@@ -113,8 +117,8 @@ class Fingerprint:
                points: int | None = None, directions: int | None = None, seed: int = 0,
                input_shape: tuple[int, ...] | None = None, progress: bool = False,
                data: np.ndarray | None = None, references: References | None = None,
-               parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES
-               ) -> "Fingerprint":
+               parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES,
+               weights: bool = False) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model` or an ``nn.Module`` (then ``input_shape``
@@ -138,6 +142,11 @@ class Fingerprint:
         are kept: :meth:`verify` reports the suspect's rank among them, and
         :meth:`parent_calibration` turns them into a threshold on request (not by default: they
         do not bound siblings trained on real data, see docs/method.md).
+
+        ``weights``: keep the owner's first weighted layers (at most
+        :data:`~tafa.weights.STORED_LAYERS`, bounded in size) in the fingerprint, for weight
+        evidence when a suspect arrives as a file (:meth:`weight_evidence`). They reveal those
+        layers to whoever holds the fingerprint, so they are kept only when asked (default ``False``).
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -200,9 +209,13 @@ class Fingerprint:
             meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
             if references.provenance:  # data-free references: how far each moved, how well it works
                 meta["references"] = references.provenance
+        module = owner.torch_module() if weights else None
+        layers = stored_layers(module) if module is not None else []
+        if layers:
+            meta["weight_layers"] = [layer.describe() for layer in layers]
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta, verifier, parent_signature)
+                   seed, meta, verifier, parent_signature, layers)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -215,6 +228,8 @@ class Fingerprint:
                        for key, value in self.verifier.items()})
         arrays.update({f"parent.{key}": np.ascontiguousarray(value, dtype=np.float64)
                        for key, value in self.parent_signature.items()})
+        arrays.update({f"weights.{i}": np.ascontiguousarray(layer.vectors, dtype=np.float64)
+                       for i, layer in enumerate(self.owner_layers)})
         return arrays
 
     def _header(self) -> dict[str, Any]:
@@ -234,7 +249,8 @@ class Fingerprint:
         signature only (no creation time, timings, names or versions), so that re-creating the
         fingerprint from the same owner model and seed gives the same value."""
         header = self._header()
-        return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, self._arrays())
+        arrays = {key: value for key, value in self._arrays().items() if not key.startswith("weights.")}
+        return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, arrays)
 
     def to_bytes(self) -> bytes:
         """The bytes of this fingerprint's file (see :mod:`tafa.fingerprint_file`)."""
@@ -252,10 +268,13 @@ class Fingerprint:
             signature = {key[6:]: value for key, value in arrays.items() if key.startswith("owner.")}
             verifier = {key[9:]: value for key, value in arrays.items() if key.startswith("verifier.")}
             parent = {key[7:]: value for key, value in arrays.items() if key.startswith("parent.")}
+            meta = header.get("meta", {})
+            layers = layers_from_arrays({key[8:]: value for key, value in arrays.items() if key.startswith("weights.")},
+                                        meta.get("weight_layers") if isinstance(meta, dict) else None)
             fingerprint = cls(Scheme.from_dict(header["scheme"]), domain_from_dict(header["domain"]), probes,
                               signature, tuple(header["input_shape"]), tuple(header["output_shape"]),
-                              header["owner_sha256"], header["created"], header["seed"], header.get("meta", {}),
-                              verifier, parent)
+                              header["owner_sha256"], header["created"], header["seed"], meta, verifier, parent,
+                              layers)
             fingerprint._check_consistent()
         except TafaError as error:
             raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
@@ -509,6 +528,32 @@ class Fingerprint:
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
                               positive_scores=positive_scores, notes=notes)
+
+    def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
+        """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file
+        opened by :func:`tafa.open_model`, or a torch module): its units aligned with the owner's
+        kept layers and tested against "independently initialised". ``references``
+        (independent models whose weights can be read) rank the alignment statistic too. Not
+        applicable (no error) when this fingerprint keeps no owner layers, when the suspect's
+        weights cannot be read (a service) or its first layer reads its inputs differently."""
+        if not self.owner_layers:
+            return WeightEvidence(False, "the fingerprint keeps no owner weights (made without "
+                                         "--white-box keep / weights=True, from a black-box owner, or by an older "
+                                         "tafa)")
+        layers = suspect_layers(suspect)
+        if layers is None:
+            return WeightEvidence(False, "the suspect's weights cannot be read (a service, or a file tafa "
+                                         "could not import)")
+        found = compare(self.owner_layers, layers)
+        if found.applicable and references:
+            statistics = []
+            for reference in references:
+                read = suspect_layers(reference)
+                other = compare(self.owner_layers, read) if read is not None else None
+                if other is not None and other.applicable and other.statistic is not None:
+                    statistics.append(other.statistic)
+            found.with_references(statistics)
+        return found
 
     def describe(self) -> dict[str, Any]:
         """A summary for reports and the command line."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import InvalidParameter, printable
 from .options import (DEFAULT_SCHEME, SCHEME_NAMES, add_calibration_options, add_opening_options, add_quiet,
-                      main_schemes, open_options)
+                      add_white_box_option, main_schemes, open_options)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -36,8 +36,8 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     parent = _open_parent(args, owner)
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
                                      directions=args.directions, seed=args.seed, progress=not args.quiet,
-                                     parent=parent, **({} if parent is None else
-                                                       {"parent_references": args.parent_references}))
+                                     weights=args.white_box == "keep", parent=parent,
+                                     **({} if parent is None else {"parent_references": args.parent_references}))
     fingerprint.save(args.out)
     commitment = Commitment.of(fingerprint)
     commitment.save(commitment_path(args.out))
@@ -163,10 +163,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     positives = _references(fingerprint, args.positives, args, "--positives")
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
                                  parametric=args.parametric, progress=not args.quiet)
+    weights = None
+    if args.white_box == "auto":
+        weights = fingerprint.weight_evidence(suspect, references)
     if args.json:
-        print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
+        print(json.dumps({**json.loads(verdict.to_json()), "weights": None if weights is None else weights.to_dict(),
+                          **({"commitment": committed} if committed else {})}))
     else:
         print(printable(verdict.render()))
+        if weights is not None:
+            print(printable(weights.render()))
         if committed:
             from ..commitment import describe_check
 
@@ -225,6 +231,7 @@ def add_parsers(commands: Any) -> None:
     fp.add_argument("--commitment-digest", metavar="SHA256", help="with --check-commitment: the published digest "
                                                                   "the commitment file must have")
     add_quiet(fp)
+    add_white_box_option(fp, owner=True)
     add_opening_options(fp, services=False, weights=True)
     fp.set_defaults(run=cmd_fingerprint, opens_files=lambda args: True)
 
@@ -242,6 +249,7 @@ def add_parsers(commands: Any) -> None:
     verify.add_argument("--commitment-digest", metavar="SHA256", help="the published digest the commitment file "
                                                                       "must have")
     add_quiet(verify)
+    add_white_box_option(verify)
     add_opening_options(verify, weights=True)
     verify.set_defaults(run=cmd_verify, opens_files=_opens_files)
 
