@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tafa.bench.run import Scored, calibrations, summarise, with_calibrated
+from tafa.bench.run import Scored, calibrations, summarise, summarise_lofo, with_calibrated
 from tafa.bench.scenarios import FULL, SMOKE
 from tafa.bench.utility import UTILITY_VERSION, sample_r2, zoo_utilities
 from tafa.bench.zoo import build_zoos, recipe_key, recipes
@@ -133,6 +133,12 @@ def test_utility_gating_on_a_synthetic_score_table():
     both = summarise(pooled, {"a": rules, "b": rules}, n_boot=20)
     assert both["per_recipe"]["prune80"]["n"] == 2 and both["utility_kept"]["n_pos"] == 4
     assert both["utility_kept"]["rules"] == kept["rules"]
+    # leave-one-family-out: the same gate inside each held-out family, averaged by kept copies
+    lofo = summarise_lofo({family: [r for r in rows if r.label == 0 or r.family == family]
+                           for family in ("pruning", "finetune")})
+    assert lofo["auc"] == pytest.approx((2 * 4 / 6 + 1) / 3)  # pruning: 0.9 beats three, 0.4 one
+    assert lofo["utility_kept"]["n_pos"] == 2 and lofo["utility_kept"]["auc"] == 1.0
+    assert lofo["utility_kept"]["rule_tpr"] == np.mean([s > rules[0.01].threshold for s in (0.9, 0.7)])
 
 
 def test_sample_r2_by_hand():
@@ -195,6 +201,8 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
                                         for s in row["scores"]) > 0
             assert 0.0 <= kept["auc"] <= 1.0 and set(kept["rules"]) == {"0.05", "0.01"}
             assert {s["model"].split("/")[-1] for s in row["scores"] if s["label"] == 1} == set(row["per_recipe"])
+            if "lofo" in row:  # a learned scheme: the gate also applies leave-one-family-out
+                assert 0 < row["lofo"]["utility_kept"]["n_pos"] <= kept["n_pos"]
             assert "same-init" not in {s["family"] for s in row["scores"]}
             # obfuscation is function-preserving: a similarity scores the permuted copy like the owner
             # (the highest score there is); a learned verifier puts it above every independent model

@@ -28,7 +28,8 @@ schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
                                       "detection": {"0.05" | "0.01": float}}},
              "calibration_scores"?: [{"model": str, "family": str, "score": float}],
              "lofo"?: {"auc": float, "auc_ci"?: [lo, hi], "aruc": float, "aruc_ci"?: [lo, hi],
-                       "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float},
+                       "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float,
+                       "utility_kept"?: {"n_pos": int, "auc": float, "tpr_at_fpr_1pct": float, "rule_tpr": float}},
              "extraction"?: {"n": int, "tpr_at_fpr_1pct": float, "detection_rate": float}}}}}}
 
 ``label`` 1 marks a model derived from the owner, 0 an independent one; ``lofo`` holds
@@ -346,12 +347,17 @@ def _lofo_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     header = ["scheme"]
     for _, label in columns:
         header += [f"{label} (all families)", f"{label} (LOFO)"]
+    gated = any(isinstance(s["lofo"].get("utility_kept"), Mapping) for s in learned.values())
+    if gated:
+        header.append(f"{_KEPT_HEADER} (LOFO)")
     rows = []
     for name, s in learned.items():
         row = [f"`{_cell(name)}`"]
         for key, _ in columns:
             row += [_with_ci(s.get(key), s.get(f"{key}_ci")),
                     _with_ci(s["lofo"].get(key), s["lofo"].get(f"{key}_ci"))]
+        if gated:
+            row.append(_kept_cell(s["lofo"]))
         rows.append(row)
     intro = ["", "Leave-one-family-out (learned schemes): the models of each family are scored by a "
              "verifier that saw no model of that family in training; this is the honest estimate "

@@ -178,8 +178,11 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
 
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
     """Leave-one-family-out figures: per family, its models against the negatives, both scored
-    by the verifier refitted without that family; averaged over families weighted by size."""
+    by the verifier refitted without that family; averaged over families weighted by size.
+    ``utility_kept`` repeats AUC, TPR at 1% FPR and the rule's TPR (alpha :data:`ALPHA`) over
+    the copies that keep at least :data:`KEEP` of the owner's utility."""
     weights, aucs, arucs, tprs, rules = [], [], [], [], []
+    kept_weights, kept_aucs, kept_tprs, kept_rules = [], [], [], []
     per_family = {}
     for family, rows in lofo.items():
         pos = [r for r in rows if r.label == 1 and r.role == "scored"]
@@ -194,8 +197,20 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
         arucs.append(metrics.aruc([r.calibrated for r in pos], [r.calibrated for r in neg], score_range=(0.0, 1.0)))
         tprs.append(metrics.tpr_at_fpr([r.score for r in pos], [r.score for r in neg], 0.01))
         rules.append(detected)
+        kept = [r for r in pos if np.isfinite(r.utility) and metrics.utility_kept([r.utility], KEEP)[0]]
+        if kept:
+            kept_weights.append(len(kept))
+            kept_aucs.append(metrics.roc_auc([r.score for r in kept], [r.score for r in neg]))
+            kept_tprs.append(metrics.tpr_at_fpr([r.score for r in kept], [r.score for r in neg], 0.01))
+            kept_rules.append(float(np.mean([r.score > threshold for r in kept])))
     average = lambda values: float(np.average(values, weights=weights))  # noqa: E731
+
+    def kept_average(values: list[float]) -> float:
+        return float(np.average(values, weights=kept_weights)) if kept_weights else float("nan")
+
     return {"auc": average(aucs), "aruc": average(arucs), "tpr_at_fpr_1pct": average(tprs), "rule_tpr": average(rules),
+            "utility_kept": {"n_pos": int(sum(kept_weights)), "auc": kept_average(kept_aucs),
+                             "tpr_at_fpr_1pct": kept_average(kept_tprs), "rule_tpr": kept_average(kept_rules)},
             "per_family": per_family}
 
 
@@ -387,6 +402,7 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
                 continue
             evaluation = evaluate_scheme(zoo, name)
             rows = with_utility(evaluation["rows"], relative)
+            evaluation["lofo"] = {family: with_utility(group, relative) for family, group in evaluation["lofo"].items()}
             rules = calibrations(rows)
             summary = summarise(rows, {"": rules}, n_boot)
             if evaluation["lofo"]:
