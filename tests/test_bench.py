@@ -222,7 +222,9 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
         assert all(owner["owner"] > 0.1 and owner["keep"] == 0.9 for owner in owners), name
     markdown = (out / "results.md").read_text()
     assert "tafa" in markdown and "random-output" in markdown
-    assert markdown.count("utility ≥ 90%: AUC / TPR@1%FPR (n)") == len(scenarios)  # the main tables' column
+    main_tables = [line for line in markdown.splitlines() if line.startswith("| scheme | AUC [95% CI] |")]
+    assert len(main_tables) == len(scenarios) + 3  # a table per scenario, a summary per pooled one
+    assert all("| utility ≥ 90%: AUC / TPR@1%FPR (n) |" in line for line in main_tables)  # the new column
     assert markdown.count("| recipe | family | n | median utility |") == len(scenarios)  # one table each
     assert "owner's sample R^2 on held-out data" in markdown
     assert (out / "scores.png").stat().st_size > 10_000 and (out / "curves.png").stat().st_size > 10_000
