@@ -139,6 +139,11 @@ def test_utility_gating_on_a_synthetic_score_table():
     assert lofo["auc"] == pytest.approx((2 * 4 / 6 + 1) / 3)  # pruning: 0.9 beats three, 0.4 one
     assert lofo["utility_kept"]["n_pos"] == 2 and lofo["utility_kept"]["auc"] == 1.0
     assert lofo["utility_kept"]["rule_tpr"] == np.mean([s > rules[0.01].threshold for s in (0.9, 0.7)])
+    # pooled families are named "zoo/family": extraction stays out of the averages there too
+    pooled_lofo = summarise_lofo({f"a/{family}": [r for r in rows if r.label == 0 or r.family == family]
+                                  for family in ("pruning", "finetune", "extraction")})
+    assert pooled_lofo["auc"] == lofo["auc"] and pooled_lofo["utility_kept"] == lofo["utility_kept"]
+    assert pooled_lofo["per_family"]["a/extraction"] == {"n": 1, "detection_rate": 0.0}
 
 
 def test_sample_r2_by_hand():

@@ -190,7 +190,7 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
         threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True).threshold
         detected = float(np.mean([r.score > threshold for r in pos]))
         per_family[family] = {"n": len(pos), "detection_rate": detected}
-        if family == EXTRACTION:
+        if family.split("/")[-1] == EXTRACTION:  # pooled families are "zoo/family"
             continue
         weights.append(len(pos))
         aucs.append(metrics.roc_auc([r.score for r in pos], [r.score for r in neg]))
