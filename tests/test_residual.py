@@ -3,6 +3,8 @@ white-box analysis, and the residual zoo's place in the full benchmark."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,10 @@ from tafa.bench.datasets import load_task
 from tafa.bench.scenarios import FULL
 from tafa.bench.zoo import load_model, save_model
 from tafa.errors import InvalidParameter
+from tafa.fingerprint import Fingerprint
+from tafa.models.base import TorchModel
 from tafa.relu.linearise import linearise
+from tafa.scheme import get_scheme
 from tafa.training import TrainingData
 
 
@@ -154,6 +159,16 @@ def test_the_white_box_analysis_reads_a_resnets_local_affine_map_exactly():
     assert piece.switch_values.size > 0  # ReLUs and max-pooling windows
     np.testing.assert_allclose(piece.jacobian, jacobian.reshape(10, -1).numpy(), atol=1e-9)
     np.testing.assert_allclose(piece.output, outputs(owner, torch.as_tensor(x0)[None])[0].numpy(), atol=1e-9)
+
+
+def test_the_default_scheme_fingerprints_a_resnet_and_sees_through_its_obfuscations():
+    owner = tiny_resnet()
+    scheme = replace(get_scheme("tafa"), points=8)
+    fingerprint = Fingerprint.create(TorchModel(owner, (1, 8, 8), name="owner"), "box:0,1", scheme=scheme, seed=0)
+    assert fingerprint.probes.info["analysis"] == "white-box"  # region-centred: BatchNorm, additions, pooling read
+    obfuscated = ATTACKS["permute_fold_bn"].apply(owner, AttackContext(_data(), seed=3))
+    for model in (owner, obfuscated):
+        assert fingerprint.compare(fingerprint.measure(TorchModel(model, (1, 8, 8)))).value > 0.999
 
 
 # --- the zoo in the benchmark -------------------------------------------------------------------
