@@ -23,8 +23,9 @@ surround it; :func:`recipes` expands it into :class:`ModelRecipe` rows, each wit
   domain inputs), see :mod:`tafa.attacks.references`.
 
 Every model is built deterministically from its recipe and cached on disk under the
-SHA-256 of the recipe (safetensors weights + a JSON description of the layers: nothing
-is pickled), so a second run trains nothing. :func:`build_zoo` uses a process pool.
+SHA-256 of the recipe (safetensors weights + a JSON description of the layers, or of a
+residual network's tree of named children: nothing is pickled), so a second run trains
+nothing. :func:`build_zoo` uses a process pool.
 """
 
 from __future__ import annotations
