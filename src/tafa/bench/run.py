@@ -12,6 +12,13 @@ family. Extraction (distillation) is reported in its own family and kept out of 
 post-processing metrics; models trained from the owner's initialisation are reported in
 their own row and counted in neither rate. Each scenario also gets a pooled entry over its
 zoos (scores against each zoo's own owner; the rule uses each zoo's own thresholds).
+
+A zoo with a shared public parent (:class:`~tafa.bench.parents.ParentSpec`) is scored twice
+by every scheme whose signature can be taken relative to a parent: as is (``NAME``: the owner
+fingerprinted as if it had no parent) and parent-aware (``NAME+parent``: the owner
+fingerprinted with ``parent=`` the zoo's parent, as ``tafa fingerprint --parent`` does). Its
+negatives are the siblings and the parent; the parent zoos are pooled together, as
+``shared parent (pooled)``, not into their task kind's pool.
 """
 
 from __future__ import annotations
@@ -111,7 +118,17 @@ def zoo_references(zoo: Zoo, kind: str) -> tuple[References, list[str]] | None:
     return refs, [r.family for r, _ in rows if r.label == 1]
 
 
-def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
+#: Suffix of a scheme run parent-aware on a parent zoo (``tafa+parent``), and the pool of those zoos.
+PARENT_AWARE, SHARED_PARENT = "+parent", "shared parent"
+
+
+def parent_variants(scheme_name: str, spec: ZooSpec) -> list[tuple[str, bool]]:
+    """``(entry name, parent-aware)`` of the runs of one scheme on one zoo."""
+    aware = spec.parent is not None and bool(get_scheme(scheme_name).make_signature().relative_keys)
+    return [(scheme_name, False)] + ([(scheme_name + PARENT_AWARE, True)] if aware else [])
+
+
+def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> dict[str, Any]:
     """Fingerprint ``zoo``'s owner with one scheme and score every other model.
 
     A learned scheme trains on the zoo's reference role for it and is also scored
@@ -120,6 +137,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
     refitted verifier, so each family's figures come from one verifier.
     """
     spec = zoo.spec
+    parent = TorchModel(zoo.models["parent"], spec.input_shape, name="parent") if parent_aware else None
     # one candidate cache per owner and scheme: the leave-one-family-out re-selections reuse
     # the candidate probes (their region LPs) of the first fingerprint
     scheme = replace(get_scheme(scheme_name), candidate_cache=CandidateCache())
@@ -128,7 +146,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
     references = zoo_references(zoo, scheme.references)
     started = time.perf_counter()
     fingerprint = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0, data=data,
-                                     references=references[0] if references else None)
+                                     references=references[0] if references else None, parent=parent)
     fingerprint_seconds = time.perf_counter() - started
     rows: list[Scored] = []
     models = []
@@ -158,7 +176,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
                 held_out = References(positives=[m for m, fam in zip(refs.positives, families) if fam != family],
                                       negatives=refs.negatives)
                 again = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0, data=data,
-                                           references=held_out)
+                                           references=held_out, parent=parent)
             lofo[family] = [Scored(r.model, r.label, r.family, r.role, again.compare(
                                 sig if learned else again.measure(TorchModel(model, spec.input_shape))).value)
                             for r, model, sig in zip(rows, models, signatures)
@@ -301,16 +319,15 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "zoo_seconds": zoo_seconds, "scenarios": {}}
     pooled: dict[str, dict[str, dict[str, Any]]] = {}
-    bar = tqdm(total=sum(applicable(n, z.spec) for z in zoos for n in names), desc="bench: schemes",
-               disable=not progress)
+    bar = tqdm(total=sum(len(parent_variants(n, z.spec)) for z in zoos for n in names if applicable(n, z.spec)),
+               desc="bench: schemes", disable=not progress)
     for zoo in zoos:
         spec = zoo.spec
         entry: dict[str, Any] = {"scenario": spec.scenario, "owner": f"{spec.owner_arch} on {spec.task}",
                                  "domain": spec.domain, "schemes": {}}
-        for name in names:
-            if not applicable(name, spec):
-                continue
-            evaluation = evaluate_scheme(zoo, name)
+        variants = [variant for n in names if applicable(n, spec) for variant in parent_variants(n, spec)]
+        for name, parent_aware in variants:
+            evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE), parent_aware)
             rows = evaluation["rows"]
             rules = calibrations(rows)
             summary = summarise(rows, {"": rules}, n_boot)
@@ -319,7 +336,8 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
             summary.update({key: evaluation[key] for key in ("queries", "fingerprint_seconds", "verify_seconds")})
             entry["schemes"][name] = summary
             entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
-            group = pooled.setdefault(spec.scenario, {}).setdefault(name, {"rows": [], "rules": {}, "cost": []})
+            pool = SHARED_PARENT if spec.parent else spec.scenario
+            group = pooled.setdefault(pool, {}).setdefault(name, {"rows": [], "rules": {}, "cost": []})
             group["rows"] += [replace(r, model=f"{spec.name}/{r.model}") for r in rows]
             group["rules"][spec.name] = rules
             group["cost"].append(evaluation)
