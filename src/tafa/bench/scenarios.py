@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..attacks import BATCHNORM_ATTACKS, STANDARD_ATTACKS
 from ..attacks.references import DATA_FREE_POSITIVES
 from .parents import ParentSpec
 from .zoo import ZooSpec
@@ -47,6 +48,11 @@ FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES, independent=_NEGA
             other_archs=("cnn_wide", "mlp", "mlp_wide")),
     ZooSpec("mnist-lenet", "classification", "mnist", "lenet", "box:0,1", epochs=8,
             other_archs=("cnn", "mlp"), attack_epochs=3),
+    # the real-size zoo: a residual network (BatchNorm, residual additions, max-pooling, global
+    # average pooling); its obfuscations also fold the BatchNorms; independents: a narrower one, LeNet
+    ZooSpec("mnist-resnet", "classification", "mnist", "resnet_zoo", "box:0,1", epochs=4, lr=3e-3,
+            other_archs=("lenet", "resnet_zoo_narrow"), attack_epochs=2,
+            attacks=STANDARD_ATTACKS + BATCHNORM_ATTACKS),
     ZooSpec("diabetes-mlp", "regression", "diabetes", "mlp_small", "box:-2,2", epochs=100, weight_decay=1e-3,
             other_archs=("mlp", "mlp_deep")),
     ZooSpec("friedman-mlp", "regression", "friedman", "mlp_small", "box:-2,2", epochs=30, weight_decay=1e-4,

@@ -32,8 +32,9 @@ fine-tunes of the parent on the owner's half with other seeds. There is no share
 in a parent zoo the shared initialisation is public, and the siblings are exactly that.
 
 Every model is built deterministically from its recipe and cached on disk under the
-SHA-256 of the recipe (safetensors weights + a JSON description of the layers: nothing
-is pickled), so a second run trains nothing. :func:`build_zoo` uses a process pool.
+SHA-256 of the recipe (safetensors weights + a JSON description of the layers, or of a
+residual network's tree of named children: nothing is pickled), so a second run trains
+nothing. :func:`build_zoo` uses a process pool.
 """
 
 from __future__ import annotations
@@ -51,13 +52,13 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..attacks import ATTACKS, AttackContext, get_attack
+from ..attacks import ATTACKS, STANDARD_ATTACKS, AttackContext, get_attack
 from ..attacks.references import synthetic_data
 from ..domain import parse_domain
 from ..storage import write_atomically
 from ..threads import one_torch_thread, pin_torch_threads
 from ..training import TrainingData, fit
-from .architectures import build
+from .architectures import BasicBlock, Bottleneck, ResNet, build
 from .datasets import load_task
 from .parents import ParentSpec, pretraining_data, subset
 
@@ -82,7 +83,7 @@ class ZooSpec:
     weight_decay: float = 0.0
     latent: int | None = None          # generators: latent size (the model maps latent -> image)
     other_archs: tuple[str, ...] = ()
-    attacks: tuple[str, ...] = tuple(ATTACKS)
+    attacks: tuple[str, ...] = STANDARD_ATTACKS
     attack_epochs: int | None = None
     independent: int = 20              # scored negatives, cycling over independent_families()
     calibration: int = 10              # calibration models, drawn from the same families
@@ -261,8 +262,8 @@ _LAYERS: dict[str, Callable[..., nn.Module]] = {
     "Conv2d": lambda a: nn.Conv2d(a["in"], a["out"], a["kernel"], a["stride"], a["padding"], bias=a["bias"]),
     "ReLU": lambda a: nn.ReLU(),
     "LeakyReLU": lambda a: nn.LeakyReLU(a["slope"]),
-    "MaxPool2d": lambda a: nn.MaxPool2d(a["kernel"], a["stride"]),
-    "AvgPool2d": lambda a: nn.AvgPool2d(a["kernel"], a["stride"]),
+    "MaxPool2d": lambda a: nn.MaxPool2d(a["kernel"], a["stride"], a.get("padding", 0)),
+    "AvgPool2d": lambda a: nn.AvgPool2d(a["kernel"], a["stride"], a.get("padding", 0)),
     "Flatten": lambda a: nn.Flatten(),
     "Unflatten": lambda a: nn.Unflatten(1, tuple(a["shape"])),
     "Sigmoid": lambda a: nn.Sigmoid(),
@@ -270,35 +271,39 @@ _LAYERS: dict[str, Callable[..., nn.Module]] = {
     "Dropout": lambda a: nn.Dropout(a["p"]),
     "BatchNorm1d": lambda a: nn.BatchNorm1d(a["features"]),
     "BatchNorm2d": lambda a: nn.BatchNorm2d(a["features"]),
+    "AdaptiveAvgPool2d": lambda a: nn.AdaptiveAvgPool2d(a["size"]),
+    "Identity": lambda a: nn.Identity(),
 }
 
 
 def describe_layers(model: nn.Sequential) -> list[dict[str, Any]]:
     """A JSON description of a Sequential's layers, inverse of :func:`layers_from`."""
-    rows: list[dict[str, Any]] = []
-    for layer in model:
-        kind = type(layer).__name__
-        if kind == "Linear":
-            rows.append({"kind": kind, "in": layer.in_features, "out": layer.out_features,
-                         "bias": layer.bias is not None})
-        elif kind == "Conv2d":
-            rows.append({"kind": kind, "in": layer.in_channels, "out": layer.out_channels, "kernel": layer.kernel_size,
-                         "stride": layer.stride, "padding": layer.padding, "bias": layer.bias is not None})
-        elif kind == "LeakyReLU":
-            rows.append({"kind": kind, "slope": layer.negative_slope})
-        elif kind in ("MaxPool2d", "AvgPool2d"):
-            rows.append({"kind": kind, "kernel": layer.kernel_size, "stride": layer.stride})
-        elif kind == "Unflatten":
-            rows.append({"kind": kind, "shape": list(layer.unflattened_size)})  # type: ignore[arg-type]
-        elif kind == "Dropout":
-            rows.append({"kind": kind, "p": layer.p})
-        elif kind in ("BatchNorm1d", "BatchNorm2d"):
-            rows.append({"kind": kind, "features": layer.num_features})
-        elif kind in _LAYERS:
-            rows.append({"kind": kind})
-        else:
-            raise ValueError(f"The zoo cannot describe a {kind} layer.")
-    return rows
+    return [_describe_layer(layer) for layer in model]
+
+
+def _describe_layer(layer: nn.Module) -> dict[str, Any]:
+    kind = type(layer).__name__
+    if kind == "Linear":
+        return {"kind": kind, "in": layer.in_features, "out": layer.out_features, "bias": layer.bias is not None}
+    if kind == "Conv2d":
+        return {"kind": kind, "in": layer.in_channels, "out": layer.out_channels, "kernel": layer.kernel_size,
+                "stride": layer.stride, "padding": layer.padding, "bias": layer.bias is not None}
+    if kind == "LeakyReLU":
+        return {"kind": kind, "slope": layer.negative_slope}
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        row = {"kind": kind, "kernel": layer.kernel_size, "stride": layer.stride}
+        return row | ({"padding": layer.padding} if layer.padding else {})
+    if kind == "AdaptiveAvgPool2d":
+        return {"kind": kind, "size": layer.output_size}
+    if kind == "Unflatten":
+        return {"kind": kind, "shape": list(layer.unflattened_size)}  # type: ignore[arg-type]
+    if kind == "Dropout":
+        return {"kind": kind, "p": layer.p}
+    if kind in ("BatchNorm1d", "BatchNorm2d"):
+        return {"kind": kind, "features": layer.num_features}
+    if kind in _LAYERS:
+        return {"kind": kind}
+    raise ValueError(f"The zoo cannot describe a {kind} layer.")
 
 
 def layers_from(description: list[dict[str, Any]]) -> nn.Sequential:
@@ -306,20 +311,49 @@ def layers_from(description: list[dict[str, Any]]) -> nn.Sequential:
     return nn.Sequential(*(_LAYERS[row["kind"]](row) for row in description))
 
 
+#: Networks that are not a Sequential (residual ones), described as a tree of named children;
+#: their ``forward`` reads the children by name, so a copy with folded BatchNorms (Identity)
+#: or pruned channels is rebuilt exactly.
+_CONTAINERS: dict[str, type[nn.Module]] = {"ResNet": ResNet, "BasicBlock": BasicBlock, "Bottleneck": Bottleneck,
+                                            "Sequential": nn.Sequential}
+
+
+def describe_network(model: nn.Module) -> dict[str, Any]:
+    """A JSON description of any network of :data:`_CONTAINERS` and known layers, inverse of
+    :func:`network_from`."""
+    kind = type(model).__name__
+    if kind not in _CONTAINERS:
+        return _describe_layer(model)
+    return {"kind": kind, "children": [[name, describe_network(child)] for name, child in model.named_children()]}
+
+
+def network_from(description: dict[str, Any]) -> nn.Module:
+    """A fresh network from :func:`describe_network` output."""
+    kind = description["kind"]
+    if kind not in _CONTAINERS:
+        return _LAYERS[kind](description)
+    shell = _CONTAINERS[kind].__new__(_CONTAINERS[kind])
+    nn.Module.__init__(shell)
+    for name, child in description["children"]:
+        shell.add_module(str(name), network_from(child))
+    return shell
+
+
 def save_model(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save
 
-    if not isinstance(model, nn.Sequential):
-        raise TypeError("Zoo models must be nn.Sequential.")
-    write_atomically(path.with_suffix(".json"), json.dumps(describe_layers(model)).encode())
+    # a Sequential as the list of its layers (as the zoo always wrote it), another network as a tree
+    description = describe_layers(model) if isinstance(model, nn.Sequential) else describe_network(model)
+    write_atomically(path.with_suffix(".json"), json.dumps(description).encode())
     state = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
     write_atomically(path.with_suffix(".safetensors"), save(state))
 
 
-def load_model(path: Path) -> nn.Sequential:
+def load_model(path: Path) -> nn.Module:
     from safetensors.torch import load_file
 
-    model = layers_from(json.loads(path.with_suffix(".json").read_text()))
+    description = json.loads(path.with_suffix(".json").read_text())
+    model = layers_from(description) if isinstance(description, list) else network_from(description)
     model.load_state_dict(load_file(str(path.with_suffix(".safetensors"))))
     return model.eval()
 
