@@ -1,4 +1,4 @@
-"""The chain of layers of an ``nn.Sequential`` and the hidden units that connect them.
+"""The chains of layers of a network and the hidden units that connect them.
 
 Several attacks act on *hidden units*: a Linear layer's output features or a convolution's
 output channels, together with everything that carries them to the next weighted layer
@@ -12,6 +12,13 @@ across a ``Flatten`` a channel becomes a block of consecutive features (channel-
 ``Flatten`` lays them out), across an ``Unflatten`` a block of features becomes a channel.
 Linear layers are assumed to see ``(batch, features)`` inputs, as in every network of
 :mod:`tafa.bench.architectures`.
+
+An ``nn.Sequential`` is one chain (its forward order is its module order). A network of
+another shape (a residual network) declares its chains itself: any submodule with a
+``unit_chains`` attribute (a tuple of tuples of its submodules' names, producer first,
+consumer last, in forward order) has a boundary per chain, e.g. a residual block's
+``("conv1", "bn1", "relu", "conv2")``: the block's inner channels, which nothing outside the
+block sees. The channels of a residual stream (added to a shortcut) are never reindexed.
 """
 
 from __future__ import annotations
@@ -86,15 +93,34 @@ class Boundary:
 
 
 def hidden_boundaries(model: nn.Module, *, caller: str) -> list[Boundary]:
-    """Every boundary of ``model`` (an ``nn.Sequential``) whose units can be reindexed.
+    """Every boundary of ``model`` whose units can be reindexed: an ``nn.Sequential``'s, or
+    those of the chains its submodules declare (``unit_chains``, see the module's docstring).
 
     A boundary with a module this file does not know (or a grouped convolution) is left
     out: the attacks then leave those units alone, which keeps them function-preserving.
     """
-    if not isinstance(model, nn.Sequential):
-        raise InvalidParameter(f"The 'model' parameter of {caller} must be an nn.Sequential "
-                               f"(its forward order must be its module order). "
+    if isinstance(model, nn.Sequential):
+        return _sequential_boundaries(model)
+    declared = [(module, chains) for module in model.modules() if (chains := getattr(module, "unit_chains", None))]
+    if not declared:
+        raise InvalidParameter(f"The 'model' parameter of {caller} must be an nn.Sequential (its forward order "
+                               f"must be its module order) or declare its chains of units (unit_chains). "
                                f"Got {type(model).__name__} instead.")
+    found = []
+    for module, chains in declared:
+        for chain in chains:
+            items = [getattr(module, name, None) for name in chain]
+            producer, consumer = items[0], items[-1]
+            if (len(items) < 2 or not all(isinstance(item, nn.Module) for item in items)
+                    or not isinstance(producer, WEIGHTED) or not isinstance(consumer, WEIGHTED)):
+                continue
+            boundary = _boundary(producer, items[1:-1], consumer)  # type: ignore[arg-type]
+            if boundary is not None:
+                found.append(boundary)
+    return found
+
+
+def _sequential_boundaries(model: nn.Sequential) -> list[Boundary]:
     items = _leaves(model)
     positions = [i for i, item in enumerate(items) if isinstance(item, WEIGHTED)]
     found = []

@@ -27,7 +27,7 @@ from .hidden_units import weighted_layers
 from .extraction import DISTILL_EPOCHS, distill, mlp_student, reinitialised, teacher_outputs
 from .finetune import DEFAULT_EPOCHS, finetune
 from .noise import add_weight_noise
-from .obfuscation import permute_units, rescale_units
+from .obfuscation import fold_batchnorm, permute_units, rescale_units
 from .pruning import magnitude_prune, structured_prune
 from .quantize import quantize, to_float16
 
@@ -233,3 +233,20 @@ def _register_standard() -> None:
 
 
 _register_standard()
+
+#: The recipes every zoo of the benchmark runs (those registered above, whatever the network).
+STANDARD_ATTACKS: tuple[str, ...] = tuple(ATTACKS)
+
+
+def _register_batchnorm() -> None:
+    register_attack(Attack("fold_bn", "obfuscation", lambda model, context: fold_batchnorm(model),
+                           "every BatchNorm folded into the convolution before it"))
+    register_attack(Attack("permute_fold_bn", "obfuscation",
+                           lambda model, context: fold_batchnorm(permute_units(model, seed=context.seed)),
+                           "random permutation of the hidden units, then BatchNorm folding"))
+
+
+_register_batchnorm()
+
+#: The recipes that apply only to networks with BatchNorm (the residual zoo runs them too).
+BATCHNORM_ATTACKS: tuple[str, ...] = ("fold_bn", "permute_fold_bn")

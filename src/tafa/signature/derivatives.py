@@ -29,6 +29,8 @@ INPUT_CHUNK_BYTES = 64 << 20
 class Derivatives(Measurement):
     """Outputs and central finite differences along each probe's directions."""
 
+    relative_keys = ("outputs", "derivatives")
+
     def inputs(self, probes: Probes) -> np.ndarray:
         """The points, then every ``x + h u``, then every ``x - h u``, in float32 (what every
         model is queried with): computed in float64 a few probes at a time and rounded once,
