@@ -177,6 +177,9 @@ class Linearisation:
     switch_jacobian: np.ndarray
     output: np.ndarray
     jacobian: np.ndarray
+    #: How many switches each piecewise-linear operation contributed, in the order the network
+    #: ran them (the first block is the first layer's units: hyperplanes fixed in input space).
+    blocks: tuple[int, ...] = ()
 
     def distances(self) -> np.ndarray:
         """Distance from ``x0`` to each switch's hyperplane (inf for constant switches)."""
@@ -225,4 +228,5 @@ def linearise(module: torch.nn.Module, x0: np.ndarray, basis: np.ndarray | None 
         switches = torch.zeros((batch.shape[0], 0), dtype=dtype)
     phi = switches[0].numpy()
     jac_switch = (switches[1:] - switches[:1]).T.numpy()
-    return Linearisation(phi, jac_switch, out[0].numpy(), (out[1:] - out[:1]).T.numpy())
+    blocks = tuple(int(block.shape[1]) for block in freeze.switches)
+    return Linearisation(phi, jac_switch, out[0].numpy(), (out[1:] - out[:1]).T.numpy(), blocks)
