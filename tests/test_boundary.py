@@ -12,6 +12,12 @@ from tafa.models.base import Model, TorchModel
 from tafa.signature.kinks import Kinks
 
 
+def _resolution(probes) -> float:
+    """Half the bracket the bisection ends with: how well a kink's position is known."""
+    kinks = Kinks()
+    return float(probes.extra["window"].max()) / kinks.cells / 2 ** kinks.bisections + 1e-9
+
+
 def _one_hidden_layer(seed: int = 0, d: int = 6, hidden: int = 12, m: int = 3) -> torch.nn.Sequential:
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, m))
@@ -58,7 +64,25 @@ class Hostile(Model):
         return self.rng.normal(size=shape)
 
 
-def test_owner_kinks_sit_exactly_at_the_crossings(small_net, small_fingerprint):
+def _strongest_kinks(net: torch.nn.Sequential, probes) -> tuple[np.ndarray, np.ndarray]:
+    """Exact geometry of a one-hidden-layer net along each line ``p + t u``: where each unit's
+    kink lies (``t_j``) and how much the derivative along ``u`` jumps there
+    (``|W2[:, j]| |w_j . u|``); returns the position and the unit of the strongest kink within
+    each line's window."""
+    weight = net[0].weight.detach().double().numpy()
+    bias = net[0].bias.detach().double().numpy()
+    out = net[2].weight.detach().double().numpy()
+    points = probes.points.reshape(len(probes), -1)
+    lines = probes.extra["line"].reshape(len(probes), -1)
+    along = lines @ weight.T                                   # (N, units)
+    crossing = -(points @ weight.T + bias) / along             # t_j per line and unit
+    strength = np.abs(along) * np.linalg.norm(out, axis=0)
+    strength[np.abs(crossing) > probes.extra["window"][:, None]] = 0.0
+    unit = strength.argmax(axis=1)
+    return crossing[np.arange(len(unit)), unit], unit
+
+
+def test_kinks_are_located_where_the_geometry_puts_them(small_net, small_fingerprint):
     probes, owner = small_fingerprint.probes, small_fingerprint.owner_signature
     weight = small_net[0].weight.detach().double().numpy()
     bias = small_net[0].bias.detach().double().numpy()
@@ -70,27 +94,31 @@ def test_owner_kinks_sit_exactly_at_the_crossings(small_net, small_fingerprint):
     assert values.min(axis=1).max() < 1e-9
     assert np.abs(np.abs(np.einsum("nd,nd->n", normals, weight[units])) / np.linalg.norm(weight[units], axis=1)
                   - 1).max() < 1e-9
+    # the located kink is the line's strongest, where the weights put it (to the last bracket)
+    expected, strongest = _strongest_kinks(small_net, probes)
     assert owner["found"].all()
-    assert np.abs(owner["position"]).max() <= 2 * probes.steps.max()
+    assert np.abs(owner["position"] - expected).max() <= _resolution(probes)
+    # its measured jump is that unit's normal in the measured directions (|cos| ~ 1)
+    directions = probes.directions.reshape(len(probes), probes.directions.shape[1], -1)
+    projected = np.einsum("nkd,nd->nk", directions, weight[strongest])
+    cosines = np.abs(np.einsum("nk,nk->n", projected, owner["jump"])) / np.linalg.norm(projected, axis=1)
+    assert cosines.min() > 0.999
     assert small_fingerprint.score(small_net).value > 0.999
 
 
 def test_moved_hyperplanes_are_located_where_they_moved(small_net, small_fingerprint):
-    """Every first-layer unit moved by ``shift`` along its normal: the kink on each line sits at
-    ``shift / cos(angle between line and normal)`` (known exactly), within the bisection's 2 steps."""
+    """Every first-layer unit moved by ``shift`` along its normal: the kinks move with them,
+    to positions known exactly, and are located there to the last bracket."""
     probes = small_fingerprint.probes
-    shift = 0.02
     moved = _one_hidden_layer()
     with torch.no_grad():
-        moved[0].bias -= shift * moved[0].weight.norm(dim=1)
+        moved[0].bias -= 0.05 * moved[0].weight.norm(dim=1)
     signature = small_fingerprint.measure(moved)
-    lines = probes.extra["line"].reshape(len(probes), -1)
-    normals = probes.directions[:, 0].reshape(len(probes), -1)
-    expected = shift / np.einsum("nd,nd->n", lines, normals)
-    found = signature["found"] > 0
-    assert found.mean() >= 0.8
-    assert np.abs(signature["position"][found] - expected[found]).max() <= 2 * probes.steps.max()
-    assert small_fingerprint.compare(signature).parts["orientation"] > 0.999
+    expected, _ = _strongest_kinks(moved, probes)
+    assert signature["found"].all()
+    assert np.abs(signature["position"] - expected).max() <= _resolution(probes)
+    assert np.abs(signature["position"] - small_fingerprint.owner_signature["position"]).max() > 0.04
+    assert small_fingerprint.compare(signature).value > 0.99
 
 
 def test_copies_match_the_orientation_and_an_independent_model_does_not(classifier):
@@ -99,8 +127,8 @@ def test_copies_match_the_orientation_and_an_independent_model_does_not(classifi
     copies = [quantize(classifier.owner, 8), add_weight_noise(classifier.owner, 0.01, seed=1)]
     copy_scores = [fingerprint.score(model).value for model in copies]
     independent_scores = fingerprint.scores([classifier.independent, *classifier.references[:5]])
-    assert min(copy_scores) > 0.6
-    assert max(independent_scores) < 0.45
+    assert min(copy_scores) > 0.97
+    assert max(independent_scores) < 0.93
     # per located boundary, a copy's kink has the owner's orientation (|cos| near 1)
     assert fingerprint.score(copies[0]).parts["orientation"] > 0.95
 

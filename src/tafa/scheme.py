@@ -132,11 +132,11 @@ register_scheme(Scheme(
     description="the extraction detector: how closely the suspect reproduces the owner's output values at "
     "inputs the owner is confident on (64 queries)"))
 register_scheme(Scheme(
-    "tafa-boundary", probes="boundary", signature="kinks", similarity="boundary-orientation", points=48,
+    "tafa-boundary", probes="boundary", signature="kinks", similarity="boundary-orientation", points=36,
     directions=8,
-    description="boundary geometry: lines crossing the owner's first-layer hyperplanes; the suspect's kink near "
-    "each crossing is located from outputs (bisection) and its gradient jump measured in 8 directions; score: "
-    "mean |cosine| with the owner's normals (<= 5,000 adaptive queries)"))
+    description="boundary geometry: lines along the owner's first-layer normals; on each, the suspect's strongest "
+    "kink is located from outputs (scan + bisection) and its gradient jump measured in 8 directions; score: "
+    "median |cosine| with the owner's normals (4,968 adaptive queries: 138 per line)"))
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))

@@ -142,19 +142,19 @@ class BoundaryOrientation(Similarity):
     the same ``K`` directions (from the owner's white-box ``normal``; for a fingerprint made
     black-box, the owner's own measured ``jump``); a boundary whose kink the suspect does not
     show, or the owner's own measurement missed, counts 0. The score is ``aggregation`` over
-    every boundary (``mean``: default; ``median``), in ``[0, 1]``. Parts: ``found`` (fraction of
+    every boundary (``median``: default; ``mean``), in ``[0, 1]``. Parts: ``found`` (fraction of
     boundaries located) and ``orientation`` (median ``|cos|`` over the located ones).
 
     >>> owner = {"normal": np.eye(3), "jump": np.eye(3), "found": np.ones(3), "position": np.zeros(3)}
     >>> suspect = {"jump": -np.eye(3), "found": np.array([1.0, 1.0, 0.0]), "position": np.zeros(3)}
     >>> score = BoundaryOrientation().compare(owner, suspect)
     >>> round(score.value, 6), score.parts["found"]
-    (0.666667, 0.666667)
+    (1.0, 0.666667)
     """
 
     score_range = (0.0, 1.0)
 
-    def __init__(self, aggregation: str = "mean") -> None:
+    def __init__(self, aggregation: str = "median") -> None:
         self.aggregation = aggregation
 
     def compare(self, owner: Signature, suspect: Signature) -> Score:

@@ -5,8 +5,8 @@ space, ``{x : w_j . x + b_j = 0}`` (for a convolutional first layer: one filter 
 position). Crossing it, the network's Jacobian jumps by a rank-one matrix ``c w_j^T``: the
 jump is parallel to the unit's weights, whatever the layers above do. A derived copy keeps
 its units' orientations much better than their positions (fine-tuning moves biases), so
-the black-box evidence compares the *orientation* of the kink a suspect shows near each
-crossing with the owner's normal (:mod:`tafa.signature.kinks`).
+the black-box evidence compares the *orientation* of the strongest kink a suspect shows on
+each line with the owner's normal (:mod:`tafa.signature.kinks`).
 
 White-box (the owner is a torch module the analysis can freeze): candidates are drawn from
 the domain; at each, :func:`~tafa.relu.linearise.linearise` gives the first layer's switches,
@@ -20,15 +20,16 @@ one that loses its max-pooling window, shows no kink). Per line the probes hold:
 - ``directions``: ``K`` orthonormal directions in which the jump is measured, the first being
   the owner's unit normal, the others random and orthogonal to it;
 - ``steps``: the finite-difference step along the line and the directions;
-- ``extra["line"]``: the line's direction ``u`` (at ``line_angle`` degrees from the normal, so
-  that a suspect's kinks found along it are not biased towards the owner's normal);
-- ``extra["window"]``: how far along the line the suspect's kink is searched for;
+- ``extra["line"]``: the line's direction ``u`` (by default the normal itself: the unit a
+  suspect shows most strongly along it is then its unit best aligned with the owner's);
+- ``extra["window"]``: how far along the line the suspect's kinks are scanned (by default the
+  domain's width each way: fine-tuning moves hyperplanes far, see :mod:`tafa.signature.kinks`);
 - ``extra["normal"]``: the owner's unit normal in the measured directions (``(N, K)``).
 
 Black-box owners (no torch module, or operations the analysis cannot freeze): random lines
-through random domain points with random directions, a window five times wider, and no
-``normal``: the owner's own kinks are then located and measured exactly like a suspect's, and
-they are the reference.
+through random domain points with random directions and no ``normal``: the owner's own
+strongest kinks are then located and measured exactly like a suspect's, and they are the
+reference.
 """
 
 from __future__ import annotations
@@ -53,24 +54,23 @@ if TYPE_CHECKING:
 class BoundaryProbes(ProbeStrategy):
     """Lines crossing the owner's first-layer hyperplanes (see module doc).
 
-    ``line_angle``: degrees between a line and the unit's normal; ``window``: how far along the
-    line (fraction of the domain's width) a suspect's kink is searched for; ``step``: the
-    finite-difference step as a fraction of the crossing's isolation radius, clipped to
-    ``[min_step, max_step]`` of the domain's width; ``min_jump``: the smallest relative jump
-    of the owner's derivative along the line that makes a crossing visible; ``oversample``: how
-    many candidates per line are drawn at most.
+    ``line_angle``: degrees between a line and the unit's normal (0: along it, so that the
+    unit the suspect shows most strongly on the line is its best-aligned one); ``window``: how
+    far along the line (fraction of the domain's width) the suspect's kinks are scanned;
+    ``step``: the finite-difference step (fraction of the domain's width); ``min_jump``: the
+    smallest relative jump of the owner's derivative along the line that makes a crossing
+    visible; ``oversample``: how many candidates per line are drawn at most.
     """
 
-    def __init__(self, line_angle: float = 30.0, window: float = 0.1, step: float = 0.1, min_step: float = 2e-4,
-                 max_step: float = 2e-3, min_jump: float = 0.05, oversample: int = 20) -> None:
+    def __init__(self, line_angle: float = 0.0, window: float = 1.0, step: float = 1e-3, min_jump: float = 0.05,
+                 oversample: int = 20) -> None:
         check_param("line_angle", line_angle, "a number of degrees in [0, 85]", 0 <= line_angle <= 85,
                     caller="BoundaryProbes")
-        check_param("window", window, "a fraction in (0, 1]", 0 < window <= 1, caller="BoundaryProbes")
+        check_param("window", window, "a fraction in (0, 10]", 0 < window <= 10, caller="BoundaryProbes")
+        check_param("step", step, "a fraction in (0, 0.01]", 0 < step <= 0.01, caller="BoundaryProbes")
         self.line_angle = float(line_angle)
         self.window = float(window)
         self.step = float(step)
-        self.min_step = float(min_step)
-        self.max_step = float(max_step)
         self.min_jump = float(min_jump)
         self.oversample = int(oversample)
 
@@ -89,16 +89,16 @@ class BoundaryProbes(ProbeStrategy):
                 reason = str(error)
         return self._black_box(domain, n, k, rng, reason)
 
-    def _bounds(self, domain: Domain) -> tuple[float, float, float]:
-        scale = domain.scale()
-        return self.min_step * scale, self.max_step * scale, self.window * scale
+    def _sizes(self, domain: Domain) -> tuple[float, float]:
+        """The step and the window, in the domain's units."""
+        return self.step * domain.scale(), self.window * domain.scale()
 
     def _white_box(self, module: torch.nn.Module, domain: Domain, n: int, k: int,
                    rng: np.random.Generator) -> Probes:
         lo, hi = domain.bounds()
         shape = domain.shape
         d = int(np.prod(shape))
-        low, high, window = self._bounds(domain)
+        step, window = self._sizes(domain)
         cos, sin = np.cos(np.radians(self.line_angle)), np.sin(np.radians(self.line_angle))
         points, lines, directions, steps, normals, isolations, jumps = [], [], [], [], [], [], []
         used: set[int] = set()
@@ -126,8 +126,7 @@ class BoundaryProbes(ProbeStrategy):
             below = linearise(module, (crossing - tiny * normal).reshape(shape))
             others = np.delete(above.distances(), j)
             isolation = float(others.min()) if others.size else np.inf
-            step = float(np.clip(self.step * isolation, low, high))
-            if isolation < 8 * step:
+            if isolation < 4 * step:  # the owner's own kink must be measurable
                 continue
             # the line: at line_angle from the normal, towards a random direction orthogonal to it
             side = _orthogonal_unit(rng.normal(size=d), normal)
@@ -163,14 +162,13 @@ class BoundaryProbes(ProbeStrategy):
     def _black_box(self, domain: Domain, n: int, k: int, rng: np.random.Generator, reason: str) -> Probes:
         shape = domain.shape
         d = int(np.prod(shape))
-        low, high, window = self._bounds(domain)
+        step, window = self._sizes(domain)
         points = domain.sample(n, rng)
         lines = np.stack([_orthogonal_unit(rng.normal(size=d)) for _ in range(n)])
         directions = np.stack([np.linalg.qr(rng.normal(size=(d, k)))[0].T for _ in range(n)])
         info = {"strategy": "boundary", "analysis": f"black-box ({reason})", "lines": n}
-        # nothing says where the owner's kinks are: search a wider stretch of each line
-        extra = {"line": lines.reshape(n, *shape), "window": np.full(n, min(5 * window, domain.scale()))}
-        return Probes(points, directions.reshape(n, k, *shape), np.full(n, high), extra=extra, info=info)
+        extra = {"line": lines.reshape(n, *shape), "window": np.full(n, window)}
+        return Probes(points, directions.reshape(n, k, *shape), np.full(n, step), extra=extra, info=info)
 
 
 def _orthogonal_unit(vector: np.ndarray, *against: np.ndarray) -> np.ndarray:
