@@ -176,3 +176,11 @@ def test_adaptive_signature_has_no_fixed_input_list(small_fingerprint):
 
     with pytest.raises(InvalidParameter, match="adaptive"):
         Kinks().inputs(small_fingerprint.probes)
+
+
+def test_a_scan_panel_refuses_an_adaptive_fingerprint_in_one_line(small_fingerprint):
+    from tafa.errors import InvalidParameter
+    from tafa.scanning.panel import Panel
+
+    with pytest.raises(InvalidParameter, match="tafa verify"):
+        Panel.from_fingerprints({"boundary": small_fingerprint})
