@@ -100,7 +100,13 @@ class BoundaryProbes(ProbeStrategy):
         d = int(np.prod(shape))
         step, window = self._sizes(domain)
         cos, sin = np.cos(np.radians(self.line_angle)), np.sin(np.radians(self.line_angle))
-        points, lines, directions, steps, normals, isolations, jumps = [], [], [], [], [], [], []
+        points: list[np.ndarray] = []
+        lines: list[np.ndarray] = []
+        directions: list[np.ndarray] = []
+        normals: list[np.ndarray] = []
+        steps: list[float] = []
+        isolations: list[float] = []
+        jumps: list[float] = []
         used: set[int] = set()
         tried = 0
         while len(points) < n and tried < n * self.oversample:
