@@ -10,9 +10,10 @@ each line with the owner's normal (:mod:`tafa.signature.kinks`).
 
 White-box (the owner is a torch module the analysis can freeze): candidates are drawn from
 the domain; at each, :func:`~tafa.relu.linearise.linearise` gives the first layer's switches,
-and the nearest first-layer hyperplane is chosen (one unit at most once). Its crossing point
-``p`` (the candidate projected onto it) must lie in the domain, be isolated (no other switch
-of the owner within a few steps) and be visible (the owner's derivative along the line jumps
+and its nearest first-layer hyperplanes are tried in turn (one unit at most once). A
+crossing point ``p`` (the candidate projected onto the hyperplane) must lie in the domain,
+be isolated (no other switch of the owner within a few steps, in the slice of the directions
+a measurement steps along) and be visible (the owner's derivative along the line jumps
 there by at least ``min_jump`` of its size: a unit whose output nothing downstream reads, e.g.
 one that loses its max-pooling window, shows no kink). Per line the probes hold:
 
@@ -59,11 +60,12 @@ class BoundaryProbes(ProbeStrategy):
     far along the line (fraction of the domain's width) the suspect's kinks are scanned;
     ``step``: the finite-difference step (fraction of the domain's width); ``min_jump``: the
     smallest relative jump of the owner's derivative along the line that makes a crossing
-    visible; ``oversample``: how many candidates per line are drawn at most.
+    visible; ``oversample``: how many candidates per line are drawn at most;
+    ``per_candidate``: how many of a candidate's nearest first-layer hyperplanes are tried.
     """
 
     def __init__(self, line_angle: float = 0.0, window: float = 1.0, step: float = 1e-3, min_jump: float = 0.05,
-                 oversample: int = 20) -> None:
+                 oversample: int = 20, per_candidate: int = 8) -> None:
         check_param("line_angle", line_angle, "a number of degrees in [0, 85]", 0 <= line_angle <= 85,
                     caller="BoundaryProbes")
         check_param("window", window, "a fraction in (0, 10]", 0 < window <= 10, caller="BoundaryProbes")
@@ -73,6 +75,7 @@ class BoundaryProbes(ProbeStrategy):
         self.step = float(step)
         self.min_jump = float(min_jump)
         self.oversample = int(oversample)
+        self.per_candidate = int(per_candidate)
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
                progress: bool = False, data: np.ndarray | None = None,
@@ -109,10 +112,11 @@ class BoundaryProbes(ProbeStrategy):
         jumps: list[float] = []
         used: set[int] = set()
         tried = 0
+        tiny = 1e-7 * domain.scale()
         while len(points) < n and tried < n * self.oversample:
             tried += 1
             x0 = domain.sample(1, rng)[0]
-            lin = linearise(module, x0)
+            lin = linearise(module, x0)  # the first layer's switches: hyperplanes fixed in input space
             first = lin.blocks[0] if lin.blocks else 0
             if first == 0:
                 raise NotPiecewiseLinear("the network has no ReLU-like switch to take boundaries from")
@@ -120,40 +124,47 @@ class BoundaryProbes(ProbeStrategy):
             norms = np.linalg.norm(gradients, axis=1)
             distance = np.where(norms > 1e-12, np.abs(values) / np.maximum(norms, 1e-300), np.inf)
             distance[list(used)] = np.inf
-            j = int(np.argmin(distance))
-            if not np.isfinite(distance[j]):
-                continue
-            normal = gradients[j] / norms[j]
-            crossing = x0.reshape(-1) - values[j] / norms[j] * normal
-            if np.any(crossing < lo.reshape(-1) - 1e-12) or np.any(crossing > hi.reshape(-1) + 1e-12):
-                continue
-            tiny = 1e-7 * domain.scale()
-            above = linearise(module, (crossing + tiny * normal).reshape(shape))
-            below = linearise(module, (crossing - tiny * normal).reshape(shape))
-            others = np.delete(above.distances(), j)
-            isolation = float(others.min()) if others.size else np.inf
-            if isolation < 4 * step:  # the owner's own kink must be measurable
-                continue
-            # the line: at line_angle from the normal, towards a random direction orthogonal to it
-            side = _orthogonal_unit(rng.normal(size=d), normal)
-            line = cos * normal + sin * side
-            slope_above, slope_below = above.jacobian @ line, below.jacobian @ line
-            size = max(float(np.linalg.norm(slope_above)), float(np.linalg.norm(slope_below)), 1e-12)
-            jump = float(np.linalg.norm(slope_above - slope_below)) / size
-            if jump < self.min_jump:
-                continue
-            used.add(j)
-            basis = [normal]
-            while len(basis) < k:
-                basis.append(_orthogonal_unit(rng.normal(size=d), *basis))
-            measured = np.stack(basis)
-            points.append(crossing.reshape(shape))
-            lines.append(line.reshape(shape))
-            directions.append(measured.reshape(k, *shape))
-            steps.append(step)
-            normals.append(measured @ normal)
-            isolations.append(isolation)
-            jumps.append(jump)
+            # the nearest units' hyperplanes, until one makes a line
+            for j in np.argsort(distance, kind="stable")[:self.per_candidate]:
+                if not np.isfinite(distance[j]) or len(points) == n:
+                    break
+                normal = gradients[j] / norms[j]
+                crossing = x0.reshape(-1) - values[j] / norms[j] * normal
+                if np.any(crossing < lo.reshape(-1) - 1e-12) or np.any(crossing > hi.reshape(-1) + 1e-12):
+                    continue
+                # the line: at line_angle from the normal, towards a random direction orthogonal to it
+                line = cos * normal + sin * _orthogonal_unit(rng.normal(size=d), normal)
+                basis = [normal]
+                while len(basis) < k:
+                    basis.append(_orthogonal_unit(rng.normal(size=d), *basis))
+                measured = np.stack(basis)
+                # the owner's pieces on both sides, in the slice its measurement steps in
+                # (the K directions and the line): isolation and jump are what a suspect's
+                # measurement will meet there
+                slice_basis = np.linalg.qr(np.vstack([measured, line[None]]).T)[0]
+                above = linearise(module, (crossing + tiny * normal).reshape(shape), slice_basis)
+                below = linearise(module, (crossing - tiny * normal).reshape(shape), slice_basis)
+                # the unit's own hyperplane lies ``tiny`` away, and so do the switches that coincide
+                # with it (a max-pooling window the unit wins: its winner-minus-others margins)
+                others = above.distances()
+                others = others[others > 10 * tiny]
+                isolation = float(others.min()) if others.size else np.inf
+                if isolation < 4 * step:  # the owner's own kink must be measurable
+                    continue
+                along = slice_basis.T @ line
+                slope_above, slope_below = above.jacobian @ along, below.jacobian @ along
+                size = max(float(np.linalg.norm(slope_above)), float(np.linalg.norm(slope_below)), 1e-12)
+                jump = float(np.linalg.norm(slope_above - slope_below)) / size
+                if jump < self.min_jump:
+                    continue
+                used.add(int(j))
+                points.append(crossing.reshape(shape))
+                lines.append(line.reshape(shape))
+                directions.append(measured.reshape(k, *shape))
+                steps.append(step)
+                normals.append(measured @ normal)
+                isolations.append(isolation)
+                jumps.append(jump)
         if not points:
             raise NotPiecewiseLinear("no isolated, visible first-layer boundary crosses the domain")
         count = len(points)
