@@ -65,7 +65,7 @@ class BoundaryProbes(ProbeStrategy):
     """
 
     def __init__(self, line_angle: float = 0.0, window: float = 1.0, step: float = 1e-3, min_jump: float = 0.05,
-                 oversample: int = 20, per_candidate: int = 8) -> None:
+                 oversample: int = 20, per_candidate: int = 1) -> None:
         check_param("line_angle", line_angle, "a number of degrees in [0, 85]", 0 <= line_angle <= 85,
                     caller="BoundaryProbes")
         check_param("window", window, "a fraction in (0, 10]", 0 < window <= 10, caller="BoundaryProbes")
