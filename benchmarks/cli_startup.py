@@ -4,7 +4,13 @@ of ``tafa verify`` on a small ONNX suspect (issue 15: under 1 s and under 2 s).
 Each command runs in a fresh Python process (as the console script runs it), ``--runs`` times;
 the table shows the median, the fastest and the slowest wall-clock seconds.
 
-    python benchmarks/cli_startup.py [--runs 7]
+    python benchmarks/cli_startup.py [--runs 7] [--only verify] [--baseline OTHER/src]
+
+``--only verify`` times the verification alone; ``--baseline DIR`` also times it with the
+``tafa`` package found in ``DIR`` (say, an older checkout's ``src``), each baseline run right
+after a run of this tree, so that both see the same load on a shared machine. Beside the wall
+clock, the CPU seconds of the command and its children (the sandbox's zygote and worker)
+are shown: on a busy machine they are the firmer figure.
 
 The verify case fingerprints a small digits MLP (8 probes x 2 directions, so that the
 verification itself costs milliseconds) in a temporary folder first; what is timed is the
@@ -30,16 +36,35 @@ HELP_COMMANDS = ([], ["fingerprint"], ["verify"], ["info"], ["demo"], ["registry
                  ["registry", "list"], ["registry", "remove"], ["registry", "scans"], ["scan"], ["bench"])
 
 
+def _once(command: list[str], environment: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and every child it waited for) of one run."""
+    before = os.times()
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    wall = time.perf_counter() - started
+    after = os.times()
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
 def _time(argv: list[str], runs: int, command: list[str] | None = None) -> list[float]:
     command = command or [sys.executable, "-m", "tafa.cli", *argv]
-    seconds = []
+    return [_once(command)[0] for _ in range(runs)]
+
+
+Runs = list[tuple[float, float]]
+
+
+def _time_pair(argv: list[str], runs: int, baseline: str) -> tuple[Runs, Runs]:
+    """This tree's and ``baseline``'s runs of ``tafa ARGV``, alternated (same load for both)."""
+    command = [sys.executable, "-m", "tafa.cli", *argv]
+    ours, theirs = [], []
+    here = str(Path(__file__).resolve().parents[1] / "src")
     for _ in range(runs):
-        started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        seconds.append(time.perf_counter() - started)
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()}")
-    return seconds
+        ours.append(_once(command, {**os.environ, "PYTHONPATH": here}))
+        theirs.append(_once(command, {**os.environ, "PYTHONPATH": baseline}))
+    return ours, theirs
 
 
 def _verify_case(folder: Path) -> list[str]:
@@ -63,12 +88,26 @@ Row = tuple[str, list[float], "float | None"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="runs of each command (default 7)")
+    parser.add_argument("--only", choices=("verify",), help="time only the verification")
+    parser.add_argument("--baseline", metavar="SRC", help="also time the verification with the tafa found in SRC")
     args = parser.parse_args()
-    rows: list[Row] = [(" ".join(["tafa", *command, "--help"]), _time([*command, "--help"], args.runs), HELP_LIMIT)
-            for command in HELP_COMMANDS]
+    rows: list[Row] = [] if args.only else [
+        (" ".join(["tafa", *command, "--help"]), _time([*command, "--help"], args.runs), HELP_LIMIT)
+        for command in HELP_COMMANDS]
+    cpu: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as folder:
         argv = _verify_case(Path(folder))
-        rows.append(("tafa verify owner.tafa suspect.onnx (16 queries)", _time(argv, args.runs), VERIFY_LIMIT))
+        name = "tafa verify owner.tafa suspect.onnx (16 queries)"
+        if args.baseline:
+            ours, theirs = _time_pair(argv, args.runs, args.baseline)
+            rows.append((name, [w for w, _ in ours], VERIFY_LIMIT))
+            rows.append((f"the same, baseline {Path(args.baseline).resolve().parent.name}", [w for w, _ in theirs],
+                         VERIFY_LIMIT))
+            cpu += [(name, [c for _, c in ours]), ("the same, baseline", [c for _, c in theirs])]
+        else:
+            runs = [_once([sys.executable, "-m", "tafa.cli", *argv]) for _ in range(args.runs)]
+            rows.append((name, [w for w, _ in runs], VERIFY_LIMIT))
+            cpu.append((name, [c for _, c in runs]))
     # The floor under any command that imports torch, measured at the same time (not a limit).
     rows.append(("(python -c 'import torch', for comparison)",
                  _time([], args.runs, [sys.executable, "-c", "import torch"]), None))
@@ -80,6 +119,9 @@ def main() -> None:
         met = "" if limit is None else "yes" if median < limit else "NO"
         print(f"| {name:<52} | {median:6.2f} | {min(seconds):7.2f} | {max(seconds):7.2f} | "
               f"{'' if limit is None else f'{limit:.1f}':>5} | {met:<3} |")
+    print("\nCPU seconds (the command and its children), median: "
+          + "; ".join(f"{name}: {statistics.median(values):.2f}" for name, values in cpu)
+          + f" (load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ import contextlib
 import io
 import json
 import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -346,9 +349,6 @@ def test_the_readmes_commands_parse():
 
 
 def test_the_parser_imports_no_heavy_library_and_its_light_lists_match_the_registries():
-    import subprocess
-    import sys
-
     from tafa.bench.scenarios import SIZES
     from tafa.cli import bench, options, registry
     from tafa.scanning import ENGINES
@@ -370,6 +370,21 @@ def test_the_parser_imports_no_heavy_library_and_its_light_lists_match_the_regis
              "print(sorted(m for m in ('torch', 'numpy', 'scipy', 'onnxruntime') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_verify_starts_the_sandbox_before_torch_and_imports_no_scipy(files, fingerprint_file):
+    """tafa verify's fixed cost (issue 15): the sandbox's zygote starts before the command imports
+    torch (its launcher needs neither torch nor numpy), and verifying imports no scipy."""
+    probe = ("import sys, contextlib, io; import tafa.models.zygote as zygote\n"
+             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))\n"
+             "zygote.prestart(); early = zygote._zygote; zygote.shutdown()\n"
+             "print(early.used, early.process.returncode)\n"  # never used: killed at once, not waited for
+             "from tafa.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    code = main(['--quiet', 'verify', {str(fingerprint_file)!r}, {str(files['pirate'])!r}, '--json'])\n"
+             "print(code, zygote._zygote.used, 'scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["[]", f"False {-signal.SIGKILL}", "0 True False"], done.stdout + done.stderr
 
 
 def test_the_demo_numbers_its_steps_as_it_tells_them():

@@ -12,7 +12,7 @@ import pytest
 from scipy.stats import binom
 
 from tafa.decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
-                                  panel_p_values, smallest_p, standardise)
+                                  panel_p_values, rate_for_this_panel, smallest_p, standardise)
 
 
 def test_max_t_exact_small_case():
@@ -87,6 +87,31 @@ def test_max_t_family_wise_rate_on_pure_null_tables_is_at_most_alpha(correlation
     # exact level here: floor(alpha (n + 1)) / (n + 1) = 0.05; binomial tail at 1e-4 above it
     assert hits <= binom.ppf(1 - 1e-4, draws, attained_bound(alpha, n))
     assert hits >= binom.ppf(1e-4, draws, attained_bound(alpha, n))  # and not vacuously conservative
+
+
+@pytest.mark.parametrize(("alpha", "n"), [(0.05, 19), (0.05, 59), (0.1, 17), (0.01, 299)])
+def test_the_rate_for_one_panel_exceeds_its_90_percent_bound_for_one_panel_in_ten(alpha, n):
+    """Deciding p <= alpha passes a suspect beyond the k-th largest of n exchangeable panel
+    maxima; the rate for a given panel is the mass above it. Over many panels (uniform maxima)
+    that rate exceeds rate_for_this_panel for 10 % of them, and averages the attained bound."""
+    rng = np.random.default_rng(n)
+    k = int(np.floor(alpha * (n + 1) + 1e-12))
+    panels = 4000
+    rates = 1.0 - np.sort(rng.uniform(size=(panels, n)), axis=1)[:, n - k]  # mass above the k-th largest
+    bound = rate_for_this_panel(alpha, n)
+    assert bound is not None and bound > attained_bound(alpha, n)
+    above = int(np.sum(rates > bound))
+    assert binom.ppf(1e-4, panels, 0.1) <= above <= binom.ppf(1 - 1e-4, panels, 0.1)
+    assert abs(rates.mean() - attained_bound(alpha, n)) < 4 * rates.std() / np.sqrt(panels)
+    assert rate_for_this_panel(alpha, n, confidence=0.5) < bound < rate_for_this_panel(alpha, n, confidence=0.99)
+
+
+def test_the_rate_for_one_panel_narrows_with_the_panel_and_needs_a_panel_that_supports_alpha():
+    rates = [rate_for_this_panel(0.05, n) for n in (19, 59, 199, 1999)]
+    assert rates == sorted(rates, reverse=True) and rates[-1] == pytest.approx(0.05, abs=0.01)
+    assert rate_for_this_panel(0.05, 18) is None
+    with pytest.raises(Exception, match="'confidence' parameter of rate_for_this_panel"):
+        rate_for_this_panel(0.05, 19, confidence=1.0)
 
 
 def test_benjamini_hochberg_known_example():

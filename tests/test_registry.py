@@ -80,7 +80,7 @@ def test_registry_is_wal_and_carries_its_schema_version(tmp_path):
         assert registry.journal_mode == "wal" and registry.schema_version == SCHEMA_VERSION
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     raw.close()
 
 
@@ -100,6 +100,47 @@ def test_an_older_registry_is_migrated_and_keeps_its_fingerprints(tmp_path, fing
         assert registry.get("old").fingerprint.sha256 == fingerprint.sha256
         scan_id = registry.begin_scan(["/x.onnx"], ["file"], engine="local", config={"fingerprints": []})
         assert registry.scan(scan_id).counts == {"pending": 1, "done": 0, "failed": 0}
+
+
+def test_the_registry_stores_the_default_control_and_alpha_of_its_scans(tmp_path):
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        assert registry.defaults() == ("family", 0.05)
+        registry.set_defaults("fdr", 0.1)
+    with Registry(path) as registry:  # kept in the file
+        assert registry.defaults() == ("fdr", 0.1)
+        registry.set_defaults("per-fingerprint", None)
+        assert registry.defaults() == ("per-fingerprint", None)
+        for control, alpha, wrong in (("family", None, "'alpha'"), ("family", 1.5, "'alpha'"),
+                                      ("nope", 0.05, "'control'"), ("fdr", True, "'alpha'")):
+            with pytest.raises(InvalidParameter, match=f"{wrong} parameter of Registry.set_defaults"):
+                registry.set_defaults(control, alpha)
+        assert registry.defaults() == ("per-fingerprint", None)  # a refused setting leaves the stored one
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE settings SET value = '0.9' WHERE key = 'alpha'")  # edited outside tafa: 0.9 with no control
+    raw.execute("""UPDATE settings SET value = '"family"' WHERE key = 'control'""")
+    raw.commit()
+    raw.close()
+    with Registry(path) as registry:
+        assert registry.defaults() == ("family", 0.9)  # a number in (0, 1) is a setting a scan accepts
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE settings SET value = '[1' WHERE key = 'alpha'")
+    raw.commit()
+    raw.close()
+    with Registry(path) as registry, pytest.raises(RegistryError, match="malformed"):
+        registry.defaults()
+
+
+def test_a_schema_4_registry_is_read_and_gets_the_defaults_its_scans_had(tmp_path, fingerprint_file):
+    path = tmp_path / "v4.sqlite"
+    raw = sqlite3.connect(path, isolation_level=None)
+    assert migrate(raw, target=4) == 4
+    assert "settings" not in {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    raw.close()
+    with Registry(path) as registry:
+        registry.add(fingerprint_file, "owner")
+        assert registry.schema_version == SCHEMA_VERSION == 5
+        assert registry.defaults() == ("family", 0.05)  # what a scan of a schema-4 registry defaulted to
 
 
 def test_a_newer_registry_or_a_file_that_is_no_database_is_refused(tmp_path):

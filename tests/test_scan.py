@@ -30,6 +30,7 @@ from tafa.attacks import add_weight_noise, magnitude_prune, permute_units, quant
 from tafa.bench.architectures import build
 from tafa.cli import main
 from tafa.models import open_model
+from tafa.decide.multiple import rate_for_this_panel
 from tafa.errors import InvalidParameter
 from tafa.registry import Registry, RegistryError
 from tafa.scanning import OpenOptions, Panel, QueryPlan, ScanReport, Suspect, scan
@@ -584,6 +585,37 @@ def test_registry_references_become_the_default_panel_from_the_command_line(worl
     assert code == 2 and "'alpha' parameter of scan" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run(capsys, "scan", *suspects, "--registry", registry, "--panel", str(tmp_path / "nowhere"))
     assert code == 2 and "'panel' parameter of scan" in err
+
+
+def test_a_scan_decides_under_the_registry_defaults_unless_told_otherwise(world, null_panel, tmp_path, capsys):
+    registry = str(_copy_registry(world, tmp_path))
+    suspects = [world.paths[name] for name in ("a_pruned", "b_noise")]
+    # the default, family-wise at 0.05, needs 19 panel models: 17 leave every decision undecided
+    report = scan(suspects, registry=registry, workers=0, panel=null_panel, options=SCRIPTS)
+    assert {f.decision for o in report.outcomes for f in o.findings} == {"undecided"}
+    code, out, _ = _run(capsys, "registry", "defaults", "--alpha", "0.1", "--registry", registry, "--json")
+    assert code == 0 and (json.loads(out)["control"], json.loads(out)["alpha"]) == ("family", 0.1)
+    report = scan(suspects, registry=registry, workers=0, panel=null_panel, options=SCRIPTS)
+    control = report.summary()["error_control"]
+    assert (control["control"], control["alpha"]) == ("family", 0.1) and control["bound"] == pytest.approx(1 / 18)
+    # the bound is an average over panels; for the one panel used it is stated at 90 % confidence
+    assert control["bound_for_this_panel_90"] == pytest.approx(rate_for_this_panel(0.1, 17))
+    assert f"for this panel <= {rate_for_this_panel(0.1, 17):.3g} with 90 % confidence" in control["statement"]
+    found = {o.source: {f.fingerprint: f.decision for f in o.findings} for o in report.outcomes}
+    assert found == {world.paths[name]: world.expected[name] for name in ("a_pruned", "b_noise")}
+    # told otherwise: the scan's own control and alpha win; another control is decided at its default
+    report = scan(suspects, registry=registry, workers=0, panel=null_panel, options=SCRIPTS, alpha=0.2)
+    assert report.summary()["error_control"]["alpha"] == 0.2
+    report = scan(suspects, registry=registry, workers=0, options=SCRIPTS, control="per-fingerprint")
+    assert report.scan.config["control"]["kind"] == "per-fingerprint" and report.scan.config["control"]["alpha"] is None
+    code, out, _ = _run(capsys, "registry", "defaults", "--control", "per-fingerprint", "--registry", registry)
+    assert code == 0 and "control per-fingerprint" in out
+    code, out, _ = _run(capsys, "scan", *suspects, "--registry", registry, "--workers", "0", "--json")
+    assert code == 0 and json.loads(out)["scan"]["config"]["control"]["kind"] == "per-fingerprint"
+    code, _, err = _run(capsys, "registry", "defaults", "--control", "family", "--alpha", "1.5", "--registry", registry)
+    assert code == 2 and "'alpha' parameter" in err and len(err.strip().splitlines()) == 1
+    with Registry(registry) as store:
+        assert store.defaults() == ("per-fingerprint", None)
 
 
 def test_fdr_scan_lists_the_copies_when_the_scan_finishes(world, null_panel, tmp_path):

@@ -21,11 +21,13 @@ without tafa, and a damaged or hand-edited registry gives one line, never a trac
 
 The schema carries its version (``PRAGMA user_version``) and is migrated step by step
 (:data:`MIGRATIONS`) when an older file is opened; a file written by a newer tafa is refused.
+Schema 5 added the registry's settings: the error control and alpha its scans use unless told
+otherwise (:meth:`Registry.defaults`, family-wise at 0.05 unless set).
 
 >>> import tempfile, os
 >>> with Registry(os.path.join(tempfile.mkdtemp(), "registry.sqlite")) as registry:
-...     registry.schema_version, registry.journal_mode, registry.entries()
-(4, 'wal', [])
+...     registry.schema_version, registry.journal_mode, registry.entries(), registry.defaults()
+(5, 'wal', [], ('family', 0.05))
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 
 from . import fingerprint_file
 from .decide.threshold import Calibration
-from .errors import FingerprintError, TafaError, TamperedFingerprint, check_param, one_line
+from .errors import FingerprintError, InvalidParameter, TafaError, TamperedFingerprint, check_param, one_line
 from .fingerprint import Fingerprint
 
 #: Environment variable naming the registry file used when no path is given.
@@ -235,7 +237,31 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         added   TEXT NOT NULL
     );
     """,
+    # 4 -> 5: the registry's own settings: the error control and alpha its scans use unless
+    # told otherwise (a registry from before keeps what scans defaulted to then).
+    """
+    CREATE TABLE settings (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    INSERT INTO settings (key, value) VALUES ('control', '"family"'), ('alpha', '0.05');
+    """,
 )
+
+#: The error controls a scan can decide under (see :mod:`tafa.scanning.control`).
+SCAN_CONTROLS = ("family", "fdr", "per-fingerprint", "bonferroni")
+
+#: The control and alpha a new registry's scans use unless told otherwise.
+DEFAULT_CONTROL, DEFAULT_ALPHA = "family", 0.05
+
+
+def check_scan_defaults(control: Any, alpha: Any, *, caller: str = "scan") -> None:
+    """``control`` must be one of :data:`SCAN_CONTROLS` and ``alpha`` a number in (0, 1)
+    (``None`` only with ``per-fingerprint``: each stored calibration as it is)."""
+    check_param("control", control, f"one of {', '.join(SCAN_CONTROLS)}", control in SCAN_CONTROLS, caller=caller)
+    if control != "per-fingerprint" or alpha is not None:
+        check_param("alpha", alpha, "a number in (0, 1)",
+                    isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1, caller=caller)
 
 #: The schema version this tafa writes.
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -588,6 +614,30 @@ class Registry:
         known = self.names()
         return (f"No fingerprint named {name!r} in the registry {str(self.path)!r}"
                 + (f"; registered: {', '.join(known)}." if known else " (it is empty)."))
+
+    # -- settings ----------------------------------------------------------------------------
+    @_database_errors
+    def defaults(self) -> tuple[str, float | None]:
+        """The error control and alpha this registry's scans use unless told otherwise
+        (``family`` at 0.05 unless :meth:`set_defaults` changed them). A stored value that is not
+        one a scan accepts (an edited database) is refused."""
+        rows = dict(self._db.execute("SELECT key, value FROM settings WHERE key IN ('control', 'alpha')"))
+        control = _stored_json(rows.get("control", '"family"'), what="default control", name="settings")
+        alpha = _stored_json(rows.get("alpha", "null"), what="default alpha", name="settings")
+        try:
+            check_scan_defaults(control, alpha, caller="the registry's settings")
+        except InvalidParameter as error:
+            raise RegistryError(f"The registry {str(self.path)!r} holds a default scan setting no scan accepts "
+                                f"({one_line(error)}); set it again with tafa registry defaults.") from None
+        return str(control), None if alpha is None else float(alpha)
+
+    @_database_errors
+    def set_defaults(self, control: str, alpha: float | None) -> None:
+        """Store the error control and alpha this registry's scans use unless told otherwise."""
+        check_scan_defaults(control, alpha, caller="Registry.set_defaults")
+        with _write(self._db) as db:
+            db.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                           [("control", json.dumps(control)), ("alpha", json.dumps(alpha))])
 
     # -- the null panel ----------------------------------------------------------------------
     def add_panel(self, sources: Iterable[str | os.PathLike[str]]) -> int:

@@ -57,10 +57,22 @@ def _torch_threads() -> None:
     pin_torch_threads()
 
 
+def _start_sandbox(args: argparse.Namespace) -> None:
+    """A command that will open a model file (``opens_files`` says so) starts the sandbox's
+    zygote before importing the library: the zygote's imports then run beside the command's
+    own instead of after them (about halves ``tafa verify``'s fixed cost on two cores)."""
+    opens_files = getattr(args, "opens_files", None)
+    if opens_files is not None and opens_files(args):
+        from ..models.zygote import prestart
+
+        prestart()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tafa`` command."""
     args = build_parser().parse_args(argv)
     try:
+        _start_sandbox(args)
         _torch_threads()
         return int(args.run(args))
     except BaseException as error:  # noqa: BLE001 - mapped through the table

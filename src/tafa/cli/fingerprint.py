@@ -111,6 +111,12 @@ def _references(fingerprint: Any, directory: str | None, args: argparse.Namespac
     return models
 
 
+def _opens_files(args: argparse.Namespace) -> bool:
+    """Whether ``tafa verify`` will open a model file (a suspect that is not a URL, or a folder
+    of references or positives), so that the sandbox is worth starting early."""
+    return not str(args.suspect).startswith(("http://", "https://")) or bool(args.references or args.positives)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..fingerprint import Fingerprint
 
@@ -180,7 +186,7 @@ def add_parsers(commands: Any) -> None:
                                                                   "the commitment file must have")
     add_quiet(fp)
     add_opening_options(fp, services=False, weights=True)
-    fp.set_defaults(run=cmd_fingerprint)
+    fp.set_defaults(run=cmd_fingerprint, opens_files=lambda args: True)
 
     verify = commands.add_parser("verify", help="verify a suspect model against a fingerprint (black box)")
     verify.add_argument("fingerprint", metavar="FINGERPRINT")
@@ -197,7 +203,7 @@ def add_parsers(commands: Any) -> None:
                                                                       "must have")
     add_quiet(verify)
     add_opening_options(verify, weights=True)
-    verify.set_defaults(run=cmd_verify)
+    verify.set_defaults(run=cmd_verify, opens_files=_opens_files)
 
     info = commands.add_parser("info", help="describe a fingerprint file (and check its hash)")
     info.add_argument("fingerprint", metavar="FINGERPRINT")

@@ -119,8 +119,26 @@ def cmd_registry_scans(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_registry_defaults(args: argparse.Namespace) -> int:
+    from ..registry import Registry
+    from ..scanning.control import resolve_control
+
+    with Registry(args.registry) as registry:
+        if args.control is not None or args.alpha is not None:
+            control, alpha = resolve_control(args.control, args.alpha, None, registry.defaults())
+            registry.set_defaults(control, alpha)
+        control, alpha = registry.defaults()
+    if args.json:
+        print(json.dumps({"registry": str(registry.path), "control": control, "alpha": alpha}))
+    else:
+        print(f"scans of {registry.path} decide by default under control {control}"
+              + ("" if alpha is None else f" at alpha {alpha:g}") + " (tafa scan --control / --alpha override it)")
+    return 0
+
+
 def add_registry_parser(commands: Any) -> None:
-    parser = commands.add_parser("registry", help="the fingerprint registry (SQLite): add, list, remove, scans")
+    parser = commands.add_parser("registry", help="the fingerprint registry (SQLite): add, list, remove, scans, "
+                                                  "defaults")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     add = actions.add_parser("add", help="register a fingerprint file under a name")
@@ -150,6 +168,13 @@ def add_registry_parser(commands: Any) -> None:
     scans.add_argument("--json", action="store_true")
     _registry_option(scans)
     scans.set_defaults(run=cmd_registry_scans)
+
+    defaults = actions.add_parser("defaults", help="show, or set, the error control and alpha scans use by default")
+    defaults.add_argument("--control", choices=CONTROL_NAMES, help="the control scans decide under unless told")
+    defaults.add_argument("--alpha", type=float, metavar="ALPHA", help="the rate scans bound unless told")
+    defaults.add_argument("--json", action="store_true")
+    _registry_option(defaults)
+    defaults.set_defaults(run=cmd_registry_defaults)
 
 
 # ---------------------------------------------------------------------------------------- scan
@@ -205,13 +230,15 @@ def add_scan_parser(commands: Any) -> None:
     parser.add_argument("--fingerprint", action="append", metavar="NAME",
                         help="only these registered fingerprints (repeatable; default: all)")
     parser.add_argument("--control", choices=CONTROL_NAMES,
-                        help="how the verdicts of many fingerprints are decided (default family): family = "
+                        help="how the verdicts of many fingerprints are decided (default: the registry's, family "
+                             "unless tafa registry defaults set another): family = "
                              "P(an independent suspect matches ANY fingerprint) <= ALPHA, max-T over the null "
                              "panel; fdr = a candidate list at false-discovery rate ALPHA (Benjamini-Hochberg); "
                              "per-fingerprint = each stored calibration, bound per fingerprint only (N fingerprints: "
                              "up to N times it per suspect); bonferroni = each calibration at ALPHA/N")
     parser.add_argument("--alpha", type=float, metavar="ALPHA",
-                        help="the rate to bound (default 0.05; per-fingerprint: default each stored calibration)")
+                        help="the rate to bound (default: the registry's alpha for its control, else 0.05; "
+                             "per-fingerprint: default each stored calibration)")
     parser.add_argument("--panel", metavar="DIR",
                         help="null panel: model files independent of every owner, scored against every fingerprint; "
                              "each sub-folder is a group bounded alone (default: the registry's panel, the "

@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
 from ..errors import check_param
 
@@ -151,7 +151,7 @@ def calibrate(reference_scores: list[float] | np.ndarray, alpha: float = 0.01, *
         transformed, bounded = _fisher(scores)
         spread = float(np.std(transformed, ddof=1))
         if spread > 0:
-            quantile = float(np.mean(transformed)) + float(norm.ppf(1 - alpha)) * spread
+            quantile = float(np.mean(transformed)) + NormalDist().inv_cdf(1 - alpha) * spread
             tail = float(np.tanh(quantile)) if bounded else quantile
     if tail is None:
         return Calibration(rank_value, alpha, rank_bound, BoundMethod.RANK, rank_value, rank_bound, None, n,

@@ -1,11 +1,40 @@
-"""Opening models: torch modules, TorchScript, safetensors + factory, ONNX, HTTP services."""
+"""Opening models: torch modules, TorchScript, safetensors + factory, ONNX, HTTP services.
 
-from .base import Model, TorchModel, file_hash, module_hash
+The names are imported when first used (PEP 562), so that a command can start the sandbox's
+zygote (:mod:`tafa.models.zygote`, which needs neither torch nor numpy) before it pays for
+torch.
+"""
 
-__all__ = ["Model", "TorchModel", "file_hash", "module_hash"]
+from __future__ import annotations
 
-from .files import OnnxModel, ScriptModel, open_model, open_models  # noqa: E402
-from .options import OpenOptions  # noqa: E402
-from .sandbox import SandboxedModel, SandboxLimits  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ += ["OnnxModel", "OpenOptions", "SandboxLimits", "SandboxedModel", "ScriptModel", "open_model", "open_models"]
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "Model": "base", "TorchModel": "base", "file_hash": "base", "module_hash": "base",
+    "OnnxModel": "files", "ScriptModel": "files", "open_model": "files", "open_models": "files",
+    "OpenOptions": "options", "SandboxLimits": "sandbox", "SandboxedModel": "sandbox",
+}
+
+__all__ = ["Model", "OnnxModel", "OpenOptions", "SandboxLimits", "SandboxedModel", "ScriptModel", "TorchModel",
+           "file_hash", "module_hash", "open_model", "open_models"]
+
+if TYPE_CHECKING:
+    from .base import Model, TorchModel, file_hash, module_hash
+    from .files import OnnxModel, ScriptModel, open_model, open_models
+    from .options import OpenOptions
+    from .sandbox import SandboxedModel, SandboxLimits
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tafa.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -35,17 +35,13 @@ from file and network operators in the first place.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +53,7 @@ from .. import errors as _errors
 from ..errors import ModelLoadError, TafaError, one_line
 from ..threads import pin_torch_threads
 from .base import Model
+from .zygote import _BOOT, _Closed, _Late, _library_paths, _recv_exact, _the_zygote, _Zygote, shutdown  # noqa: F401
 
 # --- the wire format: plain arrays ------------------------------------------------------
 
@@ -75,14 +72,6 @@ MAX_TEXT_BYTES = 4096
 MAX_TENSORS = 100_000
 
 
-class _Closed(Exception):
-    """The other end closed the connection."""
-
-
-class _Late(Exception):
-    """The deadline passed."""
-
-
 def send_array(sock: socket.socket, kind: int, array: np.ndarray) -> None:
     """Send one array message (header, axis lengths, raw bytes)."""
     array = np.ascontiguousarray(array)
@@ -90,28 +79,6 @@ def send_array(sock: socket.socket, kind: int, array: np.ndarray) -> None:
     code = next(i for i, d in enumerate(_DTYPES) if d == dtype)
     header = _HEADER.pack(_MAGIC, kind, code, array.ndim, 0) + b"".join(_AXIS.pack(n) for n in array.shape)
     sock.sendall(header + array.astype(_DTYPES[code], copy=False).tobytes())
-
-
-def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _Late()
-            sock.settimeout(left)
-        try:
-            count = sock.recv_into(view[got:])
-        except socket.timeout:
-            raise _Late() from None
-        except OSError:
-            raise _Closed() from None
-        if count == 0:
-            raise _Closed()
-        got += count
-    return buffer
 
 
 def recv_array(sock: socket.socket, *, kinds: tuple[int, ...], max_bytes: int,
@@ -177,107 +144,7 @@ class SandboxLimits:
                                 isinstance(value, (int, float)) and value > 0, caller="SandboxLimits")
 
 
-# --- the zygote: started once, forks one worker per model --------------------------------
-
-_BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[2]); "
-         "from tafa.models.sandbox import _zygote_main; _zygote_main(int(sys.argv[1]))")
-
-_ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
-
-
-def _library_paths() -> list[str]:
-    """The zygote's ``sys.path``: this process's absolute entries, with the current directory
-    (which ``python -m`` and ``python -c`` put first) moved last, so that a seized folder's
-    ``onnx.py`` or ``torch.py`` can never shadow a library the sandbox imports."""
-    here = os.path.realpath(os.getcwd())
-    paths = [p for p in sys.path if p and Path(p).is_absolute()]
-    return ([p for p in paths if os.path.realpath(p) != here]
-            + [p for p in paths if os.path.realpath(p) == here])
-
-
-class _Zygote:
-    """The parent's handle on its zygote process."""
-
-    def __init__(self) -> None:
-        self.owner = os.getpid()
-        self.root = tempfile.mkdtemp(prefix="tafa-sandbox-")
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        paths = _library_paths()
-        environment = {key: os.environ[key] for key in _ENVIRONMENT_KEPT if key in os.environ}
-        environment.update({"HOME": self.root, "TMPDIR": self.root, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                            "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "PYTHONHASHSEED": "0"})
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-c", _BOOT, str(child.fileno()), json.dumps(paths)],
-            pass_fds=[child.fileno()], cwd=self.root, env=environment, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        child.close()
-        self.sock = parent
-        self.lock = threading.Lock()
-        self.output = bytearray()  # the last bytes the zygote and workers printed: kept, never shown
-        assert self.process.stdout is not None
-        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
-
-    def _drain(self, stream: Any) -> None:
-        for chunk in iter(lambda: stream.read1(1 << 16), b""):
-            self.output = (self.output + chunk)[-(1 << 16):]
-
-    def request(self, message: dict[str, Any], fd: int | None = None, timeout: float = 60.0) -> dict[str, Any]:
-        data = json.dumps(message).encode()
-        with self.lock:
-            try:
-                self.sock.settimeout(timeout)
-                payload = struct.pack("<I", len(data)) + data
-                if fd is None:
-                    self.sock.sendall(payload)
-                else:
-                    socket.send_fds(self.sock, [payload], [fd])
-                size = struct.unpack("<I", bytes(_recv_exact(self.sock, 4, time.monotonic() + timeout)))[0]
-                return dict(json.loads(bytes(_recv_exact(self.sock, size, time.monotonic() + timeout))))
-            except (_Closed, _Late, OSError, ValueError):
-                self.stop()
-                raise ModelLoadError("tafa's model sandbox stopped answering; rerun the command.") from None
-
-    def alive(self) -> bool:
-        return self.owner == os.getpid() and self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.owner != os.getpid():
-            return
-        try:
-            self.sock.close()
-            self.process.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - stopping must not fail
-            self.process.kill()
-            self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-_zygote: _Zygote | None = None
-_zygote_lock = threading.Lock()
-
-
-def _the_zygote() -> _Zygote:
-    global _zygote
-    with _zygote_lock:
-        if _zygote is None or not _zygote.alive():
-            if _zygote is not None and _zygote.owner == os.getpid():
-                _zygote.stop()
-            _zygote = _Zygote()
-        return _zygote
-
-
-def shutdown() -> None:
-    """Stop this process's zygote (and with it every idle worker); the next sandboxed model
-    starts a new one. Runs at exit."""
-    global _zygote
-    with _zygote_lock:
-        if _zygote is not None:
-            _zygote.stop()
-            _zygote = None
-
-
-atexit.register(shutdown)
-
+# --- the zygote: started once (see .zygote), forks one worker per model -------------------
 
 def _zygote_main(fd: int) -> None:
     """The zygote's loop: import everything once, then fork a worker per request."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog
 
 from .linearise import Linearisation
 
@@ -60,6 +59,8 @@ def _solve(oriented: np.ndarray, dist: np.ndarray, flat: np.ndarray, low: np.nda
         bounds = [(None, None)] * q + [(0, None)]
     cost = np.zeros(q + 1)
     cost[-1] = -1.0
+    from scipy.optimize import linprog  # imported here: verifying a suspect never solves an LP
+
     result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
     if result.status != 0 or result.x is None:
         return None

@@ -35,22 +35,16 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
-                               panel_p_values, smallest_p)
-from ..errors import InvalidParameter, check_param
-from ..registry import Finding, SuspectOutcome
+                               panel_p_values, rate_for_this_panel, smallest_p)
+from ..errors import InvalidParameter
+from ..registry import DEFAULT_ALPHA, DEFAULT_CONTROL, SCAN_CONTROLS, Finding, SuspectOutcome, check_scan_defaults
 
 #: The error controls a scan can decide under (see module doc).
-CONTROLS = ("family", "fdr", "per-fingerprint", "bonferroni")
-
-#: The family-wise (or false-discovery) rate a scan bounds unless told otherwise.
-DEFAULT_ALPHA = 0.05
+CONTROLS = SCAN_CONTROLS
 
 
 def check_control(control: str, alpha: float | None) -> None:
-    check_param("control", control, f"one of {', '.join(CONTROLS)}", control in CONTROLS, caller="scan")
-    if control != "per-fingerprint" or alpha is not None:
-        check_param("alpha", alpha, "a number in (0, 1)",
-                    isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1, caller="scan")
+    check_scan_defaults(control, alpha, caller="scan")
 
 
 @dataclass
@@ -103,6 +97,15 @@ class ErrorControl:
         attained = [attained_bound(self.alpha, size) for size in self.group_sizes().values()]
         return max(attained) if min(attained) > 0 else None
 
+    def rate_for_this_panel(self, confidence: float = 0.9) -> float | None:
+        """Family-wise: how high the rate can be for *this* panel with probability ``confidence``
+        over panel draws (:func:`~tafa.decide.multiple.rate_for_this_panel`; the least favourable
+        group's), beside :meth:`bound`, which is an average over panels."""
+        if self.kind != "family" or self.alpha is None or not self.scores:
+            return None
+        rates = [rate_for_this_panel(self.alpha, size, confidence) for size in self.group_sizes().values()]
+        return None if None in rates else max(rate for rate in rates if rate is not None)
+
     def statement(self) -> str:
         """One line: which control, what it bounds, and what the panel supports."""
         n = len(self.scores)
@@ -132,8 +135,10 @@ class ErrorControl:
         if self.kind == "fdr":
             return (f"error control: false-discovery rate <= {self.alpha:g} over the scan's (suspect, fingerprint) "
                     f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models{groups}){skipped}")
+        this_panel = self.rate_for_this_panel()
+        spread = "" if this_panel is None else f"; for this panel <= {this_panel:.3g} with 90 % confidence"
         return (f"error control: family-wise, P(an independent suspect matches any of the {len(self.columns)} "
-                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}){skipped}")
+                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}{spread}){skipped}")
 
     def _name(self) -> str:
         return "the family-wise rate" if self.kind == "family" else "the false-discovery rate"
@@ -276,18 +281,27 @@ def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
     return control
 
 
-def resolve_control(control: str | None, alpha: float | None, family_alpha: float | None) -> tuple[str, float | None]:
+def resolve_control(control: str | None, alpha: float | None, family_alpha: float | None,
+                    defaults: tuple[str, float | None] = (DEFAULT_CONTROL, DEFAULT_ALPHA)) -> tuple[str, float | None]:
     """The (control, alpha) a new scan asked for; ``family_alpha`` is the older spelling of
-    ``control="bonferroni", alpha=family_alpha``."""
+    ``control="bonferroni", alpha=family_alpha``. What is not given comes from ``defaults`` (the
+    registry's, :meth:`~tafa.registry.Registry.defaults`): its control, and its alpha when the
+    control is the registry's own; a control asked for without an alpha is decided at
+    :data:`DEFAULT_ALPHA` (``per-fingerprint``: at each stored calibration's own)."""
     if family_alpha is not None:
         if control not in (None, "bonferroni") or (alpha is not None and alpha != family_alpha):
             raise InvalidParameter("family_alpha is control='bonferroni' with that alpha; give one or the other.")
         control, alpha = "bonferroni", family_alpha
-    control = control or "family"
+    stored_control, stored_alpha = defaults
+    if control is None or control == stored_control:
+        control = stored_control
+        if alpha is None:
+            alpha = stored_alpha
     if alpha is None and control != "per-fingerprint":
         alpha = DEFAULT_ALPHA
     check_control(control, alpha)
     return control, alpha
 
 
-__all__ = ["CONTROLS", "DEFAULT_ALPHA", "ErrorControl", "check_control", "resolve_control", "score_panel"]
+__all__ = ["CONTROLS", "DEFAULT_ALPHA", "DEFAULT_CONTROL", "ErrorControl", "check_control", "resolve_control",
+           "score_panel"]

@@ -89,6 +89,7 @@ class ScanReport:
         """Which control, the alpha asked for, the bound the decisions carry, the panel's size."""
         control = self.control
         return {"control": control.kind, "alpha": control.alpha, "bound": control.bound(),
+                "bound_for_this_panel_90": control.rate_for_this_panel(),
                 "panel": len(control.scores) if control.uses_panel else None,
                 "panel_left_out": control.excluded, "statement": control.statement()}
 

@@ -69,11 +69,13 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
     ``fingerprints`` restricts the scan to those names. ``engine`` is ``"local"`` (``workers``
     processes, default one per core; 0: in this process) or ``"ray"`` (``address`` of a
     cluster, else a local instance), or an :class:`~tafa.scanning.engines.Engine`.
-    ``control`` says how the scan decides (see :mod:`tafa.scanning.control`): ``"family"``
-    (default) bounds by ``alpha`` (default 0.05) the chance that an independent suspect matches
-    ANY of the scan's fingerprints, by max-T over a null panel -- ``panel`` (a folder of model
-    files, or a list of them), else the registry's panel -- scored against every fingerprint
-    first; ``"fdr"`` lists (suspect, fingerprint) pairs at false-discovery rate ``alpha``
+    ``control`` says how the scan decides (see :mod:`tafa.scanning.control`; ``control`` and
+    ``alpha`` not given come from the registry's defaults, :meth:`~tafa.registry.Registry.defaults`,
+    family-wise at 0.05 unless set otherwise): ``"family"`` bounds by ``alpha`` the chance
+    that an independent suspect matches ANY of the scan's fingerprints, by max-T over a null
+    panel -- ``panel`` (a folder of model files, or a list of them), else the registry's panel --
+    scored against every fingerprint first; ``"fdr"`` lists (suspect, fingerprint) pairs at
+    false-discovery rate ``alpha``
     (Benjamini-Hochberg over the panel's p-values, decided when the scan finishes);
     ``"per-fingerprint"`` decides with each stored calibration (re-derived at ``alpha`` when
     given), whose bound holds per fingerprint only; ``"bonferroni"`` re-derives each at
@@ -122,7 +124,7 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
             if not names:
                 raise RegistryError(f"The registry {str(store.path)!r} holds no fingerprints; add one with "
                                     "tafa registry add FILE --name NAME.")
-            kind, level = resolve_control(control, alpha, family_alpha)
+            kind, level = resolve_control(control, alpha, family_alpha, store.defaults())
             decider = ErrorControl(kind, level, list(names))
             fingerprint_panel = _panel(store, names, decider)
             if decider.uses_panel:
