@@ -9,7 +9,7 @@ the black-box evidence compares the *orientation* of the strongest kink a suspec
 each line with the owner's normal (:mod:`tafa.signature.kinks`).
 
 White-box (the owner is a torch module the analysis can freeze): candidates are drawn from
-the domain; at each, :func:`~tafa.relu.linearise.linearise` gives the first layer's switches,
+the domain; at each, :func:`~tafa.relu.linearise.first_switches` gives the first layer's switches,
 and its nearest first-layer hyperplanes are tried in turn (one unit at most once). A
 crossing point ``p`` (the candidate projected onto the hyperplane) must lie in the domain,
 be isolated (no other switch of the owner within a few steps, in the slice of the directions
@@ -44,7 +44,7 @@ import torch
 from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model
-from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, linearise
+from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, first_switches, linearise
 from .base import ProbeStrategy, Probes, register_probes
 
 if TYPE_CHECKING:
@@ -116,11 +116,8 @@ class BoundaryProbes(ProbeStrategy):
         while len(points) < n and tried < n * self.oversample:
             tried += 1
             x0 = domain.sample(1, rng)[0]
-            lin = linearise(module, x0)  # the first layer's switches: hyperplanes fixed in input space
-            first = lin.blocks[0] if lin.blocks else 0
-            if first == 0:
-                raise NotPiecewiseLinear("the network has no ReLU-like switch to take boundaries from")
-            values, gradients = lin.switch_values[:first], lin.switch_jacobian[:first]
+            # the first layer's switches: hyperplanes fixed in input space
+            values, gradients = first_switches(module, x0)
             norms = np.linalg.norm(gradients, axis=1)
             distance = np.where(norms > 1e-12, np.abs(values) / np.maximum(norms, 1e-300), np.inf)
             distance[list(used)] = np.inf
