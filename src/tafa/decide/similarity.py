@@ -138,10 +138,11 @@ class BoundaryOrientation(Similarity):
     """How well the orientations of the suspect's kinks match the owner's boundaries
     (:mod:`tafa.signature.kinks`), sign and scale free.
 
-    Per boundary, the ``|cosine|`` between the suspect's measured jump and the owner's normal in
-    the same ``K`` directions (from the owner's white-box ``normal``; for a fingerprint made
-    black-box, the owner's own measured ``jump``); a boundary whose kink the suspect does not
-    show, or the owner's own measurement missed, counts 0. The score is ``aggregation`` over
+    Per boundary, the ``|cosine|`` between the suspect's measured jump and the owner's, in the
+    same ``K`` directions: the owner's own strongest kink on that line, measured exactly as the
+    suspect's (so a function-preserving copy scores 1); where the owner's measurement found none,
+    the owner's white-box ``normal``. A boundary whose kink the suspect does not show, or
+    (black-box fingerprints) the owner's own measurement missed, counts 0. The score is ``aggregation`` over
     every boundary (``median``: default; ``mean``), in ``[0, 1]``. Parts: ``found`` (fraction of
     boundaries located) and ``orientation`` (median ``|cos|`` over the located ones).
 
@@ -158,10 +159,12 @@ class BoundaryOrientation(Similarity):
         self.aggregation = aggregation
 
     def compare(self, owner: Signature, suspect: Signature) -> Score:
-        if "normal" in owner:
-            reference, known = owner["normal"], np.ones(len(owner["normal"]), dtype=bool)
+        measured = np.asarray(owner["found"]) > 0
+        if "normal" in owner:  # the owner's own measured kink where found, else its unit's normal
+            reference = np.where(measured[:, None], owner["jump"], owner["normal"])
+            known = np.ones(len(measured), dtype=bool)
         else:
-            reference, known = owner["jump"], owner["found"] > 0
+            reference, known = owner["jump"], measured
         located = (np.asarray(suspect["found"]) > 0) & known
         per_point = np.where(located, np.abs(rowwise_cosine(reference, suspect["jump"])), 0.0)
         orientation = float(np.median(per_point[located])) if located.any() else 0.0
