@@ -136,7 +136,7 @@ register_scheme(Scheme(
     directions=8,
     description="boundary geometry: lines along the owner's first-layer normals; on each, the suspect's strongest "
     "kink is located from outputs (scan + bisection) and its gradient jump measured in 8 directions; score: "
-    "median |cosine| with the owner's normals (4,968 adaptive queries: 138 per line)"))
+    "median |cosine| with the owner's own kinks on the same lines (4,968 adaptive queries: 138 per line)"))
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))
