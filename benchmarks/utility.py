@@ -1,13 +1,17 @@
 """What the copies the fingerprints miss are still worth: each scored model's utility beside
-its score, per zoo (classification: accuracy; regression: R^2), from the zoo cache of a
-finished `tafa bench` run.
+its score, per zoo, from a finished `tafa bench` run's results.json.
 
-Utility is measured on the owner's half of the data (what the owner trained on and would
-test a suspect with) and on the other half (the attacker's and independent developers'
-data). A copy the fingerprint misses matters less if it has lost what made the owner's model
-worth stealing. Generation zoos have no label to score and are skipped.
+`tafa bench` measures every model's utility itself (`tafa.bench.utility`: accuracy, R^2,
+or a decoder's sample R^2, on the half of the data the owner did not train on, cached
+beside the zoo) and stores each model's share of the owner's utility with its score; this
+script only lists them, model by model, with whether the scheme missed the copy (scored at
+or below the highest independent model).
 
-    python benchmarks/utility.py bench-out/full/results.json [--scheme tafa] [--cache .tafa-cache/zoo]
+    python benchmarks/utility.py bench-out/full/results.json [--scheme tafa]
+
+With ``--summary``: per pooled scenario, every scheme's figures over the copies that keep at
+least 90% of the owner's utility beside those over all copies, and its calibrated rule's
+false-positive rate (the table docs/method.md's "Choosing the default" reads).
 """
 
 from __future__ import annotations
@@ -15,52 +19,59 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-import torch
-
-from tafa.bench.scenarios import FULL
-from tafa.bench.zoo import build_zoos
-
-
-def utility(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, objective: str) -> float:
-    with torch.no_grad():
-        out = model.eval()(torch.as_tensor(x)).numpy()
-    if objective == "classify":
-        return float(np.mean(out.argmax(1) == y))
-    return float(1.0 - np.sum((out - y) ** 2) / np.sum((y - y.mean()) ** 2))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", help="results.json of a full tafa bench run")
+    parser.add_argument("results", help="results.json of a tafa bench run")
     parser.add_argument("--scheme", default="tafa")
-    parser.add_argument("--cache", default=".tafa-cache/zoo")
+    parser.add_argument("--summary", action="store_true", help="every scheme's utility-gated figures per scenario")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    results = json.load(open(args.results))
-    specs = [spec for spec in FULL if spec.latent is None]
-    for zoo in build_zoos(specs, args.cache, progress=False):
-        spec = zoo.spec
-        scenario = results["scenarios"].get(f"{spec.scenario}: {spec.name}")
-        if scenario is None or args.scheme not in scenario["schemes"]:
+    with open(args.results) as handle:
+        results = json.load(handle)
+    if args.summary:
+        summary(results)
+        return
+    for name, scenario in results["scenarios"].items():
+        scheme = scenario["schemes"].get(args.scheme)
+        owner = scenario.get("utility")
+        if "pooled" in name or scheme is None or not isinstance(owner, dict):
             continue
-        rows = {r["model"]: r for r in scenario["schemes"][args.scheme]["scores"]}
-        halves = {part: spec.data(part) for part in ("owner", "other")}
-
-        def of(model: torch.nn.Module) -> tuple[float, float]:
-            return tuple(utility(model, np.asarray(h.x), np.asarray(h.y), h.objective) for h in halves.values())
-
-        owner = of(zoo.owner)
-        negatives = [r["score"] for r in rows.values() if r["label"] == 0]
-        top = max(negatives)
-        metric = "accuracy" if halves["owner"].objective == "classify" else "R^2"
-        print(f"\n{spec.name}: {metric} on the owner's half / the other half; `{args.scheme}` score; "
-              f"owner {owner[0]:.3f} / {owner[1]:.3f}; highest independent score {top:.3f}")
-        print(f"{'model':32s} {'family':20s} {'owner half':>10s} {'other half':>10s} {'score':>7s}  missed")
-        for name, row in sorted(rows.items(), key=lambda kv: (-kv[1]["label"], kv[1]["score"])):
-            mine, theirs = of(zoo.models[name])
+        rows = scheme["scores"]
+        top = max(r["score"] for r in rows if r["label"] == 0)
+        print(f"\n{name}: {owner['measure']} of the owner {owner['owner']:.3f} ({owner['data']}); "
+              f"share of it per model; `{args.scheme}` score; highest independent score {top:.3f}")
+        print(f"{'model':32s} {'family':20s} {'utility':>8s} {'score':>7s}  missed")
+        for row in sorted(rows, key=lambda r: (-r["label"], r["score"])):
             missed = "yes" if row["label"] == 1 and row["score"] <= top else ""
-            print(f"{name[:32]:32s} {row['family'][:20]:20s} {mine:10.3f} {theirs:10.3f} {row['score']:7.3f}  {missed}")
+            utility = row.get("utility")
+            shown = f"{utility:8.2f}" if isinstance(utility, (int, float)) else f"{'-':>8s}"
+            print(f"{row['model'][:32]:32s} {row['family'][:20]:20s} {shown} {row['score']:7.3f}  {missed}")
+
+
+def _f(value: object, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def summary(results: dict) -> None:
+    """Per pooled scenario and scheme: AUC / TPR@1%FPR / rule TPR at alpha 0.05 and 0.01 over
+    the kept copies and over all copies, the rule's FPR, and the LOFO figures when learned."""
+    for name, scenario in results["scenarios"].items():
+        if "pooled" not in name:
+            continue
+        first = next(iter(scenario["schemes"].values()))
+        kept_n, all_n = first["utility_kept"]["n_pos"], first["utility_kept"]["n_all"]
+        print(f"\n{name}: {kept_n} of {all_n} copies keep >= 90% of the owner's utility; "
+              f"{scenario['n_neg']} independent models")
+        print(f"{'scheme':14s} {'kept: AUC  TPR@1%  rule.05 rule.01':>36s} {'all: AUC  TPR@1%  rule.05 rule.01':>36s}"
+              f" {'FPR .05  .01':>13s} {'LOFO (all) AUC TPR@1%':>22s}")
+        for scheme, s in scenario["schemes"].items():
+            kept, rules = s["utility_kept"], s["rules"]
+            lofo = s.get("lofo") or {}
+            print(f"{scheme:14s} {_f(kept['auc'], 3):>12s} {_f(kept['tpr_at_fpr_1pct']):>7s} "
+                  f"{_f(kept['rules']['0.05']):>8s} {_f(kept['rules']['0.01']):>7s} "
+                  f"{_f(s['auc'], 3):>12s} {_f(s['tpr_at_fpr_1pct']):>7s} {_f(rules['0.05']['tpr']):>8s} "
+                  f"{_f(rules['0.01']['tpr']):>7s} {_f(rules['0.05']['fpr'], 3):>7s} {_f(rules['0.01']['fpr'], 3):>5s}"
+                  f" {_f(lofo.get('auc'), 3):>13s} {_f(lofo.get('tpr_at_fpr_1pct')):>7s}")
 
 
 if __name__ == "__main__":

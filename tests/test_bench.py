@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from tafa.bench.run import Scored, calibrations, summarise, with_calibrated
+from tafa.bench.run import Scored, calibrations, summarise, summarise_lofo, with_calibrated
 from tafa.bench.scenarios import FULL, SMOKE
+from tafa.bench.utility import UTILITY_VERSION, sample_r2, zoo_utilities
 from tafa.bench.zoo import build_zoos, recipe_key, recipes
 from tafa import get_scheme
 from tafa.cli import main
@@ -32,6 +36,9 @@ def test_full_zoos_meet_the_benchmark_sizes():
         assert all(recipe_key(spec, replace(r, role="scored")) == recipe_key(spec, r) for r in calibration)
         # exchangeable: the calibration models come from the scored negatives' families
         negative_families = {r.family for r in scored if r.label == 0}
+        if spec.parent is not None:  # siblings, and the parent itself (tests/test_parent.py)
+            assert {r.family for r in calibration} == negative_families - {"parent"} == {"sibling"}
+            continue
         assert {r.family for r in calibration} == negative_families >= {"same-arch", "other-split"}
         # ... and each kind (family, architecture, data half) in proportion in both sets
         negatives = [r for r in scored if r.label == 0]
@@ -91,6 +98,94 @@ def test_summary_on_a_case_with_a_known_answer():
     assert shared["judged_derived"]["0.05"] == 1.0
 
 
+def _gated_rows(prefix: str = "") -> list[Scored]:
+    """Copies with their share of the owner's utility (one destroyed, one not measured), one
+    extraction, three scored independents and 19 calibration references."""
+    return [Scored(f"{prefix}prune20", 1, "pruning", "scored", 0.9, utility=1.0),
+            Scored(f"{prefix}prune80", 1, "pruning", "scored", 0.4, utility=0.3),
+            Scored(f"{prefix}ft_all_large", 1, "finetune", "scored", 0.7, utility=0.95),
+            Scored(f"{prefix}noise5", 1, "noise", "scored", 0.8),                        # utility not measured
+            Scored(f"{prefix}distill_same", 1, "extraction", "scored", 0.1, utility=0.98),
+            Scored(f"{prefix}n1", 0, "same-arch", "scored", 0.5, utility=1.0),
+            Scored(f"{prefix}n2", 0, "same-arch", "scored", 0.2, utility=0.2),            # gates no negative
+            Scored(f"{prefix}n3", 0, "other-split", "scored", 0.65, utility=1.0),
+            *(Scored(f"{prefix}c{i}", 0, "same-arch", "calibration", 0.03 * i) for i in range(1, 20))]
+
+
+def test_utility_gating_on_a_synthetic_score_table():
+    rows = with_calibrated(_gated_rows())
+    rules = calibrations(rows)
+    summary = summarise(rows, {"": rules}, n_boot=20)
+    # all copies: 0.9, 0.7 and 0.8 beat the three independents, 0.4 only 0.2
+    assert summary["auc"] == pytest.approx(10 / 12) and summary["tpr_at_fpr_1pct"] == pytest.approx(3 / 4)
+    kept = summary["utility_kept"]  # prune20 and ft_all_large: prune80 destroyed, noise5 unmeasured
+    assert (kept["n_pos"], kept["n_all"], kept["n_measured"], kept["keep"]) == (2, 4, 3, 0.9)
+    assert kept["auc"] == 1.0 and kept["tpr_at_fpr_1pct"] == 1.0 and kept["tpr_at_fpr_0"] == 1.0
+    assert rules[0.05].threshold == pytest.approx(0.57)
+    assert kept["rules"]["0.05"] == 1.0 and summary["rules"]["0.05"]["tpr"] == 0.75  # 0.4 <= 0.57 < 0.7
+    assert kept["rules"]["0.01"] == np.mean([s > rules[0.01].threshold for s in (0.9, 0.7)])
+    recipes_ = summary["per_recipe"]  # the destroyed copy is shown, not hidden; extraction too
+    assert set(recipes_) == {"prune20", "prune80", "ft_all_large", "noise5", "distill_same"}
+    assert recipes_["prune80"] == {"n": 1, "family": "pruning", "median_utility": 0.3, "kept": 0.0,
+                                   "detection": {"0.05": 0.0, "0.01": 0.0}}
+    assert recipes_["prune20"]["kept"] == 1.0 and recipes_["prune20"]["detection"]["0.05"] == 1.0
+    assert np.isnan(recipes_["noise5"]["median_utility"]) and recipes_["distill_same"]["family"] == "extraction"
+    assert {row["model"]: row["utility"] for row in summary["scores"]}["prune80"] == 0.3
+    # pooled over two zoos: a recipe's rows gather under its name, each zoo its own rule
+    pooled = [replace(r, model=f"{zoo}/{r.model}") for zoo in ("a", "b") for r in rows]
+    both = summarise(pooled, {"a": rules, "b": rules}, n_boot=20)
+    assert both["per_recipe"]["prune80"]["n"] == 2 and both["utility_kept"]["n_pos"] == 4
+    assert both["utility_kept"]["rules"] == kept["rules"]
+    # leave-one-family-out: the same gate inside each held-out family, averaged by kept copies
+    lofo = summarise_lofo({family: [r for r in rows if r.label == 0 or r.family == family]
+                           for family in ("pruning", "finetune")})
+    assert lofo["auc"] == pytest.approx((2 * 4 / 6 + 1) / 3)  # pruning: 0.9 beats three, 0.4 one
+    assert lofo["utility_kept"]["n_pos"] == 2 and lofo["utility_kept"]["auc"] == 1.0
+    assert lofo["utility_kept"]["rule_tpr"] == np.mean([s > rules[0.01].threshold for s in (0.9, 0.7)])
+    # pooled families are named "zoo/family": extraction stays out of the averages there too
+    pooled_lofo = summarise_lofo({f"a/{family}": [r for r in rows if r.label == 0 or r.family == family]
+                                  for family in ("pruning", "finetune", "extraction")})
+    assert pooled_lofo["auc"] == lofo["auc"] and pooled_lofo["utility_kept"] == lofo["utility_kept"]
+    assert pooled_lofo["per_family"]["a/extraction"] == {"n": 1, "detection_rate": 0.0}
+
+
+def test_sample_r2_by_hand():
+    images = np.array([[0.0, 0.0], [2.0, 0.0]], dtype=np.float32)  # mean (1, 0), variance 1
+
+    class Mean(nn.Module):  # always the mean image: coverage 1, fidelity 1
+        def forward(self, z):
+            return torch.tensor([[1.0, 0.0]]).expand(len(z), 2)
+
+    class Copying(nn.Module):  # one data image or the other by the latent's sign: both distances 0
+        def forward(self, z):
+            return torch.as_tensor(images)[(z[:, 0] > 0).long()]
+
+    assert sample_r2(Mean(), images, latent=1) == pytest.approx(0.0)
+    assert sample_r2(Copying(), images, latent=1) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_utility_is_cached_beside_the_zoo_and_read_back(tmp_path):
+    spec = replace(SMOKE[0], attacks=("int8", "prune50"), independent=1, same_init=0, calibration=1,
+                   training_positives=(), training_negatives=0, free_positives=(), free_negatives=0)
+    zoo = build_zoos([spec], tmp_path, jobs=1, progress=False)[0]
+    first = zoo_utilities(zoo, tmp_path)
+    assert set(first) == set(zoo.models) and 0.5 < first["owner"] <= 1.0
+    assert first["int8"] == pytest.approx(first["owner"], abs=0.02)  # int8 keeps the owner's accuracy
+    path = {name: tmp_path / f"{recipe_key(spec, zoo.recipes[name])}.utility.json" for name in zoo.models}
+    assert all(p.exists() for p in path.values())
+    record = json.loads(path["int8"].read_text())
+    path["int8"].write_text(json.dumps(dict(record, utility=0.123)))               # what a warm run reads
+    path["prune50"].write_text(json.dumps(dict(record, version=UTILITY_VERSION - 1, utility=0.5)))  # stale
+    path["owner"].write_text("not json")                                             # unreadable
+    again = zoo_utilities(zoo, tmp_path)
+    assert again["int8"] == 0.123  # read from the cache, not measured
+    assert again["prune50"] == first["prune50"] and again["owner"] == first["owner"]  # measured again
+    assert json.loads(path["owner"].read_text())["utility"] == first["owner"]  # and rewritten
+    only = zoo_utilities(zoo, tmp_path, roles=("calibration",))
+    assert set(only) == {"owner"} | {name for name, r in zoo.recipes.items() if r.role == "calibration"}
+
+
 @pytest.mark.slow
 def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
@@ -104,13 +199,26 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     for name, entry in scenarios.items():
         for scheme, row in entry["schemes"].items():
             assert {"auc", "aruc", "max_min_ru", "tpr_at_fpr_1pct", "tpr_at_fpr_0", "per_family", "rules",
-                    "shared_init", "queries", "fingerprint_seconds", "verify_seconds"} <= set(row)
+                    "queries", "fingerprint_seconds", "verify_seconds"} <= set(row)
+            assert "shared_init" in row, (name, scheme)
             assert 0.0 <= row["auc"] <= 1.0 and 0.0 <= row["aruc"] <= 1.0 and row["queries"] > 0
             assert set(row["rules"]) == {"0.05", "0.01"}
+            # every score carries its utility; the copies keeping the owner's are reported apart
+            kept = row["utility_kept"]
+            assert all(np.isfinite(s["utility"]) for s in row["scores"]), (name, scheme)
+            assert kept["n_pos"] == sum(s["label"] == 1 and s["family"] != "extraction" and s["utility"] >= 0.9
+                                        for s in row["scores"]) > 0
+            assert 0.0 <= kept["auc"] <= 1.0 and set(kept["rules"]) == {"0.05", "0.01"}
+            assert {s["model"].split("/")[-1] for s in row["scores"] if s["label"] == 1} == set(row["per_recipe"])
+            if "lofo" in row:  # a learned scheme: the gate also applies leave-one-family-out
+                assert 0 < row["lofo"]["utility_kept"]["n_pos"] <= kept["n_pos"]
             assert "same-init" not in {s["family"] for s in row["scores"]}
             # obfuscation is function-preserving: a similarity scores the permuted copy like the owner
             # (the highest score there is); a learned verifier puts it above every independent model
             permuted = [s["score"] for s in row["scores"] if s["model"].endswith("permute")]
+            # ... and answers like the owner, so keeps exactly its utility
+            assert all(s["utility"] == pytest.approx(1.0, abs=1e-6)
+                       for s in row["scores"] if s["model"].endswith("permute")), (name, scheme)
             negatives = [s["score"] for s in row["scores"] if s["label"] == 0]
             assert permuted, (name, scheme)
             if isinstance(get_scheme(scheme).build()[2], LearnedSimilarity):
@@ -118,8 +226,16 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
             else:
                 assert all(value == pytest.approx(max(s["score"] for s in row["scores"]), abs=1e-4)
                            for value in permuted), (name, scheme)
+    for name, entry in scenarios.items():
+        owners = entry["utility"].values() if "pooled" in name else [entry["utility"]]
+        assert all(owner["owner"] > 0.1 and owner["keep"] == 0.9 for owner in owners), name
     markdown = (out / "results.md").read_text()
     assert "tafa" in markdown and "random-output" in markdown
+    main_tables = [line for line in markdown.splitlines() if line.startswith("| scheme | AUC [95% CI] |")]
+    assert len(main_tables) == len(scenarios) + 3  # a table per scenario, a summary per pooled one
+    assert all("| utility ≥ 90%: AUC / TPR@1%FPR (n) |" in line for line in main_tables)  # the new column
+    assert markdown.count("| recipe | family | n | median utility |") == len(scenarios)  # one table each
+    assert "owner's sample R^2 on held-out data" in markdown
     assert (out / "scores.png").stat().st_size > 10_000 and (out / "curves.png").stat().st_size > 10_000
 
 

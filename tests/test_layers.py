@@ -17,7 +17,8 @@ layer of :data:`LAYERS` and may import its own layer and those :data:`MAY_IMPORT
     signature      what to measure there
       ^
     decide         how to decide          attacks  (derived copies: core + models only)
-      ^                                     ^
+      ^                                     ^      weights  (weight evidence for file suspects: core only)
+      ^                                     ^        ^
     orchestration  scheme, fingerprint, commitment, registry, the public namespace
       ^
     applications   bench, scanning, scan   (nothing below imports them)
@@ -51,6 +52,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "signature": ("tafa.signature.*",),
     "decide": ("tafa.decide.*",),
     "attacks": ("tafa.attacks.*",),
+    "weights": ("tafa.weights.*",),
     "orchestration": ("tafa", "tafa.scheme", "tafa.baseline_schemes", "tafa.fingerprint", "tafa.fingerprint_file",
                       "tafa.commitment", "tafa.registry", "tafa.demo"),
     "applications": ("tafa.bench.*", "tafa.scanning.*", "tafa.scan"),
@@ -68,9 +70,10 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "signature": frozenset({"core", "models", "relu", "probes"}),
     "decide": frozenset({"core", "models", "relu", "probes", "signature"}),
     "attacks": frozenset({"core", "models"}),
-    "orchestration": frozenset({*_PIPELINE, "attacks"}),
-    "applications": frozenset({*_PIPELINE, "attacks", "orchestration"}),
-    "cli": frozenset({*_PIPELINE, "attacks", "orchestration", "applications"}),
+    "weights": frozenset({"core"}),
+    "orchestration": frozenset({*_PIPELINE, "attacks", "weights"}),
+    "applications": frozenset({*_PIPELINE, "attacks", "weights", "orchestration"}),
+    "cli": frozenset({*_PIPELINE, "attacks", "weights", "orchestration", "applications"}),
 }
 
 #: Known back-edges that the ``cli`` helper removes on its own branch (the ``tafa bench`` and

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from scipy.stats import mannwhitneyu
 
 from tafa.bench.metrics import (aruc, binomial_ci, bootstrap_ci, calibrated_scale, detection_rate, max_min_ru,
-                                rank_threshold, robustness_uniqueness_curve, roc_auc, rule_rates, tpr_at_fpr)
+                                rank_threshold, relative_utility, robustness_uniqueness_curve, roc_auc, rule_rates,
+                                tpr_at_fpr, utility_kept)
 from tafa.errors import InvalidParameter
 
 # Scores on a coarse grid, so that ties between and within the classes are common.
@@ -327,3 +328,26 @@ def test_binomial_interval_covers_the_rate_and_shrinks_with_trials():
     assert binomial_ci(0, 30)[0] == 0.0 and binomial_ci(30, 30)[1] == 1.0
     # exact: the upper end of 0 of n is 1 - (0.025) ** (1 / n)
     assert binomial_ci(0, 30)[1] == pytest.approx(1 - 0.025 ** (1 / 30))
+
+
+# --------------------------------------------------------------------------- utility
+
+
+def test_relative_utility_is_the_share_of_the_owners_and_the_gate_keeps_ninety_percent():
+    shares = relative_utility([0.95, 0.855, 0.854, 0.285, 1.0, -0.2], 0.95)
+    assert shares.tolist() == pytest.approx([1.0, 0.9, 0.854 / 0.95, 0.3, 1.0 / 0.95, -0.2 / 0.95])
+    assert utility_kept(shares).tolist() == [True, True, False, False, True, False]  # 0.9 exactly is kept
+    assert utility_kept(shares, keep=0.25).tolist() == [True, True, True, True, True, False]
+
+
+@pytest.mark.parametrize(("call", "name"), [
+    (lambda: relative_utility([0.5], 0.0), "owner_utility"),      # an owner no better than a trivial model
+    (lambda: relative_utility([0.5], -0.3), "owner_utility"),
+    (lambda: relative_utility([0.5], float("nan")), "owner_utility"),
+    (lambda: relative_utility([], 0.9), "utilities"),
+    (lambda: utility_kept([0.5], keep=0.0), "keep"),
+    (lambda: utility_kept([float("nan")]), "relative"),
+])
+def test_bad_utility_input_names_the_parameter(call, name):
+    with pytest.raises(InvalidParameter, match=repr(name)):
+        call()

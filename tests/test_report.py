@@ -188,6 +188,7 @@ def test_summary_tables_come_first_for_pooled_scenarios_only(results):
     pooled = dict(results["scenarios"]["classification"], n_pos=24, n_neg=16)
     learned = pooled["schemes"]["tafa-learned"]
     learned["extraction"] = {"n": 2, "tpr_at_fpr_1pct": 0.5, "detection_rate": 0.5}
+    learned["utility_kept"] = {"auc": 0.9, "tpr_at_fpr_1pct": 0.75, "n_pos": 20}
     results["scenarios"]["classification (pooled)"] = pooled
     markdown = write_markdown(results)
     summary = markdown[markdown.index("## Summary per scenario"):markdown.index("## Scenario: classification")]
@@ -198,10 +199,10 @@ def test_summary_tables_come_first_for_pooled_scenarios_only(results):
     assert row == (f"| `tafa-learned` | {learned['auc']:.3f} [{lo:.3f}, {hi:.3f}] | "
                    f"{learned['aruc']:.3f} [{learned['aruc_ci'][0]:.3f}, {learned['aruc_ci'][1]:.3f}] | "
                    f"\u2014 | {learned['tpr_at_fpr_1pct']:.2f} | \u2014 | {rule['tpr']:.2f} / {rule['fpr']:.2f} | "
-                   f"0.812 / 0.25 | "
+                   f"0.900 / 0.75 (20) | 0.812 / 0.25 | "
                    f"0.50 | 96 | 2.5 | 42.1 |")
     plain = next(line for line in summary.splitlines() if line.startswith("| `tafa` |"))
-    assert plain.split(" | ")[7:9] == ["\u2014", "\u2014"]  # no LOFO, no extraction figures
+    assert plain.split(" | ")[7:10] == ["\u2014"] * 3  # no utility-gated, LOFO or extraction figures
 
 
 def test_false_positive_and_shared_initialisation_tables():
@@ -219,3 +220,23 @@ def test_false_positive_and_shared_initialisation_tables():
     assert "| **all independent (\u03b1=0.05)** | .050 [.001, .249] (1/20) |" in lines
     assert "| **all independent (\u03b1=0.01)** | .000 [.000, .168] (0/20) |" in lines
     assert "| `tafa` | 4 | 0.700 [0.600, 0.800] | 0.50 | 0.75 | 1.00 / 0.50 |" in lines
+
+
+def test_the_recipe_table_shows_destroyed_copies_and_the_gated_rule():
+    scheme = {"auc": 0.8, "rules": {"0.05": {"tpr": 0.5, "fpr": 0.0}, "0.01": {"tpr": 0.25, "fpr": 0.0}},
+              "utility_kept": {"n_pos": 3, "n_all": 4, "auc": 1.0, "tpr_at_fpr_1pct": 1.0,
+                               "rules": {"0.05": 0.667, "0.01": 0.333}},
+              "per_recipe": {"prune80": {"n": 1, "family": "pruning", "median_utility": 0.3, "kept": 0.0,
+                                         "detection": {"0.05": 0.0, "0.01": 0.0}},
+                             "int8": {"n": 1, "family": "quantization", "median_utility": 1.0, "kept": 1.0,
+                                      "detection": {"0.05": 1.0, "0.01": 1.0}}}}
+    markdown = write_markdown({"scenarios": {"regression: z": {"n_pos": 4, "n_neg": 3, "schemes": {
+        "tafa": scheme, "other": {"auc": 0.7}}}}})  # a scheme without utility figures gets no column
+    lines = markdown.splitlines()
+    assert "| recipe | family | n | median utility | kept ≥ 90% | `tafa` |" in lines
+    assert "| prune80 | pruning | 1 | 0.30 | 0.00 | 0.00 / 0.00 |" in lines
+    assert "| int8 | quantization | 1 | 1.00 | 1.00 | 1.00 / 1.00 |" in lines
+    assert "| **copies keeping ≥ 90% (n=3)** |  |  |  |  | **0.67 / 0.33** |" in lines
+    assert "| **all copies (n=4)** |  |  |  |  | **0.50 / 0.25** |" in lines
+    main = next(line for line in lines if line.startswith("| `tafa` | 0.800"))
+    assert "| 1.000 / 1.00 (3) |" in main

@@ -21,11 +21,12 @@ _EXPORTS = {
     "Box": "tafa.domain", "Domain": "tafa.domain", "Gaussian": "tafa.domain", "parse_domain": "tafa.domain",
     "TafaError": "tafa.errors", "Fingerprint": "tafa.fingerprint", "Model": "tafa.models",
     "TorchModel": "tafa.models", "SCHEMES": "tafa.scheme", "Scheme": "tafa.scheme", "get_scheme": "tafa.scheme",
-    "register_scheme": "tafa.scheme", "References": "tafa.references",
+    "register_scheme": "tafa.scheme", "References": "tafa.references", "WeightEvidence": "tafa.weights",
 }
 
 __all__ = ["Box", "Calibration", "Domain", "Fingerprint", "Gaussian", "Model", "References", "SCHEMES", "Scheme",
-           "Score", "TafaError", "TorchModel", "Verdict", "calibrate", "get_scheme", "parse_domain", "register_scheme"]
+           "Score", "TafaError", "TorchModel", "Verdict", "WeightEvidence", "calibrate", "get_scheme", "parse_domain",
+           "register_scheme"]
 
 if TYPE_CHECKING:
     from .decide import Calibration, Score, Verdict, calibrate
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .models import Model, TorchModel
     from .references import References
     from .scheme import SCHEMES, Scheme, get_scheme, register_scheme
+    from .weights import WeightEvidence
 
 
 def __getattr__(name: str) -> Any:

@@ -159,10 +159,13 @@ class Commitment:
                                       "after it was committed.")
 
     def reproduce(self, owner: ModelLike, domain: Any = None, *, input_shape: tuple[int, ...] | None = None,
-                  data: np.ndarray | None = None, progress: bool = False) -> Fingerprint:
+                  data: np.ndarray | None = None, progress: bool = False, parent: ModelLike | None = None
+                  ) -> Fingerprint:
         """Re-create the fingerprint from the committed ``owner`` model with the committed scheme,
         domain (or ``domain``), seed and sizes; return it if its reproducible content hash equals
-        the committed one, else raise :class:`TamperedFingerprint`.
+        the committed one, else raise :class:`TamperedFingerprint`. A fingerprint made with a
+        shared public ``parent`` is reproduced with the same parent (its measurement is hashed; the
+        data-free parent references, which the hash does not cover, are not made again).
 
         The owner model must be the committed one (its SHA-256 is compared first). The hash is
         exact on the same software stack; see ``docs/security.md`` for other stacks.
@@ -179,7 +182,8 @@ class Commitment:
         fingerprint = Fingerprint.create(model, domain if domain is not None else domain_from_dict(self.domain),
                                          scheme=scheme, points=self.points,
                                          directions=self.directions if scheme.directions > 0 else None,
-                                         seed=self.seed, progress=progress, data=data)
+                                         seed=self.seed, progress=progress, data=data, parent=parent,
+                                         parent_references=0)
         if fingerprint.probe_sha256 != self.probe_sha256:
             here = environment()
             differs = sorted(key for key in set(here) | set(self.environment)

@@ -49,8 +49,9 @@ from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, 
 from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
-from .signature.base import Signature
+from .signature.base import Signature, relative_to
 from .storage import write_atomically
+from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
 __all__ = ["FORMAT", "VERSION", "Fingerprint", "ModelLike", "as_model", "content_hash", "write_atomically"]
 
@@ -62,6 +63,15 @@ REPRODUCIBLE_FIELDS = ("scheme", "domain", "seed")
 #: own score (within ``1 + COPY_SLACK`` times the copy's distance) is a probable copy of the owner.
 OWNER_INT8_SCORE = "owner_int8_score"
 COPY_SLACK = 1.0
+
+#: Meta field: scores of the data-free references made from a declared parent (the parent and
+#: fine-tunes of it on synthetic owner-labelled inputs); ``verify`` calibrates on them when given
+#: no references. At most :data:`MAX_PARENT_REFERENCES` of them (checked by the reader).
+PARENT_REFERENCE_SCORES = "parent_reference_scores"
+MAX_PARENT_REFERENCES = 1000
+#: Data-free parent references made by default (with the parent itself: 20, the fewest whose rank
+#: bound supports alpha = 0.05).
+DEFAULT_PARENT_REFERENCES = 19
 
 ModelLike = Model | torch.nn.Module
 
@@ -93,13 +103,22 @@ class Fingerprint:
     meta: dict[str, Any] = field(default_factory=dict)
     #: Fitted parameters of a learned similarity (empty for the others), saved with the file.
     verifier: dict[str, np.ndarray] = field(default_factory=dict)
+    #: A shared public parent's signature at the probes (empty: no parent declared). With it,
+    #: every signature is compared relative to the parent's (:meth:`relative`): what the owner's
+    #: fine-tuning changed, against what the suspect's history changed.
+    parent_signature: Signature = field(default_factory=dict)
+    #: The owner's first weighted layers as units (:mod:`tafa.weights`), for weight evidence
+    #: against suspects that arrive as files; empty when the owner was a black box.
+    owner_layers: list[UnitLayer] = field(default_factory=list)
 
     # ------------------------------------------------------------------ owner side
     @classmethod
     def create(cls, model: ModelLike, domain: Domain | str, *, scheme: str | Scheme = DEFAULT_SCHEME,
                points: int | None = None, directions: int | None = None, seed: int = 0,
                input_shape: tuple[int, ...] | None = None, progress: bool = False,
-               data: np.ndarray | None = None, references: References | None = None) -> "Fingerprint":
+               data: np.ndarray | None = None, references: References | None = None,
+               parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES,
+               weights: bool = False) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model` or an ``nn.Module`` (then ``input_shape``
@@ -111,6 +130,23 @@ class Fingerprint:
         reference models, measured black-box at the probes); a ``"data-free"`` scheme makes
         them itself from the owner and the domain when none are given
         (:func:`tafa.attacks.references.data_free_references`).
+
+        ``parent``: a shared public network the owner fine-tuned (same input and output shapes).
+        Its signature at the probes is kept in the fingerprint, and every comparison is then of
+        what the owner changed relative to the parent against what the suspect changed relative
+        to it (:meth:`relative`): what every fine-tune of the parent inherits from it is no
+        evidence (the parent itself scores exactly 0); see "Shared public parents" in
+        docs/method.md. When the owner and the parent are torch modules, the owner also makes
+        ``parent_references`` data-free fine-tunes of the parent
+        (:func:`tafa.attacks.references.parent_references`); their scores, and the parent's,
+        are kept: :meth:`verify` reports the suspect's rank among them, and
+        :meth:`parent_calibration` turns them into a threshold on request (not by default: they
+        do not bound siblings trained on real data, see docs/method.md).
+
+        ``weights``: keep the owner's first weighted layers (at most
+        :data:`~tafa.weights.STORED_LAYERS`, bounded in size) in the fingerprint, for weight
+        evidence when a suspect arrives as a file (:meth:`weight_evidence`). They reveal those
+        layers to whoever holds the fingerprint, so they are kept only when asked (default ``False``).
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -128,6 +164,10 @@ class Fingerprint:
         check_param("directions", k, f"an integer in [1, {d}] for scheme {scheme.name!r}",
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         strategy, signature, similarity = scheme.build()
+        parent_model = None if parent is None else _parent_model(parent, owner, signature)
+        check_param("parent_references", parent_references, f"an integer in [0, {MAX_PARENT_REFERENCES - 1}]",
+                    isinstance(parent_references, int) and not isinstance(parent_references, bool)
+                    and 0 <= parent_references < MAX_PARENT_REFERENCES, caller="Fingerprint.create")
         started = time.perf_counter()
         if references is None and (isinstance(similarity, LearnedSimilarity)
                                    or scheme.references is ReferenceSource.DATA_FREE):
@@ -136,27 +176,46 @@ class Fingerprint:
                                  data=data, references=references)
         before = owner.queries
         owner_signature = signature.measure(owner, probes)
+        parent_signature = {} if parent_model is None else {
+            key: value for key, value in signature.measure(parent_model, probes).items()
+            if key in signature.relative_keys}
+
+        def relative(measured: Signature) -> Signature:
+            return relative_to(measured, parent_signature, signature.relative_keys) if parent_signature else measured
+
         verifier: dict[str, np.ndarray] = {}
         if isinstance(similarity, LearnedSimilarity):
             assert references is not None
-            measured = [[signature.measure(as_model(m, owner.input_shape), probes) for m in models]
+            measured = [[relative(signature.measure(as_model(m, owner.input_shape), probes)) for m in models]
                         for models in (references.positives, references.negatives)]
-            similarity.fit(owner_signature, measured[0], measured[1], seed=seed)
+            similarity.fit(relative(owner_signature), measured[0], measured[1], seed=seed)
             verifier = similarity.state()
         owner_queries = owner.queries - before
-        copy_score = _owner_int8_score(owner, probes, signature, similarity, owner_signature)
+        copy_score = _owner_int8_score(owner, probes, signature, similarity, owner_signature, relative)
         seconds = time.perf_counter() - started
         meta = {"fingerprint_seconds": seconds, "owner_queries": owner_queries,
                 "owner_name": owner.name, "tafa_version": tafa_version(), "requested_points": n,
                 "requested_directions": k if needs_directions else 0,
                 **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score})}
+        if parent_model is not None:
+            meta.update(parent_sha256=parent_model.content_hash(), parent_name=parent_model.name)
+            made = _parent_reference_models(owner, parent_model, domain, parent_references, seed)
+            if made is not None:
+                scores = [similarity.compare(relative(owner_signature), relative(signature.measure(
+                    as_model(model, owner.input_shape), probes))).value for model in made.negatives]
+                meta.update({PARENT_REFERENCE_SCORES: [float(value) for value in scores],
+                             "parent_references": made.provenance})
         if references is not None and (isinstance(similarity, LearnedSimilarity) or "selected" in probes.info):
             meta.update(reference_positives=len(references.positives), reference_negatives=len(references.negatives))
             if references.provenance:  # data-free references: how far each moved, how well it works
                 meta["references"] = references.provenance
+        module = owner.torch_module() if weights else None
+        layers = stored_layers(module) if module is not None else []
+        if layers:
+            meta["weight_layers"] = [layer.describe() for layer in layers]
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta, verifier)
+                   seed, meta, verifier, parent_signature, layers)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -167,6 +226,10 @@ class Fingerprint:
                        for key, value in self.owner_signature.items()})
         arrays.update({f"verifier.{key}": np.ascontiguousarray(value, dtype=np.float64)
                        for key, value in self.verifier.items()})
+        arrays.update({f"parent.{key}": np.ascontiguousarray(value, dtype=np.float64)
+                       for key, value in self.parent_signature.items()})
+        arrays.update({f"weights.{i}": np.ascontiguousarray(layer.vectors, dtype=np.float64)
+                       for i, layer in enumerate(self.owner_layers)})
         return arrays
 
     def _header(self) -> dict[str, Any]:
@@ -186,7 +249,8 @@ class Fingerprint:
         signature only (no creation time, timings, names or versions), so that re-creating the
         fingerprint from the same owner model and seed gives the same value."""
         header = self._header()
-        return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, self._arrays())
+        arrays = {key: value for key, value in self._arrays().items() if not key.startswith("weights.")}
+        return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, arrays)
 
     def to_bytes(self) -> bytes:
         """The bytes of this fingerprint's file (see :mod:`tafa.fingerprint_file`)."""
@@ -203,10 +267,14 @@ class Fingerprint:
                                         header["probes_info"])
             signature = {key[6:]: value for key, value in arrays.items() if key.startswith("owner.")}
             verifier = {key[9:]: value for key, value in arrays.items() if key.startswith("verifier.")}
+            parent = {key[7:]: value for key, value in arrays.items() if key.startswith("parent.")}
+            meta = header.get("meta", {})
+            layers = layers_from_arrays({key[8:]: value for key, value in arrays.items() if key.startswith("weights.")},
+                                        meta.get("weight_layers") if isinstance(meta, dict) else None)
             fingerprint = cls(Scheme.from_dict(header["scheme"]), domain_from_dict(header["domain"]), probes,
                               signature, tuple(header["input_shape"]), tuple(header["output_shape"]),
-                              header["owner_sha256"], header["created"], header["seed"], header.get("meta", {}),
-                              verifier)
+                              header["owner_sha256"], header["created"], header["seed"], meta, verifier, parent,
+                              layers)
             fingerprint._check_consistent()
         except TafaError as error:
             raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
@@ -243,9 +311,15 @@ class Fingerprint:
                 raise ValueError(f"field {name} is malformed")
         signature = self.scheme.make_signature()
         probes = self.probes
-        for name, array in {**probes.arrays(), **self.owner_signature, **self.verifier}.items():
+        for name, array in {**probes.arrays(), **self.owner_signature, **self.verifier,
+                            **{f"parent.{key}": value for key, value in self.parent_signature.items()}}.items():
             if array.dtype != np.float64 or not np.all(np.isfinite(array)):
                 raise ValueError(f"array {name!r} is not finite float64")
+        stored = self.meta.get(PARENT_REFERENCE_SCORES)
+        if stored is not None and not (isinstance(stored, list) and 0 < len(stored) <= MAX_PARENT_REFERENCES and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stored)):
+            raise ValueError(f"meta {PARENT_REFERENCE_SCORES} must be a list of 1 to {MAX_PARENT_REFERENCES} finite "
+                             "numbers")
         learned = isinstance(self.scheme.make_similarity(), LearnedSimilarity)
         if learned != bool(self.verifier):
             raise ValueError("the verifier's parameters do not fit the scheme (learned similarity without them, "
@@ -261,6 +335,11 @@ class Fingerprint:
         got = {key: value.shape for key, value in self.owner_signature.items()}
         if signature.signature_shapes(probes, self.output_shape) != got:
             raise ValueError(f"owner signature {got} does not fit the probes and scheme {self.scheme.name!r}")
+        if self.parent_signature:  # exactly the owner's relative arrays, shape for shape: bounded like them
+            parent = {key: value.shape for key, value in self.parent_signature.items()}
+            if parent != {key: got[key] for key in signature.relative_keys if key in got} or not parent:
+                raise ValueError(f"parent signature {parent} does not fit the owner signature {got} of scheme "
+                                 f"{self.scheme.name!r}")
 
     # ------------------------------------------------------------------ verifier side
     def queries(self) -> int:
@@ -302,9 +381,16 @@ class Fingerprint:
             similarity.load_state(self.verifier)
         return similarity
 
+    def relative(self, signature: Signature) -> Signature:
+        """``signature`` as this fingerprint compares it: relative to the parent's when a parent
+        was declared (:func:`~tafa.signature.base.relative_to`), else unchanged."""
+        if not self.parent_signature:
+            return signature
+        return relative_to(signature, self.parent_signature, self.scheme.make_signature().relative_keys)
+
     def compare(self, signature: Signature) -> Score:
-        """Similarity of a measured signature to the owner's."""
-        return self.similarity().compare(self.owner_signature, signature)
+        """Similarity of a measured signature to the owner's (both relative to the parent's, if any)."""
+        return self.similarity().compare(self.relative(self.owner_signature), self.relative(signature))
 
     def refit(self, positives: list[Signature], negatives: list[Signature]) -> "Fingerprint":
         """A copy whose learned similarity is refitted on other reference signatures (same
@@ -312,7 +398,8 @@ class Fingerprint:
         similarity = self.similarity()
         if not isinstance(similarity, LearnedSimilarity):
             raise ValueError(f"Scheme {self.scheme.name!r} has no learned similarity to refit.")
-        similarity.fit(self.owner_signature, positives, negatives, seed=self.seed)
+        similarity.fit(self.relative(self.owner_signature), [self.relative(s) for s in positives],
+                       [self.relative(s) for s in negatives], seed=self.seed)
         return replace(self, verifier=similarity.state())
 
     def score(self, suspect: ModelLike) -> Score:
@@ -366,6 +453,24 @@ class Fingerprint:
         calibration.notes = notes
         return calibration
 
+    def parent_calibration(self, alpha: float = 0.01, *, parametric: bool = False) -> Calibration:
+        """The threshold from the data-free parent references' scores stored at fingerprint time
+        (the parent and its synthetic fine-tunes): a bound against models exchangeable with those
+        references. It is *not* a bound against siblings fine-tuned from the parent on real data
+        of the owner's task: on the digits parent zoo they score above nearly all of them (sibling
+        false-positive rate 0.97 at alpha = 0.05; docs/method.md, "Shared public parents"), so
+        :meth:`verify` never uses it unless given it as ``calibration=``."""
+        scores = [float(v) for v in self.meta.get(PARENT_REFERENCE_SCORES) or []]
+        if not scores:
+            raise InvalidParameter("This fingerprint has no parent references: it was made without --parent "
+                                   "(or with --parent-references 0); give --references.")
+        calibration = calibrate(scores, alpha, parametric=parametric)
+        calibration.notes = [f"calibrated on {len(scores)} data-free references made from the declared parent "
+                             f"(sha256 {str(self.meta.get('parent_sha256'))[:12]}): the parent and fine-tunes of it "
+                             "on synthetic inputs; the bound holds against models like them, not against siblings "
+                             "fine-tuned on real data of the same task"]
+        return calibration
+
     def copy_line(self) -> float | None:
         """The score from which a reference counts as a probable copy of the owner: as close to the
         owner's own score as twice the distance of its int8 copy (``None`` for fingerprints made
@@ -404,6 +509,15 @@ class Fingerprint:
         seconds = time.perf_counter() - started
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
+        stored = self.meta.get(PARENT_REFERENCE_SCORES)
+        if calibration is None and stored:  # evidence, not a bound (see parent_calibration)
+            notes.append(f"the score is above {sum(score.value > v for v in stored)} of the {len(stored)} data-free "
+                         "references made from the declared parent (the parent and fine-tunes of it on synthetic "
+                         "inputs); they are no bound against siblings fine-tuned on real data of the same task: give "
+                         "--references (e.g. the owner's own fine-tunes of the parent, other seeds)")
+        if self.parent_signature and model.content_hash() == self.meta.get("parent_sha256"):
+            notes.append("the suspect is the declared parent (same SHA-256): it cannot be derived from the owner's "
+                         "fine-tune; it scores as unchanged from the parent")
         if self.probes.analysis is Analysis.BLACK_BOX:
             notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
         consistency = getattr(model, "consistency", None)  # services re-ask a few inputs
@@ -412,6 +526,32 @@ class Fingerprint:
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
                               positive_scores=positive_scores, notes=notes)
+
+    def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
+        """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file
+        opened by :func:`tafa.open_model`, or a torch module): its units aligned with the owner's
+        kept layers and tested against "independently initialised". ``references``
+        (independent models whose weights can be read) rank the alignment statistic too. Not
+        applicable (no error) when this fingerprint keeps no owner layers, when the suspect's
+        weights cannot be read (a service) or its first layer reads its inputs differently."""
+        if not self.owner_layers:
+            return WeightEvidence(False, "the fingerprint keeps no owner weights (made without "
+                                         "--white-box keep / weights=True, from a black-box owner, or by an older "
+                                         "tafa)")
+        layers = suspect_layers(suspect)
+        if layers is None:
+            return WeightEvidence(False, "the suspect's weights cannot be read (a service, or a file tafa "
+                                         "could not import)")
+        found = compare(self.owner_layers, layers)
+        if found.applicable and references:
+            statistics = []
+            for reference in references:
+                read = suspect_layers(reference)
+                other = compare(self.owner_layers, read) if read is not None else None
+                if other is not None and other.applicable and other.statistic is not None:
+                    statistics.append(other.statistic)
+            found.with_references(statistics)
+        return found
 
     def describe(self) -> dict[str, Any]:
         """A summary for reports and the command line."""
@@ -425,7 +565,7 @@ class Fingerprint:
 
 
 def _owner_int8_score(owner: Model, probes: Probes, signature: Any, similarity: Similarity,
-                      owner_signature: Signature) -> float | None:
+                      owner_signature: Signature, relative: Any = None) -> float | None:
     """Score of the owner's own int8 weight-rounded copy (one more signature measurement), when
     the owner is a torch module: a reference scoring as high is a probable copy of the owner."""
     module = owner.torch_module()
@@ -434,7 +574,40 @@ def _owner_int8_score(owner: Model, probes: Probes, signature: Any, similarity: 
     from .attacks.quantize import quantize
 
     rounded = TorchModel(quantize(copy.deepcopy(module).float(), 8), owner.input_shape)
-    return float(similarity.compare(owner_signature, signature.measure(rounded, probes)).value)
+    relative = relative or (lambda measured: measured)
+    return float(similarity.compare(relative(owner_signature), relative(signature.measure(rounded, probes))).value)
+
+
+def _parent_reference_models(owner: Model, parent: Model, domain: Domain, count: int, seed: int
+                             ) -> References | None:
+    """The data-free references of a declared parent (``None`` when either model is not a torch
+    module, or ``count`` is 0)."""
+    owner_module, parent_module = owner.torch_module(), parent.torch_module()
+    if owner_module is None or parent_module is None or count == 0:
+        return None
+    from .attacks.references import parent_references
+
+    return parent_references(copy.deepcopy(parent_module).float(), copy.deepcopy(owner_module).float(), domain,
+                             count=count, seed=seed)
+
+
+def _parent_model(parent: ModelLike, owner: Model, signature: Any) -> Model:
+    """The declared parent as a :class:`Model`, refused (one line) unless it takes and returns
+    what the owner does and the scheme's signature can be measured relative to it."""
+    if not signature.relative_keys:
+        raise InvalidParameter(f"The parent parameter of Fingerprint.create needs a scheme whose signature can be "
+                               f"measured relative to a parent (outputs or derivatives); got signature "
+                               f"{signature.name!r}.")
+    try:
+        model = as_model(parent, owner.input_shape, name="parent")
+    except (RuntimeError, ValueError) as error:  # a torch module whose layers do not fit the owner's inputs
+        raise ShapeMismatch(f"The parent does not take the owner's inputs of shape {owner.input_shape} "
+                            f"({one_line(error)}).") from None
+    if model.input_shape != owner.input_shape or int(np.prod(model.output_shape)) != int(np.prod(owner.output_shape)):
+        raise ShapeMismatch(f"The parent {model.name} takes inputs of shape {model.input_shape} and returns "
+                            f"{model.output_shape}; the owner takes {owner.input_shape} and returns "
+                            f"{owner.output_shape}: a parent must have the owner's input and output shapes.")
+    return model
 
 
 def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int) -> References:

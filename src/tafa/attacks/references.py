@@ -44,7 +44,11 @@ DATA_FREE_POSITIVES = ("int8", "int4", "noise5", "noise10", "prune50", "prune80"
                        "ft_all_large", "ft_last_large", "ft_reinit_last_small", "struct25_ft", "permute_rescale",
                        "prune50_ft_int8")
 
-__all__ = ["DATA_FREE_POSITIVES", "References", "data_free_references", "reference_record", "synthetic_data"]
+__all__ = ["DATA_FREE_POSITIVES", "PARENT_FINE_TUNES", "References", "data_free_references", "parent_references",
+           "reference_record", "synthetic_data"]
+
+#: Fine-tuning attacks applied to a shared parent for its data-free sibling references (cycled).
+PARENT_FINE_TUNES = ("ft_all_small", "ft_all_large")
 
 #: Fraction of a classifier's synthetic labels moved to the owner's runner-up class.
 LABEL_FLIP = 0.2
@@ -152,4 +156,26 @@ def data_free_references(owner: nn.Module, domain: Domain, *, seed: int = 0, n_s
         refs.negatives.append(lookalike)
         refs.negative_names.append(f"look-alike {i}")
         refs.provenance.append(reference_record(f"look-alike {i}", "negative", owner, lookalike, held_out))
+    return refs
+
+
+def parent_references(parent: nn.Module, owner: nn.Module, domain: Domain, *, count: int = 19, seed: int = 0,
+                      n_synthetic: int = 2000, epochs: int | None = None) -> References:
+    """Negative references for a fingerprint taken relative to a shared public ``parent``, made
+    without data: the parent itself and ``count`` fine-tunes of it (:data:`PARENT_FINE_TUNES`,
+    cycled, each with its own seed) on :func:`synthetic_data` labelled by the ``owner``, the
+    most sibling-like model an owner can make with no data (a fine-tune of the same parent
+    towards the same task). They calibrate a threshold against models fine-tuned from the same
+    parent; how well they stand in for siblings trained on real data is measured in the
+    benchmark (docs/method.md, "Shared public parents"). Each gets a provenance record."""
+    held_out = torch.as_tensor(domain.sample(min(n_synthetic, 1000), seed + 999_983), dtype=torch.float32)
+    refs = References(negatives=[parent], negative_names=["parent"],
+                      provenance=[reference_record("parent", "negative", owner, parent, held_out)])
+    for i in range(count):
+        name = PARENT_FINE_TUNES[i % len(PARENT_FINE_TUNES)]
+        data = synthetic_data(owner, domain, n_synthetic, seed + 2000 + i)
+        tuned = get_attack(name).apply(parent, AttackContext(data=data, seed=seed + 2000 + i, epochs=epochs))
+        refs.negatives.append(tuned)
+        refs.negative_names.append(f"parent {name} {i}")
+        refs.provenance.append(reference_record(f"parent {name} {i}", "negative", owner, tuned, held_out))
     return refs

@@ -38,10 +38,12 @@ __all__ = [
     "detection_rate",
     "max_min_ru",
     "rank_threshold",
+    "relative_utility",
     "robustness_uniqueness_curve",
     "roc_auc",
     "rule_rates",
     "tpr_at_fpr",
+    "utility_kept",
 ]
 
 
@@ -412,3 +414,38 @@ def binomial_ci(successes: int, trials: int, level: float = 0.95) -> tuple[float
     low = 0.0 if successes == 0 else float(beta.ppf(tail, successes, trials - successes + 1))
     high = 1.0 if successes == trials else float(beta.ppf(1 - tail, successes + 1, trials - successes))
     return low, high
+
+
+def relative_utility(utilities: ScoreArray, owner_utility: float) -> np.ndarray:
+    """Each model's utility as a share of the owner's: ``utility / owner_utility``.
+
+    Utilities are skill scores (accuracy, R^2, the decoders' sample R^2: 1 is perfect, 0 a
+    trivial model, below 0 worse than trivial), so the share reads the same for every output
+    kind: 0.9 keeps nine tenths of what the owner achieves over a trivial model, above 1 does
+    better than the owner. The owner's utility must be above 0 (an owner no better than a
+    trivial model leaves nothing to keep).
+
+    >>> relative_utility([0.95, 0.285, 1.0], 0.95).round(3).tolist()
+    [1.0, 0.3, 1.053]
+    """
+    caller = "relative_utility"
+    values = _scores("utilities", utilities, caller)
+    ok = isinstance(owner_utility, (int, float, np.integer, np.floating)) and not isinstance(owner_utility, bool) \
+        and math.isfinite(float(owner_utility)) and float(owner_utility) > 0
+    check_param("owner_utility", owner_utility, "a finite number > 0", ok, caller=caller)
+    return values / float(owner_utility)
+
+
+def utility_kept(relative: ScoreArray, keep: float = 0.9) -> np.ndarray:
+    """Which models keep at least ``keep`` of the owner's utility (a boolean mask over
+    ``relative``, the shares of :func:`relative_utility`).
+
+    >>> utility_kept([1.02, 0.9, 0.3]).tolist()
+    [True, True, False]
+    """
+    caller = "utility_kept"
+    values = _scores("relative", relative, caller)
+    ok = isinstance(keep, (int, float, np.integer, np.floating)) and not isinstance(keep, bool) \
+        and math.isfinite(float(keep)) and float(keep) > 0
+    check_param("keep", keep, "a finite number > 0", ok, caller=caller)
+    return values >= float(keep) - 1e-12

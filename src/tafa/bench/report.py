@@ -6,6 +6,8 @@ schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
     {"command": str, "machine": str, "git_commit": str, "size": str, "seconds": float,
      "scenarios": {NAME: {
          "n_pos": int, "n_neg": int, "owner": str, "zoo_seconds"?: float,
+         "utility"?: {"measure": str, "data": str, "owner": float, "keep": float}
+                     (pooled: {ZOO: that mapping}),
          "schemes": {SCHEME: {
              "auc": float, "auc_ci": [lo, hi], "aruc": float, "aruc_ci": [lo, hi],
              "tpr_at_fpr_1pct": float, "tpr_at_fpr_0": float,
@@ -18,14 +20,23 @@ schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
                               "above_every_independent", "judged_derived": {"0.05", "0.01"}},
              "per_family": {FAMILY: {"n": int, "detection_rate": float}},
              "queries": int, "fingerprint_seconds": float, "verify_seconds": float,
-             "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float, "calibrated"?: float}],
+             "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float, "calibrated"?: float,
+                         "utility"?: float}],
+             "utility_kept"?: {"keep": float, "n_pos": int, "n_all": int, "n_measured": int, "auc": float,
+                               "tpr_at_fpr_1pct": float, "tpr_at_fpr_0": float, "rules": {"0.05" | "0.01": float}},
+             "per_recipe"?: {RECIPE: {"n": int, "family": str, "median_utility": float, "kept": float,
+                                      "detection": {"0.05" | "0.01": float}}},
              "calibration_scores"?: [{"model": str, "family": str, "score": float}],
              "lofo"?: {"auc": float, "auc_ci"?: [lo, hi], "aruc": float, "aruc_ci"?: [lo, hi],
-                       "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float},
+                       "tpr_at_fpr_1pct": float, "tpr_at_fpr_0"?: float,
+                       "utility_kept"?: {"n_pos": int, "auc": float, "tpr_at_fpr_1pct": float, "rule_tpr": float}},
              "extraction"?: {"n": int, "tpr_at_fpr_1pct": float, "detection_rate": float}}}}}}
 
 ``label`` 1 marks a model derived from the owner, 0 an independent one; ``lofo`` holds
-the leave-one-family-out figures of a learned scheme.
+the leave-one-family-out figures of a learned scheme. A score's ``utility`` is the model's
+utility as a share of the owner's (:mod:`tafa.bench.utility`); ``utility_kept`` repeats the
+detection figures over the derived models keeping at least ``keep`` of it, against every
+independent model.
 
 >>> results = {"command": "tafa bench --size smoke", "scenarios": {"regression": {
 ...     "n_pos": 2, "n_neg": 2, "owner": "mlp", "schemes": {"tafa": {
@@ -147,10 +158,22 @@ def _rule_cell(rules: object, alpha: str) -> str:
     return f"{_num(rule.get('tpr'), 2)} / {_num(rule.get('fpr'), 2)}"
 
 
+#: The header of the utility-gated column (the copies that keep >= 90% of the owner's utility).
+_KEPT_HEADER = "utility ≥ 90%: AUC / TPR@1%FPR (n)"
+
+
+def _kept_cell(scheme: Mapping[str, Any]) -> str:
+    """AUC / TPR@1%FPR over the copies that keep the owner's utility, and how many there are."""
+    kept = scheme.get("utility_kept")
+    if not isinstance(kept, Mapping):
+        return DASH
+    return f"{_num(kept.get('auc'))} / {_num(kept.get('tpr_at_fpr_1pct'), 2)} ({_count(kept.get('n_pos'))})"
+
+
 def _metrics_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "max min(R,U)", "TPR@1%FPR", "TPR@0FPR",
-              "rule TPR / FPR α=0.05", "rule TPR / FPR α=0.01", "α=0.01 bound", "queries", "fp s",
-              "verify s"]
+              "rule TPR / FPR α=0.05", "rule TPR / FPR α=0.01", _KEPT_HEADER, "α=0.01 bound", "queries",
+              "fp s", "verify s"]
     rows = []
     for name, s in schemes.items():
         rule = s.get("rule") or {}
@@ -161,7 +184,7 @@ def _metrics_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
         rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
                      _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("max_min_ru"), 2),
                      _num(s.get("tpr_at_fpr_1pct")), _num(s.get("tpr_at_fpr_0")), _rule_cell(rules, "0.05"),
-                     _rule_cell(rules, "0.01"), bound, _count(s.get("queries")),
+                     _rule_cell(rules, "0.01"), _kept_cell(s), bound, _count(s.get("queries")),
                      _seconds(s.get("fingerprint_seconds")), _seconds(s.get("verify_seconds"))])
     return _table(header, rows, "l" + "r" * (len(header) - 1))
 
@@ -236,7 +259,7 @@ _LOFO_COLUMNS = (("auc", "AUC"), ("aruc", "ARUC"), ("tpr_at_fpr_1pct", "TPR@1%FP
 def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One compact row per scheme: accuracy with intervals, the rule, LOFO, extraction, cost."""
     header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "max min(R,U)", "TPR@1%FPR",
-              "rule TPR / FPR α=0.05", "rule TPR / FPR α=0.01", "LOFO AUC / TPR@1%FPR",
+              "rule TPR / FPR α=0.05", "rule TPR / FPR α=0.01", _KEPT_HEADER, "LOFO AUC / TPR@1%FPR",
               "extraction TPR@1%FPR", "queries", "fp s", "verify ms"]
     rows = []
     for name, s in schemes.items():
@@ -249,11 +272,52 @@ def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
         rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
                      _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("max_min_ru"), 2),
                      _num(s.get("tpr_at_fpr_1pct"), 2), _rule_cell(rules, "0.05"), _rule_cell(rules, "0.01"),
+                     _kept_cell(s),
                      f"{_num(lofo.get('auc'))} / {_num(lofo.get('tpr_at_fpr_1pct'), 2)}" if lofo else DASH,
                      _num(extraction.get("tpr_at_fpr_1pct"), 2), _count(s.get("queries")),
                      _seconds(s.get("fingerprint_seconds")),
                      _seconds(1000 * float(verify)) if is_finite_number(verify) else DASH])
     return _table(header, rows, "l" + "r" * (len(header) - 1))
+
+
+def _pair(values: Mapping[str, Any] | None, digits: int = 2) -> str:
+    values = values if isinstance(values, Mapping) else {}
+    return f"{_num(values.get('0.05'), digits)} / {_num(values.get('0.01'), digits)}"
+
+
+def _recipe_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per derived recipe: its median share of the owner's utility, the fraction of its copies
+    keeping >= 90% of it, and each scheme's detection by the calibrated rule (α = 0.05 / 0.01);
+    then the rule's TPR over the copies keeping the utility and over all copies."""
+    with_recipes = {name: s for name, s in schemes.items() if isinstance(s.get("per_recipe"), Mapping)}
+    if not with_recipes:
+        return []
+    recipes: dict[str, Mapping[str, Any]] = {}
+    for s in with_recipes.values():
+        for recipe, entry in s["per_recipe"].items():
+            if isinstance(entry, Mapping):
+                recipes.setdefault(recipe, entry)
+    header = ["recipe", "family", "n", "median utility", "kept ≥ 90%"] + [f"`{_cell(n)}`" for n in with_recipes]
+    rows = []
+    for recipe, entry in recipes.items():
+        row = [_cell(recipe), _cell(entry.get("family", DASH)), _count(entry.get("n")),
+               _num(entry.get("median_utility"), 2), _num(entry.get("kept"), 2)]
+        row += [_pair((s["per_recipe"].get(recipe) or {}).get("detection")) for s in with_recipes.values()]
+        rows.append(row)
+    kept: list[Mapping[str, Any]] = [s["utility_kept"] if isinstance(s.get("utility_kept"), Mapping) else {}
+                                     for s in with_recipes.values()]
+    n_kept = next((k.get("n_pos") for k in kept if is_finite_number(k.get("n_pos"))), None)
+    rows.append([f"**copies keeping ≥ 90% (n={_count(n_kept)})**", "", "", "", ""]
+                + [f"**{_pair(k.get('rules'))}**" for k in kept])
+    all_copies = [{alpha: rule.get("tpr") for alpha, rule in (s.get("rules") or {}).items()
+                   if isinstance(rule, Mapping)} for s in with_recipes.values()]
+    n_all = next((k.get("n_all") for k in kept if is_finite_number(k.get("n_all"))), None)
+    rows.append([f"**all copies (n={_count(n_all)})**", "", "", "", ""] + [f"**{_pair(a)}**" for a in all_copies])
+    intro = ["", "Utility per recipe (share of the owner's utility on the half of the data it did not train on; "
+             "extraction included) and the calibrated rule's detection rate α=0.05 / 0.01; the last rows give "
+             "the rule's TPR over the copies that keep ≥ 90% of the owner's utility and over all copies "
+             "(extraction left out of both):", ""]
+    return intro + _table(header, rows, "llrrr" + "r" * len(with_recipes))
 
 
 def _summary(scenarios: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -268,6 +332,7 @@ def _summary(scenarios: Mapping[str, Mapping[str, Any]]) -> list[str]:
         lines += ["", f"### {_cell(name)}: {_count(scenario.get('n_pos'))} derived, "
                   f"{_count(scenario.get('n_neg'))} independent", ""]
         lines += _summary_table(_schemes(scenario))
+        lines += _recipe_table(_schemes(scenario))
         lines += _false_positive_table(_schemes(scenario))
         lines += _shared_init_table(_schemes(scenario))
     return lines
@@ -282,12 +347,17 @@ def _lofo_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     header = ["scheme"]
     for _, label in columns:
         header += [f"{label} (all families)", f"{label} (LOFO)"]
+    gated = any(isinstance(s["lofo"].get("utility_kept"), Mapping) for s in learned.values())
+    if gated:
+        header.append(f"{_KEPT_HEADER} (LOFO)")
     rows = []
     for name, s in learned.items():
         row = [f"`{_cell(name)}`"]
         for key, _ in columns:
             row += [_with_ci(s.get(key), s.get(f"{key}_ci")),
                     _with_ci(s["lofo"].get(key), s["lofo"].get(f"{key}_ci"))]
+        if gated:
+            row.append(_kept_cell(s["lofo"]))
         rows.append(row)
     intro = ["", "Leave-one-family-out (learned schemes): the models of each family are scored by a "
              "verifier that saw no model of that family in training; this is the honest estimate "
@@ -332,7 +402,7 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
     ...     "x": {"auc": 0.75, "auc_ci": [0.5, 1.0], "queries": 64}}}}})
     >>> row = next(line for line in md.splitlines() if line.startswith("| `x`"))
     >>> row.startswith("| `x` | 0.750 [0.500, 1.000] |"), row.count("\u2014"), row.endswith("| 64 | \u2014 | \u2014 |")
-    (True, 9, True)
+    (True, 10, True)
     """
     scenarios = _scenarios(results, "write_markdown")
     lines = ["# tafa benchmark results", "",
@@ -358,9 +428,14 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
         facts = [f"owner `{scenario.get('owner', DASH)}`",
                  f"{_count(scenario.get('n_pos'))} derived models (positives)",
                  f"{_count(scenario.get('n_neg'))} independent models (negatives)"]
+        utility = scenario.get("utility")
+        if isinstance(utility, Mapping) and is_finite_number(utility.get("owner")):
+            facts.append(f"owner's {_cell(utility.get('measure', 'utility'))} on held-out data "
+                         f"{_num(utility['owner'])}")
         if is_finite_number(scenario.get("zoo_seconds")):
             facts.append(f"zoo built in {_seconds(scenario['zoo_seconds'])} s")
-        lines += ["; ".join(facts).capitalize() + ".", ""]
+        sentence = "; ".join(facts)
+        lines += [sentence[:1].upper() + sentence[1:] + ".", ""]
         schemes = _schemes(scenario)
         if not schemes:
             lines.append("No scheme results.")
@@ -369,6 +444,7 @@ def write_markdown(results: Mapping[str, Any], *, figures: Sequence[str] = ()) -
         lines += _lofo_table(schemes)
         lines += _family_table(scenario)
         if not str(name).endswith("(pooled)"):
+            lines += _recipe_table(schemes)
             lines += _false_positive_table(schemes)
             lines += _shared_init_table(schemes)
     if figures:

@@ -12,6 +12,13 @@ family. Extraction (distillation) is reported in its own family and kept out of 
 post-processing metrics; models trained from the owner's initialisation are reported in
 their own row and counted in neither rate. Each scenario also gets a pooled entry over its
 zoos (scores against each zoo's own owner; the rule uses each zoo's own thresholds).
+
+A zoo with a shared public parent (:class:`~tafa.bench.parents.ParentSpec`) is scored twice
+by every scheme whose signature can be taken relative to a parent: as is (``NAME``: the owner
+fingerprinted as if it had no parent) and parent-aware (``NAME+parent``: the owner
+fingerprinted with ``parent=`` the zoo's parent, as ``tafa fingerprint --parent`` does). Its
+negatives are the siblings and the parent; the parent zoos are pooled together, as
+``shared parent (pooled)``, not into their task kind's pool.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from ..scheme import SCHEMES, get_scheme
 from . import metrics
 from .report import write_report
 from .scenarios import SIZES
+from .utility import KEEP, measure_name, zoo_utilities
 from .zoo import Zoo, ZooSpec, build_zoos
 
 #: The false-positive level the calibrated rule is asked for (the CLI's default).
@@ -64,6 +72,7 @@ class Scored:
     role: str
     score: float
     calibrated: float = float("nan")
+    utility: float = float("nan")      # the model's utility as a share of the owner's (NaN: not measured)
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -72,6 +81,11 @@ def with_calibrated(rows: list[Scored]) -> list[Scored]:
     references = [r.score for r in rows if r.role == "calibration"]
     values = metrics.calibrated_scale([r.score for r in rows], references)
     return [replace(r, calibrated=float(v)) for r, v in zip(rows, values)]
+
+
+def with_utility(rows: list[Scored], relative: dict[str, float]) -> list[Scored]:
+    """``rows`` with ``utility`` set from ``relative`` (model name -> share of the owner's utility)."""
+    return [replace(r, utility=float(relative.get(r.model, float("nan")))) for r in rows]
 
 
 def calibrations(rows: list[Scored]) -> dict[float, Calibration]:
@@ -111,7 +125,17 @@ def zoo_references(zoo: Zoo, kind: str) -> tuple[References, list[str]] | None:
     return refs, [r.family for r, _ in rows if r.label == 1]
 
 
-def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
+#: Suffix of a scheme run parent-aware on a parent zoo (``tafa+parent``), and the pool of those zoos.
+PARENT_AWARE, SHARED_PARENT = "+parent", "shared parent"
+
+
+def parent_variants(scheme_name: str, spec: ZooSpec) -> list[tuple[str, bool]]:
+    """``(entry name, parent-aware)`` of the runs of one scheme on one zoo."""
+    aware = spec.parent is not None and bool(get_scheme(scheme_name).make_signature().relative_keys)
+    return [(scheme_name, False)] + ([(scheme_name + PARENT_AWARE, True)] if aware else [])
+
+
+def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> dict[str, Any]:
     """Fingerprint ``zoo``'s owner with one scheme and score every other model.
 
     A learned scheme trains on the zoo's reference role for it and is also scored
@@ -120,6 +144,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
     refitted verifier, so each family's figures come from one verifier.
     """
     spec = zoo.spec
+    parent = TorchModel(zoo.models["parent"], spec.input_shape, name="parent") if parent_aware else None
     # one candidate cache per owner and scheme: the leave-one-family-out re-selections reuse
     # the candidate probes (their region LPs) of the first fingerprint
     scheme = replace(get_scheme(scheme_name), candidate_cache=CandidateCache())
@@ -128,7 +153,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
     references = zoo_references(zoo, scheme.references)
     started = time.perf_counter()
     fingerprint = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0, data=data,
-                                     references=references[0] if references else None)
+                                     references=references[0] if references else None, parent=parent)
     fingerprint_seconds = time.perf_counter() - started
     rows: list[Scored] = []
     models = []
@@ -158,7 +183,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
                 held_out = References(positives=[m for m, fam in zip(refs.positives, families) if fam != family],
                                       negatives=refs.negatives)
                 again = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0, data=data,
-                                           references=held_out)
+                                           references=held_out, parent=parent)
             lofo[family] = [Scored(r.model, r.label, r.family, r.role, again.compare(
                                 sig if learned else again.measure(TorchModel(model, spec.input_shape))).value)
                             for r, model, sig in zip(rows, models, signatures)
@@ -171,8 +196,11 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str) -> dict[str, Any]:
 
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
     """Leave-one-family-out figures: per family, its models against the negatives, both scored
-    by the verifier refitted without that family; averaged over families weighted by size."""
+    by the verifier refitted without that family; averaged over families weighted by size.
+    ``utility_kept`` repeats AUC, TPR at 1% FPR and the rule's TPR (alpha :data:`ALPHA`) over
+    the copies that keep at least :data:`KEEP` of the owner's utility."""
     weights, aucs, arucs, tprs, rules = [], [], [], [], []
+    kept_weights, kept_aucs, kept_tprs, kept_rules = [], [], [], []
     per_family = {}
     for family, rows in lofo.items():
         pos = [r for r in rows if r.label == 1 and r.role == "scored"]
@@ -180,15 +208,27 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
         threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True).threshold
         detected = float(np.mean([r.score > threshold for r in pos]))
         per_family[family] = {"n": len(pos), "detection_rate": detected}
-        if family == EXTRACTION:
+        if family.split("/")[-1] == EXTRACTION:  # pooled families are "zoo/family"
             continue
         weights.append(len(pos))
         aucs.append(metrics.roc_auc([r.score for r in pos], [r.score for r in neg]))
         arucs.append(metrics.aruc([r.calibrated for r in pos], [r.calibrated for r in neg], score_range=(0.0, 1.0)))
         tprs.append(metrics.tpr_at_fpr([r.score for r in pos], [r.score for r in neg], 0.01))
         rules.append(detected)
+        kept = [r for r in pos if np.isfinite(r.utility) and metrics.utility_kept([r.utility], KEEP)[0]]
+        if kept:
+            kept_weights.append(len(kept))
+            kept_aucs.append(metrics.roc_auc([r.score for r in kept], [r.score for r in neg]))
+            kept_tprs.append(metrics.tpr_at_fpr([r.score for r in kept], [r.score for r in neg], 0.01))
+            kept_rules.append(float(np.mean([r.score > threshold for r in kept])))
     average = lambda values: float(np.average(values, weights=weights))  # noqa: E731
+
+    def kept_average(values: list[float]) -> float:
+        return float(np.average(values, weights=kept_weights)) if kept_weights else float("nan")
+
     return {"auc": average(aucs), "aruc": average(arucs), "tpr_at_fpr_1pct": average(tprs), "rule_tpr": average(rules),
+            "utility_kept": {"n_pos": int(sum(kept_weights)), "auc": kept_average(kept_aucs),
+                             "tpr_at_fpr_1pct": kept_average(kept_tprs), "rule_tpr": kept_average(kept_rules)},
             "per_family": per_family}
 
 
@@ -221,6 +261,57 @@ def rule_summary(scored: list[Scored], rules: Rules, alpha: float) -> dict[str, 
                                   "fpr": float(np.mean(flags)), "ci": list(metrics.binomial_ci(int(sum(flags)),
                                                                                                len(flags)))}
                          for family, flags in families.items()}}
+
+
+def _flagged(row: Scored, rules: Rules, alpha: float) -> bool:
+    return row.score > rules[_zoo_of(row)][alpha].threshold
+
+
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if np.isfinite(v)]
+
+
+def utility_gated(derived: list[Scored], independent: list[Scored], rules: Rules,
+                  keep: float = KEEP) -> dict[str, Any]:
+    """Detection over the derived rows that keep at least ``keep`` of the owner's utility
+    (the copies worth stealing), against every independent row: AUC, TPR at FPR <= 1% and
+    at FPR = 0, and the calibrated rule's true-positive rate at each level of
+    :data:`ALPHAS`. Rows whose utility was not measured count as not kept; with no kept
+    row the figures are NaN."""
+    measured = [r for r in derived if np.isfinite(r.utility)]
+    kept = [r for r, ok in zip(measured, metrics.utility_kept([r.utility for r in measured], keep)
+                               if measured else []) if ok]
+    entry: dict[str, Any] = {"keep": keep, "n_pos": len(kept), "n_all": len(derived), "n_measured": len(measured)}
+    nan = float("nan")
+    if kept and independent:
+        pos, neg = [r.score for r in kept], [r.score for r in independent]
+        entry.update(auc=metrics.roc_auc(pos, neg), tpr_at_fpr_1pct=metrics.tpr_at_fpr(pos, neg, 0.01),
+                     tpr_at_fpr_0=metrics.tpr_at_fpr(pos, neg, 0.0))
+    else:
+        entry.update(auc=nan, tpr_at_fpr_1pct=nan, tpr_at_fpr_0=nan)
+    entry["rules"] = {f"{alpha:g}": float(np.mean([_flagged(r, rules, alpha) for r in kept])) if kept else nan
+                      for alpha in ALPHAS}
+    return entry
+
+
+def per_recipe(scored: list[Scored], rules: Rules, keep: float = KEEP) -> dict[str, dict[str, Any]]:
+    """Per derived recipe (the model's name within its zoo; extraction included): how many
+    models, their family, their median share of the owner's utility, the fraction keeping at
+    least ``keep`` of it, and the calibrated rule's detection rate at each level of
+    :data:`ALPHAS`. Copies that destroyed the model show here with their low utility."""
+    groups: dict[str, list[Scored]] = {}
+    for row in scored:
+        if row.label == 1:
+            groups.setdefault(row.model.split("/")[-1], []).append(row)
+    table = {}
+    for recipe, rows in groups.items():
+        shares = _finite([r.utility for r in rows])
+        table[recipe] = {
+            "n": len(rows), "family": rows[0].family,
+            "median_utility": float(np.median(shares)) if shares else float("nan"),
+            "kept": float(np.mean(metrics.utility_kept(shares, keep))) if shares else float("nan"),
+            "detection": {f"{alpha:g}": float(np.mean([_flagged(r, rules, alpha) for r in rows])) for alpha in ALPHAS}}
+    return table
 
 
 def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
@@ -261,7 +352,9 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "rule": rule, "rules": by_alpha,
         "per_family": {family: {"n": v["n"], "detection_rate": v["hits"] / v["n"]} for family, v in families.items()},
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
-                    "calibrated": r.calibrated} for r in scored],
+                    "calibrated": r.calibrated, "utility": r.utility} for r in scored],
+        "utility_kept": utility_gated(derived, independent, rules),
+        "per_recipe": per_recipe(scored, rules),
         # the references the rule was calibrated on, so that the exchangeability of scored and
         # calibration independents can be checked from results.json alone
         "calibration_scores": [{"model": r.model, "family": r.family, "score": r.score}
@@ -280,6 +373,19 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
             "judged_derived": {f"{alpha:g}": float(np.mean([flagged(r, alpha) for r in shared])) for alpha in ALPHAS},
             "scores": [{"model": r.model, "score": r.score, "calibrated": r.calibrated} for r in shared]}
     return result
+
+
+def relative_utilities(zoo: Zoo, cache: Path | None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each scored, calibration and shared-initialisation model's utility as a share of the
+    owner's (:mod:`tafa.bench.utility`, cached in ``cache``), and the owner's own utility
+    with what it measures."""
+    values = zoo_utilities(zoo, cache, roles=("scored", "calibration", SHARED_INIT))
+    owner = values.pop("owner")
+    names = [n for n in values if np.isfinite(values[n])]  # a diverged model's utility stays NaN
+    shares: Iterable[float] = metrics.relative_utility([values[n] for n in names], owner) if owner > 0 and names else []
+    return ({**{n: float("nan") for n in values}, **{n: float(v) for n, v in zip(names, shares)}},
+            {"measure": measure_name(zoo.spec), "data": "the half of the task the owner did not train on",
+             "owner": owner, "keep": KEEP})
 
 
 def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, out: Path | None = None,
@@ -301,17 +407,19 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "zoo_seconds": zoo_seconds, "scenarios": {}}
     pooled: dict[str, dict[str, dict[str, Any]]] = {}
-    bar = tqdm(total=sum(applicable(n, z.spec) for z in zoos for n in names), desc="bench: schemes",
-               disable=not progress)
+    bar = tqdm(total=sum(len(parent_variants(n, z.spec)) for z in zoos for n in names if applicable(n, z.spec)),
+               desc="bench: schemes", disable=not progress)
+    owner_utility: dict[str, dict[str, Any]] = {}
     for zoo in zoos:
         spec = zoo.spec
+        relative, owner_utility[spec.name] = relative_utilities(zoo, cache)
         entry: dict[str, Any] = {"scenario": spec.scenario, "owner": f"{spec.owner_arch} on {spec.task}",
-                                 "domain": spec.domain, "schemes": {}}
-        for name in names:
-            if not applicable(name, spec):
-                continue
-            evaluation = evaluate_scheme(zoo, name)
-            rows = evaluation["rows"]
+                                 "domain": spec.domain, "utility": owner_utility[spec.name], "schemes": {}}
+        variants = [variant for n in names if applicable(n, spec) for variant in parent_variants(n, spec)]
+        for name, parent_aware in variants:
+            evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE), parent_aware)
+            rows = with_utility(evaluation["rows"], relative)
+            evaluation["lofo"] = {family: with_utility(group, relative) for family, group in evaluation["lofo"].items()}
             rules = calibrations(rows)
             summary = summarise(rows, {"": rules}, n_boot)
             if evaluation["lofo"]:
@@ -319,7 +427,8 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
             summary.update({key: evaluation[key] for key in ("queries", "fingerprint_seconds", "verify_seconds")})
             entry["schemes"][name] = summary
             entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
-            group = pooled.setdefault(spec.scenario, {}).setdefault(name, {"rows": [], "rules": {}, "cost": []})
+            pool = SHARED_PARENT if spec.parent else spec.scenario
+            group = pooled.setdefault(pool, {}).setdefault(name, {"rows": [], "rules": {}, "cost": []})
             group["rows"] += [replace(r, model=f"{spec.name}/{r.model}") for r in rows]
             group["rules"][spec.name] = rules
             group["cost"].append(evaluation)
@@ -327,7 +436,8 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
         results["scenarios"][f"{spec.scenario}: {spec.name}"] = entry
     bar.close()
     for scenario, by_scheme in pooled.items():
-        entry = {"scenario": scenario, "owner": "pooled over the scenario's zoos", "schemes": {}}
+        entry = {"scenario": scenario, "owner": "pooled over the scenario's zoos", "schemes": {},
+                 "utility": {z.spec.name: owner_utility[z.spec.name] for z in zoos if z.spec.scenario == scenario}}
         for name, group in by_scheme.items():
             summary = summarise(group["rows"], group["rules"], n_boot)
             summary["queries"] = int(max(c["queries"] for c in group["cost"]))

@@ -14,6 +14,14 @@ A learned verifier trains on 14 post-processed copies and 10 retrainings the own
 from its own data, or (data-free) on 14 copies made with synthetic inputs and 8 distilled
 look-alikes. ``smoke`` is a minute-long subset
 that checks the pipeline end to end.
+
+Shared public parents (:data:`PARENT_ZOOS`, one per task kind, in ``full`` only: every scheme
+runs twice on them, which would more than double ``smoke``): a digits MLP
+and a digits VAE decoder pretrained on the digits of classes 0-4, a Friedman #1 regressor
+pretrained on a related target; the owner fine-tunes the parent on its half, 60 scored and
+40 calibration siblings fine-tune it on the other half (six recipes: the owner's learning
+rate, half and twice it, half and twice its epochs, 60% of the half), and the owner's
+fine-tune goes through every attack. The parent itself is one more scored negative.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..attacks.references import DATA_FREE_POSITIVES
+from .parents import ParentSpec
 from .zoo import ZooSpec
 
 _REFERENCES: dict[str, Any] = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
@@ -47,6 +56,18 @@ FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES, independent=_NEGA
 ))
 
 _SMOKE_ATTACKS = ("int8", "prune50", "ft_all_small", "permute", "noise5", "distill_same")
+
+#: One shared-parent zoo per task kind (see the module doc); siblings train in a fraction of a second.
+PARENT_ZOOS: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES, independent=60, calibration=40, same_init=0)
+                                         for spec in (
+    ZooSpec("digits-mlp-parent", "classification", "digits", "mlp", "box:0,1", epochs=5,
+            other_archs=("mlp_wide",), parent=ParentSpec("digits-0-4", epochs=20)),
+    ZooSpec("friedman-mlp-parent", "regression", "friedman", "mlp_small", "box:-2,2", epochs=10, weight_decay=1e-4,
+            other_archs=("mlp",), parent=ParentSpec("friedman-related", epochs=30)),
+    ZooSpec("digits-vae-parent", "generation", "digits", "decoder", "gaussian", epochs=10, lr=2e-3, latent=8,
+            other_archs=("decoder_wide",), parent=ParentSpec("digits-0-4", epochs=30, lr=2e-3)),
+))
+FULL = FULL + PARENT_ZOOS
 
 SMOKE: tuple[ZooSpec, ...] = tuple(
     replace(spec, attacks=_SMOKE_ATTACKS, independent=3, same_init=1, calibration=4,

@@ -22,6 +22,15 @@ surround it; :func:`recipes` expands it into :class:`ModelRecipe` rows, each wit
   inputs labelled by the owner; look-alikes distilled on the owner's outputs at random
   domain inputs), see :mod:`tafa.attacks.references`.
 
+A zoo with a shared public ``parent`` (:class:`~tafa.bench.parents.ParentSpec`) is the same
+shape with other negatives: the owner fine-tunes the parent (the zoo's ``lr`` and ``epochs``
+are its fine-tuning), the independent pool is made of *siblings* (the parent fine-tuned on
+the other half by several recipes and seeds; family ``"sibling"``), split into scored and
+calibration models as above, and the parent itself is one scored negative (family
+``"parent"``, model ``"parent"``). The owner's own negative references (``training``) are
+fine-tunes of the parent on the owner's half with other seeds. There is no shared-init row:
+in a parent zoo the shared initialisation is public, and the siblings are exactly that.
+
 Every model is built deterministically from its recipe and cached on disk under the
 SHA-256 of the recipe (safetensors weights + a JSON description of the layers: nothing
 is pickled), so a second run trains nothing. :func:`build_zoo` uses a process pool.
@@ -29,6 +38,7 @@ is pickled), so a second run trains nothing. :func:`build_zoo` uses a process po
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import multiprocessing
@@ -49,6 +59,7 @@ from ..threads import one_torch_thread, pin_torch_threads
 from ..training import TrainingData, fit
 from .architectures import build
 from .datasets import load_task
+from .parents import ParentSpec, pretraining_data, subset
 
 #: Bump when training or attack code changes what a recipe produces.
 CACHE_VERSION = 2  # 2: data-free copies fine-tune on perturbed targets, not the owner's own outputs
@@ -80,6 +91,7 @@ class ZooSpec:
     training_negatives: int = 0
     free_positives: tuple[str, ...] = ()
     free_negatives: int = 0
+    parent: ParentSpec | None = None   # a shared public parent the owner and the siblings fine-tune
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -116,10 +128,14 @@ class ModelRecipe:
     seed: int = 0
     init_seed: int | None = None
     attack: str | None = None
+    #: Fine-tuned from the zoo's parent: (learning rate, epochs, fraction of the data half).
+    tuning: tuple[float, int, float] | None = None
 
 
 def recipes(spec: ZooSpec) -> list[ModelRecipe]:
     """Every model of the zoo, owner first; names are unique within a zoo."""
+    if spec.parent is not None:
+        return _parent_recipes(spec, spec.parent)
     rows = [ModelRecipe("owner", "owner", 1, "owner", spec.owner_arch, "owner", 0)]
     for i, name in enumerate(spec.attacks):
         rows.append(ModelRecipe(name, "scored", 1, ATTACKS[name].family, attack=name, seed=100 + i, part="other"))
@@ -144,18 +160,51 @@ def recipes(spec: ZooSpec) -> list[ModelRecipe]:
     for i, (family, arch, part) in enumerate(kinds):
         negatives("calibration" if i in calibration else "scored", 1, family, arch, part)
     negatives("shared-init", spec.same_init, "same-init", spec.owner_arch, "other", init=True)
-    for i, name in enumerate(spec.training_positives):
-        rows.append(ModelRecipe(f"train-{name}", "training", 1, ATTACKS[name].family, attack=name, seed=5000 + i,
-                                part="owner"))
+    rows_before = len(rows)
     for i in range(spec.training_negatives):
         arch = spec.owner_arch if i % 2 == 0 or not spec.other_archs else spec.other_archs[i % len(spec.other_archs)]
         negatives("training", 1, "reference", arch, "owner")
+    training = rows[rows_before:]
+    return _checked(spec, rows[:rows_before] + _references(spec, training))
+
+
+def _references(spec: ZooSpec, training_negatives: list[ModelRecipe]) -> list[ModelRecipe]:
+    """The owner's references: positives made with its data, its ``training_negatives``, then
+    positives made without data and data-free look-alikes."""
+    rows = [ModelRecipe(f"train-{name}", "training", 1, ATTACKS[name].family, attack=name, seed=5000 + i,
+                        part="owner") for i, name in enumerate(spec.training_positives)] + training_negatives
     for i, name in enumerate(spec.free_positives):
         rows.append(ModelRecipe(f"free-{name}", "free", 1, ATTACKS[name].family, attack=name, seed=6000 + i,
                                 part="synthetic"))
     for i in range(spec.free_negatives):
         rows.append(ModelRecipe(f"free-look-alike-{i}", "free", 0, "look-alike", attack="distill_same",
                                 seed=7000 + i, part="synthetic"))
+    return rows
+
+
+def _parent_recipes(spec: ZooSpec, parent: ParentSpec) -> list[ModelRecipe]:
+    """A parent zoo's models (see the module doc): owner, copies, siblings, the parent, references."""
+    def tuning(factors: tuple[float, float, float]) -> tuple[float, int, float]:
+        return (spec.lr * factors[0], max(1, int(round(spec.epochs * factors[1]))), factors[2])
+
+    arch = spec.owner_arch
+    rows = [ModelRecipe("owner", "owner", 1, "owner", arch, "owner", 0, tuning=tuning((1.0, 1.0, 1.0)))]
+    rows += [ModelRecipe(name, "scored", 1, ATTACKS[name].family, attack=name, seed=100 + i, part="other")
+             for i, name in enumerate(spec.attacks)]
+    rows.append(ModelRecipe("parent", "scored", 0, "parent", arch, "parent", parent.seed))
+    kinds = [i % len(parent.siblings) for i in range(spec.independent + spec.calibration)]
+    calibration = _stratified_calibration([("sibling", arch, str(kind)) for kind in kinds], spec.calibration)
+    for i, kind in enumerate(kinds):
+        role = "calibration" if i in calibration else "scored"
+        rows.append(ModelRecipe(f"{role[:3]}-sibling-{1001 + i}", role, 0, "sibling", arch, "other", 1001 + i,
+                                tuning=tuning(parent.siblings[kind])))
+    training = [ModelRecipe(f"tra-parent-tune-{3001 + i}", "training", 0, "reference", arch, "owner", 3001 + i,
+                            tuning=tuning(parent.siblings[i % len(parent.siblings)]))
+                for i in range(spec.training_negatives)]
+    return _checked(spec, rows + _references(spec, training))
+
+
+def _checked(spec: ZooSpec, rows: list[ModelRecipe]) -> list[ModelRecipe]:
     names = [row.name for row in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"Zoo {spec.name!r} has duplicate model names.")
@@ -184,11 +233,22 @@ def recipe_key(spec: ZooSpec, recipe: ModelRecipe) -> str:
             "version": CACHE_VERSION, "task": spec.task, "latent": spec.latent, "arch": recipe.arch,
             "part": recipe.part, "seed": recipe.seed, "init_seed": recipe.init_seed, "epochs": spec.epochs,
             "lr": spec.lr, "weight_decay": spec.weight_decay}
+        if recipe.part == "parent":  # keys of the other recipes stay as they were (the cache)
+            relevant = {"version": CACHE_VERSION, "task": spec.task, "latent": spec.latent, "arch": recipe.arch,
+                        "parent": _parent_fields(spec), "weight_decay": spec.weight_decay}
+        elif recipe.tuning is not None:
+            relevant.update(parent=_parent_fields(spec), tuning=list(recipe.tuning), epochs=None, lr=None)
     else:
         relevant = {"version": CACHE_VERSION, "owner": recipe_key(spec, recipes(spec)[0]), "attack": recipe.attack,
                     "seed": recipe.seed, "attack_epochs": spec.attack_epochs, "student": _student_arch(spec),
                     "data": recipe.part, "domain": spec.domain if recipe.part == "synthetic" else None}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _parent_fields(spec: ZooSpec) -> dict[str, Any]:
+    assert spec.parent is not None
+    return {"pretraining": spec.parent.pretraining, "epochs": spec.parent.epochs, "lr": spec.parent.lr,
+            "seed": spec.parent.seed}
 
 
 def _student_arch(spec: ZooSpec) -> str:
@@ -265,8 +325,17 @@ def load_model(path: Path) -> nn.Sequential:
 
 
 # ---------------------------------------------------------------- building
-def _train(spec: ZooSpec, recipe: ModelRecipe) -> nn.Module:
+def _train(spec: ZooSpec, recipe: ModelRecipe, cache: Path) -> nn.Module:
     assert recipe.arch is not None
+    if spec.parent is not None and recipe.part == "parent":
+        model = build(recipe.arch, input_shape=spec.input_shape, output_dim=spec.output_dim, seed=recipe.seed)
+        return fit(model, pretraining_data(spec.parent.pretraining, spec.latent is not None),
+                   epochs=spec.parent.epochs, lr=spec.parent.lr, seed=recipe.seed, weight_decay=spec.weight_decay)
+    if recipe.tuning is not None:  # a fine-tune of the zoo's parent
+        lr, epochs, fraction = recipe.tuning
+        parent = copy.deepcopy(make_model(spec, _parent_recipe(spec), cache))
+        return fit(parent, subset(spec.data(recipe.part), fraction, recipe.seed), epochs=epochs, lr=lr,
+                   seed=recipe.seed, weight_decay=spec.weight_decay)
     model = build(recipe.arch, input_shape=spec.input_shape, output_dim=spec.output_dim,
                   seed=recipe.seed if recipe.init_seed is None else recipe.init_seed)
     return fit(model, spec.data(recipe.part), epochs=spec.epochs, lr=spec.lr, seed=recipe.seed,
@@ -279,7 +348,7 @@ def make_model(spec: ZooSpec, recipe: ModelRecipe, cache: Path) -> nn.Module:
     if path.with_suffix(".safetensors").exists() and path.with_suffix(".json").exists():
         return load_model(path)
     if recipe.attack is None:
-        model = _train(spec, recipe)
+        model = _train(spec, recipe, cache)
     else:
         owner = make_model(spec, recipes(spec)[0], cache)
         other = _student_arch(spec)
@@ -294,6 +363,10 @@ def make_model(spec: ZooSpec, recipe: ModelRecipe, cache: Path) -> nn.Module:
         model = get_attack(recipe.attack).apply(owner, context)
     save_model(model, path)
     return model
+
+
+def _parent_recipe(spec: ZooSpec) -> ModelRecipe:
+    return next(recipe for recipe in recipes(spec) if recipe.part == "parent")
 
 
 def _work(job: tuple[ZooSpec, ModelRecipe, str]) -> str:
@@ -332,11 +405,12 @@ def build_zoos(specs: Iterable[ZooSpec], cache: Path, jobs: int = 2, progress: b
     rows = [(spec, recipe) for spec in specs for recipe in recipes(spec) if kept is None or recipe.role in kept]
     missing = [(spec, recipe) for spec, recipe in rows
                if not (cache / recipe_key(spec, recipe)).with_suffix(".safetensors").exists()]
+    parents = [job for job in missing if job[1].part == "parent"]  # what the owners of parent zoos start from
     owners = [job for job in missing if job[1].role == "owner"]
-    others = [job for job in missing if job[1].role != "owner"]
+    others = [job for job in missing if job[1].role != "owner" and job[1].part != "parent"]
     if missing:
         bar = tqdm(total=len(missing), desc="zoo: training", disable=not progress)
-        for phase in (owners, others):
+        for phase in (parents, owners, others):
             _run_jobs([(spec, recipe, str(cache)) for spec, recipe in phase], jobs, bar)
         bar.close()
     zoos = []

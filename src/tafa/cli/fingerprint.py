@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameter, printable
 from .options import (DEFAULT_SCHEME, SCHEME_NAMES, add_calibration_options, add_opening_options, add_quiet,
-                      main_schemes, open_options)
+                      add_white_box_option, main_schemes, open_options)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -32,8 +33,11 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     notice = getattr(owner, "import_notice", lambda: None)()
     if notice:
         print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
+    parent = _open_parent(args, owner)
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
-                                     directions=args.directions, seed=args.seed, progress=not args.quiet)
+                                     directions=args.directions, seed=args.seed, progress=not args.quiet,
+                                     weights=args.white_box == "keep", parent=parent,
+                                     **({} if parent is None else {"parent_references": args.parent_references}))
     fingerprint.save(args.out)
     commitment = Commitment.of(fingerprint)
     commitment.save(commitment_path(args.out))
@@ -44,10 +48,37 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     else:
         print(f"fingerprint written to {args.out}")
         for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification",
-                    "fingerprint_seconds", "sha256", "commitment", "commitment_sha256"):
+                    "fingerprint_seconds", "parent_sha256", "sha256", "commitment", "commitment_sha256"):
+            if key == "parent_sha256" and key not in summary:
+                continue
             print(f"  {key:<26} {_for_people(summary.get(key))}")
         print("publish or timestamp the commitment_sha256 (or the commitment file) now, before any dispute")
     return 0
+
+
+def _open_parent(args: argparse.Namespace, owner: Any) -> Any:
+    """The ``--parent`` model (``None`` without one), opened with the owner's options (a
+    weights-only parent file with the owner's factory when the owner was given as one), and
+    refused in one line unless it is a file with the owner's input and output shapes."""
+    from ..errors import ShapeMismatch
+    from ..models.options import FACTORY_SPEC
+
+    if args.parent is None:
+        return None
+    text = str(args.parent)
+    if text.startswith(("http://", "https://")) or not Path(text).is_file():
+        raise InvalidParameter(f"--parent must be the parent model's file (the public network MODEL was "
+                               f"fine-tuned from); got {printable(text)!r}, which is not a file.")
+    owner_factory = args.factory is None and args.weights and not Path(str(args.model)).exists() \
+        and FACTORY_SPEC.match(str(args.model))
+    options = open_options(args, factory=str(args.model)) if owner_factory else open_options(args)
+    parent = options.open(text, input_shapes=[owner.input_shape])
+    if parent.input_shape != owner.input_shape or \
+            math.prod(parent.output_shape) != math.prod(owner.output_shape):
+        raise ShapeMismatch(f"--parent {printable(text)!r} takes inputs of shape {parent.input_shape} and returns "
+                            f"{parent.output_shape}; MODEL takes {owner.input_shape} and returns "
+                            f"{owner.output_shape}: a parent must have the owner's input and output shapes.")
+    return parent
 
 
 def _refuse_overwrite(*paths: Any, force: bool) -> None:
@@ -66,7 +97,8 @@ def _reproduce_commitment(args: argparse.Namespace) -> int:
     if args.out:
         _refuse_overwrite(args.out, force=args.force)
     owner = open_options(args).open(args.model, input_shapes=[tuple(commitment.input_shape)])
-    fingerprint = commitment.reproduce(owner, args.domain, progress=not args.quiet)
+    fingerprint = commitment.reproduce(owner, args.domain, progress=not args.quiet,
+                                       parent=_open_parent(args, owner))
     if args.out:
         fingerprint.save(args.out)
     result = {"reproduced": True, "commitment": args.check_commitment, "commitment_sha256": commitment.digest,
@@ -131,10 +163,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     positives = _references(fingerprint, args.positives, args, "--positives")
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
                                  parametric=args.parametric, progress=not args.quiet)
+    weights = None
+    if args.white_box == "auto":
+        weights = fingerprint.weight_evidence(suspect, references)
     if args.json:
-        print(json.dumps({**json.loads(verdict.to_json()), **({"commitment": committed} if committed else {})}))
+        print(json.dumps({**json.loads(verdict.to_json()), "weights": None if weights is None else weights.to_dict(),
+                          **({"commitment": committed} if committed else {})}))
     else:
         print(printable(verdict.render()))
+        if weights is not None:
+            print(printable(weights.render()))
         if committed:
             from ..commitment import describe_check
 
@@ -179,12 +217,21 @@ def add_parsers(commands: Any) -> None:
     fp.add_argument("--probes", type=int, help="probe points (default: the scheme's)")
     fp.add_argument("--directions", type=int, help="directions per probe (default: the scheme's)")
     fp.add_argument("--seed", type=int, default=0)
+    fp.add_argument("--parent", metavar="PARENT",
+                    help="the shared public model MODEL was fine-tuned from (a file, opened like MODEL): the "
+                         "fingerprint measures what the owner's fine-tuning changed relative to it, so models "
+                         "fine-tuned from the same parent on other data are not judged derived")
+    fp.add_argument("--parent-references", type=int, default=19, metavar="N",
+                    help="with --parent: data-free fine-tunes of the parent the owner makes and scores, so that "
+                         "verify without --references calibrates against the parent's fine-tunes (default 19, with "
+                         "the parent itself 20; 0: none)")
     fp.add_argument("--json", action="store_true", help="print a JSON summary")
     fp.add_argument("--check-commitment", metavar="COMMITMENT", help="re-create the fingerprint of MODEL with the "
                     "committed scheme, domain and seed and check it gives the committed probes (exit 2 if not)")
     fp.add_argument("--commitment-digest", metavar="SHA256", help="with --check-commitment: the published digest "
                                                                   "the commitment file must have")
     add_quiet(fp)
+    add_white_box_option(fp, owner=True)
     add_opening_options(fp, services=False, weights=True)
     fp.set_defaults(run=cmd_fingerprint, opens_files=lambda args: True)
 
@@ -202,6 +249,7 @@ def add_parsers(commands: Any) -> None:
     verify.add_argument("--commitment-digest", metavar="SHA256", help="the published digest the commitment file "
                                                                       "must have")
     add_quiet(verify)
+    add_white_box_option(verify)
     add_opening_options(verify, weights=True)
     verify.set_defaults(run=cmd_verify, opens_files=_opens_files)
 

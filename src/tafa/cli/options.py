@@ -56,6 +56,24 @@ def add_calibration_options(parser: argparse.ArgumentParser, *, decides: str) ->
                         "bound the rate by a normal tail fitted to their scores (labelled parametric)")
 
 
+def add_white_box_option(parser: argparse.ArgumentParser, *, owner: bool = False) -> None:
+    """``--white-box``: weight evidence beside the black-box score (docs/method.md, "Weight
+    evidence for file suspects"). The owner chooses ``keep`` or ``off`` (default: a fingerprint
+    reveals no weights); a verifier ``auto`` (default) or ``off``."""
+    if owner:
+        parser.add_argument("--white-box", choices=("keep", "off"), default="off",
+                            help="keep: store the owner's first layers in the fingerprint, so that verify can add "
+                            "weight evidence against suspects that arrive as files (whoever holds the fingerprint "
+                            "then holds those layers); off (default): store none")
+        return
+    parser.add_argument("--white-box", choices=("auto", "off"), default="auto",
+                        help="auto (default): when the fingerprint holds the owner's layers (fingerprint "
+                        "--white-box keep) and the suspect is a file whose weights tafa can read, also report weight "
+                        "evidence (units aligned with the owner's, a p-value against independent initialisation) on "
+                        "its own line / JSON field 'weights'; it never changes the black-box decision. off: compute "
+                        "nothing")
+
+
 def add_opening_options(parser: argparse.ArgumentParser, *, services: bool = True, weights: bool = False,
                         scan: bool = False) -> None:
     """The options of every command that opens models (defaults: :class:`OpenOptions`'s).

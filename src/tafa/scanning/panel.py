@@ -98,7 +98,7 @@ class PanelEntry:
         threshold = None if calibration is None else calibration.threshold
         try:
             signature = self.signature.assemble(fp.probes, outputs)
-            score = self.similarity.compare(fp.owner_signature, signature)
+            score = self.similarity.compare(fp.relative(fp.owner_signature), fp.relative(signature))
             verdict = Verdict.decide(score, calibration, queries=len(self.inputs), seconds=0.0, suspect={},
                                      scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256)
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others

@@ -50,6 +50,11 @@ class Measurement(ABC):
         outputs = np.random.default_rng(0).normal(size=(self.queries(probes), *output_shape))
         return {key: np.shape(value) for key, value in self.assemble(probes, outputs).items()}
 
+    #: The arrays that can be measured relative to another model at the same probes (a shared
+    #: public parent's): values in the output space, where the difference of two models' arrays
+    #: is what one changed relative to the other (:func:`relative_to`). Empty: no parent-aware use.
+    relative_keys: tuple[str, ...] = ()
+
     def from_labels(self, probes: Probes, labels: np.ndarray) -> Signature:
         """The signature of a labels-only suspect from its answers to :meth:`inputs`."""
         raise NotImplementedError(f"Signature {self.name!r} needs the model's outputs, not labels.")
@@ -61,6 +66,18 @@ class Measurement(ABC):
     def measure(self, model: Model, probes: Probes) -> Signature:
         """Query ``model`` and assemble its signature."""
         return self.assemble(probes, model(self.inputs(probes)))
+
+
+def relative_to(signature: Signature, baseline: Signature, keys: tuple[str, ...]) -> Signature:
+    """``signature`` with each array of ``keys`` replaced by its difference from ``baseline``'s
+    (the other arrays, e.g. direction-group labels, kept as they are): what a model changed
+    relative to the baseline model (a parent it was fine-tuned from) at the same probes.
+
+    >>> relative_to({"outputs": np.array([[3.0]]), "group": np.array([0.0])},
+    ...             {"outputs": np.array([[1.0]])}, ("outputs",))["outputs"].tolist()
+    [[2.0]]
+    """
+    return {key: value - baseline[key] if key in keys else value for key, value in signature.items()}
 
 
 SIGNATURES: Components[Measurement] = Components("signature")

@@ -25,6 +25,8 @@ from .base import Measurement, Signature, register_signature
 class Derivatives(Measurement):
     """Outputs and central finite differences along each probe's directions."""
 
+    relative_keys = ("outputs", "derivatives")
+
     def inputs(self, probes: Probes) -> np.ndarray:
         if probes.directions is None or probes.steps is None:
             raise ValueError("The 'derivatives' signature needs probes with directions and steps.")

@@ -12,6 +12,8 @@ from .base import Measurement, Signature, register_signature
 class Outputs(Measurement):
     """``outputs``: ``g(x_i)`` flattened, shape ``(N, m)``."""
 
+    relative_keys = ("outputs",)
+
     def inputs(self, probes: Probes) -> np.ndarray:
         return probes.points
 

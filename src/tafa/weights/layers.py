@@ -1,0 +1,201 @@
+"""Reading a network's weighted layers as *units*: one row per hidden unit.
+
+A unit is an output feature of a Linear layer or an output channel (a filter) of a
+convolution; its *weight vector* is the row of incoming weights (a filter flattened) with
+the bias appended. A BatchNorm that follows a layer is folded into it (in eval mode it is a
+per-unit affine map: its scale multiplies the unit's weights and bias, its shift adds to the
+bias), so a network with BatchNorm is read as the affine units it computes.
+
+Layers are read from what the safe loaders already give: a torch module's parameters and
+buffers, walked in module order (an ``nn.Sequential``, the benchmark's ``ResNet``, or the
+chain the ONNX importer rebuilds). Nothing is run. Every size is checked against a bound
+before anything is allocated, and weights that are not finite are refused
+(:class:`~tafa.errors.ModelLoadError`, one line).
+
+>>> import torch
+>>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+>>> [(layer.kind, layer.vectors.shape) for layer in unit_layers(net)]
+[('linear', (4, 4)), ('linear', (2, 5))]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelLoadError
+
+#: Most units (rows) of one layer that are read; a wider layer ends the reading there.
+MAX_UNITS = 4096
+#: Most values of one layer's unit matrix (units x (fan-in + 1)).
+MAX_LAYER_VALUES = 1 << 24
+#: Most layers read from one network (the evidence uses the first few).
+MAX_LAYERS = 8
+#: Most values read from one network in all.
+MAX_TOTAL_VALUES = 1 << 25
+
+
+@dataclass(frozen=True)
+class UnitLayer:
+    """One weighted layer read as units.
+
+    ``vectors`` is ``(units, fan_in + 1)`` float64: each row a unit's incoming weights
+    (a convolution's filter flattened channel-major) with its bias last. ``kind`` is
+    ``"linear"`` or ``"conv"``; ``inputs`` the number of input features or channels the
+    fan-in is laid over (for a convolution, the fan-in is ``inputs x kernel positions``).
+    """
+
+    name: str
+    kind: str
+    inputs: int
+    vectors: np.ndarray
+    #: False for the network's last weighted layer: its units are the outputs, whose order is
+    #: fixed by the task, not hidden units a training run may order any way.
+    hidden: bool = True
+
+    @property
+    def units(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def fan_in(self) -> int:
+        return int(self.vectors.shape[1]) - 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "inputs": self.inputs, "units": self.units,
+                "fan_in": self.fan_in, "hidden": self.hidden}
+
+
+def _refuse_non_finite(name: str, array: np.ndarray, source: str) -> None:
+    if not np.all(np.isfinite(array)):
+        raise ModelLoadError(f"{source} holds NaN or infinite weights in {name!r}; weight evidence refused.")
+
+
+def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX_LAYERS) -> list[UnitLayer]:
+    """The first ``max_layers`` Linear / Conv layers of a torch module, in module order, as
+    :class:`UnitLayer` rows (BatchNorm folded in). Reading stops at the first layer that
+    breaks a bound (:data:`MAX_UNITS`, :data:`MAX_LAYER_VALUES`, :data:`MAX_TOTAL_VALUES`),
+    at a grouped or transposed convolution, or at ``max_layers``; the caller compares what
+    was read. ``source`` names the model in errors."""
+    import torch
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    layers: list[UnitLayer] = []
+    pending: tuple[str, str, int, Any, Any] | None = None  # a layer whose BatchNorm may follow
+    total = 0
+
+    def flush() -> None:
+        nonlocal pending
+        if pending is not None:
+            name, kind, inputs, weight, bias = pending
+            vectors = np.concatenate([weight.reshape(len(weight), -1), bias[:, None]], axis=1)
+            _refuse_non_finite(name, vectors, source)
+            layers.append(UnitLayer(name, kind, inputs, vectors))
+            pending = None
+
+    for name, child in module.named_modules():
+        if isinstance(child, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            flush()
+            if len(layers) >= max_layers:
+                break
+            if isinstance(child, nn.Conv1d | nn.Conv2d | nn.Conv3d) and child.groups != 1:
+                break
+            shape = tuple(int(s) for s in child.weight.shape)
+            values = math.prod(shape) + shape[0]
+            if shape[0] > MAX_UNITS or values > MAX_LAYER_VALUES or total + values > MAX_TOTAL_VALUES:
+                break
+            total += values
+            with torch.no_grad():
+                weight = child.weight.detach().double().cpu().numpy()
+                bias = (child.bias.detach().double().cpu().numpy() if child.bias is not None
+                        else np.zeros(shape[0]))
+            kind = "linear" if isinstance(child, nn.Linear) else "conv"
+            pending = (name, kind, shape[1], weight, bias)
+        elif isinstance(child, _BatchNorm) and pending is not None:
+            if child.num_features != len(pending[3]) or child.running_var is None or child.running_mean is None:
+                flush()
+                continue
+            with torch.no_grad():
+                mean = child.running_mean.detach().double().cpu().numpy()
+                var = child.running_var.detach().double().cpu().numpy()
+                gamma = (child.weight.detach().double().cpu().numpy() if child.weight is not None
+                         else np.ones_like(mean))
+                beta = (child.bias.detach().double().cpu().numpy() if child.bias is not None
+                        else np.zeros_like(mean))
+            for label, array in (("running_mean", mean), ("running_var", var), ("weight", gamma), ("bias", beta)):
+                _refuse_non_finite(f"{name}.{label}", array, source)
+            if np.any(var < 0):
+                raise ModelLoadError(f"{source} holds a negative running variance in {name!r}; "
+                                     "weight evidence refused.")
+            scale = gamma / np.sqrt(var + float(child.eps))
+            layer, kind, inputs, weight, bias = pending
+            pending = (layer, kind, inputs, weight * scale.reshape(-1, *[1] * (weight.ndim - 1)),
+                       (bias - mean) * scale + beta)
+    flush()
+    weighted = sum(1 for child in module.modules() if isinstance(child, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)))
+    if layers and len(layers) == weighted:
+        last = layers[-1]
+        layers[-1] = UnitLayer(last.name, last.kind, last.inputs, last.vectors, hidden=False)
+    return layers
+
+
+#: Most owner layers a fingerprint keeps, and most values in all (float64: 32 MiB).
+STORED_LAYERS = 4
+MAX_STORED_VALUES = 1 << 22
+
+
+def stored_layers(module: Any) -> list[UnitLayer]:
+    """The owner layers a fingerprint keeps: the first :data:`STORED_LAYERS`, as many as fit in
+    :data:`MAX_STORED_VALUES` values."""
+    layers = unit_layers(module, source="the owner", max_layers=STORED_LAYERS)
+    kept, total = [], 0
+    for layer in layers:
+        total += layer.vectors.size
+        if total > MAX_STORED_VALUES:
+            break
+        kept.append(layer)
+    return kept
+
+
+def layers_from_arrays(arrays: dict[str, np.ndarray], described: Any) -> list[UnitLayer]:
+    """The owner layers kept in a fingerprint file: arrays ``"0"``, ``"1"``, ... and their
+    descriptions (``meta["weight_layers"]``), checked (``ValueError``) before use: as many
+    descriptions as arrays, at most :data:`STORED_LAYERS`, shapes that agree, finite values."""
+    if not arrays and described is None:
+        return []
+    if not isinstance(described, list) or len(described) != len(arrays) or len(arrays) > STORED_LAYERS:
+        raise ValueError(f"the owner weights ({len(arrays)} arrays) do not fit their description")
+    if sum(array.size for array in arrays.values()) > MAX_STORED_VALUES:
+        raise ValueError(f"the owner weights hold more than {MAX_STORED_VALUES} values")
+    layers = []
+    for index, row in enumerate(described):
+        vectors = arrays.get(str(index))
+        if vectors is None or not isinstance(row, dict) or vectors.ndim != 2 or vectors.shape[1] < 2:
+            raise ValueError(f"owner weight layer {index} is malformed")
+        kind, inputs, hidden = row.get("kind"), row.get("inputs"), row.get("hidden", True)
+        fan_in = vectors.shape[1] - 1
+        if (kind not in ("linear", "conv") or not isinstance(inputs, int) or isinstance(inputs, bool) or inputs < 1
+                or fan_in % inputs or row.get("units") != vectors.shape[0] or not isinstance(hidden, bool)
+                or vectors.shape[0] > MAX_UNITS or not np.all(np.isfinite(vectors))):
+            raise ValueError(f"owner weight layer {index} does not fit its description")
+        layers.append(UnitLayer(str(row.get("name", index))[:200], kind, inputs, vectors, hidden))
+    return layers
+
+
+def suspect_layers(suspect: Any) -> list[UnitLayer] | None:
+    """The layers of a suspect whose weights can be read: a torch module, or a model whose
+    :meth:`~tafa.models.Model.torch_module` gives one (a file tafa opened); ``None`` otherwise
+    (a service, a file tafa could not import)."""
+    from torch import nn
+
+    if isinstance(suspect, nn.Module):
+        return unit_layers(suspect, source="the suspect")
+    reader = getattr(suspect, "torch_module", None)
+    module = reader() if reader is not None else None
+    if module is None:
+        return None
+    return unit_layers(module, source=repr(getattr(suspect, "name", "the suspect")))
