@@ -104,6 +104,18 @@ def test_fingerprint_from_torchscript_and_safetensors(files, owner, capsys, tmp_
     assert json.loads(printed)["score"] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_boundary_scheme_end_to_end(files, capsys, tmp_path):
+    """The adaptive scheme through the command line: its queries are counted and bounded."""
+    out = tmp_path / "boundary.tafa"
+    code, printed, _ = _run(capsys, "fingerprint", str(files["owner_onnx"]), "--domain", "box:0,1", "--out", str(out),
+                            "--scheme", "tafa-boundary", "--json")
+    assert code == 0 and json.loads(printed)["queries_per_verification"] == 4968
+    for suspect, low, high in (("owner_onnx", 0.999, 1.0), ("pirate", 0.95, 1.0)):
+        code, printed, _ = _run(capsys, "verify", str(out), str(files[suspect]), "--json")
+        verdict = json.loads(printed)
+        assert code == 0 and low <= verdict["score"] <= high and 0 < verdict["queries"] <= 4968
+
+
 def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("tafa: error:"), err

@@ -132,6 +132,12 @@ register_scheme(Scheme(
     description="the extraction detector: how closely the suspect reproduces the owner's output values at "
     "inputs the owner is confident on (64 queries)"))
 register_scheme(Scheme(
+    "tafa-boundary", probes="boundary", signature="kinks", similarity="boundary-orientation", points=36,
+    directions=8, benchmark=False,
+    description="boundary geometry: lines along the owner's first-layer normals; on each, the suspect's strongest "
+    "kink is located from outputs (scan + bisection) and its gradient jump measured in 8 directions; score: "
+    "median |cosine| with the owner's own kinks on the same lines (4,968 adaptive queries: 138 per line)"))
+register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))
 
@@ -200,7 +206,7 @@ for _name, _params, _what in (
 ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
             "ablate-32-points", "ablate-8-directions", "tafa-select", "ablate-select-uniform", "tafa-learned",
             "tafa-free", "ablate-free-select", "ablate-meta-verifier", "ablate-meta-verifier-data", "metav-free",
-            "tafa-extract", "ablate-extract-uniform")
+            "tafa-extract", "ablate-extract-uniform", "tafa-boundary")
 
 # The published baselines' schemes are registered with tafa's own whatever is imported first
 # (``import tafa`` imports nothing eagerly).

@@ -131,3 +131,42 @@ class OutputAgreement(Similarity):
         per_point = 1.0 / (1.0 + np.linalg.norm(a - b, axis=1) / (spread if spread > 0 else 1.0))
         value = float(np.median(per_point))
         return Score(value, per_point, {"outputs": value})
+
+
+@register_similarity("boundary-orientation")
+class BoundaryOrientation(Similarity):
+    """How well the orientations of the suspect's kinks match the owner's boundaries
+    (:mod:`tafa.signature.kinks`), sign and scale free.
+
+    Per boundary, the ``|cosine|`` between the suspect's measured jump and the owner's, in the
+    same ``K`` directions: the owner's own strongest kink on that line, measured exactly as the
+    suspect's (so a function-preserving copy scores 1); where the owner's measurement found none,
+    the owner's white-box ``normal``. A boundary whose kink the suspect does not show, or
+    (black-box fingerprints) the owner's own measurement missed, counts 0. The score is ``aggregation`` over
+    every boundary (``median``: default; ``mean``), in ``[0, 1]``. Parts: ``found`` (fraction of
+    boundaries located) and ``orientation`` (median ``|cos|`` over the located ones).
+
+    >>> owner = {"normal": np.eye(3), "jump": np.eye(3), "found": np.ones(3), "position": np.zeros(3)}
+    >>> suspect = {"jump": -np.eye(3), "found": np.array([1.0, 1.0, 0.0]), "position": np.zeros(3)}
+    >>> score = BoundaryOrientation().compare(owner, suspect)
+    >>> round(score.value, 6), score.parts["found"]
+    (1.0, 0.666667)
+    """
+
+    score_range = (0.0, 1.0)
+
+    def __init__(self, aggregation: str = "median") -> None:
+        self.aggregation = aggregation
+
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        measured = np.asarray(owner["found"]) > 0
+        if "normal" in owner:  # the owner's own measured kink where found, else its unit's normal
+            reference = np.where(measured[:, None], owner["jump"], owner["normal"])
+            known = np.ones(len(measured), dtype=bool)
+        else:
+            reference, known = owner["jump"], measured
+        located = (np.asarray(suspect["found"]) > 0) & known
+        per_point = np.where(located, np.abs(rowwise_cosine(reference, suspect["jump"])), 0.0)
+        orientation = float(np.median(per_point[located])) if located.any() else 0.0
+        value = aggregate(per_point, self.aggregation)
+        return Score(value, per_point, {"found": round(float(located.mean()), 6), "orientation": orientation})

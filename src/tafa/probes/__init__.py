@@ -16,3 +16,7 @@ __all__ += ["IPGuardProbes", "ModelDiffProbes", "SACmProbes"]
 from .learned import MetaVProbes  # noqa: E402
 
 __all__ += ["MetaVProbes"]
+
+from .boundary import BoundaryProbes  # noqa: E402
+
+__all__ += ["BoundaryProbes"]

@@ -48,6 +48,10 @@ _FORBIDDEN_NAMES = {"gelu", "silu", "elu", "selu", "celu", "softplus", "mish", "
                     "group_norm", "instance_norm", "max", "amax", "min", "amin", "topk", "sort"}
 
 
+class _FirstSwitches(Exception):
+    """Raised after the first switches are recorded when only those are asked for."""
+
+
 class _HeadReached(Exception):
     """Raised at the first monotone head: the value before it is the affine output."""
 
@@ -65,12 +69,15 @@ def _arg(args: tuple, kwargs: dict, index: int, name: str, default: object) -> o
 class _Freeze(TorchFunctionMode):
     """Freeze every piecewise-linear operation to the pattern of batch row 0; record switches."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_only: bool = False) -> None:
         super().__init__()
         self.switches: list[torch.Tensor] = []  # each (rows, n_switches)
+        self.first_only = first_only
 
     def _record(self, value: torch.Tensor) -> None:
         self.switches.append(value.reshape(value.shape[0], -1))
+        if self.first_only:
+            raise _FirstSwitches()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: C901 - one dispatch table
         kwargs = kwargs or {}
@@ -185,6 +192,9 @@ class Linearisation:
     switch_jacobian: np.ndarray
     output: np.ndarray
     jacobian: np.ndarray
+    #: How many switches each piecewise-linear operation contributed, in the order the network
+    #: ran them (the first block is the first layer's units: hyperplanes fixed in input space).
+    blocks: tuple[int, ...] = ()
 
     def distances(self) -> np.ndarray:
         """Distance from ``x0`` to each switch's hyperplane (inf for constant switches)."""
@@ -200,6 +210,28 @@ class Linearisation:
         """Radius of the largest ball around ``x0`` inside the region (ignoring the domain)."""
         distances = self.distances()
         return float(distances.min()) if distances.size else math.inf
+
+
+def first_switches(module: torch.nn.Module, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first piecewise-linear operation's switches at ``x0`` and their (constant) gradients,
+    ``(P,)`` and ``(P, d)``: for a first layer, its units' hyperplanes. Only the layers before
+    that operation run (cheap for large networks)."""
+    shape = x0.shape
+    d = int(np.prod(shape))
+    dtype = next((p.dtype for p in module.parameters()), torch.float64)
+    anchor = torch.as_tensor(x0, dtype=dtype).unsqueeze(0)
+    batch = torch.cat([anchor, anchor + torch.eye(d, dtype=dtype).reshape(d, *shape)])
+    freeze = _Freeze(first_only=True)
+    with torch.no_grad():
+        try:
+            with freeze:
+                module(batch)
+        except (_FirstSwitches, _HeadReached):
+            pass
+    if not freeze.switches:
+        raise NotPiecewiseLinear("the network has no ReLU-like switch")
+    switches = freeze.switches[0]
+    return switches[0].numpy(), (switches[1:] - switches[:1]).T.numpy()
 
 
 #: Default bound on the rows of one forward pass of :func:`linearise` (the anchor included):

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..decide.similarity import Similarity
 from ..decide.verdict import Verdict
-from ..errors import TafaError, check_param, one_line
+from ..errors import InvalidParameter, TafaError, check_param, one_line
 from ..fingerprint import Fingerprint
 from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
@@ -164,6 +164,10 @@ class Panel:
         self.entries: list[PanelEntry] = []
         for item in registered:
             signature, similarity = item.fingerprint.scheme.make_signature(), item.fingerprint.similarity()
+            if signature.adaptive:
+                raise InvalidParameter(f"Fingerprint {item.name!r} (scheme {item.fingerprint.scheme.name!r}) chooses "
+                                       "its queries from each suspect's answers, so it cannot share a scan's "
+                                       "batched queries: verify suspects against it with tafa verify.")
             inputs = np.ascontiguousarray(signature.inputs(item.fingerprint.probes), dtype=np.float32)
             self.entries.append(PanelEntry(item, signature, similarity, inputs))
         self._plans: dict[tuple[str, ...], QueryPlan] = {}

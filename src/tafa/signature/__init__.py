@@ -13,3 +13,7 @@ from .distance import DecisionDistance  # noqa: E402
 from .labels import Labels  # noqa: E402
 
 __all__ += ["Correlation", "DecisionDistance", "Labels"]
+
+from .kinks import Kinks  # noqa: E402
+
+__all__ += ["Kinks"]

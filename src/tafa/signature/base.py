@@ -41,6 +41,14 @@ class Measurement(ABC):
 
     #: Whether a suspect that answers only labels (a class index per input) can be measured.
     accepts_labels: bool = False
+    #: Whether the inputs depend on the answers (then :meth:`inputs` has no fixed list: only
+    #: :meth:`measure` against a model works, and :meth:`queries` is an upper bound).
+    adaptive: bool = False
+
+    def signature_shapes(self, probes: Probes, output_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shape of every array of a signature at ``probes`` (what a fingerprint file checks)."""
+        outputs = np.random.default_rng(0).normal(size=(self.queries(probes), *output_shape))
+        return {key: np.shape(value) for key, value in self.assemble(probes, outputs).items()}
 
     #: The arrays that can be measured relative to another model at the same probes (a shared
     #: public parent's): values in the output space, where the difference of two models' arrays

@@ -1,0 +1,193 @@
+"""Lines that cross the owner's first-layer boundaries at known points (boundary geometry).
+
+Each first-layer ReLU unit ``j`` of a piecewise-linear network is a hyperplane in input
+space, ``{x : w_j . x + b_j = 0}`` (for a convolutional first layer: one filter at one
+position). Crossing it, the network's Jacobian jumps by a rank-one matrix ``c w_j^T``: the
+jump is parallel to the unit's weights, whatever the layers above do. A derived copy keeps
+its units' orientations much better than their positions (fine-tuning moves biases), so
+the black-box evidence compares the *orientation* of the strongest kink a suspect shows on
+each line with the owner's normal (:mod:`tafa.signature.kinks`).
+
+White-box (the owner is a torch module the analysis can freeze): candidates are drawn from
+the domain; at each, :func:`~tafa.relu.linearise.first_switches` gives the first layer's switches,
+and its nearest first-layer hyperplanes are tried in turn (one unit at most once). A
+crossing point ``p`` (the candidate projected onto the hyperplane) must lie in the domain,
+be isolated (no other switch of the owner within a few steps, in the slice of the directions
+a measurement steps along) and be visible (the owner's derivative along the line jumps
+there by at least ``min_jump`` of its size: a unit whose output nothing downstream reads, e.g.
+one that loses its max-pooling window, shows no kink). Per line the probes hold:
+
+- ``points``: the crossing point ``p`` (the line is ``p + t u``, crossing at ``t = 0``);
+- ``directions``: ``K`` orthonormal directions in which the jump is measured, the first being
+  the owner's unit normal, the others random and orthogonal to it;
+- ``steps``: the finite-difference step along the line and the directions;
+- ``extra["line"]``: the line's direction ``u`` (by default the normal itself: the unit a
+  suspect shows most strongly along it is then its unit best aligned with the owner's);
+- ``extra["window"]``: how far along the line the suspect's kinks are scanned (by default the
+  domain's width each way: fine-tuning moves hyperplanes far, see :mod:`tafa.signature.kinks`);
+- ``extra["normal"]``: the owner's unit normal in the measured directions (``(N, K)``).
+
+Black-box owners (no torch module, or operations the analysis cannot freeze): random lines
+through random domain points with random directions and no ``normal``: the owner's own
+strongest kinks are then located and measured exactly like a suspect's, and they are the
+reference.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..domain import Domain
+from ..errors import check_param
+from ..models.base import Model
+from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, first_switches, linearise
+from .base import ProbeStrategy, Probes, register_probes
+
+if TYPE_CHECKING:
+    from ..references import References
+
+
+@register_probes("boundary")
+class BoundaryProbes(ProbeStrategy):
+    """Lines crossing the owner's first-layer hyperplanes (see module doc).
+
+    ``line_angle``: degrees between a line and the unit's normal (0: along it, so that the
+    unit the suspect shows most strongly on the line is its best-aligned one); ``window``: how
+    far along the line (fraction of the domain's width) the suspect's kinks are scanned;
+    ``step``: the finite-difference step (fraction of the domain's width); ``min_jump``: the
+    smallest relative jump of the owner's derivative along the line that makes a crossing
+    visible; ``oversample``: how many candidates per line are drawn at most;
+    ``per_candidate``: how many of a candidate's nearest first-layer hyperplanes are tried.
+    """
+
+    def __init__(self, line_angle: float = 0.0, window: float = 1.0, step: float = 1e-3, min_jump: float = 0.05,
+                 oversample: int = 20, per_candidate: int = 1) -> None:
+        check_param("line_angle", line_angle, "a number of degrees in [0, 85]", 0 <= line_angle <= 85,
+                    caller="BoundaryProbes")
+        check_param("window", window, "a fraction in (0, 10]", 0 < window <= 10, caller="BoundaryProbes")
+        check_param("step", step, "a fraction in (0, 0.01]", 0 < step <= 0.01, caller="BoundaryProbes")
+        self.line_angle = float(line_angle)
+        self.window = float(window)
+        self.step = float(step)
+        self.min_jump = float(min_jump)
+        self.oversample = int(oversample)
+        self.per_candidate = int(per_candidate)
+
+    def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
+               progress: bool = False, data: np.ndarray | None = None,
+               references: References | None = None) -> Probes:
+        rng = np.random.default_rng(seed)
+        module = owner.torch_module()
+        reason = "the owner is not available as a torch module"
+        if module is not None:
+            analysed = copy.deepcopy(module).double().eval()
+            try:
+                check_head_on_top(analysed, domain.sample(1, rng)[0])
+                return self._white_box(analysed, domain, n, k, rng)
+            except NotPiecewiseLinear as error:
+                reason = str(error)
+        return self._black_box(domain, n, k, rng, reason)
+
+    def _sizes(self, domain: Domain) -> tuple[float, float]:
+        """The step and the window, in the domain's units."""
+        return self.step * domain.scale(), self.window * domain.scale()
+
+    def _white_box(self, module: torch.nn.Module, domain: Domain, n: int, k: int,
+                   rng: np.random.Generator) -> Probes:
+        lo, hi = domain.bounds()
+        shape = domain.shape
+        d = int(np.prod(shape))
+        step, window = self._sizes(domain)
+        cos, sin = np.cos(np.radians(self.line_angle)), np.sin(np.radians(self.line_angle))
+        points: list[np.ndarray] = []
+        lines: list[np.ndarray] = []
+        directions: list[np.ndarray] = []
+        normals: list[np.ndarray] = []
+        steps: list[float] = []
+        isolations: list[float] = []
+        jumps: list[float] = []
+        used: set[int] = set()
+        tried = 0
+        tiny = 1e-7 * domain.scale()
+        while len(points) < n and tried < n * self.oversample:
+            tried += 1
+            x0 = domain.sample(1, rng)[0]
+            # the first layer's switches: hyperplanes fixed in input space
+            values, gradients = first_switches(module, x0)
+            norms = np.linalg.norm(gradients, axis=1)
+            distance = np.where(norms > 1e-12, np.abs(values) / np.maximum(norms, 1e-300), np.inf)
+            distance[list(used)] = np.inf
+            # the nearest units' hyperplanes, until one makes a line
+            for j in np.argsort(distance, kind="stable")[:self.per_candidate]:
+                if not np.isfinite(distance[j]) or len(points) == n:
+                    break
+                normal = gradients[j] / norms[j]
+                crossing = x0.reshape(-1) - values[j] / norms[j] * normal
+                if np.any(crossing < lo.reshape(-1) - 1e-12) or np.any(crossing > hi.reshape(-1) + 1e-12):
+                    continue
+                # the line: at line_angle from the normal, towards a random direction orthogonal to it
+                line = cos * normal + sin * _orthogonal_unit(rng.normal(size=d), normal)
+                basis = [normal]
+                while len(basis) < k:
+                    basis.append(_orthogonal_unit(rng.normal(size=d), *basis))
+                measured = np.stack(basis)
+                # the owner's pieces on both sides, in the slice its measurement steps in
+                # (the K directions and the line): isolation and jump are what a suspect's
+                # measurement will meet there
+                slice_basis = np.linalg.qr(np.vstack([measured, line[None]]).T)[0]
+                above = linearise(module, (crossing + tiny * normal).reshape(shape), slice_basis)
+                below = linearise(module, (crossing - tiny * normal).reshape(shape), slice_basis)
+                # the unit's own hyperplane lies ``tiny`` away, and so do the switches that coincide
+                # with it (a max-pooling window the unit wins: its winner-minus-others margins)
+                others = above.distances()
+                others = others[others > 10 * tiny]
+                isolation = float(others.min()) if others.size else np.inf
+                if isolation < 4 * step:  # the owner's own kink must be measurable
+                    continue
+                along = slice_basis.T @ line
+                slope_above, slope_below = above.jacobian @ along, below.jacobian @ along
+                size = max(float(np.linalg.norm(slope_above)), float(np.linalg.norm(slope_below)), 1e-12)
+                jump = float(np.linalg.norm(slope_above - slope_below)) / size
+                if jump < self.min_jump:
+                    continue
+                used.add(int(j))
+                points.append(crossing.reshape(shape))
+                lines.append(line.reshape(shape))
+                directions.append(measured.reshape(k, *shape))
+                steps.append(step)
+                normals.append(measured @ normal)
+                isolations.append(isolation)
+                jumps.append(jump)
+        if not points:
+            raise NotPiecewiseLinear("no isolated, visible first-layer boundary crosses the domain")
+        count = len(points)
+        info: dict[str, Any] = {
+            "strategy": "boundary", "analysis": "white-box", "lines": count, "requested_lines": n,
+            "candidates_tried": tried, "line_angle": self.line_angle,
+            "isolation_median": float(np.median(isolations)), "relative_jump_median": float(np.median(jumps)),
+        }
+        extra = {"line": np.stack(lines), "window": np.full(count, window), "normal": np.stack(normals)}
+        return Probes(np.stack(points), np.stack(directions), np.asarray(steps), extra=extra, info=info)
+
+    def _black_box(self, domain: Domain, n: int, k: int, rng: np.random.Generator, reason: str) -> Probes:
+        shape = domain.shape
+        d = int(np.prod(shape))
+        step, window = self._sizes(domain)
+        points = domain.sample(n, rng)
+        lines = np.stack([_orthogonal_unit(rng.normal(size=d)) for _ in range(n)])
+        directions = np.stack([np.linalg.qr(rng.normal(size=(d, k)))[0].T for _ in range(n)])
+        info = {"strategy": "boundary", "analysis": f"black-box ({reason})", "lines": n}
+        extra = {"line": lines.reshape(n, *shape), "window": np.full(n, window)}
+        return Probes(points, directions.reshape(n, k, *shape), np.full(n, step), extra=extra, info=info)
+
+
+def _orthogonal_unit(vector: np.ndarray, *against: np.ndarray) -> np.ndarray:
+    """``vector`` made orthogonal to the unit vectors ``against`` (Gram-Schmidt), then unit length."""
+    v = np.asarray(vector, dtype=np.float64).copy()
+    for u in against:
+        v -= (v @ u) * u
+    return v / np.linalg.norm(v)

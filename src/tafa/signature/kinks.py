@@ -1,0 +1,190 @@
+"""The strongest kink on each line through an owner boundary, located and measured from outputs only.
+
+Along a line ``x(t) = p + t u`` a piecewise-linear network is piecewise linear in ``t``: its
+derivative along ``u`` is constant between kinks and jumps where the line crosses a unit's
+boundary, by ``c (w . u)`` for a unit with weights ``w`` (``c``: what the layers above do with
+the unit's output). The owner's lines run along its units' normals (:mod:`~tafa.probes.boundary`),
+so the unit that jumps most along a line is the one whose weights point most nearly along it:
+in a derived copy, the owner's own unit, wherever fine-tuning moved its hyperplane (moves of
+30-80 times the spacing between kinks were measured on the digits MLP's ``lr 1e-2``
+fine-tunes, while the unit's orientation kept a cosine of 0.8); in an independent model, its
+best-aligned unit. Orientations are matched, not positions. For each line, against any
+:class:`~tafa.models.Model` (black box, outputs only):
+
+1. **Scan.** The derivative along ``u`` (central difference, step ``h``) at ``cells + 1``
+   points spread over ``[-window, window]`` (the crossing ``t = 0`` falls inside a cell); the
+   cell whose two ends differ most holds the strongest kink.
+2. **Bisect.** ``bisections`` halvings of that cell, keeping the half whose ends differ most
+   (as Carlini, Jagielski and Mironov, CRYPTO 2020, and Rolnick and Kording, ICML 2020, locate
+   critical points from queries): the kink's position ``t*`` is known to half the last bracket.
+3. **Measure the jump.** Just outside the bracket (``2h`` beyond each end) the derivatives
+   along the ``K`` measured directions are taken; the difference ``J`` (``K x m``) is, for one
+   unit switching, ``(v_k . w) c``: rank one, its ``K``-vector is the unit's normal projected
+   onto the directions. One derivative of the scan is asked again: a suspect whose answers
+   change from query to query (by more than ``consistency`` of the strongest cell's change)
+   counts as showing no kink on that line.
+
+The signature holds, per line: ``jump`` (the unit ``K``-vector: ``J``'s leading left singular
+vector, sign-free), ``found`` (1 or 0), ``position`` (``t*``) and, from white-box probes, the
+owner's ``normal`` in the measured directions. At most ``budget`` queries are sent, in
+batches covering every line at once (a service sees few, large requests); lines the budget
+cannot finish are not found. A suspect that answers NaN or inf, or changes its answers from
+query to query, gets "not found" for the lines it spoiled, never an exception.
+
+The queries depend on the answers (adaptive), so this measurement has no fixed input list:
+:meth:`Kinks.inputs` refuses, and :meth:`Kinks.queries` is the exact count for a suspect that
+answers every query (``2 (cells + 1) + 2 bisections + 4 K + 2`` per line, within the budget).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import InvalidParameter, NonFiniteOutput, check_param
+from ..functional import central_differences, stepped_inputs
+from ..models.base import Model
+from ..probes.base import Probes
+from .base import Measurement, Signature, register_signature
+
+
+class _Spent(Exception):
+    """The suspect stopped giving usable answers (non-finite): stop measuring."""
+
+
+@register_signature("kinks")
+class Kinks(Measurement):
+    """Locate the strongest kink on each line and measure its gradient jump (module doc).
+
+    ``budget``: the most queries one measurement sends; ``cells``: how many cells the scan
+    divides a line's window into (odd, so that the crossing lies inside one); ``bisections``:
+    halvings of the strongest cell; ``consistency``: how far (relative to the strongest cell's
+    change) a derivative of the scan, asked again, may stray.
+    """
+
+    adaptive = True
+
+    def __init__(self, budget: int = 5000, cells: int = 47, bisections: int = 4, consistency: float = 0.05) -> None:
+        check_param("budget", budget, "an integer >= 1", isinstance(budget, int) and budget >= 1, caller="Kinks")
+        check_param("cells", cells, "an odd integer >= 3", isinstance(cells, int) and cells >= 3 and cells % 2 == 1,
+                    caller="Kinks")
+        check_param("bisections", bisections, "an integer >= 0", isinstance(bisections, int) and bisections >= 0,
+                    caller="Kinks")
+        self.budget = budget
+        self.cells = cells
+        self.bisections = bisections
+        self.consistency = float(consistency)
+
+    # -- the fixed-list interface does not apply to an adaptive measurement
+    def inputs(self, probes: Probes) -> np.ndarray:
+        raise InvalidParameter("The 'kinks' signature chooses its queries from the suspect's answers (adaptive); "
+                               "it has no fixed input list: measure a model with Kinks.measure.")
+
+    def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
+        raise InvalidParameter("The 'kinks' signature is adaptive: measure a model with Kinks.measure.")
+
+    def signature_shapes(self, probes: Probes, output_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        n, k = _sizes(probes)
+        shapes = {"jump": (n, k), "found": (n,), "position": (n,)}
+        if "normal" in probes.extra:
+            shapes["normal"] = (n, k)
+        return shapes
+
+    def per_line(self, k: int) -> int:
+        """Queries one line costs when the suspect answers every query."""
+        return 2 * (self.cells + 1) + 2 * self.bisections + 4 * k + 2
+
+    def queries(self, probes: Probes) -> int:
+        """Queries one measurement sends to a suspect that answers every query (within the budget)."""
+        n, k = _sizes(probes)
+        return min(self.budget // self.per_line(k), n) * self.per_line(k)
+
+    # -- the measurement
+    def measure(self, model: Model, probes: Probes) -> Signature:
+        n, k = _sizes(probes)
+        points, lines, steps, window = _line_arrays(probes)
+        directions = probes.directions.reshape(n, k, -1)  # type: ignore[union-attr]
+        shape = probes.points.shape[1:]
+        found, position, jump = np.zeros(n), np.zeros(n), np.zeros((n, k))
+        # only the lines the budget can finish are measured (the first ones)
+        lines_measured = np.arange(min(n, self.budget // self.per_line(k)))
+
+        def ask(inputs: np.ndarray) -> np.ndarray:
+            try:
+                return model(inputs.reshape(len(inputs), *shape)).reshape(len(inputs), -1)
+            except NonFiniteOutput:
+                raise _Spent from None
+
+        def slopes(index: np.ndarray, t: np.ndarray) -> np.ndarray:
+            """Derivatives along the lines ``index`` at ``p + t u`` (``t``: ``(len, G)``), ``(len, G, m)``."""
+            count, per = t.shape
+            at = (points[index][:, None] + t[..., None] * lines[index][:, None]).reshape(count * per, -1)
+            along = np.repeat(lines[index], per, axis=0)[:, None]
+            h = np.repeat(steps[index], per)
+            answers = ask(stepped_inputs(at, along, h))
+            return central_differences(answers, count * per, 1, h)[:, 0].reshape(count, per, -1)
+
+        index = lines_measured
+        if index.size:
+            try:
+                # 1. scan: the cell whose ends differ most holds the strongest kink
+                grid = np.linspace(-1.0, 1.0, self.cells + 1)[None] * window[index][:, None]
+                scanned = slopes(index, grid)
+                change = np.linalg.norm(scanned[:, 1:] - scanned[:, :-1], axis=2)
+                cell = np.argmax(change, axis=1)
+                rows = np.arange(len(index))
+                low, high = grid[rows, cell], grid[rows, cell + 1]
+                slope_low, slope_high = scanned[rows, cell], scanned[rows, cell + 1]
+                # 2. bisect: keep the half whose ends differ more
+                for _ in range(self.bisections):
+                    middle = 0.5 * (low + high)
+                    s = slopes(index, middle[:, None])[:, 0]
+                    left = np.linalg.norm(s - slope_low, axis=1) >= np.linalg.norm(slope_high - s, axis=1)
+                    high = np.where(left, middle, high)
+                    low = np.where(left, low, middle)
+                    slope_high = np.where(left[:, None], s, slope_high)
+                    slope_low = np.where(left[:, None], slope_low, s)
+                # 3. the jump across the bracket (2 steps beyond each end), in the K directions
+                h = steps[index]
+                sides = []
+                for end in (low - 2 * h, high + 2 * h):
+                    at = points[index] + end[:, None] * lines[index]
+                    sides.append(central_differences(ask(stepped_inputs(at, directions[index], h)), len(index), k, h))
+                before, after = sides
+                # ... and one derivative of the scan asked again: a suspect must answer it alike
+                again = slopes(index, grid[rows, cell][:, None])[:, 0]
+                stray = np.linalg.norm(again - scanned[rows, cell], axis=1)
+                steady = stray <= self.consistency * change[rows, cell]
+                for row, line_index in enumerate(index):
+                    difference = after[row, :k] - before[row, :k]
+                    if not steady[row] or not np.any(difference):
+                        continue
+                    vector = np.linalg.svd(difference, full_matrices=False)[0][:, 0]
+                    jump[line_index] = vector * (1.0 if vector[np.argmax(np.abs(vector))] >= 0 else -1.0)
+                    found[line_index] = 1.0
+                    position[line_index] = 0.5 * (low[row] + high[row])
+            except _Spent:
+                pass
+        signature = {"jump": jump, "found": found, "position": position}
+        if "normal" in probes.extra:
+            signature["normal"] = np.asarray(probes.extra["normal"], dtype=np.float64)
+        return signature
+
+def _sizes(probes: Probes) -> tuple[int, int]:
+    if probes.directions is None or probes.steps is None or "line" not in probes.extra \
+            or "window" not in probes.extra:
+        raise InvalidParameter("The 'kinks' signature needs boundary probes (lines, windows, directions, steps).")
+    return len(probes.points), int(probes.directions.shape[1])
+
+
+def _line_arrays(probes: Probes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Crossing points and line directions, flattened, with the steps and windows (float64)."""
+    n = len(probes.points)
+    points = np.asarray(probes.points, dtype=np.float64).reshape(n, -1)
+    lines = np.asarray(probes.extra["line"], dtype=np.float64).reshape(n, -1)
+    steps = np.asarray(probes.steps, dtype=np.float64).reshape(n)
+    window = np.asarray(probes.extra["window"], dtype=np.float64).reshape(n)
+    if not (np.all(steps > 0) and np.all(window > 0) and math.isfinite(float(window.max()))):
+        raise InvalidParameter("Boundary probes need positive steps and windows.")
+    return points, lines, steps, window
