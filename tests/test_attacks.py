@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from equivalence import assert_same_function, outputs
+
 from tafa.attacks import (ATTACKS, FAMILIES, STANDARD_ATTACKS, Attack, AttackContext, add_weight_noise, combine,
                           distill, finetune, get_attack, magnitude_prune, mlp_student, permute_units, quantize,
                           register_attack, reinitialised, rescale_units, structured_prune, to_float16)
@@ -56,17 +58,6 @@ def sample(name: str, n: int = 64, seed: int = 0) -> torch.Tensor:
     if name == "decoder":
         return torch.randn(n, *shape, generator=generator)
     return torch.rand(n, *shape, generator=generator)
-
-
-def outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(x)
-
-
-def assert_same_function(original: nn.Module, copy_: nn.Module, x: torch.Tensor) -> None:
-    expected, got = outputs(original, x), outputs(copy_, x)
-    assert got.shape == expected.shape
-    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
 
 
 def weights(model: nn.Module) -> list[torch.Tensor]:

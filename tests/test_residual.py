@@ -11,6 +11,9 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from equivalence import assert_same_function as same_function
+from equivalence import outputs
+
 from tafa.attacks import (ATTACKS, BATCHNORM_ATTACKS, STANDARD_ATTACKS, AttackContext, fold_batchnorm,
                           permute_units, rescale_units, structured_prune)
 from tafa.bench.architectures import ResNet, build
@@ -45,15 +48,8 @@ def tiny_resnet(seed: int = 0) -> ResNet:
     return with_batchnorm_statistics(ResNet((1, 8, 8), 10, (1, 1), (4, 8), stem="pooled"), seed)
 
 
-def outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(x)
-
-
 def assert_same_function(original: nn.Module, copy_: nn.Module, x: torch.Tensor) -> None:
-    expected, got = outputs(original, x), outputs(copy_, x)
-    assert got.shape == expected.shape
-    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+    same_function(original, copy_, x, tolerance=1e-5)
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

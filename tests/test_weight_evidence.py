@@ -99,12 +99,11 @@ def test_the_fingerprint_keeps_checked_owner_layers(classifier):
     assert lean.probe_sha256 == fingerprint.probe_sha256  # the commitment's reproducible hash ignores them
 
 
-def test_cli_verify_reports_weights_on_their_own_line_and_off_computes_nothing(classifier, tmp_path, capsys):
+def _fingerprint_with_weights(classifier, tmp_path):
+    """The classifier saved as safetensors beside a factory file, fingerprinted by the command
+    line with ``--white-box keep``: (the factory file, the fingerprint's path)."""
     owner = tmp_path / "owner.safetensors"
     save_file({k: v.contiguous() for k, v in classifier.owner.state_dict().items()}, str(owner))
-    copy = tmp_path / "copy.safetensors"
-    pruned = magnitude_prune(classifier.owner, 0.5)
-    save_file({k: v.contiguous() for k, v in pruned.state_dict().items()}, str(copy))
     factory = tmp_path / "net.py"
     factory.write_text("from tafa.bench.architectures import build\n"
                        "def net():\n    return build('mlp', input_shape=(1, 8, 8), output_dim=10, seed=0)\n")
@@ -113,6 +112,14 @@ def test_cli_verify_reports_weights_on_their_own_line_and_off_computes_nothing(c
         assert main(["--quiet", "fingerprint", f"{factory}:net", "--weights", str(owner), "--input-shape", "1,8,8",
                      "--domain", "box:0,1", "--out", str(out), "--probes", "8", "--directions", "2",
                      "--white-box", "keep"]) == 0
+    return factory, out
+
+
+def test_cli_verify_reports_weights_on_their_own_line_and_off_computes_nothing(classifier, tmp_path, capsys):
+    copy = tmp_path / "copy.safetensors"
+    pruned = magnitude_prune(classifier.owner, 0.5)
+    save_file({k: v.contiguous() for k, v in pruned.state_dict().items()}, str(copy))
+    factory, out = _fingerprint_with_weights(classifier, tmp_path)
     common = ["verify", str(out), str(copy), "--factory", f"{factory}:net", "--input-shape", "1,8,8"]
     code, text, _ = _run(capsys, *common)
     assert code == 0 and "weights: p = " in text and "first-layer units matched" in text
@@ -130,16 +137,7 @@ def test_cli_verify_reports_weights_on_their_own_line_and_off_computes_nothing(c
 
 
 def test_cli_hostile_suspect_files_give_one_line(classifier, tmp_path, capsys):
-    owner = tmp_path / "owner.safetensors"
-    save_file({k: v.contiguous() for k, v in classifier.owner.state_dict().items()}, str(owner))
-    factory = tmp_path / "net.py"
-    factory.write_text("from tafa.bench.architectures import build\n"
-                       "def net():\n    return build('mlp', input_shape=(1, 8, 8), output_dim=10, seed=0)\n")
-    out = tmp_path / "owner.tafa"
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["--quiet", "fingerprint", f"{factory}:net", "--weights", str(owner), "--input-shape", "1,8,8",
-                     "--domain", "box:0,1", "--out", str(out), "--probes", "8", "--directions", "2",
-                     "--white-box", "keep"]) == 0
+    factory, out = _fingerprint_with_weights(classifier, tmp_path)
     state = {k: v.clone().contiguous() for k, v in classifier.owner.state_dict().items()}
     state["1.weight"][3, 5] = float("nan")
     poisoned = tmp_path / "nan.safetensors"
