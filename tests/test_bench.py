@@ -126,7 +126,7 @@ def test_pooled_figures_rank_each_zoo_against_its_own_references():
     low, high = zoo("low", 0.0), zoo("high", 0.5)
     rules = {"low": calibrations(low), "high": calibrations(high)}
     pooled = summarise(low + high, rules, n_boot=20)
-    assert pooled["ranked_on"] == "calibrated"
+    assert pooled["ranked_on"] == "evidence"
     assert pooled["auc"] == 1.0 and pooled["tpr_at_fpr_1pct"] == 1.0
     assert pooled["utility_kept"]["tpr_at_fpr_1pct"] == 1.0
     # raw pooling: "high"'s independents (up to 0.695) outscore "low"'s copies (0.60-0.64)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tafa import Fingerprint
 from tafa.attacks import magnitude_prune
 from tafa.cli import main
 
@@ -66,7 +67,8 @@ def fingerprint_file(files):
 def test_fingerprint_from_onnx_is_white_box(fingerprint_file, capsys):
     code, out, _ = _run(capsys, "info", str(fingerprint_file), "--json")
     info = json.loads(out)
-    assert code == 0 and info["analysis"] == "white-box" and info["queries_per_verification"] == 576
+    assert code == 0 and info["analysis"] == "white-box" and info["stages"] == ["tafa", "tafa-boundary"]
+    assert info["queries_per_stage"][0] == 576 and info["queries_per_verification"] == sum(info["queries_per_stage"])
 
 
 def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
@@ -82,9 +84,14 @@ def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
     assert verdicts["independent"]["decision"] == "independent"
     for verdict in verdicts.values():
         assert {"decision", "score", "threshold", "alpha_requested", "bound", "queries", "n_references"} <= set(verdict)
-        assert verdict["queries"] == 576 and verdict["n_references"] == 18
-        assert verdict["bound_method"] == "parametric" and verdict["rank_bound"] == pytest.approx(1 / 19)
-        assert verdict["alpha_requested"] == verdict["bound"] == 0.01 and "parametric" in verdict["bound_note"]
+        # two stages (an MLP owner), each a parametric tail at half of alpha; the second runs only when the
+        # first does not fire
+        assert verdict["queries"] == sum(stage["queries"] for stage in verdict["stages"])
+        assert verdict["n_references"] == 18
+        assert verdict["stages"][0]["queries"] == 576 and verdict["bound_method"] == "bonferroni:parametric+parametric"
+        assert verdict["rank_bound"] == pytest.approx(1 / 19) and "parametric" in verdict["bound_note"]
+        assert verdict["alpha_requested"] == 0.01 and verdict["bound"] == pytest.approx(0.01)
+    assert verdicts["independent"]["stages"][1]["queries"] > 0
 
 
 def test_human_verdict_and_undecided_without_references(files, fingerprint_file, capsys):
@@ -109,11 +116,11 @@ def test_boundary_scheme_end_to_end(files, capsys, tmp_path):
     out = tmp_path / "boundary.tafa"
     code, printed, _ = _run(capsys, "fingerprint", str(files["owner_onnx"]), "--domain", "box:0,1", "--out", str(out),
                             "--scheme", "tafa-boundary", "--json")
-    assert code == 0 and json.loads(printed)["queries_per_verification"] == 4968
-    for suspect, low, high in (("owner_onnx", 0.999, 1.0), ("pirate", 0.95, 1.0)):
+    assert code == 0 and json.loads(printed)["queries_per_verification"] == 29 * 170  # 29 lines of 170 queries
+    for suspect, low, high in (("owner_onnx", 0.999, 1.0), ("pirate", 0.85, 1.0)):
         code, printed, _ = _run(capsys, "verify", str(out), str(files[suspect]), "--json")
         verdict = json.loads(printed)
-        assert code == 0 and low <= verdict["score"] <= high and 0 < verdict["queries"] <= 4968
+        assert code == 0 and low <= verdict["score"] <= high and 0 < verdict["queries"] <= 29 * 170
 
 
 def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
@@ -263,7 +270,9 @@ def test_a_bad_reference_is_named_as_a_reference(files, fingerprint_file, classi
 def test_quiet_is_accepted_after_the_command(files, fingerprint_file, capsys):
     code = main(["verify", str(fingerprint_file), str(files["pirate"]), "--json", "--quiet"])
     captured = capsys.readouterr()
-    assert code == 0 and json.loads(captured.out)["queries"] == 576 and captured.err == ""
+    # no references: both stages are measured and reported
+    total = Fingerprint.load(fingerprint_file).queries()
+    assert code == 0 and json.loads(captured.out)["queries"] == total and captured.err == ""
 
 
 def test_fingerprint_out_refuses_to_overwrite_without_force(files, capsys, tmp_path):
@@ -424,12 +433,13 @@ def test_verify_of_a_service_takes_the_shared_opening_options(classifier, finger
     for result in (first, second):
         assert result[0] == 0, result[2]
     sent, again = json.loads(first[1])["suspect"], json.loads(second[1])["suspect"]
-    # the fingerprint's 576 queries are answered from the cache the second time (a few inputs the
-    # client re-asks to check the service's consistency may be sent again)
-    assert sent["network_queries"] >= 576 and again["cached_queries"] >= 576
-    assert again["network_queries"] <= sent["network_queries"] - 576
+    # the fingerprint's queries (both stages: no references) are answered from the cache the second time
+    # (a few inputs the client re-asks to check the service's consistency may be sent again)
+    total = Fingerprint.load(fingerprint_file).queries()
+    assert sent["network_queries"] >= total and again["cached_queries"] >= total
+    assert again["network_queries"] <= sent["network_queries"] - total
     assert json.loads(second[1])["score"] == pytest.approx(1.0, abs=1e-5)
-    _assert_one_line_error(code, err, "576")
+    _assert_one_line_error(code, err, str(total))
     code, _, err = _run(capsys, "verify", str(fingerprint_file), "http://127.0.0.1:1/v2/models/x", "--retries", "-1")
     _assert_one_line_error(code, err, "'retries'")
 

@@ -55,7 +55,9 @@ def test_independent_model_is_independent(kind, fingerprints):
     verdict = _verify(fingerprints, kind, kind.independent)
     assert verdict.decision == "independent", verdict.render()
     assert verdict.threshold - verdict.score > MARGIN
-    assert verdict.queries == fingerprints[kind.name].queries()
+    # both stages ran (the first did not fire), or the references were too few for two stages
+    fingerprint = fingerprints[kind.name]
+    assert verdict.queries == (fingerprint.queries() if verdict.stages else fingerprint.stage_queries()[0])
 
 
 def test_without_references_no_decision_is_made(kind, fingerprints):

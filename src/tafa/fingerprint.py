@@ -39,12 +39,13 @@ from tqdm.auto import tqdm
 from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
-from .decide.threshold import Calibration, calibrate
+from .decide.threshold import Calibration, StagedCalibration, calibrate, calibrate_stages
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
 from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
                      check_param, is_finite_number, one_line)
-from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, content_hash, decode, encode, read,
+from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, check_header, content_hash, decode,
+                               encode, read,
                                tafa_version)
 from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
@@ -77,6 +78,9 @@ MAX_PARENT_REFERENCES = 1000
 #: Data-free parent references made by default (with the parent itself: 20, the fewest whose rank
 #: bound supports alpha = 0.05).
 DEFAULT_PARENT_REFERENCES = 19
+
+#: Prefix of a second stage's arrays, and its header's key, in a fingerprint file.
+SECOND = "second"
 
 ModelLike = Model | torch.nn.Module
 
@@ -115,6 +119,9 @@ class Fingerprint:
     #: The owner's first weighted layers as units (:mod:`tafa.weights`), for weight evidence
     #: against suspects that arrive as files; empty when the owner was a black box.
     owner_layers: list[UnitLayer] = field(default_factory=list)
+    #: The second stage (:attr:`Scheme.second`): a fingerprint of the same owner under another
+    #: scheme, stored in the same file; ``None`` when the scheme has none or it did not apply.
+    second: "Fingerprint | None" = None
 
     # ------------------------------------------------------------------ owner side
     @classmethod
@@ -123,7 +130,8 @@ class Fingerprint:
                input_shape: tuple[int, ...] | None = None, progress: bool = False,
                data: np.ndarray | None = None, references: References | None = None,
                parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES,
-               weights: bool = False, time_budget: float | None = DEFAULT_TIME_BUDGET) -> "Fingerprint":
+               weights: bool = False, time_budget: float | None = DEFAULT_TIME_BUDGET,
+               second_stage: bool | None = None) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model` or an ``nn.Module`` (then ``input_shape``
@@ -158,6 +166,13 @@ class Fingerprint:
         analysis takes shortcuts (float32, smaller slices, fewer LPs, the linearity ladder)
         that are written into the fingerprint's scheme (so it is re-created the same way) and
         listed in its metadata (``shortcuts``). Reference training is not budgeted.
+
+        ``second_stage``: a scheme with a second stage (:attr:`Scheme.second`; the default
+        ``tafa`` has boundary geometry) also fingerprints the owner with it when it applies
+        (``None``: when the owner is a torch module whose first weighted layer is fully
+        connected and no parent is declared; ``False``: never; ``True``: always, or
+        :class:`~tafa.errors.InvalidParameter`). Why a second stage was or was not made is in
+        the metadata (``second_stage``).
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -168,10 +183,11 @@ class Fingerprint:
         if domain.shape != owner.input_shape:
             raise ShapeMismatch(f"The domain has shape {domain.shape} but the model takes {owner.input_shape}.")
         n = scheme.points if points is None else points
-        k = scheme.directions if directions is None else directions
-        check_param("points", n, "an integer >= 2", isinstance(n, int) and n >= 2, caller="Fingerprint.create")
         needs_directions = scheme.directions > 0
         d = int(np.prod(owner.input_shape))
+        # the scheme's default number of directions, at most the input's dimension
+        k = min(scheme.directions, d) if directions is None else directions
+        check_param("points", n, "an integer >= 2", isinstance(n, int) and n >= 2, caller="Fingerprint.create")
         check_param("directions", k, f"an integer in [1, {d}] for scheme {scheme.name!r}",
                     (not needs_directions) or (isinstance(k, int) and 1 <= k <= d), caller="Fingerprint.create")
         check_param("time_budget", time_budget, "None or a number of seconds > 0",
@@ -239,9 +255,14 @@ class Fingerprint:
         layers = stored_layers(module) if module is not None else []
         if layers:
             meta["weight_layers"] = [layer.describe() for layer in layers]
+        second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
+        if scheme.second:
+            meta["second_stage"] = why
+            if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
+                scheme = replace(scheme, second=None)
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta, verifier, parent_signature, layers)
+                   seed, meta, verifier, parent_signature, layers, second)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -256,13 +277,19 @@ class Fingerprint:
                        for key, value in self.parent_signature.items()})
         arrays.update({f"weights.{i}": np.ascontiguousarray(layer.vectors, dtype=np.float64)
                        for i, layer in enumerate(self.owner_layers)})
+        if self.second is not None:
+            arrays.update({f"{SECOND}.{key}": value for key, value in self.second._arrays().items()})
         return arrays
 
     def _header(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "scheme": self.scheme.to_dict(),
-                "domain": self.domain.to_dict(), "input_shape": list(self.input_shape),
-                "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
-                "created": self.created, "seed": self.seed, "probes_info": self.probes.info, "meta": self.meta}
+        header = {"format": FORMAT, "version": VERSION, "scheme": self.scheme.to_dict(),
+                  "domain": self.domain.to_dict(), "input_shape": list(self.input_shape),
+                  "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
+                  "created": self.created, "seed": self.seed, "probes_info": self.probes.info, "meta": self.meta}
+        if self.second is not None:  # same owner, domain, shapes and seed: only what differs
+            header[SECOND] = {"scheme": self.second.scheme.to_dict(), "probes_info": self.second.probes.info,
+                              "meta": self.second.meta}
+        return header
 
     @property
     def sha256(self) -> str:
@@ -302,12 +329,41 @@ class Fingerprint:
                               header["owner_sha256"], header["created"], header["seed"], meta, verifier, parent,
                               layers)
             fingerprint._check_consistent()
+            if SECOND in header:
+                fingerprint.second = fingerprint._read_second(header[SECOND], arrays, source)
         except TafaError as error:
             raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
         except Exception as error:  # noqa: BLE001 - a header that hashes right but does not fit together
             raise FingerprintError(f"{source} has a malformed header "
                                    f"({type(error).__name__}: {one_line(error)}).") from None
         return fingerprint
+
+    def _read_second(self, header: Any, arrays: dict[str, np.ndarray], source: str) -> "Fingerprint":
+        """The second stage stored with this fingerprint: its own scheme, probes and owner
+        signature (``second.*`` arrays); owner, domain, shapes and seed are this one's. A
+        second stage has no stage of its own, no learned verifier, parent or weights."""
+        if not isinstance(header, dict) or not {"scheme", "probes_info"} <= set(header) <= {"scheme", "probes_info",
+                                                                                             "meta"}:
+            raise ValueError("the second stage's header is not an object with a scheme, probes_info and meta alone")
+        check_header(header, source=f"{source} (second stage)")
+        inner = {key[len(SECOND) + 1:]: value for key, value in arrays.items() if key.startswith(f"{SECOND}.")}
+        allowed = ("probes.", "owner.")
+        if not all(key.startswith(allowed) for key in inner):
+            raise ValueError("the second stage holds arrays other than probes and the owner's signature")
+        scheme = Scheme.from_dict(header["scheme"])
+        if scheme.second:
+            raise ValueError("a second stage cannot have a stage of its own")
+        second = replace(self, scheme=scheme, meta=header.get("meta", {}),
+                         probes=Probes.from_arrays({key[7:]: value for key, value in inner.items()
+                                                    if key.startswith("probes.")}, header["probes_info"]),
+                         owner_signature={key[6:]: value for key, value in inner.items() if key.startswith("owner.")},
+                         verifier={}, parent_signature={}, owner_layers=[], second=None)
+        second._check_consistent()
+        queries = self.queries() + second.queries()
+        if queries > MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
+            raise ValueError(f"{queries} queries of the two stages exceed the reader's limits ({MAX_QUERIES} queries, "
+                             f"{MAX_OUTPUT_VALUES} output values)")
+        return second
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fingerprint file atomically; returns its path."""
@@ -331,6 +387,7 @@ class Fingerprint:
             (isinstance(self.owner_sha256, str) and isinstance(self.created, str), "owner_sha256/created"),
             (isinstance(self.meta, dict) and isinstance(self.probes.info, dict), "meta/probes_info"),
             (self.domain.shape == self.input_shape, "domain shape"),
+            (self.scheme.second is None or isinstance(self.scheme.second, str), "scheme.second"),
         ]
         for ok, name in checks:
             if not ok:
@@ -369,8 +426,17 @@ class Fingerprint:
 
     # ------------------------------------------------------------------ verifier side
     def queries(self) -> int:
-        """Queries one verification sends to a suspect."""
-        return self.scheme.make_signature().queries(self.probes)
+        """Queries one verification sends to a suspect at most (every stage run)."""
+        return sum(self.stage_queries())
+
+    def stage_queries(self) -> list[int]:
+        """Queries per stage (one entry without a second stage)."""
+        own = self.scheme.make_signature().queries(self.probes)
+        return [own] + ([] if self.second is None else [self.second.queries()])
+
+    def stage_names(self) -> list[str]:
+        """The stages' scheme names (one entry without a second stage)."""
+        return [self.scheme.name] + ([] if self.second is None else [self.second.scheme.name])
 
     def check_shapes(self, suspect: Model) -> None:
         """Raise :class:`ShapeMismatch` unless ``suspect`` takes and returns what the owner did
@@ -433,8 +499,12 @@ class Fingerprint:
         return self.compare(self.measure(suspect))
 
     def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
-                  parametric: bool = False, suspect: ModelLike | None = None) -> Calibration:
-        """Threshold from negative references (independently trained models of the same task).
+                  parametric: bool = False, suspect: ModelLike | None = None,
+                  first_only: bool = False) -> Calibration | StagedCalibration:
+        """Threshold from negative references (independently trained models of the same task);
+        with a second stage, one threshold per stage at half of ``alpha`` each, on the same
+        references (:class:`~tafa.decide.threshold.StagedCalibration`; :meth:`calibrate_first`
+        calibrates the first stage alone, at the whole ``alpha``).
 
         The references are cleaned first: the owner itself (or ``suspect``) among them is refused
         (:class:`~tafa.errors.RefusedReference`): with the owner there no copy is ever judged
@@ -474,9 +544,28 @@ class Fingerprint:
                 notes.append(f"{len(copies)} references left out as probable copies of the owner (scoring at or "
                              f"above {line:.6g}, near the owner's own int8 copy): {', '.join(copies[:5])}"
                              f"{' ...' if len(copies) > 5 else ''}")
+                kept = [model for model, value in zip(kept, scores) if value < line]
                 scores = [value for value in scores if value < line]
         calibration = calibrate(scores, alpha, parametric=parametric)
+        if self.second is not None and not first_only:
+            staged = calibrate_stages([scores, self.second.scores(kept, progress=progress, desc="references, stage 2")],
+                                      self.stage_names(), alpha, parametric=parametric)
+            if staged.supports_alpha:
+                staged.notes = notes
+                return staged
+            notes.append(f"{len(scores)} references are too few for both stages at {alpha:g} (each stage gets half of "
+                         f"it: {staged.stages[0].references_needed} references by rank); the first stage decides alone "
+                         f"({self.second.scheme.name} not run)")
         calibration.notes = notes
+        return calibration
+
+    def calibrate_first(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
+                        parametric: bool = False) -> Calibration:
+        """The first stage's threshold alone, at the whole ``alpha``: for the scan, which measures
+        every fingerprint's first stage at shared fixed queries and never runs a second
+        (:meth:`calibrate`, whose reference hygiene this shares)."""
+        calibration = self.calibrate(references, alpha, progress, parametric=parametric, first_only=True)
+        assert isinstance(calibration, Calibration)
         return calibration
 
     def parent_calibration(self, alpha: float = 0.01, *, parametric: bool = False) -> Calibration:
@@ -514,8 +603,12 @@ class Fingerprint:
 
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
                positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
-               calibration: Calibration | None = None, progress: bool = False) -> Verdict:
+               calibration: Calibration | StagedCalibration | None = None, progress: bool = False) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
+
+        With a second stage, the suspect is measured by it only when the first stage does not
+        already judge it derived (or when there is no calibration: both scores are reported),
+        and "derived" means any stage above its own threshold (:meth:`calibrate`).
 
         Without references (and without a ready ``calibration``) the decision is
         ``"undecided"``, and so it is when the references are too few for ``alpha`` by rank
@@ -533,6 +626,23 @@ class Fingerprint:
         score = self.score(model)
         queries = model.queries - before
         seconds = time.perf_counter() - started
+        stages: list[dict[str, Any]] = []
+        if self.second is None and isinstance(calibration, StagedCalibration):
+            raise InvalidParameter("A calibration with stages was given to a fingerprint with one stage: calibrate "
+                                   "it with this fingerprint's Fingerprint.calibrate.")
+        if self.second is not None and not isinstance(calibration, Calibration):  # a Calibration: stage 1 decides
+            stages.append({"name": self.scheme.name, "score": score.value, "queries": queries, "seconds": seconds})
+            decided = calibration is not None and calibration.fires([score.value])
+            if decided:
+                stages.append({"name": self.second.scheme.name, "score": None, "queries": 0, "seconds": 0.0})
+            else:
+                started = time.perf_counter()
+                before = model.queries
+                value = self.second.score(model).value
+                stages.append({"name": self.second.scheme.name, "score": value, "queries": model.queries - before,
+                               "seconds": time.perf_counter() - started})
+            queries = sum(stage["queries"] for stage in stages)
+            seconds = sum(stage["seconds"] for stage in stages)
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
         stored = self.meta.get(PARENT_REFERENCE_SCORES)
@@ -551,7 +661,7 @@ class Fingerprint:
             notes.append(consistency.note())
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
-                              positive_scores=positive_scores, notes=notes)
+                              positive_scores=positive_scores, notes=notes, stages=stages)
 
     def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
         """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file
@@ -583,11 +693,50 @@ class Fingerprint:
         """A summary for reports and the command line."""
         return {"scheme": self.scheme.name, "domain": self.domain.describe(), "points": len(self.probes),
                 "directions": 0 if self.probes.directions is None else int(self.probes.directions.shape[1]),
-                "queries_per_verification": self.queries(), "input_shape": list(self.input_shape),
+                "queries_per_verification": self.queries(),
+                **({"queries_per_stage": self.stage_queries(), "stages": self.stage_names()}
+                   if self.second is not None else {}),
+                "input_shape": list(self.input_shape),
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
+
+
+def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wanted: bool | None, parent: bool,
+                  progress: bool) -> tuple["Fingerprint | None", dict[str, Any]]:
+    """The second stage of ``scheme`` for ``owner`` (``None`` where it does not apply, or is
+    not ``wanted``), and what to record about it."""
+    if not scheme.second or wanted is False:
+        return None, {"made": False, "why": "not asked for" if scheme.second else "the scheme has none"}
+    from .probes.boundary import dense_first_layer
+    from .relu.linearise import NotPiecewiseLinear
+
+    module = owner.torch_module()
+    reason = None
+    if parent:
+        reason = "a parent is declared (the second stage is not measured relative to a parent)"
+    elif module is None:
+        reason = "the owner is not a torch module the analysis can read"
+    elif not dense_first_layer(module):
+        reason = "the owner's first weighted layer is not fully connected (the boundary stage is weak on filters)"
+    second = None
+    if reason is None:
+        try:
+            second = Fingerprint.create(owner, domain, scheme=scheme.second, seed=seed, progress=progress,
+                                        time_budget=None, second_stage=False)
+        except NotPiecewiseLinear as error:
+            reason = f"no boundary to measure ({one_line(error)})"
+        else:
+            if second.probes.analysis is not Analysis.WHITE_BOX:
+                reason, second = f"its probes could not be made white-box ({second.probes.info.get('analysis')})", None
+    if reason is not None:
+        if wanted:
+            raise InvalidParameter(f"No second stage ({scheme.second}) for this owner: {reason}.")
+        return None, {"made": False, "scheme": scheme.second, "why": reason}
+    assert second is not None
+    return second, {"made": True, "scheme": scheme.second, "queries": second.queries(),
+                    "lines": len(second.probes), "fingerprint_seconds": second.meta.get("fingerprint_seconds")}
 
 
 def _owner_int8_score(owner: Model, probes: Probes, signature: Any, similarity: Similarity,

@@ -568,8 +568,9 @@ class Registry:
     def calibrate(self, name: str, references: Iterable[Any], alpha: float = 0.01,
                   progress: bool = False) -> Calibration:
         """Score ``references`` (independent models of the owner's task) with ``name`` and store
-        the resulting :class:`~tafa.decide.Calibration`."""
-        calibration = self.get(name).fingerprint.calibrate(references, alpha=alpha, progress=progress)
+        the resulting :class:`~tafa.decide.Calibration` (of the first stage: a scan measures
+        only that one, :meth:`~tafa.fingerprint.Fingerprint.calibrate_first`)."""
+        calibration = self.get(name).fingerprint.calibrate_first(references, alpha=alpha, progress=progress)
         self.set_calibration(name, calibration)
         return calibration
 

@@ -53,6 +53,11 @@ class Scheme:
     #: Where the reference models a learned similarity (or a reference-guided probe
     #: selection) uses come from (a :class:`ReferenceSource`; its value is accepted too).
     references: ReferenceSource = ReferenceSource.NONE
+    #: A second stage (another scheme's name): measured on the same owner when it applies
+    #: (``Fingerprint.create``), run on a suspect only when the first stage does not already
+    #: judge it derived, the two decided together with their shares of alpha (Bonferroni; see
+    #: :class:`~tafa.decide.threshold.StagedCalibration`).
+    second: str | None = None
     #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
     #: the probe strategy, so that creating fingerprints of one owner again with other
     #: references reuses the candidate probes (see :class:`~tafa.probes.base.CandidateCache`).
@@ -79,13 +84,15 @@ class Scheme:
         return {"name": self.name, "probes": self.probes, "signature": self.signature,
                 "similarity": self.similarity, "points": self.points, "directions": self.directions,
                 "probe_params": self.probe_params, "signature_params": self.signature_params,
-                "similarity_params": self.similarity_params, "references": self.references.value}
+                "similarity_params": self.similarity_params, "references": self.references.value,
+                **({"second": self.second} if self.second else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Scheme":
         return cls(**{key: data[key] for key in (
             "name", "probes", "signature", "similarity", "points", "directions", "probe_params",
-            "signature_params", "similarity_params") if key in data}, references=data.get("references", "none"))
+            "signature_params", "similarity_params") if key in data}, references=data.get("references", "none"),
+            second=data.get("second") or None)
 
 
 SCHEMES: dict[str, Scheme] = {}
@@ -109,8 +116,14 @@ def get_scheme(name: str) -> Scheme:
 
 register_scheme(Scheme(
     "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64, directions=4,
+    second="tafa-boundary",
     description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
-    "cosine of the group-centred derivatives (the threshold rule; no reference models needed to fingerprint)"))
+    "cosine of the group-centred derivatives (576 queries); owners whose first layer is fully connected also get "
+    "a second stage, boundary geometry (tafa-boundary, up to 4,930 queries), run only when the first stage does "
+    "not already judge the suspect derived; each stage decides at half of alpha"))
+register_scheme(Scheme(
+    "tafa-one-stage", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, description="tafa's first stage alone (the default before the boundary-geometry second stage)"))
 register_scheme(Scheme(
     "tafa-learned", probes="relu", signature="derivatives", similarity="evidence", points=64, directions=4,
     references=ReferenceSource.DATA,
@@ -132,17 +145,23 @@ register_scheme(Scheme(
     description="the extraction detector: how closely the suspect reproduces the owner's output values at "
     "inputs the owner is confident on (64 queries)"))
 register_scheme(Scheme(
-    "tafa-boundary", probes="boundary", signature="kinks", similarity="boundary-orientation", points=36,
-    directions=8, benchmark=False,
+    "tafa-boundary", probes="boundary", signature="kinks", similarity="boundary-orientation", points=29,
+    directions=16, similarity_params={"estimate": "full", "aggregation": "mean"}, benchmark=False,
     description="boundary geometry: lines along the owner's first-layer normals; on each, the suspect's strongest "
-    "kink is located from outputs (scan + bisection) and its gradient jump measured in 8 directions; score: "
-    "median |cosine| with the owner's own kinks on the same lines (4,968 adaptive queries: 138 per line)"))
+    "kink is located from outputs (scan + bisection) and its gradient jump measured in 16 directions (the owner's "
+    "normal and 15 random ones); score: mean over lines of the kink's estimated full-space |cosine| with the "
+    "owner's own kink (4,930 adaptive queries: 170 per line); tafa's second stage"))
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))
 
 
 # Ablations of the method (``tafa bench --ablation``): each changes one lever of "tafa".
+register_scheme(Scheme(
+    "ablate-boundary-projected", probes="boundary", signature="kinks", similarity="boundary-orientation",
+    points=36, directions=8, benchmark=False,
+    description="the boundary stage as first built (session 4): 36 lines, 8 directions, median of the projected "
+    "|cosine| (4,968 queries)"))
 register_scheme(Scheme(
     "ablate-random-points", probes="random", signature="derivatives", similarity="derivative-cosine", points=64,
     directions=4, probe_params={"group": 8, "step": 0.01}, benchmark=False,
@@ -206,7 +225,7 @@ for _name, _params, _what in (
 ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
             "ablate-32-points", "ablate-8-directions", "tafa-select", "ablate-select-uniform", "tafa-learned",
             "tafa-free", "ablate-free-select", "ablate-meta-verifier", "ablate-meta-verifier-data", "metav-free",
-            "tafa-extract", "ablate-extract-uniform", "tafa-boundary")
+            "tafa-extract", "ablate-extract-uniform", "tafa-one-stage", "tafa-boundary", "ablate-boundary-projected")
 
 # The published baselines' schemes are registered with tafa's own whatever is imported first
 # (``import tafa`` imports nothing eagerly).

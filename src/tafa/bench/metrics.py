@@ -35,6 +35,7 @@ __all__ = [
     "binomial_ci",
     "bootstrap_ci",
     "calibrated_scale",
+    "evidence_decades",
     "detection_rate",
     "max_min_ru",
     "rank_threshold",
@@ -352,12 +353,27 @@ def calibrated_scale(scores: ScoreArray, reference_scores: ScoreArray,
     [0.03, 1.0, 0.0]
     """
     caller = "calibrated_scale"
-    values = _scores("scores", scores, caller)
-    refs = _scores("reference_scores", reference_scores, caller)
-    check_param("reference_scores", refs.size, "at least 2 scores", refs.size >= 2, caller=caller)
     ok = isinstance(decades, (int, float)) and not isinstance(decades, bool) and math.isfinite(decades) \
         and decades > 0
     check_param("decades", decades, "a number > 0", ok, caller=caller)
+    return np.clip(evidence_decades(scores, reference_scores, caller=caller) / float(decades), 0.0, 1.0)
+
+
+def evidence_decades(scores: ScoreArray, reference_scores: ScoreArray, *, caller: str = "evidence_decades"
+                     ) -> np.ndarray:
+    """``-log10(p)`` of each score against the references, uncapped (:func:`calibrated_scale`
+    caps it at its number of decades and divides): the order the pooled figures rank models
+    of several owners by, where the cap would tie clear copies with an independent model that
+    also passes it (a scheme whose independent models score in a tight cluster, e.g. MetaV's
+    probabilities near 0). References with no spread give 0 at or below their value and
+    :data:`CALIBRATED_DECADES` above it.
+
+    >>> [round(float(v), 2) for v in evidence_decades([0.3, 0.99], [0.2, 0.3, 0.4, 0.25, 0.35])]
+    [0.29, 157.3]
+    """
+    values = _scores("scores", scores, caller)
+    refs = _scores("reference_scores", reference_scores, caller)
+    check_param("reference_scores", refs.size, "at least 2 scores", refs.size >= 2, caller=caller)
     from scipy.stats import norm
 
     bounded = bool(np.all(np.abs(refs) <= 1.0))
@@ -366,9 +382,8 @@ def calibrated_scale(scores: ScoreArray, reference_scores: ScoreArray,
         values = np.arctanh(np.clip(values, -1 + 1e-9, 1 - 1e-9))
     mean, spread = float(np.mean(refs)), float(np.std(refs, ddof=1))
     if spread <= 1e-12 * max(1.0, abs(mean)):
-        return (values > mean).astype(float)
-    log10_p = norm.logsf((values - mean) / spread) / math.log(10)
-    return np.clip(-log10_p / float(decades), 0.0, 1.0)
+        return (values > mean).astype(float) * CALIBRATED_DECADES
+    return np.maximum(-norm.logsf((values - mean) / spread) / math.log(10), 0.0)
 
 
 def max_min_ru(pos_scores: ScoreArray, neg_scores: ScoreArray) -> float:

@@ -184,7 +184,7 @@ def _metrics_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
         rows.append([f"`{_cell(name)}`", _with_ci(s.get("auc"), s.get("auc_ci")),
                      _with_ci(s.get("aruc"), s.get("aruc_ci")), _num(s.get("max_min_ru"), 2),
                      _num(s.get("tpr_at_fpr_1pct")), _num(s.get("tpr_at_fpr_0")), _rule_cell(rules, "0.05"),
-                     _rule_cell(rules, "0.01"), _kept_cell(s), bound, _count(s.get("queries")),
+                     _rule_cell(rules, "0.01"), _kept_cell(s), bound, _queries_cell(s),
                      _seconds(s.get("fingerprint_seconds")), _seconds(s.get("verify_seconds"))])
     return _table(header, rows, "l" + "r" * (len(header) - 1))
 
@@ -256,6 +256,20 @@ _LOFO_COLUMNS = (("auc", "AUC"), ("aruc", "ARUC"), ("tpr_at_fpr_1pct", "TPR@1%FP
                  ("tpr_at_fpr_0", "TPR@0FPR"))
 
 
+def _queries_cell(s: Mapping[str, Any]) -> str:
+    """Queries per verification; with stages, per stage and how often the second runs (the
+    first stage not already judging the model derived at alpha 0.01)."""
+    stages = s.get("queries_per_stage")
+    if not isinstance(stages, list) or len(stages) < 2:
+        return _count(s.get("queries"))
+    text = " + ".join(_count(q) for q in stages)
+    runs = s.get("second_stage_runs")
+    if isinstance(runs, Mapping):
+        text += (f" (stage 2 on {_num(100 * runs.get('derived', float('nan')), 0)}% of copies, "
+                 f"{_num(100 * runs.get('independent', float('nan')), 0)}% of independents)")
+    return text
+
+
 def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One compact row per scheme: accuracy with intervals, the rule, LOFO, extraction, cost."""
     header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "max min(R,U)", "TPR@1%FPR",
@@ -277,7 +291,7 @@ def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      _num(s.get("tpr_at_fpr_1pct"), 2), _rule_cell(rules, "0.05"), _rule_cell(rules, "0.01"),
                      _kept_cell(s),
                      f"{_num(lofo.get('auc'))} / {_num(lofo.get('tpr_at_fpr_1pct'), 2)}" if lofo else DASH,
-                     _num(extraction.get("tpr_at_fpr_1pct"), 2), _count(s.get("queries")),
+                     _num(extraction.get("tpr_at_fpr_1pct"), 2), _queries_cell(s),
                      _seconds(s.get("fingerprint_seconds")),
                      _seconds(1000 * float(verify)) if is_finite_number(verify) else DASH])
         if raw_pooling:
@@ -336,7 +350,7 @@ def _summary(scenarios: Mapping[str, Mapping[str, Any]]) -> list[str]:
     lines = ["", "## Summary per scenario (pooled over its zoos)", "",
              "Extraction (distilled students) is kept out of the other columns and reported apart; "
              "LOFO: leave-one-family-out, for schemes fitted on reference models. Pooled over several "
-             "zoos, AUC and TPR rank the models on the calibrated scale (each model's p-value against its "
+             "zoos, AUC and TPR rank the models by their evidence (-log10 of each model's p-value against its "
              "own zoo's calibration models: raw scores of different owners are not on one scale, and "
              "every verdict is calibrated against its own owner's references); the last column gives "
              "the raw-score pooling of earlier runs."]

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ..references import References
 from ..decide.learned import LearnedSimilarity
-from ..decide.threshold import Calibration, calibrate
+from ..decide.threshold import Calibration, StagedCalibration, calibrate, calibrate_stages
 from ..fingerprint import Fingerprint
 from ..models.base import TorchModel
 from ..probes.base import CandidateCache
@@ -59,7 +59,7 @@ EXTRACTION = "extraction"
 SHARED_INIT = "shared-init"
 
 #: Per zoo (``""`` for a single zoo, else the zoo's name): the calibration at each alpha.
-Rules = dict[str, dict[float, Calibration]]
+Rules = dict[str, dict[float, Calibration | StagedCalibration]]
 
 
 @dataclass
@@ -73,14 +73,21 @@ class Scored:
     score: float
     calibrated: float = float("nan")
     utility: float = float("nan")      # the model's utility as a share of the owner's (NaN: not measured)
+    #: ``-log10`` of the score's p-value against its zoo's calibration rows, uncapped
+    #: (:func:`metrics.evidence_decades`): what pooled figures rank by.
+    evidence: float = float("nan")
+    #: A scheme with stages: each stage's own score (``score`` then ranks the combined evidence,
+    #: :func:`with_stages`, and the rule is each stage against its own threshold).
+    stages: tuple[float, ...] = ()
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
-    """``rows`` with ``calibrated`` set from their calibration rows' scores
-    (:func:`metrics.calibrated_scale`)."""
+    """``rows`` with ``evidence`` and ``calibrated`` set from their calibration rows' scores
+    (:func:`metrics.evidence_decades`, :func:`metrics.calibrated_scale`)."""
     references = [r.score for r in rows if r.role == "calibration"]
-    values = metrics.calibrated_scale([r.score for r in rows], references)
-    return [replace(r, calibrated=float(v)) for r, v in zip(rows, values)]
+    values = metrics.evidence_decades([r.score for r in rows], references)
+    return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
+            for r, v in zip(rows, values)]
 
 
 def with_utility(rows: list[Scored], relative: dict[str, float]) -> list[Scored]:
@@ -88,10 +95,39 @@ def with_utility(rows: list[Scored], relative: dict[str, float]) -> list[Scored]
     return [replace(r, utility=float(relative.get(r.model, float("nan")))) for r in rows]
 
 
-def calibrations(rows: list[Scored]) -> dict[float, Calibration]:
-    """The rule's calibration on the calibration rows at every level of :data:`ALPHAS`."""
-    references = [r.score for r in rows if r.role == "calibration"]
+def with_stages(rows: list[Scored]) -> list[Scored]:
+    """Rows of a scheme with stages, ranked by their combined evidence: each stage's score
+    against the calibration rows' scores at that stage (``-log10`` of its p-value,
+    :func:`metrics.evidence_decades`), the smallest p-value times the number of stages
+    (Bonferroni, as the rule); ``score`` and ``evidence`` are that value in decades,
+    ``calibrated`` it on the calibrated scale."""
+    count = len(rows[0].stages)
+    references = [[r.stages[i] for r in rows if r.role == "calibration"] for i in range(count)]
+    per_stage = [metrics.evidence_decades([r.stages[i] for r in rows], references[i]) for i in range(count)]
+    combined = np.maximum(np.max(np.stack(per_stage), axis=0) - np.log10(count), 0.0)
+    return [replace(r, score=float(v), evidence=float(v),
+                    calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
+            for r, v in zip(rows, combined)]
+
+
+def calibrations(rows: list[Scored]) -> dict[float, Calibration | StagedCalibration]:
+    """The rule's calibration on the calibration rows at every level of :data:`ALPHAS` (per
+    stage at its share of alpha, for rows with stages)."""
+    calibration_rows = [r for r in rows if r.role == "calibration"]
+    if rows and rows[0].stages:
+        names = [f"stage {i + 1}" for i in range(len(rows[0].stages))]
+        stages = [[r.stages[i] for r in calibration_rows] for i in range(len(names))]
+        return {alpha: calibrate_stages(stages, names, alpha, parametric=True) for alpha in ALPHAS}
+    references = [r.score for r in calibration_rows]
     return {alpha: calibrate(references, alpha, parametric=True) for alpha in ALPHAS}
+
+
+def fires(calibration: Calibration | StagedCalibration, row: Scored) -> bool:
+    """Whether the calibrated rule judges ``row`` derived (any stage above its own threshold,
+    for a rule with stages)."""
+    if isinstance(calibration, StagedCalibration):
+        return calibration.fires(list(row.stages))
+    return row.score > calibration.threshold
 
 
 def _git_commit() -> str:
@@ -166,7 +202,13 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
             signature = fingerprint.measure(suspect)
             value = fingerprint.compare(signature).value
             seconds.append(time.perf_counter() - started)
-            rows.append(Scored(recipe.name, recipe.label, recipe.family, role, value))
+            if fingerprint.second is not None:
+                started = time.perf_counter()
+                second = fingerprint.second.score(suspect).value
+                seconds[-1] += time.perf_counter() - started
+                rows.append(Scored(recipe.name, recipe.label, recipe.family, role, value, stages=(value, second)))
+            else:
+                rows.append(Scored(recipe.name, recipe.label, recipe.family, role, value))
             models.append(model)
             signatures.append(signature)
     lofo: dict[str, list[Scored]] = {}
@@ -189,9 +231,12 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
                             for r, model, sig in zip(rows, models, signatures)
                             if r.role != SHARED_INIT and (r.label == 0 or r.family == family)]
     similarity = fingerprint.similarity()
-    return {"rows": with_calibrated(rows), "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
-            "queries": fingerprint.queries(), "fingerprint_seconds": fingerprint_seconds,
-            "verify_seconds": float(np.mean(seconds)), "score_range": similarity.score_range}
+    staged = fingerprint.second is not None
+    return {"rows": with_stages(rows) if staged else with_calibrated(rows),
+            "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
+            "queries": fingerprint.queries(), "queries_per_stage": fingerprint.stage_queries(),
+            "fingerprint_seconds": fingerprint_seconds, "verify_seconds": float(np.mean(seconds)),
+            "score_range": (0.0, 1.0) if staged else similarity.score_range}
 
 
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
@@ -241,7 +286,7 @@ def rule_summary(scored: list[Scored], rules: Rules, alpha: float) -> dict[str, 
     left out), its false-positive rate with a binomial 95% interval, and the false-positive
     rate of every independent family with its interval."""
     def flagged(row: Scored) -> bool:
-        return row.score > rules[_zoo_of(row)][alpha].threshold
+        return fires(rules[_zoo_of(row)][alpha], row)
 
     positives = [flagged(r) for r in scored if r.label == 1 and r.family != EXTRACTION]
     negatives = [r for r in scored if r.label == 0]
@@ -264,7 +309,7 @@ def rule_summary(scored: list[Scored], rules: Rules, alpha: float) -> dict[str, 
 
 
 def _flagged(row: Scored, rules: Rules, alpha: float) -> bool:
-    return row.score > rules[_zoo_of(row)][alpha].threshold
+    return fires(rules[_zoo_of(row)][alpha], row)
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -322,8 +367,8 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
     [0, 1]); ``aruc_raw`` over the raw scores' observed span, for comparison with earlier runs.
 
     Pooled over several zoos (``rules`` has more than one), the ranking figures (AUC, TPR at
-    1% and 0% FPR, the utility-gated ones, extraction's) rank the rows on the calibrated
-    scale, i.e. by each row's p-value against its own zoo's calibration models: raw scores
+    1% and 0% FPR, the utility-gated ones, extraction's) rank the rows by their ``evidence``,
+    i.e. by each row's p-value against its own zoo's calibration models: raw scores
     of different owners are not on one scale (one zoo's independent models may outscore
     another zoo's copies), and no user thresholds them jointly, each verdict is calibrated
     against its own owner's references. The raw-score pooling of earlier runs is kept as
@@ -334,7 +379,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
     derived = [r for r in scored if r.label == 1 and r.family != EXTRACTION]
     independent = [r for r in scored if r.label == 0]
     pooled = len(rules) > 1
-    value: Callable[[Scored], float] = (lambda r: r.calibrated) if pooled else (lambda r: r.score)
+    value: Callable[[Scored], float] = (lambda r: r.evidence) if pooled else (lambda r: r.score)
     pos, neg = np.array([value(r) for r in derived]), np.array([value(r) for r in independent])
     raw_pos, raw_neg = np.array([r.score for r in derived]), np.array([r.score for r in independent])
     cal_pos, cal_neg = np.array([r.calibrated for r in derived]), np.array([r.calibrated for r in independent])
@@ -344,7 +389,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
     tpr1 = partial(metrics.tpr_at_fpr, max_fpr=0.01)
 
     def flagged(row: Scored, alpha: float = ALPHA) -> bool:
-        return row.score > rules[_zoo_of(row)][alpha].threshold
+        return fires(rules[_zoo_of(row)][alpha], row)
 
     families: dict[str, dict[str, Any]] = {}
     for row in scored:
@@ -360,20 +405,29 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "auc_ci": list(metrics.bootstrap_ci(metrics.roc_auc, pos, neg, n_boot=n_boot)),
         "aruc": aruc(cal_pos, cal_neg), "aruc_ci": list(metrics.bootstrap_ci(aruc, cal_pos, cal_neg, n_boot=n_boot)),
         "aruc_raw": metrics.aruc(raw_pos, raw_neg), "max_min_ru": metrics.max_min_ru(pos, neg),
-        "ranked_on": "calibrated" if pooled else "score",
+        "ranked_on": "evidence" if pooled else "score",
         "tpr_at_fpr_1pct": tpr1(pos, neg), "tpr_at_fpr_0": metrics.tpr_at_fpr(pos, neg, 0.0),
         "tpr_at_fpr_1pct_ci": list(metrics.bootstrap_ci(tpr1, pos, neg, n_boot=n_boot)),
         "rule": rule, "rules": by_alpha,
         "per_family": {family: {"n": v["n"], "detection_rate": v["hits"] / v["n"]} for family, v in families.items()},
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
-                    "calibrated": r.calibrated, "utility": r.utility} for r in scored],
+                    "calibrated": r.calibrated, "evidence": r.evidence, "utility": r.utility,
+                    **({"stages": list(r.stages)} if r.stages else {})} for r in scored],
         "utility_kept": utility_gated(derived, independent, rules, value=value),
         "per_recipe": per_recipe(scored, rules),
         # the references the rule was calibrated on, so that the exchangeability of scored and
         # calibration independents can be checked from results.json alone
-        "calibration_scores": [{"model": r.model, "family": r.family, "score": r.score}
+        "calibration_scores": [{"model": r.model, "family": r.family, "score": r.score,
+                                **({"stages": list(r.stages)} if r.stages else {})}
                                for r in rows if r.role == "calibration"],
     }
+    staged = [r for r in scored if r.stages]
+    if staged:  # how often the second stage runs: the first does not already fire (at ALPHA)
+        runs = {label: [not fires(rules[_zoo_of(r)][ALPHA], replace(r, stages=r.stages[:1])) for r in staged
+                        if r.label == value and r.family != EXTRACTION]
+                for label, value in (("derived", 1), ("independent", 0))}
+        result["second_stage_runs"] = {label: float(np.mean(v)) if v else float("nan") for label, v in runs.items()}
+        result["staged_models"] = len(staged)
     if pooled:
         result.update(auc_raw_pooled=metrics.roc_auc(raw_pos, raw_neg),
                       tpr_at_fpr_1pct_raw_pooled=tpr1(raw_pos, raw_neg),
@@ -442,7 +496,8 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
             summary = summarise(rows, {"": rules}, n_boot)
             if evaluation["lofo"]:
                 summary["lofo"] = summarise_lofo(evaluation["lofo"])
-            summary.update({key: evaluation[key] for key in ("queries", "fingerprint_seconds", "verify_seconds")})
+            summary.update({key: evaluation[key] for key in ("queries", "queries_per_stage", "fingerprint_seconds",
+                                                             "verify_seconds")})
             entry["schemes"][name] = summary
             entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
             pool = SHARED_PARENT if spec.parent else spec.scenario
@@ -459,6 +514,7 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
         for name, group in by_scheme.items():
             summary = summarise(group["rows"], group["rules"], n_boot)
             summary["queries"] = int(max(c["queries"] for c in group["cost"]))
+            summary["queries_per_stage"] = max((c["queries_per_stage"] for c in group["cost"]), key=len)
             summary["fingerprint_seconds"] = float(np.mean([c["fingerprint_seconds"] for c in group["cost"]]))
             summary["verify_seconds"] = float(np.mean([c["verify_seconds"] for c in group["cost"]]))
             if all(c["lofo"] for c in group["cost"]):

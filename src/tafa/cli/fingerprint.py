@@ -38,7 +38,8 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
                                      directions=args.directions, seed=args.seed, progress=not args.quiet,
                                      weights=args.white_box == "keep", parent=parent,
                                      **({} if parent is None else {"parent_references": args.parent_references}),
-                                     time_budget=args.time_budget)
+                                     time_budget=args.time_budget,
+                                     second_stage=None if args.second_stage == "auto" else False)
     fingerprint.save(args.out)
     commitment = Commitment.of(fingerprint)
     commitment.save(commitment_path(args.out))
@@ -226,6 +227,11 @@ def add_parsers(commands: Any) -> None:
                     help=f"aim to finish within SECONDS (default {DEFAULT_TIME_BUDGET:g}; 'none': no budget): the cost "
                          "is estimated first and, over the budget, the white-box analysis takes shortcuts (float32, "
                          "smaller slices, fewer LPs, the black-box linearity check), listed in the fingerprint")
+    fp.add_argument("--second-stage", choices=("auto", "off"), default="auto",
+                    help="auto (default): owners whose first weighted layer is fully connected also get the "
+                         "boundary-geometry second stage (up to 4,930 more queries, run by verify only when the "
+                         "first stage does not already judge a suspect derived; each stage decides at half of "
+                         "alpha); off: the first stage alone")
     fp.add_argument("--parent", metavar="PARENT",
                     help="the shared public model MODEL was fine-tuned from (a file, opened like MODEL): the "
                          "fingerprint measures what the owner's fine-tuning changed relative to it, so models "

@@ -16,12 +16,14 @@ if TYPE_CHECKING:
 
 #: The schemes tafa registers (tafa.scheme and tafa.baselines), named here so that the parser
 #: is built without importing them; a test checks it against the registry.
-SCHEME_NAMES = ("tafa", "tafa-learned", "tafa-free", "tafa-select", "tafa-extract", "tafa-boundary", "random-output",
+SCHEME_NAMES = ("tafa", "tafa-one-stage", "tafa-learned", "tafa-free", "tafa-select", "tafa-extract", "tafa-boundary",
+                "random-output",
                 "modeldiff", "ipguard", "sac-m", "metav", "metav-free",
                 "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
                 "ablate-32-points", "ablate-8-directions", "ablate-select-uniform", "ablate-free-select",
                 "ablate-meta-verifier", "ablate-meta-verifier-data", "ablate-extract-uniform", "ablate-float32",
-                "ablate-slice-4", "ablate-no-lp", "ablate-budget-cheapest", "ablate-ladder")
+                "ablate-slice-4", "ablate-no-lp", "ablate-budget-cheapest", "ablate-ladder",
+                "ablate-boundary-projected")
 
 #: The scheme ``tafa fingerprint`` uses unless told otherwise (tafa.scheme.DEFAULT_SCHEME).
 DEFAULT_SCHEME = "tafa"

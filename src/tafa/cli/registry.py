@@ -45,8 +45,8 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
     if args.references:
         fingerprint = Fingerprint.load(args.fingerprint)
         references = open_options(args).open_folder(args.references, input_shapes=[fingerprint.input_shape])
-        calibration = fingerprint.calibrate(references, args.alpha, progress=not args.quiet,
-                                            parametric=args.parametric)
+        calibration = fingerprint.calibrate_first(references, args.alpha, progress=not args.quiet,
+                                                  parametric=args.parametric)
     with Registry(args.registry) as registry:
         entry = registry.add(args.fingerprint, args.name, commitment=args.commitment, calibration=calibration,
                              replace=args.replace)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .similarity import Score
-from .threshold import BoundMethod, Calibration
+from .threshold import BoundMethod, Calibration, StagedCalibration
 
 
 
@@ -38,7 +38,7 @@ class Verdict:
 
     decision: Decision
     score: float
-    calibration: Calibration | None
+    calibration: Calibration | StagedCalibration | None
     per_point: dict[str, float]
     parts: dict[str, float]
     queries: int
@@ -48,9 +48,13 @@ class Verdict:
     fingerprint_sha256: str
     positive_scores: list[float] | None = None
     notes: list[str] = field(default_factory=list)
+    #: A fingerprint with stages: per stage ``name``, ``score`` (``None``: not run, an earlier
+    #: stage decided), ``queries`` and ``seconds``; ``score`` above is the first stage's, and
+    #: the decision is the :class:`~tafa.decide.threshold.StagedCalibration`'s rule.
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def decide(cls, score: Score, calibration: Calibration | None, **fields: Any) -> "Verdict":
+    def decide(cls, score: Score, calibration: Calibration | StagedCalibration | None, **fields: Any) -> "Verdict":
         """Apply the calibrated rule ``derived iff score > threshold``: ``undecided`` without a
         calibration, or with one whose references cannot support the alpha asked for."""
         notes = list(fields.pop("notes", None) or [])
@@ -58,9 +62,12 @@ class Verdict:
             decision = Decision.UNDECIDED
         else:
             notes += [note for note in [*calibration.notes, calibration.note()] if note and note not in notes]
+            stages = fields.get("stages") or []
+            fires = (calibration.fires([stage.get("score") for stage in stages])
+                     if isinstance(calibration, StagedCalibration) else score.value > calibration.threshold)
             if not calibration.supports_alpha:
                 decision = Decision.UNDECIDED
-            elif score.value > calibration.threshold:
+            elif fires:
                 decision = Decision.DERIVED
             else:
                 decision = Decision.INDEPENDENT
@@ -84,6 +91,31 @@ class Verdict:
     def __post_init__(self) -> None:
         self.decision = Decision(self.decision)
 
+    def _stage_dicts(self) -> list[dict[str, Any]]:
+        """Each stage's record, with its own threshold and bound when calibrated."""
+        cal = self.calibration
+        if not isinstance(cal, StagedCalibration):
+            return [dict(stage) for stage in self.stages]
+        return [{**stage, "threshold": own.threshold, "alpha": own.alpha_requested, "bound": own.bound,
+                 "bound_method": own.method.value} for stage, own in zip(self.stages, cal.stages)]
+
+    def _stage_rows(self) -> list[tuple[str, str]]:
+        """One line per stage: its score against its threshold, or why it did not run."""
+        cal = self.calibration
+        thresholds = cal.stages if isinstance(cal, StagedCalibration) else [None] * len(self.stages)
+        rows = []
+        for i, (stage, own) in enumerate(zip(self.stages, thresholds), start=1):
+            if stage.get("score") is None:
+                text = f"{stage['name']}: not run (an earlier stage decided)"
+            else:
+                text = f"{stage['name']}: score {stage['score']:.4f}"
+                if own is not None:
+                    side = "above" if stage["score"] > own.threshold else "not above"
+                    text += f", threshold {own.threshold:.4f} at alpha {own.alpha_requested:.3g}: {side}"
+                text += f"; {stage.get('queries', 0)} queries"
+            rows.append((f"stage {i}", text))
+        return rows
+
     def margin(self) -> dict[str, float] | None:
         """How the positive references sit against the threshold (robustness side)."""
         if not self.positive_scores or self.calibration is None:
@@ -98,16 +130,18 @@ class Verdict:
         (achieved), ``bound_method``, ``bound_note``, ``queries``, ``n_references`` first, then the
         evidence."""
         cal = self.calibration
+        first = cal.stages[0] if isinstance(cal, StagedCalibration) else cal
         return {
             "decision": self.decision.value, "score": self.score, "threshold": self.threshold,
             "alpha_requested": self.alpha_requested, "bound": self.bound,
-            "bound_method": None if cal is None else cal.method.value,
+            "bound_method": None if cal is None else str(cal.method),
             "bound_note": None if cal is None else cal.note(),
             "queries": self.queries, "n_references": 0 if cal is None else cal.n_references,
-            "rank_threshold": None if cal is None else cal.rank_threshold,
-            "rank_bound": None if cal is None else cal.rank_bound,
-            "parametric_threshold": None if cal is None else cal.parametric_threshold,
-            "reference_scores": None if cal is None else cal.reference_scores,
+            "rank_threshold": None if first is None else first.rank_threshold,
+            "rank_bound": None if first is None else first.rank_bound,
+            "parametric_threshold": None if first is None else first.parametric_threshold,
+            "reference_scores": None if first is None else first.reference_scores,
+            "stages": self._stage_dicts(),
             "positives": self.margin(),
             "per_point": self.per_point, "parts": self.parts, "seconds": self.seconds,
             "scheme": self.scheme, "fingerprint_sha256": self.fingerprint_sha256,
@@ -120,9 +154,20 @@ class Verdict:
     def render(self) -> str:
         """A short human-readable verdict table."""
         cal = self.calibration
-        rows = [("decision", self.decision.value.upper()), ("score", f"{self.score:.4f}")]
+        rows = [("decision", self.decision.value.upper()),
+                ("score", f"{self.score:.4f}" + (" (stage 1)" if self.stages else ""))]
         rows += [(f"  {name} part", f"{value:.4f}") for name, value in self.parts.items()]
-        if cal is None:
+        rows += self._stage_rows()
+        if isinstance(cal, StagedCalibration):
+            if not cal.supports_alpha:
+                bound = (f"the stages' references support a false-positive rate <= {cal.bound:.3g} only; "
+                         f"{cal.alpha_requested:.3g} was asked for: no decision")
+            else:
+                shares = " + ".join(f"{stage.bound:.3g}" for stage in cal.stages)
+                bound = (f"false-positive rate <= {cal.bound:.3g} = {shares} (each stage at its own share of alpha: "
+                         f"{cal.method}; {cal.n_references} distinct references)")
+            rows += [("bound", bound)]
+        elif cal is None:
             rows.append(("threshold", "none: no references given, so no decision (see --references)"))
         else:
             if not cal.supports_alpha:

@@ -25,7 +25,12 @@ one that loses its max-pooling window, shows no kink). Per line the probes hold:
   suspect shows most strongly along it is then its unit best aligned with the owner's);
 - ``extra["window"]``: how far along the line the suspect's kinks are scanned (by default the
   domain's width each way: fine-tuning moves hyperplanes far, see :mod:`tafa.signature.kinks`);
-- ``extra["normal"]``: the owner's unit normal in the measured directions (``(N, K)``).
+- ``extra["normal"]``: the owner's unit normal in the measured directions (``(N, K)``);
+- ``extra["spread"]``: ``(d - 1) / (K - 1)`` per line: how many unmeasured dimensions each
+  measured direction other than the first stands for (the K - 1 random directions are a
+  random sample of the d - 1 orthogonal to the normal), so that a similarity can estimate a
+  unit's full-space cosine with the normal from its K measured components
+  (:class:`~tafa.decide.similarity.BoundaryOrientation`).
 
 Black-box owners (no torch module, or operations the analysis cannot freeze): random lines
 through random domain points with random directions and no ``normal``: the owner's own
@@ -170,7 +175,8 @@ class BoundaryProbes(ProbeStrategy):
             "candidates_tried": tried, "line_angle": self.line_angle,
             "isolation_median": float(np.median(isolations)), "relative_jump_median": float(np.median(jumps)),
         }
-        extra = {"line": np.stack(lines), "window": np.full(count, window), "normal": np.stack(normals)}
+        extra = {"line": np.stack(lines), "window": np.full(count, window), "normal": np.stack(normals),
+                 "spread": np.full(count, (d - 1) / (k - 1) if k > 1 else 1.0)}
         return Probes(np.stack(points), np.stack(directions), np.asarray(steps), extra=extra, info=info)
 
     def _black_box(self, domain: Domain, n: int, k: int, rng: np.random.Generator, reason: str) -> Probes:
@@ -183,6 +189,20 @@ class BoundaryProbes(ProbeStrategy):
         info = {"strategy": "boundary", "analysis": f"black-box ({reason})", "lines": n}
         extra = {"line": lines.reshape(n, *shape), "window": np.full(n, window)}
         return Probes(points, directions.reshape(n, k, *shape), np.full(n, step), extra=extra, info=info)
+
+
+def dense_first_layer(module: torch.nn.Module) -> bool:
+    """Whether the network's first weighted layer (in the order its modules were registered,
+    the forward order of an ``nn.Sequential`` and of the benchmark's networks) is fully
+    connected (``nn.Linear``): its units' hyperplanes then have dense normals, on which the
+    boundary stage is strong; a convolution's filter at one position spans a few pixels, where
+    it is weak (docs/method.md, "Boundary geometry")."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Linear):
+            return True
+        if isinstance(layer, torch.nn.modules.conv._ConvNd):
+            return False
+    return False
 
 
 def _orthogonal_unit(vector: np.ndarray, *against: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ best-aligned unit. Orientations are matched, not positions. For each line, again
 
 The signature holds, per line: ``jump`` (the unit ``K``-vector: ``J``'s leading left singular
 vector, sign-free), ``found`` (1 or 0), ``position`` (``t*``) and, from white-box probes, the
-owner's ``normal`` in the measured directions. At most ``budget`` queries are sent, in
+owner's ``normal`` in the measured directions and the lines' ``spread`` (see
+:mod:`~tafa.probes.boundary`). At most ``budget`` queries are sent, in
 batches covering every line at once (a service sees few, large requests); lines the budget
 cannot finish are not found. A suspect that answers NaN or inf, or changes its answers from
 query to query, gets "not found" for the lines it spoiled, never an exception.
@@ -89,6 +90,8 @@ class Kinks(Measurement):
         shapes = {"jump": (n, k), "found": (n,), "position": (n,)}
         if "normal" in probes.extra:
             shapes["normal"] = (n, k)
+        if "spread" in probes.extra:
+            shapes["spread"] = (n,)
         return shapes
 
     def per_line(self, k: int) -> int:
@@ -169,6 +172,8 @@ class Kinks(Measurement):
         signature = {"jump": jump, "found": found, "position": position}
         if "normal" in probes.extra:
             signature["normal"] = np.asarray(probes.extra["normal"], dtype=np.float64)
+        if "spread" in probes.extra:
+            signature["spread"] = np.asarray(probes.extra["spread"], dtype=np.float64).reshape(n)
         return signature
 
 def _sizes(probes: Probes) -> tuple[int, int]:

@@ -1,0 +1,134 @@
+"""The second stage: boundary geometry after the first stage, decided together (Bonferroni).
+
+An owner whose first weighted layer is fully connected gets a second stage in the same file
+(``Fingerprint.second``); a convolutional owner, a declared parent or ``second_stage=False``
+gives one stage, and the stored scheme says which. Verification runs the second stage only
+when the first does not already judge the suspect derived; each stage decides at its share
+of alpha on the same references, so the bound printed is their sum. Too few references for
+two stages: the first decides alone, at the whole alpha, and says so. The file keeps the
+second stage under the same content hash, and the reader refuses a second stage that nests,
+or holds anything but probes and the owner's signature.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save
+
+from tafa import Fingerprint, TorchModel
+from tafa.attacks import quantize
+from tafa.attacks.obfuscation import permute_units
+from tafa.commitment import Commitment
+from tafa.decide import Decision, StagedCalibration
+from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
+from tafa.fingerprint_file import content_hash, decode
+
+SHAPE = (1, 8, 8)
+#: 18 references support 1/19 by rank: two stages at 1/19 each.
+ALPHA = 2 / 19
+
+
+@pytest.fixture(scope="module")
+def staged(classifier) -> Fingerprint:
+    return Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=16, directions=2, seed=3)
+
+
+def _rehashed(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    header = {**header, "content_sha256": content_hash(header, arrays)}
+    return save(arrays, metadata={"tafa": json.dumps(header)})
+
+
+def test_a_dense_owner_gets_the_boundary_stage_and_its_file_keeps_it(staged, tmp_path):
+    assert staged.second is not None and staged.scheme.second == "tafa-boundary"
+    assert staged.stage_names() == ["tafa", "tafa-boundary"]
+    lines = len(staged.second.probes)
+    assert staged.stage_queries() == [16 * (2 * 2 + 1), lines * 170] and staged.queries() == sum(staged.stage_queries())
+    assert staged.meta["second_stage"]["made"] and staged.describe()["queries_per_stage"] == staged.stage_queries()
+    path = staged.save(tmp_path / "owner.tafa")
+    loaded = Fingerprint.load(path)
+    assert loaded.sha256 == staged.sha256 and loaded.probe_sha256 == staged.probe_sha256
+    assert loaded.second is not None and loaded.second.scheme.to_dict() == staged.second.scheme.to_dict()
+    for key, value in staged.second.owner_signature.items():
+        np.testing.assert_array_equal(loaded.second.owner_signature[key], value)
+
+
+def test_the_second_stage_is_asked_for_or_left_out_as_the_owner_allows(classifier):
+    off = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=8, directions=2,
+                             second_stage=False)
+    assert off.second is None and off.scheme.second is None and off.meta["second_stage"]["why"] == "not asked for"
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 6 * 6, 10))
+    convolutional = Fingerprint.create(cnn, "box:0,1", input_shape=SHAPE, points=8, directions=2)
+    assert convolutional.second is None and convolutional.scheme.second is None
+    assert "not fully connected" in convolutional.meta["second_stage"]["why"]
+    with pytest.raises(InvalidParameter, match="No second stage"):
+        Fingerprint.create(cnn, "box:0,1", input_shape=SHAPE, points=8, directions=2, second_stage=True)
+    parent = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=8, directions=2,
+                                parent=classifier.references[0], parent_references=0)
+    assert parent.second is None and "parent" in parent.meta["second_stage"]["why"]
+
+
+def test_each_stage_decides_at_its_share_of_alpha_and_a_copy_stops_at_the_first(staged, classifier):
+    calibration = staged.calibrate(classifier.references, alpha=ALPHA)
+    assert isinstance(calibration, StagedCalibration) and calibration.supports_alpha
+    assert [c.alpha_requested for c in calibration.stages] == pytest.approx([ALPHA / 2] * 2)
+    assert calibration.bound == pytest.approx(ALPHA) and calibration.n_references == 18
+    copy_ = staged.verify(TorchModel(quantize(classifier.owner, 8), SHAPE), calibration=calibration)
+    assert copy_.decision is Decision.DERIVED and copy_.stages[1]["score"] is None
+    assert copy_.queries == staged.stage_queries()[0] and copy_.bound == pytest.approx(ALPHA)
+    independent = staged.verify(TorchModel(classifier.independent, SHAPE), calibration=calibration)
+    assert [stage["queries"] for stage in independent.stages] == staged.stage_queries()
+    assert independent.queries == staged.queries()
+    data = independent.to_dict()
+    assert data["bound_method"] == "bonferroni:rank+rank" and len(data["stages"]) == 2
+    assert all(stage["alpha"] == pytest.approx(ALPHA / 2) for stage in data["stages"])
+    text = independent.render()
+    assert "stage 1" in text and "stage 2" in text and "tafa-boundary: score" in text
+
+
+def test_the_second_stage_sees_a_permuted_copy_as_the_owner(staged, classifier):
+    """Boundary geometry is a property of the function: permuting hidden units changes no kink."""
+    permuted = staged.second.score(TorchModel(permute_units(classifier.owner, seed=5), SHAPE)).value
+    independent = staged.second.score(TorchModel(classifier.independent, SHAPE)).value
+    assert permuted > 0.99 and permuted - independent > 0.2
+
+
+def test_too_few_references_for_two_stages_leave_the_first_to_decide_alone(staged, classifier):
+    verdict = staged.verify(TorchModel(quantize(classifier.owner, 8), SHAPE), classifier.references[:5], alpha=0.2)
+    # five references: the first stage alone at 0.2 (rank bound 1/6); two stages would need 9
+    assert verdict.stages == [] and verdict.bound == pytest.approx(1 / 6) and verdict.decision is Decision.DERIVED
+    assert any("the first stage decides alone" in note for note in verdict.notes)
+    one_stage = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=8, directions=2,
+                                   second_stage=False)
+    with pytest.raises(InvalidParameter, match="calibration with stages"):
+        one_stage.verify(classifier.independent, calibration=staged.calibrate(classifier.references, alpha=ALPHA))
+
+
+def test_a_commitment_re_creates_both_stages(staged, classifier):
+    assert Commitment.of(staged).reproduce(classifier.owner).probe_sha256 == staged.probe_sha256
+
+
+def test_the_reader_refuses_a_second_stage_that_nests_or_carries_more(staged):
+    header, arrays = decode(staged.to_bytes(), source="test")
+    header = {key: value for key, value in header.items() if key != "content_sha256"}
+    nested = {**header, "second": {**header["second"], "second": header["second"]}}
+    with pytest.raises(FingerprintError, match="malformed"):
+        Fingerprint.from_bytes(_rehashed(nested, arrays))
+    deeper = {**header, "second": {**header["second"], "scheme": {**header["second"]["scheme"],
+                                                                 "second": "tafa-boundary"}}}
+    with pytest.raises(FingerprintError, match="cannot have a stage of its own"):
+        Fingerprint.from_bytes(_rehashed(deeper, arrays))
+    with pytest.raises(FingerprintError, match="arrays other than probes"):
+        Fingerprint.from_bytes(_rehashed(header, {**arrays, "second.verifier.w": np.zeros(3)}))
+    with pytest.raises(FingerprintError, match="malformed"):
+        Fingerprint.from_bytes(_rehashed({**header, "second": "tafa-boundary"}, arrays))
+    changed = dict(arrays)
+    changed["second.owner.jump"] = changed["second.owner.jump"] * 0.5
+    with pytest.raises(TamperedFingerprint):
+        Fingerprint.from_bytes(save(changed, metadata={"tafa": json.dumps({**header, "content_sha256":
+                                                                           content_hash(header, arrays)})}))
