@@ -33,6 +33,9 @@ inspected before the library that reads it is called:
 ``factory`` is ``package.module:function`` (an installed module) or ``path/to/file.py:function``
 (an explicit file): code *of the user's*, returning the ``nn.Module`` whose weights a
 safetensors file or state dict holds. The current directory is never added to ``sys.path``.
+
+Torch is imported by the loaders that need it (TorchScript, weights files) and not by this
+module: the sandbox's ONNX workers (:mod:`tafa.models.sandbox`) run ONNX files without it.
 """
 
 from __future__ import annotations
@@ -51,13 +54,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
-import torch
 
 from ..errors import (InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param,
                       one_line)
 from .base import Model, TorchModel, file_hash
+from .zygote import MODEL_SUFFIXES, ONNX_SUFFIX
 
 if TYPE_CHECKING:
+    import torch
+
     from .sandbox import SandboxLimits
 
 #: Largest model file opened (bytes) unless ``max_bytes`` says otherwise; larger files are
@@ -78,8 +83,6 @@ MAX_PICKLE_OPCODES = 2_000_000
 #: Directories whose files are never opened as models (kernel interfaces and devices: their
 #: sizes lie and reading them may never end).
 _SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
-
-MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".jit", ".safetensors", ".tsm")
 
 #: ONNX operator domains run by onnxruntime's own kernels from the ONNX standard.
 ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
@@ -372,6 +375,7 @@ class ScriptModel(TorchModel):
         if self._imported is None and self._import_error is None:
             try:
                 import onnx
+                import torch
 
                 from .onnx_import import import_onnx
 
@@ -468,7 +472,7 @@ def _is_pickle(path: Path) -> bool:
 def sniff(path: Path) -> str:
     with open(path, "rb") as handle:
         head = handle.read(8)
-    if path.suffix == ".onnx":
+    if path.suffix == ONNX_SUFFIX:
         return "onnx"
     if path.suffix == ".safetensors":
         return "safetensors"
@@ -619,6 +623,8 @@ def _graphs(module: torch.jit.ScriptModule) -> Iterator[Any]:
 def torchscript_operators(module: torch.jit.ScriptModule) -> set[str]:
     """Every operator kind in every method graph, forward hook and forward pre-hook of
     ``module`` and its submodules (calls inlined)."""
+    import torch
+
     kinds: set[str] = set()
     for graph in _graphs(module):
         graph = graph.copy()
@@ -640,6 +646,8 @@ def _check_torchscript_operators(module: torch.jit.ScriptModule, text: str) -> N
 
 
 def _load_torchscript(text: str, input_shape: tuple[int, ...], max_bytes: int) -> "ScriptModel":
+    import torch
+
     inspect_archive(text, torchscript=True, max_bytes=max_bytes)
     try:
         with _quiet():
@@ -658,6 +666,8 @@ def _load_torchscript(text: str, input_shape: tuple[int, ...], max_bytes: int) -
 
 
 def _module_from_weights(path: Path, kind: str, factory: str | None, max_bytes: int) -> torch.nn.Module:
+    import torch
+
     if kind == "state_dict":
         inspect_archive(path, torchscript=False, max_bytes=max_bytes)
     if factory is None:

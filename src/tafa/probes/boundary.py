@@ -39,15 +39,15 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model
-from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, first_switches, linearise
 from .base import ProbeStrategy, Probes, register_probes
 
 if TYPE_CHECKING:
+    import torch
+
     from ..references import References
 
 
@@ -84,6 +84,8 @@ class BoundaryProbes(ProbeStrategy):
         module = owner.torch_module()
         reason = "the owner is not available as a torch module"
         if module is not None:
+            from ..relu.linearise import NotPiecewiseLinear, check_head_on_top
+
             analysed = copy.deepcopy(module).double().eval()
             try:
                 check_head_on_top(analysed, domain.sample(1, rng)[0])
@@ -98,6 +100,8 @@ class BoundaryProbes(ProbeStrategy):
 
     def _white_box(self, module: torch.nn.Module, domain: Domain, n: int, k: int,
                    rng: np.random.Generator) -> Probes:
+        from ..relu.linearise import NotPiecewiseLinear, first_switches, linearise
+
         lo, hi = domain.bounds()
         shape = domain.shape
         d = int(np.prod(shape))
