@@ -133,9 +133,7 @@ class TorchModel(Model):
         self._source_hash = source_hash
         if output_shape is None:
             output_shape, largest = _probe_shapes(self.module, tuple(input_shape))
-            # a few feature maps of each sample live at once: bound the batch's activations
-            itemsize = torch.finfo(module_dtype(module)).bits // 8
-            batch_size = max(1, min(batch_size, BATCH_ACTIVATION_BYTES // max(1, 4 * largest * itemsize)))
+            batch_size = activation_bounded(batch_size, largest, torch.finfo(module_dtype(module)).bits // 8)
         super().__init__(input_shape, output_shape, name=name or type(module).__name__,
                          batch_size=batch_size)
 
@@ -157,6 +155,12 @@ class TorchModel(Model):
 #: feature maps (a ResNet-50 at 224x224: 0.8M values in its first maps, 20 per batch) answers in smaller
 #: batches, so that memory stays bounded; small networks keep the full batch.
 BATCH_ACTIVATION_BYTES = 256 * 2 ** 20
+
+
+def activation_bounded(batch_size: int, largest: int, itemsize: int) -> int:
+    """``batch_size`` reduced so that a few feature maps of each sample, which live at once (4 of
+    the ``largest`` activation's values of ``itemsize`` bytes), fit :data:`BATCH_ACTIVATION_BYTES`."""
+    return max(1, min(int(batch_size), BATCH_ACTIVATION_BYTES // max(1, 4 * largest * itemsize)))
 
 
 def _probe_shapes(module: torch.nn.Module, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import math
 import os
 import stat
 import pickletools
@@ -57,7 +58,7 @@ import numpy as np
 
 from ..errors import (InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param,
                       one_line)
-from .base import Model, TorchModel, file_hash
+from .base import Model, TorchModel, activation_bounded, file_hash
 from .zygote import MODEL_SUFFIXES, ONNX_SUFFIX
 
 if TYPE_CHECKING:
@@ -72,6 +73,10 @@ MAX_FILE_BYTES = 2 * 1024 ** 3
 #: Most elements of one sample's input or output (2**24: a 3x2048x2048 image fits); larger
 #: declared shapes are refused before anything is allocated.
 MAX_ELEMENTS = 1 << 24
+
+#: Bound on one batch of queries to a model file (bytes): its float32 inputs and the float64
+#: answers expected, together; a sample larger than this is sent alone.
+BATCH_BYTES = 64 * 2 ** 20
 
 #: Most bytes of one pickle member of a torch archive (real ``data.pkl`` files are KBs to MBs).
 MAX_PICKLE_BYTES = 64 * 1024 ** 2
@@ -224,7 +229,8 @@ class OnnxModel(Model):
         super().__init__(input_shape, (), name=Path(path).name, batch_size=batch)
         self.output_shape = tuple(self._forward(np.zeros((1, *input_shape), dtype=np.float32)).shape[1:])
         check_shape(self.output_shape, "output", path)
-        self.batch_size = bounded_batch(self.batch_size, self.input_shape, self.output_shape)
+        self.batch_size = activation_bounded(bounded_batch(self.batch_size, self.input_shape, self.output_shape),
+                                             _largest_activation(proto), 4)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -267,9 +273,27 @@ def check_shape(shape: tuple[int, ...], what: str, path: str) -> None:
 
 
 def bounded_batch(batch_size: int, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
-    """``batch_size`` reduced so that one batch holds at most :data:`MAX_ELEMENTS` input or output values."""
-    per_sample = max(1, int(np.prod(input_shape, dtype=np.int64)), int(np.prod(output_shape, dtype=np.int64)))
-    return max(1, min(int(batch_size), MAX_ELEMENTS // per_sample))
+    """``batch_size`` reduced so that one batch's float32 inputs and float64 answers hold at most
+    :data:`BATCH_BYTES` (at least one sample)."""
+    per_sample = 4 * int(np.prod(input_shape, dtype=np.int64)) + 8 * int(np.prod(output_shape, dtype=np.int64))
+    return max(1, min(int(batch_size), BATCH_BYTES // max(1, per_sample)))
+
+
+def _largest_activation(proto: Any) -> int:
+    """Values per sample of the largest intermediate tensor of an ONNX graph whose shape ONNX's
+    shape inference tells (every axis after the batch axis known; 0 when none is)."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - a graph inference cannot read: bounded by inputs and outputs alone
+        return 0
+    largest = 0
+    for value in inferred.graph.value_info:
+        axes = value.type.tensor_type.shape.dim[1:]
+        if axes and all(axis.HasField("dim_value") and axis.dim_value > 0 for axis in axes):
+            largest = max(largest, math.prod(int(axis.dim_value) for axis in axes))
+    return largest
 
 
 def _check_declared_inputs(proto: Any, path: str, given: tuple[int, ...] | None) -> None:
