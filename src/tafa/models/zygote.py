@@ -185,10 +185,14 @@ def prestart(paths: Iterable[str | os.PathLike[str]]) -> None:
     its own imports (see the module doc). Only names are read here, never a file."""
     kinds: set[str] = set()
     for path in paths:
-        if os.path.isdir(path):
-            kinds.update(flavour(name) for name in os.listdir(path) if Path(name).suffix in MODEL_SUFFIXES)
-        else:
+        if not os.path.isdir(path):
             kinds.add(flavour(path))
+            continue
+        try:
+            names = os.listdir(path)
+        except OSError:  # the command opening the folder says what is wrong with it, in one line
+            continue
+        kinds.update(flavour(name) for name in names if Path(name).suffix in MODEL_SUFFIXES)
     for kind in sorted(kinds):
         _the_zygote(kind)
 
