@@ -124,12 +124,13 @@ def main() -> None:
                        ("(the ONNX zygote's imports, for comparison)", zygote)):
         rows.append((name, _time([], args.runs, [sys.executable, "-c", code]), None))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs each, wall-clock seconds\n")
-    print(f"| {'command':<52} | median | fastest | slowest | limit | met |")
-    print(f"|{'-' * 54}|-------:|--------:|--------:|------:|-----|")
+    width = max(len(name) for name, _, _ in rows)
+    print(f"| {'command':<{width}} | median | fastest | slowest | limit | met |")
+    print(f"|{'-' * (width + 2)}|-------:|--------:|--------:|------:|-----|")
     for name, seconds, limit in rows:
         median = statistics.median(seconds)
         met = "" if limit is None else "yes" if median < limit else "NO"
-        print(f"| {name:<52} | {median:6.2f} | {min(seconds):7.2f} | {max(seconds):7.2f} | "
+        print(f"| {name:<{width}} | {median:6.2f} | {min(seconds):7.2f} | {max(seconds):7.2f} | "
               f"{'' if limit is None else f'{limit:.1f}':>5} | {met:<3} |")
     print("\nCPU seconds (the command and its children), median: "
           + "; ".join(f"{name}: {statistics.median(values):.2f}" for name, values in cpu)
