@@ -112,6 +112,32 @@ def _gated_rows(prefix: str = "") -> list[Scored]:
             *(Scored(f"{prefix}c{i}", 0, "same-arch", "calibration", 0.03 * i) for i in range(1, 20))]
 
 
+def test_pooled_figures_rank_each_zoo_against_its_own_references():
+    """Two owners whose raw scores live on different scales: zoo "high"'s independent models
+    score above zoo "low"'s copies. Pooled raw, a threshold over both zoos misses every copy of
+    "low"; on the calibrated scale (each row's p-value against its own zoo's calibration
+    models) every copy is above every independent model, as each zoo's own verdicts say."""
+    def zoo(name: str, shift: float) -> list[Scored]:
+        rows = [Scored(f"c{i}", 0, "same-arch", "calibration", shift + 0.01 * i) for i in range(40)]
+        rows += [Scored(f"n{i}", 0, "same-arch", "scored", shift + 0.01 * i + 0.005) for i in range(20)]
+        rows += [Scored(f"p{i}", 1, "finetune", "scored", shift + 0.6 + 0.01 * i, utility=1.0) for i in range(5)]
+        return [replace(r, model=f"{name}/{r.model}") for r in with_calibrated(rows)]
+
+    low, high = zoo("low", 0.0), zoo("high", 0.5)
+    rules = {"low": calibrations(low), "high": calibrations(high)}
+    pooled = summarise(low + high, rules, n_boot=20)
+    assert pooled["ranked_on"] == "calibrated"
+    assert pooled["auc"] == 1.0 and pooled["tpr_at_fpr_1pct"] == 1.0
+    assert pooled["utility_kept"]["tpr_at_fpr_1pct"] == 1.0
+    # raw pooling: "high"'s independents (up to 0.695) outscore "low"'s copies (0.60-0.64)
+    assert pooled["tpr_at_fpr_1pct_raw_pooled"] == 0.5 and pooled["auc_raw_pooled"] < 1.0
+    assert pooled["utility_kept_raw_pooled"]["tpr_at_fpr_1pct"] == 0.5
+    # one zoo: the raw order, no second figure
+    single = summarise([replace(r, model=r.model.split("/")[1]) for r in low], {"": rules["low"]}, n_boot=20)
+    assert single["ranked_on"] == "score" and "auc_raw_pooled" not in single
+    assert single["tpr_at_fpr_1pct"] == 1.0
+
+
 def test_utility_gating_on_a_synthetic_score_table():
     rows = with_calibrated(_gated_rows())
     rules = calibrations(rows)

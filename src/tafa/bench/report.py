@@ -261,6 +261,9 @@ def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     header = ["scheme", "AUC [95% CI]", "ARUC [95% CI]", "max min(R,U)", "TPR@1%FPR",
               "rule TPR / FPR α=0.05", "rule TPR / FPR α=0.01", _KEPT_HEADER, "LOFO AUC / TPR@1%FPR",
               "extraction TPR@1%FPR", "queries", "fp s", "verify ms"]
+    raw_pooling = any(is_finite_number(s.get("auc_raw_pooled")) for s in schemes.values())
+    if raw_pooling:
+        header.append("raw-score pooling: AUC / TPR@1%FPR / utility ≥ 90% TPR@1%FPR")
     rows = []
     for name, s in schemes.items():
         rule = s.get("rule") or {}
@@ -277,6 +280,11 @@ def _summary_table(schemes: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      _num(extraction.get("tpr_at_fpr_1pct"), 2), _count(s.get("queries")),
                      _seconds(s.get("fingerprint_seconds")),
                      _seconds(1000 * float(verify)) if is_finite_number(verify) else DASH])
+        if raw_pooling:
+            raw_kept = s.get("utility_kept_raw_pooled")
+            raw_kept = raw_kept if isinstance(raw_kept, Mapping) else {}
+            rows[-1].append(f"{_num(s.get('auc_raw_pooled'))} / {_num(s.get('tpr_at_fpr_1pct_raw_pooled'), 2)} / "
+                            f"{_num(raw_kept.get('tpr_at_fpr_1pct'), 2)}")
     return _table(header, rows, "l" + "r" * (len(header) - 1))
 
 
@@ -327,7 +335,11 @@ def _summary(scenarios: Mapping[str, Mapping[str, Any]]) -> list[str]:
         return []
     lines = ["", "## Summary per scenario (pooled over its zoos)", "",
              "Extraction (distilled students) is kept out of the other columns and reported apart; "
-             "LOFO: leave-one-family-out, for schemes fitted on reference models."]
+             "LOFO: leave-one-family-out, for schemes fitted on reference models. Pooled over several "
+             "zoos, AUC and TPR rank the models on the calibrated scale (each model's p-value against its "
+             "own zoo's calibration models: raw scores of different owners are not on one scale, and "
+             "every verdict is calibrated against its own owner's references); the last column gives "
+             "the raw-score pooling of earlier runs."]
     for name, scenario in pooled.items():
         lines += ["", f"### {_cell(name)}: {_count(scenario.get('n_pos'))} derived, "
                   f"{_count(scenario.get('n_neg'))} independent", ""]

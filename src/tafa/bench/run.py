@@ -272,10 +272,11 @@ def _finite(values: list[float]) -> list[float]:
 
 
 def utility_gated(derived: list[Scored], independent: list[Scored], rules: Rules,
-                  keep: float = KEEP) -> dict[str, Any]:
+                  keep: float = KEEP, value: Callable[[Scored], float] = lambda r: r.score) -> dict[str, Any]:
     """Detection over the derived rows that keep at least ``keep`` of the owner's utility
     (the copies worth stealing), against every independent row: AUC, TPR at FPR <= 1% and
-    at FPR = 0, and the calibrated rule's true-positive rate at each level of
+    at FPR = 0 (ranking the rows by ``value``: the raw score, or the calibrated scale when
+    several zoos are pooled), and the calibrated rule's true-positive rate at each level of
     :data:`ALPHAS`. Rows whose utility was not measured count as not kept; with no kept
     row the figures are NaN."""
     measured = [r for r in derived if np.isfinite(r.utility)]
@@ -284,7 +285,7 @@ def utility_gated(derived: list[Scored], independent: list[Scored], rules: Rules
     entry: dict[str, Any] = {"keep": keep, "n_pos": len(kept), "n_all": len(derived), "n_measured": len(measured)}
     nan = float("nan")
     if kept and independent:
-        pos, neg = [r.score for r in kept], [r.score for r in independent]
+        pos, neg = [value(r) for r in kept], [value(r) for r in independent]
         entry.update(auc=metrics.roc_auc(pos, neg), tpr_at_fpr_1pct=metrics.tpr_at_fpr(pos, neg, 0.01),
                      tpr_at_fpr_0=metrics.tpr_at_fpr(pos, neg, 0.0))
     else:
@@ -319,11 +320,23 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
 
     ``aruc`` is on the common calibrated scale (the rows' ``calibrated`` values, range
     [0, 1]); ``aruc_raw`` over the raw scores' observed span, for comparison with earlier runs.
+
+    Pooled over several zoos (``rules`` has more than one), the ranking figures (AUC, TPR at
+    1% and 0% FPR, the utility-gated ones, extraction's) rank the rows on the calibrated
+    scale, i.e. by each row's p-value against its own zoo's calibration models: raw scores
+    of different owners are not on one scale (one zoo's independent models may outscore
+    another zoo's copies), and no user thresholds them jointly, each verdict is calibrated
+    against its own owner's references. The raw-score pooling of earlier runs is kept as
+    ``auc_raw_pooled`` / ``tpr_at_fpr_1pct_raw_pooled`` (and ``utility_kept_raw_pooled``).
+    Within one zoo the two orders are the same (the scale is increasing in the score).
     """
     scored = [r for r in rows if r.role == "scored"]
     derived = [r for r in scored if r.label == 1 and r.family != EXTRACTION]
     independent = [r for r in scored if r.label == 0]
-    pos, neg = np.array([r.score for r in derived]), np.array([r.score for r in independent])
+    pooled = len(rules) > 1
+    value: Callable[[Scored], float] = (lambda r: r.calibrated) if pooled else (lambda r: r.score)
+    pos, neg = np.array([value(r) for r in derived]), np.array([value(r) for r in independent])
+    raw_pos, raw_neg = np.array([r.score for r in derived]), np.array([r.score for r in independent])
     cal_pos, cal_neg = np.array([r.calibrated for r in derived]), np.array([r.calibrated for r in independent])
     extraction = [r for r in scored if r.family == EXTRACTION]
     shared = [r for r in rows if r.role == SHARED_INIT]
@@ -346,22 +359,27 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "auc": metrics.roc_auc(pos, neg),
         "auc_ci": list(metrics.bootstrap_ci(metrics.roc_auc, pos, neg, n_boot=n_boot)),
         "aruc": aruc(cal_pos, cal_neg), "aruc_ci": list(metrics.bootstrap_ci(aruc, cal_pos, cal_neg, n_boot=n_boot)),
-        "aruc_raw": metrics.aruc(pos, neg), "max_min_ru": metrics.max_min_ru(pos, neg),
+        "aruc_raw": metrics.aruc(raw_pos, raw_neg), "max_min_ru": metrics.max_min_ru(pos, neg),
+        "ranked_on": "calibrated" if pooled else "score",
         "tpr_at_fpr_1pct": tpr1(pos, neg), "tpr_at_fpr_0": metrics.tpr_at_fpr(pos, neg, 0.0),
         "tpr_at_fpr_1pct_ci": list(metrics.bootstrap_ci(tpr1, pos, neg, n_boot=n_boot)),
         "rule": rule, "rules": by_alpha,
         "per_family": {family: {"n": v["n"], "detection_rate": v["hits"] / v["n"]} for family, v in families.items()},
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
                     "calibrated": r.calibrated, "utility": r.utility} for r in scored],
-        "utility_kept": utility_gated(derived, independent, rules),
+        "utility_kept": utility_gated(derived, independent, rules, value=value),
         "per_recipe": per_recipe(scored, rules),
         # the references the rule was calibrated on, so that the exchangeability of scored and
         # calibration independents can be checked from results.json alone
         "calibration_scores": [{"model": r.model, "family": r.family, "score": r.score}
                                for r in rows if r.role == "calibration"],
     }
+    if pooled:
+        result.update(auc_raw_pooled=metrics.roc_auc(raw_pos, raw_neg),
+                      tpr_at_fpr_1pct_raw_pooled=tpr1(raw_pos, raw_neg),
+                      utility_kept_raw_pooled=utility_gated(derived, independent, rules))
     if extraction:
-        ext = np.array([r.score for r in extraction])
+        ext = np.array([value(r) for r in extraction])
         result["extraction"] = {"n": int(ext.size), "tpr_at_fpr_1pct": tpr1(ext, neg),
                                 "detection_rate": float(np.mean([flagged(r) for r in extraction]))}
     if shared:
@@ -369,7 +387,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         result["shared_init"] = {
             "n": len(shared), "median_score": float(np.median(values)), "min_score": float(values.min()),
             "max_score": float(values.max()), "median_calibrated": float(np.median([r.calibrated for r in shared])),
-            "above_every_independent": float(np.mean(values > neg.max())),
+            "above_every_independent": float(np.mean(np.array([value(r) for r in shared]) > neg.max())),
             "judged_derived": {f"{alpha:g}": float(np.mean([flagged(r, alpha) for r in shared])) for alpha in ALPHAS},
             "scores": [{"model": r.model, "score": r.score, "calibrated": r.calibrated} for r in shared]}
     return result
