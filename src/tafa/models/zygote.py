@@ -86,6 +86,7 @@ def flavour(path: str | os.PathLike[str]) -> str:
     ``"torch"`` for any other file (TorchScript, safetensors, state dicts)."""
     return "onnx" if Path(path).suffix == ONNX_SUFFIX else "torch"
 
+
 _ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
 
 
