@@ -12,10 +12,16 @@ after a run of this tree, so that both see the same load on a shared machine. Be
 clock, the CPU seconds of the command and its children (the sandbox's zygote and worker)
 are shown: on a busy machine they are the firmer figure.
 
-The verify case fingerprints a small digits MLP (8 probes x 2 directions, so that the
+The verify case fingerprints a small digits MLP (8 probes x 2 directions: 40 queries, so that the
 verification itself costs milliseconds) in a temporary folder first; what is timed is the
 whole command: interpreter start, imports, reading the fingerprint, opening the ONNX file,
 the queries and the verdict.
+
+Beside the commands, for comparison (no limits): ``python -c "import torch"`` (the floor under
+any command that imports torch), ``python -c "import onnxruntime, numpy"`` (the floor under a
+verification of an ONNX suspect, which imports neither torch in the command nor in the
+sandbox's ONNX zygote) and the ONNX zygote's own imports (what it imports before it forks a
+worker, :data:`tafa.models.zygote.FLAVOURS`), each in a fresh process at the same time.
 """
 
 from __future__ import annotations
@@ -97,7 +103,7 @@ def main() -> None:
     cpu: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as folder:
         argv = _verify_case(Path(folder))
-        name = "tafa verify owner.tafa suspect.onnx (16 queries)"
+        name = "tafa verify owner.tafa suspect.onnx (40 queries)"
         if args.baseline:
             ours, theirs = _time_pair(argv, args.runs, args.baseline)
             rows.append((name, [w for w, _ in ours], VERIFY_LIMIT))
@@ -108,16 +114,23 @@ def main() -> None:
             runs = [_once([sys.executable, "-m", "tafa.cli", *argv]) for _ in range(args.runs)]
             rows.append((name, [w for w, _ in runs], VERIFY_LIMIT))
             cpu.append((name, [c for _, c in runs]))
-    # The floor under any command that imports torch, measured at the same time (not a limit).
-    rows.append(("(python -c 'import torch', for comparison)",
-                 _time([], args.runs, [sys.executable, "-c", "import torch"]), None))
+    # The floors, measured at the same time (not limits): any command that imports torch; one
+    # that imports onnxruntime and numpy alone; the ONNX zygote's imports before its first fork.
+    from tafa.models.zygote import FLAVOURS
+
+    zygote = f"import {', '.join(FLAVOURS['onnx'])}; import tafa.models.files"
+    for name, code in (("(python -c 'import torch', for comparison)", "import torch"),
+                       ("(python -c 'import onnxruntime, numpy', for comparison)", "import onnxruntime, numpy"),
+                       ("(the ONNX zygote's imports, for comparison)", zygote)):
+        rows.append((name, _time([], args.runs, [sys.executable, "-c", code]), None))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs each, wall-clock seconds\n")
-    print(f"| {'command':<52} | median | fastest | slowest | limit | met |")
-    print(f"|{'-' * 54}|-------:|--------:|--------:|------:|-----|")
+    width = max(len(name) for name, _, _ in rows)
+    print(f"| {'command':<{width}} | median | fastest | slowest | limit | met |")
+    print(f"|{'-' * (width + 2)}|-------:|--------:|--------:|------:|-----|")
     for name, seconds, limit in rows:
         median = statistics.median(seconds)
         met = "" if limit is None else "yes" if median < limit else "NO"
-        print(f"| {name:<52} | {median:6.2f} | {min(seconds):7.2f} | {max(seconds):7.2f} | "
+        print(f"| {name:<{width}} | {median:6.2f} | {min(seconds):7.2f} | {max(seconds):7.2f} | "
               f"{'' if limit is None else f'{limit:.1f}':>5} | {met:<3} |")
     print("\nCPU seconds (the command and its children), median: "
           + "; ".join(f"{name}: {statistics.median(values):.2f}" for name, values in cpu)

@@ -381,19 +381,39 @@ def test_the_parser_imports_no_heavy_library_and_its_light_lists_match_the_regis
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
-def test_verify_starts_the_sandbox_before_torch_and_imports_no_scipy(files, fingerprint_file):
+def test_verify_of_an_onnx_suspect_imports_no_torch_and_starts_the_sandbox_first(files, fingerprint_file):
     """tafa verify's fixed cost (issue 15): the sandbox's zygote starts before the command imports
-    torch (its launcher needs neither torch nor numpy), and verifying imports no scipy."""
+    anything heavy (its launcher needs neither torch nor numpy), and verifying an ONNX suspect with
+    the default scheme imports neither torch nor scipy into the command, and starts only the ONNX
+    zygote (onnxruntime, no torch: its process maps no libtorch)."""
     probe = ("import sys, contextlib, io; import tafa.models.zygote as zygote\n"
              "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))\n"
-             "zygote.prestart(); early = zygote._zygote; zygote.shutdown()\n"
+             f"zygote.prestart([{str(files['pirate'])!r}]); early = zygote._zygotes['onnx']; zygote.shutdown()\n"
              "print(early.used, early.process.returncode)\n"  # never used: killed at once, not waited for
              "from tafa.cli import main\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n"
              f"    code = main(['--quiet', 'verify', {str(fingerprint_file)!r}, {str(files['pirate'])!r}, '--json'])\n"
-             "print(code, zygote._zygote.used, 'scipy' in sys.modules)")
+             "used = zygote._zygotes['onnx']\n"
+             "maps = open(f'/proc/{used.process.pid}/maps').read()\n"
+             "print(code, sorted(zygote._zygotes), used.used, 'onnxruntime' in maps, 'libtorch' in maps)\n"
+             "print(sorted(m for m in ('torch', 'scipy', 'safetensors') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.splitlines() == ["[]", f"False {-signal.SIGKILL}", "0 True False"], done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["[]", f"False {-signal.SIGKILL}", "0 ['onnx'] True True False", "[]"], \
+        done.stdout + done.stderr
+
+
+def test_verify_of_a_torchscript_suspect_starts_the_torch_sandbox(files, fingerprint_file):
+    """The other flavour, for contrast: a TorchScript suspect is opened by the zygote that
+    imports torch (and the command itself still needs no torch to score it)."""
+    probe = ("import sys, contextlib, io; import tafa.models.zygote as zygote\n"
+             "from tafa.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    code = main(['--quiet', 'verify', {str(fingerprint_file)!r}, {str(files['independent'])!r}, "
+             "'--allow-torchscript', '--json'])\n"
+             "maps = open(f'/proc/{zygote._zygotes[\"torch\"].process.pid}/maps').read()\n"
+             "print(code, sorted(zygote._zygotes), 'libtorch' in maps, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["0 ['torch'] True False"], done.stdout + done.stderr
 
 
 def test_the_demo_numbers_its_steps_as_it_tells_them():

@@ -493,3 +493,27 @@ def test_a_suspect_is_never_parsed_in_tafas_process(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(onnx_import, "import_onnx", lambda *a: calls.append(a))
     assert model.describe()["white_box"] is False and not calls
+
+
+def _mapped_libraries(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as handle:
+        return handle.read()
+
+
+def test_onnx_files_run_in_workers_without_torch_and_a_worker_refuses_another_flavour(tmp_path, monkeypatch):
+    """ONNX files are opened by workers of the zygote that imports onnxruntime and not torch
+    (issue 15: the fixed cost of a verification); TorchScript by the torch zygote's. A worker
+    refuses a file of the other flavour (it would import torch under the worker's limits)."""
+    onnx_path, script_path = tmp_path / "model.onnx", tmp_path / "model.pt"
+    torch.onnx.export(_net(), (torch.zeros(1, *SHAPE),), str(onnx_path), dynamo=False)
+    torch.jit.trace(_net(), torch.zeros(1, *SHAPE)).save(str(script_path))
+    onnx_model = open_model(onnx_path)
+    script_model = open_model(script_path, allow_torchscript=True, input_shape=SHAPE)
+    x = np.random.default_rng(0).uniform(size=(1, *SHAPE))
+    assert np.allclose(onnx_model(x), script_model(x), atol=1e-5)
+    onnx_maps, script_maps = _mapped_libraries(onnx_model._pid), _mapped_libraries(script_model._pid)
+    assert "onnxruntime" in onnx_maps and "libtorch" not in onnx_maps
+    assert "libtorch" in script_maps
+    monkeypatch.setattr(sandbox, "flavour", lambda path: "onnx")  # the parent asks the wrong zygote
+    with pytest.raises(ModelLoadError, match="not a file of the 'onnx' sandbox"):
+        open_model(script_path, allow_torchscript=True, input_shape=SHAPE)

@@ -425,3 +425,37 @@ def test_false_claim_against_an_independent_model_is_exposed(classifier, tmp_pat
         assert Commitment.of(reloaded).probe_sha256 != rederived.probe_sha256
     with pytest.raises(TamperedFingerprint, match="reproducible content hash"):
         Commitment.of(optimised).reproduce(owner)
+
+
+def test_onnx_batches_are_bounded_in_bytes_and_activations(tmp_path, monkeypatch):
+    """A batch to an ONNX file holds at most BATCH_BYTES of inputs and answers, and its activations
+    (told by ONNX shape inference) stay under BATCH_ACTIVATION_BYTES: a large input, or a wide
+    layer, splits the 256 default into smaller batches with the same answers."""
+    from tafa.models.base import BATCH_ACTIVATION_BYTES
+    from tafa.models.files import BATCH_BYTES
+
+    torch.manual_seed(0)
+    wide_input = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256 * 512, 10)).eval()
+    wide_layer = torch.nn.Sequential(torch.nn.Conv2d(1, 2048, 3, padding=1), torch.nn.ReLU(),
+                                     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                     torch.nn.Linear(2048, 10)).eval()
+    cases = [(wide_input, (1, 256, 512), BATCH_BYTES // (4 * 256 * 512 + 8 * 10)),
+             (wide_layer, (1, 8, 8), BATCH_ACTIVATION_BYTES // (4 * 2048 * 8 * 8 * 4))]
+    for i, (module, shape, expected) in enumerate(cases):
+        path = tmp_path / f"model{i}.onnx"
+        torch.onnx.export(module, (torch.zeros(1, *shape),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+        model = open_model(path)
+        assert 1 < model.batch_size == expected < 256, (shape, model.batch_size, expected)
+        sizes: list[int] = []
+
+        def counted(x, forward=model._forward, sizes=sizes):
+            sizes.append(len(x))
+            return forward(x)
+
+        monkeypatch.setattr(model, "_forward", counted)
+        x = np.random.default_rng(i).random((expected + 3, *shape), dtype=np.float32)
+        with torch.no_grad():
+            owner = module(torch.from_numpy(x)).double().numpy()
+        assert np.allclose(model(x), owner, atol=1e-4)
+        assert sizes == [expected, 3]

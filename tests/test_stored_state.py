@@ -27,15 +27,17 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 #: Runs ``tafa ARGS...`` in-process and prints its exit code, seconds and peak memory on
 #: stdout's last line. The address space is capped (4 GiB) so that a regression fails the
-#: test instead of the machine.
+#: test instead of the machine. The peak is the process's own (``VmHWM``): Linux carries
+#: ``ru_maxrss`` over from the forking parent, so it would report pytest's peak instead.
 MEASURE = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 from tafa.cli import main
 started = time.perf_counter()
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "seconds": time.perf_counter() - started,
-                  "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+with open("/proc/self/status") as status:
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) * 1024
+print(json.dumps({"code": code, "seconds": time.perf_counter() - started, "peak_bytes": peak}))
 """
 
 

@@ -30,10 +30,9 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Union
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .references import References
@@ -53,6 +52,9 @@ from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["FORMAT", "VERSION", "Fingerprint", "ModelLike", "as_model", "content_hash", "write_atomically"]
 
@@ -82,13 +84,17 @@ DEFAULT_PARENT_REFERENCES = 19
 #: Prefix of a second stage's arrays, and its header's key, in a fingerprint file.
 SECOND = "second"
 
-ModelLike = Model | torch.nn.Module
+#: What the library accepts as a model (torch is imported only when a module is given: verifying
+#: a suspect opened as a :class:`Model` needs numpy alone).
+ModelLike = Union[Model, "torch.nn.Module"]
 
 
 def as_model(model: ModelLike, input_shape: tuple[int, ...] | None, name: str | None = None) -> Model:
     """Wrap an ``nn.Module`` as a :class:`~tafa.models.Model`; pass a Model through."""
     if isinstance(model, Model):
         return model
+    import torch
+
     if isinstance(model, torch.nn.Module):
         if input_shape is None:
             raise ShapeMismatch("A torch module needs its input shape (input_shape=...).")

@@ -1,7 +1,8 @@
 """The functional core: the pure maths that more than one stage computes.
 
 Pure functions of arrays (numpy, and torch tensors for the one small network trained on
-both sides), no state, no models, importing nothing of tafa: the probe
+both sides: torch is imported by those functions alone, so that scoring a suspect needs
+numpy only), no state, no models, importing nothing of tafa: the probe
 strategies (choosing probes where references disagree), the signatures and the decisions
 (scoring a suspect) all import it *downward*, and the classes of those stages wrap it
 (as torchmetrics' ``functional/`` sits under its ``Metric`` classes).
@@ -28,8 +29,12 @@ trains jointly with its inputs and the ``meta-verifier`` decision trains again a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def stepped_inputs(points: np.ndarray, directions: np.ndarray, steps: float | np.ndarray) -> np.ndarray:
@@ -124,6 +129,8 @@ def standardisation(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def initial_parameters(d: int, hidden: int, seed: int) -> list[torch.Tensor]:
     """``[w1 (hidden, d), b1 (hidden,), w2 (hidden,), b2 (1,)]``, float64, uniform in
     ``+-1/sqrt(fan_in)`` (torch's ``nn.Linear`` rule), from a generator seeded by ``seed``."""
+    import torch
+
     generator = torch.Generator().manual_seed(int(seed))
 
     def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
@@ -136,12 +143,16 @@ def initial_parameters(d: int, hidden: int, seed: int) -> list[torch.Tensor]:
 
 def verifier_logits(parameters: list[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
     """The verifier's logit for each row of standardised outputs ``z`` (``(M, D)``)."""
+    import torch
+
     w1, b1, w2, b2 = parameters
     return torch.relu(z @ w1.T + b1) @ w2 + b2
 
 
 def balanced_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy with each class weighted to half of the total."""
+    import torch
+
     positives = labels > 0.5
     weights = torch.where(positives, 0.5 / positives.sum().clamp(min=1), 0.5 / (~positives).sum().clamp(min=1))
     losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")

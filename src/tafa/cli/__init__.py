@@ -48,24 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _torch_threads() -> None:
+def _torch_threads(args: argparse.Namespace) -> None:
     """One torch thread unless ``TAFA_TORCH_THREADS`` says otherwise: the models tafa queries are
     small, and on a busy machine a second intra-op thread that waits for a core made every
-    forward pass of a small MLP ~100x slower here (0.26 ms -> 24 ms)."""
-    from ..threads import pin_torch_threads
+    forward pass of a small MLP ~100x slower here (0.26 ms -> 24 ms). A command that runs no
+    torch in this process (``runs_torch`` false: ``verify``, whose models run in the sandbox or
+    behind a service, and ``info``) does not import torch for it."""
+    if getattr(args, "runs_torch", True):
+        from ..threads import pin_torch_threads
 
-    pin_torch_threads()
+        pin_torch_threads()
 
 
 def _start_sandbox(args: argparse.Namespace) -> None:
-    """A command that will open a model file (``opens_files`` says so) starts the sandbox's
-    zygote before importing the library: the zygote's imports then run beside the command's
-    own instead of after them (about halves ``tafa verify``'s fixed cost on two cores)."""
-    opens_files = getattr(args, "opens_files", None)
-    if opens_files is not None and opens_files(args):
+    """A command that will open model files (``model_files`` names them) starts the sandbox's
+    zygotes they need before importing the library: the zygotes' imports then run beside the
+    command's own instead of after them (about halves ``tafa verify``'s fixed cost on two cores)."""
+    model_files = getattr(args, "model_files", None)
+    paths = model_files(args) if model_files is not None else []
+    if paths:
         from ..models.zygote import prestart
 
-        prestart()
+        prestart(paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _start_sandbox(args)
-        _torch_threads()
+        _torch_threads(args)
         return int(args.run(args))
     except BaseException as error:  # noqa: BLE001 - mapped through the table
         for kind, code, message in ERRORS:

@@ -149,10 +149,10 @@ def _references(fingerprint: Any, directory: str | None, args: argparse.Namespac
     return models
 
 
-def _opens_files(args: argparse.Namespace) -> bool:
-    """Whether ``tafa verify`` will open a model file (a suspect that is not a URL, or a folder
-    of references or positives), so that the sandbox is worth starting early."""
-    return not str(args.suspect).startswith(("http://", "https://")) or bool(args.references or args.positives)
+def _model_files(*specs: str | None) -> list[str]:
+    """The model files (or folders of them) among ``specs``: neither absent nor a service URL;
+    the sandbox's zygotes they need are started early."""
+    return [str(spec) for spec in specs if spec and not str(spec).startswith(("http://", "https://"))]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -248,7 +248,7 @@ def add_parsers(commands: Any) -> None:
     add_quiet(fp)
     add_white_box_option(fp, owner=True)
     add_opening_options(fp, services=False, weights=True)
-    fp.set_defaults(run=cmd_fingerprint, opens_files=lambda args: True)
+    fp.set_defaults(run=cmd_fingerprint, model_files=lambda args: _model_files(args.model, args.parent))
 
     verify = commands.add_parser("verify", help="verify a suspect model against a fingerprint (black box)")
     verify.add_argument("fingerprint", metavar="FINGERPRINT")
@@ -266,10 +266,11 @@ def add_parsers(commands: Any) -> None:
     add_quiet(verify)
     add_white_box_option(verify)
     add_opening_options(verify, weights=True)
-    verify.set_defaults(run=cmd_verify, opens_files=_opens_files)
+    verify.set_defaults(run=cmd_verify, runs_torch=False,
+                        model_files=lambda args: _model_files(args.suspect, args.references, args.positives))
 
     info = commands.add_parser("info", help="describe a fingerprint file (and check its hash)")
     info.add_argument("fingerprint", metavar="FINGERPRINT")
     info.add_argument("--json", action="store_true")
     add_quiet(info)
-    info.set_defaults(run=cmd_info)
+    info.set_defaults(run=cmd_info, runs_torch=False)

@@ -49,7 +49,6 @@ True
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..errors import InvalidParameter, ShapeMismatch, check_param
 from ..functional import balanced_bce, initial_parameters, standardisation, verifier_logits
@@ -65,7 +64,10 @@ STATE_KEYS = ("mean", "scale", "w1", "b1", "w2", "b2")
 def train_verifier(rows: np.ndarray, labels: np.ndarray, *, hidden: int, steps: int, lr: float,
                    weight_decay: float, clip: float, seed: int) -> dict[str, np.ndarray]:
     """A meta-verifier trained from scratch on ``rows`` (``(M, D)`` raw outputs) and
-    ``labels`` (1 derived, 0 independent): its state (see :data:`STATE_KEYS`)."""
+    ``labels`` (1 derived, 0 independent): its state (see :data:`STATE_KEYS`). Only training
+    needs torch (applying the verifier is numpy)."""
+    import torch
+
     mean, scale = standardisation(rows)
     z = torch.from_numpy(np.clip((rows - mean) / scale, -clip, clip))
     y = torch.from_numpy(np.asarray(labels, dtype=np.float64))

@@ -4,6 +4,10 @@ A :class:`Model` has an input shape and an output shape (of one sample), a batch
 numpy-in / numpy-out call, and a query counter. Black-box verification uses nothing
 else. White-box analysis of the owner additionally asks :meth:`Model.torch_module`,
 which is ``None`` when the model cannot be imported into torch.
+
+Only :class:`TorchModel` and the functions of torch modules need torch, and import it when
+they run: a model answered elsewhere (an ONNX file in the sandbox, a service) is queried and
+hashed with numpy alone, so ``tafa verify`` of such a suspect never imports torch.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import hashlib
 import os
 import stat
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import NonFiniteOutput, ShapeMismatch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Model(ABC):
@@ -78,6 +84,8 @@ class Model(ABC):
 
 def module_hash(module: torch.nn.Module) -> str:
     """SHA-256 over a module's state dict (names, dtypes, shapes and bytes, in name order)."""
+    import torch
+
     digest = hashlib.sha256()
     for key, value in sorted(module.state_dict().items()):
         tensor = value.detach().cpu().contiguous()
@@ -118,18 +126,20 @@ class TorchModel(Model):
     def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], *,
                  name: str | None = None, batch_size: int = 256, white_box: bool = True,
                  output_shape: tuple[int, ...] | None = None, source_hash: str | None = None) -> None:
+        import torch
+
         self.module = module.eval()
         self._white_box = white_box
         self._source_hash = source_hash
         if output_shape is None:
             output_shape, largest = _probe_shapes(self.module, tuple(input_shape))
-            # a few feature maps of each sample live at once: bound the batch's activations
-            itemsize = torch.finfo(module_dtype(module)).bits // 8
-            batch_size = max(1, min(batch_size, BATCH_ACTIVATION_BYTES // max(1, 4 * largest * itemsize)))
+            batch_size = activation_bounded(batch_size, largest, torch.finfo(module_dtype(module)).bits // 8)
         super().__init__(input_shape, output_shape, name=name or type(module).__name__,
                          batch_size=batch_size)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad():
             tensor = torch.from_numpy(x).to(module_dtype(self.module))
             return self.module(tensor).double().numpy()
@@ -147,9 +157,17 @@ class TorchModel(Model):
 BATCH_ACTIVATION_BYTES = 256 * 2 ** 20
 
 
+def activation_bounded(batch_size: int, largest: int, itemsize: int) -> int:
+    """``batch_size`` reduced so that a few feature maps of each sample, which live at once (4 of
+    the ``largest`` activation's values of ``itemsize`` bytes), fit :data:`BATCH_ACTIVATION_BYTES`."""
+    return max(1, min(int(batch_size), BATCH_ACTIVATION_BYTES // max(1, 4 * largest * itemsize)))
+
+
 def _probe_shapes(module: torch.nn.Module, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
     """One sample through ``module``: its output shape and the size of its largest activation
     (the largest output of a leaf module)."""
+    import torch
+
     largest = [0]
 
     def record(_module: torch.nn.Module, _inputs: object, output: object) -> None:
@@ -170,6 +188,8 @@ def _probe_shapes(module: torch.nn.Module, input_shape: tuple[int, ...]) -> tupl
 
 def module_dtype(module: torch.nn.Module) -> torch.dtype:
     """The floating dtype of a module's parameters (float32 if it has none)."""
+    import torch
+
     for parameter in module.parameters():
         if parameter.is_floating_point():
             return parameter.dtype

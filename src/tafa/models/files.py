@@ -33,6 +33,9 @@ inspected before the library that reads it is called:
 ``factory`` is ``package.module:function`` (an installed module) or ``path/to/file.py:function``
 (an explicit file): code *of the user's*, returning the ``nn.Module`` whose weights a
 safetensors file or state dict holds. The current directory is never added to ``sys.path``.
+
+Torch is imported by the loaders that need it (TorchScript, weights files) and not by this
+module: the sandbox's ONNX workers (:mod:`tafa.models.sandbox`) run ONNX files without it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import math
 import os
 import stat
 import pickletools
@@ -51,13 +55,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
-import torch
 
 from ..errors import (InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param,
                       one_line)
-from .base import Model, TorchModel, file_hash
+from .base import Model, TorchModel, activation_bounded, file_hash
+from .zygote import MODEL_SUFFIXES, ONNX_SUFFIX
 
 if TYPE_CHECKING:
+    import torch
+
     from .sandbox import SandboxLimits
 
 #: Largest model file opened (bytes) unless ``max_bytes`` says otherwise; larger files are
@@ -67,6 +73,10 @@ MAX_FILE_BYTES = 2 * 1024 ** 3
 #: Most elements of one sample's input or output (2**24: a 3x2048x2048 image fits); larger
 #: declared shapes are refused before anything is allocated.
 MAX_ELEMENTS = 1 << 24
+
+#: Bound on one batch of queries to a model file (bytes): its float32 inputs and the float64
+#: answers expected, together; a sample larger than this is sent alone.
+BATCH_BYTES = 64 * 2 ** 20
 
 #: Most bytes of one pickle member of a torch archive (real ``data.pkl`` files are KBs to MBs).
 MAX_PICKLE_BYTES = 64 * 1024 ** 2
@@ -78,8 +88,6 @@ MAX_PICKLE_OPCODES = 2_000_000
 #: Directories whose files are never opened as models (kernel interfaces and devices: their
 #: sizes lie and reading them may never end).
 _SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
-
-MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".jit", ".safetensors", ".tsm")
 
 #: ONNX operator domains run by onnxruntime's own kernels from the ONNX standard.
 ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
@@ -221,7 +229,8 @@ class OnnxModel(Model):
         super().__init__(input_shape, (), name=Path(path).name, batch_size=batch)
         self.output_shape = tuple(self._forward(np.zeros((1, *input_shape), dtype=np.float32)).shape[1:])
         check_shape(self.output_shape, "output", path)
-        self.batch_size = bounded_batch(self.batch_size, self.input_shape, self.output_shape)
+        self.batch_size = activation_bounded(bounded_batch(self.batch_size, self.input_shape, self.output_shape),
+                                             _largest_activation(proto), 4)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -264,9 +273,27 @@ def check_shape(shape: tuple[int, ...], what: str, path: str) -> None:
 
 
 def bounded_batch(batch_size: int, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:
-    """``batch_size`` reduced so that one batch holds at most :data:`MAX_ELEMENTS` input or output values."""
-    per_sample = max(1, int(np.prod(input_shape, dtype=np.int64)), int(np.prod(output_shape, dtype=np.int64)))
-    return max(1, min(int(batch_size), MAX_ELEMENTS // per_sample))
+    """``batch_size`` reduced so that one batch's float32 inputs and float64 answers hold at most
+    :data:`BATCH_BYTES` (at least one sample)."""
+    per_sample = 4 * int(np.prod(input_shape, dtype=np.int64)) + 8 * int(np.prod(output_shape, dtype=np.int64))
+    return max(1, min(int(batch_size), BATCH_BYTES // max(1, per_sample)))
+
+
+def _largest_activation(proto: Any) -> int:
+    """Values per sample of the largest intermediate tensor of an ONNX graph whose shape ONNX's
+    shape inference tells (every axis after the batch axis known; 0 when none is)."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - a graph inference cannot read: bounded by inputs and outputs alone
+        return 0
+    largest = 0
+    for value in inferred.graph.value_info:
+        axes = value.type.tensor_type.shape.dim[1:]
+        if axes and all(axis.HasField("dim_value") and axis.dim_value > 0 for axis in axes):
+            largest = max(largest, math.prod(int(axis.dim_value) for axis in axes))
+    return largest
 
 
 def _check_declared_inputs(proto: Any, path: str, given: tuple[int, ...] | None) -> None:
@@ -372,6 +399,7 @@ class ScriptModel(TorchModel):
         if self._imported is None and self._import_error is None:
             try:
                 import onnx
+                import torch
 
                 from .onnx_import import import_onnx
 
@@ -468,7 +496,7 @@ def _is_pickle(path: Path) -> bool:
 def sniff(path: Path) -> str:
     with open(path, "rb") as handle:
         head = handle.read(8)
-    if path.suffix == ".onnx":
+    if path.suffix == ONNX_SUFFIX:
         return "onnx"
     if path.suffix == ".safetensors":
         return "safetensors"
@@ -619,6 +647,8 @@ def _graphs(module: torch.jit.ScriptModule) -> Iterator[Any]:
 def torchscript_operators(module: torch.jit.ScriptModule) -> set[str]:
     """Every operator kind in every method graph, forward hook and forward pre-hook of
     ``module`` and its submodules (calls inlined)."""
+    import torch
+
     kinds: set[str] = set()
     for graph in _graphs(module):
         graph = graph.copy()
@@ -640,6 +670,8 @@ def _check_torchscript_operators(module: torch.jit.ScriptModule, text: str) -> N
 
 
 def _load_torchscript(text: str, input_shape: tuple[int, ...], max_bytes: int) -> "ScriptModel":
+    import torch
+
     inspect_archive(text, torchscript=True, max_bytes=max_bytes)
     try:
         with _quiet():
@@ -658,6 +690,8 @@ def _load_torchscript(text: str, input_shape: tuple[int, ...], max_bytes: int) -
 
 
 def _module_from_weights(path: Path, kind: str, factory: str | None, max_bytes: int) -> torch.nn.Module:
+    import torch
+
     if kind == "state_dict":
         inspect_archive(path, torchscript=False, max_bytes=max_bytes)
     if factory is None:

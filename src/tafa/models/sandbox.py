@@ -3,11 +3,13 @@
 A model file (ONNX, TorchScript, safetensors or a torch state dict with a factory) is
 parsed, inspected, loaded and run in a **worker process**, never in tafa's own process:
 
-- the worker is forked from a *zygote*: a process started once per tafa process with
-  ``python -I -B``, a minimal environment (no ``PYTHONPATH``, no user variables), an empty
-  temporary working directory and stdout/stderr captured into a bounded buffer that is
-  never shown; it imports torch, onnxruntime and the loaders once and never touches a file,
-  so forking a worker costs milliseconds instead of the seconds an import takes;
+- the worker is forked from a *zygote*: a process started once per tafa process and flavour
+  of file with ``python -I -B``, a minimal environment (no ``PYTHONPATH``, no user
+  variables), an empty temporary working directory and stdout/stderr captured into a
+  bounded buffer that is never shown; it imports the loaders once (onnx and onnxruntime for
+  ONNX files; torch and safetensors too for the others: :data:`~tafa.models.zygote.FLAVOURS`)
+  and never touches a file, so forking a worker costs milliseconds instead of the seconds an
+  import takes;
 - each worker gets its own empty temporary working directory and resource limits before
   it opens the file: address space (:attr:`SandboxLimits.memory_bytes` above what the
   zygote already maps, plus four times the file size), CPU seconds, ``RLIMIT_FSIZE`` = 0
@@ -53,7 +55,8 @@ from .. import errors as _errors
 from ..errors import ModelLoadError, TafaError, one_line
 from ..threads import pin_torch_threads
 from .base import Model
-from .zygote import _BOOT, _Closed, _Late, _library_paths, _recv_exact, _the_zygote, _Zygote, shutdown  # noqa: F401
+from .zygote import (FLAVOURS, _BOOT, _Closed, _Late, _library_paths, _recv_exact, _the_zygote, _Zygote,  # noqa: F401
+                     flavour, shutdown)
 
 # --- the wire format: plain arrays ------------------------------------------------------
 
@@ -146,18 +149,20 @@ class SandboxLimits:
 
 # --- the zygote: started once (see .zygote), forks one worker per model -------------------
 
-def _zygote_main(fd: int) -> None:
-    """The zygote's loop: import everything once, then fork a worker per request."""
+def _zygote_main(fd: int, own_flavour: str) -> None:
+    """The zygote's loop: import the libraries of its flavour ``own_flavour`` once (so that workers
+    start in milliseconds), then fork a worker per request."""
+    import importlib
+
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    import onnx  # noqa: F401 - imported once here so that workers start in milliseconds
-    import onnxruntime  # noqa: F401
-    import safetensors.torch  # noqa: F401
-    import torch  # noqa: F401
+    for library in FLAVOURS[own_flavour]:
+        importlib.import_module(library)
 
     from . import files  # noqa: F401
 
-    pin_torch_threads(1)
+    if "torch" in FLAVOURS[own_flavour]:
+        pin_torch_threads(1)
     root = os.getcwd()
     statuses: dict[int, dict[str, Any]] = {}
 
@@ -199,7 +204,7 @@ def _zygote_main(fd: int) -> None:
                 code = 0
                 try:
                     sock.close()
-                    _worker_main(fds[0], message, root)
+                    _worker_main(fds[0], message, root, own_flavour)
                 except BaseException:  # noqa: BLE001 - a worker never returns into the zygote's loop
                     import traceback
 
@@ -248,9 +253,10 @@ def _limit(worker_limits: dict[str, Any], file_bytes: int) -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def _worker_main(fd: int, message: dict[str, Any], root: str) -> None:
-    """One worker: limits, an empty directory, the file opened by the in-process loader,
-    then requests answered until the parent closes the socket."""
+def _worker_main(fd: int, message: dict[str, Any], root: str, own_flavour: str) -> None:
+    """One worker of a zygote of flavour ``own_flavour``: limits, an empty directory, the file opened
+    by the in-process loader (a file of another flavour is refused), then requests answered
+    until the parent closes the socket."""
     from .files import load_file
 
     sock = socket.socket(fileno=fd)
@@ -260,7 +266,10 @@ def _worker_main(fd: int, message: dict[str, Any], root: str) -> None:
     options = message["options"]
     try:
         _limit(message["limits"], os.stat(path).st_size)
-        pin_torch_threads(1)
+        if flavour(path) != own_flavour:
+            raise ModelLoadError(f"{path!r} is not a file of the {own_flavour!r} sandbox; refused.")
+        if "torch" in FLAVOURS[own_flavour]:
+            pin_torch_threads(1)
         model = load_file(path, **options)
     except BaseException as error:  # noqa: BLE001 - every failure goes back as one error message
         _send_error(sock, error)
@@ -346,7 +355,7 @@ class SandboxedModel(Model):
         self._kind = ""
         name = Path(path).name
         self.name = name
-        zygote = _the_zygote()
+        zygote = _the_zygote(flavour(path))
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         limits_message = {"memory_bytes": self.limits.memory_bytes, "cpu_seconds": self.limits.cpu_seconds,
                           "open_files": self.limits.open_files}

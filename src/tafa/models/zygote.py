@@ -1,12 +1,19 @@
-"""The parent's handle on the sandbox's zygote, importable without torch or numpy.
+"""The parent's handle on the sandbox's zygotes, importable without torch or numpy.
 
-The zygote (see :mod:`tafa.models.sandbox`) is a ``python -I -B`` process that imports torch,
-onnxruntime and the loaders once and then forks one sandbox worker per model file. Its
-imports take as long as the parent's own, so a command that will open a model file starts it
-first (:func:`prestart`), before importing the library: the two import in parallel instead
-of one after the other. Nothing here weakens the sandbox: the process is the one
-:class:`~tafa.models.sandbox.SandboxedModel` would start, with the same isolated interpreter,
-environment, working directory and captured output; only *when* it starts changes. A zygote
+A zygote (see :mod:`tafa.models.sandbox`) is a ``python -I -B`` process that imports the
+loaders of one *flavour* of model file once and then forks one sandbox worker per file of that
+flavour (:data:`FLAVOURS`): ``"onnx"`` imports onnx and onnxruntime and no torch (ONNX files
+run on onnxruntime alone), ``"torch"`` also imports torch and safetensors (TorchScript,
+safetensors and state-dict files). The flavour follows from the file's name
+(:func:`flavour`), the same rule the loaders' :func:`~tafa.models.files.sniff` applies, so the
+parent knows it before it imports anything heavy; a worker refuses a file of another flavour.
+
+A zygote's imports take as long as the parent's own, so a command that will open model files
+starts the zygotes they need first (:func:`prestart`), before importing the library: they
+import in parallel instead of one after the other. Nothing here weakens the sandbox: every
+zygote is the process :class:`~tafa.models.sandbox.SandboxedModel` would start, with the same
+isolated interpreter, environment, working directory and captured output, and its workers
+get the same limits; only *when* it starts, and which libraries it imports, change. A zygote
 that was started but never asked for a worker is killed at exit rather than waited for.
 """
 
@@ -24,7 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import ModelLoadError
 
@@ -60,7 +67,25 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytea
 
 
 _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[2]); "
-         "from tafa.models.sandbox import _zygote_main; _zygote_main(int(sys.argv[1]))")
+         "from tafa.models.sandbox import _zygote_main; _zygote_main(int(sys.argv[1]), sys.argv[3])")
+
+#: Zygote flavour -> the libraries it imports before forking workers (what its files need).
+FLAVOURS = {
+    "onnx": ("onnx", "onnxruntime"),
+    "torch": ("onnx", "onnxruntime", "torch", "safetensors.torch"),
+}
+
+#: The name endings of model files (what a folder of models is searched for), and that of ONNX
+#: files (:func:`tafa.models.files.sniff` reads a file as ONNX by it).
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts", ".jit", ".safetensors", ".tsm")
+ONNX_SUFFIX = ".onnx"
+
+
+def flavour(path: str | os.PathLike[str]) -> str:
+    """The zygote flavour that opens the model file ``path``: ``"onnx"`` for an ``.onnx`` file,
+    ``"torch"`` for any other file (TorchScript, safetensors, state dicts)."""
+    return "onnx" if Path(path).suffix == ONNX_SUFFIX else "torch"
+
 
 _ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
 
@@ -76,9 +101,10 @@ def _library_paths() -> list[str]:
 
 
 class _Zygote:
-    """The parent's handle on its zygote process."""
+    """The parent's handle on one zygote process (of one flavour)."""
 
-    def __init__(self) -> None:
+    def __init__(self, flavour: str) -> None:
+        self.flavour = flavour
         self.owner = os.getpid()
         self.used = False  # asked for a worker yet (an unused zygote is killed at exit, not waited for)
         self.root = tempfile.mkdtemp(prefix="tafa-sandbox-")
@@ -88,7 +114,7 @@ class _Zygote:
         environment.update({"HOME": self.root, "TMPDIR": self.root, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                             "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "PYTHONHASHSEED": "0"})
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-c", _BOOT, str(child.fileno()), json.dumps(paths)],
+            [sys.executable, "-I", "-B", "-c", _BOOT, str(child.fileno()), json.dumps(paths), flavour],
             pass_fds=[child.fileno()], cwd=self.root, env=environment, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         child.close()
@@ -136,36 +162,51 @@ class _Zygote:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-_zygote: _Zygote | None = None
+#: This process's zygotes, by flavour.
+_zygotes: dict[str, _Zygote] = {}
 _zygote_lock = threading.Lock()
 
 
-def _the_zygote() -> _Zygote:
-    global _zygote
+def _the_zygote(kind: str) -> _Zygote:
+    """This process's zygote of flavour ``kind``, started if it is not running."""
+    if kind not in FLAVOURS:
+        raise ValueError(f"Unknown zygote flavour {kind!r}; known: {sorted(FLAVOURS)}.")
     with _zygote_lock:
-        if _zygote is None or not _zygote.alive():
-            if _zygote is not None and _zygote.owner == os.getpid():
-                _zygote.stop()
-            _zygote = _Zygote()
-        return _zygote
+        zygote = _zygotes.get(kind)
+        if zygote is None or not zygote.alive():
+            if zygote is not None and zygote.owner == os.getpid():
+                zygote.stop()
+            zygote = _zygotes[kind] = _Zygote(kind)
+        return zygote
 
 
-def prestart() -> None:
-    """Start this process's zygote now, if it is not running, without waiting for it: a command
-    that will open a model file calls this before its own imports (see the module doc)."""
-    _the_zygote()
+def prestart(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Start now, without waiting for them, the zygotes that the model files ``paths`` (a folder
+    stands for the model files in it) will need: a command that will open them calls this before
+    its own imports (see the module doc). Only names are read here, never a file."""
+    kinds: set[str] = set()
+    for path in paths:
+        if not os.path.isdir(path):
+            kinds.add(flavour(path))
+            continue
+        try:
+            names = os.listdir(path)
+        except OSError:  # the command opening the folder says what is wrong with it, in one line
+            continue
+        kinds.update(flavour(name) for name in names if Path(name).suffix in MODEL_SUFFIXES)
+    for kind in sorted(kinds):
+        _the_zygote(kind)
 
 
 def shutdown() -> None:
-    """Stop this process's zygote (and with it every idle worker); the next sandboxed model
+    """Stop this process's zygotes (and with them every idle worker); the next sandboxed model
     starts a new one. Runs at exit."""
-    global _zygote
     with _zygote_lock:
-        if _zygote is not None:
-            _zygote.stop()
-            _zygote = None
+        for zygote in _zygotes.values():
+            zygote.stop()
+        _zygotes.clear()
 
 
 atexit.register(shutdown)
 
-__all__ = ["prestart", "shutdown"]
+__all__ = ["FLAVOURS", "flavour", "prestart", "shutdown"]

@@ -44,15 +44,15 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model
-from ..relu.linearise import NotPiecewiseLinear, check_head_on_top, first_switches, linearise
 from .base import ProbeStrategy, Probes, register_probes
 
 if TYPE_CHECKING:
+    import torch
+
     from ..references import References
 
 
@@ -89,6 +89,8 @@ class BoundaryProbes(ProbeStrategy):
         module = owner.torch_module()
         reason = "the owner is not available as a torch module"
         if module is not None:
+            from ..relu.linearise import NotPiecewiseLinear, check_head_on_top
+
             analysed = copy.deepcopy(module).double().eval()
             try:
                 check_head_on_top(analysed, domain.sample(1, rng)[0])
@@ -103,6 +105,8 @@ class BoundaryProbes(ProbeStrategy):
 
     def _white_box(self, module: torch.nn.Module, domain: Domain, n: int, k: int,
                    rng: np.random.Generator) -> Probes:
+        from ..relu.linearise import NotPiecewiseLinear, first_switches, linearise
+
         lo, hi = domain.bounds()
         shape = domain.shape
         d = int(np.prod(shape))
@@ -197,6 +201,8 @@ def dense_first_layer(module: torch.nn.Module) -> bool:
     connected (``nn.Linear``): its units' hyperplanes then have dense normals, on which the
     boundary stage is strong; a convolution's filter at one position spans a few pixels, where
     it is weak (docs/method.md, "Boundary geometry")."""
+    import torch
+
     for layer in module.modules():
         if isinstance(layer, torch.nn.Linear):
             return True

@@ -45,7 +45,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..domain import Domain
 from ..errors import check_param
@@ -54,11 +53,15 @@ from ..threads import one_torch_thread
 from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
+    import torch
+
     from ..references import References
 
 
 def boundary_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, margin: float) -> torch.Tensor:
     """IPGuard's per-point loss (see module doc); ``logits`` is ``(N, C)``, ``i``/``j`` ``(N,)``."""
+    import torch
+
     rows = torch.arange(len(logits))
     g_i, g_j = logits[rows, i], logits[rows, j]
     loss = torch.relu(g_i - g_j + margin)
@@ -121,6 +124,8 @@ class IPGuardProbes(ProbeStrategy):
         """Projected Adam on the boundary loss; a point stops at the first step that reaches
         the tolerance, and that step is shortened by bisection to where the loss is first
         reached (one Adam step can carry a point far across the boundary)."""
+        import torch
+
         dtype = module_dtype(module)
         lo, hi = (torch.from_numpy(bound).to(dtype) for bound in domain.bounds())
         x = torch.from_numpy(points).to(dtype).requires_grad_(True)
@@ -153,6 +158,8 @@ class IPGuardProbes(ProbeStrategy):
                  j: torch.Tensor, rounds: int = 30) -> torch.Tensor:
         """Bisect each segment ``before -> after`` for the first point where the loss is reached
         (keeping an end where it is reached, so the result always satisfies it)."""
+        import torch
+
         shape = (-1,) + (1,) * (before.dim() - 1)
         low = torch.zeros(len(before), dtype=before.dtype)
         high = torch.ones(len(before), dtype=before.dtype)

@@ -62,7 +62,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..domain import Domain
@@ -73,6 +72,8 @@ from ..threads import one_torch_thread
 from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
+    import torch
+
     from ..references import References
 
 
@@ -136,6 +137,8 @@ class MetaVProbes(ProbeStrategy):
                seed: int, progress: bool) -> tuple[np.ndarray, dict[str, float | None]]:
         """Alternate verifier and input steps; the learned inputs and the last step's loss and
         training accuracy (``None`` after no step)."""
+        import torch
+
         lo, hi = (torch.from_numpy(bound) for bound in domain.bounds())
         dtypes = [module_dtype(m) for m in models]
         y = torch.from_numpy(labels)

@@ -42,7 +42,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..domain import Domain
 from ..errors import check_param
@@ -51,12 +50,16 @@ from ..threads import one_torch_thread
 from .base import ProbeStrategy, Probes, register_probes, seed_inputs
 
 if TYPE_CHECKING:
+    import torch
+
     from ..references import References
 
 
 def _decision_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-row decision distance of two output batches (differentiable twin of the
     ``decision-distance`` signature's)."""
+    import torch
+
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     if a.shape[1] == 1:
         return (a - b).abs()[:, 0]
@@ -99,6 +102,8 @@ class ModelDiffProbes(ProbeStrategy):
     def _ascend(self, module: torch.nn.Module, domain: Domain, points: np.ndarray, start: np.ndarray,
                 radius: float) -> np.ndarray:
         """Projected signed-gradient ascent of the owner's decision distance at each pair."""
+        import torch
+
         dtype = module_dtype(module)
         lo, hi = domain.bounds()
         lower = torch.from_numpy(np.maximum(points - radius, lo))

@@ -9,6 +9,10 @@ Black-box (the owner cannot be imported, or uses operations the analysis cannot 
 each random point gets the largest step from a ladder at which the owner's finite
 differences are still linear (``D(h) == D(h/2)`` to 1% of their size, above float32 noise), which is the black-box
 signature of staying inside one region. The probes record which path was taken.
+
+The strategy works on the owner's side only; torch and the white-box analysis
+(:mod:`tafa.relu`) are imported by the functions that run it, so that verifying a suspect
+against these probes needs numpy alone.
 """
 
 from __future__ import annotations
@@ -21,18 +25,17 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..domain import Domain
 from ..errors import InvalidParameter, check_param, is_integer
 from ..functional import central_differences, local_cosines, rowwise_cosine, stepped_inputs
 from ..models.base import Model, TorchModel, module_dtype, module_hash
-from ..relu.linearise import CHUNK_ROWS, NotPiecewiseLinear, check_head_on_top, count_switches, linearise
-from ..relu.regions import centre, slice_radius
 from .base import CostPlan, ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
 
 if TYPE_CHECKING:
+    import torch
+
     from ..references import References
 
 #: Above this many input features the analysis and the region LP work in a subspace of
@@ -52,7 +55,8 @@ LP_FULL_SECONDS = (0.02, 3e-6, 1.5e-8)
 #: Rungs of the black-box linearity ladder the cost model assumes (its worst case for the
 #: default step bounds).
 LADDER_RUNGS = 3
-ANALYSIS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: Precisions of the white-box analysis (names of torch dtypes).
+ANALYSIS_DTYPES = ("float64", "float32")
 #: Nominal speed of one idle core of the reference machine (2-core x86-64, torch CPU, one
 #: thread), so that a plan depends on the model and the budget only, never on the load of
 #: the moment (the same owner, seed and budget give the same fingerprint anywhere):
@@ -132,7 +136,11 @@ class ReluProbes(ProbeStrategy):
         if module is not None and self.black_box:
             reason = "the time budget chose the linearity check over the white-box analysis"
         elif module is not None:
-            analysed = copy.deepcopy(module).to(ANALYSIS_DTYPES[self.analysis_dtype]).eval()
+            import torch
+
+            from ..relu.linearise import NotPiecewiseLinear, check_head_on_top
+
+            analysed = copy.deepcopy(module).to(getattr(torch, self.analysis_dtype)).eval()
             try:
                 check_head_on_top(analysed, domain.sample(1, rng)[0])
             except NotPiecewiseLinear as error:
@@ -244,6 +252,9 @@ class ReluProbes(ProbeStrategy):
 
     def _white_box(self, module: torch.nn.Module, domain: Domain, n: int, k: int,
                    rng: np.random.Generator, progress: bool) -> Probes:
+        from ..relu.linearise import CHUNK_ROWS, count_switches, linearise
+        from ..relu.regions import centre, slice_radius
+
         lo, hi = domain.bounds()
         delta = self.move * domain.scale()
         candidates = domain.sample(int(math.ceil(n * self.oversample)), rng)
@@ -356,6 +367,10 @@ def network_work(module: torch.nn.Module, domain: Domain) -> tuple[float, int] |
     """What one row of the analysis costs, counted (not timed): the multiply-accumulates of
     one forward pass (convolutions and linear layers; one per value elsewhere) and the number
     of switches. ``None`` when the owner cannot be analysed."""
+    import torch
+
+    from ..relu.linearise import NotPiecewiseLinear, count_switches
+
     analysed = copy.deepcopy(module).float().eval()
     macs = [0.0]
 
@@ -446,6 +461,8 @@ def invert(module: torch.nn.Module, points: np.ndarray, lo: np.ndarray, hi: np.n
            lr: float) -> np.ndarray:
     """``points`` moved by Adam towards inputs the owner maps confidently to a random output
     coordinate each (cross-entropy over the flattened outputs), clipped to ``[lo, hi]``."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     dtype = module_dtype(module)
     x = torch.as_tensor(points, dtype=dtype).clone().requires_grad_(True)
