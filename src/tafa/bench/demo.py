@@ -103,8 +103,12 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
     step(f"Fingerprint the owner: no data, only the domain {kind.domain}.")
     fingerprint = Fingerprint.create(owner, kind.domain, input_shape=kind.input_shape, seed=seed, progress=progress)
     info = fingerprint.describe()
-    say(f"   {info['points']} probes x {info['directions']} directions ({info['analysis']}), "
-        f"{info['queries_per_verification']} queries per verification, {info['fingerprint_seconds']:.1f} s")
+    stages = info.get("queries_per_stage")
+    queries = (f"{stages[0]} queries per verification, {stages[1]} more for the boundary-geometry second stage "
+               "when the first does not decide" if stages else f"{info['queries_per_verification']} queries per "
+               "verification")
+    say(f"   {info['points']} probes x {info['directions']} directions ({info['analysis']}), {queries}, "
+        f"{info['fingerprint_seconds']:.1f} s")
     calibration = fingerprint.calibrate(references, alpha=0.01, progress=progress, parametric=True)
     suspects = {"owner itself": owner, "int8 copy": quantize(owner, 8),
                 "pirated copy (prune 50% + fine-tune)": pirated, "independent model": independent}
