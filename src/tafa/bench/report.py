@@ -59,7 +59,7 @@ import numpy as np
 
 from ..errors import InvalidParameter, is_finite_number
 from ..storage import write_atomically
-from .metrics import robustness_uniqueness_curve
+from .metrics import CALIBRATED_DECADES, robustness_uniqueness_curve
 
 __all__ = ["plot_curves", "plot_scores", "write_markdown", "write_report"]
 
@@ -566,8 +566,12 @@ def plot_scores(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     for ax, scenario_name, _scenario, scheme_name, scheme in cells:
         rng = np.random.default_rng(0)
         groups = _split_scores(scheme)[::-1]  # negatives at x = 0, positives at x = 1
+        # two stages: the combined evidence on the calibrated scale (the rule: either stage's
+        # p-value at most alpha / 2, i.e. the combined evidence at least -log10 alpha where the
+        # stages' tails are parametric)
+        staged = any("stages" in r for rows in groups for r in rows)
         for x, rows in enumerate(groups):
-            values = np.array([float(r["score"]) for r in rows])
+            values = np.array([float(r["calibrated" if staged else "score"]) for r in rows])
             if values.size >= 2 and np.ptp(values) > 0:
                 parts = ax.violinplot(values, positions=[x], widths=0.8, showextrema=False)
                 for body in parts["bodies"]:
@@ -582,7 +586,10 @@ def plot_scores(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
                 ax.scatter(jitter[mine], values[mine], s=22, color=colour, marker=marker,
                            edgecolors="black", linewidths=0.3, zorder=3)
         rule = scheme.get("rule") or {}
-        if is_finite_number(rule.get("threshold")):
+        if staged and is_finite_number(rule.get("alpha")):
+            ax.axhline(-np.log10(float(rule["alpha"])) / CALIBRATED_DECADES, color="crimson", linestyle="--",
+                       linewidth=1.2, zorder=2)
+        elif is_finite_number(rule.get("threshold")):
             ax.axhline(float(rule["threshold"]), color="crimson", linestyle="--", linewidth=1.2, zorder=2)
         n_neg, n_pos = len(groups[0]), len(groups[1])
         ax.set_xticks([0, 1], [f"independent\n(n={n_neg})", f"derived\n(n={n_pos})"])
@@ -591,6 +598,8 @@ def plot_scores(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
                      fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(axis="y", alpha=0.3)
+        if staged:
+            ax.set_ylabel("two stages: evidence\n(calibrated scale)", fontsize=8)
         if ax.get_subplotspec().colspan.start == 0:
             ax.set_ylabel(f"{scenario_name}\nscore (higher = derived)", fontsize=9)
         if n_neg + n_pos == 0:

@@ -236,7 +236,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
             "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
             "queries": fingerprint.queries(), "queries_per_stage": fingerprint.stage_queries(),
             "fingerprint_seconds": fingerprint_seconds, "verify_seconds": float(np.mean(seconds)),
-            "score_range": (0.0, 1.0) if staged else similarity.score_range}
+            "score_range": None if staged else similarity.score_range}
 
 
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
