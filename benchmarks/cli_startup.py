@@ -12,10 +12,11 @@ after a run of this tree, so that both see the same load on a shared machine. Be
 clock, the CPU seconds of the command and its children (the sandbox's zygote and worker)
 are shown: on a busy machine they are the firmer figure.
 
-The verify case fingerprints a small digits MLP (8 probes x 2 directions: 40 queries, so that the
-verification itself costs milliseconds) in a temporary folder first; what is timed is the
-whole command: interpreter start, imports, reading the fingerprint, opening the ONNX file,
-the queries and the verdict.
+The verify case fingerprints a small digits MLP (8 probes x 2 directions: 40 queries, first
+stage only, so that the verification itself costs milliseconds) in a temporary folder first;
+what is timed is the whole command: interpreter start, imports, reading the fingerprint,
+opening the ONNX file, the queries and the verdict. A second row times the same owner's
+default fingerprint with its boundary-geometry second stage (no references: both stages run).
 
 Beside the commands, for comparison (no limits): ``python -c "import torch"`` (the floor under
 any command that imports torch), ``python -c "import onnxruntime, numpy"`` (the floor under a
@@ -73,7 +74,9 @@ def _time_pair(argv: list[str], runs: int, baseline: str) -> tuple[Runs, Runs]:
     return ours, theirs
 
 
-def _verify_case(folder: Path) -> list[str]:
+def _verify_case(folder: Path, second_stage: bool = False) -> tuple[list[str], str]:
+    """The command line of the verify case and its name (with the queries it sends): the
+    first stage alone (the fixed cost), or the default's two stages (no references, so both run)."""
     import torch
 
     from tafa import Fingerprint
@@ -83,9 +86,13 @@ def _verify_case(folder: Path) -> list[str]:
     suspect = folder / "suspect.onnx"
     torch.onnx.export(owner, (torch.zeros(1, 1, 8, 8),), str(suspect), dynamo=False, input_names=["x"],
                       output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    fingerprint = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2, seed=0)
-    fingerprint.save(folder / "owner.tafa")
-    return ["--quiet", "verify", str(folder / "owner.tafa"), str(suspect), "--json"]
+    fingerprint = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2, seed=0,
+                                     second_stage=None if second_stage else False)
+    path = folder / ("two-stages.tafa" if second_stage else "owner.tafa")
+    fingerprint.save(path)
+    queries = " + ".join(str(q) for q in fingerprint.stage_queries())
+    name = f"tafa verify {path.name} suspect.onnx ({queries} queries)"
+    return ["--quiet", "verify", str(path), str(suspect), "--json"], name
 
 
 Row = tuple[str, list[float], "float | None"]
@@ -102,8 +109,7 @@ def main() -> None:
         for command in HELP_COMMANDS]
     cpu: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as folder:
-        argv = _verify_case(Path(folder))
-        name = "tafa verify owner.tafa suspect.onnx (40 queries)"
+        argv, name = _verify_case(Path(folder))
         if args.baseline:
             ours, theirs = _time_pair(argv, args.runs, args.baseline)
             rows.append((name, [w for w, _ in ours], VERIFY_LIMIT))
@@ -114,6 +120,11 @@ def main() -> None:
             runs = [_once([sys.executable, "-m", "tafa.cli", *argv]) for _ in range(args.runs)]
             rows.append((name, [w for w, _ in runs], VERIFY_LIMIT))
             cpu.append((name, [c for _, c in runs]))
+        # the default's two stages, both run (no references): the fixed cost and 4,930 more queries
+        argv, name = _verify_case(Path(folder), second_stage=True)
+        runs = [_once([sys.executable, "-m", "tafa.cli", *argv]) for _ in range(args.runs)]
+        rows.append((name, [w for w, _ in runs], None))
+        cpu.append((name, [c for _, c in runs]))
     # The floors, measured at the same time (not limits): any command that imports torch; one
     # that imports onnxruntime and numpy alone; the ONNX zygote's imports before its first fork.
     from tafa.models.zygote import FLAVOURS
