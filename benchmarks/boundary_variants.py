@@ -22,15 +22,15 @@ from pathlib import Path
 
 from tafa.bench.run import run_benchmark
 from tafa.scheme import get_scheme, register_scheme
+from tafa.signature.kinks import Kinks
 
 ZOOS = ("digits-mlp", "diabetes-mlp", "friedman-mlp", "digits-vae")
-BUDGET = 5000
 
 
 def _lines(k: int) -> int:
-    """Lines a measurement of ``k`` directions finishes within the budget (scan 96, bisection 8,
-    jump 4k, re-ask 2 queries per line)."""
-    return BUDGET // (2 * 48 + 8 + 4 * k + 2)
+    """Lines a measurement of ``k`` directions finishes within its query budget."""
+    kinks = Kinks()
+    return kinks.budget // kinks.per_line(k)
 
 
 def variants(quick: bool) -> list[str]:

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
-from .decide.threshold import Calibration, StagedCalibration, calibrate, calibrate_stages
+from .decide.threshold import Calibration, StagedCalibration, calibrate, calibrate_stages, references_needed
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
 from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
@@ -554,13 +554,17 @@ class Fingerprint:
                 scores = [value for value in scores if value < line]
         calibration = calibrate(scores, alpha, parametric=parametric)
         if self.second is not None and not first_only:
-            staged = calibrate_stages([scores, self.second.scores(kept, progress=progress, desc="references, stage 2")],
-                                      self.stage_names(), alpha, parametric=parametric)
-            if staged.supports_alpha:
-                staged.notes = notes
-                return staged
+            needed = references_needed(alpha / 2)
+            # by rank, too few references are too few for any scores: the second stage is not measured on them
+            if parametric or len(scores) >= needed:
+                staged = calibrate_stages([scores, self.second.scores(kept, progress=progress,
+                                                                      desc="references, stage 2")],
+                                          self.stage_names(), alpha, parametric=parametric)
+                if staged.supports_alpha:
+                    staged.notes = notes
+                    return staged
             notes.append(f"{len(scores)} references are too few for both stages at {alpha:g} (each stage gets half of "
-                         f"it: {staged.stages[0].references_needed} references by rank); the first stage decides alone "
+                         f"it: {needed} references by rank); the first stage decides alone "
                          f"({self.second.scheme.name} not run)")
         calibration.notes = notes
         return calibration

@@ -125,9 +125,7 @@ def calibrations(rows: list[Scored]) -> dict[float, Calibration | StagedCalibrat
 def fires(calibration: Calibration | StagedCalibration, row: Scored) -> bool:
     """Whether the calibrated rule judges ``row`` derived (any stage above its own threshold,
     for a rule with stages)."""
-    if isinstance(calibration, StagedCalibration):
-        return calibration.fires(list(row.stages))
-    return row.score > calibration.threshold
+    return calibration.fires(list(row.stages) or [row.score])
 
 
 def _git_commit() -> str:
@@ -423,7 +421,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
     }
     staged = [r for r in scored if r.stages]
     if staged:  # how often the second stage runs: the first does not already fire (at ALPHA)
-        runs = {label: [not fires(rules[_zoo_of(r)][ALPHA], replace(r, stages=r.stages[:1])) for r in staged
+        runs = {label: [not rules[_zoo_of(r)][ALPHA].fires(list(r.stages[:1])) for r in staged
                         if r.label == value and r.family != EXTRACTION]
                 for label, value in (("derived", 1), ("independent", 0))}
         result["second_stage_runs"] = {label: float(np.mean(v)) if v else float("nan") for label, v in runs.items()}

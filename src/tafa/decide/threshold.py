@@ -89,6 +89,12 @@ class Calibration:
         """Distinct references the rank bound needs to reach :attr:`alpha_requested`."""
         return references_needed(self.alpha_requested)
 
+    def fires(self, scores: list[float | None]) -> bool:
+        """Whether the rule judges derived a suspect with these scores (one stage: the first;
+        ``None``: not measured), as :meth:`StagedCalibration.fires` does for several."""
+        first = scores[0] if scores else None
+        return first is not None and first > self.threshold
+
     def note(self) -> str | None:
         """One line on the bound when it is not the plain distribution-free one asked for."""
         n = self.n_references

@@ -62,9 +62,8 @@ class Verdict:
             decision = Decision.UNDECIDED
         else:
             notes += [note for note in [*calibration.notes, calibration.note()] if note and note not in notes]
-            stages = fields.get("stages") or []
-            fires = (calibration.fires([stage.get("score") for stage in stages])
-                     if isinstance(calibration, StagedCalibration) else score.value > calibration.threshold)
+            scores = [stage.get("score") for stage in fields.get("stages") or []] or [score.value]
+            fires = calibration.fires(scores)
             if not calibration.supports_alpha:
                 decision = Decision.UNDECIDED
             elif fires:
