@@ -197,7 +197,7 @@ def test_default_path_is_in_the_user_data_directory(monkeypatch, tmp_path):
 
 
 def test_calibration_is_stored_with_the_fingerprint(tmp_path, fingerprint_file, classifier):
-    calibration = Fingerprint.load(fingerprint_file).calibrate(classifier.references[:4], alpha=0.2)
+    calibration = Fingerprint.load(fingerprint_file).calibrate_first(classifier.references[:4], alpha=0.2)
     with Registry(tmp_path / "registry.sqlite") as registry:
         registry.add(fingerprint_file, "owner", calibration=calibration)
         assert registry.entry("owner").calibrated and registry.get("owner").calibration == calibration
@@ -332,7 +332,7 @@ def test_registry_commands(tmp_path, capsys, fingerprint_file, classifier):
 
 def _calibrated_registry(tmp_path, fingerprint_file, classifier) -> tuple[str, Fingerprint]:
     fingerprint = Fingerprint.load(fingerprint_file)
-    calibration = fingerprint.calibrate(classifier.references[:4], alpha=0.2)
+    calibration = fingerprint.calibrate_first(classifier.references[:4], alpha=0.2)
     db = str(tmp_path / "registry.sqlite")
     with Registry(db) as registry:
         registry.add(fingerprint_file, "owner", calibration=calibration)

@@ -59,7 +59,7 @@ def world(classifier, tmp_path_factory):
         fingerprint = Fingerprint.create(model, domain, input_shape=shape, points=16)
         files[name] = fingerprint.save(root / f"{name}.tafa")
         if name != "c":
-            calibrations[name] = fingerprint.calibrate(references, alpha=1 / 12)
+            calibrations[name] = fingerprint.calibrate_first(references, alpha=1 / 12)
     suspects = root / "suspects"
     models = {
         "a_pruned": magnitude_prune(owner_a, 0.5), "a_permuted": permute_units(owner_a, seed=3),

@@ -23,7 +23,7 @@ from tafa import Fingerprint, TorchModel
 from tafa.attacks import quantize
 from tafa.attacks.obfuscation import permute_units
 from tafa.commitment import Commitment
-from tafa.decide import Decision, StagedCalibration
+from tafa.decide import Decision, Rule
 from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
 from tafa.fingerprint_file import content_hash, decode
 
@@ -75,7 +75,7 @@ def test_the_second_stage_is_asked_for_or_left_out_as_the_owner_allows(classifie
 
 def test_each_stage_decides_at_its_share_of_alpha_and_a_copy_stops_at_the_first(staged, classifier):
     calibration = staged.calibrate(classifier.references, alpha=ALPHA)
-    assert isinstance(calibration, StagedCalibration) and calibration.supports_alpha
+    assert isinstance(calibration, Rule) and len(calibration.stages) == 2 and calibration.supports_alpha
     assert [c.alpha_requested for c in calibration.stages] == pytest.approx([ALPHA / 2] * 2)
     assert calibration.bound == pytest.approx(ALPHA) and calibration.n_references == 18
     copy_ = staged.verify(TorchModel(quantize(classifier.owner, 8), SHAPE), calibration=calibration)
@@ -105,7 +105,7 @@ def test_too_few_references_for_two_stages_leave_the_first_to_decide_alone(stage
     assert any("the first stage decides alone" in note for note in verdict.notes)
     one_stage = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=8, directions=2,
                                    second_stage=False)
-    with pytest.raises(InvalidParameter, match="calibration with stages"):
+    with pytest.raises(InvalidParameter, match="calibration with 2 stages"):
         one_stage.verify(classifier.independent, calibration=staged.calibrate(classifier.references, alpha=ALPHA))
 
 
@@ -132,3 +132,34 @@ def test_the_reader_refuses_a_second_stage_that_nests_or_carries_more(staged):
     with pytest.raises(TamperedFingerprint):
         Fingerprint.from_bytes(save(changed, metadata={"tafa": json.dumps({**header, "content_sha256":
                                                                            content_hash(header, arrays)})}))
+
+
+def test_the_benchmark_decides_with_the_rule_tafa_verify_applies(staged, classifier):
+    """One decision object: the benchmark's rule (made from scored rows, as tafa bench does) and
+    ``Fingerprint.verify`` on the same references give the same thresholds and decisions."""
+    from tafa.bench.run import ALPHAS, Scored, calibrations, fires
+    from tafa.decide.threshold import references_needed
+
+    references = [TorchModel(model, SHAPE, name=f"reference{i:02d}") for i, model in enumerate(classifier.references)]
+    first, second = staged.scores(references), staged.second.scores(references)
+    rows = [Scored(model.name, 0, "same-arch", "calibration", a, stages=(a, b))
+            for model, a, b in zip(references, first, second)]
+    rules = calibrations(rows, staged.stage_names(), staged.copy_line())
+    suspects = {"int8": quantize(classifier.owner, 8), "independent": classifier.independent}
+    for alpha in ALPHAS:
+        parametric = len(references) < references_needed(alpha)  # 18 references: both levels need the tail
+        decisions = {}
+        for name, model in suspects.items():
+            verdict = staged.verify(TorchModel(model, SHAPE), references, alpha=alpha, parametric=parametric)
+            rule = rules[alpha]
+            assert [stage.threshold for stage in rule.stages] == pytest.approx(
+                [stage.threshold for stage in verdict.calibration.stages])
+            assert rule.method == verdict.calibration.method and rule.bound == pytest.approx(verdict.bound)
+            scores = tuple(stage["score"] for stage in verdict.stages) if verdict.stages else (verdict.score,)
+            measured = Scored(name, int(name == "int8"), "", "scored", scores[0],
+                              stages=tuple(staged.second.score(TorchModel(model, SHAPE)).value if s is None else s
+                                           for s in scores))
+            assert fires(rule, measured) == (verdict.decision is Decision.DERIVED), (alpha, name)
+            decisions[name] = verdict.decision
+        # the int8 copy sits far above every reference (score ~0.99): derived both ways at every level
+        assert decisions["int8"] is Decision.DERIVED and decisions["independent"] is not Decision.UNDECIDED

@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
-from .decide.threshold import Calibration, StagedCalibration, calibrate, calibrate_stages, references_needed
+from .decide.rule import Rule
+from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
 from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
@@ -505,20 +506,37 @@ class Fingerprint:
         return self.compare(self.measure(suspect))
 
     def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
-                  parametric: bool = False, suspect: ModelLike | None = None,
-                  first_only: bool = False) -> Calibration | StagedCalibration:
-        """Threshold from negative references (independently trained models of the same task);
-        with a second stage, one threshold per stage at half of ``alpha`` each, on the same
-        references (:class:`~tafa.decide.threshold.StagedCalibration`; :meth:`calibrate_first`
-        calibrates the first stage alone, at the whole ``alpha``).
+                  parametric: bool = False, suspect: ModelLike | None = None, first_only: bool = False) -> Rule:
+        """The decision rule (:class:`~tafa.decide.rule.Rule`) from negative references
+        (independently trained models of the same task): one threshold per stage, each at its
+        share of ``alpha``, on the same references; the first stage alone, at the whole
+        ``alpha``, when ``first_only`` or when the references are too few for every stage
+        (:meth:`~tafa.decide.rule.Rule.stages_supported`; the later stages are then not measured
+        on them).
 
         The references are cleaned first: the owner itself (or ``suspect``) among them is refused
         (:class:`~tafa.errors.RefusedReference`): with the owner there no copy is ever judged
         derived, with the suspect a copy is judged independent. Identical references (by content
         hash) count once: the bound rests on *distinct* models. References scoring like the
         owner's own int8 copy (recorded at fingerprint time; see :meth:`copy_line`) are probable
-        copies of the owner: left out, with a note. ``parametric`` allows a parametric tail where the references are
-        too few for ``alpha`` by rank (see :func:`tafa.decide.threshold.calibrate`)."""
+        copies of the owner: left out, with a note (:meth:`rule_from_scores`). ``parametric``
+        allows a parametric tail where the references are too few for ``alpha`` by rank (see
+        :func:`tafa.decide.threshold.calibrate`)."""
+        kept, notes = self.distinct_references(references, suspect)
+        scores = self.scores(kept, progress=progress, desc="references")
+
+        def later(keep: list[int]) -> list[list[float]]:
+            assert self.second is not None
+            return [self.second.scores([kept[i] for i in keep], progress=progress, desc="references, stage 2")]
+
+        return self.rule_from_scores([model.name for model in kept], scores, alpha, parametric=parametric,
+                                     notes=notes, stages=1 if first_only else None, later=later)
+
+    def distinct_references(self, references: Iterable[ModelLike], suspect: ModelLike | None = None,
+                            ) -> tuple[list[Model], list[str]]:
+        """The references as distinct models (by content hash; unhashed ones kept), with a note
+        when some were duplicates; the owner or ``suspect`` among them is refused
+        (:class:`~tafa.errors.RefusedReference`)."""
         models = [as_model(m, self.input_shape) for m in references]
         forbidden = {self.owner_sha256: "the owner model this fingerprint was made from"}
         if suspect is not None:
@@ -539,46 +557,32 @@ class Fingerprint:
         if len(kept) < len(models):
             notes.append(f"{len(models)} references are {len(kept)} distinct models (by content hash): "
                          f"calibrated on {len(kept)}")
-        scores = self.scores(kept, progress=progress, desc="references")
-        line = self.copy_line()
-        if line is not None:
-            copies = [model.name for model, value in zip(kept, scores) if value >= line]
-            if len(copies) == len(kept):
-                raise RefusedReference(f"Every reference scores like a copy of the owner (at or above {line:.6g}, "
-                                       "near the owner's own int8 copy): give independently trained references.")
-            if copies:
-                notes.append(f"{len(copies)} references left out as probable copies of the owner (scoring at or "
-                             f"above {line:.6g}, near the owner's own int8 copy): {', '.join(copies[:5])}"
-                             f"{' ...' if len(copies) > 5 else ''}")
-                kept = [model for model, value in zip(kept, scores) if value < line]
-                scores = [value for value in scores if value < line]
-        calibration = calibrate(scores, alpha, parametric=parametric)
-        if self.second is not None and not first_only:
-            needed = references_needed(alpha / 2)
-            # by rank, too few references are too few for any scores: the second stage is not measured on them
-            if parametric or len(scores) >= needed:
-                staged = calibrate_stages([scores, self.second.scores(kept, progress=progress,
-                                                                      desc="references, stage 2")],
-                                          self.stage_names(), alpha, parametric=parametric)
-                if staged.supports_alpha:
-                    staged.notes = notes
-                    return staged
-            notes.append(f"{len(scores)} references are too few for both stages at {alpha:g} (each stage gets half of "
-                         f"it: {needed} references by rank); the first stage decides alone "
-                         f"({self.second.scheme.name} not run)")
-        calibration.notes = notes
-        return calibration
+        return kept, notes
+
+    def rule_from_scores(self, names: list[str], scores: list[float], alpha: float, *, parametric: bool = False,
+                         notes: Iterable[str] = (), stages: int | None = None,
+                         later: Callable[[list[int]], list[list[float]]] | None = None) -> Rule:
+        """The rule from distinct references' first-stage ``scores`` (``names`` name them in
+        notes): references scoring like the owner's own int8 copy are left out as probable copies
+        (every one of them: :class:`~tafa.errors.RefusedReference`), then as many of the
+        fingerprint's stages as the rest support (``stages``: at most that many) are calibrated,
+        the later stages' scores of the kept references coming from ``later(kept indices)``
+        (measured only when needed). ``tafa verify`` (:meth:`calibrate`) and the benchmark both
+        decide with the rule this returns."""
+        stage_names = self.stage_names()
+        return Rule.from_references(names, scores, alpha, stage_names=stage_names[:stages or len(stage_names)],
+                                    copy_line=self.copy_line(), parametric=parametric, notes=notes, later=later)
 
     def calibrate_first(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
                         parametric: bool = False) -> Calibration:
-        """The first stage's threshold alone, at the whole ``alpha``: for the scan, which measures
-        every fingerprint's first stage at shared fixed queries and never runs a second
-        (:meth:`calibrate`, whose reference hygiene this shares)."""
-        calibration = self.calibrate(references, alpha, progress, parametric=parametric, first_only=True)
-        assert isinstance(calibration, Calibration)
+        """The first stage's threshold alone, at the whole ``alpha`` (the rule of one stage that
+        a scan applies, as the registry stores it; :meth:`calibrate` with ``first_only``)."""
+        rule = self.calibrate(references, alpha, progress, parametric=parametric, first_only=True)
+        calibration = rule.stages[0]
+        calibration.notes = list(rule.notes)
         return calibration
 
-    def parent_calibration(self, alpha: float = 0.01, *, parametric: bool = False) -> Calibration:
+    def parent_calibration(self, alpha: float = 0.01, *, parametric: bool = False) -> Rule:
         """The threshold from the data-free parent references' scores stored at fingerprint time
         (the parent and its synthetic fine-tunes): a bound against models exchangeable with those
         references. It is *not* a bound against siblings fine-tuned from the parent on real data
@@ -594,7 +598,7 @@ class Fingerprint:
                              f"(sha256 {str(self.meta.get('parent_sha256'))[:12]}): the parent and fine-tunes of it "
                              "on synthetic inputs; the bound holds against models like them, not against siblings "
                              "fine-tuned on real data of the same task"]
-        return calibration
+        return Rule.single(calibration, self.scheme.name)
 
     def copy_line(self) -> float | None:
         """The score from which a reference counts as a probable copy of the owner: as close to the
@@ -613,12 +617,13 @@ class Fingerprint:
 
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
                positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
-               calibration: Calibration | StagedCalibration | None = None, progress: bool = False) -> Verdict:
+               calibration: Rule | None = None, progress: bool = False) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
 
-        With a second stage, the suspect is measured by it only when the first stage does not
-        already judge it derived (or when there is no calibration: both scores are reported),
-        and "derived" means any stage above its own threshold (:meth:`calibrate`).
+        The rule (``calibration``, else :meth:`calibrate` on ``references``) decides: each of its
+        stages is measured only when the earlier ones do not already judge the suspect derived
+        (with no rule every stage is measured and reported), and "derived" means any stage above
+        its own threshold (:meth:`~tafa.decide.rule.Rule.decide`).
 
         Without references (and without a ready ``calibration``) the decision is
         ``"undecided"``, and so it is when the references are too few for ``alpha`` by rank
@@ -637,19 +642,22 @@ class Fingerprint:
         queries = model.queries - before
         seconds = time.perf_counter() - started
         stages: list[dict[str, Any]] = []
-        if self.second is None and isinstance(calibration, StagedCalibration):
-            raise InvalidParameter("A calibration with stages was given to a fingerprint with one stage: calibrate "
-                                   "it with this fingerprint's Fingerprint.calibrate.")
-        if self.second is not None and not isinstance(calibration, Calibration):  # a Calibration: stage 1 decides
+        available = [self] + ([] if self.second is None else [self.second])
+        if calibration is not None and len(calibration.stages) > len(available):
+            raise InvalidParameter(f"A calibration with {len(calibration.stages)} stages was given to a fingerprint "
+                                   f"with {len(available)}: calibrate it with this fingerprint's "
+                                   "Fingerprint.calibrate.")
+        run = available if calibration is None else available[:len(calibration.stages)]
+        if len(run) > 1:  # a rule of one stage: the first decides alone, and no stage list is shown
             stages.append({"name": self.scheme.name, "score": score.value, "queries": queries, "seconds": seconds})
-            decided = calibration is not None and calibration.fires([score.value])
-            if decided:
-                stages.append({"name": self.second.scheme.name, "score": None, "queries": 0, "seconds": 0.0})
-            else:
+            for stage in run[1:]:
+                if calibration is not None and calibration.fires([entry["score"] for entry in stages]):
+                    stages.append({"name": stage.scheme.name, "score": None, "queries": 0, "seconds": 0.0})
+                    continue
                 started = time.perf_counter()
                 before = model.queries
-                value = self.second.score(model).value
-                stages.append({"name": self.second.scheme.name, "score": value, "queries": model.queries - before,
+                value = stage.score(model).value
+                stages.append({"name": stage.scheme.name, "score": value, "queries": model.queries - before,
                                "seconds": time.perf_counter() - started})
             queries = sum(stage["queries"] for stage in stages)
             seconds = sum(stage["seconds"] for stage in stages)

@@ -56,7 +56,7 @@ class Scheme:
     #: A second stage (another scheme's name): measured on the same owner when it applies
     #: (``Fingerprint.create``), run on a suspect only when the first stage does not already
     #: judge it derived, the two decided together with their shares of alpha (Bonferroni; see
-    #: :class:`~tafa.decide.threshold.StagedCalibration`).
+    #: :class:`~tafa.decide.rule.Rule`).
     second: str | None = None
     #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
     #: the probe strategy, so that creating fingerprints of one owner again with other

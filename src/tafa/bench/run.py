@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 
 from ..references import References
 from ..decide.learned import LearnedSimilarity
-from ..decide.threshold import Calibration, StagedCalibration, calibrate, calibrate_stages
+from ..decide.rule import Decision, Rule
+from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
 from ..models.base import TorchModel
 from ..probes.base import CandidateCache
@@ -52,14 +53,17 @@ from .zoo import Zoo, ZooSpec, build_zoos
 
 #: The false-positive level the calibrated rule is asked for (the CLI's default).
 ALPHA = 0.01
-#: Every level the rule is checked at (the first is reported per family, each pooled).
+#: Every level the rule is checked at (the first is reported per family, each pooled). At each,
+#: the rule is the one ``tafa verify --alpha A`` makes from the zoo's calibration models as
+#: references; where they are too few for ``A`` by rank, ``tafa verify --alpha A --parametric``
+#: (a user would otherwise get ``undecided``), and the summary's ``method`` says which.
 ALPHAS = (0.05, 0.01)
 EXTRACTION = "extraction"
 #: The role (and family) of the models trained from the owner's initialisation.
 SHARED_INIT = "shared-init"
 
 #: Per zoo (``""`` for a single zoo, else the zoo's name): the calibration at each alpha.
-Rules = dict[str, dict[float, Calibration | StagedCalibration]]
+Rules = dict[str, dict[float, Rule]]
 
 
 @dataclass
@@ -110,22 +114,32 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
             for r, v in zip(rows, combined)]
 
 
-def calibrations(rows: list[Scored]) -> dict[float, Calibration | StagedCalibration]:
-    """The rule's calibration on the calibration rows at every level of :data:`ALPHAS` (per
-    stage at its share of alpha, for rows with stages)."""
-    calibration_rows = [r for r in rows if r.role == "calibration"]
-    if rows and rows[0].stages:
-        names = [f"stage {i + 1}" for i in range(len(rows[0].stages))]
-        stages = [[r.stages[i] for r in calibration_rows] for i in range(len(names))]
-        return {alpha: calibrate_stages(stages, names, alpha, parametric=True) for alpha in ALPHAS}
-    references = [r.score for r in calibration_rows]
-    return {alpha: calibrate(references, alpha, parametric=True) for alpha in ALPHAS}
+def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
+                 copy_line: float | None = None) -> dict[float, Rule]:
+    """The rule at every level of :data:`ALPHAS` from the calibration rows as references,
+    made as ``tafa verify`` makes it (:meth:`~tafa.decide.rule.Rule.from_references`, which
+    :meth:`Fingerprint.calibrate <tafa.fingerprint.Fingerprint.calibrate>` calls): rows scoring
+    at or above the fingerprint's ``copy_line`` left out as probable copies, then as many stages
+    as the rest support at that level (``stage_names``: the fingerprint's, one per score of a
+    row with stages), parametric only where the rows are too few for it by rank."""
+    references = [r for r in rows if r.role == "calibration"]
+    count = len(rows[0].stages) if rows and rows[0].stages else 1
+    names = stage_names or [f"stage {i + 1}" for i in range(count)]
+    first = [r.stages[0] if r.stages else r.score for r in references]
+
+    def later(keep: list[int]) -> list[list[float]]:
+        return [[references[i].stages[stage] for i in keep] for stage in range(1, count)]
+
+    return {alpha: Rule.from_references([r.model for r in references], first, alpha, stage_names=names,
+                                        copy_line=copy_line, later=later,
+                                        parametric=len(references) < references_needed(alpha))
+            for alpha in ALPHAS}
 
 
-def fires(calibration: Calibration | StagedCalibration, row: Scored) -> bool:
+def fires(calibration: Rule, row: Scored) -> bool:
     """Whether the calibrated rule judges ``row`` derived (any stage above its own threshold,
-    for a rule with stages)."""
-    return calibration.fires(list(row.stages) or [row.score])
+    for a rule with stages; a rule that cannot support its alpha judges nothing derived)."""
+    return calibration.decide(list(row.stages) or [row.score]) is Decision.DERIVED
 
 
 def _git_commit() -> str:
@@ -193,8 +207,15 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
     models = []
     signatures = []
     seconds = []
+    # the calibration models are the references: cleaned as tafa verify cleans them (duplicates by
+    # content hash count once; the owner among them is refused)
+    calibration_models = [TorchModel(model, spec.input_shape, name=recipe.name)
+                          for recipe, model in zoo.with_role("calibration")]
+    distinct = {model.name for model in fingerprint.distinct_references(calibration_models)[0]}
     for role in ("scored", "calibration", SHARED_INIT):
         for recipe, model in zoo.with_role(role):
+            if role == "calibration" and recipe.name not in distinct:
+                continue
             suspect = TorchModel(model, spec.input_shape, name=recipe.name)
             started = time.perf_counter()
             signature = fingerprint.measure(suspect)
@@ -234,6 +255,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
             "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
             "queries": fingerprint.queries(), "queries_per_stage": fingerprint.stage_queries(),
             "fingerprint_seconds": fingerprint_seconds, "verify_seconds": float(np.mean(seconds)),
+            "stage_names": fingerprint.stage_names(), "copy_line": fingerprint.copy_line(),
             "score_range": None if staged else similarity.score_range}
 
 
@@ -248,8 +270,8 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
     for family, rows in lofo.items():
         pos = [r for r in rows if r.label == 1 and r.role == "scored"]
         neg = [r for r in rows if r.label == 0 and r.role == "scored"]
-        threshold = calibrate([r.score for r in rows if r.role == "calibration"], ALPHA, parametric=True).threshold
-        detected = float(np.mean([r.score > threshold for r in pos]))
+        rule = calibrations(rows)[ALPHA]
+        detected = float(np.mean([fires(rule, r) for r in pos]))
         per_family[family] = {"n": len(pos), "detection_rate": detected}
         if family.split("/")[-1] == EXTRACTION:  # pooled families are "zoo/family"
             continue
@@ -263,7 +285,7 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
             kept_weights.append(len(kept))
             kept_aucs.append(metrics.roc_auc([r.score for r in kept], [r.score for r in neg]))
             kept_tprs.append(metrics.tpr_at_fpr([r.score for r in kept], [r.score for r in neg], 0.01))
-            kept_rules.append(float(np.mean([r.score > threshold for r in kept])))
+            kept_rules.append(float(np.mean([fires(rule, r) for r in kept])))
     average = lambda values: float(np.average(values, weights=weights))  # noqa: E731
 
     def kept_average(values: list[float]) -> float:
@@ -490,7 +512,7 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
             evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE), parent_aware)
             rows = with_utility(evaluation["rows"], relative)
             evaluation["lofo"] = {family: with_utility(group, relative) for family, group in evaluation["lofo"].items()}
-            rules = calibrations(rows)
+            rules = calibrations(rows, evaluation["stage_names"], evaluation["copy_line"])
             summary = summarise(rows, {"": rules}, n_boot)
             if evaluation["lofo"]:
                 summary["lofo"] = summarise_lofo(evaluation["lofo"])

@@ -2,11 +2,12 @@
 
 from .learned import EvidenceVerifier, LearnedSimilarity
 from .similarity import SIMILARITIES, Score, Similarity, get_similarity, register_similarity
-from .threshold import BoundMethod, Calibration, StagedCalibration, calibrate, calibrate_stages
-from .verdict import DECISIONS, Decision, Verdict
+from .rule import DECISIONS, Decision, Rule
+from .threshold import BoundMethod, Calibration, calibrate
+from .verdict import Verdict
 
 __all__ = ["EvidenceVerifier", "LearnedSimilarity", "DECISIONS", "SIMILARITIES", "BoundMethod", "Calibration",
-           "Decision", "Score", "Similarity", "StagedCalibration", "Verdict", "calibrate", "calibrate_stages",
+           "Decision", "Rule", "Score", "Similarity", "Verdict", "calibrate",
            "get_similarity", "register_similarity"]
 
 from .metav import MetaVerifier  # noqa: E402

@@ -75,9 +75,28 @@ class Calibration:
     n_references: int
     reference_scores: list[float]
     notes: list[str] = field(default_factory=list)
+    #: Whether a parametric tail was allowed (``--parametric``), so that the same calibration can
+    #: be derived again at another alpha (:meth:`at`) as the user asked for it.
+    parametric: bool = False
 
     def __post_init__(self) -> None:
         self.method = BoundMethod(self.method)
+        if not isinstance(self.parametric, bool):
+            raise TypeError(f"parametric must be true or false, not {type(self.parametric).__name__}")
+        self.parametric = self.parametric or self.method is BoundMethod.PARAMETRIC
+
+    def at(self, alpha: float) -> "Calibration":
+        """The same references' threshold at another ``alpha`` (parametric as this one allowed)."""
+        again = calibrate(self.reference_scores, alpha, parametric=self.parametric)
+        again.notes = list(self.notes)
+        return again
+
+    def p_value(self, score: float) -> float:
+        """The rank p-value of ``score`` among the references, ``(1 + #{r >= score}) / (n + 1)``:
+        at most ``u`` with probability at most ``u`` for a model exchangeable with them; the
+        rank rule judges derived exactly when it is at most :attr:`rank_bound`'s level."""
+        scores = np.asarray(self.reference_scores, dtype=np.float64)
+        return float((1 + np.sum(scores >= score)) / (len(scores) + 1))
 
     @property
     def supports_alpha(self) -> bool:
@@ -89,11 +108,9 @@ class Calibration:
         """Distinct references the rank bound needs to reach :attr:`alpha_requested`."""
         return references_needed(self.alpha_requested)
 
-    def fires(self, scores: list[float | None]) -> bool:
-        """Whether the rule judges derived a suspect with these scores (one stage: the first;
-        ``None``: not measured), as :meth:`StagedCalibration.fires` does for several."""
-        first = scores[0] if scores else None
-        return first is not None and first > self.threshold
+    def fires(self, score: float | None) -> bool:
+        """Whether ``score`` (``None``: not measured) is above this threshold."""
+        return score is not None and score > self.threshold
 
     def note(self) -> str | None:
         """One line on the bound when it is not the plain distribution-free one asked for."""
@@ -150,7 +167,8 @@ def calibrate(reference_scores: list[float] | np.ndarray, alpha: float = 0.01, *
     k = math.ceil((n + 1) * (1 - alpha) - 1e-9)
     if k <= n:
         value, bound = float(scores[k - 1]), (n + 1 - k) / (n + 1)
-        return Calibration(value, alpha, bound, BoundMethod.RANK, value, bound, None, n, scores.tolist())
+        return Calibration(value, alpha, bound, BoundMethod.RANK, value, bound, None, n, scores.tolist(),
+                           parametric=parametric)
     rank_value, rank_bound = float(scores[-1]), 1.0 / (n + 1)
     tail = None
     if parametric and n >= 3:
@@ -161,83 +179,6 @@ def calibrate(reference_scores: list[float] | np.ndarray, alpha: float = 0.01, *
             tail = float(np.tanh(quantile)) if bounded else quantile
     if tail is None:
         return Calibration(rank_value, alpha, rank_bound, BoundMethod.RANK, rank_value, rank_bound, None, n,
-                           scores.tolist())
+                           scores.tolist(), parametric=parametric)
     return Calibration(max(rank_value, tail), alpha, alpha, BoundMethod.PARAMETRIC, rank_value, rank_bound,
-                       tail, n, scores.tolist())
-
-
-@dataclass
-class StagedCalibration:
-    """The rule of a fingerprint with stages (a second, costlier measurement run only when the
-    first does not already decide): "derived" when *any* stage's score is above that stage's
-    own threshold, each stage calibrated at ``alpha / len(stages)`` on the same references.
-
-    An independent model is declared derived only if some stage wrongly fires; each does so
-    with probability at most its own bound, so the rule's bound is their sum (Bonferroni),
-    whatever the dependence between the stages. A later stage need not run once an earlier one
-    fires, and skipping it never adds a false positive.
-
-    >>> staged = calibrate_stages([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7]], ["first", "second"], alpha=0.5)
-    >>> [c.alpha_requested for c in staged.stages], staged.bound, staged.supports_alpha
-    ([0.25, 0.25], 0.5, True)
-    >>> staged.fires([0.35, 0.1]), staged.fires([0.2, 0.75]), staged.fires([0.2, None])
-    (True, True, False)
-    """
-
-    stages: list[Calibration]
-    names: list[str]
-    alpha_requested: float
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def bound(self) -> float:
-        return float(sum(stage.bound for stage in self.stages))
-
-    @property
-    def supports_alpha(self) -> bool:
-        return all(stage.supports_alpha for stage in self.stages)
-
-    @property
-    def threshold(self) -> float:
-        """The first stage's threshold (each stage has its own: :attr:`stages`)."""
-        return self.stages[0].threshold
-
-    @property
-    def method(self) -> str:
-        """``bonferroni:`` and the stages' methods, e.g. ``bonferroni:rank+parametric``."""
-        return "bonferroni:" + "+".join(stage.method.value for stage in self.stages)
-
-    @property
-    def n_references(self) -> int:
-        return min(stage.n_references for stage in self.stages)
-
-    def fires(self, scores: list[float | None]) -> bool:
-        """Whether any stage's score (``None``: the stage did not run) is above its threshold."""
-        return any(score is not None and score > stage.threshold for score, stage in zip(scores, self.stages))
-
-    def note(self) -> str | None:
-        """The stages' own notes, each named."""
-        notes = [f"{name}: {note}" for name, stage in zip(self.names, self.stages) if (note := stage.note())]
-        return "; ".join(notes) or None
-
-    def summary(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "alpha_requested": self.alpha_requested, "bound": self.bound,
-                "method": self.method, "n_references": self.n_references, "supports_alpha": self.supports_alpha,
-                "note": self.note(), "stages": [{"name": name, **stage.summary()}
-                                                for name, stage in zip(self.names, self.stages)]}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"stages": [stage.to_dict() for stage in self.stages], "names": list(self.names),
-                "alpha_requested": self.alpha_requested, "notes": list(self.notes)}
-
-
-def calibrate_stages(stage_scores: list[list[float]] | list[np.ndarray], names: list[str], alpha: float = 0.01, *,
-                     parametric: bool = False) -> StagedCalibration:
-    """Each stage's threshold at ``alpha / len(stage_scores)`` from the same references' scores
-    at that stage (:class:`StagedCalibration`)."""
-    check_param("stage_scores", len(stage_scores), "one list of scores per stage (at least one)",
-                len(stage_scores) >= 1 and len(stage_scores) == len(names), caller="calibrate_stages")
-    check_param("alpha", alpha, "a number in (0, 1)", 0 < alpha < 1, caller="calibrate_stages")
-    share = float(alpha) / len(stage_scores)
-    return StagedCalibration([calibrate(scores, share, parametric=parametric) for scores in stage_scores],
-                             list(names), float(alpha))
+                       tail, n, scores.tolist(), parametric=True)

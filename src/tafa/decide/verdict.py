@@ -11,25 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from .rule import DECISIONS, Decision, Rule
 from .similarity import Score
-from .threshold import BoundMethod, Calibration, StagedCalibration
-
-
-
-class Decision(StrEnum):
-    """A verdict's decision (``.value`` is what the JSON and the registry say)."""
-
-    DERIVED = "derived"
-    INDEPENDENT = "independent"
-    UNDECIDED = "undecided"
-
-
-DECISIONS = tuple(decision.value for decision in Decision)
+from .threshold import BoundMethod
 
 
 @dataclass
@@ -38,7 +26,7 @@ class Verdict:
 
     decision: Decision
     score: float
-    calibration: Calibration | StagedCalibration | None
+    calibration: Rule | None
     per_point: dict[str, float]
     parts: dict[str, float]
     queries: int
@@ -50,28 +38,44 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     #: A fingerprint with stages: per stage ``name``, ``score`` (``None``: not run, an earlier
     #: stage decided), ``queries`` and ``seconds``; ``score`` above is the first stage's, and
-    #: the decision is the :class:`~tafa.decide.threshold.StagedCalibration`'s rule.
+    #: the decision is the :class:`~tafa.decide.rule.Rule`'s.
     stages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def decide(cls, score: Score, calibration: Calibration | StagedCalibration | None, **fields: Any) -> "Verdict":
-        """Apply the calibrated rule ``derived iff score > threshold``: ``undecided`` without a
-        calibration, or with one whose references cannot support the alpha asked for."""
+    def decide(cls, score: Score, calibration: Rule | None, **fields: Any) -> "Verdict":
+        """The rule's decision (:meth:`Rule.decide`) on the stages' scores (``score`` alone
+        without stages): ``undecided`` without a rule, or with one whose references cannot
+        support the alpha asked for."""
         notes = list(fields.pop("notes", None) or [])
         if calibration is None:
             decision = Decision.UNDECIDED
         else:
             notes += [note for note in [*calibration.notes, calibration.note()] if note and note not in notes]
-            scores = [stage.get("score") for stage in fields.get("stages") or []] or [score.value]
-            fires = calibration.fires(scores)
-            if not calibration.supports_alpha:
-                decision = Decision.UNDECIDED
-            elif fires:
-                decision = Decision.DERIVED
-            else:
-                decision = Decision.INDEPENDENT
+            decision = calibration.decide(cls._scores(score.value, fields.get("stages")))
         return cls(decision=decision, notes=notes, score=score.value, calibration=calibration,
                    per_point=score.spread(), parts=dict(score.parts), **fields)
+
+    @staticmethod
+    def _scores(score: float, stages: list[dict[str, Any]] | None) -> list[float | None]:
+        return [stage.get("score") for stage in stages or []] or [score]
+
+    @property
+    def p_value(self) -> float | None:
+        """The suspect's rank p-value against the references (:meth:`Rule.p_value`; ``None``
+        without references)."""
+        cal = self.calibration
+        return None if cal is None else cal.p_value(self._scores(self.score, self.stages))
+
+    @property
+    def margin_to_threshold(self) -> float | None:
+        """How far the deciding score is above (positive) or below its threshold: the largest
+        over the stages that ran of score minus that stage's threshold."""
+        cal = self.calibration
+        if cal is None:
+            return None
+        gaps = [value - stage.threshold for value, stage in zip(self._scores(self.score, self.stages), cal.stages)
+                if value is not None]
+        return max(gaps) if gaps else None
 
     @property
     def threshold(self) -> float | None:
@@ -90,20 +94,24 @@ class Verdict:
     def __post_init__(self) -> None:
         self.decision = Decision(self.decision)
 
+    def _thresholds(self) -> list[Any]:
+        """Each stage's own threshold (``None`` for a stage the rule does not decide with: no
+        references, or too few of them for every stage)."""
+        own = [] if self.calibration is None else list(self.calibration.stages)
+        return (own + [None] * len(self.stages))[:len(self.stages)]
+
     def _stage_dicts(self) -> list[dict[str, Any]]:
-        """Each stage's record, with its own threshold and bound when calibrated."""
-        cal = self.calibration
-        if not isinstance(cal, StagedCalibration):
-            return [dict(stage) for stage in self.stages]
-        return [{**stage, "threshold": own.threshold, "alpha": own.alpha_requested, "bound": own.bound,
-                 "bound_method": own.method.value} for stage, own in zip(self.stages, cal.stages)]
+        """Each stage's record, with its own threshold, bound and p-value when calibrated."""
+        return [dict(stage) if own is None else
+                {**stage, "threshold": own.threshold, "alpha": own.alpha_requested, "bound": own.bound,
+                 "bound_method": own.method.value,
+                 "p_value": None if stage.get("score") is None else own.p_value(stage["score"])}
+                for stage, own in zip(self.stages, self._thresholds())]
 
     def _stage_rows(self) -> list[tuple[str, str]]:
         """One line per stage: its score against its threshold, or why it did not run."""
-        cal = self.calibration
-        thresholds = cal.stages if isinstance(cal, StagedCalibration) else [None] * len(self.stages)
         rows = []
-        for i, (stage, own) in enumerate(zip(self.stages, thresholds), start=1):
+        for i, (stage, own) in enumerate(zip(self.stages, self._thresholds()), start=1):
             if stage.get("score") is None:
                 text = f"{stage['name']}: not run (an earlier stage decided)"
             else:
@@ -129,10 +137,11 @@ class Verdict:
         (achieved), ``bound_method``, ``bound_note``, ``queries``, ``n_references`` first, then the
         evidence."""
         cal = self.calibration
-        first = cal.stages[0] if isinstance(cal, StagedCalibration) else cal
+        first = None if cal is None else cal.stages[0]
         return {
             "decision": self.decision.value, "score": self.score, "threshold": self.threshold,
-            "alpha_requested": self.alpha_requested, "bound": self.bound,
+            "alpha_requested": self.alpha_requested, "bound": self.bound, "p_value": self.p_value,
+            "margin": self.margin_to_threshold,
             "bound_method": None if cal is None else str(cal.method),
             "bound_note": None if cal is None else cal.note(),
             "queries": self.queries, "n_references": 0 if cal is None else cal.n_references,
@@ -157,7 +166,7 @@ class Verdict:
                 ("score", f"{self.score:.4f}" + (" (stage 1)" if self.stages else ""))]
         rows += [(f"  {name} part", f"{value:.4f}") for name, value in self.parts.items()]
         rows += self._stage_rows()
-        if isinstance(cal, StagedCalibration):
+        if cal is not None and len(cal.stages) > 1:
             if not cal.supports_alpha:
                 bound = (f"the stages' references support a false-positive rate <= {cal.bound:.3g} only; "
                          f"{cal.alpha_requested:.3g} was asked for: no decision")
@@ -169,18 +178,25 @@ class Verdict:
         elif cal is None:
             rows.append(("threshold", "none: no references given, so no decision (see --references)"))
         else:
+            stage = cal.stages[0]
             if not cal.supports_alpha:
                 bound = (f"false-positive rate <= {cal.bound:.3g} only (rank of {cal.n_references} distinct "
                          f"references); {cal.alpha_requested:.3g} was asked for: no decision")
-            elif cal.method is BoundMethod.RANK:
+            elif stage.method is BoundMethod.RANK:
                 bound = (f"false-positive rate <= {cal.bound:.3g} (distribution-free, rank of {cal.n_references} "
                          "distinct references)")
             else:
                 bound = (f"false-positive rate <= {cal.bound:.3g} (parametric normal tail of the references' "
-                         f"Fisher-z scores); distribution-free bound {cal.rank_bound:.3g} at {cal.rank_threshold:.4f}")
+                         f"Fisher-z scores); distribution-free bound {stage.rank_bound:.3g} at "
+                         f"{stage.rank_threshold:.4f}")
             rows += [("threshold", f"{cal.threshold:.4f}"), ("bound", bound),
-                     ("references", f"{cal.n_references}, scores {min(cal.reference_scores):.4f} .. "
-                                    f"{max(cal.reference_scores):.4f}")]
+                     ("references", f"{cal.n_references}, scores {min(stage.reference_scores):.4f} .. "
+                                    f"{max(stage.reference_scores):.4f}")]
+        if cal is not None and self.p_value is not None:
+            gap = self.margin_to_threshold
+            how = "rank among the references" + (", Bonferroni over the stages" if len(cal.stages) > 1 else "")
+            side = "" if gap is None else f"; {'above' if gap > 0 else 'at or below'} its threshold by {abs(gap):.4f}"
+            rows.append(("p-value", f"{self.p_value:.3g} ({how}){side}"))
         margin = self.margin()
         if margin:
             rows.append(("positives", f"{margin['n']}, lowest {margin['min']:.4f}, "
@@ -194,3 +210,6 @@ class Verdict:
         rows += [("note", note) for note in self.notes]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+__all__ = ["DECISIONS", "Decision", "Verdict"]

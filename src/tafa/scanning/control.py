@@ -115,7 +115,7 @@ class ErrorControl:
         if self.kind == "bonferroni":
             return (f"error control: Bonferroni, family-wise alpha {self.alpha:g} (each stored calibration "
                     f"re-derived at alpha / {len(self.columns)}; a fingerprint whose references cannot support "
-                    "that by rank decides nothing)")
+                    "that by rank, or by the parametric tail it was registered with, decides nothing)")
         skipped = f"; {len(self.excluded)} panel models left out" if self.excluded else ""
         if n == 0:
             return (f"error control: {self._name()} at {self.alpha:g}, but there is no null panel: every "

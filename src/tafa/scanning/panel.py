@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..decide.rule import Rule
 from ..decide.similarity import Similarity
 from ..decide.verdict import Verdict
 from ..errors import InvalidParameter, TafaError, check_param, one_line
@@ -96,10 +97,12 @@ class PanelEntry:
         fp = self.fingerprint
         calibration = self.registered.calibration
         threshold = None if calibration is None else calibration.threshold
+        # a scan measures the first stage at shared queries: the rule of that one stage, as stored
+        rule = None if calibration is None else Rule.single(calibration, fp.scheme.name)
         try:
             signature = self.signature.assemble(fp.probes, outputs)
             score = self.similarity.compare(fp.relative(fp.owner_signature), fp.relative(signature))
-            verdict = Verdict.decide(score, calibration, queries=len(self.inputs), seconds=0.0, suspect={},
+            verdict = Verdict.decide(score, rule, queries=len(self.inputs), seconds=0.0, suspect={},
                                      scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256)
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others
             return Finding(self.name, self.registered.sha256, None, "error", threshold, len(self.inputs),

@@ -19,7 +19,6 @@ from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from ..decide.threshold import calibrate
 from ..errors import InvalidParameter, check_param
 from ..models.files import MODEL_SUFFIXES
 from ..registry import Registry, RegistryError, SuspectOutcome
@@ -160,7 +159,7 @@ def _panel(store: Registry, names: Sequence[str], decider: ErrorControl) -> Pane
     if level is not None:
         for item in registered:
             if item.calibration is not None:
-                item.calibration = calibrate(item.calibration.reference_scores, level)
+                item.calibration = item.calibration.at(level)
     return Panel(registered)
 
 

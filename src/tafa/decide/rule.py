@@ -1,0 +1,205 @@
+"""The decision rule: one object answers "does this evidence fire at this alpha?" for every caller.
+
+``tafa verify``, the registry, ``tafa scan`` and ``tafa bench`` all decide with a :class:`Rule`:
+one threshold per stage (:class:`~tafa.decide.threshold.Calibration`), each calibrated on the
+same references at ``alpha / len(stages)``, and "derived" when *any* stage's score is above its
+own threshold. An independent model is declared derived only if some stage wrongly fires; each
+does so with probability at most its own bound, so the rule's bound is their sum (Bonferroni),
+whatever the dependence between the stages. A later stage need not run once an earlier one
+fires, and skipping it never adds a false positive. A fingerprint with one stage has a rule
+with one stage: nothing special-cases the count.
+
+How many stages a set of references can calibrate is decided here too
+(:meth:`Rule.stages_supported`): every stage when each one's share of alpha is supported (by
+rank, or with the parametric tail when it was asked for), else the first alone at the whole
+alpha, and the rule says so.
+
+>>> rule = Rule.calibrate([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7]], ["first", "second"], alpha=0.5)
+>>> [c.alpha_requested for c in rule.stages], rule.bound, rule.supports_alpha
+([0.25, 0.25], 0.5, True)
+>>> rule.fires([0.35, 0.1]), rule.fires([0.2, 0.75]), rule.fires([0.2, None])
+(True, True, False)
+>>> rule.decide([0.2, 0.75]).value, round(rule.p_value([0.2, 0.75]), 3)
+('derived', 0.5)
+>>> Rule.stages_supported(3, 0.5, 2, parametric=False), Rule.stages_supported(2, 0.5, 2, parametric=False)
+(2, 1)
+>>> Rule.calibrate([[0.1, 0.2, 0.3]], ["tafa"], alpha=0.01).decide([0.9]).value  # 3 references: 1/4 at best
+'undecided'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Callable, Iterable, Sequence
+
+from ..errors import InvalidParameter, RefusedReference, check_param
+from .threshold import Calibration, calibrate, references_needed
+
+
+class Decision(StrEnum):
+    """A verdict's decision (``.value`` is what the JSON and the registry say)."""
+
+    DERIVED = "derived"
+    INDEPENDENT = "independent"
+    UNDECIDED = "undecided"
+
+
+DECISIONS = tuple(decision.value for decision in Decision)
+
+
+@dataclass
+class Rule:
+    """The calibrated decision rule of a fingerprint (see module doc): its stages' thresholds,
+    their names, the alpha asked for, and what was done to the references (``notes``)."""
+
+    stages: list[Calibration]
+    names: list[str]
+    alpha_requested: float
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_param("stages", len(self.stages), "one calibration per name (at least one)",
+                    len(self.stages) >= 1 and len(self.stages) == len(self.names), caller="Rule")
+
+    # ------------------------------------------------------------------ making one
+    @staticmethod
+    def stages_supported(n_references: int, alpha: float, available: int, *, parametric: bool) -> int:
+        """How many of ``available`` stages ``n_references`` references calibrate at ``alpha``:
+        all of them when each one's share ``alpha / available`` is reachable by rank (or a
+        parametric tail was asked for), else the first alone (at the whole ``alpha``)."""
+        if available <= 1 or parametric or n_references >= references_needed(alpha / available):
+            return max(1, available)
+        return 1
+
+    @classmethod
+    def calibrate(cls, stage_scores: Sequence[Sequence[float]], names: Sequence[str], alpha: float, *,
+                  parametric: bool = False, notes: Sequence[str] = (), available: int | None = None) -> "Rule":
+        """Each stage's threshold at ``alpha / len(stage_scores)`` from the same references' scores
+        at that stage. ``available``: the stages the fingerprint has, when fewer were calibrated
+        (:meth:`stages_supported`); the rule then notes that the first decides alone."""
+        check_param("stage_scores", len(stage_scores), "one list of scores per stage (at least one)",
+                    len(stage_scores) >= 1 and len(stage_scores) == len(names), caller="Rule.calibrate")
+        check_param("alpha", alpha, "a number in (0, 1)", 0 < alpha < 1, caller="Rule.calibrate")
+        share = float(alpha) / len(stage_scores)
+        stages = [calibrate(list(scores), share, parametric=parametric) for scores in stage_scores]
+        notes = list(notes)
+        if available is not None and available > len(stages):
+            n = stages[0].n_references
+            notes.append(f"{n} references are too few for all {available} stages at {alpha:g} (each stage gets "
+                         f"1/{available} of it: {references_needed(alpha / available)} references by rank); "
+                         f"the first stage decides alone")
+        return cls(stages, list(names), float(alpha), notes)
+
+    @classmethod
+    def from_references(cls, names: Sequence[str], scores: Sequence[float], alpha: float, *,
+                        stage_names: Sequence[str], copy_line: float | None = None, parametric: bool = False,
+                        notes: Iterable[str] = (),
+                        later: Callable[[list[int]], list[list[float]]] | None = None) -> "Rule":
+        """The rule from distinct references' first-stage ``scores`` (``names`` name them in
+        notes), as ``tafa verify`` and the benchmark both make it: references scoring at or above
+        ``copy_line`` (near the owner's own int8 copy) are left out as probable copies of the
+        owner (every one of them: :class:`~tafa.errors.RefusedReference`); then as many of the
+        ``stage_names`` as the rest support (:meth:`stages_supported`) are calibrated, the later
+        stages' scores of the kept references coming from ``later(kept indices)``, called only
+        when they are needed."""
+        notes = list(notes)
+        keep = list(range(len(scores)))
+        if copy_line is not None:
+            copies = [names[i] for i in keep if scores[i] >= copy_line]
+            if keep and len(copies) == len(keep):
+                raise RefusedReference(f"Every reference scores like a copy of the owner (at or above "
+                                       f"{copy_line:.6g}, near the owner's own int8 copy): give independently "
+                                       "trained references.")
+            if copies:
+                notes.append(f"{len(copies)} references left out as probable copies of the owner (scoring at or "
+                             f"above {copy_line:.6g}, near the owner's own int8 copy): {', '.join(copies[:5])}"
+                             f"{' ...' if len(copies) > 5 else ''}")
+                keep = [i for i in keep if scores[i] < copy_line]
+        available = len(stage_names)
+        count = cls.stages_supported(len(keep), alpha, available, parametric=parametric)
+        stage_scores = [[float(scores[i]) for i in keep]]
+        if count > 1:
+            if later is None:
+                raise InvalidParameter(f"The rule of {count} stages needs the later stages' scores (later=...).")
+            stage_scores += later(keep)
+        return cls.calibrate(stage_scores, list(stage_names)[:count], alpha, parametric=parametric, notes=notes,
+                             available=available)
+
+    @classmethod
+    def single(cls, calibration: Calibration, name: str = "stage 1") -> "Rule":
+        """The rule of one stage with this threshold (a stored calibration: the registry's)."""
+        return cls([calibration], [name], calibration.alpha_requested, list(calibration.notes))
+
+    def at(self, alpha: float) -> "Rule":
+        """The same references' rule at another ``alpha`` (each stage at its share of it)."""
+        share = float(alpha) / len(self.stages)
+        return Rule([stage.at(share) for stage in self.stages], list(self.names), float(alpha), list(self.notes))
+
+    # ------------------------------------------------------------------ deciding
+    def fires(self, scores: Sequence[float | None]) -> bool:
+        """Whether any stage's score (``None``: the stage did not run) is above its threshold."""
+        return any(stage.fires(score) for score, stage in zip(scores, self.stages))
+
+    def decide(self, scores: Sequence[float | None]) -> Decision:
+        """The decision for a suspect with these stage scores: ``undecided`` when the references
+        cannot support the alpha asked for, else ``derived`` when :meth:`fires`."""
+        if not self.supports_alpha:
+            return Decision.UNDECIDED
+        return Decision.DERIVED if self.fires(scores) else Decision.INDEPENDENT
+
+    def p_value(self, scores: Sequence[float | None]) -> float | None:
+        """The suspect's rank p-value against the references: each measured stage's
+        (:meth:`Calibration.p_value`), the smallest times the number of stages (Bonferroni, as
+        the rule), at most 1; ``None`` when no stage was measured."""
+        values = [stage.p_value(score) for score, stage in zip(scores, self.stages) if score is not None]
+        return None if not values else min(1.0, len(self.stages) * min(values))
+
+    # ------------------------------------------------------------------ what it says
+    @property
+    def bound(self) -> float:
+        return float(sum(stage.bound for stage in self.stages))
+
+    @property
+    def supports_alpha(self) -> bool:
+        return all(stage.supports_alpha for stage in self.stages)
+
+    @property
+    def threshold(self) -> float:
+        """The first stage's threshold (each stage has its own: :attr:`stages`)."""
+        return self.stages[0].threshold
+
+    @property
+    def method(self) -> str:
+        """The bound's method: the stage's (``rank``, ``parametric``) for one stage, else
+        ``bonferroni:`` and the stages' methods, e.g. ``bonferroni:rank+parametric``."""
+        if len(self.stages) == 1:
+            return self.stages[0].method.value
+        return "bonferroni:" + "+".join(stage.method.value for stage in self.stages)
+
+    @property
+    def n_references(self) -> int:
+        return min(stage.n_references for stage in self.stages)
+
+    def note(self) -> str | None:
+        """The stages' own notes (each named when there are several)."""
+        if len(self.stages) == 1:
+            return self.stages[0].note()
+        notes = [f"{name}: {note}" for name, stage in zip(self.names, self.stages) if (note := stage.note())]
+        return "; ".join(notes) or None
+
+    def summary(self) -> dict[str, Any]:
+        """The bound in a few fields (what reports and a scan's record show per fingerprint)."""
+        summary = {"threshold": self.threshold, "alpha_requested": self.alpha_requested, "bound": self.bound,
+                   "method": self.method, "n_references": self.n_references, "supports_alpha": self.supports_alpha,
+                   "note": self.note()}
+        if len(self.stages) > 1:
+            summary["stages"] = [{"name": name, **stage.summary()} for name, stage in zip(self.names, self.stages)]
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stages": [stage.to_dict() for stage in self.stages], "names": list(self.names),
+                "alpha_requested": self.alpha_requested, "notes": list(self.notes)}
+
+
+__all__ = ["DECISIONS", "Decision", "Rule"]
