@@ -51,6 +51,7 @@ from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
+from .signature.interface import measure_suspect
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -471,7 +472,7 @@ class Fingerprint:
         signature = self.scheme.make_signature()
         if getattr(model, "labels_only", False):
             return signature.from_labels(self.probes, model(signature.inputs(self.probes)))
-        return signature.measure(model, self.probes)
+        return measure_suspect(signature, model, self.probes, self.owner_signature)[0]  # undo the interface
 
     def similarity(self) -> Similarity:
         """The scheme's similarity, with the fitted parameters of a learned one loaded."""

@@ -24,6 +24,7 @@ from ..components import Components
 from ..errors import check_param
 from ..functional import aggregate, centred_correlation, local_cosines, rowwise_cosine
 from ..signature.base import Signature
+from ..signature.interface import centred_like
 
 
 @dataclass
@@ -75,6 +76,10 @@ class DerivativeCosine(Similarity):
 
     The score is their ``weights``-weighted mean (default: ``local`` only, which separated
     copies from independent models best on the planning zoos; see docs/method.md).
+
+    A suspect whose answers were compared centred per row (probabilities recognised by
+    :func:`tafa.signature.interface.recognise`) is compared with the owner's outputs and
+    derivatives centred the same way (:func:`~tafa.signature.interface.centred_like`).
     """
 
     def __init__(self, weights: dict[str, float] | None = None, aggregation: str = "median") -> None:
@@ -82,6 +87,7 @@ class DerivativeCosine(Similarity):
         self.aggregation = aggregation
 
     def compare(self, owner: Signature, suspect: Signature) -> Score:
+        owner = centred_like(owner, suspect)  # a suspect answering probabilities is compared centred per row
         raw = rowwise_cosine(owner["derivatives"], suspect["derivatives"])
         parts = {"derivatives": aggregate(raw, self.aggregation),
                  "outputs": centred_correlation(owner["outputs"], suspect["outputs"])}

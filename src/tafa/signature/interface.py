@@ -1,0 +1,220 @@
+"""What an interface cannot hide: recognise how a suspect answers, and undo what can be undone.
+
+A service rarely returns raw outputs (:mod:`tafa.attacks.interface`). From the answers alone,
+:func:`recognise` tells
+
+- **probabilities**: non-negative rows summing to 1. ``log p_i - mean_j log p_j = (z_i - mean_j z_j) / T``
+  exactly for a softmax at any temperature ``T``: they are compared as centred log-probabilities,
+  and the owner's outputs centred the same way (:data:`CENTRED`); the temperature is a positive
+  scale, which the derivative cosine ignores;
+- **log-probabilities**: non-positive rows whose exponentials sum to 1 (centred the same way);
+- **top-k probabilities**: non-negative rows summing to at most 1 with zeros: the zeroed values are
+  unknown; they are put at half of the smallest probability shown, and the rows centred;
+- **one-hot labels**, **integers** and other answers on a grid (rounded probabilities, 8-bit
+  pixels): :attr:`Recognised.quantised` is the grid step. Rounding cannot be undone: at the
+  fingerprint's finite-difference step most differences are 0, so the derivative evidence is
+  unreliable and the verdict must say so rather than clear the suspect;
+- several outputs confined to **[0, 1]** (a sigmoid) or **[-1, 1]** with negatives (a tanh), where
+  the owner's own outputs are not: undone by the logit and by ``atanh``, the saturated ends clipped.
+
+Recognition is relative to the owner's own outputs at the probes: a form the owner's outputs show
+too (a decoder whose last layer is a sigmoid) is the owner's, not an interface, and is compared as
+it is.
+
+:func:`measure_suspect` is the one place where a suspect's answers become a signature through
+this recognition.
+
+>>> import numpy as np
+>>> logits = np.random.default_rng(0).normal(size=(5, 4))
+>>> probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+>>> recognised = recognise(probabilities)
+>>> recognised.kind, recognised.centred, recognised.quantised
+('probabilities', True, None)
+>>> bool(np.allclose(recognised.answers, logits - logits.mean(axis=1, keepdims=True), atol=1e-12))
+True
+>>> recognise(np.round(probabilities, 2)).quantised
+0.01
+>>> recognise(logits).kind
+'raw'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.base import Model
+from ..probes.base import Probes
+from .base import Measurement, Signature
+
+#: Signature key marking a suspect whose outputs were compared centred per row (across outputs):
+#: the similarity then centres the owner's the same way (:class:`~tafa.decide.similarity.DerivativeCosine`).
+CENTRED = "centred_outputs"
+
+#: Grid steps the answers are checked against, coarsest first (``1/255``: 8-bit pixels).
+GRID_STEPS = (1.0, 0.1, 1.0 / 255.0, 0.01, 1e-3, 1e-4)
+#: How far from the grid (in steps) an answer may be and still count as on it.
+GRID_TOLERANCE = 1e-3
+#: How far a row's sum may be from 1 (besides rounding) for the row to count as probabilities.
+SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """How a suspect answers, and its answers as they are compared.
+
+    ``kind``: ``"raw"`` (nothing recognised, or the owner's own form), ``"probabilities"``,
+    ``"log-probabilities"``, ``"top-k probabilities"``, ``"one-hot labels"``, ``"integers"``,
+    ``"quantised"``, ``"unit interval"`` (undone by the logit), ``"signed unit interval"`` (by atanh).
+    ``centred``: rows centred across outputs (the owner's must be too). ``quantised``: the grid step
+    the answers lie on (``None``: not on a grid). ``saturated``: fraction of answers at a bound of a
+    recognised range (clipped before undoing).
+    """
+
+    kind: str
+    answers: np.ndarray
+    centred: bool = False
+    quantised: float | None = None
+    saturated: float = 0.0
+
+    @property
+    def note(self) -> str:
+        """One line for the verdict ("" when the answers are compared as they are)."""
+        compared = {"probabilities": "compared as centred log-probabilities",
+                    "log-probabilities": "compared centred per row",
+                    "top-k probabilities": "the zeroed ones unknown; compared as centred log-probabilities, "
+                                           "the zeroed set at half the smallest shown",
+                    "unit interval": "undone by the logit", "signed unit interval": "undone by atanh"}
+        parts = []
+        if self.kind != "raw":
+            parts.append(f"answers are {self.kind}" + (f": {compared[self.kind]}" if self.kind in compared else ""))
+        if self.saturated > 0:
+            parts.append(f"{self.saturated:.1%} of them saturated (clipped before undoing)")
+        if self.quantised is not None:
+            parts.append(f"answers are rounded to {self.quantised:.3g}: finite differences at the fingerprint's "
+                         "step are mostly zero, the derivative evidence is unreliable")
+        return "; ".join(parts)
+
+
+def grid_step(answers: np.ndarray) -> float | None:
+    """The coarsest of :data:`GRID_STEPS` every answer lies on (within :data:`GRID_TOLERANCE`
+    of a step), or ``None``.
+
+    >>> grid_step(np.array([0.25, 0.5, 1.0])), grid_step(np.array([3.0, -2.0])), grid_step(np.array([0.1234567]))
+    (0.01, 1.0, None)
+    """
+    values = np.asarray(answers, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return None
+    for step in GRID_STEPS:
+        units = values / step
+        if np.all(np.abs(units - np.round(units)) <= GRID_TOLERANCE):
+            return step
+    return None
+
+
+def _centred(rows: np.ndarray) -> np.ndarray:
+    return rows - rows.mean(axis=1, keepdims=True)
+
+
+def _form(rows: np.ndarray, step: float | None) -> str:
+    """The kind of ``(Q, m)`` answers, from their values alone."""
+    m = rows.shape[1]
+    sums = rows.sum(axis=1)
+    slack = SUM_TOLERANCE + (m * step / 2 if step is not None else 0.0)
+    non_negative = bool(np.all(rows >= 0))
+    if step == 1.0 and non_negative and np.all(rows <= 1) and np.all(sums == 1) and m > 1:
+        return "one-hot labels"
+    if m > 1 and non_negative and np.all(np.abs(sums - 1) <= slack):
+        return "probabilities"
+    if m > 1 and non_negative and np.all(sums <= 1 + slack) and np.any(rows == 0) and np.all(rows.max(axis=1) > 0):
+        return "top-k probabilities"
+    if m > 1 and np.all(rows <= SUM_TOLERANCE):
+        peak = rows.max(axis=1, keepdims=True)
+        total = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1))
+        if np.all(np.abs(total) <= SUM_TOLERANCE * m):
+            return "log-probabilities"
+    if step == 1.0:
+        return "integers"
+    if m > 1 and non_negative and np.all(rows <= 1):
+        return "unit interval"
+    if m > 1 and np.all(np.abs(rows) <= 1) and np.any(rows < 0):
+        return "signed unit interval"
+    return "quantised" if step is not None else "raw"
+
+
+def recognise(answers: np.ndarray, owner_outputs: np.ndarray | None = None) -> Recognised:
+    """Recognise the interface of a suspect's ``answers`` (``(Q, *output_shape)``) and undo what
+    can be undone; ``owner_outputs`` (the owner's outputs at the probes) make recognition relative
+    to the owner: a bounded range or a probability form the owner's own outputs show is no interface.
+
+    >>> pixels = 1 / (1 + np.exp(-np.linspace(-3, 3, 12).reshape(2, 6)))
+    >>> recognised = recognise(pixels, owner_outputs=np.array([[-2.0, 5.0]]))
+    >>> recognised.kind, bool(np.allclose(recognised.answers, np.linspace(-3, 3, 12).reshape(2, 6)))
+    ('unit interval', True)
+    >>> recognise(pixels, owner_outputs=pixels).kind
+    'raw'
+    """
+    answers = np.asarray(answers, dtype=np.float64)
+    rows = answers.reshape(len(answers), -1)
+    step = grid_step(rows)
+    kind = _form(rows, step)
+    if owner_outputs is not None and kind not in ("raw", "quantised"):
+        owner_rows = np.asarray(owner_outputs, dtype=np.float64).reshape(len(owner_outputs), -1)
+        if _form(owner_rows, grid_step(owner_rows)) == kind:
+            kind = "raw"
+    floor = step / 2 if step is not None else float(np.finfo(np.float64).tiny)
+    undone, centred, saturated = rows, False, 0.0
+    if kind == "probabilities":
+        undone, centred = _centred(np.log(np.maximum(rows, floor))), True
+    elif kind == "top-k probabilities":
+        shown = rows[rows > 0]
+        undone, centred = _centred(np.log(np.where(rows > 0, rows, max(floor, float(shown.min()) / 2)))), True
+    elif kind == "log-probabilities":
+        undone, centred = _centred(rows), True
+    elif kind == "unit interval":
+        eps = max(floor, 1e-12)
+        saturated = float(np.mean((rows <= 0) | (rows >= 1)))
+        clipped = np.clip(rows, eps, 1 - eps)
+        undone = np.log(clipped) - np.log1p(-clipped)
+    elif kind == "signed unit interval":
+        eps = max(floor, 1e-12)
+        saturated = float(np.mean(np.abs(rows) >= 1))
+        undone = np.arctanh(np.clip(rows, -1 + eps, 1 - eps))
+    return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated)
+
+
+def measure_suspect(measurement: Measurement, model: Model, probes: Probes,
+                    owner: Signature | None = None) -> tuple[Signature, Recognised]:
+    """Query ``model`` for ``measurement`` at ``probes``, recognise its interface (relative to the
+    ``owner``'s signature's outputs when given) and assemble its signature from the answers as
+    compared; a centred comparison is marked in the signature (:data:`CENTRED`). An adaptive
+    measurement (whose inputs depend on the answers) is measured as it is."""
+    if measurement.adaptive:
+        signature = measurement.measure(model, probes)
+        return signature, Recognised("raw", np.zeros((0,)))
+    owner_outputs = None if owner is None else owner.get("outputs")
+    recognised = recognise(model(measurement.inputs(probes)), owner_outputs)
+    signature = measurement.assemble(probes, recognised.answers)
+    if recognised.centred:
+        signature[CENTRED] = np.ones(1)
+    return signature, recognised
+
+
+def centred_like(owner: Signature, suspect: Signature) -> Signature:
+    """``owner`` with its outputs and derivatives centred across outputs (per probe, per direction)
+    when ``suspect`` was compared centred (:data:`CENTRED`), else ``owner`` unchanged.
+
+    >>> owner = {"outputs": np.array([[1.0, 3.0]]), "derivatives": np.array([[[2.0, 0.0]]])}
+    >>> centred_like(owner, {CENTRED: np.ones(1)})["derivatives"].tolist()
+    [[[1.0, -1.0]]]
+    """
+    if CENTRED not in suspect:
+        return owner
+    view = dict(owner)
+    for key in ("outputs", "derivatives"):
+        if key in view:
+            values = np.asarray(view[key], dtype=np.float64)
+            view[key] = values - values.mean(axis=-1, keepdims=True)
+    return view

@@ -1,0 +1,182 @@
+"""Interfaces (what a service returns instead of raw outputs) and what the verifier recognises
+through them, on the committed small models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tafa import Fingerprint
+from tafa.attacks import quantize
+from tafa.attacks.interface import (INTERFACES, TASKS, Interface, InterfacedModel, get_interface, interfaces_for,
+                                    register_interface)
+from tafa.decide.similarity import DerivativeCosine
+from tafa.errors import InvalidParameter
+from tafa.models import TorchModel
+from tafa.signature.interface import CENTRED, centred_like, grid_step, measure_suspect, recognise
+
+RNG_INPUTS = np.random.default_rng(3).random((40, 1, 8, 8)).astype(np.float32)
+
+
+def softmax(z: np.ndarray, t: float = 1.0) -> np.ndarray:
+    e = np.exp((z - z.max(axis=1, keepdims=True)) / t)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def centred(rows: np.ndarray) -> np.ndarray:
+    return rows - rows.mean(axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def owner(classifier) -> TorchModel:
+    return TorchModel(classifier.owner, classifier.input_shape, name="owner")
+
+
+@pytest.fixture(scope="module")
+def logits(owner) -> np.ndarray:
+    return owner(RNG_INPUTS)
+
+
+@pytest.fixture(scope="module")
+def fingerprint(classifier) -> Fingerprint:
+    return Fingerprint.create(classifier.owner, classifier.domain, input_shape=classifier.input_shape,
+                              second_stage=False)
+
+
+# ----------------------------------------------------------------- the wrappers do what they say
+def served(name: str, owner: TorchModel) -> np.ndarray:
+    return get_interface(name).apply(owner)(RNG_INPUTS)
+
+
+def test_probability_interfaces(owner, logits):
+    z = logits
+    assert np.allclose(served("softmax", owner), softmax(z), atol=1e-15)
+    assert np.allclose(served("softmax_t05", owner), softmax(z, 0.5), atol=1e-15)
+    assert np.allclose(served("softmax_t3", owner), softmax(z, 3.0), atol=1e-15)
+    log_p = served("log_softmax", owner)
+    assert np.allclose(np.exp(log_p).sum(axis=1), 1.0, atol=1e-12) and np.allclose(centred(log_p), centred(z))
+    for decimals in (2, 3):
+        rounded = served(f"softmax_round{decimals}", owner)
+        assert np.array_equal(rounded, np.round(softmax(z), decimals))
+        assert np.abs(rounded - softmax(z)).max() <= 0.5 * 10.0 ** -decimals + 1e-15
+    top = served("top3", owner)
+    assert ((top > 0).sum(axis=1) == 3).all()
+    order = np.argsort(-softmax(z), axis=1)[:, :3]
+    assert np.array_equal(np.take_along_axis(top, order, 1), np.take_along_axis(softmax(z), order, 1))
+
+
+def test_label_and_integer_interfaces(owner, logits):
+    assert np.array_equal(served("integer_logits", owner), np.round(logits))
+    labels = served("one_hot", owner)
+    assert np.array_equal(labels.argmax(axis=1), logits.argmax(axis=1)) and (labels.sum(axis=1) == 1).all()
+    assert set(np.unique(labels)) == {0.0, 1.0}
+
+
+def test_regression_and_generation_interfaces(owner, logits):
+    y = logits
+    assert np.allclose(served("affine", owner), 2.5 * y + 10.0)
+    assert np.allclose(served("affine_negative", owner), -0.5 * y + 3.0)
+    assert np.array_equal(served("clip", owner), np.clip(y, -1, 1))
+    assert np.array_equal(served("round1", owner), np.round(y, 1))
+    assert np.allclose(served("sigmoid", owner), 1 / (1 + np.exp(-y)))
+    assert np.allclose(served("tanh", owner), np.tanh(y))
+    assert np.array_equal(served("clamp", owner), np.clip(y, 0, 1))
+    pixels = served("pixels8", owner)
+    assert np.allclose(pixels * 255, np.round(pixels * 255), atol=1e-9) and pixels.min() >= 0 and pixels.max() <= 1
+    assert np.abs(pixels - np.clip(y, 0, 1)).max() <= 0.5 / 255 + 1e-12
+
+
+def test_interfaced_model_counts_queries_and_is_a_black_box(classifier):
+    inner = TorchModel(classifier.owner, classifier.input_shape, name="owner", batch_size=16)
+    model = get_interface("softmax").apply(inner)
+    assert isinstance(model, InterfacedModel) and model.torch_module() is None
+    model(RNG_INPUTS)
+    assert model.queries == inner.queries == len(RNG_INPUTS)
+    assert model.describe()["interface"] == "softmax"
+    hashes = {inner.content_hash(), model.content_hash(), get_interface("one_hot").apply(inner).content_hash()}
+    assert len(hashes) == 3
+
+
+def test_registry():
+    assert {interface.task for interface in INTERFACES.values()} == set(TASKS)
+    assert [i.name for i in interfaces_for("generation")] == ["sigmoid", "tanh", "clamp", "pixels8"]
+    with pytest.raises(InvalidParameter, match="'name' parameter of get_interface"):
+        get_interface("nope")
+    with pytest.raises(InvalidParameter, match="not registered yet"):
+        register_interface(Interface("softmax", "classification", np.exp))
+    with pytest.raises(InvalidParameter, match="'interface.task'"):
+        register_interface(Interface("other", "speech", np.exp))
+
+
+# ----------------------------------------------------------------- recognition
+@pytest.mark.parametrize("name,scale", [("softmax", 1.0), ("softmax_t05", 2.0), ("softmax_t3", 1 / 3),
+                                        ("log_softmax", 1.0)])
+def test_probabilities_are_undone_to_centred_logits(owner, logits, name, scale):
+    recognised = recognise(served(name, owner), owner_outputs=logits)
+    assert recognised.kind == ("log-probabilities" if name == "log_softmax" else "probabilities")
+    assert recognised.centred and recognised.quantised is None
+    assert np.abs(recognised.answers - scale * centred(logits)).max() <= 1e-9 * np.abs(logits).max()
+    assert "centred log-probabilities" in recognised.note or "centred per row" in recognised.note
+
+
+def test_sigmoid_and_tanh_are_undone(owner, logits):
+    bounded = logits / (np.abs(logits).max() + 1)  # inside the unsaturated range: exactly invertible
+    recognised = recognise(1 / (1 + np.exp(-bounded)), owner_outputs=logits)
+    assert recognised.kind == "unit interval" and np.allclose(recognised.answers, bounded, atol=1e-9)
+    recognised = recognise(np.tanh(bounded), owner_outputs=logits)
+    assert recognised.kind == "signed unit interval" and np.allclose(recognised.answers, bounded, atol=1e-9)
+    saturated = recognise(served("sigmoid", owner), owner_outputs=logits)
+    assert saturated.kind == "unit interval" and np.all(np.isfinite(saturated.answers))
+
+
+def test_quantised_answers_are_flagged(owner, logits):
+    assert recognise(served("integer_logits", owner), logits).kind == "integers"
+    assert recognise(served("integer_logits", owner), logits).quantised == 1.0
+    labels = recognise(served("one_hot", owner), logits)
+    assert labels.kind == "one-hot labels" and labels.quantised == 1.0 and "unreliable" in labels.note
+    assert recognise(served("softmax_round3", owner), logits).quantised == 1e-3
+    assert recognise(served("softmax_round2", owner), logits).quantised == 0.01
+    assert recognise(served("pixels8", owner), logits).quantised == pytest.approx(1 / 255)
+    assert recognise(served("top3", owner), logits).kind == "top-k probabilities"
+    assert grid_step(logits) is None
+
+
+def test_raw_answers_and_the_owners_own_form_are_not_interfaces(kind):
+    owner = TorchModel(kind.owner, kind.input_shape)
+    inputs = np.random.default_rng(0).random((30, *kind.input_shape)).astype(np.float32)
+    own = owner(inputs)
+    for model in (kind.owner, *kind.references[:3], kind.independent):
+        recognised = recognise(TorchModel(model, kind.input_shape)(inputs), owner_outputs=own)
+        assert recognised.kind == "raw" and not recognised.centred and recognised.note == ""
+
+
+# ----------------------------------------------------------------- the comparison through an interface
+def test_centring_the_owner_alone_is_still_one_against_itself(fingerprint):
+    owner = fingerprint.owner_signature
+    view = centred_like(owner, {CENTRED: np.ones(1)})
+    assert np.allclose(view["derivatives"].sum(axis=-1), 0, atol=1e-9)
+    assert DerivativeCosine().compare(owner, {**view, CENTRED: np.ones(1)}).value == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["softmax", "softmax_t3", "softmax_t05", "log_softmax"])
+def test_a_copy_behind_probabilities_scores_like_the_raw_copy(classifier, fingerprint, name):
+    copy = TorchModel(quantize(classifier.owner, 8), classifier.input_shape, name="int8")
+    raw = fingerprint.measure(copy)
+    behind, recognised = measure_suspect(fingerprint.scheme.make_signature(), get_interface(name).apply(copy),
+                                         fingerprint.probes, fingerprint.owner_signature)
+    assert recognised.centred and CENTRED in behind
+    scale = {"softmax_t3": 1 / 3, "softmax_t05": 2.0}.get(name, 1.0)
+    expected = centred(raw["derivatives"].reshape(-1, raw["derivatives"].shape[-1])).reshape(raw["derivatives"].shape)
+    assert np.abs(behind["derivatives"] - scale * expected).max() <= 1e-6 * np.abs(expected).max()
+    centred_raw = fingerprint.compare({**raw, "derivatives": expected, CENTRED: np.ones(1)}).value
+    assert fingerprint.compare(behind).value == pytest.approx(centred_raw, abs=1e-6)
+    assert fingerprint.score(get_interface(name).apply(copy)).value == pytest.approx(centred_raw, abs=1e-6)
+
+
+def test_rounded_probabilities_reach_the_fingerprint_flagged(classifier, fingerprint):
+    copy = get_interface("softmax_round3").apply(TorchModel(classifier.owner, classifier.input_shape))
+    _, recognised = measure_suspect(fingerprint.scheme.make_signature(), copy, fingerprint.probes,
+                                    fingerprint.owner_signature)
+    assert recognised.kind == "probabilities" and recognised.quantised == 1e-3
+    assert "rounded to 0.001" in recognised.note
+
