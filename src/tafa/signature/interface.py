@@ -21,8 +21,8 @@ Recognition is relative to the owner's own outputs at the probes: a form the own
 too (a decoder whose last layer is a sigmoid) is the owner's, not an interface, and is compared as
 it is.
 
-:func:`measure_suspect` is the one place where a suspect's answers become a signature through
-this recognition.
+:func:`measure_suspect` (and :func:`assemble_suspect`, from answers already queried) is where a
+suspect's answers become a signature through this recognition.
 
 >>> import numpy as np
 >>> logits = np.random.default_rng(0).normal(size=(5, 4))
@@ -194,8 +194,14 @@ def measure_suspect(measurement: Measurement, model: Model, probes: Probes,
     if measurement.adaptive:
         signature = measurement.measure(model, probes)
         return signature, Recognised("raw", np.zeros((0,)))
+    return assemble_suspect(measurement, probes, model(measurement.inputs(probes)), owner)
+
+
+def assemble_suspect(measurement: Measurement, probes: Probes, answers: np.ndarray,
+                     owner: Signature | None = None) -> tuple[Signature, Recognised]:
+    """:func:`measure_suspect` from answers already queried (a scan's shared queries)."""
     owner_outputs = None if owner is None else owner.get("outputs")
-    recognised = recognise(model(measurement.inputs(probes)), owner_outputs)
+    recognised = recognise(answers, owner_outputs)
     signature = measurement.assemble(probes, recognised.answers)
     if recognised.centred:
         signature[CENTRED] = np.ones(1)
