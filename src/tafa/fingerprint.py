@@ -51,7 +51,7 @@ from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
-from .signature.interface import measure_suspect
+from .signature.interface import Recognised, measure_suspect
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -466,13 +466,18 @@ class Fingerprint:
                                 f"the fingerprint's owner returned {self.output_shape}.")
 
     def measure(self, suspect: ModelLike) -> Signature:
-        """The suspect's signature at this fingerprint's probes (black box: outputs only)."""
+        """The suspect's signature at this fingerprint's probes (black box: outputs only), from its
+        answers with their interface undone where it can be (:func:`~tafa.signature.interface.recognise`)."""
+        return self.measure_recognised(suspect)[0]
+
+    def measure_recognised(self, suspect: ModelLike) -> tuple[Signature, Recognised | None]:
+        """:meth:`measure`, and how the suspect's answers were recognised (``None``: labels only)."""
         model = as_model(suspect, self.input_shape)
         self.check_shapes(model)
         signature = self.scheme.make_signature()
         if getattr(model, "labels_only", False):
-            return signature.from_labels(self.probes, model(signature.inputs(self.probes)))
-        return measure_suspect(signature, model, self.probes, self.owner_signature)[0]  # undo the interface
+            return signature.from_labels(self.probes, model(signature.inputs(self.probes))), None
+        return measure_suspect(signature, model, self.probes, self.owner_signature)
 
     def similarity(self) -> Similarity:
         """The scheme's similarity, with the fitted parameters of a learned one loaded."""
@@ -639,7 +644,8 @@ class Fingerprint:
             calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         started = time.perf_counter()
         before = model.queries
-        score = self.score(model)
+        measured, recognised = self.measure_recognised(model)
+        score = self.compare(measured)
         queries = model.queries - before
         seconds = time.perf_counter() - started
         stages: list[dict[str, Any]] = []
@@ -678,9 +684,15 @@ class Fingerprint:
         consistency = getattr(model, "consistency", None)  # services re-ask a few inputs
         if consistency is not None and consistency.note():
             notes.append(consistency.note())
+        if recognised is not None and recognised.note:
+            notes.append(recognised.note)
+        unresolved = None
+        if recognised is not None and recognised.quantised is not None:
+            unresolved = (f"the answers lie on a grid of step {recognised.quantised:.3g}: a score below the threshold "
+                          "is no evidence of independence, so no stage above its threshold means no decision")
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
-                              positive_scores=positive_scores, notes=notes, stages=stages)
+                              positive_scores=positive_scores, notes=notes, stages=stages, unresolved=unresolved)
 
     def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
         """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file

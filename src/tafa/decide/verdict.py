@@ -42,16 +42,22 @@ class Verdict:
     stages: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def decide(cls, score: Score, calibration: Rule | None, **fields: Any) -> "Verdict":
+    def decide(cls, score: Score, calibration: Rule | None, *, unresolved: str | None = None,
+               **fields: Any) -> "Verdict":
         """The rule's decision (:meth:`Rule.decide`) on the stages' scores (``score`` alone
         without stages): ``undecided`` without a rule, or with one whose references cannot
-        support the alpha asked for."""
+        support the alpha asked for. ``unresolved``: why the measurement cannot show
+        independence (answers on a coarse grid): a suspect the rule does not judge derived is
+        then ``undecided``, with that note, never cleared."""
         notes = list(fields.pop("notes", None) or [])
         if calibration is None:
             decision = Decision.UNDECIDED
         else:
             notes += [note for note in [*calibration.notes, calibration.note()] if note and note not in notes]
             decision = calibration.decide(cls._scores(score.value, fields.get("stages")))
+            if decision is Decision.INDEPENDENT and unresolved:
+                decision = Decision.UNDECIDED
+                notes.append(unresolved)
         return cls(decision=decision, notes=notes, score=score.value, calibration=calibration,
                    per_point=score.spread(), parts=dict(score.parts), **fields)
 

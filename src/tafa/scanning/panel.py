@@ -42,6 +42,7 @@ from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
 from ..signature.base import Measurement
+from ..signature.interface import assemble_suspect
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,11 @@ class PanelEntry:
         # a scan measures the first stage at shared queries: the rule of that one stage, as stored
         rule = None if calibration is None else Rule.single(calibration, fp.scheme.name)
         try:
-            signature = self.signature.assemble(fp.probes, outputs)
+            signature, recognised = assemble_suspect(self.signature, fp.probes, outputs, fp.owner_signature)
             score = self.similarity.compare(fp.relative(fp.owner_signature), fp.relative(signature))
             verdict = Verdict.decide(score, rule, queries=len(self.inputs), seconds=0.0, suspect={},
-                                     scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256)
+                                     scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
+                                     unresolved=recognised.note if recognised.quantised is not None else None)
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others
             return Finding(self.name, self.registered.sha256, None, "error", threshold, len(self.inputs),
                            time.perf_counter() - started, _describe(error))

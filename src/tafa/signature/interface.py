@@ -4,9 +4,9 @@ A service rarely returns raw outputs (:mod:`tafa.attacks.interface`). From the a
 :func:`recognise` tells
 
 - **probabilities**: non-negative rows summing to 1. ``log p_i - mean_j log p_j = (z_i - mean_j z_j) / T``
-  exactly for a softmax at any temperature ``T``: they are compared as centred log-probabilities,
-  and the owner's outputs centred the same way (:data:`CENTRED`); the temperature is a positive
-  scale, which the derivative cosine ignores;
+  exactly for a softmax at any temperature ``T``: they are compared as centred log-probabilities
+  (the method's similarity centres every signature across outputs alike); the temperature is a
+  positive scale, which the derivative cosine ignores;
 - **log-probabilities**: non-positive rows whose exponentials sum to 1 (centred the same way);
 - **top-k probabilities**: non-negative rows summing to at most 1 with zeros: the zeroed values are
   unknown; they are put at half of the smallest probability shown, and the rows centred;
@@ -47,10 +47,6 @@ import numpy as np
 from ..models.base import Model
 from ..probes.base import Probes
 from .base import Measurement, Signature
-
-#: Signature key marking a suspect whose outputs were compared centred per row (across outputs):
-#: the similarity then centres the owner's the same way (:class:`~tafa.decide.similarity.DerivativeCosine`).
-CENTRED = "centred_outputs"
 
 #: Grid steps the answers are checked against, coarsest first (``1/255``: 8-bit pixels).
 GRID_STEPS = (1.0, 0.1, 1.0 / 255.0, 0.01, 1e-3, 1e-4)
@@ -189,7 +185,7 @@ def measure_suspect(measurement: Measurement, model: Model, probes: Probes,
                     owner: Signature | None = None) -> tuple[Signature, Recognised]:
     """Query ``model`` for ``measurement`` at ``probes``, recognise its interface (relative to the
     ``owner``'s signature's outputs when given) and assemble its signature from the answers as
-    compared; a centred comparison is marked in the signature (:data:`CENTRED`). An adaptive
+    compared. An adaptive
     measurement (whose inputs depend on the answers) is measured as it is."""
     if measurement.adaptive:
         signature = measurement.measure(model, probes)
@@ -202,25 +198,4 @@ def assemble_suspect(measurement: Measurement, probes: Probes, answers: np.ndarr
     """:func:`measure_suspect` from answers already queried (a scan's shared queries)."""
     owner_outputs = None if owner is None else owner.get("outputs")
     recognised = recognise(answers, owner_outputs)
-    signature = measurement.assemble(probes, recognised.answers)
-    if recognised.centred:
-        signature[CENTRED] = np.ones(1)
-    return signature, recognised
-
-
-def centred_like(owner: Signature, suspect: Signature) -> Signature:
-    """``owner`` with its outputs and derivatives centred across outputs (per probe, per direction)
-    when ``suspect`` was compared centred (:data:`CENTRED`), else ``owner`` unchanged.
-
-    >>> owner = {"outputs": np.array([[1.0, 3.0]]), "derivatives": np.array([[[2.0, 0.0]]])}
-    >>> centred_like(owner, {CENTRED: np.ones(1)})["derivatives"].tolist()
-    [[[1.0, -1.0]]]
-    """
-    if CENTRED not in suspect:
-        return owner
-    view = dict(owner)
-    for key in ("outputs", "derivatives"):
-        if key in view:
-            values = np.asarray(view[key], dtype=np.float64)
-            view[key] = values - values.mean(axis=-1, keepdims=True)
-    return view
+    return measurement.assemble(probes, recognised.answers), recognised
