@@ -42,7 +42,8 @@ from ..decide.learned import LearnedSimilarity
 from ..decide.rule import Decision, Rule
 from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
-from ..models.base import TorchModel
+from ..models.base import Model, TorchModel
+from ..signature.base import Signature
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -95,8 +96,10 @@ def with_calibrated(rows: list[Scored]) -> list[Scored]:
 
 
 def with_utility(rows: list[Scored], relative: dict[str, float]) -> list[Scored]:
-    """``rows`` with ``utility`` set from ``relative`` (model name -> share of the owner's utility)."""
-    return [replace(r, utility=float(relative.get(r.model, float("nan")))) for r in rows]
+    """``rows`` with ``utility`` set from ``relative`` (model name -> share of the owner's utility);
+    a model behind an interface (``BASE@INTERFACE``) has its base model's (the owner's: 1)."""
+    shares = {"owner": 1.0, **relative}
+    return [replace(r, utility=float(shares.get(r.model.split("@")[0], float("nan")))) for r in rows]
 
 
 def with_stages(rows: list[Scored]) -> list[Scored]:
@@ -212,24 +215,24 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
     calibration_models = [TorchModel(model, spec.input_shape, name=recipe.name)
                           for recipe, model in zoo.with_role("calibration")]
     distinct = {model.name for model in fingerprint.distinct_references(calibration_models)[0]}
+
+    def score(suspect: Model, name: str, label: int, family: str, role: str) -> Signature:
+        """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature."""
+        started = time.perf_counter()
+        signature = fingerprint.measure(suspect)
+        value = fingerprint.compare(signature).value
+        stages = () if fingerprint.second is None else (value, fingerprint.second.score(suspect).value)
+        seconds.append(time.perf_counter() - started)
+        rows.append(Scored(name, label, family, role, value, stages=stages))
+        return signature
+
     for role in ("scored", "calibration", SHARED_INIT):
         for recipe, model in zoo.with_role(role):
             if role == "calibration" and recipe.name not in distinct:
                 continue
-            suspect = TorchModel(model, spec.input_shape, name=recipe.name)
-            started = time.perf_counter()
-            signature = fingerprint.measure(suspect)
-            value = fingerprint.compare(signature).value
-            seconds.append(time.perf_counter() - started)
-            if fingerprint.second is not None:
-                started = time.perf_counter()
-                second = fingerprint.second.score(suspect).value
-                seconds[-1] += time.perf_counter() - started
-                rows.append(Scored(recipe.name, recipe.label, recipe.family, role, value, stages=(value, second)))
-            else:
-                rows.append(Scored(recipe.name, recipe.label, recipe.family, role, value))
+            signatures.append(score(TorchModel(model, spec.input_shape, name=recipe.name), recipe.name,
+                                    recipe.label, recipe.family, role))
             models.append(model)
-            signatures.append(signature)
     lofo: dict[str, list[Scored]] = {}
     if references is not None:
         refs, families = references
@@ -249,6 +252,8 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
                                 sig if learned else again.measure(TorchModel(model, spec.input_shape))).value)
                             for r, model, sig in zip(rows, models, signatures)
                             if r.role != SHARED_INIT and (r.label == 0 or r.family == family)]
+    for name, label, family, suspect in interface_suspects(zoo):
+        score(suspect, name, label, family, "scored")
     similarity = fingerprint.similarity()
     staged = fingerprint.second is not None
     return {"rows": with_stages(rows) if staged else with_calibrated(rows),
@@ -257,6 +262,33 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
             "fingerprint_seconds": fingerprint_seconds, "verify_seconds": float(np.mean(seconds)),
             "stage_names": fingerprint.stage_names(), "copy_line": fingerprint.copy_line(),
             "score_range": None if staged else similarity.score_range}
+
+
+#: Interface families (:mod:`tafa.attacks.interface`): the owner itself and these copies, and the
+#: first :data:`INTERFACE_NEGATIVES` scored independents, each served through every interface of
+#: the zoo's task; rows ``BASE@INTERFACE``, family ``interface/NAME`` (copies) or
+#: ``interface/NAME/independent`` (an innocent service answering the same way). Not in the
+#: shared-parent zoos or the ResNet zoo (cost).
+INTERFACE_COPIES = ("int8", "ft_all_small", "prune50_ft")
+INTERFACE_NEGATIVES = 6
+INTERFACE = "interface"
+
+
+def interface_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
+    """``(row name, label, family, model)`` of every interface-wrapped suspect of ``zoo``."""
+    spec = zoo.spec
+    if spec.parent is not None or spec.owner_arch.startswith("resnet"):
+        return []
+    from ..attacks.interface import interfaces_for
+
+    scored = zoo.with_role("scored")
+    bases = [("owner", 1, zoo.owner)] + [(r.name, 1, m) for r, m in scored if r.label == 1
+                                         and r.name in INTERFACE_COPIES]
+    bases += [(r.name, 0, m) for r, m in scored if r.label == 0][:INTERFACE_NEGATIVES]
+    return [(f"{name}@{interface.name}", label,
+             f"{INTERFACE}/{interface.name}" + ("" if label else "/independent"),
+             interface.apply(TorchModel(model, spec.input_shape, name=name)))
+            for interface in interfaces_for(spec.scenario) for name, label, model in bases]
 
 
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:

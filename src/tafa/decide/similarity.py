@@ -82,6 +82,8 @@ class DerivativeCosine(Similarity):
     (undone by :func:`tafa.signature.interface.recognise`) compares exactly like its logits, and
     the references are compared the same way as every suspect. On the fixture classifier and
     generator it moves no copy and lowers the highest independent (0.349 -> 0.343, 0.616 -> 0.577).
+    With a scalar output the score is the absolute value: a regressor served in another unit
+    ``a y + b`` with ``a < 0`` scores like itself (its derivatives are the copy's times ``a``).
     """
 
     def __init__(self, weights: dict[str, float] | None = None, aggregation: str = "median") -> None:
@@ -102,6 +104,8 @@ class DerivativeCosine(Similarity):
         if not used:
             raise ValueError(f"No similarity part to weigh: weights {self.weights}, parts {sorted(parts)}.")
         value = sum(weight * parts[name] for name, weight in used.items()) / sum(used.values())
+        if np.shape(owner["outputs"])[-1] == 1:  # a scalar output in another unit may be a decreasing one
+            value = abs(value)
         return Score(float(value), per_point, parts)
 
 

@@ -195,7 +195,13 @@ def measure_suspect(measurement: Measurement, model: Model, probes: Probes,
 
 def assemble_suspect(measurement: Measurement, probes: Probes, answers: np.ndarray,
                      owner: Signature | None = None) -> tuple[Signature, Recognised]:
-    """:func:`measure_suspect` from answers already queried (a scan's shared queries)."""
+    """:func:`measure_suspect` from answers already queried (a scan's shared queries). Without the
+    owner's outputs in its signature (baseline signatures) nothing is undone: an owner whose own
+    answers have an interface's form could not be told from a suspect behind one; a grid is still
+    reported."""
     owner_outputs = None if owner is None else owner.get("outputs")
+    if owner_outputs is None:  # nothing to tell the owner's own form from an interface: answers as they are
+        rows = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
+        return measurement.assemble(probes, answers), Recognised("raw", answers, quantised=grid_step(rows))
     recognised = recognise(answers, owner_outputs)
     return measurement.assemble(probes, recognised.answers), recognised
