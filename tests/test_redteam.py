@@ -409,10 +409,10 @@ def test_9_terminal_escapes_from_files_are_escaped(hostile, tmp_path, capsys):
 # ------------------------------------------------------------------ the command line, measured
 
 
-def _cli(argv: list[str], cwd: Path) -> dict[str, Any]:
+def _cli(argv: list[str], cwd: Path, timeout: float | None = None) -> dict[str, Any]:
     """Run ``tafa ARGV`` as the installed script runs (``python -P``: no current directory on
     sys.path) in ``cwd``; exit code, output, seconds and the peak resident memory of the
-    process tree (``wait4``: tafa, the zygote and its workers)."""
+    process tree (``wait4``: tafa, the zygote and its workers). ``timeout``: killed after it."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-P", "-m", "tafa.cli", "--quiet", *argv], cwd=cwd,
@@ -422,7 +422,12 @@ def _cli(argv: list[str], cwd: Path) -> dict[str, Any]:
                for n, s in (("out", process.stdout), ("err", process.stderr))]
     for reader in readers:
         reader.start()
+    watchdog = threading.Timer(timeout, process.kill) if timeout is not None else None
+    if watchdog is not None:
+        watchdog.start()
     _, status, usage = os.wait4(process.pid, 0)
+    if watchdog is not None:
+        watchdog.cancel()
     process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
@@ -517,3 +522,74 @@ def test_onnx_files_run_in_workers_without_torch_and_a_worker_refuses_another_fl
     monkeypatch.setattr(sandbox, "flavour", lambda path: "onnx")  # the parent asks the wrong zygote
     with pytest.raises(ModelLoadError, match="not a file of the 'onnx' sandbox"):
         open_model(script_path, allow_torchscript=True, input_shape=SHAPE)
+
+
+# ------------------------------------------------------------------ a hostile registry database (issue 13)
+
+#: What an adversary who can write the registry's file adds to it; each is refused when the
+#: registry is opened, before any statement of tafa's runs.
+HOSTILE_REGISTRY = {
+    "trigger rewriting verdicts": "CREATE TRIGGER launder AFTER INSERT ON verdicts BEGIN "
+                                  "UPDATE verdicts SET decision = 'independent' WHERE rowid = NEW.rowid; END",
+    "recursive trigger": "CREATE TRIGGER again AFTER UPDATE ON scans BEGIN "
+                         "UPDATE scans SET seconds = seconds + 1 WHERE id = NEW.id; END",
+    "trigger that never ends": "CREATE TRIGGER spin BEFORE INSERT ON scans BEGIN SELECT count(*) FROM "
+                               "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c); END",
+    "view named with escapes": 'CREATE VIEW "\x1b[2J\x07\u202eview\nforged" AS SELECT 1',
+    "table with a 100k-character name": f'CREATE TABLE "{"t" * 100_000}" (x)',
+    "trigger named with escapes": 'CREATE TRIGGER "\x1b]0;owned\x07" AFTER INSERT ON suspects BEGIN SELECT 1; END',
+    "negative schema version": "PRAGMA user_version = -1",
+}
+
+
+@pytest.fixture(scope="module")
+def registry_case(tmp_path_factory):
+    """A registered fingerprint of the test network, and an ONNX copy of it to scan."""
+    from tafa import Fingerprint
+    from tafa.registry import Registry
+
+    root = tmp_path_factory.mktemp("hostile-registry")
+    net = _net()
+    fingerprint = Fingerprint.create(net, "box:0,1", input_shape=SHAPE, points=4, directions=2)
+    fingerprint.save(root / "owner.tafa")
+    torch.onnx.export(net, (torch.zeros(1, *SHAPE),), str(root / "copy.onnx"), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    with Registry(root / "clean.sqlite") as registry:
+        registry.add(root / "owner.tafa", "owner")
+    return root
+
+
+def _hostile_registry(root: Path, target: Path, statement: str) -> Path:
+    import shutil
+    import sqlite3
+
+    shutil.copyfile(root / "clean.sqlite", target)
+    raw = sqlite3.connect(target)
+    raw.execute(statement)
+    raw.commit()
+    raw.close()
+    return target
+
+
+@pytest.mark.parametrize("name", HOSTILE_REGISTRY)
+def test_13_a_registry_database_with_foreign_objects_is_refused_in_one_line(registry_case, tmp_path, capsys, name):
+    from tafa.cli import main
+
+    db = _hostile_registry(registry_case, tmp_path / "registry.sqlite", HOSTILE_REGISTRY[name])
+    before = (_files_under(tmp_path), db.read_bytes())
+    for command in (["registry", "list"], ["registry", "scans"], ["scan", str(registry_case / "copy.onnx")]):
+        workers = ["--workers", "0"] if command[0] == "scan" else []
+        code = main(["--quiet", *command, "--registry", str(db), *workers])
+        out, err = capsys.readouterr()
+        assert code == 2 and not out and len(err.splitlines()) == 1 and err.startswith("tafa: error:"), (out, err)
+        assert "refused" in err and len(err) < 700 and not any(c in err for c in "\x1b\x07\r\u202e"), err
+    assert (_files_under(tmp_path), db.read_bytes()) == before  # nothing written, the file untouched
+
+
+def test_13_a_never_ending_trigger_is_one_line_in_bounded_time_and_memory(registry_case, tmp_path, startup_seconds):
+    db = _hostile_registry(registry_case, tmp_path / "registry.sqlite", HOSTILE_REGISTRY["trigger that never ends"])
+    result = _cli(["scan", str(registry_case / "copy.onnx"), "--registry", str(db), "--workers", "0"], cwd=tmp_path,
+                  timeout=120)
+    lines = [line for line in result["err"].splitlines() if line.strip()]
+    assert result["rc"] == 2 and len(lines) == 1 and "trigger 'spin' that tafa did not create" in lines[0], result
+    assert result["seconds"] < 10 + 2 * startup_seconds and result["rss_kb"] < 512 * 1024, result

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_registry_is_wal_and_carries_its_schema_version(tmp_path):
         assert registry.journal_mode == "wal" and registry.schema_version == SCHEMA_VERSION
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     raw.close()
 
 
@@ -139,7 +140,7 @@ def test_a_schema_4_registry_is_read_and_gets_the_defaults_its_scans_had(tmp_pat
     raw.close()
     with Registry(path) as registry:
         registry.add(fingerprint_file, "owner")
-        assert registry.schema_version == SCHEMA_VERSION == 5
+        assert registry.schema_version == SCHEMA_VERSION == 6
         assert registry.defaults() == ("family", 0.05)  # what a scan of a schema-4 registry defaulted to
 
 
@@ -413,3 +414,98 @@ def test_a_registry_with_damaged_pages_gives_one_line(tmp_path, capsys, fingerpr
     for command in (("registry", "list"), ("scan", str(fingerprint_file))):
         code, _, err = _run(capsys, *command, "--registry", str(db))
         assert code == 2 and len(err.strip().splitlines()) == 1 and "registry.sqlite" in err, err
+
+
+# ---------------------------------------------------------------------- a hostile database: triggers, seals, hangs
+
+def _owner_copy(tmp_path, classifier) -> Path:
+    """A pirated copy of the owner: its own weights, exported to ONNX."""
+    suspect = tmp_path / "copy.onnx"
+    torch.onnx.export(classifier.owner, (torch.zeros(1, 1, 8, 8),), str(suspect), dynamo=False,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    return suspect
+
+
+#: Objects an adversary adds to a registry's database (each refused when the registry is opened).
+HOSTILE_OBJECTS = {
+    "trigger rewriting every verdict": "CREATE TRIGGER launder AFTER INSERT ON verdicts BEGIN "
+                                       "UPDATE verdicts SET decision = 'independent' WHERE rowid = NEW.rowid; END",
+    "trigger that never ends": "CREATE TRIGGER spin BEFORE INSERT ON scans BEGIN SELECT count(*) FROM "
+                               "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c); END",
+    "view": "CREATE VIEW shadow AS SELECT name FROM fingerprints",
+    "extra table": "CREATE TABLE notes (x TEXT)",
+    "extra index": "CREATE INDEX by_added ON fingerprints(added)",
+    "changed table": "ALTER TABLE settings ADD COLUMN evil TEXT DEFAULT 'x'",
+}
+
+
+@pytest.mark.parametrize("statement", HOSTILE_OBJECTS.values(), ids=HOSTILE_OBJECTS.keys())
+def test_a_registry_holding_objects_tafa_did_not_create_is_refused(tmp_path, capsys, fingerprint_file, classifier,
+                                                                   statement):
+    db, _ = _calibrated_registry(tmp_path, fingerprint_file, classifier)
+    suspect = _owner_copy(tmp_path, classifier)
+    if "launder" in statement:  # the control: the honest registry finds the copy
+        code, out, _ = _run(capsys, "scan", str(suspect), "--registry", db, "--control", "per-fingerprint")
+        assert code == 0 and "1 matches:" in out, out
+    raw = sqlite3.connect(db)
+    raw.execute(statement)
+    raw.commit()
+    raw.close()
+    before = Path(db).read_bytes()
+    with pytest.raises(RegistryError, match="did not create|which tafa's schema"):
+        Registry(db)
+    for command in (("scan", str(suspect), "--control", "per-fingerprint"), ("registry", "list")):
+        code, out, err = _run(capsys, *command, "--registry", db)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "refused" in err and not out, (out, err)
+    assert Path(db).read_bytes() == before  # refused before anything was written
+
+
+def test_no_statement_runs_unbounded(tmp_path):
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        registry._db.statement_seconds = 0.5
+        started = time.perf_counter()
+        with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+            registry._db.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                                 "SELECT count(*) FROM c").fetchone()
+        assert time.perf_counter() - started < 5
+        assert registry.names() == []  # the next statement has its own budget
+
+
+def _verdict_row(scan_id: str, decision: str = "derived") -> SuspectOutcome:
+    return SuspectOutcome("/x.onnx", "abc", "file", "done", None, 10, 0.1,
+                          [Finding("owner", "f" * 64, 0.97, decision, 0.5, 10, 0.01)])
+
+
+@pytest.mark.parametrize("reseal", [False, True], ids=["edited", "edited and resealed"])
+def test_verdict_rows_are_sealed_and_a_scan_reports_what_it_computed(tmp_path, fingerprint_file, classifier, reseal):
+    from tafa.registry import verdict_hash
+    from tafa.scanning import scan
+
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        scan_id = registry.begin_scan(["/x.onnx"], ["file"], engine="local", config={"fingerprints": []})
+        registry.record(scan_id, [_verdict_row(scan_id)])
+        assert [f.decision for f in registry.outcomes(scan_id)[0].findings] == ["derived"]
+        assert [f.decision for _, f in registry.history("abc")] == ["derived"]
+        registry._db.execute("UPDATE verdicts SET decision = 'independent'")
+        with pytest.raises(RegistryError, match="does not match its SHA-256"):
+            registry.outcomes(scan_id)
+        with pytest.raises(RegistryError, match="does not match its SHA-256"):
+            registry.history("abc")
+    # a scan that just ran reports what it computed, or refuses: never what the database was changed to
+    db, _ = _calibrated_registry(tmp_path, fingerprint_file, classifier)
+    suspect = _owner_copy(tmp_path, classifier)
+
+    def launder(outcome: SuspectOutcome) -> None:  # another writer changes the verdict as soon as it is written
+        raw = sqlite3.connect(db)
+        raw.execute("UPDATE verdicts SET decision = 'independent'")
+        if reseal:
+            columns = "scan_id, source, fingerprint, fingerprint_sha256, identity, score, decision, threshold"
+            for row in raw.execute(f"SELECT {columns}, queries, seconds, recorded, error FROM verdicts").fetchall():
+                raw.execute("UPDATE verdicts SET row_sha256 = ? WHERE scan_id = ? AND source = ? AND fingerprint = ?",
+                            (verdict_hash(*row), *row[:3]))
+        raw.commit()
+        raw.close()
+
+    with pytest.raises(RegistryError, match="does not match its SHA-256" if not reseal else "other verdicts than"):
+        scan([str(suspect)], registry=db, workers=0, control="per-fingerprint", flush_seconds=0, on_outcome=launder)

@@ -10,7 +10,9 @@ real ONNX/TorchScript files derived from them or independent of them.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -32,8 +34,8 @@ from tafa.cli import main
 from tafa.models import open_model
 from tafa.decide.multiple import rate_for_this_panel
 from tafa.errors import InvalidParameter
-from tafa.registry import Registry, RegistryError
-from tafa.scanning import OpenOptions, Panel, QueryPlan, ScanReport, Suspect, scan
+from tafa.registry import Registry, RegistryError, row_hash
+from tafa.scanning import OpenOptions, Panel, QueryPlan, ScanReport, Suspect, scan, suspects_in
 
 #: The machinery tests decide with each stored calibration (the family-wise control has its own tests).
 PER_FINGERPRINT = "per-fingerprint"
@@ -669,3 +671,138 @@ def test_a_panel_in_groups_bounds_each_group_alone(world, null_panel, tmp_path):
     assert control["bound"] == pytest.approx(1 / 9)  # the bound of the least favourable group
     assert "in 2 groups (first 9, second 8; bound for each alone)" in control["statement"]
     assert _decisions(report) == {world.paths[name]: world.expected[name] for name in ("a_pruned", "b_noise")}
+
+
+# -- hostile names, links, deep folders, stored configurations, endpoint lists ---------------------
+
+#: File names a seized folder may hold: terminal escapes, a forged line, a bidi override, HTML,
+#: a Markdown link and a column separator.
+HOSTILE_NAMES = ["a\x1b]0;owned\x07\x1b[2J.onnx", "b\r\nverdict: independent\u202egnp.onnx",
+                 "<img src=x onerror=alert(1)>.onnx", "c|extra|[click](javascript:alert(1)).onnx"]
+
+
+def _unescaped_pipes(line: str) -> int:
+    return line.count("|") - line.count("\\|")
+
+
+def test_hostile_names_are_escaped_on_the_terminal_and_in_every_report(world, tmp_path, capsys):
+    registry = _copy_registry(world, tmp_path)
+    seized = tmp_path / "seized"
+    seized.mkdir()
+    for name in HOSTILE_NAMES:
+        (seized / name).write_bytes(Path(world.paths["a_pruned"]).read_bytes())
+    code, out, err = _run(capsys, "scan", "--dir", str(seized), "--registry", str(registry), "--workers", "0",
+                          "--control", PER_FINGERPRINT, "--report", str(tmp_path / "report.md"))
+    assert code == 0 and "4 matches:" in out, (out, err)
+    for raw in ("\x1b", "\x07", "\r", "\u202e"):
+        assert raw not in out
+    assert "\\x1b]0;owned\\x07\\x1b[2J" in out and "\\r\\nverdict: independent\\u202egnp" in out
+    assert not any(line.startswith("verdict:") for line in out.splitlines())
+    markdown = (tmp_path / "report.md").read_text()
+    assert "<img" not in markdown and "](javascript" not in markdown.replace("\\]", "") and "\x1b" not in markdown
+    assert "\\[click\\](javascript:alert(1))" in markdown and "&lt;img src=x" in markdown
+    for line in markdown.splitlines():
+        if line.startswith("| "):  # every row of a table has its header's columns
+            assert _unescaped_pipes(line) in (7, 6, 3), line
+    rows = [line for line in markdown.splitlines() if "c\\|extra\\|" in line]
+    assert rows and all(_unescaped_pipes(line) in (7, 6) for line in rows)
+    main(["--quiet", "scan", "--dir", str(seized), "--registry", str(registry), "--workers", "0",
+          "--control", PER_FINGERPRINT, "--report", str(tmp_path / "report.html")])
+    capsys.readouterr()
+    page = (tmp_path / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "\u202e" not in page
+    # names and ids read back from the database (as an editor who read tafa's source would store them)
+    raw = sqlite3.connect(registry)
+    evil = "owner\x1b[2J\r\u202e" + "x" * 5000
+    raw.execute("UPDATE fingerprints SET name = ? WHERE name = 'a'", (evil,))
+    row = raw.execute("SELECT name, sha256, file_sha256, commitment, calibration FROM fingerprints WHERE name = ?",
+                      (evil,)).fetchone()
+    raw.execute("UPDATE fingerprints SET row_sha256 = ? WHERE name = ?", (row_hash(*row), evil))
+    raw.execute("UPDATE scans SET engine = ?", ("local\x1b[2J\nforged line",))
+    raw.commit()
+    raw.close()
+    for command in (("registry", "list"), ("registry", "scans")):
+        code, out, _ = _run(capsys, *command, "--registry", str(registry))
+        assert code == 0 and "\x1b" not in out and "\r" not in out and "\u202e" not in out, out
+        assert not any(line.startswith("forged") for line in out.splitlines())
+        assert max(len(line) for line in out.splitlines()) < 1000
+    assert "owner\\x1b[2J\\r\\u202e" in _run(capsys, "registry", "list", "--registry", str(registry))[1]
+
+
+def test_links_and_special_files_in_a_seized_folder_are_refused_never_followed(world, tmp_path, capsys):
+    registry = _copy_registry(world, tmp_path)
+    owner_file = _onnx(world.owners["a"], tmp_path / "owners" / "a.onnx")  # the owner's own model, elsewhere
+    cases = {"owner link": lambda seized: (seized / "innocent.onnx").symlink_to(owner_file),
+             "system link": lambda seized: (seized / "passwd.onnx").symlink_to("/etc/passwd"),
+             "fifo": lambda seized: os.mkfifo(seized / "pipe.onnx")}
+    for name, make in cases.items():
+        seized = tmp_path / name.replace(" ", "-")
+        (seized / "deep").mkdir(parents=True)
+        (seized / "deep" / "real.onnx").write_bytes(Path(world.paths["independent"]).read_bytes())
+        make(seized)
+        code, out, err = _run(capsys, "scan", "--dir", str(seized), "--registry", str(registry), "--workers", "0",
+                              "--control", PER_FINGERPRINT)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and not out, (name, out, err)
+        assert ("outside" in err or "symbolic link" in err) if "link" in name else "not a regular file" in err
+    with Registry(registry) as store:
+        assert store.scans() == []  # nothing was scanned, no link's target hashed into the registry
+
+
+def _nest(root: Path, depth: int) -> Path:
+    """``root/d/d/.../d`` ``depth`` levels deep, made one level at a time (os.makedirs recurses)."""
+    where = root
+    for _ in range(depth):
+        where = where / "d"
+        where.mkdir()
+    return where
+
+
+def _unnest(root: Path, depth: int) -> None:
+    for level in range(depth, 0, -1):
+        os.rmdir(root.joinpath(*["d"] * level))
+
+
+def test_a_folder_nested_too_deep_is_one_line(world, tmp_path, capsys):
+    registry = str(_copy_registry(world, tmp_path))
+    seized = tmp_path / "seized"
+    seized.mkdir()
+    try:
+        _nest(seized, 1100)
+        code, out, err = _run(capsys, "scan", "--dir", str(seized), "--registry", registry)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "levels deep" in err and not out, err
+    finally:
+        _unnest(seized, 1100)
+    bottom = _nest(seized, 40)  # deep, within the bound: found
+    (bottom / "x.onnx").write_bytes(Path(world.paths["independent"]).read_bytes())
+    assert [s.source for s in suspects_in(seized)] == [str(bottom / "x.onnx")]
+
+
+@pytest.mark.parametrize("config", [
+    {"fingerprints": 5}, {"fingerprints": [{"name": 1, "sha256": "x"}]}, [1, 2],
+    {"fingerprints": [], "options": [1]}, {"fingerprints": [], "options": {"batch_size": "many"}},
+    {"fingerprints": [], "control": "family"}, {"fingerprints": [], "control": {"kind": "family", "alpha": "x"}},
+    {"fingerprints": [], "control": {"kind": "family", "alpha": 0.05, "scores": "zz", "panel": [1]}},
+    {"fingerprints": [], "family_alpha": [0.1]}], ids=lambda config: json.dumps(config)[:40])
+def test_resume_with_a_crafted_stored_configuration_is_one_line(world, tmp_path, capsys, config):
+    registry = str(_copy_registry(world, tmp_path))
+    with Registry(registry) as store:
+        scan_id = store.begin_scan([world.paths["independent"]], ["file"], engine="local", config={})
+    raw = sqlite3.connect(registry)
+    raw.execute("UPDATE scans SET config = ?", (json.dumps(config),))
+    raw.commit()
+    raw.close()
+    code, out, err = _run(capsys, "scan", "--resume", scan_id, "--registry", registry, "--workers", "0")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot be resumed" in err and not out, err
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "folder", "large"])
+def test_an_endpoints_list_must_be_a_small_regular_file(world, tmp_path, capsys, kind):
+    registry = str(_copy_registry(world, tmp_path))
+    listing = {"/dev/zero": Path("/dev/zero"), "fifo": tmp_path / "list.txt", "folder": tmp_path,
+               "large": tmp_path / "large.txt"}[kind]
+    if kind == "fifo":
+        os.mkfifo(listing)  # nobody writes it: reading it would wait for ever
+    if kind == "large":
+        listing.write_text("# padding\n" * 200_000)
+    code, out, err = _run(capsys, "scan", "--endpoints", str(listing), "--registry", registry)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "'endpoints' parameter" in err and not out, err

@@ -22,17 +22,24 @@ without tafa, and a damaged or hand-edited registry gives one line, never a trac
 The schema carries its version (``PRAGMA user_version``) and is migrated step by step
 (:data:`MIGRATIONS`) when an older file is opened; a file written by a newer tafa is refused.
 Schema 5 added the registry's settings: the error control and alpha its scans use unless told
-otherwise (:meth:`Registry.defaults`, family-wise at 0.05 unless set).
+otherwise (:meth:`Registry.defaults`, family-wise at 0.05 unless set). Schema 6 seals every
+verdict row by its own SHA-256 (:func:`verdict_hash`), checked whenever verdicts are read back.
+
+A registry is opened only if its ``sqlite_master`` holds exactly what tafa's schema of its
+version holds (:func:`check_schema`): a trigger, a view, an extra table or index, or a changed
+table is refused before any statement of tafa's runs, and every statement is bounded in CPU
+time (:data:`STATEMENT_SECONDS`).
 
 >>> import tempfile, os
 >>> with Registry(os.path.join(tempfile.mkdtemp(), "registry.sqlite")) as registry:
 ...     registry.schema_version, registry.journal_mode, registry.entries(), registry.defaults()
-(5, 'wal', [], ('family', 0.05))
+(6, 'wal', [], ('family', 0.05))
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -48,7 +55,8 @@ import numpy as np
 
 from . import fingerprint_file
 from .decide.threshold import Calibration
-from .errors import FingerprintError, InvalidParameter, TafaError, TamperedFingerprint, check_param, one_line
+from .errors import (FingerprintError, InvalidParameter, TafaError, TamperedFingerprint, check_param, one_line,
+                     printable)
 from .fingerprint import Fingerprint
 
 #: Environment variable naming the registry file used when no path is given.
@@ -165,6 +173,19 @@ def _seal_rows(connection: sqlite3.Connection) -> None:
                            [(row_hash(*row), row[0]) for row in rows])
 
 
+def _seal_verdicts(connection: sqlite3.Connection) -> None:
+    """5 -> 6: every verdict row gets the SHA-256 of its content (see :func:`verdict_hash`)."""
+    connection.execute("ALTER TABLE verdicts ADD COLUMN row_sha256 TEXT")
+    rows = connection.execute(f"SELECT {_VERDICT_COLUMNS} FROM verdicts").fetchall()
+    connection.executemany("UPDATE verdicts SET row_sha256 = ? WHERE scan_id = ? AND source = ? AND fingerprint = ?",
+                           [(verdict_hash(*row), row[0], row[1], row[2]) for row in rows])
+
+
+#: The columns of a verdict row its seal covers, in :func:`verdict_hash`'s order.
+_VERDICT_COLUMNS = ("scan_id, source, fingerprint, fingerprint_sha256, identity, score, decision, threshold, queries, "
+                    "seconds, recorded, error")
+
+
 #: Step ``i`` migrates a registry from schema version ``i`` to ``i + 1`` (SQL, or a function
 #: run inside the step's transaction).
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -246,6 +267,8 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     );
     INSERT INTO settings (key, value) VALUES ('control', '"family"'), ('alpha', '0.05');
     """,
+    # 5 -> 6: each verdict row sealed by its own hash.
+    _seal_verdicts,
 )
 
 #: The error controls a scan can decide under (see :mod:`tafa.scanning.control`).
@@ -297,6 +320,84 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
 def _statements(script: str) -> list[str]:
     """Split a migration script into statements (none of ours holds a ';' inside a literal)."""
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+#: The most CPU seconds one SQL statement may run (fetching its rows included) before it is
+#: interrupted: a registry whose queries never end (a hostile schema, a damaged file) gives
+#: one :class:`RegistryError` line instead of a hang. Waiting for another writer's lock is
+#: not counted (``timeout`` bounds that).
+STATEMENT_SECONDS = 5.0
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose every statement is bounded by :data:`STATEMENT_SECONDS` of CPU time
+    (SQLite's progress handler, every few thousand virtual-machine steps)."""
+
+    statement_seconds = STATEMENT_SECONDS
+    overran = False
+
+    def start_clock(self) -> None:
+        self._started = time.thread_time()
+        self.set_progress_handler(self._overrun, 10_000)
+
+    def _overrun(self) -> int:
+        if time.thread_time() - self._started > self.statement_seconds:
+            self.overran = True
+            return 1
+        return 0
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        self._started, self.overran = time.thread_time(), False
+        return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        self._started, self.overran = time.thread_time(), False
+        return super().executemany(sql, parameters)
+
+
+@functools.lru_cache(maxsize=None)
+def expected_schema(version: int) -> frozenset[tuple[str, str, str, str | None]]:
+    """What ``sqlite_master`` of a registry of schema ``version`` holds when tafa made it:
+    ``(type, name, table, SQL with whitespace folded)`` of every table and index (no
+    triggers or views: tafa creates none)."""
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(memory, target=version)
+        return frozenset(_schema_of(memory))
+    finally:
+        memory.close()
+
+
+def _schema_of(connection: sqlite3.Connection) -> list[tuple[str, str, str, str | None]]:
+    rows = connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    return [(str(kind), str(name), str(table), None if sql is None else " ".join(str(sql).split()))
+            for kind, name, table, sql in rows]
+
+
+def check_schema(connection: sqlite3.Connection, path: str) -> None:
+    """Refuse a database holding anything tafa's schema of its version does not: a trigger
+    (which could rewrite every verdict as it is written), a view, an extra table or index, or
+    a table whose definition was changed. Read in one transaction, before anything runs."""
+    connection.execute("BEGIN")
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        found = _schema_of(connection)
+    finally:
+        connection.execute("COMMIT")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        return  # a newer registry: migrate() refuses it in its own words
+    if not isinstance(version, int) or version < 0:
+        raise RegistryError(f"The registry {printable(path)!r} has schema version {version!r}, which no tafa writes; "
+                            "refused.")
+    expected = expected_schema(version)
+    foreign = [row for row in found if row not in expected]
+    missing = {(kind, name) for kind, name, _, _ in expected} - {(kind, name) for kind, name, _, _ in found}
+    if foreign or missing:
+        what = (f"{foreign[0][0]} {printable(foreign[0][1])[:80]!r} that tafa did not create" if foreign
+                else f"no {sorted(missing)[0][0]} {sorted(missing)[0][1]!r}, which tafa's schema {version} has")
+        raise RegistryError(f"The registry {printable(path)!r} holds {what} ({len(foreign)} foreign, {len(missing)} "
+                            "missing objects): refused, a registry must hold only tafa's own tables and indexes. "
+                            "Restore it from a copy or start a new one.")
 
 
 class _write:
@@ -359,6 +460,35 @@ def row_hash(name: str, sha256: str, file_sha256: str, commitment: str | None, c
     row = {"name": name, "sha256": sha256, "file_sha256": file_sha256, "commitment": commitment,
            "calibration": calibration}
     return _sha256(json.dumps(row, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _real(value: Any) -> float | None:
+    """A REAL column's value as SQLite stores it (NaN is stored as NULL)."""
+    return None if value is None or value != value else float(value)
+
+
+def verdict_hash(scan_id: str, source: str, fingerprint: str, fingerprint_sha256: str, identity: str,
+                 score: float | None, decision: str, threshold: float | None, queries: int, seconds: float,
+                 recorded: str, error: str | None) -> str:
+    """SHA-256 sealing a verdict row: every one of its columns, exactly as stored."""
+    row = [scan_id, source, fingerprint, fingerprint_sha256, identity, score, decision, threshold, queries, seconds,
+           recorded, error]
+    return _sha256(json.dumps(row, separators=(",", ":")).encode())
+
+
+def _check_verdict(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A verdict row (its sealed columns, then ``row_sha256``) whose content matches its seal;
+    else :class:`RegistryError` (a decision, score or threshold edited outside tafa)."""
+    *columns, seal = row
+    try:
+        sound = isinstance(seal, str) and seal == verdict_hash(*columns)
+    except (TypeError, ValueError):
+        sound = False
+    if not sound:
+        raise RegistryError(f"The verdict of scan {printable(str(columns[0]))[:40]!r} on "
+                            f"{printable(str(columns[1]))[-80:]!r} by fingerprint {printable(str(columns[2]))[:80]!r} "
+                            "does not match its SHA-256: the registry's verdicts were modified outside tafa.")
+    return tuple(columns)
 
 
 def _stored_json(text: Any, *, what: str, name: str) -> Any:
@@ -456,10 +586,18 @@ def _database_errors(method: _Method) -> _Method:
             return method(self, *args, **kwargs)
         except sqlite3.Error as error:
             raise RegistryError(f"The registry {str(self.path)!r} cannot be read or written "
-                                f"({type(error).__name__}: {one_line(error)[:200]}); restore it from a copy "
+                                f"({_sqlite_error(self._db, error)}); restore it from a copy "
                                 "or start a new one.") from None
 
     return guarded  # type: ignore[return-value]
+
+
+def _sqlite_error(connection: sqlite3.Connection, error: sqlite3.Error) -> str:
+    """``error`` in a few words; a statement stopped by :data:`STATEMENT_SECONDS` says so."""
+    if getattr(connection, "overran", False):
+        return (f"a statement ran over {STATEMENT_SECONDS:g} s of CPU and was interrupted; a registry's queries "
+                "take milliseconds")
+    return f"{type(error).__name__}: {one_line(error)[:200]}"
 
 
 class Registry:
@@ -478,11 +616,14 @@ class Registry:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
-                                       check_same_thread=False)
+                                       check_same_thread=False, factory=_Connection)
         except (OSError, sqlite3.Error) as error:
             raise RegistryError(f"Cannot open the registry {str(self.path)!r} ({error}).") from None
         try:
+            self._db.start_clock()
             self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._db.execute("PRAGMA trusted_schema = OFF")
+            check_schema(self._db, str(self.path))
             mode = _retry_locked(lambda: self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
             self.journal_mode = str(mode).lower()
             self._db.execute("PRAGMA synchronous = NORMAL")
@@ -490,7 +631,8 @@ class Registry:
             self.schema_version = migrate(self._db)
         except sqlite3.DatabaseError as error:
             self._db.close()
-            raise RegistryError(f"{str(self.path)!r} is not a usable tafa registry ({error}).") from None
+            raise RegistryError(f"{str(self.path)!r} is not a usable tafa registry ({_sqlite_error(self._db, error)})."
+                                ) from None
         except BaseException:
             self._db.close()
             raise
@@ -641,6 +783,7 @@ class Registry:
                            [("control", json.dumps(control)), ("alpha", json.dumps(alpha))])
 
     # -- the null panel ----------------------------------------------------------------------
+    @_database_errors
     def add_panel(self, sources: Iterable[str | os.PathLike[str]]) -> int:
         """Record model files as members of the null panel (absolute path and file SHA-256; a
         file whose bytes are already there is kept once). Returns how many were new."""
@@ -658,6 +801,7 @@ class Registry:
             db.executemany("INSERT OR IGNORE INTO panel (sha256, source, added) VALUES (?,?,?)", rows)
             return int(db.execute("SELECT COUNT(*) FROM panel").fetchone()[0] - before)
 
+    @_database_errors
     def panel(self) -> list[tuple[str, str]]:
         """The null panel's ``(source, sha256)``, in the order they were added."""
         rows = self._db.execute("SELECT source, sha256 FROM panel ORDER BY added, source").fetchall()
@@ -706,11 +850,11 @@ class Registry:
                      scan_id, outcome.source)).rowcount
                 if not changed:
                     raise RegistryError(f"Scan {scan_id!r} has no suspect {outcome.source!r}.")
-                db.executemany(
-                    "INSERT INTO verdicts (scan_id, source, fingerprint, fingerprint_sha256, identity, score, "
-                    "decision, threshold, queries, seconds, recorded, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(scan_id, outcome.source, f.fingerprint, f.fingerprint_sha256, outcome.identity, f.score,
-                      f.decision, f.threshold, f.queries, f.seconds, stamp, f.error) for f in outcome.findings])
+                rows = [(scan_id, outcome.source, f.fingerprint, f.fingerprint_sha256, outcome.identity,
+                         _real(f.score), f.decision, _real(f.threshold), int(f.queries), float(f.seconds), stamp,
+                         f.error) for f in outcome.findings]
+                db.executemany(f"INSERT INTO verdicts ({_VERDICT_COLUMNS}, row_sha256) "
+                               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [(*row, verdict_hash(*row)) for row in rows])
 
     @_database_errors
     def end_scan(self, scan_id: str, status: str, seconds: float) -> None:
@@ -743,10 +887,10 @@ class Registry:
         """Every suspect of ``scan_id`` in the order given, with its findings (by fingerprint)."""
         self.scan(scan_id)
         findings: dict[str, list[Finding]] = {}
-        for row in self._db.execute("SELECT source, fingerprint, fingerprint_sha256, score, decision, threshold, "
-                                    "queries, seconds, error FROM verdicts WHERE scan_id = ? "
-                                    "ORDER BY source, fingerprint", (scan_id,)):
-            findings.setdefault(row[0], []).append(Finding(*row[1:]))
+        for row in self._db.execute(f"SELECT {_VERDICT_COLUMNS}, row_sha256 FROM verdicts WHERE scan_id = ? "
+                                    "ORDER BY source, fingerprint", (scan_id,)).fetchall():
+            _, source, *finding = _check_verdict(row)
+            findings.setdefault(source, []).append(_finding(*finding))
         rows = self._db.execute("SELECT source, identity, kind, status, error, queries, seconds, recorded "
                                 "FROM suspects WHERE scan_id = ? ORDER BY position", (scan_id,)).fetchall()
         return [SuspectOutcome(source, identity or "", kind, status, error, queries or 0, seconds or 0.0,
@@ -757,10 +901,13 @@ class Registry:
     def history(self, identity: str) -> list[tuple[str, Finding]]:
         """Every finding ever recorded for the suspect ``identity`` (file SHA-256 or URL), as
         ``(scan id, finding)``."""
-        rows = self._db.execute("SELECT scan_id, fingerprint, fingerprint_sha256, score, decision, threshold, "
-                                "queries, seconds, error FROM verdicts WHERE identity = ? "
+        rows = self._db.execute(f"SELECT {_VERDICT_COLUMNS}, row_sha256 FROM verdicts WHERE identity = ? "
                                 "ORDER BY recorded, scan_id, fingerprint", (identity,)).fetchall()
-        return [(row[0], Finding(*row[1:])) for row in rows]
+        found = []
+        for row in rows:
+            scan_id, _, *finding = _check_verdict(row)
+            found.append((scan_id, _finding(*finding)))
+        return found
 
     def _scan_record(self, row: tuple[Any, ...]) -> ScanRecord:
         counts = dict(self._db.execute("SELECT status, COUNT(*) FROM suspects WHERE scan_id = ? GROUP BY status",
@@ -771,6 +918,12 @@ class Registry:
 
     def _missing_scan(self, scan_id: str) -> str:
         return f"No scan {scan_id!r} in the registry {str(self.path)!r} (see tafa registry scans)."
+
+
+def _finding(fingerprint: str, fingerprint_sha256: str, identity: str, score: float | None, decision: str,
+             threshold: float | None, queries: int, seconds: float, recorded: str, error: str | None) -> Finding:
+    """A finding from the sealed columns of its verdict row (from ``fingerprint`` on)."""
+    return Finding(fingerprint, fingerprint_sha256, score, decision, threshold, queries, seconds, error)
 
 
 def _entry(row: tuple[Any, ...]) -> RegistryEntry:

@@ -258,6 +258,10 @@ def add_scan_parser(commands: Any) -> None:
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Print rows read from the registry (names, ids: untrusted text) one terminal line each."""
+    from ..scanning.report import terminal_line
+
+    rows = [[terminal_line(cell, 80) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

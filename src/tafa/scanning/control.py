@@ -36,7 +36,7 @@ import numpy as np
 
 from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
                                panel_p_values, rate_for_this_panel, smallest_p)
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, check_param
 from ..registry import DEFAULT_ALPHA, DEFAULT_CONTROL, SCAN_CONTROLS, Finding, SuspectOutcome, check_scan_defaults
 
 #: The error controls a scan can decide under (see module doc).
@@ -68,7 +68,34 @@ class ErrorControl:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ErrorControl":
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+        """The control :meth:`to_dict` stored, checked for types (a stored scan is read back
+        from a file: :class:`~tafa.errors.InvalidParameter` for anything a scan cannot have written)."""
+        check_param("control", type(data).__name__, "an object", isinstance(data, Mapping), caller="a stored scan")
+        control = cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+        control._check_types()
+        return control
+
+    def _check_types(self) -> None:
+        def texts(row: Any) -> bool:
+            return isinstance(row, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in row.items())
+
+        def number(value: Any) -> bool:
+            return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+        caller = "a stored scan's error control"
+        check_scan_defaults(self.kind, self.alpha, caller=caller)
+        check_param("columns", "...", "a list of fingerprint names",
+                    isinstance(self.columns, list) and all(isinstance(c, str) for c in self.columns), caller=caller)
+        for name in ("panel", "excluded"):
+            rows = getattr(self, name)
+            check_param(name, "...", "a list of objects of texts", isinstance(rows, list) and all(map(texts, rows)),
+                        caller=caller)
+        check_param("panel", "...", "rows with a source and a sha256",
+                    all("source" in row and "sha256" in row for row in self.panel), caller=caller)
+        check_param("scores", "...", "one list of numbers per panel model, one per fingerprint",
+                    isinstance(self.scores, list) and len(self.scores) == len(self.panel)
+                    and all(isinstance(row, list) and len(row) == len(self.columns) and all(map(number, row))
+                            for row in self.scores), caller=caller)
 
     def table(self) -> np.ndarray:
         return np.array([[np.nan if v is None else v for v in row] for row in self.scores],

@@ -16,14 +16,15 @@ import html
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import check_param
-from ..registry import Finding, Registry, ScanRecord, SuspectOutcome
+from ..errors import check_param, printable
+from ..registry import Finding, Registry, RegistryError, ScanRecord, SuspectOutcome
 from .control import ErrorControl
 
 _COLOURS = {"derived": "#c0392b", "independent": "#7f8c8d", "undecided": "#2e86c1", "error": "#000000"}
@@ -43,9 +44,15 @@ class ScanReport:
     bounds: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, registry: Registry, scan_id: str, run: dict[str, Any] | None = None) -> "ScanReport":
+    def load(cls, registry: Registry, scan_id: str, run: dict[str, Any] | None = None,
+             computed: Mapping[str, SuspectOutcome] | None = None) -> "ScanReport":
+        """The report of ``scan_id`` as the registry holds it. ``computed``: the outcomes a run
+        just decided and wrote, by source; what the registry returns for them must be exactly
+        that (else :class:`~tafa.registry.RegistryError`: the database changed what was written)."""
         record = registry.scan(scan_id)
         outcomes = registry.outcomes(scan_id)
+        if computed:
+            _check_read_back(registry, scan_id, outcomes, computed)
         thresholds: dict[str, float | None] = {item["name"]: None for item in record.config.get("fingerprints", [])}
         for outcome in outcomes:
             for finding in outcome.findings:
@@ -195,15 +202,15 @@ class ScanReport:
             lines += [f"  {row[0]}: {row[5]}" for row in unsupported]
         if s["status"] != "finished":
             lines.append(f"resume with: tafa scan --resume {self.id}")
-        return "\n".join(lines)
+        return "\n".join(terminal_line(line) for line in lines)  # names and errors come from files and the database
 
     def to_markdown(self, figure: str | None = None) -> str:
         s = self.summary()
-        lines = [f"# tafa scan {self.id}", "",
+        lines = [f"# tafa scan {markdown_cell(self.id)}", "",
                  f"{s['suspects']} suspects ({s['done']} done, {s['skipped']} skipped, {s['failed']} failed, "
                  f"{s['pending']} pending) against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; status {s['status']}.", "",
-                 s["error_control"]["statement"] + ".", ""]
+                 markdown_cell(s["error_control"]["statement"]) + ".", ""]
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
         pairs = self.matches() if self._decides(s) else self.top()
         lines += ["## Matches" if self._decides(s) else "## Highest scores (no fingerprint is calibrated)", ""]
@@ -226,15 +233,15 @@ class ScanReport:
         s = self.summary()
         header = ["suspect", "fingerprint", "score", "threshold", "decision", "sha256"]
         pairs = self.matches() if self._decides(s) else self.top()
-        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tafa scan {html.escape(self.id)}</title>"
+        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tafa scan {html_text(self.id)}</title>"
                  "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
                  "td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left}</style></head><body>",
-                 f"<h1>tafa scan {html.escape(self.id)}</h1>",
+                 f"<h1>tafa scan {html_text(self.id)}</h1>",
                  f"<p>{s['suspects']} suspects ({s['done']} done, {s['skipped']} skipped, {s['failed']} failed, "
                  f"{s['pending']} pending) "
                  f"against {s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
-                 f"{s['queries_per_suspect']:.0f} queries per suspect; status {html.escape(s['status'])}.</p>",
-                 f"<p>{html.escape(s['error_control']['statement'])}.</p>",
+                 f"{s['queries_per_suspect']:.0f} queries per suspect; status {html_text(s['status'])}.</p>",
+                 f"<p>{html_text(s['error_control']['statement'])}.</p>",
                  "<h2>Matches</h2>" if self._decides(s) else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
                  _html_table(header, self._rows(pairs)) if pairs else "<p>None.</p>",
                  "<h2>Fingerprints and their false-positive bounds</h2>", _html_table(BOUND_HEADER, self.bound_rows()),
@@ -279,11 +286,13 @@ class ScanReport:
         if unique:
             axis.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                         frameon=False)
-        axis.set_yticks(range(len(names)), names, fontsize=8)
+        labels = [terminal_line(name, 60).replace("$", "\\$") for name in names]  # "$": matplotlib's mathtext
+        axis.set_yticks(range(len(names)), labels, fontsize=8)
         axis.set_ylim(-0.6, len(names) - 0.4)
         axis.invert_yaxis()
         axis.set_xlabel("score (black bar: calibrated threshold)")
-        axis.set_title(f"scan {self.id}: score of every suspect, per fingerprint", fontsize=10)
+        title = f"scan {terminal_line(self.id, 60)}: score of every suspect, per fingerprint"
+        axis.set_title(title.replace("$", "\\$"), fontsize=10)
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110)
@@ -309,24 +318,89 @@ class ScanReport:
         return [target, figure]
 
 
+def terminal_line(text: object, width: int | None = None) -> str:
+    r"""``text`` (a file name, a stored name, an error read back from the registry) made safe
+    for one line of a terminal: every character Python does not call printable -- control
+    characters (ESC, BEL, CR, newline, tab), C1 codes, bidirectional overrides and isolates,
+    zero-width and other format characters, line separators -- is written as its escape
+    (``\x1b``, ``\u202e``), so a name cannot move the cursor, rewrite a line, reorder what
+    is shown or add a line. ``width``: longer text is cut to its start and ``...``.
+
+    >>> terminal_line("a\x1b[2J\rb\nc\u202egnp.onnx\x07")
+    'a\\x1b[2J\\rb\\nc\\u202egnp.onnx\\x07'
+    """
+    line = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in str(text))
+    return line if width is None or len(line) <= width else line[:width - 3] + "..."
+
+
+#: What Markdown would read as syntax in a table cell, backslash-escaped.
+_MARKDOWN = {"\\": "\\\\", "|": "\\|", "`": "\\`", "[": "\\[", "]": "\\]"}
+
+#: What could open HTML or an autolink: ``<`` before a tag, comment or scheme; ``://``; an
+#: address's ``@``; ``www.`` (GitHub's autolinks). Written as entities.
+_LINKS = re.compile(r"<(?=[A-Za-z/!?])|:(?=//)|@|(?<=www)\.", re.IGNORECASE)
+
+
+def markdown_cell(text: object) -> str:
+    r"""Untrusted ``text`` as the content of one Markdown table cell (or a line of prose):
+    :func:`terminal_line` first (no control or bidirectional characters, no line break), then
+    ``\``, ``|``, backticks and brackets backslash-escaped, and a ``<`` that could open HTML,
+    the ``:`` of ``://``, ``@`` and the dot of ``www.`` written as entities: ``|`` cannot add a
+    column, no ``<img onerror=...>`` or other HTML, no code span, and no link (``[x](javascript:...)``,
+    ``<https://...>``, autolinked URLs and addresses) can come from a name. Shown as written.
+
+    >>> markdown_cell("<img src=x onerror=alert(1)>|[a](javascript:b) https://e.com <= 0.05")
+    '&lt;img src=x onerror=alert(1)>\\|\\[a\\](javascript:b) https&#58;//e.com <= 0.05'
+    """
+    escaped = "".join(_MARKDOWN.get(char, char) for char in terminal_line(text))
+    return _LINKS.sub(lambda match: f"&#{ord(match.group())};" if match.group() != "<" else "&lt;", escaped)
+
+
+def html_text(text: object) -> str:
+    """Untrusted ``text`` for an HTML page: :func:`terminal_line` (no bidirectional overrides
+    that reorder a file name on screen), then HTML-escaped (quotes included)."""
+    return html.escape(terminal_line(text), quote=True)
+
+
+def _verdicts(outcome: SuspectOutcome) -> tuple[Any, ...]:
+    """What a report shows of an outcome, as the registry stores it (NaN is stored as NULL)."""
+    def real(value: float | None) -> float | None:
+        return None if value is None or value != value else float(value)
+
+    findings = sorted((f.fingerprint, f.fingerprint_sha256, real(f.score), f.decision, real(f.threshold),
+                       int(f.queries), f.error) for f in outcome.findings)
+    return outcome.identity or "", outcome.status, outcome.error, int(outcome.queries or 0), findings
+
+
+def _check_read_back(registry: Registry, scan_id: str, outcomes: list[SuspectOutcome],
+                     computed: Mapping[str, SuspectOutcome]) -> None:
+    stored = {outcome.source: outcome for outcome in outcomes}
+    for source, outcome in computed.items():
+        if source not in stored or _verdicts(stored[source]) != _verdicts(outcome):
+            raise RegistryError(f"The registry {printable(str(registry.path))!r} returned for "
+                                f"{printable(_short(source))!r} of scan {scan_id!r} other verdicts than the scan "
+                                "computed and wrote: the database was changed while the scan ran. Its report is "
+                                "refused; check who else writes the registry.")
+
+
 def _short(source: str, width: int = 60) -> str:
     return source if len(source) <= width else "..." + source[-(width - 3):]
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    rows = [[terminal_line(cell) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     return ["  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
             for row in [header, *rows]]
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-        ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+        ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in rows]
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

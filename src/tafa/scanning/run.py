@@ -13,42 +13,103 @@ the suspects not yet done (failed ones are tried again) against the same fingerp
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
-from ..errors import InvalidParameter, check_param
-from ..models.files import MODEL_SUFFIXES
-from ..registry import Registry, RegistryError, SuspectOutcome
+from ..errors import InvalidParameter, ModelLoadError, check_param, one_line, printable
+from ..models.files import MODEL_SUFFIXES, check_links
+from ..registry import Registry, RegistryError, ScanRecord, SuspectOutcome
 from .control import ErrorControl, resolve_control, score_panel
 from .engines import Engine, get_engine
 from .panel import OpenOptions, Panel, Suspect
 from .report import ScanReport
 
 
+#: How deep :func:`suspects_in` walks below the folder it is given (a seized folder nested
+#: deeper is refused in one line rather than walked without end).
+MAX_DEPTH = 64
+
+#: The largest endpoints list :func:`endpoints_in` reads.
+MAX_ENDPOINTS_BYTES = 1 << 20
+
+
 def suspects_in(directory: str | os.PathLike[str]) -> list[Suspect]:
-    """Every model file under ``directory`` (recursively, by path), by suffix."""
+    """Every model file under ``directory`` (recursively, at most :data:`MAX_DEPTH` folders deep,
+    by path), by suffix.
+
+    The folder is walked without following symbolic links. As in a references folder
+    (:func:`~tafa.models.files.check_links`), a link that leads out of the folder is refused;
+    so is any other link, and anything that is not a regular file, among the model files:
+    their targets are never opened or hashed (a link to the owner's own file, or to a system
+    file, is not a file of the seized folder)."""
     folder = Path(directory)
     if not folder.is_dir():
         raise InvalidParameter(f"The 'dir' parameter of scan must be a folder. Got {str(directory)!r} instead.")
-    return [Suspect.parse(path) for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.suffix in MODEL_SUFFIXES]
+    root = folder.expanduser().absolute()
+    files: list[Path] = []
+    odd: list[tuple[Path, str]] = []
+    pending: list[tuple[Path, int]] = [(root, 0)]
+    while pending:
+        where, depth = pending.pop()
+        try:
+            with os.scandir(where) as listing:
+                entries = list(listing)
+        except OSError as error:
+            raise InvalidParameter(f"Cannot list the folder {printable(str(where))!r} under --dir "
+                                   f"({printable(error.strerror or error)}).") from None
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if depth + 1 > MAX_DEPTH:
+                    raise InvalidParameter(f"The folder {printable(str(root))!r} nests folders more than {MAX_DEPTH} "
+                                           "levels deep; refused (scan its sub-folders one by one).")
+                pending.append((path, depth + 1))
+            elif path.suffix in MODEL_SUFFIXES:
+                if entry.is_symlink():
+                    odd.append((path, "is a symbolic link"))
+                elif not entry.is_file(follow_symlinks=False):
+                    odd.append((path, "is not a regular file"))
+                else:
+                    files.append(path)
+    if odd:
+        check_links(root, [path for path, why in odd if why == "is a symbolic link"])  # out of the folder: refused
+        path, why = min(odd)
+        raise ModelLoadError(f"{printable(str(path))!r} {why}; a scanned folder's model files must be regular files "
+                             f"in it, never links (copy the file it points to into the folder); refused"
+                             + (f" ({len(odd)} such entries)." if len(odd) > 1 else "."))
+    return [Suspect(str(path)) for path in sorted(files)]
 
 
 def endpoints_in(path: str | os.PathLike[str]) -> list[Suspect]:
-    """The endpoint URLs listed in a text file, one per line (blank lines and ``#`` comments skipped)."""
+    """The endpoint URLs listed in a text file, one per line (blank lines and ``#`` comments
+    skipped): a regular file of at most :data:`MAX_ENDPOINTS_BYTES` bytes."""
+    def refuse(why: str) -> InvalidParameter:
+        return InvalidParameter(f"The 'endpoints' parameter of scan must be a readable text file of at most "
+                                f"{MAX_ENDPOINTS_BYTES} bytes. Got {printable(str(path))!r} instead ({why}).")
+
+    try:  # non-blocking: a FIFO is refused by fstat, not waited for
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise refuse("not a regular file")
+            data = handle.read(MAX_ENDPOINTS_BYTES + 1)
+    except OSError as error:
+        raise refuse(printable(error.strerror or error)) from None
+    if len(data) > MAX_ENDPOINTS_BYTES:
+        raise refuse("larger")
     try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidParameter(f"The 'endpoints' parameter of scan must be a readable text file. "
-                               f"Got {str(path)!r} instead ({error}).") from None
+        lines = data.decode().splitlines()
+    except UnicodeDecodeError as error:
+        raise refuse(printable(error)) from None
     urls = [line.split("#", 1)[0].strip() for line in lines]
     for url in urls:
         if url and not url.startswith(("http://", "https://")):
-            raise InvalidParameter(f"The 'endpoints' file {str(path)!r} must list http(s) URLs, one per line. "
-                                   f"Got {url!r} instead.")
+            raise InvalidParameter(f"The 'endpoints' file {printable(str(path))!r} must list http(s) URLs, one per "
+                                   f"line. Got {printable(url)[:200]!r} instead.")
     return [Suspect(url) for url in urls if url]
 
 
@@ -97,14 +158,7 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
                     control is not None or alpha is not None or panel is not None:
                 raise InvalidParameter("A resumed scan keeps its own suspects, fingerprints, options and "
                                        "error control; give only resume=SCAN_ID (and an engine).")
-            record = store.scan(resume)
-            options = OpenOptions.from_dict(record.config.get("options", {}))
-            wanted = record.config["fingerprints"]
-            if "control" in record.config:
-                decider = ErrorControl.from_dict(record.config["control"])
-            else:  # a scan begun before error controls were recorded
-                old = record.config.get("family_alpha")
-                decider = ErrorControl("per-fingerprint" if old is None else "bonferroni", old)
+            options, wanted, decider = stored_setup(store.scan(resume))
             fingerprint_panel = _panel(store, [item["name"] for item in wanted], decider)
             for item, entry in zip(wanted, fingerprint_panel.entries):
                 if entry.registered.sha256 != item["sha256"]:
@@ -145,6 +199,35 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
     finally:
         if owned:
             store.close()
+
+
+def stored_setup(record: ScanRecord) -> tuple[OpenOptions, list[dict[str, str]], ErrorControl]:
+    """The options, fingerprints (``{"name", "sha256"}`` each) and error control a scan was
+    begun with, read back from its record and checked for types: a configuration edited in
+    the registry is one :class:`~tafa.registry.RegistryError`, never a traceback."""
+    config = record.config
+    try:
+        check_param("configuration", type(config).__name__, "an object", isinstance(config, dict),
+                    caller="a stored scan")
+        wanted = config.get("fingerprints")
+        check_param("fingerprints", "...", "a list of objects with a name and a sha256 (texts)",
+                    isinstance(wanted, list) and all(isinstance(item, dict) and isinstance(item.get("name"), str)
+                                                     and isinstance(item.get("sha256"), str) for item in wanted),
+                    caller="a stored scan")
+        stored = config.get("options", {})
+        check_param("options", type(stored).__name__, "an object", isinstance(stored, dict), caller="a stored scan")
+        options = OpenOptions.from_dict(stored)
+        if "control" in config:
+            decider = ErrorControl.from_dict(config["control"])
+        else:  # a scan begun before error controls were recorded
+            old = config.get("family_alpha")
+            decider = ErrorControl("per-fingerprint" if old is None else "bonferroni", old)
+            decider._check_types()
+    except (InvalidParameter, TypeError) as error:
+        raise RegistryError(f"Scan {printable(record.id)!r} cannot be resumed: its stored configuration is not one a "
+                            f"scan writes ({one_line(error)}); the registry was modified outside tafa. Start a new "
+                            "scan.") from None
+    return options, [{"name": item["name"], "sha256": item["sha256"]} for item in wanted or []], decider
 
 
 def _panel(store: Registry, names: Sequence[str], decider: ErrorControl) -> Panel:
@@ -190,11 +273,13 @@ def _run(store: Registry, scan_id: str, runner: Engine, panel: Panel, decider: E
     buffer: list[SuspectOutcome] = []
     last_flush = time.perf_counter()
     status = "interrupted"
+    computed: dict[str, SuspectOutcome] = {}  # what this run decided: the report is checked against it
     try:
         with tqdm(total=len(todo), unit="suspect", desc=f"scan {scan_id}", disable=not progress,
                   leave=False, dynamic_ncols=True) as bar:
             for outcome in runner.run(todo, panel.payload(), options):
                 outcome = decider.decide(outcome)
+                computed[outcome.source] = outcome
                 buffer.append(outcome)
                 bar.update(1)
                 if time.perf_counter() - last_flush >= flush_seconds:
@@ -205,10 +290,12 @@ def _run(store: Registry, scan_id: str, runner: Engine, panel: Panel, decider: E
         store.record(scan_id, buffer)
         buffer = []
         if decider.kind == "fdr":  # a candidate list needs the whole scan's p-values
-            store.record(scan_id, decider.decide_scan(store.outcomes(scan_id)))
+            decided = decider.decide_scan(store.outcomes(scan_id))
+            computed.update((outcome.source, outcome) for outcome in decided)
+            store.record(scan_id, decided)
         status = "finished"
     finally:
         store.record(scan_id, buffer)
         store.end_scan(scan_id, status, time.perf_counter() - started)
     return ScanReport.load(store, scan_id, run={"suspects": len(todo), "seconds": time.perf_counter() - started,
-                                                **runner.describe()})
+                                                **runner.describe()}, computed=computed)
