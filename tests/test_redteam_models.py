@@ -29,7 +29,7 @@ from torch import nn
 
 from kserve_server import KServeServer
 from test_redteam import _cli
-from test_redteam_http import _client, _fails_in_one_line, _predict, probes, server  # noqa: F401 - fixtures
+from test_redteam_http import _client, _fails_in_one_line, probes, server  # noqa: F401 - fixtures
 from test_stored_state import run_measured
 from tafa import Fingerprint
 from tafa.errors import ModelLoadError, UnsafeModelFile, one_line
@@ -147,8 +147,8 @@ def test_1_layers_read_in_the_worker_equal_those_of_the_in_process_import(kind, 
 # ------------------------------------------------------------------ finding 6
 
 
-def _second_output_metadata(server: KServeServer) -> bytes:
-    metadata = server.metadata()
+def _second_output_metadata(running: KServeServer) -> bytes:
+    metadata = running.metadata()
     metadata["outputs"].append({"name": "embedding", "datatype": "FP32", "shape": [-1, 500000]})
     return json.dumps(metadata).encode()
 

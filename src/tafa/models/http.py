@@ -371,8 +371,8 @@ class HttpModel(Model):
 
     def answer_limit(self, count: int) -> int:
         """The most bytes read of an answer to ``count`` inputs: what ``count`` answers of the
-        output read take as JSON (other outputs the metadata declares count for nothing), with slack (:data:`ANSWER_BYTES_PER_VALUE`
-        per value, :data:`ANSWER_OVERHEAD_BYTES` more), never more than
+        output read take as JSON (other outputs the metadata declares count for nothing), with
+        slack (:data:`ANSWER_BYTES_PER_VALUE` per value, :data:`ANSWER_OVERHEAD_BYTES` more), never more than
         :data:`MAX_ANSWER_BYTES`. Anything longer is refused before it is parsed."""
         return min(MAX_ANSWER_BYTES,
                    ANSWER_OVERHEAD_BYTES + ANSWER_BYTES_PER_VALUE * count * self._answer_values)
