@@ -14,7 +14,8 @@ inspected before the library that reads it is called:
   (:data:`MAX_ELEMENTS`) before anything is allocated; model-local functions inlined, then
   refused if any tensor refers to an external data file or any node uses an operator domain
   other than the standard ones (``""``, ``ai.onnx``, ``ai.onnx.ml``): a contrib operator
-  cannot hide behind a decoy local function; checked by ``onnx.checker``; run by
+  cannot hide behind a decoy local function, nor a local function behind the name of a
+  standard operator; checked by ``onnx.checker``; run by
   onnxruntime on the CPU with no custom-operator library;
 - torch zip archives (state dicts and TorchScript): declared uncompressed sizes bounded,
   every pickle member bounded (:data:`MAX_PICKLE_BYTES`) and read in bounded chunks, and its

@@ -24,8 +24,10 @@ parsed, inspected, loaded and run in a **worker process**, never in tafa's own p
   :class:`~tafa.errors.ModelLoadError` naming the file.
 
 The parent-side object, :class:`SandboxedModel`, is a :class:`~tafa.models.Model` like any
-other. Torch modules given in memory by the library's user (:class:`~tafa.models.TorchModel`)
-are the user's own objects and run in-process.
+other. The weight evidence reads a file's first layers in its worker too
+(:meth:`SandboxedModel.weight_layers`): only bounded unit matrices come back. Torch modules
+given in memory by the library's user (:class:`~tafa.models.TorchModel`) are the user's own
+objects and run in-process.
 
 What the sandbox does **not** do (see docs/security.md): it is not a container. The worker
 runs as the same user, sees the same file system (it can read what the user can read: a
