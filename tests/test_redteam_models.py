@@ -262,3 +262,52 @@ def test_8_a_local_function_named_like_an_interpreted_operator_is_not_imported_a
     lines = [line for line in done["err"].splitlines() if line.strip()]
     assert done["rc"] == 2 and len(lines) == 1 and "org.example::Relu" in lines[0] and not done["out"], done
     assert not list(home.iterdir())
+
+
+HOSTILE_WORKER = '''import json
+import numpy as np
+import torch
+import tafa.models.sandbox as sandbox
+
+MODE = {mode!r}
+
+
+def _send_layers(sock, model, max_layers, source):
+    if MODE == "many":
+        sandbox.send_array(sock, sandbox.COUNT, np.array([1000], dtype=np.int64))
+        return
+    sandbox.send_array(sock, sandbox.COUNT, np.array([1], dtype=np.int64))
+    description = {{"name": "0", "kind": "linear", "inputs": 64, "units": 16, "fan_in": 64, "hidden": True}}
+    sandbox.send_array(sock, sandbox.NAME, sandbox._as_bytes(json.dumps(description)))
+    rows = (2048, 4097) if MODE == "huge" else (16, 30)
+    sandbox.send_array(sock, sandbox.ARRAY, np.zeros(rows))
+
+
+def build():
+    sandbox._send_layers = _send_layers  # what code in control of the worker could do
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+'''
+
+
+@pytest.mark.parametrize("mode, words", [("many", "announced 1000 weight layers"),
+                                         ("huge", "more than the 33554432 bytes expected"),
+                                         ("misfit", "do not fit their description")])
+def test_1_what_a_worker_sends_back_as_weights_is_bounded_before_use(mode, words, tmp_path):
+    """A worker under hostile control (here: the factory, which runs in the worker, replaces
+    the worker's layer reader) gets no more than the bounds: at most the layers asked for,
+    2^22 float64 values in all (checked on the header, before the array is received), shapes
+    that fit their description."""
+    from safetensors.torch import save_file
+
+    factory = tmp_path / "hostile.py"
+    factory.write_text(HOSTILE_WORKER.format(mode=mode))
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in _net().state_dict().items()}, str(weights))
+    model = open_model(weights, factory=f"{factory}:build", input_shape=SHAPE)
+    try:
+        with pytest.raises(ModelLoadError) as refused:
+            model.weight_layers(max_layers=2)
+    finally:
+        model.close()
+    message = one_line(refused.value)
+    assert words in message and "w.safetensors" in message and "\n" not in str(refused.value)
