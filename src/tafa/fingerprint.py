@@ -705,7 +705,8 @@ class Fingerprint:
             return WeightEvidence(False, "the fingerprint keeps no owner weights (made without "
                                          "--white-box keep / weights=True, from a black-box owner, or by an older "
                                          "tafa)")
-        layers = suspect_layers(suspect)
+        # only as many layers as the owner keeps are compared: no more are read
+        layers = suspect_layers(suspect, max_layers=len(self.owner_layers))
         if layers is None:
             return WeightEvidence(False, "the suspect's weights cannot be read (a service, or a file tafa "
                                          "could not import)")
@@ -713,7 +714,7 @@ class Fingerprint:
         if found.applicable and references:
             statistics = []
             for reference in references:
-                read = suspect_layers(reference)
+                read = suspect_layers(reference, max_layers=len(self.owner_layers))
                 other = compare(self.owner_layers, read) if read is not None else None
                 if other is not None and other.applicable and other.statistic is not None:
                     statistics.append(other.statistic)

@@ -14,7 +14,8 @@ inspected before the library that reads it is called:
   (:data:`MAX_ELEMENTS`) before anything is allocated; model-local functions inlined, then
   refused if any tensor refers to an external data file or any node uses an operator domain
   other than the standard ones (``""``, ``ai.onnx``, ``ai.onnx.ml``): a contrib operator
-  cannot hide behind a decoy local function; checked by ``onnx.checker``; run by
+  cannot hide behind a decoy local function, nor a local function behind the name of a
+  standard operator; checked by ``onnx.checker``; run by
   onnxruntime on the CPU with no custom-operator library;
 - torch zip archives (state dicts and TorchScript): declared uncompressed sizes bounded,
   every pickle member bounded (:data:`MAX_PICKLE_BYTES`) and read in bounded chunks, and its
@@ -310,12 +311,31 @@ def _check_declared_inputs(proto: Any, path: str, given: tuple[int, ...] | None)
         check_shape(tuple(given), "input", path)
 
 
+def shadows_standard_operator(domain: str, name: str) -> bool:
+    """Whether a model-local function ``domain::name`` has the name of a standard ONNX operator
+    of its domain (``""`` and ``ai.onnx`` are one domain)."""
+    from onnx import defs
+
+    if domain not in ONNX_DOMAINS:
+        return False
+    try:
+        return bool(defs.has(name, "" if domain == "ai.onnx" else domain))
+    except Exception:  # noqa: BLE001 - a name onnx cannot look up is no standard operator
+        return False
+
+
 def check_onnx(proto: Any, path: str = "the ONNX model") -> None:
-    """Refuse (:class:`UnsafeModelFile`) an ONNX model that refers to external data files or
-    uses operators outside :data:`ONNX_DOMAINS` (model-local functions aside)."""
+    """Refuse (:class:`UnsafeModelFile`) an ONNX model that refers to external data files,
+    uses operators outside :data:`ONNX_DOMAINS` (model-local functions aside), or defines a
+    model-local function that shadows a standard operator (:func:`shadows_standard_operator`)."""
     from onnx import AttributeProto, TensorProto
 
     functions = {(function.domain, function.name): function for function in proto.functions}
+    for domain, name in functions:
+        if shadows_standard_operator(domain, name):
+            raise UnsafeModelFile(f"{path!r} defines a model-local function {name!r} of domain {domain!r}, named like "
+                                  "the standard ONNX operator it shadows; refused: runtimes disagree about which one "
+                                  "runs (onnxruntime runs the standard operator, ONNX's inliner the function).")
     standard: dict[tuple[str, str], bool] = {}
 
     def is_standard(key: tuple[str, str], seen: frozenset[tuple[str, str]] = frozenset()) -> bool:

@@ -371,8 +371,8 @@ class HttpModel(Model):
 
     def answer_limit(self, count: int) -> int:
         """The most bytes read of an answer to ``count`` inputs: what ``count`` answers of the
-        shapes the metadata declares take as JSON, with slack (:data:`ANSWER_BYTES_PER_VALUE`
-        per value, :data:`ANSWER_OVERHEAD_BYTES` more), never more than
+        output read take as JSON (other outputs the metadata declares count for nothing), with
+        slack (:data:`ANSWER_BYTES_PER_VALUE` per value, :data:`ANSWER_OVERHEAD_BYTES` more), never more than
         :data:`MAX_ANSWER_BYTES`. Anything longer is refused before it is parsed."""
         return min(MAX_ANSWER_BYTES,
                    ANSWER_OVERHEAD_BYTES + ANSWER_BYTES_PER_VALUE * count * self._answer_values)
@@ -473,15 +473,16 @@ class HttpModel(Model):
             sample_out = (1,)  # one value per input: a score, a probability or a label
         #: True when the service returns only a class label per input.
         self.labels_only: bool = datatype in INTEGER_TYPES and sample_out == (1,)
-        # Values per input of every output, should the service send them all (an axis left
-        # dynamic in an output not read counts as 1: its values fall in the overhead).
-        self._answer_values = math.prod(sample_out) + sum(
-            math.prod(max(1, size) for size in t["shape"][1:]) for t in outputs if t is not tensor_out)
+        # Values per input of the one output read: requests name it alone, so outputs the
+        # service declares but tafa does not read size neither batches nor answers, and an
+        # answer that carries them anyway is refused by its length before it is parsed.
+        self._answer_values = math.prod(sample_out)
         per_request = (MAX_ANSWER_BYTES - ANSWER_OVERHEAD_BYTES) // (ANSWER_BYTES_PER_VALUE
                                                                      * self._answer_values)
         if per_request < 1:
-            raise ModelLoadError(f"{url} reports outputs of {self._answer_values} values per "
-                                 f"input; tafa reads answers of at most {MAX_ANSWER_BYTES} bytes.")
+            raise ModelLoadError(f"{url} reports output {_printable(repr(self.output_name))} of "
+                                 f"{self._answer_values} values per input; tafa reads answers of at "
+                                 f"most {MAX_ANSWER_BYTES} bytes.")
         fixed = [size for size in (fixed_in, fixed_out, per_request) if size is not None]
         return sample_in, sample_out, min(fixed)
 

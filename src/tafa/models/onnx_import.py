@@ -14,26 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelLoadError
-
-
-class UnsupportedOperator(ModelLoadError):
-    """The ONNX graph uses an operator outside the supported piecewise-linear set."""
-
-
-def _attributes(node: Any) -> dict[str, Any]:
-    import onnx
-
-    return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
-
-
-def _pads(pads: list[int] | None, dims: int) -> list[int]:
-    if not pads:
-        return [0] * dims
-    begin, end = pads[:dims], pads[dims:]
-    if list(begin) != list(end):
-        raise UnsupportedOperator("asymmetric padding is not supported by the ONNX import")
-    return list(begin)
+from .onnx_chain import (INTERPRETED, STANDARD_DOMAINS, UnsupportedOperator, attributes as _attributes,  # noqa: F401
+                         chain_kind, chain_steps, check_functions, pads as _pads)
 
 
 def _gemm(inputs: list, attrs: dict) -> torch.Tensor:
@@ -138,6 +120,10 @@ _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
 }
 
 
+if set(_OPS) != INTERPRETED:  # the torch-free reading (onnx_chain) must know what is interpreted here
+    raise ImportError("tafa.models.onnx_import: _OPS and onnx_chain.INTERPRETED differ")
+
+
 class OnnxGraphModule(torch.nn.Module):
     """A torch module that evaluates an ONNX graph's nodes with torch functions."""
 
@@ -146,8 +132,9 @@ class OnnxGraphModule(torch.nn.Module):
         from onnx import numpy_helper
 
         graph = model.graph
-        unknown = sorted({node.op_type for node in graph.node
-                          if node.op_type not in _OPS and node.op_type != "Constant"})
+        unknown = sorted({node.op_type if node.domain in STANDARD_DOMAINS else f"{node.domain}::{node.op_type}"
+                          for node in graph.node if node.domain not in STANDARD_DOMAINS
+                          or (node.op_type not in _OPS and node.op_type != "Constant")})
         if unknown:
             raise UnsupportedOperator(f"ONNX operators {', '.join(unknown)} are outside the piecewise-linear set")
         self._names: dict[str, str] = {}
@@ -181,18 +168,18 @@ class OnnxGraphModule(torch.nn.Module):
 
 
 def _chain_module(op_type: str, attrs: dict, weights: list[np.ndarray]) -> torch.nn.Module | None:
-    """The standard torch module for one node of a chain, or None if it has no plain equivalent."""
+    """The standard torch module for one node of a chain, or None if it has no plain equivalent
+    (:func:`~tafa.models.onnx_chain.chain_kind` decides)."""
     nn = torch.nn
-    if op_type == "Gemm" and attrs.get("transB", 0) == 1 and not attrs.get("transA", 0) \
-            and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and len(weights) in (1, 2):
+    kind = chain_kind(op_type, attrs, weights)
+    if kind == "linear":
         weight = weights[0]
         layer = nn.Linear(weight.shape[1], weight.shape[0], bias=len(weights) == 2)
         layer.weight.data = torch.from_numpy(np.array(weight, dtype=np.float32))
         if len(weights) == 2:
             layer.bias.data = torch.from_numpy(np.array(weights[1], dtype=np.float32))
         return layer
-    if op_type == "Conv" and len(weights) in (1, 2) and weights[0].ndim == 4 \
-            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"):
+    if kind == "conv":
         weight = weights[0]
         groups = attrs.get("group", 1)
         top, left = _pads(attrs.get("pads"), 2)
@@ -203,97 +190,53 @@ def _chain_module(op_type: str, attrs: dict, weights: list[np.ndarray]) -> torch
         if conv.bias is not None:
             conv.bias.data = torch.from_numpy(np.array(weights[1], dtype=np.float32))
         return conv
-    if weights:
+    if kind is None:
         return None
     if op_type == "Relu":
         return nn.ReLU()
     if op_type == "LeakyRelu":
         return nn.LeakyReLU(attrs.get("alpha", 0.01))
-    if op_type == "MaxPool" and len(attrs["kernel_shape"]) == 2 and not attrs.get("ceil_mode", 0):
+    if op_type == "MaxPool":
         kernel = tuple(attrs["kernel_shape"])
         return nn.MaxPool2d(kernel, tuple(attrs.get("strides", kernel)), tuple(_pads(attrs.get("pads"), 2)),
                             tuple(attrs.get("dilations", [1, 1])))
-    if op_type == "Flatten" and attrs.get("axis", 1) == 1:
+    if op_type == "Flatten":
         return nn.Flatten()
     if op_type == "Sigmoid":
         return nn.Sigmoid()
     if op_type == "Tanh":
         return nn.Tanh()
-    if op_type in ("Identity", "Dropout"):
-        return nn.Identity()
-    return None
-
-
-_SHAPE_ARITHMETIC = {"Shape", "Mod", "Slice", "Concat", "Add", "Sub", "Mul", "Div", "Gather", "Unsqueeze",
-                     "Squeeze", "Cast", "Reshape"}
-
-
-def _static_shapes(model: Any) -> dict[str, list[int]]:
-    """Shapes that shape inference could fix, by value name (dims it could not fix are 0)."""
-    shapes = {}
-    for info in [*model.graph.value_info, *model.graph.output]:
-        dims = info.type.tensor_type.shape.dim
-        shapes[info.name] = [int(d.dim_value) if d.HasField("dim_value") else 0 for d in dims]
-    return shapes
+    return nn.Identity()  # Identity, Dropout
 
 
 def sequential_from_onnx(model: Any) -> torch.nn.Sequential | None:
     """A plain ``nn.Sequential`` (Linear, Conv2d, ReLU, MaxPool2d, Flatten, ...) when the graph is
-    a single chain of such operations, else ``None``. Standard modules let the attack library
-    post-process an imported owner (pruning, fine-tuning, permutation), as the data-free
-    references need."""
-    from onnx import numpy_helper
-
-    import onnx
-
-    graph = model.graph
-    initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    constants = {node.output[0]: numpy_helper.to_array(_attributes(node)["value"])
-                 for node in graph.node if node.op_type == "Constant"}
-    inputs = [i.name for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
+    a single chain of such operations (:func:`~tafa.models.onnx_chain.chain_steps`), else
+    ``None``. Standard modules let the attack library post-process an imported owner (pruning,
+    fine-tuning, permutation), as the data-free references need."""
+    steps = chain_steps(model)
+    if steps is None:
         return None
-    static = _static_shapes(onnx.shape_inference.infer_shapes(model))
-    current = inputs[0]
     layers: list[torch.nn.Module] = []
-    for node in graph.node:
-        if node.op_type == "Constant":
-            continue
-        if node.op_type == "Shape" or not node.input or node.input[0] != current:
-            # a side computation (e.g. the shape arithmetic torch exports for Unflatten) may read
-            # the chain's shape, never its values
-            if node.op_type in _SHAPE_ARITHMETIC and (current not in node.input or node.op_type == "Shape"):
-                continue
-            return None
-        extra = list(node.input[1:])
-        attrs = _attributes(node)
-        if node.op_type == "Reshape" and len(extra) == 1:
-            known = {**initializers, **constants}
-            if extra[0] in known:
-                shape = [int(v) for v in np.array(known[extra[0]]).ravel()]
-            else:
-                shape = [-1, *static.get(node.output[0], [0])[1:]]
-            if shape[0] not in (-1, 0) or len(shape) < 2 or any(v <= 0 for v in shape[1:]):
-                return None
-            module: torch.nn.Module | None = (torch.nn.Flatten() if len(shape) == 2
-                                              else torch.nn.Unflatten(1, tuple(shape[1:])))
+    for step in steps:
+        if step.kind == "reshape":
+            module: torch.nn.Module | None = (torch.nn.Flatten() if len(step.shape) == 1
+                                              else torch.nn.Unflatten(1, step.shape))
         else:
-            if any(name not in initializers for name in extra if name):
-                return None
-            module = _chain_module(node.op_type, attrs, [initializers[name] for name in extra if name])
+            module = _chain_module(step.op_type, step.attrs, step.weights)
         if module is None:
             return None
         layers.append(module)
-        current = node.output[0]
-    if current != graph.output[0].name:
-        return None
     return torch.nn.Sequential(*layers).eval()
 
 
 def import_onnx(model: Any) -> torch.nn.Module:
     """A torch module for a loaded ``onnx.ModelProto``: a plain ``nn.Sequential`` when the graph is
     a chain of standard layers (:func:`sequential_from_onnx`), else an :class:`OnnxGraphModule`
-    (raises :class:`UnsupportedOperator` outside the supported operator set)."""
+    (raises :class:`UnsupportedOperator` outside the supported operator set, and
+    :class:`~tafa.errors.UnsafeModelFile` for a local function named like an operator it
+    interprets: :func:`check_functions`)."""
+    check_functions(model)
     try:
         chain = sequential_from_onnx(model)
     except (KeyError, ValueError, TypeError, IndexError):

@@ -24,8 +24,10 @@ parsed, inspected, loaded and run in a **worker process**, never in tafa's own p
   :class:`~tafa.errors.ModelLoadError` naming the file.
 
 The parent-side object, :class:`SandboxedModel`, is a :class:`~tafa.models.Model` like any
-other. Torch modules given in memory by the library's user (:class:`~tafa.models.TorchModel`)
-are the user's own objects and run in-process.
+other. The weight evidence reads a file's first layers in its worker too
+(:meth:`SandboxedModel.weight_layers`): only bounded unit matrices come back. Torch modules
+given in memory by the library's user (:class:`~tafa.models.TorchModel`) are the user's own
+objects and run in-process.
 
 What the sandbox does **not** do (see docs/security.md): it is not a container. The worker
 runs as the same user, sees the same file system (it can read what the user can read: a
@@ -52,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .. import errors as _errors
-from ..errors import ModelLoadError, TafaError, one_line
+from ..errors import ModelLoadError, TafaError, UnsafeModelFile, one_line
 from ..threads import pin_torch_threads
 from .base import Model
 from .zygote import (FLAVOURS, _BOOT, _Closed, _Late, _library_paths, _recv_exact, _the_zygote, _Zygote,  # noqa: F401
@@ -67,7 +69,7 @@ _DTYPES = (np.dtype("<f4"), np.dtype("<f8"), np.dtype("<i8"), np.dtype("u1"))
 _MAX_AXES = 8
 
 # message kinds
-READY, CALL, ANSWER, ERROR, EXPORT, BYTES, WEIGHTS, COUNT, NAME, ARRAY = range(1, 11)
+READY, CALL, ANSWER, ERROR, EXPORT, BYTES, WEIGHTS, COUNT, NAME, ARRAY, LAYERS = range(1, 12)
 
 #: Largest message the parent accepts that it did not size itself (errors, names).
 MAX_TEXT_BYTES = 4096
@@ -279,7 +281,7 @@ def _worker_main(fd: int, message: dict[str, Any], root: str, own_flavour: str) 
     budget = 1 << 31
     while True:
         try:
-            kind, array = recv_array(sock, kinds=(CALL, EXPORT, WEIGHTS), max_bytes=budget)
+            kind, array = recv_array(sock, kinds=(CALL, EXPORT, WEIGHTS, LAYERS), max_bytes=budget)
         except (_Closed, _Malformed) as error:
             print(f"worker: {type(error).__name__}: {error}", file=sys.stderr)
             return
@@ -289,6 +291,8 @@ def _worker_main(fd: int, message: dict[str, Any], root: str, own_flavour: str) 
                                                     dtype=np.float64))
             elif kind == EXPORT:
                 send_array(sock, BYTES, np.frombuffer(_onnx_bytes(model), dtype=np.uint8))
+            elif kind == LAYERS:
+                _send_layers(sock, model, int(array.ravel()[0]) if array.size == 1 else 0, repr(Path(path).name))
             else:
                 state = model.module.state_dict()  # type: ignore[attr-defined]
                 send_array(sock, COUNT, np.array([len(state)], dtype=np.int64))
@@ -297,6 +301,32 @@ def _worker_main(fd: int, message: dict[str, Any], root: str, own_flavour: str) 
                     send_array(sock, ARRAY, tensor.detach().float().numpy())
         except BaseException as error:  # noqa: BLE001
             _send_error(sock, error)
+
+
+def _send_layers(sock: socket.socket, model: Any, max_layers: int, source: str) -> None:
+    """The worker's side of :meth:`SandboxedModel.weight_layers`: the model's first
+    ``max_layers`` weighted layers read as units here, where the file was parsed (an ONNX file
+    from its checked graph, without torch; a TorchScript file through the ONNX export and
+    import; a weights file from the factory's module), then sent as a count (-1: the weights
+    cannot be read) and a description and an array per layer."""
+    import json
+
+    from ..weights.layers import MAX_LAYERS, MAX_STORED_VALUES, unit_layers
+    from .files import OnnxModel
+
+    max_layers = max(0, min(max_layers, MAX_LAYERS))
+    if isinstance(model, OnnxModel):
+        from .onnx_chain import chain_unit_layers
+
+        layers = chain_unit_layers(model._proto, source=source, max_layers=max_layers, max_values=MAX_STORED_VALUES)
+    else:
+        module = model.torch_module()
+        layers = None if module is None else unit_layers(module, source=source, max_layers=max_layers,
+                                                         max_values=MAX_STORED_VALUES)
+    send_array(sock, COUNT, np.array([-1 if layers is None else len(layers)], dtype=np.int64))
+    for layer in layers or []:
+        send_array(sock, NAME, _as_bytes(json.dumps({**layer.describe(), "name": layer.name[:200]})))
+        send_array(sock, ARRAY, np.asarray(layer.vectors, dtype=np.float64))
 
 
 def _onnx_bytes(model: Any) -> bytes:
@@ -483,6 +513,8 @@ class SandboxedModel(Model):
         if self._module is None and self._import_error is None:
             try:
                 self._module = self._import()
+            except UnsafeModelFile:
+                raise  # a file the import would misread (a local function shadowing an operator): refused
             except TafaError as error:
                 self._import_error = str(error)
             except Exception as error:  # noqa: BLE001 - a graph the importer did not foresee: black box
@@ -493,6 +525,53 @@ class SandboxedModel(Model):
         """Why the white-box import failed, if it did."""
         self.torch_module()
         return self._import_error
+
+    def weight_layers(self, max_layers: int | None = None) -> list[Any] | None:
+        """The model's first ``max_layers`` weighted layers as
+        :class:`~tafa.weights.layers.UnitLayer` rows, for weight evidence, read **in the sandbox
+        worker** (the file is never parsed in tafa's process): ``None`` when its weights cannot
+        be read. What comes back is bounded before it is used: at most ``max_layers`` layers
+        (at most, and by default, :data:`~tafa.weights.layers.STORED_LAYERS`: as many as a
+        fingerprint keeps),
+        at most :data:`~tafa.weights.layers.MAX_STORED_VALUES` float64 values in all (each
+        array's size checked before it is received), descriptions of at most
+        :data:`MAX_TEXT_BYTES`, and shapes, kinds and finiteness checked by
+        :func:`~tafa.weights.layers.layers_from_arrays`."""
+        import json
+
+        from ..weights.layers import MAX_STORED_VALUES, STORED_LAYERS, layers_from_arrays
+
+        wanted = STORED_LAYERS if max_layers is None else max(0, min(int(max_layers), STORED_LAYERS))
+        if self._sock.fileno() < 0:
+            raise ModelLoadError(f"{self.path!r} is closed: its sandbox worker has ended.")
+        try:
+            send_array(self._sock, LAYERS, np.array([wanted], dtype=np.int64))
+        except OSError:
+            raise ModelLoadError(f"{self.path!r} {self._death()} in the sandbox.") from None
+        seconds, doing = self.limits.load_seconds, "reading its weights"
+        _, count = self._receive((COUNT,), 8, seconds, doing)
+        number = int(count.ravel()[0]) if count.size == 1 else -2
+        if number == -1:
+            return None
+        if not 0 <= number <= wanted:
+            self._kill()
+            raise ModelLoadError(f"The sandbox worker for {self.path!r} announced {number} weight layers, not at "
+                                 f"most {wanted}; killed.")
+        described, arrays, left = [], {}, 8 * MAX_STORED_VALUES
+        for index in range(number):
+            _, text = self._receive((NAME,), MAX_TEXT_BYTES, seconds, doing)
+            _, array = self._receive((ARRAY,), left, seconds, doing)
+            left -= array.nbytes
+            try:
+                described.append(json.loads(_text(text)))
+            except ValueError:
+                described.append(None)
+            arrays[str(index)] = array if array.dtype == np.float64 else np.zeros((0, 0))
+        try:
+            return layers_from_arrays(arrays, described, whose=f"{self.name!r}'s")
+        except ValueError as error:
+            raise ModelLoadError(f"The sandbox worker for {self.path!r} sent weight layers that do not fit their "
+                                 f"description ({error}); refused.") from None
 
     def _import(self) -> Any:
         import onnx

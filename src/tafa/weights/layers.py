@@ -69,15 +69,17 @@ class UnitLayer:
                 "fan_in": self.fan_in, "hidden": self.hidden}
 
 
-def _refuse_non_finite(name: str, array: np.ndarray, source: str) -> None:
+def refuse_non_finite(name: str, array: np.ndarray, source: str) -> None:
+    """Refuse (:class:`~tafa.errors.ModelLoadError`) weights that are not all finite."""
     if not np.all(np.isfinite(array)):
         raise ModelLoadError(f"{source} holds NaN or infinite weights in {name!r}; weight evidence refused.")
 
 
-def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX_LAYERS) -> list[UnitLayer]:
+def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX_LAYERS,
+                max_values: int = MAX_TOTAL_VALUES) -> list[UnitLayer]:
     """The first ``max_layers`` Linear / Conv layers of a torch module, in module order, as
     :class:`UnitLayer` rows (BatchNorm folded in). Reading stops at the first layer that
-    breaks a bound (:data:`MAX_UNITS`, :data:`MAX_LAYER_VALUES`, :data:`MAX_TOTAL_VALUES`),
+    breaks a bound (:data:`MAX_UNITS`, :data:`MAX_LAYER_VALUES`, ``max_values`` in all),
     at a grouped or transposed convolution, or at ``max_layers``; the caller compares what
     was read. ``source`` names the model in errors."""
     import torch
@@ -93,7 +95,7 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
         if pending is not None:
             name, kind, inputs, weight, bias = pending
             vectors = np.concatenate([weight.reshape(len(weight), -1), bias[:, None]], axis=1)
-            _refuse_non_finite(name, vectors, source)
+            refuse_non_finite(name, vectors, source)
             layers.append(UnitLayer(name, kind, inputs, vectors))
             pending = None
 
@@ -106,7 +108,7 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
                 break
             shape = tuple(int(s) for s in child.weight.shape)
             values = math.prod(shape) + shape[0]
-            if shape[0] > MAX_UNITS or values > MAX_LAYER_VALUES or total + values > MAX_TOTAL_VALUES:
+            if shape[0] > MAX_UNITS or values > MAX_LAYER_VALUES or total + values > max_values:
                 break
             total += values
             with torch.no_grad():
@@ -127,7 +129,7 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
                 beta = (child.bias.detach().double().cpu().numpy() if child.bias is not None
                         else np.zeros_like(mean))
             for label, array in (("running_mean", mean), ("running_var", var), ("weight", gamma), ("bias", beta)):
-                _refuse_non_finite(f"{name}.{label}", array, source)
+                refuse_non_finite(f"{name}.{label}", array, source)
             if np.any(var < 0):
                 raise ModelLoadError(f"{source} holds a negative running variance in {name!r}; "
                                      "weight evidence refused.")
@@ -161,41 +163,47 @@ def stored_layers(module: Any) -> list[UnitLayer]:
     return kept
 
 
-def layers_from_arrays(arrays: dict[str, np.ndarray], described: Any) -> list[UnitLayer]:
-    """The owner layers kept in a fingerprint file: arrays ``"0"``, ``"1"``, ... and their
-    descriptions (``meta["weight_layers"]``), checked (``ValueError``) before use: as many
-    descriptions as arrays, at most :data:`STORED_LAYERS`, shapes that agree, finite values."""
+def layers_from_arrays(arrays: dict[str, np.ndarray], described: Any, *, whose: str = "the owner") -> list[UnitLayer]:
+    """The owner layers kept in a fingerprint file (or a suspect's, read by its sandbox worker:
+    ``whose`` names them in errors): arrays ``"0"``, ``"1"``, ... and their descriptions
+    (``meta["weight_layers"]``), checked (``ValueError``) before use: as many descriptions as
+    arrays, at most :data:`STORED_LAYERS`, shapes that agree, finite values."""
     if not arrays and described is None:
         return []
     if not isinstance(described, list) or len(described) != len(arrays) or len(arrays) > STORED_LAYERS:
-        raise ValueError(f"the owner weights ({len(arrays)} arrays) do not fit their description")
+        raise ValueError(f"{whose} weights ({len(arrays)} arrays) do not fit their description")
     if sum(array.size for array in arrays.values()) > MAX_STORED_VALUES:
-        raise ValueError(f"the owner weights hold more than {MAX_STORED_VALUES} values")
+        raise ValueError(f"{whose} weights hold more than {MAX_STORED_VALUES} values")
     layers = []
     for index, row in enumerate(described):
         vectors = arrays.get(str(index))
         if vectors is None or not isinstance(row, dict) or vectors.ndim != 2 or vectors.shape[1] < 2:
-            raise ValueError(f"owner weight layer {index} is malformed")
+            raise ValueError(f"{whose.removeprefix('the ')} weight layer {index} is malformed")
         kind, inputs, hidden = row.get("kind"), row.get("inputs"), row.get("hidden", True)
         fan_in = vectors.shape[1] - 1
         if (kind not in ("linear", "conv") or not isinstance(inputs, int) or isinstance(inputs, bool) or inputs < 1
                 or fan_in % inputs or row.get("units") != vectors.shape[0] or not isinstance(hidden, bool)
                 or vectors.shape[0] > MAX_UNITS or not np.all(np.isfinite(vectors))):
-            raise ValueError(f"owner weight layer {index} does not fit its description")
+            raise ValueError(f"{whose.removeprefix('the ')} weight layer {index} does not fit its description")
         layers.append(UnitLayer(str(row.get("name", index))[:200], kind, inputs, vectors, hidden))
     return layers
 
 
-def suspect_layers(suspect: Any) -> list[UnitLayer] | None:
-    """The layers of a suspect whose weights can be read: a torch module, or a model whose
-    :meth:`~tafa.models.Model.torch_module` gives one (a file tafa opened); ``None`` otherwise
-    (a service, a file tafa could not import)."""
+def suspect_layers(suspect: Any, *, max_layers: int = MAX_LAYERS) -> list[UnitLayer] | None:
+    """The first ``max_layers`` layers of a suspect whose weights can be read: a torch module;
+    a model that reads its own (:meth:`~tafa.models.sandbox.SandboxedModel.weight_layers`: a
+    file tafa opened, read in its sandbox worker, never parsed in this process); or a model
+    whose :meth:`~tafa.models.Model.torch_module` gives one. ``None`` otherwise (a service, a
+    file tafa could not import)."""
+    reader = getattr(suspect, "weight_layers", None)
+    if reader is not None:
+        return reader(max_layers=max_layers)
     from torch import nn
 
     if isinstance(suspect, nn.Module):
-        return unit_layers(suspect, source="the suspect")
-    reader = getattr(suspect, "torch_module", None)
-    module = reader() if reader is not None else None
+        return unit_layers(suspect, source="the suspect", max_layers=max_layers)
+    importer = getattr(suspect, "torch_module", None)
+    module = importer() if importer is not None else None
     if module is None:
         return None
-    return unit_layers(module, source=repr(getattr(suspect, "name", "the suspect")))
+    return unit_layers(module, source=repr(getattr(suspect, "name", "the suspect")), max_layers=max_layers)

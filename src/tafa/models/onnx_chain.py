@@ -1,0 +1,222 @@
+"""An ONNX graph read as a chain of standard layers, without torch.
+
+:func:`chain_steps` decides whether a graph is a single chain of layers that have a plain torch
+equivalent (Linear, Conv2d, ReLU, MaxPool2d, Flatten, ...) and lists them with their weights as
+numpy arrays; :mod:`tafa.models.onnx_import` builds an ``nn.Sequential`` from those steps for
+an owner's white-box analysis, and :func:`chain_unit_layers` reads the same steps as the
+weight evidence's units (:mod:`tafa.weights.layers`) inside a sandbox worker, whose ONNX
+flavour has no torch: a suspect's weights are read where its file was parsed, and only the
+bounded unit matrices come back to tafa's process (:meth:`~tafa.models.sandbox.SandboxedModel.weight_layers`).
+
+Both readings of a file are the same by construction: one decision, :func:`chain_kind`, says
+which node becomes which layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelLoadError, UnsafeModelFile
+
+#: Operator domains whose nodes the import reads by their operator name.
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+#: The operators :class:`~tafa.models.onnx_import.OnnxGraphModule` interprets (its ``_OPS``).
+INTERPRETED = frozenset({
+    "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "LeakyRelu", "Clip", "Conv", "MaxPool",
+    "AveragePool", "GlobalAveragePool", "BatchNormalization", "Flatten", "Reshape", "Identity", "Dropout",
+    "Transpose", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Squeeze", "Unsqueeze", "Concat",
+})
+
+#: Side computations a chain may hold: the shape arithmetic torch exports for ``Unflatten``.
+SHAPE_ARITHMETIC = {"Shape", "Mod", "Slice", "Concat", "Add", "Sub", "Mul", "Div", "Gather", "Unsqueeze",
+                    "Squeeze", "Cast", "Reshape"}
+
+
+class UnsupportedOperator(ModelLoadError):
+    """The ONNX graph uses an operator outside the supported piecewise-linear set."""
+
+
+def attributes(node: Any) -> dict[str, Any]:
+    import onnx
+
+    return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+
+
+def pads(given: list[int] | None, dims: int) -> list[int]:
+    """Symmetric padding per axis (:class:`UnsupportedOperator` for asymmetric padding)."""
+    if not given:
+        return [0] * dims
+    begin, end = given[:dims], given[dims:]
+    if list(begin) != list(end):
+        raise UnsupportedOperator("asymmetric padding is not supported by the ONNX import")
+    return list(begin)
+
+
+def check_functions(model: Any) -> None:
+    """Refuse (:class:`~tafa.errors.UnsafeModelFile`) a model whose model-local function is
+    named like an operator the import interprets (:data:`INTERPRETED`, ``Constant``) or like a
+    standard ONNX operator of its domain: the import reads nodes by name, so it would take the
+    function for that operator while the sandbox runs the function's body."""
+    from .files import shadows_standard_operator
+
+    for function in model.functions:
+        domain, name = function.domain, function.name
+        if name in INTERPRETED or name == "Constant" or shadows_standard_operator(domain, name):
+            label = f"{domain}::{name}" if domain else name
+            raise UnsafeModelFile(f"The ONNX model defines a local function {label!r} named like the operator "
+                                  f"{name!r}; the white-box import refuses it rather than import it as that operator.")
+
+
+def chain_kind(op_type: str, attrs: dict[str, Any], weights: list[np.ndarray]) -> str | None:
+    """What one node of a chain becomes: ``"linear"`` (Gemm as ``nn.Linear``), ``"conv"``
+    (``nn.Conv2d``), ``"plain"`` (a weightless module), or ``None`` (no plain equivalent)."""
+    if op_type == "Gemm" and attrs.get("transB", 0) == 1 and not attrs.get("transA", 0) \
+            and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and len(weights) in (1, 2):
+        weight = weights[0]
+        if weight.ndim != 2 or (len(weights) == 2 and weights[1].shape != (weight.shape[0],)):
+            return None
+        return "linear"
+    if op_type == "Conv" and len(weights) in (1, 2) and weights[0].ndim == 4 \
+            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"):
+        weight, groups = weights[0], attrs.get("group", 1)
+        pads(attrs.get("pads"), 2)
+        if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups \
+                or (len(weights) == 2 and weights[1].shape != (weight.shape[0],)):
+            return None
+        return "conv"
+    if weights:
+        return None
+    if op_type in ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Identity", "Dropout"):
+        return "plain"
+    if op_type == "MaxPool" and len(attrs["kernel_shape"]) == 2 and not attrs.get("ceil_mode", 0):
+        pads(attrs.get("pads"), 2)
+        return "plain"
+    if op_type == "Flatten" and attrs.get("axis", 1) == 1:
+        return "plain"
+    return None
+
+
+def static_shapes(model: Any) -> dict[str, list[int]]:
+    """Shapes that shape inference could fix, by value name (dims it could not fix are 0)."""
+    shapes = {}
+    for info in [*model.graph.value_info, *model.graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        shapes[info.name] = [int(d.dim_value) if d.HasField("dim_value") else 0 for d in dims]
+    return shapes
+
+
+@dataclass(frozen=True)
+class Step:
+    """One layer of a chain: its node's operator, attributes and weights, and what it becomes
+    (:func:`chain_kind`, or ``"reshape"`` with the per-sample ``shape`` a Reshape gives)."""
+
+    op_type: str
+    attrs: dict[str, Any]
+    weights: list[np.ndarray]
+    kind: str
+    shape: tuple[int, ...] = ()
+
+
+def chain_steps(model: Any) -> list[Step] | None:
+    """The layers of a graph that is a single chain of nodes with plain torch equivalents, in
+    order, else ``None`` (may raise ``KeyError``/``ValueError``/``TypeError``/``IndexError`` on
+    a malformed graph, and :class:`UnsupportedOperator` on asymmetric padding)."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    constants = {node.output[0]: numpy_helper.to_array(attributes(node)["value"])
+                 for node in graph.node if node.op_type == "Constant"}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        return None
+    static: dict[str, list[int]] | None = None
+    current = inputs[0]
+    steps: list[Step] = []
+    for node in graph.node:
+        if node.domain not in STANDARD_DOMAINS:
+            return None
+        if node.op_type == "Constant":
+            continue
+        if node.op_type == "Shape" or not node.input or node.input[0] != current:
+            # a side computation (e.g. the shape arithmetic torch exports for Unflatten) may read
+            # the chain's shape, never its values
+            if node.op_type in SHAPE_ARITHMETIC and (current not in node.input or node.op_type == "Shape"):
+                continue
+            return None
+        extra = list(node.input[1:])
+        attrs = attributes(node)
+        if node.op_type == "Reshape" and len(extra) == 1:
+            known = {**initializers, **constants}
+            if extra[0] in known:
+                shape = [int(v) for v in np.array(known[extra[0]]).ravel()]
+            else:
+                if static is None:
+                    import onnx
+
+                    static = static_shapes(onnx.shape_inference.infer_shapes(model))
+                shape = [-1, *static.get(node.output[0], [0])[1:]]
+            if shape[0] not in (-1, 0) or len(shape) < 2 or any(v <= 0 for v in shape[1:]):
+                return None
+            steps.append(Step(node.op_type, attrs, [], "reshape", tuple(shape[1:])))
+        else:
+            if any(name not in initializers for name in extra if name):
+                return None
+            weights = [initializers[name] for name in extra if name]
+            kind = chain_kind(node.op_type, attrs, weights)
+            if kind is None:
+                return None
+            steps.append(Step(node.op_type, attrs, weights, kind))
+        current = node.output[0]
+    if current != graph.output[0].name:
+        return None
+    return steps
+
+
+def chain_unit_layers(model: Any, *, source: str, max_layers: int, max_values: int) -> list[Any] | None:
+    """The first ``max_layers`` weighted layers of a loaded ``onnx.ModelProto`` as
+    :class:`~tafa.weights.layers.UnitLayer` rows, exactly as :func:`~tafa.weights.layers.unit_layers`
+    reads the module :func:`~tafa.models.onnx_import.import_onnx` makes of it (a chain's Linear
+    and Conv2d layers, float32 weights read as float64; ``[]`` for a graph the import runs node
+    by node; ``None`` for one it cannot import), at most ``max_values`` values in all. Needs
+    no torch: what a sandbox worker of ONNX files runs."""
+    from ..weights.layers import MAX_LAYER_VALUES, MAX_UNITS, UnitLayer, refuse_non_finite
+
+    check_functions(model)
+    try:
+        steps = chain_steps(model)
+    except UnsupportedOperator:
+        return None
+    except (KeyError, ValueError, TypeError, IndexError):
+        steps = None
+    if steps is None:  # the import would run the graph node by node: no Linear or Conv module
+        readable = all(node.domain in STANDARD_DOMAINS and (node.op_type in INTERPRETED or node.op_type == "Constant")
+                       for node in model.graph.node)
+        return [] if readable else None
+    layers: list[UnitLayer] = []
+    total = 0
+    for index, step in enumerate(steps):
+        if step.kind not in ("linear", "conv"):
+            continue
+        if len(layers) >= max_layers or (step.kind == "conv" and step.attrs.get("group", 1) != 1):
+            break
+        shape = step.weights[0].shape
+        values = math.prod(shape) + shape[0]
+        if shape[0] > MAX_UNITS or values > MAX_LAYER_VALUES or total + values > max_values:
+            break
+        total += values
+        weight = np.array(step.weights[0], dtype=np.float32).astype(np.float64)
+        bias = (np.array(step.weights[1], dtype=np.float32).astype(np.float64) if len(step.weights) == 2
+                else np.zeros(shape[0]))
+        vectors = np.concatenate([weight.reshape(len(weight), -1), bias[:, None]], axis=1)
+        refuse_non_finite(str(index), vectors, source)
+        layers.append(UnitLayer(str(index), step.kind, int(shape[1]), vectors))
+    if layers and len(layers) == sum(1 for step in steps if step.kind in ("linear", "conv")):
+        last = layers[-1]
+        layers[-1] = UnitLayer(last.name, last.kind, last.inputs, last.vectors, hidden=False)
+    return layers
