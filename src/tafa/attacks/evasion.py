@@ -1,0 +1,293 @@
+"""A pirate who has read the method: copies that recognise fingerprint queries.
+
+The method is public, so a pirate can serve a copy that recognises tafa's queries and answers them
+from an unrelated model (the *decoy*), while ordinary users get the copy. An :class:`Evasion` is one
+such strategy, by name, behind one verb, :meth:`Evasion.apply`, which returns an
+:class:`EvasiveModel`: a black box that answers every query either from ``copy`` or from ``decoy``
+(the *routers*), or from ``copy`` with its answers disturbed (the ripple and the noise). Innocent
+services could be wrapped the same way, so the benchmark wraps independent models too.
+
+Routers (each counts the inputs it answered from the decoy in :attr:`EvasiveModel.routed`):
+
+- ``batch``: any batch of more than one input goes to the decoy (users ask one input at a time);
+- ``zeros``: inputs with fewer than ``min_zeros`` exact zeros go to the decoy (digit images have
+  many zeros, the fingerprint's probes none);
+- ``grid``: inputs with a value off the ``1/levels`` grid go to the decoy (digit pixels are k/16);
+- ``ranges``: inputs with a feature outside the range the pirate's own data shows go to the decoy
+  (needs ``data``);
+- ``near_duplicate``: stateful: it remembers every input; one within ``eps`` (Euclidean) of an earlier
+  one goes to the decoy, and an input asked again gets exactly its first answer (re-asking finds
+  nothing inconsistent).
+
+Disturbances: ``ripple`` adds ``amplitude * sin(x R)`` (a fixed random projection ``R`` of high
+frequency, which wrecks finite differences at the fingerprint's steps); ``noise`` adds fresh
+Gaussian noise of standard deviation ``sigma`` to every answer.
+
+The evasions of the benchmark are registered in :data:`EVASIONS` at import;
+:func:`register_evasion` adds more.
+
+>>> import numpy as np, torch
+>>> from tafa.models import TorchModel
+>>> copy = TorchModel(torch.nn.Linear(3, 2), (3,))
+>>> decoy = TorchModel(torch.nn.Linear(3, 2), (3,))
+>>> served = get_evasion("batch").apply(copy, decoy)
+>>> x = np.ones((4, 3), dtype=np.float32)
+>>> bool(np.array_equal(served(x), decoy(x))), bool(np.array_equal(served(x[:1]), copy(x[:1])))
+(True, True)
+>>> served.queries, served.routed
+(5, 4)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InvalidParameter, check_param
+from ..models.base import Model
+
+#: Builds the served model from the copy, the decoy (``None`` for the disturbances), the pirate's
+#: data (``None`` unless the evasion needs it) and a seed.
+Builder = Callable[[Model, "Model | None", "np.ndarray | None", int], "EvasiveModel"]
+
+
+@dataclass(frozen=True)
+class Evasion:
+    """A named way of serving a copy so that fingerprint queries do not see it."""
+
+    name: str
+    build: Builder
+    description: str = ""
+    #: Whether it answers some queries from a decoy model (a router), or disturbs the copy's answers.
+    routes: bool = True
+    #: Whether it needs the pirate's own data (``apply(..., data=)``).
+    needs_data: bool = False
+    #: Its parameters, for reports.
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, copy: Model, decoy: Model | None = None, *, data: np.ndarray | None = None,
+              seed: int = 0) -> EvasiveModel:
+        """``copy`` served through this evasion (neither model is changed; a router needs ``decoy``
+        of the same shapes, ``ranges`` the pirate's ``data``, ``(n, *input_shape)``)."""
+        caller = f"Evasion({self.name!r}).apply"
+        check_param("copy", copy, "a tafa Model", isinstance(copy, Model), caller=caller)
+        if self.routes:
+            check_param("decoy", decoy, "a tafa Model with the copy's input and output shapes",
+                        isinstance(decoy, Model) and decoy.input_shape == copy.input_shape
+                        and decoy.output_shape == copy.output_shape, caller=caller)
+        if self.needs_data:
+            check_param("data", None if data is None else np.shape(data),
+                        f"an array of inputs (n, {', '.join(map(str, copy.input_shape))})",
+                        data is not None and np.ndim(data) == len(copy.input_shape) + 1 and len(data) > 0
+                        and tuple(np.shape(data)[1:]) == copy.input_shape, caller=caller)
+        return self.build(copy, decoy if self.routes else None, data, seed)
+
+
+class EvasiveModel(Model):
+    """A black box that answers from ``copy`` and, for some queries, from ``decoy`` (or disturbs the
+    copy's answers); its content hash combines both models' with the evasion's name."""
+
+    def __init__(self, copy: Model, decoy: Model | None, evasion: str) -> None:
+        self.copy = copy
+        self.decoy = decoy
+        self.evasion = evasion
+        #: Inputs answered from the decoy (or disturbed, for the ripple and the noise).
+        self.routed = 0
+        super().__init__(copy.input_shape, copy.output_shape, name=f"{copy.name}|{evasion}",
+                         batch_size=copy.batch_size)
+
+    def content_hash(self) -> str:
+        parts = [self.copy.content_hash(), "" if self.decoy is None else self.decoy.content_hash()]
+        return hashlib.sha256("|".join([*parts, self.evasion]).encode()).hexdigest() if all(parts[:1]) else ""
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.copy.describe(), "name": self.name, "white_box": False, "evasion": self.evasion}
+
+
+class RoutingModel(EvasiveModel):
+    """Answers the inputs :meth:`route` marks from the decoy, the others from the copy."""
+
+    decoy: Model
+
+    @abstractmethod
+    def route(self, x: np.ndarray) -> np.ndarray:
+        """``(b,)`` booleans: which inputs of the batch ``x`` the decoy answers."""
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        to_decoy = np.asarray(self.route(x), dtype=bool)
+        answers = np.empty((len(x), *self.output_shape), dtype=np.float64)
+        if to_decoy.any():
+            answers[to_decoy] = self.decoy(x[to_decoy])
+        if (~to_decoy).any():
+            answers[~to_decoy] = self.copy(x[~to_decoy])
+        self.routed += int(to_decoy.sum())
+        return answers
+
+
+class BatchRouter(RoutingModel):
+    """Batches of more than one input go to the decoy."""
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), len(x) > 1)
+
+
+class ZeroCountRouter(RoutingModel):
+    """Inputs with fewer than ``min_zeros`` exact zeros go to the decoy."""
+
+    def __init__(self, copy: Model, decoy: Model, min_zeros: int = 8) -> None:
+        super().__init__(copy, decoy, f"zeros<{min_zeros}")
+        self.min_zeros = min_zeros
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray((x.reshape(len(x), -1) == 0).sum(axis=1) < self.min_zeros)
+
+
+class GridRouter(RoutingModel):
+    """Inputs with a value off the grid of multiples of ``1/levels`` go to the decoy."""
+
+    def __init__(self, copy: Model, decoy: Model, levels: int = 16, tolerance: float = 1e-6) -> None:
+        super().__init__(copy, decoy, f"grid1/{levels}")
+        self.levels, self.tolerance = levels, tolerance
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        scaled = x.reshape(len(x), -1).astype(np.float64) * self.levels
+        return np.asarray((np.abs(scaled - np.round(scaled)) > self.tolerance).any(axis=1))
+
+
+class RangeRouter(RoutingModel):
+    """Inputs with a feature outside ``[lo, hi]`` (the pirate's data's per-feature range) go to the decoy."""
+
+    def __init__(self, copy: Model, decoy: Model, data: np.ndarray, tolerance: float = 1e-6) -> None:
+        super().__init__(copy, decoy, "ranges")
+        flat = np.asarray(data, dtype=np.float64).reshape(len(data), -1)
+        self.lo, self.hi, self.tolerance = flat.min(axis=0), flat.max(axis=0), tolerance
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        return np.asarray(((flat < self.lo - self.tolerance) | (flat > self.hi + self.tolerance)).any(axis=1))
+
+
+class NearDuplicateRouter(RoutingModel):
+    """Stateful: every input is remembered with its answer; an input asked again gets its first
+    answer, and a new input within ``eps`` (Euclidean) of any earlier one goes to the decoy."""
+
+    def __init__(self, copy: Model, decoy: Model, eps: float = 0.3) -> None:
+        super().__init__(copy, decoy, f"near_duplicate<{eps:g}")
+        self.eps = eps
+        self.seen: dict[bytes, np.ndarray] = {}
+        self._memory = np.zeros((64, int(np.prod(copy.input_shape))), dtype=np.float64)
+        self._count = 0
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        """Decided in order, each new input against every input before it (this batch's included)."""
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        to_decoy = np.zeros(len(x), dtype=bool)
+        for i, row in enumerate(flat):
+            if x[i].tobytes() in self.seen:
+                continue
+            if self._count:
+                gaps = self._memory[:self._count] - row
+                to_decoy[i] = float(np.einsum("ij,ij->i", gaps, gaps).min()) < self.eps ** 2
+            if self._count == len(self._memory):
+                self._memory = np.concatenate([self._memory, np.zeros_like(self._memory)])
+            self._memory[self._count] = row
+            self._count += 1
+        return to_decoy
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        keys = [row.tobytes() for row in x]
+        new = [i for i, key in enumerate(keys) if key not in self.seen]
+        unique = list({keys[i]: i for i in reversed(new)}.values())  # first occurrence of each new input
+        if unique:
+            index = np.array(sorted(unique))
+            answers = super()._forward(x[index])
+            for i, answer in zip(index, answers):
+                self.seen[keys[i]] = answer
+        return np.stack([self.seen[key] for key in keys]).reshape(len(x), *self.output_shape)
+
+
+class RippleModel(EvasiveModel):
+    """The copy's answers plus ``amplitude * sin(x R)``, ``R`` a fixed random projection whose entries
+    have standard deviation ``frequency`` (per input unit)."""
+
+    def __init__(self, copy: Model, amplitude: float = 0.3, frequency: float = 100.0, seed: int = 0) -> None:
+        super().__init__(copy, None, f"ripple{amplitude:g}x{frequency:g}")
+        inputs, outputs = int(np.prod(copy.input_shape)), int(np.prod(copy.output_shape))
+        self.amplitude = amplitude
+        self.projection = np.random.default_rng(seed).normal(0.0, frequency, size=(inputs, outputs))
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        answers = self.copy(x)
+        ripple = self.amplitude * np.sin(x.reshape(len(x), -1).astype(np.float64) @ self.projection)
+        self.routed += len(x)
+        return answers + ripple.reshape(answers.shape)
+
+
+class NoisyModel(EvasiveModel):
+    """The copy's answers plus fresh Gaussian noise of standard deviation ``sigma`` (every call draws anew)."""
+
+    def __init__(self, copy: Model, sigma: float = 0.01, seed: int = 0) -> None:
+        super().__init__(copy, None, f"noise{sigma:g}")
+        self.sigma = sigma
+        self.rng = np.random.default_rng(seed)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        answers = self.copy(x)
+        self.routed += len(x)
+        return answers + self.rng.normal(0.0, self.sigma, size=answers.shape)
+
+
+#: Every registered evasion, by name.
+EVASIONS: dict[str, Evasion] = {}
+
+
+def register_evasion(evasion: Evasion, *, replace: bool = False) -> Evasion:
+    """Add ``evasion`` to :data:`EVASIONS` (an existing name only with ``replace=True``)."""
+    caller = "register_evasion"
+    check_param("evasion", evasion, "an Evasion", isinstance(evasion, Evasion), caller=caller)
+    check_param("evasion.name", evasion.name, "a name not registered yet (or replace=True)",
+                replace or evasion.name not in EVASIONS, caller=caller)
+    EVASIONS[evasion.name] = evasion
+    return evasion
+
+
+def get_evasion(name: str) -> Evasion:
+    """The registered evasion called ``name``."""
+    if name not in EVASIONS:
+        raise InvalidParameter(f"The 'name' parameter of get_evasion must be one of {sorted(EVASIONS)}. "
+                               f"Got {name!r} instead.")
+    return EVASIONS[name]
+
+
+def _register_standard() -> None:
+    def router(name: str, make: Callable[[Model, Model, np.ndarray | None], EvasiveModel], description: str,
+               needs_data: bool = False, **params: Any) -> None:
+        def build(copy: Model, decoy: Model | None, data: np.ndarray | None, _seed: int) -> EvasiveModel:
+            assert decoy is not None  # Evasion.apply checked it
+            return make(copy, decoy, data)
+        register_evasion(Evasion(name, build, description, needs_data=needs_data, params=params))
+
+    router("batch", lambda c, d, _: BatchRouter(c, d, "batch>1"),
+           "batches of more than one input answered by the decoy")
+    router("zeros", lambda c, d, _: ZeroCountRouter(c, d, 8),
+           "inputs with fewer than 8 exact zeros answered by the decoy", min_zeros=8)
+    router("grid", lambda c, d, _: GridRouter(c, d, 16),
+           "inputs with a value off the 1/16 grid answered by the decoy", levels=16)
+    router("ranges", lambda c, d, data: RangeRouter(c, d, np.asarray(data)),
+           "inputs outside the per-feature ranges of the pirate's data answered by the decoy", needs_data=True)
+    router("near_duplicate", lambda c, d, _: NearDuplicateRouter(c, d, 0.3),
+           "stateful: an input within 0.3 of an earlier one answered by the decoy, a repeated input as before",
+           eps=0.3)
+    register_evasion(Evasion("ripple", lambda c, _d, _x, seed: RippleModel(c, 0.3, 100.0, seed),
+                             "the copy's answers plus 0.3 sin(x R), R ~ N(0, 100^2) per entry", routes=False,
+                             params={"amplitude": 0.3, "frequency": 100.0}))
+    register_evasion(Evasion("noise", lambda c, _d, _x, seed: NoisyModel(c, 0.01, seed),
+                             "the copy's answers plus fresh N(0, 0.01^2) noise", routes=False,
+                             params={"sigma": 0.01}))
+
+
+_register_standard()

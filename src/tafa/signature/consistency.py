@@ -1,0 +1,204 @@
+"""Is the suspect one fixed function? Cheap extra queries that expose evasive services.
+
+A pirate who has read the method can answer the fingerprint's queries from another model
+(:mod:`tafa.attacks.evasion`): batches from a decoy and single inputs from the copy, inputs that do
+not look like its data (no exact zeros, off the data's value grid, outside its ranges) from the
+decoy, or any input close to an earlier one from the decoy. Each makes the answers depend on
+something no fixed function depends on. After the fingerprint's own queries, :func:`check_evasion`
+asks a few more (58 by default: 10% of a 576-query measurement) and compares:
+
+1. **Re-asks.** A random subset of the inputs already asked is asked again, half of them one at a
+   time and half inside one shuffled batch mixed with data-like inputs (below); some data-like
+   inputs are asked once more alone. A fixed function answers them as before up to float rounding
+   (batched otherwise, float32 sums differ in their last bits): the difference is compared with
+   :data:`REASK_TOLERANCE` times the spread of the answers.
+2. **Near pairs across styles.** Data-like inputs made from the domain alone (many features at
+   rest, exactly 0 for pixels, the others on a 1/16 grid of the domain's range: what images look
+   like) are asked in the same shuffled batch as copies of themselves moved by a step of
+   :data:`PAIR_STEP` times the domain's scale, either on every feature (no exact zeros, off the
+   grid, outside any range the data shows) or only on the features not at rest (zeros kept, off the
+   grid). A continuous function answers a pair within ``step x its local slope``; a service that
+   routes either member by its style, or the second one because it is close to the first, answers
+   the pair from two models.
+
+The suspect is **evasive** when either comparison finds at least :data:`MIN_DIFFERING` inputs, and
+at least :data:`MIN_FRACTION` of those compared, beyond its tolerance: answers that depend on batch
+size, order or style in a way no fixed function does. The rule counts rather than fires on one
+difference, so that a quantised interface (integer logits, labels), whose answers may jump where a
+tiny step crosses a rounding boundary, is not flagged for a rare jump.
+
+The choice of the re-asked inputs and of the data-like ones is drawn from fresh entropy unless a
+``seed`` is given: a service cannot know in advance which inputs come back.
+
+>>> import numpy as np, torch
+>>> from tafa.domain import parse_domain
+>>> from tafa.models import TorchModel
+>>> torch.manual_seed(0) and None
+>>> model = TorchModel(torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)), (16,))
+>>> inputs = np.random.default_rng(0).random((100, 16)).astype(np.float32)
+>>> check = check_evasion(model, inputs, model(inputs), parse_domain("box:0,1", (16,)), seed=0)
+>>> check.evasive, check.queries
+(False, 58)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..domain import Domain
+from ..errors import check_param, is_integer
+from ..models.base import Model
+
+#: Re-asked answers may differ by this fraction of the answers' spread (float32 batch effects of real
+#: torch and onnxruntime models measure below 1e-6 of it; see benchmarks/evasion.py).
+REASK_TOLERANCE = 1e-4
+#: The step between the two inputs of a near pair, as a fraction of the domain's scale.
+PAIR_STEP = 1e-5
+#: The two answers of a near pair may differ by this fraction of the answers' spread: a continuous model
+#: stays within that unless its slope exceeds 1000 spreads per unit of the domain's scale (the test and
+#: benchmark models measure below 1e-4 of the spread at this step).
+PAIR_TOLERANCE = 1e-2
+#: Levels of the value grid of the data-like inputs (digit pixels are k/16).
+GRID_LEVELS = 16
+#: Fewest differing inputs, and smallest fraction of those compared, that make a comparison evasive.
+MIN_DIFFERING = 2
+MIN_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class EvasionCheck:
+    """What :func:`check_evasion` found (differences are fractions of :attr:`scale`)."""
+
+    evasive: bool
+    reasked: int  #: inputs asked a second time (alone or in another batch)
+    reask_differing: int  #: of them, answered otherwise beyond :attr:`reask_tolerance`
+    reask_max: float  #: the largest re-ask difference
+    pairs: int  #: near pairs asked
+    pairs_differing: int  #: of them, answered further apart than :attr:`pair_tolerance`
+    pairs_max: float  #: the largest difference within a pair
+    queries: int  #: queries the check added
+    scale: float  #: the spread of the answers the differences are measured against
+    reask_tolerance: float = REASK_TOLERANCE
+    pair_tolerance: float = PAIR_TOLERANCE
+    pair_step: float = PAIR_STEP
+
+    @property
+    def note(self) -> str:
+        """One line for the verdict."""
+        found = (f"{self.reask_differing} of {self.reasked} re-asked inputs answered otherwise alone or in another "
+                 f"batch (max {self.reask_max:.3g} of the answers' spread, tolerance {self.reask_tolerance:g}); "
+                 f"{self.pairs_differing} of {self.pairs} pairs of inputs {self.pair_step:g} apart answered up to "
+                 f"{self.pairs_max:.3g} apart (tolerance {self.pair_tolerance:g})")
+        if self.evasive:
+            return (f"EVASIVE SUSPECT: {found}: its answers depend on batch size, order or input style as no fixed "
+                    f"function's do, so its score need not describe the model its users get, and an 'independent' "
+                    f"decision is not evidence ({self.queries} extra queries)")
+        return f"evasion check: answers consistent with one fixed function: {found} ({self.queries} extra queries)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "note": self.note}
+
+
+def _fires(differing: int, compared: int) -> bool:
+    return compared > 0 and differing >= max(MIN_DIFFERING, math.ceil(MIN_FRACTION * compared))
+
+
+def data_like(domain: Domain, count: int, rng: np.random.Generator, levels: int = GRID_LEVELS) -> np.ndarray:
+    """``(count, *shape)`` inputs that look like data, made from the domain alone: a fraction (0.64 to
+    1, drawn per input) of the features at rest (0 where the domain holds 0, else its lower bound),
+    the others on the grid of ``levels`` steps over the domain's range (``k/16`` pixels), up to a
+    brightest step drawn per input (faint, sparse inputs fall inside the ranges real data shows)."""
+    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape).reshape(-1) for b in domain.bounds())
+    rest = np.where((lo <= 0) & (hi >= 0), 0.0, lo)
+    features = lo.size
+    # many faint and sparse inputs (squared draws): they fall inside the narrow ranges real data shows
+    brightest = np.ceil(levels * rng.random((count, 1)) ** 2)
+    grid = lo + np.maximum(1.0, np.ceil(rng.random((count, features)) * brightest)) * (hi - lo) / levels
+    at_rest = rng.random((count, features)) >= 0.6 * rng.random((count, 1)) ** 2
+    return np.where(at_rest, rest, grid).reshape(count, *domain.shape)
+
+
+def near_pairs(domain: Domain, base: np.ndarray, rng: np.random.Generator, step: float = PAIR_STEP) -> np.ndarray:
+    """``base`` moved by ``step`` times the domain's scale (times 0.5 to 1, drawn per feature), towards
+    the domain's inside: even rows on every feature, odd rows only on the features not at rest."""
+    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape).reshape(-1) for b in domain.bounds())
+    flat = base.reshape(len(base), -1).astype(np.float64)
+    rest = np.where((lo <= 0) & (hi >= 0), 0.0, lo)
+    size = step * domain.scale() * rng.uniform(0.5, 1.0, size=flat.shape)
+    sign = np.where(flat >= hi, -1.0, np.where(flat <= lo, 1.0, rng.choice([-1.0, 1.0], size=flat.shape)))
+    moved = np.ones_like(flat, dtype=bool)
+    moved[1::2] = flat[1::2] != rest
+    return (flat + np.where(moved, sign * size, 0.0)).reshape(base.shape)
+
+
+def _differences(first: np.ndarray, second: np.ndarray, scale: float) -> np.ndarray:
+    count = len(first)
+    return np.abs(first.reshape(count, -1) - second.reshape(count, -1)).max(axis=1) / scale
+
+
+def answer_scale(answers: np.ndarray) -> float:
+    """The spread of a set of answers: the root mean over outputs of their variance across inputs
+    (offsets and units of an interface do not change what a fraction of it means); a tiny positive
+    floor for constant answers."""
+    flat = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
+    spread = float(np.sqrt(flat.var(axis=0).mean())) if len(flat) > 1 else 0.0
+    return max(spread, 1e-12 * float(np.abs(flat).max(initial=0.0)), 1e-30)
+
+
+def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain: Domain, *, reask: int = 20,
+                  pairs: int = 16, alone: int = 6, seed: int | None = None) -> EvasionCheck:
+    """Ask ``model`` ``reask + 2 * pairs + alone`` more queries (58 by default) and judge whether its
+    answers are those of one fixed function (see the module's description).
+
+    ``inputs`` and ``answers``: what the verification already asked and was answered (the re-asked
+    inputs are drawn from them; at least one). ``seed``: ``None`` draws from fresh entropy (what a
+    verification against a real suspect should do); an integer makes the check reproducible."""
+    caller = "check_evasion"
+    check_param("model", model, "a tafa Model", isinstance(model, Model), caller=caller)
+    inputs = np.asarray(inputs, dtype=np.float32)
+    answers = np.asarray(answers, dtype=np.float64)
+    check_param("inputs", np.shape(inputs), f"a non-empty array of inputs (n, {model.input_shape})",
+                inputs.ndim == len(model.input_shape) + 1 and len(inputs) > 0
+                and inputs.shape[1:] == model.input_shape, caller=caller)
+    check_param("answers", np.shape(answers), f"the model's answers to inputs, ({len(inputs)}, {model.output_shape})",
+                answers.shape == (len(inputs), *model.output_shape), caller=caller)
+    for name, value in (("reask", reask), ("pairs", pairs), ("alone", alone)):
+        check_param(name, value, "an integer >= 0", is_integer(value) and value >= 0, caller=caller)
+    check_param("alone", alone, f"at most pairs ({pairs})", alone <= pairs, caller=caller)
+    rng = np.random.default_rng(seed)
+    before = model.queries
+
+    chosen = rng.permutation(len(inputs))[:reask]
+    singles, batched = chosen[: (len(chosen) + 1) // 2], chosen[(len(chosen) + 1) // 2:]
+    base = data_like(domain, pairs, rng).astype(np.float32)
+    moved = near_pairs(domain, base.astype(np.float64), rng).astype(np.float32)
+    mixed = np.concatenate([inputs[batched], base, moved])
+    order = rng.permutation(len(mixed))
+    mixed_answers = np.empty((len(mixed), *model.output_shape))
+    if len(mixed):
+        mixed_answers[order] = model(mixed[order])
+    single_answers = np.stack([model(inputs[i:i + 1])[0] for i in singles]) if len(singles) else None
+    base_alone = np.stack([model(base[i:i + 1])[0] for i in range(alone)]) if alone else None
+
+    answered_batched = mixed_answers[:len(batched)]
+    answered_base = mixed_answers[len(batched):len(batched) + pairs]
+    answered_moved = mixed_answers[len(batched) + pairs:]
+    scale = answer_scale(np.concatenate([answers, mixed_answers]))
+    reasks = [_differences(answers[batched], answered_batched, scale)]
+    if single_answers is not None:
+        reasks.append(_differences(answers[singles], single_answers, scale))
+    if base_alone is not None:
+        reasks.append(_differences(answered_base[:alone], base_alone, scale))
+    reask_gaps = np.concatenate(reasks)
+    pair_gaps = _differences(answered_base, answered_moved, scale)
+    reask_differing = int((reask_gaps > REASK_TOLERANCE).sum())
+    pairs_differing = int((pair_gaps > PAIR_TOLERANCE).sum())
+    evasive = _fires(reask_differing, len(reask_gaps)) or _fires(pairs_differing, len(pair_gaps))
+    return EvasionCheck(evasive=evasive, reasked=len(reask_gaps), reask_differing=reask_differing,
+                        reask_max=float(reask_gaps.max(initial=0.0)), pairs=len(pair_gaps),
+                        pairs_differing=pairs_differing, pairs_max=float(pair_gaps.max(initial=0.0)),
+                        queries=model.queries - before, scale=scale)

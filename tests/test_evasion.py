@@ -1,0 +1,181 @@
+"""A pirate who has read the method (issue 21): evasion wrappers that answer probe-like queries from
+another model, and the check that exposes answers no fixed function gives, on the committed models."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tafa import Fingerprint
+from tafa.attacks import quantize
+from tafa.attacks.evasion import (EVASIONS, Evasion, EvasiveModel, NearDuplicateRouter, get_evasion,
+                                  register_evasion)
+from tafa.bench.datasets import load_task
+from tafa.domain import parse_domain
+from tafa.errors import InvalidParameter
+from tafa.models import Model, TorchModel, open_model
+from tafa.signature.consistency import PAIR_TOLERANCE, REASK_TOLERANCE, EvasionCheck, check_evasion
+
+DIGITS = load_task("digits").split("other").x.numpy()
+REAL = DIGITS[:150]
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def owner(classifier) -> TorchModel:
+    return TorchModel(classifier.owner, SHAPE, name="owner")
+
+
+@pytest.fixture(scope="module")
+def decoy(classifier) -> TorchModel:
+    return TorchModel(classifier.independent, SHAPE, name="independent")
+
+
+@pytest.fixture(scope="module")
+def probe_inputs(classifier) -> np.ndarray:
+    fingerprint = Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE, second_stage=False)
+    return fingerprint.scheme.make_signature().inputs(fingerprint.probes)
+
+
+def one_at_a_time(model: Model, inputs: np.ndarray) -> np.ndarray:
+    return np.concatenate([model(inputs[i:i + 1]) for i in range(len(inputs))])
+
+
+def serve(name: str, owner: Model, decoy: Model) -> EvasiveModel:
+    return get_evasion(name).apply(owner, decoy, data=DIGITS, seed=0)
+
+
+# ----------------------------------------------------------------- the wrappers do what they say
+def test_batch_router(owner, decoy):
+    served = serve("batch", owner, decoy)
+    assert np.array_equal(served(REAL[:5]), decoy(REAL[:5]))
+    assert np.array_equal(served(REAL[:1]), owner(REAL[:1]))
+    assert served.routed == 5 and served.queries == 6
+
+
+def test_input_statistics_routers(owner, decoy):
+    uniform = np.random.default_rng(0).random((6, *SHAPE)).astype(np.float32)  # what probes look like
+    for name in ("zeros", "grid", "ranges"):
+        served = serve(name, owner, decoy)
+        assert np.array_equal(served(REAL[:20]), owner(REAL[:20])), name  # digits: zeros, k/16, in range
+        assert np.array_equal(served(uniform), decoy(uniform)), name
+        assert served.routed == len(uniform), name
+    few_zeros = np.full((1, *SHAPE), 0.5, dtype=np.float32)
+    few_zeros.reshape(-1)[:7] = 0.0  # on the grid, 7 zeros
+    assert np.array_equal(serve("zeros", owner, decoy)(few_zeros), decoy(few_zeros))
+    assert np.array_equal(serve("grid", owner, decoy)(few_zeros), owner(few_zeros))
+    above = REAL[:1].copy()
+    above.reshape(-1)[0] = 1.0 / 16  # a corner pixel the pirate's digits never light, still on the grid
+    assert DIGITS.reshape(len(DIGITS), -1)[:, 0].max() == 0.0
+    assert np.array_equal(serve("ranges", owner, decoy)(above), decoy(above))
+    with pytest.raises(InvalidParameter, match="'data' parameter"):
+        get_evasion("ranges").apply(owner, decoy)
+
+
+def test_near_duplicate_router_is_consistent(owner, decoy):
+    served = serve("near_duplicate", owner, decoy)
+    assert isinstance(served, NearDuplicateRouter)
+    x = REAL[:1]
+    near = x + np.float32(0.01)
+    first = served(x)
+    assert np.array_equal(first, owner(x))
+    assert np.array_equal(served(near), decoy(near))  # close to an earlier query
+    assert np.array_equal(served(np.concatenate([near, x])), np.concatenate([decoy(near), first]))  # as before
+    # within one batch, in order: the second of two close inputs goes to the decoy
+    pair = np.concatenate([REAL[1:2], REAL[1:2] + np.float32(0.01)])
+    assert np.array_equal(served(pair), np.concatenate([owner(pair[:1]), decoy(pair[1:])]))
+    assert served.routed == 2
+
+
+def test_ripple_and_noise(owner, decoy):
+    rippled = serve("ripple", owner, decoy)
+    x = np.random.default_rng(1).random((20, *SHAPE)).astype(np.float32)
+    ripple = rippled(x) - owner(x)
+    assert np.abs(ripple).max() <= 0.3 + 1e-12 and np.abs(ripple).max() > 0.2
+    assert np.array_equal(rippled(x), rippled(x))  # a fixed function
+    noisy = serve("noise", owner, decoy)
+    first, second = noisy(x) - owner(x), noisy(x) - owner(x)
+    assert not np.array_equal(first, second)  # fresh noise on every call
+    assert 0.005 < first.std() < 0.02
+
+
+@pytest.mark.parametrize("name", sorted(EVASIONS))
+def test_every_evasion_keeps_the_copys_behaviour_on_real_digits(name, owner, decoy):
+    """A user sending real digits one at a time gets the owner's label."""
+    labels = owner(REAL).argmax(axis=1)
+    agreement = (one_at_a_time(serve(name, owner, decoy), REAL).argmax(axis=1) == labels).mean()
+    assert agreement >= (1.0 if EVASIONS[name].routes else 0.97), agreement
+
+
+def test_registry_and_wrapper(owner, decoy):
+    served = serve("zeros", owner, decoy)
+    assert served.torch_module() is None and served.describe()["evasion"] == "zeros<8"
+    assert len({owner.content_hash(), served.content_hash(), serve("grid", owner, decoy).content_hash()}) == 3
+    with pytest.raises(InvalidParameter, match="'name' parameter of get_evasion"):
+        get_evasion("nope")
+    with pytest.raises(InvalidParameter, match="not registered yet"):
+        register_evasion(Evasion("batch", EVASIONS["batch"].build))
+    with pytest.raises(InvalidParameter, match="'decoy' parameter"):
+        get_evasion("batch").apply(owner)
+    assert get_evasion("ripple").apply(owner).decoy is None
+
+
+# ----------------------------------------------------------------- the check
+def check(model: Model, inputs: np.ndarray, seed: int) -> EvasionCheck:
+    return check_evasion(model, inputs, model(inputs), parse_domain("box:0,1", SHAPE), seed=seed)
+
+
+@pytest.mark.parametrize("name", ["batch", "zeros", "grid", "near_duplicate", "noise"])
+def test_check_flags_routers_and_noise(name, classifier, owner, decoy, probe_inputs):
+    """Wrapped copies and wrapped independents (another independent as decoy) alike; the differences
+    found are thousands of times the tolerances."""
+    for copy, other in ((owner, decoy), (decoy, TorchModel(classifier.references[0], SHAPE))):
+        for seed in range(3):
+            found = check(serve(name, copy, other), probe_inputs, seed)
+            assert found.evasive and "EVASIVE SUSPECT" in found.note, (name, seed, found)
+            assert max(found.reask_max / REASK_TOLERANCE, found.pairs_max / PAIR_TOLERANCE) > 10
+
+
+def test_check_on_a_fixed_ripple_is_not_evasive(owner, decoy, probe_inputs):
+    """The ripple is one fixed (if wild) function: no inconsistency to report; the score must beat it."""
+    assert not check(serve("ripple", owner, decoy), probe_inputs, 0).evasive
+
+
+def _onnx(model: torch.nn.Module, path: Path, shape: tuple[int, ...]) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, *shape),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    return path
+
+
+def test_check_never_flags_plain_models(kind, tmp_path):
+    """Owners, copies, references and independents of every kind, in torch and through onnxruntime
+    (real batch effects), over several draws: nothing evasive, and every difference at least ten times
+    below its tolerance."""
+    fingerprint = Fingerprint.create(kind.owner, kind.domain, input_shape=kind.input_shape, second_stage=False)
+    inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
+    domain = parse_domain(kind.domain, kind.input_shape)
+    models: list[Model] = [TorchModel(m, kind.input_shape) for m in
+                           (kind.owner, quantize(kind.owner, 8), kind.independent, *kind.references[:3])]
+    models += [open_model(str(_onnx(m, tmp_path / f"{i}.onnx", kind.input_shape)))
+               for i, m in enumerate((kind.owner, kind.independent))]
+    for model in models:
+        for seed in range(3):
+            answers = model(inputs)
+            found = check_evasion(model, inputs, answers, domain, seed=seed)
+            assert not found.evasive and found.reask_differing == 0 and found.pairs_differing == 0, (model.name, found)
+            assert found.reask_max < REASK_TOLERANCE / 10 and found.pairs_max < PAIR_TOLERANCE / 10
+            assert found.queries == 58 and "consistent" in found.note
+
+
+def test_check_validates(owner, probe_inputs):
+    domain = parse_domain("box:0,1", SHAPE)
+    with pytest.raises(InvalidParameter, match="'answers' parameter of check_evasion"):
+        check_evasion(owner, probe_inputs, np.zeros((3, 10)), domain)
+    with pytest.raises(InvalidParameter, match="'reask' parameter of check_evasion"):
+        check_evasion(owner, probe_inputs[:4], owner(probe_inputs[:4]), domain, reask=-1)
