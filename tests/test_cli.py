@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tafa.signature.consistency import CHECK_QUERIES
 import torch
 from safetensors.torch import save_file
 
@@ -86,7 +88,8 @@ def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
         assert {"decision", "score", "threshold", "alpha_requested", "bound", "queries", "n_references"} <= set(verdict)
         # two stages (an MLP owner), each a parametric tail at half of alpha; the second runs only when the
         # first does not fire
-        assert verdict["queries"] == sum(stage["queries"] for stage in verdict["stages"])
+        stages = sum(stage["queries"] for stage in verdict["stages"])
+        assert verdict["queries"] == stages + verdict["evasion"]["queries"]
         assert verdict["n_references"] == 18
         assert verdict["stages"][0]["queries"] == 576 and verdict["bound_method"] == "bonferroni:parametric+parametric"
         assert verdict["rank_bound"] == pytest.approx(1 / 19) and "parametric" in verdict["bound_note"]
@@ -235,7 +238,8 @@ def test_torchscript_and_state_dict_files_take_the_fingerprints_input_shape(file
     assert code == 0, err
     verdict = json.loads(out)
     # eight references cannot support the default alpha 0.01 by rank: scored, not decided
-    assert verdict["n_references"] == 8 and verdict["queries"] == 576 and verdict["decision"] == "undecided"
+    assert verdict["n_references"] == 8 and verdict["queries"] == 576 + CHECK_QUERIES
+    assert verdict["decision"] == "undecided"
     assert "needs at least 99 references" in verdict["bound_note"]
 
 
@@ -272,7 +276,7 @@ def test_quiet_is_accepted_after_the_command(files, fingerprint_file, capsys):
     captured = capsys.readouterr()
     # no references: both stages are measured and reported
     total = Fingerprint.load(fingerprint_file).queries()
-    assert code == 0 and json.loads(captured.out)["queries"] == total and captured.err == ""
+    assert code == 0 and json.loads(captured.out)["queries"] == total + CHECK_QUERIES and captured.err == ""
 
 
 def test_fingerprint_out_refuses_to_overwrite_without_force(files, capsys, tmp_path):
@@ -459,7 +463,7 @@ def test_verify_of_a_service_takes_the_shared_opening_options(classifier, finger
     assert sent["network_queries"] >= total and again["cached_queries"] >= total
     assert again["network_queries"] <= sent["network_queries"] - total
     assert json.loads(second[1])["score"] == pytest.approx(1.0, abs=1e-5)
-    _assert_one_line_error(code, err, str(total))
+    _assert_one_line_error(code, err, str(total + CHECK_QUERIES))
     code, _, err = _run(capsys, "verify", str(fingerprint_file), "http://127.0.0.1:1/v2/models/x", "--retries", "-1")
     _assert_one_line_error(code, err, "'retries'")
 

@@ -80,10 +80,10 @@ def test_each_stage_decides_at_its_share_of_alpha_and_a_copy_stops_at_the_first(
     assert calibration.bound == pytest.approx(ALPHA) and calibration.n_references == 18
     copy_ = staged.verify(TorchModel(quantize(classifier.owner, 8), SHAPE), calibration=calibration)
     assert copy_.decision is Decision.DERIVED and copy_.stages[1]["score"] is None
-    assert copy_.queries == staged.stage_queries()[0] and copy_.bound == pytest.approx(ALPHA)
+    assert copy_.queries == staged.stage_queries()[0] + copy_.evasion["queries"] and copy_.bound == pytest.approx(ALPHA)
     independent = staged.verify(TorchModel(classifier.independent, SHAPE), calibration=calibration)
     assert [stage["queries"] for stage in independent.stages] == staged.stage_queries()
-    assert independent.queries == staged.queries()
+    assert independent.queries == staged.queries() + independent.evasion["queries"]
     data = independent.to_dict()
     assert data["bound_method"] == "bonferroni:rank+rank" and len(data["stages"]) == 2
     assert all(stage["alpha"] == pytest.approx(ALPHA / 2) for stage in data["stages"])

@@ -51,7 +51,8 @@ from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
-from .signature.interface import Recognised, measure_suspect
+from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
+from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -623,13 +624,17 @@ class Fingerprint:
 
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
                positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
-               calibration: Rule | None = None, progress: bool = False) -> Verdict:
+               calibration: Rule | None = None, progress: bool = False, check_evasion: bool = True) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
 
         The rule (``calibration``, else :meth:`calibrate` on ``references``) decides: each of its
         stages is measured only when the earlier ones do not already judge the suspect derived
         (with no rule every stage is measured and reported), and "derived" means any stage above
         its own threshold (:meth:`~tafa.decide.rule.Rule.decide`).
+
+        ``check_evasion``: also ask a few inputs again, alone and in other batches, and near pairs of
+        another style (:func:`~tafa.signature.consistency.check_evasion`, 58 queries): a suspect
+        whose answers depend on how it is asked is ``"evasive"`` unless a stage judges it derived.
 
         Without references (and without a ready ``calibration``) the decision is
         ``"undecided"``, and so it is when the references are too few for ``alpha`` by rank
@@ -644,9 +649,10 @@ class Fingerprint:
             calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         started = time.perf_counter()
         before = model.queries
-        measured, recognised = self.measure_recognised(model)
+        measured, recognised, evasion = self._measure_checked(model, check_evasion)
         score = self.compare(measured)
-        queries = model.queries - before
+        checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
+        queries = model.queries - before - checked
         seconds = time.perf_counter() - started
         stages: list[dict[str, Any]] = []
         available = [self] + ([] if self.second is None else [self.second])
@@ -668,6 +674,7 @@ class Fingerprint:
                                "seconds": time.perf_counter() - started})
             queries = sum(stage["queries"] for stage in stages)
             seconds = sum(stage["seconds"] for stage in stages)
+        queries += checked
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
         notes = [] if calibration is not None else ["no references: score reported, no decision made"]
         stored = self.meta.get(PARENT_REFERENCE_SCORES)
@@ -692,7 +699,24 @@ class Fingerprint:
                           "is no evidence of independence, so no stage above its threshold means no decision")
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
-                              positive_scores=positive_scores, notes=notes, stages=stages, unresolved=unresolved)
+                              positive_scores=positive_scores, notes=notes, stages=stages, unresolved=unresolved,
+                              evasive=evasion.note if evasion is not None and evasion.evasive else None,
+                              evasion=None if evasion is None else evasion.to_dict())
+
+    def _measure_checked(self, model: Model, check: bool) -> tuple[Signature, Recognised | None,
+                                                                    EvasionCheck | None]:
+        """The suspect's first-stage signature (its interface undone) and, when ``check`` and the
+        measurement has fixed inputs, the evasion check on the same answers
+        (:func:`~tafa.signature.consistency.check_evasion`: a few inputs asked again, alone and in
+        other batches, and near pairs of another style; fresh randomness each time)."""
+        measurement = self.scheme.make_signature()
+        if not check or measurement.adaptive or getattr(model, "labels_only", False):
+            return *self.measure_recognised(model), None
+        self.check_shapes(model)
+        inputs = measurement.inputs(self.probes)
+        answers = model(inputs)
+        signature, recognised = assemble_suspect(measurement, self.probes, answers, self.owner_signature)
+        return signature, recognised, check_evasion_of(model, inputs, answers, self.domain)
 
     def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
         """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file

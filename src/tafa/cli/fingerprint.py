@@ -163,8 +163,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     suspect = open_options(args).open(args.suspect, input_shapes=[fingerprint.input_shape],
                                       progress=not args.quiet)
     budget = getattr(suspect, "check_budget", None)
-    if budget is not None:
-        budget(fingerprint.queries())
+    if budget is not None:  # every stage, and the evasion check
+        from ..signature.consistency import CHECK_QUERIES
+
+        budget(fingerprint.queries() + CHECK_QUERIES)
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,

@@ -43,6 +43,10 @@ class Decision(StrEnum):
     DERIVED = "derived"
     INDEPENDENT = "independent"
     UNDECIDED = "undecided"
+    #: The suspect answers the same input differently depending on how it is asked (alone, in
+    #: another batch, beside a near input of another style): no fixed function does, so its score
+    #: need not describe the model its users get (:mod:`tafa.signature.consistency`).
+    EVASIVE = "evasive"
 
 
 DECISIONS = tuple(decision.value for decision in Decision)

@@ -41,14 +41,19 @@ class Verdict:
     #: the decision is the :class:`~tafa.decide.rule.Rule`'s.
     stages: list[dict[str, Any]] = field(default_factory=list)
 
+    #: The evasion check's evidence (:class:`~tafa.signature.consistency.EvasionCheck` as a dict;
+    #: ``None``: not run).
+    evasion: dict[str, Any] | None = None
+
     @classmethod
     def decide(cls, score: Score, calibration: Rule | None, *, unresolved: str | None = None,
-               **fields: Any) -> "Verdict":
+               evasive: str | None = None, **fields: Any) -> "Verdict":
         """The rule's decision (:meth:`Rule.decide`) on the stages' scores (``score`` alone
         without stages): ``undecided`` without a rule, or with one whose references cannot
         support the alpha asked for. ``unresolved``: why the measurement cannot show
         independence (answers on a coarse grid): a suspect the rule does not judge derived is
-        then ``undecided``, with that note, never cleared."""
+        then ``undecided``, with that note, never cleared. ``evasive``: why the suspect's answers
+        depend on how it is asked: a suspect the rule does not judge derived is then ``evasive``."""
         notes = list(fields.pop("notes", None) or [])
         if calibration is None:
             decision = Decision.UNDECIDED
@@ -58,6 +63,10 @@ class Verdict:
             if decision is Decision.INDEPENDENT and unresolved:
                 decision = Decision.UNDECIDED
                 notes.append(unresolved)
+        if evasive:
+            notes.append(evasive)
+            if decision is not Decision.DERIVED:
+                decision = Decision.EVASIVE
         return cls(decision=decision, notes=notes, score=score.value, calibration=calibration,
                    per_point=score.spread(), parts=dict(score.parts), **fields)
 
@@ -159,7 +168,7 @@ class Verdict:
             "positives": self.margin(),
             "per_point": self.per_point, "parts": self.parts, "seconds": self.seconds,
             "scheme": self.scheme, "fingerprint_sha256": self.fingerprint_sha256,
-            "suspect": self.suspect, "notes": self.notes,
+            "suspect": self.suspect, "evasion": self.evasion, "notes": self.notes,
         }
 
     def to_json(self) -> str:

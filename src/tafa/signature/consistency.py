@@ -149,8 +149,14 @@ def answer_scale(answers: np.ndarray) -> float:
     return max(spread, 1e-12 * float(np.abs(flat).max(initial=0.0)), 1e-30)
 
 
-def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain: Domain, *, reask: int = 20,
-                  pairs: int = 16, alone: int = 6, seed: int | None = None) -> EvasionCheck:
+#: The check's default share of re-asked inputs, near pairs and data-like inputs asked alone, and
+#: the queries they add (:func:`check_evasion`).
+REASK, PAIRS, ALONE = 20, 16, 6
+CHECK_QUERIES = REASK + 2 * PAIRS + ALONE
+
+
+def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain: Domain, *, reask: int = REASK,
+                  pairs: int = PAIRS, alone: int = ALONE, seed: int | None = None) -> EvasionCheck:
     """Ask ``model`` ``reask + 2 * pairs + alone`` more queries (58 by default) and judge whether its
     answers are those of one fixed function (see the module's description).
 
