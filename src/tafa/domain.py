@@ -15,15 +15,15 @@ Two kinds, both with per-feature parameters broadcast to the model's input shape
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DomainError
+from .errors import DomainError, one_line
+from .fingerprint_file import MAX_HEADER_BYTES, strict_json
+from .storage import read_regular
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,14 +177,13 @@ def parse_domain(spec: str, shape: tuple[int, ...]) -> Domain:
     kind = kind.lower()
     if kind == "box":
         if rest.endswith(".json"):
+            data = read_regular(rest, limit=MAX_HEADER_BYTES, what="Domain bounds file", error=DomainError)
             try:
-                bounds = json.loads(Path(rest).read_text())
+                bounds = strict_json(data, what=f"Domain bounds file {rest!r}")
                 return Box(shape, bounds["lo"], bounds["hi"])
-            except FileNotFoundError:
-                raise DomainError(f"Domain bounds file {rest!r} does not exist.") from None
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
+            except (ValueError, RecursionError, KeyError, TypeError) as error:
                 raise DomainError(f"Domain bounds file {rest!r} must be JSON with 'lo' and 'hi' "
-                                  f"({type(error).__name__}: {error}).") from None
+                                  f"({type(error).__name__}: {one_line(error)[:200]}).") from None
         values = _numbers(rest, spec)
         if len(values) != 2:
             raise DomainError(f"Domain spec {spec!r} must give two numbers, 'box:LO,HI'.")

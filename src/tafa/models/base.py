@@ -13,8 +13,6 @@ hashed with numpy alone, so ``tafa verify`` of such a suspect never imports torc
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -102,13 +100,10 @@ def file_hash(path: str, *, max_bytes: int | None = None) -> str:
     that yields more bytes than its size says (``/proc/self/pagemap`` says 0 and never ends)
     or than ``max_bytes`` is refused (:class:`~tafa.errors.ModelLoadError`)."""
     from ..errors import ModelLoadError
+    from ..storage import open_regular
 
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise ModelLoadError(f"{path!r} is not a regular file; refused.")
-        limit = info.st_size if max_bytes is None else min(max_bytes, info.st_size)
+    with open_regular(path, lambda why: ModelLoadError(f"{path!r} {why}; refused.")) as (handle, size):
+        limit = size if max_bytes is None else min(max_bytes, size)
         digest = hashlib.sha256()
         total = 0
         for block in iter(lambda: handle.read(1 << 20), b""):
