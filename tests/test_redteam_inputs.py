@@ -26,6 +26,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -35,8 +36,10 @@ from test_stored_state import run_measured
 
 from tafa import Fingerprint
 from tafa.cli import main
-from tafa.errors import FingerprintError
+from tafa.domain import parse_domain
+from tafa.errors import DomainError, FingerprintError, NonFiniteOutput
 from tafa.fingerprint_file import MAX_HEADER_BYTES, MAX_JSON_VALUES, check_json_size, content_hash, decode
+from tafa.models import TorchModel
 
 SHAPE = (1, 8, 8)
 #: What a refusal may cost: seconds, and bytes of tafa's own process at its peak.
@@ -301,3 +304,72 @@ def test_named_files_must_be_small_regular_files(files, tmp_path, capsys, what):
     if what != "too large":  # a fingerprint may be larger (1 GiB); its reader is the same
         code, lines, _ = _cli(capsys, "info", str(special("owner.tafa")))
         _refused(code, lines, "Fingerprint file", needle)
+
+
+# ------------------------------------------------------------------ findings 7 and 9: float arithmetic
+
+
+@pytest.mark.parametrize("spec", ["box:-1e308,1e308", "box:0,1e308", "box:-3e38,3e38", "box:0,1e-300",
+                                  "gaussian:0,1e-320", "gaussian:0,1e300",
+                                  "gaussian:1e308,1", "gaussian:0,5e-324"])
+def test_domains_beyond_float_arithmetic_are_refused(spec):
+    with _warnings_are_errors(), pytest.raises(DomainError):
+        parse_domain(spec, SHAPE)
+
+
+@pytest.mark.parametrize("spec", ["box:-1e29,1e29", "box:0,1e-30", "gaussian:0,1e-30", "gaussian:1e29,1e28"])
+def test_domains_within_float_arithmetic_are_accepted(spec):
+    with _warnings_are_errors():
+        assert parse_domain(spec, SHAPE).sample(4, seed=0).shape == (4, *SHAPE)
+
+
+def test_a_domain_bounds_file_beyond_float_arithmetic_is_refused(tmp_path):
+    bounds = tmp_path / "bounds.json"
+    bounds.write_text(json.dumps({"lo": -1e308, "hi": 1e308}))
+    with _warnings_are_errors(), pytest.raises(DomainError, match="at most 1e\\+30"):
+        parse_domain(f"box:{bounds}", SHAPE)
+
+
+@pytest.mark.parametrize("spec", ["box:-1e308,1e308", "gaussian:0,1e-320"])
+def test_unusable_domains_are_one_line_on_the_command_line(files, tmp_path, capsys, spec):
+    """``box:-1e308,1e308`` ended in an OverflowError traceback; ``gaussian:0,1e-320`` wrote a
+    fingerprint whose verification printed a RuntimeWarning (overflow in the finite differences)."""
+    out = tmp_path / "out.tafa"
+    code, lines, _ = _cli(capsys, "fingerprint", str(files["owner"]), "--domain", spec, "--out", str(out))
+    _refused(code, lines, "domain")
+    assert not out.exists() and not Path(str(out) + ".commitment.json").exists()
+
+
+def test_a_suspect_with_huge_answers_is_scored_or_refused_without_warnings(files, classifier, capsys):
+    """A copy that multiplies the owner's outputs by 1e30 is still scored as the owner (the
+    signature is scale-free); one that multiplies them by 1e300, beyond float32's range, is refused
+    in one line (its squares overflowed float64 in the similarity: score 0 or NaN, and
+    RuntimeWarnings on stderr)."""
+    code, lines, out = _cli(capsys, "verify", str(files["fingerprint"]), str(files[1e30]), "--json")
+    assert code == 0 and not lines, lines
+    assert json.loads(out)["score"] == pytest.approx(1.0, abs=1e-6)
+    code, lines, _ = _cli(capsys, "verify", str(files["fingerprint"]), str(files[1e300]))
+    _refused(code, lines, "float32's range")
+    fingerprint = Fingerprint.load(files["fingerprint"])
+    with _warnings_are_errors():
+        assert fingerprint.score(TorchModel(Scaled(classifier.owner, 1e30), SHAPE)).value == pytest.approx(1.0)
+        with pytest.raises(NonFiniteOutput, match="float32's range"):
+            fingerprint.score(TorchModel(Scaled(classifier.owner, 1e300), SHAPE))
+
+
+def test_finite_differences_that_overflow_are_refused_not_warned(files):
+    """Answers within float32's range over steps far below it (a fingerprint's steps are read from
+    its file) overflow float64 in the finite differences: one error, not inf and warnings."""
+    from dataclasses import replace
+
+    from tafa.signature.derivatives import Derivatives
+
+    probes = Fingerprint.load(files["fingerprint"]).probes
+    tiny = replace(probes, steps=np.full_like(probes.steps, 1e-300))
+    signature = Derivatives()
+    queries, minus = signature.queries(tiny), probes.directions.shape[0] * probes.directions.shape[1]
+    answers = np.where(np.arange(queries)[:, None] < queries - minus, 3e38, -3e38) * np.ones(10)  # f(x+hu) - f(x-hu)
+    with _warnings_are_errors():
+        assert np.isfinite(signature.assemble(probes, answers)["derivatives"]).all()
+        with pytest.raises(NonFiniteOutput, match="overflow float64"):
+            signature.assemble(tiny, answers)

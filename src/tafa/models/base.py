@@ -23,6 +23,11 @@ from ..errors import NonFiniteOutput, ShapeMismatch
 if TYPE_CHECKING:
     import torch
 
+#: Largest magnitude of an answer tafa accepts: float32's range. Models are queried with float32
+#: inputs; a bound keeps every signature and similarity computed from answers (squares, sums,
+#: differences over small steps) finite in float64, so no arithmetic overflows on a hostile answer.
+MAX_ANSWER = float(np.finfo(np.float32).max)
+
 
 class Model(ABC):
     """A model that answers batches of inputs with batches of outputs, counting queries."""
@@ -57,9 +62,11 @@ class Model(ABC):
             if out.shape != (len(batch), *self.output_shape):
                 raise ShapeMismatch(f"{self.name} answered shape {out.shape[1:]} for inputs of shape "
                                     f"{self.input_shape}; expected {self.output_shape}.")
-            if not np.all(np.isfinite(out)):
-                raise NonFiniteOutput(f"{self.name} answered NaN or inf for "
-                                      f"{int((~np.isfinite(out)).any(axis=tuple(range(1, out.ndim))).sum())}"
+            usable = np.abs(out) <= MAX_ANSWER  # False for NaN too
+            if not np.all(usable):
+                raise NonFiniteOutput(f"{self.name} answered NaN or inf, or a number beyond +-{MAX_ANSWER:.3g} "
+                                      f"(float32's range), for "
+                                      f"{int((~usable).any(axis=tuple(range(1, out.ndim))).sum())}"
                                       f" of {len(batch)} inputs.")
             answers.append(out)
         if not answers:
