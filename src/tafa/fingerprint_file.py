@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from typing import Any
 
 import numpy as np
@@ -46,8 +45,10 @@ MAX_FILE_BYTES = 1 << 30
 #: precision and a second stage (301,146 JSON values); a 3 x 224 x 224 box:0,1 takes 1.5 MB.
 MAX_HEADER_BYTES = 32 << 20
 #: Most JSON values (numbers, strings, lists, objects) one header or stored JSON text holds,
-#: counted before it is parsed: parsing costs up to ~80 bytes of memory per value.
-MAX_JSON_VALUES = 1 << 21
+#: counted before it is parsed (parsing costs up to ~150 bytes per value: an object of 2^20
+#: distinct keys peaks near 200 MiB). A per-feature domain takes two values per input feature;
+#: the largest input whose default fingerprint fits :data:`MAX_FILE_BYTES` has 233,000 features.
+MAX_JSON_VALUES = 1 << 20
 #: Deepest nesting of lists and objects in JSON read back (a header nests 5 deep).
 MAX_JSON_DEPTH = 32
 #: Most arrays one fingerprint holds (probes, owner signature, verifier parameters).
@@ -149,12 +150,8 @@ def recorded_sha256(data: bytes, *, source: str) -> str:
     return str(value)
 
 
-#: An escape inside a JSON string (a backslash and the character it escapes).
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)
-#: A JSON string once its escapes are gone.
-_STRING = re.compile(rb'"[^"]*"')
-#: Anything but brackets and braces.
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+#: Every byte but brackets and braces (deleted to measure the nesting).
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 def check_json_size(text: str | bytes, *, what: str, max_values: int = MAX_JSON_VALUES,
@@ -162,11 +159,15 @@ def check_json_size(text: str | bytes, *, what: str, max_values: int = MAX_JSON_
     """Refuse JSON ``text`` that holds more than ``max_values`` values or nests deeper than
     ``max_depth``, *before* it is parsed (``ValueError`` naming ``what``).
 
-    Linear-time scans in C (regular expressions without backtracking, ``count``) over the text
-    with its strings cut out: the number of values is at most the commas plus the lists and
-    objects plus one, and the depth is the running count of open brackets.
+    Scans in C that allocate nothing per value (``bytes.count``, ``bytes.translate``, one
+    numpy pass over the brackets): the number of values is at most the commas plus the opening
+    brackets plus one, and the depth is the running count of open brackets. Commas and brackets
+    inside strings are counted too, so the count is an upper bound: a header would need a million
+    commas, or dozens of unmatched brackets, in its strings to be refused wrongly. Closing
+    brackets inside strings can hide depth; Python's json then stops at its recursion limit
+    (``RecursionError``, which the callers refuse), having built little.
 
-    >>> check_json_size('{"a": [1, 2, "[[[,,,"]}', what="x")
+    >>> check_json_size('{"a": [1, 2, {"b": []}]}', what="x")
     >>> check_json_size("[" + "[]," * 9 + "[]]", what="the header", max_values=5)
     Traceback (most recent call last):
     ...
@@ -176,16 +177,16 @@ def check_json_size(text: str | bytes, *, what: str, max_values: int = MAX_JSON_
     ...
     ValueError: the header nests lists and objects 40 deep; at most 32 are read
     """
-    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    bare = _STRING.sub(b"", _ESCAPE.sub(b"", data))
-    del data
-    opening = bare.count(b"[") + bare.count(b"{")
-    values = bare.count(b",") + opening + 1
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    values = data.count(b",") + data.count(b"[") + data.count(b"{") + 1
     if values > max_values:
         raise ValueError(f"{what} holds {values} JSON values or more; at most {max_values} are read")
-    codes = np.frombuffer(_NOT_BRACKET.sub(b"", bare), dtype=np.uint8)
-    if codes.size != 2 * opening:
-        raise ValueError(f"{what} is not JSON (its brackets do not pair up)")
+    brackets = data.translate(None, _NOT_BRACKETS)
+    del data
+    if len(brackets) > 2 * max_values:
+        raise ValueError(f"{what} holds {len(brackets)} brackets; JSON of at most {max_values} values has at most "
+                         f"{2 * max_values}")
+    codes = np.frombuffer(brackets, dtype=np.uint8)
     steps = np.where((codes == ord("[")) | (codes == ord("{")), np.int8(1), np.int8(-1))
     deepest = int(np.cumsum(steps, dtype=np.int32).max()) if steps.size else 0
     if deepest > max_depth:
