@@ -337,6 +337,15 @@ def test_domains_within_float_arithmetic_are_accepted(spec):
         assert parse_domain(spec, SHAPE).sample(4, seed=0).shape == (4, *SHAPE)
 
 
+def test_a_domain_near_the_limit_fingerprints_and_verifies_without_warnings(classifier):
+    """Bounds of 1e29 pass; the second stage's search for first-layer boundaries divided huge
+    pre-activations by near-zero gradient norms it then discarded ("overflow encountered in divide")."""
+    with _warnings_are_errors():
+        fingerprint = Fingerprint.create(classifier.owner, "box:-1e29,1e29", input_shape=SHAPE, points=8,
+                                         directions=2, seed=1)
+        assert fingerprint.score(TorchModel(classifier.owner, SHAPE)).value == pytest.approx(1.0)
+
+
 def test_a_domain_bounds_file_beyond_float_arithmetic_is_refused(tmp_path):
     bounds = tmp_path / "bounds.json"
     bounds.write_text(json.dumps({"lo": -1e308, "hi": 1e308}))
