@@ -42,8 +42,8 @@ import numpy as np
 
 from .errors import FingerprintError, TafaError, TamperedFingerprint, one_line
 from .fingerprint import Fingerprint, ModelLike
-from .fingerprint_file import tafa_version
-from .storage import write_atomically
+from .fingerprint_file import MAX_HEADER_BYTES, strict_json, tafa_version
+from .storage import read_regular, write_atomically
 
 FORMAT = "tafa-commitment"
 VERSION = 1
@@ -51,8 +51,9 @@ VERSION = 1
 #: Suffix of the commitment file written next to a fingerprint file.
 SUFFIX = ".commitment.json"
 
-#: Largest commitment file read (the domain's bounds are stored per input feature).
-MAX_BYTES = 64 * 1024 ** 2
+#: Largest commitment file read (the domain's bounds are stored per input feature, as in a
+#: fingerprint's header).
+MAX_BYTES = MAX_HEADER_BYTES
 
 
 def commitment_path(fingerprint_path: str | os.PathLike[str]) -> Path:
@@ -108,15 +109,9 @@ class Commitment:
     def load(cls, path: str | os.PathLike[str], *, digest: str | None = None) -> "Commitment":
         """Read a commitment file (:class:`FingerprintError` if unreadable); with ``digest``
         (the published value) refuse one whose :attr:`digest` differs (:class:`TamperedFingerprint`)."""
-        file = Path(path)
-        if not file.is_file():
-            raise FingerprintError(f"Commitment file {str(path)!r} does not exist.")
+        raw = read_regular(path, limit=MAX_BYTES, what="Commitment file", error=FingerprintError)
         try:
-            with open(file, "rb") as handle:
-                raw = handle.read(MAX_BYTES + 1)
-            if len(raw) > MAX_BYTES:
-                raise FingerprintError(f"{str(path)!r} is larger than {MAX_BYTES} bytes; not a tafa commitment.")
-            data = json.loads(raw.decode("utf-8"))
+            data = strict_json(raw, what="the commitment")
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise FingerprintError(f"{str(path)!r} is not a tafa commitment file.")
             if data.get("version") != VERSION:

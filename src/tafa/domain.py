@@ -15,15 +15,15 @@ Two kinds, both with per-feature parameters broadcast to the model's input shape
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DomainError
+from .errors import DomainError, one_line
+from .fingerprint_file import MAX_HEADER_BYTES, strict_json
+from .storage import read_regular
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +72,27 @@ def _broadcast(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
                           f"model's input shape {shape}.") from None
 
 
+#: Largest magnitude of a bound, a width, a mean or 4 std: probes and their steps must stay
+#: finite in float32 (what models are queried with) with room to spare.
+MAX_MAGNITUDE = 1e30
+#: Smallest width or std: float32's smallest normal number (a subnormal scale loses its
+#: precision, and finite differences over steps that small overflow).
+MIN_SCALE = float(np.finfo(np.float32).tiny)
+
+
+def _check_scale(kind: str, values: dict[str, np.ndarray], what: str, scale: Any) -> None:
+    """Refuse ``values`` beyond :data:`MAX_MAGNITUDE`, then a ``scale()`` (computed only when
+    the values are in range, so it cannot overflow) beyond it or below :data:`MIN_SCALE`."""
+    for name, array in values.items():
+        if np.any(np.abs(array) > MAX_MAGNITUDE):
+            raise DomainError(f"The {kind} domain's {name} must be at most {MAX_MAGNITUDE:g} in magnitude "
+                              f"(got {_short(array)}).")
+    width = scale()
+    if np.any(width > MAX_MAGNITUDE) or np.any(width < MIN_SCALE):
+        raise DomainError(f"The {kind} domain's {what} must be between {MIN_SCALE:.3g} (float32's smallest normal "
+                          f"number) and {MAX_MAGNITUDE:g} (got {_short(width)}).")
+
+
 def _short(array: np.ndarray) -> str:
     flat = np.unique(array)
     return f"{flat[0]:g}" if flat.size == 1 else f"[{array.min():g}..{array.max():g}]"
@@ -92,6 +113,8 @@ class Box(Domain):
         if np.any(hi_array <= lo_array):
             raise DomainError("The box domain's upper bounds must exceed its lower bounds "
                               f"(got lo={_short(lo_array)}, hi={_short(hi_array)}).")
+        _check_scale("box", {"lower bounds": lo_array, "upper bounds": hi_array}, "width (hi - lo)",
+                     lambda: hi_array - lo_array)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "lo", lo_array)
         object.__setattr__(self, "hi", hi_array)
@@ -124,6 +147,10 @@ class Gaussian(Domain):
             raise DomainError("The Gaussian domain's mean and std must be finite numbers.")
         if np.any(std_array <= 0):
             raise DomainError(f"The Gaussian domain's std must be > 0 (got {_short(std_array)}).")
+        _check_scale("Gaussian", {"mean": mean_array}, "std", lambda: std_array)
+        if np.any(np.abs(mean_array) + 4 * std_array > MAX_MAGNITUDE):
+            raise DomainError(f"The Gaussian domain's mean +- 4 std must stay within +-{MAX_MAGNITUDE:g} "
+                              f"(got mean={_short(mean_array)}, std={_short(std_array)}).")
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "mean", mean_array)
         object.__setattr__(self, "std", std_array)
@@ -177,14 +204,13 @@ def parse_domain(spec: str, shape: tuple[int, ...]) -> Domain:
     kind = kind.lower()
     if kind == "box":
         if rest.endswith(".json"):
+            data = read_regular(rest, limit=MAX_HEADER_BYTES, what="Domain bounds file", error=DomainError)
             try:
-                bounds = json.loads(Path(rest).read_text())
+                bounds = strict_json(data, what=f"Domain bounds file {rest!r}")
                 return Box(shape, bounds["lo"], bounds["hi"])
-            except FileNotFoundError:
-                raise DomainError(f"Domain bounds file {rest!r} does not exist.") from None
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
+            except (ValueError, RecursionError, KeyError, TypeError) as error:
                 raise DomainError(f"Domain bounds file {rest!r} must be JSON with 'lo' and 'hi' "
-                                  f"({type(error).__name__}: {error}).") from None
+                                  f"({type(error).__name__}: {one_line(error)[:200]}).") from None
         values = _numbers(rest, spec)
         if len(values) != 2:
             raise DomainError(f"Domain spec {spec!r} must give two numbers, 'box:LO,HI'.")

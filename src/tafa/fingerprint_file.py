@@ -28,20 +28,29 @@ import hashlib
 import json
 import math
 import os
-import stat
 from typing import Any
 
 import numpy as np
 
 from .errors import FingerprintError, TamperedFingerprint, one_line
+from .storage import read_regular
 
 FORMAT = "tafa-fingerprint"
 VERSION = 1
 
 #: Largest fingerprint file read (the domain's bounds and the probes grow with the input size).
 MAX_FILE_BYTES = 1 << 30
-#: Largest safetensors JSON header (it carries the tafa header, domain bounds included).
-MAX_HEADER_BYTES = 64 << 20
+#: Largest safetensors JSON header (it carries the tafa header, domain bounds included). The
+#: largest real one measured: 6.0 MB, a 3 x 224 x 224 input with per-feature bounds at full
+#: precision and a second stage (301,146 JSON values); a 3 x 224 x 224 box:0,1 takes 1.5 MB.
+MAX_HEADER_BYTES = 32 << 20
+#: Most JSON values (numbers, strings, lists, objects) one header or stored JSON text holds,
+#: counted before it is parsed (parsing costs up to ~150 bytes per value: an object of 2^20
+#: distinct keys peaks near 200 MiB). A per-feature domain takes two values per input feature;
+#: the largest input whose default fingerprint fits :data:`MAX_FILE_BYTES` has 233,000 features.
+MAX_JSON_VALUES = 1 << 20
+#: Deepest nesting of lists and objects in JSON read back (a header nests 5 deep).
+MAX_JSON_DEPTH = 32
 #: Most arrays one fingerprint holds (probes, owner signature, verifier parameters).
 MAX_ARRAYS = 64
 #: Most dimensions of one array.
@@ -100,24 +109,9 @@ def encode(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
 # ------------------------------------------------------------------------------------ reading
 
 def read(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of the fingerprint file ``path`` (a regular file of at most :data:`MAX_FILE_BYTES`)."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        raise FingerprintError(f"Fingerprint file {str(path)!r} does not exist.") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise FingerprintError(f"Fingerprint file {str(path)!r} is not a regular file.")
-    if info.st_size > MAX_FILE_BYTES:
-        raise FingerprintError(f"Fingerprint file {str(path)!r} has {info.st_size} bytes; a tafa fingerprint has "
-                               f"at most {MAX_FILE_BYTES}.")
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        raise FingerprintError(f"Fingerprint file {str(path)!r} cannot be read ({one_line(error)}).") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise FingerprintError(f"Fingerprint file {str(path)!r} has more than {MAX_FILE_BYTES} bytes.")
-    return data
+    """The bytes of the fingerprint file ``path`` (a regular file of at most :data:`MAX_FILE_BYTES`,
+    read by :func:`tafa.storage.read_regular`)."""
+    return read_regular(path, limit=MAX_FILE_BYTES, what="Fingerprint file", error=FingerprintError)
 
 
 def decode(data: bytes, *, source: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -156,9 +150,55 @@ def recorded_sha256(data: bytes, *, source: str) -> str:
     return str(value)
 
 
+#: Every byte but brackets and braces (deleted to measure the nesting).
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def check_json_size(text: str | bytes, *, what: str, max_values: int = MAX_JSON_VALUES,
+                    max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON ``text`` that holds more than ``max_values`` values or nests deeper than
+    ``max_depth``, *before* it is parsed (``ValueError`` naming ``what``).
+
+    Scans in C that allocate nothing per value (``bytes.count``, ``bytes.translate``, one
+    numpy pass over the brackets): the number of values is at most the commas plus the opening
+    brackets plus one, and the depth is the running count of open brackets. Commas and brackets
+    inside strings are counted too, so the count is an upper bound: a header would need a million
+    commas, or dozens of unmatched brackets, in its strings to be refused wrongly. Closing
+    brackets inside strings can hide depth; Python's json then stops at its recursion limit
+    (``RecursionError``, which the callers refuse), having built little.
+
+    >>> check_json_size('{"a": [1, 2, {"b": []}]}', what="x")
+    >>> check_json_size("[" + "[]," * 9 + "[]]", what="the header", max_values=5)
+    Traceback (most recent call last):
+    ...
+    ValueError: the header holds 21 JSON values or more; at most 5 are read
+    >>> check_json_size("[" * 40 + "]" * 40, what="the header")
+    Traceback (most recent call last):
+    ...
+    ValueError: the header nests lists and objects 40 deep; at most 32 are read
+    """
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    values = data.count(b",") + data.count(b"[") + data.count(b"{") + 1
+    if values > max_values:
+        raise ValueError(f"{what} holds {values} JSON values or more; at most {max_values} are read")
+    brackets = data.translate(None, _NOT_BRACKETS)
+    del data
+    if len(brackets) > 2 * max_values:
+        raise ValueError(f"{what} holds {len(brackets)} brackets; JSON of at most {max_values} values has at most "
+                         f"{2 * max_values}")
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), np.int8(1), np.int8(-1))
+    deepest = int(np.cumsum(steps, dtype=np.int32).max()) if steps.size else 0
+    if deepest > max_depth:
+        raise ValueError(f"{what} nests lists and objects {deepest} deep; at most {max_depth} are read")
+
+
 def strict_json(text: str | bytes, *, what: str) -> Any:
     """Parse JSON refusing NaN, infinities, floats that overflow and integers longer than
-    :data:`MAX_INTEGER_DIGITS` digits (``ValueError`` naming ``what``)."""
+    :data:`MAX_INTEGER_DIGITS` digits, after :func:`check_json_size` has bounded how many values
+    it holds and how deep it nests (``ValueError`` naming ``what``)."""
+    check_json_size(text, what=what)
+
     def constant(name: str) -> Any:
         raise ValueError(f"{what} holds {name}, which JSON does not allow")
 

@@ -13,8 +13,6 @@ hashed with numpy alone, so ``tafa verify`` of such a suspect never imports torc
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,11 @@ from ..errors import NonFiniteOutput, ShapeMismatch
 
 if TYPE_CHECKING:
     import torch
+
+#: Largest magnitude of an answer tafa accepts: float32's range. Models are queried with float32
+#: inputs; a bound keeps every signature and similarity computed from answers (squares, sums,
+#: differences over small steps) finite in float64, so no arithmetic overflows on a hostile answer.
+MAX_ANSWER = float(np.finfo(np.float32).max)
 
 
 class Model(ABC):
@@ -59,9 +62,11 @@ class Model(ABC):
             if out.shape != (len(batch), *self.output_shape):
                 raise ShapeMismatch(f"{self.name} answered shape {out.shape[1:]} for inputs of shape "
                                     f"{self.input_shape}; expected {self.output_shape}.")
-            if not np.all(np.isfinite(out)):
-                raise NonFiniteOutput(f"{self.name} answered NaN or inf for "
-                                      f"{int((~np.isfinite(out)).any(axis=tuple(range(1, out.ndim))).sum())}"
+            usable = np.abs(out) <= MAX_ANSWER  # False for NaN too
+            if not np.all(usable):
+                raise NonFiniteOutput(f"{self.name} answered NaN or inf, or a number beyond +-{MAX_ANSWER:.3g} "
+                                      f"(float32's range), for "
+                                      f"{int((~usable).any(axis=tuple(range(1, out.ndim))).sum())}"
                                       f" of {len(batch)} inputs.")
             answers.append(out)
         if not answers:
@@ -102,13 +107,10 @@ def file_hash(path: str, *, max_bytes: int | None = None) -> str:
     that yields more bytes than its size says (``/proc/self/pagemap`` says 0 and never ends)
     or than ``max_bytes`` is refused (:class:`~tafa.errors.ModelLoadError`)."""
     from ..errors import ModelLoadError
+    from ..storage import open_regular
 
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise ModelLoadError(f"{path!r} is not a regular file; refused.")
-        limit = info.st_size if max_bytes is None else min(max_bytes, info.st_size)
+    with open_regular(path, lambda why: ModelLoadError(f"{path!r} {why}; refused.")) as (handle, size):
+        limit = size if max_bytes is None else min(max_bytes, size)
         digest = hashlib.sha256()
         total = 0
         for block in iter(lambda: handle.read(1 << 20), b""):

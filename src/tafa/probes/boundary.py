@@ -128,7 +128,9 @@ class BoundaryProbes(ProbeStrategy):
             # the first layer's switches: hyperplanes fixed in input space
             values, gradients = first_switches(module, x0)
             norms = np.linalg.norm(gradients, axis=1)
-            distance = np.where(norms > 1e-12, np.abs(values) / np.maximum(norms, 1e-300), np.inf)
+            # divided only where the gradient is not ~0 (a huge pre-activation over a tiny norm overflows)
+            distance = np.full(len(norms), np.inf)
+            distance[norms > 1e-12] = np.abs(values[norms > 1e-12]) / norms[norms > 1e-12]
             distance[list(used)] = np.inf
             # the nearest units' hyperplanes, until one makes a line
             for j in np.argsort(distance, kind="stable")[:self.per_candidate]:

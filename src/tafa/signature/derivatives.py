@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NonFiniteOutput
 from ..functional import central_differences, stepped_inputs
 from ..probes.base import Probes
 from .base import Measurement, Signature, register_signature
@@ -57,7 +58,11 @@ class Derivatives(Measurement):
         n, k = probes.directions.shape[:2]
         flat = outputs.reshape(len(outputs), -1)
         centre = flat[:n]
-        derivatives = central_differences(flat[n:], n, k, probes.steps)
+        with np.errstate(over="ignore", invalid="ignore"):
+            derivatives = central_differences(flat[n:], n, k, probes.steps)
+        if not np.all(np.isfinite(derivatives)):
+            raise NonFiniteOutput("The directional derivatives overflow float64: the answers differ by more than "
+                                  "float64 can hold over the probes' steps.")
         signature = {"outputs": centre, "derivatives": derivatives}
         if "group" in probes.extra:
             signature["group"] = np.asarray(probes.extra["group"], dtype=np.float64)
