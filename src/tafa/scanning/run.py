@@ -13,13 +13,13 @@ the suspects not yet done (failed ones are tried again) against the same fingerp
 from __future__ import annotations
 
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
+from ..storage import read_regular
 from ..errors import InvalidParameter, ModelLoadError, check_param, one_line, printable
 from ..models.files import MODEL_SUFFIXES, check_links
 from ..registry import Registry, RegistryError, ScanRecord, SuspectOutcome
@@ -87,20 +87,12 @@ def suspects_in(directory: str | os.PathLike[str]) -> list[Suspect]:
 def endpoints_in(path: str | os.PathLike[str]) -> list[Suspect]:
     """The endpoint URLs listed in a text file, one per line (blank lines and ``#`` comments
     skipped): a regular file of at most :data:`MAX_ENDPOINTS_BYTES` bytes."""
+    data = read_regular(path, limit=MAX_ENDPOINTS_BYTES, what="The 'endpoints' parameter of scan: the file")
+
     def refuse(why: str) -> InvalidParameter:
         return InvalidParameter(f"The 'endpoints' parameter of scan must be a readable text file of at most "
                                 f"{MAX_ENDPOINTS_BYTES} bytes. Got {printable(str(path))!r} instead ({why}).")
 
-    try:  # non-blocking: a FIFO is refused by fstat, not waited for
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise refuse("not a regular file")
-            data = handle.read(MAX_ENDPOINTS_BYTES + 1)
-    except OSError as error:
-        raise refuse(printable(error.strerror or error)) from None
-    if len(data) > MAX_ENDPOINTS_BYTES:
-        raise refuse("larger")
     try:
         lines = data.decode().splitlines()
     except UnicodeDecodeError as error:
