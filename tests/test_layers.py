@@ -7,7 +7,8 @@ layer of :data:`LAYERS` and may import its own layer and those :data:`MAY_IMPORT
 
     core           errors, domain, components, references, functional (shared maths), training,
                    storage, threads
-      ^
+      ^            weights' unit layers (core only): a sandbox worker reads a suspect's first
+      ^            layers into them, so models may import weights
     models         opening models
       ^
     relu           white-box analysis of piecewise-linear networks
@@ -64,7 +65,7 @@ _PIPELINE = ("core", "models", "relu", "probes", "signature", "decide")
 #: The layers each layer may import besides its own. Nothing lists ``cli``: it is imported by nothing.
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "core": frozenset(),
-    "models": frozenset({"core"}),
+    "models": frozenset({"core", "weights"}),
     "relu": frozenset({"core", "models"}),
     "probes": frozenset({"core", "models", "relu"}),
     "signature": frozenset({"core", "models", "relu", "probes"}),
@@ -224,3 +225,85 @@ def test_lazy_relative_and_type_checking_imports_are_edges(tmp_path):
     assert graph["tafa.probes"] == {"tafa.probes.relu", "tafa.decide"}
     assert back_edges(graph) == [("tafa.probes", "tafa.decide"), ("tafa.probes.relu", "tafa.attacks.references"),
                                  ("tafa.probes.relu", "tafa.decide.similarity")]
+
+
+def cycles_within_packages(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles among the non-package modules of one package (same parent): each
+    strongly connected component of more than one module, sorted, of the graph restricted to
+    imports between siblings. A package's ``__init__`` is left out: re-exporting its own
+    modules is how a package presents itself, not a cycle between them."""
+    packages = {module for module in graph if any(other.startswith(module + ".") for other in graph)}
+    parent = {module: module.rpartition(".")[0] for module in graph if module not in packages}
+    siblings = {module: sorted(target for target in graph[module]
+                               if target in parent and parent[target] == parent[module] and target != module)
+                for module in parent}
+    # Tarjan's strongly connected components, iteratively (no recursion limit to meet)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    for root in sorted(siblings):
+        if root in index:
+            continue
+        work = [(root, iter(siblings[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            for successor in successors:
+                if successor not in index:
+                    index[successor] = low[successor] = len(index)
+                    stack.append(successor)
+                    on_stack.add(successor)
+                    work.append((successor, iter(siblings[successor])))
+                    break
+                if successor in on_stack:
+                    low[node] = min(low[node], index[successor])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        components.append(sorted(component))
+    return sorted(components)
+
+
+def test_no_import_cycle_inside_a_package(graph):
+    cycles = cycles_within_packages(graph)
+    assert not cycles, ("Modules of one package that import each other (every import counts, lazy and "
+                        "TYPE_CHECKING ones too; move what they share into a module both import):\n"
+                        + "\n".join("  " + " <-> ".join(cycle) for cycle in cycles))
+
+
+def test_the_cycle_checker_reports_cycles_and_only_those():
+    graph = {
+        "tafa": {"tafa.scheme", "tafa.models"},
+        "tafa.scheme": {"tafa.baselines", "tafa.models.base"},
+        "tafa.baselines": {"tafa.scheme"},
+        "tafa.errors": set(),
+        "tafa.models": {"tafa.models.files", "tafa.models.base"},  # a package importing its own modules
+        "tafa.models.base": {"tafa.errors", "tafa.models"},         # and a module importing its package
+        "tafa.models.files": {"tafa.models.sandbox", "tafa.models.base"},
+        "tafa.models.sandbox": {"tafa.models.chain"},
+        "tafa.models.chain": {"tafa.models.files", "tafa.models.base"},
+        "tafa.models.open": {"tafa.models.files", "tafa.models.sandbox"},  # depends on a cycle, in none
+        "tafa.probes.relu": {"tafa.probes.base", "tafa.models.files"},
+        "tafa.probes.base": {"tafa.models.base"},
+        "tafa.probes": {"tafa.probes.relu"},
+        "tafa.signature.base": {"tafa.probes.relu"},  # across packages: never a cycle here
+        "tafa.probes.learned": {"tafa.signature.base"},
+    }
+    assert cycles_within_packages(graph) == [["tafa.baselines", "tafa.scheme"],
+                                             ["tafa.models.chain", "tafa.models.files", "tafa.models.sandbox"]]
+    graph["tafa.models.chain"] = {"tafa.models.base"}
+    assert cycles_within_packages(graph) == [["tafa.baselines", "tafa.scheme"]]

@@ -268,6 +268,7 @@ HOSTILE_WORKER = '''import json
 import numpy as np
 import torch
 import tafa.models.sandbox as sandbox
+import tafa.models.worker as worker
 
 MODE = {mode!r}
 
@@ -284,7 +285,7 @@ def _send_layers(sock, model, max_layers, source):
 
 
 def build():
-    sandbox._send_layers = _send_layers  # what code in control of the worker could do
+    worker._send_layers = _send_layers  # what code in control of the worker could do
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
 '''
 

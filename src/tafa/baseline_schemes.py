@@ -1,5 +1,8 @@
 """The published baselines, registered as schemes beside the project's method.
 
+:data:`~tafa.scheme.SCHEMES` imports this module on its first read (it is the table's
+provider); this module imports :mod:`tafa.scheme`, never the other way round.
+
 Each is one probe strategy, one signature and one similarity, all in their stages'
 subpackages; this module only names the combinations and their default sizes (see each
 stage's module for the papers' defaults and their sources):

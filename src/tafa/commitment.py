@@ -42,7 +42,8 @@ import numpy as np
 
 from .errors import FingerprintError, TafaError, TamperedFingerprint, one_line
 from .fingerprint import Fingerprint, ModelLike
-from .fingerprint_file import MAX_HEADER_BYTES, strict_json, tafa_version
+from .fingerprint_file import tafa_version
+from .storage import MAX_JSON_BYTES, strict_json
 from .storage import read_regular, write_atomically
 
 FORMAT = "tafa-commitment"
@@ -53,7 +54,7 @@ SUFFIX = ".commitment.json"
 
 #: Largest commitment file read (the domain's bounds are stored per input feature, as in a
 #: fingerprint's header).
-MAX_BYTES = MAX_HEADER_BYTES
+MAX_BYTES = MAX_JSON_BYTES
 
 
 def commitment_path(fingerprint_path: str | os.PathLike[str]) -> Path:

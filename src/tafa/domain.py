@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DomainError, one_line
-from .fingerprint_file import MAX_HEADER_BYTES, strict_json
+from .storage import MAX_JSON_BYTES, strict_json
 from .storage import read_regular
 
 
@@ -204,7 +204,7 @@ def parse_domain(spec: str, shape: tuple[int, ...]) -> Domain:
     kind = kind.lower()
     if kind == "box":
         if rest.endswith(".json"):
-            data = read_regular(rest, limit=MAX_HEADER_BYTES, what="Domain bounds file", error=DomainError)
+            data = read_regular(rest, limit=MAX_JSON_BYTES, what="Domain bounds file", error=DomainError)
             try:
                 bounds = strict_json(data, what=f"Domain bounds file {rest!r}")
                 return Box(shape, bounds["lo"], bounds["hi"])

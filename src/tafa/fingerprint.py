@@ -453,7 +453,7 @@ class Fingerprint:
         if suspect.input_shape != self.input_shape:
             raise ShapeMismatch(f"Suspect {suspect.name} takes inputs of shape {suspect.input_shape}; "
                                 f"the fingerprint's owner took {self.input_shape}.")
-        if getattr(suspect, "labels_only", False):
+        if suspect.labels_only:
             if not self.scheme.make_signature().accepts_labels:
                 from .scheme import SCHEMES
 
@@ -476,7 +476,7 @@ class Fingerprint:
         model = as_model(suspect, self.input_shape)
         self.check_shapes(model)
         signature = self.scheme.make_signature()
-        if getattr(model, "labels_only", False):
+        if model.labels_only:
             return signature.from_labels(self.probes, model(signature.inputs(self.probes))), None
         return measure_suspect(signature, model, self.probes, self.owner_signature)
 
@@ -688,9 +688,10 @@ class Fingerprint:
                          "fine-tune; it scores as unchanged from the parent")
         if self.probes.analysis is Analysis.BLACK_BOX:
             notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
-        consistency = getattr(model, "consistency", None)  # services re-ask a few inputs
-        if consistency is not None and consistency.note():
-            notes.append(consistency.note())
+        consistency = model.consistency  # services re-ask a few inputs
+        said = None if consistency is None else consistency.note()
+        if said:
+            notes.append(said)
         if recognised is not None and recognised.note:
             notes.append(recognised.note)
         unresolved = None
@@ -710,7 +711,7 @@ class Fingerprint:
         (:func:`~tafa.signature.consistency.check_evasion`: a few inputs asked again, alone and in
         other batches, and near pairs of another style; fresh randomness each time)."""
         measurement = self.scheme.make_signature()
-        if not check or measurement.adaptive or getattr(model, "labels_only", False):
+        if not check or measurement.adaptive or model.labels_only:
             return *self.measure_recognised(model), None
         self.check_shapes(model)
         inputs = measurement.inputs(self.probes)

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from .errors import FingerprintError, TamperedFingerprint, one_line
-from .storage import read_regular
+from .storage import (MAX_INTEGER_DIGITS, MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_JSON_VALUES,  # noqa: F401
+                      check_json_size, read_regular, strict_json)
 
 FORMAT = "tafa-fingerprint"
 VERSION = 1
@@ -43,14 +44,7 @@ MAX_FILE_BYTES = 1 << 30
 #: Largest safetensors JSON header (it carries the tafa header, domain bounds included). The
 #: largest real one measured: 6.0 MB, a 3 x 224 x 224 input with per-feature bounds at full
 #: precision and a second stage (301,146 JSON values); a 3 x 224 x 224 box:0,1 takes 1.5 MB.
-MAX_HEADER_BYTES = 32 << 20
-#: Most JSON values (numbers, strings, lists, objects) one header or stored JSON text holds,
-#: counted before it is parsed (parsing costs up to ~150 bytes per value: an object of 2^20
-#: distinct keys peaks near 200 MiB). A per-feature domain takes two values per input feature;
-#: the largest input whose default fingerprint fits :data:`MAX_FILE_BYTES` has 233,000 features.
-MAX_JSON_VALUES = 1 << 20
-#: Deepest nesting of lists and objects in JSON read back (a header nests 5 deep).
-MAX_JSON_DEPTH = 32
+MAX_HEADER_BYTES = MAX_JSON_BYTES
 #: Most arrays one fingerprint holds (probes, owner signature, verifier parameters).
 MAX_ARRAYS = 64
 #: Most dimensions of one array.
@@ -61,8 +55,6 @@ MAX_FEATURES = 1 << 22
 MAX_QUERIES = 1 << 20
 #: Most output values one verification may hold (queries x outputs per query, float64).
 MAX_OUTPUT_VALUES = 1 << 24
-#: Largest integer anywhere in a JSON header (seeds, sizes); bigger ones are refused as text.
-MAX_INTEGER_DIGITS = 20
 
 #: The one dtype a fingerprint file holds (safetensors' name, numpy's).
 DTYPE, NUMPY_DTYPE = "F64", np.dtype("<f8")
@@ -148,72 +140,6 @@ def recorded_sha256(data: bytes, *, source: str) -> str:
     if not _is_sha256(value):
         raise FingerprintError(f"{source} records no content SHA-256 in its header.")
     return str(value)
-
-
-#: Every byte but brackets and braces (deleted to measure the nesting).
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-
-
-def check_json_size(text: str | bytes, *, what: str, max_values: int = MAX_JSON_VALUES,
-                    max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Refuse JSON ``text`` that holds more than ``max_values`` values or nests deeper than
-    ``max_depth``, *before* it is parsed (``ValueError`` naming ``what``).
-
-    Scans in C that allocate nothing per value (``bytes.count``, ``bytes.translate``, one
-    numpy pass over the brackets): the number of values is at most the commas plus the opening
-    brackets plus one, and the depth is the running count of open brackets. Commas and brackets
-    inside strings are counted too, so the count is an upper bound: a header would need a million
-    commas, or dozens of unmatched brackets, in its strings to be refused wrongly. Closing
-    brackets inside strings can hide depth; Python's json then stops at its recursion limit
-    (``RecursionError``, which the callers refuse), having built little.
-
-    >>> check_json_size('{"a": [1, 2, {"b": []}]}', what="x")
-    >>> check_json_size("[" + "[]," * 9 + "[]]", what="the header", max_values=5)
-    Traceback (most recent call last):
-    ...
-    ValueError: the header holds 21 JSON values or more; at most 5 are read
-    >>> check_json_size("[" * 40 + "]" * 40, what="the header")
-    Traceback (most recent call last):
-    ...
-    ValueError: the header nests lists and objects 40 deep; at most 32 are read
-    """
-    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
-    values = data.count(b",") + data.count(b"[") + data.count(b"{") + 1
-    if values > max_values:
-        raise ValueError(f"{what} holds {values} JSON values or more; at most {max_values} are read")
-    brackets = data.translate(None, _NOT_BRACKETS)
-    del data
-    if len(brackets) > 2 * max_values:
-        raise ValueError(f"{what} holds {len(brackets)} brackets; JSON of at most {max_values} values has at most "
-                         f"{2 * max_values}")
-    codes = np.frombuffer(brackets, dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), np.int8(1), np.int8(-1))
-    deepest = int(np.cumsum(steps, dtype=np.int32).max()) if steps.size else 0
-    if deepest > max_depth:
-        raise ValueError(f"{what} nests lists and objects {deepest} deep; at most {max_depth} are read")
-
-
-def strict_json(text: str | bytes, *, what: str) -> Any:
-    """Parse JSON refusing NaN, infinities, floats that overflow and integers longer than
-    :data:`MAX_INTEGER_DIGITS` digits, after :func:`check_json_size` has bounded how many values
-    it holds and how deep it nests (``ValueError`` naming ``what``)."""
-    check_json_size(text, what=what)
-
-    def constant(name: str) -> Any:
-        raise ValueError(f"{what} holds {name}, which JSON does not allow")
-
-    def number(text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            raise ValueError(f"{what} holds the number {text[:40]}, which overflows a float")
-        return value
-
-    def integer(text: str) -> int:
-        if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
-            raise ValueError(f"{what} holds an integer of {len(text)} digits; at most {MAX_INTEGER_DIGITS} are read")
-        return int(text)
-
-    return json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)
 
 
 def _safetensors_layout(data: bytes, source: str) -> tuple[dict[str, tuple[tuple[int, ...], int]], dict[str, str], int]:

@@ -1,7 +1,9 @@
 """Schemes: one probe strategy + one signature + one similarity, looked up by name.
 
 The project's method and every baseline are rows of one table (:data:`SCHEMES`); adding a
-scheme means registering one :class:`Scheme`, never writing a parallel pipeline.
+scheme means registering one :class:`Scheme`, never writing a parallel pipeline. The published
+baselines register theirs in :mod:`tafa.baseline_schemes`, which the table imports on its
+first read: this module never imports it.
 
 >>> get_scheme("tafa").signature
 'derivatives'
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .components import Table
+from .decide import baseline_similarities as _baseline_similarities  # noqa: F401  (a stored scheme may name them)
 from .decide.similarity import Similarity, get_similarity
 from .probes.base import CandidateCache, ProbeStrategy, get_probes
 from .signature.base import Measurement, get_signature
@@ -95,23 +99,28 @@ class Scheme:
             second=data.get("second") or None)
 
 
-SCHEMES: dict[str, Scheme] = {}
+#: Every scheme by name: tafa's own (below) and, on the table's first read, the published
+#: baselines' (:mod:`tafa.baseline_schemes`, imported then).
+SCHEMES: Table[Scheme] = Table("scheme", providers=("tafa.baseline_schemes",))
 
 #: The scheme ``tafa fingerprint`` uses unless told otherwise.
 DEFAULT_SCHEME = "tafa"
 
+#: Whether this module's own schemes are all registered (then the baselines come next).
+_OWN_REGISTERED = False
+
 
 def register_scheme(scheme: Scheme) -> Scheme:
     """Make ``scheme`` available by its name."""
+    if _OWN_REGISTERED:  # a scheme registered later comes after the baselines, and may replace one
+        SCHEMES.load()
     SCHEMES[scheme.name] = scheme
     return scheme
 
 
 def get_scheme(name: str) -> Scheme:
     """The registered scheme ``name``."""
-    if name not in SCHEMES:
-        raise KeyError(f"Unknown scheme {name!r}; registered: {sorted(SCHEMES)}.")
-    return SCHEMES[name]
+    return SCHEMES.lookup(name)
 
 
 register_scheme(Scheme(
@@ -227,6 +236,4 @@ ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-
             "tafa-free", "ablate-free-select", "ablate-meta-verifier", "ablate-meta-verifier-data", "metav-free",
             "tafa-extract", "ablate-extract-uniform", "tafa-one-stage", "tafa-boundary", "ablate-boundary-projected")
 
-# The published baselines' schemes are registered with tafa's own whatever is imported first
-# (``import tafa`` imports nothing eagerly).
-from . import baseline_schemes as _baseline_schemes  # noqa: E402,F401
+_OWN_REGISTERED = True

@@ -30,12 +30,16 @@ has 5 bytes; at most 4 are read.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
 
 from .errors import InvalidParameter, TafaError, one_line
 
@@ -107,3 +111,82 @@ def read_regular(path: str | os.PathLike[str], *, limit: int, what: str,
     if len(data) > size:
         raise refuse("holds more bytes than its size says (a kernel or growing file)")
     return data
+
+
+#: Largest JSON text read back whole (a fingerprint's header, a commitment, domain bounds).
+MAX_JSON_BYTES = 32 << 20
+#: Most JSON values (numbers, strings, lists, objects) one header or stored JSON text holds,
+#: counted before it is parsed (parsing costs up to ~150 bytes per value: an object of 2^20
+#: distinct keys peaks near 200 MiB). A per-feature domain takes two values per input feature;
+#: the largest input whose default fingerprint fits a fingerprint file has 233,000 features.
+MAX_JSON_VALUES = 1 << 20
+#: Deepest nesting of lists and objects in JSON read back (a fingerprint header nests 5 deep).
+MAX_JSON_DEPTH = 32
+#: Largest integer anywhere in JSON read back (seeds, sizes); bigger ones are refused as text.
+MAX_INTEGER_DIGITS = 20
+
+
+#: Every byte but brackets and braces (deleted to measure the nesting).
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def check_json_size(text: str | bytes, *, what: str, max_values: int = MAX_JSON_VALUES,
+                    max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON ``text`` that holds more than ``max_values`` values or nests deeper than
+    ``max_depth``, *before* it is parsed (``ValueError`` naming ``what``).
+
+    Scans in C that allocate nothing per value (``bytes.count``, ``bytes.translate``, one
+    numpy pass over the brackets): the number of values is at most the commas plus the opening
+    brackets plus one, and the depth is the running count of open brackets. Commas and brackets
+    inside strings are counted too, so the count is an upper bound: a header would need a million
+    commas, or dozens of unmatched brackets, in its strings to be refused wrongly. Closing
+    brackets inside strings can hide depth; Python's json then stops at its recursion limit
+    (``RecursionError``, which the callers refuse), having built little.
+
+    >>> check_json_size('{"a": [1, 2, {"b": []}]}', what="x")
+    >>> check_json_size("[" + "[]," * 9 + "[]]", what="the header", max_values=5)
+    Traceback (most recent call last):
+    ...
+    ValueError: the header holds 21 JSON values or more; at most 5 are read
+    >>> check_json_size("[" * 40 + "]" * 40, what="the header")
+    Traceback (most recent call last):
+    ...
+    ValueError: the header nests lists and objects 40 deep; at most 32 are read
+    """
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    values = data.count(b",") + data.count(b"[") + data.count(b"{") + 1
+    if values > max_values:
+        raise ValueError(f"{what} holds {values} JSON values or more; at most {max_values} are read")
+    brackets = data.translate(None, _NOT_BRACKETS)
+    del data
+    if len(brackets) > 2 * max_values:
+        raise ValueError(f"{what} holds {len(brackets)} brackets; JSON of at most {max_values} values has at most "
+                         f"{2 * max_values}")
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), np.int8(1), np.int8(-1))
+    deepest = int(np.cumsum(steps, dtype=np.int32).max()) if steps.size else 0
+    if deepest > max_depth:
+        raise ValueError(f"{what} nests lists and objects {deepest} deep; at most {max_depth} are read")
+
+
+def strict_json(text: str | bytes, *, what: str) -> Any:
+    """Parse JSON refusing NaN, infinities, floats that overflow and integers longer than
+    :data:`MAX_INTEGER_DIGITS` digits, after :func:`check_json_size` has bounded how many values
+    it holds and how deep it nests (``ValueError`` naming ``what``)."""
+    check_json_size(text, what=what)
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{what} holds {name}, which JSON does not allow")
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{what} holds the number {text[:40]}, which overflows a float")
+        return value
+
+    def integer(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+            raise ValueError(f"{what} holds an integer of {len(text)} digits; at most {MAX_INTEGER_DIGITS} are read")
+        return int(text)
+
+    return json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)

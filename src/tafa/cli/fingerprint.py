@@ -30,7 +30,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
         raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
                                "fingerprints its own model file.")
     owner = open_options(args).open(args.model)
-    notice = getattr(owner, "import_notice", lambda: None)()
+    notice = owner.import_notice()
     if notice:
         print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
     parent = _open_parent(args, owner)
@@ -162,11 +162,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     committed = _check_commitment(fingerprint, args)
     suspect = open_options(args).open(args.suspect, input_shapes=[fingerprint.input_shape],
                                       progress=not args.quiet)
-    budget = getattr(suspect, "check_budget", None)
-    if budget is not None:  # every stage, and the evasion check
-        from ..signature.consistency import CHECK_QUERIES
+    from ..signature.consistency import CHECK_QUERIES
 
-        budget(fingerprint.queries() + CHECK_QUERIES)
+    suspect.check_budget(fingerprint.queries() + CHECK_QUERIES)  # every stage, and the evasion check
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
     "Model": "base", "TorchModel": "base", "file_hash": "base", "module_hash": "base",
-    "OnnxModel": "files", "ScriptModel": "files", "open_model": "files", "open_models": "files",
+    "OnnxModel": "files", "ScriptModel": "files", "open_model": "open", "open_models": "open",
     "OpenOptions": "options", "SandboxLimits": "sandbox", "SandboxedModel": "sandbox",
 }
 
@@ -22,7 +22,8 @@ __all__ = ["Model", "OnnxModel", "OpenOptions", "SandboxLimits", "SandboxedModel
 
 if TYPE_CHECKING:
     from .base import Model, TorchModel, file_hash, module_hash
-    from .files import OnnxModel, ScriptModel, open_model, open_models
+    from .files import OnnxModel, ScriptModel
+    from .open import open_model, open_models
     from .options import OpenOptions
     from .sandbox import SandboxedModel, SandboxLimits
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,12 +30,57 @@ if TYPE_CHECKING:
 MAX_ANSWER = float(np.finfo(np.float32).max)
 
 
+@dataclass(frozen=True)
+class Consistency:
+    """How a service answered inputs asked a second time (see ``HttpModel(recheck=...)`` in
+    :mod:`tafa.models.http`).
+
+    A model is a function: the same input gets the same answer. A service that adds noise
+    to its answers, or answers differently once it sees an input again (probe-aware), is
+    not one fixed model, and a score measured on it says little.
+    """
+
+    planned: int  #: inputs the check meant to re-ask
+    rechecked: int  #: inputs re-asked (fewer than planned where ``max_queries`` left no room)
+    differing: int  #: re-asked inputs answered otherwise (beyond ``tolerance``)
+    max_relative_difference: float  #: the largest :func:`~tafa.models.http.relative_difference` seen
+    tolerance: float
+
+    @property
+    def consistent(self) -> bool | None:
+        """``True``/``False`` once inputs were re-asked, ``None`` before."""
+        return None if self.rechecked == 0 else self.differing == 0
+
+    def note(self) -> str | None:
+        """What a verdict should say about the service's consistency (``None``: nothing)."""
+        if self.consistent is False:
+            return (f"INCONSISTENT SERVICE: {self.differing} of {self.rechecked} re-asked inputs "
+                    f"were answered differently (max relative difference "
+                    f"{self.max_relative_difference:.3g} > {self.tolerance:g}): the service is "
+                    f"noisy or adapts to its queries, so its score does not describe one fixed "
+                    f"model and an 'independent' decision is not evidence")
+        if self.planned > self.rechecked:
+            return (f"consistency only partly checked: max_queries left room to re-ask "
+                    f"{self.rechecked} of {self.planned} inputs")
+        return None
+
+
 class Model(ABC):
-    """A model that answers batches of inputs with batches of outputs, counting queries."""
+    """A model that answers batches of inputs with batches of outputs, counting queries.
+
+    Besides the batched call, a model declares what callers may ask of it; the defaults here
+    are those of a model held in memory, and the models that differ override them (a service,
+    :class:`~tafa.models.http.HttpModel`: :attr:`labels_only`, :attr:`consistency`,
+    :meth:`check_budget`; a file, :meth:`import_notice`).
+    """
 
     #: Per-sample input and output shapes (without the batch axis).
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+    #: Whether the model answers only a class label per input (as a float, of shape ``(1,)``).
+    labels_only: bool = False
+    #: How the model answered inputs asked a second time (``None``: it is not re-asked).
+    consistency: Consistency | None = None
 
     def __init__(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...],
                  *, name: str, batch_size: int = 256) -> None:
@@ -75,6 +121,16 @@ class Model(ABC):
 
     def torch_module(self) -> torch.nn.Module | None:
         """The model as a float torch module for white-box analysis, or ``None`` (black box)."""
+        return None
+
+    def import_notice(self) -> str | None:
+        """Why the white-box import of the model's file failed, if it did (``None``: it did not,
+        or there was nothing to import)."""
+        return None
+
+    def check_budget(self, queries: int | np.ndarray) -> int | None:
+        """Refuse, before anything is asked, a run of ``queries`` (a number of inputs, or the
+        inputs) that would pass the model's query budget. A model without one refuses nothing."""
         return None
 
     def content_hash(self) -> str:

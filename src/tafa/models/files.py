@@ -1,10 +1,11 @@
 """Opening model files safely: ONNX, TorchScript, safetensors (+ factory), torch state dicts.
 
 Suspect files are untrusted: they come from someone who may want the check to fail or to
-harm the checker. :func:`open_model` never parses a model file in tafa's own process: it
-checks that the path is a regular file (no device, no ``/proc``, no FIFO; read with byte
-counting), hashes it, and hands it to a sandbox worker (:mod:`tafa.models.sandbox`), where
-:func:`load_file` (the in-process loader, for use *inside* the sandbox only) inspects,
+harm the checker. :func:`~tafa.models.open.open_model` never parses a model file in tafa's
+own process: it checks that the path is a regular file (no device, no ``/proc``, no FIFO; read
+with byte counting), hashes it, and hands it to a sandbox worker (:mod:`tafa.models.sandbox`,
+:mod:`tafa.models.worker`), where :func:`load_file` (the in-process loader, for use *inside*
+the sandbox only) inspects,
 loads and runs it. Nothing here unpickles with Python's :mod:`pickle`, and every file is
 inspected before the library that reads it is called:
 
@@ -12,11 +13,11 @@ inspected before the library that reads it is called:
   is refused before it is parsed; a raw pickle (any protocol) is refused unread;
 - ONNX: parsed by ``onnx`` without external data; declared input shapes bounded
   (:data:`MAX_ELEMENTS`) before anything is allocated; model-local functions inlined, then
-  refused if any tensor refers to an external data file or any node uses an operator domain
-  other than the standard ones (``""``, ``ai.onnx``, ``ai.onnx.ml``): a contrib operator
-  cannot hide behind a decoy local function, nor a local function behind the name of a
-  standard operator; checked by ``onnx.checker``; run by
-  onnxruntime on the CPU with no custom-operator library;
+  refused (:func:`~tafa.models.onnx_checks.check_onnx`) if any tensor refers to an external
+  data file or any node uses an operator domain other than the standard ones (``""``,
+  ``ai.onnx``, ``ai.onnx.ml``): a contrib operator cannot hide behind a decoy local function,
+  nor a local function behind the name of a standard operator; checked by ``onnx.checker``;
+  run by onnxruntime on the CPU with no custom-operator library;
 - torch zip archives (state dicts and TorchScript): declared uncompressed sizes bounded,
   every pickle member bounded (:data:`MAX_PICKLE_BYTES`) and read in bounded chunks, and its
   opcodes read with :mod:`pickletools` (which parses, never executes) under an opcode budget
@@ -36,7 +37,7 @@ inspected before the library that reads it is called:
 safetensors file or state dict holds. The current directory is never added to ``sys.path``.
 
 Torch is imported by the loaders that need it (TorchScript, weights files) and not by this
-module: the sandbox's ONNX workers (:mod:`tafa.models.sandbox`) run ONNX files without it.
+module: the sandbox's ONNX workers (:mod:`tafa.models.worker`) run ONNX files without it.
 """
 
 from __future__ import annotations
@@ -57,15 +58,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from ..errors import (InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, check_param,
-                      one_line)
+from ..errors import InputShapeRequired, ModelLoadError, ShapeMismatch, TafaError, UnsafeModelFile, one_line
 from .base import Model, TorchModel, activation_bounded, file_hash
-from .zygote import MODEL_SUFFIXES, ONNX_SUFFIX
+from .onnx_checks import ONNX_DOMAINS, RUNTIME_DOMAINS, check_onnx, shadows_standard_operator  # noqa: F401
+from .zygote import MODEL_SUFFIXES, ONNX_SUFFIX  # noqa: F401 - MODEL_SUFFIXES: where importers find it
 
 if TYPE_CHECKING:
     import torch
-
-    from .sandbox import SandboxLimits
 
 #: Largest model file opened (bytes) unless ``max_bytes`` says otherwise; larger files are
 #: refused before parsing, and so are zip archives that declare more uncompressed bytes.
@@ -89,15 +88,6 @@ MAX_PICKLE_OPCODES = 2_000_000
 #: Directories whose files are never opened as models (kernel interfaces and devices: their
 #: sizes lie and reading them may never end).
 _SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
-
-#: ONNX operator domains run by onnxruntime's own kernels from the ONNX standard.
-ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
-
-#: Operator domains that runtimes implement with their own kernels (onnxruntime's contrib and
-#: internal operators, exporters' escape hatches). A node of such a domain is refused even
-#: when the file defines a local function of the same name: that function would be a decoy.
-RUNTIME_DOMAINS = ("com.microsoft", "com.ms", "ai.onnx", "org.pytorch", "ai.onnx.contrib", "com.intel",
-                   "org.openvinotoolkit", "com.amd", "com.nvidia", "pkg.onnxscript.torch_lib")
 
 #: Imports a torch state-dict pickle may make (what ``torch.save`` writes for tensors,
 #: parameters and storages of every dtype); anything else is refused before torch sees it.
@@ -309,95 +299,6 @@ def _check_declared_inputs(proto: Any, path: str, given: tuple[int, ...] | None)
             check_shape(fixed, "declared input", path)
     if given is not None:
         check_shape(tuple(given), "input", path)
-
-
-def shadows_standard_operator(domain: str, name: str) -> bool:
-    """Whether a model-local function ``domain::name`` has the name of a standard ONNX operator
-    of its domain (``""`` and ``ai.onnx`` are one domain)."""
-    from onnx import defs
-
-    if domain not in ONNX_DOMAINS:
-        return False
-    try:
-        return bool(defs.has(name, "" if domain == "ai.onnx" else domain))
-    except Exception:  # noqa: BLE001 - a name onnx cannot look up is no standard operator
-        return False
-
-
-def check_onnx(proto: Any, path: str = "the ONNX model") -> None:
-    """Refuse (:class:`UnsafeModelFile`) an ONNX model that refers to external data files,
-    uses operators outside :data:`ONNX_DOMAINS` (model-local functions aside), or defines a
-    model-local function that shadows a standard operator (:func:`shadows_standard_operator`)."""
-    from onnx import AttributeProto, TensorProto
-
-    functions = {(function.domain, function.name): function for function in proto.functions}
-    for domain, name in functions:
-        if shadows_standard_operator(domain, name):
-            raise UnsafeModelFile(f"{path!r} defines a model-local function {name!r} of domain {domain!r}, named like "
-                                  "the standard ONNX operator it shadows; refused: runtimes disagree about which one "
-                                  "runs (onnxruntime runs the standard operator, ONNX's inliner the function).")
-    standard: dict[tuple[str, str], bool] = {}
-
-    def is_standard(key: tuple[str, str], seen: frozenset[tuple[str, str]] = frozenset()) -> bool:
-        """Whether a local function's body uses only standard operators (or such functions)."""
-        if key not in standard:
-            standard[key] = key not in seen and all(
-                node.domain in ONNX_DOMAINS or ((node.domain, node.op_type) in functions
-                                                and is_standard((node.domain, node.op_type), seen | {key}))
-                for node in functions[key].node)
-        return standard[key]
-
-    def tensors_of(attribute: Any) -> list[Any]:
-        found = []
-        if attribute.type == AttributeProto.TENSOR:
-            found.append(attribute.t)
-        elif attribute.type == AttributeProto.TENSORS:
-            found.extend(attribute.tensors)
-        elif attribute.type == AttributeProto.SPARSE_TENSOR:
-            found.extend([attribute.sparse_tensor.values, attribute.sparse_tensor.indices])
-        elif attribute.type == AttributeProto.SPARSE_TENSORS:
-            for sparse in attribute.sparse_tensors:
-                found.extend([sparse.values, sparse.indices])
-        return found
-
-    def check_tensor(tensor: Any) -> None:
-        if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
-            location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "?")
-            raise UnsafeModelFile(f"{path!r} refers to an external data file ({location!r}) for tensor "
-                                  f"{tensor.name!r}; tafa opens self-contained ONNX files only.")
-
-    def check_nodes(nodes: Any) -> None:
-        for node in nodes:
-            key = (node.domain, node.op_type)
-            if node.domain in ONNX_DOMAINS:
-                pass
-            elif node.domain.startswith(RUNTIME_DOMAINS):
-                raise UnsafeModelFile(f"{path!r} uses operator {node.op_type!r} of domain {node.domain!r}, which "
-                                      "onnxruntime runs with its own kernel whatever local function the file defines; "
-                                      "tafa runs standard ONNX operators only.")
-            elif not (key in functions and is_standard(key)):
-                raise UnsafeModelFile(f"{path!r} uses operator {node.op_type!r} of custom domain "
-                                      f"{node.domain!r}; tafa runs standard ONNX operators only.")
-            for attribute in node.attribute:
-                for tensor in tensors_of(attribute):
-                    check_tensor(tensor)
-                if attribute.type == AttributeProto.GRAPH:
-                    check_graph(attribute.g)
-                elif attribute.type == AttributeProto.GRAPHS:
-                    for graph in attribute.graphs:
-                        check_graph(graph)
-
-    def check_graph(graph: Any) -> None:
-        for tensor in graph.initializer:
-            check_tensor(tensor)
-        for sparse in graph.sparse_initializer:
-            check_tensor(sparse.values)
-            check_tensor(sparse.indices)
-        check_nodes(graph.node)
-
-    check_graph(proto.graph)
-    for function in proto.functions:
-        check_nodes(function.node)
 
 
 class ScriptModel(TorchModel):
@@ -747,9 +648,9 @@ def _module_from_weights(path: Path, kind: str, factory: str | None, max_bytes: 
 def load_file(path: str, *, factory: str | None = None, input_shape: tuple[int, ...] | None = None,
               allow_torchscript: bool = False, batch_size: int = 256, max_bytes: int = MAX_FILE_BYTES) -> Model:
     """Inspect, load and check a model file **in this process**: the sandbox worker's loader
-    (:mod:`tafa.models.sandbox`). Library users call :func:`open_model`, which runs this in a
-    sandbox; calling it directly runs the file's program (TorchScript, ONNX kernels) in the
-    caller's process."""
+    (:mod:`tafa.models.worker`). Library users call :func:`~tafa.models.open.open_model`, which
+    runs this in a sandbox; calling it directly runs the file's program (TorchScript, ONNX
+    kernels) in the caller's process."""
     text = str(path)
     file = Path(text)
     check_path(file, max_bytes)
@@ -781,57 +682,6 @@ def load_file(path: str, *, factory: str | None = None, input_shape: tuple[int, 
                             f"({_brief(error)}).") from None
     check_shape(model.output_shape, "output", text)
     return model
-
-
-def open_model(spec: str | os.PathLike[str], *, factory: str | None = None,
-               input_shape: tuple[int, ...] | None = None, allow_torchscript: bool = False,
-               batch_size: int = 256, max_bytes: int = MAX_FILE_BYTES, sandbox_limits: SandboxLimits | None = None,
-               **http_options: Any) -> Model:
-    """Open a model from a file path or a KServe v2 URL (``http(s)://HOST:PORT/v2/models/NAME``).
-
-    Files are untrusted (see the module doc): they are inspected, loaded and run in a
-    sandbox worker (:class:`~tafa.models.sandbox.SandboxedModel`, limits from
-    ``sandbox_limits``); any refusal, damage, crash, limit hit or timeout raises a
-    :class:`~tafa.errors.ModelLoadError` (:class:`~tafa.errors.UnsafeModelFile` when the file
-    would run code) naming the file; ``max_bytes`` bounds the file size. TorchScript is
-    refused unless ``allow_torchscript=True``.
-    """
-    text = str(spec)
-    if text.startswith(("http://", "https://")):
-        from .http import HttpModel
-
-        return HttpModel(text, batch_size=batch_size, **http_options)
-    check_param("max_bytes", max_bytes, "an integer >= 1", isinstance(max_bytes, int) and max_bytes >= 1,
-                caller="open_model")
-    check_param("batch_size", batch_size, "an integer >= 1", isinstance(batch_size, int) and batch_size >= 1,
-                caller="open_model")
-    path = Path(text).expanduser().absolute()
-    size = check_path(path, max_bytes)
-    if input_shape is not None:
-        input_shape = tuple(int(s) for s in input_shape)
-        check_shape(input_shape, "input", text)
-    from .sandbox import SandboxedModel
-
-    content = file_hash(str(path), max_bytes=size)
-    options = {"factory": factory, "input_shape": input_shape, "allow_torchscript": bool(allow_torchscript),
-               "batch_size": batch_size, "max_bytes": max_bytes}
-    return SandboxedModel(str(path), content, options, sandbox_limits)
-
-
-def open_models(directory: str | os.PathLike[str], **options: Any) -> list[Model]:
-    """Every model file in ``directory`` (sorted by name), opened with :func:`open_model`.
-
-    Only regular files directly in the folder are opened: a symbolic link that points outside
-    it, a device, a FIFO or a link into ``/proc`` is refused."""
-    folder = Path(directory)
-    if not folder.is_dir():
-        raise ModelLoadError(f"Reference directory {str(folder)!r} does not exist.")
-    files = sorted(p for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES)
-    if not files:
-        raise ModelLoadError(f"Reference directory {str(folder)!r} holds no model files "
-                             f"({', '.join(MODEL_SUFFIXES)}).")
-    check_links(folder, files)
-    return [open_model(path, **options) for path in files]
 
 
 def check_links(folder: Path, files: list[Path]) -> None:

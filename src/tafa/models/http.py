@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from ..errors import (InvalidParameter, ModelLoadError, NonFiniteOutput, QueryBudgetExceeded,
                       ShapeMismatch, TafaError, check_param, is_finite_number, is_integer)
 from ..storage import write_atomically
-from .base import Model
+from .base import Consistency, Model  # noqa: F401 - Consistency: importers find it here too
 
 #: Input datatypes tafa can send (as JSON numbers) and the numpy type each is cast to.
 FLOAT_TYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
@@ -121,40 +121,6 @@ def parse_endpoint(url: str) -> Endpoint:
     default_port = 443 if parts.scheme == "https" else 80  # type: ignore[union-attr]
     return Endpoint(parts.scheme, parts.netloc, parts.hostname,  # type: ignore[union-attr,arg-type]
                     port or default_port, match.group(1))  # type: ignore[union-attr]
-
-
-@dataclass(frozen=True)
-class Consistency:
-    """How a service answered inputs asked a second time (see ``HttpModel(recheck=...)``).
-
-    A model is a function: the same input gets the same answer. A service that adds noise
-    to its answers, or answers differently once it sees an input again (probe-aware), is
-    not one fixed model, and a score measured on it says little.
-    """
-
-    planned: int  #: inputs the check meant to re-ask
-    rechecked: int  #: inputs re-asked (fewer than planned where ``max_queries`` left no room)
-    differing: int  #: re-asked inputs answered otherwise (beyond ``tolerance``)
-    max_relative_difference: float  #: the largest :func:`relative_difference` seen
-    tolerance: float
-
-    @property
-    def consistent(self) -> bool | None:
-        """``True``/``False`` once inputs were re-asked, ``None`` before."""
-        return None if self.rechecked == 0 else self.differing == 0
-
-    def note(self) -> str | None:
-        """What a verdict should say about the service's consistency (``None``: nothing)."""
-        if self.consistent is False:
-            return (f"INCONSISTENT SERVICE: {self.differing} of {self.rechecked} re-asked inputs "
-                    f"were answered differently (max relative difference "
-                    f"{self.max_relative_difference:.3g} > {self.tolerance:g}): the service is "
-                    f"noisy or adapts to its queries, so its score does not describe one fixed "
-                    f"model and an 'independent' decision is not evidence")
-        if self.planned > self.rechecked:
-            return (f"consistency only partly checked: max_queries left room to re-ask "
-                    f"{self.rechecked} of {self.planned} inputs")
-        return None
 
 
 def relative_difference(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -229,6 +195,9 @@ class HttpModel(Model):
             integer output of shape ``[-1]`` or ``[-1, 1]``); its answers are then that label
             as a float, of shape ``(1,)``.
     """
+
+    #: How answers to re-asked inputs compared with the first answers (set in ``__init__``).
+    consistency: Consistency
 
     def __init__(self, url: str, *, batch_size: int = 64, max_queries: int | None = None,
                  rate: float | None = None, timeout: float = 20.0, retries: int = 3,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError, UnsafeModelFile
+from .onnx_checks import shadows_standard_operator
 
 #: Operator domains whose nodes the import reads by their operator name.
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -62,8 +63,6 @@ def check_functions(model: Any) -> None:
     named like an operator the import interprets (:data:`INTERPRETED`, ``Constant``) or like a
     standard ONNX operator of its domain: the import reads nodes by name, so it would take the
     function for that operator while the sandbox runs the function's body."""
-    from .files import shadows_standard_operator
-
     for function in model.functions:
         domain, name = function.domain, function.name
         if name in INTERPRETED or name == "Constant" or shadows_standard_operator(domain, name):

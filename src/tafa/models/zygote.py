@@ -67,7 +67,7 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytea
 
 
 _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[2]); "
-         "from tafa.models.sandbox import _zygote_main; _zygote_main(int(sys.argv[1]), sys.argv[3])")
+         "from tafa.models.worker import _zygote_main; _zygote_main(int(sys.argv[1]), sys.argv[3])")
 
 #: Zygote flavour -> the libraries it imports before forking workers (what its files need).
 FLAVOURS = {

@@ -228,9 +228,8 @@ class Panel:
             return SuspectOutcome(suspect.source, model.content_hash() or suspect.source, suspect.kind, "done",
                                   self.unfit_reason(model), 0, time.perf_counter() - started, [])
         plan = self.plan(entries)
-        budget = getattr(model, "check_budget", None)
-        if budget is not None and len(plan):
-            budget(len(plan))
+        if len(plan):
+            model.check_budget(len(plan))
         before = model.queries
         answers = model(plan.inputs) if len(plan) else None
         queries = model.queries - before
