@@ -649,7 +649,7 @@ class Fingerprint:
             calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         started = time.perf_counter()
         before = model.queries
-        measured, recognised, evasion = self._measure_checked(model, check_evasion)
+        measured, recognised, evasion = self.measure_checked(model, check_evasion)
         score = self.compare(measured)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
@@ -704,12 +704,14 @@ class Fingerprint:
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
                               evasion=None if evasion is None else evasion.to_dict())
 
-    def _measure_checked(self, model: Model, check: bool) -> tuple[Signature, Recognised | None,
-                                                                    EvasionCheck | None]:
+    def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
+                        ) -> tuple[Signature, Recognised | None, EvasionCheck | None]:
         """The suspect's first-stage signature (its interface undone) and, when ``check`` and the
         measurement has fixed inputs, the evasion check on the same answers
         (:func:`~tafa.signature.consistency.check_evasion`: a few inputs asked again, alone and in
-        other batches, and near pairs of another style; fresh randomness each time)."""
+        other batches, and near pairs of another style; ``seed``: ``None``, fresh randomness each
+        time, as ``verify`` asks; the benchmark seeds it to be reproducible)."""
+        model = as_model(suspect, self.input_shape)
         measurement = self.scheme.make_signature()
         if not check or measurement.adaptive or model.labels_only:
             return *self.measure_recognised(model), None
@@ -717,7 +719,7 @@ class Fingerprint:
         inputs = measurement.inputs(self.probes)
         answers = model(inputs)
         signature, recognised = assemble_suspect(measurement, self.probes, answers, self.owner_signature)
-        return signature, recognised, check_evasion_of(model, inputs, answers, self.domain)
+        return signature, recognised, check_evasion_of(model, inputs, answers, self.domain, seed=seed)
 
     def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
         """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file

@@ -24,6 +24,7 @@ negatives are the siblings and the parent; the parent zoos are pooled together, 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import platform
 import subprocess
@@ -84,6 +85,9 @@ class Scored:
     #: A scheme with stages: each stage's own score (``score`` then ranks the combined evidence,
     #: :func:`with_stages`, and the rule is each stage against its own threshold).
     stages: tuple[float, ...] = ()
+    #: The evasion check judged the suspect's answers to depend on how it is asked (only measured
+    #: on the evasion families' rows: :func:`evasion_suspects`).
+    evasive: bool = False
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -99,7 +103,7 @@ def with_utility(rows: list[Scored], relative: dict[str, float]) -> list[Scored]
     """``rows`` with ``utility`` set from ``relative`` (model name -> share of the owner's utility);
     a model behind an interface (``BASE@INTERFACE``) has its base model's (the owner's: 1)."""
     shares = {"owner": 1.0, **relative}
-    return [replace(r, utility=float(shares.get(r.model.split("@")[0], float("nan")))) for r in rows]
+    return [replace(r, utility=float(shares.get(r.model.split("@")[0].split("%")[0], float("nan")))) for r in rows]
 
 
 def with_stages(rows: list[Scored]) -> list[Scored]:
@@ -137,6 +141,13 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                                         copy_line=copy_line, later=later,
                                         parametric=len(references) < references_needed(alpha))
             for alpha in ALPHAS}
+
+
+def caught(calibration: Rule, row: Scored) -> bool:
+    """Whether ``tafa verify`` would not clear ``row``'s derived model: judged derived, or
+    evasive (the decision ``evasive``). For an independent row only ``derived`` counts (a
+    false positive is a false claim of derivation)."""
+    return fires(calibration, row) or (row.label == 1 and row.evasive)
 
 
 def fires(calibration: Rule, row: Scored) -> bool:
@@ -216,14 +227,16 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
                           for recipe, model in zoo.with_role("calibration")]
     distinct = {model.name for model in fingerprint.distinct_references(calibration_models)[0]}
 
-    def score(suspect: Model, name: str, label: int, family: str, role: str) -> Signature:
-        """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature."""
+    def score(suspect: Model, name: str, label: int, family: str, role: str, check: bool = False) -> Signature:
+        """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature;
+        ``check``: with the evasion check ``tafa verify`` runs (seeded by the row's name)."""
         started = time.perf_counter()
-        signature = fingerprint.measure(suspect)
+        signature, _, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
         value = fingerprint.compare(signature).value
         stages = () if fingerprint.second is None else (value, fingerprint.second.score(suspect).value)
         seconds.append(time.perf_counter() - started)
-        rows.append(Scored(name, label, family, role, value, stages=stages))
+        rows.append(Scored(name, label, family, role, value, stages=stages,
+                           evasive=evasion is not None and evasion.evasive))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):
@@ -254,6 +267,8 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
                             if r.role != SHARED_INIT and (r.label == 0 or r.family == family)]
     for name, label, family, suspect in interface_suspects(zoo):
         score(suspect, name, label, family, "scored")
+    for name, label, family, suspect in evasion_suspects(zoo):
+        score(suspect, name, label, family, "scored", check=True)
     similarity = fingerprint.similarity()
     staged = fingerprint.second is not None
     return {"rows": with_stages(rows) if staged else with_calibrated(rows),
@@ -291,6 +306,43 @@ def interface_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
             for interface in interfaces_for(spec.scenario) for name, label, model in bases]
 
 
+#: Evasion families (:mod:`tafa.attacks.evasion`): the same bases as the interface families, each
+#: served by every registered evasion with an unrelated decoy (a scored independent that is not
+#: a base, another for the independents); rows ``BASE%EVASION``, family ``evasion/NAME`` (copies)
+#: or ``evasion/NAME/independent``. The pirate's data for the range router: the other half of the
+#: task's data. Not in the shared-parent zoos or the ResNet zoo.
+EVASION = "evasion"
+
+
+def _seed(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+def evasion_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
+    """``(row name, label, family, model)`` of every evasion-wrapped suspect of ``zoo``."""
+    spec = zoo.spec
+    if spec.parent is not None or spec.owner_arch.startswith("resnet"):
+        return []
+    from ..attacks.evasion import EVASIONS
+
+    scored = zoo.with_role("scored")
+    negatives = [(r.name, m) for r, m in scored if r.label == 0]
+    bases = [("owner", 1, zoo.owner)] + [(r.name, 1, m) for r, m in scored if r.label == 1
+                                         and r.name in INTERFACE_COPIES]
+    bases += [(name, 0, model) for name, model in negatives[:INTERFACE_NEGATIVES]]
+    spare = negatives[INTERFACE_NEGATIVES:INTERFACE_NEGATIVES + 2]
+    if len(spare) < 2:
+        return []
+    decoys = {1: TorchModel(spare[0][1], spec.input_shape, name=spare[0][0]),
+              0: TorchModel(spare[1][1], spec.input_shape, name=spare[1][0])}
+    data = (np.random.default_rng(0).normal(size=(1000, *spec.input_shape)) if spec.latent  # a latent's users
+            else np.asarray(spec.data("other").x).reshape(-1, *spec.input_shape))
+    return [(f"{name}%{evasion.name}", label, f"{EVASION}/{evasion.name}" + ("" if label else "/independent"),
+             evasion.apply(TorchModel(model, spec.input_shape, name=name), decoys[label], data=data,
+                           seed=_seed(f"{name}%{evasion.name}")))
+            for evasion in EVASIONS.values() for name, label, model in bases]
+
+
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
     """Leave-one-family-out figures: per family, its models against the negatives, both scored
     by the verifier refitted without that family; averaged over families weighted by size.
@@ -303,7 +355,7 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
         pos = [r for r in rows if r.label == 1 and r.role == "scored"]
         neg = [r for r in rows if r.label == 0 and r.role == "scored"]
         rule = calibrations(rows)[ALPHA]
-        detected = float(np.mean([fires(rule, r) for r in pos]))
+        detected = float(np.mean([caught(rule, r) for r in pos]))
         per_family[family] = {"n": len(pos), "detection_rate": detected}
         if family.split("/")[-1] == EXTRACTION:  # pooled families are "zoo/family"
             continue
@@ -317,7 +369,7 @@ def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
             kept_weights.append(len(kept))
             kept_aucs.append(metrics.roc_auc([r.score for r in kept], [r.score for r in neg]))
             kept_tprs.append(metrics.tpr_at_fpr([r.score for r in kept], [r.score for r in neg], 0.01))
-            kept_rules.append(float(np.mean([fires(rule, r) for r in kept])))
+            kept_rules.append(float(np.mean([caught(rule, r) for r in kept])))
     average = lambda values: float(np.average(values, weights=weights))  # noqa: E731
 
     def kept_average(values: list[float]) -> float:
@@ -338,7 +390,7 @@ def rule_summary(scored: list[Scored], rules: Rules, alpha: float) -> dict[str, 
     left out), its false-positive rate with a binomial 95% interval, and the false-positive
     rate of every independent family with its interval."""
     def flagged(row: Scored) -> bool:
-        return fires(rules[_zoo_of(row)][alpha], row)
+        return caught(rules[_zoo_of(row)][alpha], row)
 
     positives = [flagged(r) for r in scored if r.label == 1 and r.family != EXTRACTION]
     negatives = [r for r in scored if r.label == 0]
@@ -361,7 +413,7 @@ def rule_summary(scored: list[Scored], rules: Rules, alpha: float) -> dict[str, 
 
 
 def _flagged(row: Scored, rules: Rules, alpha: float) -> bool:
-    return fires(rules[_zoo_of(row)][alpha], row)
+    return caught(rules[_zoo_of(row)][alpha], row)
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -441,7 +493,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
     tpr1 = partial(metrics.tpr_at_fpr, max_fpr=0.01)
 
     def flagged(row: Scored, alpha: float = ALPHA) -> bool:
-        return fires(rules[_zoo_of(row)][alpha], row)
+        return caught(rules[_zoo_of(row)][alpha], row)
 
     families: dict[str, dict[str, Any]] = {}
     for row in scored:
