@@ -146,3 +146,24 @@ class Components(Table[type[T]]):
     def create(self, name: str, **params: Any) -> T:
         """The registered component ``name``, built with ``params``."""
         return self.lookup(name)(**params)
+
+
+def register_named(table: dict[str, T], item: T, name: str, *, what: str, replace: bool, caller: str) -> T:
+    """Put ``item`` in ``table`` under ``name`` (an existing name only with ``replace``): what
+    the attack library's ``register_*`` functions share once they have checked their own fields."""
+    from .errors import check_param
+
+    check_param(f"{what}.name", name, "a name not registered yet (or replace=True)", replace or name not in table,
+                caller=caller)
+    table[name] = item
+    return item
+
+
+def named(table: dict[str, T], name: str, *, caller: str) -> T:
+    """``table[name]``, or one :class:`~tafa.errors.InvalidParameter` line listing the names."""
+    from .errors import InvalidParameter
+
+    if name not in table:
+        raise InvalidParameter(f"The 'name' parameter of {caller} must be one of {sorted(table)}. Got {name!r} "
+                               "instead.")
+    return table[name]

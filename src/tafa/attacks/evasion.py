@@ -47,7 +47,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InvalidParameter, check_param
+from ..components import named, register_named
+from ..errors import check_param
 from ..models.base import Model
 
 #: Builds the served model from the copy, the decoy (``None`` for the disturbances), the pirate's
@@ -249,18 +250,12 @@ def register_evasion(evasion: Evasion, *, replace: bool = False) -> Evasion:
     """Add ``evasion`` to :data:`EVASIONS` (an existing name only with ``replace=True``)."""
     caller = "register_evasion"
     check_param("evasion", evasion, "an Evasion", isinstance(evasion, Evasion), caller=caller)
-    check_param("evasion.name", evasion.name, "a name not registered yet (or replace=True)",
-                replace or evasion.name not in EVASIONS, caller=caller)
-    EVASIONS[evasion.name] = evasion
-    return evasion
+    return register_named(EVASIONS, evasion, evasion.name, what="evasion", replace=replace, caller=caller)
 
 
 def get_evasion(name: str) -> Evasion:
     """The registered evasion called ``name``."""
-    if name not in EVASIONS:
-        raise InvalidParameter(f"The 'name' parameter of get_evasion must be one of {sorted(EVASIONS)}. "
-                               f"Got {name!r} instead.")
-    return EVASIONS[name]
+    return named(EVASIONS, name, caller="get_evasion")
 
 
 def _register_standard() -> None:

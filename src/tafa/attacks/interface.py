@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InvalidParameter, check_param
+from ..components import named, register_named
+from ..errors import check_param
 from ..models.base import Model
 
 #: The tasks an interface belongs to (what kind of answers it transforms).
@@ -88,18 +89,12 @@ def register_interface(interface: Interface, *, replace: bool = False) -> Interf
     caller = "register_interface"
     check_param("interface", interface, "an Interface", isinstance(interface, Interface), caller=caller)
     check_param("interface.task", interface.task, f"one of {TASKS}", interface.task in TASKS, caller=caller)
-    check_param("interface.name", interface.name, "a name not registered yet (or replace=True)",
-                replace or interface.name not in INTERFACES, caller=caller)
-    INTERFACES[interface.name] = interface
-    return interface
+    return register_named(INTERFACES, interface, interface.name, what="interface", replace=replace, caller=caller)
 
 
 def get_interface(name: str) -> Interface:
     """The registered interface called ``name``."""
-    if name not in INTERFACES:
-        raise InvalidParameter(f"The 'name' parameter of get_interface must be one of {sorted(INTERFACES)}. "
-                               f"Got {name!r} instead.")
-    return INTERFACES[name]
+    return named(INTERFACES, name, caller="get_interface")
 
 
 def interfaces_for(task: str) -> list[Interface]:

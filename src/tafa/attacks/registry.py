@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..components import named, register_named
 from ..errors import InvalidParameter, check_param
 from ..training import TrainingData
 from .hidden_units import weighted_layers
@@ -95,18 +96,12 @@ def register_attack(attack: Attack, *, replace: bool = False) -> Attack:
     caller = "register_attack"
     check_param("attack", attack, "an Attack", isinstance(attack, Attack), caller=caller)
     check_param("attack.family", attack.family, f"one of {FAMILIES}", attack.family in FAMILIES, caller=caller)
-    check_param("attack.name", attack.name, "a name not registered yet (or replace=True)",
-                replace or attack.name not in ATTACKS, caller=caller)
-    ATTACKS[attack.name] = attack
-    return attack
+    return register_named(ATTACKS, attack, attack.name, what="attack", replace=replace, caller=caller)
 
 
 def get_attack(name: str) -> Attack:
     """The registered attack called ``name``."""
-    if name not in ATTACKS:
-        raise InvalidParameter(f"The 'name' parameter of get_attack must be one of {sorted(ATTACKS)}. "
-                               f"Got {name!r} instead.")
-    return ATTACKS[name]
+    return named(ATTACKS, name, caller="get_attack")
 
 
 def combine(name: str, *steps: Attack | str, description: str = "") -> Attack:
