@@ -210,6 +210,9 @@ class Verdict:
         if cal is not None and self.p_value is not None:
             gap = self.margin_to_threshold
             how = "rank among the references" + (", Bonferroni over the stages" if len(cal.stages) > 1 else "")
+            floor = min(1.0, len(cal.stages) / (cal.n_references + 1))
+            if self.p_value <= floor * (1 + 1e-9):
+                how += f": the smallest {cal.n_references} references can give"
             side = "" if gap is None else f"; {'above' if gap > 0 else 'at or below'} its threshold by {abs(gap):.4f}"
             rows.append(("p-value", f"{self.p_value:.3g} ({how}){side}"))
         margin = self.margin()
