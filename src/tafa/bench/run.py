@@ -88,6 +88,9 @@ class Scored:
     #: The evasion check judged the suspect's answers to depend on how it is asked (only measured
     #: on the evasion families' rows: :func:`evasion_suspects`).
     evasive: bool = False
+    #: Its answers lie on a grid (:attr:`tafa.signature.interface.Recognised.quantised`): a score
+    #: below the thresholds is then no evidence of independence (``undecided``, as in verify).
+    quantised: bool = False
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -143,11 +146,21 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
             for alpha in ALPHAS}
 
 
+def decision(calibration: Rule, row: Scored) -> Decision:
+    """The decision ``tafa verify`` gives ``row``'s model with this rule (:meth:`Verdict.decide
+    <tafa.decide.Verdict.decide>`): the rule's, ``undecided`` instead of ``independent`` for
+    answers on a grid, ``evasive`` for an evasive suspect the rule does not judge derived."""
+    decided = calibration.decide(list(row.stages) or [row.score])
+    if decided is Decision.INDEPENDENT and row.quantised:
+        decided = Decision.UNDECIDED
+    return Decision.EVASIVE if row.evasive and decided is not Decision.DERIVED else decided
+
+
 def caught(calibration: Rule, row: Scored) -> bool:
     """Whether ``tafa verify`` would not clear ``row``'s derived model: judged derived, or
     evasive (the decision ``evasive``). For an independent row only ``derived`` counts (a
     false positive is a false claim of derivation)."""
-    return fires(calibration, row) or (row.label == 1 and row.evasive)
+    return fires(calibration, row) or (row.label == 1 and decision(calibration, row) is Decision.EVASIVE)
 
 
 def fires(calibration: Rule, row: Scored) -> bool:
@@ -231,12 +244,13 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
         """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature;
         ``check``: with the evasion check ``tafa verify`` runs (seeded by the row's name)."""
         started = time.perf_counter()
-        signature, _, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
+        signature, recognised, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
         value = fingerprint.compare(signature).value
         stages = () if fingerprint.second is None else (value, fingerprint.second.score(suspect).value)
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
-                           evasive=evasion is not None and evasion.evasive))
+                           evasive=evasion is not None and evasion.evasive,
+                           quantised=recognised is not None and recognised.quantised is not None))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):
