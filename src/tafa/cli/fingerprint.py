@@ -177,7 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                           **({"commitment": committed} if committed else {})}))
     else:
         print(printable(verdict.render()))
-        if weights is not None:
+        if weights is not None and (weights.applicable or fingerprint.owner_layers):  # said when it could apply
             print(printable(weights.render()))
         if committed:
             from ..commitment import describe_check
