@@ -69,6 +69,10 @@ REPRODUCIBLE_FIELDS = ("scheme", "domain", "seed")
 #: own score (within ``1 + COPY_SLACK`` times the copy's distance) is a probable copy of the owner.
 OWNER_INT8_SCORE = "owner_int8_score"
 COPY_SLACK = 1.0
+#: A scheme that scores the owner's own int8 copy further than this below the owner itself
+#: cannot single out copies by closeness (ipguard's label matches near the boundary, for one):
+#: no reference is then left out as a probable copy (:meth:`Fingerprint.copy_line` is ``None``).
+COPY_CLOSE = 0.1
 
 #: Seconds ``Fingerprint.create`` aims to stay within unless told otherwise: over it, the
 #: probe strategy's cost plan takes shortcuts (:meth:`~tafa.probes.base.ProbeStrategy.plan`),
@@ -610,11 +614,14 @@ class Fingerprint:
     def copy_line(self) -> float | None:
         """The score from which a reference counts as a probable copy of the owner: as close to the
         owner's own score as twice the distance of its int8 copy (``None`` for fingerprints made
-        before that score was recorded)."""
+        before that score was recorded, and for a scheme that scores the int8 copy more than
+        :data:`COPY_CLOSE` below the owner: its line would fall among independent models)."""
         copy_score = self.meta.get(OWNER_INT8_SCORE)
         if not isinstance(copy_score, (int, float)) or isinstance(copy_score, bool):
             return None
         own = self.compare(self.owner_signature).value
+        if own - float(copy_score) > COPY_CLOSE:
+            return None
         return float(copy_score) - COPY_SLACK * max(0.0, own - float(copy_score))
 
     def scores(self, models: Iterable[ModelLike], progress: bool = False, desc: str = "models") -> list[float]:
