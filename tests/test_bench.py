@@ -246,12 +246,13 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
             assert all(s["utility"] == pytest.approx(1.0, abs=1e-6)
                        for s in row["scores"] if s["model"].endswith("permute")), (name, scheme)
             negatives = [s["score"] for s in row["scores"] if s["label"] == 0]
+            plain = [s["score"] for s in row["scores"] if not any(mark in s["model"] for mark in "@%")]
             assert permuted, (name, scheme)
             if isinstance(get_scheme(scheme).build()[2], LearnedSimilarity):
                 assert min(permuted) > max(negatives), (name, scheme)
             else:
-                assert all(value == pytest.approx(max(s["score"] for s in row["scores"]), abs=1e-4)
-                           for value in permuted), (name, scheme)
+                # (the owner itself behind an interface, e.g. log-softmax, may score a hair higher)
+                assert all(value == pytest.approx(max(plain), abs=1e-4) for value in permuted), (name, scheme)
     for name, entry in scenarios.items():
         owners = entry["utility"].values() if "pooled" in name else [entry["utility"]]
         assert all(owner["owner"] > 0.1 and owner["keep"] == 0.9 for owner in owners), name

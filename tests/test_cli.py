@@ -461,7 +461,8 @@ def test_verify_of_a_service_takes_the_shared_opening_options(classifier, finger
     # (a few inputs the client re-asks to check the service's consistency may be sent again)
     total = Fingerprint.load(fingerprint_file).queries()
     assert sent["network_queries"] >= total and again["cached_queries"] >= total
-    assert again["network_queries"] <= sent["network_queries"] - total
+    # (the evasion check asks fresh inputs every time: those, and the client's re-asks, go out again)
+    assert again["network_queries"] <= CHECK_QUERIES + (sent["network_queries"] - total - CHECK_QUERIES) * 2 < total
     assert json.loads(second[1])["score"] == pytest.approx(1.0, abs=1e-5)
     _assert_one_line_error(code, err, str(total + CHECK_QUERIES))
     code, _, err = _run(capsys, "verify", str(fingerprint_file), "http://127.0.0.1:1/v2/models/x", "--retries", "-1")
