@@ -614,13 +614,15 @@ class Fingerprint:
     def copy_line(self) -> float | None:
         """The score from which a reference counts as a probable copy of the owner: as close to the
         owner's own score as twice the distance of its int8 copy (``None`` for fingerprints made
-        before that score was recorded, and for a scheme that scores the int8 copy more than
-        :data:`COPY_CLOSE` below the owner: its line would fall among independent models)."""
+        before that score was recorded, for a scheme whose score is not a similarity that gives the
+        owner 1 against itself (a learned verifier's probability), and for one that scores the int8
+        copy more than :data:`COPY_CLOSE` below the owner: its line would fall among independent
+        models)."""
         copy_score = self.meta.get(OWNER_INT8_SCORE)
         if not isinstance(copy_score, (int, float)) or isinstance(copy_score, bool):
             return None
         own = self.compare(self.owner_signature).value
-        if own - float(copy_score) > COPY_CLOSE:
+        if own < 1.0 - 1e-6 or own - float(copy_score) > COPY_CLOSE:  # a learned score, or no closeness scale
             return None
         return float(copy_score) - COPY_SLACK * max(0.0, own - float(copy_score))
 
