@@ -1,0 +1,68 @@
+"""Figures of a ``tafa bench`` run split by kind of row: the plain models (post-processing only,
+comparable with runs before the interface and evasion families), and every interface and
+evasion family on its own (the calibrated rule's detection of the copies, and its false-positive
+rate on the independents served the same way, with exact 95% intervals).
+
+    python benchmarks/family_figures.py bench-out/s6-tafa/results.json [--scheme tafa]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import numpy as np
+
+from tafa.bench import metrics
+
+KINDS = ("interface/", "evasion/")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results")
+    parser.add_argument("--scheme", default="tafa")
+    args = parser.parse_args()
+    results = json.load(open(args.results))
+    print("| scenario | plain rows: derived / independent | AUC | TPR@1%FPR | kept copies (>= 90% utility): AUC / "
+          "TPR@1%FPR (n) |")
+    print("|:---|---:|---:|---:|---:|")
+    pooled = {name: entry for name, entry in results["scenarios"].items() if "pooled" in name}
+    for name, entry in pooled.items():
+        row = entry["schemes"].get(args.scheme)
+        if row is None:
+            continue
+        plain = [s for s in row["scores"] if not s["family"].startswith(KINDS)]
+        value = "evidence" if row.get("ranked_on") == "evidence" else "score"
+        pos = [s[value] for s in plain if s["label"] == 1 and s["family"] != "extraction"]
+        neg = [s[value] for s in plain if s["label"] == 0]
+        kept = [s[value] for s in plain if s["label"] == 1 and s["family"] != "extraction"
+                and np.isfinite(s["utility"]) and s["utility"] >= 0.9]
+        print(f"| {name} | {len(pos)} / {len(neg)} | {metrics.roc_auc(pos, neg):.3f} | "
+              f"{metrics.tpr_at_fpr(pos, neg, 0.01):.2f} | {metrics.roc_auc(kept, neg):.3f} / "
+              f"{metrics.tpr_at_fpr(kept, neg, 0.01):.2f} ({len(kept)}) |")
+    print("\n| scenario | family | copies caught α=0.05 / 0.01 (n) | independents judged derived α=0.05 [95% CI] "
+          "/ 0.01 (n) |")
+    print("|:---|:---|---:|---:|")
+    for name, entry in pooled.items():
+        row = entry["schemes"].get(args.scheme)
+        if row is None:
+            continue
+        caught: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for recipe in row["per_recipe"].values():
+            if recipe["family"].startswith(KINDS):
+                for alpha, rate in recipe["detection"].items():
+                    caught[recipe["family"]][alpha] += [rate] * recipe["n"]
+        for family in caught:
+            counts = [row["rules"][alpha]["families"].get(family + "/independent") for alpha in ("0.05", "0.01")]
+            n = len(caught[family]["0.05"])
+            fp = "-" if counts[0] is None else (
+                f"{counts[0]['false_positives']}/{counts[0]['n']} [{counts[0]['ci'][0]:.2f}, {counts[0]['ci'][1]:.2f}]"
+                f" / {counts[1]['false_positives']}/{counts[1]['n']}")
+            print(f"| {name.removesuffix(' (pooled)')} | {family} | {np.mean(caught[family]['0.05']):.2f} / "
+                  f"{np.mean(caught[family]['0.01']):.2f} ({n}) | {fp} |")
+
+
+if __name__ == "__main__":
+    main()
