@@ -473,16 +473,7 @@ class Fingerprint:
     def measure(self, suspect: ModelLike) -> Signature:
         """The suspect's signature at this fingerprint's probes (black box: outputs only), from its
         answers with their interface undone where it can be (:func:`~tafa.signature.interface.recognise`)."""
-        return self.measure_recognised(suspect)[0]
-
-    def measure_recognised(self, suspect: ModelLike) -> tuple[Signature, Recognised | None]:
-        """:meth:`measure`, and how the suspect's answers were recognised (``None``: labels only)."""
-        model = as_model(suspect, self.input_shape)
-        self.check_shapes(model)
-        signature = self.scheme.make_signature()
-        if model.labels_only:
-            return signature.from_labels(self.probes, model(signature.inputs(self.probes))), None
-        return measure_suspect(signature, model, self.probes, self.owner_signature)
+        return self.measure_checked(suspect, check=False)[0]
 
     def similarity(self) -> Similarity:
         """The scheme's similarity, with the fitted parameters of a learned one loaded."""
@@ -719,16 +710,20 @@ class Fingerprint:
         measurement has fixed inputs, the evasion check on the same answers
         (:func:`~tafa.signature.consistency.check_evasion`: a few inputs asked again, alone and in
         other batches, and near pairs of another style; ``seed``: ``None``, fresh randomness each
-        time, as ``verify`` asks; the benchmark seeds it to be reproducible)."""
+        time, as ``verify`` asks; the benchmark seeds it to be reproducible). How the answers were
+        recognised is ``None`` for a labels-only suspect."""
         model = as_model(suspect, self.input_shape)
-        measurement = self.scheme.make_signature()
-        if not check or measurement.adaptive or model.labels_only:
-            return *self.measure_recognised(model), None
         self.check_shapes(model)
+        measurement = self.scheme.make_signature()
+        if model.labels_only:
+            return measurement.from_labels(self.probes, model(measurement.inputs(self.probes))), None, None
+        if measurement.adaptive:
+            return (*measure_suspect(measurement, model, self.probes, self.owner_signature), None)
         inputs = measurement.inputs(self.probes)
         answers = model(inputs)
         signature, recognised = assemble_suspect(measurement, self.probes, answers, self.owner_signature)
-        return signature, recognised, check_evasion_of(model, inputs, answers, self.domain, seed=seed)
+        evasion = check_evasion_of(model, inputs, answers, self.domain, seed=seed) if check else None
+        return signature, recognised, evasion
 
     def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
         """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file
