@@ -195,3 +195,40 @@ def test_the_assignment_solver_finds_what_scipy_finds(shape):
         expected = linear_sum_assignment(scores, maximize=True)
         assert len(set(cols.tolist())) == len(cols) == min(shape) and list(rows) == sorted(rows)
         assert scores[rows, cols].sum() == pytest.approx(scores[expected].sum(), rel=1e-12)
+
+
+# -- the weight test as a stage of the decision (issue 22, item 5) ---------------------------------
+
+def test_the_weight_stage_takes_only_the_alpha_the_rank_bounds_leave():
+    from tafa.decide.rule import EXACT_SHARE, Rule
+
+    scores = [0.01 * i for i in range(20)]  # 20 references at 0.05: rank bound 1/21, slack 0.05 - 1/21
+    rule = Rule.calibrate([scores], ["tafa"], 0.05).with_exact("weights")
+    assert rule.names == ["tafa", "weights"] and rule.bound <= 0.05 + 1e-12
+    assert rule.stages[1].alpha_requested == pytest.approx(0.05 - 1 / 21)
+    assert rule.decide([0.0, 3.0]).value == "derived" and rule.decide([0.0, 1.0]).value == "independent"
+    assert rule.p_value([0.0, 300.0]) < 1e-290
+    exact_fit = Rule.calibrate([scores[:19]], ["tafa"], 0.05)  # 19 references: 1/20 = 0.05, no slack
+    assert exact_fit.with_exact("weights").names == ["tafa"]
+    assert "no share of alpha" in exact_fit.with_exact("weights").notes[-1]
+    roomy = Rule.calibrate([[0.01 * i for i in range(40)]] * 2, ["a", "b"], 0.05).with_exact("weights")
+    assert roomy.bound <= 0.05 + 1e-12 and roomy.fractions[2] > EXACT_SHARE
+    assert roomy.at(0.1).bound <= 0.1 + 1e-12 and roomy.at(0.1).names == roomy.names
+
+
+def test_verify_decides_with_the_weight_stage_a_copy_derived_and_an_independent_model_not(classifier):
+    owner = classifier.owner
+    fingerprint = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), points=8, directions=2, seed=0,
+                                     weights=True, second_stage=False)
+    references = classifier.references  # 18 at 0.1: rank bound 1/19, the rest is the weight stage's
+    copy = magnitude_prune(owner, 0.5)
+    verdict = fingerprint.verify(copy, references, alpha=0.1, check_evasion=False)
+    names = [stage["name"] for stage in verdict.stages]
+    assert names == ["tafa", "weights"] and verdict.decision.value == "derived"
+    assert verdict.calibration.bound <= 0.1 + 1e-12 and verdict.to_dict()["weights"]["p_value"] < 1e-6
+    assert "weights: exact p-value" in verdict.render()
+    independent = fingerprint.verify(classifier.independent, references, alpha=0.1, check_evasion=False)
+    weight_row = independent.to_dict()["stages"][1]
+    assert weight_row["name"] == "weights" and weight_row["p_value"] > 0.01
+    off = fingerprint.verify(copy, references, alpha=0.1, check_evasion=False, weights=False)
+    assert off.weights is None and [stage["name"] for stage in off.stages] == []

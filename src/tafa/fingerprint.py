@@ -88,6 +88,9 @@ MAX_PARENT_REFERENCES = 1000
 #: bound supports alpha = 0.05).
 DEFAULT_PARENT_REFERENCES = 19
 
+#: The weight test's name as a stage of a verdict (its score is ``-log10`` of its exact p-value).
+WEIGHT_STAGE = "weights"
+
 #: Prefix of a second stage's arrays, and its header's key, in a fingerprint file.
 SECOND = "second"
 
@@ -624,7 +627,8 @@ class Fingerprint:
 
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
                positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
-               calibration: Rule | None = None, progress: bool = False, check_evasion: bool = True) -> Verdict:
+               calibration: Rule | None = None, progress: bool = False, check_evasion: bool = True,
+               weights: WeightEvidence | bool = True) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
 
         The rule (``calibration``, else :meth:`calibrate` on ``references``) decides: each of its
@@ -635,6 +639,13 @@ class Fingerprint:
         ``check_evasion``: also ask a few inputs again, alone and in other batches, and near pairs of
         another style (:func:`~tafa.signature.consistency.check_evasion`, 58 queries): a suspect
         whose answers depend on how it is asked is ``"evasive"`` unless a stage judges it derived.
+
+        A suspect whose weights can be read (a file, or a torch module) by a fingerprint that keeps
+        the owner's layers (``--white-box keep``) also gets the weight test (``weights``: that
+        evidence already computed, e.g. with references; ``True``: computed here; ``False``: no
+        weight test): its exact
+        order p-value is a stage of the rule, ``weights`` (score ``-log10 p``), at the part of
+        alpha the other stages leave (:meth:`~tafa.decide.rule.Rule.with_exact`).
 
         Without references (and without a ready ``calibration``) the decision is
         ``"undecided"``, and so it is when the references are too few for ``alpha`` by rank
@@ -661,7 +672,16 @@ class Fingerprint:
                                    f"with {len(available)}: calibrate it with this fingerprint's "
                                    "Fingerprint.calibrate.")
         run = available if calibration is None else available[:len(calibration.stages)]
-        if len(run) > 1:  # a rule of one stage: the first decides alone, and no stage list is shown
+        evidence: WeightEvidence | None = None
+        if weights is True and self.owner_layers:
+            evidence = self.weight_evidence(model, references)
+        elif isinstance(weights, WeightEvidence):
+            evidence = weights
+        weight_p = evidence.p_value if evidence is not None and evidence.applicable else None
+        weighed = weight_p is not None
+        if weighed and calibration is not None:
+            calibration = calibration.with_exact(WEIGHT_STAGE)
+        if len(run) > 1 or weighed:  # a rule of one stage: the first decides alone, and no stage list is shown
             stages.append({"name": self.scheme.name, "score": score.value, "queries": queries, "seconds": seconds})
             for stage in run[1:]:
                 if calibration is not None and calibration.fires([entry["score"] for entry in stages]):
@@ -672,6 +692,10 @@ class Fingerprint:
                 value = stage.score(model).value
                 stages.append({"name": stage.scheme.name, "score": value, "queries": model.queries - before,
                                "seconds": time.perf_counter() - started})
+            if weighed and (calibration is None or WEIGHT_STAGE in calibration.names):
+                assert weight_p is not None
+                stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
+                               "queries": 0, "seconds": 0.0})
             queries = sum(stage["queries"] for stage in stages)
             seconds = sum(stage["seconds"] for stage in stages)
         queries += checked
@@ -702,7 +726,7 @@ class Fingerprint:
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
                               positive_scores=positive_scores, notes=notes, stages=stages, unresolved=unresolved,
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
-                              evasion=None if evasion is None else evasion.to_dict())
+                              evasion=None if evasion is None else evasion.to_dict(), weights=evidence)
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
                         ) -> tuple[Signature, Recognised | None, EvasionCheck | None]:

@@ -167,11 +167,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     suspect.check_budget(fingerprint.queries() + CHECK_QUERIES)  # every stage, and the evasion check
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
-    verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
-                                 parametric=args.parametric, progress=not args.quiet)
     weights = None
     if args.white_box == "auto":
         weights = fingerprint.weight_evidence(suspect, references)
+    verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
+                                 parametric=args.parametric, progress=not args.quiet,
+                                 weights=False if weights is None else weights)
     if args.json:
         print(json.dumps({**json.loads(verdict.to_json()), "weights": None if weights is None else weights.to_dict(),
                           **({"commitment": committed} if committed else {})}))

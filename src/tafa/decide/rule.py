@@ -14,6 +14,11 @@ How many stages a set of references can calibrate is decided here too
 rank, or with the parametric tail when it was asked for), else the first alone at the whole
 alpha, and the rule says so.
 
+A stage whose evidence is an exact p-value (the weight test of a suspect that arrives as a
+file, :mod:`tafa.weights`) joins the rule with :meth:`Rule.with_exact`: it gets the part of
+alpha the calibrated stages' rank bounds leave unused, or, when they use all of it, a small
+share (:data:`EXACT_SHARE`) taken from them where their references still support the rest.
+
 >>> rule = Rule.calibrate([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7]], ["first", "second"], alpha=0.5)
 >>> [c.alpha_requested for c in rule.stages], rule.bound, rule.supports_alpha
 ([0.25, 0.25], 0.5, True)
@@ -34,7 +39,11 @@ from enum import StrEnum
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import InvalidParameter, RefusedReference, check_param
-from .threshold import Calibration, calibrate, references_needed
+from .threshold import BoundMethod, Calibration, calibrate, exact_calibration, references_needed
+
+#: Of the alpha the black-box stages would use, the fraction given up to an exact stage (the
+#: weight test) when their rank bounds leave no slack (:meth:`Rule.with_exact`).
+EXACT_SHARE = 1e-3
 
 
 class Decision(StrEnum):
@@ -61,10 +70,21 @@ class Rule:
     names: list[str]
     alpha_requested: float
     notes: list[str] = field(default_factory=list)
+    #: Each stage's fraction of alpha (``None``: equal shares).
+    shares: list[float] | None = None
 
     def __post_init__(self) -> None:
         check_param("stages", len(self.stages), "one calibration per name (at least one)",
                     len(self.stages) >= 1 and len(self.stages) == len(self.names), caller="Rule")
+        if self.shares is not None:
+            check_param("shares", self.shares, "one fraction per stage, summing to at most 1",
+                        len(self.shares) == len(self.stages) and all(share > 0 for share in self.shares)
+                        and sum(self.shares) <= 1 + 1e-9, caller="Rule")
+
+    @property
+    def fractions(self) -> list[float]:
+        """Each stage's fraction of :attr:`alpha_requested`."""
+        return list(self.shares) if self.shares is not None else [1.0 / len(self.stages)] * len(self.stages)
 
     # ------------------------------------------------------------------ making one
     @staticmethod
@@ -136,9 +156,49 @@ class Rule:
         return cls([calibration], [name], calibration.alpha_requested, list(calibration.notes))
 
     def at(self, alpha: float) -> "Rule":
-        """The same references' rule at another ``alpha`` (each stage at its share of it)."""
-        share = float(alpha) / len(self.stages)
-        return Rule([stage.at(share) for stage in self.stages], list(self.names), float(alpha), list(self.notes))
+        """The same references' rule at another ``alpha`` (each calibrated stage at its equal share
+        of it, then the exact stages added again as :meth:`with_exact` adds them)."""
+        calibrated = [(stage, name) for stage, name in zip(self.stages, self.names)
+                      if stage.method is not BoundMethod.EXACT]
+        share = float(alpha) / len(calibrated)
+        rule = Rule([stage.at(share) for stage, _ in calibrated], [name for _, name in calibrated], float(alpha),
+                    list(self.notes))
+        for stage, name in zip(self.stages, self.names):
+            if stage.method is BoundMethod.EXACT:
+                rule = rule.with_exact(name)
+        return rule
+
+    def with_exact(self, name: str) -> "Rule":
+        """This rule with one more stage, ``name``, whose score is ``-log10`` of an exact p-value
+        (:func:`~tafa.decide.threshold.exact_calibration`). Its level is what the calibrated
+        stages' bounds leave of alpha (a rank bound is ``k / (n + 1)``, often below its share;
+        each calibrated stage keeps its bound as its level, with the same threshold); when that is
+        nothing, the calibrated stages give up :data:`EXACT_SHARE` of their shares if their
+        references still support the rest. The levels sum to alpha (Bonferroni).
+
+        >>> rule = Rule.calibrate([[0.1 * i for i in range(40)], [0.1 * i for i in range(40)]], ["a", "b"], 0.05)
+        >>> both = rule.with_exact("weights")
+        >>> both.names, round(both.stages[2].alpha_requested, 5), both.bound <= 0.05, both.fires([0.0, 0.0, 300.0])
+        (['a', 'b', 'weights'], 0.00122, True, True)
+        >>> [round(c.threshold, 1) for c in both.stages[:2]] == [round(c.threshold, 1) for c in rule.stages]
+        True
+        """
+        if not self.supports_alpha:
+            return self
+        alpha = self.alpha_requested
+        stages = list(self.stages)
+        if alpha - sum(stage.bound for stage in stages) <= alpha * 1e-9:
+            fewer = [stage.at(stage.alpha_requested * (1 - EXACT_SHARE)) for stage in stages]
+            if not all(stage.supports_alpha for stage in fewer):
+                return Rule(stages, list(self.names), alpha, [*self.notes, (
+                    f"the {name} test has no share of alpha: the references' rank bounds use all of it "
+                    "(one more reference leaves it some)")], self.shares)
+            stages = fewer
+        stages = [stage.at(stage.bound) for stage in stages]  # the same thresholds, at the level they reach
+        slack = alpha - sum(stage.bound for stage in stages)
+        levels = [stage.alpha_requested for stage in stages] + [slack]
+        return Rule([*stages, exact_calibration(slack)], [*self.names, name], alpha, list(self.notes),
+                    [level / alpha for level in levels])
 
     # ------------------------------------------------------------------ deciding
     def fires(self, scores: Sequence[float | None]) -> bool:
@@ -156,8 +216,9 @@ class Rule:
         """The suspect's rank p-value against the references: each measured stage's
         (:meth:`Calibration.p_value`), the smallest times the number of stages (Bonferroni, as
         the rule), at most 1; ``None`` when no stage was measured."""
-        values = [stage.p_value(score) for score, stage in zip(scores, self.stages) if score is not None]
-        return None if not values else min(1.0, len(self.stages) * min(values))
+        values = [stage.p_value(score) / fraction
+                  for score, stage, fraction in zip(scores, self.stages, self.fractions) if score is not None]
+        return None if not values else min(1.0, min(values))
 
     # ------------------------------------------------------------------ what it says
     @property
@@ -183,7 +244,8 @@ class Rule:
 
     @property
     def n_references(self) -> int:
-        return min(stage.n_references for stage in self.stages)
+        counted = [stage.n_references for stage in self.stages if stage.method is not BoundMethod.EXACT]
+        return min(counted) if counted else 0
 
     def note(self) -> str | None:
         """The stages' own notes (each named when there are several)."""
@@ -203,7 +265,8 @@ class Rule:
 
     def to_dict(self) -> dict[str, Any]:
         return {"stages": [stage.to_dict() for stage in self.stages], "names": list(self.names),
-                "alpha_requested": self.alpha_requested, "notes": list(self.notes)}
+                "alpha_requested": self.alpha_requested, "notes": list(self.notes),
+                **({"shares": list(self.shares)} if self.shares is not None else {})}
 
 
 __all__ = ["DECISIONS", "Decision", "Rule"]

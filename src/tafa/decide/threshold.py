@@ -41,6 +41,9 @@ class BoundMethod(StrEnum):
 
     RANK = "rank"                 # distribution-free: the rank of the suspect among the references
     PARAMETRIC = "parametric"     # a normal tail fitted to the references' (Fisher-z) scores
+    #: An exact p-value that needs no references (the weight order test, :mod:`tafa.weights`):
+    #: the stage's score is ``-log10 p`` and its threshold ``-log10 alpha`` (:func:`exact_calibration`).
+    EXACT = "exact"
 
 
 def references_needed(alpha: float) -> int:
@@ -87,6 +90,8 @@ class Calibration:
 
     def at(self, alpha: float) -> "Calibration":
         """The same references' threshold at another ``alpha`` (parametric as this one allowed)."""
+        if self.method is BoundMethod.EXACT:
+            return exact_calibration(alpha)
         again = calibrate(self.reference_scores, alpha, parametric=self.parametric)
         again.notes = list(self.notes)
         return again
@@ -94,7 +99,10 @@ class Calibration:
     def p_value(self, score: float) -> float:
         """The rank p-value of ``score`` among the references, ``(1 + #{r >= score}) / (n + 1)``:
         at most ``u`` with probability at most ``u`` for a model exchangeable with them; the
-        rank rule judges derived exactly when it is at most :attr:`rank_bound`'s level."""
+        rank rule judges derived exactly when it is at most :attr:`rank_bound`'s level. For an
+        :attr:`BoundMethod.EXACT` stage the score is ``-log10 p`` and ``p`` is returned."""
+        if self.method is BoundMethod.EXACT:
+            return float(min(1.0, 10.0 ** (-float(score))))
         scores = np.asarray(self.reference_scores, dtype=np.float64)
         return float((1 + np.sum(scores >= score)) / (len(scores) + 1))
 
@@ -141,6 +149,19 @@ class Calibration:
         return {"threshold": self.threshold, "alpha_requested": self.alpha_requested, "bound": self.bound,
                 "method": self.method.value, "n_references": self.n_references,
                 "supports_alpha": self.supports_alpha, "note": self.note()}
+
+
+def exact_calibration(alpha: float) -> Calibration:
+    """The threshold of a stage whose evidence is an exact p-value (no references): its score is
+    ``-log10 p``, and it fires when ``p < alpha``; the bound is ``alpha`` whatever the references.
+
+    >>> cal = exact_calibration(0.001)
+    >>> cal.threshold, cal.fires(215.0), cal.fires(2.0), cal.p_value(215.0) < 1e-200, cal.supports_alpha
+    (3.0, True, False, True, True)
+    """
+    check_param("alpha", alpha, "a number in (0, 1)", 0 < alpha < 1, caller="exact_calibration")
+    value = -math.log10(float(alpha))
+    return Calibration(value, float(alpha), float(alpha), BoundMethod.EXACT, value, float(alpha), None, 0, [])
 
 
 def _fisher(scores: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -44,6 +44,9 @@ class Verdict:
     #: The evasion check's evidence (:class:`~tafa.signature.consistency.EvasionCheck` as a dict;
     #: ``None``: not run).
     evasion: dict[str, Any] | None = None
+    #: The weight evidence (:class:`~tafa.weights.WeightEvidence`) of a suspect whose weights
+    #: could be read, ``None`` when not computed; its order p-value is the ``weights`` stage.
+    weights: Any = None
 
     @classmethod
     def decide(cls, score: Score, calibration: Rule | None, *, unresolved: str | None = None,
@@ -89,7 +92,7 @@ class Verdict:
         if cal is None:
             return None
         gaps = [value - stage.threshold for value, stage in zip(self._scores(self.score, self.stages), cal.stages)
-                if value is not None]
+                if value is not None and stage.method is not BoundMethod.EXACT]  # similarities, not -log10 p
         return max(gaps) if gaps else None
 
     @property
@@ -129,6 +132,10 @@ class Verdict:
         for i, (stage, own) in enumerate(zip(self.stages, self._thresholds()), start=1):
             if stage.get("score") is None:
                 text = f"{stage['name']}: not run (an earlier stage decided)"
+            elif own is not None and own.method is BoundMethod.EXACT:
+                side = "below" if own.fires(stage["score"]) else "not below"
+                text = (f"{stage['name']}: exact p-value {own.p_value(stage['score']):.3g}, {side} its level "
+                        f"{own.alpha_requested:.3g}; no queries")
             else:
                 text = f"{stage['name']}: score {stage['score']:.4f}"
                 if own is not None:
@@ -168,7 +175,8 @@ class Verdict:
             "positives": self.margin(),
             "per_point": self.per_point, "parts": self.parts, "seconds": self.seconds,
             "scheme": self.scheme, "fingerprint_sha256": self.fingerprint_sha256,
-            "suspect": self.suspect, "evasion": self.evasion, "notes": self.notes,
+            "suspect": self.suspect, "evasion": self.evasion,
+            "weights": None if self.weights is None else self.weights.to_dict(), "notes": self.notes,
         }
 
     def to_json(self) -> str:
@@ -210,7 +218,8 @@ class Verdict:
         if cal is not None and self.p_value is not None:
             gap = self.margin_to_threshold
             how = "rank among the references" + (", Bonferroni over the stages" if len(cal.stages) > 1 else "")
-            floor = min(1.0, len(cal.stages) / (cal.n_references + 1))
+            floor = min([1.0] + [1 / ((cal.n_references + 1) * fraction) for stage, fraction
+                                 in zip(cal.stages, cal.fractions) if stage.method is not BoundMethod.EXACT])
             if self.p_value <= floor * (1 + 1e-9):
                 how += f": the smallest {cal.n_references} references can give"
             side = "" if gap is None else f"; {'above' if gap > 0 else 'at or below'} its threshold by {abs(gap):.4f}"
