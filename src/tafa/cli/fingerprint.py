@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import InvalidParameter, printable
 from .options import (DEFAULT_SCHEME, DEFAULT_TIME_BUDGET, SCHEME_NAMES, add_calibration_options,
                       add_opening_options, add_quiet, add_white_box_option, main_schemes, open_options, time_budget)
+from .options import add_input_adaptation_options, open_suspect
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -160,8 +161,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     fingerprint = Fingerprint.load(args.fingerprint)
     committed = _check_commitment(fingerprint, args)
-    suspect = open_options(args).open(args.suspect, input_shapes=[fingerprint.input_shape],
-                                      progress=not args.quiet)
+    suspect = open_suspect(args, args.suspect, fingerprint.input_shape, progress=not args.quiet)
     from ..signature.consistency import CHECK_QUERIES
 
     suspect.check_budget(fingerprint.queries() + CHECK_QUERIES)  # every stage, and the evasion check
@@ -267,6 +267,7 @@ def add_parsers(commands: Any) -> None:
     add_quiet(verify)
     add_white_box_option(verify)
     add_opening_options(verify, weights=True)
+    add_input_adaptation_options(verify)
     verify.set_defaults(run=cmd_verify, runs_torch=False,
                         model_files=lambda args: _model_files(args.suspect, args.references, args.positives))
 

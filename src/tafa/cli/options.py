@@ -150,3 +150,69 @@ def open_options(args: argparse.Namespace, **overrides: Any) -> "OpenOptions":
             values[field] = getattr(args, flag)
     values.update(overrides)
     return OpenOptions(**values)
+
+
+# ------------------------------------------------- the suspect's input: --input-layout, --input-affine
+#: Bounds on a declared layout, tafa.models.adapt's (a test checks them), here so that parsing
+#: imports nothing heavy: an absurd shape is refused while the arguments are parsed.
+MAX_LAYOUT_AXES = 32
+MAX_LAYOUT_ELEMENTS = 1 << 24
+
+
+def input_layout(text: str) -> tuple[int, ...]:
+    """``--input-layout 64`` -> ``(64,)``: the shape the suspect takes, bounded before use."""
+    shape = input_shape(text)
+    if len(shape) > MAX_LAYOUT_AXES or math.prod(shape[:MAX_LAYOUT_AXES]) > MAX_LAYOUT_ELEMENTS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_LAYOUT_AXES} axes and {MAX_LAYOUT_ELEMENTS} values "
+                                         f"in all, got {text[:80]!r}")
+    return shape
+
+
+def input_affine(text: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``--input-affine 0.5,0.25`` -> ``((0.5,), (0.25,))``; per channel ``M1:M2:M3,S1:S2:S3``."""
+    usage = f"expected MEAN,STD (numbers, or per-channel lists like 0.4:0.5:0.6,0.2:0.2:0.2), got {text[:80]!r}"
+    parts = text.split(",")
+    if len(parts) != 2 or len(text) > 100_000:
+        raise argparse.ArgumentTypeError(usage)
+    try:
+        mean, std = (tuple(float(value) for value in part.split(":")) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(usage) from None
+    if not all(math.isfinite(v) for v in mean + std) or any(v == 0 for v in std):
+        raise argparse.ArgumentTypeError(f"expected finite numbers and a nonzero STD, got {text[:80]!r}")
+    return mean, std
+
+
+def add_input_adaptation_options(parser: argparse.ArgumentParser) -> None:
+    """``--input-layout`` and ``--input-affine`` of ``tafa verify``: what the verifier knows of how
+    the suspect takes the owner's input (:mod:`tafa.models.adapt`). They apply to SUSPECT only:
+    references (and positives) are the owner's panel and take the owner's input."""
+    group = parser.add_argument_group("the suspect's input (SUSPECT only; references take the owner's input)")
+    group.add_argument("--input-layout", type=input_layout, metavar="SHAPE",
+                       help="the shape SUSPECT takes, e.g. 64 for the owner's (1, 8, 8) flattened: each query is "
+                            "reshaped to it (C order; it must hold as many values as the owner's input)")
+    group.add_argument("--input-affine", type=input_affine, metavar="MEAN,STD",
+                       help="SUSPECT expects inputs normalised as (x - MEAN) / STD of the owner's input x "
+                            "(numbers, or per-channel lists along the owner's first axis: 0.4:0.5:0.6,0.2:0.2:0.2); "
+                            "for a suspect that normalises by itself inputs the owner took normalised by (m, s), "
+                            "give -m/s,1/s")
+
+
+def open_suspect(args: argparse.Namespace, spec: str, owner_shape: tuple[int, ...], *, progress: bool = False) -> Any:
+    """SUSPECT opened with the shared options, then adapted (``--input-layout``, ``--input-affine``)
+    so that it takes ``owner_shape``, the fingerprint's input shape."""
+    from ..errors import ShapeMismatch
+    from ..models.adapt import adapt_input, check_layout
+
+    layout, affine = getattr(args, "input_layout", None), getattr(args, "input_affine", None)
+    if layout is not None:
+        check_layout(layout, owner_shape)  # before opening anything
+    options = open_options(args) if layout is None else open_options(args, input_shape=layout)
+    model = options.open(spec, input_shapes=[layout or owner_shape], progress=progress)
+    if layout is None and model.input_shape != tuple(owner_shape) and \
+            math.prod(model.input_shape) == math.prod(owner_shape):
+        raise ShapeMismatch(f"Suspect {model.name} takes inputs of shape {model.input_shape}; the fingerprint's "
+                            f"owner took {tuple(owner_shape)}, the same {math.prod(owner_shape)} values: if it takes "
+                            f"them reshaped, pass --input-layout {','.join(map(str, model.input_shape))}.")
+    mean, std = affine if affine is not None else (None, None)
+    return adapt_input(model, owner_shape, layout=layout, mean=mean, std=std)

@@ -15,12 +15,14 @@ _EXPORTS = {
     "Model": "base", "TorchModel": "base", "file_hash": "base", "module_hash": "base",
     "OnnxModel": "files", "ScriptModel": "files", "open_model": "open", "open_models": "open",
     "OpenOptions": "options", "SandboxLimits": "sandbox", "SandboxedModel": "sandbox",
+    "Normalised": "adapt", "Reshaped": "adapt", "adapt_input": "adapt",
 }
 
-__all__ = ["Model", "OnnxModel", "OpenOptions", "SandboxLimits", "SandboxedModel", "ScriptModel", "TorchModel",
-           "file_hash", "module_hash", "open_model", "open_models"]
+__all__ = ["Model", "Normalised", "OnnxModel", "OpenOptions", "Reshaped", "SandboxLimits", "SandboxedModel",
+           "ScriptModel", "TorchModel", "adapt_input", "file_hash", "module_hash", "open_model", "open_models"]
 
 if TYPE_CHECKING:
+    from .adapt import Normalised, Reshaped, adapt_input
     from .base import Model, TorchModel, file_hash, module_hash
     from .files import OnnxModel, ScriptModel
     from .open import open_model, open_models
