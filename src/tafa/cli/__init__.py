@@ -17,7 +17,7 @@ import sys
 from typing import Callable, NoReturn, Sequence
 
 from ..errors import TafaError, one_line
-from . import bench, demo, fingerprint, registry
+from . import bench, demo, fingerprint, references, registry
 
 #: Exception type -> (exit code, the line printed on stderr). The first matching row wins;
 #: anything else is a bug and keeps its traceback.
@@ -27,7 +27,7 @@ ERRORS: list[tuple[type[BaseException], int, Callable[[BaseException], str]]] = 
 ]
 
 #: The command groups, in the order ``tafa --help`` lists them.
-COMMANDS = (fingerprint, demo, registry, bench)
+COMMANDS = (fingerprint, references, demo, registry, bench)
 
 
 class _Parser(argparse.ArgumentParser):
