@@ -198,7 +198,7 @@ def test_the_time_budget_line_says_what_happened():
     assert "fitted" not in over
     within = shortcuts_note([], 21.0, 60.0, 30.0)
     assert "took 30 s" in within and "over" not in within
-    assert "no time budget" in shortcuts_note([], 21.0, None, 300.0)
+    assert "none (the exact analysis: no time budget" in shortcuts_note([], 21.0, None, 300.0)
     taken = shortcuts_note(["float32", "fewer LPs"], 200.0, 60.0, 70.0)
     assert taken.startswith("float32, fewer LPs") and "over the 60 s budget" in taken
 

@@ -372,9 +372,10 @@ class CommitmentRecord:
             return
         if self.owner_sha256 != fingerprint.owner_sha256 or self.fingerprint_created != fingerprint.created:
             raise TamperedFingerprint(
-                f"This is the commitment of another fingerprint: it commits to fingerprint {self.fingerprint_sha256} "
-                f"(owner model {self.owner_sha256}, made {self.fingerprint_created}), and the fingerprint given is "
-                f"{fingerprint.sha256} (owner model {fingerprint.owner_sha256}, made {fingerprint.created}). Pass the "
+                f"The fingerprint does not match its commitment: the commitment given is the commitment of another "
+                f"fingerprint, {self.fingerprint_sha256} (owner model {self.owner_sha256}, made "
+                f"{self.fingerprint_created}), not of this one, {fingerprint.sha256} (owner model "
+                f"{fingerprint.owner_sha256}, made {fingerprint.created}). Pass the "
                 f"commitment written beside this fingerprint (its file name + {COMMITMENT_SUFFIX}); if the two were "
                 "meant to be the same fingerprint, it was changed after it was committed.")
         name, want, got = found[0]

@@ -82,7 +82,7 @@ def shortcuts_note(shortcuts: list[str] | None, estimate: float | None, budget: 
     if shortcuts:
         return f"{', '.join(map(str, shortcuts))} (the estimate was over the {budget or 0:g} s budget; {spent})"
     if budget is None:
-        return f"none (no time budget: the exact analysis; {spent})"
+        return f"none (the exact analysis: no time budget; {spent})"
     if estimate is None:
         return f"none (the scheme has no cost plan; {spent})"
     return (f"none (the estimate, {estimate:.0f} s, was within the {budget:g} s budget; {spent}"
