@@ -141,8 +141,10 @@ def which_bound(rule: Rule) -> str:
                 f"by rank among the {n} references.")
     return (f"Threshold {rule.threshold:.4f}: parametric bound, a normal tail fitted to the {n} references' scores "
             f"(false-positive rate <= {rule.bound:.3g} if their scores are normal after Fisher's z); by rank, "
-            f"{n} references support only {first.rank_bound:.3g}: {alpha:g} needs "
-            f"{references_needed(alpha / len(rule.stages))} (tafa verify decides by rank unless --parametric).")
+            f"{n} references support only {first.rank_bound:.3g}: {alpha:g} needs {references_needed(alpha)}"
+            + (f" for one stage, {references_needed(alpha / len(rule.stages))} for all {len(rule.stages)}"
+               if len(rule.stages) > 1 else "")
+            + " (tafa verify decides by rank unless --parametric).")
 
 
 def run_demo(seed: int = 0, progress: bool = True, out: Callable[[str], None] = print,
