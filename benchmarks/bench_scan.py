@@ -116,7 +116,7 @@ def build(work: Path, owners: int, suspects: int, seed: int = 0) -> dict:
     for i, owner in enumerate(owner_models):
         fingerprint = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), seed=i)
         calibration = fingerprint.calibrate_first(references, alpha=1 / (REFERENCES + 1))
-        path = fingerprint.save(work / f"owner{i:02d}.tafa")
+        path = fingerprint.save(work / f"owner{i:02d}.tafa", overwrite=True)
         fingerprints.append({"name": f"owner{i:02d}", "path": str(path), "calibration": calibration.to_dict()})
     print(f"fingerprinted and calibrated {owners} owners ({time.perf_counter() - started:.0f} s)", flush=True)
 

@@ -98,7 +98,7 @@ def _models(folder: Path) -> tuple[torch.nn.Module, Path, Path]:
                           str(references / f"ref{index}.onnx"), dynamo=False, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
     fingerprint = folder / "owner.tafa"
-    Fingerprint.create(TorchModel(owner, SHAPE), "box:0,1", seed=0).save(fingerprint)
+    Fingerprint.create(TorchModel(owner, SHAPE), "box:0,1", seed=0).save(fingerprint, overwrite=True)
     return owner, fingerprint, references
 
 

@@ -30,130 +30,24 @@ True
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 import os
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import FingerprintError, TafaError, TamperedFingerprint, one_line
+from .errors import TamperedFingerprint
 from .fingerprint import Fingerprint, ModelLike
-from .fingerprint_file import tafa_version
-from .storage import MAX_JSON_BYTES, strict_json
-from .storage import read_regular, write_atomically
-
-FORMAT = "tafa-commitment"
-VERSION = 1
-
-#: Suffix of the commitment file written next to a fingerprint file.
-SUFFIX = ".commitment.json"
-
-#: Largest commitment file read (the domain's bounds are stored per input feature, as in a
-#: fingerprint's header).
-MAX_BYTES = MAX_JSON_BYTES
+from .fingerprint_file import (COMMITMENT_FORMAT as FORMAT, COMMITMENT_SUFFIX as SUFFIX,  # noqa: F401
+                               COMMITMENT_VERSION as VERSION, MAX_COMMITMENT_BYTES as MAX_BYTES, CommitmentRecord,
+                               commitment_path, environment)
 
 
-def commitment_path(fingerprint_path: str | os.PathLike[str]) -> Path:
-    """Where ``tafa fingerprint`` writes the commitment of ``fingerprint_path``."""
-    return Path(str(fingerprint_path) + SUFFIX)
-
-
-@dataclass(frozen=True)
-class Commitment:
-    """A published promise about one fingerprint (see module doc)."""
-
-    fingerprint_sha256: str
-    probe_sha256: str
-    owner_sha256: str
-    scheme: dict[str, Any]
-    domain: dict[str, Any]
-    seed: int
-    points: int
-    directions: int
-    input_shape: list[int]
-    fingerprint_created: str
-    created: str
-    tafa_version: str
-    environment: dict[str, str]
-
-    @classmethod
-    def of(cls, fingerprint: Fingerprint) -> "Commitment":
-        """The commitment to ``fingerprint``, made now."""
-        stored = fingerprint.probes.directions
-        points = fingerprint.meta.get("requested_points", len(fingerprint.probes))
-        directions = fingerprint.meta.get("requested_directions", 0 if stored is None else int(stored.shape[1]))
-        return cls(fingerprint.sha256, fingerprint.probe_sha256, fingerprint.owner_sha256,
-                   fingerprint.scheme.to_dict(), fingerprint.domain.to_dict(), int(fingerprint.seed),
-                   int(points), int(directions),
-                   [int(s) for s in fingerprint.input_shape], fingerprint.created,
-                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), tafa_version(), environment())
-
-    # ------------------------------------------------------------------ file
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, **asdict(self)}
-
-    @property
-    def digest(self) -> str:
-        """SHA-256 of the commitment (canonical JSON): the value to publish or timestamp."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the commitment as JSON, atomically; returns its path."""
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-        return write_atomically(path, text.encode())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], *, digest: str | None = None) -> "Commitment":
-        """Read a commitment file (:class:`FingerprintError` if unreadable); with ``digest``
-        (the published value) refuse one whose :attr:`digest` differs (:class:`TamperedFingerprint`)."""
-        raw = read_regular(path, limit=MAX_BYTES, what="Commitment file", error=FingerprintError)
-        try:
-            data = strict_json(raw, what="the commitment")
-            if not isinstance(data, dict) or data.get("format") != FORMAT:
-                raise FingerprintError(f"{str(path)!r} is not a tafa commitment file.")
-            if data.get("version") != VERSION:
-                raise FingerprintError(f"{str(path)!r} has commitment format version {data.get('version')!r}; "
-                                       f"this tafa reads version {VERSION}.")
-            commitment = cls(**{f.name: data[f.name] for f in fields(cls)})
-            commitment._check_types()
-        except TafaError:
-            raise
-        except Exception as error:
-            raise FingerprintError(f"{str(path)!r} is not a readable tafa commitment "
-                                   f"({type(error).__name__}: {one_line(error)}).") from None
-        if digest is not None and commitment.digest != digest.strip().lower():
-            raise TamperedFingerprint(f"Commitment {str(path)!r} has digest {commitment.digest}, not the published "
-                                      f"{digest.strip()}: the commitment file was changed.")
-        return commitment
-
-    def _check_types(self) -> None:
-        hexes = (self.fingerprint_sha256, self.probe_sha256, self.owner_sha256)
-        if not all(isinstance(h, str) and len(h) == 64 for h in hexes[:2]) or not isinstance(hexes[2], str):
-            raise ValueError("hash fields must be SHA-256 hex strings")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.seed, self.points, self.directions)):
-            raise ValueError("seed, points and directions must be integers")
-        if not all(isinstance(v, dict) for v in (self.scheme, self.domain, self.environment)):
-            raise ValueError("scheme, domain and environment must be objects")
+class Commitment(CommitmentRecord):
+    """A published promise about one fingerprint (see module doc): the file's fields, digest,
+    reading and checking are :class:`~tafa.fingerprint_file.CommitmentRecord`'s (the format);
+    this adds re-creating the committed fingerprint."""
 
     # ------------------------------------------------------------------ dispute
-    def check(self, fingerprint: Fingerprint) -> None:
-        """Raise :class:`TamperedFingerprint` unless ``fingerprint`` is the committed one."""
-        found = [(name, want, got) for name, want, got in (
-            ("content SHA-256", self.fingerprint_sha256, fingerprint.sha256),
-            ("reproducible content hash", self.probe_sha256, fingerprint.probe_sha256),
-            ("owner model SHA-256", self.owner_sha256, fingerprint.owner_sha256),
-            ("seed", self.seed, fingerprint.seed),
-        ) if want != got]
-        if found:
-            name, want, got = found[0]
-            raise TamperedFingerprint(f"The fingerprint does not match its commitment (made {self.created}): its "
-                                      f"{name} is {got}, the commitment says {want}. The fingerprint was changed "
-                                      "after it was committed.")
-
     def reproduce(self, owner: ModelLike, domain: Any = None, *, input_shape: tuple[int, ...] | None = None,
                   data: np.ndarray | None = None, progress: bool = False, parent: ModelLike | None = None
                   ) -> Fingerprint:
@@ -226,15 +120,5 @@ def describe_check(report: dict[str, Any]) -> str:
             "against a published digest (--commitment-digest); its stated date proves nothing")
 
 
-def environment() -> dict[str, str]:
-    """Versions of what computes probes and signatures (Python, numpy, scipy, torch, onnxruntime, CPU)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"python": platform.python_version(), "machine": platform.machine()}
-    for package in ("numpy", "scipy", "torch", "onnxruntime"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "absent"
-    return found
+__all__ = ["Commitment", "UNVERIFIED", "VERIFIED", "check_commitment", "commitment_path",
+           "describe_check", "environment"]

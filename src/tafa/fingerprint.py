@@ -45,8 +45,7 @@ from .domain import Domain, domain_from_dict, parse_domain
 from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
                      check_param, is_finite_number, one_line)
 from .fingerprint_file import (FORMAT, MAX_OUTPUT_VALUES, MAX_QUERIES, VERSION, check_header, content_hash, decode,
-                               encode, read,
-                               tafa_version)
+                               encode, read, tafa_version, write_fingerprint)
 from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
@@ -141,8 +140,9 @@ class Fingerprint:
 
     # ------------------------------------------------------------------ owner side
     @classmethod
-    def create(cls, model: ModelLike, domain: Domain | str, *, scheme: str | Scheme = DEFAULT_SCHEME,
-               points: int | None = None, directions: int | None = None, seed: int = 0,
+    def create(cls, model: ModelLike | str | os.PathLike[str], domain: Domain | str, *,
+               scheme: str | Scheme = DEFAULT_SCHEME, points: int | None = None, directions: int | None = None,
+               seed: int = 0,
                input_shape: tuple[int, ...] | None = None, progress: bool = False,
                data: np.ndarray | None = None, references: References | None = None,
                parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES,
@@ -150,8 +150,10 @@ class Fingerprint:
                second_stage: bool | None = None) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
-        ``model`` is a :class:`~tafa.models.Model` or an ``nn.Module`` (then ``input_shape``
-        is needed unless ``domain`` is a :class:`~tafa.domain.Domain`). ``points`` and
+        ``model`` is a :class:`~tafa.models.Model`, an ``nn.Module`` (then ``input_shape``
+        is needed unless ``domain`` is a :class:`~tafa.domain.Domain`) or the path of a model
+        file, opened with :func:`tafa.models.open_model` (in the sandbox, never unpickled; an ONNX
+        file declares its input shape, other files take ``input_shape``). ``points`` and
         ``directions`` default to the scheme's. ``data`` is only for baseline schemes whose
         papers start from the owner's data; the project's method needs none.
 
@@ -193,6 +195,8 @@ class Fingerprint:
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
             input_shape = domain.shape
+        if isinstance(model, (str, os.PathLike)):
+            model = _open_owner_file(model, input_shape)
         owner = as_model(model, input_shape)
         if isinstance(domain, str):
             domain = parse_domain(domain, owner.input_shape)
@@ -381,9 +385,14 @@ class Fingerprint:
                              f"{MAX_OUTPUT_VALUES} output values)")
         return second
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fingerprint file atomically; returns its path."""
-        return write_atomically(path, self.to_bytes())
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the fingerprint file atomically, and its commitment beside it
+        (``PATH.commitment.json``, :class:`~tafa.commitment.Commitment`: publish or timestamp its
+        digest), as ``tafa fingerprint --out`` does; returns the fingerprint's path. An existing
+        fingerprint or commitment file is refused (:class:`~tafa.errors.InvalidParameter`) unless
+        ``overwrite``."""
+        check_param("overwrite", overwrite, "True or False", isinstance(overwrite, bool), caller="Fingerprint.save")
+        return write_fingerprint(path, self, overwrite=overwrite)[0]
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Fingerprint":
@@ -788,6 +797,17 @@ class Fingerprint:
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
+
+
+def _open_owner_file(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None) -> Model:
+    """The owner model in the file ``path`` (:func:`tafa.models.open_model`: run in the sandbox,
+    never unpickled); a service URL is refused: an owner fingerprints its own model file."""
+    from .models import open_model
+
+    if str(path).startswith(("http://", "https://")):
+        raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
+                               "fingerprints its own model file.")
+    return open_model(path, input_shape=input_shape)
 
 
 def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wanted: bool | None, parent: bool,

@@ -8,6 +8,13 @@ else (:func:`content_hash`). :func:`encode` makes the bytes, :func:`decode` chec
 gives the header and arrays back; what the arrays *mean* (a :class:`~tafa.fingerprint.Fingerprint`)
 is the orchestration's business, not this module's.
 
+The commitment file (:class:`CommitmentRecord`: what an owner publishes about one fingerprint,
+see :mod:`tafa.commitment`) is format too: its fields, its digest, reading it and checking a
+fingerprint's hashes against it live here, so that :meth:`~tafa.fingerprint.Fingerprint.save`
+writes a fingerprint and its commitment with one function, :func:`write_fingerprint`, the
+command line's too; re-creating a committed fingerprint is orchestration
+(:meth:`tafa.commitment.Commitment.reproduce`).
+
 The reader treats a file as hostile: before anything is allocated it checks the size of the
 file and of the safetensors header, every declared dtype, shape and offset, and (with
 :func:`check_header`) every number in the JSON header that would size an array later:
@@ -24,17 +31,20 @@ content does not match its hash) with a one-line message that names the file.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import math
 import os
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .errors import FingerprintError, TamperedFingerprint, one_line
+from .errors import FingerprintError, InvalidParameter, TafaError, TamperedFingerprint, one_line
 from .storage import (MAX_INTEGER_DIGITS, MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_JSON_VALUES,  # noqa: F401
-                      check_json_size, read_regular, strict_json)
+                      check_json_size, read_regular, strict_json, write_atomically)
 
 FORMAT = "tafa-fingerprint"
 VERSION = 1
@@ -244,3 +254,175 @@ def _count(value: Any, least: int = 0) -> bool:
 
 def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+# ------------------------------------------------------------------------------------ commitments
+
+COMMITMENT_FORMAT = "tafa-commitment"
+COMMITMENT_VERSION = 1
+
+#: Suffix of the commitment file written next to a fingerprint file.
+COMMITMENT_SUFFIX = ".commitment.json"
+
+#: Largest commitment file read (the domain's bounds are stored per input feature, as in a
+#: fingerprint's header).
+MAX_COMMITMENT_BYTES = MAX_JSON_BYTES
+
+
+_Record = TypeVar("_Record", bound="CommitmentRecord")
+
+
+def commitment_path(fingerprint_path: str | os.PathLike[str]) -> Path:
+    """Where the commitment of the fingerprint file ``fingerprint_path`` is written."""
+    return Path(str(fingerprint_path) + COMMITMENT_SUFFIX)
+
+
+@dataclass(frozen=True)
+class CommitmentRecord:
+    """What a commitment file holds (see :mod:`tafa.commitment`): a fingerprint's hashes, what
+    made it, and when the commitment was made. ``fingerprint`` arguments are
+    :class:`~tafa.fingerprint.Fingerprint` objects (read by their attributes)."""
+
+    fingerprint_sha256: str
+    probe_sha256: str
+    owner_sha256: str
+    scheme: dict[str, Any]
+    domain: dict[str, Any]
+    seed: int
+    points: int
+    directions: int
+    input_shape: list[int]
+    fingerprint_created: str
+    created: str
+    tafa_version: str
+    environment: dict[str, str]
+
+    @classmethod
+    def of(cls: type[_Record], fingerprint: Any) -> _Record:
+        """The commitment to ``fingerprint``, made now."""
+        stored = fingerprint.probes.directions
+        points = fingerprint.meta.get("requested_points", len(fingerprint.probes))
+        directions = fingerprint.meta.get("requested_directions", 0 if stored is None else int(stored.shape[1]))
+        return cls(fingerprint.sha256, fingerprint.probe_sha256, fingerprint.owner_sha256,
+                   fingerprint.scheme.to_dict(), fingerprint.domain.to_dict(), int(fingerprint.seed),
+                   int(points), int(directions),
+                   [int(s) for s in fingerprint.input_shape], fingerprint.created,
+                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), tafa_version(), environment())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": COMMITMENT_FORMAT, "version": COMMITMENT_VERSION, **asdict(self)}
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the commitment (canonical JSON): the value to publish or timestamp."""
+        return hashlib.sha256(canonical(self.to_dict())).hexdigest()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the commitment as JSON, atomically; returns its path."""
+        return write_atomically(path, self.to_bytes())
+
+    @classmethod
+    def load(cls: type[_Record], path: str | os.PathLike[str], *, digest: str | None = None) -> _Record:
+        """Read a commitment file (:class:`FingerprintError` if unreadable); with ``digest``
+        (the published value) refuse one whose :attr:`digest` differs (:class:`TamperedFingerprint`)."""
+        raw = read_regular(path, limit=MAX_COMMITMENT_BYTES, what="Commitment file", error=FingerprintError)
+        try:
+            data = strict_json(raw, what="the commitment")
+            if not isinstance(data, dict) or data.get("format") != COMMITMENT_FORMAT:
+                raise FingerprintError(f"{str(path)!r} is not a tafa commitment file.")
+            if data.get("version") != COMMITMENT_VERSION:
+                raise FingerprintError(f"{str(path)!r} has commitment format version {data.get('version')!r}; "
+                                       f"this tafa reads version {COMMITMENT_VERSION}.")
+            commitment = cls(**{f.name: data[f.name] for f in fields(cls)})
+            commitment._check_types()
+        except TafaError:
+            raise
+        except Exception as error:
+            raise FingerprintError(f"{str(path)!r} is not a readable tafa commitment "
+                                   f"({type(error).__name__}: {one_line(error)}).") from None
+        if digest is not None and commitment.digest != digest.strip().lower():
+            raise TamperedFingerprint(f"Commitment {str(path)!r} has digest {commitment.digest}, not the published "
+                                      f"{digest.strip()}: the commitment file was changed.")
+        return commitment
+
+    def _check_types(self) -> None:
+        hexes = (self.fingerprint_sha256, self.probe_sha256, self.owner_sha256)
+        if not all(isinstance(h, str) and len(h) == 64 for h in hexes[:2]) or not isinstance(hexes[2], str):
+            raise ValueError("hash fields must be SHA-256 hex strings")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.seed, self.points, self.directions)):
+            raise ValueError("seed, points and directions must be integers")
+        if not all(isinstance(v, dict) for v in (self.scheme, self.domain, self.environment)):
+            raise ValueError("scheme, domain and environment must be objects")
+
+    def check(self, fingerprint: Any) -> None:
+        """Raise :class:`TamperedFingerprint` unless ``fingerprint`` is the committed one. A
+        commitment whose owner model or fingerprint creation time differ from the fingerprint's
+        is named as what it most likely is: the commitment of another fingerprint (both content
+        hashes in the message); one that agrees on those but not on the content was changed."""
+        found = [(name, want, got) for name, want, got in (
+            ("content SHA-256", self.fingerprint_sha256, fingerprint.sha256),
+            ("reproducible content hash", self.probe_sha256, fingerprint.probe_sha256),
+            ("owner model SHA-256", self.owner_sha256, fingerprint.owner_sha256),
+            ("seed", self.seed, fingerprint.seed),
+        ) if want != got]
+        if not found:
+            return
+        if self.owner_sha256 != fingerprint.owner_sha256 or self.fingerprint_created != fingerprint.created:
+            raise TamperedFingerprint(
+                f"The fingerprint does not match its commitment: the commitment given is the commitment of another "
+                f"fingerprint, {self.fingerprint_sha256} (owner model {self.owner_sha256}, made "
+                f"{self.fingerprint_created}), not of this one, {fingerprint.sha256} (owner model "
+                f"{fingerprint.owner_sha256}, made {fingerprint.created}). Pass the "
+                f"commitment written beside this fingerprint (its file name + {COMMITMENT_SUFFIX}); if the two were "
+                "meant to be the same fingerprint, it was changed after it was committed.")
+        name, want, got = found[0]
+        raise TamperedFingerprint(f"The fingerprint does not match its commitment (made {self.created}): its "
+                                  f"{name} is {got}, the commitment says {want}. The fingerprint was changed "
+                                  "after it was committed.")
+
+
+def environment() -> dict[str, str]:
+    """Versions of what computes probes and signatures (Python, numpy, scipy, torch, onnxruntime, CPU)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version(), "machine": platform.machine()}
+    for package in ("numpy", "scipy", "torch", "onnxruntime"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "absent"
+    return found
+
+
+def write_fingerprint(path: str | os.PathLike[str], fingerprint: Any, *, overwrite: bool = False
+                      ) -> tuple[Path, CommitmentRecord]:
+    """Write ``fingerprint`` to ``path`` and its commitment (made now) to :func:`commitment_path`
+    beside it, each atomically: what :meth:`~tafa.fingerprint.Fingerprint.save` and ``tafa
+    fingerprint --out`` do. Unless ``overwrite``, an existing fingerprint or commitment file is
+    refused (:class:`~tafa.errors.InvalidParameter`) before anything is written; the commitment
+    is put in place only once the fingerprint is written (a failure leaves neither new file)."""
+    target, beside = Path(path), commitment_path(path)
+    refuse_overwrite(target, beside, overwrite=overwrite)
+    data = fingerprint.to_bytes()
+    commitment = CommitmentRecord.of(fingerprint)
+    pending = commitment.save(beside.with_name(f".{beside.name}.pending"))  # in place once the fingerprint is
+    try:
+        write_atomically(target, data)
+        os.replace(pending, beside)
+    except BaseException:
+        pending.unlink(missing_ok=True)
+        raise
+    return target, commitment
+
+
+def refuse_overwrite(*paths: str | os.PathLike[str], overwrite: bool, flag: str = "overwrite=True") -> None:
+    """One line naming ``flag`` when a fingerprint or its commitment would be overwritten."""
+    existing = [str(path) for path in paths if Path(path).exists()]
+    if existing and not overwrite:
+        raise InvalidParameter(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                               f"refusing to overwrite a fingerprint or its commitment (pass {flag} to replace "
+                               "them).")

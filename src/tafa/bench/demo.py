@@ -20,6 +20,8 @@ from typing import Any, Callable
 import torch
 
 from ..attacks import AttackContext, get_attack, quantize
+from ..decide.rule import Rule
+from ..decide.threshold import BoundMethod, references_needed
 from ..fingerprint import Fingerprint
 from ..models import TorchModel
 from ..training import TrainingData, fit
@@ -109,7 +111,8 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
                "verification")
     say(f"   {info['points']} probes x {info['directions']} directions ({info['analysis']}), {queries}, "
         f"{info['fingerprint_seconds']:.1f} s")
-    calibration = fingerprint.calibrate(references, alpha=0.01, progress=progress, parametric=True)
+    calibration = fingerprint.calibrate(references, alpha=ALPHA, progress=progress, parametric=True)
+    say(f"   {which_bound(calibration)}")
     suspects = {"owner itself": owner, "int8 copy": quantize(owner, 8),
                 "pirated copy (prune 50% + fine-tune)": pirated, "independent model": independent}
     verdicts = {}
@@ -119,7 +122,29 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
         step(f"Verify the {name}:", gap=True)
         say("\n".join("   " + line for line in verdicts[name].render().splitlines()))
     return {"kind": kind, "verdicts": verdicts, "fingerprint_seconds": info["fingerprint_seconds"],
-            "train_seconds": trained, "threshold": calibration.threshold}
+            "train_seconds": trained, "threshold": calibration.threshold,
+            "parametric": any(stage.method is BoundMethod.PARAMETRIC for stage in calibration.stages)}
+
+
+#: The false-positive rate the demo asks for (with its 8 references, a parametric bound).
+ALPHA = 0.01
+
+
+def which_bound(rule: Rule) -> str:
+    """One sentence saying which bound the demo's threshold rests on: the distribution-free rank
+    bound when the references support the alpha asked for by rank, else the parametric tail,
+    with how many references the rank bound would need."""
+    n, alpha = rule.n_references, rule.alpha_requested
+    first = rule.stages[0]
+    if all(stage.method is BoundMethod.RANK for stage in rule.stages):
+        return (f"Threshold {rule.threshold:.4f}: distribution-free bound, false-positive rate <= {rule.bound:.3g} "
+                f"by rank among the {n} references.")
+    return (f"Threshold {rule.threshold:.4f}: parametric bound, a normal tail fitted to the {n} references' scores "
+            f"(false-positive rate <= {rule.bound:.3g} if their scores are normal after Fisher's z); by rank, "
+            f"{n} references support only {first.rank_bound:.3g}: {alpha:g} needs {references_needed(alpha)}"
+            + (f" for one stage, {references_needed(alpha / len(rule.stages))} for all {len(rule.stages)}"
+               if len(rule.stages) > 1 else "")
+            + " (tafa verify decides by rank unless --parametric).")
 
 
 def run_demo(seed: int = 0, progress: bool = True, out: Callable[[str], None] = print,
@@ -132,8 +157,10 @@ def run_demo(seed: int = 0, progress: bool = True, out: Callable[[str], None] = 
         return {name: verdict.decision for name, verdict in result["verdicts"].items()}
     decisions = {}
     rows = []
+    results = []
     for kind in KINDS.values():
         result = _run_kind(kind, seed, progress, None)
+        results.append(result)
         for name, verdict in result["verdicts"].items():
             decisions[f"{kind.name}: {name}"] = verdict.decision
             rows.append((kind.name, name, verdict.score, result["threshold"], verdict.decision, verdict.queries,
@@ -145,7 +172,10 @@ def run_demo(seed: int = 0, progress: bool = True, out: Callable[[str], None] = 
             f"{seconds:>8.3f} {fp_seconds:>13.2f}")
     for line in _misses(rows):
         out(line)
-    out(f"\nDone in {time.perf_counter() - started:.1f} s (scheme tafa, threshold at alpha 0.01 from 8 references).")
+    bounds = sorted({"parametric" if result["parametric"] else "rank" for result in results})
+    out(f"\nDone in {time.perf_counter() - started:.1f} s (scheme tafa, threshold at alpha {ALPHA:g} from "
+        f"{len(KINDS['classification'].reference_archs)} references: {' and '.join(bounds)} bound; "
+        f"by rank, {ALPHA:g} needs {references_needed(ALPHA)}).")
     return decisions
 
 

@@ -7,7 +7,12 @@ torch, numpy or scipy: a command imports the library when it runs, so ``tafa --h
 
 Every error caused by input from outside (a :class:`~tafa.errors.TafaError`, or arguments
 argparse refuses) becomes one line on stderr and exit code 2; :data:`ERRORS` is the one table
-from exception types to messages and exit codes.
+from exception types to messages and exit codes. Arguments are refused before anything heavy is
+imported: values when parsed, files by the command's ``check`` (set with its parser) before the
+sandbox starts. Otherwise a command exits 0, unless asked for its decision's status:
+``tafa verify --exit-code`` exits with :data:`~tafa.cli.options.DECISION_EXIT_CODES` (0
+independent, 1 derived, 3 undecided, 4 evasive), ``tafa scan --exit-code`` with 1 when any suspect
+is derived.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Callable, NoReturn, Sequence
 
 from ..errors import TafaError, one_line
 from . import bench, demo, fingerprint, references, registry
+from .options import DECISION_EXIT_CODES, command_started
 
 #: Exception type -> (exit code, the line printed on stderr). The first matching row wins;
 #: anything else is a bug and keeps its traceback.
@@ -74,8 +80,13 @@ def _start_sandbox(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tafa`` command."""
+    started = command_started(argv is not None)
     args = build_parser().parse_args(argv)
+    args.started = started
     try:
+        check = getattr(args, "check", None)
+        if check is not None:
+            check(args)
         _start_sandbox(args)
         _torch_threads(args)
         return int(args.run(args))
@@ -87,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
-__all__ = ["ERRORS", "build_parser", "main"]
+__all__ = ["DECISION_EXIT_CODES", "ERRORS", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

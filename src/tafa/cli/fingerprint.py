@@ -8,59 +8,86 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameter, printable
-from .options import (DEFAULT_SCHEME, DEFAULT_TIME_BUDGET, SCHEME_NAMES, add_calibration_options,
-                      add_opening_options, add_quiet, add_white_box_option, main_schemes, open_options, time_budget)
+from .options import (DECISION_EXIT_CODES, DEFAULT_SCHEME, DEFAULT_TIME_BUDGET, EXIT_CODE_HELP, SCHEME_NAMES,
+                      add_calibration_options, add_opening_options, add_quiet, add_white_box_option, main_schemes,
+                      model_spec, open_options, refuse_missing, time_budget)
 from .options import add_input_adaptation_options, open_suspect
+
+
+def check_fingerprint(args: argparse.Namespace) -> None:
+    """``tafa fingerprint``'s arguments, refused before the library is imported."""
+    if not args.check_commitment:
+        if args.domain is None or args.out is None:
+            raise InvalidParameter("tafa fingerprint needs --domain and --out (or --check-commitment FILE).")
+        if str(args.model).startswith(("http://", "https://")):
+            raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
+                                   "fingerprints its own model file.")
+    refuse_missing(models=[args.model, args.weights, args.parent],
+                   files=[("Commitment file", args.check_commitment)])
+    if args.out:
+        _refuse_overwrite(args.out, force=args.force)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> int:
     if args.check_commitment:
         return _reproduce_commitment(args)
-    if args.domain is None or args.out is None:
-        raise InvalidParameter("tafa fingerprint needs --domain and --out (or --check-commitment FILE).")
     from ..commitment import Commitment, commitment_path
-
-    _refuse_overwrite(args.out, commitment_path(args.out), force=args.force)
     from ..fingerprint import Fingerprint
 
-    if str(args.model).startswith(("http://", "https://")):
-        raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
-                               "fingerprints its own model file.")
     owner = open_options(args).open(args.model)
     notice = owner.import_notice()
     if notice:
         print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
     parent = _open_parent(args, owner)
+    making = time.perf_counter()
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
                                      directions=args.directions, seed=args.seed, progress=not args.quiet,
                                      weights=args.white_box == "keep", parent=parent,
                                      **({} if parent is None else {"parent_references": args.parent_references}),
                                      time_budget=args.time_budget,
                                      second_stage=None if args.second_stage == "auto" else False)
-    fingerprint.save(args.out)
-    commitment = Commitment.of(fingerprint)
-    commitment.save(commitment_path(args.out))
+    made = time.perf_counter() - making
+    fingerprint.save(args.out, overwrite=args.force)  # and its commitment beside it
+    commitment = Commitment.load(commitment_path(args.out))
     summary = {**fingerprint.describe(), "probe_sha256": fingerprint.probe_sha256,
-               "commitment": str(commitment_path(args.out)), "commitment_sha256": commitment.digest}
+               "commitment": str(commitment_path(args.out)), "commitment_sha256": commitment.digest,
+               "create_seconds": made, "command_seconds": time.perf_counter() - args.started}
     if args.json:
         print(json.dumps({"path": args.out, **summary}, indent=2))
     else:
         print(f"fingerprint written to {args.out}")
         for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification",
-                    "fingerprint_seconds", "cost_estimate_seconds", "shortcuts", "parent_sha256", "sha256",
+                    "create_seconds", "cost_estimate_seconds", "shortcuts", "parent_sha256", "sha256",
                     "commitment", "commitment_sha256"):
             if key == "parent_sha256" and key not in summary:
                 continue
             value = summary.get(key)
             if key == "shortcuts":
-                value = ", ".join(map(str, value)) if value else "none (the exact analysis fitted the time budget)"
+                value = shortcuts_note(value, summary.get("cost_estimate_seconds"),
+                                       summary.get("time_budget_seconds", args.time_budget), made)
             print(f"  {key:<26} {_for_people(value)}")
         print("publish or timestamp the commitment_sha256 (or the commitment file) now, before any dispute")
     return 0
+
+
+def shortcuts_note(shortcuts: list[str] | None, estimate: float | None, budget: float | None, took: float) -> str:
+    """What ``tafa fingerprint`` says of the time budget, true of the run: the shortcuts taken,
+    or why none were, and whether the fingerprint (``took`` seconds) stayed within the budget."""
+    over = budget is not None and took > budget
+    spent = f"it took {took:.0f} s" + (f", over the {budget:g} s budget" if over else "")
+    if shortcuts:
+        return f"{', '.join(map(str, shortcuts))} (the estimate was over the {budget or 0:g} s budget; {spent})"
+    if budget is None:
+        return f"none (the exact analysis: no time budget; {spent})"
+    if estimate is None:
+        return f"none (the scheme has no cost plan; {spent})"
+    return (f"none (the estimate, {estimate:.0f} s, was within the {budget:g} s budget; {spent}"
+            + (": the estimate fell short" if over else "") + ")")
 
 
 def _open_parent(args: argparse.Namespace, owner: Any) -> Any:
@@ -88,26 +115,22 @@ def _open_parent(args: argparse.Namespace, owner: Any) -> Any:
     return parent
 
 
-def _refuse_overwrite(*paths: Any, force: bool) -> None:
-    """One line naming ``--force`` when a fingerprint or its commitment would be overwritten."""
-    existing = [str(path) for path in paths if Path(path).exists()]
-    if existing and not force:
-        raise InvalidParameter(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
-                               "refusing to overwrite a fingerprint or its commitment (pass --force to replace "
-                               "them).")
+def _refuse_overwrite(out: str, *, force: bool) -> None:
+    """One line naming ``--force`` when the fingerprint ``out`` or its commitment would be overwritten."""
+    from ..fingerprint_file import commitment_path, refuse_overwrite
+
+    refuse_overwrite(out, commitment_path(out), overwrite=force, flag="--force")
 
 
 def _reproduce_commitment(args: argparse.Namespace) -> int:
     from ..commitment import UNVERIFIED, VERIFIED, Commitment
 
     commitment = Commitment.load(args.check_commitment, digest=args.commitment_digest)
-    if args.out:
-        _refuse_overwrite(args.out, force=args.force)
     owner = open_options(args).open(args.model, input_shapes=[tuple(commitment.input_shape)])
     fingerprint = commitment.reproduce(owner, args.domain, progress=not args.quiet,
                                        parent=_open_parent(args, owner))
     if args.out:
-        fingerprint.save(args.out)
+        fingerprint.save(args.out, overwrite=args.force)  # with a commitment of its own (made now)
     result = {"reproduced": True, "commitment": args.check_commitment, "commitment_sha256": commitment.digest,
               "committed": commitment.created, "owner_sha256": commitment.owner_sha256,
               "probe_sha256": fingerprint.probe_sha256, "seed": commitment.seed,
@@ -125,8 +148,6 @@ def _check_commitment(fingerprint: Any, args: argparse.Namespace) -> dict[str, A
     from ..commitment import check_commitment
 
     if args.commitment is None:
-        if args.commitment_digest is not None:
-            raise InvalidParameter("--commitment-digest needs --commitment FILE.")
         return None
     return check_commitment(fingerprint, args.commitment, digest=args.commitment_digest)
 
@@ -156,6 +177,15 @@ def _model_files(*specs: str | None) -> list[str]:
     return [str(spec) for spec in specs if spec and not str(spec).startswith(("http://", "https://"))]
 
 
+def check_verify(args: argparse.Namespace) -> None:
+    """``tafa verify``'s arguments, refused before the library is imported."""
+    if args.commitment is None and args.commitment_digest is not None:
+        raise InvalidParameter("--commitment-digest needs --commitment FILE.")
+    refuse_missing(fingerprint=args.fingerprint, models=[args.suspect, args.weights],
+                   folders=[("Reference", args.references), ("Positive", args.positives)],
+                   files=[("Commitment file", args.commitment)])
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..fingerprint import Fingerprint
 
@@ -173,23 +203,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
                                  parametric=args.parametric, progress=not args.quiet,
                                  weights=False if weights is None else weights)
+    command_seconds = time.perf_counter() - args.started
     if args.json:
-        print(json.dumps({**json.loads(verdict.to_json()), "weights": None if weights is None else weights.to_dict(),
+        print(json.dumps({**json.loads(verdict.to_json()), "command_seconds": command_seconds,
+                          "weights": None if weights is None else weights.to_dict(),
                           **({"commitment": committed} if committed else {})}))
     else:
         print(printable(verdict.render()))
+        print(f"command seconds {command_seconds:.2f} (the whole command: start, opening the models, the references "
+              "and the suspect; 'seconds' above: querying and scoring the suspect)")
         if weights is not None and (weights.applicable or fingerprint.owner_layers):  # said when it could apply
             print(printable(weights.render()))
         if committed:
             from ..commitment import describe_check
 
             print(describe_check(committed))
-    return 0
+    return DECISION_EXIT_CODES[verdict.decision.value] if args.exit_code else 0
 
 
 def _for_people(value: Any) -> str:
-    """A value as a person reads it: floats rounded (JSON keeps them whole), control
-    characters from files escaped."""
+    """A value as a person reads it: floats rounded (JSON keeps them whole), lists of plain values
+    joined with commas, yes / no / none for Python's True / False / None, control characters
+    from files escaped (a mapping is laid out by :func:`_lines`)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 0.01 and value != 0 else f"{value:.2f}"
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -197,21 +236,40 @@ def _for_people(value: Any) -> str:
                    if isinstance(v.get("relative_weight_change"), (int, float))]
         moved = f"; relative weight change {min(changes):.2f}-{max(changes):.2f}" if changes else ""
         return f"{len(value)} records{moved} (--json lists them)"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "none"
+        if all(isinstance(v, (str, int, float)) or v is None for v in value):
+            return ", ".join(_for_people(v) for v in value)
+        return f"{len(value)} items (--json lists them)"
+    if isinstance(value, dict):
+        return ", ".join(f"{printable(key)}: {_for_people(item)}" for key, item in value.items())
     return printable(value)
+
+
+def _lines(summary: dict[str, Any], indent: str = "") -> list[str]:
+    """``key value`` lines of a summary, a nested mapping as its own indented ``key value`` lines."""
+    lines = []
+    for key, value in summary.items():
+        if isinstance(value, dict) and value:
+            lines.append(f"{indent}{printable(key)}")
+            lines += _lines(value, indent + "  ")
+        else:
+            lines.append(f"{indent}{printable(key):<{max(1, 26 - len(indent))}} {_for_people(value)}")
+    return lines
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from ..fingerprint import Fingerprint
 
     summary = Fingerprint.load(args.fingerprint).describe()
-    print(json.dumps(summary, indent=2) if args.json else
-          "\n".join(f"{key:<26} {_for_people(value)}" for key, value in summary.items()))
+    print(json.dumps(summary, indent=2) if args.json else "\n".join(_lines(summary)))
     return 0
 
 
 def add_parsers(commands: Any) -> None:
     fp = commands.add_parser("fingerprint", help="fingerprint an owner model, with no data")
-    fp.add_argument("model", metavar="MODEL",
+    fp.add_argument("model", metavar="MODEL", type=model_spec,
                     help="ONNX file, TorchScript file (with --allow-torchscript), or package.module:factory with "
                          "--weights")
     fp.add_argument("--domain", help="box:LO,HI | box:FILE.json | gaussian[:MEAN,STD] (required unless "
@@ -249,17 +307,20 @@ def add_parsers(commands: Any) -> None:
     add_quiet(fp)
     add_white_box_option(fp, owner=True)
     add_opening_options(fp, services=False, weights=True)
-    fp.set_defaults(run=cmd_fingerprint, model_files=lambda args: _model_files(args.model, args.parent))
+    fp.set_defaults(run=cmd_fingerprint, check=check_fingerprint,
+                    model_files=lambda args: _model_files(args.model, args.parent))
 
     verify = commands.add_parser("verify", help="verify a suspect model against a fingerprint (black box)")
     verify.add_argument("fingerprint", metavar="FINGERPRINT")
-    verify.add_argument("suspect", metavar="SUSPECT", help="model file, package.module:factory with --weights, "
-                                                           "or http://HOST:PORT/v2/models/NAME")
+    verify.add_argument("suspect", metavar="SUSPECT", type=model_spec,
+                        help="model file, package.module:factory with --weights, or http://HOST:PORT/v2/models/NAME")
     verify.add_argument("--references", metavar="DIR", help="independently trained models of the same task "
                                                              "(negatives) that calibrate the threshold")
     verify.add_argument("--positives", metavar="DIR", help="derived copies, to report the margin on the other side")
     add_calibration_options(verify, decides="no decision is made")
-    verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+    verify.add_argument("--json", action="store_true", help="print the verdict as one JSON object ('seconds': "
+                        "querying and scoring the suspect; 'command_seconds': the whole command)")
+    verify.add_argument("--exit-code", action="store_true", help=EXIT_CODE_HELP)
     verify.add_argument("--commitment", metavar="FILE", help="check the fingerprint against its commitment first "
                                                              "(a mismatch is reported as tampering, exit 2)")
     verify.add_argument("--commitment-digest", metavar="SHA256", help="the published digest the commitment file "
@@ -268,11 +329,12 @@ def add_parsers(commands: Any) -> None:
     add_white_box_option(verify)
     add_opening_options(verify, weights=True)
     add_input_adaptation_options(verify)
-    verify.set_defaults(run=cmd_verify, runs_torch=False,
+    verify.set_defaults(run=cmd_verify, check=check_verify, runs_torch=False,
                         model_files=lambda args: _model_files(args.suspect, args.references, args.positives))
 
     info = commands.add_parser("info", help="describe a fingerprint file (and check its hash)")
     info.add_argument("fingerprint", metavar="FINGERPRINT")
     info.add_argument("--json", action="store_true")
     add_quiet(info)
-    info.set_defaults(run=cmd_info, runs_torch=False)
+    info.set_defaults(run=cmd_info, runs_torch=False,
+                      check=lambda args: refuse_missing(fingerprint=args.fingerprint))

@@ -2,14 +2,22 @@
 turned into one :class:`~tafa.models.options.OpenOptions`), ``--quiet`` after a command, and the
 light lists the parser needs (scheme names) without importing the library.
 
-Nothing here imports torch, numpy or scipy: ``tafa --help`` is built from this module.
+Nothing here imports torch, numpy or scipy: ``tafa --help`` is built from this module, and the
+arguments are checked here (values at parsing, files by :func:`refuse_missing` before a command
+imports the library) so that a bad one is refused at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from typing import TYPE_CHECKING, Any
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..errors import FingerprintError, InvalidParameter, ModelLoadError
+from ..models.options import FACTORY_SPEC
 
 if TYPE_CHECKING:
     from ..models.options import OpenOptions
@@ -47,6 +55,90 @@ def input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+#: ``tafa verify --exit-code``: the exit status of each decision (every error exits 2, with or
+#: without the flag; ``tafa scan --exit-code`` exits 1 when any suspect is derived). A test checks
+#: that every decision has one.
+DECISION_EXIT_CODES: dict[str, int] = {"independent": 0, "derived": 1, "undecided": 3, "evasive": 4}
+
+EXIT_CODE_HELP = ("exit with the decision's status: 0 independent, 1 derived, 3 undecided, 4 evasive (2 is every "
+                  "error, as always); without it, every decision exits 0")
+
+
+def alpha(text: str) -> float:
+    """``--alpha 0.05`` -> ``0.05``: a rate strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a false-positive rate between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a false-positive rate between 0 and 1 (exclusive), got {text!r}")
+    return value
+
+
+def model_spec(text: str) -> str:
+    """A MODEL or SUSPECT as given, except a ``path/to/file.py:function`` factory with a relative
+    path, which is made absolute against the working directory: models are opened in a sandbox
+    whose working directory is a temporary folder, where a relative path would name nothing."""
+    if text.startswith(("http://", "https://")) or Path(text).exists() or not FACTORY_SPEC.match(text):
+        return text
+    module, _, function = text.rpartition(":")
+    if not module.endswith(".py"):
+        return text  # package.module:function, imported from sys.path
+    return f"{Path(module).expanduser().absolute()}:{function}"
+
+
+def factory_spec(text: str) -> str:
+    """``--factory arch.py:cnn`` -> ``/working/directory/arch.py:cnn`` (see :func:`model_spec`);
+    ``package.module:function`` as given."""
+    if not FACTORY_SPEC.match(text):
+        raise argparse.ArgumentTypeError(f"expected package.module:function or path/to/file.py:function, got {text!r}")
+    return model_spec(text) if text.rpartition(":")[0].endswith(".py") else text
+
+
+def refuse_missing(*, models: Iterable[str | None] = (), folders: Iterable[tuple[str, str | None]] = (),
+                   files: Iterable[tuple[str, str | None]] = (), fingerprint: str | None = None) -> None:
+    """Refuse, before the library is imported, arguments that name nothing: ``models`` (files; a
+    service URL or a ``package.module:function`` factory is not a file), ``folders`` and
+    ``files`` as ``(what, path)`` pairs, and the ``fingerprint`` file. The one-line messages are
+    those the openers give later."""
+    if fingerprint is not None and not Path(fingerprint).exists():
+        raise FingerprintError(f"Fingerprint file {fingerprint!r} does not exist.")
+    for spec in models:
+        if spec is None or spec.startswith(("http://", "https://")) or Path(spec).exists():
+            continue
+        module = spec.rpartition(":")[0]
+        if FACTORY_SPEC.match(spec):
+            if module.endswith(".py") and not Path(module).is_file():
+                raise ModelLoadError(f"Factory file {module!r} does not exist.")
+            continue
+        raise ModelLoadError(f"Model file {spec!r} does not exist.")
+    for what, folder in folders:
+        if folder is not None and not Path(folder).is_dir():
+            raise ModelLoadError(f"{what} directory {folder!r} does not exist.")
+    for what, path in files:
+        if path is not None and not Path(path).exists():
+            raise InvalidParameter(f"{what} {path!r} does not exist.")
+
+
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux: from ``/proc``; elsewhere ``None``): the whole
+    command's time includes the interpreter's start and the imports."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = int(stat.read().rpartition(")")[2].split()[19])
+            return max(0.0, float(uptime.read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def command_started(argv_given: bool) -> float:
+    """The ``time.perf_counter()`` at which the command started: the process's start when it runs
+    as ``tafa`` (``argv_given`` false), else now (``main([...])`` called from Python)."""
+    now = time.perf_counter()
+    age = None if argv_given else process_seconds()
+    return now - (age or 0.0)
+
+
 #: ``tafa fingerprint --time-budget`` unless told otherwise (tafa.fingerprint.DEFAULT_TIME_BUDGET).
 DEFAULT_TIME_BUDGET = 60.0
 
@@ -71,7 +163,7 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def add_calibration_options(parser: argparse.ArgumentParser, *, decides: str) -> None:
     """``--alpha`` and ``--parametric`` of every command that calibrates a threshold on references."""
-    parser.add_argument("--alpha", type=float, default=0.01, help="false-positive rate to bound (default 0.01; "
+    parser.add_argument("--alpha", type=alpha, default=0.01, help="false-positive rate to bound (default 0.01; "
                         f"by rank this needs at least 1/alpha - 1 distinct references, else {decides})")
     parser.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
                         "bound the rate by a normal tail fitted to their scores (labelled parametric)")
@@ -107,8 +199,9 @@ def add_opening_options(parser: argparse.ArgumentParser, *, services: bool = Tru
     if weights:
         group.add_argument("--weights", metavar="FILE",
                            help="safetensors (or state-dict) file for a MODEL given as package.module:factory")
-    group.add_argument("--factory", metavar="MODULE:FUNCTION",
-                       help="package.module:function building the nn.Module of weights-only files (.safetensors, "
+    group.add_argument("--factory", metavar="MODULE:FUNCTION", type=factory_spec,
+                       help="package.module:function or path/to/file.py:function (relative to the working directory) "
+                            "building the nn.Module of weights-only files (.safetensors, "
                             "state dicts), in reference folders too")
     shapes = "each registered fingerprint's input shape in turn" if scan else "the fingerprint's input shape"
     group.add_argument("--input-shape", type=input_shape, metavar="SHAPE",

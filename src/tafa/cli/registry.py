@@ -219,7 +219,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         written = report.write(args.report)
         print(f"report written to {', '.join(map(str, written))}", file=sys.stderr if args.json else sys.stdout)
     print(report.to_json() if args.json else report.render())
-    return 0
+    return 1 if args.exit_code and report.matches() else 0
 
 
 def add_scan_parser(commands: Any) -> None:
@@ -254,6 +254,9 @@ def add_scan_parser(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the scan as one JSON object")
     _registry_option(parser)
     add_opening_options(parser, scan=True)
+    parser.add_argument("--exit-code", action="store_true",
+                        help="exit 1 when any suspect is judged derived, else 0 (2 is every error, as always); "
+                             "without it, a finished scan exits 0")
     parser.set_defaults(run=cmd_scan)
 
 
