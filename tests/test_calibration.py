@@ -140,7 +140,13 @@ def test_registry_add_and_scan_say_what_bound_two_references_support(world, caps
     code, out, _ = _run(capsys, "registry", "add", world["fingerprint"], "--name", "owner", "--references",
                         world["two"], "--registry", registry)
     assert code == 0 and "false-positive bound 0.333 (rank; 0.01 asked for)" in out and "at least 99" in out
-    report = scan([world["files"]["pirate"], world["files"]["independent"]], registry=registry, workers=0)
+    suspects = [world["files"]["pirate"], world["files"]["independent"]]
+    # the default control, family-wise at 0.05, decides over the null panel (the same two models): it says so
+    family = scan(suspects, registry=registry, workers=0)
+    assert {f.decision for o in family.outcomes for f in o.findings} == {"undecided"}
+    assert "needs a null panel of at least 19 models; this one has 2" in family.render()
+    # each fingerprint's calibration decides: its report says what the two references support
+    report = scan(suspects, registry=registry, workers=0, control="per-fingerprint")
     assert {f.decision for o in report.outcomes for f in o.findings} == {"undecided"}
     assert report.bounds["owner"]["supports_alpha"] is False
     assert report.bounds["owner"]["bound"] == pytest.approx(1 / 3)

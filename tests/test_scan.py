@@ -36,6 +36,7 @@ from tafa.decide.multiple import rate_for_this_panel
 from tafa.errors import InvalidParameter
 from tafa.registry import Registry, RegistryError, row_hash
 from tafa.scanning import OpenOptions, Panel, QueryPlan, ScanReport, Suspect, scan, suspects_in
+from tafa.scanning.report import BOUND_HEADER, MATCH_HEADER, SUSPECT_HEADER
 
 #: The machinery tests decide with each stored calibration (the family-wise control has its own tests).
 PER_FINGERPRINT = "per-fingerprint"
@@ -118,7 +119,8 @@ def inline_report(world):
 
 def test_scan_finds_each_owners_copies_and_only_them(world, inline_report):
     report = inline_report
-    assert report.scan.status == "finished" and report.scan.counts == {"pending": 0, "done": 7, "failed": 1}
+    assert report.scan.status == "finished"
+    assert report.scan.counts == {"pending": 0, "done": 7, "skipped": 0, "failed": 1}
     by_source = {o.source: o for o in report.outcomes}
     for name, decisions in world.expected.items():
         outcome = by_source[world.paths[name]]
@@ -223,7 +225,7 @@ def test_local_pool_and_ray_give_the_same_results_and_survive_a_crashing_suspect
     assert killed == {} and found == expected
     died = {o.source: o for o in local.outcomes}[str(killer)]
     assert died.status == "failed" and "killer.safetensors" in died.error and "exit code 7" in died.error
-    assert local.scan.counts == {"pending": 0, "done": 7, "failed": 2}
+    assert local.scan.counts == {"pending": 0, "done": 7, "skipped": 0, "failed": 2}
 
     import ray
 
@@ -271,7 +273,8 @@ def test_interrupted_scan_resumes_without_repeating_finished_suspects(world, inl
                  control=PER_FINGERPRINT)
         with Registry(registry) as store:
             (record,) = store.scans()
-            assert record.status == "interrupted" and record.counts == {"pending": 6, "done": 2, "failed": 0}
+            assert record.status == "interrupted"
+            assert record.counts == {"pending": 6, "done": 2, "skipped": 0, "failed": 0}
             first = {o.source: o.recorded for o in store.outcomes(record.id) if o.status == "done"}
         assert set(first) == set(seen)
 
@@ -386,7 +389,7 @@ def test_cli_scan_of_a_folder_and_endpoint_list_with_reports(world, tmp_path, ca
                         str(tmp_path / "report.html"))
     assert code == 0 and "1 matches:" in out and "a_pruned.onnx" in out
     page = (tmp_path / "report.html").read_text()
-    assert "<table>" in page and "data:image/png;base64," in page and "a_pruned.onnx" in page
+    assert "<table>" in page and "<svg" in page and "a_pruned.onnx" in page
     code, out, _ = _run(capsys, "registry", "scans", "--registry", str(registry))
     assert code == 0 and len(out.strip().splitlines()) == 3 and "finished" in out
 
@@ -701,11 +704,12 @@ def test_hostile_names_are_escaped_on_the_terminal_and_in_every_report(world, tm
     markdown = (tmp_path / "report.md").read_text()
     assert "<img" not in markdown and "](javascript" not in markdown.replace("\\]", "") and "\x1b" not in markdown
     assert "\\[click\\](javascript:alert(1))" in markdown and "&lt;img src=x" in markdown
+    widths = {len(header) + 1 for header in (MATCH_HEADER, BOUND_HEADER, SUSPECT_HEADER, ["suspect", "error"])}
     for line in markdown.splitlines():
         if line.startswith("| "):  # every row of a table has its header's columns
-            assert _unescaped_pipes(line) in (7, 6, 3), line
+            assert _unescaped_pipes(line) in widths, line
     rows = [line for line in markdown.splitlines() if "c\\|extra\\|" in line]
-    assert rows and all(_unescaped_pipes(line) in (7, 6) for line in rows)
+    assert rows and all(_unescaped_pipes(line) in (len(MATCH_HEADER) + 1, len(SUSPECT_HEADER) + 1) for line in rows)
     main(["--quiet", "scan", "--dir", str(seized), "--registry", str(registry), "--workers", "0",
           "--control", PER_FINGERPRINT, "--report", str(tmp_path / "report.html")])
     capsys.readouterr()

@@ -140,6 +140,17 @@ class SuspectOutcome:
     findings: list[Finding] = field(default_factory=list)
     recorded: str | None = None
 
+    @property
+    def skipped(self) -> bool:
+        """Opened and checked but compared with nothing: it fits no fingerprint (``error`` says
+        why). Stored as ``done``; every count and report lists it as ``skipped``, not ``done``."""
+        return self.status == "done" and self.error is not None
+
+    @property
+    def state(self) -> str:
+        """What reports call it: ``pending``, ``done``, ``skipped`` or ``failed``."""
+        return "skipped" if self.skipped else self.status
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["findings"] = [finding.to_dict() for finding in self.findings]
@@ -157,6 +168,8 @@ class ScanRecord:
     engine: str
     seconds: float
     config: dict[str, Any]
+    #: Suspects by :attr:`SuspectOutcome.state`: ``pending``, ``done``, ``skipped``, ``failed``
+    #: (a skipped suspect is not counted ``done``: the same counts as the scan's report).
     counts: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,6 +283,9 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 5 -> 6: each verdict row sealed by its own hash.
     _seal_verdicts,
 )
+
+#: What a scan's suspects can be, as its counts and reports name them (:attr:`SuspectOutcome.state`).
+SUSPECT_STATES = ("pending", "done", "skipped", "failed")
 
 #: The error controls a scan can decide under (see :mod:`tafa.scanning.control`).
 SCAN_CONTROLS = ("family", "fdr", "per-fingerprint", "bonferroni")
@@ -910,11 +926,13 @@ class Registry:
         return found
 
     def _scan_record(self, row: tuple[Any, ...]) -> ScanRecord:
-        counts = dict(self._db.execute("SELECT status, COUNT(*) FROM suspects WHERE scan_id = ? GROUP BY status",
-                                       (row[0],)).fetchall())
+        # the rule of SuspectOutcome.state: a done suspect with a note was skipped
+        counts = dict(self._db.execute("SELECT CASE WHEN status = 'done' AND error IS NOT NULL THEN 'skipped' "
+                                       "ELSE status END AS state, COUNT(*) FROM suspects WHERE scan_id = ? "
+                                       "GROUP BY state", (row[0],)).fetchall())
         config = _stored_json(row[6], what="scan configuration", name=str(row[0]))
         return ScanRecord(row[0], row[1], row[2], row[3], row[4], float(row[5]), config,
-                          {status: int(counts.get(status, 0)) for status in ("pending", "done", "failed")})
+                          {state: int(counts.get(state, 0)) for state in SUSPECT_STATES})
 
     def _missing_scan(self, scan_id: str) -> str:
         return f"No scan {scan_id!r} in the registry {str(self.path)!r} (see tafa registry scans)."

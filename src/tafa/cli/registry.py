@@ -106,16 +106,17 @@ def cmd_registry_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_scans(args: argparse.Namespace) -> int:
-    from ..registry import Registry
+    from ..registry import SUSPECT_STATES, Registry
 
     with Registry(args.registry) as registry:
         scans = registry.scans()
     if args.json:
         print(json.dumps([record.to_dict() for record in scans], indent=2))
         return 0
-    rows = [[r.id, r.status, r.engine, str(r.counts["done"]), str(r.counts["failed"]), str(r.counts["pending"]),
-             f"{r.seconds:.1f}", r.started[:19]] for r in scans]
-    _print_table(["scan", "status", "engine", "done", "failed", "pending", "seconds", "started"], rows)
+    states = [state for state in SUSPECT_STATES if state != "pending"] + ["pending"]  # the report's order
+    rows = [[r.id, r.status, r.engine, *(str(r.counts.get(state, 0)) for state in states), f"{r.seconds:.1f}",
+             r.started[:19]] for r in scans]
+    _print_table(["scan", "status", "engine", *states, "seconds", "started"], rows)
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -25,7 +25,7 @@ from ..models.files import MODEL_SUFFIXES, check_links
 from ..registry import Registry, RegistryError, ScanRecord, SuspectOutcome
 from .control import ErrorControl, resolve_control, score_panel
 from .engines import Engine, get_engine
-from .panel import OpenOptions, Panel, Suspect
+from .panel import OpenOptions, Panel, PanelEntry, Suspect
 from .report import ScanReport
 
 
@@ -177,9 +177,7 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
                 decider = score_panel(kind, level, [e.name for e in fingerprint_panel.entries], members,
                                       lambda sources: runner.run([Suspect.parse(s) for s in sources],
                                                                  fingerprint_panel.payload(), options))
-            config = {"fingerprints": [{"name": e.name, "sha256": e.registered.sha256,
-                                        "calibration": None if e.registered.calibration is None
-                                        else e.registered.calibration.summary()} for e in fingerprint_panel.entries],
+            config = {"fingerprints": [_recorded(entry) for entry in fingerprint_panel.entries],
                       "options": options.to_dict(), "control": decider.to_dict(), **runner.describe()}
             scan_id = store.begin_scan([s.source for s in listed], [s.kind for s in listed],
                                        engine=runner.name, config=config)
@@ -236,6 +234,15 @@ def _panel(store: Registry, names: Sequence[str], decider: ErrorControl) -> Pane
             if item.calibration is not None:
                 item.calibration = item.calibration.at(level)
     return Panel(registered)
+
+
+def _recorded(entry: PanelEntry) -> dict[str, Any]:
+    """What a scan records of one fingerprint: name, hash, its calibration as the scan decides
+    with it (re-derived at the scan's alpha) and its references' scores (the report draws them)."""
+    calibration = entry.registered.calibration
+    return {"name": entry.name, "sha256": entry.registered.sha256,
+            "calibration": None if calibration is None else calibration.summary(),
+            "reference_scores": None if calibration is None else [float(v) for v in calibration.reference_scores]}
 
 
 def _panel_members(store: Registry, panel: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
