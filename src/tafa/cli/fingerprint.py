@@ -27,7 +27,7 @@ def check_fingerprint(args: argparse.Namespace) -> None:
         if str(args.model).startswith(("http://", "https://")):
             raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
                                    "fingerprints its own model file.")
-    refuse_missing(models=[args.model, args.weights, args.parent],
+    refuse_missing(models=[args.model, ("--weights", args.weights), ("--parent", args.parent)],
                    files=[("Commitment file", args.check_commitment)])
     if args.out:
         _refuse_overwrite(args.out, force=args.force)
@@ -181,7 +181,7 @@ def check_verify(args: argparse.Namespace) -> None:
     """``tafa verify``'s arguments, refused before the library is imported."""
     if args.commitment is None and args.commitment_digest is not None:
         raise InvalidParameter("--commitment-digest needs --commitment FILE.")
-    refuse_missing(fingerprint=args.fingerprint, models=[args.suspect, args.weights],
+    refuse_missing(fingerprint=args.fingerprint, models=[args.suspect, ("--weights", args.weights)],
                    folders=[("Reference", args.references), ("Positive", args.positives)],
                    files=[("Commitment file", args.commitment)])
 

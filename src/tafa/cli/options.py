@@ -95,23 +95,26 @@ def factory_spec(text: str) -> str:
     return model_spec(text) if text.rpartition(":")[0].endswith(".py") else text
 
 
-def refuse_missing(*, models: Iterable[str | None] = (), folders: Iterable[tuple[str, str | None]] = (),
+def refuse_missing(*, models: Iterable[str | tuple[str, str | None] | None] = (),
+                   folders: Iterable[tuple[str, str | None]] = (),
                    files: Iterable[tuple[str, str | None]] = (), fingerprint: str | None = None) -> None:
     """Refuse, before the library is imported, arguments that name nothing: ``models`` (files; a
-    service URL or a ``package.module:function`` factory is not a file), ``folders`` and
-    ``files`` as ``(what, path)`` pairs, and the ``fingerprint`` file. The one-line messages are
-    those the openers give later."""
+    service URL or a ``package.module:function`` factory is not a file; an ``(option, spec)`` pair
+    names the option in the message), ``folders`` and ``files`` as ``(what, path)`` pairs, and the
+    ``fingerprint`` file. The one-line messages are those the openers give later."""
     if fingerprint is not None and not Path(fingerprint).exists():
         raise FingerprintError(f"Fingerprint file {fingerprint!r} does not exist.")
-    for spec in models:
+    for entry in models:
+        option, spec = entry if isinstance(entry, tuple) else (None, entry)
         if spec is None or spec.startswith(("http://", "https://")) or Path(spec).exists():
             continue
+        said = f"{option}: " if option else ""
         module = spec.rpartition(":")[0]
         if FACTORY_SPEC.match(spec):
             if module.endswith(".py") and not Path(module).is_file():
-                raise ModelLoadError(f"Factory file {module!r} does not exist.")
+                raise ModelLoadError(f"{said}Factory file {module!r} does not exist.")
             continue
-        raise ModelLoadError(f"Model file {spec!r} does not exist.")
+        raise ModelLoadError(f"{said}Model file {spec!r} does not exist.")
     for what, folder in folders:
         if folder is not None and not Path(folder).is_dir():
             raise ModelLoadError(f"{what} directory {folder!r} does not exist.")
