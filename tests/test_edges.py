@@ -129,16 +129,23 @@ def test_scan_exit_code_is_1_when_any_suspect_is_derived(world, capsys, tmp_path
 
 # ------------------------------------------------------------------------ 2. relative factory files
 
-def test_a_relative_factory_file_is_found_from_the_working_directory(world, classifier, capsys, tmp_path,
-                                                                     monkeypatch):
+def _factory_files(classifier, folder: Path) -> torch.nn.Module:
+    """``arch.py:net`` and ``net.safetensors`` (the weights of a reference of that architecture) in
+    ``folder``; returns that reference."""
     from tests.factories import digits_mlp
 
     shapes = {k: v.shape for k, v in digits_mlp().state_dict().items()}
     model = next(m for m in classifier.references if {k: v.shape for k, v in m.state_dict().items()} == shapes)
-    (tmp_path / "arch.py").write_text("from tafa.bench.architectures import build\n\n\n"
-                                      "def net():\n    return build('mlp', input_shape=(1, 8, 8), output_dim=10, "
-                                      "seed=0)\n")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "net.safetensors"))
+    (folder / "arch.py").write_text("from tafa.bench.architectures import build\n\n\n"
+                                    "def net():\n    return build('mlp', input_shape=(1, 8, 8), output_dim=10, "
+                                    "seed=0)\n")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "net.safetensors"))
+    return model
+
+
+def test_a_relative_factory_file_is_found_from_the_working_directory(world, classifier, capsys, tmp_path,
+                                                                     monkeypatch):
+    _factory_files(classifier, tmp_path)
     monkeypatch.chdir(tmp_path)
     fingerprint = str(world["fingerprint"])
     for argv in (["net.safetensors", "--factory", "arch.py:net"],  # a weights file and its factory
@@ -148,6 +155,35 @@ def test_a_relative_factory_file_is_found_from_the_working_directory(world, clas
         assert json.loads(out)["score"] < 0.9  # an independent reference, measured
     code, _, err = _run(capsys, "verify", fingerprint, "net.safetensors", "--factory", "missing.py:net")
     _one_line(code, err, str(tmp_path / "missing.py"))
+
+
+def test_a_relative_factory_file_from_python_is_found_where_the_options_are_made(classifier, tmp_path,
+                                                                                 monkeypatch):
+    """From Python, as from the command line: OpenOptions (when made) and open_model resolve a
+    relative ``file.py:function`` against the caller's working directory, not the sandbox's."""
+    import numpy as np
+
+    from tafa.models import OpenOptions, open_model
+
+    model = _factory_files(classifier, tmp_path)
+    x = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.as_tensor(x)).numpy()
+    monkeypatch.chdir(tmp_path)
+    options = OpenOptions(factory="arch.py:net", input_shape=(1, 8, 8))
+    assert options.factory == f"{tmp_path / 'arch.py'}:net"
+    named = OpenOptions(weights="net.safetensors", input_shape=(1, 8, 8))
+    opened = [options.open("net.safetensors"), named.open("arch.py:net"),
+              open_model("net.safetensors", factory="arch.py:net", input_shape=(1, 8, 8))]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # options made earlier keep naming the file they named
+    opened.append(options.open(str(tmp_path / "net.safetensors")))
+    for suspect in opened:
+        np.testing.assert_allclose(suspect(x), expected, rtol=1e-4, atol=1e-5)
+        suspect.close()
+    with pytest.raises(TafaError, match=str(elsewhere / "arch.py")):  # and a missing one is named where looked for
+        open_model(str(tmp_path / "net.safetensors"), factory="arch.py:net", input_shape=(1, 8, 8))
 
 
 # ------------------------------------------------------------------------ 3. arguments, times, budget

@@ -37,6 +37,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 
 from .errors import InvalidParameter, ModelLoadError, ShapeMismatch, TafaError, check_param, is_integer, one_line
+from .models.options import absolute_factory
 from .storage import read_regular, strict_json, write_atomically
 
 Task = Literal["classification", "regression"]
@@ -458,7 +459,7 @@ def make_references(factories: Sequence[str], data: ReferenceData, out: str | os
             ("widths", widths, "integers >= 1", all(is_integer(w) and w >= 1 for w in widths)),
             ("task", task, f"None or one of {', '.join(TASKS)}", task is None or task in TASKS)):
         check_param(name, value, must_be, ok, caller=caller)
-    factories = [_absolute(spec) for spec in factories]
+    factories = [absolute_factory(spec) for spec in factories]  # the workers and a rerun find the same files
     takes_width, chosen = _check_factories(data, factories, list(widths), task)
     settings = ReferenceSettings(tuple(factories), data.sha256, data.input_shape, chosen, int(epochs), float(lr),
                                  int(batch_size), float(fraction), tuple(int(w) for w in widths), int(seed))
@@ -484,15 +485,6 @@ def make_references(factories: Sequence[str], data: ReferenceData, out: str | os
     names = {f"{item.name}.onnx" for item in planned}
     result.records = [records[name] for name in sorted(names) if name in records]
     return result
-
-
-def _absolute(spec: str) -> str:
-    """A ``path/to/file.py:function`` factory with its file made absolute (the worker processes,
-    and a rerun from another folder, find the same file); ``package.module:function`` as it is."""
-    module, _, function = spec.rpartition(":")
-    if module.endswith(".py"):
-        return f"{Path(module).expanduser().absolute()}:{function}"
-    return spec
 
 
 def _run(todo: list[PlannedReference], settings: ReferenceSettings, data: ReferenceData, folder: str, jobs: int,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import FingerprintError, InvalidParameter, ModelLoadError
-from ..models.options import FACTORY_SPEC
+from ..models.options import FACTORY_SPEC, absolute_factory
 
 if TYPE_CHECKING:
     from ..models.options import OpenOptions
@@ -77,22 +77,18 @@ def alpha(text: str) -> float:
 
 def model_spec(text: str) -> str:
     """A MODEL or SUSPECT as given, except a ``path/to/file.py:function`` factory with a relative
-    path, which is made absolute against the working directory: models are opened in a sandbox
-    whose working directory is a temporary folder, where a relative path would name nothing."""
+    path, which is made absolute against the working directory (:func:`absolute_factory`)."""
     if text.startswith(("http://", "https://")) or Path(text).exists() or not FACTORY_SPEC.match(text):
         return text
-    module, _, function = text.rpartition(":")
-    if not module.endswith(".py"):
-        return text  # package.module:function, imported from sys.path
-    return f"{Path(module).expanduser().absolute()}:{function}"
+    return absolute_factory(text)
 
 
 def factory_spec(text: str) -> str:
-    """``--factory arch.py:cnn`` -> ``/working/directory/arch.py:cnn`` (see :func:`model_spec`);
+    """``--factory arch.py:cnn`` -> ``/working/directory/arch.py:cnn`` (:func:`absolute_factory`);
     ``package.module:function`` as given."""
     if not FACTORY_SPEC.match(text):
         raise argparse.ArgumentTypeError(f"expected package.module:function or path/to/file.py:function, got {text!r}")
-    return model_spec(text) if text.rpartition(":")[0].endswith(".py") else text
+    return absolute_factory(text)
 
 
 def refuse_missing(*, models: Iterable[str | tuple[str, str | None] | None] = (),

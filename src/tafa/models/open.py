@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModelLoadError, check_param
 from .base import Model, file_hash
 from .files import MAX_FILE_BYTES, check_links, check_path, check_shape
+from .options import absolute_factory
 from .zygote import MODEL_SUFFIXES
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ def open_model(spec: str | os.PathLike[str], *, factory: str | None = None,
     ``sandbox_limits``); any refusal, damage, crash, limit hit or timeout raises a
     :class:`~tafa.errors.ModelLoadError` (:class:`~tafa.errors.UnsafeModelFile` when the file
     would run code) naming the file; ``max_bytes`` bounds the file size. TorchScript is
-    refused unless ``allow_torchscript=True``.
+    refused unless ``allow_torchscript=True``. A relative ``path/to/file.py:function``
+    ``factory`` names a file in the current working directory (the sandbox runs elsewhere).
     """
     text = str(spec)
     if text.startswith(("http://", "https://")):
@@ -49,6 +51,7 @@ def open_model(spec: str | os.PathLike[str], *, factory: str | None = None,
     from .sandbox import SandboxedModel
 
     content = file_hash(str(path), max_bytes=size)
+    factory = None if factory is None else absolute_factory(str(factory))  # the sandbox runs elsewhere
     options = {"factory": factory, "input_shape": input_shape, "allow_torchscript": bool(allow_torchscript),
                "batch_size": batch_size, "max_bytes": max_bytes}
     return SandboxedModel(str(path), content, options, sandbox_limits)

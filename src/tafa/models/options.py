@@ -36,6 +36,24 @@ if TYPE_CHECKING:
 FACTORY_SPEC = re.compile(r"^(?:[A-Za-z_][\w.]*|[^:]+\.py):[A-Za-z_]\w*$")
 
 
+def absolute_factory(spec: str) -> str:
+    """``arch.py:cnn`` -> ``/working/directory/arch.py:cnn``: a ``path/to/file.py:function``
+    factory with its file made absolute against the current working directory, at once: models
+    are opened in a sandbox whose working directory is a temporary folder, and references are
+    trained in worker processes, where a relative path would name nothing (or something else).
+    ``package.module:function`` (imported from ``sys.path``) and anything else as given.
+
+    >>> absolute_factory("mypkg.nets:decoder")
+    'mypkg.nets:decoder'
+    >>> absolute_factory("/models/arch.py:cnn")
+    '/models/arch.py:cnn'
+    """
+    module, colon, function = spec.rpartition(":")
+    if not colon or not module.endswith(".py"):
+        return spec
+    return f"{Path(module).expanduser().absolute()}:{function}"
+
+
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -84,6 +102,8 @@ class OpenOptions:
         check_param("factory", self.factory, "None, package.module:function or path/to/file.py:function",
                     self.factory is None or (isinstance(self.factory, str) and bool(FACTORY_SPEC.match(self.factory))),
                     caller=caller)
+        if self.factory is not None:  # resolved where the options are made, not in the sandbox
+            object.__setattr__(self, "factory", absolute_factory(self.factory))
         if self.input_shape is not None:
             shape = self.input_shape
             check_param("input_shape", shape, "None or a sequence of integers >= 1",
@@ -167,7 +187,7 @@ class OpenOptions:
             if not self.weights:
                 raise InvalidParameter(f"MODEL {text!r} is a factory; give its weights with "
                                        "--weights FILE.safetensors.")
-            options["factory"], text = text, self.weights
+            options["factory"], text = absolute_factory(text), self.weights
         if self.input_shape is not None or not input_shapes:
             return open_model(text, **options)
         try:
@@ -215,4 +235,4 @@ class OpenOptions:
         return models
 
 
-__all__ = ["FACTORY_SPEC", "OpenOptions"]
+__all__ = ["FACTORY_SPEC", "OpenOptions", "absolute_factory"]
