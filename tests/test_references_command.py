@@ -193,3 +193,71 @@ def test_verify_accepts_the_references(classifier, made, tmp_path, capsys):
     # the owner against three independent references: far above all three, derived at the bound they support
     assert verdict["decision"] == "derived" and verdict["score"] > verdict["threshold"] + 0.2
     assert os.path.exists(made / MANIFEST)  # the manifest beside the models does not bother the folder reader
+
+
+# ----------------------------------------------------------------------- references unlike trained models
+
+BLIND = '''
+import torch
+import torch.nn as nn
+
+
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+def blind():
+    """A deliberately bad architecture: its first layer is zero and frozen, so it never sees its
+    input and learns only the class frequencies."""
+    model = mlp()
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+    model[1].requires_grad_(False)
+    return model
+'''
+
+
+def test_a_reference_far_below_the_others_is_named_and_min_quality_refuses(workspace, tmp_path, capsys):
+    from tafa.make_references import QUALITY_MARGIN
+    from tafa.models import open_models
+
+    (tmp_path / "quality.py").write_text(BLIND)
+    out = tmp_path / "refs"
+    factory = f"{tmp_path / 'quality.py'}"
+    argv = ["references", "--factory", f"{factory}:mlp", "--factory", f"{factory}:blind", "--data",
+            str(workspace / "digits.npz"), "--out", str(out), "--count", "4", "--epochs", "10", "--lr", "0.01"]
+    code, printed, err = _run(capsys, *argv, "--json")
+    result = json.loads(printed)
+    quality = {r["name"]: r["held_out_quality"] for r in result["references"]}
+    blind = ["ref-001-blind.onnx", "ref-003-blind.onnx"]
+    assert code == 0 and sorted(quality) == ["ref-000-mlp.onnx", *blind[:1], "ref-002-mlp.onnx", *blind[1:]]
+    assert min(quality["ref-000-mlp.onnx"], quality["ref-002-mlp.onnx"]) > max(quality[n] for n in blind) + 0.3
+    assert result["low_quality"] == blind  # each named against the median of the OTHER references
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tafa: warning: 2 of 4 references"), err
+    assert all(name in lines[0] for name in blind) and "mlp" not in lines[0] and f"{QUALITY_MARGIN:g}" in lines[0]
+    # --min-quality refuses those below it, made now or before, in one line; the folder keeps the rest
+    code, printed, err = _run(capsys, *argv, "--min-quality", "0.5")
+    assert code == 2 and printed == "" and err.count("\n") == 1
+    assert err.startswith("tafa: error: 2 of 4 references score a held-out accuracy below --min-quality 0.5 (")
+    assert all(name in err for name in blind) and "moved to refused/" in err
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["ref-000-mlp.onnx", "ref-002-mlp.onnx"]
+    assert sorted(p.name for p in (out / "refused").iterdir()) == blind
+    assert sorted(json.loads((out / MANIFEST).read_text())["references"]) == ["ref-000-mlp.onnx", "ref-002-mlp.onnx"]
+    assert len(open_models(str(out))) == 2  # --references reads none of the refused
+    code, printed, err = _run(capsys, *argv, "--min-quality", "1.01")  # the blind ones trained alike again
+    assert code == 2 and printed == "" and err.count("\n") == 1 and "4 of 4 references" in err
+    assert list(out.glob("*.onnx")) == []
+
+
+def test_min_quality_is_checked_before_anything_is_trained(workspace, tmp_path, capsys):
+    out = tmp_path / "refs"
+    base = ["references", "--factory", str(workspace / "arch.py:cnn"), "--data", str(workspace / "digits.npz"),
+            "--out", str(out), "--count", "1", "--epochs", "1"]
+    code, _, err = _run(capsys, *base, "--min-quality", "0.5", "--fraction", "1")
+    assert code == 2 and err.count("\n") == 1 and "--fraction 1" in err and not out.exists()
+    with pytest.raises(SystemExit) as refused:
+        main(["--quiet", *base, "--min-quality", "nan"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and err.count("\n") == 1 and "--min-quality" in err and not out.exists()

@@ -14,6 +14,11 @@ references already written (a larger ``count`` adds the missing ones); ``referen
 the folder records the settings and each reference's seed, architecture and held-out quality,
 and a rerun with other settings is refused rather than mixing two sets.
 
+Whether a reference is "like a trained model" cannot be checked data-free when it is used, so
+it is checked here, where the data is: a reference whose held-out quality is far below the
+others' (:func:`low_quality`) is named (``tafa references`` warns), and ``min_quality``
+refuses references below a bar (moved to ``refused/``, out of what ``--references`` reads).
+
 ``jobs > 1`` trains in ``spawn``-ed worker processes (a fresh interpreter each, one torch
 thread each); a script that calls this with ``jobs > 1`` needs the usual
 ``if __name__ == "__main__":`` guard.
@@ -52,9 +57,15 @@ MANIFEST = "references.json"
 MANIFEST_FORMAT = "tafa-references/1"
 #: Largest manifest read back.
 MAX_MANIFEST_BYTES = 16 << 20
+#: A reference whose held-out quality is more than this below the median of the others' is
+#: named in a warning (:func:`low_quality`): plainly unlike the trained models it stands for.
+QUALITY_MARGIN = 0.1
+#: Where ``min_quality`` moves the references it refuses (a subfolder: ``--references`` reads
+#: only the files directly in the folder).
+REFUSED = "refused"
 
-__all__ = ["MANIFEST", "MAX_DATA_BYTES", "MadeReferences", "ReferenceData", "ReferenceSettings", "infer_task",
-           "load_data", "make_references", "plan_references"]
+__all__ = ["MANIFEST", "MAX_DATA_BYTES", "QUALITY_MARGIN", "MadeReferences", "ReferenceData", "ReferenceSettings",
+           "infer_task", "load_data", "low_quality", "make_references", "plan_references"]
 
 
 # ----------------------------------------------------------------------------------- the data file
@@ -317,9 +328,24 @@ class MadeReferences:
     def quality_name(self) -> str:
         return "accuracy" if self.settings.task == "classification" else "R^2"
 
+    def low_quality(self, margin: float = QUALITY_MARGIN) -> list[tuple[str, float, float]]:
+        """:func:`low_quality` of these references."""
+        return low_quality(self.records, margin)
+
     def to_dict(self) -> dict[str, Any]:
         return {"folder": self.folder, "made": self.made, "skipped": self.skipped, "seconds": round(self.seconds, 2),
-                "settings": self.settings.to_dict(), "references": self.records}
+                "settings": self.settings.to_dict(), "references": self.records,
+                "low_quality": [name for name, _, _ in self.low_quality()]}
+
+    def quality_warning(self, margin: float = QUALITY_MARGIN) -> str | None:
+        """One line naming the references far below the others' held-out quality, or ``None``."""
+        low = self.low_quality(margin)
+        if not low:
+            return None
+        named = ", ".join(f"{name} {quality:.3f} (others' median {median:.3f})" for name, quality, median in low)
+        return (f"{len(low)} of {len(self.records)} references score a held-out {self.quality_name} more than "
+                f"{margin:g} below the median of the others: {named}; a reference unlike a trained model weakens "
+                "the bound (check its training, or refuse such references with --min-quality Q)")
 
     def render(self) -> str:
         total = len(self.made) + len(self.skipped)
@@ -334,6 +360,57 @@ class MadeReferences:
                      "(0.05 needs 19 and 0.01 needs 99; a fingerprint with two stages needs 39 and 199; "
                      "docs/references.md)")
         return "\n".join(lines)
+
+
+def _quality(record: dict[str, Any]) -> float | None:
+    value = record.get("held_out_quality")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def low_quality(records: Sequence[dict[str, Any]], margin: float = QUALITY_MARGIN) -> list[tuple[str, float, float]]:
+    """``(name, quality, median of the others)`` for each reference whose held-out quality is
+    more than ``margin`` below the median of the other references' (those with a quality; at
+    least three are needed to say "the others").
+
+    >>> records = [{"name": f"r{i}", "held_out_quality": q} for i, q in enumerate([0.9, 0.88, 0.91, 0.35])]
+    >>> low_quality(records)
+    [('r3', 0.35, 0.9)]
+    >>> low_quality(records[:3])
+    []
+    """
+    scored = [(str(record.get("name")), q) for record in records if (q := _quality(record)) is not None]
+    if len(scored) < 3:
+        return []
+    low = []
+    for i, (name, quality) in enumerate(scored):
+        median = float(np.median([q for j, (_, q) in enumerate(scored) if j != i]))
+        if quality < median - margin:
+            low.append((name, quality, median))
+    return low
+
+
+def _refuse_below(folder: Path, settings: ReferenceSettings, records: dict[str, dict[str, Any]],
+                  minimum: float) -> None:
+    """Refuse the references whose held-out quality is below ``minimum`` (or unknown): moved to
+    ``folder/refused/`` and out of the manifest, so that the folder ``--references`` reads
+    holds none of them; one line names them."""
+    below = {name: _quality(record) for name, record in records.items()
+             if (q := _quality(record)) is None or q < minimum}
+    if not below:
+        return
+    refused = folder / REFUSED
+    refused.mkdir(exist_ok=True)
+    for name in below:
+        if (folder / name).is_file():
+            os.replace(folder / name, refused / name)
+        del records[name]
+    _write_manifest(folder / MANIFEST, settings, records)
+    quality = "accuracy" if settings.task == "classification" else "R^2"
+    shown = ", ".join(f"{name} {'unknown' if q is None else f'{q:.3f}'}" for name, q in list(below.items())[:3])
+    raise InvalidParameter(f"{len(below)} of {len(below) + len(records)} references score a held-out {quality} "
+                           f"below --min-quality {minimum:g} ({shown}{', ...' if len(below) > 3 else ''}); moved "
+                           f"to {REFUSED}/ in --out, out of the references (the same settings train them alike: "
+                           "change --epochs, --lr or the factories, in another --out).")
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -440,10 +517,13 @@ def _check_factories(data: ReferenceData, factories: Sequence[str], widths: Sequ
 def make_references(factories: Sequence[str], data: ReferenceData, out: str | os.PathLike[str], *,
                     count: int = 40, epochs: int = 20, lr: float = 1e-3, batch_size: int = 64,
                     fraction: float = 0.8, widths: Sequence[int] = (), seed: int = 0, task: Task | None = None,
-                    jobs: int = 1, progress: bool = False,
+                    jobs: int = 1, progress: bool = False, min_quality: float | None = None,
                     notify: Callable[[str], None] | None = None) -> MadeReferences:
     """Train ``count`` independent references into the folder ``out`` (see module doc);
-    returns what was made and skipped. ``notify`` receives one line before training starts."""
+    returns what was made and skipped. ``notify`` receives one line before training starts.
+    ``min_quality``: every reference in the folder (made now or before) must score at least
+    this held-out accuracy (classification) or R^2 (regression); those below are moved to
+    ``out/refused/`` and :class:`~tafa.errors.InvalidParameter` names them."""
     caller = "make_references"
     check_param("factories", factories, "a non-empty list of factory names",
                 isinstance(factories, (list, tuple)) and len(factories) > 0
@@ -457,8 +537,14 @@ def make_references(factories: Sequence[str], data: ReferenceData, out: str | os
             ("fraction", fraction, "a number in (0, 1]",
              isinstance(fraction, (int, float)) and 0 < fraction <= 1),
             ("widths", widths, "integers >= 1", all(is_integer(w) and w >= 1 for w in widths)),
-            ("task", task, f"None or one of {', '.join(TASKS)}", task is None or task in TASKS)):
+            ("task", task, f"None or one of {', '.join(TASKS)}", task is None or task in TASKS),
+            ("min_quality", min_quality, "None or a finite number",
+             min_quality is None or (isinstance(min_quality, (int, float)) and not isinstance(min_quality, bool)
+                                     and math.isfinite(min_quality)))):
         check_param(name, value, must_be, ok, caller=caller)
+    if min_quality is not None and fraction == 1:
+        raise InvalidParameter("--min-quality needs held-out data to measure, but --fraction 1 trains every "
+                               "reference on all of it; give a fraction below 1.")
     factories = [absolute_factory(spec) for spec in factories]  # the workers and a rerun find the same files
     takes_width, chosen = _check_factories(data, factories, list(widths), task)
     settings = ReferenceSettings(tuple(factories), data.sha256, data.input_shape, chosen, int(epochs), float(lr),
@@ -482,6 +568,8 @@ def make_references(factories: Sequence[str], data: ReferenceData, out: str | os
         result.made.append(record["name"])
         _write_manifest(manifest, settings, records)
     result.seconds = time.perf_counter() - started
+    if min_quality is not None:  # every reference in the folder, made now or before
+        _refuse_below(folder, settings, records, float(min_quality))
     names = {f"{item.name}.onnx" for item in planned}
     result.records = [records[name] for name in sorted(names) if name in records]
     return result

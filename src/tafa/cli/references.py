@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -23,6 +24,17 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _quality(text: str) -> float:
+    """``--min-quality 0.9`` -> ``0.9``: a finite number (an R^2 may be negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a held-out accuracy or R^2 like 0.9, got {text!r}")
+    return value
+
+
 def cmd_references(args: argparse.Namespace) -> int:
     from ..make_references import MAX_DATA_BYTES, load_data, make_references
 
@@ -30,9 +42,12 @@ def cmd_references(args: argparse.Namespace) -> int:
     made = make_references(args.factory, data, args.out, count=args.count, epochs=args.epochs, lr=args.lr,
                            batch_size=args.batch_size, fraction=args.fraction, widths=args.widths or (),
                            seed=args.seed, task=args.task, jobs=args.jobs, progress=not args.quiet,
-                           notify=None if args.json or args.quiet else
+                           min_quality=args.min_quality, notify=None if args.json or args.quiet else
                            lambda line: print(printable(line), file=sys.stderr))
     print(json.dumps(made.to_dict(), indent=2) if args.json else printable(made.render()))
+    warning = made.quality_warning()
+    if warning is not None:  # even with --quiet: it is about the bound, not about progress
+        print(f"tafa: warning: {printable(warning)}", file=sys.stderr)
     return 0
 
 
@@ -70,6 +85,10 @@ def add_parsers(commands: Any) -> None:
                       help="reshape each input to SHAPE, e.g. 1,8,8 (a CSV row is flat)")
     refs.add_argument("--jobs", type=int, default=1, help="references trained at once, in separate processes "
                                                           "(default 1)")
+    refs.add_argument("--min-quality", type=_quality, metavar="Q",
+                      help="refuse (exit 2, moved to OUT/refused/) every reference in OUT whose held-out accuracy "
+                           "(classification) or R^2 (regression) is below Q; without it, a reference more than "
+                           "0.1 below the others' median is only named in a warning")
     refs.add_argument("--max-data-bytes", type=int, metavar="BYTES",
                       help="refuse a larger data file (default 1 GiB)")
     refs.add_argument("--json", action="store_true", help="print what was made as one JSON object")
