@@ -65,6 +65,12 @@ ANALYSIS_DTYPES = ("float64", "float32")
 MACS_PER_SECOND = {"float32": 3.5e10, "float64": 8e9}
 SWITCH_ROW_SECONDS = {"float32": 1e-8, "float64": 1.5e-8}
 
+
+def _finite(value: float) -> float | None:
+    """``value`` as a float, or ``None`` where it is infinite (a fingerprint's header is JSON)."""
+    return float(value) if math.isfinite(value) else None
+
+
 @register_probes("relu")
 class ReluProbes(ProbeStrategy):
     """Region-centred probes (see module doc).
@@ -322,7 +328,8 @@ class ReluProbes(ProbeStrategy):
             "centring": ("lp" if q is None else f"lp in the {q}-dimensional slice of the directions")
             + ("" if self.centre_limit is None or not self.centre_points
                else f" for the first {min(n, self.centre_limit)} probes, nearest-switch radius for the others"),
-            "radius_median": float(np.median(radii_array)), "radius_min": float(radii_array.min()),
+            # a network with no ReLU (one linear region) has no switch: an infinite radius, stored as null
+            "radius_median": _finite(np.median(radii_array)), "radius_min": _finite(radii_array.min()),
             "centred": int(sum(method == "lp" for method in methods)),
             "distinct_patterns": len(seen),
         }
