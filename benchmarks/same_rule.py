@@ -37,7 +37,8 @@ def main() -> None:
     (zoo,) = build_zoos([spec], Path(args.cache), progress=False, roles=["scored", "calibration"])
     evaluation = evaluate_scheme(zoo, "tafa")
     rows = {row.model: row for row in evaluation["rows"]}
-    rules = calibrations(evaluation["rows"], evaluation["stage_names"], evaluation["copy_line"])
+    rules = calibrations(evaluation["rows"], evaluation["stage_names"], evaluation["copy_line"],
+                         evaluation.get("coarse_copy_line"))
     owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
     fingerprint = Fingerprint.create(owner, spec.domain, seed=0)  # the benchmark's fingerprint, made again
     references = [TorchModel(model, spec.input_shape, name=recipe.name)

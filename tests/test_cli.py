@@ -70,7 +70,8 @@ def test_fingerprint_from_onnx_is_white_box(fingerprint_file, capsys):
     code, out, _ = _run(capsys, "info", str(fingerprint_file), "--json")
     info = json.loads(out)
     assert code == 0 and info["analysis"] == "white-box" and info["stages"] == ["tafa", "tafa-boundary"]
-    assert info["queries_per_stage"][0] == 576 and info["queries_per_verification"] == sum(info["queries_per_stage"])
+    # the first stage: 576 queries at the fingerprint's step, 576 at its coarse scale (tafa.signature.scales)
+    assert info["queries_per_stage"][0] == 2 * 576 and info["queries_per_verification"] == sum(info["queries_per_stage"])
 
 
 def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
@@ -91,7 +92,8 @@ def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
         stages = sum(stage["queries"] for stage in verdict["stages"])
         assert verdict["queries"] == stages + verdict["evasion"]["queries"]
         assert verdict["n_references"] == 18
-        assert verdict["stages"][0]["queries"] == 576 and verdict["bound_method"] == "bonferroni:parametric+parametric"
+        assert verdict["stages"][0]["queries"] == 2 * 576  # with its coarse scale
+        assert verdict["bound_method"] == "bonferroni:parametric+parametric"
         assert verdict["rank_bound"] == pytest.approx(1 / 19) and "parametric" in verdict["bound_note"]
         assert verdict["alpha_requested"] == 0.01 and verdict["bound"] == pytest.approx(0.01)
     assert verdicts["independent"]["stages"][1]["queries"] > 0
@@ -238,7 +240,7 @@ def test_torchscript_and_state_dict_files_take_the_fingerprints_input_shape(file
     assert code == 0, err
     verdict = json.loads(out)
     # eight references cannot support the default alpha 0.01 by rank: scored, not decided
-    assert verdict["n_references"] == 8 and verdict["queries"] == 576 + CHECK_QUERIES
+    assert verdict["n_references"] == 8 and verdict["queries"] == 2 * 576 + CHECK_QUERIES
     assert verdict["decision"] == "undecided"
     assert "needs at least 99 references" in verdict["bound_note"]
 

@@ -202,5 +202,9 @@ def test_verify_judges_a_copy_behind_probabilities_derived_and_a_rounded_one_und
         for model in (copy, independent):
             verdict = fingerprint.verify(get_interface(name).apply(model), calibration=rule)
             assert verdict.decision != "independent", (name, model.name)
-            assert any("no evidence of independence" in note for note in verdict.notes) or \
-                verdict.decision == "derived"
+            # a stored rule has no coarse threshold: the coarse scale that decides grids needs the references
+            assert any("no evidence of independence" in note or "needs the references" in note
+                       for note in verdict.notes) or verdict.decision == "derived"
+    # with the references themselves, the coarse scale decides integer logits (tafa.signature.scales)
+    found = fingerprint.verify(get_interface("integer_logits").apply(copy), references, alpha=1 / 19)
+    assert found.decision == "derived" and found.coarse["decides"]

@@ -145,7 +145,7 @@ def test_scan_finds_each_owners_copies_and_only_them(world, inline_report):
 
 def test_a_suspect_is_opened_and_queried_once_for_all_its_fingerprints(world, inline_report, monkeypatch):
     # a scan measures every fingerprint's first stage alone (fixed inputs, shared between fingerprints)
-    queries = {name: Fingerprint.load(path).stage_queries()[0] for name, path in world.files.items()}
+    queries = {name: Fingerprint.load(path).step_queries() for name, path in world.files.items()}
     by_source = {o.source: o for o in inline_report.outcomes}
     outcome = by_source[world.paths["a_pruned"]]
     assert outcome.queries == queries["a"] + queries["b"]  # two owners' probes share no input

@@ -413,6 +413,7 @@ def test_false_claim_against_an_independent_model_is_exposed(classifier, tmp_pat
 
     rederived = commitment.reproduce(owner)  # from the committed owner model and seed
     assert rederived.probe_sha256 == honest.probe_sha256 == commitment.probe_sha256
+    (tmp_path / "unused.onnx").write_bytes(b"")  # never opened: the commitment refuses first
     for name, forgery in (("replaced", replaced), ("optimised", optimised)):
         path = forgery.save(tmp_path / f"{name}.tafa")
         reloaded = Fingerprint.load(path)  # internally consistent: the file alone proves nothing

@@ -90,7 +90,7 @@ def test_selected_fingerprint_keeps_copies_above_independent_models(classifier, 
     copy_score = fingerprint.compare(fingerprint.measure(TorchModel(scored_copy, classifier.input_shape))).value
     independent = [fingerprint.compare(fingerprint.measure(TorchModel(m, classifier.input_shape))).value
                    for m in [classifier.independent, *classifier.references[6:]]]
-    assert fingerprint.queries() == 64 * 9
+    assert fingerprint.queries() == 2 * 64 * 9  # with the coarse scale (tafa.signature.scales)
     summary = fingerprint.describe()  # what `tafa info` shows
     assert summary["probes_selected"].startswith("8 of 32 direction groups")
     assert (summary["reference_positives"], summary["reference_negatives"]) == (4, 6)

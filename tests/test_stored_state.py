@@ -139,7 +139,7 @@ def test_memory_bombs_cost_little_on_the_command_line(fingerprint, tmp_path, cas
 
 def test_the_limit_on_output_values_is_the_one_that_refuses(fingerprint):
     header, arrays = parts(fingerprint)
-    queries = fingerprint.stage_queries()[0]  # the first stage's own limit refuses first
+    queries = fingerprint.step_queries()  # the first stage's own limit refuses first
     too_many = MAX_OUTPUT_VALUES // queries + 1
     with pytest.raises(FingerprintError, match="exceed the reader's limits"):
         Fingerprint.from_bytes(rehashed({**header, "output_shape": [too_many]}, arrays))

@@ -52,6 +52,7 @@ from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
+from .signature.scales import COARSE_SCALE, coarse_probes, domain_scale, is_rough, roughness
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -89,6 +90,11 @@ DEFAULT_PARENT_REFERENCES = 19
 
 #: The weight test's name as a stage of a verdict (its score is ``-log10`` of its exact p-value).
 WEIGHT_STAGE = "weights"
+
+#: Prefix of the coarse scale's arrays (:mod:`tafa.signature.scales`) in a fingerprint file.
+COARSE = "coarse"
+#: The owner's int8 copy's score at the coarse scale (meta; its copy line).
+COARSE_INT8_SCORE = "coarse_int8_score"
 
 #: Prefix of a second stage's arrays, and its header's key, in a fingerprint file.
 SECOND = "second"
@@ -137,6 +143,9 @@ class Fingerprint:
     #: The second stage (:attr:`Scheme.second`): a fingerprint of the same owner under another
     #: scheme, stored in the same file; ``None`` when the scheme has none or it did not apply.
     second: "Fingerprint | None" = None
+    #: The owner's signature at the coarse step (:mod:`tafa.signature.scales`) with the steps
+    #: (``steps``): empty when the scheme has no derivative signature, or for older files.
+    coarse: Signature = field(default_factory=dict)
 
     # ------------------------------------------------------------------ owner side
     @classmethod
@@ -275,6 +284,14 @@ class Fingerprint:
         layers = stored_layers(module) if module is not None else []
         if layers:
             meta["weight_layers"] = [layer.describe() for layer in layers]
+        coarse: Signature = {}
+        if _has_coarse_scale(scheme) and parent_model is None and probes.steps is not None:
+            steps = np.full(len(probes), COARSE_SCALE * domain_scale(domain, seed))
+            at = coarse_probes(probes, steps)
+            coarse = {"steps": steps, **signature.measure(owner, at)}
+            coarse_copy = _owner_int8_score(owner, at, signature, similarity, _without_steps(coarse))
+            if coarse_copy is not None:
+                meta[COARSE_INT8_SCORE] = coarse_copy
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
         if scheme.second:
             meta["second_stage"] = why
@@ -282,7 +299,7 @@ class Fingerprint:
                 scheme = replace(scheme, second=None)
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta, verifier, parent_signature, layers, second)
+                   seed, meta, verifier, parent_signature, layers, second, coarse)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -299,6 +316,8 @@ class Fingerprint:
                        for i, layer in enumerate(self.owner_layers)})
         if self.second is not None:
             arrays.update({f"{SECOND}.{key}": value for key, value in self.second._arrays().items()})
+        arrays.update({f"{COARSE}.{key}": np.ascontiguousarray(value, dtype=np.float64)
+                       for key, value in self.coarse.items()})
         return arrays
 
     def _header(self) -> dict[str, Any]:
@@ -344,10 +363,11 @@ class Fingerprint:
             meta = header.get("meta", {})
             layers = layers_from_arrays({key[8:]: value for key, value in arrays.items() if key.startswith("weights.")},
                                         meta.get("weight_layers") if isinstance(meta, dict) else None)
+            coarse = {key[len(COARSE) + 1:]: value for key, value in arrays.items() if key.startswith(f"{COARSE}.")}
             fingerprint = cls(Scheme.from_dict(header["scheme"]), domain_from_dict(header["domain"]), probes,
                               signature, tuple(header["input_shape"]), tuple(header["output_shape"]),
                               header["owner_sha256"], header["created"], header["seed"], meta, verifier, parent,
-                              layers)
+                              layers, coarse=coarse)
             fingerprint._check_consistent()
             if SECOND in header:
                 fingerprint.second = fingerprint._read_second(header[SECOND], arrays, source)
@@ -377,7 +397,7 @@ class Fingerprint:
                          probes=Probes.from_arrays({key[7:]: value for key, value in inner.items()
                                                     if key.startswith("probes.")}, header["probes_info"]),
                          owner_signature={key[6:]: value for key, value in inner.items() if key.startswith("owner.")},
-                         verifier={}, parent_signature={}, owner_layers=[], second=None)
+                         verifier={}, parent_signature={}, owner_layers=[], second=None, coarse={})
         second._check_consistent()
         queries = self.queries() + second.queries()
         if queries > MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
@@ -443,6 +463,15 @@ class Fingerprint:
         got = {key: value.shape for key, value in self.owner_signature.items()}
         if signature.signature_shapes(probes, self.output_shape) != got:
             raise ValueError(f"owner signature {got} does not fit the probes and scheme {self.scheme.name!r}")
+        if self.coarse:  # the steps, then exactly the owner's arrays, shape for shape: bounded like them
+            steps = self.coarse.get("steps")
+            if (not _has_coarse_scale(self.scheme) or steps is None or steps.shape != (len(probes),)
+                    or not np.all(steps > 0) or not np.all(np.isfinite(steps))):
+                raise ValueError("the coarse scale's steps do not fit the probes and scheme")
+            others = {key: value.shape for key, value in self.coarse.items() if key != "steps"}
+            if others != got or not all(np.all(np.isfinite(v)) and v.dtype == np.float64
+                                        for v in self.coarse.values()):
+                raise ValueError(f"the coarse scale's signature {others} does not fit the owner signature {got}")
         if self.parent_signature:  # exactly the owner's relative arrays, shape for shape: bounded like them
             parent = {key: value.shape for key, value in self.parent_signature.items()}
             if parent != {key: got[key] for key in signature.relative_keys if key in got} or not parent:
@@ -454,9 +483,15 @@ class Fingerprint:
         """Queries one verification sends to a suspect at most (every stage run)."""
         return sum(self.stage_queries())
 
+    def step_queries(self) -> int:
+        """The first stage's queries at the fingerprint's own step alone (what a scan sends; verify
+        adds as many at the coarse scale, :meth:`stage_queries`)."""
+        return self.scheme.make_signature().queries(self.probes)
+
     def stage_queries(self) -> list[int]:
-        """Queries per stage (one entry without a second stage)."""
-        own = self.scheme.make_signature().queries(self.probes)
+        """Queries per stage (one entry without a second stage); the first stage's include its
+        coarse scale's (:meth:`coarse_stage`)."""
+        own = self.scheme.make_signature().queries(self.probes) * (2 if self.coarse else 1)
         return [own] + ([] if self.second is None else [self.second.queries()])
 
     def stage_names(self) -> list[str]:
@@ -671,9 +706,15 @@ class Fingerprint:
         before = model.queries
         measured, recognised, evasion = self.measure_checked(model, check_evasion)
         score = self.compare(measured)
+        coarse = None if model.labels_only else self.measure_coarse(model, measured)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
+        grid = recognised is not None and recognised.quantised is not None
+        if coarse is not None and (grid or is_rough(coarse[1])):
+            return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
+                                       parametric=parametric, ready=calibration is not None, queries=queries + checked,
+                                       seconds=seconds, progress=progress)
         stages: list[dict[str, Any]] = []
         available = [self] + ([] if self.second is None else [self.second])
         if calibration is not None and len(calibration.stages) > len(available):
@@ -735,7 +776,49 @@ class Fingerprint:
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
                               positive_scores=positive_scores, notes=notes, stages=stages, unresolved=unresolved,
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
-                              evasion=None if evasion is None else evasion.to_dict(), weights=evidence)
+                              evasion=None if evasion is None else evasion.to_dict(), weights=evidence,
+                              coarse=None if coarse is None else {"score": coarse[0].value, "roughness": coarse[1],
+                                                                   "decides": False})
+
+    def _verify_coarse(self, model: Model, references: list[ModelLike], coarse: tuple[Score, float, Recognised],
+                       fine: float, recognised: Recognised | None, evasion: EvasionCheck | None, *, alpha: float,
+                       parametric: bool, ready: bool, queries: int, seconds: float, progress: bool) -> Verdict:
+        """:meth:`verify` for a suspect whose answers at the fingerprint's step are not a ReLU
+        network's (a grid, or derivative sizes off the owner's ratio between the scales): the
+        coarse scale decides alone, at the whole ``alpha``, against the references' coarse scores
+        (:mod:`tafa.signature.scales`); the second stage, measured at fine steps too, does not run."""
+        stage = self.coarse_stage()
+        assert stage is not None
+        score, relative, coarse_recognised = coarse
+        notes: list[str] = []
+        rule = None
+        if references:
+            rule = stage.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model,
+                                   first_only=True)
+        elif ready:
+            notes.append("the coarse scale decides this suspect, and its threshold needs the references themselves "
+                         "(--references), not a stored calibration: no decision")
+        else:
+            notes.append("no references: score reported, no decision made")
+        why = (f"answers on a grid of step {recognised.quantised:.3g}" if recognised is not None
+               and recognised.quantised is not None else
+               f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative to the "
+               f"coarse step's")
+        notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): decided at "
+                     f"the coarse step ({COARSE_SCALE:g} times the domain's scale) against the references' scores "
+                     f"there, at the whole alpha; the fine-scale score was {fine:.4f}")
+        if coarse_recognised.note:
+            notes.append(coarse_recognised.note)
+        unresolved = None
+        if coarse_recognised.quantised is not None:
+            unresolved = (f"the answers lie on a grid of step {coarse_recognised.quantised:.3g}: a score below the "
+                          "threshold is no evidence of independence, so no decision")
+        return Verdict.decide(score, rule, queries=queries, seconds=seconds, suspect=model.describe(),
+                              scheme=f"{self.scheme.name} (coarse scale)", fingerprint_sha256=self.sha256,
+                              notes=notes, unresolved=unresolved,
+                              evasive=evasion.note if evasion is not None and evasion.evasive else None,
+                              evasion=None if evasion is None else evasion.to_dict(),
+                              coarse={"score": score.value, "roughness": relative, "decides": True})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
                         ) -> tuple[Signature, Recognised | None, EvasionCheck | None]:
@@ -757,6 +840,32 @@ class Fingerprint:
         signature, recognised = assemble_suspect(measurement, self.probes, answers, self.owner_signature)
         evasion = check_evasion_of(model, inputs, answers, self.domain, seed=seed) if check else None
         return signature, recognised, evasion
+
+    def coarse_stage(self) -> "Fingerprint | None":
+        """This fingerprint at its coarse scale (:mod:`tafa.signature.scales`): the same probes at
+        the coarse step, the owner's coarse signature, one stage; ``None`` without one."""
+        if not self.coarse:
+            return None
+        meta = {key: value for key, value in self.meta.items() if key != OWNER_INT8_SCORE}
+        if COARSE_INT8_SCORE in self.meta:
+            meta[OWNER_INT8_SCORE] = self.meta[COARSE_INT8_SCORE]
+        return replace(self, probes=coarse_probes(self.probes, self.coarse["steps"]),
+                       owner_signature=_without_steps(self.coarse), meta=meta, second=None, coarse={})
+
+    def measure_coarse(self, suspect: Model, fine: Signature) -> tuple[Score, float, Recognised] | None:
+        """The suspect's coarse-scale score, its roughness relative to the owner's (how far its
+        answers at the fingerprint's step are from a ReLU network's, :func:`~tafa.signature.scales.roughness`)
+        and how its coarse answers were recognised; ``None`` without a coarse scale, or for an
+        adaptive measurement."""
+        stage = self.coarse_stage()
+        measurement = self.scheme.make_signature()
+        if stage is None or measurement.adaptive or "derivatives" not in fine:
+            return None
+        answers = suspect(measurement.inputs(stage.probes))
+        signature, recognised = assemble_suspect(measurement, stage.probes, answers, stage.owner_signature)
+        own = roughness(self.owner_signature, stage.owner_signature)
+        relative = roughness(fine, signature) / own if own > 0 else float("inf")
+        return stage.compare(signature), relative, recognised
 
     def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
         """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file
@@ -905,3 +1014,12 @@ def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int)
 
     return data_free_references(copy.deepcopy(module).float(), domain, seed=seed)
 
+
+def _has_coarse_scale(scheme: Scheme) -> bool:
+    """Whether fingerprints of ``scheme`` get a coarse scale: the method's derivative signature
+    compared by its fixed similarity (a learned verifier is fitted at the fine scale only)."""
+    return scheme.signature == "derivatives" and scheme.similarity == "derivative-cosine"
+
+
+def _without_steps(coarse: Signature) -> Signature:
+    return {key: value for key, value in coarse.items() if key != "steps"}

@@ -45,6 +45,7 @@ from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
+from ..signature.scales import is_rough
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -91,6 +92,11 @@ class Scored:
     #: Its answers lie on a grid (:attr:`tafa.signature.interface.Recognised.quantised`): a score
     #: below the thresholds is then no evidence of independence (``undecided``, as in verify).
     quantised: bool = False
+    #: The score at the fingerprint's coarse scale (:mod:`tafa.signature.scales`; NaN: none), and
+    #: whether it decides (the answers at the fingerprint's step are not a ReLU network's: a grid,
+    #: or derivative sizes off the owner's ratio between the scales), as in ``tafa verify``.
+    coarse: float = float("nan")
+    rough: bool = False
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -117,15 +123,29 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
     ``calibrated`` it on the calibrated scale."""
     count = len(rows[0].stages)
     references = [[r.stages[i] for r in rows if r.role == "calibration"] for i in range(count)]
-    per_stage = [metrics.evidence_decades([r.stages[i] for r in rows], references[i]) for i in range(count)]
+    # a stage that did not run (the coarse scale decides the row, :func:`with_coarse`) counts as no evidence
+    per_stage = [metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i]) else min(references[i])
+                                           for r in rows], references[i]) for i in range(count)]
     combined = np.maximum(np.max(np.stack(per_stage), axis=0) - np.log10(count), 0.0)
     return [replace(r, score=float(v), evidence=float(v),
                     calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
             for r, v in zip(rows, combined)]
 
 
+def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
+    """``rows`` whose coarse scale decides ranked by it: ``evidence`` from their coarse score against
+    the calibration rows' coarse scores (one stage at the whole alpha, as ``tafa verify``
+    decides them); ``score`` that evidence for a scheme with stages, the coarse score otherwise."""
+    references = [r.coarse for r in rows if r.role == "calibration" and np.isfinite(r.coarse)]
+    if len(references) < 2 or not any(r.rough for r in rows):
+        return rows
+    values = metrics.evidence_decades([r.coarse if r.rough else 0.0 for r in rows], references)
+    return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
+                    score=float(v) if staged else r.coarse) if r.rough else r for r, v in zip(rows, values)]
+
+
 def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
-                 copy_line: float | None = None) -> dict[float, Rule]:
+                 copy_line: float | None = None, coarse_copy_line: float | None = None) -> dict[float, Rule]:
     """The rule at every level of :data:`ALPHAS` from the calibration rows as references,
     made as ``tafa verify`` makes it (:meth:`~tafa.decide.rule.Rule.from_references`, which
     :meth:`Fingerprint.calibrate <tafa.fingerprint.Fingerprint.calibrate>` calls): rows scoring
@@ -140,17 +160,24 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
     def later(keep: list[int]) -> list[list[float]]:
         return [[references[i].stages[stage] for i in keep] for stage in range(1, count)]
 
-    return {alpha: Rule.from_references([r.model for r in references], first, alpha, stage_names=names,
-                                        copy_line=copy_line, later=later,
-                                        parametric=len(references) < references_needed(alpha))
-            for alpha in ALPHAS}
+    rules = {alpha: Rule.from_references([r.model for r in references], first, alpha, stage_names=names,
+                                         copy_line=copy_line, later=later,
+                                         parametric=len(references) < references_needed(alpha))
+             for alpha in ALPHAS}
+    coarse = [r.coarse for r in references]
+    if references and all(np.isfinite(coarse)):
+        for alpha, rule in rules.items():
+            rule.coarse = Rule.from_references([r.model for r in references], coarse, alpha,
+                                               stage_names=["coarse"], copy_line=coarse_copy_line,
+                                               parametric=len(references) < references_needed(alpha))
+    return rules
 
 
 def decision(calibration: Rule, row: Scored) -> Decision:
     """The decision ``tafa verify`` gives ``row``'s model with this rule (:meth:`Verdict.decide
     <tafa.decide.Verdict.decide>`): the rule's, ``undecided`` instead of ``independent`` for
     answers on a grid, ``evasive`` for an evasive suspect the rule does not judge derived."""
-    decided = calibration.decide(list(row.stages) or [row.score])
+    decided = _decide(calibration, row)
     if decided is Decision.INDEPENDENT and row.quantised:
         decided = Decision.UNDECIDED
     return Decision.EVASIVE if row.evasive and decided is not Decision.DERIVED else decided
@@ -166,7 +193,15 @@ def caught(calibration: Rule, row: Scored) -> bool:
 def fires(calibration: Rule, row: Scored) -> bool:
     """Whether the calibrated rule judges ``row`` derived (any stage above its own threshold,
     for a rule with stages; a rule that cannot support its alpha judges nothing derived)."""
-    return calibration.decide(list(row.stages) or [row.score]) is Decision.DERIVED
+    return _decide(calibration, row) is Decision.DERIVED
+
+
+def _decide(calibration: Rule, row: Scored) -> Decision:
+    """The rule's decision on ``row``'s scores: its coarse rule's on its coarse score when the coarse
+    scale decides it (``undecided`` without one)."""
+    if row.rough:
+        return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide([row.coarse])
+    return calibration.decide(list(row.stages) or [row.score])
 
 
 def _git_commit() -> str:
@@ -246,11 +281,16 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
         started = time.perf_counter()
         signature, recognised, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
         value = fingerprint.compare(signature).value
-        stages = () if fingerprint.second is None else (value, fingerprint.second.score(suspect).value)
+        coarse = fingerprint.measure_coarse(suspect, signature)
+        grid = recognised is not None and recognised.quantised is not None
+        rough = coarse is not None and (grid or is_rough(coarse[1]))
+        stages = () if fingerprint.second is None or rough else (value, fingerprint.second.score(suspect).value)
+        if fingerprint.second is not None and rough:  # the second stage does not run (verify's path)
+            stages = (value, float("nan"))
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
-                           evasive=evasion is not None and evasion.evasive,
-                           quantised=recognised is not None and recognised.quantised is not None))
+                           evasive=evasion is not None and evasion.evasive, quantised=grid,
+                           coarse=float("nan") if coarse is None else coarse[0].value, rough=rough))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):
@@ -285,11 +325,13 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
         score(suspect, name, label, family, "scored", check=True)
     similarity = fingerprint.similarity()
     staged = fingerprint.second is not None
-    return {"rows": with_stages(rows) if staged else with_calibrated(rows),
+    coarse_stage = fingerprint.coarse_stage()
+    return {"rows": with_coarse(with_stages(rows) if staged else with_calibrated(rows), staged),
             "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
             "queries": fingerprint.queries(), "queries_per_stage": fingerprint.stage_queries(),
             "fingerprint_seconds": fingerprint_seconds, "verify_seconds": float(np.mean(seconds)),
             "stage_names": fingerprint.stage_names(), "copy_line": fingerprint.copy_line(),
+            "coarse_copy_line": None if coarse_stage is None else coarse_stage.copy_line(),
             "score_range": None if staged else similarity.score_range}
 
 
@@ -610,7 +652,8 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
             evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE), parent_aware)
             rows = with_utility(evaluation["rows"], relative)
             evaluation["lofo"] = {family: with_utility(group, relative) for family, group in evaluation["lofo"].items()}
-            rules = calibrations(rows, evaluation["stage_names"], evaluation["copy_line"])
+            rules = calibrations(rows, evaluation["stage_names"], evaluation["copy_line"],
+                                  evaluation.get("coarse_copy_line"))
             summary = summarise(rows, {"": rules}, n_boot)
             if evaluation["lofo"]:
                 summary["lofo"] = summarise_lofo(evaluation["lofo"])

@@ -72,6 +72,10 @@ class Rule:
     notes: list[str] = field(default_factory=list)
     #: Each stage's fraction of alpha (``None``: equal shares).
     shares: list[float] | None = None
+    #: The one-stage rule at the fingerprint's coarse scale (:mod:`tafa.signature.scales`), from the
+    #: same references: it decides, alone and at the whole alpha, a suspect whose answers at the
+    #: fingerprint's step are not a ReLU network's (``None``: none made).
+    coarse: "Rule | None" = None
 
     def __post_init__(self) -> None:
         check_param("stages", len(self.stages), "one calibration per name (at least one)",

@@ -47,6 +47,9 @@ class Verdict:
     #: The weight evidence (:class:`~tafa.weights.WeightEvidence`) of a suspect whose weights
     #: could be read, ``None`` when not computed; its order p-value is the ``weights`` stage.
     weights: Any = None
+    #: The coarse scale's evidence (:mod:`tafa.signature.scales`): ``score``, ``roughness`` (the
+    #: suspect's relative to the owner's) and whether it ``decides``; ``None`` without one.
+    coarse: dict[str, Any] | None = None
 
     @classmethod
     def decide(cls, score: Score, calibration: Rule | None, *, unresolved: str | None = None,
@@ -176,7 +179,8 @@ class Verdict:
             "per_point": self.per_point, "parts": self.parts, "seconds": self.seconds,
             "scheme": self.scheme, "fingerprint_sha256": self.fingerprint_sha256,
             "suspect": self.suspect, "evasion": self.evasion,
-            "weights": None if self.weights is None else self.weights.to_dict(), "notes": self.notes,
+            "weights": None if self.weights is None else self.weights.to_dict(), "coarse": self.coarse,
+            "notes": self.notes,
         }
 
     def to_json(self) -> str:

@@ -14,7 +14,7 @@ queried once, however many fingerprints there are.
 >>> fp = Fingerprint.create(owner, "box:0,1", input_shape=(1, 8, 8), points=4, directions=2)
 >>> panel = Panel.from_fingerprints({"a": fp, "b": fp})
 >>> plan = panel.plan(panel.entries)
->>> len(plan.inputs), fp.stage_queries()[0]  # the first stage's inputs, the same twice sent once
+>>> len(plan.inputs), fp.step_queries()  # the first stage's inputs, the same twice sent once
 (20, 20)
 >>> outcome = panel.check_model(TorchModel(owner, (1, 8, 8)), Suspect("owner.onnx"))
 >>> [(f.fingerprint, round(f.score, 6), f.decision) for f in outcome.findings], outcome.queries

@@ -1,0 +1,91 @@
+"""The coarse scale: differences a ripple or a grid cannot fake.
+
+The method's signature reads the local linear map from central differences at a step small
+enough to stay inside the owner's linear region (:mod:`tafa.signature.derivatives`). Two
+cheap answers defeat that scale without changing what users get: a high-frequency ripple
+added to the outputs (``0.3 sin(x R)``, :mod:`tafa.attacks.evasion`), whose derivative swamps
+the network's, and answers rounded onto a grid (integer logits, a regressor rounded to one
+decimal, 8-bit pixels), whose differences at a small step are mostly zero.
+
+The same probes measured at a **coarse step**, :data:`COARSE_SCALE` times the domain's scale
+(the root of its total variance: the typical distance of a domain draw from the mean), read
+differences of outputs between inputs far apart: a bounded ripple or a rounding moves them
+by a small fraction. The owner's coarse signature is stored with the fingerprint; a suspect's
+is compared by the same similarity, and the coarse scores of references are calibrated like
+any stage's.
+
+Which scale decides is a property of the suspect's answers, fixed before any threshold is
+seen: a ReLU network (the owner, its copies, independent networks) answers at the two scales
+with derivative sizes in a ratio close to the owner's own, while a ripple makes the fine one
+much larger and a grid much smaller. :func:`roughness` is that ratio relative to the owner's;
+outside ``[1 / ROUGHNESS_LIMIT, ROUGHNESS_LIMIT]``, or for answers on a grid, the suspect's
+answers at the fingerprint's step are not a ReLU network's, and the coarse scale decides
+(``tafa verify``: with the references' coarse scores as its threshold).
+
+Measured (``python benchmarks/step_scales.py``, docs/method.md): across the benchmark's
+calibration models, copies and independent networks the ratio stays within 0.77-1.2; a
+ripple gives 2.7-11, integer logits 2.1-3.2, a one-hot label 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..domain import Domain
+from ..probes.base import Probes
+from .base import Signature
+
+#: The coarse step, in units of the domain's scale (:func:`domain_scale`): 1 caught integer logits
+#: on the digits MLP (0.25 at 0.5) and rounded probabilities on the digits CNN (0.00-0.75 at 2),
+#: ``python benchmarks/step_scales.py --scales 0.5 1 2`` (docs/method.md).
+COARSE_SCALE = 1.0
+#: A suspect whose derivative-size ratio between the two scales is more than this factor off the
+#: owner's (either way) is decided at the coarse scale.
+ROUGHNESS_LIMIT = 2.0
+#: Domain draws that estimate its scale (fewer for large inputs: at most 2^24 values drawn).
+SCALE_DRAWS = 2048
+
+
+def domain_scale(domain: Domain, seed: int = 0) -> float:
+    """The root of the domain's total variance (the typical distance of a draw from the mean),
+    estimated from a few draws.
+
+    >>> from tafa.domain import Box
+    >>> round(domain_scale(Box((64,), 0.0, 1.0)), 1)  # sqrt(64 / 12)
+    2.3
+    """
+    d = int(np.prod(domain.shape))
+    draws = domain.sample(max(64, min(SCALE_DRAWS, (1 << 24) // max(1, d))), seed).reshape(-1, d)
+    return float(np.sqrt(draws.astype(np.float64).var(axis=0).sum()))
+
+
+def coarse_probes(probes: Probes, steps: np.ndarray) -> Probes:
+    """The same points and directions at other ``steps``."""
+    return replace(probes, steps=np.asarray(steps, dtype=np.float64))
+
+
+def roughness(fine: Signature, coarse: Signature) -> float:
+    """The median over probes of the ratio between the derivatives' sizes at the fine and at the
+    coarse step (``inf`` when the coarse ones are all zero).
+
+    >>> import numpy as np
+    >>> d = np.ones((3, 2, 4))
+    >>> roughness({"derivatives": 5 * d}, {"derivatives": d}), roughness({"derivatives": 0 * d}, {"derivatives": d})
+    (5.0, 0.0)
+    """
+    a = np.linalg.norm(np.asarray(fine["derivatives"]).reshape(len(fine["derivatives"]), -1), axis=1)
+    b = np.linalg.norm(np.asarray(coarse["derivatives"]).reshape(len(coarse["derivatives"]), -1), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.where(a > 0, np.inf, 1.0))
+    return float(np.median(ratios))
+
+
+def is_rough(relative: float) -> bool:
+    """Whether a suspect's roughness relative to the owner's is outside the band a ReLU network
+    keeps (see module doc)."""
+    return not (1.0 / ROUGHNESS_LIMIT <= relative <= ROUGHNESS_LIMIT)
+
+
+__all__ = ["COARSE_SCALE", "ROUGHNESS_LIMIT", "coarse_probes", "domain_scale", "is_rough", "roughness"]
