@@ -9,11 +9,14 @@ model, and interface- and evasion-wrapped suspect of the benchmark (:func:`tafa.
 :func:`~tafa.bench.run.evasion_suspects`) is scored at each step with the interface recognition of
 :func:`tafa.signature.interface.assemble_suspect`, and at "max": the largest of the scores at the
 own step and at ``F`` (the same statistic for references and suspects, so its rank threshold is as
-valid as any). Printed per statistic: the threshold (the highest of the calibration models, rank
-bound about 1/41) and, per family, the fraction of its models above it; copies first, then
-independents (which should stay near 0).
+valid as any). "switch S" is what ``tafa verify`` does (:mod:`tafa.signature.scales`): rows whose
+answers lie on a grid, or whose roughness (fine-to-coarse derivative size ratio relative to the
+owner's) is above ``--switch``, are judged at scale S against the calibration models'
+scores at S; the others at the own step. Printed per statistic: the threshold (the highest of the
+calibration models, rank bound about 1/41) and, per family, the fraction of its models above it;
+copies first, then independents (which should stay near 0); and the roughness ratios per family.
 
-    python benchmarks/step_scales.py [--zoos digits-mlp diabetes-mlp] [--factors 10 30]
+    python benchmarks/step_scales.py [--zoos digits-mlp diabetes-mlp] [--scales 0.5 1 2] [--factors 10 100]
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ def main() -> None:
     parser.add_argument("--zoos", nargs="+", default=["digits-mlp"])
     parser.add_argument("--factors", nargs="+", type=float, default=[],
                         help="steps F times the probes' own")
-    parser.add_argument("--scales", nargs="+", type=float, default=[0.5, 2.0],
+    parser.add_argument("--scales", nargs="+", type=float, default=[0.5, 1.0, 2.0],
                         help="steps at these fractions of the domain's scale (root of its total variance)")
-    parser.add_argument("--switch", type=float, default=10.0,
+    parser.add_argument("--switch", type=float, default=2.0,
                         help="K: the coarse score decides when the suspect's fine/coarse derivative ratio is "
                              "more than K times off the owner's")
     parser.add_argument("--cache", default=".tafa-cache/zoo")
@@ -79,16 +82,18 @@ def main() -> None:
             found, signatures = {}, {}
             for name, scaled in scales.items():
                 inputs = measurement.inputs(scaled.probes)
-                signature, _ = assemble_suspect(measurement, scaled.probes, model(inputs), scaled.owner_signature)
+                signature, recognised = assemble_suspect(measurement, scaled.probes, model(inputs),
+                                                         scaled.owner_signature)
                 signatures[name] = signature
+                if name == "own":
+                    grid = recognised.quantised is not None
                 found[name] = scaled.compare(signature).value
             for name in scales:
                 if name != "own":
                     found[f"max(own, {name})"] = max(found["own"], found[name])
                     ratio = roughness(signatures["own"], signatures[name]) / own_rough[name]
                     ratios.setdefault(name, []).append((family, ratio))
-                    off = not (1 / args.switch <= ratio <= args.switch)
-                    found[f"switch {name}"] = found[name] if off else found["own"]
+                    found[f"rough {name}"] = float(grid or ratio > args.switch)
             return found
 
         rows = [("calibration", 0, "calibration", scores(TorchModel(m, spec.input_shape), "calibration")) for _, m in
@@ -105,17 +110,22 @@ def main() -> None:
                 by.setdefault(family.replace("/independent", ""), []).append(ratio)
             print(f"roughness ratio at {name} (suspect / owner), min..max per family: " + "; ".join(
                 f"{family} {min(v):.2g}..{max(v):.2g}" for family, v in sorted(by.items())))
-        statistics = list(rows[0][3])
-        print("| family | n | " + " | ".join(statistics) + " |")
-        print("|:---|---:|" + "---:|" * len(statistics))
+        statistics = [name for name in rows[0][3] if not name.startswith("rough ")]
+        header = statistics + [f"switch {name}" for name in scales if name != "own"]
+        print("| family | n | " + " | ".join(header) + " |")
+        print("|:---|---:|" + "---:|" * len(header))
         lines = {name: max(found[name] for role, _, _, found in rows if role == "calibration") for name in statistics}
-        print("| threshold (highest calibration) | | " + " | ".join(f"{lines[s]:.3f}" for s in statistics) + " |")
+        print("| threshold (highest calibration) | | " + " | ".join(f"{lines[s]:.3f}" for s in statistics) + " |"
+              + " |" * (len(header) - len(statistics)))
         families: dict[tuple[int, str], list[dict[str, float]]] = {}
         for role, label, family, found in rows:
             if role == "scored":
                 families.setdefault((-label, family), []).append(found)
+        switched = [name for name in scales if name != "own"]
         for (label, family), found in sorted(families.items()):
             cells = [f"{np.mean([f[s] > lines[s] for f in found]):.2f}" for s in statistics]
+            cells += [f"{np.mean([f[n] > lines[n] if f[f'rough {n}'] else f['own'] > lines['own'] for f in found]):.2f}"
+                      for n in switched]
             print(f"| {family}{'' if label else ' (independent)' if '/independent' not in family else ''} | "
                   f"{len(found)} | " + " | ".join(cells) + " |")
 

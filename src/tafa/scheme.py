@@ -127,7 +127,8 @@ register_scheme(Scheme(
     "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64, directions=4,
     second="tafa-boundary",
     description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
-    "cosine of the group-centred derivatives (576 queries); owners whose first layer is fully connected also get "
+    "cosine of the group-centred derivatives (576 queries, and 576 at the coarse scale that decides rippled or "
+    "rounded answers); owners whose first layer is fully connected also get "
     "a second stage, boundary geometry (tafa-boundary, up to 4,930 queries), run only when the first stage does "
     "not already judge the suspect derived; each stage decides at half of alpha"))
 register_scheme(Scheme(
