@@ -70,3 +70,19 @@ def test_the_coarse_scale_is_stored_checked_and_hashed(classifier, made, tmp_pat
         Fingerprint.from_bytes(bytes(data))
     steps = made.coarse["steps"]
     assert np.all(steps == steps[0]) and 1 < ROUGHNESS_LIMIT
+
+
+def test_a_file_without_a_coarse_scale_verifies_at_its_own_step_and_a_bad_one_is_refused(classifier, made):
+    from test_stored_state import parts, rehashed
+
+    header, arrays = parts(made)
+    older = {key: value for key, value in arrays.items() if not key.startswith("coarse.")}
+    old = Fingerprint.from_bytes(rehashed(header, older))  # as sessions before 7 wrote it
+    assert old.coarse == {} and old.coarse_stage() is None and old.stage_queries() == [made.step_queries()]
+    rippled = _wrapped(classifier, quantize(classifier.owner, 8), "ripple", classifier.references[0])
+    verdict = old.verify(rippled, classifier.references, alpha=0.1, check_evasion=False)
+    assert verdict.coarse is None and verdict.queries == made.step_queries()
+    for bad in ({"coarse.steps": -arrays["coarse.steps"]}, {"coarse.derivatives": arrays["coarse.derivatives"][:3]},
+                {"coarse.steps": arrays["coarse.steps"][:2]}):
+        with pytest.raises(FingerprintError, match="coarse scale"):
+            Fingerprint.from_bytes(rehashed(header, {**arrays, **bad}))
