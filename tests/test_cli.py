@@ -71,7 +71,8 @@ def test_fingerprint_from_onnx_is_white_box(fingerprint_file, capsys):
     info = json.loads(out)
     assert code == 0 and info["analysis"] == "white-box" and info["stages"] == ["tafa", "tafa-boundary"]
     # the first stage: 576 queries at the fingerprint's step, 576 at its coarse scale (tafa.signature.scales)
-    assert info["queries_per_stage"][0] == 2 * 576 and info["queries_per_verification"] == sum(info["queries_per_stage"])
+    assert info["queries_per_stage"][0] == 2 * 576
+    assert info["queries_per_verification"] == sum(info["queries_per_stage"])
 
 
 def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
