@@ -47,7 +47,8 @@ def test_a_dense_owner_gets_the_boundary_stage_and_its_file_keeps_it(staged, tmp
     assert staged.stage_names() == ["tafa", "tafa-boundary"]
     lines = len(staged.second.probes)
     # the first stage with its coarse scale
-    assert staged.stage_queries() == [2 * 16 * (2 * 2 + 1), lines * 170] and staged.queries() == sum(staged.stage_queries())
+    assert staged.stage_queries() == [2 * 16 * (2 * 2 + 1), lines * 170]
+    assert staged.queries() == sum(staged.stage_queries())
     assert staged.meta["second_stage"]["made"] and staged.describe()["queries_per_stage"] == staged.stage_queries()
     path = staged.save(tmp_path / "owner.tafa")
     loaded = Fingerprint.load(path)
