@@ -39,6 +39,8 @@ def test_copies_are_found_and_independents_are_not_whatever_the_answers_look_lik
     found = made.verify(copy, references, alpha=0.1, check_evasion=False)
     cleared = made.verify(independent, references, alpha=0.1, check_evasion=False)
     assert found.coarse is not None and found.coarse["decides"] == (how != "plain")
+    assert ("it decides" in found.render()) == (how != "plain") and "coarse scale" in found.render()
+    assert found.to_dict()["coarse"]["decides"] == (how != "plain")
     assert found.decision.value == "derived" and cleared.decision.value != "derived"
 
 

@@ -680,6 +680,11 @@ class Fingerprint:
         (with no rule every stage is measured and reported), and "derived" means any stage above
         its own threshold (:meth:`~tafa.decide.rule.Rule.decide`).
 
+        The first stage is also measured at its coarse scale (:mod:`tafa.signature.scales`): a
+        suspect whose answers lie on a grid, or are rougher at the fingerprint's step than a ReLU
+        network's (a ripple), is decided there alone, at the whole ``alpha``, against the
+        references' coarse scores (a ready ``calibration`` without references cannot decide it).
+
         ``check_evasion``: also ask a few inputs again, alone and in other batches, and near pairs of
         another style (:func:`~tafa.signature.consistency.check_evasion`, 58 queries): a suspect
         whose answers depend on how it is asked is ``"evasive"`` unless a stage judges it derived.
