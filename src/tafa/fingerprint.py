@@ -705,8 +705,6 @@ class Fingerprint:
         model = as_model(suspect, self.input_shape)
         self.check_shapes(model)
         references = list(references or [])
-        if calibration is None and references:
-            calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         started = time.perf_counter()
         before = model.queries
         measured, recognised, evasion = self.measure_checked(model, check_evasion)
@@ -720,6 +718,8 @@ class Fingerprint:
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
                                        seconds=seconds, progress=progress)
+        if calibration is None and references:  # the references at the scale that decides, once
+            calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         stages: list[dict[str, Any]] = []
         available = [self] + ([] if self.second is None else [self.second])
         if calibration is not None and len(calibration.stages) > len(available):
