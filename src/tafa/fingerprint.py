@@ -52,7 +52,7 @@ from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
-from .signature.scales import COARSE_SCALE, coarse_probes, domain_scale, is_rough, roughness
+from .signature.scales import COARSE_SCALE, coarse_decides, coarse_probes, domain_scale, roughness
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -491,7 +491,7 @@ class Fingerprint:
     def stage_queries(self) -> list[int]:
         """Queries per stage (one entry without a second stage); the first stage's include its
         coarse scale's (:meth:`coarse_stage`)."""
-        own = self.scheme.make_signature().queries(self.probes) * (2 if self.coarse else 1)
+        own = self.step_queries() * (2 if self.coarse else 1)
         return [own] + ([] if self.second is None else [self.second.queries()])
 
     def stage_names(self) -> list[str]:
@@ -713,8 +713,7 @@ class Fingerprint:
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        grid = recognised is not None and recognised.quantised is not None
-        if coarse is not None and (grid or is_rough(coarse[1])):
+        if coarse is not None and coarse_decides(coarse[1], None if recognised is None else recognised.quantised):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
                                        seconds=seconds, progress=progress)

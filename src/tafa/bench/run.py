@@ -45,7 +45,7 @@ from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
-from ..signature.scales import is_rough
+from ..signature.scales import coarse_decides
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -282,14 +282,13 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
         signature, recognised, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
         value = fingerprint.compare(signature).value
         coarse = fingerprint.measure_coarse(suspect, signature)
-        grid = recognised is not None and recognised.quantised is not None
-        rough = coarse is not None and (grid or is_rough(coarse[1]))
-        stages = () if fingerprint.second is None or rough else (value, fingerprint.second.score(suspect).value)
-        if fingerprint.second is not None and rough:  # the second stage does not run (verify's path)
-            stages = (value, float("nan"))
+        grid = None if recognised is None else recognised.quantised
+        rough = coarse is not None and coarse_decides(coarse[1], grid)
+        stages = () if fingerprint.second is None else (  # a rough row's second stage does not run (verify's path)
+            value, float("nan") if rough else fingerprint.second.score(suspect).value)
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
-                           evasive=evasion is not None and evasion.evasive, quantised=grid,
+                           evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
                            coarse=float("nan") if coarse is None else coarse[0].value, rough=rough))
         return signature
 

@@ -86,14 +86,16 @@ def roughness(fine: Signature, coarse: Signature) -> float:
     return float(np.median(ratios))
 
 
-def is_rough(relative: float) -> bool:
-    """Whether a suspect's roughness relative to the owner's is above what a ReLU network keeps
-    (see module doc).
+def coarse_decides(relative: float, grid: float | None) -> bool:
+    """Whether the coarse scale decides a suspect (see module doc): its answers lie on a grid
+    (``grid``: the step :mod:`tafa.signature.interface` recognised, ``None`` for none), or its
+    roughness relative to the owner's is above what a ReLU network keeps. The one rule
+    ``tafa verify`` and the benchmark both apply.
 
-    >>> is_rough(4.2), is_rough(1.1), is_rough(0.4)
-    (True, False, False)
+    >>> coarse_decides(4.2, None), coarse_decides(1.1, None), coarse_decides(0.4, None), coarse_decides(1.0, 0.01)
+    (True, False, False, True)
     """
-    return relative > ROUGHNESS_LIMIT
+    return grid is not None or relative > ROUGHNESS_LIMIT
 
 
-__all__ = ["COARSE_SCALE", "ROUGHNESS_LIMIT", "coarse_probes", "domain_scale", "is_rough", "roughness"]
+__all__ = ["COARSE_SCALE", "ROUGHNESS_LIMIT", "coarse_probes", "coarse_decides", "domain_scale", "roughness"]
