@@ -18,7 +18,8 @@ from tafa.bench.datasets import load_task
 from tafa.domain import parse_domain
 from tafa.errors import InvalidParameter
 from tafa.models import Model, TorchModel, open_model
-from tafa.signature.consistency import PAIR_TOLERANCE, REASK_TOLERANCE, EvasionCheck, check_evasion
+from tafa.signature.consistency import (CHECK_QUERIES, JUMP_TOLERANCE, PAIR_TOLERANCE, REASK_TOLERANCE,
+                                        EvasionCheck, check_evasion)
 
 DIGITS = load_task("digits").split("other").x.numpy()
 REAL = DIGITS[:150]
@@ -170,9 +171,54 @@ def test_check_never_flags_plain_models(kind, tmp_path):
             found = check_evasion(model, inputs, answers, domain, seed=seed)
             assert not found.evasive and found.reask_differing == 0 and found.pairs_differing == 0, (model.name, found)
             assert found.reask_max < REASK_TOLERANCE / 10 and found.pairs_max < PAIR_TOLERANCE / 10
-            assert found.queries == 58 and "consistent" in found.note
+            assert found.jumps == 0 and found.jumps_max < JUMP_TOLERANCE / 10, (model.name, found)
+            assert found.queries == CHECK_QUERIES and "consistent" in found.note
 
 
+def test_no_interface_makes_a_plain_model_jump(kind):
+    """An interface's own discontinuities (a rounding step, a label flip, a top-k reordering, 8-bit
+    pixels) are no jump: the owner and an independent model behind every interface of their task are
+    never flagged, over two draws."""
+    from tafa.attacks.interface import interfaces_for
+
+    task = {"classifier": "classification", "regressor": "regression", "generator": "generation"}[kind.name]
+    fingerprint = Fingerprint.create(kind.owner, kind.domain, input_shape=kind.input_shape, second_stage=False)
+    inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
+    domain = parse_domain(kind.domain, kind.input_shape)
+    for interface in interfaces_for(task):
+        for module in (kind.owner, kind.independent):
+            model = interface.apply(TorchModel(module, kind.input_shape))
+            for seed in range(2):
+                found = check_evasion(model, inputs, model(inputs), domain, seed=seed)
+                assert found.jumps == 0, (interface.name, seed, found)
+
+
+@pytest.mark.parametrize("name, task", [("ranges", "classifier"), ("ranges", "regressor"), ("ranges", "generator"),
+                                        ("zeros", "classifier"), ("zeros", "generator")])
+def test_routers_keyed_on_the_input_jump_on_every_task(name, task, request):
+    """A router that answers inputs unlike its data (too few exact zeros; outside the per-feature
+    ranges of the pirate's data, here half the domain's draws) from a decoy makes the answers jump
+    between the rest point (or a data-like input) and the fingerprint's inputs, for a classifier, a
+    regressor and a decoder alike: at least 3 of 4 draws (a copy and an independent model, each
+    wrapped, 2 seeds) are flagged, each flagged one by a jump over twice the tolerance (continuous
+    models measure below a tenth of it, the test above). Not the zero-count router in front of a
+    regressor: it routes only inputs near a standardised table's mean row to the copy, where two
+    regressors of one task answer nearly alike (a jump of 0.3% of the spread; docs/method.md)."""
+    kind = request.getfixturevalue(task)
+    fingerprint = Fingerprint.create(kind.owner, kind.domain, input_shape=kind.input_shape, second_stage=False)
+    inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
+    domain = parse_domain(kind.domain, kind.input_shape)
+    data = (domain.sample(500, 7) * (0.5 if name == "ranges" else 1.0)).astype(np.float32)
+    flagged = []
+    for copy, decoy in ((kind.owner, kind.independent), (kind.independent, kind.references[0])):
+        served = get_evasion(name).apply(TorchModel(copy, kind.input_shape), TorchModel(decoy, kind.input_shape),
+                                         data=data, seed=0)
+        for seed in range(2):
+            found = check_evasion(served, inputs, served(inputs), domain, seed=seed)
+            if found.jumps:
+                assert found.evasive and found.jumps_max > 2 * JUMP_TOLERANCE, (name, seed, found)
+            flagged.append(found.jumps > 0)
+    assert sum(flagged) >= 3, (name, kind.name, flagged)
 def test_check_validates(owner, probe_inputs):
     domain = parse_domain("box:0,1", SHAPE)
     with pytest.raises(InvalidParameter, match="'answers' parameter of check_evasion"):

@@ -5,7 +5,7 @@ A pirate who has read the method can answer the fingerprint's queries from anoth
 not look like its data (no exact zeros, off the data's value grid, outside its ranges) from the
 decoy, or any input close to an earlier one from the decoy. Each makes the answers depend on
 something no fixed function depends on. After the fingerprint's own queries, :func:`check_evasion`
-asks a few more (58 by default: 10% of a 576-query measurement) and compares:
+asks a few more (182 by default) and compares:
 
 1. **Re-asks.** A random subset of the inputs already asked is asked again, half of them one at a
    time and half inside one shuffled batch mixed with data-like inputs (below); some data-like
@@ -21,11 +21,30 @@ asks a few more (58 by default: 10% of a 576-query measurement) and compares:
    routes either member by its style, or the second one because it is close to the first, answers
    the pair from two models.
 
-The suspect is **evasive** when either comparison finds at least :data:`MIN_DIFFERING` inputs, and
-at least :data:`MIN_FRACTION` of those compared, beyond its tolerance: answers that depend on batch
-size, order or style in a way no fixed function does. The rule counts rather than fires on one
-difference, so that a quantised interface (integer logits, labels), whose answers may jump where a
-tiny step crosses a rounding boundary, is not flagged for a rare jump.
+3. **Jumps along segments.** A ReLU network is continuous; a service that answers some inputs from
+   one model and others from another is not, wherever its routing rule switches. :data:`SEGMENTS`
+   segments run from an input a pirate's data would contain (the domain's rest point, every feature
+   at 0 or its lower bound, for the first half; data-like inputs for the others) towards inputs the
+   verification already asked (every other one only :data:`SHORT` of the way, so that a switch at
+   its start outweighs the model's own change along it); each is halved :data:`HALVINGS` times,
+   keeping the half whose answers change more (compared as
+   :func:`~tafa.signature.interface.recognise` undoes an interface, sorted across outputs so that a
+   top-k list's reordering is no jump). A continuous function's change over the last piece shrinks
+   with its length (``2^-14`` of the segment); a switch between two models does not. It is found
+   when it outweighs the model's own change over the halves kept; a switch far along a long
+   segment can be lost to it (hence the short segments). A segment **jumps** when that last change
+   exceeds :data:`JUMP_TOLERANCE` of the answers' spread and, for answers on a grid, spans more
+   than :data:`JUMP_GRID_STEPS` steps (a rounding boundary moves an answer by one step, a one-hot
+   label by one). Whatever statistic a
+   router keys on (exact zeros, a value grid, per-feature ranges, closeness to earlier queries), a
+   segment from an input it routes to the copy to one it routes away crosses the switch.
+
+The suspect is **evasive** when re-asks or near pairs find at least :data:`MIN_DIFFERING` inputs, and
+at least :data:`MIN_FRACTION` of those compared, beyond their tolerance, or when at least
+:data:`MIN_JUMPS` segment jumps: answers that depend on batch size, order or style in a way no fixed
+function does. Re-asks and pairs count rather than fire on one difference, so that a quantised
+interface (integer logits, labels), whose answers may jump where a tiny step crosses a rounding
+boundary, is not flagged for a rare jump; a segment's jump already excludes a rounding step.
 
 The choice of the re-asked inputs and of the data-like ones is drawn from fresh entropy unless a
 ``seed`` is given: a service cannot know in advance which inputs come back.
@@ -38,7 +57,7 @@ The choice of the re-asked inputs and of the data-like ones is drawn from fresh 
 >>> inputs = np.random.default_rng(0).random((100, 16)).astype(np.float32)
 >>> check = check_evasion(model, inputs, model(inputs), parse_domain("box:0,1", (16,)), seed=0)
 >>> check.evasive, check.queries
-(False, 58)
+(False, 182)
 """
 
 from __future__ import annotations
@@ -52,6 +71,7 @@ import numpy as np
 from ..domain import Domain
 from ..errors import check_param, is_integer
 from ..models.base import Model
+from .interface import grid_step, recognise
 
 #: Re-asked answers may differ by this fraction of the answers' spread (float32 batch effects of real
 #: torch and onnxruntime models measure below 1e-6 of it; see benchmarks/evasion.py).
@@ -67,6 +87,17 @@ GRID_LEVELS = 16
 #: Fewest differing inputs, and smallest fraction of those compared, that make a comparison evasive.
 MIN_DIFFERING = 2
 MIN_FRACTION = 0.15
+#: Segments bisected for a jump, and how many times each is halved (the last piece: 2^-14 of it).
+SEGMENTS, HALVINGS = 8, 14
+#: Every other segment ends this fraction of the way to an input already asked (a new query).
+SHORT = 1 / 64
+#: A segment's last piece may change the answers (as compared, sorted) by this fraction of their spread
+#: (a continuous model stays within it unless its slope there is 800 spreads per segment length).
+JUMP_TOLERANCE = 5e-2
+#: On a grid, a jump must also move some answer by more than this many grid steps.
+JUMP_GRID_STEPS = 2.5
+#: Segments that must jump to make the suspect evasive.
+MIN_JUMPS = 1
 
 
 @dataclass(frozen=True)
@@ -82,9 +113,13 @@ class EvasionCheck:
     pairs_max: float  #: the largest difference within a pair
     queries: int  #: queries the check added
     scale: float  #: the spread of the answers the differences are measured against
+    segments: int = 0  #: segments bisected
+    jumps: int = 0  #: of them, with a jump no continuous function makes
+    jumps_max: float = 0.0  #: the largest last-piece change (fraction of the compared answers' spread)
     reask_tolerance: float = REASK_TOLERANCE
     pair_tolerance: float = PAIR_TOLERANCE
     pair_step: float = PAIR_STEP
+    jump_tolerance: float = JUMP_TOLERANCE
 
     @property
     def note(self) -> str:
@@ -92,11 +127,13 @@ class EvasionCheck:
         found = (f"{self.reask_differing} of {self.reasked} re-asked inputs answered otherwise alone or in another "
                  f"batch (max {self.reask_max:.3g} of the answers' spread, tolerance {self.reask_tolerance:g}); "
                  f"{self.pairs_differing} of {self.pairs} pairs of inputs {self.pair_step:g} apart answered up to "
-                 f"{self.pairs_max:.3g} apart (tolerance {self.pair_tolerance:g})")
+                 f"{self.pairs_max:.3g} apart (tolerance {self.pair_tolerance:g}); {self.jumps} of {self.segments} "
+                 f"segments jumped (max {self.jumps_max:.3g} of the spread over 2^-{HALVINGS} of a segment, tolerance "
+                 f"{self.jump_tolerance:g})")
         if self.evasive:
-            return (f"EVASIVE SUSPECT: {found}: its answers depend on batch size, order or input style as no fixed "
-                    f"function's do, so its score need not describe the model its users get, and an 'independent' "
-                    f"decision is not evidence ({self.queries} extra queries)")
+            return (f"EVASIVE SUSPECT: {found}: its answers depend on batch size, order or input style, or jump, "
+                    f"as no fixed continuous function's do, so its score need not describe the model its users get, "
+                    f"and an 'independent' decision is not evidence ({self.queries} extra queries)")
         return f"evasion check: answers consistent with one fixed function: {found} ({self.queries} extra queries)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,16 +186,69 @@ def answer_scale(answers: np.ndarray) -> float:
     return max(spread, 1e-12 * float(np.abs(flat).max(initial=0.0)), 1e-30)
 
 
+def rest_point(domain: Domain) -> np.ndarray:
+    """``(1, *shape)``: every feature at rest (0 where the domain holds 0, else its lower bound): a
+    blank image, a standardised table's mean row, a latent's origin."""
+    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape) for b in domain.bounds())
+    return np.where((lo <= 0) & (hi >= 0), 0.0, lo)[None]
+
+
+class _Compared:
+    """Answers as the segments compare them: the interface undone as :func:`recognise` undoes it for
+    the verification's own ``answers`` (with which the new rows are recognised), sorted across
+    outputs; and the raw answers' grid step."""
+
+    def __init__(self, answers: np.ndarray) -> None:
+        self.answers = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
+        self.step = grid_step(self.answers)
+        self.scale = answer_scale(np.sort(recognise(self.answers).answers.reshape(len(self.answers), -1), axis=1))
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        undone = recognise(np.concatenate([self.answers, rows])).answers
+        return np.sort(undone.reshape(len(undone), -1)[len(self.answers):], axis=1)
+
+
+def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answers: np.ndarray,
+                  compared: _Compared, halvings: int = HALVINGS) -> np.ndarray:
+    """Halve each segment ``starts[i] -> ends[i]`` ``halvings`` times, keeping the half whose answers
+    (``compared``) change more, and return each last piece's change as a fraction of the compared
+    answers' spread (0 where, on a grid, it spans at most :data:`JUMP_GRID_STEPS` steps). Asks
+    ``len(starts) * (halvings + 1)`` queries, one batch per halving."""
+    count = len(starts)
+    shape = model.input_shape
+    low = starts.reshape(count, -1).astype(np.float64)
+    high = ends.reshape(count, -1).astype(np.float64)
+    raw_low = np.asarray(model(low.astype(np.float32).reshape(count, *shape)), dtype=np.float64).reshape(count, -1)
+    raw_high = np.asarray(end_answers, dtype=np.float64).reshape(count, -1)
+    low_t, high_t = compared(raw_low), compared(raw_high)
+    for _ in range(halvings):
+        middle = 0.5 * (low + high)
+        raw = np.asarray(model(middle.astype(np.float32).reshape(count, *shape)), dtype=np.float64).reshape(count, -1)
+        middle_t = compared(raw)
+        first = np.abs(middle_t - low_t).max(axis=1) >= np.abs(high_t - middle_t).max(axis=1)
+        high, raw_high, high_t = (np.where(first[:, None], middle, high), np.where(first[:, None], raw, raw_high),
+                                  np.where(first[:, None], middle_t, high_t))
+        low, raw_low, low_t = (np.where(first[:, None], low, middle), np.where(first[:, None], raw_low, raw),
+                               np.where(first[:, None], low_t, middle_t))
+    change = np.abs(high_t - low_t).max(axis=1) / compared.scale
+    if compared.step is not None:
+        change = np.where(np.abs(raw_high - raw_low).max(axis=1) > JUMP_GRID_STEPS * compared.step, change, 0.0)
+    return change
+
+
 #: The check's default share of re-asked inputs, near pairs and data-like inputs asked alone, and
 #: the queries they add (:func:`check_evasion`).
 REASK, PAIRS, ALONE = 20, 16, 6
-CHECK_QUERIES = REASK + 2 * PAIRS + ALONE
+CHECK_QUERIES = REASK + 2 * PAIRS + ALONE + SEGMENTS * (HALVINGS + 1) + SEGMENTS // 2
 
 
 def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain: Domain, *, reask: int = REASK,
-                  pairs: int = PAIRS, alone: int = ALONE, seed: int | None = None) -> EvasionCheck:
-    """Ask ``model`` ``reask + 2 * pairs + alone`` more queries (58 by default) and judge whether its
-    answers are those of one fixed function (see the module's description).
+                  pairs: int = PAIRS, alone: int = ALONE, segments: int = SEGMENTS,
+                  seed: int | None = None) -> EvasionCheck:
+    """Ask ``model`` ``reask + 2 * pairs + alone + segments * (HALVINGS + 1) + segments // 2`` more
+    queries (182 by default) and judge whether its answers are those of one fixed continuous function (see the
+    module's description).
 
     ``inputs`` and ``answers``: what the verification already asked and was answered (the re-asked
     inputs are drawn from them; at least one). ``seed``: ``None`` draws from fresh entropy (what a
@@ -172,7 +262,7 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
                 and inputs.shape[1:] == model.input_shape, caller=caller)
     check_param("answers", np.shape(answers), f"the model's answers to inputs, ({len(inputs)}, {model.output_shape})",
                 answers.shape == (len(inputs), *model.output_shape), caller=caller)
-    for name, value in (("reask", reask), ("pairs", pairs), ("alone", alone)):
+    for name, value in (("reask", reask), ("pairs", pairs), ("alone", alone), ("segments", segments)):
         check_param(name, value, "an integer >= 0", is_integer(value) and value >= 0, caller=caller)
     check_param("alone", alone, f"at most pairs ({pairs})", alone <= pairs, caller=caller)
     rng = np.random.default_rng(seed)
@@ -203,8 +293,27 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     pair_gaps = _differences(answered_base, answered_moved, scale)
     reask_differing = int((reask_gaps > REASK_TOLERANCE).sum())
     pairs_differing = int((pair_gaps > PAIR_TOLERANCE).sum())
-    evasive = _fires(reask_differing, len(reask_gaps)) or _fires(pairs_differing, len(pair_gaps))
+
+    # jumps: from the rest point (first half) and data-like inputs towards inputs already asked, every
+    # other segment only SHORT of the way (a switch at its start then outweighs the model's own change)
+    ends = rng.choice(len(inputs), size=segments, replace=segments > len(inputs))
+    from_rest = (segments + 1) // 2
+    starts = np.concatenate([np.repeat(rest_point(domain), from_rest, axis=0),
+                             data_like(domain, segments - from_rest, rng)]).astype(np.float64)
+    targets = inputs[ends].astype(np.float64)
+    short = np.arange(segments) % 2 == 1
+    targets[short] = starts[short] + SHORT * (targets[short] - starts[short])
+    target_answers = answers[ends].astype(np.float64)
+    if short.any():
+        target_answers[short] = model(targets[short].astype(np.float32))
+    jump_sizes = (segment_jumps(model, starts, targets, target_answers, _Compared(answers)) if segments
+                  else np.zeros(0))
+    jumps = int((jump_sizes > JUMP_TOLERANCE).sum())
+
+    evasive = (_fires(reask_differing, len(reask_gaps)) or _fires(pairs_differing, len(pair_gaps))
+               or (segments > 0 and jumps >= MIN_JUMPS))
     return EvasionCheck(evasive=evasive, reasked=len(reask_gaps), reask_differing=reask_differing,
                         reask_max=float(reask_gaps.max(initial=0.0)), pairs=len(pair_gaps),
                         pairs_differing=pairs_differing, pairs_max=float(pair_gaps.max(initial=0.0)),
-                        queries=model.queries - before, scale=scale)
+                        queries=model.queries - before, scale=scale, segments=int(segments), jumps=jumps,
+                        jumps_max=float(jump_sizes.max(initial=0.0)))
