@@ -83,3 +83,23 @@ def held_out():
         return train, positives, negatives
 
     return make
+
+
+@dataclass
+class MoreReferences:
+    """The classifier's 40 references (its 18, then the 22 of ``classifier-more.safetensors``: alpha
+    0.05 with the default two-stage scheme needs 39 by rank) and a second independent model, the
+    decoy in front of independent suspects (never a reference)."""
+
+    references: list[torch.nn.Module]
+    independent2: torch.nn.Module
+
+
+@pytest.fixture(scope="session")
+def forty_references(classifier) -> MoreReferences:
+    """Loaded on first use only: the tests that do not ask do not pay for the second file."""
+    more = load("classifier-more")
+    extra = sorted(name for name in more if name.startswith("reference"))
+    references = [*classifier.references, *(more[name] for name in extra)]
+    assert len(references) == 40, len(references)
+    return MoreReferences(references, more["independent2"])

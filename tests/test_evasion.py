@@ -225,36 +225,3 @@ def test_check_validates(owner, probe_inputs):
         check_evasion(owner, probe_inputs, np.zeros((3, 10)), domain)
     with pytest.raises(InvalidParameter, match="'reask' parameter of check_evasion"):
         check_evasion(owner, probe_inputs[:4], owner(probe_inputs[:4]), domain, reask=-1)
-
-
-# ----------------------------------------------------------------- a service that routes (issue 21)
-def test_a_near_duplicate_routing_service_is_never_cleared_through_the_cli(classifier, tmp_path, capsys):
-    """A KServe v2 service that remembers every input and answers any input near an earlier one
-    from another model (the same input always the same way): in front of an int8 copy it is
-    judged derived or evasive, never independent; in front of an independent model (another
-    independent as its decoy) never derived. Through ``tafa verify`` with 18 references at 0.1."""
-    import json
-
-    from kserve_server import KServeServer
-
-    from tafa.cli import main
-
-    fingerprint = Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE, second_stage=False)
-    fingerprint.save(tmp_path / "owner.tafa")
-    references = tmp_path / "references"
-    references.mkdir()
-    for i, model in enumerate(classifier.references):
-        _onnx(model, references / f"r{i:02d}.onnx", SHAPE)
-    decisions = {}
-    for name, copy, decoy in (("copy", quantize(classifier.owner, 8), classifier.independent),
-                              ("independent", classifier.independent, classifier.references[0])):
-        router = NearDuplicateRouter(TorchModel(copy, SHAPE), TorchModel(decoy, SHAPE))
-        with KServeServer(lambda x, router=router: router(np.asarray(x, dtype=np.float32)),
-                          input_shape=SHAPE, output_shape=(10,)) as server:
-            code = main(["--quiet", "verify", str(tmp_path / "owner.tafa"), server.url, "--references",
-                         str(references), "--alpha", "0.1", "--json"])
-        verdict = json.loads(capsys.readouterr().out)
-        assert code == 0, verdict
-        decisions[name] = verdict["decision"]
-        assert router.routed > 0  # the service did route tafa's queries
-    assert decisions["copy"] in ("derived", "evasive") and decisions["independent"] != "derived", decisions

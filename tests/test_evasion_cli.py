@@ -1,0 +1,122 @@
+"""Issue 21 through the command line: a copy served behind an evasion wrapper (a batch-size router,
+a zero-count router, a ripple, a near-duplicate router) as a KServe v2 service, verified with
+``tafa verify SUSPECT_URL --references DIR --alpha 0.05`` against 40 references with the default
+(two-stage) scheme, is judged derived, or evasive for the routers, and never cleared; an independent
+model served the same way (another independent model as its decoy) is never judged derived."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from kserve_server import KServeServer
+
+from tafa import Fingerprint
+from tafa.attacks import quantize
+from tafa.attacks.evasion import EVASIONS, get_evasion
+from tafa.bench.datasets import load_task
+from tafa.cli import main
+from tafa.models import Model, TorchModel
+
+SHAPE = (1, 8, 8)
+#: The pirate's own digits (the ``ranges`` router would need them; the others ignore them).
+DIGITS = load_task("digits").split("other").x.numpy()
+#: "plain" is the control: the model served as it is.
+WRAPPERS = ("plain", "batch", "zeros", "ripple", "near_duplicate")
+#: What a copy behind each wrapper may be judged: the routers answer tafa's queries from an
+#: independent decoy, so "evasive" is what they earn; the ripple is one fixed function of the copy.
+COPY_DECISIONS = {"plain": {"derived"}, "batch": {"derived", "evasive"}, "zeros": {"derived", "evasive"},
+                  "ripple": {"derived"}, "near_duplicate": {"derived", "evasive"}}
+#: A derived copy's deciding score clears its threshold by at least this (measured on the committed
+#: models: 0.63 served plainly, 0.33 behind the ripple, where the coarse scale decides; ``-s`` prints
+#: them): half the smallest, so no CPU's last digits can cross it.
+MIN_MARGIN = 0.15
+#: The plain independent's deciding score stays this far below its threshold (measured: 0.038, the
+#: boundary stage, 0.467 against 0.505; the first stage 0.217 against 0.368).
+MIN_GAP = 0.015
+
+
+def _onnx(model: torch.nn.Module, path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, *SHAPE),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def references(forty_references, tmp_path_factory) -> Path:
+    """The 40 independent references, as ONNX files in one folder (measured by every verify)."""
+    folder = tmp_path_factory.mktemp("references")
+    for i, model in enumerate(forty_references.references):
+        _onnx(model, folder / f"r{i:02d}.onnx")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fingerprint(classifier, tmp_path_factory) -> Path:
+    """The owner's fingerprint with the default scheme (the second stage included)."""
+    path = tmp_path_factory.mktemp("owner") / "owner.tafa"
+    Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE).save(path)
+    return path
+
+
+def serve(wrapper: str, model: torch.nn.Module, decoy: torch.nn.Module, name: str) -> Model:
+    """``model`` behind ``wrapper`` (``decoy`` answering what a router routes), or as it is."""
+    served = TorchModel(model, SHAPE, name=name)
+    if wrapper == "plain":
+        return served
+    return get_evasion(wrapper).apply(served, TorchModel(decoy, SHAPE, name="decoy"), data=DIGITS, seed=0)
+
+
+def verify(fingerprint: Path, references: Path, served: Model, capsys) -> dict[str, Any]:
+    """``tafa verify`` of ``served`` behind a KServe v2 service on loopback, as JSON."""
+    with KServeServer(lambda x: served(np.asarray(x, dtype=np.float32)), input_shape=SHAPE,
+                      output_shape=(10,)) as server:
+        code = main(["--quiet", "verify", str(fingerprint), server.url, "--references", str(references),
+                     "--alpha", "0.05", "--json"])
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == 0, verdict
+    assert verdict["n_references"] == 40 and verdict["alpha_requested"] == 0.05, verdict
+    stages = ", ".join(f"{s['name']} {s['score']} > {s.get('threshold')}" for s in verdict["stages"])
+    print(f"\n{served.name}: {verdict['decision']}, score {verdict['score']:.4f}, threshold "
+          f"{verdict['threshold']:.4f}, margin {verdict['margin']:.4f}, stages: {stages}; "
+          f"routed {getattr(served, 'routed', '-')} of {served.queries}; suspect {verdict['seconds']:.2f} s "
+          f"of {verdict['command_seconds']:.2f} s")
+    return verdict
+
+
+def test_the_wrappers_are_the_registered_evasions():
+    assert set(WRAPPERS) - {"plain"} <= set(EVASIONS)
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_a_wrapped_copy_is_never_cleared_through_the_cli(wrapper, classifier, fingerprint, references, capsys):
+    """An int8 copy of the owner behind ``wrapper``, the independent model as the decoy: judged derived
+    (evasive also counts for the routers), never independent; derived by a wide margin."""
+    served = serve(wrapper, quantize(classifier.owner, 8), classifier.independent, "int8 copy")
+    verdict = verify(fingerprint, references, served, capsys)
+    assert verdict["decision"] in COPY_DECISIONS[wrapper], verdict
+    if wrapper != "plain":
+        assert served.routed > 0  # the wrapper did answer (some of) tafa's queries its way
+    if verdict["decision"] == "derived":
+        assert verdict["margin"] > MIN_MARGIN, verdict
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_a_wrapped_independent_is_never_judged_derived_through_the_cli(wrapper, classifier, forty_references,
+                                                                     fingerprint, references, capsys):
+    """The independent model behind ``wrapper``, a second independent model (not a reference) as the
+    decoy: never derived; served plainly, independent."""
+    served = serve(wrapper, classifier.independent, forty_references.independent2, "independent")
+    verdict = verify(fingerprint, references, served, capsys)
+    if wrapper == "plain":
+        assert verdict["decision"] == "independent" and verdict["margin"] < -MIN_GAP, verdict
+    assert verdict["decision"] != "derived", verdict
+    if wrapper != "plain":
+        assert served.routed > 0
