@@ -225,3 +225,28 @@ def test_check_validates(owner, probe_inputs):
         check_evasion(owner, probe_inputs, np.zeros((3, 10)), domain)
     with pytest.raises(InvalidParameter, match="'reask' parameter of check_evasion"):
         check_evasion(owner, probe_inputs[:4], owner(probe_inputs[:4]), domain, reask=-1)
+
+
+def test_a_router_with_a_detector_of_the_task_data_needs_the_owners_data(owner, decoy, probe_inputs):
+    """A density model of the pirate's digits that turns away 10% of its own data (or half) routes
+    every data-free input, the rest point and the data-like ones included, to the decoy: the check
+    made from the domain alone sees one fixed function. Started from the owner's own digits (which
+    the detector passes to the copy), its segments cross the switch: flagged on every draw. Plain
+    models started from the same digits never are."""
+    from tafa.attacks.evasion import DensityRouter
+    from tafa.signature.consistency import data_like, rest_point
+
+    domain = parse_domain("box:0,1", SHAPE)
+    own_digits = load_task("digits").split("owner").x.numpy()[:300]
+    for quantile in (0.1, 0.5):
+        served = DensityRouter(owner, decoy, DIGITS, quantile=quantile)
+        assert not served.route(DIGITS).mean() > quantile + 0.01  # its users: all but that share get the copy
+        assert served.route(rest_point(domain)).all() and served.route(probe_inputs).all()
+        assert served.route(data_like(domain, 100, np.random.default_rng(0))).all()
+        for seed in range(3):
+            found = check_evasion(served, probe_inputs, served(probe_inputs), domain, anchors=own_digits, seed=seed)
+            assert found.evasive and found.anchored and found.jumps >= 1, (quantile, seed, found)
+    for model in (owner, decoy, TorchModel(quantize(owner.module, 8), SHAPE)):
+        for seed in range(2):
+            found = check_evasion(model, probe_inputs, model(probe_inputs), domain, anchors=own_digits, seed=seed)
+            assert not found.evasive and found.jumps_max < JUMP_TOLERANCE / 10, found

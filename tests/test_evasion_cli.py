@@ -27,11 +27,11 @@ SHAPE = (1, 8, 8)
 #: The pirate's own digits (the ``ranges`` router would need them; the others ignore them).
 DIGITS = load_task("digits").split("other").x.numpy()
 #: "plain" is the control: the model served as it is.
-WRAPPERS = ("plain", "batch", "zeros", "ripple", "near_duplicate")
+WRAPPERS = ("plain", "batch", "zeros", "ranges", "ripple", "near_duplicate")
 #: What a copy behind each wrapper may be judged: the routers answer tafa's queries from an
 #: independent decoy, so "evasive" is what they earn; the ripple is one fixed function of the copy.
 COPY_DECISIONS = {"plain": {"derived"}, "batch": {"derived", "evasive"}, "zeros": {"derived", "evasive"},
-                  "ripple": {"derived"}, "near_duplicate": {"derived", "evasive"}}
+                  "ranges": {"derived", "evasive"}, "ripple": {"derived"}, "near_duplicate": {"derived", "evasive"}}
 #: A derived copy's deciding score clears its threshold by at least this (measured on the committed
 #: models: 0.63 served plainly, 0.33 behind the ripple, where the coarse scale decides; ``-s`` prints
 #: them): half the smallest, so no CPU's last digits can cross it.
@@ -74,12 +74,13 @@ def serve(wrapper: str, model: torch.nn.Module, decoy: torch.nn.Module, name: st
     return get_evasion(wrapper).apply(served, TorchModel(decoy, SHAPE, name="decoy"), data=DIGITS, seed=0)
 
 
-def verify(fingerprint: Path, references: Path, served: Model, capsys) -> dict[str, Any]:
+def verify(fingerprint: Path, references: Path, served: Model, capsys, *extra: str) -> dict[str, Any]:
     """``tafa verify`` of ``served`` behind a KServe v2 service on loopback, as JSON."""
+    capsys.readouterr()  # what an earlier call printed
     with KServeServer(lambda x: served(np.asarray(x, dtype=np.float32)), input_shape=SHAPE,
                       output_shape=(10,)) as server:
         code = main(["--quiet", "verify", str(fingerprint), server.url, "--references", str(references),
-                     "--alpha", "0.05", "--json"])
+                     "--alpha", "0.05", "--json", *extra])
     verdict = json.loads(capsys.readouterr().out)
     assert code == 0, verdict
     assert verdict["n_references"] == 40 and verdict["alpha_requested"] == 0.05, verdict
@@ -120,3 +121,24 @@ def test_a_wrapped_independent_is_never_judged_derived_through_the_cli(wrapper, 
     assert verdict["decision"] != "derived", verdict
     if wrapper != "plain":
         assert served.routed > 0
+
+
+@pytest.mark.parametrize("quantile", [0.1, 0.3])
+def test_a_router_with_a_data_detector_is_exposed_with_the_owners_data(quantile, classifier, forty_references,
+                                                                       fingerprint, references, tmp_path, capsys):
+    """A copy behind a density model of the pirate's digits that turns away a tenth (or 30%) of its
+    own data, as well as every data-free input tafa makes: with ``--owner-data`` (the owner's half of
+    the digits) the check's segments start from real digits, which the detector passes to the copy,
+    and the service is judged evasive; an independent model behind the same router is never derived."""
+    from tafa.attacks.evasion import DensityRouter
+
+    owner_digits = load_task("digits").split("owner")
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=owner_digits.x.numpy()[:300], y=owner_digits.y.numpy()[:300])
+    for model, decoy, allowed in ((quantize(classifier.owner, 8), classifier.independent, {"derived", "evasive"}),
+                                  (classifier.independent, forty_references.independent2, {"independent", "evasive"})):
+        served = DensityRouter(TorchModel(model, SHAPE), TorchModel(decoy, SHAPE), DIGITS, quantile=quantile)
+        verdict = verify(fingerprint, references, served, capsys, "--owner-data", str(data))
+        assert verdict["evasion"]["anchored"] and verdict["decision"] in allowed, verdict
+        if model is not classifier.independent:
+            assert verdict["decision"] == "evasive" and verdict["evasion"]["jumps"] >= 1, verdict

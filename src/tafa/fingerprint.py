@@ -672,7 +672,7 @@ class Fingerprint:
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
                positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
                calibration: Rule | None = None, progress: bool = False, check_evasion: bool = True,
-               weights: WeightEvidence | bool = True) -> Verdict:
+               weights: WeightEvidence | bool = True, owner_data: np.ndarray | None = None) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
 
         The rule (``calibration``, else :meth:`calibrate` on ``references``) decides: each of its
@@ -685,8 +685,10 @@ class Fingerprint:
         network's (a ripple), is decided there alone, at the whole ``alpha``, against the
         references' coarse scores (a ready ``calibration`` without references cannot decide it).
 
-        ``check_evasion``: also ask a few inputs again, alone and in other batches, and near pairs of
-        another style (:func:`~tafa.signature.consistency.check_evasion`, 58 queries): a suspect
+        ``check_evasion``: also ask a few inputs again, alone and in other batches, near pairs of
+        another style, and segments searched for a jump (:func:`~tafa.signature.consistency.check_evasion`,
+        238 queries; ``owner_data``: inputs from the owner's data, ``(n, *input_shape)``, which the
+        check then starts from instead of data-like inputs made from the domain): a suspect
         whose answers depend on how it is asked is ``"evasive"`` unless a stage judges it derived.
 
         A suspect whose weights can be read (a file, or a torch module) by a fingerprint that keeps
@@ -707,7 +709,7 @@ class Fingerprint:
         references = list(references or [])
         started = time.perf_counter()
         before = model.queries
-        measured, recognised, evasion = self.measure_checked(model, check_evasion)
+        measured, recognised, evasion = self.measure_checked(model, check_evasion, owner_data=owner_data)
         score = self.compare(measured)
         coarse = None if model.labels_only else self.measure_coarse(model, measured)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
@@ -825,6 +827,7 @@ class Fingerprint:
                               coarse={"score": score.value, "roughness": relative, "decides": True})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
+                        owner_data: np.ndarray | None = None,
                         ) -> tuple[Signature, Recognised | None, EvasionCheck | None]:
         """The suspect's first-stage signature (its interface undone) and, when ``check`` and the
         measurement has fixed inputs, the evasion check on the same answers
@@ -842,7 +845,8 @@ class Fingerprint:
         inputs = measurement.inputs(self.probes)
         answers = model(inputs)
         signature, recognised = assemble_suspect(measurement, self.probes, answers, self.owner_signature)
-        evasion = check_evasion_of(model, inputs, answers, self.domain, seed=seed) if check else None
+        evasion = (check_evasion_of(model, inputs, answers, self.domain, anchors=owner_data, seed=seed) if check
+                   else None)
         return signature, recognised, evasion
 
     def coarse_stage(self) -> "Fingerprint | None":

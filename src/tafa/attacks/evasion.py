@@ -15,6 +15,8 @@ Routers (each counts the inputs it answered from the decoy in :attr:`EvasiveMode
 - ``grid``: inputs with a value off the ``1/levels`` grid go to the decoy (digit pixels are k/16);
 - ``ranges``: inputs with a feature outside the range the pirate's own data shows go to the decoy
   (needs ``data``);
+- ``density``: inputs less likely, under a Gaussian fitted to the pirate's own data, than the 1%
+  least likely of that data go to the decoy (needs ``data``): a detector of the task's data;
 - ``near_duplicate``: stateful: it remembers every input; one within ``eps`` (Euclidean) of an earlier
   one goes to the decoy, and an input asked again gets exactly its first answer (re-asking finds
   nothing inconsistent).
@@ -172,6 +174,38 @@ class RangeRouter(RoutingModel):
         return np.asarray(((flat < self.lo - self.tolerance) | (flat > self.hi + self.tolerance)).any(axis=1))
 
 
+class DensityRouter(RoutingModel):
+    """Inputs less likely than the ``quantile`` of the pirate's own ``data`` under a Gaussian fitted to
+    it go to the decoy: a detector of the task's data, numpy only. The Gaussian is full in the data's
+    top ``components`` principal directions and isotropic in the rest (its mean residual variance);
+    the log-density's constant is dropped. ``quantile`` is the share of the pirate's own data the
+    detector turns away (a stricter detector costs its users that share of the copy)."""
+
+    def __init__(self, copy: Model, decoy: Model, data: np.ndarray, quantile: float = 0.01,
+                 components: int = 16) -> None:
+        super().__init__(copy, decoy, f"density<{quantile:g}")
+        flat = np.asarray(data, dtype=np.float64).reshape(len(data), -1)
+        check_param("data", flat.shape, "at least 2 inputs", len(flat) >= 2, caller="DensityRouter")
+        self.mean = flat.mean(axis=0)
+        _, singular, basis = np.linalg.svd(flat - self.mean, full_matrices=False)
+        k = int(min(components, len(singular)))
+        self.basis = basis[:k]
+        variance = singular ** 2 / (len(flat) - 1)
+        self.variance = np.maximum(variance[:k], 1e-12)
+        rest = flat.shape[1] - k
+        self.residual = max(float(variance[k:].sum()) / rest if rest > 0 else 1.0, 1e-12)
+        self.threshold = float(np.quantile(self.log_density(flat), quantile))
+
+    def log_density(self, flat: np.ndarray) -> np.ndarray:
+        centred = flat - self.mean
+        inside = centred @ self.basis.T
+        outside = centred - inside @ self.basis
+        return -0.5 * ((inside ** 2 / self.variance).sum(axis=1) + (outside ** 2).sum(axis=1) / self.residual)
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.log_density(x.reshape(len(x), -1).astype(np.float64)) < self.threshold)
+
+
 class NearDuplicateRouter(RoutingModel):
     """Stateful: every input is remembered with its answer; an input asked again gets its first
     answer, and a new input within ``eps`` (Euclidean) of any earlier one goes to the decoy."""
@@ -274,6 +308,9 @@ def _register_standard() -> None:
            "inputs with a value off the 1/16 grid answered by the decoy", levels=16)
     router("ranges", lambda c, d, data: RangeRouter(c, d, np.asarray(data)),
            "inputs outside the per-feature ranges of the pirate's data answered by the decoy", needs_data=True)
+    router("density", lambda c, d, data: DensityRouter(c, d, np.asarray(data), 0.01),
+           "inputs less likely than the 1% least likely of the pirate's data, under a Gaussian fitted to it, "
+           "answered by the decoy", needs_data=True, quantile=0.01)
     router("near_duplicate", lambda c, d, _: NearDuplicateRouter(c, d, 0.3),
            "stateful: an input within 0.3 of an earlier one answered by the decoy, a repeated input as before",
            eps=0.3)

@@ -183,7 +183,7 @@ def check_verify(args: argparse.Namespace) -> None:
         raise InvalidParameter("--commitment-digest needs --commitment FILE.")
     refuse_missing(fingerprint=args.fingerprint, models=[args.suspect, ("--weights", args.weights)],
                    folders=[("Reference", args.references), ("Positive", args.positives)],
-                   files=[("Commitment file", args.commitment)])
+                   files=[("Commitment file", args.commitment), ("Data file", args.owner_data)])
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -197,12 +197,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     suspect.check_budget(fingerprint.queries() + CHECK_QUERIES)  # every stage, and the evasion check
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
+    owner_data = None
+    if args.owner_data:
+        from ..make_references import load_data
+
+        owner_data = load_data(args.owner_data, input_shape=fingerprint.input_shape).x
     weights = None
     if args.white_box == "auto":
         weights = fingerprint.weight_evidence(suspect, references)
     verdict = fingerprint.verify(suspect, references, positives=positives or None, alpha=args.alpha,
                                  parametric=args.parametric, progress=not args.quiet,
-                                 weights=False if weights is None else weights)
+                                 weights=False if weights is None else weights, owner_data=owner_data)
     command_seconds = time.perf_counter() - args.started
     if args.json:
         print(json.dumps({**json.loads(verdict.to_json()), "command_seconds": command_seconds,
@@ -325,6 +330,10 @@ def add_parsers(commands: Any) -> None:
                                                              "(a mismatch is reported as tampering, exit 2)")
     verify.add_argument("--commitment-digest", metavar="SHA256", help="the published digest the commitment file "
                                                                       "must have")
+    verify.add_argument("--owner-data", metavar="FILE", help="a data file of the owner's (.npz with x and y, or .csv "
+                        "with the target last, as `tafa references` takes): the evasion check starts from its inputs "
+                        "instead of data-like inputs made from the domain, so that a service routing what does not "
+                        "look like its data to another model is exposed (a few dozen of them are sent to the suspect)")
     add_quiet(verify)
     add_white_box_option(verify)
     add_opening_options(verify, weights=True)

@@ -5,7 +5,7 @@ A pirate who has read the method can answer the fingerprint's queries from anoth
 not look like its data (no exact zeros, off the data's value grid, outside its ranges) from the
 decoy, or any input close to an earlier one from the decoy. Each makes the answers depend on
 something no fixed function depends on. After the fingerprint's own queries, :func:`check_evasion`
-asks a few more (182 by default) and compares:
+asks a few more (238 by default) and compares:
 
 1. **Re-asks.** A random subset of the inputs already asked is asked again, half of them one at a
    time and half inside one shuffled batch mixed with data-like inputs (below); some data-like
@@ -25,19 +25,20 @@ asks a few more (182 by default) and compares:
    one model and others from another is not, wherever its routing rule switches. :data:`SEGMENTS`
    segments run from an input a pirate's data would contain (the domain's rest point, every feature
    at 0 or its lower bound, for the first half; data-like inputs for the others) towards inputs the
-   verification already asked (every other one only :data:`SHORT` of the way, so that a switch at
-   its start outweighs the model's own change along it); each is halved :data:`HALVINGS` times,
-   keeping the half whose answers change more (compared as
+   verification already asked (every other one only :data:`SHORT` of the way); given the owner's
+   own data, every segment starts from one of its inputs and runs the whole way. Each is scanned at
+   :data:`CELLS` equal cells; the cell whose answers change most (compared as
    :func:`~tafa.signature.interface.recognise` undoes an interface, sorted across outputs so that a
-   top-k list's reordering is no jump). A continuous function's change over the last piece shrinks
-   with its length (``2^-14`` of the segment); a switch between two models does not. It is found
-   when it outweighs the model's own change over the halves kept; a switch far along a long
-   segment can be lost to it (hence the short segments). A segment **jumps** when that last change
-   exceeds :data:`JUMP_TOLERANCE` of the answers' spread and, for answers on a grid, spans more
-   than :data:`JUMP_GRID_STEPS` steps (a rounding boundary moves an answer by one step, a one-hot
-   label by one). Whatever statistic a
-   router keys on (exact zeros, a value grid, per-feature ranges, closeness to earlier queries), a
-   segment from an input it routes to the copy to one it routes away crosses the switch.
+   top-k list's reordering is no jump) is halved :data:`HALVINGS` times, keeping the half that
+   changes more. A continuous function's change over the last piece (about ``2^-13.6`` of the
+   segment) shrinks with its length; a switch between two models does not. The switch is found when
+   its jump outweighs the model's own change over a cell (a twelfth of the segment, a 768th on a
+   short one). A segment **jumps** when that last change exceeds :data:`JUMP_TOLERANCE` of the
+   answers' spread and, for answers on a grid, spans more than :data:`JUMP_GRID_STEPS` steps (a
+   rounding boundary moves an answer by one step, a one-hot label by one). Whatever statistic a
+   router keys on (exact zeros, a value grid, per-feature ranges, a density model, closeness to
+   earlier queries), a segment from an input it routes to the copy to one it routes away crosses
+   the switch.
 
 The suspect is **evasive** when re-asks or near pairs find at least :data:`MIN_DIFFERING` inputs, and
 at least :data:`MIN_FRACTION` of those compared, beyond their tolerance, or when at least
@@ -57,7 +58,7 @@ The choice of the re-asked inputs and of the data-like ones is drawn from fresh 
 >>> inputs = np.random.default_rng(0).random((100, 16)).astype(np.float32)
 >>> check = check_evasion(model, inputs, model(inputs), parse_domain("box:0,1", (16,)), seed=0)
 >>> check.evasive, check.queries
-(False, 182)
+(False, 238)
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ GRID_LEVELS = 16
 #: Fewest differing inputs, and smallest fraction of those compared, that make a comparison evasive.
 MIN_DIFFERING = 2
 MIN_FRACTION = 0.15
-#: Segments bisected for a jump, and how many times each is halved (the last piece: 2^-14 of it).
-SEGMENTS, HALVINGS = 8, 14
+#: Segments searched for a jump, the cells each is first scanned at, and how many times the cell that
+#: changes most is then halved (the last piece: 1/(12 x 2^10), about 2^-13.6 of the segment).
+SEGMENTS, CELLS, HALVINGS = 8, 12, 10
 #: Every other segment ends this fraction of the way to an input already asked (a new query).
 SHORT = 1 / 64
 #: A segment's last piece may change the answers (as compared, sorted) by this fraction of their spread
@@ -116,6 +118,7 @@ class EvasionCheck:
     segments: int = 0  #: segments bisected
     jumps: int = 0  #: of them, with a jump no continuous function makes
     jumps_max: float = 0.0  #: the largest last-piece change (fraction of the compared answers' spread)
+    anchored: bool = False  #: data-like inputs came from the owner's data (``anchors``), not the domain
     reask_tolerance: float = REASK_TOLERANCE
     pair_tolerance: float = PAIR_TOLERANCE
     pair_step: float = PAIR_STEP
@@ -128,8 +131,9 @@ class EvasionCheck:
                  f"batch (max {self.reask_max:.3g} of the answers' spread, tolerance {self.reask_tolerance:g}); "
                  f"{self.pairs_differing} of {self.pairs} pairs of inputs {self.pair_step:g} apart answered up to "
                  f"{self.pairs_max:.3g} apart (tolerance {self.pair_tolerance:g}); {self.jumps} of {self.segments} "
-                 f"segments jumped (max {self.jumps_max:.3g} of the spread over 2^-{HALVINGS} of a segment, tolerance "
-                 f"{self.jump_tolerance:g})")
+                 f"segments jumped (max {self.jumps_max:.3g} of the spread over 1/{CELLS * 2 ** HALVINGS} of a "
+                 f"segment, tolerance {self.jump_tolerance:g})"
+                 + ("; data-like inputs from the owner's data" if self.anchored else ""))
         if self.evasive:
             return (f"EVASIVE SUSPECT: {found}: its answers depend on batch size, order or input style, or jump, "
                     f"as no fixed continuous function's do, so its score need not describe the model its users get, "
@@ -210,18 +214,30 @@ class _Compared:
 
 
 def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answers: np.ndarray,
-                  compared: _Compared, halvings: int = HALVINGS) -> np.ndarray:
-    """Halve each segment ``starts[i] -> ends[i]`` ``halvings`` times, keeping the half whose answers
-    (``compared``) change more, and return each last piece's change as a fraction of the compared
-    answers' spread (0 where, on a grid, it spans at most :data:`JUMP_GRID_STEPS` steps). Asks
-    ``len(starts) * (halvings + 1)`` queries, one batch per halving."""
+                  compared: _Compared, cells: int = CELLS, halvings: int = HALVINGS) -> np.ndarray:
+    """Scan each segment ``starts[i] -> ends[i]`` at ``cells`` equal cells, keep the cell whose
+    answers (``compared``) change most, halve it ``halvings`` times, keeping the half whose answers
+    change more, and return each last piece's change as a fraction of the compared answers' spread
+    (0 where, on a grid, it spans at most :data:`JUMP_GRID_STEPS` steps). Asks
+    ``len(starts) * (cells + halvings)`` queries: one batch for the scan, one per halving."""
     count = len(starts)
     shape = model.input_shape
     low = starts.reshape(count, -1).astype(np.float64)
     high = ends.reshape(count, -1).astype(np.float64)
-    raw_low = np.asarray(model(low.astype(np.float32).reshape(count, *shape)), dtype=np.float64).reshape(count, -1)
-    raw_high = np.asarray(end_answers, dtype=np.float64).reshape(count, -1)
-    low_t, high_t = compared(raw_low), compared(raw_high)
+    # the scan: the segment's start and ``cells - 1`` points between, in one batch; the cell whose
+    # ends differ most holds the switch if its jump outweighs a cell's share of the model's own change
+    t = np.arange(cells) / cells
+    points = (low[:, None] + t[None, :, None] * (high - low)[:, None]).reshape(count * cells, -1)
+    raw = np.asarray(model(points.astype(np.float32).reshape(count * cells, *shape)), dtype=np.float64)
+    raw = np.concatenate([raw.reshape(count, cells, -1), np.asarray(end_answers, dtype=np.float64).reshape(
+        count, 1, -1)], axis=1)
+    scanned = compared(raw.reshape(count * (cells + 1), -1)).reshape(count, cells + 1, -1)
+    cell = np.abs(np.diff(scanned, axis=1)).max(axis=2).argmax(axis=1)
+    rows = np.arange(count)
+    span = high - low
+    low, high = low + (cell / cells)[:, None] * span, low + ((cell + 1) / cells)[:, None] * span
+    raw_low, raw_high = raw[rows, cell], raw[rows, cell + 1]
+    low_t, high_t = scanned[rows, cell], scanned[rows, cell + 1]
     for _ in range(halvings):
         middle = 0.5 * (low + high)
         raw = np.asarray(model(middle.astype(np.float32).reshape(count, *shape)), dtype=np.float64).reshape(count, -1)
@@ -240,19 +256,22 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
 #: The check's default share of re-asked inputs, near pairs and data-like inputs asked alone, and
 #: the queries they add (:func:`check_evasion`).
 REASK, PAIRS, ALONE = 20, 16, 6
-CHECK_QUERIES = REASK + 2 * PAIRS + ALONE + SEGMENTS * (HALVINGS + 1) + SEGMENTS // 2
+CHECK_QUERIES = REASK + 2 * PAIRS + ALONE + SEGMENTS * (CELLS + HALVINGS) + SEGMENTS // 2
 
 
 def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain: Domain, *, reask: int = REASK,
                   pairs: int = PAIRS, alone: int = ALONE, segments: int = SEGMENTS,
-                  seed: int | None = None) -> EvasionCheck:
-    """Ask ``model`` ``reask + 2 * pairs + alone + segments * (HALVINGS + 1) + segments // 2`` more
-    queries (182 by default) and judge whether its answers are those of one fixed continuous function (see the
+                  anchors: np.ndarray | None = None, seed: int | None = None) -> EvasionCheck:
+    """Ask ``model`` ``reask + 2 * pairs + alone + segments * (CELLS + HALVINGS) + segments // 2``
+    more queries (238 by default) and judge whether its answers are those of one fixed continuous function (see the
     module's description).
 
     ``inputs`` and ``answers``: what the verification already asked and was answered (the re-asked
     inputs are drawn from them; at least one). ``seed``: ``None`` draws from fresh entropy (what a
-    verification against a real suspect should do); an integer makes the check reproducible."""
+    verification against a real suspect should do); an integer makes the check reproducible.
+    ``anchors``: inputs from the owner's own data (``(n, *input_shape)``), used instead of data-like
+    inputs made from the domain (near pairs, and every segment's start): a router with a good
+    detector of the task's data answers them from the copy."""
     caller = "check_evasion"
     check_param("model", model, "a tafa Model", isinstance(model, Model), caller=caller)
     inputs = np.asarray(inputs, dtype=np.float32)
@@ -270,7 +289,18 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
 
     chosen = rng.permutation(len(inputs))[:reask]
     singles, batched = chosen[: (len(chosen) + 1) // 2], chosen[(len(chosen) + 1) // 2:]
-    base = data_like(domain, pairs, rng).astype(np.float32)
+    if anchors is not None:
+        anchors = np.asarray(anchors, dtype=np.float32)
+        check_param("anchors", np.shape(anchors), f"a non-empty array of inputs (n, {model.input_shape})",
+                    anchors.ndim == len(model.input_shape) + 1 and len(anchors) > 0
+                    and anchors.shape[1:] == model.input_shape, caller=caller)
+
+    def like_data(count: int) -> np.ndarray:
+        if anchors is None:
+            return data_like(domain, count, rng)
+        return anchors[rng.choice(len(anchors), size=count, replace=count > len(anchors))].astype(np.float64)
+
+    base = like_data(pairs).astype(np.float32)
     moved = near_pairs(domain, base.astype(np.float64), rng).astype(np.float32)
     mixed = np.concatenate([inputs[batched], base, moved])
     order = rng.permutation(len(mixed))
@@ -297,11 +327,13 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     # jumps: from the rest point (first half) and data-like inputs towards inputs already asked, every
     # other segment only SHORT of the way (a switch at its start then outweighs the model's own change)
     ends = rng.choice(len(inputs), size=segments, replace=segments > len(inputs))
-    from_rest = (segments + 1) // 2
+    # (with the owner's data, every segment starts from it and runs the whole way: a router that
+    # passes real data to the copy switches somewhere between such a start and a probe)
+    from_rest = 0 if anchors is not None else (segments + 1) // 2
     starts = np.concatenate([np.repeat(rest_point(domain), from_rest, axis=0),
-                             data_like(domain, segments - from_rest, rng)]).astype(np.float64)
+                             like_data(segments - from_rest)]).astype(np.float64)
     targets = inputs[ends].astype(np.float64)
-    short = np.arange(segments) % 2 == 1
+    short = (np.arange(segments) % 2 == 1) & (anchors is None)
     targets[short] = starts[short] + SHORT * (targets[short] - starts[short])
     target_answers = answers[ends].astype(np.float64)
     if short.any():
@@ -316,4 +348,4 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
                         reask_max=float(reask_gaps.max(initial=0.0)), pairs=len(pair_gaps),
                         pairs_differing=pairs_differing, pairs_max=float(pair_gaps.max(initial=0.0)),
                         queries=model.queries - before, scale=scale, segments=int(segments), jumps=jumps,
-                        jumps_max=float(jump_sizes.max(initial=0.0)))
+                        jumps_max=float(jump_sizes.max(initial=0.0)), anchored=anchors is not None)
