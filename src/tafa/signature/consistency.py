@@ -5,7 +5,7 @@ A pirate who has read the method can answer the fingerprint's queries from anoth
 not look like its data (no exact zeros, off the data's value grid, outside its ranges) from the
 decoy, or any input close to an earlier one from the decoy. Each makes the answers depend on
 something no fixed function depends on. After the fingerprint's own queries, :func:`check_evasion`
-asks a few more (238 by default) and compares:
+asks a few more (254 by default) and compares:
 
 1. **Re-asks.** A random subset of the inputs already asked is asked again, half of them one at a
    time and half inside one shuffled batch mixed with data-like inputs (below); some data-like
@@ -30,11 +30,13 @@ asks a few more (238 by default) and compares:
    :data:`CELLS` equal cells; the cell whose answers change most (compared as
    :func:`~tafa.signature.interface.recognise` undoes an interface, sorted across outputs so that a
    top-k list's reordering is no jump) is halved :data:`HALVINGS` times, keeping the half that
-   changes more. A continuous function's change over the last piece (about ``2^-13.6`` of the
+   changes more. A continuous function's change over the last piece (about ``2^-15.6`` of the
    segment) shrinks with its length; a switch between two models does not. The switch is found when
    its jump outweighs the model's own change over a cell (a twelfth of the segment, a 768th on a
    short one). A segment **jumps** when that last change exceeds :data:`JUMP_TOLERANCE` of the
-   answers' spread and, for answers on a grid, spans more than :data:`JUMP_GRID_STEPS` steps (a
+   answers' spread, is at least :data:`PERSISTENCE` of the change over the piece 2^:data:`PERSIST`
+   times longer (a jump persists as the piece shrinks, a steep continuous stretch does not) and,
+   for answers on a grid, spans more than :data:`JUMP_GRID_STEPS` steps (a
    rounding boundary moves an answer by one step, a one-hot label by one). Whatever statistic a
    router keys on (exact zeros, a value grid, per-feature ranges, a density model, closeness to
    earlier queries), a segment from an input it routes to the copy to one it routes away crosses
@@ -58,7 +60,7 @@ The choice of the re-asked inputs and of the data-like ones is drawn from fresh 
 >>> inputs = np.random.default_rng(0).random((100, 16)).astype(np.float32)
 >>> check = check_evasion(model, inputs, model(inputs), parse_domain("box:0,1", (16,)), seed=0)
 >>> check.evasive, check.queries
-(False, 238)
+(False, 254)
 """
 
 from __future__ import annotations
@@ -89,8 +91,11 @@ GRID_LEVELS = 16
 MIN_DIFFERING = 2
 MIN_FRACTION = 0.15
 #: Segments searched for a jump, the cells each is first scanned at, and how many times the cell that
-#: changes most is then halved (the last piece: 1/(12 x 2^10), about 2^-13.6 of the segment).
-SEGMENTS, CELLS, HALVINGS = 8, 12, 10
+#: changes most is then halved (the last piece: 1/(12 x 2^12), about 2^-15.6 of the segment).
+SEGMENTS, CELLS, HALVINGS = 8, 12, 12
+#: A jump must persist: its last piece must change at least PERSISTENCE times what the piece
+#: 2^PERSIST times longer did (a continuous function, locally linear there, changes 2^-PERSIST as much).
+PERSIST, PERSISTENCE = 4, 0.5
 #: Every other segment ends this fraction of the way to an input already asked (a new query).
 SHORT = 1 / 64
 #: A segment's last piece may change the answers (as compared, sorted) by this fraction of their spread
@@ -117,7 +122,8 @@ class EvasionCheck:
     scale: float  #: the spread of the answers the differences are measured against
     segments: int = 0  #: segments bisected
     jumps: int = 0  #: of them, with a jump no continuous function makes
-    jumps_max: float = 0.0  #: the largest last-piece change (fraction of the compared answers' spread)
+    jumps_max: float = 0.0  #: the largest jump (a last-piece change that persisted; fraction of the spread)
+    pieces_max: float = 0.0  #: the largest last-piece change, jump or not (a continuous model's stays small)
     anchored: bool = False  #: data-like inputs came from the owner's data (``anchors``), not the domain
     reask_tolerance: float = REASK_TOLERANCE
     pair_tolerance: float = PAIR_TOLERANCE
@@ -214,11 +220,13 @@ class _Compared:
 
 
 def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answers: np.ndarray,
-                  compared: _Compared, cells: int = CELLS, halvings: int = HALVINGS) -> np.ndarray:
+                  compared: _Compared, cells: int = CELLS, halvings: int = HALVINGS,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Scan each segment ``starts[i] -> ends[i]`` at ``cells`` equal cells, keep the cell whose
     answers (``compared``) change most, halve it ``halvings`` times, keeping the half whose answers
-    change more, and return each last piece's change as a fraction of the compared answers' spread
-    (0 where, on a grid, it spans at most :data:`JUMP_GRID_STEPS` steps). Asks
+    change more. Returns each last piece's change as a fraction of the compared answers' spread, and
+    whether it can be a jump: it persisted (:data:`PERSISTENCE`) and, on a grid, spans more than
+    :data:`JUMP_GRID_STEPS` steps. Asks
     ``len(starts) * (cells + halvings)`` queries: one batch for the scan, one per halving."""
     count = len(starts)
     shape = model.input_shape
@@ -238,6 +246,7 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
     low, high = low + (cell / cells)[:, None] * span, low + ((cell + 1) / cells)[:, None] * span
     raw_low, raw_high = raw[rows, cell], raw[rows, cell + 1]
     low_t, high_t = scanned[rows, cell], scanned[rows, cell + 1]
+    changes = [np.abs(high_t - low_t).max(axis=1)]
     for _ in range(halvings):
         middle = 0.5 * (low + high)
         raw = np.asarray(model(middle.astype(np.float32).reshape(count, *shape)), dtype=np.float64).reshape(count, -1)
@@ -247,10 +256,14 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
                                   np.where(first[:, None], middle_t, high_t))
         low, raw_low, low_t = (np.where(first[:, None], low, middle), np.where(first[:, None], raw_low, raw),
                                np.where(first[:, None], low_t, middle_t))
-    change = np.abs(high_t - low_t).max(axis=1) / compared.scale
+        changes.append(np.abs(high_t - low_t).max(axis=1))
+    change = changes[-1] / compared.scale
+    # a jump persists as its piece shrinks; a continuous function's change shrinks with the piece (by
+    # 2^PERSIST over the last PERSIST halvings where it is locally linear)
+    jumping = changes[-1] >= PERSISTENCE * changes[max(0, len(changes) - 1 - PERSIST)]
     if compared.step is not None:
-        change = np.where(np.abs(raw_high - raw_low).max(axis=1) > JUMP_GRID_STEPS * compared.step, change, 0.0)
-    return change
+        jumping &= np.abs(raw_high - raw_low).max(axis=1) > JUMP_GRID_STEPS * compared.step
+    return change, jumping
 
 
 #: The check's default share of re-asked inputs, near pairs and data-like inputs asked alone, and
@@ -263,7 +276,7 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
                   pairs: int = PAIRS, alone: int = ALONE, segments: int = SEGMENTS,
                   anchors: np.ndarray | None = None, seed: int | None = None) -> EvasionCheck:
     """Ask ``model`` ``reask + 2 * pairs + alone + segments * (CELLS + HALVINGS) + segments // 2``
-    more queries (238 by default) and judge whether its answers are those of one fixed continuous function (see the
+    more queries (254 by default) and judge whether its answers are those of one fixed continuous function (see the
     module's description).
 
     ``inputs`` and ``answers``: what the verification already asked and was answered (the re-asked
@@ -338,8 +351,9 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     target_answers = answers[ends].astype(np.float64)
     if short.any():
         target_answers[short] = model(targets[short].astype(np.float32))
-    jump_sizes = (segment_jumps(model, starts, targets, target_answers, _Compared(answers)) if segments
-                  else np.zeros(0))
+    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, _Compared(answers)) if segments
+                       else (np.zeros(0), np.zeros(0, dtype=bool)))
+    jump_sizes = np.where(jumping, pieces, 0.0)
     jumps = int((jump_sizes > JUMP_TOLERANCE).sum())
 
     evasive = (_fires(reask_differing, len(reask_gaps)) or _fires(pairs_differing, len(pair_gaps))
@@ -348,4 +362,5 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
                         reask_max=float(reask_gaps.max(initial=0.0)), pairs=len(pair_gaps),
                         pairs_differing=pairs_differing, pairs_max=float(pair_gaps.max(initial=0.0)),
                         queries=model.queries - before, scale=scale, segments=int(segments), jumps=jumps,
-                        jumps_max=float(jump_sizes.max(initial=0.0)), anchored=anchors is not None)
+                        jumps_max=float(jump_sizes.max(initial=0.0)), pieces_max=float(pieces.max(initial=0.0)),
+                        anchored=anchors is not None)
