@@ -1,8 +1,11 @@
-"""Issue 21 through the command line: a copy served behind an evasion wrapper (a batch-size router,
-a zero-count router, a ripple, a near-duplicate router) as a KServe v2 service, verified with
+"""Issues 20 and 21 through the command line, as a pirate serves a copy: behind an evasion wrapper (a
+batch-size router, a zero-count router, a range router, a ripple, a near-duplicate router, a router
+with a detector of the task's data) or behind an interface (probabilities, log-probabilities,
+integer logits, rounded probabilities, a one-hot label), as a KServe v2 service, verified with
 ``tafa verify SUSPECT_URL --references DIR --alpha 0.05`` against 40 references with the default
-(two-stage) scheme, is judged derived, or evasive for the routers, and never cleared; an independent
-model served the same way (another independent model as its decoy) is never judged derived."""
+(two-stage) scheme. A copy is judged derived (evasive also counts for the routers; undecided for the
+interfaces that leave too little, never independent); an independent model served the same way
+(another independent model as its decoy) is never judged derived."""
 
 from __future__ import annotations
 
@@ -85,10 +88,11 @@ def verify(fingerprint: Path, references: Path, served: Model, capsys, *extra: s
     assert code == 0, verdict
     assert verdict["n_references"] == 40 and verdict["alpha_requested"] == 0.05, verdict
     stages = ", ".join(f"{s['name']} {s['score']} > {s.get('threshold')}" for s in verdict["stages"])
-    print(f"\n{served.name}: {verdict['decision']}, score {verdict['score']:.4f}, threshold "
-          f"{verdict['threshold']:.4f}, margin {verdict['margin']:.4f}, stages: {stages}; "
-          f"routed {getattr(served, 'routed', '-')} of {served.queries}; suspect {verdict['seconds']:.2f} s "
-          f"of {verdict['command_seconds']:.2f} s")
+    with capsys.disabled():  # shown with -s, kept out of the next call's captured JSON
+        print(f"\n{served.name}: {verdict['decision']}, score {verdict['score']:.4f}, threshold "
+              f"{verdict['threshold']:.4f}, margin {verdict['margin']:.4f}, stages: {stages}; "
+              f"routed {getattr(served, 'routed', '-')} of {served.queries}; suspect {verdict['seconds']:.2f} s "
+              f"of {verdict['command_seconds']:.2f} s")
     return verdict
 
 
@@ -142,3 +146,30 @@ def test_a_router_with_a_data_detector_is_exposed_with_the_owners_data(quantile,
         assert verdict["evasion"]["anchored"] and verdict["decision"] in allowed, verdict
         if model is not classifier.independent:
             assert verdict["decision"] == "evasive" and verdict["evasion"]["jumps"] >= 1, verdict
+
+
+#: What a copy behind each interface may be judged: probabilities and log-probabilities are undone
+#: exactly, integer logits are decided at the coarse scale; probabilities rounded to 3 decimals and a
+#: one-hot label leave too little at data-free probes (docs/method.md): never cleared, undecided.
+INTERFACE_DECISIONS = {"softmax": {"derived"}, "log_softmax": {"derived"}, "integer_logits": {"derived"},
+                       "softmax_round3": {"derived", "undecided"}, "one_hot": {"undecided"}}
+
+
+@pytest.mark.parametrize("interface", sorted(INTERFACE_DECISIONS))
+def test_a_copy_behind_an_interface_is_never_cleared_through_the_cli(interface, classifier, forty_references,
+                                                                     fingerprint, references, capsys):
+    """An int8 copy behind ``interface``: derived (by a wide margin) where the interface leaves the
+    evidence, undecided where it does not, never independent; the independent model behind the same
+    interface is never derived (undecided on a grid, with no stage above its threshold)."""
+    from tafa.attacks.interface import get_interface
+
+    wrap = get_interface(interface)
+    copy = wrap.apply(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"))
+    verdict = verify(fingerprint, references, copy, capsys)
+    assert verdict["decision"] in INTERFACE_DECISIONS[interface], verdict
+    if INTERFACE_DECISIONS[interface] == {"derived"}:  # (rounded probabilities: derived by 0.06, or undecided)
+        assert verdict["margin"] > MIN_MARGIN, verdict
+    other = wrap.apply(TorchModel(classifier.independent, SHAPE, name="independent"))
+    verdict = verify(fingerprint, references, other, capsys)
+    on_a_grid = interface in ("softmax_round3", "one_hot", "integer_logits")
+    assert verdict["decision"] == ("undecided" if on_a_grid else "independent"), verdict
