@@ -15,12 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from tafa import Fingerprint
 from tafa.attacks import magnitude_prune
+from tafa.bench.datasets import load_task
 from tafa.cli import main
 from tafa.cli.options import DECISION_EXIT_CODES
 from tafa.decide.rule import DECISIONS
@@ -200,6 +202,7 @@ def test_bad_arguments_are_refused_before_torch_is_imported(world, tmp_path):
          "absent.onnx"),
         (["fingerprint", str(world["owner"]), "--domain", "box:0,1", "--out", fingerprint], "--force"),
         (["info", str(tmp_path / "absent.tafa")], "absent.tafa"),
+        (["verify", fingerprint, str(world["pirate"]), "--owner-data", str(tmp_path / "absent.npz")], "absent.npz"),
     ):
         done = _cli(*argv)
         lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
@@ -345,3 +348,22 @@ def test_the_readmes_python_blocks_run_as_written(tmp_path):
         outputs.append(done.stdout)
     assert outputs[-1].startswith("derived ") and "DERIVED" in outputs[-1]
     assert (tmp_path / "owner.tafa.commitment.json").exists()
+
+
+def test_owner_data_that_does_not_fit_is_refused_in_one_line_and_data_that_fits_is_used(world, capsys, tmp_path):
+    """``verify --owner-data``: inputs of another size, a pickled array and a file of another kind are
+    each one line naming the file (nothing is unpickled); the owner's digits are used by the check."""
+    fingerprint, pirate = str(world["fingerprint"]), str(world["pirate"])
+    np.savez(tmp_path / "wide.npz", x=np.zeros((20, 65), dtype=np.float32), y=np.zeros(20))
+    np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}] * 20, dtype=object), y=np.zeros(20))
+    (tmp_path / "data.txt").write_text("1,2,3\n")
+    for name, needle in (("wide.npz", "the fingerprint's input shape 1,8,8"), ("pickled.npz", "pickled.npz"),
+                         ("data.txt", ".npz")):
+        code, _, err = _run(capsys, "verify", fingerprint, pirate, "--owner-data", str(tmp_path / name))
+        _one_line(code, err, name, needle)
+    digits = load_task("digits").split("owner")
+    np.savez(tmp_path / "digits.npz", x=digits.x.numpy()[:100], y=digits.y.numpy()[:100])
+    code, out, err = _run(capsys, "verify", fingerprint, pirate, "--owner-data", str(tmp_path / "digits.npz"),
+                          "--json")
+    assert code == 0, err
+    assert json.loads(out)["evasion"]["anchored"] is True

@@ -86,11 +86,12 @@ class ReferenceData:
 
 
 def load_data(path: str | os.PathLike[str], *, max_bytes: int = MAX_DATA_BYTES,
-              input_shape: Sequence[int] | None = None) -> ReferenceData:
+              input_shape: Sequence[int] | None = None, shape_source: str = "--input-shape") -> ReferenceData:
     """Read a data file: ``.npz`` with arrays ``x`` (inputs) and ``y`` (targets), or ``.csv``
     (numbers, an optional header row; the target in the last column). At most ``max_bytes`` are
     read (an ``.npz`` may declare no more uncompressed); nothing is unpickled. ``input_shape``
-    reshapes each input (a CSV row of 64 numbers for a ``(1, 8, 8)`` network). Every problem is
+    reshapes each input (a CSV row of 64 numbers for a ``(1, 8, 8)`` network; ``shape_source`` says
+    where that shape comes from in the message when it cannot). Every problem is
     one :class:`~tafa.errors.InvalidParameter` line naming the file."""
     name = f"Data file {str(path)!r}"
     suffix = Path(path).suffix.lower()
@@ -111,7 +112,7 @@ def load_data(path: str | os.PathLike[str], *, max_bytes: int = MAX_DATA_BYTES,
     if input_shape is not None:
         shape = tuple(int(s) for s in input_shape)
         if math.prod(shape) != math.prod(x.shape[1:]):
-            raise InvalidParameter(f"{name}: inputs of shape {list(x.shape[1:])} cannot be reshaped to --input-shape "
+            raise InvalidParameter(f"{name}: inputs of shape {list(x.shape[1:])} cannot be reshaped to {shape_source} "
                                    f"{','.join(map(str, shape))}.")
         x = x.reshape(len(x), *shape)
     for label, array in (("inputs", x), ("targets", y)):

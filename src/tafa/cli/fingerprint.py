@@ -201,7 +201,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.owner_data:
         from ..make_references import load_data
 
-        owner_data = load_data(args.owner_data, input_shape=fingerprint.input_shape).x
+        owner_data = load_data(args.owner_data, input_shape=fingerprint.input_shape,
+                               shape_source="the fingerprint's input shape").x
     weights = None
     if args.white_box == "auto":
         weights = fingerprint.weight_evidence(suspect, references)
