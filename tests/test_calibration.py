@@ -48,7 +48,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def world(classifier, tmp_path_factory):
     """An owner fingerprinted from ONNX, a pirated copy, an independent model, two reference
-    folders (two models; four models in 300 files) and the files to put among them."""
+    folders (two models; four models in 80 files) and the files to put among them."""
     root = tmp_path_factory.mktemp("calibration")
     files = {"owner": _onnx(classifier.owner, root / "owner.onnx"),
              "pirate": _onnx(magnitude_prune(classifier.owner, 0.5), root / "pirate.onnx"),
@@ -62,7 +62,7 @@ def world(classifier, tmp_path_factory):
     many.mkdir()
     for i, model in enumerate(classifier.references[0:12:3]):
         save_file(model.state_dict(), str(root / f"mlp{i}.safetensors"))
-    for i in range(300):
+    for i in range(80):
         shutil.copy(root / f"mlp{i % 4}.safetensors", many / f"copy{i:03d}.safetensors")
     fingerprint = root / "owner.tafa"
     assert main(["--quiet", "fingerprint", files["owner"], "--domain", "box:0,1", "--out", str(fingerprint),
@@ -113,12 +113,12 @@ def test_a_parametric_tail_is_asked_for_and_labelled(world, capsys):
 
 
 @pytest.mark.slow
-def test_300_files_of_4_distinct_models_give_the_bound_of_4(world, capsys):
+def test_80_files_of_4_distinct_models_give_the_bound_of_4(world, capsys):
     code, verdict, _ = _verify(capsys, world, "pirate", world["many"], *WEIGHTS_ONLY)
     assert code == 0 and verdict["n_references"] == 4 and len(verdict["reference_scores"]) == 4
     assert verdict["decision"] == "undecided" and verdict["bound"] == pytest.approx(0.2)
     assert "4 distinct references support a false-positive bound of 0.2" in verdict["bound_note"]
-    assert any("300 references are 4 distinct models" in note for note in verdict["notes"])
+    assert any("80 references are 4 distinct models" in note for note in verdict["notes"])
     code, verdict, _ = _verify(capsys, world, "pirate", world["many"], "--alpha", "0.2", *WEIGHTS_ONLY)
     assert code == 0 and verdict["decision"] == "derived" and verdict["bound"] == pytest.approx(0.2)
 

