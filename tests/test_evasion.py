@@ -177,8 +177,10 @@ def test_check_never_flags_plain_models(kind, tmp_path):
 
 def test_no_interface_makes_a_plain_model_jump(kind):
     """An interface's own discontinuities (a rounding step, a label flip, a top-k reordering, 8-bit
-    pixels) are no jump: the owner and an independent model behind every interface of their task are
-    never flagged."""
+    pixels) are no jump, and a near pair or a re-ask that crosses a rounding boundary is no evasion:
+    the owner and an independent model behind every interface of their task are never flagged (a
+    decoder of the benchmark behind 8-bit pixels was, before rounding steps were excluded from the
+    pairs: ``python benchmarks/jump_check.py --interfaces --zoos digits-vae``)."""
     from tafa.attacks.interface import interfaces_for
 
     task = {"classifier": "classification", "regressor": "regression", "generator": "generation"}[kind.name]
@@ -190,7 +192,7 @@ def test_no_interface_makes_a_plain_model_jump(kind):
             model = interface.apply(TorchModel(module, kind.input_shape))
             for seed in range(1):
                 found = check_evasion(model, inputs, model(inputs), domain, seed=seed)
-                assert found.jumps == 0, (interface.name, seed, found)
+                assert found.jumps == 0 and not found.evasive, (interface.name, seed, found)
 
 
 @pytest.mark.parametrize("name, task", [("ranges", "classifier"), ("ranges", "regressor"), ("ranges", "generator"),

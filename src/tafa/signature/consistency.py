@@ -45,9 +45,10 @@ asks a few more (254 by default) and compares:
 The suspect is **evasive** when re-asks or near pairs find at least :data:`MIN_DIFFERING` inputs, and
 at least :data:`MIN_FRACTION` of those compared, beyond their tolerance, or when at least
 :data:`MIN_JUMPS` segment jumps: answers that depend on batch size, order or style in a way no fixed
-function does. Re-asks and pairs count rather than fire on one difference, so that a quantised
-interface (integer logits, labels), whose answers may jump where a tiny step crosses a rounding
-boundary, is not flagged for a rare jump; a segment's jump already excludes a rounding step.
+function does. For answers on a grid (integer logits, labels, 8-bit pixels), a difference of at
+most :data:`JUMP_GRID_STEPS` grid steps counts for none of them: float noise or a tiny step crosses
+a rounding boundary of some output often (a decoder's 64 pixels on one pair in five). Re-asks and
+pairs also count rather than fire on one difference.
 
 The choice of the re-asked inputs and of the data-like ones is drawn from fresh entropy unless a
 ``seed`` is given: a service cannot know in advance which inputs come back.
@@ -182,9 +183,15 @@ def near_pairs(domain: Domain, base: np.ndarray, rng: np.random.Generator, step:
     return (flat + np.where(moved, sign * size, 0.0)).reshape(base.shape)
 
 
-def _differences(first: np.ndarray, second: np.ndarray, scale: float) -> np.ndarray:
+def _differences(first: np.ndarray, second: np.ndarray, scale: float, step: float | None = None) -> np.ndarray:
+    """The largest difference of each pair of answers, as a fraction of ``scale``; on a grid of
+    ``step``, 0 where it spans at most :data:`JUMP_GRID_STEPS` steps (a rounding boundary crossed by
+    float noise or a tiny step moves an answer by one step: 8-bit pixels, integer logits)."""
     count = len(first)
-    return np.abs(first.reshape(count, -1) - second.reshape(count, -1)).max(axis=1) / scale
+    gaps = np.abs(first.reshape(count, -1) - second.reshape(count, -1)).max(axis=1)
+    if step is not None:
+        gaps = np.where(gaps > JUMP_GRID_STEPS * step, gaps, 0.0)
+    return gaps / scale
 
 
 def answer_scale(answers: np.ndarray) -> float:
@@ -327,13 +334,14 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     answered_base = mixed_answers[len(batched):len(batched) + pairs]
     answered_moved = mixed_answers[len(batched) + pairs:]
     scale = answer_scale(np.concatenate([answers, mixed_answers]))
-    reasks = [_differences(answers[batched], answered_batched, scale)]
+    step = grid_step(answers.reshape(len(answers), -1))
+    reasks = [_differences(answers[batched], answered_batched, scale, step)]
     if single_answers is not None:
-        reasks.append(_differences(answers[singles], single_answers, scale))
+        reasks.append(_differences(answers[singles], single_answers, scale, step))
     if base_alone is not None:
-        reasks.append(_differences(answered_base[:alone], base_alone, scale))
+        reasks.append(_differences(answered_base[:alone], base_alone, scale, step))
     reask_gaps = np.concatenate(reasks)
-    pair_gaps = _differences(answered_base, answered_moved, scale)
+    pair_gaps = _differences(answered_base, answered_moved, scale, step)
     reask_differing = int((reask_gaps > REASK_TOLERANCE).sum())
     pairs_differing = int((pair_gaps > PAIR_TOLERANCE).sum())
 
