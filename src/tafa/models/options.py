@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 #: ``package.module:function`` (an installed module) or ``path/to/file.py:function`` (that file;
 #: the current directory is never searched): a model named by the code that builds it
 #: (weights in ``weights``).
+#: Model files of a folder opened at once (each waits on its own sandbox worker loading its file).
+OPEN_THREADS = 4
+
 FACTORY_SPEC = re.compile(r"^(?:[A-Za-z_][\w.]*|[^:]+\.py):[A-Za-z_]\w*$")
 
 
@@ -221,10 +225,10 @@ class OpenOptions:
             raise ModelLoadError(f"{role} directory {str(folder)!r} holds no model files "
                                  f"({', '.join(MODEL_SUFFIXES)}).")
         check_links(folder, files)  # a link out of the folder (e.g. into /proc) is refused
-        models = []
-        for path in files:
+
+        def opened(path: Path) -> "Model":
             try:
-                models.append(self.open(path, input_shapes=input_shapes))
+                return self.open(path, input_shapes=input_shapes)
             except TafaError as error:
                 message = f"{role} model {str(path)!r}: {error}"
                 try:
@@ -232,7 +236,11 @@ class OpenOptions:
                 except Exception:  # noqa: BLE001 - an error type built differently keeps its family
                     named = ModelLoadError(message)
                 raise named from None
-        return models
+
+        # a few at once: each waits on its own sandbox worker loading its file (in order; the first
+        # file that fails, in name order, is the one reported)
+        with ThreadPoolExecutor(max_workers=OPEN_THREADS) as pool:
+            return list(pool.map(opened, files))
 
 
 __all__ = ["FACTORY_SPEC", "OpenOptions", "absolute_factory"]
