@@ -312,3 +312,32 @@ def test_1_what_a_worker_sends_back_as_weights_is_bounded_before_use(mode, words
         model.close()
     message = one_line(refused.value)
     assert words in message and "w.safetensors" in message and "\n" not in str(refused.value)
+
+
+# ------------------------------------------------------------------ reference folders opened at once
+def test_a_folder_opened_several_files_at_once_reports_the_first_bad_file_by_name(weights_fingerprint, tmp_path,
+                                                                                capsys):
+    """Reference folders are opened several files at once (each in its own sandbox worker); with good
+    files and two hostile ones among them (a truncated ONNX file, a zip posing as a torch archive),
+    the error is one line naming the first bad file in name order, whichever worker fails first,
+    and no thread is left behind."""
+    import threading
+
+    from tafa.cli import main
+
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for i in range(6):
+        _export(_net(10 + i), folder / f"r{i:02d}.onnx")
+    (folder / "r03b.onnx").write_bytes((folder / "r00.onnx").read_bytes()[:200])  # truncated: not a model
+    (folder / "r05b.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 100)  # a zip that is no archive
+    suspect = _export(_net(), tmp_path / "suspect.onnx")
+    threads = []
+    for _ in range(2):
+        code = main(["--quiet", "verify", str(weights_fingerprint), str(suspect), "--references", str(folder)])
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert code == 2 and captured.out == "" and len(lines) == 1, captured.err
+        assert "Reference model" in lines[0] and "r03b.onnx" in lines[0] and "r05b" not in lines[0], lines
+        threads.append(threading.active_count())
+    assert threads[1] <= threads[0], threads  # (the sandbox's own threads start with the first call)

@@ -155,13 +155,19 @@ def _fires(differing: int, compared: int) -> bool:
     return compared > 0 and differing >= max(MIN_DIFFERING, math.ceil(MIN_FRACTION * compared))
 
 
+def _bounds_and_rest(domain: Domain) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The domain's per-feature bounds, flattened, and each feature at rest: 0 where the domain
+    holds 0, else its lower bound."""
+    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape).reshape(-1) for b in domain.bounds())
+    return lo, hi, np.where((lo <= 0) & (hi >= 0), 0.0, lo)
+
+
 def data_like(domain: Domain, count: int, rng: np.random.Generator, levels: int = GRID_LEVELS) -> np.ndarray:
     """``(count, *shape)`` inputs that look like data, made from the domain alone: a fraction (0.64 to
     1, drawn per input) of the features at rest (0 where the domain holds 0, else its lower bound),
     the others on the grid of ``levels`` steps over the domain's range (``k/16`` pixels), up to a
     brightest step drawn per input (faint, sparse inputs fall inside the ranges real data shows)."""
-    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape).reshape(-1) for b in domain.bounds())
-    rest = np.where((lo <= 0) & (hi >= 0), 0.0, lo)
+    lo, hi, rest = _bounds_and_rest(domain)
     features = lo.size
     # many faint and sparse inputs (squared draws): they fall inside the narrow ranges real data shows
     brightest = np.ceil(levels * rng.random((count, 1)) ** 2)
@@ -173,9 +179,8 @@ def data_like(domain: Domain, count: int, rng: np.random.Generator, levels: int 
 def near_pairs(domain: Domain, base: np.ndarray, rng: np.random.Generator, step: float = PAIR_STEP) -> np.ndarray:
     """``base`` moved by ``step`` times the domain's scale (times 0.5 to 1, drawn per feature), towards
     the domain's inside: even rows on every feature, odd rows only on the features not at rest."""
-    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape).reshape(-1) for b in domain.bounds())
+    lo, hi, rest = _bounds_and_rest(domain)
     flat = base.reshape(len(base), -1).astype(np.float64)
-    rest = np.where((lo <= 0) & (hi >= 0), 0.0, lo)
     size = step * domain.scale() * rng.uniform(0.5, 1.0, size=flat.shape)
     sign = np.where(flat >= hi, -1.0, np.where(flat <= lo, 1.0, rng.choice([-1.0, 1.0], size=flat.shape)))
     moved = np.ones_like(flat, dtype=bool)
@@ -206,8 +211,7 @@ def answer_scale(answers: np.ndarray) -> float:
 def rest_point(domain: Domain) -> np.ndarray:
     """``(1, *shape)``: every feature at rest (0 where the domain holds 0, else its lower bound): a
     blank image, a standardised table's mean row, a latent's origin."""
-    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape) for b in domain.bounds())
-    return np.where((lo <= 0) & (hi >= 0), 0.0, lo)[None]
+    return _bounds_and_rest(domain)[2].reshape(1, *domain.shape)
 
 
 class _Compared:
