@@ -70,6 +70,20 @@ def fingerprint(classifier, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def labelled(classifier, tmp_path_factory) -> Path:
+    """The owner's fingerprint made by ``tafa fingerprint OWNER.onnx --owner-data DIGITS.npz``: the
+    default scheme and a label stage from 300 of the owner's digits."""
+    folder = tmp_path_factory.mktemp("labelled")
+    owner_digits = load_task("digits").split("owner")
+    np.savez(folder / "digits.npz", x=owner_digits.x.numpy()[:300], y=owner_digits.y.numpy()[:300])
+    path = folder / "owner.tafa"
+    code = main(["--quiet", "fingerprint", str(_onnx(classifier.owner, folder / "owner.onnx")), "--domain", "box:0,1",
+                 "--out", str(path), "--owner-data", str(folder / "digits.npz"), "--json"])
+    assert code == 0 and Fingerprint.load(path).labels is not None
+    return path
+
+
 def serve(wrapper: str, model: torch.nn.Module, decoy: torch.nn.Module, name: str) -> Model:
     """``model`` behind ``wrapper`` (``decoy`` answering what a router routes), or as it is."""
     served = TorchModel(model, SHAPE, name=name)
@@ -78,11 +92,18 @@ def serve(wrapper: str, model: torch.nn.Module, decoy: torch.nn.Module, name: st
     return get_evasion(wrapper).apply(served, TorchModel(decoy, SHAPE, name="decoy"), data=DIGITS, seed=0)
 
 
-def verify(fingerprint: Path, references: Path, served: Model, capsys, *extra: str) -> dict[str, Any]:
-    """``tafa verify`` of ``served`` behind a KServe v2 service on loopback, as JSON."""
+def verify(fingerprint: Path, references: Path, served: Model, capsys, *extra: str,
+           labels_only: bool = False) -> dict[str, Any]:
+    """``tafa verify`` of ``served`` behind a KServe v2 service on loopback, as JSON (``labels_only``:
+    the service answers each input's class index alone, as an integer)."""
     capsys.readouterr()  # what an earlier call printed
-    with KServeServer(lambda x: served(np.asarray(x, dtype=np.float32)), input_shape=SHAPE,
-                      output_shape=(10,)) as server:
+
+    def answer(x: np.ndarray) -> np.ndarray:
+        outputs = served(np.asarray(x, dtype=np.float32))
+        return outputs.argmax(axis=1)[:, None] if labels_only else outputs
+
+    with KServeServer(answer, input_shape=SHAPE, output_shape=(1,) if labels_only else (10,),
+                      output_datatype="INT64" if labels_only else "FP32") as server:
         code = main(["--quiet", "verify", str(fingerprint), server.url, "--references", str(references),
                      "--alpha", "0.05", "--json", *extra])
     verdict = json.loads(capsys.readouterr().out)
@@ -150,28 +171,46 @@ def test_a_router_with_a_data_detector_is_exposed_with_the_owners_data(quantile,
             assert verdict["decision"] == "evasive" and verdict["evasion"]["jumps"] >= 1, verdict
 
 
-#: What a copy behind each interface may be judged: probabilities and log-probabilities are undone
-#: exactly, integer logits are decided at the coarse scale; probabilities rounded to 3 decimals and a
-#: one-hot label leave too little at data-free probes (docs/method.md): never cleared, undecided.
-INTERFACE_DECISIONS = {"softmax": {"derived"}, "log_softmax": {"derived"}, "integer_logits": {"derived"},
-                       "softmax_round3": {"derived", "undecided"}, "one_hot": {"undecided"}}
+#: The interfaces each copy is served behind: probabilities and log-probabilities are undone exactly,
+#: integer logits are decided at the coarse scale (all three from the data-free fingerprint); rounded
+#: probabilities, a top-3 list and a one-hot label keep little more than labels, and the label stage
+#: of a fingerprint made with ``--owner-data`` decides them (without one they are never cleared, but
+#: undecided: tests/test_label_stage.py).
+INTERFACES = ("softmax", "log_softmax", "integer_logits", "softmax_round3", "softmax_round2", "top3", "one_hot")
+LABEL_LEVEL = ("softmax_round3", "softmax_round2", "top3", "one_hot")
 
 
-@pytest.mark.parametrize("interface", sorted(INTERFACE_DECISIONS))
-def test_a_copy_behind_an_interface_is_never_cleared_through_the_cli(interface, classifier, forty_references,
-                                                                     fingerprint, references, capsys):
-    """An int8 copy behind ``interface``: derived (by a wide margin) where the interface leaves the
-    evidence, undecided where it does not, never independent; the independent model behind softmax
-    is independent, behind a one-hot label undecided (a grid, no stage above its threshold)."""
+@pytest.mark.parametrize("interface", INTERFACES)
+def test_a_copy_behind_an_interface_is_derived_through_the_cli(interface, classifier, fingerprint, labelled,
+                                                               references, capsys):
+    """An int8 copy behind ``interface``: derived by a wide margin (the label-level interfaces by the
+    label stage: measured 1.00 of the points against a threshold of 0.67); the independent model behind
+    softmax is independent, behind a one-hot label and a top-3 list never derived (measured 0.40)."""
     from tafa.attacks.interface import get_interface
 
     wrap = get_interface(interface)
+    used = labelled if interface in LABEL_LEVEL else fingerprint
     copy = wrap.apply(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"))
-    verdict = verify(fingerprint, references, copy, capsys)
-    assert verdict["decision"] in INTERFACE_DECISIONS[interface], verdict
-    if INTERFACE_DECISIONS[interface] == {"derived"}:  # (rounded probabilities: derived by 0.06, or undecided)
-        assert verdict["margin"] > MIN_MARGIN, verdict
-    if interface in ("softmax", "one_hot"):  # one interface undone, one on a grid (the bench has them all)
+    verdict = verify(used, references, copy, capsys)
+    assert verdict["decision"] == "derived" and verdict["margin"] > MIN_MARGIN, verdict
+    if interface in LABEL_LEVEL:
+        assert [stage["name"] for stage in verdict["stages"]][-1] == "labels", verdict
+    if interface in ("softmax", "one_hot", "top3"):  # one interface undone, two label-level (the bench has all)
         other = wrap.apply(TorchModel(classifier.independent, SHAPE, name="independent"))
-        verdict = verify(fingerprint, references, other, capsys)
-        assert verdict["decision"] == ("undecided" if interface == "one_hot" else "independent"), verdict
+        verdict = verify(used, references, other, capsys)
+        assert verdict["decision"] == {"softmax": "independent", "one_hot": "undecided",
+                                       "top3": "independent"}[interface], verdict
+        assert verdict["margin"] < -MIN_GAP, verdict
+
+
+def test_a_labels_only_service_is_decided_by_the_label_stage_through_the_cli(classifier, labelled, references,
+                                                                           capsys):
+    """A service answering one integer class index per input (a labels-only suspect): the int8 copy is
+    derived by the label stage alone, at the whole alpha; the independent model undecided, never
+    derived (labels alone below the threshold are no evidence of independence)."""
+    copy = verify(labelled, references, TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"), capsys,
+                  labels_only=True)
+    assert copy["decision"] == "derived" and copy["margin"] > MIN_MARGIN, copy
+    other = verify(labelled, references, TorchModel(classifier.independent, SHAPE, name="independent"), capsys,
+                   labels_only=True)
+    assert other["decision"] == "undecided" and other["margin"] < -MIN_GAP, other

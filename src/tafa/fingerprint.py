@@ -53,6 +53,7 @@ from .signature.base import Signature, relative_to
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.scales import COARSE_SCALE, coarse_decides, coarse_probes, domain_scale, roughness
+from .label_stage import LABEL_STAGE, describe as describe_labels, keeps_labels_only, make_label_stage
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -98,6 +99,8 @@ COARSE_INT8_SCORE = "coarse_int8_score"
 
 #: Prefix of a second stage's arrays, and its header's key, in a fingerprint file.
 SECOND = "second"
+#: Prefix of the label stage's arrays (:mod:`tafa.label_stage`), and its header's key.
+LABELS = "labels"
 
 #: What the library accepts as a model (torch is imported only when a module is given: verifying
 #: a suspect opened as a :class:`Model` needs numpy alone).
@@ -146,6 +149,9 @@ class Fingerprint:
     #: The owner's signature at the coarse step (:mod:`tafa.signature.scales`) with the steps
     #: (``steps``): empty when the scheme has no derivative signature, or for older files.
     coarse: Signature = field(default_factory=dict)
+    #: The label stage (:mod:`tafa.label_stage`): points just across the owner's boundaries, found
+    #: from the owner's own inputs, and its labels there; ``None`` when made without them.
+    labels: "Fingerprint | None" = None
 
     # ------------------------------------------------------------------ owner side
     @classmethod
@@ -156,7 +162,7 @@ class Fingerprint:
                data: np.ndarray | None = None, references: References | None = None,
                parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES,
                weights: bool = False, time_budget: float | None = DEFAULT_TIME_BUDGET,
-               second_stage: bool | None = None) -> "Fingerprint":
+               second_stage: bool | None = None, owner_data: np.ndarray | None = None) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model`, an ``nn.Module`` (then ``input_shape``
@@ -200,6 +206,11 @@ class Fingerprint:
         connected and no parent is declared; ``False``: never; ``True``: always, or
         :class:`~tafa.errors.InvalidParameter`). Why a second stage was or was not made is in
         the metadata (``second_stage``).
+
+        ``owner_data``: the owner's own inputs (``(n, *input_shape)``): a classifier's fingerprint
+        then also holds a label stage (:mod:`tafa.label_stage`), which decides suspects whose
+        answers keep little more than labels (one-hot, top-k, rounded probabilities). Nothing
+        else uses them.
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -293,13 +304,14 @@ class Fingerprint:
             if coarse_copy is not None:
                 meta[COARSE_INT8_SCORE] = coarse_copy
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
+        labels = None if owner_data is None else make_label_stage(owner, domain, owner_data, seed)
         if scheme.second:
             meta["second_stage"] = why
             if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
                 scheme = replace(scheme, second=None)
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta, verifier, parent_signature, layers, second, coarse)
+                   seed, meta, verifier, parent_signature, layers, second, coarse, labels)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -314,8 +326,9 @@ class Fingerprint:
                        for key, value in self.parent_signature.items()})
         arrays.update({f"weights.{i}": np.ascontiguousarray(layer.vectors, dtype=np.float64)
                        for i, layer in enumerate(self.owner_layers)})
-        if self.second is not None:
-            arrays.update({f"{SECOND}.{key}": value for key, value in self.second._arrays().items()})
+        for prefix, nested in ((SECOND, self.second), (LABELS, self.labels)):
+            if nested is not None:
+                arrays.update({f"{prefix}.{key}": value for key, value in nested._arrays().items()})
         arrays.update({f"{COARSE}.{key}": np.ascontiguousarray(value, dtype=np.float64)
                        for key, value in self.coarse.items()})
         return arrays
@@ -325,9 +338,10 @@ class Fingerprint:
                   "domain": self.domain.to_dict(), "input_shape": list(self.input_shape),
                   "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                   "created": self.created, "seed": self.seed, "probes_info": self.probes.info, "meta": self.meta}
-        if self.second is not None:  # same owner, domain, shapes and seed: only what differs
-            header[SECOND] = {"scheme": self.second.scheme.to_dict(), "probes_info": self.second.probes.info,
-                              "meta": self.second.meta}
+        for prefix, nested in ((SECOND, self.second), (LABELS, self.labels)):
+            if nested is not None:  # same owner, domain, shapes and seed: only what differs
+                header[prefix] = {"scheme": nested.scheme.to_dict(), "probes_info": nested.probes.info,
+                                  "meta": nested.meta}
         return header
 
     @property
@@ -339,9 +353,11 @@ class Fingerprint:
     def probe_sha256(self) -> str:
         """Reproducible content hash: SHA-256 over the scheme, domain, seed, probes and owner
         signature only (no creation time, timings, names or versions), so that re-creating the
-        fingerprint from the same owner model and seed gives the same value."""
+        fingerprint from the same owner model and seed gives the same value. The label stage is
+        left out: it needs the owner's inputs to re-create (the file's :attr:`sha256` covers it)."""
         header = self._header()
-        arrays = {key: value for key, value in self._arrays().items() if not key.startswith("weights.")}
+        arrays = {key: value for key, value in self._arrays().items()
+                  if not key.startswith(("weights.", f"{LABELS}."))}
         return content_hash({key: header[key] for key in REPRODUCIBLE_FIELDS}, arrays)
 
     def to_bytes(self) -> bytes:
@@ -370,7 +386,12 @@ class Fingerprint:
                               layers, coarse=coarse)
             fingerprint._check_consistent()
             if SECOND in header:
-                fingerprint.second = fingerprint._read_second(header[SECOND], arrays, source)
+                fingerprint.second = fingerprint._read_nested(SECOND, header[SECOND], arrays, source)
+            if LABELS in header:
+                fingerprint.labels = fingerprint._read_nested(LABELS, header[LABELS], arrays, source)
+                if (fingerprint.labels.scheme.signature, fingerprint.labels.scheme.similarity) != ("labels",
+                                                                                                   "match-rate"):
+                    raise ValueError("the label stage does not measure labels")
         except TafaError as error:
             raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
         except Exception as error:  # noqa: BLE001 - a header that hashes right but does not fit together
@@ -378,30 +399,33 @@ class Fingerprint:
                                    f"({type(error).__name__}: {one_line(error)}).") from None
         return fingerprint
 
-    def _read_second(self, header: Any, arrays: dict[str, np.ndarray], source: str) -> "Fingerprint":
-        """The second stage stored with this fingerprint: its own scheme, probes and owner
-        signature (``second.*`` arrays); owner, domain, shapes and seed are this one's. A
-        second stage has no stage of its own, no learned verifier, parent or weights."""
+    def _read_nested(self, prefix: str, header: Any, arrays: dict[str, np.ndarray], source: str) -> "Fingerprint":
+        """A stage stored with this fingerprint under ``prefix`` (the second stage, the label
+        stage): its own scheme, probes and owner signature (``PREFIX.*`` arrays); owner, domain,
+        shapes and seed are this one's. Such a stage has no stage of its own, no learned
+        verifier, parent or weights."""
+        what = {SECOND: "the second stage", LABELS: "the label stage"}[prefix]
         if not isinstance(header, dict) or not {"scheme", "probes_info"} <= set(header) <= {"scheme", "probes_info",
                                                                                              "meta"}:
-            raise ValueError("the second stage's header is not an object with a scheme, probes_info and meta alone")
-        check_header(header, source=f"{source} (second stage)")
-        inner = {key[len(SECOND) + 1:]: value for key, value in arrays.items() if key.startswith(f"{SECOND}.")}
+            raise ValueError(f"{what}'s header is not an object with a scheme, probes_info and meta alone")
+        check_header(header, source=f"{source} ({what})")
+        inner = {key[len(prefix) + 1:]: value for key, value in arrays.items() if key.startswith(f"{prefix}.")}
         allowed = ("probes.", "owner.")
         if not all(key.startswith(allowed) for key in inner):
-            raise ValueError("the second stage holds arrays other than probes and the owner's signature")
+            raise ValueError(f"{what} holds arrays other than probes and the owner's signature")
         scheme = Scheme.from_dict(header["scheme"])
         if scheme.second:
-            raise ValueError("a second stage cannot have a stage of its own")
+            raise ValueError(f"{what} cannot have a stage of its own")
         second = replace(self, scheme=scheme, meta=header.get("meta", {}),
                          probes=Probes.from_arrays({key[7:]: value for key, value in inner.items()
                                                     if key.startswith("probes.")}, header["probes_info"]),
                          owner_signature={key[6:]: value for key, value in inner.items() if key.startswith("owner.")},
-                         verifier={}, parent_signature={}, owner_layers=[], second=None, coarse={})
+                         verifier={}, parent_signature={}, owner_layers=[], second=None, coarse={}, labels=None)
         second._check_consistent()
-        queries = self.queries() + second.queries()
+        queries = self.queries() + second.queries() + sum(stage.queries() for stage in (self.second, self.labels)
+                                                          if stage is not None)
         if queries > MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
-            raise ValueError(f"{queries} queries of the two stages exceed the reader's limits ({MAX_QUERIES} queries, "
+            raise ValueError(f"{queries} queries of the stages exceed the reader's limits ({MAX_QUERIES} queries, "
                              f"{MAX_OUTPUT_VALUES} output values)")
         return second
 
@@ -505,12 +529,13 @@ class Fingerprint:
             raise ShapeMismatch(f"Suspect {suspect.name} takes inputs of shape {suspect.input_shape}; "
                                 f"the fingerprint's owner took {self.input_shape}.")
         if suspect.labels_only:
-            if not self.scheme.make_signature().accepts_labels:
+            if not self.scheme.make_signature().accepts_labels and self.labels is None:
                 from .scheme import SCHEMES
 
                 usable = sorted(name for name, s in SCHEMES.items() if s.make_signature().accepts_labels)
                 raise InvalidParameter(f"Suspect {suspect.name} answers labels only; scheme {self.scheme.name!r} needs "
-                                       f"its outputs. Schemes that verify labels-only suspects: {', '.join(usable)} "
+                                       "its outputs, or a label stage (fingerprint the owner with --owner-data FILE). "
+                                       f"Schemes that verify labels-only suspects: {', '.join(usable)} "
                                        "(fingerprint the owner with --scheme NAME).")
             return
         if int(np.prod(suspect.output_shape)) != int(np.prod(self.output_shape)):
@@ -708,6 +733,9 @@ class Fingerprint:
         self.check_shapes(model)
         references = list(references or [])
         started = time.perf_counter()
+        if model.labels_only and self.labels is not None and not self.scheme.make_signature().accepts_labels:
+            return self._verify_coarse(model, references, None, None, None, None, alpha=alpha, parametric=parametric,
+                                       ready=calibration is not None, queries=0, seconds=0.0, progress=progress)
         before = model.queries
         measured, recognised, evasion = self.measure_checked(model, check_evasion, owner_data=owner_data)
         score = self.compare(measured)
@@ -715,10 +743,12 @@ class Fingerprint:
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        if coarse is not None and coarse_decides(coarse[1], None if recognised is None else recognised.quantised):
+        labels = self.labels is not None and keeps_labels_only(model, recognised)
+        if labels or (coarse is not None and coarse_decides(coarse[1], None if recognised is None
+                                                            else recognised.quantised)):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
-                                       seconds=seconds, progress=progress)
+                                       seconds=seconds, progress=progress, labels=labels)
         if calibration is None and references:  # the references at the scale that decides, once
             calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         stages: list[dict[str, Any]] = []
@@ -786,45 +816,85 @@ class Fingerprint:
                               coarse=None if coarse is None else {"score": coarse[0].value, "roughness": coarse[1],
                                                                    "decides": False})
 
-    def _verify_coarse(self, model: Model, references: list[ModelLike], coarse: tuple[Score, float, Recognised],
-                       fine: float, recognised: Recognised | None, evasion: EvasionCheck | None, *, alpha: float,
-                       parametric: bool, ready: bool, queries: int, seconds: float, progress: bool) -> Verdict:
+    def _verify_coarse(self, model: Model, references: list[ModelLike], coarse: tuple[Score, float, Recognised] | None,
+                       fine: float | None, recognised: Recognised | None, evasion: EvasionCheck | None, *, alpha: float,
+                       parametric: bool, ready: bool, queries: int, seconds: float, progress: bool,
+                       labels: bool = True) -> Verdict:
         """:meth:`verify` for a suspect whose answers at the fingerprint's step are not a ReLU
         network's (a grid, or derivative sizes off the owner's ratio between the scales): the
-        coarse scale decides alone, at the whole ``alpha``, against the references' coarse scores
-        (:mod:`tafa.signature.scales`); the second stage, measured at fine steps too, does not run."""
-        stage = self.coarse_stage()
-        assert stage is not None
-        score, relative, coarse_recognised = coarse
+        coarse scale decides, against the references' coarse scores (:mod:`tafa.signature.scales`);
+        the second stage, measured at fine steps too, does not run. With ``labels`` (answers that
+        keep little more than labels, :func:`~tafa.label_stage.keeps_labels_only`, and a
+        fingerprint with a label stage) the label stage decides beside it, each at its share of
+        ``alpha`` (:class:`~tafa.decide.rule.Rule`); alone, at the whole ``alpha``, without a
+        coarse scale (a labels-only suspect)."""
+        stages: list[tuple[str, Fingerprint, Score]] = []
         notes: list[str] = []
+        if coarse is not None:
+            stage = self.coarse_stage()
+            assert stage is not None
+            stages.append((f"{self.scheme.name} (coarse scale)", stage, coarse[0]))
+        if labels:
+            assert self.labels is not None
+            started, before = time.perf_counter(), model.queries
+            stages.append((LABEL_STAGE, self.labels, self.labels.score(model)))
+            queries += model.queries - before
+            seconds += time.perf_counter() - started
+            form = "labels only" if recognised is None else recognised.kind
+            notes.append(f"the answers keep little more than labels ({form}): "
+                         f"the label stage decides{' beside the coarse scale' if coarse is not None else ''} (the "
+                         f"suspect's label at {len(self.labels.probes)} points just across the owner's decision "
+                         "boundaries, found from the owner's inputs, against the owner's)")
         rule = None
         if references:
-            rule = stage.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model,
-                                   first_only=True)
+            kept, cleaned = self.distinct_references(references, model)
+            first_stage = stages[0][1]
+            first = first_stage.scores(kept, progress=progress, desc="references")
+
+            def later(keep: list[int]) -> list[list[float]]:
+                return [stage.scores([kept[i] for i in keep], progress=progress, desc=f"references, {name}")
+                        for name, stage, _ in stages[1:]]
+
+            rule = Rule.from_references([m.name for m in kept], first, alpha,
+                                        stage_names=[name for name, _, _ in stages], copy_line=first_stage.copy_line(),
+                                        parametric=parametric, notes=cleaned, later=later)
         elif ready:
-            notes.append("the coarse scale decides this suspect, and its threshold needs the references themselves "
-                         "(--references), not a stored calibration: no decision")
+            notes.append("this suspect is decided at the coarse scale or by the label stage, whose thresholds need the "
+                         "references themselves (--references), not a stored calibration: no decision")
         else:
             notes.append("no references: score reported, no decision made")
-        why = (f"answers on a grid of step {recognised.quantised:.3g}" if recognised is not None
-               and recognised.quantised is not None else
-               f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative to the "
-               f"coarse step's")
-        notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): decided at "
-                     f"the coarse step ({COARSE_SCALE:g} times the domain's scale) against the references' scores "
-                     f"there, at the whole alpha; the fine-scale score was {fine:.4f}")
-        if coarse_recognised.note:
-            notes.append(coarse_recognised.note)
+        if coarse is not None:
+            relative = coarse[1]
+            why = (f"answers on a grid of step {recognised.quantised:.3g}" if recognised is not None
+                   and recognised.quantised is not None else
+                   f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative to "
+                   "the coarse step's")
+            if coarse_decides(relative, None if recognised is None else recognised.quantised):
+                notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): "
+                             f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale) against the "
+                             f"references' scores there; the fine-scale score was {fine:.4f}")
+            else:
+                notes.append(f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale) beside the label "
+                             f"stage; the fine-scale score was {fine:.4f}")
+            if coarse[2].note:
+                notes.append(coarse[2].note)
         unresolved = None
-        if coarse_recognised.quantised is not None:
-            unresolved = (f"the answers lie on a grid of step {coarse_recognised.quantised:.3g}: a score below the "
-                          "threshold is no evidence of independence, so no decision")
-        return Verdict.decide(score, rule, queries=queries, seconds=seconds, suspect=model.describe(),
-                              scheme=f"{self.scheme.name} (coarse scale)", fingerprint_sha256=self.sha256,
-                              notes=notes, unresolved=unresolved,
+        grid = None if coarse is None else coarse[2].quantised
+        if grid is not None:
+            unresolved = (f"the answers lie on a grid of step {grid:.3g}: a score below the threshold is no evidence "
+                          "of independence, so no decision")
+        elif coarse is None:
+            unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
+                          "independence, so no decision")
+        kind = " and ".join(["coarse scale"] * (coarse is not None) + ["labels"] * labels)
+        records = [{"name": name, "score": score.value} for name, _, score in stages]
+        return Verdict.decide(stages[0][2], rule, queries=queries, seconds=seconds, suspect=model.describe(),
+                              scheme=f"{self.scheme.name} ({kind})", fingerprint_sha256=self.sha256,
+                              notes=notes, unresolved=unresolved, stages=records if len(records) > 1 else [],
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
                               evasion=None if evasion is None else evasion.to_dict(),
-                              coarse={"score": score.value, "roughness": relative, "decides": True})
+                              coarse=None if coarse is None else {"score": coarse[0].value, "roughness": coarse[1],
+                                                                  "decides": True})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
                         owner_data: np.ndarray | None = None,
@@ -858,7 +928,7 @@ class Fingerprint:
         if COARSE_INT8_SCORE in self.meta:
             meta[OWNER_INT8_SCORE] = self.meta[COARSE_INT8_SCORE]
         return replace(self, probes=coarse_probes(self.probes, self.coarse["steps"]),
-                       owner_signature=_without_steps(self.coarse), meta=meta, second=None, coarse={})
+                       owner_signature=_without_steps(self.coarse), meta=meta, second=None, coarse={}, labels=None)
 
     def measure_coarse(self, suspect: Model, fine: Signature) -> tuple[Score, float, Recognised] | None:
         """The suspect's coarse-scale score, its roughness relative to the owner's (how far its
@@ -913,6 +983,7 @@ class Fingerprint:
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
+                **({"label_stage": describe_labels(self.labels)} if self.labels is not None else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
 
 

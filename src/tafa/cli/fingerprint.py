@@ -28,7 +28,7 @@ def check_fingerprint(args: argparse.Namespace) -> None:
             raise InvalidParameter("A model on a service can be verified but not fingerprinted: the owner "
                                    "fingerprints its own model file.")
     refuse_missing(models=[args.model, ("--weights", args.weights), ("--parent", args.parent)],
-                   files=[("Commitment file", args.check_commitment)])
+                   files=[("Commitment file", args.check_commitment), ("Data file", args.owner_data)])
     if args.out:
         _refuse_overwrite(args.out, force=args.force)
 
@@ -44,13 +44,20 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     if notice:
         print(f"notice: white-box import failed ({printable(notice)}); using black-box probes", file=sys.stderr)
     parent = _open_parent(args, owner)
+    owner_data = None
+    if args.owner_data:
+        from ..make_references import load_data
+
+        owner_data = load_data(args.owner_data, input_shape=owner.input_shape,
+                               shape_source="the owner's input shape").x
     making = time.perf_counter()
     fingerprint = Fingerprint.create(owner, args.domain, scheme=args.scheme, points=args.probes,
                                      directions=args.directions, seed=args.seed, progress=not args.quiet,
                                      weights=args.white_box == "keep", parent=parent,
                                      **({} if parent is None else {"parent_references": args.parent_references}),
                                      time_budget=args.time_budget,
-                                     second_stage=None if args.second_stage == "auto" else False)
+                                     second_stage=None if args.second_stage == "auto" else False,
+                                     owner_data=owner_data)
     made = time.perf_counter() - making
     fingerprint.save(args.out, overwrite=args.force)  # and its commitment beside it
     commitment = Commitment.load(commitment_path(args.out))
@@ -62,11 +69,14 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     else:
         print(f"fingerprint written to {args.out}")
         for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification",
-                    "create_seconds", "cost_estimate_seconds", "shortcuts", "parent_sha256", "sha256",
-                    "commitment", "commitment_sha256"):
-            if key == "parent_sha256" and key not in summary:
+                    "create_seconds", "cost_estimate_seconds", "shortcuts", "parent_sha256", "label_stage",
+                    "sha256", "commitment", "commitment_sha256"):
+            if key in ("parent_sha256", "label_stage") and key not in summary:
                 continue
             value = summary.get(key)
+            if key == "label_stage":
+                value = (f"{value['points']} points across the owner's boundaries, from {value['owner_inputs']} "
+                         f"owner inputs (sha256 {str(value['owner_inputs_sha256'])[:16]}...)")
             if key == "shortcuts":
                 value = shortcuts_note(value, summary.get("cost_estimate_seconds"),
                                        summary.get("time_budget_seconds", args.time_budget), made)
@@ -194,7 +204,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     suspect = open_suspect(args, args.suspect, fingerprint.input_shape, progress=not args.quiet)
     from ..signature.consistency import CHECK_QUERIES
 
-    suspect.check_budget(fingerprint.queries() + CHECK_QUERIES)  # every stage, and the evasion check
+    labels = 0 if fingerprint.labels is None else fingerprint.labels.queries()
+    suspect.check_budget(fingerprint.queries() + labels + CHECK_QUERIES)  # every stage, and the evasion check
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
     owner_data = None
@@ -305,6 +316,12 @@ def add_parsers(commands: Any) -> None:
                     help="with --parent: data-free fine-tunes of the parent the owner makes and scores, so that "
                          "verify without --references calibrates against the parent's fine-tunes (default 19, with "
                          "the parent itself 20; 0: none)")
+    fp.add_argument("--owner-data", metavar="FILE",
+                    help="the owner's own inputs (.npz with x and y, or .csv with the target last, as `tafa "
+                         "references` takes), for a classifier: the fingerprint also gets a label stage, 100 points "
+                         "just across the owner's decision boundaries found from them, which decides suspects whose "
+                         "answers keep little more than labels (one-hot, top-k, rounded probabilities); the inputs "
+                         "themselves are not stored (their SHA-256 is)")
     fp.add_argument("--json", action="store_true", help="print a JSON summary")
     fp.add_argument("--check-commitment", metavar="COMMITMENT", help="re-create the fingerprint of MODEL with the "
                     "committed scheme, domain and seed and check it gives the committed probes (exit 2 if not)")

@@ -1,0 +1,102 @@
+"""The label stage: evidence a service that answers only labels cannot hide (issue 20).
+
+A service that answers a one-hot label, a top-k list, or probabilities rounded to a few decimals
+keeps too little at data-free probes: those are mostly confident, and confident probabilities round
+to 0 and 1 at any step (docs/method.md, "What an interface cannot hide"). What such a service still
+shows is *which class wins*, and where the owner's classes meet, near the owner's own inputs, a
+derived copy's classes meet in nearly the same places, while an independent model of the task draws
+its boundaries elsewhere.
+
+So an owner who has its own inputs (the data it trained on, or any sample of its task) can add a
+**label stage** to the fingerprint (``tafa fingerprint --owner-data FILE``,
+``Fingerprint.create(..., owner_data=X)``): points just across the owner's decision boundaries,
+each found white-box from one of those inputs (IPGuard's optimisation,
+:class:`tafa.probes.ipguard.IPGuardProbes`, at the margin :data:`LABEL_MARGIN`), and the owner's
+label at each. A suspect's score there is the fraction of those points where its label (the argmax
+of whatever it answers) is the owner's; the references' scores at the same points calibrate it.
+
+The stage is used where it is needed, decided from the suspect's interface, never from its score
+(so the bound holds for each kind of suspect): a suspect whose answers keep little more than labels
+(:func:`keeps_labels_only`: a labels-only service, answers on a grid, or a top-k list) is decided by
+its coarse scale and the label stage together, each at half of alpha
+(:class:`~tafa.decide.rule.Rule`); every other suspect as before. The stage is stored in the
+fingerprint file under ``labels`` and covered by its SHA-256, not by its reproducible content hash
+(the owner's inputs would be needed to re-create it): the inputs' SHA-256 and count are in its
+metadata.
+
+Measured (``python benchmarks/label_stage.py``, docs/method.md): the margin, and the interface
+families of the classification zoos with the stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InvalidParameter
+from .models.base import Model
+from .scheme import get_scheme
+
+if TYPE_CHECKING:
+    from .domain import Domain
+    from .fingerprint import Fingerprint
+    from .signature.interface import Recognised
+
+#: The label stage's name in a verdict's stages.
+LABEL_STAGE = "labels"
+#: Points just across the owner's boundaries: one query each.
+LABEL_POINTS = 100
+#: The owner's logit gap at each point (IPGuard's ``k``): 0.5 (the paper's 0.01 puts a point so
+#: close to the boundary that the owner's own int8 copy disagrees at a quarter of them; 2 leaves
+#: independent models agreeing at most points: benchmarks/label_stage.py).
+LABEL_MARGIN = 0.5
+#: The fewest owner inputs a label stage is made from.
+MIN_OWNER_INPUTS = 10
+
+
+def make_label_stage(owner: Model, domain: "Domain", data: np.ndarray, seed: int) -> "Fingerprint":
+    """The label stage of ``owner`` (see module doc) from its inputs ``data`` (``(n, *input_shape)``,
+    within the domain); :class:`~tafa.errors.InvalidParameter` (one line) where it cannot be made:
+    a black-box owner, an owner with one output, too few inputs."""
+    from .fingerprint import Fingerprint
+
+    data = np.asarray(data, dtype=np.float64)
+    if owner.torch_module() is None:
+        raise InvalidParameter("A label stage needs the owner as a torch module or a model file (its points are "
+                               "found on the owner's gradients).")
+    if int(np.prod(owner.output_shape)) < 2:
+        raise InvalidParameter(f"A label stage needs a classifier with at least two outputs; the owner answers "
+                               f"{list(owner.output_shape)}.")
+    if data.ndim < 1 or data.shape[1:] != tuple(owner.input_shape) or len(data) < MIN_OWNER_INPUTS:
+        raise InvalidParameter(f"The owner's inputs for a label stage must be at least {MIN_OWNER_INPUTS} inputs of "
+                               f"shape {list(owner.input_shape)}; got an array of shape {list(data.shape)}.")
+    if not np.all(np.isfinite(data)):
+        raise InvalidParameter("The owner's inputs for a label stage hold NaN or infinite values.")
+    scheme = replace(get_scheme("ipguard"), probe_params={"margin": LABEL_MARGIN}, points=LABEL_POINTS)
+    stage = Fingerprint.create(owner, domain, scheme=scheme, seed=seed, data=domain.clip(data),
+                               time_budget=None, second_stage=False)
+    stage.meta.update(owner_inputs=len(data), owner_inputs_sha256=hashlib.sha256(
+        np.ascontiguousarray(data).tobytes()).hexdigest())
+    return stage
+
+
+def keeps_labels_only(model: Model, recognised: "Recognised | None") -> bool:
+    """Whether ``model``'s answers keep little more than its labels: a labels-only service, answers
+    on a grid (one-hot labels, rounded probabilities, integer logits), or a top-k list (the rest
+    zeroed). Decided from the interface alone, never from a score."""
+    if model.labels_only:
+        return True
+    return recognised is not None and (recognised.quantised is not None
+                                       or recognised.kind == "top-k probabilities")
+
+
+def describe(stage: "Fingerprint") -> dict[str, Any]:
+    """What a fingerprint's description says of its label stage."""
+    return {"points": len(stage.probes), "margin": LABEL_MARGIN, "owner_inputs": stage.meta.get("owner_inputs"),
+            "owner_inputs_sha256": stage.meta.get("owner_inputs_sha256")}
+
+
+__all__ = ["LABEL_MARGIN", "LABEL_POINTS", "LABEL_STAGE", "describe", "keeps_labels_only", "make_label_stage"]

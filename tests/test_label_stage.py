@@ -1,0 +1,117 @@
+"""The label stage (tafa.label_stage): made from the owner's inputs, stored under its hash, used only
+for suspects whose answers keep little more than labels, refused in one line where it cannot be made.
+The decisions through the command line are in tests/test_pirate_cli.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tafa import Fingerprint
+from tafa.attacks import quantize
+from tafa.attacks.interface import get_interface
+from tafa.bench.datasets import load_task
+from tafa.commitment import Commitment
+from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
+from tafa.fingerprint_file import decode, encode
+from tafa.label_stage import LABEL_POINTS, LABEL_STAGE, keeps_labels_only
+from tafa.models import TorchModel
+from tafa.scheme import get_scheme
+
+SHAPE = (1, 8, 8)
+#: 300 of the owner's digits (the fixtures' owner was trained on the owner's half).
+DIGITS = load_task("digits").split("owner").x.numpy()[:300]
+
+
+@pytest.fixture(scope="module")
+def labelled(classifier) -> Fingerprint:
+    return Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE, owner_data=DIGITS)
+
+
+@pytest.fixture(scope="module")
+def plain(classifier) -> Fingerprint:
+    return Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE)
+
+
+def test_the_label_stage_is_stored_under_the_files_hash_and_left_out_of_the_reproducible_one(labelled, plain,
+                                                                                            classifier):
+    again = Fingerprint.from_bytes(labelled.to_bytes())
+    assert again.labels is not None and len(again.labels.probes) == LABEL_POINTS
+    assert again.sha256 == labelled.sha256 != plain.sha256
+    np.testing.assert_array_equal(again.labels.owner_signature["labels"], labelled.labels.owner_signature["labels"])
+    # the reproducible hash is the data-free fingerprint's: a commitment is checked from the owner alone
+    assert labelled.probe_sha256 == plain.probe_sha256
+    assert Commitment.of(labelled).reproduce(classifier.owner, input_shape=SHAPE).probe_sha256 == labelled.probe_sha256
+    described = labelled.describe()["label_stage"]
+    assert described["points"] == LABEL_POINTS and described["owner_inputs"] == len(DIGITS)
+    assert len(described["owner_inputs_sha256"]) == 64
+
+
+def test_a_changed_label_stage_is_tampering_and_a_rehashed_wrong_one_is_refused(labelled):
+    header, arrays = decode(labelled.to_bytes(), source="the fingerprint")
+    arrays = dict(arrays)
+    flipped = arrays["labels.owner.labels"].copy()
+    flipped[0] = (flipped[0] + 1) % 10
+    data = bytearray(labelled.to_bytes())
+    original = np.ascontiguousarray(arrays["labels.owner.labels"]).tobytes()
+    at = bytes(data).find(original)
+    assert at > 0
+    data[at:at + len(original)] = np.ascontiguousarray(flipped).tobytes()
+    with pytest.raises(TamperedFingerprint):
+        Fingerprint.from_bytes(bytes(data))
+    # a file hashed anew whose label stage measures something other than labels: one line, refused
+    wrong = replace(labelled, labels=replace(labelled.labels, scheme=get_scheme("tafa")))
+    with pytest.raises(FingerprintError, match="label stage"):
+        Fingerprint.from_bytes(encode(wrong._header(), wrong._arrays()))
+
+
+def test_only_label_level_answers_use_the_label_stage(labelled, classifier):
+    """Softmax is undone and decided as before (no label stage in its verdict); one-hot and top-3
+    answers keep little more than labels; so does a labels-only model."""
+    owner = TorchModel(classifier.owner, SHAPE)
+    rows = {name: get_interface(name).apply(owner)(labelled.probes.points) for name in ("softmax", "one_hot", "top3")}
+    from tafa.signature.interface import recognise
+
+    assert not keeps_labels_only(owner, recognise(rows["softmax"]))
+    assert keeps_labels_only(owner, recognise(rows["one_hot"])) and keeps_labels_only(owner, recognise(rows["top3"]))
+    labels_only = TorchModel(classifier.owner, SHAPE)
+    labels_only.labels_only = True
+    assert keeps_labels_only(labels_only, None)
+
+
+def test_without_a_label_stage_a_one_hot_copy_is_undecided_and_with_one_derived(labelled, plain, classifier,
+                                                                                forty_references):
+    """The data-free fingerprint cannot decide a one-hot copy (undecided, never independent); the one
+    made with the owner's inputs judges it derived by the label stage (measured: 1.00 of the points
+    against a threshold of 0.67, the independent model 0.40)."""
+    references = [TorchModel(model, SHAPE, name=f"r{i}") for i, model in enumerate(forty_references.references)]
+    one_hot = get_interface("one_hot")
+    copy = one_hot.apply(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"))
+    assert plain.verify(copy, references, alpha=0.05).decision.value == "undecided"
+    verdict = labelled.verify(copy, references, alpha=0.05)
+    assert verdict.decision.value == "derived" and verdict.margin_to_threshold > 0.15, verdict.to_json()
+    assert [stage["name"] for stage in verdict.stages][-1] == LABEL_STAGE
+    other = labelled.verify(one_hot.apply(TorchModel(classifier.independent, SHAPE)), references, alpha=0.05)
+    assert other.decision.value == "undecided" and other.margin_to_threshold < -0.1
+    # raw logits: the label stage is not used (the two data-free stages decide, as without it)
+    raw = labelled.verify(TorchModel(quantize(classifier.owner, 8), SHAPE), references, alpha=0.05)
+    assert raw.decision.value == "derived" and raw.scheme == plain.scheme.name
+
+
+@pytest.mark.parametrize("bad, message", [
+    (DIGITS[:5], "at least 10 inputs"),
+    (DIGITS.reshape(300, 64), "shape"),
+    (np.where(np.arange(64).reshape(1, 1, 8, 8) == 0, np.nan, DIGITS), "NaN"),
+])
+def test_owner_inputs_that_cannot_make_a_label_stage_are_refused_in_one_line(bad, message, classifier):
+    with pytest.raises(InvalidParameter, match=message) as error:
+        Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE, owner_data=bad)
+    assert "\n" not in str(error.value)
+
+
+def test_a_regressor_gets_no_label_stage(regressor):
+    data = np.random.default_rng(0).uniform(-2, 2, size=(50, *regressor.input_shape))
+    with pytest.raises(InvalidParameter, match="classifier"):
+        Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape, owner_data=data)
