@@ -859,7 +859,7 @@ class Fingerprint:
                                         stage_names=[name for name, _, _ in stages], copy_line=first_stage.copy_line(),
                                         parametric=parametric, notes=cleaned, later=later)
         elif ready:
-            notes.append("this suspect is decided at the coarse scale or by the label stage, whose thresholds need the "
+            notes.append(f"the {' and '.join(name for name, _, _ in stages)} stage that decides this suspect needs the "
                          "references themselves (--references), not a stored calibration: no decision")
         else:
             notes.append("no references: score reported, no decision made")
