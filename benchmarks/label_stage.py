@@ -13,7 +13,13 @@ judged derived, and the independents judged derived (a false claim) with the bin
 then the same without the label stage (the data-free fingerprint), for comparison. Last, every
 scored model of the zoo behind a one-hot label (the label stage's score is the same behind any
 interface that keeps the argmax), per family: the copies that keep at least 90% of the owner's
-utility judged derived, and every independent model judged derived.
+utility judged derived, and every independent model judged derived. And a pirate who has read this:
+a copy behind a one-hot label that answers the inputs it is itself unsure of (the ``quantile`` least
+confident of its own users' inputs, :class:`tafa.attacks.evasion.ConfidenceRouter`) from an
+independent model, at several quantiles: the decisions, and the share of the label stage's points
+it routed.
+
+    python benchmarks/label_stage.py --router-only   # the last part alone
 
     python benchmarks/label_stage.py [--zoos digits-mlp digits-cnn mnist-lenet] [--cache .tafa-cache/zoo]
 
@@ -61,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoos", nargs="+", default=["digits-mlp", "digits-cnn", "mnist-lenet"])
     parser.add_argument("--cache", default=".tafa-cache/zoo")
+    parser.add_argument("--router-only", action="store_true", help="only the confidence router")
     args = parser.parse_args()
     alphas = (0.05, 0.01)
     for name in args.zoos:
@@ -73,6 +80,9 @@ def main() -> None:
         made = time.perf_counter() - started
         plain = Fingerprint.create(owner, spec.domain, seed=0)
         references = [Memo(model, spec.input_shape, name=recipe.name) for recipe, model in zoo.with_role("calibration")]
+        if args.router_only:
+            confidence_router(zoo, labelled, references)
+            continue
         rows = [row for row in interface_suspects(zoo) if row[2].split("/")[1] in LABEL_LEVEL]
         print(f"\n## {name}: label stage of {len(labelled.labels.probes)} points from {len(data)} owner inputs "
               f"({made:.1f} s with the data-free stages), {len(references)} references")
@@ -120,6 +130,36 @@ def main() -> None:
         for (truth, family), found_ in sorted(by_family.items(), key=lambda item: (-item[0][0], item[0][1])):
             rates = " / ".join(f"{np.mean([f[i] for f in found_]):.2f}" for i in range(2))
             print(f"| {family} | {'copies' if truth else 'independents'} | {rates} ({len(found_)}) |")
+        confidence_router(zoo, labelled, references)
+
+
+def confidence_router(zoo, labelled: Fingerprint, references: list[Memo]) -> None:
+    """The int8 and lightly fine-tuned copies behind a confidence router (decoy: the first scored
+    independent), behind a one-hot label and answering raw logits."""
+    from tafa.attacks import evasion
+
+    spec = zoo.spec
+    scored = zoo.with_role("scored")
+    decoy = TorchModel(next(m for r, m in scored if r.label == 0), spec.input_shape, name="decoy")
+    copies = [(r.name, m) for r, m in scored if r.name in ("int8", "ft_all_small")]
+    users = np.asarray(spec.data("other").x).reshape(-1, *spec.input_shape)
+    print(f"\nA confidence router in front of copies of {spec.name} (decoy: an independent model):\n")
+    print("| copy | answers | users routed | label points routed | decision a=0.05 (label stage / coarse) |")
+    print("|:---|:---|---:|---:|:---|")
+    for quantile in (0.01, 0.05, 0.1, 0.25):
+        for name, model in copies:
+            for answers in ("one_hot", "raw"):
+                served = evasion.ConfidenceRouter(TorchModel(model, spec.input_shape, name=name), decoy, users,
+                                                  quantile)
+                points = labelled.labels.probes.points
+                routed_points = float(np.mean(served.route(points)))
+                suspect = get_interface("one_hot").apply(served) if answers == "one_hot" else served
+                verdict = labelled.verify(suspect, references, alpha=0.05,
+                                          parametric=len(references) < references_needed(0.025))
+                stages = ", ".join(f"{s['score']:.2f} vs {s['threshold']:.2f}" for s in verdict.to_dict()["stages"]
+                                   if s.get("score") is not None and s.get("threshold") is not None)
+                print(f"| {name} | {answers} (q={quantile:g}) | {quantile:.0%} | {routed_points:.0%} | "
+                      f"{verdict.decision.value} ({stages or f'{verdict.score:.2f} vs {verdict.threshold:.2f}'}) |")
 
 
 if __name__ == "__main__":

@@ -230,7 +230,11 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     scenarios = results["scenarios"]
     assert {name for name in scenarios if "pooled" in name} == {
         "classification (pooled)", "regression (pooled)", "generation (pooled)"}
-    assert set(scenarios["classification (pooled)"]["schemes"]) == set(SMOKE_SCHEMES)  # every one, nothing else
+    # every one, nothing else, and the default again with a label stage from the owner's data
+    assert set(scenarios["classification (pooled)"]["schemes"]) == {*SMOKE_SCHEMES, "tafa+owner-data"}
+    assert set(scenarios["regression (pooled)"]["schemes"]) == set(SMOKE_SCHEMES) - {"ipguard", "sac-m"}
+    labelled = {s["model"]: s for s in scenarios["classification (pooled)"]["schemes"]["tafa+owner-data"]["scores"]}
+    assert labelled and all(s.get("lossy") for name, s in labelled.items() if name.endswith(("@one_hot", "@top3")))
     for name, entry in scenarios.items():
         for scheme, row in entry["schemes"].items():
             assert {"auc", "aruc", "max_min_ru", "tpr_at_fpr_1pct", "tpr_at_fpr_0", "per_family", "rules",

@@ -17,6 +17,9 @@ Routers (each counts the inputs it answered from the decoy in :attr:`EvasiveMode
   (needs ``data``);
 - ``density``: inputs less likely, under a Gaussian fitted to the pirate's own data, than the 1%
   least likely of that data go to the decoy (needs ``data``): a detector of the task's data;
+- ``confidence`` (classifiers): inputs where the copy's own two highest outputs are closer than for
+  the 5% least confident of the pirate's data go to the decoy (needs ``data``): a router keyed on
+  what the label stage's points share (tafa.label_stage: they sit just across the owner's boundaries);
 - ``near_duplicate``: stateful: it remembers every input; one within ``eps`` (Euclidean) of an earlier
   one goes to the decoy, and an input asked again gets exactly its first answer (re-asking finds
   nothing inconsistent).
@@ -44,7 +47,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -71,6 +74,8 @@ class Evasion:
     needs_data: bool = False
     #: Its parameters, for reports.
     params: dict[str, Any] = field(default_factory=dict)
+    #: The tasks it makes sense for (the benchmark wraps a zoo's models only in its task's evasions).
+    tasks: tuple[str, ...] = ("classification", "regression", "generation")
 
     def apply(self, copy: Model, decoy: Model | None = None, *, data: np.ndarray | None = None,
               seed: int = 0) -> EvasiveModel:
@@ -206,6 +211,27 @@ class DensityRouter(RoutingModel):
         return np.asarray(self.log_density(x.reshape(len(x), -1).astype(np.float64)) < self.threshold)
 
 
+class ConfidenceRouter(RoutingModel):
+    """Inputs on which the copy itself is unsure go to the decoy: the gap between its two highest
+    outputs is below the ``quantile`` of the gaps on the pirate's own ``data`` (the share of its own
+    users the router hands to the decoy). Near a decision boundary a copy and an independent model
+    of the task disagree most, which is where label-level evidence lives."""
+
+    def __init__(self, copy: Model, decoy: Model, data: np.ndarray, quantile: float = 0.05) -> None:
+        super().__init__(copy, decoy, f"confidence<{quantile:g}")
+        check_param("copy", copy.output_shape, "a classifier with at least two outputs",
+                    int(np.prod(copy.output_shape)) >= 2, caller="ConfidenceRouter")
+        self.threshold = float(np.quantile(self.gaps(self.copy(np.asarray(data, dtype=np.float32))), quantile))
+
+    @staticmethod
+    def gaps(outputs: np.ndarray) -> np.ndarray:
+        top = np.sort(outputs.reshape(len(outputs), -1), axis=1)
+        return top[:, -1] - top[:, -2]
+
+    def route(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.gaps(self.copy(x)) < self.threshold)
+
+
 class NearDuplicateRouter(RoutingModel):
     """Stateful: every input is remembered with its answer; an input asked again gets its first
     answer, and a new input within ``eps`` (Euclidean) of any earlier one goes to the decoy."""
@@ -294,11 +320,12 @@ def get_evasion(name: str) -> Evasion:
 
 def _register_standard() -> None:
     def router(name: str, make: Callable[[Model, Model, np.ndarray | None], EvasiveModel], description: str,
-               needs_data: bool = False, **params: Any) -> None:
+               needs_data: bool = False, tasks: tuple[str, ...] | None = None, **params: Any) -> None:
         def build(copy: Model, decoy: Model | None, data: np.ndarray | None, _seed: int) -> EvasiveModel:
             assert decoy is not None  # Evasion.apply checked it
             return make(copy, decoy, data)
-        register_evasion(Evasion(name, build, description, needs_data=needs_data, params=params))
+        evasion = Evasion(name, build, description, needs_data=needs_data, params=params)
+        register_evasion(evasion if tasks is None else replace(evasion, tasks=tasks))
 
     router("batch", lambda c, d, _: BatchRouter(c, d, "batch>1"),
            "batches of more than one input answered by the decoy")
@@ -311,6 +338,9 @@ def _register_standard() -> None:
     router("density", lambda c, d, data: DensityRouter(c, d, np.asarray(data), 0.01),
            "inputs less likely than the 1% least likely of the pirate's data, under a Gaussian fitted to it, "
            "answered by the decoy", needs_data=True, quantile=0.01)
+    router("confidence", lambda c, d, data: ConfidenceRouter(c, d, np.asarray(data), 0.05),
+           "inputs where the copy's two highest outputs are closer than for the 5% least confident of the "
+           "pirate's data answered by the decoy", needs_data=True, tasks=("classification",), quantile=0.05)
     router("near_duplicate", lambda c, d, _: NearDuplicateRouter(c, d, 0.3),
            "stateful: an input within 0.3 of an earlier one answered by the decoy, a repeated input as before",
            eps=0.3)

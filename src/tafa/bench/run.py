@@ -46,6 +46,7 @@ from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
 from ..signature.scales import coarse_decides
+from ..label_stage import LABEL_STAGE, keeps_labels_only
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -97,6 +98,11 @@ class Scored:
     #: or derivative sizes off the owner's ratio between the scales), as in ``tafa verify``.
     coarse: float = float("nan")
     rough: bool = False
+    #: The label stage's score (:mod:`tafa.label_stage`; NaN: not measured), and whether it decides
+    #: with the coarse scale (answers that keep little more than labels, a fingerprint with a label
+    #: stage), as in ``tafa verify``. Measured on the calibration rows too (their thresholds).
+    labels: float = float("nan")
+    lossy: bool = False
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -135,13 +141,21 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
 def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
     """``rows`` whose coarse scale decides ranked by it: ``evidence`` from their coarse score against
     the calibration rows' coarse scores (one stage at the whole alpha, as ``tafa verify``
-    decides them); ``score`` that evidence for a scheme with stages, the coarse score otherwise."""
+    decides them), and for a row the label stage decides too, the smallest of the two p-values
+    times two (Bonferroni, as the rule); ``score`` that evidence for a scheme with stages, the
+    coarse score otherwise."""
     references = [r.coarse for r in rows if r.role == "calibration" and np.isfinite(r.coarse)]
-    if len(references) < 2 or not any(r.rough for r in rows):
+    if len(references) < 2 or not any(r.rough or r.lossy for r in rows):
         return rows
-    values = metrics.evidence_decades([r.coarse if r.rough else 0.0 for r in rows], references)
+    values = metrics.evidence_decades([r.coarse if r.rough or r.lossy else 0.0 for r in rows], references)
+    labels = [r.labels for r in rows if r.role == "calibration" and np.isfinite(r.labels)]
+    if len(labels) >= 2 and any(r.lossy for r in rows):
+        by_labels = metrics.evidence_decades([r.labels if r.lossy else 0.0 for r in rows], labels)
+        values = np.where([r.lossy for r in rows], np.maximum(np.maximum(values, by_labels) - np.log10(2), 0.0),
+                          values)
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
-                    score=float(v) if staged else r.coarse) if r.rough else r for r, v in zip(rows, values)]
+                    score=float(v) if staged or r.lossy else r.coarse) if r.rough or r.lossy else r
+            for r, v in zip(rows, values)]
 
 
 def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
@@ -170,6 +184,11 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
             rule.coarse = Rule.from_references([r.model for r in references], coarse, alpha,
                                                stage_names=["coarse"], copy_line=coarse_copy_line,
                                                parametric=len(references) < references_needed(alpha))
+            if all(np.isfinite(r.labels) for r in references):
+                rule.coarse_labels = Rule.from_references(
+                    [r.model for r in references], coarse, alpha, stage_names=["coarse", LABEL_STAGE],
+                    copy_line=coarse_copy_line, parametric=len(references) < references_needed(alpha / 2),
+                    later=lambda keep: [[references[i].labels for i in keep]])
     return rules
 
 
@@ -198,7 +217,10 @@ def fires(calibration: Rule, row: Scored) -> bool:
 
 def _decide(calibration: Rule, row: Scored) -> Decision:
     """The rule's decision on ``row``'s scores: its coarse rule's on its coarse score when the coarse
-    scale decides it (``undecided`` without one)."""
+    scale decides it (``undecided`` without one), with the label stage's when that decides too."""
+    if row.lossy:
+        return (Decision.UNDECIDED if calibration.coarse_labels is None
+                else calibration.coarse_labels.decide([row.coarse, row.labels]))
     if row.rough:
         return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide([row.coarse])
     return calibration.decide(list(row.stages) or [row.score])
@@ -237,6 +259,9 @@ def zoo_references(zoo: Zoo, kind: str) -> tuple[References, list[str]] | None:
 
 #: Suffix of a scheme run parent-aware on a parent zoo (``tafa+parent``), and the pool of those zoos.
 PARENT_AWARE, SHARED_PARENT = "+parent", "shared parent"
+#: Suffix of a scheme run with a label stage made from the owner's data (``tafa+owner-data``,
+#: :mod:`tafa.label_stage`), and the schemes that get that run on a classification zoo.
+OWNER_DATA, OWNER_DATA_SCHEMES = "+owner-data", ("tafa",)
 
 
 def parent_variants(scheme_name: str, spec: ZooSpec) -> list[tuple[str, bool]]:
@@ -245,8 +270,21 @@ def parent_variants(scheme_name: str, spec: ZooSpec) -> list[tuple[str, bool]]:
     return [(scheme_name, False)] + ([(scheme_name + PARENT_AWARE, True)] if aware else [])
 
 
-def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> dict[str, Any]:
-    """Fingerprint ``zoo``'s owner with one scheme and score every other model.
+def variants(scheme_name: str, spec: ZooSpec) -> list[tuple[str, bool, bool]]:
+    """``(entry name, parent-aware, with the owner's data)`` of the runs of one scheme on one zoo:
+    :func:`parent_variants`, and on a classification zoo with interface families the default
+    scheme again with a label stage from the owner's data (``tafa+owner-data``)."""
+    labelled = (scheme_name in OWNER_DATA_SCHEMES and spec.scenario == "classification" and spec.parent is None
+                and not spec.latent and bool(interface_rows(spec)))
+    return ([(name, aware, False) for name, aware in parent_variants(scheme_name, spec)]
+            + ([(scheme_name + OWNER_DATA, False, True)] if labelled else []))
+
+
+def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owner_data: bool = False
+                    ) -> dict[str, Any]:
+    """Fingerprint ``zoo``'s owner with one scheme and score every other model (``owner_data``:
+    the fingerprint also gets a label stage from the owner's half of the task's data, as
+    ``tafa fingerprint --owner-data`` makes it).
 
     A learned scheme trains on the zoo's reference role for it and is also scored
     leave-one-family-out: the models of each attack family are scored by a verifier refitted
@@ -263,7 +301,9 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
     references = zoo_references(zoo, scheme.references)
     started = time.perf_counter()
     fingerprint = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0, data=data,
-                                     references=references[0] if references else None, parent=parent)
+                                     references=references[0] if references else None, parent=parent,
+                                     owner_data=None if data is None or not owner_data
+                                     else data.reshape(-1, *spec.input_shape))
     fingerprint_seconds = time.perf_counter() - started
     rows: list[Scored] = []
     models = []
@@ -284,12 +324,16 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False) -> d
         coarse = fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
         rough = coarse is not None and coarse_decides(coarse[1], grid)
+        lossy = fingerprint.labels is not None and coarse is not None and keeps_labels_only(suspect, recognised)
         stages = () if fingerprint.second is None else (  # a rough row's second stage does not run (verify's path)
-            value, float("nan") if rough else fingerprint.second.score(suspect).value)
+            value, float("nan") if rough or lossy else fingerprint.second.score(suspect).value)
+        labels = (fingerprint.labels.score(suspect).value if fingerprint.labels is not None
+                  and (lossy or role == "calibration") else float("nan"))
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
-                           coarse=float("nan") if coarse is None else coarse[0].value, rough=rough))
+                           coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
+                           labels=labels, lossy=lossy))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):
@@ -344,10 +388,15 @@ INTERFACE_NEGATIVES = 6
 INTERFACE = "interface"
 
 
+def interface_rows(spec: ZooSpec) -> bool:
+    """Whether a zoo has interface (and evasion) families: not the shared-parent or ResNet zoos."""
+    return spec.parent is None and not spec.owner_arch.startswith("resnet")
+
+
 def interface_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
     """``(row name, label, family, model)`` of every interface-wrapped suspect of ``zoo``."""
     spec = zoo.spec
-    if spec.parent is not None or spec.owner_arch.startswith("resnet"):
+    if not interface_rows(spec):
         return []
     from ..attacks.interface import interfaces_for
 
@@ -376,7 +425,7 @@ def _seed(name: str) -> int:
 def evasion_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
     """``(row name, label, family, model)`` of every evasion-wrapped suspect of ``zoo``."""
     spec = zoo.spec
-    if spec.parent is not None or spec.owner_arch.startswith("resnet"):
+    if not interface_rows(spec):
         return []
     from ..attacks.evasion import EVASIONS
 
@@ -395,7 +444,7 @@ def evasion_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
     return [(f"{name}%{evasion.name}", label, f"{EVASION}/{evasion.name}" + ("" if label else "/independent"),
              evasion.apply(TorchModel(model, spec.input_shape, name=name), decoys[label], data=data,
                            seed=_seed(f"{name}%{evasion.name}")))
-            for evasion in EVASIONS.values() for name, label, model in bases]
+            for evasion in EVASIONS.values() if spec.scenario in evasion.tasks for name, label, model in bases]
 
 
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
@@ -571,7 +620,8 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "per_family": {family: {"n": v["n"], "detection_rate": v["hits"] / v["n"]} for family, v in families.items()},
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
                     "calibrated": r.calibrated, "evidence": r.evidence, "utility": r.utility,
-                    **({"stages": list(r.stages)} if r.stages else {})} for r in scored],
+                    **({"stages": list(r.stages)} if r.stages else {}),
+                    **({"labels": r.labels, "lossy": True} if r.lossy else {})} for r in scored],
         "utility_kept": utility_gated(derived, independent, rules, value=value),
         "per_recipe": per_recipe(scored, rules),
         # the references the rule was calibrated on, so that the exchangeability of scored and
@@ -638,7 +688,7 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "zoo_seconds": zoo_seconds, "scenarios": {}}
     pooled: dict[str, dict[str, dict[str, Any]]] = {}
-    bar = tqdm(total=sum(len(parent_variants(n, z.spec)) for z in zoos for n in names if applicable(n, z.spec)),
+    bar = tqdm(total=sum(len(variants(n, z.spec)) for z in zoos for n in names if applicable(n, z.spec)),
                desc="bench: schemes", disable=not progress)
     owner_utility: dict[str, dict[str, Any]] = {}
     for zoo in zoos:
@@ -646,9 +696,10 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
         relative, owner_utility[spec.name] = relative_utilities(zoo, cache)
         entry: dict[str, Any] = {"scenario": spec.scenario, "owner": f"{spec.owner_arch} on {spec.task}",
                                  "domain": spec.domain, "utility": owner_utility[spec.name], "schemes": {}}
-        variants = [variant for n in names if applicable(n, spec) for variant in parent_variants(n, spec)]
-        for name, parent_aware in variants:
-            evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE), parent_aware)
+        runs = [variant for n in names if applicable(n, spec) for variant in variants(n, spec)]
+        for name, parent_aware, owner_data in runs:
+            evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE).removesuffix(OWNER_DATA), parent_aware,
+                                         owner_data)
             rows = with_utility(evaluation["rows"], relative)
             evaluation["lofo"] = {family: with_utility(group, relative) for family, group in evaluation["lofo"].items()}
             rules = calibrations(rows, evaluation["stage_names"], evaluation["copy_line"],

@@ -76,6 +76,10 @@ class Rule:
     #: same references: it decides, alone and at the whole alpha, a suspect whose answers at the
     #: fingerprint's step are not a ReLU network's (``None``: none made).
     coarse: "Rule | None" = None
+    #: The rule of the coarse scale and the label stage together (:mod:`tafa.label_stage`), from the
+    #: same references: it decides a suspect whose answers keep little more than labels, when the
+    #: fingerprint has a label stage (``None``: none made).
+    coarse_labels: "Rule | None" = None
 
     def __post_init__(self) -> None:
         check_param("stages", len(self.stages), "one calibration per name (at least one)",
