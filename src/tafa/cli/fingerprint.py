@@ -74,7 +74,7 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
             if key in ("parent_sha256", "label_stage") and key not in summary:
                 continue
             value = summary.get(key)
-            if key == "label_stage":
+            if key == "label_stage" and isinstance(value, dict):
                 value = (f"{value['points']} points across the owner's boundaries, from {value['owner_inputs']} "
                          f"owner inputs (sha256 {str(value['owner_inputs_sha256'])[:16]}...)")
             if key == "shortcuts":
