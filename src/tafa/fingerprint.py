@@ -53,7 +53,7 @@ from .signature.base import Signature, relative_to
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.scales import COARSE_SCALE, coarse_decides, coarse_probes, domain_scale, roughness
-from .label_stage import LABEL_STAGE, describe as describe_labels, keeps_labels_only, make_label_stage
+from .label_stage import LABEL_STAGE, describe as describe_labels, keeps_labels_only, label_scheme, owner_inputs
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -304,7 +304,7 @@ class Fingerprint:
             if coarse_copy is not None:
                 meta[COARSE_INT8_SCORE] = coarse_copy
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
-        labels = None if owner_data is None else make_label_stage(owner, domain, owner_data, seed)
+        labels = None if owner_data is None else _label_stage(owner, domain, owner_data, seed)
         if scheme.second:
             meta["second_stage"] = why
             if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
@@ -983,7 +983,8 @@ class Fingerprint:
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
-                **({"label_stage": describe_labels(self.labels)} if self.labels is not None else {}),
+                **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta)}
+                   if self.labels is not None else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
 
 
@@ -1032,6 +1033,16 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
     assert second is not None
     return second, {"made": True, "scheme": scheme.second, "queries": second.queries(),
                     "lines": len(second.probes), "fingerprint_seconds": second.meta.get("fingerprint_seconds")}
+
+
+def _label_stage(owner: Model, domain: Domain, data: np.ndarray, seed: int) -> Fingerprint:
+    """The label stage of ``owner`` from its inputs ``data`` (:mod:`tafa.label_stage`): IPGuard's
+    points from them, clipped into the domain, with the owner's labels there."""
+    inputs, record = owner_inputs(owner, data)
+    stage = Fingerprint.create(owner, domain, scheme=label_scheme(), seed=seed, data=domain.clip(inputs),
+                               time_budget=None, second_stage=False)
+    stage.meta.update(record)
+    return stage
 
 
 def _owner_int8_score(owner: Model, probes: Probes, signature: Any, similarity: Similarity,

@@ -38,11 +38,9 @@ import numpy as np
 
 from .errors import InvalidParameter
 from .models.base import Model
-from .scheme import get_scheme
+from .scheme import Scheme, get_scheme
 
 if TYPE_CHECKING:
-    from .domain import Domain
-    from .fingerprint import Fingerprint
     from .signature.interface import Recognised
 
 #: The label stage's name in a verdict's stages.
@@ -57,12 +55,16 @@ LABEL_MARGIN = 0.5
 MIN_OWNER_INPUTS = 10
 
 
-def make_label_stage(owner: Model, domain: "Domain", data: np.ndarray, seed: int) -> "Fingerprint":
-    """The label stage of ``owner`` (see module doc) from its inputs ``data`` (``(n, *input_shape)``,
-    within the domain); :class:`~tafa.errors.InvalidParameter` (one line) where it cannot be made:
-    a black-box owner, an owner with one output, too few inputs."""
-    from .fingerprint import Fingerprint
+def label_scheme() -> Scheme:
+    """The label stage's scheme: IPGuard's points at :data:`LABEL_MARGIN`, :data:`LABEL_POINTS` of them."""
+    return replace(get_scheme("ipguard"), probe_params={"margin": LABEL_MARGIN}, points=LABEL_POINTS)
 
+
+def owner_inputs(owner: Model, data: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """``data`` as float64 inputs of ``owner`` and what the stage records of them (their count and
+    SHA-256), or :class:`~tafa.errors.InvalidParameter` (one line) where a label stage cannot be
+    made from them: a black-box owner, an owner with one output, too few inputs, wrong shapes,
+    values that are not finite."""
     data = np.asarray(data, dtype=np.float64)
     if owner.torch_module() is None:
         raise InvalidParameter("A label stage needs the owner as a torch module or a model file (its points are "
@@ -75,12 +77,8 @@ def make_label_stage(owner: Model, domain: "Domain", data: np.ndarray, seed: int
                                f"shape {list(owner.input_shape)}; got an array of shape {list(data.shape)}.")
     if not np.all(np.isfinite(data)):
         raise InvalidParameter("The owner's inputs for a label stage hold NaN or infinite values.")
-    scheme = replace(get_scheme("ipguard"), probe_params={"margin": LABEL_MARGIN}, points=LABEL_POINTS)
-    stage = Fingerprint.create(owner, domain, scheme=scheme, seed=seed, data=domain.clip(data),
-                               time_budget=None, second_stage=False)
-    stage.meta.update(owner_inputs=len(data), owner_inputs_sha256=hashlib.sha256(
-        np.ascontiguousarray(data).tobytes()).hexdigest())
-    return stage
+    return data, {"owner_inputs": len(data),
+                  "owner_inputs_sha256": hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()}
 
 
 def keeps_labels_only(model: Model, recognised: "Recognised | None") -> bool:
@@ -93,10 +91,11 @@ def keeps_labels_only(model: Model, recognised: "Recognised | None") -> bool:
                                        or recognised.kind == "top-k probabilities")
 
 
-def describe(stage: "Fingerprint") -> dict[str, Any]:
-    """What a fingerprint's description says of its label stage."""
-    return {"points": len(stage.probes), "margin": LABEL_MARGIN, "owner_inputs": stage.meta.get("owner_inputs"),
-            "owner_inputs_sha256": stage.meta.get("owner_inputs_sha256")}
+def describe(points: int, meta: dict[str, Any]) -> dict[str, Any]:
+    """What a fingerprint's description says of its label stage (``points``, its ``meta``)."""
+    return {"points": points, "margin": LABEL_MARGIN, "owner_inputs": meta.get("owner_inputs"),
+            "owner_inputs_sha256": meta.get("owner_inputs_sha256")}
 
 
-__all__ = ["LABEL_MARGIN", "LABEL_POINTS", "LABEL_STAGE", "describe", "keeps_labels_only", "make_label_stage"]
+__all__ = ["LABEL_MARGIN", "LABEL_POINTS", "LABEL_STAGE", "describe", "keeps_labels_only", "label_scheme",
+           "owner_inputs"]
