@@ -687,7 +687,9 @@ class HttpModel(Model):
                     f"{url}: TLS certificate not trusted "
                     f"({_printable(str(error.verify_message))}).")) from None
             except (OSError, http.client.HTTPException) as error:
-                if watchdog.expire():
+                # the socket's own timeout is the whole try's too, and can fire a moment before the
+                # watchdog's thread runs (a loaded machine): it is the same lateness, never retried
+                if watchdog.expire() or isinstance(error, TimeoutError):
                     raise _NoAnswer(self._late(), sent, ModelLoadError(self._late_refusal(what))) from None
                 raise _NoAnswer(_describe_failure(error), sent) from None
         finally:
