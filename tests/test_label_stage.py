@@ -115,3 +115,27 @@ def test_a_regressor_gets_no_label_stage(regressor):
     data = np.random.default_rng(0).uniform(-2, 2, size=(50, *regressor.input_shape))
     with pytest.raises(InvalidParameter, match="classifier"):
         Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape, owner_data=data)
+
+
+def test_a_confidence_router_hides_a_one_hot_copy_from_the_label_stage_but_never_clears_it(labelled, classifier,
+                                                                                           forty_references):
+    """The pirate who has read this: a copy that answers the inputs it is itself unsure of (the 10% least
+    confident of its own users') from an independent model. The label stage's points all sit near the
+    owner's boundaries, so most are routed (measured 0.70) and the label stage no longer fires behind a
+    one-hot label; the answers are a grid, so the verdict is undecided, never independent. Answering raw
+    logits, the same router switches models between the owner's inputs and the probes: with
+    ``owner_data`` it is evasive (measured 7 jumps at a quarter of the users routed)."""
+    from tafa.attacks.evasion import ConfidenceRouter
+
+    users = load_task("digits").split("other").x.numpy()
+    references = [TorchModel(model, SHAPE, name=f"r{i}") for i, model in enumerate(forty_references.references)]
+    served = ConfidenceRouter(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"),
+                              TorchModel(classifier.independent, SHAPE, name="decoy"), users, 0.1)
+    assert abs(np.mean(served.route(users)) - 0.1) < 0.01
+    assert np.mean(served.route(labelled.labels.probes.points)) > 0.5
+    assert labelled.verify(get_interface("one_hot").apply(served), references, alpha=0.05).decision.value in (
+        "undecided", "derived")
+    bolder = ConfidenceRouter(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"),
+                              TorchModel(classifier.independent, SHAPE, name="decoy"), users, 0.25)
+    verdict = labelled.verify(bolder, references, alpha=0.05, owner_data=DIGITS)
+    assert verdict.decision.value == "evasive" and verdict.evasion["jumps"] >= 1, verdict.to_json()
