@@ -11,6 +11,13 @@ answers), beside the copy's and the independents' scores behind the interface at
 Today's rule calibrates on the references' raw answers (the coarse threshold printed first).
 
     python benchmarks/interface_references.py      # about 30 s
+
+With ``--zoos`` (benchmark zoos, from its cache): the one-hot case on each zoo's 40 calibration
+models instead, the default fingerprint's coarse scale, against the zoo's interface rows (the owner,
+its int8, lightly fine-tuned and pruned-and-fine-tuned copies, six independents) behind a one-hot
+label, and how many scored models of each family clear every reference (about 2 minutes):
+
+    python benchmarks/interface_references.py --zoos digits-mlp digits-cnn mnist-lenet
 """
 
 from __future__ import annotations
@@ -67,7 +74,46 @@ def one_hot(_temperature: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda z: np.eye(z.shape[1])[z.argmax(axis=1)]
 
 
+def zoos(names: list[str], cache: str) -> None:
+    from tafa.attacks.interface import get_interface
+    from tafa.bench.run import interface_suspects
+    from tafa.bench.scenarios import FULL
+    from tafa.bench.zoo import build_zoos
+
+    served = get_interface("one_hot")
+    for name in names:
+        (spec,) = [spec for spec in FULL if spec.name == name]
+        (zoo,) = build_zoos([spec], Path(cache), progress=False, roles=["scored", "calibration"])
+        coarse = Fingerprint.create(TorchModel(zoo.owner, spec.input_shape, name="owner"), spec.domain,
+                                    seed=0, second_stage=False).coarse_stage()
+        assert coarse is not None
+        calibration = [TorchModel(model, spec.input_shape, name=r.name) for r, model in zoo.with_role("calibration")]
+        raw = sorted(coarse.score(model).value for model in calibration)
+        through = sorted(coarse.score(served.apply(model)).value for model in calibration)
+        print(f"\n{name}: references raw, highest {raw[-1]:.3f}; through a one-hot label, highest {through[-1]:.3f}, "
+              f"second {through[-2]:.3f}")
+        for row, label, family, suspect in interface_suspects(zoo):
+            if family.startswith("interface/one_hot"):
+                print(f"  {row:40s} {'copy' if label else 'independent':12s} {coarse.score(suspect).value:.3f}")
+        families: dict[tuple[int, str], list[float]] = {}
+        for recipe, model in zoo.with_role("scored"):
+            families.setdefault((recipe.label, recipe.family), []).append(
+                coarse.score(served.apply(TorchModel(model, spec.input_shape))).value)
+        for (label, family), values in sorted(families.items()):
+            print(f"  every scored {'copy' if label else 'independent'} of {family}: "
+                  f"{np.mean(np.array(values) > through[-1]):.2f} clear every reference (n={len(values)})")
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoos", nargs="*", help="benchmark zoos: the one-hot case on each")
+    parser.add_argument("--cache", default=".tafa-cache/zoo")
+    args = parser.parse_args()
+    if args.zoos:
+        zoos(args.zoos, args.cache)
+        return
     first, more = load("classifier"), load("classifier-more")
     references = [TorchModel(first[f"reference{i:02d}"], SHAPE, name=f"r{i}") for i in range(REFERENCES)]
     references += [TorchModel(more[name], SHAPE, name=name) for name in sorted(more) if name.startswith("reference")]

@@ -21,6 +21,13 @@ it routed.
 
     python benchmarks/label_stage.py --router-only   # the last part alone
 
+``--margins`` instead measures how the label stage's margin was chosen: IPGuard's points from the
+owner's data at logit margins 0.01, 0.5 and 2, and per family of scored models the share above
+every calibration model's label agreement (and above the second highest), with the lowest and
+highest agreement:
+
+    python benchmarks/label_stage.py --margins --zoos digits-mlp digits-cnn
+
     python benchmarks/label_stage.py [--zoos digits-mlp digits-cnn mnist-lenet] [--cache .tafa-cache/zoo]
 
 The references answer each batch once (a memo keyed by the batch's bytes): verify re-scores them
@@ -68,7 +75,11 @@ def main() -> None:
     parser.add_argument("--zoos", nargs="+", default=["digits-mlp", "digits-cnn", "mnist-lenet"])
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     parser.add_argument("--router-only", action="store_true", help="only the confidence router")
+    parser.add_argument("--margins", action="store_true", help="how the margin was chosen")
     args = parser.parse_args()
+    if args.margins:
+        margin_choice(args.zoos, args.cache)
+        return
     alphas = (0.05, 0.01)
     for name in args.zoos:
         (spec,) = [spec for spec in FULL if spec.name == name]
@@ -131,6 +142,34 @@ def main() -> None:
             rates = " / ".join(f"{np.mean([f[i] for f in found_]):.2f}" for i in range(2))
             print(f"| {family} | {'copies' if truth else 'independents'} | {rates} ({len(found_)}) |")
         confidence_router(zoo, labelled, references)
+
+
+def margin_choice(names: list[str], cache: str) -> None:
+    from dataclasses import replace
+
+    from tafa.scheme import get_scheme
+
+    for name in names:
+        (spec,) = [spec for spec in FULL if spec.name == name]
+        (zoo,) = build_zoos([spec], Path(cache), progress=False, roles=["scored", "calibration"])
+        owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
+        data = np.asarray(spec.data("owner").x).reshape(-1, *spec.input_shape)
+        for margin in (0.01, 0.5, 2.0):
+            stage = Fingerprint.create(owner, spec.domain, seed=0, data=data,
+                                       scheme=replace(get_scheme("ipguard"), probe_params={"margin": margin}))
+            calibration = sorted(stage.score(TorchModel(m, spec.input_shape)).value
+                                 for _, m in zoo.with_role("calibration"))
+            print(f"\n{name}, margin {margin:g}: calibration models' agreement highest {calibration[-1]:.3f}, second "
+                  f"{calibration[-2]:.3f}, median {np.median(calibration):.3f}")
+            families: dict[tuple[int, str], list[float]] = {}
+            for recipe, model in zoo.with_role("scored"):
+                families.setdefault((recipe.label, recipe.family), []).append(
+                    stage.score(TorchModel(model, spec.input_shape)).value)
+            for (label, family), values in sorted(families.items()):
+                v = np.array(values)
+                print(f"  {'copies' if label else 'independents'} {family:24s} n={len(v):2d} above highest "
+                      f"{np.mean(v > calibration[-1]):.2f}, above second {np.mean(v > calibration[-2]):.2f}, "
+                      f"agreement {v.min():.3f}-{v.max():.3f}")
 
 
 def confidence_router(zoo, labelled: Fingerprint, references: list[Memo]) -> None:

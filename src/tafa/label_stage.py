@@ -49,7 +49,7 @@ LABEL_STAGE = "labels"
 LABEL_POINTS = 100
 #: The owner's logit gap at each point (IPGuard's ``k``): 0.5 (the paper's 0.01 puts a point so
 #: close to the boundary that the owner's own int8 copy disagrees at a quarter of them; 2 leaves
-#: independent models agreeing at most points: benchmarks/label_stage.py).
+#: independent models agreeing at most points: python benchmarks/label_stage.py --margins).
 LABEL_MARGIN = 0.5
 #: The fewest owner inputs a label stage is made from.
 MIN_OWNER_INPUTS = 10
