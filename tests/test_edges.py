@@ -203,6 +203,8 @@ def test_bad_arguments_are_refused_before_torch_is_imported(world, tmp_path):
         (["fingerprint", str(world["owner"]), "--domain", "box:0,1", "--out", fingerprint], "--force"),
         (["info", str(tmp_path / "absent.tafa")], "absent.tafa"),
         (["verify", fingerprint, str(world["pirate"]), "--owner-data", str(tmp_path / "absent.npz")], "absent.npz"),
+        (["fingerprint", str(world["owner"]), "--domain", "box:0,1", "--out", str(tmp_path / "o.tafa"),
+          "--owner-data", str(tmp_path / "absent.npz")], "absent.npz"),
     ):
         done = _cli(*argv)
         lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
@@ -367,3 +369,18 @@ def test_owner_data_that_does_not_fit_is_refused_in_one_line_and_data_that_fits_
                           "--json")
     assert code == 0, err
     assert json.loads(out)["evasion"]["anchored"] is True
+
+
+def test_fingerprint_owner_data_that_cannot_make_a_label_stage_is_one_line_and_nothing_is_written(world, capsys,
+                                                                                                 tmp_path):
+    """``fingerprint --owner-data``: inputs of another size, or too few of them, are one line naming
+    the problem, and neither the fingerprint nor its commitment is written."""
+    out = tmp_path / "labelled.tafa"
+    np.savez(tmp_path / "wide.npz", x=np.zeros((20, 65), dtype=np.float32), y=np.zeros(20))
+    digits = load_task("digits").split("owner")
+    np.savez(tmp_path / "few.npz", x=digits.x.numpy()[:5], y=digits.y.numpy()[:5])
+    for name, needle in (("wide.npz", "the owner's input shape 1,8,8"), ("few.npz", "samples")):
+        code, _, err = _run(capsys, "fingerprint", str(world["owner"]), "--domain", "box:0,1", "--out", str(out),
+                            "--owner-data", str(tmp_path / name))
+        _one_line(code, err, name, needle)
+        assert not out.exists() and not (tmp_path / "labelled.tafa.commitment.json").exists()
