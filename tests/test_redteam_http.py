@@ -85,6 +85,26 @@ def test_a_service_dripping_its_answer_is_cut_at_the_whole_request_deadline(serv
     assert len(server.arrivals) == 1
 
 
+def test_a_hanging_service_is_asked_once_even_when_the_sockets_own_timeout_fires_first(server, probes,
+                                                                                       monkeypatch):
+    """The socket's per-operation timeout equals the whole try's, so on a loaded machine it can fire
+    a moment before the watchdog's thread runs. That is the same lateness: never retried (it was, and
+    a hanging service then held tafa retries + 1 times). The watchdog is made late on purpose here."""
+    from tafa.models import http
+
+    original = http._Watchdog.__init__
+
+    def late(self, connection, seconds):
+        original(self, connection, seconds + 2.0)
+
+    monkeypatch.setattr(http._Watchdog, "__init__", late)
+    server.sleep = 30.0
+    suspect = _client(server.url, timeout=0.3, retries=2)
+    message, took, _ = _fails_in_one_line(lambda: suspect(probes[:5]), ModelLoadError, 2.0, server.url)
+    assert "timed out" in message and "not asked again" in message
+    assert len(server.arrivals) == 1
+
+
 def test_a_dripped_answer_without_a_length_is_late_not_whole(server, probes):
     """Closed when done, a body has no length to fall short of: cut by the watchdog, it
     must read as late, never as a whole (and malformed) answer."""
