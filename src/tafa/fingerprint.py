@@ -879,11 +879,12 @@ class Fingerprint:
             if coarse[2].note:
                 notes.append(coarse[2].note)
         unresolved = None
-        grid = None if coarse is None else coarse[2].quantised
+        shown = coarse[2] if coarse is not None else recognised  # how the deciding answers were recognised
+        grid = None if shown is None else shown.quantised
         if grid is not None:
             unresolved = (f"the answers lie on a grid of step {grid:.3g}: a score below the threshold is no evidence "
                           "of independence, so no decision")
-        elif coarse is None:
+        elif model.labels_only:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
         kind = " and ".join(["coarse scale"] * (coarse is not None) + ["labels"] * labels)
