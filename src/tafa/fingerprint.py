@@ -829,17 +829,23 @@ class Fingerprint:
         ``alpha`` (:class:`~tafa.decide.rule.Rule`); alone, at the whole ``alpha``, without a
         coarse scale (a labels-only suspect)."""
         stages: list[tuple[str, Fingerprint, Score]] = []
+        records: list[dict[str, Any]] = []  # what the verdict shows of each stage
         notes: list[str] = []
         if coarse is not None:
             stage = self.coarse_stage()
             assert stage is not None
             stages.append((f"{self.scheme.name} (coarse scale)", stage, coarse[0]))
+            checked = 0 if evasion is None else evasion.queries  # the evasion check's: counted apart, as verify does
+            records.append({"name": stages[-1][0], "score": coarse[0].value, "queries": queries - checked,
+                            "seconds": seconds})
         if labels:
             assert self.labels is not None
             started, before = time.perf_counter(), model.queries
             stages.append((LABEL_STAGE, self.labels, self.labels.score(model)))
-            queries += model.queries - before
-            seconds += time.perf_counter() - started
+            records.append({"name": LABEL_STAGE, "score": stages[-1][2].value, "queries": model.queries - before,
+                            "seconds": time.perf_counter() - started})
+            queries += records[-1]["queries"]
+            seconds += records[-1]["seconds"]
             form = "labels only" if recognised is None else recognised.kind
             notes.append(f"the answers keep little more than labels ({form}): "
                          f"the label stage decides{' beside the coarse scale' if coarse is not None else ''} (the "
@@ -888,7 +894,6 @@ class Fingerprint:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
         kind = " and ".join(["coarse scale"] * (coarse is not None) + ["labels"] * labels)
-        records = [{"name": name, "score": score.value} for name, _, score in stages]
         return Verdict.decide(stages[0][2], rule, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=f"{self.scheme.name} ({kind})", fingerprint_sha256=self.sha256,
                               notes=notes, unresolved=unresolved, stages=records if len(records) > 1 else [],
