@@ -669,6 +669,63 @@ def relative_utilities(zoo: Zoo, cache: Path | None) -> tuple[dict[str, float], 
              "owner": owner, "keep": KEEP})
 
 
+def evaluate_zoo(zoo: Zoo, names: list[str], cache: Path | None, n_boot: int) -> dict[str, Any]:
+    """Every scheme of ``names`` (each of its :func:`variants`) on one zoo: the zoo's entry of the
+    results (its summary per scheme) and, per run, its rows, rules and evaluation (what the
+    pooled figures are made of)."""
+    spec = zoo.spec
+    relative, owner_utility = relative_utilities(zoo, cache)
+    entry: dict[str, Any] = {"scenario": spec.scenario, "owner": f"{spec.owner_arch} on {spec.task}",
+                             "domain": spec.domain, "utility": owner_utility, "schemes": {}}
+    runs = []
+    runs_here = [variant for n in names if applicable(n, spec) for variant in variants(n, spec)]
+    for name, parent_aware, owner_data in runs_here:
+        evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE).removesuffix(OWNER_DATA), parent_aware,
+                                     owner_data)
+        rows = with_utility(evaluation["rows"], relative)
+        evaluation["lofo"] = {family: with_utility(group, relative) for family, group in evaluation["lofo"].items()}
+        rules = calibrations(rows, evaluation["stage_names"], evaluation["copy_line"],
+                             evaluation.get("coarse_copy_line"))
+        summary = summarise(rows, {"": rules}, n_boot)
+        if evaluation["lofo"]:
+            summary["lofo"] = summarise_lofo(evaluation["lofo"])
+        summary.update({key: evaluation[key] for key in ("queries", "queries_per_stage", "fingerprint_seconds",
+                                                         "verify_seconds")})
+        entry["schemes"][name] = summary
+        entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
+        runs.append((name, rows, rules, evaluation))
+    return {"entry": entry, "utility": owner_utility, "runs": runs}
+
+
+def _evaluate_zoos(zoos: list[Zoo], names: list[str], cache: Path, n_boot: int, roles: list[str],
+                   jobs: int) -> Iterable[tuple[ZooSpec, dict[str, Any]]]:
+    """:func:`evaluate_zoo` of each zoo, in order: in this process, or with ``jobs`` > 1 in that
+    many fresh ones (each loads its zoo from ``cache``; a scheme registered only in this process
+    is not known there: score it with ``jobs=1``)."""
+    if jobs <= 1 or len(zoos) == 1:
+        for zoo in zoos:
+            yield zoo.spec, evaluate_zoo(zoo, names, cache, n_boot)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(zoos)), mp_context=context, initializer=_one_thread) as pool:
+        futures = [pool.submit(_evaluate_cached_zoo, zoo.spec, names, str(cache), n_boot, roles) for zoo in zoos]
+        for zoo, future in zip(zoos, futures):
+            yield zoo.spec, future.result()
+
+
+def _one_thread() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
+
+def _evaluate_cached_zoo(spec: ZooSpec, names: list[str], cache: str, n_boot: int, roles: list[str]) -> dict[str, Any]:
+    (zoo,) = build_zoos([spec], Path(cache), jobs=1, progress=False, roles=roles)
+    return evaluate_zoo(zoo, names, Path(cache), n_boot)
+
+
 def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, out: Path | None = None,
                   cache: Path = Path(".tafa-cache/zoo"), jobs: int = 2, progress: bool = True,
                   command: str = "tafa bench", n_boot: int = 1000,
@@ -691,26 +748,10 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
     bar = tqdm(total=sum(len(variants(n, z.spec)) for z in zoos for n in names if applicable(n, z.spec)),
                desc="bench: schemes", disable=not progress)
     owner_utility: dict[str, dict[str, Any]] = {}
-    for zoo in zoos:
-        spec = zoo.spec
-        relative, owner_utility[spec.name] = relative_utilities(zoo, cache)
-        entry: dict[str, Any] = {"scenario": spec.scenario, "owner": f"{spec.owner_arch} on {spec.task}",
-                                 "domain": spec.domain, "utility": owner_utility[spec.name], "schemes": {}}
-        runs = [variant for n in names if applicable(n, spec) for variant in variants(n, spec)]
-        for name, parent_aware, owner_data in runs:
-            evaluation = evaluate_scheme(zoo, name.removesuffix(PARENT_AWARE).removesuffix(OWNER_DATA), parent_aware,
-                                         owner_data)
-            rows = with_utility(evaluation["rows"], relative)
-            evaluation["lofo"] = {family: with_utility(group, relative) for family, group in evaluation["lofo"].items()}
-            rules = calibrations(rows, evaluation["stage_names"], evaluation["copy_line"],
-                                  evaluation.get("coarse_copy_line"))
-            summary = summarise(rows, {"": rules}, n_boot)
-            if evaluation["lofo"]:
-                summary["lofo"] = summarise_lofo(evaluation["lofo"])
-            summary.update({key: evaluation[key] for key in ("queries", "queries_per_stage", "fingerprint_seconds",
-                                                             "verify_seconds")})
-            entry["schemes"][name] = summary
-            entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
+    for spec, done in _evaluate_zoos(zoos, names, cache, n_boot, roles, jobs):
+        owner_utility[spec.name] = done["utility"]
+        entry = done["entry"]
+        for name, rows, rules, evaluation in done["runs"]:
             pool = SHARED_PARENT if spec.parent else spec.scenario
             group = pooled.setdefault(pool, {}).setdefault(name, {"rows": [], "rules": {}, "cost": []})
             group["rows"] += [replace(r, model=f"{spec.name}/{r.model}") for r in rows]

@@ -43,7 +43,8 @@ def add_parsers(commands: Any) -> None:
                        help="smoke: a check of a few minutes; full: the published figures (default)")
     bench.add_argument("--out", default="bench-out", help="directory for results.json, results.md and PNGs")
     bench.add_argument("--cache", default=".tafa-cache/zoo", help="zoo cache (content-addressed by recipe)")
-    bench.add_argument("--jobs", type=int, default=2, help="processes that train the zoo (default 2)")
+    bench.add_argument("--jobs", type=int, default=2,
+                       help="processes that train the zoo and score it, a zoo each (default 2)")
     bench.add_argument("--schemes", nargs="+", choices=SCHEME_NAMES, metavar="SCHEME",
                        help=f"only these schemes (of {', '.join(sorted(SCHEME_NAMES))})")
     bench.add_argument("--zoos", nargs="+", help="only these zoos (e.g. digits-mlp)")
