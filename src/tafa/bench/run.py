@@ -132,10 +132,15 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
     # a stage that did not run (the coarse scale decides the row, :func:`with_coarse`) counts as no evidence
     per_stage = [metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i]) else min(references[i])
                                            for r in rows], references[i]) for i in range(count)]
-    combined = np.maximum(np.max(np.stack(per_stage), axis=0) - np.log10(count), 0.0)
+    combined = _bonferroni(per_stage)
     return [replace(r, score=float(v), evidence=float(v),
                     calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
             for r, v in zip(rows, combined)]
+
+
+def _bonferroni(per_stage: list[np.ndarray]) -> np.ndarray:
+    """Evidence in decades of stages decided together: the smallest p-value times their number."""
+    return np.maximum(np.max(np.stack(per_stage), axis=0) - np.log10(len(per_stage)), 0.0)
 
 
 def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
@@ -151,8 +156,7 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
     labels = [r.labels for r in rows if r.role == "calibration" and np.isfinite(r.labels)]
     if len(labels) >= 2 and any(r.lossy for r in rows):
         by_labels = metrics.evidence_decades([r.labels if r.lossy else 0.0 for r in rows], labels)
-        values = np.where([r.lossy for r in rows], np.maximum(np.maximum(values, by_labels) - np.log10(2), 0.0),
-                          values)
+        values = np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values)
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
                     score=float(v) if staged or r.lossy else r.coarse) if r.rough or r.lossy else r
             for r, v in zip(rows, values)]
@@ -274,8 +278,8 @@ def variants(scheme_name: str, spec: ZooSpec) -> list[tuple[str, bool, bool]]:
     """``(entry name, parent-aware, with the owner's data)`` of the runs of one scheme on one zoo:
     :func:`parent_variants`, and on a classification zoo with interface families the default
     scheme again with a label stage from the owner's data (``tafa+owner-data``)."""
-    labelled = (scheme_name in OWNER_DATA_SCHEMES and spec.scenario == "classification" and spec.parent is None
-                and not spec.latent and bool(interface_rows(spec)))
+    labelled = (scheme_name in OWNER_DATA_SCHEMES and spec.scenario == "classification" and not spec.latent
+                and interface_rows(spec))
     return ([(name, aware, False) for name, aware in parent_variants(scheme_name, spec)]
             + ([(scheme_name + OWNER_DATA, False, True)] if labelled else []))
 
