@@ -208,3 +208,49 @@ def test_verify_judges_a_copy_behind_probabilities_derived_and_a_rounded_one_und
     # with the references themselves, the coarse scale decides integer logits (tafa.signature.scales)
     found = fingerprint.verify(get_interface("integer_logits").apply(copy), references, alpha=1 / 19)
     assert found.decision == "derived" and found.coarse["decides"]
+
+
+def test_clipped_answers_are_recognised_relative_to_the_owner():
+    y = np.array([[0.213719], [1.5], [-0.451903], [1.5], [0.903247], [1.5], [-2.007131]])
+    recognised = recognise(y)
+    assert recognised.kind == "raw" and recognised.quantised is None and recognised.bounds == (1.5,)
+    assert recognised.censored is not None and recognised.censored[:, 0].tolist() == [False, True, False, True,
+                                                                                       False, True, False]
+    assert "clipped at 1.5" in recognised.note
+    # the owner repeats an extreme value itself (a ReLU on its output): the owner's form, no clip
+    assert recognise(y, owner_outputs=np.array([[0.0], [0.0], [0.7]])).censored is None
+    # twice is no clip; nor is a grid (rounded answers are decided at the coarse scale)
+    assert recognise(np.array([[0.313713], [1.5], [1.5], [0.107149]])).censored is None
+    rounded = recognise(np.round(y, 1))
+    assert rounded.quantised == 0.1 and rounded.censored is None
+
+
+def test_a_clipped_copy_is_compared_where_its_answers_are_inside_the_clip(regressor):
+    """The committed regressor's int8 copy served clipped to [-1, 1] (the benchmark's ``clip``
+    interface): about a fifth of its answers sit at the bounds. Compared at the probes it answers
+    inside the clip (53 of 64), with the 18 references scored at the same probes, it scores 1 to
+    1e-4 against a threshold of 0.67; the independent model behind the same clip scores 0.18 (its
+    threshold, at its own 50 probes, 0.73).
+    A clip that leaves too few probes inside gives no decision, never ``independent``."""
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape)
+    references = [TorchModel(model, regressor.input_shape, name=f"reference{i}")
+                  for i, model in enumerate(regressor.references)]
+    clip = get_interface("clip")
+    copy = clip.apply(TorchModel(quantize(regressor.owner, 8), regressor.input_shape, name="int8"))
+    verdict = fingerprint.verify(copy, references, alpha=1 / 19)
+    assert verdict.decision == "derived" and verdict.score > 0.999
+    assert any(note.startswith("compared at the ") and "inside the clip" in note for note in verdict.notes)
+    threshold = verdict.calibration.stages[0].threshold
+    assert threshold < 0.95
+    independent = clip.apply(TorchModel(regressor.independent, regressor.input_shape, name="independent"))
+    cleared = fingerprint.verify(independent, references, alpha=1 / 19)
+    assert cleared.decision == "independent" and cleared.score < threshold - 0.2
+    # a stored rule's thresholds were made on every probe: the references are needed
+    rule = fingerprint.calibrate(references, alpha=1 / 19)
+    stored = fingerprint.verify(copy, calibration=rule)
+    assert stored.decision == "undecided" and any("needs the references themselves" in n for n in stored.notes)
+    # clipped so narrowly that almost no probe is answered inside: no decision
+    narrow = Interface("narrow", "regression", lambda y: np.clip(y, -0.05, 0.05), "clipped to [-0.05, 0.05]")
+    hidden = fingerprint.verify(narrow.apply(TorchModel(regressor.independent, regressor.input_shape)), references,
+                                alpha=1 / 19)
+    assert hidden.decision == "undecided" and any("inside the clip" in note for note in hidden.notes)

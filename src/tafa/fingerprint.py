@@ -50,6 +50,7 @@ from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
+from .signature.censoring import at_points, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.scales import COARSE_SCALE, coarse_decides, coarse_probes, domain_scale, roughness
@@ -738,8 +739,10 @@ class Fingerprint:
                                        ready=calibration is not None, queries=0, seconds=0.0, progress=progress)
         before = model.queries
         measured, recognised, evasion = self.measure_checked(model, check_evasion, owner_data=owner_data)
-        score = self.compare(measured)
-        coarse = None if model.labels_only else self.measure_coarse(model, measured)
+        clipped = recognised is not None and recognised.censored is not None and recognised.quantised is None
+        view, measured, too_few = self.uncensored(measured, recognised)
+        score = view.compare(measured)
+        coarse = None if model.labels_only or clipped else self.measure_coarse(model, measured)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
@@ -749,8 +752,20 @@ class Fingerprint:
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
                                        seconds=seconds, progress=progress, labels=labels)
+        notes: list[str] = []
+        stored_rule = False  # a clipped suspect given a stored calibration alone: why no decision is said
+        if view is not self:
+            notes.append(f"compared at the {len(view.probes)} of the {len(self.probes)} probes whose answers are all "
+                         "inside the clip, the references at the same probes")
+            if calibration is not None:  # its thresholds were made on every probe
+                calibration = None
+                if not references:
+                    stored_rule = True
+                    notes.append("a clipped suspect is compared at the probes it answers inside the clip: the "
+                                 "threshold needs the references themselves (--references), not a stored "
+                                 "calibration: no decision")
         if calibration is None and references:  # the references at the scale that decides, once
-            calibration = self.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
+            calibration = view.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         stages: list[dict[str, Any]] = []
         available = [self] + ([] if self.second is None else [self.second])
         if calibration is not None and len(calibration.stages) > len(available):
@@ -786,7 +801,8 @@ class Fingerprint:
             seconds = sum(stage["seconds"] for stage in stages)
         queries += checked
         positive_scores = self.scores(positives, progress=progress, desc="positives") if positives else None
-        notes = [] if calibration is not None else ["no references: score reported, no decision made"]
+        if calibration is None and not stored_rule:
+            notes.append("no references: score reported, no decision made")
         stored = self.meta.get(PARENT_REFERENCE_SCORES)
         if calibration is None and stored:  # evidence, not a bound (see parent_calibration)
             notes.append(f"the score is above {sum(score.value > v for v in stored)} of the {len(stored)} data-free "
@@ -808,6 +824,9 @@ class Fingerprint:
         if recognised is not None and recognised.quantised is not None:
             unresolved = (f"the answers lie on a grid of step {recognised.quantised:.3g}: a score below the threshold "
                           "is no evidence of independence, so no stage above its threshold means no decision")
+        elif too_few is not None:
+            unresolved = (f"the answers are clipped and {too_few}: a score below the threshold is no evidence of "
+                          "independence, so no stage above its threshold means no decision")
         return Verdict.decide(score, calibration, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=self.scheme.name, fingerprint_sha256=self.sha256,
                               positive_scores=positive_scores, notes=notes, stages=stages, unresolved=unresolved,
@@ -924,6 +943,24 @@ class Fingerprint:
         evasion = (check_evasion_of(model, inputs, answers, self.domain, anchors=owner_data, seed=seed) if check
                    else None)
         return signature, recognised, evasion
+
+    def uncensored(self, signature: Signature, recognised: Recognised | None,
+                   ) -> tuple["Fingerprint", Signature, str | None]:
+        """This fingerprint and the suspect's ``signature`` at the probes whose answers are all
+        inside a clip (:mod:`tafa.signature.censoring`), when the suspect's answers were
+        recognised as clipped; references scored by that view are scored at the same probes. As
+        they are, with no reason, when nothing was clipped; as they are, with the reason a
+        comparison there cannot be made, when too few probes are left."""
+        if recognised is None or recognised.censored is None or recognised.quantised is not None:
+            return self, signature, None
+        measurement = self.scheme.make_signature()
+        keep, why = inside_points(measurement, self.probes, recognised.censored)
+        if keep is None:
+            return self, signature, why
+        n = len(self.probes)
+        view = replace(self, probes=self.probes.subset(keep), owner_signature=at_points(self.owner_signature, keep, n),
+                       coarse={}, labels=None)
+        return view, at_points(signature, keep, n), None
 
     def coarse_stage(self) -> "Fingerprint | None":
         """This fingerprint at its coarse scale (:mod:`tafa.signature.scales`): the same probes at

@@ -103,6 +103,13 @@ class Scored:
     #: stage), as in ``tafa verify``. Measured on the calibration rows too (their thresholds).
     labels: float = float("nan")
     lossy: bool = False
+    #: Answers recognised as clipped (:mod:`tafa.signature.censoring`): the first stage is measured at
+    #: the probes answered inside the clip, and these are the calibration rows' first-stage scores at
+    #: the same probes, in their order (empty: not clipped). ``inside``: how many probes; ``too_few``:
+    #: too few were left, and a score below the thresholds is no evidence of independence.
+    censored: tuple[float, ...] = ()
+    inside: int = 0
+    too_few: bool = False
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -110,6 +117,8 @@ def with_calibrated(rows: list[Scored]) -> list[Scored]:
     (:func:`metrics.evidence_decades`, :func:`metrics.calibrated_scale`)."""
     references = [r.score for r in rows if r.role == "calibration"]
     values = metrics.evidence_decades([r.score for r in rows], references)
+    values = np.array([metrics.evidence_decades([r.score], list(r.censored))[0] if r.censored else v  # its probes
+                       for r, v in zip(rows, values)])
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
             for r, v in zip(rows, values)]
 
@@ -132,6 +141,9 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
     # a stage that did not run (the coarse scale decides the row, :func:`with_coarse`) counts as no evidence
     per_stage = [metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i]) else min(references[i])
                                            for r in rows], references[i]) for i in range(count)]
+    for j, row in enumerate(rows):  # a clipped row's first stage against the references at its own probes
+        if row.censored:
+            per_stage[0][j] = metrics.evidence_decades([row.stages[0]], list(row.censored))[0]
     combined = _bonferroni(per_stage)
     return [replace(r, score=float(v), evidence=float(v),
                     calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
@@ -182,6 +194,13 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                                          copy_line=copy_line, later=later,
                                          parametric=len(references) < references_needed(alpha))
              for alpha in ALPHAS}
+    for row in rows:  # a clipped suspect: the rule from the references' scores at its probes
+        if row.censored and row.role != "calibration":
+            scores = list(row.censored)
+            for alpha, rule in rules.items():
+                rule.per_suspect[row.model] = Rule.from_references(
+                    [r.model for r in references], scores, alpha, stage_names=names, copy_line=copy_line, later=later,
+                    parametric=len(references) < references_needed(alpha))
     coarse = [r.coarse for r in references]
     if references and all(np.isfinite(coarse)):
         for alpha, rule in rules.items():
@@ -201,7 +220,7 @@ def decision(calibration: Rule, row: Scored) -> Decision:
     <tafa.decide.Verdict.decide>`): the rule's, ``undecided`` instead of ``independent`` for
     answers on a grid, ``evasive`` for an evasive suspect the rule does not judge derived."""
     decided = _decide(calibration, row)
-    if decided is Decision.INDEPENDENT and row.quantised:
+    if decided is Decision.INDEPENDENT and (row.quantised or row.too_few):
         decided = Decision.UNDECIDED
     return Decision.EVASIVE if row.evasive and decided is not Decision.DERIVED else decided
 
@@ -227,7 +246,7 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
                 else calibration.coarse_labels.decide([row.coarse, row.labels]))
     if row.rough:
         return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide([row.coarse])
-    return calibration.decide(list(row.stages) or [row.score])
+    return calibration.per_suspect.get(row.model, calibration).decide(list(row.stages) or [row.score])
 
 
 def _git_commit() -> str:
@@ -318,14 +337,19 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
     calibration_models = [TorchModel(model, spec.input_shape, name=recipe.name)
                           for recipe, model in zoo.with_role("calibration")]
     distinct = {model.name for model in fingerprint.distinct_references(calibration_models)[0]}
+    references_in_order = [model for model in calibration_models if model.name in distinct]  # the calibration rows'
 
     def score(suspect: Model, name: str, label: int, family: str, role: str, check: bool = False) -> Signature:
         """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature;
         ``check``: with the evasion check ``tafa verify`` runs (seeded by the row's name)."""
         started = time.perf_counter()
         signature, recognised, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
-        value = fingerprint.compare(signature).value
-        coarse = fingerprint.measure_coarse(suspect, signature)
+        clipped = role != "calibration" and recognised is not None and recognised.censored is not None
+        view, at_view, too_few = fingerprint.uncensored(signature, recognised) if clipped else (fingerprint, signature,
+                                                                                                 None)
+        value = view.compare(at_view).value
+        censored = () if view is fingerprint else tuple(view.score(m).value for m in references_in_order)
+        coarse = None if clipped else fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
         rough = coarse is not None and coarse_decides(coarse[1], grid)
         lossy = fingerprint.labels is not None and coarse is not None and keeps_labels_only(suspect, recognised)
@@ -337,7 +361,8 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         rows.append(Scored(name, label, family, role, value, stages=stages,
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
                            coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
-                           labels=labels, lossy=lossy))
+                           labels=labels, lossy=lossy, censored=censored, inside=len(view.probes) if censored else 0,
+                           too_few=too_few is not None))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):
@@ -625,7 +650,9 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
                     "calibrated": r.calibrated, "evidence": r.evidence, "utility": r.utility,
                     **({"stages": list(r.stages)} if r.stages else {}),
-                    **({"labels": r.labels, "lossy": True} if r.lossy else {})} for r in scored],
+                    **({"labels": r.labels, "lossy": True} if r.lossy else {}),
+                    **({"clipped": {"probes": r.inside, "references_max": max(r.censored)}} if r.censored else {}),
+                    **({"clipped": {"too_few": True}} if r.too_few else {})} for r in scored],
         "utility_kept": utility_gated(derived, independent, rules, value=value),
         "per_recipe": per_recipe(scored, rules),
         # the references the rule was calibrated on, so that the exchangeability of scored and

@@ -80,6 +80,10 @@ class Rule:
     #: same references: it decides a suspect whose answers keep little more than labels, when the
     #: fingerprint has a label stage (``None``: none made).
     coarse_labels: "Rule | None" = None
+    #: Rules made for single suspects (by name) whose first stage was measured at fewer probes (a
+    #: clipped suspect, compared where its answers are inside the clip: :mod:`tafa.signature.censoring`),
+    #: from the same references' scores at those probes.
+    per_suspect: "dict[str, Rule]" = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_param("stages", len(self.stages), "one calibration per name (at least one)",

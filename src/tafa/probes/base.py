@@ -9,7 +9,7 @@ name (:func:`register_probes`, :func:`get_probes`), never chosen by if/elif.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
@@ -76,6 +76,27 @@ class Probes:
             arrays["steps"] = self.steps
         arrays.update({f"extra.{key}": value for key, value in self.extra.items()})
         return arrays
+
+    def subset(self, keep: np.ndarray) -> "Probes":
+        """These probes at the points ``keep`` selects (booleans or indices); per-point arrays of
+        ``extra`` follow them.
+
+        >>> probes = Probes(np.arange(6.0).reshape(3, 2), extra={"group": np.array([0.0, 0.0, 1.0])})
+        >>> part = probes.subset(np.array([True, False, True]))
+        >>> part.points.tolist(), part.extra["group"].tolist()
+        ([[0.0, 1.0], [4.0, 5.0]], [0.0, 1.0])
+        """
+        n = len(self.points)
+
+        def take(values: np.ndarray) -> np.ndarray:
+            values = np.asarray(values)
+            return values[keep] if values.ndim and len(values) == n else values
+
+        return replace(self, points=self.points[keep],
+                       directions=None if self.directions is None else take(self.directions),
+                       steps=None if self.steps is None else take(self.steps),
+                       extra={key: take(value) for key, value in self.extra.items()},
+                       info={**self.info, "subset": f"{len(self.points[keep])} of {n} points"})
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> "Probes":

@@ -55,6 +55,11 @@ class Measurement(ABC):
     #: is what one changed relative to the other (:func:`relative_to`). Empty: no parent-aware use.
     relative_keys: tuple[str, ...] = ()
 
+    def answer_probes(self, probes: Probes) -> np.ndarray | None:
+        """Which probe each answer to :meth:`inputs` belongs to (``(Q,)`` indices into the probes;
+        ``None``: answers are not per probe, and no probe can be left out)."""
+        return None
+
     def from_labels(self, probes: Probes, labels: np.ndarray) -> Signature:
         """The signature of a labels-only suspect from its answers to :meth:`inputs`."""
         raise NotImplementedError(f"Signature {self.name!r} needs the model's outputs, not labels.")

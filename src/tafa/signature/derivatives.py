@@ -53,6 +53,19 @@ class Derivatives(Measurement):
             out[n + n * k + start * k:n + n * k + stop * k] = stepped[rows:]
         return out
 
+    def answer_probes(self, probes: Probes) -> np.ndarray:
+        """The point of each answer: the points, then each point's ``+ h u`` and ``- h u`` rows.
+
+        >>> from tafa.probes.base import Probes
+        >>> probes = Probes(np.zeros((2, 3)), np.zeros((2, 2, 3)), np.ones(2))
+        >>> Derivatives().answer_probes(probes).tolist()
+        [0, 1, 0, 0, 1, 1, 0, 0, 1, 1]
+        """
+        assert probes.directions is not None
+        n, k = probes.directions.shape[:2]
+        stepped = np.repeat(np.arange(n), k)
+        return np.concatenate([np.arange(n), stepped, stepped])
+
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
         assert probes.directions is not None and probes.steps is not None
         n, k = probes.directions.shape[:2]

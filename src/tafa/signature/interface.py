@@ -15,7 +15,14 @@ A service rarely returns raw outputs (:mod:`tafa.attacks.interface`). From the a
   fingerprint's finite-difference step most differences are 0, so the derivative evidence is
   unreliable and the verdict must say so rather than clear the suspect;
 - several outputs confined to **[0, 1]** (a sigmoid) or **[-1, 1]** with negatives (a tanh), where
-  the owner's own outputs are not: undone by the logit and by ``atanh``, the saturated ends clipped.
+  the owner's own outputs are not: undone by the logit and by ``atanh``, the saturated ends clipped;
+- **clipped** (censored) answers, in any other unrecognised form: an output whose largest or
+  smallest value comes back exactly, bit for bit, at :data:`CENSOR_REPEATS` or more inputs (a
+  regressor clipped to its training range), where the owner's own outputs never repeat an extreme:
+  :attr:`Recognised.censored` marks those answers. A ReLU network's output repeats a value exactly
+  only where it is constant; a clip cannot be undone, but the probes whose answers are all inside
+  the bounds still show the network (:meth:`tafa.fingerprint.Fingerprint.uncensored` compares the
+  suspect and its references there alone).
 
 Recognition is relative to the owner's own outputs at the probes: a form the owner's outputs show
 too (a decoder whose last layer is a sigmoid) is the owner's, not an interface, and is compared as
@@ -54,6 +61,8 @@ GRID_STEPS = (1.0, 0.1, 1.0 / 255.0, 0.01, 1e-3, 1e-4)
 GRID_TOLERANCE = 1e-3
 #: How far a row's sum may be from 1 (besides rounding) for the row to count as probabilities.
 SUM_TOLERANCE = 1e-6
+#: How many answers must repeat an output's extreme value exactly for it to count as a clip bound.
+CENSOR_REPEATS = 3
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,8 @@ class Recognised:
     ``"quantised"``, ``"unit interval"`` (undone by the logit), ``"signed unit interval"`` (by atanh).
     ``centred``: rows centred across outputs (the owner's must be too). ``quantised``: the grid step
     the answers lie on (``None``: not on a grid). ``saturated``: fraction of answers at a bound of a
-    recognised range (clipped before undoing).
+    recognised range (clipped before undoing). ``censored``: answers at a clip bound (:func:`censored`;
+    ``(Q, m)`` booleans, ``None``: no clip seen), and ``bounds`` the values clipped at.
     """
 
     kind: str
@@ -73,6 +83,8 @@ class Recognised:
     centred: bool = False
     quantised: float | None = None
     saturated: float = 0.0
+    censored: np.ndarray | None = None
+    bounds: tuple[float, ...] = ()
 
     @property
     def note(self) -> str:
@@ -90,6 +102,9 @@ class Recognised:
         if self.quantised is not None:
             parts.append(f"answers are rounded to {self.quantised:.3g}: finite differences at the fingerprint's "
                          "step are mostly zero, the derivative evidence is unreliable")
+        if self.censored is not None:
+            parts.append(f"answers are clipped at {', '.join(f'{b:.6g}' for b in self.bounds)} "
+                         f"({float(np.mean(self.censored.any(axis=1))):.1%} of them)")
         return "; ".join(parts)
 
 
@@ -108,6 +123,47 @@ def grid_step(answers: np.ndarray) -> float | None:
         if np.all(np.abs(units - np.round(units)) <= GRID_TOLERANCE):
             return step
     return None
+
+
+def _repeated_extremes(rows: np.ndarray, repeats: int) -> tuple[np.ndarray, list[float]]:
+    """Answers equal, bit for bit, to their output's largest or smallest value where that value
+    comes back at least ``repeats`` times, and those values."""
+    mask = np.zeros(rows.shape, dtype=bool)
+    bounds: list[float] = []
+    for j in range(rows.shape[1]):
+        column = rows[:, j]
+        for value in {float(column.max()), float(column.min())}:
+            hit = column == value
+            if int(hit.sum()) >= repeats:
+                mask[:, j] |= hit
+                bounds.append(value)
+    return mask, sorted(set(bounds))
+
+
+def censored(rows: np.ndarray, owner_rows: np.ndarray | None = None) -> tuple[np.ndarray | None, list[float]]:
+    """The answers at a clip bound (``(Q, m)`` booleans; ``None``: none) and the bounds: an
+    output's extreme value repeated exactly at :data:`CENSOR_REPEATS` or more answers, unless the
+    owner's own outputs (``owner_rows``) repeat an extreme too (a form of the owner's, such as a
+    ReLU on its outputs).
+
+    >>> y = np.array([[0.3], [1.0], [-0.2], [1.0], [0.7], [1.0]])
+    >>> mask, bounds = censored(y)
+    >>> mask[:, 0].tolist(), bounds
+    ([False, True, False, True, False, True], [1.0])
+    >>> censored(y, owner_rows=np.array([[0.0], [0.0], [0.5]]))[0] is None
+    True
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.size == 0 or not np.all(np.isfinite(rows)):
+        return None, []
+    mask, bounds = _repeated_extremes(rows, CENSOR_REPEATS)
+    if not mask.any():
+        return None, []
+    if owner_rows is not None and np.asarray(owner_rows).size:
+        own, _ = _repeated_extremes(np.asarray(owner_rows, dtype=np.float64).reshape(len(owner_rows), -1), 2)
+        if own.any():
+            return None, []
+    return mask, bounds
 
 
 def _centred(rows: np.ndarray) -> np.ndarray:
@@ -178,7 +234,9 @@ def recognise(answers: np.ndarray, owner_outputs: np.ndarray | None = None) -> R
         eps = max(floor, 1e-12)
         saturated = float(np.mean(np.abs(rows) >= 1))
         undone = np.arctanh(np.clip(rows, -1 + eps, 1 - eps))
-    return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated)
+    mask, bounds = censored(rows, None if owner_outputs is None else
+                            np.asarray(owner_outputs).reshape(len(owner_outputs), -1)) if kind == "raw" else (None, [])
+    return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated, mask, tuple(bounds))
 
 
 def measure_suspect(measurement: Measurement, model: Model, probes: Probes,
