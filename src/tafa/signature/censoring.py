@@ -3,9 +3,9 @@
 A regressor served clipped to its training range (``np.clip(y, lo, hi)``) answers a constant
 wherever the network's output leaves ``[lo, hi]``; at such a probe every finite difference is 0,
 for a copy as for an independent model. Tafa's data-free probes go where the owner's output is
-far out of any training range as often as not (on the benchmark's Friedman regressor, 28 of the
-64 probes touch the clip at ``[-1, 1]``), so a clipped copy scored on every probe looks like
-nothing the references resemble, and is cleared.
+far out of any training range as often as not (behind a clip at ``[-1, 1]``, 27-30 of the
+64 probes of the benchmark's Friedman regressor; docs/method.md, "Clipped answers"), so a
+clipped copy scored on every probe looks like nothing the references resemble, and is cleared.
 
 A clip cannot be undone, but it hides nothing at a probe whose answers are all inside the
 bounds: there the suspect is its network. :func:`inside_points` finds those probes from the

@@ -234,8 +234,11 @@ def recognise(answers: np.ndarray, owner_outputs: np.ndarray | None = None) -> R
         eps = max(floor, 1e-12)
         saturated = float(np.mean(np.abs(rows) >= 1))
         undone = np.arctanh(np.clip(rows, -1 + eps, 1 - eps))
-    mask, bounds = censored(rows, None if owner_outputs is None else
-                            np.asarray(owner_outputs).reshape(len(owner_outputs), -1)) if kind == "raw" else (None, [])
+    mask: np.ndarray | None = None
+    bounds: list[float] = []
+    if kind == "raw" and step is None:  # a grid repeats values anyway: rounded answers are decided at the coarse scale
+        mask, bounds = censored(rows, None if owner_outputs is None
+                                else np.asarray(owner_outputs).reshape(len(owner_outputs), -1))
     return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated, mask, tuple(bounds))
 
 
