@@ -254,3 +254,19 @@ def test_a_clipped_copy_is_compared_where_its_answers_are_inside_the_clip(regres
     hidden = fingerprint.verify(narrow.apply(TorchModel(regressor.independent, regressor.input_shape)), references,
                                 alpha=1 / 19)
     assert hidden.decision == "undecided" and any("inside the clip" in note for note in hidden.notes)
+
+
+def test_a_scan_never_clears_a_clipped_suspect(regressor):
+    """A scan decides at every probe with its stored first-stage threshold: a clipped suspect is
+    left undecided there (tafa verify, with the references, compares it inside the clip)."""
+    from tafa.scanning import Panel, Suspect
+
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape)
+    references = [TorchModel(model, regressor.input_shape, name=f"reference{i}")
+                  for i, model in enumerate(regressor.references)]
+    panel = Panel.from_fingerprints({"owner": fingerprint},
+                                    {"owner": fingerprint.calibrate_first(references, alpha=1 / 19)})
+    independent = TorchModel(regressor.independent, regressor.input_shape, name="independent")
+    [plain] = panel.check_model(independent, Suspect("independent.onnx")).findings
+    [clipped] = panel.check_model(get_interface("clip").apply(independent), Suspect("clipped.onnx")).findings
+    assert plain.decision == "independent" and clipped.decision == "undecided"

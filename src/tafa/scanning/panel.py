@@ -103,9 +103,13 @@ class PanelEntry:
         try:
             signature, recognised = assemble_suspect(self.signature, fp.probes, outputs, fp.owner_signature)
             score = self.similarity.compare(fp.relative(fp.owner_signature), fp.relative(signature))
+            unresolved = recognised.note if recognised.quantised is not None else None
+            if unresolved is None and recognised.censored is not None:  # thresholds made on every probe
+                unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
+                              "compares a clipped suspect where it answers inside the clip")
             verdict = Verdict.decide(score, rule, queries=len(self.inputs), seconds=0.0, suspect={},
                                      scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
-                                     unresolved=recognised.note if recognised.quantised is not None else None)
+                                     unresolved=unresolved)
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others
             return Finding(self.name, self.registered.sha256, None, "error", threshold, len(self.inputs),
                            time.perf_counter() - started, _describe(error))
