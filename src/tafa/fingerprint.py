@@ -53,7 +53,7 @@ from .signature.base import Signature, relative_to
 from .signature.censoring import at_points, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
-from .signature.scales import COARSE_SCALE, coarse_decides, coarse_probes, domain_scale, roughness
+from .signature.scales import COARSE_SCALE, JITTER, coarse_decides, coarse_probes, domain_scale, roughness
 from .label_stage import LABEL_STAGE, describe as describe_labels, keeps_labels_only, label_scheme, owner_inputs
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
@@ -850,12 +850,16 @@ class Fingerprint:
         stages: list[tuple[str, Fingerprint, Score]] = []
         records: list[dict[str, Any]] = []  # what the verdict shows of each stage
         notes: list[str] = []
-        if coarse is not None:
-            stage = self.coarse_stage()
+        if coarse is not None:  # decided with the differences averaged over jittered coarse steps
+            stage = self.coarse_stage(averaged=True)
             assert stage is not None
-            stages.append((f"{self.scheme.name} (coarse scale)", stage, coarse[0]))
+            started, before = time.perf_counter(), model.queries
+            averaged = stage.score(model)
+            queries += model.queries - before
+            seconds += time.perf_counter() - started
+            stages.append((f"{self.scheme.name} (coarse scale)", stage, averaged))
             checked = 0 if evasion is None else evasion.queries  # the evasion check's: counted apart, as verify does
-            records.append({"name": stages[-1][0], "score": coarse[0].value, "queries": queries - checked,
+            records.append({"name": stages[-1][0], "score": averaged.value, "queries": queries - checked,
                             "seconds": seconds})
         if labels:
             assert self.labels is not None
@@ -896,11 +900,12 @@ class Fingerprint:
                    "the coarse step's")
             if coarse_decides(relative, None if recognised is None else recognised.quantised):
                 notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): "
-                             f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale) against the "
-                             f"references' scores there; the fine-scale score was {fine:.4f}")
+                             f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, each difference "
+                             f"averaged over {len(JITTER)} steps within {max(abs(j) for j in JITTER):.0%} of it) "
+                             f"against the references' scores there; the fine-scale score was {fine:.4f}")
             else:
-                notes.append(f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale) beside the label "
-                             f"stage; the fine-scale score was {fine:.4f}")
+                notes.append(f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, averaged over "
+                             f"{len(JITTER)} steps) beside the label stage; the fine-scale score was {fine:.4f}")
             if coarse[2].note:
                 notes.append(coarse[2].note)
         unresolved = None
@@ -918,7 +923,8 @@ class Fingerprint:
                               notes=notes, unresolved=unresolved, stages=records if len(records) > 1 else [],
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
                               evasion=None if evasion is None else evasion.to_dict(),
-                              coarse=None if coarse is None else {"score": coarse[0].value, "roughness": coarse[1],
+                              coarse=None if coarse is None else {"score": stages[0][2].value, "roughness": coarse[1],
+                                                                  "single_step_score": coarse[0].value,
                                                                   "decides": True})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
@@ -962,15 +968,21 @@ class Fingerprint:
                        coarse={}, labels=None)
         return view, at_points(signature, keep, n), None
 
-    def coarse_stage(self) -> "Fingerprint | None":
+    def coarse_stage(self, averaged: bool = False) -> "Fingerprint | None":
         """This fingerprint at its coarse scale (:mod:`tafa.signature.scales`): the same probes at
-        the coarse step, the owner's coarse signature, one stage; ``None`` without one."""
+        the coarse step, the owner's coarse signature, one stage; ``None`` without one.
+        ``averaged``: as the coarse scale decides, each difference averaged over steps jittered
+        around the coarse one (:class:`~tafa.signature.scales.JitteredDerivatives`, 4 times the
+        queries), for the suspect and its references alike."""
         if not self.coarse:
             return None
         meta = {key: value for key, value in self.meta.items() if key != OWNER_INT8_SCORE}
         if COARSE_INT8_SCORE in self.meta:
             meta[OWNER_INT8_SCORE] = self.meta[COARSE_INT8_SCORE]
-        return replace(self, probes=coarse_probes(self.probes, self.coarse["steps"]),
+        scheme = self.scheme
+        if averaged and scheme.signature == "derivatives":
+            scheme = replace(scheme, signature="jittered-derivatives", signature_params={"jitter": list(JITTER)})
+        return replace(self, scheme=scheme, probes=coarse_probes(self.probes, self.coarse["steps"]),
                        owner_signature=_without_steps(self.coarse), meta=meta, second=None, coarse={}, labels=None)
 
     def measure_coarse(self, suspect: Model, fine: Signature) -> tuple[Score, float, Recognised] | None:

@@ -338,6 +338,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
                           for recipe, model in zoo.with_role("calibration")]
     distinct = {model.name for model in fingerprint.distinct_references(calibration_models)[0]}
     references_in_order = [model for model in calibration_models if model.name in distinct]  # the calibration rows'
+    averaged_stage = fingerprint.coarse_stage(averaged=True)
 
     def score(suspect: Model, name: str, label: int, family: str, role: str, check: bool = False) -> Signature:
         """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature;
@@ -354,6 +355,9 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         grid = None if recognised is None else recognised.quantised
         rough = coarse is not None and coarse_decides(coarse[1], grid)
         lossy = fingerprint.labels is not None and coarse is not None and keeps_labels_only(suspect, recognised)
+        if coarse is not None and (rough or lossy or role == "calibration"):  # the coarse scale as it decides
+            assert averaged_stage is not None
+            coarse = (averaged_stage.score(suspect), *coarse[1:])
         stages = () if fingerprint.second is None else (  # a rough row's second stage does not run (verify's path)
             value, float("nan") if rough or lossy else fingerprint.second.score(suspect).value)
         labels = (fingerprint.labels.score(suspect).value if fingerprint.labels is not None

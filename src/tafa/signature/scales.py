@@ -38,8 +38,10 @@ from dataclasses import replace
 import numpy as np
 
 from ..domain import Domain
+from ..errors import check_param
 from ..probes.base import Probes
-from .base import Signature
+from .base import Signature, register_signature
+from .derivatives import Derivatives
 
 #: The coarse step, in units of the domain's scale (:func:`domain_scale`): 1 caught integer logits
 #: on the digits MLP (0.25 at 0.5) and rounded probabilities on the digits CNN (0.00-0.75 at 2),
@@ -48,6 +50,9 @@ COARSE_SCALE = 1.0
 #: A suspect whose derivative-size ratio between the two scales is more than this factor above the
 #: owner's is decided at the coarse scale.
 ROUGHNESS_LIMIT = 2.0
+#: The steps the coarse scale decides with, as fractions of the coarse step around it
+#: (:class:`JitteredDerivatives`): ``python benchmarks/coarse_average.py`` (docs/method.md).
+JITTER = (-0.06, -0.02, 0.02, 0.06)
 #: Domain draws that estimate its scale (fewer for large inputs: at most 2^24 values drawn).
 SCALE_DRAWS = 2048
 
@@ -98,4 +103,55 @@ def coarse_decides(relative: float, grid: float | None) -> bool:
     return grid is not None or relative > ROUGHNESS_LIMIT
 
 
-__all__ = ["COARSE_SCALE", "ROUGHNESS_LIMIT", "coarse_probes", "coarse_decides", "domain_scale", "roughness"]
+@register_signature("jittered-derivatives")
+class JitteredDerivatives(Derivatives):
+    """:class:`~tafa.signature.derivatives.Derivatives` at several steps around the probes' own
+    (``h (1 + j)`` for each ``j`` of ``jitter``), the differences averaged: what the coarse scale
+    decides with. A ripple of high frequency (or a rounding) moves the answers at nearby steps
+    independently, so averaging ``J`` steps divides its part of a difference by about ``sqrt(J)``,
+    while a network's difference barely changes within a few percent of the step.
+
+    >>> from tafa.probes.base import Probes
+    >>> probes = Probes(np.zeros((2, 3)), np.eye(3)[None, :2].repeat(2, axis=0), np.ones(2))
+    >>> measurement = JitteredDerivatives(jitter=(-0.05, 0.05))
+    >>> inputs = measurement.inputs(probes)
+    >>> len(inputs), measurement.queries(probes)  # (2 + 2 * 2 * 2) per step
+    (20, 20)
+    >>> signature = measurement.assemble(probes, inputs.reshape(len(inputs), -1) @ np.array([[1.0], [2.0], [3.0]]))
+    >>> signature["derivatives"][:, :, 0].round(6).tolist()  # a linear map's derivatives, at any step
+    [[1.0, 2.0], [1.0, 2.0]]
+    """
+
+    def __init__(self, jitter: tuple[float, ...] | list[float] = ()) -> None:
+        values = tuple(float(j) for j in jitter) or JITTER
+        check_param("jitter", jitter, "fractions of the step in (-0.5, 0.5)",
+                    all(-0.5 < j < 0.5 for j in values), caller="JitteredDerivatives")
+        self.jitter = values
+
+    def _at(self, probes: Probes) -> list[Probes]:
+        assert probes.steps is not None
+        steps = np.asarray(probes.steps, dtype=np.float64)
+        return [coarse_probes(probes, steps * (1.0 + j)) for j in self.jitter]
+
+    def inputs(self, probes: Probes) -> np.ndarray:
+        return np.concatenate([super(JitteredDerivatives, self).inputs(at) for at in self._at(probes)])
+
+    def queries(self, probes: Probes) -> int:
+        assert probes.directions is not None
+        n, k = probes.directions.shape[:2]
+        return len(self.jitter) * n * (2 * k + 1)
+
+    def answer_probes(self, probes: Probes) -> np.ndarray:
+        return np.concatenate([super(JitteredDerivatives, self).answer_probes(at) for at in self._at(probes)])
+
+    def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
+        parts = np.split(np.asarray(outputs), len(self.jitter))
+        signatures = [super(JitteredDerivatives, self).assemble(at, part) for at, part in zip(self._at(probes), parts)]
+        averaged = dict(signatures[0])
+        averaged["outputs"] = np.mean([s["outputs"] for s in signatures], axis=0)
+        averaged["derivatives"] = np.mean([s["derivatives"] for s in signatures], axis=0)
+        return averaged
+
+
+__all__ = ["COARSE_SCALE", "JITTER", "JitteredDerivatives", "ROUGHNESS_LIMIT", "coarse_probes", "coarse_decides",
+           "domain_scale", "roughness"]
