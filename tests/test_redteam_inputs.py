@@ -370,7 +370,9 @@ def test_a_suspect_with_huge_answers_is_scored_or_refused_without_warnings(files
     RuntimeWarnings on stderr)."""
     code, lines, out = _cli(capsys, "verify", str(files["fingerprint"]), str(files[1e30]), "--json")
     assert code == 0 and not lines, lines
-    assert json.loads(out)["score"] == pytest.approx(1.0, abs=1e-6)
+    # answers at 1e30 are integers in float32 (a grid): the coarse scale decides, its differences averaged
+    # over steps jittered around the owner's coarse one, so the owner's own map scores 1 to 1e-4 there
+    assert json.loads(out)["score"] == pytest.approx(1.0, abs=1e-4)
     code, lines, _ = _cli(capsys, "verify", str(files["fingerprint"]), str(files[1e300]))
     _refused(code, lines, "float32's range")
     fingerprint = Fingerprint.load(files["fingerprint"])

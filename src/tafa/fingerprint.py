@@ -505,8 +505,12 @@ class Fingerprint:
 
     # ------------------------------------------------------------------ verifier side
     def queries(self) -> int:
-        """Queries one verification sends to a suspect at most (every stage run)."""
-        return sum(self.stage_queries())
+        """Queries one verification sends to a suspect at most: the first stage (with its coarse
+        scale), then either the second stage or, for a suspect the coarse scale decides, that scale
+        again at its jittered steps (:meth:`coarse_stage` ``averaged``), whichever costs more."""
+        first, *later = self.stage_queries()
+        averaged = len(JITTER) * self.step_queries() if self.coarse else 0
+        return first + max(sum(later), averaged)
 
     def step_queries(self) -> int:
         """The first stage's queries at the fingerprint's own step alone (what a scan sends; verify
