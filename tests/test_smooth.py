@@ -96,6 +96,7 @@ def test_the_smooth_zoos_are_in_the_full_benchmark_without_the_rescaling_recipes
         assert spec.owner_arch == owner and spec.scenario == "classification" and spec.domain == "box:0,1"
         assert set(spec.attacks) == set(STANDARD_ATTACKS) - set(RESCALING_ATTACKS) == set(SMOOTH_ATTACKS)
         assert not set(RESCALING_ATTACKS) & {*spec.training_positives, *spec.free_positives}
+        assert "permute" in spec.training_positives and "permute" in spec.free_positives  # permute_rescale's part
         assert not interface_rows(spec)
         assert {r.attack for r in recipes(spec) if r.attack} <= set(SMOOTH_ATTACKS)
     # the other zoos keep every recipe (their references, and cache, unchanged)

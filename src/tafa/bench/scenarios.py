@@ -43,13 +43,19 @@ _REFERENCES: dict[str, Any] = dict(training_positives=DATA_FREE_POSITIVES, train
                    free_positives=DATA_FREE_POSITIVES, free_negatives=8)
 
 
+#: The part of a rescaling recipe that applies where rescaling does not (``None``: nothing does).
+_WITHOUT_RESCALING = {"permute_rescale": "permute", "rescale": None}
+
 
 def _references(spec: ZooSpec) -> dict[str, Any]:
-    """:data:`_REFERENCES`, less the positive recipes that do not apply to ``spec``'s networks (the
-    rescaling ones, where its attacks leave them out: the smooth-activation zoos)."""
+    """:data:`_REFERENCES`, where ``spec``'s attacks leave out the rescaling recipes (they do not
+    apply to its networks: the smooth-activation zoos) with the part of them that applies instead
+    (``permute_rescale`` -> ``permute``), so that the owner's references keep an obfuscated copy."""
     skipped = set(RESCALING_ATTACKS) - set(spec.attacks)
-    positives = tuple(name for name in DATA_FREE_POSITIVES if name not in skipped)
+    kept = (_WITHOUT_RESCALING[name] if name in skipped else name for name in DATA_FREE_POSITIVES)
+    positives = tuple(name for name in kept if name is not None)
     return {**_REFERENCES, "training_positives": positives, "free_positives": positives}
+
 
 #: (scored independent models, calibration models) per zoo, by scenario (>= 100 scored per scenario).
 _NEGATIVES = {"classification": (34, 40), "regression": (50, 100), "generation": (100, 100)}
