@@ -122,3 +122,12 @@ def test_the_default_scheme_records_why_a_transformer_gets_no_second_stage():
     assert "white-box" in fingerprint.meta["second_stage"]["why"]
     with pytest.raises(InvalidParameter, match="No second stage"):
         Fingerprint.create(owner, "box:0,1", seed=0, second_stage=True)
+
+
+def test_an_outputs_only_scheme_on_a_smooth_owner_needs_no_linearity_ladder():
+    from tafa.scheme import get_scheme
+
+    owner = TorchModel(_build("mlp_gelu"), (1, 8, 8), name="owner")
+    fingerprint = Fingerprint.create(owner, "box:0,1", scheme=get_scheme("tafa-extract"), seed=0)  # no directions
+    assert fingerprint.probes.analysis is Analysis.BLACK_BOX and fingerprint.queries() == 64
+    assert fingerprint.compare(fingerprint.measure(owner)).value == pytest.approx(1.0)
