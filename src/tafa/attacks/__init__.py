@@ -24,11 +24,12 @@ from .noise import add_weight_noise
 from .obfuscation import fold_batchnorm, permute_units, rescale_units
 from .pruning import magnitude_prune, structured_prune
 from .quantize import quantize, to_float16
-from .registry import (ATTACKS, BATCHNORM_ATTACKS, FAMILIES, LARGE_LR, SMALL_LR, STANDARD_ATTACKS, Attack,
-                       AttackContext, combine, get_attack, register_attack)
+from .registry import (ATTACKS, BATCHNORM_ATTACKS, FAMILIES, LARGE_LR, RESCALING_ATTACKS, SMALL_LR, SMOOTH_ATTACKS,
+                       STANDARD_ATTACKS, Attack, AttackContext, combine, get_attack, register_attack)
 
 __all__ = [
-    "ATTACKS", "BATCHNORM_ATTACKS", "FAMILIES", "LARGE_LR", "SMALL_LR", "STANDARD_ATTACKS", "Attack",
+    "ATTACKS", "BATCHNORM_ATTACKS", "FAMILIES", "LARGE_LR", "RESCALING_ATTACKS", "SMALL_LR", "SMOOTH_ATTACKS",
+    "STANDARD_ATTACKS", "Attack",
     "AttackContext", "add_weight_noise", "combine", "distill", "finetune", "fold_batchnorm", "get_attack",
     "magnitude_prune", "mlp_student", "permute_units", "quantize", "register_attack", "reinitialised",
     "rescale_units", "structured_prune", "to_float16",

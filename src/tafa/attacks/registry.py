@@ -245,3 +245,14 @@ _register_batchnorm()
 
 #: The recipes that apply only to networks with BatchNorm (the residual zoo runs them too).
 BATCHNORM_ATTACKS: tuple[str, ...] = ("fold_bn", "permute_fold_bn")
+
+#: The recipes that rescale hidden units: function-preserving only across a positively homogeneous
+#: activation (``relu(c * z) = c * relu(z)`` for ``c > 0``). Across GELU (or LayerNorm, softmax)
+#: rescaling changes the function, so :func:`~tafa.attacks.obfuscation.rescale_units` leaves such
+#: units alone and refuses a network that has no other (a GELU MLP, the benchmark's transformer).
+RESCALING_ATTACKS: tuple[str, ...] = ("rescale", "permute_rescale")
+
+#: The standard recipes that apply to networks with smooth activations (GELU MLPs, attention):
+#: all but :data:`RESCALING_ATTACKS`. Permuting hidden units stays exact for any elementwise
+#: activation (a transformer's feed-forward units; :mod:`tafa.attacks.hidden_units`).
+SMOOTH_ATTACKS: tuple[str, ...] = tuple(name for name in STANDARD_ATTACKS if name not in RESCALING_ATTACKS)

@@ -1,10 +1,13 @@
-"""The small piecewise-linear networks the benchmark, the demo and the tests train.
+"""The small networks the benchmark, the demo and the tests train.
 
 The small ones are ``nn.Sequential`` of Linear / Conv2d / ReLU / MaxPool2d / Flatten (plus an
 optional monotone head), so the attack library can walk their layers generically. The
 real-size ones are residual networks (:class:`ResNet`: BatchNorm, residual additions,
-max-pooling, global average pooling), built in plain torch. Each builder is seeded: the same
-seed gives the same initial weights.
+max-pooling, global average pooling), built in plain torch. Two families lie outside the
+piecewise-linear (ReLU) family, where networks are going: GELU MLPs (``mlp_gelu``) and a
+small pre-norm transformer encoder over image patches (:class:`Transformer`: LayerNorm,
+softmax attention, GELU feed-forward). Each builder is seeded: the same seed gives the same
+initial weights.
 
 >>> net = build("mlp", input_shape=(1, 8, 8), output_dim=10, seed=0)
 >>> net(torch.zeros(2, 1, 8, 8)).shape
@@ -13,6 +16,7 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -20,12 +24,13 @@ import torch
 from torch import nn
 
 
-def mlp(input_shape: tuple[int, ...], output_dim: int, hidden: tuple[int, ...] = (128, 128)) -> nn.Sequential:
-    """Flatten, then Linear-ReLU blocks, then a Linear output."""
+def mlp(input_shape: tuple[int, ...], output_dim: int, hidden: tuple[int, ...] = (128, 128),
+        activation: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Flatten, then Linear-activation (ReLU unless told) blocks, then a Linear output."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = int(np.prod(input_shape))
     for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
+        layers += [nn.Linear(width, size), activation()]
         width = size
     layers.append(nn.Linear(width, output_dim))
     return nn.Sequential(*layers)
@@ -173,11 +178,117 @@ def zoo_resnet(input_shape: tuple[int, ...], output_dim: int, widths: tuple[int,
     return ResNet(input_shape, output_dim, (1,) * len(widths), widths, stem="pooled")
 
 
+class Patches(nn.Module):
+    """``(batch, C, H, W)`` -> ``(batch, tokens, C * size * size)``: the image cut into
+    non-overlapping ``size`` x ``size`` patches, row-major (16 tokens of 4 pixels for 8x8 digits)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        s = self.size
+        x = x.reshape(batch, channels, height // s, s, width // s, s).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(batch, (height // s) * (width // s), channels * s * s)
+
+
+class PositionEmbedding(nn.Module):
+    """A learned vector per token position, added to the tokens."""
+
+    def __init__(self, tokens: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(tokens, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight
+
+
+class SelfAttention(nn.Module):
+    """Multi-head softmax self-attention over ``(batch, tokens, dim)``, written out with four
+    ``nn.Linear`` maps (query, key, value, output) so that the attack library sees its weights
+    (what ``nn.MultiheadAttention`` computes, without dropout or masks)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"The attention width {dim} is not a multiple of its {heads} heads.")
+        self.heads = heads
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+
+        def split(y: torch.Tensor) -> torch.Tensor:  # (batch, heads, tokens, dim / heads)
+            return y.reshape(batch, tokens, self.heads, dim // self.heads).transpose(1, 2)
+
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(dim // self.heads), dim=-1)
+        return self.out((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class EncoderBlock(nn.Module):
+    """A pre-norm transformer encoder layer: ``x + attention(norm1(x))``, then
+    ``x + fc2(gelu(fc1(norm2(x))))`` (``nn.TransformerEncoderLayer`` with ``norm_first=True``,
+    ``activation="gelu"``, no dropout). The feed-forward's hidden units are a chain of units
+    (``unit_chains``): the attack library permutes or removes them; nothing else is
+    reindexed (the residual stream and the heads' features are shared across the block)."""
+
+    unit_chains = (("fc1", "act", "fc2"),)
+
+    def __init__(self, dim: int, heads: int, feedforward: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, feedforward)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(feedforward, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+
+
+class Transformer(nn.Module):
+    """A small vision transformer: patches, a linear patch embedding plus a learned position
+    embedding, pre-norm :class:`EncoderBlock` layers, a final LayerNorm, the mean over tokens
+    and a linear head. Not piecewise-linear (LayerNorm, softmax, GELU): the white-box analysis
+    refuses it and a fingerprint of it is made black-box."""
+
+    def __init__(self, input_shape: tuple[int, ...], output_dim: int, dim: int = 32, heads: int = 4,
+                 feedforward: int = 64, layers: int = 2, patch: int = 2) -> None:
+        super().__init__()
+        channels, height, width = input_shape
+        self.patches = Patches(patch)
+        self.embed = nn.Linear(channels * patch * patch, dim)
+        self.position = PositionEmbedding((height // patch) * (width // patch), dim)
+        self.blocks = nn.Sequential(*(EncoderBlock(dim, heads, feedforward) for _ in range(layers)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, output_dim)  # registered last: the attack library's "last layer"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.blocks(self.position(self.embed(self.patches(x))))
+        return self.head(self.norm(tokens).mean(dim=1))
+
+
+def transformer(input_shape: tuple[int, ...], output_dim: int, dim: int = 32) -> Transformer:
+    """The benchmark's attention network on 8x8 digits: 16 patches of 2x2, width ``dim``, 4 heads,
+    two pre-norm GELU layers with a feed-forward of twice the width (18k parameters at 32)."""
+    return Transformer(input_shape, output_dim, dim=dim, heads=4, feedforward=2 * dim, layers=2, patch=2)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "mlp_wide": lambda input_shape, output_dim: mlp(input_shape, output_dim, (256, 256)),
     "mlp_deep": lambda input_shape, output_dim: mlp(input_shape, output_dim, (128, 128, 128)),
     "mlp_small": lambda input_shape, output_dim: mlp(input_shape, output_dim, (64, 64)),
+    "mlp_gelu": lambda input_shape, output_dim: mlp(input_shape, output_dim, (128, 128), nn.GELU),
+    "mlp_gelu_wide": lambda input_shape, output_dim: mlp(input_shape, output_dim, (256, 256), nn.GELU),
     "cnn": small_cnn,
     "cnn_wide": lambda input_shape, output_dim: small_cnn(input_shape, output_dim, (32, 64)),
     "lenet": lenet,
@@ -188,6 +299,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet50,
     "resnet_zoo": zoo_resnet,
     "resnet_zoo_narrow": lambda input_shape, output_dim: zoo_resnet(input_shape, output_dim, (8, 16, 32)),
+    "transformer": transformer,
+    "transformer_wide": lambda input_shape, output_dim: transformer(input_shape, output_dim, dim=48),
 }
 
 

@@ -416,15 +416,21 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
 #: first :data:`INTERFACE_NEGATIVES` scored independents, each served through every interface of
 #: the zoo's task; rows ``BASE@INTERFACE``, family ``interface/NAME`` (copies) or
 #: ``interface/NAME/independent`` (an innocent service answering the same way). Not in the
-#: shared-parent zoos or the ResNet zoo (cost).
+#: shared-parent zoos, the ResNet zoo or the smooth-activation zoos (cost).
 INTERFACE_COPIES = ("int8", "ft_all_small", "prune50_ft")
 INTERFACE_NEGATIVES = 6
 INTERFACE = "interface"
 
 
+#: Owner architectures (by prefix) whose zoos have no interface or evasion families (cost): the
+#: ResNet, the GELU MLP and the transformer.
+NO_INTERFACE_ARCHS = ("resnet", "mlp_gelu", "transformer")
+
+
 def interface_rows(spec: ZooSpec) -> bool:
-    """Whether a zoo has interface (and evasion) families: not the shared-parent or ResNet zoos."""
-    return spec.parent is None and not spec.owner_arch.startswith("resnet")
+    """Whether a zoo has interface (and evasion) families: not the shared-parent zoos, nor those of
+    :data:`NO_INTERFACE_ARCHS` (the ResNet zoo, the smooth-activation zoos)."""
+    return spec.parent is None and not spec.owner_arch.startswith(NO_INTERFACE_ARCHS)
 
 
 def interface_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
@@ -448,7 +454,7 @@ def interface_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
 #: served by every registered evasion with an unrelated decoy (a scored independent that is not
 #: a base, another for the independents); rows ``BASE%EVASION``, family ``evasion/NAME`` (copies)
 #: or ``evasion/NAME/independent``. The pirate's data for the range router: the other half of the
-#: task's data. Not in the shared-parent zoos or the ResNet zoo.
+#: task's data. Not in the shared-parent zoos, the ResNet zoo or the smooth-activation zoos.
 EVASION = "evasion"
 
 

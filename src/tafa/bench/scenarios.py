@@ -1,9 +1,11 @@
 """The benchmark's scenarios, one per task kind, each a list of zoos, at two sizes.
 
 ``full`` follows ``benchmark.md``: classification (MLP and small CNN on digits, LeNet and a
-small ResNet on MNIST-5k), regression (MLP on diabetes and on Friedman #1), generation (VAE
-decoder on digits); every zoo has 28 derived copies (26 post-processing recipes and 2
-extractions; the ResNet 30, its obfuscations include BatchNorm folding).
+small ResNet on MNIST-5k, and outside the ReLU family a GELU MLP and a small transformer on
+digits), regression (MLP on diabetes and on Friedman #1), generation (VAE decoder on digits);
+every zoo has 28 derived copies (26 post-processing recipes and 2 extractions; the ResNet 30,
+its obfuscations include BatchNorm folding; the GELU and transformer zoos 26, without the two
+unit-rescaling obfuscations, which are not function-preserving across GELU).
 Each scenario has at least 100 scored independent models (34 per classification zoo, 50 per
 regression zoo, 100 for the decoder), cycling over the independent families (same
 architecture on either half of the data, each other architecture), and calibration models
@@ -32,7 +34,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..attacks import BATCHNORM_ATTACKS, STANDARD_ATTACKS
+from ..attacks import BATCHNORM_ATTACKS, RESCALING_ATTACKS, SMOOTH_ATTACKS, STANDARD_ATTACKS
 from ..attacks.references import DATA_FREE_POSITIVES
 from .parents import ParentSpec
 from .zoo import ZooSpec
@@ -40,10 +42,25 @@ from .zoo import ZooSpec
 _REFERENCES: dict[str, Any] = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
                    free_positives=DATA_FREE_POSITIVES, free_negatives=8)
 
+
+#: The part of a rescaling recipe that applies where rescaling does not (``None``: nothing does).
+_WITHOUT_RESCALING = {"permute_rescale": "permute", "rescale": None}
+
+
+def _references(spec: ZooSpec) -> dict[str, Any]:
+    """:data:`_REFERENCES`, where ``spec``'s attacks leave out the rescaling recipes (they do not
+    apply to its networks: the smooth-activation zoos) with the part of them that applies instead
+    (``permute_rescale`` -> ``permute``), so that the owner's references keep an obfuscated copy."""
+    skipped = set(RESCALING_ATTACKS) - set(spec.attacks)
+    kept = (_WITHOUT_RESCALING[name] if name in skipped else name for name in DATA_FREE_POSITIVES)
+    positives = tuple(name for name in kept if name is not None)
+    return {**_REFERENCES, "training_positives": positives, "free_positives": positives}
+
+
 #: (scored independent models, calibration models) per zoo, by scenario (>= 100 scored per scenario).
 _NEGATIVES = {"classification": (34, 40), "regression": (50, 100), "generation": (100, 100)}
 
-FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES, independent=_NEGATIVES[spec.scenario][0],
+FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_references(spec), independent=_NEGATIVES[spec.scenario][0],
                                           calibration=_NEGATIVES[spec.scenario][1]) for spec in (
     ZooSpec("digits-mlp", "classification", "digits", "mlp", "box:0,1", epochs=20,
             other_archs=("mlp_wide", "mlp_deep", "cnn")),
@@ -56,6 +73,15 @@ FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_REFERENCES, independent=_NEGA
     ZooSpec("mnist-resnet", "classification", "mnist", "resnet_zoo", "box:0,1", epochs=4, lr=3e-3,
             other_archs=("lenet", "resnet_zoo_narrow"), attack_epochs=2,
             attacks=STANDARD_ATTACKS + BATCHNORM_ATTACKS),
+    # outside the ReLU family (where networks are going): a GELU MLP, and a two-layer pre-norm
+    # transformer on the digits as 16 patches of 2x2 (LayerNorm, softmax attention, GELU). Not
+    # piecewise-linear: tafa's probes are made black-box for them. The unit-rescaling obfuscations
+    # are left out (SMOOTH_ATTACKS: not function-preserving across GELU), so are the interface and
+    # evasion families (cost, as for the ResNet zoo: tafa.bench.run.interface_rows)
+    ZooSpec("digits-mlp-gelu", "classification", "digits", "mlp_gelu", "box:0,1", epochs=20,
+            other_archs=("mlp_gelu_wide", "mlp"), attacks=SMOOTH_ATTACKS),
+    ZooSpec("digits-attention", "classification", "digits", "transformer", "box:0,1", epochs=30, lr=3e-3,
+            other_archs=("transformer_wide", "mlp_gelu"), attacks=SMOOTH_ATTACKS),
     ZooSpec("diabetes-mlp", "regression", "diabetes", "mlp_small", "box:-2,2", epochs=100, weight_decay=1e-3,
             other_archs=("mlp", "mlp_deep")),
     ZooSpec("friedman-mlp", "regression", "friedman", "mlp_small", "box:-2,2", epochs=30, weight_decay=1e-4,

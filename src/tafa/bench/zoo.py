@@ -58,7 +58,8 @@ from ..domain import parse_domain
 from ..storage import write_atomically
 from ..threads import one_torch_thread, pin_torch_threads
 from ..training import TrainingData, fit
-from .architectures import BasicBlock, Bottleneck, ResNet, build
+from .architectures import (BasicBlock, Bottleneck, EncoderBlock, Patches, PositionEmbedding, ResNet, SelfAttention,
+                            Transformer, build)
 from .datasets import load_task
 from .parents import ParentSpec, pretraining_data, subset
 
@@ -273,6 +274,11 @@ _LAYERS: dict[str, Callable[..., nn.Module]] = {
     "BatchNorm2d": lambda a: nn.BatchNorm2d(a["features"]),
     "AdaptiveAvgPool2d": lambda a: nn.AdaptiveAvgPool2d(a["size"]),
     "Identity": lambda a: nn.Identity(),
+    "GELU": lambda a: nn.GELU(a.get("approximate", "none")),
+    "LayerNorm": lambda a: nn.LayerNorm(tuple(a["shape"]), a["eps"], a["affine"], bias=a["bias"]),
+    "Patches": lambda a: Patches(a["size"]),
+    "PositionEmbedding": lambda a: PositionEmbedding(a["tokens"], a["dim"]),
+    "SelfAttention": lambda a: SelfAttention(a["dim"], a["heads"]),
 }
 
 
@@ -301,6 +307,17 @@ def _describe_layer(layer: nn.Module) -> dict[str, Any]:
         return {"kind": kind, "p": layer.p}
     if kind in ("BatchNorm1d", "BatchNorm2d"):
         return {"kind": kind, "features": layer.num_features}
+    if isinstance(layer, nn.GELU):
+        return {"kind": kind, "approximate": layer.approximate}
+    if isinstance(layer, nn.LayerNorm):
+        return {"kind": kind, "shape": list(layer.normalized_shape), "eps": layer.eps,
+                "affine": layer.elementwise_affine, "bias": layer.bias is not None}
+    if isinstance(layer, Patches):
+        return {"kind": kind, "size": layer.size}
+    if isinstance(layer, PositionEmbedding):
+        return {"kind": kind, "tokens": layer.weight.shape[0], "dim": layer.weight.shape[1]}
+    if isinstance(layer, SelfAttention):  # its four Linear maps keep their shapes (no attack reindexes them)
+        return {"kind": kind, "dim": layer.q.in_features, "heads": layer.heads}
     if kind in _LAYERS:
         return {"kind": kind}
     raise ValueError(f"The zoo cannot describe a {kind} layer.")
@@ -311,10 +328,11 @@ def layers_from(description: list[dict[str, Any]]) -> nn.Sequential:
     return nn.Sequential(*(_LAYERS[row["kind"]](row) for row in description))
 
 
-#: Networks that are not a Sequential (residual ones), described as a tree of named children;
-#: their ``forward`` reads the children by name, so a copy with folded BatchNorms (Identity)
-#: or pruned channels is rebuilt exactly.
+#: Networks that are not a Sequential (residual ones, the transformer), described as a tree of
+#: named children; their ``forward`` reads the children by name, so a copy with folded BatchNorms
+#: (Identity) or pruned channels (feed-forward units) is rebuilt exactly.
 _CONTAINERS: dict[str, type[nn.Module]] = {"ResNet": ResNet, "BasicBlock": BasicBlock, "Bottleneck": Bottleneck,
+                                            "Transformer": Transformer, "EncoderBlock": EncoderBlock,
                                             "Sequential": nn.Sequential}
 
 

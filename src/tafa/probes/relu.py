@@ -355,7 +355,8 @@ class ReluProbes(ProbeStrategy):
         ladder = [high / 4 ** i for i in range(8) if high / 4 ** i >= low] or [low]
         steps = np.full(n, ladder[-1])
         settled = np.zeros(n, dtype=bool)
-        for h in tqdm(ladder, desc="probes: linearity ladder", disable=not progress, leave=False):
+        # outputs only (no directions, e.g. tafa-extract): no finite differences, no step to choose
+        for h in tqdm(ladder if k > 0 else [], desc="probes: linearity ladder", disable=not progress, leave=False):
             pending = np.flatnonzero(~settled)
             if pending.size == 0:
                 break

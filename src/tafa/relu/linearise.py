@@ -158,7 +158,8 @@ class _Freeze(TorchFunctionMode):
 
 
 class _HeadOrder(TorchFunctionMode):
-    """Detect a piecewise-linear operation that runs after a head (not a head "on top")."""
+    """Detect a piecewise-linear operation that runs after a head (not a head "on top"), and an
+    operation the analysis cannot freeze (GELU, LayerNorm, ...) before the first head."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -170,11 +171,16 @@ class _HeadOrder(TorchFunctionMode):
         elif self.head_seen and (func in _RELU or func in _LEAKY or func in _CLAMPS or func in _POOLS):
             raise NotPiecewiseLinear("a piecewise-linear operation follows a sigmoid/tanh/softmax; "
                                      "only a monotone head on top of the network is supported")
+        elif not self.head_seen and getattr(func, "__name__", "") in _FORBIDDEN_NAMES:
+            # what the analysis (:class:`_Freeze`, which stops at the first head) would refuse
+            raise NotPiecewiseLinear(f"operation {func.__name__!r} is not piecewise-linear")
         return func(*args, **(kwargs or {}))
 
 
 def check_head_on_top(module: torch.nn.Module, x0: np.ndarray) -> None:
-    """Raise :class:`NotPiecewiseLinear` unless every head comes after every switch."""
+    """Raise :class:`NotPiecewiseLinear` unless every head comes after every switch and nothing
+    the analysis cannot freeze (a smooth activation, a normalisation) runs before the first head:
+    the check before a white-box analysis, whose callers then fall back to black-box probes."""
     dtype = next((p.dtype for p in module.parameters()), torch.float64)
     with torch.no_grad(), _HeadOrder():
         module(torch.as_tensor(x0, dtype=dtype).unsqueeze(0))
