@@ -794,7 +794,7 @@ def run_benchmark(size: str = "full", *, schemes: Iterable[str] | None = None, o
         owner_utility[spec.name] = done["utility"]
         entry = done["entry"]
         for name, rows, rules, evaluation in done["runs"]:
-            pool = SHARED_PARENT if spec.parent else spec.scenario
+            pool = SHARED_PARENT if spec.parent else spec.pool or spec.scenario
             group = pooled.setdefault(pool, {}).setdefault(name, {"rows": [], "rules": {}, "cost": []})
             group["rows"] += [replace(r, model=f"{spec.name}/{r.model}") for r in rows]
             group["rules"][spec.name] = rules

@@ -94,6 +94,8 @@ class ZooSpec:
     free_positives: tuple[str, ...] = ()
     free_negatives: int = 0
     parent: ParentSpec | None = None   # a shared public parent the owner and the siblings fine-tune
+    #: The pooled entry the zoo joins (``None``: its scenario's; a shared-parent zoo: ``shared parent``)
+    pool: str | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
