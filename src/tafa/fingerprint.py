@@ -743,7 +743,7 @@ class Fingerprint:
                                        ready=calibration is not None, queries=0, seconds=0.0, progress=progress)
         before = model.queries
         measured, recognised, evasion = self.measure_checked(model, check_evasion, owner_data=owner_data)
-        clipped = recognised is not None and recognised.censored is not None and recognised.quantised is None
+        clipped = recognised is not None and recognised.clipped
         view, measured, too_few = self.uncensored(measured, recognised)
         score = view.compare(measured)
         coarse = None if model.labels_only or clipped else self.measure_coarse(model, measured)
@@ -961,7 +961,7 @@ class Fingerprint:
         recognised as clipped; references scored by that view are scored at the same probes. As
         they are, with no reason, when nothing was clipped; as they are, with the reason a
         comparison there cannot be made, when too few probes are left."""
-        if recognised is None or recognised.censored is None or recognised.quantised is not None:
+        if recognised is None or recognised.censored is None:
             return self, signature, None
         measurement = self.scheme.make_signature()
         keep, why = inside_points(measurement, self.probes, recognised.censored)

@@ -345,8 +345,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         ``check``: with the evasion check ``tafa verify`` runs (seeded by the row's name)."""
         started = time.perf_counter()
         signature, recognised, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
-        clipped = (role != "calibration" and recognised is not None and recognised.censored is not None
-                   and recognised.quantised is None)
+        clipped = role != "calibration" and recognised is not None and recognised.clipped
         view, at_view, too_few = fingerprint.uncensored(signature, recognised) if clipped else (fingerprint, signature,
                                                                                                  None)
         value = view.compare(at_view).value

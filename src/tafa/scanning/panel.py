@@ -104,7 +104,7 @@ class PanelEntry:
             signature, recognised = assemble_suspect(self.signature, fp.probes, outputs, fp.owner_signature)
             score = self.similarity.compare(fp.relative(fp.owner_signature), fp.relative(signature))
             unresolved = recognised.note if recognised.quantised is not None else None
-            if unresolved is None and recognised.censored is not None:  # thresholds made on every probe
+            if recognised.clipped:  # thresholds made on every probe
                 unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
                               "compares a clipped suspect where it answers inside the clip")
             verdict = Verdict.decide(score, rule, queries=len(self.inputs), seconds=0.0, suspect={},

@@ -87,6 +87,11 @@ class Recognised:
     bounds: tuple[float, ...] = ()
 
     @property
+    def clipped(self) -> bool:
+        """Whether the answers were recognised as clipped (never for answers on a grid)."""
+        return self.censored is not None
+
+    @property
     def note(self) -> str:
         """One line for the verdict ("" when the answers are compared as they are)."""
         compared = {"probabilities": "compared as centred log-probabilities",
