@@ -223,6 +223,7 @@ def test_clipped_answers_are_recognised_relative_to_the_owner():
     assert recognise(np.array([[0.313713], [1.5], [1.5], [0.107149]])).censored is None
     rounded = recognise(np.round(y, 1))
     assert rounded.quantised == 0.1 and rounded.censored is None
+    assert recognise(np.full((6, 1), 0.123457)).censored is None  # a constant is no clip
 
 
 def test_a_clipped_copy_is_compared_where_its_answers_are_inside_the_clip(regressor):

@@ -137,6 +137,8 @@ def _repeated_extremes(rows: np.ndarray, repeats: int) -> tuple[np.ndarray, list
     bounds: list[float] = []
     for j in range(rows.shape[1]):
         column = rows[:, j]
+        if column.max() == column.min():  # a constant output is no clip: it shows nothing anywhere
+            continue
         for value in {float(column.max()), float(column.min())}:
             hit = column == value
             if int(hit.sum()) >= repeats:
