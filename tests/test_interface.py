@@ -271,3 +271,46 @@ def test_a_scan_never_clears_a_clipped_suspect(regressor):
     [plain] = panel.check_model(independent, Suspect("independent.onnx")).findings
     [clipped] = panel.check_model(get_interface("clip").apply(independent), Suspect("clipped.onnx")).findings
     assert plain.decision == "independent" and clipped.decision == "undecided"
+
+
+def test_a_clipped_onnx_regressor_through_the_command_line(regressor, tmp_path, capsys):
+    """The committed regressor's int8 copy exported to ONNX with a clamp to [-1, 1] after its
+    output (an ONNX Clip): `tafa verify` with the 18 references (ONNX files) at alpha 1/19 names
+    the clip, compares inside it and says derived; the independent model behind the same clamp is
+    independent."""
+    import json
+
+    import torch
+
+    from tafa.cli import main
+
+    class Clamped(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(self.inner(x), -1.0, 1.0)
+
+    def onnx(model: torch.nn.Module, path) -> str:
+        torch.onnx.export(model, (torch.zeros(1, *regressor.input_shape),), str(path), dynamo=False,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+        return str(path)
+
+    references = tmp_path / "references"
+    references.mkdir()
+    for i, model in enumerate(regressor.references):
+        onnx(model, references / f"reference{i:02d}.onnx")
+    owner = onnx(regressor.owner, tmp_path / "owner.onnx")
+    fingerprint = tmp_path / "owner.tafa"
+    assert main(["--quiet", "fingerprint", owner, "--domain", regressor.domain, "--out", str(fingerprint)]) == 0
+    verdicts = {}
+    for name, model in (("copy", quantize(regressor.owner, 8)), ("independent", regressor.independent)):
+        capsys.readouterr()
+        code = main(["--quiet", "verify", str(fingerprint), onnx(Clamped(model), tmp_path / f"{name}.onnx"),
+                     "--references", str(references), "--alpha", str(1 / 19), "--json"])
+        verdicts[name] = json.loads(capsys.readouterr().out)
+        assert code == 0, (name, code)  # the decision is in the JSON (an exit status per decision: --exit-code)
+        assert any("inside the clip" in note for note in verdicts[name]["notes"]), verdicts[name]["notes"]
+    assert verdicts["copy"]["decision"] == "derived" and verdicts["copy"]["score"] > 0.999
+    assert verdicts["independent"]["decision"] == "independent" and verdicts["independent"]["score"] < 0.5
