@@ -757,17 +757,14 @@ class Fingerprint:
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
                                        seconds=seconds, progress=progress, labels=labels)
         notes: list[str] = []
-        stored_rule = False  # a clipped suspect given a stored calibration alone: why no decision is said
+        stored_rule = view is not self and calibration is not None and not references  # made on every probe
         if view is not self:
             notes.append(f"compared at the {len(view.probes)} of the {len(self.probes)} probes whose answers are all "
                          "inside the clip, the references at the same probes")
-            if calibration is not None:  # its thresholds were made on every probe
-                calibration = None
-                if not references:
-                    stored_rule = True
-                    notes.append("a clipped suspect is compared at the probes it answers inside the clip: the "
-                                 "threshold needs the references themselves (--references), not a stored "
-                                 "calibration: no decision")
+            calibration = None  # a given one's thresholds were made on every probe
+        if stored_rule:
+            notes.append("a clipped suspect is compared at the probes it answers inside the clip: the threshold needs "
+                         "the references themselves (--references), not a stored calibration: no decision")
         if calibration is None and references:  # the references at the scale that decides, once
             calibration = view.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         stages: list[dict[str, Any]] = []

@@ -116,9 +116,7 @@ def with_calibrated(rows: list[Scored]) -> list[Scored]:
     """``rows`` with ``evidence`` and ``calibrated`` set from their calibration rows' scores
     (:func:`metrics.evidence_decades`, :func:`metrics.calibrated_scale`)."""
     references = [r.score for r in rows if r.role == "calibration"]
-    values = metrics.evidence_decades([r.score for r in rows], references)
-    values = np.array([metrics.evidence_decades([r.score], list(r.censored))[0] if r.censored else v  # its probes
-                       for r, v in zip(rows, values)])
+    values = _at_own_probes(rows, metrics.evidence_decades([r.score for r in rows], references))
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
             for r, v in zip(rows, values)]
 
@@ -141,13 +139,18 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
     # a stage that did not run (the coarse scale decides the row, :func:`with_coarse`) counts as no evidence
     per_stage = [metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i]) else min(references[i])
                                            for r in rows], references[i]) for i in range(count)]
-    for j, row in enumerate(rows):  # a clipped row's first stage against the references at its own probes
-        if row.censored:
-            per_stage[0][j] = metrics.evidence_decades([row.stages[0]], list(row.censored))[0]
+    per_stage[0] = _at_own_probes(rows, per_stage[0])
     combined = _bonferroni(per_stage)
     return [replace(r, score=float(v), evidence=float(v),
                     calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
             for r, v in zip(rows, combined)]
+
+
+def _at_own_probes(rows: list[Scored], values: np.ndarray) -> np.ndarray:
+    """First-stage ``values`` (evidence in decades against the calibration rows) with each clipped
+    row's own instead: its score against the calibration rows' scores at its probes."""
+    return np.array([metrics.evidence_decades([r.stages[0] if r.stages else r.score], list(r.censored))[0]
+                     if r.censored else v for r, v in zip(rows, values)])
 
 
 def _bonferroni(per_stage: list[np.ndarray]) -> np.ndarray:
@@ -345,16 +348,15 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         ``check``: with the evasion check ``tafa verify`` runs (seeded by the row's name)."""
         started = time.perf_counter()
         signature, recognised, evasion = fingerprint.measure_checked(suspect, check, seed=_seed(name))
-        clipped = role != "calibration" and recognised is not None and recognised.clipped
-        view, at_view, too_few = fingerprint.uncensored(signature, recognised) if clipped else (fingerprint, signature,
-                                                                                                 None)
+        clipped = role != "calibration" and recognised is not None and recognised.clipped  # references: as verify
+        view, at_view, too_few = fingerprint.uncensored(signature, recognised if clipped else None)
         value = view.compare(at_view).value
         censored = () if view is fingerprint else tuple(view.score(m).value for m in references_in_order)
         coarse = None if clipped else fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
         rough = coarse is not None and coarse_decides(coarse[1], grid)
         lossy = fingerprint.labels is not None and coarse is not None and keeps_labels_only(suspect, recognised)
-        if coarse is not None and (rough or lossy or role == "calibration"):  # the coarse scale as it decides
+        if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None
             coarse = (averaged_stage.score(suspect), *coarse[1:])
         stages = () if fingerprint.second is None else (  # a rough row's second stage does not run (verify's path)
@@ -399,6 +401,10 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         score(suspect, name, label, family, "scored")
     for name, label, family, suspect in evasion_suspects(zoo):
         score(suspect, name, label, family, "scored", check=True)
+    if averaged_stage is not None and any(r.rough or r.lossy for r in rows):
+        # the references of the coarse scale, as it decides: measured only when a row needs them
+        averaged = iter([averaged_stage.score(model).value for model in references_in_order])
+        rows[:] = [replace(r, coarse=next(averaged)) if r.role == "calibration" else r for r in rows]
     similarity = fingerprint.similarity()
     staged = fingerprint.second is not None
     coarse_stage = fingerprint.coarse_stage()
