@@ -54,7 +54,8 @@ from .signature.censoring import at_points, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.scales import COARSE_SCALE, JITTER, coarse_decides, coarse_probes, domain_scale, roughness
-from .label_stage import LABEL_STAGE, describe as describe_labels, keeps_labels_only, label_scheme, owner_inputs
+from .label_stage import (LABEL_STAGE, decides as label_stage_decides, describe as describe_labels, free_label_scheme,
+                          free_stage_applies, is_free, label_scheme, owner_inputs, replay)
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -163,7 +164,8 @@ class Fingerprint:
                data: np.ndarray | None = None, references: References | None = None,
                parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES,
                weights: bool = False, time_budget: float | None = DEFAULT_TIME_BUDGET,
-               second_stage: bool | None = None, owner_data: np.ndarray | None = None) -> "Fingerprint":
+               second_stage: bool | None = None, owner_data: np.ndarray | None = None,
+               free_labels: bool = True) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model`, an ``nn.Module`` (then ``input_shape``
@@ -211,7 +213,10 @@ class Fingerprint:
         ``owner_data``: the owner's own inputs (``(n, *input_shape)``): a classifier's fingerprint
         then also holds a label stage (:mod:`tafa.label_stage`), which decides suspects whose
         answers keep little more than labels (one-hot, top-k, rounded probabilities). Nothing
-        else uses them.
+        else uses them. Without them (and with ``free_labels``, the default), a scheme with a coarse
+        scale fingerprinting a torch-module owner with a vector of outputs and no declared parent
+        gets the data-free label stage instead (:func:`~tafa.label_stage.free_label_scheme`,
+        :func:`~tafa.label_stage.free_stage_applies`), for the same suspects.
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -306,6 +311,9 @@ class Fingerprint:
                 meta[COARSE_INT8_SCORE] = coarse_copy
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
         labels = None if owner_data is None else _label_stage(owner, domain, owner_data, seed)
+        if labels is None and free_labels and coarse and free_stage_applies(owner):
+            labels = Fingerprint.create(owner, domain, scheme=free_label_scheme(), seed=seed, time_budget=None,
+                                        second_stage=False, free_labels=False)
         if scheme.second:
             meta["second_stage"] = why
             if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
@@ -390,8 +398,8 @@ class Fingerprint:
                 fingerprint.second = fingerprint._read_nested(SECOND, header[SECOND], arrays, source)
             if LABELS in header:
                 fingerprint.labels = fingerprint._read_nested(LABELS, header[LABELS], arrays, source)
-                if (fingerprint.labels.scheme.signature, fingerprint.labels.scheme.similarity) != ("labels",
-                                                                                                   "match-rate"):
+                if (fingerprint.labels.scheme.signature, fingerprint.labels.scheme.similarity) not in (
+                        ("labels", "match-rate"), ("pair-differences", "pair-correlation")):
                     raise ValueError("the label stage does not measure labels")
         except TafaError as error:
             raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
@@ -507,10 +515,12 @@ class Fingerprint:
     def queries(self) -> int:
         """Queries one verification sends to a suspect at most: the first stage (with its coarse
         scale), then either the second stage or, for a suspect the coarse scale decides, that scale
-        again at its jittered steps (:meth:`coarse_stage` ``averaged``), whichever costs more."""
+        again at its jittered steps (:meth:`coarse_stage` ``averaged``) and the label stage,
+        whichever costs more."""
         first, *later = self.stage_queries()
         averaged = len(JITTER) * self.step_queries() if self.coarse else 0
-        return first + max(sum(later), averaged)
+        labels = 0 if self.labels is None else self.labels.queries()
+        return first + max(sum(later), averaged + labels)
 
     def step_queries(self) -> int:
         """The first stage's queries at the fingerprint's own step alone (what a scan sends; verify
@@ -750,7 +760,7 @@ class Fingerprint:
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        labels = self.labels is not None and keeps_labels_only(model, recognised)
+        labels = label_stage_decides(self.labels, model, recognised)
         if labels or (coarse is not None and coarse_decides(coarse[1], None if recognised is None
                                                             else recognised.quantised)):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
@@ -871,19 +881,31 @@ class Fingerprint:
             queries += records[-1]["queries"]
             seconds += records[-1]["seconds"]
             form = "labels only" if recognised is None else recognised.kind
-            notes.append(f"the answers keep little more than labels ({form}): "
-                         f"the label stage decides{' beside the coarse scale' if coarse is not None else ''} (the "
-                         f"suspect's label at {len(self.labels.probes)} points just across the owner's decision "
-                         "boundaries, found from the owner's inputs, against the owner's)")
+            beside = " beside the coarse scale" if coarse is not None else ""
+            if is_free(self.labels):
+                notes.append(f"the answers keep little more than labels ({form}): the data-free label stage "
+                             f"decides{beside} (how the suspect trades the owner's two leading classes off at "
+                             f"{len(self.labels.probes)} points near the owner's decision boundaries, found without "
+                             "data, against the owner's; the references asked through the same interface)")
+            else:
+                notes.append(f"the answers keep little more than labels ({form}): the label stage decides{beside} "
+                             f"(the suspect's label at {len(self.labels.probes)} points just across the owner's "
+                             "decision boundaries, found from the owner's inputs, against the owner's)")
         rule = None
         if references:
             kept, cleaned = self.distinct_references(references, model)
             first_stage = stages[0][1]
-            first = first_stage.scores(kept, progress=progress, desc="references")
+
+            def asked(name: str, reference: Model) -> Model:
+                """A reference as the label stage asks it: through the suspect's interface (the data-free stage)."""
+                free = name == LABEL_STAGE and self.labels is not None and is_free(self.labels)
+                return replay(reference, model, recognised) if free else reference
+
+            first = first_stage.scores([asked(stages[0][0], m) for m in kept], progress=progress, desc="references")
 
             def later(keep: list[int]) -> list[list[float]]:
-                return [stage.scores([kept[i] for i in keep], progress=progress, desc=f"references, {name}")
-                        for name, stage, _ in stages[1:]]
+                return [stage.scores([asked(name, kept[i]) for i in keep], progress=progress,
+                                     desc=f"references, {name}") for name, stage, _ in stages[1:]]
 
             rule = Rule.from_references([m.name for m in kept], first, alpha,
                                         stage_names=[name for name, _, _ in stages], copy_line=first_stage.copy_line(),
@@ -1039,7 +1061,7 @@ class Fingerprint:
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
-                **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta)}
+                **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta, is_free(self.labels))}
                    if self.labels is not None else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
 

@@ -26,6 +26,16 @@ metadata.
 
 Measured (``python benchmarks/label_stage.py``, docs/method.md): the margin, and the interface
 families of the classification zoos with the stage.
+
+**Without the owner's inputs** a white-box classifier's fingerprint gets a *data-free* label stage
+(:func:`free_label_scheme`): points near the owner's boundaries found from domain draws
+(:class:`~tafa.probes.pairs.PairBoundaryProbes`), where the owner's two leading classes trade off,
+and the suspect's soft-value differences there in random directions compared with the owner's
+(:mod:`tafa.signature.pairs`, 1,600 queries): rounded probabilities and top-k lists keep those
+values, a one-hot label their sign. It decides only suspects whose answers are probabilities (on a
+grid), a top-k list, a one-hot label or labels alone (:func:`decides`); the references are then
+asked through the same interface (:func:`replay`), since an innocent service would answer through
+it too, and a label or a rounded probability keeps less of any model than its logits do.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ from .models.base import Model
 from .scheme import Scheme, get_scheme
 
 if TYPE_CHECKING:
+    from .attacks.interface import InterfacedModel
+    from .fingerprint import Fingerprint
     from .signature.interface import Recognised
 
 #: The label stage's name in a verdict's stages.
@@ -91,11 +103,98 @@ def keeps_labels_only(model: Model, recognised: "Recognised | None") -> bool:
                                        or recognised.kind == "top-k probabilities")
 
 
-def describe(points: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """What a fingerprint's description says of its label stage (``points``, its ``meta``)."""
+def describe(points: int, meta: dict[str, Any], free: bool = False) -> dict[str, Any]:
+    """What a fingerprint's description says of its label stage (``points``, its ``meta``;
+    ``free``: the data-free stage)."""
+    if free:
+        return {"points": points, "directions": FREE_DIRECTIONS, "margin": FREE_MARGIN, "owner_inputs": None,
+                "data_free": True}
     return {"points": points, "margin": LABEL_MARGIN, "owner_inputs": meta.get("owner_inputs"),
             "owner_inputs_sha256": meta.get("owner_inputs_sha256")}
 
 
-__all__ = ["LABEL_MARGIN", "LABEL_POINTS", "LABEL_STAGE", "describe", "keeps_labels_only", "label_scheme",
-           "owner_inputs"]
+#: The data-free label stage: points, shared random directions per point, the owner's logit gap
+#: at each point (python benchmarks/soft_boundary.py; docs/method.md, "The data-free label stage").
+FREE_POINTS = 100
+FREE_DIRECTIONS = 8
+FREE_MARGIN = 0.5
+#: The largest owner a data-free label stage is made for: input values, outputs (its points are
+#: stored in the fingerprint, 8 bytes a value each).
+FREE_MAX_INPUT = 1 << 16
+FREE_MAX_OUTPUTS = 1000
+#: The interfaces the data-free label stage decides (besides labels-only services): answers that
+#: keep each class's share or the winning label.
+LABEL_KINDS = ("probabilities", "top-k probabilities", "one-hot labels")
+
+
+def free_label_scheme() -> Scheme:
+    """The data-free label stage's scheme (see module doc)."""
+    return Scheme("soft-labels", probes="pair-boundary", signature="pair-differences",
+                  similarity="pair-correlation", points=FREE_POINTS, directions=FREE_DIRECTIONS,
+                  probe_params={"margin": FREE_MARGIN}, tasks=("classification",), benchmark=False,
+                  description="data-free label stage: soft-value differences of the owner's two leading classes "
+                              "near its boundaries")
+
+
+def free_stage_applies(owner: Model) -> bool:
+    """Whether a data-free label stage can be made for ``owner``: a torch module (its points are
+    found on its gradients) answering a vector of 2 to :data:`FREE_MAX_OUTPUTS` values, with at
+    most :data:`FREE_MAX_INPUT` input values."""
+    outputs = tuple(owner.output_shape)
+    return (owner.torch_module() is not None and len(outputs) == 1 and 2 <= outputs[0] <= FREE_MAX_OUTPUTS
+            and int(np.prod(owner.input_shape)) <= FREE_MAX_INPUT)
+
+
+def is_free(stage: "Fingerprint") -> bool:
+    """Whether ``stage`` is the data-free label stage (not one made from the owner's inputs)."""
+    return stage.scheme.signature == "pair-differences"
+
+
+def decides(stage: "Fingerprint | None", model: Model, recognised: "Recognised | None") -> bool:
+    """Whether the label ``stage`` decides ``model`` (beside the coarse scale): its answers keep
+    little more than labels (:func:`keeps_labels_only`), and for the data-free stage they are
+    probabilities, a top-k list, a one-hot label or labels alone (:data:`LABEL_KINDS`; integers and
+    other grids are left to the coarse scale). Decided from the interface, never from a score."""
+    if stage is None or not keeps_labels_only(model, recognised):
+        return False
+    if not is_free(stage):
+        return True
+    return model.labels_only or (recognised is not None and recognised.kind in LABEL_KINDS)
+
+
+def replay(model: Model, suspect: Model, recognised: "Recognised | None") -> "Model | InterfacedModel":
+    """``model`` (a reference, answering logits) asked through the interface ``suspect`` was
+    recognised behind: one-hot labels for a labels-only or one-hot suspect; otherwise a softmax,
+    then its ``k`` largest kept (top-k), then rounded to the suspect's grid. The temperature of the
+    suspect's softmax is not known: the comparison is a correlation, which a temperature alone
+    does not move (it moves only which small probabilities round to zero)."""
+    from .attacks.interface import Interface, InterfacedModel, one_hot, softmax, top_k
+
+    kind = None if recognised is None else recognised.kind
+    if suspect.labels_only or kind == "one-hot labels":
+        def transform(rows: np.ndarray) -> np.ndarray:
+            return one_hot(rows)
+        name = "one-hot labels"
+    elif kind in ("probabilities", "top-k probabilities"):
+        assert recognised is not None
+        step, shown = recognised.quantised, recognised.shown
+
+        def transform(rows: np.ndarray) -> np.ndarray:
+            probabilities = softmax(rows)
+            if shown is not None:
+                probabilities = top_k(probabilities, shown)
+            return probabilities if step is None else np.round(probabilities / step) * step
+        name = kind + ("" if step is None else f" rounded to {step:.3g}")
+    else:
+        return model
+
+    def apply(answers: np.ndarray) -> np.ndarray:
+        flat = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
+        return transform(flat).reshape(answers.shape)
+
+    return InterfacedModel(model, Interface(f"as the suspect: {name}", "classification", apply))
+
+
+__all__ = ["FREE_DIRECTIONS", "FREE_MARGIN", "FREE_POINTS", "LABEL_KINDS", "LABEL_MARGIN", "LABEL_POINTS",
+           "LABEL_STAGE", "decides", "describe", "free_label_scheme", "free_stage_applies", "is_free",
+           "keeps_labels_only", "label_scheme", "owner_inputs", "replay"]

@@ -46,7 +46,7 @@ from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
 from ..signature.scales import coarse_decides
-from ..label_stage import LABEL_STAGE, keeps_labels_only
+from ..label_stage import LABEL_STAGE, decides as label_stage_decides, is_free, replay
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -103,6 +103,10 @@ class Scored:
     #: stage), as in ``tafa verify``. Measured on the calibration rows too (their thresholds).
     labels: float = float("nan")
     lossy: bool = False
+    #: For a row the data-free label stage decides: the calibration rows' label-stage scores asked
+    #: through this row's interface (:func:`tafa.label_stage.replay`), in their order (empty: the
+    #: calibration rows' own ``labels`` calibrate it).
+    label_references: tuple[float, ...] = ()
     #: Answers recognised as clipped (:mod:`tafa.signature.censoring`): the first stage is measured at
     #: the probes answered inside the clip, and these are the calibration rows' first-stage scores at
     #: the same probes, in their order (empty: not clipped). ``inside``: how many probes; ``too_few``:
@@ -171,6 +175,8 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
     labels = [r.labels for r in rows if r.role == "calibration" and np.isfinite(r.labels)]
     if len(labels) >= 2 and any(r.lossy for r in rows):
         by_labels = metrics.evidence_decades([r.labels if r.lossy else 0.0 for r in rows], labels)
+        by_labels = np.array([metrics.evidence_decades([r.labels], list(r.label_references))[0]
+                              if r.label_references else v for r, v in zip(rows, by_labels)])
         values = np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values)
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
                     score=float(v) if staged or r.lossy else r.coarse) if r.rough or r.lossy else r
@@ -215,7 +221,18 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                     [r.model for r in references], coarse, alpha, stage_names=["coarse", LABEL_STAGE],
                     copy_line=coarse_copy_line, parametric=len(references) < references_needed(alpha / 2),
                     later=lambda keep: [[references[i].labels for i in keep]])
+            for row in rows:  # the data-free label stage: the references asked through the row's interface
+                if row.label_references and row.role != "calibration":
+                    rule.per_suspect[row.model] = Rule.from_references(
+                        [r.model for r in references], coarse, alpha, stage_names=["coarse", LABEL_STAGE],
+                        copy_line=coarse_copy_line, parametric=len(references) < references_needed(alpha / 2),
+                        later=_picked(row.label_references))
     return rules
+
+
+def _picked(scores: tuple[float, ...]) -> Callable[[list[int]], list[list[float]]]:
+    """A later stage's scores, of the references kept (:meth:`Rule.from_references`'s ``later``)."""
+    return lambda keep: [[scores[i] for i in keep]]
 
 
 def decision(calibration: Rule, row: Scored) -> Decision:
@@ -244,12 +261,13 @@ def fires(calibration: Rule, row: Scored) -> bool:
 def _decide(calibration: Rule, row: Scored) -> Decision:
     """The rule's decision on ``row``'s scores: its coarse rule's on its coarse score when the coarse
     scale decides it (``undecided`` without one), with the label stage's when that decides too."""
+    own = calibration.per_suspect.get(row.model.split("/", 1)[-1])  # pooled rows are named ZOO/ROW
     if row.lossy:
-        return (Decision.UNDECIDED if calibration.coarse_labels is None
-                else calibration.coarse_labels.decide([row.coarse, row.labels]))
+        rule = own or calibration.coarse_labels
+        return Decision.UNDECIDED if rule is None else rule.decide([row.coarse, row.labels])
     if row.rough:
         return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide([row.coarse])
-    return calibration.per_suspect.get(row.model, calibration).decide(list(row.stages) or [row.score])
+    return (own or calibration).decide(list(row.stages) or [row.score])
 
 
 def _git_commit() -> str:
@@ -342,6 +360,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
     distinct = {model.name for model in fingerprint.distinct_references(calibration_models)[0]}
     references_in_order = [model for model in calibration_models if model.name in distinct]  # the calibration rows'
     averaged_stage = fingerprint.coarse_stage(averaged=True)
+    replayed: dict[Any, tuple[float, ...]] = {}  # the references through each interface, asked once
 
     def score(suspect: Model, name: str, label: int, family: str, role: str, check: bool = False) -> Signature:
         """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature;
@@ -355,7 +374,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         coarse = None if clipped else fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
         rough = coarse is not None and coarse_decides(coarse[1], grid)
-        lossy = fingerprint.labels is not None and coarse is not None and keeps_labels_only(suspect, recognised)
+        lossy = coarse is not None and label_stage_decides(fingerprint.labels, suspect, recognised)
         if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None
             coarse = (averaged_stage.score(suspect), *coarse[1:])
@@ -363,11 +382,20 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
             value, float("nan") if rough or lossy else fingerprint.second.score(suspect).value)
         labels = (fingerprint.labels.score(suspect).value if fingerprint.labels is not None
                   and (lossy or role == "calibration") else float("nan"))
+        asked: tuple[float, ...] = ()
+        if lossy and role != "calibration" and fingerprint.labels is not None and is_free(fingerprint.labels):
+            key = (suspect.labels_only, None if recognised is None else (recognised.kind, recognised.quantised,
+                                                                         recognised.shown))
+            if key not in replayed:
+                replayed[key] = tuple(fingerprint.labels.score(replay(m, suspect, recognised)).value
+                                      for m in references_in_order)
+            asked = replayed[key]
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
                            coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
-                           labels=labels, lossy=lossy, censored=censored, inside=len(view.probes) if censored else 0,
+                           labels=labels, lossy=lossy, label_references=asked, censored=censored,
+                           inside=len(view.probes) if censored else 0,
                            too_few=too_few is not None))
         return signature
 

@@ -126,6 +126,32 @@ def across_outputs_centred(signature: Signature) -> Signature:
     return view
 
 
+@register_similarity("pair-correlation")
+class PairCorrelation(Similarity):
+    """The data-free label stage's comparison (:mod:`tafa.signature.pairs`): the correlation, over
+    every point and direction, of the suspect's soft-value differences with the owner's (a
+    temperature or a change of unit scales them all alike and does not move it); 0 when either
+    is constant (a suspect whose two classes never trade off there). Per point: the cosine of the
+    two rows of differences.
+
+    >>> owner = {"pairs": np.array([[1.0, -1.0], [2.0, 0.0]])}
+    >>> round(PairCorrelation().compare(owner, {"pairs": 3 * owner["pairs"] + 1}).value, 6)
+    1.0
+    >>> PairCorrelation().compare(owner, {"pairs": np.zeros((2, 2))}).value
+    0.0
+    """
+
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        a = np.asarray(owner["pairs"], dtype=np.float64)
+        b = np.asarray(suspect["pairs"], dtype=np.float64)
+        x, y = a.ravel() - a.mean(), b.ravel() - b.mean()
+        norm = float(np.sqrt((x @ x) * (y @ y)))
+        value = float(x @ y) / norm if norm > 0 else 0.0
+        lengths = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        per_point = np.where(lengths > 0, (a * b).sum(axis=1) / np.where(lengths > 0, lengths, 1.0), 0.0)
+        return Score(value, per_point, {"correlation": value})
+
+
 @register_similarity("output-cosine")
 class OutputCosine(Similarity):
     """The random-output baseline: mean per-point cosine of the output vectors (for a

@@ -20,3 +20,7 @@ __all__ += ["MetaVProbes"]
 from .boundary import BoundaryProbes  # noqa: E402
 
 __all__ += ["BoundaryProbes"]
+
+from .pairs import PairBoundaryProbes  # noqa: E402
+
+__all__ += ["PairBoundaryProbes"]

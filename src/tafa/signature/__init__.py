@@ -17,3 +17,7 @@ __all__ += ["Correlation", "DecisionDistance", "Labels"]
 from .kinks import Kinks  # noqa: E402
 
 __all__ += ["Kinks"]
+
+from .pairs import PairDifferences  # noqa: E402
+
+__all__ += ["PairDifferences"]

@@ -75,7 +75,8 @@ class Recognised:
     ``centred``: rows centred across outputs (the owner's must be too). ``quantised``: the grid step
     the answers lie on (``None``: not on a grid). ``saturated``: fraction of answers at a bound of a
     recognised range (clipped before undoing). ``censored``: answers at a clip bound (:func:`censored`;
-    ``(Q, m)`` booleans, ``None``: no clip seen), and ``bounds`` the values clipped at.
+    ``(Q, m)`` booleans, ``None``: no clip seen), and ``bounds`` the values clipped at. ``shown``:
+    for top-k probabilities, the most values a row shows (``k``; ``None`` otherwise).
     """
 
     kind: str
@@ -85,6 +86,7 @@ class Recognised:
     saturated: float = 0.0
     censored: np.ndarray | None = None
     bounds: tuple[float, ...] = ()
+    shown: int | None = None
 
     @property
     def clipped(self) -> bool:
@@ -246,7 +248,8 @@ def recognise(answers: np.ndarray, owner_outputs: np.ndarray | None = None) -> R
     if kind == "raw" and step is None:  # a grid repeats values anyway: rounded answers are decided at the coarse scale
         mask, bounds = censored(rows, None if owner_outputs is None
                                 else np.asarray(owner_outputs).reshape(len(owner_outputs), -1))
-    return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated, mask, tuple(bounds))
+    shown_k = int((rows > 0).sum(axis=1).max()) if kind == "top-k probabilities" else None
+    return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated, mask, tuple(bounds), shown_k)
 
 
 def measure_suspect(measurement: Measurement, model: Model, probes: Probes,

@@ -1,0 +1,93 @@
+"""The data-free label stage's signature: how a model trades the owner's two leading classes off
+near the owner's boundaries (probes: :class:`~tafa.probes.pairs.PairBoundaryProbes`).
+
+At point ``x_n`` with the owner's classes ``i`` and ``j`` there, and shared directions ``u_k``
+and the point's step ``t_n``, the model is asked at ``clip(x_n + t_n u_k)`` and
+``clip(x_n - t_n u_k)`` (``2 N K`` queries, clipped into the domain). A model's *soft value* at
+an input is ``a_j - a_i`` of its answers ``a`` as compared (raw logits as they are; probabilities,
+rounded or top-k, as log-probabilities with a floor at half their grid step:
+:func:`~tafa.signature.interface.recognise`; a one-hot label as 0 / 1, so the value is -1, 0 or 1;
+a labels-only answer the same). The signature:
+
+- ``outputs``: the answers at the ``+`` inputs, ``(N K, m)`` (what tells an interface apart from the
+  owner's own form);
+- ``pairs``: the soft value at ``x + t u`` minus at ``x - t u``, ``(N, K)``.
+
+>>> from tafa.probes.base import Probes
+>>> probes = Probes(np.zeros((2, 3)), steps=np.ones(2),
+...                 extra={"directions": np.eye(3)[:2], "classes": np.array([[0.0, 1.0], [1.0, 2.0]]),
+...                        "low": np.full(3, -5.0), "high": np.full(3, 5.0)})
+>>> measurement = PairDifferences()
+>>> inputs = measurement.inputs(probes)
+>>> len(inputs), measurement.queries(probes)
+(8, 8)
+>>> signature = measurement.assemble(probes, inputs @ np.eye(3))  # a linear map: z = x
+>>> signature["pairs"].tolist()  # (z_j - z_i) at +u minus at -u
+[[-2.0, 2.0], [0.0, -2.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..probes.base import Probes
+from .base import Measurement, Signature, register_signature
+
+
+def _parts(probes: Probes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    directions = np.asarray(probes.extra["directions"], dtype=np.float64)
+    classes = np.asarray(probes.extra["classes"], dtype=np.int64)
+    assert probes.steps is not None
+    return directions, classes, np.asarray(probes.steps, dtype=np.float64).reshape(-1)
+
+
+@register_signature("pair-differences")
+class PairDifferences(Measurement):
+    """Soft-value differences of the owner's two leading classes in shared random directions."""
+
+    accepts_labels = True
+
+    def inputs(self, probes: Probes) -> np.ndarray:
+        """Every ``x + t u`` (point-major), then every ``x - t u``, clipped into the domain, in float32."""
+        directions, _, steps = _parts(probes)
+        n, k = len(probes), len(directions)
+        points = probes.points.reshape(n, -1).astype(np.float64)
+        moved = steps[:, None, None] * directions[None, :, :]
+        low = np.asarray(probes.extra["low"], dtype=np.float64).reshape(-1)
+        high = np.asarray(probes.extra["high"], dtype=np.float64).reshape(-1)
+        stepped = [np.clip(points[:, None, :] + sign * moved, low, high).reshape(n * k, -1) for sign in (1.0, -1.0)]
+        return np.concatenate(stepped).astype(np.float32).reshape(2 * n * k, *probes.points.shape[1:])
+
+    def queries(self, probes: Probes) -> int:
+        return 2 * len(probes) * len(probes.extra["directions"])
+
+    def answer_probes(self, probes: Probes) -> np.ndarray:
+        n, k = len(probes), len(probes.extra["directions"])
+        return np.tile(np.repeat(np.arange(n), k), 2)
+
+    def _pairs(self, probes: Probes, values: np.ndarray) -> np.ndarray:
+        """``(2 N K, m)`` per-class values -> the ``(N, K)`` differences of ``v_j - v_i``."""
+        directions, classes, _ = _parts(probes)
+        n, k = len(probes), len(directions)
+        rows = np.arange(2 * n * k)
+        i = np.tile(np.repeat(classes[:, 0], k), 2)
+        j = np.tile(np.repeat(classes[:, 1], k), 2)
+        soft = values[rows, j] - values[rows, i]
+        return (soft[:n * k] - soft[n * k:]).reshape(n, k)
+
+    def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
+        flat = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+        half = len(flat) // 2
+        return {"outputs": flat[:half], "pairs": self._pairs(probes, flat)}
+
+    def from_labels(self, probes: Probes, labels: np.ndarray) -> Signature:
+        _, classes, _ = _parts(probes)
+        labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+        width = int(classes.max()) + 1
+        known = np.isfinite(labels) & (labels >= 0) & (labels < width)  # any other label: neither class
+        one_hot = np.zeros((len(labels), width))
+        one_hot[np.flatnonzero(known), labels[known].astype(np.int64)] = 1.0
+        return {"pairs": self._pairs(probes, one_hot)}
+
+
+__all__ = ["PairDifferences"]
