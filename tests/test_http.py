@@ -309,7 +309,8 @@ def test_mlserver_answers_equal_the_model_in_process(net, probes):
 
 def test_labels_only_suspect_is_verified_by_label_schemes_only(net):
     """IPGuard's labels signature verifies a labels-only service like the model itself; the
-    output-based method refuses it with one line that names the schemes that apply."""
+    output-based method with its data-free label stage verifies it by that stage alone; without a
+    label stage it refuses it with one line that names the schemes that apply."""
     from tafa import Fingerprint
     from tafa.errors import InvalidParameter
 
@@ -319,12 +320,17 @@ def test_labels_only_suspect_is_verified_by_label_schemes_only(net):
 
     owner = TorchModel(net, SHAPE)
     ipguard = Fingerprint.create(owner, "box:0,1", scheme="ipguard", points=20)
-    tafa_fp = Fingerprint.create(owner, "box:0,1", points=8, directions=2)
+    tafa_fp = Fingerprint.create(owner, "box:0,1", points=8, directions=2, free_labels=False)
+    staged = Fingerprint.create(owner, "box:0,1", points=8, directions=2)
     with KServeServer(labels, input_shape=SHAPE, output_shape=(), output_datatype="INT64") as server:
         suspect = _client(server.url)
         assert ipguard.score(suspect).value == ipguard.score(owner).value == 1.0
         with pytest.raises(InvalidParameter, match="labels only.*ipguard"):
             tafa_fp.verify(_client(server.url))
+        # no references: scored, undecided; the owner's own labels follow its soft values (measured 0.76;
+        # a label keeps only their sign, so not 1)
+        verdict = staged.verify(_client(server.url))
+        assert verdict.decision.value == "undecided" and verdict.score > 0.5 and "labels" in verdict.scheme
 
 
 @pytest.mark.parametrize("which", ["pirate", "independent"])

@@ -1,6 +1,6 @@
-"""The label stage (tafa.label_stage): made from the owner's inputs, stored under its hash, used only
-for suspects whose answers keep little more than labels, refused in one line where it cannot be made.
-The decisions through the command line are in tests/test_pirate_cli.py."""
+"""The label stage (tafa.label_stage): made from the owner's inputs, or data-free by default, stored
+under its hash, used only for suspects whose answers keep little more than labels, refused in one line
+where it cannot be made. The decisions through the command line are in tests/test_pirate_cli.py."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
 from tafa.fingerprint_file import decode, encode
 from tafa.label_stage import LABEL_POINTS, LABEL_STAGE, keeps_labels_only
 from tafa.models import TorchModel
+from tafa.models.base import Model
 from tafa.scheme import get_scheme
 
 SHAPE = (1, 8, 8)
@@ -32,7 +33,19 @@ def labelled(classifier) -> Fingerprint:
 
 @pytest.fixture(scope="module")
 def plain(classifier) -> Fingerprint:
+    """The default fingerprint: with the data-free label stage."""
     return Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE)
+
+
+@pytest.fixture(scope="module")
+def bare(classifier) -> Fingerprint:
+    """No label stage at all."""
+    return Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE, free_labels=False)
+
+
+@pytest.fixture(scope="module")
+def references(forty_references) -> list[TorchModel]:
+    return [TorchModel(model, SHAPE, name=f"r{i}") for i, model in enumerate(forty_references.references)]
 
 
 def test_the_label_stage_is_stored_under_the_files_hash_and_left_out_of_the_reproducible_one(labelled, plain,
@@ -81,12 +94,12 @@ def test_only_label_level_answers_use_the_label_stage(labelled, classifier):
     assert keeps_labels_only(labels_only, None)
 
 
-def test_without_a_label_stage_a_one_hot_copy_is_undecided_and_with_one_derived(labelled, plain, classifier,
-                                                                                forty_references):
-    """The data-free fingerprint cannot decide a one-hot copy (undecided, never independent); the one
-    made with the owner's inputs judges it derived by the label stage (measured: 1.00 of the points
-    against a threshold of 0.67, the independent model 0.40)."""
-    references = [TorchModel(model, SHAPE, name=f"r{i}") for i, model in enumerate(forty_references.references)]
+def test_without_a_label_stage_a_one_hot_copy_is_undecided_and_with_one_derived(labelled, bare, classifier,
+                                                                                references):
+    """A fingerprint without a label stage cannot decide a one-hot copy (undecided, never independent);
+    the one made with the owner's inputs judges it derived by the label stage (measured: 1.00 of the
+    points against a threshold of 0.67, the independent model 0.40)."""
+    plain = bare
     one_hot = get_interface("one_hot")
     copy = one_hot.apply(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"))
     assert plain.verify(copy, references, alpha=0.05).decision.value == "undecided"
@@ -139,3 +152,101 @@ def test_a_confidence_router_hides_a_one_hot_copy_from_the_label_stage_but_never
                               TorchModel(classifier.independent, SHAPE, name="decoy"), users, 0.25)
     verdict = labelled.verify(bolder, references, alpha=0.05, owner_data=DIGITS)
     assert verdict.decision.value == "evasive" and verdict.evasion["jumps"] >= 1, verdict.to_json()
+
+
+# --- the data-free label stage ---
+
+#: Measured on the committed classifier, 40 references at alpha 0.05 (the label stage at 0.025): the
+#: int8 copy's label-stage score clears its threshold by 0.07 (rounded to 2 decimals), 0.06 (3), 0.10
+#: (top-3) and 0.16 (one-hot); the 50%-pruned copy's by 0.06-0.15. The independent models stay 0.17
+#: or more below theirs. The assertions keep half of the smallest margin.
+LABEL_LEVEL = ("softmax_round2", "softmax_round3", "top3", "one_hot")
+
+
+def _label_margin(verdict) -> float:
+    """The label stage's score minus its threshold in ``verdict``."""
+    (stage,) = [s for s in verdict.to_dict()["stages"] if s["name"] == LABEL_STAGE]
+    return stage["score"] - stage["threshold"]
+
+
+@pytest.mark.parametrize("interface", LABEL_LEVEL)
+def test_the_data_free_label_stage_judges_label_level_copies_derived_and_never_an_independent(
+        interface, plain, classifier, references):
+    wrap = get_interface(interface)
+    copy = plain.verify(wrap.apply(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy")), references,
+                        alpha=0.05)
+    assert copy.decision.value == "derived" and _label_margin(copy) > 0.03, copy.to_json()
+    assert any("data-free label stage decides" in note for note in copy.notes)
+    other = plain.verify(wrap.apply(TorchModel(classifier.independent, SHAPE, name="independent")), references,
+                         alpha=0.05)
+    assert other.decision.value != "derived" and _label_margin(other) < -0.1, other.to_json()
+
+
+def test_the_data_free_label_stage_is_stored_under_the_files_hash_and_left_out_of_the_reproducible_one(
+        plain, bare, classifier):
+    from tafa.label_stage import FREE_DIRECTIONS, FREE_POINTS, is_free
+
+    again = Fingerprint.from_bytes(plain.to_bytes())
+    assert again.labels is not None and is_free(again.labels.scheme) and len(again.labels.probes) == FREE_POINTS
+    np.testing.assert_array_equal(again.labels.owner_signature["pairs"], plain.labels.owner_signature["pairs"])
+    assert plain.probe_sha256 == bare.probe_sha256 and plain.sha256 != bare.sha256
+    assert plain.describe()["label_stage"]["data_free"] and plain.labels.queries() == 2 * FREE_POINTS * FREE_DIRECTIONS
+    assert plain.queries() >= bare.queries()  # the label stage's path may cost more than the second stage's
+
+
+class LabelsOnly(Model):
+    """A service answering each input's class index alone (as a KServe v2 INT64 output would)."""
+
+    labels_only = True
+
+    def __init__(self, module, name: str) -> None:
+        self.inner = TorchModel(module, SHAPE, name=name)
+        super().__init__(SHAPE, (1,), name=name)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        return self.inner(x).reshape(len(x), -1).argmax(axis=1).reshape(-1, 1).astype(np.float64)
+
+
+def test_a_labels_only_service_is_decided_by_the_data_free_label_stage_alone(plain, classifier, references):
+    verdict = plain.verify(LabelsOnly(quantize(classifier.owner, 8), "int8 copy"), references, alpha=0.05)
+    assert verdict.decision.value == "derived" and verdict.margin_to_threshold > 0.05, verdict.to_json()
+    assert "labels" in verdict.scheme
+    other = plain.verify(LabelsOnly(classifier.independent, "independent"), references, alpha=0.05)
+    assert other.decision.value == "undecided" and other.margin_to_threshold < -0.1, other.to_json()
+
+
+def test_references_are_asked_through_the_suspects_interface(classifier):
+    """Rounded probabilities at the suspect's grid, the top k it shows, a one-hot label; anything
+    else (raw logits, integers) as the reference answers."""
+    from tafa.label_stage import replay
+    from tafa.signature.interface import recognise
+
+    owner = TorchModel(classifier.owner, SHAPE)
+    reference = TorchModel(classifier.independent, SHAPE)
+    x = np.random.default_rng(0).uniform(0, 1, size=(50, *SHAPE)).astype(np.float32)
+    for name in ("softmax_round2", "top3", "one_hot", "softmax"):
+        served = get_interface(name).apply(owner)
+        asked = replay(reference, served, recognise(served(x)))
+        np.testing.assert_allclose(asked(x), get_interface(name).apply(reference)(x), atol=1e-12)
+    integers = get_interface("integer_logits").apply(owner)
+    assert replay(reference, integers, recognise(integers(x))) is reference
+
+
+def test_hostile_labels_and_the_interfaces_the_stage_leaves_alone(plain, generator, regressor):
+    """A labels-only service answering labels out of range, negative or not finite is measured (those
+    answers are neither of the two classes), not crashed on; a regressor gets no data-free stage, and a
+    decoder's pixel interfaces never use its."""
+    from tafa.label_stage import decides
+    from tafa.signature.interface import recognise
+
+    measurement = plain.labels.scheme.make_signature()
+    probes = plain.labels.probes
+    count = measurement.queries(probes)
+    hostile = np.resize(np.array([1e18, -3.0, np.nan, np.inf, 2.0]), count)
+    assert measurement.from_labels(probes, hostile)["pairs"].shape == (len(probes), 8)
+    assert Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape).labels is None
+    decoder = Fingerprint.create(generator.owner, generator.domain, input_shape=generator.input_shape)
+    model = TorchModel(generator.owner, generator.input_shape)
+    pixels = get_interface("pixels8").apply(model)(decoder.probes.points)
+    stage = None if decoder.labels is None else decoder.labels.scheme
+    assert not decides(stage, model, recognise(pixels, model(decoder.probes.points)))

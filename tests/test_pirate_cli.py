@@ -174,8 +174,8 @@ def test_a_router_with_a_data_detector_is_exposed_with_the_owners_data(quantile,
 #: The interfaces each copy is served behind: probabilities and log-probabilities are undone exactly,
 #: integer logits are decided at the coarse scale (all three from the data-free fingerprint); rounded
 #: probabilities, a top-3 list and a one-hot label keep little more than labels, and the label stage
-#: of a fingerprint made with ``--owner-data`` decides them (without one they are never cleared, but
-#: undecided: tests/test_label_stage.py).
+#: decides them: the one of a fingerprint made with ``--owner-data`` here, the data-free one below
+#: (without any they are never cleared, but undecided: tests/test_label_stage.py).
 INTERFACES = ("softmax", "log_softmax", "integer_logits", "softmax_round3", "softmax_round2", "top3", "one_hot")
 LABEL_LEVEL = ("softmax_round3", "softmax_round2", "top3", "one_hot")
 
@@ -201,6 +201,20 @@ def test_a_copy_behind_an_interface_is_derived_through_the_cli(interface, classi
         assert verdict["decision"] == {"softmax": "independent", "one_hot": "undecided",
                                        "top3": "independent"}[interface], verdict
         assert verdict["margin"] < -MIN_GAP, verdict
+
+
+@pytest.mark.parametrize("interface", LABEL_LEVEL)
+def test_a_label_level_copy_is_derived_by_the_data_free_label_stage_through_the_cli(interface, classifier,
+                                                                                    fingerprint, references, capsys):
+    """The default (data-free) fingerprint: the int8 copy behind rounded probabilities, a top-3 list or a
+    one-hot label is derived by its data-free label stage (measured: the label stage's score clears its
+    threshold by 0.06-0.16; asserted at half the smallest), beside the coarse scale."""
+    from tafa.attacks.interface import get_interface
+
+    copy = get_interface(interface).apply(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"))
+    verdict = verify(fingerprint, references, copy, capsys)
+    (stage,) = [s for s in verdict["stages"] if s["name"] == "labels"]
+    assert verdict["decision"] == "derived" and stage["score"] - stage["threshold"] > 0.03, verdict
 
 
 def test_a_labels_only_service_is_decided_by_the_label_stage_through_the_cli(classifier, labelled, references,

@@ -90,8 +90,10 @@ def test_selected_fingerprint_keeps_copies_above_independent_models(classifier, 
     copy_score = fingerprint.compare(fingerprint.measure(TorchModel(scored_copy, classifier.input_shape))).value
     independent = [fingerprint.compare(fingerprint.measure(TorchModel(m, classifier.input_shape))).value
                    for m in [classifier.independent, *classifier.references[6:]]]
-    # with the coarse scale, and its 4 jittered steps for a suspect it decides (tafa.signature.scales)
-    assert fingerprint.stage_queries() == [2 * 64 * 9] and fingerprint.queries() == (2 + 4) * 64 * 9
+    # with the coarse scale, and its 4 jittered steps and the data-free label stage (100 points, 8
+    # directions each way) for a suspect it decides (tafa.signature.scales, tafa.label_stage)
+    assert fingerprint.stage_queries() == [2 * 64 * 9]
+    assert fingerprint.queries() == (2 + 4) * 64 * 9 + 2 * 100 * 8
     summary = fingerprint.describe()  # what `tafa info` shows
     assert summary["probes_selected"].startswith("8 of 32 direction groups")
     assert (summary["reference_positives"], summary["reference_negatives"]) == (4, 6)

@@ -760,7 +760,7 @@ class Fingerprint:
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        labels = label_stage_decides(self.labels, model, recognised)
+        labels = label_stage_decides(None if self.labels is None else self.labels.scheme, model, recognised)
         if labels or (coarse is not None and coarse_decides(coarse[1], None if recognised is None
                                                             else recognised.quantised)):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
@@ -882,7 +882,7 @@ class Fingerprint:
             seconds += records[-1]["seconds"]
             form = "labels only" if recognised is None else recognised.kind
             beside = " beside the coarse scale" if coarse is not None else ""
-            if is_free(self.labels):
+            if is_free(self.labels.scheme):
                 notes.append(f"the answers keep little more than labels ({form}): the data-free label stage "
                              f"decides{beside} (how the suspect trades the owner's two leading classes off at "
                              f"{len(self.labels.probes)} points near the owner's decision boundaries, found without "
@@ -898,7 +898,7 @@ class Fingerprint:
 
             def asked(name: str, reference: Model) -> Model:
                 """A reference as the label stage asks it: through the suspect's interface (the data-free stage)."""
-                free = name == LABEL_STAGE and self.labels is not None and is_free(self.labels)
+                free = name == LABEL_STAGE and self.labels is not None and is_free(self.labels.scheme)
                 return replay(reference, model, recognised) if free else reference
 
             first = first_stage.scores([asked(stages[0][0], m) for m in kept], progress=progress, desc="references")
@@ -1061,8 +1061,8 @@ class Fingerprint:
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
                 **({"probes_selected": self.probes.info["selected"]} if "selected" in self.probes.info else {}),
-                **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta, is_free(self.labels))}
-                   if self.labels is not None else {}),
+                **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta,
+                                                   is_free(self.labels.scheme))} if self.labels is not None else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
 
 

@@ -52,7 +52,6 @@ from .scheme import Scheme, get_scheme
 
 if TYPE_CHECKING:
     from .attacks.interface import InterfacedModel
-    from .fingerprint import Fingerprint
     from .signature.interface import Recognised
 
 #: The label stage's name in a verdict's stages.
@@ -145,13 +144,14 @@ def free_stage_applies(owner: Model) -> bool:
             and int(np.prod(owner.input_shape)) <= FREE_MAX_INPUT)
 
 
-def is_free(stage: "Fingerprint") -> bool:
-    """Whether ``stage`` is the data-free label stage (not one made from the owner's inputs)."""
-    return stage.scheme.signature == "pair-differences"
+def is_free(scheme: Scheme) -> bool:
+    """Whether a label stage of ``scheme`` is the data-free one (not one made from the owner's inputs)."""
+    return scheme.signature == "pair-differences"
 
 
-def decides(stage: "Fingerprint | None", model: Model, recognised: "Recognised | None") -> bool:
-    """Whether the label ``stage`` decides ``model`` (beside the coarse scale): its answers keep
+def decides(stage: Scheme | None, model: Model, recognised: "Recognised | None") -> bool:
+    """Whether the label stage of scheme ``stage`` (``None``: no label stage) decides ``model``
+    (beside the coarse scale): its answers keep
     little more than labels (:func:`keeps_labels_only`), and for the data-free stage they are
     probabilities, a top-k list, a one-hot label or labels alone (:data:`LABEL_KINDS`; integers and
     other grids are left to the coarse scale). Decided from the interface, never from a score."""

@@ -374,7 +374,9 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         coarse = None if clipped else fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
         rough = coarse is not None and coarse_decides(coarse[1], grid)
-        lossy = coarse is not None and label_stage_decides(fingerprint.labels, suspect, recognised)
+        label_stage = fingerprint.labels
+        lossy = coarse is not None and label_stage_decides(None if label_stage is None else label_stage.scheme,
+                                                           suspect, recognised)
         if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None
             coarse = (averaged_stage.score(suspect), *coarse[1:])
@@ -383,11 +385,11 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         labels = (fingerprint.labels.score(suspect).value if fingerprint.labels is not None
                   and (lossy or role == "calibration") else float("nan"))
         asked: tuple[float, ...] = ()
-        if lossy and role != "calibration" and fingerprint.labels is not None and is_free(fingerprint.labels):
+        if lossy and role != "calibration" and label_stage is not None and is_free(label_stage.scheme):
             key = (suspect.labels_only, None if recognised is None else (recognised.kind, recognised.quantised,
                                                                          recognised.shown))
             if key not in replayed:
-                replayed[key] = tuple(fingerprint.labels.score(replay(m, suspect, recognised)).value
+                replayed[key] = tuple(label_stage.score(replay(m, suspect, recognised)).value
                                       for m in references_in_order)
             asked = replayed[key]
         seconds.append(time.perf_counter() - started)

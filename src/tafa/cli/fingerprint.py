@@ -74,7 +74,10 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
             if key in ("parent_sha256", "label_stage") and key not in summary:
                 continue
             value = summary.get(key)
-            if key == "label_stage" and isinstance(value, dict):
+            if key == "label_stage" and isinstance(value, dict) and value.get("data_free"):
+                value = (f"data-free: {value['points']} points near the owner's boundaries, {value['directions']} "
+                         "directions each (decides answers that keep little more than labels)")
+            elif key == "label_stage" and isinstance(value, dict):
                 value = (f"{value['points']} points across the owner's boundaries, from {value['owner_inputs']} "
                          f"owner inputs (sha256 {str(value['owner_inputs_sha256'])[:16]}...)")
             if key == "shortcuts":
@@ -204,8 +207,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     suspect = open_suspect(args, args.suspect, fingerprint.input_shape, progress=not args.quiet)
     from ..signature.consistency import CHECK_QUERIES
 
-    labels = 0 if fingerprint.labels is None else fingerprint.labels.queries()
-    suspect.check_budget(fingerprint.queries() + labels + CHECK_QUERIES)  # every stage, and the evasion check
+    suspect.check_budget(fingerprint.queries() + CHECK_QUERIES)  # every stage (the label stage's too), and the check
     references = _references(fingerprint, args.references, args, "--references")
     positives = _references(fingerprint, args.positives, args, "--positives")
     owner_data = None
