@@ -320,9 +320,9 @@ def add_parsers(commands: Any) -> None:
                          "the parent itself 20; 0: none)")
     fp.add_argument("--owner-data", metavar="FILE",
                     help="the owner's own inputs (.npz with x and y, or .csv with the target last, as `tafa "
-                         "references` takes), for a classifier: the fingerprint also gets a label stage, 100 points "
-                         "just across the owner's decision boundaries found from them, which decides suspects whose "
-                         "answers keep little more than labels (one-hot, top-k, rounded probabilities); the inputs "
+                         "references` takes), for a classifier: its label stage (which decides suspects whose answers "
+                         "keep little more than labels: one-hot, top-k, rounded probabilities) is made from them, "
+                         "100 points just across the owner's decision boundaries, instead of data-free; the inputs "
                          "themselves are not stored (their SHA-256 is)")
     fp.add_argument("--json", action="store_true", help="print a JSON summary")
     fp.add_argument("--check-commitment", metavar="COMMITMENT", help="re-create the fingerprint of MODEL with the "
