@@ -5,7 +5,8 @@ The stage's points sit near the owner's boundaries, where the copy is unsure too
 
 On the committed test classifier (its int8 copy, the independent model as the decoy, the 40
 references, alpha 0.05), for each ``q`` and interface: the share of the stage's points routed, the
-verdict, and each stage's score against its threshold.
+verdict, and each stage's score against its threshold; then the same with ``--owner-data`` (300 of the
+owner's digits, where the evasion check starts from).
 
     python benchmarks/free_label_router.py
 """
@@ -40,15 +41,17 @@ def main() -> None:
     fingerprint = Fingerprint.create(models["owner"], "box:0,1", input_shape=SHAPE)
     assert fingerprint.labels is not None
     users = load_task("digits").split("other").x.numpy()
-    for share in (0.05, 0.1, 0.25):
+    owner_digits = load_task("digits").split("owner").x.numpy()[:300]
+    for share, data in ((0.05, None), (0.1, None), (0.25, None), (0.25, owner_digits), (0.5, owner_digits)):
         served = ConfidenceRouter(TorchModel(quantize(models["owner"], 8), SHAPE, name="int8 copy"),
                                   TorchModel(models["independent"], SHAPE, name="decoy"), users, share)
         routed = float(np.mean(served.route(fingerprint.labels.probes.points)))
         for name in ("one_hot", "top3", "softmax_round2"):
-            verdict = fingerprint.verify(get_interface(name).apply(served), references, alpha=0.05)
+            verdict = fingerprint.verify(get_interface(name).apply(served), references, alpha=0.05, owner_data=data)
             stages = ", ".join(f"{s['name']} {s['score']:.3f} vs {s['threshold']:.3f}"
                                for s in verdict.to_dict()["stages"])
-            print(f"users routed {share:.0%}, label points routed {routed:.2f}, {name:<15} "
+            print(f"users routed {share:.0%}{' (--owner-data)' if data is not None else ''}, label points routed "
+                  f"{routed:.2f}, {name:<15} "
                   f"{verdict.decision.value:<11} {stages}")
 
 
