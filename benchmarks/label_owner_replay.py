@@ -2,10 +2,11 @@
 (issue 20, docs/method.md, "The data-free label stage"): which separates copies from the
 references better?
 
-For each zoo and label-level interface: the two highest of the 40 calibration models (asked
-through the interface, as tafa verify asks them), the interface copies (the owner, then the
-zoo's int8, fine-tuned and pruned-and-fine-tuned copies in its order), and the highest of the 6 interface independents, each compared with the
-owner's raw signature and with the owner's signature through the same interface.
+For each zoo and label-level interface, each compared with the owner's raw signature and with the
+owner's signature through the same interface: the two highest of the 40 calibration models (asked
+through the interface, as tafa verify asks them), the interface copies (the owner, then the zoo's
+int8, fine-tuned and pruned-and-fine-tuned copies in its order), and the highest of the 6
+interface independents.
 
     python benchmarks/label_owner_replay.py [--zoos digits-mlp mnist-lenet] [--cache .tafa-cache/zoo]
 """
