@@ -257,6 +257,20 @@ def test_a_clipped_copy_is_compared_where_its_answers_are_inside_the_clip(regres
     assert hidden.decision == "undecided" and any("inside the clip" in note for note in hidden.notes)
 
 
+def test_a_parent_aware_fingerprint_compares_a_clipped_suspect_at_its_probes(regressor):
+    """With a declared parent, every comparison is relative to the parent's signature: a clipped
+    suspect's view keeps the parent's signature at the same probes (it once crashed the benchmark on
+    the shared-parent decoder zoo: arrays of 44 probes against the parent's 64)."""
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape,
+                                     parent=regressor.references[0], parent_references=0)
+    copy = get_interface("clip").apply(TorchModel(quantize(regressor.owner, 8), regressor.input_shape, name="int8"))
+    signature, recognised, _ = fingerprint.measure_checked(copy, check=False)
+    view, at_view, too_few = fingerprint.uncensored(signature, recognised)
+    assert view is not fingerprint and too_few is None
+    assert len(view.parent_signature["outputs"]) == len(view.probes) < len(fingerprint.probes)
+    assert view.compare(at_view).value > 0.99
+
+
 def test_a_scan_never_clears_a_clipped_suspect(regressor):
     """A scan decides at every probe with its stored first-stage threshold: a clipped suspect is
     left undecided there (tafa verify, with the references, compares it inside the clip)."""

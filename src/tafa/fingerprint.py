@@ -988,6 +988,7 @@ class Fingerprint:
             return self, signature, why
         n = len(self.probes)
         view = replace(self, probes=self.probes.subset(keep), owner_signature=at_points(self.owner_signature, keep, n),
+                       parent_signature=at_points(self.parent_signature, keep, n) if self.parent_signature else {},
                        coarse={}, labels=None)
         return view, at_points(signature, keep, n), None
 
