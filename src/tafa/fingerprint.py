@@ -54,8 +54,8 @@ from .signature.censoring import at_points, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.scales import COARSE_SCALE, JITTER, coarse_decides, coarse_probes, domain_scale, roughness
-from .label_stage import (LABEL_STAGE, decides as label_stage_decides, describe as describe_labels, free_label_scheme,
-                          free_stage_applies, is_free, label_scheme, owner_inputs, replay)
+from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
+                          free_label_scheme, free_stage_applies, is_free, label_scheme, owner_inputs, replay)
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -756,11 +756,12 @@ class Fingerprint:
         clipped = recognised is not None and recognised.clipped
         view, measured, too_few = self.uncensored(measured, recognised)
         score = view.compare(measured)
-        coarse = None if model.labels_only or clipped else self.measure_coarse(model, measured)
+        labels = label_stage_decides(None if self.labels is None else self.labels.scheme, model, recognised)
+        alone = labels and decides_alone(model, recognised)  # one-hot answers: the label stage alone, at alpha
+        coarse = None if model.labels_only or clipped or alone else self.measure_coarse(model, measured)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        labels = label_stage_decides(None if self.labels is None else self.labels.scheme, model, recognised)
         if labels or (coarse is not None and coarse_decides(coarse[1], None if recognised is None
                                                             else recognised.quantised)):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
@@ -881,7 +882,7 @@ class Fingerprint:
             queries += records[-1]["queries"]
             seconds += records[-1]["seconds"]
             form = "labels only" if recognised is None else recognised.kind
-            beside = " beside the coarse scale" if coarse is not None else ""
+            beside = " beside the coarse scale" if coarse is not None else " alone, at the whole alpha"
             if is_free(self.labels.scheme):
                 notes.append(f"the answers keep little more than labels ({form}): the data-free label stage "
                              f"decides{beside} (how the suspect trades the owner's two leading classes off at "

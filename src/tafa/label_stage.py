@@ -162,6 +162,13 @@ def decides(stage: Scheme | None, model: Model, recognised: "Recognised | None")
     return model.labels_only or (recognised is not None and recognised.kind in LABEL_KINDS)
 
 
+def decides_alone(model: Model, recognised: "Recognised | None") -> bool:
+    """Whether ``model``'s answers are labels themselves (a labels-only service, or one-hot rows):
+    then the label stage decides alone, at the whole alpha, as for a labels-only service; the coarse
+    scale, which finds nothing in a label (docs/method.md, "The interface table"), is not asked."""
+    return model.labels_only or (recognised is not None and recognised.kind == "one-hot labels")
+
+
 def replay(model: Model, suspect: Model, recognised: "Recognised | None") -> "Model | InterfacedModel":
     """``model`` (a reference, answering logits) asked through the interface ``suspect`` was
     recognised behind: one-hot labels for a labels-only or one-hot suspect; otherwise a softmax,
@@ -196,5 +203,5 @@ def replay(model: Model, suspect: Model, recognised: "Recognised | None") -> "Mo
 
 
 __all__ = ["FREE_DIRECTIONS", "FREE_MARGIN", "FREE_POINTS", "LABEL_KINDS", "LABEL_MARGIN", "LABEL_POINTS",
-           "LABEL_STAGE", "decides", "describe", "free_label_scheme", "free_stage_applies", "is_free",
+           "LABEL_STAGE", "decides", "decides_alone", "describe", "free_label_scheme", "free_stage_applies", "is_free",
            "keeps_labels_only", "label_scheme", "owner_inputs", "replay"]

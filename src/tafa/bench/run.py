@@ -46,7 +46,7 @@ from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
 from ..signature.scales import coarse_decides
-from ..label_stage import LABEL_STAGE, decides as label_stage_decides, is_free, replay
+from ..label_stage import LABEL_STAGE, decides as label_stage_decides, decides_alone, is_free, replay
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -107,6 +107,9 @@ class Scored:
     #: through this row's interface (:func:`tafa.label_stage.replay`), in their order (empty: the
     #: calibration rows' own ``labels`` calibrate it).
     label_references: tuple[float, ...] = ()
+    #: The label stage decides the row alone, at the whole alpha (answers that are labels: one-hot
+    #: rows, :func:`tafa.label_stage.decides_alone`); its coarse scale is not measured.
+    labels_alone: bool = False
     #: Answers recognised as clipped (:mod:`tafa.signature.censoring`): the first stage is measured at
     #: the probes answered inside the clip, and these are the calibration rows' first-stage scores at
     #: the same probes, in their order (empty: not clipped). ``inside``: how many probes; ``too_few``:
@@ -171,13 +174,15 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
     references = [r.coarse for r in rows if r.role == "calibration" and np.isfinite(r.coarse)]
     if len(references) < 2 or not any(r.rough or r.lossy for r in rows):
         return rows
-    values = metrics.evidence_decades([r.coarse if r.rough or r.lossy else 0.0 for r in rows], references)
+    values = metrics.evidence_decades([r.coarse if (r.rough or r.lossy) and not r.labels_alone else 0.0
+                                       for r in rows], references)
     labels = [r.labels for r in rows if r.role == "calibration" and np.isfinite(r.labels)]
     if len(labels) >= 2 and any(r.lossy for r in rows):
         by_labels = metrics.evidence_decades([r.labels if r.lossy else 0.0 for r in rows], labels)
         by_labels = np.array([metrics.evidence_decades([r.labels], list(r.label_references))[0]
                               if r.label_references else v for r, v in zip(rows, by_labels)])
-        values = np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values)
+        values = np.where([r.labels_alone for r in rows], by_labels,
+                          np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values))
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
                     score=float(v) if staged or r.lossy else r.coarse) if r.rough or r.lossy else r
             for r, v in zip(rows, values)]
@@ -221,8 +226,14 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                     [r.model for r in references], coarse, alpha, stage_names=["coarse", LABEL_STAGE],
                     copy_line=coarse_copy_line, parametric=len(references) < references_needed(alpha / 2),
                     later=lambda keep: [[references[i].labels for i in keep]])
+            for row in rows:  # the label stage alone (labels as answers), at the whole alpha
+                if row.labels_alone and row.role != "calibration":
+                    asked = row.label_references or tuple(r.labels for r in references)
+                    rule.per_suspect[row.model] = Rule.from_references(
+                        [r.model for r in references], list(asked), alpha, stage_names=[LABEL_STAGE],
+                        parametric=len(references) < references_needed(alpha))
             for row in rows:  # the data-free label stage: the references asked through the row's interface
-                if row.label_references and row.role != "calibration":
+                if row.label_references and row.role != "calibration" and not row.labels_alone:
                     rule.per_suspect[row.model] = Rule.from_references(
                         [r.model for r in references], coarse, alpha, stage_names=["coarse", LABEL_STAGE],
                         copy_line=coarse_copy_line, parametric=len(references) < references_needed(alpha / 2),
@@ -262,6 +273,8 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
     """The rule's decision on ``row``'s scores: its coarse rule's on its coarse score when the coarse
     scale decides it (``undecided`` without one), with the label stage's when that decides too."""
     own = calibration.per_suspect.get(row.model.split("/", 1)[-1])  # pooled rows are named ZOO/ROW
+    if row.labels_alone:
+        return Decision.UNDECIDED if own is None else own.decide([row.labels])
     if row.lossy:
         rule = own or calibration.coarse_labels
         return Decision.UNDECIDED if rule is None else rule.decide([row.coarse, row.labels])
@@ -371,12 +384,14 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         view, at_view, too_few = fingerprint.uncensored(signature, recognised if clipped else None)
         value = view.compare(at_view).value
         censored = () if view is fingerprint else tuple(view.score(m).value for m in references_in_order)
-        coarse = None if clipped else fingerprint.measure_coarse(suspect, signature)
+        label_stage = fingerprint.labels
+        decides = role != "calibration" and label_stage_decides(None if label_stage is None else label_stage.scheme,
+                                                                suspect, recognised)
+        alone = decides and decides_alone(suspect, recognised)  # as verify: the label stage alone, no coarse scale
+        coarse = None if clipped or alone else fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
         rough = coarse is not None and coarse_decides(coarse[1], grid)
-        label_stage = fingerprint.labels
-        lossy = coarse is not None and label_stage_decides(None if label_stage is None else label_stage.scheme,
-                                                           suspect, recognised)
+        lossy = decides and (alone or coarse is not None)
         if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None
             coarse = (averaged_stage.score(suspect), *coarse[1:])
@@ -396,7 +411,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         rows.append(Scored(name, label, family, role, value, stages=stages,
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
                            coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
-                           labels=labels, lossy=lossy, label_references=asked, censored=censored,
+                           labels=labels, lossy=lossy, label_references=asked, labels_alone=alone, censored=censored,
                            inside=len(view.probes) if censored else 0,
                            too_few=too_few is not None))
         return signature
