@@ -93,7 +93,7 @@ def test_selected_fingerprint_keeps_copies_above_independent_models(classifier, 
     # with the coarse scale, and its 4 jittered steps and the data-free label stage (100 points, 8
     # directions each way) for a suspect it decides (tafa.signature.scales, tafa.label_stage)
     assert fingerprint.stage_queries() == [2 * 64 * 9]
-    assert fingerprint.queries() == (2 + 4) * 64 * 9 + 2 * 100 * 8
+    assert fingerprint.queries() == 2 * 64 * 9 + 64 + 4 * 2 * 64 * 4 + 2 * 100 * 8  # the jittered steps: centres once
     summary = fingerprint.describe()  # what `tafa info` shows
     assert summary["probes_selected"].startswith("8 of 32 direction groups")
     assert (summary["reference_positives"], summary["reference_negatives"]) == (4, 6)

@@ -518,7 +518,8 @@ class Fingerprint:
         again at its jittered steps (:meth:`coarse_stage` ``averaged``) and the label stage,
         whichever costs more."""
         first, *later = self.stage_queries()
-        averaged = len(JITTER) * self.step_queries() if self.coarse else 0
+        coarse = self.coarse_stage(averaged=True)
+        averaged = 0 if coarse is None else coarse.step_queries()
         labels = 0 if self.labels is None else self.labels.queries()
         return first + max(sum(later), averaged + labels)
 
@@ -997,8 +998,8 @@ class Fingerprint:
         """This fingerprint at its coarse scale (:mod:`tafa.signature.scales`): the same probes at
         the coarse step, the owner's coarse signature, one stage; ``None`` without one.
         ``averaged``: as the coarse scale decides, each difference averaged over steps jittered
-        around the coarse one (:class:`~tafa.signature.scales.JitteredDerivatives`, 4 times the
-        queries), for the suspect and its references alike."""
+        around the coarse one (:class:`~tafa.signature.scales.JitteredDerivatives`: the centres once,
+        the stepped inputs 4 times), for the suspect and its references alike."""
         if not self.coarse:
             return None
         meta = {key: value for key, value in self.meta.items() if key != OWNER_INT8_SCORE}

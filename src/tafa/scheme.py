@@ -128,7 +128,7 @@ register_scheme(Scheme(
     second="tafa-boundary",
     description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
     "cosine of the group-centred derivatives (576 queries, and 576 at the coarse scale that decides rippled or "
-    "rounded answers, with 2,304 more at steps jittered around it for those); owners whose first layer is fully "
+    "rounded answers, with 2,112 more at steps jittered around it for those); owners whose first layer is fully "
     "connected also get "
     "a second stage, boundary geometry (tafa-boundary, up to 4,930 queries), run only when the first stage does "
     "not already judge the suspect derived; each stage decides at half of alpha"))

@@ -111,12 +111,15 @@ class JitteredDerivatives(Derivatives):
     independently, so averaging ``J`` steps divides its part of a difference by about ``sqrt(J)``,
     while a network's difference barely changes within a few percent of the step.
 
+    The probe centres are asked once (their answers do not depend on the step): ``N + J 2 N K``
+    queries.
+
     >>> from tafa.probes.base import Probes
     >>> probes = Probes(np.zeros((2, 3)), np.eye(3)[None, :2].repeat(2, axis=0), np.ones(2))
     >>> measurement = JitteredDerivatives(jitter=(-0.05, 0.05))
     >>> inputs = measurement.inputs(probes)
-    >>> len(inputs), measurement.queries(probes)  # (2 + 2 * 2 * 2) per step
-    (20, 20)
+    >>> len(inputs), measurement.queries(probes)  # 2 centres, then 2 * 2 * 2 per step
+    (18, 18)
     >>> signature = measurement.assemble(probes, inputs.reshape(len(inputs), -1) @ np.array([[1.0], [2.0], [3.0]]))
     >>> signature["derivatives"][:, :, 0].round(6).tolist()  # a linear map's derivatives, at any step
     [[1.0, 2.0], [1.0, 2.0]]
@@ -134,21 +137,27 @@ class JitteredDerivatives(Derivatives):
         return [coarse_probes(probes, steps * (1.0 + j)) for j in self.jitter]
 
     def inputs(self, probes: Probes) -> np.ndarray:
-        return np.concatenate([super(JitteredDerivatives, self).inputs(at) for at in self._at(probes)])
+        n = len(probes)
+        every = [super(JitteredDerivatives, self).inputs(at) for at in self._at(probes)]
+        return np.concatenate([every[0][:n]] + [stepped[n:] for stepped in every])
 
     def queries(self, probes: Probes) -> int:
         assert probes.directions is not None
         n, k = probes.directions.shape[:2]
-        return len(self.jitter) * n * (2 * k + 1)
+        return n + len(self.jitter) * 2 * n * k
 
     def answer_probes(self, probes: Probes) -> np.ndarray:
-        return np.concatenate([super(JitteredDerivatives, self).answer_probes(at) for at in self._at(probes)])
+        n = len(probes)
+        every = [super(JitteredDerivatives, self).answer_probes(at) for at in self._at(probes)]
+        return np.concatenate([every[0][:n]] + [rows[n:] for rows in every])
 
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
-        parts = np.split(np.asarray(outputs), len(self.jitter))
-        signatures = [super(JitteredDerivatives, self).assemble(at, part) for at, part in zip(self._at(probes), parts)]
+        n = len(probes)
+        outputs = np.asarray(outputs)
+        centres, stepped = outputs[:n], np.split(outputs[n:], len(self.jitter))
+        signatures = [super(JitteredDerivatives, self).assemble(at, np.concatenate([centres, part]))
+                      for at, part in zip(self._at(probes), stepped)]
         averaged = dict(signatures[0])
-        averaged["outputs"] = np.mean([s["outputs"] for s in signatures], axis=0)
         averaged["derivatives"] = np.mean([s["derivatives"] for s in signatures], axis=0)
         return averaged
 
