@@ -472,15 +472,10 @@ INTERFACE_NEGATIVES = 6
 INTERFACE = "interface"
 
 
-#: Owner architectures (by prefix) whose zoos have no interface or evasion families (cost): the
-#: ResNet, the GELU MLP and the transformer.
-NO_INTERFACE_ARCHS = ("resnet", "mlp_gelu", "transformer")
-
-
 def interface_rows(spec: ZooSpec) -> bool:
-    """Whether a zoo has interface (and evasion) families: not the shared-parent zoos, nor those of
-    :data:`NO_INTERFACE_ARCHS` (the ResNet zoo, the smooth-activation zoos)."""
-    return spec.parent is None and not spec.owner_arch.startswith(NO_INTERFACE_ARCHS)
+    """Whether a zoo has interface (and evasion) families: not the shared-parent zoos, nor those
+    whose :attr:`~tafa.bench.zoo.ZooSpec.interfaces` is off (the ResNet zoo, the smooth-activation zoos)."""
+    return spec.parent is None and spec.interfaces
 
 
 def interface_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:

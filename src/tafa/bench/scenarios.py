@@ -75,17 +75,19 @@ FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_references(spec), independent
     # average pooling); its obfuscations also fold the BatchNorms; independents: a narrower one, LeNet
     ZooSpec("mnist-resnet", "classification", "mnist", "resnet_zoo", "box:0,1", epochs=4, lr=3e-3,
             other_archs=("lenet", "resnet_zoo_narrow"), attack_epochs=2,
-            attacks=STANDARD_ATTACKS + BATCHNORM_ATTACKS),
+            attacks=STANDARD_ATTACKS + BATCHNORM_ATTACKS, interfaces=False),
     # outside the ReLU family (where networks are going): a GELU MLP, and a two-layer pre-norm
     # transformer on the digits as 16 patches of 2x2 (LayerNorm, softmax attention, GELU). Not
     # piecewise-linear: tafa's probes are made black-box for them. The unit-rescaling obfuscations
     # are left out (SMOOTH_ATTACKS: not function-preserving across GELU), so are the interface and
-    # evasion families (cost, as for the ResNet zoo: tafa.bench.run.interface_rows). Pooled apart
+    # evasion families (cost, as for the ResNet zoo: ZooSpec.interfaces). Pooled apart
     # (SMOOTH_POOL), so the ReLU zoos' classification pool stays comparable with earlier runs
     ZooSpec("digits-mlp-gelu", "classification", "digits", "mlp_gelu", "box:0,1", epochs=20,
-            other_archs=("mlp_gelu_wide", "mlp"), attacks=SMOOTH_ATTACKS, pool=SMOOTH_POOL),
+            other_archs=("mlp_gelu_wide", "mlp"), attacks=SMOOTH_ATTACKS, pool=SMOOTH_POOL,
+            interfaces=False),
     ZooSpec("digits-attention", "classification", "digits", "transformer", "box:0,1", epochs=30, lr=3e-3,
-            other_archs=("transformer_wide", "mlp_gelu"), attacks=SMOOTH_ATTACKS, pool=SMOOTH_POOL),
+            other_archs=("transformer_wide", "mlp_gelu"), attacks=SMOOTH_ATTACKS, pool=SMOOTH_POOL,
+            interfaces=False),
     ZooSpec("diabetes-mlp", "regression", "diabetes", "mlp_small", "box:-2,2", epochs=100, weight_decay=1e-3,
             other_archs=("mlp", "mlp_deep")),
     ZooSpec("friedman-mlp", "regression", "friedman", "mlp_small", "box:-2,2", epochs=30, weight_decay=1e-4,

@@ -96,6 +96,9 @@ class ZooSpec:
     parent: ParentSpec | None = None   # a shared public parent the owner and the siblings fine-tune
     #: The pooled entry the zoo joins (``None``: its scenario's; a shared-parent zoo: ``shared parent``)
     pool: str | None = None
+    #: Whether the zoo has interface and evasion families (:func:`tafa.bench.run.interface_rows`; not
+    #: the ResNet zoo nor the smooth-activation zoos, for their cost; never a shared-parent zoo).
+    interfaces: bool = True
 
     @property
     def input_shape(self) -> tuple[int, ...]:
