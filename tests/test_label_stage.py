@@ -256,3 +256,21 @@ def test_hostile_labels_and_the_interfaces_the_stage_leaves_alone(plain, generat
     pixels = get_interface("pixels8").apply(model)(decoder.probes.points)
     stage = None if decoder.labels is None else decoder.labels.scheme
     assert not decides(stage, model, recognise(pixels, model(decoder.probes.points)))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"classes": lambda c: np.full_like(c, 50.0)}, "malformed"),                   # no such class
+    ({"classes": lambda c: np.stack([c[:, 0], c[:, 0]], axis=1)}, "two distinct"),  # one class twice
+    ({"directions": lambda d: d[:, :10]}, "do not fit inputs"),
+    ({"directions": lambda d: np.resize(d, (6000, d.shape[1]))}, "limits"),       # 1.2M queries
+    ({"low": lambda low: low + 2.0}, "bounds or steps"),
+])
+def test_a_rehashed_data_free_label_stage_that_does_not_fit_is_refused_in_one_line(plain, change, message):
+    """Whoever rewrites a fingerprint file and hashes it anew: the data-free stage's arrays are
+    checked before anything is sized from them, and the file is refused in one line."""
+    stage = plain.labels
+    extra = {key: (change[key](value) if key in change else value) for key, value in stage.probes.extra.items()}
+    wrong = replace(plain, labels=replace(stage, probes=replace(stage.probes, extra=extra)))
+    with pytest.raises(FingerprintError, match=message) as error:
+        Fingerprint.from_bytes(encode(wrong._header(), wrong._arrays()))
+    assert "\n" not in str(error.value)

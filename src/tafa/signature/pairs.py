@@ -35,10 +35,26 @@ from .base import Measurement, Signature, register_signature
 
 
 def _parts(probes: Probes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    directions = np.asarray(probes.extra["directions"], dtype=np.float64)
-    classes = np.asarray(probes.extra["classes"], dtype=np.int64)
-    assert probes.steps is not None
-    return directions, classes, np.asarray(probes.steps, dtype=np.float64).reshape(-1)
+    """The shared directions ``(K, d)``, the classes ``(N, 2)`` and the steps ``(N,)``, or
+    ``ValueError`` where stored probes do not fit together (a fingerprint file is read through
+    this: its arrays are checked before anything is sized from them)."""
+    extra, n = probes.extra, len(probes)
+    d = int(np.prod(probes.points.shape[1:]))
+    missing = {"directions", "classes", "low", "high"} - set(extra)
+    if missing or probes.steps is None:
+        raise ValueError(f"pair probes lack {sorted(missing) or ['steps']}")
+    directions = np.asarray(extra["directions"], dtype=np.float64)
+    raw_classes = np.asarray(extra["classes"], dtype=np.float64)
+    steps = np.asarray(probes.steps, dtype=np.float64).reshape(-1)
+    low, high = (np.asarray(extra[key], dtype=np.float64) for key in ("low", "high"))
+    if directions.ndim != 2 or len(directions) < 2 or directions.shape[1] != d:
+        raise ValueError(f"pair probes' directions of shape {directions.shape} do not fit inputs of {d} values")
+    if (raw_classes.shape != (n, 2) or not np.all(raw_classes == np.round(raw_classes)) or np.any(raw_classes < 0)
+            or np.any(raw_classes[:, 0] == raw_classes[:, 1])):
+        raise ValueError("pair probes' classes must be two distinct class indices per point")
+    if low.shape != (d,) or high.shape != (d,) or np.any(low > high) or steps.shape != (n,) or np.any(steps <= 0):
+        raise ValueError("pair probes' bounds or steps do not fit the points")
+    return directions, raw_classes.astype(np.int64), steps
 
 
 @register_signature("pair-differences")
@@ -59,10 +75,11 @@ class PairDifferences(Measurement):
         return np.concatenate(stepped).astype(np.float32).reshape(2 * n * k, *probes.points.shape[1:])
 
     def queries(self, probes: Probes) -> int:
-        return 2 * len(probes) * len(probes.extra["directions"])
+        directions, _, _ = _parts(probes)
+        return 2 * len(probes) * len(directions)
 
     def answer_probes(self, probes: Probes) -> np.ndarray:
-        n, k = len(probes), len(probes.extra["directions"])
+        n, k = len(probes), len(_parts(probes)[0])
         return np.tile(np.repeat(np.arange(n), k), 2)
 
     def _pairs(self, probes: Probes, values: np.ndarray) -> np.ndarray:
