@@ -222,20 +222,26 @@ def test_a_labels_only_service_is_decided_by_the_data_free_label_stage_alone(pla
 
 
 def test_references_are_asked_through_the_suspects_interface(classifier):
-    """Rounded probabilities at the suspect's grid, the top k it shows, a one-hot label; anything
-    else (raw logits, integers) as the reference answers."""
-    from tafa.label_stage import replay
+    """Rounded probabilities at the suspect's grid, at every temperature the rounding hides (the
+    reference counts at its highest score), the top k it shows, a one-hot label; anything else (raw
+    logits, integers) as the reference answers."""
+    from tafa.label_stage import REPLAY_TEMPERATURES, asked_scores, replays
     from tafa.signature.interface import recognise
 
     owner = TorchModel(classifier.owner, SHAPE)
     reference = TorchModel(classifier.independent, SHAPE)
     x = np.random.default_rng(0).uniform(0, 1, size=(50, *SHAPE)).astype(np.float32)
-    for name in ("softmax_round2", "top3", "one_hot", "softmax"):
+    for name, count in (("softmax_round2", len(REPLAY_TEMPERATURES)), ("top3", 1), ("one_hot", 1), ("softmax", 1)):
         served = get_interface(name).apply(owner)
-        asked = replay(reference, served, recognise(served(x)))
-        np.testing.assert_allclose(asked(x), get_interface(name).apply(reference)(x), atol=1e-12)
+        asked = replays(reference, served, recognise(served(x)))
+        assert len(asked) == count
+        at_one = asked[list(REPLAY_TEMPERATURES).index(1.0)] if count > 1 else asked[0]
+        np.testing.assert_allclose(at_one(x), get_interface(name).apply(reference)(x), atol=1e-12)
     integers = get_interface("integer_logits").apply(owner)
-    assert replay(reference, integers, recognise(integers(x))) is reference
+    assert replays(reference, integers, recognise(integers(x))) == [reference]
+    rounded = get_interface("softmax_round2").apply(owner)
+    sums = [float(m(x).sum()) for m in replays(reference, rounded, recognise(rounded(x)))]
+    assert asked_scores(lambda m: float(m(x).sum()), [reference], rounded, recognise(rounded(x))) == [max(sums)]
 
 
 def test_hostile_labels_and_the_interfaces_the_stage_leaves_alone(plain, generator, regressor):

@@ -55,7 +55,7 @@ from .signature.consistency import EvasionCheck, check_evasion as check_evasion_
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.scales import COARSE_SCALE, JITTER, coarse_decides, coarse_probes, domain_scale, roughness
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
-                          free_label_scheme, free_stage_applies, is_free, label_scheme, owner_inputs, replay)
+                          free_label_scheme, free_stage_applies, is_free, label_scheme, owner_inputs, asked_scores)
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -898,16 +898,16 @@ class Fingerprint:
             kept, cleaned = self.distinct_references(references, model)
             first_stage = stages[0][1]
 
-            def asked(name: str, reference: Model) -> Model:
-                """A reference as the label stage asks it: through the suspect's interface (the data-free stage)."""
-                free = name == LABEL_STAGE and self.labels is not None and is_free(self.labels.scheme)
-                return replay(reference, model, recognised) if free else reference
+            def scored(name: str, stage: Fingerprint, models: list[Model]) -> list[float]:
+                """References scored by a stage; by the data-free label stage, through the suspect's interface."""
+                if name == LABEL_STAGE and is_free(stage.scheme):
+                    return asked_scores(lambda m: stage.score(m).value, models, model, recognised)
+                return stage.scores(models, progress=progress, desc=f"references, {name}")
 
-            first = first_stage.scores([asked(stages[0][0], m) for m in kept], progress=progress, desc="references")
+            first = scored(stages[0][0], first_stage, kept)
 
             def later(keep: list[int]) -> list[list[float]]:
-                return [stage.scores([asked(name, kept[i]) for i in keep], progress=progress,
-                                     desc=f"references, {name}") for name, stage, _ in stages[1:]]
+                return [scored(name, stage, [kept[i] for i in keep]) for name, stage, _ in stages[1:]]
 
             rule = Rule.from_references([m.name for m in kept], first, alpha,
                                         stage_names=[name for name, _, _ in stages], copy_line=first_stage.copy_line(),

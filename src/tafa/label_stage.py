@@ -34,7 +34,7 @@ and the suspect's soft-value differences there in random directions compared wit
 (:mod:`tafa.signature.pairs`, 1,600 queries): rounded probabilities and top-k lists keep those
 values, a one-hot label their sign. It decides only suspects whose answers are probabilities (on a
 grid), a top-k list, a one-hot label or labels alone (:func:`decides`); the references are then
-asked through the same interface (:func:`replay`), since an innocent service would answer through
+asked through the same interface (:func:`replays`), since an innocent service would answer through
 it too, and a label or a rounded probability keeps less of any model than its logits do.
 """
 
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -169,39 +169,59 @@ def decides_alone(model: Model, recognised: "Recognised | None") -> bool:
     return model.labels_only or (recognised is not None and recognised.kind == "one-hot labels")
 
 
-def replay(model: Model, suspect: Model, recognised: "Recognised | None") -> "Model | InterfacedModel":
+#: The softmax temperatures a reference answers at when the suspect's probabilities are rounded:
+#: rounding hides the suspect's temperature, and a reference keeps more of itself through the
+#: rounding at some temperatures than at others, so each reference counts at its highest score
+#: over them (the conservative null; python benchmarks/interface_references.py measured the same
+#: for the coarse scale).
+REPLAY_TEMPERATURES = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def replays(model: Model, suspect: Model, recognised: "Recognised | None") -> "list[Model | InterfacedModel]":
     """``model`` (a reference, answering logits) asked through the interface ``suspect`` was
     recognised behind: one-hot labels for a labels-only or one-hot suspect; otherwise a softmax,
-    then its ``k`` largest kept (top-k), then rounded to the suspect's grid. The temperature of the
-    suspect's softmax is not known: the comparison is a correlation, which a temperature alone
-    does not move (it moves only which small probabilities round to zero)."""
+    then its ``k`` largest kept (top-k), then rounded to the suspect's grid, at each of
+    :data:`REPLAY_TEMPERATURES` when rounded (unrounded, the correlation does not move with the
+    temperature: one). ``[model]`` for any other interface."""
     from .attacks.interface import Interface, InterfacedModel, one_hot, softmax, top_k
 
     kind = None if recognised is None else recognised.kind
     if suspect.labels_only or kind == "one-hot labels":
-        def transform(rows: np.ndarray) -> np.ndarray:
-            return one_hot(rows)
-        name = "one-hot labels"
+        transforms = {"one-hot labels": one_hot}
     elif kind in ("probabilities", "top-k probabilities"):
         assert recognised is not None
         step, shown = recognised.quantised, recognised.shown
 
-        def transform(rows: np.ndarray) -> np.ndarray:
-            probabilities = softmax(rows)
-            if shown is not None:
-                probabilities = top_k(probabilities, shown)
-            return probabilities if step is None else np.round(probabilities / step) * step
+        def served(temperature: float):  # noqa: ANN202 - a transform of rows
+            def transform(rows: np.ndarray) -> np.ndarray:
+                probabilities = softmax(rows, temperature)
+                if shown is not None:
+                    probabilities = top_k(probabilities, shown)
+                return probabilities if step is None else np.round(probabilities / step) * step
+            return transform
         name = kind + ("" if step is None else f" rounded to {step:.3g}")
+        temperatures = (1.0,) if step is None else REPLAY_TEMPERATURES
+        transforms = {f"{name} at temperature {t:g}": served(t) for t in temperatures}
     else:
-        return model
+        return [model]
 
-    def apply(answers: np.ndarray) -> np.ndarray:
-        flat = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
-        return transform(flat).reshape(answers.shape)
+    def rows(transform):  # noqa: ANN001, ANN202
+        def apply(answers: np.ndarray) -> np.ndarray:
+            flat = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
+            return transform(flat).reshape(answers.shape)
+        return apply
 
-    return InterfacedModel(model, Interface(f"as the suspect: {name}", "classification", apply))
+    return [InterfacedModel(model, Interface(f"as the suspect: {name}", "classification", rows(transform)))
+            for name, transform in transforms.items()]
+
+
+def asked_scores(score: Callable[[Model], float], references: list[Model], suspect: Model,
+                 recognised: "Recognised | None") -> list[float]:
+    """Each reference's label-stage ``score`` as it would answer through ``suspect``'s interface
+    (:func:`replays`: its highest over the temperatures a rounding hides)."""
+    return [max(score(asked) for asked in replays(reference, suspect, recognised)) for reference in references]
 
 
 __all__ = ["FREE_DIRECTIONS", "FREE_MARGIN", "FREE_POINTS", "LABEL_KINDS", "LABEL_MARGIN", "LABEL_POINTS",
            "LABEL_STAGE", "decides", "decides_alone", "describe", "free_label_scheme", "free_stage_applies", "is_free",
-           "keeps_labels_only", "label_scheme", "owner_inputs", "replay"]
+           "keeps_labels_only", "label_scheme", "owner_inputs", "REPLAY_TEMPERATURES", "asked_scores", "replays"]

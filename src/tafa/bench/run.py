@@ -46,7 +46,7 @@ from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
 from ..signature.scales import coarse_decides
-from ..label_stage import LABEL_STAGE, decides as label_stage_decides, decides_alone, is_free, replay
+from ..label_stage import LABEL_STAGE, asked_scores, decides as label_stage_decides, decides_alone, is_free
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -104,7 +104,7 @@ class Scored:
     labels: float = float("nan")
     lossy: bool = False
     #: For a row the data-free label stage decides: the calibration rows' label-stage scores asked
-    #: through this row's interface (:func:`tafa.label_stage.replay`), in their order (empty: the
+    #: through this row's interface (:func:`tafa.label_stage.asked_scores`), in their order (empty: the
     #: calibration rows' own ``labels`` calibrate it).
     label_references: tuple[float, ...] = ()
     #: The label stage decides the row alone, at the whole alpha (answers that are labels: one-hot
@@ -404,8 +404,9 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
             key = (suspect.labels_only, None if recognised is None else (recognised.kind, recognised.quantised,
                                                                          recognised.shown))
             if key not in replayed:
-                replayed[key] = tuple(label_stage.score(replay(m, suspect, recognised)).value
-                                      for m in references_in_order)
+                stage = label_stage
+                replayed[key] = tuple(asked_scores(lambda m: stage.score(m).value, list(references_in_order), suspect,
+                                                   recognised))
             asked = replayed[key]
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
