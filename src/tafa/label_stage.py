@@ -183,16 +183,17 @@ def replays(model: Model, suspect: Model, recognised: "Recognised | None") -> "l
     then its ``k`` largest kept (top-k), then rounded to the suspect's grid, at each of
     :data:`REPLAY_TEMPERATURES` when rounded (unrounded, the correlation does not move with the
     temperature: one). ``[model]`` for any other interface."""
-    from .attacks.interface import Interface, InterfacedModel, one_hot, softmax, top_k
+    from .attacks.interface import Interface, InterfacedModel, one_hot, per_row, softmax, top_k
 
     kind = None if recognised is None else recognised.kind
+    transforms: dict[str, Callable[[np.ndarray], np.ndarray]]
     if suspect.labels_only or kind == "one-hot labels":
         transforms = {"one-hot labels": one_hot}
     elif kind in ("probabilities", "top-k probabilities"):
         assert recognised is not None
         step, shown = recognised.quantised, recognised.shown
 
-        def served(temperature: float):  # noqa: ANN202 - a transform of rows
+        def served(temperature: float) -> Callable[[np.ndarray], np.ndarray]:
             def transform(rows: np.ndarray) -> np.ndarray:
                 probabilities = softmax(rows, temperature)
                 if shown is not None:
@@ -204,14 +205,7 @@ def replays(model: Model, suspect: Model, recognised: "Recognised | None") -> "l
         transforms = {f"{name} at temperature {t:g}": served(t) for t in temperatures}
     else:
         return [model]
-
-    def rows(transform):  # noqa: ANN001, ANN202
-        def apply(answers: np.ndarray) -> np.ndarray:
-            flat = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
-            return transform(flat).reshape(answers.shape)
-        return apply
-
-    return [InterfacedModel(model, Interface(f"as the suspect: {name}", "classification", rows(transform)))
+    return [InterfacedModel(model, Interface(f"as the suspect: {name}", "classification", per_row(transform)))
             for name, transform in transforms.items()]
 
 

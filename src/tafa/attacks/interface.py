@@ -105,7 +105,7 @@ def interfaces_for(task: str) -> list[Interface]:
 
 # --- the transforms: pure functions of a batch of answers, per row over the flattened outputs ---
 
-def _rows(transform: Callable[[np.ndarray], np.ndarray]) -> Transform:
+def per_row(transform: Callable[[np.ndarray], np.ndarray]) -> Transform:
     """``transform`` of ``(b, m)`` rows, applied to answers of any per-sample shape."""
     def apply(answers: np.ndarray) -> np.ndarray:
         flat = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
@@ -157,7 +157,7 @@ def pixels8(values: np.ndarray) -> np.ndarray:
 
 def _register_standard() -> None:
     def classification(name: str, transform: Callable[[np.ndarray], np.ndarray], description: str) -> None:
-        register_interface(Interface(name, "classification", _rows(transform), description))
+        register_interface(Interface(name, "classification", per_row(transform), description))
 
     classification("softmax", softmax, "probabilities (softmax of the logits)")
     classification("log_softmax", log_softmax, "log-probabilities (log-softmax of the logits)")

@@ -177,10 +177,15 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
     values = metrics.evidence_decades([r.coarse if (r.rough or r.lossy) and not r.labels_alone else 0.0
                                        for r in rows], references)
     labels = [r.labels for r in rows if r.role == "calibration" and np.isfinite(r.labels)]
-    if len(labels) >= 2 and any(r.lossy for r in rows):
-        by_labels = metrics.evidence_decades([r.labels if r.lossy else 0.0 for r in rows], labels)
-        by_labels = np.array([metrics.evidence_decades([r.labels], list(r.label_references))[0]
-                              if r.label_references else v for r, v in zip(rows, by_labels)])
+
+    def against(row: Scored) -> list[float]:
+        """The label-stage scores a lossy row is ranked against: its own (references asked through its
+        interface), else the calibration rows'."""
+        return list(row.label_references) or labels
+
+    if any(r.lossy and len(against(r)) >= 2 for r in rows):
+        by_labels = np.array([metrics.evidence_decades([r.labels], against(r))[0]
+                              if r.lossy and len(against(r)) >= 2 else 0.0 for r in rows])
         values = np.where([r.labels_alone for r in rows], by_labels,
                           np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values))
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
@@ -397,10 +402,13 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
             coarse = (averaged_stage.score(suspect), *coarse[1:])
         stages = () if fingerprint.second is None else (  # a rough row's second stage does not run (verify's path)
             value, float("nan") if rough or lossy else fingerprint.second.score(suspect).value)
-        labels = (fingerprint.labels.score(suspect).value if fingerprint.labels is not None
-                  and (lossy or role == "calibration") else float("nan"))
+        free = label_stage is not None and is_free(label_stage.scheme)
+        # the calibration rows' own label scores calibrate the owner-data stage; the data-free stage's
+        # references are asked through each row's interface instead (below)
+        labels = (label_stage.score(suspect).value if label_stage is not None
+                  and (lossy or (role == "calibration" and not free)) else float("nan"))
         asked: tuple[float, ...] = ()
-        if lossy and role != "calibration" and label_stage is not None and is_free(label_stage.scheme):
+        if lossy and role != "calibration" and label_stage is not None and free:
             key = (suspect.labels_only, None if recognised is None else (recognised.kind, recognised.quantised,
                                                                          recognised.shown))
             if key not in replayed:

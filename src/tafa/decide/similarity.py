@@ -144,12 +144,8 @@ class PairCorrelation(Similarity):
     def compare(self, owner: Signature, suspect: Signature) -> Score:
         a = np.asarray(owner["pairs"], dtype=np.float64)
         b = np.asarray(suspect["pairs"], dtype=np.float64)
-        x, y = a.ravel() - a.mean(), b.ravel() - b.mean()
-        norm = float(np.sqrt((x @ x) * (y @ y)))
-        value = float(x @ y) / norm if norm > 0 else 0.0
-        lengths = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        per_point = np.where(lengths > 0, (a * b).sum(axis=1) / np.where(lengths > 0, lengths, 1.0), 0.0)
-        return Score(value, per_point, {"correlation": value})
+        value = centred_correlation(a.reshape(-1, 1), b.reshape(-1, 1))
+        return Score(value, rowwise_cosine(a, b), {"correlation": value})
 
 
 @register_similarity("output-cosine")

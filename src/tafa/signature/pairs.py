@@ -34,8 +34,9 @@ from ..probes.base import Probes
 from .base import Measurement, Signature, register_signature
 
 
-def _parts(probes: Probes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The shared directions ``(K, d)``, the classes ``(N, 2)`` and the steps ``(N,)``, or
+def _parts(probes: Probes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The shared directions ``(K, d)``, the classes ``(N, 2)``, the steps ``(N,)`` and the
+    domain's bounds ``(d,)`` each, or
     ``ValueError`` where stored probes do not fit together (a fingerprint file is read through
     this: its arrays are checked before anything is sized from them)."""
     extra, n = probes.extra, len(probes)
@@ -54,7 +55,7 @@ def _parts(probes: Probes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError("pair probes' classes must be two distinct class indices per point")
     if low.shape != (d,) or high.shape != (d,) or np.any(low > high) or steps.shape != (n,) or np.any(steps <= 0):
         raise ValueError("pair probes' bounds or steps do not fit the points")
-    return directions, raw_classes.astype(np.int64), steps
+    return directions, raw_classes.astype(np.int64), steps, low, high
 
 
 @register_signature("pair-differences")
@@ -65,18 +66,15 @@ class PairDifferences(Measurement):
 
     def inputs(self, probes: Probes) -> np.ndarray:
         """Every ``x + t u`` (point-major), then every ``x - t u``, clipped into the domain, in float32."""
-        directions, _, steps = _parts(probes)
+        directions, _, steps, low, high = _parts(probes)
         n, k = len(probes), len(directions)
         points = probes.points.reshape(n, -1).astype(np.float64)
         moved = steps[:, None, None] * directions[None, :, :]
-        low = np.asarray(probes.extra["low"], dtype=np.float64).reshape(-1)
-        high = np.asarray(probes.extra["high"], dtype=np.float64).reshape(-1)
         stepped = [np.clip(points[:, None, :] + sign * moved, low, high).reshape(n * k, -1) for sign in (1.0, -1.0)]
         return np.concatenate(stepped).astype(np.float32).reshape(2 * n * k, *probes.points.shape[1:])
 
     def queries(self, probes: Probes) -> int:
-        directions, _, _ = _parts(probes)
-        return 2 * len(probes) * len(directions)
+        return 2 * len(probes) * len(_parts(probes)[0])
 
     def answer_probes(self, probes: Probes) -> np.ndarray:
         n, k = len(probes), len(_parts(probes)[0])
@@ -84,7 +82,7 @@ class PairDifferences(Measurement):
 
     def _pairs(self, probes: Probes, values: np.ndarray) -> np.ndarray:
         """``(2 N K, m)`` per-class values -> the ``(N, K)`` differences of ``v_j - v_i``."""
-        directions, classes, _ = _parts(probes)
+        directions, classes = _parts(probes)[:2]
         n, k = len(probes), len(directions)
         rows = np.arange(2 * n * k)
         i = np.tile(np.repeat(classes[:, 0], k), 2)
@@ -98,7 +96,7 @@ class PairDifferences(Measurement):
         return {"outputs": flat[:half], "pairs": self._pairs(probes, flat)}
 
     def from_labels(self, probes: Probes, labels: np.ndarray) -> Signature:
-        _, classes, _ = _parts(probes)
+        classes = _parts(probes)[1]
         labels = np.asarray(labels, dtype=np.float64).reshape(-1)
         width = int(classes.max()) + 1
         known = np.isfinite(labels) & (labels >= 0) & (labels < width)  # any other label: neither class
