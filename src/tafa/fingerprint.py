@@ -103,6 +103,8 @@ COARSE_INT8_SCORE = "coarse_int8_score"
 SECOND = "second"
 #: Prefix of the label stage's arrays (:mod:`tafa.label_stage`), and its header's key.
 LABELS = "labels"
+#: Prefix of the extraction stage's arrays (:attr:`Scheme.extraction`), and its header's key.
+EXTRACTION = "extraction"
 
 #: What the library accepts as a model (torch is imported only when a module is given: verifying
 #: a suspect opened as a :class:`Model` needs numpy alone).
@@ -154,6 +156,10 @@ class Fingerprint:
     #: The label stage (:mod:`tafa.label_stage`): points just across the owner's boundaries, found
     #: from the owner's own inputs, and its labels there; ``None`` when made without them.
     labels: "Fingerprint | None" = None
+    #: The extraction stage (:attr:`Scheme.extraction`): the owner's outputs at inputs it is
+    #: confident on, for students distilled on its answers; ``None`` when the scheme has none or
+    #: it did not apply.
+    extraction: "Fingerprint | None" = None
 
     # ------------------------------------------------------------------ owner side
     @classmethod
@@ -208,7 +214,9 @@ class Fingerprint:
         (``None``: when the owner is a torch module whose first weighted layer is fully
         connected and no parent is declared; ``False``: never; ``True``: always, or
         :class:`~tafa.errors.InvalidParameter`). Why a second stage was or was not made is in
-        the metadata (``second_stage``).
+        the metadata (``second_stage``). A scheme with an extraction stage (:attr:`Scheme.extraction`;
+        the default ``tafa`` has one) makes it too where it applies, unless ``second_stage`` is
+        ``False`` (no later stage at all); why, in ``extraction_stage``.
 
         ``owner_data``: the owner's own inputs (``(n, *input_shape)``): a classifier's fingerprint
         then also holds a label stage (:mod:`tafa.label_stage`), which decides suspects whose
@@ -318,9 +326,14 @@ class Fingerprint:
             meta["second_stage"] = why
             if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
                 scheme = replace(scheme, second=None)
+        extraction, why = _extraction_stage(scheme, owner, domain, seed, second_stage, parent_model is not None)
+        if scheme.extraction:
+            meta["extraction_stage"] = why
+            if extraction is None:
+                scheme = replace(scheme, extraction=None)
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta, verifier, parent_signature, layers, second, coarse, labels)
+                   seed, meta, verifier, parent_signature, layers, second, coarse, labels, extraction)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -335,9 +348,8 @@ class Fingerprint:
                        for key, value in self.parent_signature.items()})
         arrays.update({f"weights.{i}": np.ascontiguousarray(layer.vectors, dtype=np.float64)
                        for i, layer in enumerate(self.owner_layers)})
-        for prefix, nested in ((SECOND, self.second), (LABELS, self.labels)):
-            if nested is not None:
-                arrays.update({f"{prefix}.{key}": value for key, value in nested._arrays().items()})
+        for prefix, nested in self._nested():
+            arrays.update({f"{prefix}.{key}": value for key, value in nested._arrays().items()})
         arrays.update({f"{COARSE}.{key}": np.ascontiguousarray(value, dtype=np.float64)
                        for key, value in self.coarse.items()})
         return arrays
@@ -347,11 +359,20 @@ class Fingerprint:
                   "domain": self.domain.to_dict(), "input_shape": list(self.input_shape),
                   "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                   "created": self.created, "seed": self.seed, "probes_info": self.probes.info, "meta": self.meta}
-        for prefix, nested in ((SECOND, self.second), (LABELS, self.labels)):
-            if nested is not None:  # same owner, domain, shapes and seed: only what differs
-                header[prefix] = {"scheme": nested.scheme.to_dict(), "probes_info": nested.probes.info,
-                                  "meta": nested.meta}
+        for prefix, nested in self._nested():  # same owner, domain, shapes and seed: only what differs
+            header[prefix] = {"scheme": nested.scheme.to_dict(), "probes_info": nested.probes.info,
+                              "meta": nested.meta}
         return header
+
+    def _nested(self) -> list[tuple[str, "Fingerprint"]]:
+        """The stages stored with this one, by their file prefix."""
+        return [(prefix, nested) for prefix, nested in ((SECOND, self.second), (LABELS, self.labels),
+                                                        (EXTRACTION, self.extraction)) if nested is not None]
+
+    def later_stages(self) -> list["Fingerprint"]:
+        """The stages the rule decides after the first, in their order (the boundary geometry,
+        then the extraction stage; those that were made)."""
+        return [stage for stage in (self.second, self.extraction) if stage is not None]
 
     @property
     def sha256(self) -> str:
@@ -401,6 +422,8 @@ class Fingerprint:
                 if (fingerprint.labels.scheme.signature, fingerprint.labels.scheme.similarity) not in (
                         ("labels", "match-rate"), ("pair-differences", "pair-correlation")):
                     raise ValueError("the label stage does not measure labels")
+            if EXTRACTION in header:
+                fingerprint.extraction = fingerprint._read_nested(EXTRACTION, header[EXTRACTION], arrays, source)
         except TafaError as error:
             raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
         except Exception as error:  # noqa: BLE001 - a header that hashes right but does not fit together
@@ -413,7 +436,7 @@ class Fingerprint:
         stage): its own scheme, probes and owner signature (``PREFIX.*`` arrays); owner, domain,
         shapes and seed are this one's. Such a stage has no stage of its own, no learned
         verifier, parent or weights."""
-        what = {SECOND: "the second stage", LABELS: "the label stage"}[prefix]
+        what = {SECOND: "the second stage", LABELS: "the label stage", EXTRACTION: "the extraction stage"}[prefix]
         if not isinstance(header, dict) or not {"scheme", "probes_info"} <= set(header) <= {"scheme", "probes_info",
                                                                                              "meta"}:
             raise ValueError(f"{what}'s header is not an object with a scheme, probes_info and meta alone")
@@ -423,16 +446,16 @@ class Fingerprint:
         if not all(key.startswith(allowed) for key in inner):
             raise ValueError(f"{what} holds arrays other than probes and the owner's signature")
         scheme = Scheme.from_dict(header["scheme"])
-        if scheme.second:
+        if scheme.second or scheme.extraction:
             raise ValueError(f"{what} cannot have a stage of its own")
         second = replace(self, scheme=scheme, meta=header.get("meta", {}),
                          probes=Probes.from_arrays({key[7:]: value for key, value in inner.items()
                                                     if key.startswith("probes.")}, header["probes_info"]),
                          owner_signature={key[6:]: value for key, value in inner.items() if key.startswith("owner.")},
-                         verifier={}, parent_signature={}, owner_layers=[], second=None, coarse={}, labels=None)
+                         verifier={}, parent_signature={}, owner_layers=[], second=None, coarse={}, labels=None,
+                         extraction=None)
         second._check_consistent()
-        queries = self.queries() + second.queries() + sum(stage.queries() for stage in (self.second, self.labels)
-                                                          if stage is not None)
+        queries = self.queries() + second.queries() + sum(stage.queries() for _, stage in self._nested())
         if queries > MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
             raise ValueError(f"{queries} queries of the stages exceed the reader's limits ({MAX_QUERIES} queries, "
                              f"{MAX_OUTPUT_VALUES} output values)")
@@ -529,14 +552,14 @@ class Fingerprint:
         return self.scheme.make_signature().queries(self.probes)
 
     def stage_queries(self) -> list[int]:
-        """Queries per stage (one entry without a second stage); the first stage's include its
-        coarse scale's (:meth:`coarse_stage`)."""
+        """Queries per stage (one entry without later stages, :meth:`later_stages`); the first
+        stage's include its coarse scale's (:meth:`coarse_stage`)."""
         own = self.step_queries() * (2 if self.coarse else 1)
-        return [own] + ([] if self.second is None else [self.second.queries()])
+        return [own] + [stage.queries() for stage in self.later_stages()]
 
     def stage_names(self) -> list[str]:
-        """The stages' scheme names (one entry without a second stage)."""
-        return [self.scheme.name] + ([] if self.second is None else [self.second.scheme.name])
+        """The stages' scheme names (one entry without later stages)."""
+        return [self.scheme.name] + [stage.scheme.name for stage in self.later_stages()]
 
     def check_shapes(self, suspect: Model) -> None:
         """Raise :class:`ShapeMismatch` unless ``suspect`` takes and returns what the owner did
@@ -616,8 +639,8 @@ class Fingerprint:
         scores = self.scores(kept, progress=progress, desc="references")
 
         def later(keep: list[int]) -> list[list[float]]:
-            assert self.second is not None
-            return [self.second.scores([kept[i] for i in keep], progress=progress, desc="references, stage 2")]
+            return [stage.scores([kept[i] for i in keep], progress=progress, desc=f"references, stage {number}")
+                    for number, stage in enumerate(self.later_stages(), start=2)]
 
         return self.rule_from_scores([model.name for model in kept], scores, alpha, parametric=parametric,
                                      notes=notes, stages=1 if first_only else None, later=later)
@@ -780,7 +803,7 @@ class Fingerprint:
         if calibration is None and references:  # the references at the scale that decides, once
             calibration = view.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         stages: list[dict[str, Any]] = []
-        available = [self] + ([] if self.second is None else [self.second])
+        available = [self, *self.later_stages()]
         if calibration is not None and len(calibration.stages) > len(available):
             raise InvalidParameter(f"A calibration with {len(calibration.stages)} stages was given to a fingerprint "
                                    f"with {len(available)}: calibrate it with this fingerprint's "
@@ -1009,7 +1032,8 @@ class Fingerprint:
         if averaged and scheme.signature == "derivatives":
             scheme = replace(scheme, signature="jittered-derivatives", signature_params={"jitter": list(JITTER)})
         return replace(self, scheme=scheme, probes=coarse_probes(self.probes, self.coarse["steps"]),
-                       owner_signature=_without_steps(self.coarse), meta=meta, second=None, coarse={}, labels=None)
+                       owner_signature=_without_steps(self.coarse), meta=meta, second=None, coarse={}, labels=None,
+                       extraction=None)
 
     def measure_coarse(self, suspect: Model, fine: Signature) -> tuple[Score, float, Recognised] | None:
         """The suspect's coarse-scale score, its roughness relative to the owner's (how far its
@@ -1059,7 +1083,7 @@ class Fingerprint:
                 "directions": 0 if self.probes.directions is None else int(self.probes.directions.shape[1]),
                 "queries_per_verification": self.queries(),
                 **({"queries_per_stage": self.stage_queries(), "stages": self.stage_names()}
-                   if self.second is not None else {}),
+                   if self.later_stages() else {}),
                 "input_shape": list(self.input_shape),
                 "output_shape": list(self.output_shape), "owner_sha256": self.owner_sha256,
                 "created": self.created, "analysis": self.probes.info.get("analysis"),
@@ -1114,6 +1138,29 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
     assert second is not None
     return second, {"made": True, "scheme": scheme.second, "queries": second.queries(),
                     "lines": len(second.probes), "fingerprint_seconds": second.meta.get("fingerprint_seconds")}
+
+
+def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wanted: bool | None,
+                      parent: bool) -> tuple["Fingerprint | None", dict[str, Any]]:
+    """The extraction stage of ``scheme`` for ``owner`` (:attr:`Scheme.extraction`; ``None`` where
+    it does not apply, or ``wanted`` is ``False``: no later stage), and what to record about it.
+    It applies to the owners the data-free label stage does (a torch module answering a vector
+    of values: its inputs are found on its gradients), without a declared parent: siblings
+    fine-tuned from one parent share the parent's outputs as students share their teacher's."""
+    if not scheme.extraction or wanted is False:
+        return None, {"made": False, "why": "not asked for" if scheme.extraction else "the scheme has none"}
+    reason = None
+    if parent:
+        reason = "a parent is declared (its fine-tunes share its outputs as students share their teacher's)"
+    elif not free_stage_applies(owner):
+        reason = ("the owner is not a torch module answering a vector of 2 to 1,000 values (its confident inputs "
+                  "are found on its gradients)")
+    if reason is not None:
+        return None, {"made": False, "scheme": scheme.extraction, "why": reason}
+    stage = Fingerprint.create(owner, domain, scheme=scheme.extraction, seed=seed, time_budget=None,
+                               second_stage=False, free_labels=False)
+    return stage, {"made": True, "scheme": scheme.extraction, "queries": stage.queries(),
+                   "fingerprint_seconds": stage.meta.get("fingerprint_seconds")}
 
 
 def _label_stage(owner: Model, domain: Domain, data: np.ndarray, seed: int) -> Fingerprint:

@@ -62,6 +62,12 @@ class Scheme:
     #: judge it derived, the two decided together with their shares of alpha (Bonferroni; see
     #: :class:`~tafa.decide.rule.Rule`).
     second: str | None = None
+    #: The extraction stage (another scheme's name): measured on the same owner when it applies (a
+    #: torch-module owner answering a vector of 2 to 1,000 values, no declared parent), run on a
+    #: suspect only when the earlier stages do not already judge it derived, decided with them at
+    #: its share of alpha. It looks for students distilled on the owner's answers, which neither
+    #: the first stage nor the boundary geometry sees (their weights are fresh).
+    extraction: str | None = None
     #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
     #: the probe strategy, so that creating fingerprints of one owner again with other
     #: references reuses the candidate probes (see :class:`~tafa.probes.base.CandidateCache`).
@@ -89,14 +95,15 @@ class Scheme:
                 "similarity": self.similarity, "points": self.points, "directions": self.directions,
                 "probe_params": self.probe_params, "signature_params": self.signature_params,
                 "similarity_params": self.similarity_params, "references": self.references.value,
-                **({"second": self.second} if self.second else {})}
+                **({"second": self.second} if self.second else {}),
+                **({"extraction": self.extraction} if self.extraction else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Scheme":
         return cls(**{key: data[key] for key in (
             "name", "probes", "signature", "similarity", "points", "directions", "probe_params",
             "signature_params", "similarity_params") if key in data}, references=data.get("references", "none"),
-            second=data.get("second") or None)
+            second=data.get("second") or None, extraction=data.get("extraction") or None)
 
 
 #: Every scheme by name: tafa's own (below) and, on the table's first read, the published
@@ -125,13 +132,14 @@ def get_scheme(name: str) -> Scheme:
 
 register_scheme(Scheme(
     "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64, directions=4,
-    second="tafa-boundary",
+    second="tafa-boundary", extraction="tafa-students",
     description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
     "cosine of the group-centred derivatives (576 queries, and 576 at the coarse scale that decides rippled or "
     "rounded answers, with 2,112 more at steps jittered around it for those); owners whose first layer is fully "
     "connected also get "
-    "a second stage, boundary geometry (tafa-boundary, up to 4,930 queries), run only when the first stage does "
-    "not already judge the suspect derived; each stage decides at half of alpha"))
+    "a second stage, boundary geometry (tafa-boundary, up to 4,930 queries), and owners answering a vector of "
+    "values (classifiers) an extraction stage (tafa-students, 64 queries), each run only when the earlier "
+    "stages do not already judge the suspect derived; each stage decides at its equal share of alpha"))
 register_scheme(Scheme(
     "tafa-one-stage", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
     directions=4, description="tafa's first stage alone (the default before the boundary-geometry second stage)"))
@@ -162,6 +170,12 @@ register_scheme(Scheme(
     "kink is located from outputs (scan + bisection) and its gradient jump measured in 16 directions (the owner's "
     "normal and 15 random ones); score: mean over lines of the kink's estimated full-space |cosine| with the "
     "owner's own kink (4,930 adaptive queries: 170 per line); tafa's second stage"))
+register_scheme(Scheme(
+    "tafa-students", probes="random", signature="outputs", similarity="scaled-agreement", points=64,
+    probe_params={"invert_steps": 100}, benchmark=False,
+    description="the extraction stage: how closely the suspect reproduces the owner's outputs, centred across "
+    "them and up to one positive factor, at 64 domain draws moved to inputs the owner is confident on (64 "
+    "queries); tafa's stage for distilled students"))
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))

@@ -400,8 +400,9 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None
             coarse = (averaged_stage.score(suspect), *coarse[1:])
-        stages = () if fingerprint.second is None else (  # a rough row's second stage does not run (verify's path)
-            value, float("nan") if rough or lossy else fingerprint.second.score(suspect).value)
+        later = fingerprint.later_stages()  # a rough row's later stages do not run (verify's path)
+        stages = () if not later else (value, *[float("nan") if rough or lossy else stage.score(suspect).value
+                                                for stage in later])
         free = label_stage is not None and is_free(label_stage.scheme)
         # the calibration rows' own label scores calibrate the owner-data stage; the data-free stage's
         # references are asked through each row's interface instead (below)
@@ -460,7 +461,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         averaged = iter([averaged_stage.score(model).value for model in references_in_order])
         rows[:] = [replace(r, coarse=next(averaged)) if r.role == "calibration" else r for r in rows]
     similarity = fingerprint.similarity()
-    staged = fingerprint.second is not None
+    staged = bool(fingerprint.later_stages())
     coarse_stage = fingerprint.coarse_stage()
     return {"rows": with_coarse(with_stages(rows) if staged else with_calibrated(rows), staged),
             "lofo": {family: with_calibrated(group) for family, group in lofo.items()},

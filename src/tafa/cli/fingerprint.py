@@ -68,12 +68,15 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
         print(json.dumps({"path": args.out, **summary}, indent=2))
     else:
         print(f"fingerprint written to {args.out}")
-        for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification",
+        for key in ("scheme", "domain", "analysis", "points", "directions", "queries_per_verification", "stages",
                     "create_seconds", "cost_estimate_seconds", "shortcuts", "parent_sha256", "label_stage",
                     "sha256", "commitment", "commitment_sha256"):
-            if key in ("parent_sha256", "label_stage") and key not in summary:
+            if key in ("parent_sha256", "label_stage", "stages") and key not in summary:
                 continue
             value = summary.get(key)
+            if key == "stages":
+                value = ", ".join(f"{name} ({queries:,} queries)" for name, queries in
+                                  zip(summary["stages"], summary["queries_per_stage"]))
             if key == "label_stage" and isinstance(value, dict) and value.get("data_free"):
                 value = (f"data-free: {value['points']} points near the owner's boundaries, {value['directions']} "
                          "directions each (decides answers that keep little more than labels)")
@@ -307,9 +310,10 @@ def add_parsers(commands: Any) -> None:
                          "smaller slices, fewer LPs, the black-box linearity check), listed in the fingerprint")
     fp.add_argument("--second-stage", choices=("auto", "off"), default="auto",
                     help="auto (default): owners whose first weighted layer is fully connected also get the "
-                         "boundary-geometry second stage (up to 4,930 more queries, run by verify only when the "
-                         "first stage does not already judge a suspect derived; each stage decides at half of "
-                         "alpha); off: the first stage alone")
+                         "boundary-geometry second stage (up to 4,930 more queries), and owners answering a vector "
+                         "of values (classifiers) the extraction stage for distilled students (64 queries); verify "
+                         "runs each only when the earlier stages do not already judge a suspect derived, and each "
+                         "stage decides at its equal share of alpha; off: the first stage alone")
     fp.add_argument("--parent", metavar="PARENT",
                     help="the shared public model MODEL was fine-tuned from (a file, opened like MODEL): the "
                          "fingerprint measures what the owner's fine-tuning changed relative to it, so models "

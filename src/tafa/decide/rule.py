@@ -11,8 +11,8 @@ with one stage: nothing special-cases the count.
 
 How many stages a set of references can calibrate is decided here too
 (:meth:`Rule.stages_supported`): every stage when each one's share of alpha is supported (by
-rank, or with the parametric tail when it was asked for), else the first alone at the whole
-alpha, and the rule says so.
+rank, or with the parametric tail when it was asked for), else the first ones, as many as
+their shares are supported (the first alone at the whole alpha at least), and the rule says so.
 
 A stage whose evidence is an exact p-value (the weight test of a suspect that arrives as a
 file, :mod:`tafa.weights`) joins the rule with :meth:`Rule.with_exact`: it gets the part of
@@ -28,6 +28,8 @@ share (:data:`EXACT_SHARE`) taken from them where their references still support
 ('derived', 0.5)
 >>> Rule.stages_supported(3, 0.5, 2, parametric=False), Rule.stages_supported(2, 0.5, 2, parametric=False)
 (2, 1)
+>>> Rule.stages_supported(40, 0.05, 3, parametric=False), Rule.stages_supported(59, 0.05, 3, parametric=False)
+(2, 3)
 >>> Rule.calibrate([[0.1, 0.2, 0.3]], ["tafa"], alpha=0.01).decide([0.9]).value  # 3 references: 1/4 at best
 'undecided'
 """
@@ -103,10 +105,12 @@ class Rule:
     def stages_supported(n_references: int, alpha: float, available: int, *, parametric: bool) -> int:
         """How many of ``available`` stages ``n_references`` references calibrate at ``alpha``:
         all of them when each one's share ``alpha / available`` is reachable by rank (or a
-        parametric tail was asked for), else the first alone (at the whole ``alpha``)."""
-        if available <= 1 or parametric or n_references >= references_needed(alpha / available):
+        parametric tail was asked for), else the most of the first ones whose equal shares are
+        (the first alone, at the whole ``alpha``, at least)."""
+        if available <= 1 or parametric:
             return max(1, available)
-        return 1
+        return max([1] + [count for count in range(2, available + 1)
+                          if n_references >= references_needed(alpha / count)])
 
     @classmethod
     def calibrate(cls, stage_scores: Sequence[Sequence[float]], names: Sequence[str], alpha: float, *,
@@ -122,9 +126,11 @@ class Rule:
         notes = list(notes)
         if available is not None and available > len(stages):
             n = stages[0].n_references
+            deciding = "the first stage decides alone" if len(stages) == 1 else (
+                f"the first {len(stages)} decide ({', '.join(names)}), each at 1/{len(stages)} of it")
             notes.append(f"{n} references are too few for all {available} stages at {alpha:g} (each stage gets "
                          f"1/{available} of it: {references_needed(alpha / available)} references by rank); "
-                         f"the first stage decides alone")
+                         f"{deciding}")
         return cls(stages, list(names), float(alpha), notes)
 
     @classmethod
@@ -158,7 +164,7 @@ class Rule:
         if count > 1:
             if later is None:
                 raise InvalidParameter(f"The rule of {count} stages needs the later stages' scores (later=...).")
-            stage_scores += later(keep)
+            stage_scores += later(keep)[:count - 1]
         return cls.calibrate(stage_scores, list(stage_names)[:count], alpha, parametric=parametric, notes=notes,
                              available=available)
 

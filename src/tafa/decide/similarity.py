@@ -179,10 +179,41 @@ class OutputAgreement(Similarity):
     def compare(self, owner: Signature, suspect: Signature) -> Score:
         a = np.asarray(owner["outputs"], dtype=np.float64).reshape(len(owner["outputs"]), -1)
         b = np.asarray(suspect["outputs"], dtype=np.float64).reshape(len(a), -1)
+        a, b = self.aligned(a, b)
         spread = float(np.sqrt(((a - a.mean(axis=0)) ** 2).sum(axis=1).mean()))
         per_point = 1.0 / (1.0 + np.linalg.norm(a - b, axis=1) / (spread if spread > 0 else 1.0))
         value = float(np.median(per_point))
         return Score(value, per_point, {"outputs": value})
+
+    def aligned(self, owner: np.ndarray, suspect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two ``(N, m)`` output matrices as compared (here: as they are)."""
+        return owner, suspect
+
+
+@register_similarity("scaled-agreement")
+class ScaledAgreement(OutputAgreement):
+    """:class:`OutputAgreement` of outputs centred across their values at each point (several
+    outputs: a log-softmax, or a softmax the interface turned back into log-probabilities, is the
+    logits less a per-point constant), the suspect's then multiplied by the one positive factor
+    that brings them nearest the owner's over every point (a temperature, or logits in another
+    unit, costs nothing). The extraction stage's comparison (:data:`~tafa.scheme.Scheme.extraction`):
+    a student distilled on the owner's answers reproduces their values up to those, an independent
+    model of the task only what the task fixes.
+
+    >>> owner = {"outputs": np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])}
+    >>> round(ScaledAgreement().compare(owner, {"outputs": 0.5 * owner["outputs"] - 7.0}).value, 6)
+    1.0
+    >>> ScaledAgreement().compare(owner, {"outputs": -owner["outputs"]}).value < 0.5
+    True
+    """
+
+    def aligned(self, owner: np.ndarray, suspect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if owner.shape[1] > 1:
+            owner = owner - owner.mean(axis=1, keepdims=True)
+            suspect = suspect - suspect.mean(axis=1, keepdims=True)
+        power = float((suspect * suspect).sum())
+        factor = max(float((owner * suspect).sum()), 0.0) / power if power > 0 else 0.0
+        return owner, factor * suspect
 
 
 @register_similarity("boundary-orientation")

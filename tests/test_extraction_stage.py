@@ -1,0 +1,122 @@
+"""The extraction stage (``Scheme.extraction``, ``tafa-students``): the owner's outputs at inputs it
+is confident on, for students distilled on its answers. Made by default for a classifier owner,
+stored under the file's hash, decided with the other stages at its share of alpha; the committed
+students (``tests/fixtures/classifier-students.safetensors``) score above every reference there, the
+independent models below the references' top."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tafa import Fingerprint
+from tafa.attacks.interface import get_interface
+from tafa.decide.rule import Rule
+from tafa.errors import FingerprintError
+from tafa.fingerprint_file import encode
+from tafa.models import TorchModel
+from tafa.scheme import get_scheme
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+from make import load  # noqa: E402 - the fixtures' own loader, beside them
+
+SHAPE = (1, 8, 8)
+#: How far above every reference a committed student scores (measured: 0.033 and 0.052), and
+#: how far below the references' top an independent model does (measured: 0.057 and 0.063); both
+#: far beyond what another CPU's floating-point kernels move.
+MARGIN = 0.02
+
+
+@pytest.fixture(scope="module")
+def students() -> dict:
+    return load("classifier-students")
+
+
+@pytest.fixture(scope="module")
+def owner_print(classifier) -> Fingerprint:
+    return Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE)
+
+
+@pytest.fixture(scope="module")
+def reference_scores(owner_print, forty_references) -> list[float]:
+    return [owner_print.extraction.score(TorchModel(m, SHAPE)).value for m in forty_references.references]
+
+
+def test_a_classifier_owner_gets_the_extraction_stage_last_and_in_its_file(owner_print, classifier):
+    assert owner_print.stage_names() == ["tafa", "tafa-boundary", "tafa-students"]
+    assert owner_print.stage_queries()[-1] == 64 and owner_print.meta["extraction_stage"]["made"]
+    again = Fingerprint.from_bytes(owner_print.to_bytes())
+    assert again.sha256 == owner_print.sha256 and again.stage_names() == owner_print.stage_names()
+    np.testing.assert_array_equal(again.extraction.probes.points, owner_print.extraction.probes.points)
+    # the owner reproduces itself exactly; its inputs are ones it is confident on
+    assert again.extraction.score(TorchModel(classifier.owner, SHAPE)).value == pytest.approx(1.0)
+    confidence = np.exp(owner_print.extraction.owner_signature["outputs"])
+    confidence /= confidence.sum(axis=1, keepdims=True)
+    assert np.median(confidence.max(axis=1)) > 0.9
+
+
+def test_who_gets_no_extraction_stage_and_why(classifier, regressor):
+    cnn = classifier.references[2]  # a convolutional classifier: no geometry, the extraction stage second
+    assert Fingerprint.create(cnn, classifier.domain, input_shape=SHAPE).stage_names() == ["tafa", "tafa-students"]
+    scalar = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape)
+    assert scalar.extraction is None and "tafa-students" not in scalar.stage_names()
+    assert "vector of 2 to 1,000 values" in scalar.meta["extraction_stage"]["why"]
+    assert scalar.scheme.extraction is None  # the stored scheme says exactly whether there is one
+    off = Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE, second_stage=False)
+    assert off.stage_names() == ["tafa"]
+    parented = Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE,
+                                  parent=classifier.references[0], parent_references=0)
+    assert parented.extraction is None and "parent" in parented.meta["extraction_stage"]["why"]
+
+
+def test_distilled_students_score_above_every_reference_and_independents_below_their_top(
+        owner_print, reference_scores, students, classifier, forty_references):
+    top = max(reference_scores)
+    for name, student in students.items():
+        assert owner_print.extraction.score(TorchModel(student, SHAPE)).value > top + MARGIN, name
+    for model in (classifier.independent, forty_references.independent2):
+        assert owner_print.extraction.score(TorchModel(model, SHAPE)).value < top - MARGIN
+
+
+def test_the_comparison_ignores_what_an_interface_changes(owner_print, students):
+    """A student behind log-softmax, or with its logits halved and shifted (a temperature-2
+    softmax turned back into log-probabilities), scores as it does raw: outputs are centred across
+    classes and the suspect's scaled by one factor."""
+    student = TorchModel(students["student_same"], SHAPE)
+    raw = owner_print.extraction.score(student).value
+    served = get_interface("log_softmax").apply(student)
+    assert owner_print.extraction.score(served).value == pytest.approx(raw, abs=1e-6)
+    logits = student(owner_print.extraction.probes.points)
+    assert owner_print.extraction.compare({"outputs": 0.5 * logits + 3.0}).value == pytest.approx(raw, abs=1e-9)
+
+
+def test_verify_decides_a_student_with_three_stages_and_says_which_fired(owner_print, students, forty_references):
+    """40 references support three stages at alpha 0.1 (1/30 each); the student is derived."""
+    references = [TorchModel(m, SHAPE, name=f"r{i}") for i, m in enumerate(forty_references.references)]
+    verdict = owner_print.verify(TorchModel(students["student_other"], SHAPE, name="student"), references, alpha=0.1,
+                                 check_evasion=False)
+    assert verdict.decision.value == "derived"
+    assert [stage["name"] for stage in verdict.stages] == ["tafa", "tafa-boundary", "tafa-students"]
+
+
+def test_references_too_few_for_every_stage_calibrate_the_first_ones_and_say_so():
+    scores = [[0.01 * i for i in range(40)]] * 3
+    rule = Rule.from_references([f"r{i}" for i in range(40)], scores[0], 0.05,
+                                stage_names=["tafa", "tafa-boundary", "tafa-students"],
+                                later=lambda keep: [[scores[1][i] for i in keep], [scores[2][i] for i in keep]])
+    assert rule.names == ["tafa", "tafa-boundary"] and rule.supports_alpha
+    assert any("the first 2 decide" in note for note in rule.notes)
+
+
+def test_a_rehashed_extraction_stage_with_a_stage_of_its_own_is_refused(owner_print):
+    """Whoever rewrites the file and hashes it anew cannot nest stages without end."""
+    nested = replace(owner_print.extraction, scheme=replace(owner_print.extraction.scheme, second="tafa-boundary"))
+    wrong = replace(owner_print, extraction=nested)
+    with pytest.raises(FingerprintError, match="extraction stage") as error:
+        Fingerprint.from_bytes(encode(wrong._header(), wrong._arrays()))
+    assert "\n" not in str(error.value)
+    assert get_scheme("tafa").extraction == "tafa-students"
