@@ -28,13 +28,19 @@ independent models above it is printed (``students`` / ``independents``), with t
 values beside the calibration's top four, and how far above the calibration's mean each student
 and the highest independent lie, in standard deviations of their Fisher-z values.
 
-    python benchmarks/extraction_inputs.py [--zoos digits-mlp digits-cnn mnist-lenet]
+``--finetune E`` adds a group: each student then fine-tuned ``E`` epochs (Adam, lr 1e-3) on the
+task's labels of the half it was distilled on (a pirate who has read the method and trains the
+distilled values away).
+
+    python benchmarks/extraction_inputs.py [--zoos digits-mlp digits-cnn mnist-lenet] [--finetune 5]
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import copy
 
 import numpy as np
 import torch
@@ -45,6 +51,7 @@ from tafa.domain import parse_domain
 from tafa.models import TorchModel
 from tafa.probes.ipguard import IPGuardProbes
 from tafa.probes.relu import invert
+from tafa.training import fit
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -111,6 +118,9 @@ def measure(zoo_name: str, args: argparse.Namespace) -> None:
     groups = {"calibration": [m for _, m in zoo.with_role("calibration")],
               "students": [m for r, m in scored if r.family == "extraction"],
               "independents": [m for r, m in scored if r.label == 0]}
+    if args.finetune:
+        groups["tuned students"] = [fit(copy.deepcopy(m), spec.data("other"), epochs=args.finetune, lr=1e-3, seed=7)
+                                    for m in groups["students"]]
     print(f"\n== {zoo_name}: {args.n} inputs per style; {len(groups['students'])} students, "
           f"{len(groups['calibration'])} calibration, {len(groups['independents'])} independents")
     for style, x in inputs.items():
@@ -125,6 +135,10 @@ def measure(zoo_name: str, args: argparse.Namespace) -> None:
             caught = np.mean([s[stat] > line for s in stats["students"]])
             false = np.mean([s[stat] > line for s in stats["independents"]])
             zs = " ".join(f"{fisher_z(s[stat], cal):.1f}" for s in stats["students"])
+            if "tuned students" in stats:
+                tuned = stats["tuned students"]
+                zs += (f" (tuned {np.mean([s[stat] > line for s in tuned]):.2f}: "
+                       + " ".join(f"{s[stat]:.3f}" for s in tuned) + ")")
             worst = max(fisher_z(s[stat], cal) for s in stats["independents"])
             print(f"  {style:<9} {stat:<7} students {caught:.2f} / independents {false:.2f} | cal top {top} | "
                   f"students {students} | z {zs}; independents' max z {worst:.1f}")
@@ -142,6 +156,7 @@ def main() -> None:
     parser.add_argument("--zoos", nargs="+", default=["digits-mlp", "digits-cnn", "mnist-lenet"])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--finetune", type=int, default=0, metavar="E")
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     args = parser.parse_args()
     torch.set_num_threads(2)

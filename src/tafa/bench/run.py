@@ -200,7 +200,10 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
     :meth:`Fingerprint.calibrate <tafa.fingerprint.Fingerprint.calibrate>` calls): rows scoring
     at or above the fingerprint's ``copy_line`` left out as probable copies, then as many stages
     as the rest support at that level (``stage_names``: the fingerprint's, one per score of a
-    row with stages), parametric only where the rows are too few for it by rank."""
+    row with stages), parametric only where the rows are too few for it by rank: for a row with
+    stages, too few for every stage's share of it (as ``tafa verify --parametric`` with the
+    references a user without more would give; by rank alone, 40 calibration rows support two
+    of three stages at 0.05, and a third stage would be measured at 0.01 and not at 0.05)."""
     references = [r for r in rows if r.role == "calibration"]
     count = len(rows[0].stages) if rows and rows[0].stages else 1
     names = stage_names or [f"stage {i + 1}" for i in range(count)]
@@ -211,7 +214,7 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
 
     rules = {alpha: Rule.from_references([r.model for r in references], first, alpha, stage_names=names,
                                          copy_line=copy_line, later=later,
-                                         parametric=len(references) < references_needed(alpha))
+                                         parametric=len(references) < references_needed(alpha / count))
              for alpha in ALPHAS}
     for row in rows:  # a clipped suspect: the rule from the references' scores at its probes
         if row.censored and row.role != "calibration":
@@ -219,7 +222,7 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
             for alpha, rule in rules.items():
                 rule.per_suspect[row.model] = Rule.from_references(
                     [r.model for r in references], scores, alpha, stage_names=names, copy_line=copy_line, later=later,
-                    parametric=len(references) < references_needed(alpha))
+                    parametric=len(references) < references_needed(alpha / count))
     coarse = [r.coarse for r in references]
     if references and all(np.isfinite(coarse)):
         for alpha, rule in rules.items():
