@@ -358,8 +358,8 @@ class MadeReferences:
                          f"{float(np.median(qualities)):.3f}, lowest {min(qualities):.3f} (each reference on the "
                          f"{1 - self.settings.fraction:.0%} of the data it did not train on)")
         lines.append(f"  by rank, {total} distinct references support alpha >= {1 / (total + 1):.3g} "
-                     "(0.05 needs 19 and 0.01 needs 99; a fingerprint with two stages needs 39 and 199; "
-                     "docs/references.md)")
+                     "(0.05 needs 19 and 0.01 needs 99; a fingerprint with two stages needs 39 and 199, "
+                     "with three 59 and 299; docs/references.md)")
         return "\n".join(lines)
 
 
