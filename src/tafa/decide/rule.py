@@ -269,8 +269,10 @@ class Rule:
         """The stages' own notes (each named when there are several)."""
         if len(self.stages) == 1:
             return self.stages[0].note()
-        notes = [f"{name}: {note}" for name, stage in zip(self.names, self.stages) if (note := stage.note())]
-        return "; ".join(notes) or None
+        own = [(name, note) for name, stage in zip(self.names, self.stages) if (note := stage.note())]
+        if len(own) == len(self.stages) and len({note for _, note in own}) == 1:  # said once for every stage
+            return f"each of the {len(own)} stages ({', '.join(name for name, _ in own)}): {own[0][1]}"
+        return "; ".join(f"{name}: {note}" for name, note in own) or None
 
     def summary(self) -> dict[str, Any]:
         """The bound in a few fields (what reports and a scan's record show per fingerprint)."""
