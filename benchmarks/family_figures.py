@@ -1,7 +1,8 @@
 """Figures of a ``tafa bench`` run split by kind of row: the plain models (post-processing only,
 comparable with runs before the interface and evasion families), and every interface and
 evasion family on its own (the calibrated rule's detection of the copies, and its false-positive
-rate on the independents served the same way, with exact 95% intervals).
+rate on the independents served the same way, with exact 95% intervals), and the distilled
+students (extraction) against the plain independents, all and utility-gated.
 
     python benchmarks/family_figures.py bench-out/s6-tafa/results.json [--scheme tafa]
 """
@@ -62,6 +63,26 @@ def main() -> None:
                 f" / {counts[1]['false_positives']}/{counts[1]['n']}")
             print(f"| {name.removesuffix(' (pooled)')} | {family} | {np.mean(caught[family]['0.05']):.2f} / "
                   f"{np.mean(caught[family]['0.01']):.2f} ({n}) | {fp} |")
+    extraction(results, args.scheme)
+
+
+def extraction(results: dict, scheme: str) -> None:
+    """Per pooled scenario: the distilled students' TPR at 1% FPR against the plain independent rows,
+    all of them and those keeping >= 90% of the owner's utility."""
+    print("\n| scenario | students: TPR@1%FPR (n) | students keeping >= 90% utility: TPR@1%FPR (n) |")
+    print("|:---|---:|---:|")
+    for name, entry in results["scenarios"].items():
+        row = entry["schemes"].get(scheme)
+        if "pooled" not in name or row is None:
+            continue
+        value = "evidence" if row.get("ranked_on") == "evidence" else "score"
+        neg = [s[value] for s in row["scores"] if s["label"] == 0 and not s["family"].startswith(KINDS)]
+        students = [s for s in row["scores"] if s["family"] == "extraction"]
+        kept = [s[value] for s in students if np.isfinite(s["utility"]) and s["utility"] >= 0.9]
+        if students:
+            every = metrics.tpr_at_fpr([s[value] for s in students], neg, 0.01)
+            gated = metrics.tpr_at_fpr(kept, neg, 0.01) if kept else float("nan")
+            print(f"| {name.removesuffix(' (pooled)')} | {every:.2f} ({len(students)}) | {gated:.2f} ({len(kept)}) |")
 
 
 if __name__ == "__main__":
