@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tafa import Fingerprint
 from tafa.attacks.interface import get_interface
@@ -120,3 +121,25 @@ def test_a_rehashed_extraction_stage_with_a_stage_of_its_own_is_refused(owner_pr
         Fingerprint.from_bytes(encode(wrong._header(), wrong._arrays()))
     assert "\n" not in str(error.value)
     assert get_scheme("tafa").extraction == "tafa-students"
+
+
+class _Undifferentiable(torch.nn.Module):
+    """A ReLU classifier whose forward runs without autograd: its answers are fine, its gradients absent."""
+
+    def __init__(self, owner: torch.nn.Module) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.owner(x)
+
+
+def test_an_owner_torch_cannot_differentiate_gets_its_fingerprint_without_the_gradient_stages(classifier):
+    """The extraction stage and the data-free label stage are found on the owner's gradients; an owner
+    without them is fingerprinted all the same, and the metadata says why those two were not made."""
+    made = Fingerprint.create(_Undifferentiable(classifier.owner), classifier.domain, input_shape=SHAPE)
+    assert made.extraction is None and made.labels is None and "tafa-students" not in made.stage_names()
+    assert "could not be found (RuntimeError" in made.meta["extraction_stage"]["why"]
+    assert "could not be found (RuntimeError" in made.meta["free_label_stage"]["why"]
+    assert Fingerprint.from_bytes(made.to_bytes()).stage_names() == made.stage_names()

@@ -320,8 +320,12 @@ class Fingerprint:
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
         labels = None if owner_data is None else _label_stage(owner, domain, owner_data, seed)
         if labels is None and free_labels and coarse and free_stage_applies(owner):
-            labels = Fingerprint.create(owner, domain, scheme=free_label_scheme(), seed=seed, time_budget=None,
-                                        second_stage=False, free_labels=False)
+            try:
+                labels = Fingerprint.create(owner, domain, scheme=free_label_scheme(), seed=seed, time_budget=None,
+                                            second_stage=False, free_labels=False)
+            except RuntimeError as error:  # an operator torch cannot differentiate: no boundary points
+                meta["free_label_stage"] = {"made": False, "why": "its boundary points could not be found "
+                                                             f"({type(error).__name__}: {one_line(error)})"}
         if scheme.second:
             meta["second_stage"] = why
             if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
@@ -1155,10 +1159,14 @@ def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
     elif not free_stage_applies(owner):
         reason = ("the owner is not a torch module answering a vector of 2 to 1,000 values (its confident inputs "
                   "are found on its gradients)")
+    if reason is None:
+        try:
+            stage = Fingerprint.create(owner, domain, scheme=scheme.extraction, seed=seed, time_budget=None,
+                                       second_stage=False, free_labels=False)
+        except RuntimeError as error:  # an operator torch cannot differentiate: no confident inputs
+            reason = f"its confident inputs could not be found ({type(error).__name__}: {one_line(error)})"
     if reason is not None:
         return None, {"made": False, "scheme": scheme.extraction, "why": reason}
-    stage = Fingerprint.create(owner, domain, scheme=scheme.extraction, seed=seed, time_budget=None,
-                               second_stage=False, free_labels=False)
     return stage, {"made": True, "scheme": scheme.extraction, "queries": stage.queries(),
                    "fingerprint_seconds": stage.meta.get("fingerprint_seconds")}
 
