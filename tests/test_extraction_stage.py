@@ -27,9 +27,10 @@ from make import load  # noqa: E402 - the fixtures' own loader, beside them
 
 SHAPE = (1, 8, 8)
 #: How far above every reference a committed student scores (measured: 0.033 and 0.052), and
-#: how far below the references' top an independent model does (measured: 0.057 and 0.063); both
-#: far beyond what another CPU's floating-point kernels move.
-MARGIN = 0.02
+#: how far below the references' top an independent model does (measured: 0.057 and 0.063), at
+#: least: far beyond what another CPU's floating-point kernels move (the models are committed; only
+#: the owner's 100 Adam steps to its confident inputs and the arithmetic can differ).
+MARGIN = 0.01
 
 
 @pytest.fixture(scope="module")
