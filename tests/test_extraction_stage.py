@@ -144,3 +144,16 @@ def test_an_owner_torch_cannot_differentiate_gets_its_fingerprint_without_the_gr
     assert "could not be found (RuntimeError" in made.meta["extraction_stage"]["why"]
     assert "could not be found (RuntimeError" in made.meta["free_label_stage"]["why"]
     assert Fingerprint.from_bytes(made.to_bytes()).stage_names() == made.stage_names()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda stage: replace(stage, owner_signature={"outputs": np.zeros((64, 11))}), "does not fit the probes"),
+    (lambda stage: replace(stage, owner_signature={"outputs": np.full((64, 10), np.nan)}), "not finite"),
+    (lambda stage: replace(stage, owner_signature={"outputs": np.zeros((10, 10))}), "does not fit the probes"),
+    (lambda stage: replace(stage, probes=replace(stage.probes, points=np.zeros((64, 3)))), "do not fit input shape"),
+])
+def test_a_rehashed_extraction_stage_that_does_not_fit_is_refused_in_one_line(owner_print, change, message):
+    wrong = replace(owner_print, extraction=change(owner_print.extraction))
+    with pytest.raises(FingerprintError, match=message) as error:
+        Fingerprint.from_bytes(encode(wrong._header(), wrong._arrays()))
+    assert "\n" not in str(error.value)
