@@ -111,7 +111,8 @@ def test_references_too_few_for_every_stage_calibrate_the_first_ones_and_say_so(
                                 stage_names=["tafa", "tafa-boundary", "tafa-students"],
                                 later=lambda keep: [[scores[1][i] for i in keep], [scores[2][i] for i in keep]])
     assert rule.names == ["tafa", "tafa-boundary"] and rule.supports_alpha
-    assert any("the first 2 decide" in note for note in rule.notes)
+    assert any("the first 2 decide" in note and "not run: tafa-students (59 references, or --parametric" in note
+               for note in rule.notes)
 
 
 def test_a_rehashed_extraction_stage_with_a_stage_of_its_own_is_refused(owner_print):

@@ -114,10 +114,12 @@ class Rule:
 
     @classmethod
     def calibrate(cls, stage_scores: Sequence[Sequence[float]], names: Sequence[str], alpha: float, *,
-                  parametric: bool = False, notes: Sequence[str] = (), available: int | None = None) -> "Rule":
+                  parametric: bool = False, notes: Sequence[str] = (), available: int | None = None,
+                  left_out: Sequence[str] = ()) -> "Rule":
         """Each stage's threshold at ``alpha / len(stage_scores)`` from the same references' scores
         at that stage. ``available``: the stages the fingerprint has, when fewer were calibrated
-        (:meth:`stages_supported`); the rule then notes that the first decides alone."""
+        (:meth:`stages_supported`); the rule then notes which decide (``left_out``: the names of the
+        others, said with what would bring them in)."""
         check_param("stage_scores", len(stage_scores), "one list of scores per stage (at least one)",
                     len(stage_scores) >= 1 and len(stage_scores) == len(names), caller="Rule.calibrate")
         check_param("alpha", alpha, "a number in (0, 1)", 0 < alpha < 1, caller="Rule.calibrate")
@@ -128,9 +130,11 @@ class Rule:
             n = stages[0].n_references
             deciding = "the first stage decides alone" if len(stages) == 1 else (
                 f"the first {len(stages)} decide ({', '.join(names)}), each at 1/{len(stages)} of it")
+            missing = (f"; not run: {', '.join(left_out)} ({references_needed(alpha / available)} references, or "
+                       "--parametric, bring every stage in)") if left_out else ""
             notes.append(f"{n} references are too few for all {available} stages at {alpha:g} (each stage gets "
                          f"1/{available} of it: {references_needed(alpha / available)} references by rank); "
-                         f"{deciding}")
+                         f"{deciding}{missing}")
         return cls(stages, list(names), float(alpha), notes)
 
     @classmethod
@@ -166,7 +170,7 @@ class Rule:
                 raise InvalidParameter(f"The rule of {count} stages needs the later stages' scores (later=...).")
             stage_scores += later(keep)[:count - 1]
         return cls.calibrate(stage_scores, list(stage_names)[:count], alpha, parametric=parametric, notes=notes,
-                             available=available)
+                             available=available, left_out=list(stage_names)[count:])
 
     @classmethod
     def single(cls, calibration: Calibration, name: str = "stage 1") -> "Rule":
