@@ -258,3 +258,12 @@ def test_every_fingerprint_is_drawn_beside_its_reference_distribution(family, pe
     assert by_name["a_pruned.onnx"]["a"] > max(scores) + 0.1
     page = (family.write(tmp_path / "r.html")[0]).read_text()
     assert page.count("<line class='reference'") == 34 and "<svg" in page
+
+
+def test_the_report_says_which_stages_a_scan_does_not_run(family):
+    """Both owners are MLP classifiers: tafa verify would also run their boundary geometry and their
+    extraction stage; the scan decides with the first stage alone, and every form of its report says so."""
+    said = "not run here: tafa-boundary (2 fingerprints), tafa-students (2 fingerprints)"
+    for document in (family.render(), family.to_markdown(), family.to_html()):
+        assert said in document
+    assert said in json.loads(family.to_json())["summary"]["not_scanned"]

@@ -186,7 +186,24 @@ class ScanReport:
             "queries_per_suspect": float(np.mean([o.queries for o in done])) if done else 0.0,
             "seconds": seconds, "suspects_per_second": ran / seconds if seconds > 0 else None,
             "error_control": self.control_summary(),
+            "not_scanned": self.not_scanned() or None,
         }
+
+    def not_scanned(self) -> str:
+        """What the scan did not run: the later stages of its fingerprints (boundary geometry, the
+        extraction stage), which ``tafa verify`` runs when the first does not fire ("": none)."""
+        stages: dict[str, int] = {}
+        for item in self.scan.config.get("fingerprints", []):
+            later = item.get("not_scanned")
+            for name in later if isinstance(later, list) else []:
+                if isinstance(name, str):
+                    stages[name] = stages.get(name, 0) + 1
+        if not stages:
+            return ""
+        which = ", ".join(f"{name} ({count} fingerprint{'s' if count > 1 else ''})" for name, count in stages.items())
+        return (f"a scan decides with each fingerprint's first stage; not run here: {which}. tafa verify runs them "
+                "for a suspect the first stage does not judge derived (large-learning-rate fine-tunes, distilled "
+                "students): verify a cleared suspect against the references when those are the worry")
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "scan": self.scan.to_dict(), "run": self.run,
@@ -272,6 +289,8 @@ class ScanReport:
                  f"{s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; {s['seconds']:.1f} s{rate}"]
         lines.append(s["error_control"]["statement"])
+        if self.not_scanned():
+            lines.append(self.not_scanned())
         if not self._decides(s):
             lines.append("no registered fingerprint is calibrated (tafa registry add ... --references DIR): "
                          "every decision is undecided; highest scores:")
@@ -301,6 +320,8 @@ class ScanReport:
         lines = [f"# tafa scan {markdown_cell(self.id)}", "",
                  f"{self._counts_line(s)}; status {markdown_cell(s['status'])}.", "",
                  markdown_cell(s["error_control"]["statement"]) + ".", ""]
+        if self.not_scanned():
+            lines += [markdown_cell(self.not_scanned()), ""]
         pairs = self.matches() if self._decides(s) else self.top()
         lines += ["## Matches" if self._decides(s) else "## Highest scores (no fingerprint is calibrated)", ""]
         lines += _markdown_table(MATCH_HEADER, self._rows(pairs)) if pairs else ["None."]
@@ -330,6 +351,7 @@ class ScanReport:
                  f"<h1>tafa scan {html_text(self.id)}</h1>",
                  f"<p>{html_text(self._counts_line(s))}; status {html_text(s['status'])}.</p>",
                  f"<p>{html_text(s['error_control']['statement'])}.</p>",
+                 f"<p>{html_text(self.not_scanned())}.</p>" if self.not_scanned() else "",
                  "<h2>Matches</h2>" if self._decides(s) else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
                  _html_table(MATCH_HEADER, self._rows(pairs)) if pairs else "<p>None.</p>",
                  "<h2>Fingerprints and their false-positive bounds, as this scan decided</h2>",

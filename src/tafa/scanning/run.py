@@ -238,11 +238,13 @@ def _panel(store: Registry, names: Sequence[str], decider: ErrorControl) -> Pane
 
 def _recorded(entry: PanelEntry) -> dict[str, Any]:
     """What a scan records of one fingerprint: name, hash, its calibration as the scan decides
-    with it (re-derived at the scan's alpha) and its references' scores (the report draws them)."""
+    with it (re-derived at the scan's alpha), its references' scores (the report draws them) and
+    the names of its later stages, which a scan does not run (the report says so)."""
     calibration = entry.registered.calibration
     return {"name": entry.name, "sha256": entry.registered.sha256,
             "calibration": None if calibration is None else calibration.summary(),
-            "reference_scores": None if calibration is None else [float(v) for v in calibration.reference_scores]}
+            "reference_scores": None if calibration is None else [float(v) for v in calibration.reference_scores],
+            "not_scanned": entry.fingerprint.stage_names()[1:]}  # the later stages only tafa verify runs
 
 
 def _panel_members(store: Registry, panel: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
