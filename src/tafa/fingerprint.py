@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -55,7 +55,8 @@ from .signature.consistency import EvasionCheck, check_evasion as check_evasion_
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.scales import COARSE_SCALE, JITTER, coarse_decides, coarse_probes, domain_scale, roughness
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
-                          free_label_scheme, free_stage_applies, is_free, label_scheme, owner_inputs, asked_scores)
+                          FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
+                          label_scheme, owner_inputs, asked_scores)
 from .storage import write_atomically
 from .weights import UnitLayer, WeightEvidence, compare, layers_from_arrays, stored_layers, suspect_layers
 
@@ -320,12 +321,9 @@ class Fingerprint:
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
         labels = None if owner_data is None else _label_stage(owner, domain, owner_data, seed)
         if labels is None and free_labels and coarse and free_stage_applies(owner):
-            try:
-                labels = Fingerprint.create(owner, domain, scheme=free_label_scheme(), seed=seed, time_budget=None,
-                                            second_stage=False, free_labels=False)
-            except RuntimeError as error:  # an operator torch cannot differentiate: no boundary points
-                meta["free_label_stage"] = {"made": False, "why": "its boundary points could not be found "
-                                                             f"({type(error).__name__}: {one_line(error)})"}
+            labels, failed = _on_gradients(owner, domain, free_label_scheme(), seed, "its boundary points")
+            if failed:
+                meta["free_label_stage"] = {"made": False, "why": failed}
         if scheme.second:
             meta["second_stage"] = why
             if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
@@ -642,9 +640,9 @@ class Fingerprint:
         kept, notes = self.distinct_references(references, suspect)
         scores = self.scores(kept, progress=progress, desc="references")
 
-        def later(keep: list[int]) -> list[list[float]]:
-            return [stage.scores([kept[i] for i in keep], progress=progress, desc=f"references, stage {number}")
-                    for number, stage in enumerate(self.later_stages(), start=2)]
+        def later(keep: list[int]) -> Iterator[list[float]]:  # lazy: a stage the rule leaves out is not measured
+            return (stage.scores([kept[i] for i in keep], progress=progress, desc=f"references, stage {number}")
+                    for number, stage in enumerate(self.later_stages(), start=2))
 
         return self.rule_from_scores([model.name for model in kept], scores, alpha, parametric=parametric,
                                      notes=notes, stages=1 if first_only else None, later=later)
@@ -678,7 +676,7 @@ class Fingerprint:
 
     def rule_from_scores(self, names: list[str], scores: list[float], alpha: float, *, parametric: bool = False,
                          notes: Iterable[str] = (), stages: int | None = None,
-                         later: Callable[[list[int]], list[list[float]]] | None = None) -> Rule:
+                         later: Callable[[list[int]], Iterable[list[float]]] | None = None) -> Rule:
         """The rule from distinct references' first-stage ``scores`` (``names`` name them in
         notes): references scoring like the owner's own int8 copy are left out as probable copies
         (every one of them: :class:`~tafa.errors.RefusedReference`), then as many of the
@@ -1157,18 +1155,27 @@ def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
     if parent:
         reason = "a parent is declared (its fine-tunes share its outputs as students share their teacher's)"
     elif not free_stage_applies(owner):
-        reason = ("the owner is not a torch module answering a vector of 2 to 1,000 values (its confident inputs "
-                  "are found on its gradients)")
+        reason = (f"the owner is not a torch module answering a vector of 2 to {FREE_MAX_OUTPUTS:,} values from at "
+                  f"most {FREE_MAX_INPUT:,} input values (its confident inputs are found on its gradients)")
+    stage = None
     if reason is None:
-        try:
-            stage = Fingerprint.create(owner, domain, scheme=scheme.extraction, seed=seed, time_budget=None,
-                                       second_stage=False, free_labels=False)
-        except RuntimeError as error:  # an operator torch cannot differentiate: no confident inputs
-            reason = f"its confident inputs could not be found ({type(error).__name__}: {one_line(error)})"
-    if reason is not None:
+        stage, reason = _on_gradients(owner, domain, get_scheme(scheme.extraction), seed, "its confident inputs")
+    if stage is None:
         return None, {"made": False, "scheme": scheme.extraction, "why": reason}
     return stage, {"made": True, "scheme": scheme.extraction, "queries": stage.queries(),
                    "fingerprint_seconds": stage.meta.get("fingerprint_seconds")}
+
+
+def _on_gradients(owner: Model, domain: Domain, scheme: Scheme, seed: int,
+                  what: str) -> tuple["Fingerprint | None", str | None]:
+    """A stage of ``owner`` whose probes are found on its gradients (the data-free label stage, the
+    extraction stage), or ``None`` and why, when torch cannot differentiate the owner (an operator
+    without a gradient, a forward run without autograd): the fingerprint is made without it."""
+    try:
+        return Fingerprint.create(owner, domain, scheme=scheme, seed=seed, time_budget=None, second_stage=False,
+                                  free_labels=False), None
+    except RuntimeError as error:
+        return None, f"{what} could not be found ({type(error).__name__}: {one_line(error)})"
 
 
 def _label_stage(owner: Model, domain: Domain, data: np.ndarray, seed: int) -> Fingerprint:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import islice
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import InvalidParameter, RefusedReference, check_param
@@ -141,14 +142,15 @@ class Rule:
     def from_references(cls, names: Sequence[str], scores: Sequence[float], alpha: float, *,
                         stage_names: Sequence[str], copy_line: float | None = None, parametric: bool = False,
                         notes: Iterable[str] = (),
-                        later: Callable[[list[int]], list[list[float]]] | None = None) -> "Rule":
+                        later: Callable[[list[int]], Iterable[list[float]]] | None = None) -> "Rule":
         """The rule from distinct references' first-stage ``scores`` (``names`` name them in
         notes), as ``tafa verify`` and the benchmark both make it: references scoring at or above
         ``copy_line`` (near the owner's own int8 copy) are left out as probable copies of the
         owner (every one of them: :class:`~tafa.errors.RefusedReference`); then as many of the
         ``stage_names`` as the rest support (:meth:`stages_supported`) are calibrated, the later
         stages' scores of the kept references coming from ``later(kept indices)``, called only
-        when they are needed."""
+        when they are needed and read only as far as the stages calibrated (a generator
+        measures no stage the references cannot calibrate)."""
         notes = list(notes)
         keep = list(range(len(scores)))
         if copy_line is not None:
@@ -168,7 +170,7 @@ class Rule:
         if count > 1:
             if later is None:
                 raise InvalidParameter(f"The rule of {count} stages needs the later stages' scores (later=...).")
-            stage_scores += later(keep)[:count - 1]
+            stage_scores += list(islice(later(keep), count - 1))
         return cls.calibrate(stage_scores, list(stage_names)[:count], alpha, parametric=parametric, notes=notes,
                              available=available, left_out=list(stage_names)[count:])
 

@@ -289,8 +289,8 @@ class ScanReport:
                  f"{s['fingerprints']} fingerprints ({s['calibrated']} calibrated); "
                  f"{s['queries_per_suspect']:.0f} queries per suspect; {s['seconds']:.1f} s{rate}"]
         lines.append(s["error_control"]["statement"])
-        if self.not_scanned():
-            lines.append(self.not_scanned())
+        if s["not_scanned"]:
+            lines.append(s["not_scanned"])
         if not self._decides(s):
             lines.append("no registered fingerprint is calibrated (tafa registry add ... --references DIR): "
                          "every decision is undecided; highest scores:")
@@ -320,8 +320,8 @@ class ScanReport:
         lines = [f"# tafa scan {markdown_cell(self.id)}", "",
                  f"{self._counts_line(s)}; status {markdown_cell(s['status'])}.", "",
                  markdown_cell(s["error_control"]["statement"]) + ".", ""]
-        if self.not_scanned():
-            lines += [markdown_cell(self.not_scanned()), ""]
+        if s["not_scanned"]:
+            lines += [markdown_cell(s["not_scanned"]), ""]
         pairs = self.matches() if self._decides(s) else self.top()
         lines += ["## Matches" if self._decides(s) else "## Highest scores (no fingerprint is calibrated)", ""]
         lines += _markdown_table(MATCH_HEADER, self._rows(pairs)) if pairs else ["None."]
@@ -351,7 +351,7 @@ class ScanReport:
                  f"<h1>tafa scan {html_text(self.id)}</h1>",
                  f"<p>{html_text(self._counts_line(s))}; status {html_text(s['status'])}.</p>",
                  f"<p>{html_text(s['error_control']['statement'])}.</p>",
-                 f"<p>{html_text(self.not_scanned())}.</p>" if self.not_scanned() else "",
+                 f"<p>{html_text(s['not_scanned'])}.</p>" if s["not_scanned"] else "",
                  "<h2>Matches</h2>" if self._decides(s) else "<h2>Highest scores (no fingerprint is calibrated)</h2>",
                  _html_table(MATCH_HEADER, self._rows(pairs)) if pairs else "<p>None.</p>",
                  "<h2>Fingerprints and their false-positive bounds, as this scan decided</h2>",

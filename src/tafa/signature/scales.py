@@ -136,10 +136,14 @@ class JitteredDerivatives(Derivatives):
         steps = np.asarray(probes.steps, dtype=np.float64)
         return [coarse_probes(probes, steps * (1.0 + j)) for j in self.jitter]
 
-    def inputs(self, probes: Probes) -> np.ndarray:
+    def _centres_once(self, probes: Probes, per_step: list[np.ndarray]) -> np.ndarray:
+        """Rows laid out per jittered step (centres first, then the stepped ones) as sent: the
+        centres of the first step, then every step's stepped rows."""
         n = len(probes)
-        every = [super(JitteredDerivatives, self).inputs(at) for at in self._at(probes)]
-        return np.concatenate([every[0][:n]] + [stepped[n:] for stepped in every])
+        return np.concatenate([per_step[0][:n]] + [rows[n:] for rows in per_step])
+
+    def inputs(self, probes: Probes) -> np.ndarray:
+        return self._centres_once(probes, [super(JitteredDerivatives, self).inputs(at) for at in self._at(probes)])
 
     def queries(self, probes: Probes) -> int:
         assert probes.directions is not None
@@ -147,9 +151,8 @@ class JitteredDerivatives(Derivatives):
         return n + len(self.jitter) * 2 * n * k
 
     def answer_probes(self, probes: Probes) -> np.ndarray:
-        n = len(probes)
-        every = [super(JitteredDerivatives, self).answer_probes(at) for at in self._at(probes)]
-        return np.concatenate([every[0][:n]] + [rows[n:] for rows in every])
+        return self._centres_once(probes, [super(JitteredDerivatives, self).answer_probes(at)
+                                           for at in self._at(probes)])
 
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
         n = len(probes)
