@@ -12,14 +12,14 @@ import torch
 
 from tafa import Fingerprint
 from tafa.attacks import quantize
-from tafa.attacks.evasion import (EVASIONS, Evasion, EvasiveModel, NearDuplicateRouter, get_evasion,
-                                  register_evasion)
+from tafa.attacks.evasion import (EVASIONS, Evasion, EvasiveModel, NearDuplicateRouter, RangeRouter,
+                                  get_evasion, register_evasion)
 from tafa.bench.datasets import load_task
 from tafa.domain import parse_domain
 from tafa.errors import InvalidParameter
 from tafa.models import Model, TorchModel, open_model
-from tafa.signature.consistency import (CHECK_QUERIES, JUMP_TOLERANCE, PAIR_TOLERANCE, REASK_TOLERANCE,
-                                        EvasionCheck, check_evasion)
+from tafa.signature.consistency import (CELLS, CHECK_QUERIES, HALVINGS, JUMP_TOLERANCE, PAIR_TOLERANCE,
+                                        REASK_TOLERANCE, EvasionCheck, _Compared, check_evasion, segment_jumps)
 
 DIGITS = load_task("digits").split("other").x.numpy()
 REAL = DIGITS[:150]
@@ -254,3 +254,28 @@ def test_a_router_with_a_detector_of_the_task_data_needs_the_owners_data(owner, 
         for seed in range(2):
             found = check_evasion(model, probe_inputs, model(probe_inputs), domain, anchors=own_digits, seed=seed)
             assert not found.evasive and found.pieces_max < JUMP_TOLERANCE / 10, found
+
+
+def test_segments_find_a_switch_that_cancels_the_models_own_change():
+    """A router whose switch lowers the answer by about what the model itself gains over a scan cell: that
+    cell changes least, so halving the cell that changes most never finds the switch; the cell whose
+    change departs from its neighbours' does (found on a diabetes int8 copy behind the zero-count and
+    range routers, whose jumps a long segment's own change outweighed)."""
+    def linear(bias: float) -> TorchModel:
+        layer = torch.nn.Linear(4, 1)
+        with torch.no_grad():
+            layer.weight.fill_(1.0)
+            layer.bias.fill_(bias)
+        return TorchModel(layer, (4,), name=f"sum{bias:+}")
+
+    # the pirate's data spans [0, 0.47] per feature: the segment from 0 to (1, 1, 1, 1) leaves it inside
+    # its sixth of 12 cells, where the answer (the sum, 1/3 per cell) drops by 0.25 to the decoy's
+    data = np.random.default_rng(0).uniform(0.0, 0.47, size=(500, 4))
+    data[:4] = np.eye(4) * 0.47
+    served = RangeRouter(linear(0.0), linear(-0.25), data)
+    answers = served(np.random.default_rng(1).uniform(0, 1, size=(64, 4)).astype(np.float32))
+    compared = _Compared(answers)
+    pieces, jumping = segment_jumps(served, np.zeros((1, 4)), np.ones((1, 4)), served(np.ones((1, 4),
+                                    dtype=np.float32)), compared)
+    assert bool(jumping[0]) and pieces[0] > 5 * JUMP_TOLERANCE, (pieces, compared.scale)
+    assert served.queries == 64 + 1 + CELLS + 2 * HALVINGS

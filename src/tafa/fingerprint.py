@@ -753,7 +753,7 @@ class Fingerprint:
 
         ``check_evasion``: also ask a few inputs again, alone and in other batches, near pairs of
         another style, and segments searched for a jump (:func:`~tafa.signature.consistency.check_evasion`,
-        254 queries; ``owner_data``: inputs from the owner's data, ``(n, *input_shape)``, which the
+        350 queries; ``owner_data``: inputs from the owner's data, ``(n, *input_shape)``, which the
         check then starts from instead of data-like inputs made from the domain): a suspect
         whose answers depend on how it is asked is ``"evasive"`` unless a stage judges it derived.
 

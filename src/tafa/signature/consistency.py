@@ -5,7 +5,7 @@ A pirate who has read the method can answer the fingerprint's queries from anoth
 not look like its data (no exact zeros, off the data's value grid, outside its ranges) from the
 decoy, or any input close to an earlier one from the decoy. Each makes the answers depend on
 something no fixed function depends on. After the fingerprint's own queries, :func:`check_evasion`
-asks a few more (254 by default) and compares:
+asks a few more (350 by default) and compares:
 
 1. **Re-asks.** A random subset of the inputs already asked is asked again, half of them one at a
    time and half inside one shuffled batch mixed with data-like inputs (below); some data-like
@@ -24,18 +24,22 @@ asks a few more (254 by default) and compares:
 3. **Jumps along segments.** A ReLU network is continuous; a service that answers some inputs from
    one model and others from another is not, wherever its routing rule switches. :data:`SEGMENTS`
    segments run from an input a pirate's data would contain (the domain's rest point, every feature
-   at 0 or its lower bound, for the first half; data-like inputs for the others) towards inputs the
-   verification already asked (every other one only :data:`SHORT` of the way); given the owner's
-   own data, every segment starts from one of its inputs and runs the whole way. Each is scanned at
-   :data:`CELLS` equal cells; the cell whose answers change most (compared as
+   at 0 or its lower bound, for the first half; data-like inputs for the others)
+   towards inputs the verification already asked (every other one only :data:`SHORT` of the way);
+   given the owner's own data, every segment starts from one of its inputs and runs the whole way.
+   Each is scanned at :data:`CELLS` equal cells (answers compared as
    :func:`~tafa.signature.interface.recognise` undoes an interface, sorted across outputs so that a
-   top-k list's reordering is no jump) is halved :data:`HALVINGS` times, keeping the half that
-   changes more. A continuous function's change over the last piece (about ``2^-15.6`` of the
-   segment) shrinks with its length; a switch between two models does not. The switch is found when
-   its jump outweighs the model's own change over a cell (a twelfth of the segment, a 768th on a
-   short one). A segment **jumps** when that last change exceeds :data:`JUMP_TOLERANCE` of the
-   answers' spread, is at least :data:`PERSISTENCE` of the change over the piece 2^:data:`PERSIST`
-   times longer (a jump persists as the piece shrinks, a steep continuous stretch does not) and,
+   top-k list's reordering is no jump). Two of its cells are halved :data:`HALVINGS` times each: the
+   one whose answers change most, and the one whose change departs most from its neighbours' (a
+   switch adds its jump to one cell, while a continuous function's change runs on into the next; over
+   a long segment the model's own change per cell can outweigh the jump, or cancel it), if it departs
+   by at least half of :data:`JUMP_TOLERANCE` (else the next largest change). Each halving
+   keeps the half whose change departs more from its share of the neighbours' slope. A continuous
+   function's change over the last piece (about ``2^-15.6`` of the segment) shrinks with its length;
+   a switch between two models does not. A segment **jumps** when the last change of one of its
+   cells exceeds :data:`JUMP_TOLERANCE` of the answers' spread, is at least :data:`PERSISTENCE` of
+   the change over the piece 2^:data:`PERSIST` times longer (a jump persists as the piece shrinks, a
+   steep continuous stretch does not) and,
    for answers on a grid, spans more than :data:`JUMP_GRID_STEPS` steps (a
    rounding boundary moves an answer by one step, a one-hot label by one). Whatever statistic a
    router keys on (exact zeros, a value grid, per-feature ranges, a density model, closeness to
@@ -61,7 +65,7 @@ The choice of the re-asked inputs and of the data-like ones is drawn from fresh 
 >>> inputs = np.random.default_rng(0).random((100, 16)).astype(np.float32)
 >>> check = check_evasion(model, inputs, model(inputs), parse_domain("box:0,1", (16,)), seed=0)
 >>> check.evasive, check.queries
-(False, 254)
+(False, 350)
 """
 
 from __future__ import annotations
@@ -166,13 +170,18 @@ def data_like(domain: Domain, count: int, rng: np.random.Generator, levels: int 
     """``(count, *shape)`` inputs that look like data, made from the domain alone: a fraction (0.64 to
     1, drawn per input) of the features at rest (0 where the domain holds 0, else its lower bound),
     the others on the grid of ``levels`` steps over the domain's range (``k/16`` pixels), up to a
-    brightest step drawn per input (faint, sparse inputs fall inside the ranges real data shows)."""
+    brightest step drawn per input (faint, sparse inputs fall inside the ranges real data shows); at
+    least one feature is not at rest."""
     lo, hi, rest = _bounds_and_rest(domain)
     features = lo.size
     # many faint and sparse inputs (squared draws): they fall inside the narrow ranges real data shows
     brightest = np.ceil(levels * rng.random((count, 1)) ** 2)
     grid = lo + np.maximum(1.0, np.ceil(rng.random((count, features)) * brightest)) * (hi - lo) / levels
     at_rest = rng.random((count, features)) >= 0.6 * rng.random((count, 1)) ** 2
+    # never every feature at rest: that is the rest point itself, where models of one task agree most
+    # (a standardised table's mean row), so a switch there shows the smallest jump
+    blank = np.flatnonzero(at_rest.all(axis=1))
+    at_rest[blank, rng.integers(features, size=blank.size)] = False
     return np.where(at_rest, rest, grid).reshape(count, *domain.shape)
 
 
@@ -233,40 +242,59 @@ class _Compared:
 def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answers: np.ndarray,
                   compared: _Compared, cells: int = CELLS, halvings: int = HALVINGS,
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Scan each segment ``starts[i] -> ends[i]`` at ``cells`` equal cells, keep the cell whose
-    answers (``compared``) change most, halve it ``halvings`` times, keeping the half whose answers
-    change more. Returns each last piece's change as a fraction of the compared answers' spread, and
-    whether it can be a jump: it persisted (:data:`PERSISTENCE`) and, on a grid, spans more than
-    :data:`JUMP_GRID_STEPS` steps. Asks
-    ``len(starts) * (cells + halvings)`` queries: one batch for the scan, one per halving."""
+    """Scan each segment ``starts[i] -> ends[i]`` at ``cells`` equal cells and halve two of its cells
+    ``halvings`` times each (the module's description says which, and how). Returns, per segment, the
+    largest last-piece change of its two cells that can be a jump, else the larger of the two (as a
+    fraction of the compared answers' spread), and whether one can be: a change that persisted
+    (:data:`PERSISTENCE`) and, on a grid, spans more than :data:`JUMP_GRID_STEPS` steps. Asks
+    ``len(starts) * (cells + 2 * halvings)`` queries: one batch for the scan, one per halving."""
     count = len(starts)
     shape = model.input_shape
-    low = starts.reshape(count, -1).astype(np.float64)
-    high = ends.reshape(count, -1).astype(np.float64)
-    # the scan: the segment's start and ``cells - 1`` points between, in one batch; the cell whose
-    # ends differ most holds the switch if its jump outweighs a cell's share of the model's own change
+    first = starts.reshape(count, -1).astype(np.float64)
+    span = ends.reshape(count, -1).astype(np.float64) - first
+    # the scan: the segment's start and ``cells - 1`` points between, in one batch
     t = np.arange(cells) / cells
-    points = (low[:, None] + t[None, :, None] * (high - low)[:, None]).reshape(count * cells, -1)
+    points = (first[:, None] + t[None, :, None] * span[:, None]).reshape(count * cells, -1)
     raw = np.asarray(model(points.astype(np.float32).reshape(count * cells, *shape)), dtype=np.float64)
     raw = np.concatenate([raw.reshape(count, cells, -1), np.asarray(end_answers, dtype=np.float64).reshape(
         count, 1, -1)], axis=1)
     scanned = compared(raw.reshape(count * (cells + 1), -1)).reshape(count, cells + 1, -1)
-    cell = np.abs(np.diff(scanned, axis=1)).max(axis=2).argmax(axis=1)
-    rows = np.arange(count)
-    span = high - low
-    low, high = low + (cell / cells)[:, None] * span, low + ((cell + 1) / cells)[:, None] * span
+    steps = np.diff(scanned, axis=1)  # each cell's signed change
+    padded = np.concatenate([steps[:, 1:2], steps, steps[:, -2:-1]], axis=1)
+    slope = 0.5 * (padded[:, :-2] + padded[:, 2:])  # the neighbours' change per cell (one neighbour at the ends)
+    size = np.abs(steps).max(axis=2)
+    largest = size.argmax(axis=1)
+    departure = np.abs(steps - slope).max(axis=2)
+    departure[np.arange(count), largest] = -1.0
+    size[np.arange(count), largest] = -1.0
+    # two cells per segment, stacked: the largest change, then the largest departure among the others
+    # when it could hold a jump the check counts (else the next largest change: a departure below
+    # that is float noise, which halving would only chase)
+    gate = 0.5 * JUMP_TOLERANCE * compared.scale
+    cell = np.concatenate([largest, np.where(departure.max(axis=1) >= gate, departure.argmax(axis=1),
+                                             size.argmax(axis=1))])
+    rows = np.tile(np.arange(count), 2)
+    expected = slope[rows, cell]  # the change a continuous function would show over the whole cell
+    origin, along = first[rows], span[rows]
+    low_f, high_f = cell / cells, (cell + 1) / cells
     raw_low, raw_high = raw[rows, cell], raw[rows, cell + 1]
     low_t, high_t = scanned[rows, cell], scanned[rows, cell + 1]
     changes = [np.abs(high_t - low_t).max(axis=1)]
-    for _ in range(halvings):
-        middle = 0.5 * (low + high)
-        raw = np.asarray(model(middle.astype(np.float32).reshape(count, *shape)), dtype=np.float64).reshape(count, -1)
-        middle_t = compared(raw)
-        first = np.abs(middle_t - low_t).max(axis=1) >= np.abs(high_t - middle_t).max(axis=1)
-        high, raw_high, high_t = (np.where(first[:, None], middle, high), np.where(first[:, None], raw, raw_high),
-                                  np.where(first[:, None], middle_t, high_t))
-        low, raw_low, low_t = (np.where(first[:, None], low, middle), np.where(first[:, None], raw_low, raw),
-                               np.where(first[:, None], low_t, middle_t))
+    for halving in range(1, halvings + 1):
+        middle_f = 0.5 * (low_f + high_f)
+        at = origin + middle_f[:, None] * along
+        answered = np.asarray(model(at.astype(np.float32).reshape(len(at), *shape)), dtype=np.float64)
+        answered = answered.reshape(len(at), -1)
+        middle_t = compared(answered)
+        share = expected / 2 ** halving  # each half's share of the neighbours' slope
+        keep_low = (np.abs(middle_t - low_t - share).max(axis=1)
+                    >= np.abs(high_t - middle_t - share).max(axis=1))
+        high_f = np.where(keep_low, middle_f, high_f)
+        low_f = np.where(keep_low, low_f, middle_f)
+        raw_high = np.where(keep_low[:, None], answered, raw_high)
+        raw_low = np.where(keep_low[:, None], raw_low, answered)
+        high_t = np.where(keep_low[:, None], middle_t, high_t)
+        low_t = np.where(keep_low[:, None], low_t, middle_t)
         changes.append(np.abs(high_t - low_t).max(axis=1))
     change = changes[-1] / compared.scale
     # a jump persists as its piece shrinks; a continuous function's change shrinks with the piece (by
@@ -274,20 +302,22 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
     jumping = changes[-1] >= PERSISTENCE * changes[max(0, len(changes) - 1 - PERSIST)]
     if compared.step is not None:
         jumping &= np.abs(raw_high - raw_low).max(axis=1) > JUMP_GRID_STEPS * compared.step
-    return change, jumping
+    change, jumping = change.reshape(2, count), jumping.reshape(2, count)
+    can = jumping.any(axis=0)
+    return np.where(can, np.where(jumping, change, -1.0).max(axis=0), change.max(axis=0)), can
 
 
 #: The check's default share of re-asked inputs, near pairs and data-like inputs asked alone, and
 #: the queries they add (:func:`check_evasion`).
 REASK, PAIRS, ALONE = 20, 16, 6
-CHECK_QUERIES = REASK + 2 * PAIRS + ALONE + SEGMENTS * (CELLS + HALVINGS) + SEGMENTS // 2
+CHECK_QUERIES = REASK + 2 * PAIRS + ALONE + SEGMENTS * (CELLS + 2 * HALVINGS) + SEGMENTS // 2
 
 
 def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain: Domain, *, reask: int = REASK,
                   pairs: int = PAIRS, alone: int = ALONE, segments: int = SEGMENTS,
                   anchors: np.ndarray | None = None, seed: int | None = None) -> EvasionCheck:
-    """Ask ``model`` ``reask + 2 * pairs + alone + segments * (CELLS + HALVINGS) + segments // 2``
-    more queries (254 by default) and judge whether its answers are those of one fixed continuous function (see the
+    """Ask ``model`` ``reask + 2 * pairs + alone + segments * (CELLS + 2 * HALVINGS) + segments // 2``
+    more queries (350 by default) and judge whether its answers are those of one fixed continuous function (see the
     module's description).
 
     ``inputs`` and ``answers``: what the verification already asked and was answered (the re-asked
