@@ -328,3 +328,32 @@ def test_a_clipped_onnx_regressor_through_the_command_line(regressor, tmp_path, 
         assert any("inside the clip" in note for note in verdicts[name]["notes"]), verdicts[name]["notes"]
     assert verdicts["copy"]["decision"] == "derived" and verdicts["copy"]["score"] > 0.999
     assert verdicts["independent"]["decision"] == "independent" and verdicts["independent"]["score"] < 0.5
+
+
+def test_the_first_stage_on_the_classes_a_top_k_list_shows(classifier, fingerprint, owner):
+    """Behind a top-3 list an exact copy scores 1 on the classes it shows (the floor the zeroed ones are
+    given is left out), an int8 copy nearly so, the independent model far less; read with every class
+    shown, the stage is the first stage's own comparison; it applies to a top-k list alone."""
+    from tafa.shown_stage import ShownStage
+    from tafa.signature.derivatives import Derivatives
+
+    measurement = fingerprint.scheme.make_signature()
+    assert isinstance(measurement, Derivatives)
+    inputs = measurement.inputs(fingerprint.probes)
+    top3 = get_interface("top3")
+    recognised = recognise(top3.apply(owner)(inputs), fingerprint.owner_signature["outputs"])
+    assert recognised.kind == "top-k probabilities" and recognised.hidden is not None
+    assert recognised.hidden.sum(axis=1).tolist() == [7] * len(inputs)
+    stage = fingerprint.shown_stage(recognised)
+    assert stage is not None and stage.compare(recognised).value == pytest.approx(1.0, abs=1e-9)
+    shown = stage.compare(recognised).parts["probes"]
+    assert 0 < shown <= len(fingerprint.probes)
+    int8 = stage.score(top3.apply(TorchModel(quantize(classifier.owner, 8), classifier.input_shape))).value
+    other = stage.score(top3.apply(TorchModel(classifier.independent, classifier.input_shape))).value
+    assert int8 > 0.99 and other < int8 - 0.05, (int8, other)
+    everything = ShownStage(measurement, fingerprint.probes, fingerprint.owner_signature)
+    independent = TorchModel(classifier.independent, classifier.input_shape)
+    assert everything.score(independent).value == pytest.approx(fingerprint.score(independent).value, abs=1e-9)
+    for name in ("softmax", "softmax_round2", "one_hot"):
+        assert fingerprint.shown_stage(recognise(get_interface(name).apply(owner)(inputs),
+                                                 fingerprint.owner_signature["outputs"])) is None

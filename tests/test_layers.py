@@ -55,7 +55,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "attacks": ("tafa.attacks.*",),
     "weights": ("tafa.weights.*",),
     "orchestration": ("tafa", "tafa.scheme", "tafa.baseline_schemes", "tafa.fingerprint", "tafa.fingerprint_file",
-                      "tafa.commitment", "tafa.registry", "tafa.demo", "tafa.make_references", "tafa.label_stage"),
+                      "tafa.commitment", "tafa.registry", "tafa.demo", "tafa.make_references", "tafa.label_stage",
+                      "tafa.shown_stage"),
     "applications": ("tafa.bench.*", "tafa.scanning.*", "tafa.scan"),
     "cli": ("tafa.cli.*",),
 }

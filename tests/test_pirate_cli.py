@@ -184,8 +184,10 @@ LABEL_LEVEL = ("softmax_round3", "softmax_round2", "top3", "one_hot")
 def test_a_copy_behind_an_interface_is_derived_through_the_cli(interface, classifier, fingerprint, labelled,
                                                                references, capsys):
     """An int8 copy behind ``interface``: derived by a wide margin (the label-level interfaces by the
-    label stage: measured 1.00 of the points against a threshold of 0.67); the independent model behind
-    softmax is independent, behind a one-hot label and a top-3 list never derived (measured 0.40)."""
+    label stage: measured 1.00 of the points against a threshold of 0.67; behind a top-3 list first by
+    the first stage on the classes it shows, 1.000 against 0.938); the independent model behind softmax
+    is independent, behind a one-hot label and a top-3 list never derived (measured 0.40; 0.878 on the
+    shown classes)."""
     from tafa.attacks.interface import get_interface
 
     wrap = get_interface(interface)
@@ -195,6 +197,11 @@ def test_a_copy_behind_an_interface_is_derived_through_the_cli(interface, classi
     assert verdict["decision"] == "derived" and verdict["margin"] > MIN_MARGIN, verdict
     if interface == "one_hot":  # labels as answers: the label stage alone, at the whole alpha
         assert verdict["scheme"].endswith("(labels)") and not verdict["stages"], verdict
+    elif interface == "top3":  # the first stage on the classes shown, then the label stage, then the coarse scale
+        assert [stage["name"] for stage in verdict["stages"]] == ["tafa (shown classes)", "labels",
+                                                                  "tafa (coarse scale)"], verdict
+        shown = verdict["stages"][0]
+        assert shown["score"] - shown["threshold"] > 0.03 and shown["queries"] == 0, verdict
     elif interface in LABEL_LEVEL:
         assert [stage["name"] for stage in verdict["stages"]][-1] == "labels", verdict
     if interface in ("softmax", "one_hot", "top3"):  # one interface undone, two label-level (the bench has all)
@@ -203,6 +210,8 @@ def test_a_copy_behind_an_interface_is_derived_through_the_cli(interface, classi
         assert verdict["decision"] == {"softmax": "independent", "one_hot": "undecided",
                                        "top3": "independent"}[interface], verdict
         assert verdict["margin"] < -MIN_GAP, verdict
+        if interface == "top3":  # measured 0.878 against 0.938
+            assert verdict["stages"][0]["score"] < verdict["stages"][0]["threshold"] - 0.03, verdict
 
 
 @pytest.mark.parametrize("interface", LABEL_LEVEL)

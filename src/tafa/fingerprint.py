@@ -53,6 +53,8 @@ from .signature.base import Signature, relative_to
 from .signature.censoring import at_points, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
+from .signature.derivatives import Derivatives
+from .shown_stage import SHOWN_STAGE, ShownStage
 from .signature.scales import COARSE_SCALE, JITTER, coarse_decides, coarse_probes, domain_scale, roughness
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
                           FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
@@ -792,7 +794,8 @@ class Fingerprint:
                                                             else recognised.quantised)):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
-                                       seconds=seconds, progress=progress, labels=labels)
+                                       seconds=seconds, progress=progress, labels=labels,
+                                       shown=self.shown_stage(recognised) if labels else None)
         notes: list[str] = []
         stored_rule = view is not self and calibration is not None and not references  # made on every probe
         if view is not self:
@@ -873,10 +876,20 @@ class Fingerprint:
                               coarse=None if coarse is None else {"score": coarse[0].value, "roughness": coarse[1],
                                                                    "decides": False})
 
+    def shown_stage(self, recognised: Recognised | None) -> ShownStage | None:
+        """The first stage on the classes a suspect shows (:mod:`tafa.shown_stage`), for answers
+        recognised as a top-k list not on a grid; ``None`` for any other."""
+        measurement = self.scheme.make_signature()
+        if (recognised is None or recognised.kind != "top-k probabilities" or recognised.quantised is not None
+                or not ShownStage.applies(measurement, self.probes, self.owner_signature)):
+            return None
+        assert isinstance(measurement, Derivatives)
+        return ShownStage(measurement, self.probes, self.owner_signature)
+
     def _verify_coarse(self, model: Model, references: list[ModelLike], coarse: tuple[Score, float, Recognised] | None,
                        fine: float | None, recognised: Recognised | None, evasion: EvasionCheck | None, *, alpha: float,
                        parametric: bool, ready: bool, queries: int, seconds: float, progress: bool,
-                       labels: bool = True) -> Verdict:
+                       labels: bool = True, shown: ShownStage | None = None) -> Verdict:
         """:meth:`verify` for a suspect whose answers at the fingerprint's step are not a ReLU
         network's (a grid, or derivative sizes off the owner's ratio between the scales): the
         coarse scale decides, against the references' coarse scores (:mod:`tafa.signature.scales`);
@@ -884,10 +897,18 @@ class Fingerprint:
         keep little more than labels, :func:`~tafa.label_stage.keeps_labels_only`, and a
         fingerprint with a label stage) the label stage decides beside it, each at its share of
         ``alpha`` (:class:`~tafa.decide.rule.Rule`); alone, at the whole ``alpha``, without a
-        coarse scale (a labels-only suspect)."""
-        stages: list[tuple[str, Fingerprint, Score]] = []
+        coarse scale (a labels-only suspect). With ``shown`` (a top-k list) the first stage on the
+        classes it shows decides first, then the label stage, then the coarse scale, as many of them
+        as the references support (:meth:`~tafa.decide.rule.Rule.stages_supported`)."""
+        stages: list[tuple[str, Fingerprint | ShownStage, Score]] = []
         records: list[dict[str, Any]] = []  # what the verdict shows of each stage
         notes: list[str] = []
+        if shown is not None and recognised is not None:  # the first stage's answers, already asked
+            stages.append((f"{self.scheme.name} ({SHOWN_STAGE})", shown, shown.compare(recognised)))
+            records.append({"name": stages[-1][0], "score": stages[-1][2].value, "queries": 0, "seconds": 0.0})
+            notes.append(f"the answers are a top-{recognised.shown} list: the first stage compares the derivatives "
+                         f"of the classes shown at every input of a probe ({int(stages[-1][2].parts['probes'])} of "
+                         f"{len(self.probes)} probes show two or more), the references asked through the same list")
         if coarse is not None:  # decided with the differences averaged over jittered coarse steps
             stage = self.coarse_stage(averaged=True)
             assert stage is not None
@@ -918,14 +939,19 @@ class Fingerprint:
                 notes.append(f"the answers keep little more than labels ({form}): the label stage decides{beside} "
                              f"(the suspect's label at {len(self.labels.probes)} points just across the owner's "
                              "decision boundaries, found from the owner's inputs, against the owner's)")
+        coarse_score = next((score for name, _, score in stages if name.endswith("(coarse scale)")), None)
+        if shown is not None and labels:  # the shown classes, then the label stage, then the coarse scale
+            order = sorted(range(len(stages)), key=lambda i: stages[i][0].endswith("(coarse scale)"))
+            stages, records = [stages[i] for i in order], [records[i] for i in order]
         rule = None
         if references:
             kept, cleaned = self.distinct_references(references, model)
             first_stage = stages[0][1]
 
-            def scored(name: str, stage: Fingerprint, models: list[Model]) -> list[float]:
-                """References scored by a stage; by the data-free label stage, through the suspect's interface."""
-                if name == LABEL_STAGE and is_free(stage.scheme):
+            def scored(name: str, stage: Fingerprint | ShownStage, models: list[Model]) -> list[float]:
+                """References scored by a stage; by the data-free label stage and on the shown classes, through
+                the suspect's interface."""
+                if isinstance(stage, ShownStage) or (name == LABEL_STAGE and is_free(stage.scheme)):
                     return asked_scores(lambda m: stage.score(m).value, models, model, recognised)
                 return stage.scores(models, progress=progress, desc=f"references, {name}")
 
@@ -934,8 +960,9 @@ class Fingerprint:
             def later(keep: list[int]) -> list[list[float]]:
                 return [scored(name, stage, [kept[i] for i in keep]) for name, stage, _ in stages[1:]]
 
+            lined = self if isinstance(first_stage, ShownStage) else first_stage  # the shown classes: the first stage's
             rule = Rule.from_references([m.name for m in kept], first, alpha,
-                                        stage_names=[name for name, _, _ in stages], copy_line=first_stage.copy_line(),
+                                        stage_names=[name for name, _, _ in stages], copy_line=lined.copy_line(),
                                         parametric=parametric, notes=cleaned, later=later)
         elif ready:
             notes.append(f"the {' and '.join(name for name, _, _ in stages)} stage that decides this suspect needs the "
@@ -959,23 +986,24 @@ class Fingerprint:
             if coarse[2].note:
                 notes.append(coarse[2].note)
         unresolved = None
-        shown = coarse[2] if coarse is not None else recognised  # how the deciding answers were recognised
-        grid = None if shown is None else shown.quantised
+        deciding = coarse[2] if coarse is not None else recognised  # how the deciding answers were recognised
+        grid = None if deciding is None else deciding.quantised
         if grid is not None:
             unresolved = (f"the answers lie on a grid of step {grid:.3g}: a score below the threshold is no evidence "
                           "of independence, so no decision")
         elif model.labels_only:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
-        kind = " and ".join(["coarse scale"] * (coarse is not None) + ["labels"] * labels)
+        parts = [SHOWN_STAGE] * (shown is not None) + ["coarse scale"] * (coarse is not None) + ["labels"] * labels
+        kind = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
         return Verdict.decide(stages[0][2], rule, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=f"{self.scheme.name} ({kind})", fingerprint_sha256=self.sha256,
                               notes=notes, unresolved=unresolved, stages=records if len(records) > 1 else [],
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
                               evasion=None if evasion is None else evasion.to_dict(),
-                              coarse=None if coarse is None else {"score": stages[0][2].value, "roughness": coarse[1],
-                                                                  "single_step_score": coarse[0].value,
-                                                                  "decides": True})
+                              coarse=None if coarse is None or coarse_score is None else {
+                                  "score": coarse_score.value, "roughness": coarse[1],
+                                  "single_step_score": coarse[0].value, "decides": True})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
                         owner_data: np.ndarray | None = None,

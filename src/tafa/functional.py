@@ -112,6 +112,35 @@ def local_cosines(owner: np.ndarray, suspect: np.ndarray, groups: np.ndarray) ->
     return rowwise_cosine(group_centred(owner, groups), group_centred(suspect, groups))
 
 
+def shown_cosines(owner: np.ndarray, suspect: np.ndarray, shown: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """:func:`local_cosines` on the outputs a suspect shows: per probe, only the outputs ``shown``
+    (``(N, m)`` booleans) enter; both ``(N, K, m)`` derivative arrays are centred across those
+    outputs (a shift common to them, as a log-probability's log-sum-exp, is no evidence), then
+    within the direction ``groups`` with each output's mean over the group's probes that show it.
+    NaN for a probe showing fewer than two outputs.
+
+    >>> d = np.arange(12.0).reshape(2, 2, 3) ** 2
+    >>> shown = np.array([[True, True, False], [True, True, True]])
+    >>> np.round(shown_cosines(d, 3 * d + 1, shown, np.array([0, 0])), 6).tolist()
+    [1.0, 1.0]
+    """
+    mask = np.asarray(shown, dtype=bool)[:, None, :]
+    count = mask.sum(axis=2, keepdims=True)
+
+    def centred(values: np.ndarray) -> np.ndarray:
+        values = np.where(mask, np.asarray(values, dtype=np.float64), 0.0)
+        values = np.where(mask, values - values.sum(axis=2, keepdims=True) / np.maximum(count, 1), 0.0)
+        out = values.copy()
+        for label in np.unique(groups):
+            members = groups == label
+            mean = values[members].sum(axis=0) / np.maximum(mask[members].sum(axis=0), 1)
+            out[members] = np.where(mask[members], values[members] - mean, 0.0)
+        return out
+
+    cosines = rowwise_cosine(centred(owner), centred(suspect))
+    return np.where(count[:, 0, 0] >= 2, cosines, np.nan)
+
+
 # ---------------------------------------------------------------- MetaV's meta-verifier
 def standardisation(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-coordinate mean and scale of ``rows`` (``(M, D)``): the standard deviation over

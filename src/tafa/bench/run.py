@@ -47,6 +47,7 @@ from ..models.base import Model, TorchModel
 from ..signature.base import Signature
 from ..signature.scales import coarse_decides
 from ..label_stage import LABEL_STAGE, asked_scores, decides as label_stage_decides, decides_alone, is_free
+from ..shown_stage import SHOWN_STAGE
 from ..probes.base import CandidateCache
 from ..scheme import SCHEMES, get_scheme
 from . import metrics
@@ -117,6 +118,11 @@ class Scored:
     censored: tuple[float, ...] = ()
     inside: int = 0
     too_few: bool = False
+    #: A lossy row answering a top-k list: its first stage on the classes shown
+    #: (:mod:`tafa.shown_stage`; NaN: none), and the calibration rows' asked through its list, in
+    #: their order. It decides first, then the label stage, then the coarse scale, as in verify.
+    shown: float = float("nan")
+    shown_references: tuple[float, ...] = ()
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -186,8 +192,12 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
     if any(r.lossy and len(against(r)) >= 2 for r in rows):
         by_labels = np.array([metrics.evidence_decades([r.labels], against(r))[0]
                               if r.lossy and len(against(r)) >= 2 else 0.0 for r in rows])
+        by_shown = np.array([metrics.evidence_decades([r.shown], list(r.shown_references))[0]
+                             if len(r.shown_references) >= 2 else 0.0 for r in rows])
+        three = np.array([len(r.shown_references) >= 2 for r in rows])
         values = np.where([r.labels_alone for r in rows], by_labels,
-                          np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values))
+                          np.where(three, _bonferroni([by_shown, by_labels, values]),
+                                   np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values)))
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
                     score=float(v) if staged or r.lossy else r.coarse) if r.rough or r.lossy else r
             for r, v in zip(rows, values)]
@@ -240,8 +250,18 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                     rule.per_suspect[row.model] = Rule.from_references(
                         [r.model for r in references], list(asked), alpha, stage_names=[LABEL_STAGE],
                         parametric=len(references) < references_needed(alpha))
+            for row in rows:  # the shown classes, then the label stage, then the coarse scale: each asked
+                # through the row's interface (the label stage's own scores where the row has none)
+                if row.shown_references and row.role != "calibration":
+                    asked = row.label_references or tuple(r.labels for r in references)
+                    rule.per_suspect[row.model] = Rule.from_references(
+                        [r.model for r in references], list(row.shown_references), alpha,
+                        stage_names=[SHOWN_STAGE, LABEL_STAGE, "coarse"], copy_line=copy_line,
+                        parametric=len(references) < references_needed(alpha / 3),
+                        later=_picked(asked, tuple(coarse)))
             for row in rows:  # the data-free label stage: the references asked through the row's interface
-                if row.label_references and row.role != "calibration" and not row.labels_alone:
+                if row.label_references and row.role != "calibration" and not row.labels_alone \
+                        and not row.shown_references:
                     rule.per_suspect[row.model] = Rule.from_references(
                         [r.model for r in references], coarse, alpha, stage_names=["coarse", LABEL_STAGE],
                         copy_line=coarse_copy_line, parametric=len(references) < references_needed(alpha / 2),
@@ -249,9 +269,9 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
     return rules
 
 
-def _picked(scores: tuple[float, ...]) -> Callable[[list[int]], list[list[float]]]:
-    """A later stage's scores, of the references kept (:meth:`Rule.from_references`'s ``later``)."""
-    return lambda keep: [[scores[i] for i in keep]]
+def _picked(*scores: tuple[float, ...]) -> Callable[[list[int]], list[list[float]]]:
+    """Later stages' scores, of the references kept (:meth:`Rule.from_references`'s ``later``)."""
+    return lambda keep: [[stage[i] for i in keep] for stage in scores]
 
 
 def decision(calibration: Rule, row: Scored) -> Decision:
@@ -283,6 +303,8 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
     own = calibration.per_suspect.get(row.model.split("/", 1)[-1])  # pooled rows are named ZOO/ROW
     if row.labels_alone:
         return Decision.UNDECIDED if own is None else own.decide([row.labels])
+    if row.lossy and row.shown_references:
+        return Decision.UNDECIDED if own is None else own.decide([row.shown, row.labels, row.coarse])
     if row.lossy:
         rule = own or calibration.coarse_labels
         return Decision.UNDECIDED if rule is None else rule.decide([row.coarse, row.labels])
@@ -420,13 +442,24 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
                 replayed[key] = tuple(asked_scores(lambda m: stage.score(m).value, list(references_in_order), suspect,
                                                    recognised))
             asked = replayed[key]
+        shown = float("nan")
+        shown_asked: tuple[float, ...] = ()
+        reading = fingerprint.shown_stage(recognised) if lossy and not alone and role != "calibration" else None
+        if reading is not None and recognised is not None:  # a top-k list: the first stage on the classes shown
+            shown = reading.compare(recognised).value
+            listed = ("shown", recognised.kind, recognised.quantised, recognised.shown)
+            if listed not in replayed:
+                seen = reading
+                replayed[listed] = tuple(asked_scores(lambda m: seen.score(m).value, list(references_in_order),
+                                                      suspect, recognised))
+            shown_asked = replayed[listed]
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
                            coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
                            labels=labels, lossy=lossy, label_references=asked, labels_alone=alone, censored=censored,
                            inside=len(view.probes) if censored else 0,
-                           too_few=too_few is not None))
+                           too_few=too_few is not None, shown=shown, shown_references=shown_asked))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):

@@ -66,6 +66,21 @@ class Derivatives(Measurement):
         stepped = np.repeat(np.arange(n), k)
         return np.concatenate([np.arange(n), stepped, stepped])
 
+    def unknown(self, probes: Probes, hidden: np.ndarray) -> np.ndarray:
+        """``(N, m)``: whether each output is hidden (``hidden``: ``(Q, m)`` booleans, one row per
+        input of :meth:`inputs`) at any of the probe's inputs; its derivatives are then unknown.
+
+        >>> from tafa.probes.base import Probes
+        >>> probes = Probes(np.zeros((2, 3)), np.zeros((2, 1, 3)), np.ones(2))
+        >>> hidden = np.zeros((6, 2), dtype=bool); hidden[5, 1] = True  # the second probe's "- h u", output 1
+        >>> Derivatives().unknown(probes, hidden).tolist()
+        [[False, False], [False, True]]
+        """
+        rows = np.asarray(hidden, dtype=bool).reshape(len(hidden), -1)
+        unknown = np.zeros((len(probes), rows.shape[1]), dtype=bool)
+        np.logical_or.at(unknown, self.answer_probes(probes), rows)
+        return unknown
+
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
         assert probes.directions is not None and probes.steps is not None
         n, k = probes.directions.shape[:2]

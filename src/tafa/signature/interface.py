@@ -76,7 +76,9 @@ class Recognised:
     the answers lie on (``None``: not on a grid). ``saturated``: fraction of answers at a bound of a
     recognised range (clipped before undoing). ``censored``: answers at a clip bound (:func:`censored`;
     ``(Q, m)`` booleans, ``None``: no clip seen), and ``bounds`` the values clipped at. ``shown``:
-    for top-k probabilities, the most values a row shows (``k``; ``None`` otherwise).
+    for top-k probabilities, the most values a row shows (``k``; ``None`` otherwise), and ``hidden``
+    the values it zeroed (``(Q, m)`` booleans; ``None`` otherwise): their undone values are a floor,
+    not the model's (:mod:`tafa.shown_stage` compares the shown ones alone).
     """
 
     kind: str
@@ -87,6 +89,7 @@ class Recognised:
     censored: np.ndarray | None = None
     bounds: tuple[float, ...] = ()
     shown: int | None = None
+    hidden: np.ndarray | None = None
 
     @property
     def clipped(self) -> bool:
@@ -248,8 +251,10 @@ def recognise(answers: np.ndarray, owner_outputs: np.ndarray | None = None) -> R
     if kind == "raw" and step is None:  # a grid repeats values anyway: rounded answers are decided at the coarse scale
         mask, bounds = censored(rows, None if owner_outputs is None
                                 else np.asarray(owner_outputs).reshape(len(owner_outputs), -1))
-    shown_k = int((rows > 0).sum(axis=1).max()) if kind == "top-k probabilities" else None
-    return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated, mask, tuple(bounds), shown_k)
+    top_k = kind == "top-k probabilities"
+    shown_k = int((rows > 0).sum(axis=1).max()) if top_k else None
+    return Recognised(kind, undone.reshape(answers.shape), centred, step, saturated, mask, tuple(bounds), shown_k,
+                      rows <= 0 if top_k else None)
 
 
 def measure_suspect(measurement: Measurement, model: Model, probes: Probes,
