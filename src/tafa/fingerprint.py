@@ -883,8 +883,8 @@ class Fingerprint:
         if (recognised is None or recognised.kind != "top-k probabilities" or recognised.quantised is not None
                 or not ShownStage.applies(measurement, self.probes, self.owner_signature)):
             return None
-        assert isinstance(measurement, Derivatives)
-        return ShownStage(measurement, self.probes, self.owner_signature)
+        assert isinstance(measurement, Derivatives) and recognised.hidden is not None
+        return ShownStage(measurement, self.probes, self.owner_signature, counts=(~recognised.hidden).sum(axis=1))
 
     def _verify_coarse(self, model: Model, references: list[ModelLike], coarse: tuple[Score, float, Recognised] | None,
                        fine: float | None, recognised: Recognised | None, evasion: EvasionCheck | None, *, alpha: float,

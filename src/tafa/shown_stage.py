@@ -21,6 +21,8 @@ on the shown classes").
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .decide.similarity import Score
@@ -39,11 +41,16 @@ class ShownStage:
     """The first stage's comparison on the outputs a suspect shows (module doc): its measurement,
     probes and the owner's signature."""
 
-    def __init__(self, measurement: Derivatives, probes: Probes, owner: Signature) -> None:
+    def __init__(self, measurement: Derivatives, probes: Probes, owner: Signature,
+                 counts: np.ndarray | None = None) -> None:
         self.measurement = measurement
         self.probes = probes
         self.owner = owner
         self.groups = np.asarray(probes.extra["group"]).astype(int)
+        #: How many values the suspect showed at each input (``None``: every value a model answers):
+        #: a model scored here shows as many, its largest, so that a list whose length moves with the
+        #: input is replayed as it was answered, not longer (more classes would make another statistic).
+        self.counts = None if counts is None else np.asarray(counts, dtype=np.int64).reshape(-1)
 
     @classmethod
     def applies(cls, measurement: object, probes: Probes, owner: Signature) -> bool:
@@ -66,9 +73,20 @@ class ShownStage:
         return Score(value, cosines[usable], {"local": value, "probes": float(usable.sum())})
 
     def score(self, model: Model) -> Score:
-        """``model`` asked at the first stage's inputs and compared on the outputs it shows."""
+        """``model`` asked at the first stage's inputs and compared on the outputs it shows (at each
+        input no more than the suspect showed there, its largest)."""
         answers = model(self.measurement.inputs(self.probes))
-        return self.compare(recognise(answers, self.owner.get("outputs")))
+        recognised = recognise(answers, self.owner.get("outputs"))
+        if self.counts is None:
+            return self.compare(recognised)
+        values = np.asarray(recognised.answers, dtype=np.float64).reshape(len(answers), -1)
+        if recognised.hidden is not None:
+            values = np.where(recognised.hidden, -np.inf, values)
+        ranks = np.argsort(np.argsort(-values, axis=1, kind="stable"), axis=1)
+        hidden = ranks >= self.counts[:, None]
+        if recognised.hidden is not None:
+            hidden |= recognised.hidden
+        return self.compare(replace(recognised, hidden=hidden))
 
 
 __all__ = ["SHOWN_STAGE", "ShownStage"]
