@@ -346,7 +346,7 @@ def test_the_first_stage_on_the_classes_a_top_k_list_shows(classifier, fingerpri
     assert recognised.hidden.sum(axis=1).tolist() == [7] * len(inputs)
     stage = fingerprint.shown_stage(recognised)
     assert stage is not None and stage.compare(recognised).value == pytest.approx(1.0, abs=1e-9)
-    shown = stage.compare(recognised).parts["probes"]
+    shown = stage.compare(recognised).per_point.size
     assert 0 < shown <= len(fingerprint.probes)
     int8 = stage.score(top3.apply(TorchModel(quantize(classifier.owner, 8), classifier.input_shape))).value
     other = stage.score(top3.apply(TorchModel(classifier.independent, classifier.input_shape))).value

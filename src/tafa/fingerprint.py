@@ -907,7 +907,7 @@ class Fingerprint:
             stages.append((f"{self.scheme.name} ({SHOWN_STAGE})", shown, shown.compare(recognised)))
             records.append({"name": stages[-1][0], "score": stages[-1][2].value, "queries": 0, "seconds": 0.0})
             notes.append(f"the answers are a top-{recognised.shown} list: the first stage compares the derivatives "
-                         f"of the classes shown at every input of a probe ({int(stages[-1][2].parts['probes'])} of "
+                         f"of the classes shown at every input of a probe ({stages[-1][2].per_point.size} of "
                          f"{len(self.probes)} probes show two or more), the references asked through the same list")
         if coarse is not None:  # decided with the differences averaged over jittered coarse steps
             stage = self.coarse_stage(averaged=True)
@@ -929,7 +929,8 @@ class Fingerprint:
             queries += records[-1]["queries"]
             seconds += records[-1]["seconds"]
             form = "labels only" if recognised is None else recognised.kind
-            beside = " beside the coarse scale" if coarse is not None else " alone, at the whole alpha"
+            beside = (" after the first stage on the shown classes" if shown is not None else "") + (
+                " beside the coarse scale" if coarse is not None else " alone, at the whole alpha")
             if is_free(self.labels.scheme):
                 notes.append(f"the answers keep little more than labels ({form}): the data-free label stage "
                              f"decides{beside} (how the suspect trades the owner's two leading classes off at "
@@ -981,8 +982,11 @@ class Fingerprint:
                              f"averaged over {len(JITTER)} steps within {max(abs(j) for j in JITTER):.0%} of it) "
                              f"against the references' scores there; the fine-scale score was {fine:.4f}")
             else:
-                notes.append(f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, averaged over "
-                             f"{len(JITTER)} steps) beside the label stage; the fine-scale score was {fine:.4f}")
+                where = ("the third stage, after the shown classes and the label stage" if shown is not None
+                         else "beside the label stage")
+                notes.append(f"the coarse step ({COARSE_SCALE:g} times the domain's scale, averaged over {len(JITTER)} "
+                             f"steps) decides {where}; the fine-scale score (every class, the zeroed ones at a floor) "
+                             f"was {fine:.4f}")
             if coarse[2].note:
                 notes.append(coarse[2].note)
         unresolved = None
@@ -995,6 +999,8 @@ class Fingerprint:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
         parts = [SHOWN_STAGE] * (shown is not None) + ["coarse scale"] * (coarse is not None) + ["labels"] * labels
+        if shown is not None:  # in the order they decide
+            parts.sort(key=lambda part: part == "coarse scale")
         kind = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
         return Verdict.decide(stages[0][2], rule, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=f"{self.scheme.name} ({kind})", fingerprint_sha256=self.sha256,
@@ -1003,7 +1009,7 @@ class Fingerprint:
                               evasion=None if evasion is None else evasion.to_dict(),
                               coarse=None if coarse is None or coarse_score is None else {
                                   "score": coarse_score.value, "roughness": coarse[1],
-                                  "single_step_score": coarse[0].value, "decides": True})
+                                  "single_step_score": coarse[0].value, "decides": shown is None})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
                         owner_data: np.ndarray | None = None,

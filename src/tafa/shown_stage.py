@@ -70,7 +70,7 @@ class ShownStage:
         cosines = shown_cosines(self.owner["derivatives"], signature["derivatives"], shown, self.groups)
         usable = np.isfinite(cosines)
         value = float(np.median(cosines[usable])) if usable.any() else 0.0
-        return Score(value, cosines[usable], {"local": value, "probes": float(usable.sum())})
+        return Score(value, cosines[usable], {"local": value})
 
     def score(self, model: Model) -> Score:
         """``model`` asked at the first stage's inputs and compared on the outputs it shows (at each
