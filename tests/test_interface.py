@@ -357,3 +357,28 @@ def test_the_first_stage_on_the_classes_a_top_k_list_shows(classifier, fingerpri
     for name in ("softmax", "softmax_round2", "one_hot"):
         assert fingerprint.shown_stage(recognise(get_interface(name).apply(owner)(inputs),
                                                  fingerprint.owner_signature["outputs"])) is None
+
+
+def test_the_boundary_geometry_on_the_classes_a_top_k_list_shows(classifier, owner):
+    """Behind a top-3 list the boundary geometry reads the log of each value shown, compares slopes on
+    the classes both sides show (centred across them) and measures each jump on the classes its inputs
+    all show: the int8 copy keeps the owner's kinks (measured 0.687), the independent model does not
+    (0.422); a list whose length moves with the input gets no such stage (its references could not be
+    asked through the same list at the geometry's adaptive queries)."""
+    from tafa.signature.derivatives import Derivatives
+
+    fingerprint = Fingerprint.create(classifier.owner, classifier.domain, input_shape=classifier.input_shape)
+    measurement = fingerprint.scheme.make_signature()
+    assert isinstance(measurement, Derivatives) and fingerprint.second is not None
+    inputs = measurement.inputs(fingerprint.probes)
+    top3 = get_interface("top3")
+    geometry = fingerprint.shown_geometry(recognise(top3.apply(owner)(inputs), fingerprint.owner_signature["outputs"]))
+    assert geometry is not None and geometry.scheme.make_signature().shown
+    int8 = geometry.score(top3.apply(TorchModel(quantize(classifier.owner, 8), classifier.input_shape))).value
+    other = geometry.score(top3.apply(TorchModel(classifier.independent, classifier.input_shape))).value
+    assert int8 > other + 0.15, (int8, other)
+    answers = top3.apply(owner)(inputs)
+    third = np.argsort(answers[::2], axis=1)[:, -3:-2]  # every other input shows two classes
+    np.put_along_axis(answers[::2], third, 0.0, axis=1)
+    shifting = recognise(answers, fingerprint.owner_signature["outputs"])
+    assert fingerprint.shown_stage(shifting) is not None and fingerprint.shown_geometry(shifting) is None

@@ -158,8 +158,10 @@ def test_a_confidence_router_hides_a_one_hot_copy_from_the_label_stage_but_never
 
 #: Measured on the committed classifier, 40 references at alpha 0.05 (the label stage at 0.025 beside
 #: the coarse scale; alone at 0.05 for one-hot answers): the int8 copy's label-stage score clears its
-#: threshold by 0.07 (rounded to 2 decimals), 0.06 (3), 0.10 (top-3) and 0.22 (one-hot); the
-#: 50%-pruned copy's by 0.06-0.21. The independent models stay 0.17 or more below theirs. The
+#: threshold by 0.07 (rounded to 2 decimals), 0.06 (3) and 0.22 (one-hot); the 50%-pruned copy's by
+#: 0.06-0.21. Behind a top-3 list the label stage is the third of four stages (after the first stage
+#: and the boundary geometry on the classes shown), calibrated here with the parametric tail at 0.0125:
+#: 0.037 (0.824 against 0.787). The independent models stay 0.17 or more below theirs. The
 #: assertions keep half of the smallest margin.
 LABEL_LEVEL = ("softmax_round2", "softmax_round3", "top3", "one_hot")
 
@@ -180,11 +182,12 @@ def test_the_data_free_label_stage_judges_label_level_copies_derived_and_never_a
         interface, plain, classifier, references):
     wrap = get_interface(interface)
     copy = plain.verify(wrap.apply(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy")), references,
-                        alpha=0.05)
-    assert copy.decision.value == "derived" and _label_margin(copy) > 0.03, copy.to_json()
+                        alpha=0.05, parametric=interface == "top3")  # top-3: the label stage is the third of four
+    assert copy.decision.value == "derived" and _label_margin(copy) > (0.015 if interface == "top3" else 0.03), \
+        copy.to_json()
     assert any("data-free label stage decides" in note for note in copy.notes)
     other = plain.verify(wrap.apply(TorchModel(classifier.independent, SHAPE, name="independent")), references,
-                         alpha=0.05)
+                         alpha=0.05, parametric=interface == "top3")
     assert other.decision.value != "derived" and _label_margin(other) < -0.1, other.to_json()
 
 

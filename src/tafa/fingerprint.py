@@ -886,6 +886,19 @@ class Fingerprint:
         assert isinstance(measurement, Derivatives) and recognised.hidden is not None
         return ShownStage(measurement, self.probes, self.owner_signature, counts=(~recognised.hidden).sum(axis=1))
 
+    def shown_geometry(self, recognised: Recognised | None) -> "Fingerprint | None":
+        """The boundary geometry read on the classes a top-k list shows (:class:`~tafa.signature.kinks.Kinks`
+        with ``shown``), for a fingerprint with that stage and answers recognised as a list of one
+        length at every input (the references are asked through the same list, which its queries,
+        chosen from the answers, cannot replay input by input); ``None`` otherwise."""
+        if self.second is None or self.shown_stage(recognised) is None or recognised is None \
+                or recognised.hidden is None or self.second.scheme.signature != "kinks":
+            return None
+        if len(np.unique(recognised.hidden.sum(axis=1))) != 1:
+            return None
+        scheme = self.second.scheme
+        return replace(self.second, scheme=replace(scheme, signature_params={**scheme.signature_params, "shown": True}))
+
     def _verify_coarse(self, model: Model, references: list[ModelLike], coarse: tuple[Score, float, Recognised] | None,
                        fine: float | None, recognised: Recognised | None, evasion: EvasionCheck | None, *, alpha: float,
                        parametric: bool, ready: bool, queries: int, seconds: float, progress: bool,
@@ -940,9 +953,21 @@ class Fingerprint:
                 notes.append(f"the answers keep little more than labels ({form}): the label stage decides{beside} "
                              f"(the suspect's label at {len(self.labels.probes)} points just across the owner's "
                              "decision boundaries, found from the owner's inputs, against the owner's)")
+        geometry = self.shown_geometry(recognised) if shown is not None else None
+        if geometry is not None:  # the boundary geometry on the same classes
+            started, before = time.perf_counter(), model.queries
+            stages.append((f"{geometry.scheme.name} ({SHOWN_STAGE})", geometry, geometry.score(model)))
+            records.append({"name": stages[-1][0], "score": stages[-1][2].value, "queries": model.queries - before,
+                            "seconds": time.perf_counter() - started})
+            queries += records[-1]["queries"]
+            seconds += records[-1]["seconds"]
         coarse_score = next((score for name, _, score in stages if name.endswith("(coarse scale)")), None)
-        if shown is not None and labels:  # the shown classes, then the label stage, then the coarse scale
-            order = sorted(range(len(stages)), key=lambda i: stages[i][0].endswith("(coarse scale)"))
+        if shown is not None:  # the shown classes (first stage, geometry), then the label stage, then the coarse scale
+            def rank(name: str) -> int:
+                return 3 if name.endswith("(coarse scale)") else 2 if name == LABEL_STAGE else (
+                    0 if name.startswith(self.scheme.name + " ") else 1)
+
+            order = sorted(range(len(stages)), key=lambda i: rank(stages[i][0]))
             stages, records = [stages[i] for i in order], [records[i] for i in order]
         rule = None
         if references:
@@ -952,7 +977,8 @@ class Fingerprint:
             def scored(name: str, stage: Fingerprint | ShownStage, models: list[Model]) -> list[float]:
                 """References scored by a stage; by the data-free label stage and on the shown classes, through
                 the suspect's interface."""
-                if isinstance(stage, ShownStage) or (name == LABEL_STAGE and is_free(stage.scheme)):
+                if isinstance(stage, ShownStage) or name.endswith(f"({SHOWN_STAGE})") \
+                        or (name == LABEL_STAGE and is_free(stage.scheme)):
                     return asked_scores(lambda m: stage.score(m).value, models, model, recognised)
                 return stage.scores(models, progress=progress, desc=f"references, {name}")
 
@@ -998,7 +1024,8 @@ class Fingerprint:
         elif model.labels_only:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
-        parts = [SHOWN_STAGE] * (shown is not None) + ["coarse scale"] * (coarse is not None) + ["labels"] * labels
+        parts = ([SHOWN_STAGE] * (shown is not None) + ["their boundary geometry"] * (geometry is not None)
+                 + ["coarse scale"] * (coarse is not None) + ["labels"] * labels)
         if shown is not None:  # in the order they decide
             parts.sort(key=lambda part: part == "coarse scale")
         kind = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)

@@ -118,11 +118,12 @@ class Scored:
     censored: tuple[float, ...] = ()
     inside: int = 0
     too_few: bool = False
-    #: A lossy row answering a top-k list: its first stage on the classes shown
-    #: (:mod:`tafa.shown_stage`; NaN: none), and the calibration rows' asked through its list, in
-    #: their order. It decides first, then the label stage, then the coarse scale, as in verify.
-    shown: float = float("nan")
-    shown_references: tuple[float, ...] = ()
+    #: A lossy row answering a top-k list: its scores on the classes shown (the first stage,
+    #: :mod:`tafa.shown_stage`, then the boundary geometry where the fingerprint has it; empty: none),
+    #: and per stage the calibration rows' asked through its list, in their order. They decide first,
+    #: then the label stage, then the coarse scale, as in verify.
+    shown: tuple[float, ...] = ()
+    shown_references: tuple[tuple[float, ...], ...] = ()
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -182,6 +183,7 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
         return rows
     values = metrics.evidence_decades([r.coarse if (r.rough or r.lossy) and not r.labels_alone else 0.0
                                        for r in rows], references)
+    coarse = values.copy()
     labels = [r.labels for r in rows if r.role == "calibration" and np.isfinite(r.labels)]
 
     def against(row: Scored) -> list[float]:
@@ -192,12 +194,13 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
     if any(r.lossy and len(against(r)) >= 2 for r in rows):
         by_labels = np.array([metrics.evidence_decades([r.labels], against(r))[0]
                               if r.lossy and len(against(r)) >= 2 else 0.0 for r in rows])
-        by_shown = np.array([metrics.evidence_decades([r.shown], list(r.shown_references))[0]
-                             if len(r.shown_references) >= 2 else 0.0 for r in rows])
-        three = np.array([len(r.shown_references) >= 2 for r in rows])
         values = np.where([r.labels_alone for r in rows], by_labels,
-                          np.where(three, _bonferroni([by_shown, by_labels, values]),
-                                   np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values)))
+                          np.where([r.lossy for r in rows], _bonferroni([values, by_labels]), values))
+        for i, row in enumerate(rows):  # a top-k row: the shown classes' stages too
+            if row.shown_references and len(row.shown_references[0]) >= 2:
+                shown = [metrics.evidence_decades([value], list(asked))[0]
+                         for value, asked in zip(row.shown, row.shown_references)]
+                values[i] = _bonferroni([np.array([v]) for v in [*shown, by_labels[i], coarse[i]]])[0]
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)),
                     score=float(v) if staged or r.lossy else r.coarse) if r.rough or r.lossy else r
             for r, v in zip(rows, values)]
@@ -254,11 +257,11 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                 # through the row's interface (the label stage's own scores where the row has none)
                 if row.shown_references and row.role != "calibration":
                     asked = row.label_references or tuple(r.labels for r in references)
+                    names = [SHOWN_STAGE, f"geometry ({SHOWN_STAGE})"][:len(row.shown)] + [LABEL_STAGE, "coarse"]
                     rule.per_suspect[row.model] = Rule.from_references(
-                        [r.model for r in references], list(row.shown_references), alpha,
-                        stage_names=[SHOWN_STAGE, LABEL_STAGE, "coarse"], copy_line=copy_line,
-                        parametric=len(references) < references_needed(alpha / 3),
-                        later=_picked(asked, tuple(coarse)))
+                        [r.model for r in references], list(row.shown_references[0]), alpha, stage_names=names,
+                        copy_line=copy_line, parametric=len(references) < references_needed(alpha / len(names)),
+                        later=_picked(*row.shown_references[1:], asked, tuple(coarse)))
             for row in rows:  # the data-free label stage: the references asked through the row's interface
                 if row.label_references and row.role != "calibration" and not row.labels_alone \
                         and not row.shown_references:
@@ -304,7 +307,7 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
     if row.labels_alone:
         return Decision.UNDECIDED if own is None else own.decide([row.labels])
     if row.lossy and row.shown_references:
-        return Decision.UNDECIDED if own is None else own.decide([row.shown, row.labels, row.coarse])
+        return Decision.UNDECIDED if own is None else own.decide([*row.shown, row.labels, row.coarse])
     if row.lossy:
         rule = own or calibration.coarse_labels
         return Decision.UNDECIDED if rule is None else rule.decide([row.coarse, row.labels])
@@ -442,17 +445,21 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
                 replayed[key] = tuple(asked_scores(lambda m: stage.score(m).value, list(references_in_order), suspect,
                                                    recognised))
             asked = replayed[key]
-        shown = float("nan")
-        shown_asked: tuple[float, ...] = ()
+        shown: tuple[float, ...] = ()
+        shown_asked: tuple[tuple[float, ...], ...] = ()
         reading = fingerprint.shown_stage(recognised) if lossy and not alone and role != "calibration" else None
-        if reading is not None and recognised is not None:  # a top-k list: the first stage on the classes shown
-            shown = reading.compare(recognised).value
-            listed = ("shown", recognised.kind, recognised.quantised, recognised.shown)
-            if listed not in replayed:
-                seen = reading
-                replayed[listed] = tuple(asked_scores(lambda m: seen.score(m).value, list(references_in_order),
-                                                      suspect, recognised))
-            shown_asked = replayed[listed]
+        if reading is not None and recognised is not None:  # a top-k list: the stages on the classes shown
+            geometry = fingerprint.shown_geometry(recognised)
+            readers: list[Callable[[Model], float]] = [lambda m: reading.score(m).value]
+            if geometry is not None:
+                readers.append(lambda m: geometry.score(m).value)
+            shown = (reading.compare(recognised).value, *[read(suspect) for read in readers[1:]])
+            for i, read in enumerate(readers):
+                listed = ("shown", i, recognised.kind, recognised.quantised,
+                          hashlib.sha256(reading.counts.tobytes() if reading.counts is not None else b"").hexdigest())
+                if listed not in replayed:
+                    replayed[listed] = tuple(asked_scores(read, list(references_in_order), suspect, recognised))
+                shown_asked += (replayed[listed],)
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,

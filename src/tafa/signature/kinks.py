@@ -66,7 +66,8 @@ class Kinks(Measurement):
 
     adaptive = True
 
-    def __init__(self, budget: int = 5000, cells: int = 47, bisections: int = 4, consistency: float = 0.05) -> None:
+    def __init__(self, budget: int = 5000, cells: int = 47, bisections: int = 4, consistency: float = 0.05,
+                 shown: bool = False) -> None:
         check_param("budget", budget, "an integer >= 1", isinstance(budget, int) and budget >= 1, caller="Kinks")
         check_param("cells", cells, "an odd integer >= 3", isinstance(cells, int) and cells >= 3 and cells % 2 == 1,
                     caller="Kinks")
@@ -76,6 +77,9 @@ class Kinks(Measurement):
         self.cells = cells
         self.bisections = bisections
         self.consistency = float(consistency)
+        #: Read a top-k list: the log of each value it shows, the zeroed ones unknown; slopes are then
+        #: compared on the classes both show, centred across them (the log-sum-exp's part is common).
+        self.shown = bool(shown)
 
     # -- the fixed-list interface does not apply to an adaptive measurement
     def inputs(self, probes: Probes) -> np.ndarray:
@@ -115,9 +119,15 @@ class Kinks(Measurement):
 
         def ask(inputs: np.ndarray) -> np.ndarray:
             try:
-                return model(inputs.reshape(len(inputs), *shape)).reshape(len(inputs), -1)
+                answers = model(inputs.reshape(len(inputs), *shape)).reshape(len(inputs), -1)
             except NonFiniteOutput:
                 raise _Spent from None
+            if not self.shown:
+                return answers
+            with np.errstate(divide="ignore"):
+                return np.where(answers > 0, np.log(np.where(answers > 0, answers, 1.0)), np.nan)
+
+        gap = _shown_gap if self.shown else _gap
 
         def slopes(index: np.ndarray, t: np.ndarray) -> np.ndarray:
             """Derivatives along the lines ``index`` at ``p + t u`` (``t``: ``(len, G)``), ``(len, G, m)``."""
@@ -134,7 +144,7 @@ class Kinks(Measurement):
                 # 1. scan: the cell whose ends differ most holds the strongest kink
                 grid = np.linspace(-1.0, 1.0, self.cells + 1)[None] * window[index][:, None]
                 scanned = slopes(index, grid)
-                change = np.linalg.norm(scanned[:, 1:] - scanned[:, :-1], axis=2)
+                change = gap(scanned[:, 1:], scanned[:, :-1])
                 cell = np.argmax(change, axis=1)
                 rows = np.arange(len(index))
                 low, high = grid[rows, cell], grid[rows, cell + 1]
@@ -143,7 +153,7 @@ class Kinks(Measurement):
                 for _ in range(self.bisections):
                     middle = 0.5 * (low + high)
                     s = slopes(index, middle[:, None])[:, 0]
-                    left = np.linalg.norm(s - slope_low, axis=1) >= np.linalg.norm(slope_high - s, axis=1)
+                    left = gap(s, slope_low) >= gap(slope_high, s)
                     high = np.where(left, middle, high)
                     low = np.where(left, low, middle)
                     slope_high = np.where(left[:, None], s, slope_high)
@@ -157,10 +167,15 @@ class Kinks(Measurement):
                 before, after = sides
                 # ... and one derivative of the scan asked again: a suspect must answer it alike
                 again = slopes(index, grid[rows, cell][:, None])[:, 0]
-                stray = np.linalg.norm(again - scanned[rows, cell], axis=1)
+                stray = gap(again, scanned[rows, cell])
                 steady = stray <= self.consistency * change[rows, cell]
                 for row, line_index in enumerate(index):
                     difference = after[row, :k] - before[row, :k]
+                    if self.shown:  # the classes shown at every input of the jump, centred across them
+                        known = np.all(np.isfinite(difference), axis=0)
+                        difference = difference[:, known] - difference[:, known].mean(axis=1, keepdims=True)
+                        if difference.shape[1] < 2:
+                            continue
                     if not steady[row] or not np.any(difference):
                         continue
                     vector = np.linalg.svd(difference, full_matrices=False)[0][:, 0]
@@ -175,6 +190,24 @@ class Kinks(Measurement):
         if "spread" in probes.extra:
             signature["spread"] = np.asarray(probes.extra["spread"], dtype=np.float64).reshape(n)
         return signature
+
+def _gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How far two slopes differ, per row (the last axis: outputs)."""
+    return np.asarray(np.linalg.norm(a - b, axis=-1))
+
+
+def _shown_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_gap` on the outputs both slopes know (shown by a top-k list at every input), each
+    centred across them; 0 where fewer than two are known."""
+    known = np.isfinite(a) & np.isfinite(b)
+    count = known.sum(axis=-1, keepdims=True)
+
+    def centred(x: np.ndarray) -> np.ndarray:
+        x = np.where(known, x, 0.0)
+        return np.where(known, x - x.sum(axis=-1, keepdims=True) / np.maximum(count, 1), 0.0)
+
+    return np.where(count[..., 0] >= 2, np.linalg.norm(centred(a) - centred(b), axis=-1), 0.0)
+
 
 def _sizes(probes: Probes) -> tuple[int, int]:
     if probes.directions is None or probes.steps is None or "line" not in probes.extra \
