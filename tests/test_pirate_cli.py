@@ -201,7 +201,9 @@ def test_a_copy_behind_an_interface_is_derived_through_the_cli(interface, classi
         assert [stage["name"] for stage in verdict["stages"]] == [
             "tafa (shown classes)", "tafa-boundary (shown classes)", "labels", "tafa (coarse scale)"], verdict
         shown = verdict["stages"][0]
-        assert shown["score"] - shown["threshold"] > 0.03 and shown["queries"] == 0, verdict
+        assert shown["score"] - shown["threshold"] > 0.03, verdict
+        # 40 references at 0.05 calibrate the first two: the label stage and the coarse scale are not asked
+        assert all(stage["score"] is None and stage["queries"] == 0 for stage in verdict["stages"][2:]), verdict
     elif interface in LABEL_LEVEL:
         assert [stage["name"] for stage in verdict["stages"]][-1] == "labels", verdict
     if interface in ("softmax", "one_hot", "top3"):  # one interface undone, two label-level (the bench has all)

@@ -29,6 +29,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Union
 
@@ -911,68 +912,47 @@ class Fingerprint:
         fingerprint with a label stage) the label stage decides beside it, each at its share of
         ``alpha`` (:class:`~tafa.decide.rule.Rule`); alone, at the whole ``alpha``, without a
         coarse scale (a labels-only suspect). With ``shown`` (a top-k list) the first stage on the
-        classes it shows decides first, then the label stage, then the coarse scale, as many of them
-        as the references support (:meth:`~tafa.decide.rule.Rule.stages_supported`)."""
-        stages: list[tuple[str, Fingerprint | ShownStage, Score]] = []
-        records: list[dict[str, Any]] = []  # what the verdict shows of each stage
+        classes it shows decides first (and the boundary geometry on them, :meth:`shown_geometry`),
+        then the label stage, then the coarse scale, as many of them as the references support
+        (:meth:`~tafa.decide.rule.Rule.stages_supported`). The rule is made first, and the suspect is
+        asked only at the stages it calibrates (at every one: each is evidence of its own)."""
         notes: list[str] = []
+        # the stages in the order they decide, each with how the suspect is measured there
+        planned: list[tuple[str, Fingerprint | ShownStage, Callable[[], Score]]] = []
         if shown is not None and recognised is not None:  # the first stage's answers, already asked
-            stages.append((f"{self.scheme.name} ({SHOWN_STAGE})", shown, shown.compare(recognised)))
-            records.append({"name": stages[-1][0], "score": stages[-1][2].value, "queries": 0, "seconds": 0.0})
+            reading = shown.compare(recognised)
+            planned.append((f"{self.scheme.name} ({SHOWN_STAGE})", shown, lambda: reading))
             notes.append(f"the answers are a top-{recognised.shown} list: the first stage compares the derivatives "
-                         f"of the classes shown at every input of a probe ({stages[-1][2].per_point.size} of "
+                         f"of the classes shown at every input of a probe ({reading.per_point.size} of "
                          f"{len(self.probes)} probes show two or more), the references asked through the same list")
-        if coarse is not None:  # decided with the differences averaged over jittered coarse steps
-            stage = self.coarse_stage(averaged=True)
-            assert stage is not None
-            started, before = time.perf_counter(), model.queries
-            averaged = stage.score(model)
-            queries += model.queries - before
-            seconds += time.perf_counter() - started
-            stages.append((f"{self.scheme.name} (coarse scale)", stage, averaged))
-            checked = 0 if evasion is None else evasion.queries  # the evasion check's: counted apart, as verify does
-            records.append({"name": stages[-1][0], "score": averaged.value, "queries": queries - checked,
-                            "seconds": seconds})
+        geometry = self.shown_geometry(recognised) if shown is not None else None
+        if geometry is not None:  # the boundary geometry on the same classes
+            planned.append((f"{geometry.scheme.name} ({SHOWN_STAGE})", geometry, partial(geometry.score, model)))
+        averaged_stage = self.coarse_stage(averaged=True) if coarse is not None else None
+        if averaged_stage is not None and shown is None:  # the differences averaged over jittered coarse steps
+            planned.append((f"{self.scheme.name} (coarse scale)", averaged_stage, partial(averaged_stage.score, model)))
         if labels:
             assert self.labels is not None
-            started, before = time.perf_counter(), model.queries
-            stages.append((LABEL_STAGE, self.labels, self.labels.score(model)))
-            records.append({"name": LABEL_STAGE, "score": stages[-1][2].value, "queries": model.queries - before,
-                            "seconds": time.perf_counter() - started})
-            queries += records[-1]["queries"]
-            seconds += records[-1]["seconds"]
+            planned.append((LABEL_STAGE, self.labels, partial(self.labels.score, model)))
             form = "labels only" if recognised is None else recognised.kind
             beside = (" after the first stage on the shown classes" if shown is not None else "") + (
                 " beside the coarse scale" if coarse is not None else " alone, at the whole alpha")
             if is_free(self.labels.scheme):
-                notes.append(f"the answers keep little more than labels ({form}): the data-free label stage "
-                             f"decides{beside} (how the suspect trades the owner's two leading classes off at "
-                             f"{len(self.labels.probes)} points near the owner's decision boundaries, found without "
-                             "data, against the owner's; the references asked through the same interface)")
+                label_note = (f"the answers keep little more than labels ({form}): the data-free label stage "
+                              f"decides{beside} (how the suspect trades the owner's two leading classes off at "
+                              f"{len(self.labels.probes)} points near the owner's decision boundaries, found without "
+                              "data, against the owner's; the references asked through the same interface)")
             else:
-                notes.append(f"the answers keep little more than labels ({form}): the label stage decides{beside} "
-                             f"(the suspect's label at {len(self.labels.probes)} points just across the owner's "
-                             "decision boundaries, found from the owner's inputs, against the owner's)")
-        geometry = self.shown_geometry(recognised) if shown is not None else None
-        if geometry is not None:  # the boundary geometry on the same classes
-            started, before = time.perf_counter(), model.queries
-            stages.append((f"{geometry.scheme.name} ({SHOWN_STAGE})", geometry, geometry.score(model)))
-            records.append({"name": stages[-1][0], "score": stages[-1][2].value, "queries": model.queries - before,
-                            "seconds": time.perf_counter() - started})
-            queries += records[-1]["queries"]
-            seconds += records[-1]["seconds"]
-        coarse_score = next((score for name, _, score in stages if name.endswith("(coarse scale)")), None)
-        if shown is not None:  # the shown classes (first stage, geometry), then the label stage, then the coarse scale
-            def rank(name: str) -> int:
-                return 3 if name.endswith("(coarse scale)") else 2 if name == LABEL_STAGE else (
-                    0 if name.startswith(self.scheme.name + " ") else 1)
-
-            order = sorted(range(len(stages)), key=lambda i: rank(stages[i][0]))
-            stages, records = [stages[i] for i in order], [records[i] for i in order]
+                label_note = (f"the answers keep little more than labels ({form}): the label stage decides{beside} "
+                              f"(the suspect's label at {len(self.labels.probes)} points just across the owner's "
+                              "decision boundaries, found from the owner's inputs, against the owner's)")
+        if averaged_stage is not None and shown is not None:  # after the shown classes and the labels
+            planned.append((f"{self.scheme.name} (coarse scale)", averaged_stage, partial(averaged_stage.score, model)))
+        names = [name for name, _, _ in planned]
         rule = None
         if references:
             kept, cleaned = self.distinct_references(references, model)
-            first_stage = stages[0][1]
+            first_stage = planned[0][1]
 
             def scored(name: str, stage: Fingerprint | ShownStage, models: list[Model]) -> list[float]:
                 """References scored by a stage; by the data-free label stage and on the shown classes, through
@@ -982,21 +962,45 @@ class Fingerprint:
                     return asked_scores(lambda m: stage.score(m).value, models, model, recognised)
                 return stage.scores(models, progress=progress, desc=f"references, {name}")
 
-            first = scored(stages[0][0], first_stage, kept)
+            first = scored(names[0], first_stage, kept)
 
             def later(keep: list[int]) -> list[list[float]]:
-                return [scored(name, stage, [kept[i] for i in keep]) for name, stage, _ in stages[1:]]
+                return [scored(name, stage, [kept[i] for i in keep]) for name, stage, _ in planned[1:]]
 
             lined = self if isinstance(first_stage, ShownStage) else first_stage  # the shown classes: the first stage's
-            rule = Rule.from_references([m.name for m in kept], first, alpha,
-                                        stage_names=[name for name, _, _ in stages], copy_line=lined.copy_line(),
-                                        parametric=parametric, notes=cleaned, later=later)
-        elif ready:
-            notes.append(f"the {' and '.join(name for name, _, _ in stages)} stage that decides this suspect needs the "
-                         "references themselves (--references), not a stored calibration: no decision")
-        else:
+            rule = Rule.from_references([m.name for m in kept], first, alpha, stage_names=names,
+                                        copy_line=lined.copy_line(), parametric=parametric, notes=cleaned, later=later)
+        # the suspect at each stage the rule calibrates (every stage without one: each is reported, as
+        # evidence of its own); the first stage's record carries the queries already asked (the first
+        # stage's and the coarse check's)
+        checked = 0 if evasion is None else evasion.queries  # the evasion check's: counted apart, as verify does
+        stages: list[tuple[str, Fingerprint | ShownStage, Score | None]] = []
+        records: list[dict[str, Any]] = []  # what the verdict shows of each stage
+        calibrated = len(planned) if rule is None else len(rule.stages)
+        for index, (name, stage, measure) in enumerate(planned):
+            if index >= calibrated:
+                stages.append((name, stage, None))
+                records.append({"name": name, "score": None, "queries": 0, "seconds": 0.0})
+                continue
+            started, before = time.perf_counter(), model.queries
+            measured = measure()
+            stages.append((name, stage, measured))
+            records.append({"name": name, "score": measured.value, "queries": model.queries - before,
+                            "seconds": time.perf_counter() - started})
+            if index == 0:
+                records[-1]["queries"] += queries - checked
+                records[-1]["seconds"] += seconds
+            queries += model.queries - before
+            seconds += time.perf_counter() - started
+        coarse_score = next((score for name, _, score in stages if name.endswith("(coarse scale)")), None)
+        if any(name == LABEL_STAGE and score is not None for name, _, score in stages):
+            notes.append(label_note)
+        if not references and ready:
+            notes.append(f"the {' and '.join(names)} stage that decides this suspect needs the references "
+                         "themselves (--references), not a stored calibration: no decision")
+        elif not references:
             notes.append("no references: score reported, no decision made")
-        if coarse is not None:
+        if coarse is not None and coarse_score is not None:
             relative = coarse[1]
             why = (f"answers on a grid of step {recognised.quantised:.3g}" if recognised is not None
                    and recognised.quantised is not None else
@@ -1029,6 +1033,7 @@ class Fingerprint:
         if shown is not None:  # in the order they decide
             parts.sort(key=lambda part: part == "coarse scale")
         kind = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+        assert stages[0][2] is not None  # the first stage is always measured
         return Verdict.decide(stages[0][2], rule, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=f"{self.scheme.name} ({kind})", fingerprint_sha256=self.sha256,
                               notes=notes, unresolved=unresolved, stages=records if len(records) > 1 else [],

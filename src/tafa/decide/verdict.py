@@ -134,7 +134,8 @@ class Verdict:
         rows = []
         for i, (stage, own) in enumerate(zip(self.stages, self._thresholds()), start=1):
             if stage.get("score") is None:
-                text = f"{stage['name']}: not run (an earlier stage decided)"
+                why = "an earlier stage decided" if own is not None else "too few references for it: see the note"
+                text = f"{stage['name']}: not run ({why})"
             elif own is not None and own.method is BoundMethod.EXACT:
                 side = "below" if own.fires(stage["score"]) else "not below"
                 text = (f"{stage['name']}: exact p-value {own.p_value(stage['score']):.3g}, {side} its level "
