@@ -51,7 +51,7 @@ from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
-from .signature.censoring import at_points, inside_points
+from .signature.censoring import MIN_INSIDE, at_points, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.derivatives import Derivatives
@@ -879,12 +879,18 @@ class Fingerprint:
 
     def shown_stage(self, recognised: Recognised | None) -> ShownStage | None:
         """The first stage on the classes a suspect shows (:mod:`tafa.shown_stage`), for answers
-        recognised as a top-k list not on a grid; ``None`` for any other."""
+        recognised as a top-k list not on a grid that leave at least
+        :data:`~tafa.signature.censoring.MIN_INSIDE` probes showing two classes or more at all their
+        inputs (a top-1 list, or one whose length moves much with the input, leaves too few: the
+        label stage and the coarse scale decide it as before); ``None`` for any other."""
         measurement = self.scheme.make_signature()
         if (recognised is None or recognised.kind != "top-k probabilities" or recognised.quantised is not None
                 or not ShownStage.applies(measurement, self.probes, self.owner_signature)):
             return None
         assert isinstance(measurement, Derivatives) and recognised.hidden is not None
+        shown = ~measurement.unknown(self.probes, recognised.hidden)
+        if int((shown.sum(axis=1) >= 2).sum()) < MIN_INSIDE:
+            return None
         return ShownStage(measurement, self.probes, self.owner_signature, counts=(~recognised.hidden).sum(axis=1))
 
     def shown_geometry(self, recognised: Recognised | None) -> "Fingerprint | None":
