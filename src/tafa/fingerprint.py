@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -126,6 +126,18 @@ def as_model(model: ModelLike, input_shape: tuple[int, ...] | None, name: str | 
             raise ShapeMismatch("A torch module needs its input shape (input_shape=...).")
         return TorchModel(model, tuple(input_shape), name=name)
     raise TypeError(f"Expected a tafa Model or a torch.nn.Module, got {type(model).__name__}.")
+
+
+class _Planned(NamedTuple):
+    """A stage of a label-level verification (:meth:`Fingerprint._verify_coarse`), as planned: its
+    name, what scores references there, how the suspect is measured, whether references are asked
+    through the suspect's interface, and what the verdict says of it when it runs."""
+
+    name: str
+    stage: "Fingerprint | ShownStage"
+    measure: Callable[[], Score]
+    asked_through: bool
+    note: str | None = None
 
 
 @dataclass
@@ -923,27 +935,32 @@ class Fingerprint:
         (:meth:`~tafa.decide.rule.Rule.stages_supported`). The rule is made first, and the suspect is
         asked only at the stages it calibrates (at every one: each is evidence of its own)."""
         notes: list[str] = []
-        # the stages in the order they decide, each with how the suspect is measured there
-        planned: list[tuple[str, Fingerprint | ShownStage, Callable[[], Score]]] = []
+        # the stages in the order they decide: how the suspect is measured there, whether the references
+        # are asked through the suspect's interface, and what the verdict says of the stage when it runs
+        planned: list[_Planned] = []
         if shown is not None and recognised is not None:  # the first stage's answers, already asked
             reading = shown.compare(recognised)
-            planned.append((f"{self.scheme.name} ({SHOWN_STAGE})", shown, lambda: reading))
-            notes.append(f"the answers are a top-{recognised.shown} list: the first stage compares the derivatives "
-                         f"of the classes shown at every input of a probe ({reading.per_point.size} of "
-                         f"{len(self.probes)} probes show two or more), the references asked through the same list")
+            planned.append(_Planned(
+                f"{self.scheme.name} ({SHOWN_STAGE})", shown, lambda: reading, True,
+                f"the answers are a top-{recognised.shown} list: the first stage compares the derivatives of the "
+                f"classes shown at every input of a probe ({reading.per_point.size} of {len(self.probes)} probes "
+                "show two or more), the references asked through the same list"))
         geometry = self.shown_geometry(recognised) if shown is not None else None
         if geometry is not None:  # the boundary geometry on the same classes
-            planned.append((f"{geometry.scheme.name} ({SHOWN_STAGE})", geometry, partial(geometry.score, model)))
+            planned.append(_Planned(f"{geometry.scheme.name} ({SHOWN_STAGE})", geometry,
+                                    partial(geometry.score, model), True))
         averaged_stage = self.coarse_stage(averaged=True) if coarse is not None else None
-        if averaged_stage is not None and shown is None:  # the differences averaged over jittered coarse steps
-            planned.append((f"{self.scheme.name} (coarse scale)", averaged_stage, partial(averaged_stage.score, model)))
+        coarse_entry = None if averaged_stage is None else _Planned(  # differences averaged over jittered steps
+            f"{self.scheme.name} (coarse scale)", averaged_stage, partial(averaged_stage.score, model), False)
+        if coarse_entry is not None and shown is None:
+            planned.append(coarse_entry)
         if labels:
             assert self.labels is not None
-            planned.append((LABEL_STAGE, self.labels, partial(self.labels.score, model)))
             form = "labels only" if recognised is None else recognised.kind
             beside = (" after the first stage on the shown classes" if shown is not None else "") + (
                 " beside the coarse scale" if coarse is not None else " alone, at the whole alpha")
-            if is_free(self.labels.scheme):
+            free = is_free(self.labels.scheme)
+            if free:
                 label_note = (f"the answers keep little more than labels ({form}): the data-free label stage "
                               f"decides{beside} (how the suspect trades the owner's two leading classes off at "
                               f"{len(self.labels.probes)} points near the owner's decision boundaries, found without "
@@ -952,55 +969,54 @@ class Fingerprint:
                 label_note = (f"the answers keep little more than labels ({form}): the label stage decides{beside} "
                               f"(the suspect's label at {len(self.labels.probes)} points just across the owner's "
                               "decision boundaries, found from the owner's inputs, against the owner's)")
-        if averaged_stage is not None and shown is not None:  # after the shown classes and the labels
-            planned.append((f"{self.scheme.name} (coarse scale)", averaged_stage, partial(averaged_stage.score, model)))
-        names = [name for name, _, _ in planned]
+            planned.append(_Planned(LABEL_STAGE, self.labels, partial(self.labels.score, model), free, label_note))
+        if coarse_entry is not None and shown is not None:  # after the shown classes and the labels
+            planned.append(coarse_entry)
+        names = [entry.name for entry in planned]
         rule = None
         if references:
             kept, cleaned = self.distinct_references(references, model)
-            first_stage = planned[0][1]
 
-            def scored(name: str, stage: Fingerprint | ShownStage, models: list[Model]) -> list[float]:
-                """References scored by a stage; by the data-free label stage and on the shown classes, through
-                the suspect's interface."""
-                if isinstance(stage, ShownStage) or name.endswith(f"({SHOWN_STAGE})") \
-                        or (name == LABEL_STAGE and is_free(stage.scheme)):
+            def scored(entry: _Planned, models: list[Model]) -> list[float]:
+                """References scored by a stage; through the suspect's interface where it says so."""
+                stage = entry.stage
+                if entry.asked_through:
                     return asked_scores(lambda m: stage.score(m).value, models, model, recognised)
-                return stage.scores(models, progress=progress, desc=f"references, {name}")
-
-            first = scored(names[0], first_stage, kept)
+                assert isinstance(stage, Fingerprint)
+                return stage.scores(models, progress=progress, desc=f"references, {entry.name}")
 
             def later(keep: list[int]) -> list[list[float]]:
-                return [scored(name, stage, [kept[i] for i in keep]) for name, stage, _ in planned[1:]]
+                return [scored(entry, [kept[i] for i in keep]) for entry in planned[1:]]
 
+            first_stage = planned[0].stage
             lined = self if isinstance(first_stage, ShownStage) else first_stage  # the shown classes: the first stage's
-            rule = Rule.from_references([m.name for m in kept], first, alpha, stage_names=names,
+            rule = Rule.from_references([m.name for m in kept], scored(planned[0], kept), alpha, stage_names=names,
                                         copy_line=lined.copy_line(), parametric=parametric, notes=cleaned, later=later)
         # the suspect at each stage the rule calibrates (every stage without one: each is reported, as
         # evidence of its own); the first stage's record carries the queries already asked (the first
         # stage's and the coarse check's)
         checked = 0 if evasion is None else evasion.queries  # the evasion check's: counted apart, as verify does
-        stages: list[tuple[str, Fingerprint | ShownStage, Score | None]] = []
+        scores: list[Score | None] = []
         records: list[dict[str, Any]] = []  # what the verdict shows of each stage
         calibrated = len(planned) if rule is None else len(rule.stages)
-        for index, (name, stage, measure) in enumerate(planned):
+        for index, entry in enumerate(planned):
             if index >= calibrated:
-                stages.append((name, stage, None))
-                records.append({"name": name, "score": None, "queries": 0, "seconds": 0.0})
+                scores.append(None)
+                records.append({"name": entry.name, "score": None, "queries": 0, "seconds": 0.0})
                 continue
             started, before = time.perf_counter(), model.queries
-            measured = measure()
-            stages.append((name, stage, measured))
-            records.append({"name": name, "score": measured.value, "queries": model.queries - before,
+            measured = entry.measure()
+            scores.append(measured)
+            records.append({"name": entry.name, "score": measured.value, "queries": model.queries - before,
                             "seconds": time.perf_counter() - started})
             if index == 0:
                 records[-1]["queries"] += queries - checked
                 records[-1]["seconds"] += seconds
             queries += model.queries - before
             seconds += time.perf_counter() - started
-        coarse_score = next((score for name, _, score in stages if name.endswith("(coarse scale)")), None)
-        if any(name == LABEL_STAGE and score is not None for name, _, score in stages):
-            notes.append(label_note)
+            if entry.note:
+                notes.append(entry.note)
+        coarse_score = next((score for entry, score in zip(planned, scores) if entry is coarse_entry), None)
         if not references and ready:
             notes.append(f"the {' and '.join(names)} stage that decides this suspect needs the references "
                          "themselves (--references), not a stored calibration: no decision")
@@ -1039,8 +1055,8 @@ class Fingerprint:
         if shown is not None:  # in the order they decide
             parts.sort(key=lambda part: part == "coarse scale")
         kind = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
-        assert stages[0][2] is not None  # the first stage is always measured
-        return Verdict.decide(stages[0][2], rule, queries=queries, seconds=seconds, suspect=model.describe(),
+        assert scores[0] is not None  # the first stage is always measured
+        return Verdict.decide(scores[0], rule, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=f"{self.scheme.name} ({kind})", fingerprint_sha256=self.sha256,
                               notes=notes, unresolved=unresolved, stages=records if len(records) > 1 else [],
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,

@@ -112,6 +112,19 @@ def local_cosines(owner: np.ndarray, suspect: np.ndarray, groups: np.ndarray) ->
     return rowwise_cosine(group_centred(owner, groups), group_centred(suspect, groups))
 
 
+def centred_over(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``values`` centred along the last axis over the entries ``known`` (booleans broadcast to them),
+    0 at the others: a shift common to the known outputs (a log-probability's log-sum-exp) removed.
+
+    >>> centred_over(np.array([[1.0, 3.0, 9.0]]), np.array([[True, True, False]])).tolist()
+    [[-1.0, 1.0, 0.0]]
+    """
+    known = np.broadcast_to(known, np.shape(values))
+    values = np.where(known, np.asarray(values, dtype=np.float64), 0.0)
+    count = np.maximum(known.sum(axis=-1, keepdims=True), 1)
+    return np.where(known, values - values.sum(axis=-1, keepdims=True) / count, 0.0)
+
+
 def shown_cosines(owner: np.ndarray, suspect: np.ndarray, shown: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """:func:`local_cosines` on the outputs a suspect shows: per probe, only the outputs ``shown``
     (``(N, m)`` booleans) enter; both ``(N, K, m)`` derivative arrays are centred across those
@@ -125,11 +138,9 @@ def shown_cosines(owner: np.ndarray, suspect: np.ndarray, shown: np.ndarray, gro
     [1.0, 1.0]
     """
     mask = np.asarray(shown, dtype=bool)[:, None, :]
-    count = mask.sum(axis=2, keepdims=True)
 
     def centred(values: np.ndarray) -> np.ndarray:
-        values = np.where(mask, np.asarray(values, dtype=np.float64), 0.0)
-        values = np.where(mask, values - values.sum(axis=2, keepdims=True) / np.maximum(count, 1), 0.0)
+        values = centred_over(values, mask)
         out = values.copy()
         for label in np.unique(groups):
             members = groups == label
@@ -138,7 +149,7 @@ def shown_cosines(owner: np.ndarray, suspect: np.ndarray, shown: np.ndarray, gro
         return out
 
     cosines = rowwise_cosine(centred(owner), centred(suspect))
-    return np.where(count[:, 0, 0] >= 2, cosines, np.nan)
+    return np.where(mask.sum(axis=2)[:, 0] >= 2, cosines, np.nan)
 
 
 # ---------------------------------------------------------------- MetaV's meta-verifier

@@ -44,7 +44,7 @@ import math
 import numpy as np
 
 from ..errors import InvalidParameter, NonFiniteOutput, check_param
-from ..functional import central_differences, stepped_inputs
+from ..functional import central_differences, centred_over, stepped_inputs
 from ..models.base import Model
 from ..probes.base import Probes
 from .base import Measurement, Signature, register_signature
@@ -173,9 +173,9 @@ class Kinks(Measurement):
                     difference = after[row, :k] - before[row, :k]
                     if self.shown:  # the classes shown at every input of the jump, centred across them
                         known = np.all(np.isfinite(difference), axis=0)
-                        difference = difference[:, known] - difference[:, known].mean(axis=1, keepdims=True)
-                        if difference.shape[1] < 2:
+                        if known.sum() < 2:
                             continue
+                        difference = centred_over(difference, known)[:, known]
                     if not steady[row] or not np.any(difference):
                         continue
                     vector = np.linalg.svd(difference, full_matrices=False)[0][:, 0]
@@ -191,6 +191,7 @@ class Kinks(Measurement):
             signature["spread"] = np.asarray(probes.extra["spread"], dtype=np.float64).reshape(n)
         return signature
 
+
 def _gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """How far two slopes differ, per row (the last axis: outputs)."""
     return np.asarray(np.linalg.norm(a - b, axis=-1))
@@ -200,13 +201,8 @@ def _shown_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """:func:`_gap` on the outputs both slopes know (shown by a top-k list at every input), each
     centred across them; 0 where fewer than two are known."""
     known = np.isfinite(a) & np.isfinite(b)
-    count = known.sum(axis=-1, keepdims=True)
-
-    def centred(x: np.ndarray) -> np.ndarray:
-        x = np.where(known, x, 0.0)
-        return np.where(known, x - x.sum(axis=-1, keepdims=True) / np.maximum(count, 1), 0.0)
-
-    return np.where(count[..., 0] >= 2, np.linalg.norm(centred(a) - centred(b), axis=-1), 0.0)
+    gaps = np.linalg.norm(centred_over(a, known) - centred_over(b, known), axis=-1)
+    return np.where(known.sum(axis=-1) >= 2, gaps, 0.0)
 
 
 def _sizes(probes: Probes) -> tuple[int, int]:
