@@ -11,6 +11,12 @@ BISECTIONS``.
 
     python benchmarks/second_stage_cost.py          # 4 zoos and the 3 shared-parent zoos, about a minute
     python benchmarks/second_stage_cost.py --zoos digits-mlp --variants 29x16:47:4 12x16:47:4
+    python benchmarks/second_stage_cost.py --looks 1 1.5 2   # the default stage stopped once out of reach
+
+``--looks K...``: the default stage measured a few lines at a time and stopped once its threshold is
+out of reach (:mod:`tafa.decide.sequential`, at each ``KAPPA`` given): per zoo and alpha, the rule's
+TPR / FPR measured whole and stopped, the copies the stopping loses, and the share of the stage's
+lines measured on the independent models it runs on (the first stage not firing).
 
 The rule here is a simplified one (no copy line, no parametric tail): `tafa bench` gives the full
 figures of a variant once it is the registered stage. Reads the zoos from the benchmark's cache.
@@ -28,6 +34,7 @@ import numpy as np
 from tafa import Fingerprint
 from tafa.bench.scenarios import FULL
 from tafa.bench.zoo import build_zoos
+from tafa.decide.sequential import measured_part
 from tafa.models import TorchModel
 from tafa.scheme import get_scheme
 
@@ -48,7 +55,12 @@ def main() -> None:
     parser.add_argument("--zoos", nargs="+", default=ZOOS)
     parser.add_argument("--variants", nargs="+", default=VARIANTS)
     parser.add_argument("--cache", default=".tafa-cache/zoo")
+    parser.add_argument("--looks", nargs="+", type=float, default=[],
+                        help="KAPPA values: the default stage stopped once out of reach (see above)")
     args = parser.parse_args()
+    if args.looks:
+        stopped(args.zoos, args.looks, Path(args.cache))
+        return
     base = get_scheme("tafa-boundary")
     print("| zoo | variant | queries | rule TPR / FPR at 0.05 | at 0.01 | second stage AUC |")
     print("|:---|:---|---:|---:|---:|---:|")
@@ -78,6 +90,38 @@ def main() -> None:
             pos, neg = second[positive], second[negative]
             auc = float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
             print(f"| {name} | {variant} | {stage.queries()} | {rates[0]} | {rates[1]} | {auc:.3f} |")
+
+
+def stopped(zoos: list[str], kappas: list[float], cache: Path) -> None:
+    """The default stage stopped once out of reach, at each of ``kappas`` (module doc)."""
+    print("| zoo | KAPPA | alpha | rule TPR / FPR whole | stopped | copies lost | lines measured on independents |")
+    print("|:---|---:|---:|---:|---:|---:|---:|")
+    for name in zoos:
+        (spec,) = [spec for spec in FULL if spec.name == name]
+        (zoo,) = build_zoos([spec], cache, progress=False, roles=["scored", "calibration"])
+        owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
+        fingerprint = Fingerprint.create(owner, spec.domain, seed=0)
+        assert fingerprint.second is not None, f"{name}: no second stage"
+        rows = [(recipe, model, role) for role in ("scored", "calibration") for recipe, model in zoo.with_role(role)]
+        models = [TorchModel(model, spec.input_shape, name=recipe.name) for recipe, model, _ in rows]
+        first = np.array([fingerprint.score(model).value for model in models])
+        lines = [fingerprint.second.score(model).per_point for model in models]
+        second = np.array([values.mean() for values in lines])
+        calibration = np.array([role == "calibration" for _, _, role in rows])
+        labels = np.array([recipe.label for recipe, _, _ in rows])
+        positive, negative = ~calibration & (labels == 1), ~calibration & (labels == 0)
+        for kappa in kappas:
+            for alpha in (0.05, 0.01):
+                cut = threshold(second[calibration], alpha / 2)
+                parts = [measured_part(values, cut, kappa) for values in lines]
+                runs = ~(first > threshold(first[calibration], alpha / 2))
+                whole = ~runs | (second > cut)
+                early = ~runs | (np.array([part.mean() for part in parts]) > cut)
+                measured = np.array([len(part) / len(values) for part, values in zip(parts, lines)])
+                print(f"| {name} | {kappa:g} | {alpha:g} | "
+                      f"{whole[positive].mean():.2f} / {whole[negative].mean():.2f} | "
+                      f"{early[positive].mean():.2f} / {early[negative].mean():.2f} | "
+                      f"{int((whole & ~early & positive).sum())} | {measured[negative & runs].mean():.2f} |")
 
 
 if __name__ == "__main__":

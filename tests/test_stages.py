@@ -86,13 +86,53 @@ def test_each_stage_decides_at_its_share_of_alpha_and_a_copy_stops_at_the_first(
     assert copy_.decision is Decision.DERIVED and copy_.stages[1]["score"] is None
     assert copy_.queries == staged.stage_queries()[0] + copy_.evasion["queries"] and copy_.bound == pytest.approx(ALPHA)
     independent = staged.verify(TorchModel(classifier.independent, SHAPE), calibration=calibration)
-    assert [stage["queries"] for stage in independent.stages] == staged.stage_queries()[:2]
-    assert independent.queries == sum(staged.stage_queries()[:2]) + independent.evasion["queries"]
+    # the second stage measured a look at a time, stopped where its threshold was out of reach
+    lines = len(staged.second.probes)
+    second = independent.stages[1]
+    measured = second["stopped"]["probes"] if "stopped" in second else lines
+    assert [stage["queries"] for stage in independent.stages] == [staged.stage_queries()[0], measured * 170]
+    assert independent.queries == staged.stage_queries()[0] + measured * 170 + independent.evasion["queries"]
+    assert ("stopped after" in independent.render()) == ("stopped" in second)
     data = independent.to_dict()
     assert data["bound_method"] == "bonferroni:rank+rank" and len(data["stages"]) == 2
     assert all(stage["alpha"] == pytest.approx(ALPHA / 2) for stage in data["stages"])
     text = independent.render()
     assert "stage 1" in text and "stage 2" in text and "tafa-boundary: score" in text
+
+
+def test_the_second_stage_stops_once_its_threshold_is_out_of_reach_and_else_is_measured_whole(staged, classifier):
+    """A stage whose score is a mean over its lines is measured four lines at a time: below any
+    reachable threshold it is exactly the whole measurement; above every reachable one it stops at
+    the first look, a fraction of the queries."""
+    stage = staged.second
+    lines = len(stage.probes)
+    whole, model = stage.score(TorchModel(classifier.independent, SHAPE)), TorchModel(classifier.independent, SHAPE)
+    again, stopped = stage.score_until(model, -1.0)
+    assert stopped is None and model.queries == lines * 170
+    np.testing.assert_array_equal(again.per_point, whole.per_point)
+    assert again.value == whole.value and again.parts == whole.parts
+    model = TorchModel(classifier.independent, SHAPE)
+    early, stopped = stage.score_until(model, 2.0)  # a mean of |cosines| never reaches 2
+    assert stopped is not None and stopped["probes"] == 4 and stopped["of"] == lines and stopped["reach"] <= 2.0
+    assert model.queries == 4 * 170 and early.value == pytest.approx(whole.per_point[:4].mean())
+    assert stage.score_until(TorchModel(classifier.independent, SHAPE), None)[1] is None  # no threshold: whole
+
+
+def test_stopping_once_out_of_reach_never_makes_a_stage_fire():
+    """The false-positive bound holds as it is: a stage stopped early scores the mean of what it
+    measured, which is below its threshold; only a stage measured whole can be above it."""
+    from tafa.decide.sequential import measured_part
+
+    rng = np.random.default_rng(0)
+    stopped = 0
+    for _ in range(2000):
+        values = np.clip(rng.normal(rng.uniform(0, 1), rng.uniform(0.01, 0.5), size=int(rng.integers(5, 40))), 0, 1)
+        threshold = float(rng.uniform(0, 1))
+        part = measured_part(values, threshold)
+        stopped += len(part) < len(values)
+        assert len(part) == len(values) or part.mean() <= threshold
+        assert not (values.mean() <= threshold < part.mean())  # stopping never moves a stage above its threshold
+    assert 200 < stopped < 1800  # both happen
 
 
 def test_the_second_stage_sees_a_permuted_copy_as_the_owner(staged, classifier):

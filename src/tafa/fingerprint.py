@@ -40,6 +40,7 @@ from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
 from .decide.rule import Rule
+from .decide.sequential import LOOK, looks, out_of_reach, reach
 from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
@@ -635,6 +636,27 @@ class Fingerprint:
         """Similarity of ``suspect`` to the owner at this fingerprint's probes."""
         return self.compare(self.measure(suspect))
 
+    def score_until(self, suspect: ModelLike, threshold: float | None) -> tuple[Score, dict[str, Any] | None]:
+        """:meth:`score`, for a similarity that is a mean over the probes measured a few probes at a
+        time (:data:`~tafa.decide.sequential.LOOK`) and stopped once ``threshold`` is out of reach
+        (:mod:`tafa.decide.sequential`). Then the score is over the probes measured (below the
+        threshold), and the second value says how far it went: ``{"probes", "of", "reach"}``
+        (``None``: every probe measured, the score exactly :meth:`score`'s)."""
+        n = len(self.probes)
+        if threshold is None or not self.similarity().mean_over_points or n <= LOOK:
+            return self.score(suspect), None
+        model = as_model(suspect, self.input_shape)
+        parts: list[Signature] = []
+        done = 0
+        for upto in looks(n):
+            parts.append(self.at_probes(np.arange(done, upto)).measure(model))
+            done = upto
+            measured = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+            score = self.at_probes(np.arange(done)).compare(measured)
+            if out_of_reach(score.per_point, n, threshold):
+                return score, {"probes": done, "of": n, "reach": reach(score.per_point, n)}
+        return score, None
+
     def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
                   parametric: bool = False, suspect: ModelLike | None = None, first_only: bool = False) -> Rule:
         """The decision rule (:class:`~tafa.decide.rule.Rule`) from negative references
@@ -838,15 +860,18 @@ class Fingerprint:
             calibration = calibration.with_exact(WEIGHT_STAGE)
         if len(run) > 1 or weighed:  # a rule of one stage: the first decides alone, and no stage list is shown
             stages.append({"name": self.scheme.name, "score": score.value, "queries": queries, "seconds": seconds})
-            for stage in run[1:]:
+            for index, stage in enumerate(run[1:], start=1):
                 if calibration is not None and calibration.fires([entry["score"] for entry in stages]):
                     stages.append({"name": stage.scheme.name, "score": None, "queries": 0, "seconds": 0.0})
                     continue
                 started = time.perf_counter()
                 before = model.queries
-                value = stage.score(model).value
-                stages.append({"name": stage.scheme.name, "score": value, "queries": model.queries - before,
-                               "seconds": time.perf_counter() - started})
+                # stopped once its own threshold is out of reach (never a false positive more)
+                value, stopped = stage.score_until(model, None if calibration is None
+                                                   else calibration.stages[index].threshold)
+                stages.append({"name": stage.scheme.name, "score": value.value, "queries": model.queries - before,
+                               "seconds": time.perf_counter() - started,
+                               **({} if stopped is None else {"stopped": stopped})})
             if weighed and (calibration is None or WEIGHT_STAGE in calibration.names):
                 assert weight_p is not None
                 stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
@@ -1101,11 +1126,15 @@ class Fingerprint:
         keep, why = inside_points(measurement, self.probes, recognised.censored)
         if keep is None:
             return self, signature, why
+        return self.at_probes(keep), at_points(signature, keep, len(self.probes)), None
+
+    def at_probes(self, keep: np.ndarray) -> "Fingerprint":
+        """This fingerprint at the probes ``keep`` selects (booleans or indices), the owner's (and
+        the parent's) signature with them; no coarse scale or label stage."""
         n = len(self.probes)
-        view = replace(self, probes=self.probes.subset(keep), owner_signature=at_points(self.owner_signature, keep, n),
+        return replace(self, probes=self.probes.subset(keep), owner_signature=at_points(self.owner_signature, keep, n),
                        parent_signature=at_points(self.parent_signature, keep, n) if self.parent_signature else {},
                        coarse={}, labels=None)
-        return view, at_points(signature, keep, n), None
 
     def coarse_stage(self, averaged: bool = False) -> "Fingerprint | None":
         """This fingerprint at its coarse scale (:mod:`tafa.signature.scales`): the same probes at

@@ -266,7 +266,12 @@ def _queries_cell(s: Mapping[str, Any]) -> str:
     runs = s.get("second_stage_runs")
     if isinstance(runs, Mapping):
         text += (f" (stage 2 on {_num(100 * runs.get('derived', float('nan')), 0)}% of copies, "
-                 f"{_num(100 * runs.get('independent', float('nan')), 0)}% of independents)")
+                 f"{_num(100 * runs.get('independent', float('nan')), 0)}% of independents")
+        measured = s.get("second_stage_measured")
+        if isinstance(measured, Mapping) and is_finite_number(measured.get("independent")):
+            text += (f"; stopped once out of reach, it measures {_num(100 * measured['independent'], 0)}% of its "
+                     "probes on them")
+        text += ")"
     return text
 
 

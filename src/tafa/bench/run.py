@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from ..references import References
 from ..decide.learned import LearnedSimilarity
 from ..decide.rule import Decision, Rule
+from ..decide.sequential import measured_part
 from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
@@ -124,6 +125,11 @@ class Scored:
     #: then the label stage, then the coarse scale, as in verify.
     shown: tuple[float, ...] = ()
     shown_references: tuple[tuple[float, ...], ...] = ()
+    #: The per-probe values of the stage ``looked`` (an index into ``stages``; 0: none) whose score
+    #: is their mean (the boundary geometry): the rule stops it once its threshold is out of reach,
+    #: as verify does (:func:`as_verified`, :mod:`tafa.decide.sequential`).
+    looked: int = 0
+    lines: tuple[float, ...] = ()
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -313,7 +319,19 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
         return Decision.UNDECIDED if rule is None else rule.decide([row.coarse, row.labels])
     if row.rough:
         return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide([row.coarse])
-    return (own or calibration).decide(list(row.stages) or [row.score])
+    rule = own or calibration
+    return rule.decide(as_verified(rule, row))
+
+
+def as_verified(rule: Rule, row: Scored) -> list[float]:
+    """``row``'s stage scores as ``tafa verify`` measures them under ``rule``: the stage measured a
+    few probes at a time (``looked``) stopped once its threshold is out of reach, its score then
+    the mean over the probes measured (:mod:`tafa.decide.sequential`); ``[score]`` without stages."""
+    scores = list(row.stages) or [row.score]
+    if row.looked and row.looked < len(rule.stages):
+        values = np.asarray(row.lines)
+        scores[row.looked] = float(measured_part(values, rule.stages[row.looked].threshold).mean())
+    return scores
 
 
 def _git_commit() -> str:
@@ -429,8 +447,11 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
             assert averaged_stage is not None
             coarse = (averaged_stage.score(suspect), *coarse[1:])
         later = fingerprint.later_stages()  # a rough row's later stages do not run (verify's path)
-        stages = () if not later else (value, *[float("nan") if rough or lossy else stage.score(suspect).value
-                                                for stage in later])
+        later_scores = [None if rough or lossy else stage.score(suspect) for stage in later]
+        stages = () if not later else (value, *[float("nan") if s is None else s.value for s in later_scores])
+        looked = next((i for i, (stage, s) in enumerate(zip(later, later_scores), start=1)
+                       if s is not None and stage.similarity().mean_over_points), 0)
+        lines = () if not looked else tuple(float(v) for v in later_scores[looked - 1].per_point)  # type: ignore[union-attr]
         free = label_stage is not None and is_free(label_stage.scheme)
         # the calibration rows' own label scores calibrate the owner-data stage; the data-free stage's
         # references are asked through each row's interface instead (below)
@@ -466,7 +487,8 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
                            coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
                            labels=labels, lossy=lossy, label_references=asked, labels_alone=alone, censored=censored,
                            inside=len(view.probes) if censored else 0,
-                           too_few=too_few is not None, shown=shown, shown_references=shown_asked))
+                           too_few=too_few is not None, shown=shown, shown_references=shown_asked,
+                           looked=looked, lines=lines))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):
@@ -759,6 +781,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
                     "calibrated": r.calibrated, "evidence": r.evidence, "utility": r.utility,
                     **({"stages": list(r.stages)} if r.stages else {}),
+                    **({"looked": r.looked, "lines": list(r.lines)} if r.looked else {}),
                     **({"labels": r.labels, "lossy": True} if r.lossy else {}),
                     **({"clipped": {"probes": r.inside, "references_max": max(r.censored)}} if r.censored else {}),
                     **({"clipped": {"too_few": True}} if r.too_few else {})} for r in scored],
@@ -776,6 +799,14 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
                         if r.label == value and r.family != EXTRACTION]
                 for label, value in (("derived", 1), ("independent", 0))}
         result["second_stage_runs"] = {label: float(np.mean(v)) if v else float("nan") for label, v in runs.items()}
+        # of the probes of a stage stopped once out of reach, the share measured where it runs (at ALPHA)
+        parts = {label: [len(measured_part(np.asarray(r.lines), zoo_rule.stages[r.looked].threshold)) / len(r.lines)
+                         for r in staged if r.label == value and r.family != EXTRACTION and r.looked
+                         and r.looked < len((zoo_rule := rules[_zoo_of(r)][ALPHA]).stages)
+                         and not zoo_rule.fires(list(r.stages[:r.looked]))]
+                 for label, value in (("derived", 1), ("independent", 0))}
+        result["second_stage_measured"] = {label: float(np.mean(v)) if v else float("nan")
+                                           for label, v in parts.items()}
         result["staged_models"] = len(staged)
     if pooled:
         result.update(auc_raw_pooled=metrics.roc_auc(raw_pos, raw_neg),

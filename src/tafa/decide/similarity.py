@@ -49,6 +49,13 @@ class Similarity(ABC):
     #: The range a score can take; ARUC integrates over it (the thresholds one could set).
     score_range: tuple[float, float] = (-1.0, 1.0)
 
+    @property
+    def mean_over_points(self) -> bool:
+        """Whether the score is the mean of the per-point values (:attr:`Score.per_point`), so that a
+        stage can be measured a few points at a time and stopped once out of reach
+        (:mod:`tafa.decide.sequential`)."""
+        return False
+
     @abstractmethod
     def compare(self, owner: Signature, suspect: Signature) -> Score:
         """How alike ``suspect`` is to ``owner``."""
@@ -254,6 +261,10 @@ class BoundaryOrientation(Similarity):
                     caller="BoundaryOrientation")
         self.aggregation = aggregation
         self.estimate = estimate
+
+    @property
+    def mean_over_points(self) -> bool:
+        return self.aggregation == "mean"
 
     def compare(self, owner: Signature, suspect: Signature) -> Score:
         measured = np.asarray(owner["found"]) > 0

@@ -37,8 +37,10 @@ class Verdict:
     positive_scores: list[float] | None = None
     notes: list[str] = field(default_factory=list)
     #: A fingerprint with stages: per stage ``name``, ``score`` (``None``: not run, an earlier
-    #: stage decided), ``queries`` and ``seconds``; ``score`` above is the first stage's, and
-    #: the decision is the :class:`~tafa.decide.rule.Rule`'s.
+    #: stage decided), ``queries`` and ``seconds``, and ``stopped`` for a stage measured only in
+    #: part, its threshold out of reach (:mod:`tafa.decide.sequential`: ``probes``, ``of``,
+    #: ``reach``); ``score`` above is the first stage's, and the decision is the
+    #: :class:`~tafa.decide.rule.Rule`'s.
     stages: list[dict[str, Any]] = field(default_factory=list)
 
     #: The evasion check's evidence (:class:`~tafa.signature.consistency.EvasionCheck` as a dict;
@@ -146,6 +148,10 @@ class Verdict:
                     side = "above" if stage["score"] > own.threshold else "not above"
                     text += f", threshold {own.threshold:.4f} at alpha {own.alpha_requested:.3g}: {side}"
                 text += f"; {stage.get('queries', 0)} queries"
+                stopped = stage.get("stopped")
+                if stopped:  # tafa.decide.sequential
+                    text += (f"; stopped after {stopped['probes']} of its {stopped['of']} probes, the threshold out of "
+                             f"reach (at most {stopped['reach']:.4f} over all of them)")
             rows.append((f"stage {i}", text))
         return rows
 
