@@ -12,7 +12,9 @@ or holds anything but probes and the owner's signature.
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,7 +49,7 @@ def test_a_dense_owner_gets_the_boundary_stage_and_its_file_keeps_it(staged, tmp
     assert staged.stage_names() == ["tafa", "tafa-boundary", "tafa-students"]  # the extraction stage last
     lines = len(staged.second.probes)
     # the first stage with its coarse scale
-    assert staged.stage_queries() == [2 * 16 * (2 * 2 + 1), lines * 170, 64]
+    assert staged.stage_queries() == [2 * 16 * (2 * 2 + 1), lines * 178, 64]
     assert staged.queries() == sum(staged.stage_queries())
     assert staged.meta["second_stage"]["made"] and staged.describe()["queries_per_stage"] == staged.stage_queries()
     path = staged.save(tmp_path / "owner.tafa")
@@ -90,8 +92,8 @@ def test_each_stage_decides_at_its_share_of_alpha_and_a_copy_stops_at_the_first(
     lines = len(staged.second.probes)
     second = independent.stages[1]
     measured = second["stopped"]["probes"] if "stopped" in second else lines
-    assert [stage["queries"] for stage in independent.stages] == [staged.stage_queries()[0], measured * 170]
-    assert independent.queries == staged.stage_queries()[0] + measured * 170 + independent.evasion["queries"]
+    assert [stage["queries"] for stage in independent.stages] == [staged.stage_queries()[0], measured * 178]
+    assert independent.queries == staged.stage_queries()[0] + measured * 178 + independent.evasion["queries"]
     assert ("stopped after" in independent.render()) == ("stopped" in second)
     data = independent.to_dict()
     assert data["bound_method"] == "bonferroni:rank+rank" and len(data["stages"]) == 2
@@ -108,13 +110,13 @@ def test_the_second_stage_stops_once_its_threshold_is_out_of_reach_and_else_is_m
     lines = len(stage.probes)
     whole, model = stage.score(TorchModel(classifier.independent, SHAPE)), TorchModel(classifier.independent, SHAPE)
     again, stopped = stage.score_until(model, -1.0)
-    assert stopped is None and model.queries == lines * 170
+    assert stopped is None and model.queries == lines * 178
     np.testing.assert_array_equal(again.per_point, whole.per_point)
     assert again.value == whole.value and again.parts == whole.parts
     model = TorchModel(classifier.independent, SHAPE)
     early, stopped = stage.score_until(model, 2.0)  # a mean of |cosines| never reaches 2
     assert stopped is not None and stopped["probes"] == 4 and stopped["of"] == lines and stopped["reach"] <= 2.0
-    assert model.queries == 4 * 170 and early.value == pytest.approx(whole.per_point[:4].mean())
+    assert model.queries == 4 * 178 and early.value == pytest.approx(whole.per_point[:4].mean())
     assert stage.score_until(TorchModel(classifier.independent, SHAPE), None)[1] is None  # no threshold: whole
 
 
@@ -133,6 +135,48 @@ def test_stopping_once_out_of_reach_never_makes_a_stage_fire():
         assert len(part) == len(values) or part.mean() <= threshold
         assert not (values.mean() <= threshold < part.mean())  # stopping never moves a stage above its threshold
     assert 200 < stopped < 1800  # both happen
+
+
+def _moved(owner: torch.nn.Module, layer: int, scale: float, seed: int) -> torch.nn.Module:
+    """The owner with one Linear layer's weights and bias disturbed by ``scale`` of their spread."""
+    copy_ = copy.deepcopy(owner)
+    linear = [m for m in copy_.modules() if isinstance(m, torch.nn.Linear)][layer]
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in (linear.weight, linear.bias):
+            tensor += scale * tensor.std() * torch.randn(tensor.shape, generator=generator)
+    return copy_
+
+
+def test_a_copy_keeping_the_owners_first_layer_has_its_kinks_at_the_owners_crossings(staged, classifier):
+    """A new head (or later layers fine-tuned) leaves every first-layer hyperplane where the owner
+    has it: the derivative along each line changes across the owner's crossing as the owner's does
+    and not across it. Moving the first layer (as fine-tuning it, or a sibling's fine-tune of a
+    shared parent, does) takes them away; an independent model has none there."""
+    stage = staged.second
+    new_head = stage.score(TorchModel(_moved(classifier.owner, -1, 0.5, seed=1), SHAPE))
+    moved = stage.score(TorchModel(_moved(classifier.owner, 0, 0.3, seed=2), SHAPE))
+    independent = stage.score(TorchModel(classifier.independent, SHAPE))
+    assert new_head.parts["crossings"] >= 0.8 and new_head.value >= 0.9
+    assert moved.parts["crossings"] <= 0.2 and independent.parts["crossings"] <= 0.2
+    assert new_head.value - independent.value > 0.3
+
+
+def test_a_fingerprint_stored_before_crossings_were_measured_still_loads_and_compares_as_then(staged, classifier,
+                                                                                          tmp_path):
+    """Files made before session 14 have no ``crossing`` array: the reader accepts them, and the
+    stage compares orientations alone, as it did."""
+    old = replace(staged.second, owner_signature={key: value for key, value in staged.second.owner_signature.items()
+                                                   if key != "crossing"})
+    older = replace(staged, second=old)
+    path = older.save(tmp_path / "older.tafa")
+    loaded = Fingerprint.load(path)
+    assert "crossing" not in loaded.second.owner_signature
+    suspect = _moved(classifier.owner, -1, 0.5, seed=1)
+    score = loaded.second.score(TorchModel(suspect, SHAPE))
+    assert "crossings" not in score.parts
+    now = staged.second.score(TorchModel(suspect, SHAPE))
+    assert now.parts["crossings"] >= 0.8 and score.value <= now.value
 
 
 def test_the_second_stage_sees_a_permuted_copy_as_the_owner(staged, classifier):

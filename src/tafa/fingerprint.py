@@ -535,7 +535,9 @@ class Fingerprint:
             raise ValueError(f"{queries} queries of {math.prod(self.output_shape)} output values each exceed the "
                              f"reader's limits ({MAX_QUERIES} queries, {MAX_OUTPUT_VALUES} output values)")
         got = {key: value.shape for key, value in self.owner_signature.items()}
-        if signature.signature_shapes(probes, self.output_shape) != got:
+        expected = {key: shape for key, shape in signature.signature_shapes(probes, self.output_shape).items()
+                    if key in got or key not in signature.optional_keys}
+        if expected != got:
             raise ValueError(f"owner signature {got} does not fit the probes and scheme {self.scheme.name!r}")
         if self.coarse:  # the steps, then exactly the owner's arrays, shape for shape: bounded like them
             steps = self.coarse.get("steps")

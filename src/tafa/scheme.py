@@ -137,7 +137,8 @@ register_scheme(Scheme(
     "cosine of the group-centred derivatives (576 queries, and 576 at the coarse scale that decides rippled or "
     "rounded answers, with 2,112 more at steps jittered around it for those); owners whose first layer is fully "
     "connected also get "
-    "a second stage, boundary geometry (tafa-boundary, up to 4,930 queries), and owners answering a vector of "
+    "a second stage, boundary geometry (tafa-boundary, up to 5,162 queries, stopped once its threshold is out of "
+    "reach), and owners answering a vector of "
     "values (classifiers) an extraction stage (tafa-students, 64 queries), each run only when the earlier "
     "stages do not already judge the suspect derived; each stage decides at its equal share of alpha"))
 register_scheme(Scheme(
@@ -169,7 +170,8 @@ register_scheme(Scheme(
     description="boundary geometry: lines along the owner's first-layer normals; on each, the suspect's strongest "
     "kink is located from outputs (scan + bisection) and its gradient jump measured in 16 directions (the owner's "
     "normal and 15 random ones); score: mean over lines of the kink's estimated full-space |cosine| with the "
-    "owner's own kink (4,930 adaptive queries: 170 per line); tafa's second stage"))
+    "owner's own kink, or 1 where the suspect's derivative changes at the owner's exact crossing as the owner's "
+    "does (5,162 adaptive queries: 178 per line); tafa's second stage"))
 register_scheme(Scheme(
     "tafa-students", probes="random", signature="outputs", similarity="scaled-agreement", points=64,
     probe_params={"invert_steps": 100}, benchmark=False,

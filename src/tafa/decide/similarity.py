@@ -280,8 +280,34 @@ class BoundaryOrientation(Similarity):
             cosines = np.abs(rowwise_cosine(reference, suspect["jump"]))
         per_point = np.where(located, cosines, 0.0)
         orientation = float(np.median(per_point[located])) if located.any() else 0.0
+        parts = {"found": round(float(located.mean()), 6), "orientation": orientation}
+        if "normal" in owner and "crossing" in owner and "crossing" in suspect:  # the owner's own unit, where it is
+            kept = at_the_crossing(owner["crossing"], suspect["crossing"])
+            per_point = np.where(kept, 1.0, per_point)
+            parts["crossings"] = round(float(kept.mean()), 6)
         value = aggregate(per_point, self.aggregation)
-        return Score(value, per_point, {"found": round(float(located.mean()), 6), "orientation": orientation})
+        return Score(value, per_point, parts)
+
+
+#: A suspect has the owner's kink at the owner's crossing when the derivative along the line changes
+#: there by this factor of the owner's relative change, or less, either way (:func:`at_the_crossing`).
+CROSSING_FACTOR = 2.0
+
+
+def at_the_crossing(owner: np.ndarray, suspect: np.ndarray) -> np.ndarray:
+    """Per line, whether the suspect's derivative along it changes across the owner's crossing
+    (two steps either side, relative to its size: :mod:`tafa.signature.kinks`'s ``crossing``) by
+    as much as the owner's does, within :data:`CROSSING_FACTOR` either way: the owner's unit is
+    where the owner has it. An independent model's hyperplanes, and a sibling's fine-tuned from the
+    owner's public parent, lie many steps away (docs/method.md, "Kinks at the owner's crossings").
+
+    >>> at_the_crossing(np.array([0.1, 0.1, 0.1, 0.1]), np.array([0.12, 0.04, 0.0, np.nan])).tolist()
+    [True, False, False, False]
+    """
+    owner = np.asarray(owner, dtype=np.float64)
+    suspect = np.asarray(suspect, dtype=np.float64)
+    ratio = np.divide(suspect, owner, out=np.zeros_like(owner), where=np.isfinite(owner) & (owner > 0))
+    return np.isfinite(ratio) & (ratio > 1.0 / CROSSING_FACTOR) & (ratio < CROSSING_FACTOR)
 
 
 def full_space_cosine(reference: np.ndarray, jump: np.ndarray, spread: np.ndarray) -> np.ndarray:

@@ -44,6 +44,9 @@ class Measurement(ABC):
     #: Whether the inputs depend on the answers (then :meth:`inputs` has no fixed list: only
     #: :meth:`measure` against a model works, and :meth:`queries` is an upper bound).
     adaptive: bool = False
+    #: Arrays of :meth:`signature_shapes` that an owner signature stored before they were measured
+    #: may lack (a similarity then compares without them).
+    optional_keys: frozenset[str] = frozenset()
 
     def signature_shapes(self, probes: Probes, output_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         """The shape of every array of a signature at ``probes`` (what a fingerprint file checks)."""

@@ -13,7 +13,15 @@ best-aligned unit. Orientations are matched, not positions. For each line, again
 
 1. **Scan.** The derivative along ``u`` (central difference, step ``h``) at ``cells + 1``
    points spread over ``[-window, window]`` (the crossing ``t = 0`` falls inside a cell); the
-   cell whose two ends differ most holds the strongest kink.
+   cell whose two ends differ most holds the strongest kink. In the same batch, the derivative
+   two steps either side of the owner's crossing: how much it changes there, relative to its
+   size (``crossing``), says whether the suspect has a kink exactly where the owner's unit
+   crosses the line, if the derivative along a direction orthogonal to the owner's normal does
+   not change there (:data:`SIDE_LIMIT`; 4 more queries: another unit's hyperplane through the
+   point would change it). Fine-tuning the first layer moves the owner's hyperplanes by many steps (as
+   it moves a public parent's, so a sibling fine-tuned from the owner's parent has none there
+   either), while a copy that keeps the owner's first layer (only later layers fine-tuned or
+   replaced) has every one of them.
 2. **Bisect.** ``bisections`` halvings of that cell, keeping the half whose ends differ most
    (as Carlini, Jagielski and Mironov, CRYPTO 2020, and Rolnick and Kording, ICML 2020, locate
    critical points from queries): the kink's position ``t*`` is known to half the last bracket.
@@ -25,7 +33,9 @@ best-aligned unit. Orientations are matched, not positions. For each line, again
    counts as showing no kink on that line.
 
 The signature holds, per line: ``jump`` (the unit ``K``-vector: ``J``'s leading left singular
-vector, sign-free), ``found`` (1 or 0), ``position`` (``t*``) and, from white-box probes, the
+vector, sign-free), ``found`` (1 or 0), ``position`` (``t*``), ``crossing`` (the relative change
+of the derivative across the owner's crossing; NaN where not measured, and for a top-k list,
+whose log-values are not the owner's units) and, from white-box probes, the
 owner's ``normal`` in the measured directions and the lines' ``spread`` (see
 :mod:`~tafa.probes.boundary`). At most ``budget`` queries are sent, in
 batches covering every line at once (a service sees few, large requests); lines the budget
@@ -34,12 +44,14 @@ query to query, gets "not found" for the lines it spoiled, never an exception.
 
 The queries depend on the answers (adaptive), so this measurement has no fixed input list:
 :meth:`Kinks.inputs` refuses, and :meth:`Kinks.queries` is the exact count for a suspect that
-answers every query (``2 (cells + 1) + 2 bisections + 4 K + 2`` per line, within the budget).
+answers every query (``2 (cells + 3) + 2 bisections + 4 K + 2`` per line, and 4 more for the
+crossing's orthogonal direction when ``K > 1``, within the budget).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -66,7 +78,7 @@ class Kinks(Measurement):
 
     adaptive = True
 
-    def __init__(self, budget: int = 5000, cells: int = 47, bisections: int = 4, consistency: float = 0.05,
+    def __init__(self, budget: int = 5200, cells: int = 47, bisections: int = 4, consistency: float = 0.05,
                  shown: bool = False) -> None:
         check_param("budget", budget, "an integer >= 1", isinstance(budget, int) and budget >= 1, caller="Kinks")
         check_param("cells", cells, "an odd integer >= 3", isinstance(cells, int) and cells >= 3 and cells % 2 == 1,
@@ -91,16 +103,18 @@ class Kinks(Measurement):
 
     def signature_shapes(self, probes: Probes, output_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         n, k = _sizes(probes)
-        shapes = {"jump": (n, k), "found": (n,), "position": (n,)}
+        shapes = {"jump": (n, k), "found": (n,), "position": (n,), "crossing": (n,)}
         if "normal" in probes.extra:
             shapes["normal"] = (n, k)
         if "spread" in probes.extra:
             shapes["spread"] = (n,)
         return shapes
 
+    optional_keys = frozenset({"crossing"})  # fingerprints made before session 14 have none
+
     def per_line(self, k: int) -> int:
         """Queries one line costs when the suspect answers every query."""
-        return 2 * (self.cells + 1) + 2 * self.bisections + 4 * k + 2
+        return 2 * (self.cells + 1 + 2) + 2 * self.bisections + 4 * k + 2 + (4 if k > 1 and not self.shown else 0)
 
     def queries(self, probes: Probes) -> int:
         """Queries one measurement sends to a suspect that answers every query (within the budget)."""
@@ -114,6 +128,7 @@ class Kinks(Measurement):
         directions = probes.directions.reshape(n, k, -1)  # type: ignore[union-attr]
         shape = probes.points.shape[1:]
         found, position, jump = np.zeros(n), np.zeros(n), np.zeros((n, k))
+        crossing = np.full(n, np.nan)
         # only the lines the budget can finish are measured (the first ones)
         lines_measured = np.arange(min(n, self.budget // self.per_line(k)))
 
@@ -141,9 +156,15 @@ class Kinks(Measurement):
         index = lines_measured
         if index.size:
             try:
-                # 1. scan: the cell whose ends differ most holds the strongest kink
+                # 1. scan: the cell whose ends differ most holds the strongest kink; with it, in the same
+                # batch, the slopes two steps either side of the owner's crossing (t = 0)
                 grid = np.linspace(-1.0, 1.0, self.cells + 1)[None] * window[index][:, None]
-                scanned = slopes(index, grid)
+                near = 2 * steps[index][:, None] * np.array([[-1.0, 1.0]])
+                scanned, beside = np.split(slopes(index, np.concatenate([grid, near], axis=1)), [self.cells + 1],
+                                           axis=1)
+                if not self.shown:
+                    crossing[index] = _crossing(ask, points[index], lines[index], directions[index],
+                                                     steps[index], beside)
                 change = gap(scanned[:, 1:], scanned[:, :-1])
                 cell = np.argmax(change, axis=1)
                 rows = np.arange(len(index))
@@ -184,12 +205,40 @@ class Kinks(Measurement):
                     position[line_index] = 0.5 * (low[row] + high[row])
             except _Spent:
                 pass
-        signature = {"jump": jump, "found": found, "position": position}
+        signature = {"jump": jump, "found": found, "position": position, "crossing": crossing}
         if "normal" in probes.extra:
             signature["normal"] = np.asarray(probes.extra["normal"], dtype=np.float64)
         if "spread" in probes.extra:
             signature["spread"] = np.asarray(probes.extra["spread"], dtype=np.float64).reshape(n)
         return signature
+
+
+#: A change across the owner's crossing is the owner's unit's only if the derivative along a direction
+#: orthogonal to the unit's normal changes there by at most this fraction of the change along the
+#: line (the owner's unit changes nothing across it; another unit's hyperplane through the same
+#: point would, by about as much): :func:`_crossing`.
+SIDE_LIMIT = 0.05
+
+
+def _crossing(ask: Callable[[np.ndarray], np.ndarray], points: np.ndarray, lines: np.ndarray,
+              directions: np.ndarray, steps: np.ndarray, beside: np.ndarray) -> np.ndarray:
+    """Per line, how much the derivative along it changes across the owner's crossing (from
+    ``beside``: the slopes two steps before and after it), relative to its size; 0 where a
+    direction orthogonal to the owner's normal (the second measured direction) changes by more
+    than :data:`SIDE_LIMIT` of that (a hyperplane through the point, not oriented like the
+    owner's unit), and where the slopes are all zero."""
+    size = 0.5 * (_gap(beside[:, 0], 0 * beside[:, 0]) + _gap(beside[:, 1], 0 * beside[:, 1]))
+    across = _gap(beside[:, 1], beside[:, 0])
+    relative = np.divide(across, size, out=np.zeros(len(points)), where=np.isfinite(size) & (size > 0))
+    if directions.shape[1] < 2:
+        return relative
+    side = []
+    for end in (-2.0, 2.0):
+        at = points + (end * steps)[:, None] * lines
+        side.append(central_differences(ask(stepped_inputs(at, directions[:, 1:2], steps)), len(points), 1,
+                                        steps)[:, 0])
+    sideways = _gap(side[1], side[0])
+    return np.where(sideways <= SIDE_LIMIT * across, relative, 0.0)
 
 
 def _gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
