@@ -39,9 +39,9 @@ LOOK = 4
 
 #: Standard errors of the prediction above the mean so far that the rest may still bring. Measured
 #: on the benchmark's seven zoos with a geometry stage (``python benchmarks/second_stage_cost.py
-#: --looks 1 1.5 2``): at 1 one copy the whole stage catches is lost (a decoder fine-tuned from the
-#: parent), at 1.5 and 2 none; at 2 the stage measures 0.39-0.80 of its lines on the independent
-#: models it runs on (0.27-0.67 at 1.5).
+#: --looks 1 1.5 2``): before the stage checked the owner's crossings, 1 lost a copy the whole stage
+#: catches (a decoder fine-tuned from the parent) and 1.5 and 2 none; with them, none at any of the
+#: three. At 2 the stage measures 0.37-0.73 of its lines on the independent models it runs on.
 KAPPA = 2.0
 
 
