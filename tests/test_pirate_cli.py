@@ -31,11 +31,14 @@ SHAPE = (1, 8, 8)
 #: The pirate's own digits (the ``ranges`` router would need them; the others ignore them).
 DIGITS = load_task("digits").split("other").x.numpy()
 #: "plain" is the control: the model served as it is.
-WRAPPERS = ("plain", "batch", "zeros", "ranges", "ripple", "near_duplicate")
+WRAPPERS = ("plain", "batch", "zeros", "ranges", "ripple", "ripple_small", "near_duplicate")
 #: What a copy behind each wrapper may be judged: the routers answer tafa's queries from an
-#: independent decoy, so "evasive" is what they earn; the ripple is one fixed function of the copy.
+#: independent decoy, so "evasive" is what they earn; the ripples are fixed functions of the copy (the
+#: small one bends the answers within a step without making their derivatives larger: its curvature
+#: sends it to the coarse scale).
 COPY_DECISIONS = {"plain": {"derived"}, "batch": {"derived", "evasive"}, "zeros": {"derived", "evasive"},
-                  "ranges": {"derived", "evasive"}, "ripple": {"derived"}, "near_duplicate": {"derived", "evasive"}}
+                  "ranges": {"derived", "evasive"}, "ripple": {"derived"}, "ripple_small": {"derived"},
+                  "near_duplicate": {"derived", "evasive"}}
 #: A derived copy's deciding score clears its threshold by at least this (measured on the committed
 #: models: 0.63 served plainly, 0.33 behind the ripple, where the coarse scale decides;
 #: ``TAFA_SHOW_VERDICTS=1`` prints them): half the smallest, so no CPU's last digits can cross it.

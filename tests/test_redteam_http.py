@@ -286,8 +286,13 @@ def test_noisy_and_adaptive_services_are_flagged_in_the_verdict(server, classifi
     (note,) = [note for note in verdict.notes if "INCONSISTENT" in note]
     assert f"of {seen.rechecked} re-asked inputs" in note
     assert verdict.suspect["consistency"]["consistent"] is False
-    # the client's re-asks are not answers used; the evasion check's queries are
-    assert verdict.queries == fingerprint.stage_queries()[0] + verdict.evasion["queries"]
+    # the client's re-asks are not answers used; the evasion check's queries are (and, for answers that
+    # bend within a step, as fresh noise makes them, the coarse scale's jittered steps)
+    decided_coarse = verdict.coarse is not None and verdict.coarse["decides"]
+    assert decided_coarse == (hostility == "noise") and (not decided_coarse or verdict.coarse["curvature"] > 0.1)
+    coarse = fingerprint.coarse_stage(averaged=True)
+    assert verdict.queries == (fingerprint.stage_queries()[0] + verdict.evasion["queries"]
+                               + (coarse.step_queries() if decided_coarse else 0))
 
 
 def test_rechecks_stay_within_the_query_budget(server, probes):

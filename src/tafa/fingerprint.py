@@ -57,7 +57,8 @@ from .signature.consistency import EvasionCheck, check_evasion as check_evasion_
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.derivatives import Derivatives
 from .shown_stage import SHOWN_STAGE, ShownStage
-from .signature.scales import COARSE_SCALE, JITTER, coarse_decides, coarse_probes, domain_scale, roughness
+from .signature.scales import (COARSE_SCALE, CURVATURE_LIMIT, JITTER, ROUGHNESS_LIMIT, coarse_decides, coarse_probes,
+                               curvature, domain_scale, roughness)
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
                           FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
                           label_scheme, owner_inputs, asked_scores)
@@ -827,8 +828,9 @@ class Fingerprint:
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        if labels or (coarse is not None and coarse_decides(coarse[1], None if recognised is None
-                                                            else recognised.quantised)):
+        if labels or (coarse is not None and coarse_decides(
+                coarse[1], None if recognised is None else recognised.quantised,
+                None if recognised is None else recognised.curvature)):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
                                        seconds=seconds, progress=progress, labels=labels,
@@ -914,7 +916,8 @@ class Fingerprint:
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
                               evasion=None if evasion is None else evasion.to_dict(), weights=evidence,
                               coarse=None if coarse is None else {"score": coarse[0].value, "roughness": coarse[1],
-                                                                   "decides": False})
+                                                                   "curvature": None if recognised is None
+                                                                   else recognised.curvature, "decides": False})
 
     def shown_stage(self, recognised: Recognised | None) -> ShownStage | None:
         """The first stage on the classes a suspect shows (:mod:`tafa.shown_stage`), for answers
@@ -1051,11 +1054,14 @@ class Fingerprint:
             notes.append("no references: score reported, no decision made")
         if coarse is not None and coarse_score is not None:
             relative = coarse[1]
+            bent = None if recognised is None else recognised.curvature
             why = (f"answers on a grid of step {recognised.quantised:.3g}" if recognised is not None
                    and recognised.quantised is not None else
                    f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative to "
-                   "the coarse step's")
-            if coarse_decides(relative, None if recognised is None else recognised.quantised):
+                   "the coarse step's" if relative > ROUGHNESS_LIMIT or bent is None else
+                   f"its answers bend within the fingerprint's step (curvature {bent:.3g}; a ReLU network's stay "
+                   f"below {CURVATURE_LIMIT:g})")
+            if coarse_decides(relative, None if recognised is None else recognised.quantised, bent):
                 notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): "
                              f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, each difference "
                              f"averaged over {len(JITTER)} steps within {max(abs(j) for j in JITTER):.0%} of it) "
@@ -1077,6 +1083,9 @@ class Fingerprint:
         elif model.labels_only:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
+        said = None if model.consistency is None else model.consistency.note()  # services re-ask a few inputs
+        if said:
+            notes.append(said)
         parts = ([SHOWN_STAGE] * (shown is not None) + ["their boundary geometry"] * (geometry is not None)
                  + ["coarse scale"] * (coarse is not None) + ["labels"] * labels)
         if shown is not None:  # in the order they decide
@@ -1090,6 +1099,7 @@ class Fingerprint:
                               evasion=None if evasion is None else evasion.to_dict(),
                               coarse=None if coarse is None or coarse_score is None else {
                                   "score": coarse_score.value, "roughness": coarse[1],
+                                  "curvature": None if recognised is None else recognised.curvature,
                                   "single_step_score": coarse[0].value, "decides": shown is None})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
@@ -1111,6 +1121,8 @@ class Fingerprint:
         inputs = measurement.inputs(self.probes)
         answers = model(inputs)
         signature, recognised = assemble_suspect(measurement, self.probes, answers, self.owner_signature)
+        if type(measurement) is Derivatives:  # how much the answers bend within a step (tafa.signature.scales)
+            recognised = replace(recognised, curvature=curvature(self.probes, recognised.answers))
         evasion = (check_evasion_of(model, inputs, answers, self.domain, anchors=owner_data, seed=seed) if check
                    else None)
         return signature, recognised, evasion

@@ -347,6 +347,10 @@ def _register_standard() -> None:
     register_evasion(Evasion("ripple", lambda c, _d, _x, seed: RippleModel(c, 0.3, 100.0, seed),
                              "the copy's answers plus 0.3 sin(x R), R ~ N(0, 100^2) per entry", routes=False,
                              params={"amplitude": 0.3, "frequency": 100.0}))
+    register_evasion(Evasion("ripple_small", lambda c, _d, _x, seed: RippleModel(c, 0.03, 100.0, seed),
+                             "the copy's answers plus 0.03 sin(x R), R ~ N(0, 100^2) per entry: bends the answers "
+                             "within the fingerprint's step without making them rough", routes=False,
+                             params={"amplitude": 0.03, "frequency": 100.0}))
     register_evasion(Evasion("noise", lambda c, _d, _x, seed: NoisyModel(c, 0.01, seed),
                              "the copy's answers plus fresh N(0, 0.01^2) noise", routes=False,
                              params={"sigma": 0.01}))

@@ -441,7 +441,8 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         alone = decides and decides_alone(suspect, recognised)  # as verify: the label stage alone, no coarse scale
         coarse = None if clipped or alone else fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
-        rough = coarse is not None and coarse_decides(coarse[1], grid)
+        rough = coarse is not None and coarse_decides(coarse[1], grid, None if recognised is None
+                                                      else recognised.curvature)
         lossy = decides and (alone or coarse is not None)
         if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None

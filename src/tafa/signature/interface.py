@@ -78,7 +78,9 @@ class Recognised:
     ``(Q, m)`` booleans, ``None``: no clip seen), and ``bounds`` the values clipped at. ``shown``:
     for top-k probabilities, the most values a row shows (``k``; ``None`` otherwise), and ``hidden``
     the values it zeroed (``(Q, m)`` booleans; ``None`` otherwise): their undone values are a floor,
-    not the model's (:mod:`tafa.shown_stage` compares the shown ones alone).
+    not the model's (:mod:`tafa.shown_stage` compares the shown ones alone). ``curvature``: how much
+    the undone answers bend within the first stage's steps (:func:`tafa.signature.scales.curvature`;
+    ``None``: not measured).
     """
 
     kind: str
@@ -90,6 +92,7 @@ class Recognised:
     bounds: tuple[float, ...] = ()
     shown: int | None = None
     hidden: np.ndarray | None = None
+    curvature: float | None = None
 
     @property
     def clipped(self) -> bool:

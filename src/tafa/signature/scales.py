@@ -91,16 +91,58 @@ def roughness(fine: Signature, coarse: Signature) -> float:
     return float(np.median(ratios))
 
 
-def coarse_decides(relative: float, grid: float | None) -> bool:
+def curvature(probes: Probes, answers: np.ndarray) -> float | None:
+    """How much answers at the first stage's inputs (the probes, then every ``x + h u``, then every
+    ``x - h u``: :class:`~tafa.signature.derivatives.Derivatives`) bend within a step: the median over
+    the probes' directions of ``|g(x + h u) + g(x - h u) - 2 g(x)| / |g(x + h u) - g(x - h u)|``.
+    A ReLU network is affine within the owner's linear regions, where the probes sit, so a
+    network's answers keep it near 0 (at most 0.044 over every plain model of the benchmark's ReLU
+    zoos, 0.06 with smooth activations); a ripple added to the answers bends them long before it
+    makes their derivatives larger (amplitude 0.01 of a standardised output: 0.16-1.6). ``None``
+    without directions, or for answers of another layout.
+
+    >>> from tafa.probes.base import Probes
+    >>> probes = Probes(np.zeros((1, 2)), np.eye(2)[None], np.array([0.5]))
+    >>> affine = np.array([[1.0], [2.5], [0.0], [-0.5], [2.0]])  # g(x) = 1 + 3 x0 + 2 x1
+    >>> curvature(probes, affine), curvature(probes, affine ** 2) > 0.5
+    (0.0, True)
+    """
+    if probes.directions is None:
+        return None
+    n, k = probes.directions.shape[:2]
+    rows = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
+    if len(rows) != n * (2 * k + 1):
+        return None
+    centre = rows[:n][:, None]
+    plus, minus = rows[n:n + n * k].reshape(n, k, -1), rows[n + n * k:].reshape(n, k, -1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        second = np.linalg.norm(plus + minus - 2 * centre, axis=-1)
+        first = np.linalg.norm(plus - minus, axis=-1)
+        ratios = np.where(first > 0, second / np.where(first > 0, first, 1.0), np.where(second > 0, np.inf, 0.0))
+    finite = ratios[~np.isnan(ratios)]
+    return float(np.median(finite)) if finite.size else None
+
+
+#: Above this :func:`curvature`, the answers are not a ReLU network's at the fingerprint's step and
+#: the coarse scale decides: 0.044 is the most any plain model of the benchmark's ReLU zoos showed
+#: (0.06 with smooth activations); ``python benchmarks/curvature.py`` (docs/method.md, "The coarse
+#: scale": "Bent answers").
+CURVATURE_LIMIT = 0.1
+
+
+def coarse_decides(relative: float, grid: float | None, bent: float | None = None) -> bool:
     """Whether the coarse scale decides a suspect (see module doc): its answers lie on a grid
-    (``grid``: the step :mod:`tafa.signature.interface` recognised, ``None`` for none), or its
-    roughness relative to the owner's is above what a ReLU network keeps. The one rule
-    ``tafa verify`` and the benchmark both apply.
+    (``grid``: the step :mod:`tafa.signature.interface` recognised, ``None`` for none), its
+    roughness relative to the owner's is above what a ReLU network keeps, or its answers bend
+    within the fingerprint's step (``bent``: their :func:`curvature`, ``None``: not measured) more
+    than a ReLU network's do. The one rule ``tafa verify`` and the benchmark both apply.
 
     >>> coarse_decides(4.2, None), coarse_decides(1.1, None), coarse_decides(0.4, None), coarse_decides(1.0, 0.01)
     (True, False, False, True)
+    >>> coarse_decides(1.1, None, 0.7), coarse_decides(1.1, None, 0.01)
+    (True, False)
     """
-    return grid is not None or relative > ROUGHNESS_LIMIT
+    return grid is not None or relative > ROUGHNESS_LIMIT or (bent is not None and bent > CURVATURE_LIMIT)
 
 
 @register_signature("jittered-derivatives")
@@ -165,5 +207,5 @@ class JitteredDerivatives(Derivatives):
         return averaged
 
 
-__all__ = ["COARSE_SCALE", "JITTER", "JitteredDerivatives", "ROUGHNESS_LIMIT", "coarse_probes", "coarse_decides",
-           "domain_scale", "roughness"]
+__all__ = ["COARSE_SCALE", "CURVATURE_LIMIT", "JITTER", "JitteredDerivatives", "ROUGHNESS_LIMIT", "coarse_probes",
+           "coarse_decides", "curvature", "domain_scale", "roughness"]
