@@ -897,8 +897,7 @@ class Fingerprint:
                          "fine-tune; it scores as unchanged from the parent")
         if self.probes.analysis is Analysis.BLACK_BOX:
             notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
-        consistency = model.consistency  # services re-ask a few inputs
-        said = None if consistency is None else consistency.note()
+        said = _consistency_note(model)
         if said:
             notes.append(said)
         if recognised is not None and recognised.note:
@@ -1083,7 +1082,7 @@ class Fingerprint:
         elif model.labels_only:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
-        said = None if model.consistency is None else model.consistency.note()  # services re-ask a few inputs
+        said = _consistency_note(model)
         if said:
             notes.append(said)
         parts = ([SHOWN_STAGE] * (shown is not None) + ["their boundary geometry"] * (geometry is not None)
@@ -1224,6 +1223,12 @@ class Fingerprint:
                 **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta,
                                                    is_free(self.labels.scheme))} if self.labels is not None else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
+
+
+def _consistency_note(model: Model) -> str | None:
+    """What a service's re-asked inputs showed (services re-ask a few inputs of every request;
+    ``None`` for a model that does not, or when they all agreed)."""
+    return None if model.consistency is None else model.consistency.note()
 
 
 def _open_owner_file(path: str | os.PathLike[str], input_shape: tuple[int, ...] | None) -> Model:

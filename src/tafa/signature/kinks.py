@@ -18,10 +18,10 @@ best-aligned unit. Orientations are matched, not positions. For each line, again
    size (``crossing``), says whether the suspect has a kink exactly where the owner's unit
    crosses the line, if the derivative along a direction orthogonal to the owner's normal does
    not change there (:data:`SIDE_LIMIT`; 4 more queries: another unit's hyperplane through the
-   point would change it). Fine-tuning the first layer moves the owner's hyperplanes by many steps (as
-   it moves a public parent's, so a sibling fine-tuned from the owner's parent has none there
-   either), while a copy that keeps the owner's first layer (only later layers fine-tuned or
-   replaced) has every one of them.
+   point would change it). Fine-tuning the first layer moves the owner's hyperplanes by many
+   steps (as it moves a public parent's, so a sibling fine-tuned from the owner's parent has
+   none there either), while a copy that keeps the owner's first layer (only later layers
+   fine-tuned or replaced) has every one of them.
 2. **Bisect.** ``bisections`` halvings of that cell, keeping the half whose ends differ most
    (as Carlini, Jagielski and Mironov, CRYPTO 2020, and Rolnick and Kording, ICML 2020, locate
    critical points from queries): the kink's position ``t*`` is known to half the last bracket.
@@ -163,8 +163,8 @@ class Kinks(Measurement):
                 scanned, beside = np.split(slopes(index, np.concatenate([grid, near], axis=1)), [self.cells + 1],
                                            axis=1)
                 if not self.shown:
-                    crossing[index] = _crossing(ask, points[index], lines[index], directions[index],
-                                                     steps[index], beside)
+                    crossing[index] = _crossing(ask, points[index], lines[index], directions[index], steps[index],
+                                                beside)
                 change = gap(scanned[:, 1:], scanned[:, :-1])
                 cell = np.argmax(change, axis=1)
                 rows = np.arange(len(index))
