@@ -1054,12 +1054,14 @@ class Fingerprint:
         if coarse is not None and coarse_score is not None:
             relative = coarse[1]
             bent = None if recognised is None else recognised.curvature
-            why = (f"answers on a grid of step {recognised.quantised:.3g}" if recognised is not None
-                   and recognised.quantised is not None else
-                   f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative to "
-                   "the coarse step's" if relative > ROUGHNESS_LIMIT or bent is None else
-                   f"its answers bend within the fingerprint's step (curvature {bent:.3g}; a ReLU network's stay "
-                   f"below {CURVATURE_LIMIT:g})")
+            if recognised is not None and recognised.quantised is not None:
+                why = f"answers on a grid of step {recognised.quantised:.3g}"
+            elif relative > ROUGHNESS_LIMIT or bent is None:
+                why = (f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative "
+                       "to the coarse step's")
+            else:
+                why = (f"its answers bend within the fingerprint's step (curvature {bent:.3g}; a ReLU network's stay "
+                       f"below {CURVATURE_LIMIT:g})")
             if coarse_decides(relative, None if recognised is None else recognised.quantised, bent):
                 notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): "
                              f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, each difference "

@@ -328,10 +328,18 @@ def as_verified(rule: Rule, row: Scored) -> list[float]:
     few probes at a time (``looked``) stopped once its threshold is out of reach, its score then
     the mean over the probes measured (:mod:`tafa.decide.sequential`); ``[score]`` without stages."""
     scores = list(row.stages) or [row.score]
-    if row.looked and row.looked < len(rule.stages):
-        values = np.asarray(row.lines)
-        scores[row.looked] = float(measured_part(values, rule.stages[row.looked].threshold).mean())
+    measured = measured_lines(rule, row)
+    if measured is not None:
+        scores[row.looked] = float(measured.mean())
     return scores
+
+
+def measured_lines(rule: Rule, row: Scored) -> np.ndarray | None:
+    """The per-probe values of ``row``'s stage ``looked`` that verify measures under ``rule``
+    before its threshold is out of reach (``None``: no such stage, or the rule leaves it out)."""
+    if not row.looked or row.looked >= len(rule.stages):
+        return None
+    return measured_part(np.asarray(row.lines), rule.stages[row.looked].threshold)
 
 
 def _git_commit() -> str:
@@ -801,11 +809,12 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
                 for label, value in (("derived", 1), ("independent", 0))}
         result["second_stage_runs"] = {label: float(np.mean(v)) if v else float("nan") for label, v in runs.items()}
         # of the probes of a stage stopped once out of reach, the share measured where it runs (at ALPHA)
-        parts = {label: [len(measured_part(np.asarray(r.lines), zoo_rule.stages[r.looked].threshold)) / len(r.lines)
-                         for r in staged if r.label == value and r.family != EXTRACTION and r.looked
-                         and r.looked < len((zoo_rule := rules[_zoo_of(r)][ALPHA]).stages)
-                         and not zoo_rule.fires(list(r.stages[:r.looked]))]
-                 for label, value in (("derived", 1), ("independent", 0))}
+        parts: dict[str, list[float]] = {"derived": [], "independent": []}
+        for r in staged:
+            zoo_rule = rules[_zoo_of(r)][ALPHA]
+            measured = measured_lines(zoo_rule, r)
+            if measured is not None and r.family != EXTRACTION and not zoo_rule.fires(list(r.stages[:r.looked])):
+                parts["derived" if r.label == 1 else "independent"].append(len(measured) / len(r.lines))
         result["second_stage_measured"] = {label: float(np.mean(v)) if v else float("nan")
                                            for label, v in parts.items()}
         result["staged_models"] = len(staged)

@@ -244,13 +244,13 @@ class Verdict:
             rows.append(("per-point", f"min {spread['min']:.3f}  q10 {spread['q10']:.3f}  median "
                                       f"{spread['median']:.3f}  q90 {spread['q90']:.3f}  max {spread['max']:.3f}"))
         if self.coarse is not None:
+            text = f"score {self.coarse['score']:.4f}, roughness {self.coarse['roughness']:.3g} (the suspect's " \
+                   "relative to the owner's"
             bent = self.coarse.get("curvature")
-            rows.append(("coarse scale", f"score {self.coarse['score']:.4f}, roughness {self.coarse['roughness']:.3g} "
-                                         "(the suspect's relative to the owner's"
-                                         + ("" if bent is None else f"), curvature {bent:.3g} (its answers' bend "
-                                                                    "within a step")
-                                         + "; " + ("it decides)" if self.coarse["decides"] else
-                                                   "the fingerprint's own step decides)")))
+            if bent is not None:
+                text += f"), curvature {bent:.3g} (its answers' bend within a step"
+            text += "; " + ("it decides)" if self.coarse["decides"] else "the fingerprint's own step decides)")
+            rows.append(("coarse scale", text))
         rows += [("queries", str(self.queries)), ("seconds", f"{self.seconds:.2f}"),
                  ("suspect", str(self.suspect.get("name", "?"))), ("scheme", self.scheme)]
         rows += [("note", note) for note in self.notes]

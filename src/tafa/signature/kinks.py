@@ -77,6 +77,7 @@ class Kinks(Measurement):
     """
 
     adaptive = True
+    optional_keys = frozenset({"crossing"})  # fingerprints made before session 14 have none
 
     def __init__(self, budget: int = 5200, cells: int = 47, bisections: int = 4, consistency: float = 0.05,
                  shown: bool = False) -> None:
@@ -109,8 +110,6 @@ class Kinks(Measurement):
         if "spread" in probes.extra:
             shapes["spread"] = (n,)
         return shapes
-
-    optional_keys = frozenset({"crossing"})  # fingerprints made before session 14 have none
 
     def per_line(self, k: int) -> int:
         """Queries one line costs when the suspect answers every query."""
@@ -227,7 +226,7 @@ def _crossing(ask: Callable[[np.ndarray], np.ndarray], points: np.ndarray, lines
     direction orthogonal to the owner's normal (the second measured direction) changes by more
     than :data:`SIDE_LIMIT` of that (a hyperplane through the point, not oriented like the
     owner's unit), and where the slopes are all zero."""
-    size = 0.5 * (_gap(beside[:, 0], 0 * beside[:, 0]) + _gap(beside[:, 1], 0 * beside[:, 1]))
+    size = 0.5 * (np.linalg.norm(beside[:, 0], axis=-1) + np.linalg.norm(beside[:, 1], axis=-1))
     across = _gap(beside[:, 1], beside[:, 0])
     relative = np.divide(across, size, out=np.zeros(len(points)), where=np.isfinite(size) & (size > 0))
     if directions.shape[1] < 2:
