@@ -8,7 +8,9 @@ benchmark's ripple) answer its inputs; their answers are undone as ``tafa verify
 (:func:`tafa.signature.interface.recognise`). Printed per family: the smallest and largest curvature;
 for the ripples also the roughness (the old switch, :data:`~tafa.signature.scales.ROUGHNESS_LIMIT`)
 and the first stage's score at the fingerprint's step, which the ripple corrupts before the
-roughness notices.
+roughness notices. Then the same for a piecewise-linear ripple, a triangle wave of the same
+period (:class:`~tafa.attacks.evasion.TriangleRipple`): a ReLU network could compute it, so it does not bend the answers
+within a step unless a kink falls there; printed with the coarse scale's single-step score.
 
     python benchmarks/curvature.py [--zoos digits-mlp diabetes-mlp friedman-mlp]   # about 1 minute a zoo
 """
@@ -19,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from tafa import Fingerprint
-from tafa.attacks.evasion import RippleModel
+from tafa.attacks.evasion import RippleModel, TriangleRipple
 from tafa.bench.run import evasion_suspects, interface_suspects
 from tafa.bench.scenarios import FULL
 from tafa.bench.zoo import build_zoos
@@ -28,6 +30,8 @@ from tafa.signature.interface import recognise
 from tafa.signature.scales import curvature
 
 AMPLITUDES = (0.1, 0.03, 0.01, 0.003, 0.001)
+#: The triangle waves' amplitudes and frequencies (the projection's standard deviation).
+TRIANGLES = ((0.3, 10.0), (0.1, 100.0), (0.1, 30.0), (0.1, 10.0), (0.03, 10.0))
 
 
 def main() -> None:
@@ -70,6 +74,16 @@ def main() -> None:
             rough = "-" if coarse is None else f"{coarse[1]:.2f}"
             score = fingerprint.compare(signature).value
             print(f"| {amplitude:g} | {recognised.curvature:.3g} | {rough} | {score:.3f} |")
+        print("\n| the owner behind a triangle wave of amplitude x frequency | curvature | roughness "
+              "| first-stage score at its step | at the coarse step |")
+        print("|---:|---:|---:|---:|---:|")
+        for amplitude, frequency in TRIANGLES:
+            wave = TriangleRipple(TorchModel(zoo.owner, spec.input_shape), amplitude, frequency, seed=1)
+            signature, recognised, _ = fingerprint.measure_checked(wave, False)
+            coarse = fingerprint.measure_coarse(wave, signature)
+            rough, single = ("-", "-") if coarse is None else (f"{coarse[1]:.2f}", f"{coarse[0].value:.3f}")
+            score = fingerprint.compare(signature).value
+            print(f"| {amplitude:g} x {frequency:g} | {recognised.curvature:.3g} | {rough} | {score:.3f} | {single} |")
 
 
 if __name__ == "__main__":

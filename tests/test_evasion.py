@@ -12,7 +12,7 @@ import torch
 
 from tafa import Fingerprint
 from tafa.attacks import quantize
-from tafa.attacks.evasion import (EVASIONS, Evasion, EvasiveModel, NearDuplicateRouter, RangeRouter,
+from tafa.attacks.evasion import (EVASIONS, Evasion, EvasiveModel, NearDuplicateRouter, RangeRouter, RippleModel,
                                   get_evasion, register_evasion)
 from tafa.bench.datasets import load_task
 from tafa.domain import parse_domain
@@ -102,6 +102,23 @@ def test_ripple_and_noise(owner, decoy):
     first, second = noisy(x) - owner(x), noisy(x) - owner(x)
     assert not np.array_equal(first, second)  # fresh noise on every call
     assert 0.005 < first.std() < 0.02
+
+
+def test_the_triangle_wave_is_piecewise_linear_where_the_sine_ripple_bends(owner, decoy):
+    """The benchmark's ``triangle`` family: a ripple a ReLU network could compute, which the curvature
+    (:func:`tafa.signature.scales.curvature`) does not see, so only the roughness and the stages can."""
+    triangle, sine = serve("triangle", owner, decoy), RippleModel(owner, 0.1, 10.0, seed=0)
+    x = np.random.default_rng(2).random((200, *SHAPE)).astype(np.float32)
+    u = np.random.default_rng(3).normal(size=x.shape).astype(np.float32)
+    u *= 0.01 / np.linalg.norm(u.reshape(len(u), -1), axis=1).reshape(-1, 1, 1, 1)
+    wave = triangle(x) - owner(x)
+    assert 0.09 < np.abs(wave).max() <= 0.1 + 1e-9
+
+    def bend(model: Model) -> np.ndarray:  # per input and output: what a step's second difference leaves of its first
+        ahead, back, here = (model(x + u) - owner(x + u), model(x - u) - owner(x - u), model(x) - owner(x))
+        return np.abs(ahead + back - 2 * here) / (np.abs(ahead - back) + 1e-12)
+
+    assert np.median(bend(triangle)) < 1e-2 < np.median(bend(sine))
 
 
 @pytest.mark.parametrize("name", sorted(EVASIONS))

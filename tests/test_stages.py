@@ -107,6 +107,7 @@ def test_the_second_stage_stops_once_its_threshold_is_out_of_reach_and_else_is_m
     reachable threshold it is exactly the whole measurement; above every reachable one it stops at
     the first look, a fraction of the queries."""
     stage = staged.second
+    assert stage.similarity().mean_over_points and not stage.similarity().settles
     lines = len(stage.probes)
     whole, model = stage.score(TorchModel(classifier.independent, SHAPE)), TorchModel(classifier.independent, SHAPE)
     again, stopped = stage.score_until(model, -1.0)
@@ -120,21 +121,50 @@ def test_the_second_stage_stops_once_its_threshold_is_out_of_reach_and_else_is_m
     assert stage.score_until(TorchModel(classifier.independent, SHAPE), None)[1] is None  # no threshold: whole
 
 
-def test_stopping_once_out_of_reach_never_makes_a_stage_fire():
-    """The false-positive bound holds as it is: a stage stopped early scores the mean of what it
-    measured, which is below its threshold; only a stage measured whole can be above it."""
-    from tafa.decide.sequential import measured_part
+def test_a_stage_scored_by_the_bounded_mean_also_stops_once_its_threshold_is_surely_passed(staged, classifier):
+    """The ablation ``ablate-boundary-bounded``: above a threshold its bounded mean has surely passed
+    the stage stops at the first look, with a score no higher than the whole measurement's."""
+    from tafa.scheme import get_scheme
+
+    stage = staged.second
+    bounded = replace(stage, scheme=replace(stage.scheme, similarity_params=get_scheme(
+        "ablate-boundary-bounded").similarity_params))
+    assert bounded.similarity().settles and bounded.similarity().mean_over_points
+    lines = len(stage.probes)
+    whole = bounded.score(TorchModel(classifier.independent, SHAPE))
+    assert whole.value >= whole.per_point.mean()  # the bounded mean is never below the mean
+    model = TorchModel(classifier.independent, SHAPE)
+    passed, stopped = bounded.score_until(model, -1.0)  # every look's floor is above -1
+    assert stopped == {"probes": 4, "of": lines, "passed": True} and model.queries == 4 * 178
+    assert -1.0 < passed.value <= whole.value
+    np.testing.assert_array_equal(passed.per_point, whole.per_point[:4])
+    model = TorchModel(classifier.independent, SHAPE)
+    early, stopped = bounded.score_until(model, 2.0)
+    assert stopped is not None and "reach" in stopped and model.queries == 4 * 178 and early.value <= 2.0
+
+
+def test_stopping_early_never_makes_a_stage_fire_that_the_whole_measurement_would_not():
+    """The false-positive bound holds as it is. Out of reach: a stage stopped early scores below its
+    threshold. Passed: the bounded mean of what it measured is at most the whole measurement's, so a
+    stage that stops above its threshold would have been above it measured whole."""
+    from tafa.decide.sequential import bounded_mean, measured_part, stopped_score
 
     rng = np.random.default_rng(0)
-    stopped = 0
+    stopped = {False: 0, True: 0}
     for _ in range(2000):
         values = np.clip(rng.normal(rng.uniform(0, 1), rng.uniform(0.01, 0.5), size=int(rng.integers(5, 40))), 0, 1)
         threshold = float(rng.uniform(0, 1))
         part = measured_part(values, threshold)
-        stopped += len(part) < len(values)
+        stopped[False] += len(part) < len(values)
         assert len(part) == len(values) or part.mean() <= threshold
         assert not (values.mean() <= threshold < part.mean())  # stopping never moves a stage above its threshold
-    assert 200 < stopped < 1800  # both happen
+        whole = bounded_mean(values)
+        assert whole >= values.mean() - 1e-12
+        part = measured_part(values, threshold, bounded=True)
+        score = stopped_score(part, len(values), bounded=True)
+        stopped[True] += len(part) < len(values) and score > threshold
+        assert score <= whole + 1e-12 and not (whole <= threshold < score)
+    assert 200 < stopped[False] < 1800 and 200 < stopped[True] < 1800  # each happens
 
 
 def _moved(owner: torch.nn.Module, layer: int, scale: float, seed: int) -> torch.nn.Module:

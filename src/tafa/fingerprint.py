@@ -40,7 +40,7 @@ from .references import References
 from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
 from .decide.rule import Rule
-from .decide.sequential import LOOK, looks, out_of_reach, reach
+from .decide.sequential import LOOK, looks, out_of_reach, reach, stopped_score
 from .decide.threshold import Calibration, calibrate
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
@@ -641,12 +641,15 @@ class Fingerprint:
 
     def score_until(self, suspect: ModelLike, threshold: float | None) -> tuple[Score, dict[str, Any] | None]:
         """:meth:`score`, for a similarity that is a mean over the probes measured a few probes at a
-        time (:data:`~tafa.decide.sequential.LOOK`) and stopped once ``threshold`` is out of reach
-        (:mod:`tafa.decide.sequential`). Then the score is over the probes measured (below the
-        threshold), and the second value says how far it went: ``{"probes", "of", "reach"}``
-        (``None``: every probe measured, the score exactly :meth:`score`'s)."""
+        time (:data:`~tafa.decide.sequential.LOOK`) and stopped once ``threshold`` is out of reach,
+        or, for a bounded mean (:attr:`~tafa.decide.similarity.Similarity.settles`), surely passed
+        (:mod:`tafa.decide.sequential`). Then the score is over the probes measured (out of reach:
+        below the threshold; passed: above it, what the whole measurement would score at least), and
+        the second value says how far it went: ``{"probes", "of", "reach"}`` or ``{"probes", "of",
+        "passed": True}`` (``None``: every probe measured, the score exactly :meth:`score`'s)."""
         n = len(self.probes)
-        if threshold is None or not self.similarity().mean_over_points or n <= LOOK:
+        similarity = self.similarity()
+        if threshold is None or not similarity.mean_over_points or n <= LOOK:
             return self.score(suspect), None
         model = as_model(suspect, self.input_shape)
         parts: list[Signature] = []
@@ -656,8 +659,14 @@ class Fingerprint:
             done = upto
             measured = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
             score = self.at_probes(np.arange(done)).compare(measured)
-            if out_of_reach(score.per_point, n, threshold):
-                return score, {"probes": done, "of": n, "reach": reach(score.per_point, n)}
+            if done == n:
+                break
+            values = score.per_point
+            value = stopped_score(values, n, similarity.settles)
+            if similarity.settles and value > threshold:
+                return replace(score, value=value), {"probes": done, "of": n, "passed": True}
+            if out_of_reach(values, n, threshold):
+                return replace(score, value=value), {"probes": done, "of": n, "reach": reach(values, n)}
         return score, None
 
     def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,

@@ -142,6 +142,11 @@ register_scheme(Scheme(
     "values (classifiers) an extraction stage (tafa-students, 64 queries), each run only when the earlier "
     "stages do not already judge the suspect derived; each stage decides at its equal share of alpha"))
 register_scheme(Scheme(
+    "ablate-stop-passed", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, second="ablate-boundary-bounded", extraction="tafa-students", benchmark=False,
+    description="tafa whose second stage also stops once its threshold is surely passed (ablate-boundary-bounded): "
+    "measured, not taken (docs/method.md, \"Stopping once passed\")"))
+register_scheme(Scheme(
     "tafa-one-stage", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
     directions=4, description="tafa's first stage alone (the default before the boundary-geometry second stage)"))
 register_scheme(Scheme(
@@ -172,6 +177,11 @@ register_scheme(Scheme(
     "normal and 15 random ones); score: mean over lines of the kink's estimated full-space |cosine| with the "
     "owner's own kink, or 1 where the suspect's derivative changes at the owner's exact crossing as the owner's "
     "does (5,162 adaptive queries: 178 per line); tafa's second stage"))
+register_scheme(Scheme(
+    "ablate-boundary-bounded", probes="boundary", signature="kinks", similarity="boundary-orientation", points=29,
+    directions=16, similarity_params={"estimate": "full", "aggregation": "bounded"}, benchmark=False,
+    description="tafa-boundary scored by the lines' bounded mean (the highest lower bound over the looks of four "
+    "lines, never below the mean), so that the stage also stops once its threshold is surely passed"))
 register_scheme(Scheme(
     "tafa-students", probes="random", signature="outputs", similarity="scaled-agreement", points=64,
     probe_params={"invert_steps": 100}, benchmark=False,
@@ -252,6 +262,7 @@ for _name, _params, _what in (
 ABLATION = ("tafa", "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
             "ablate-32-points", "ablate-8-directions", "tafa-select", "ablate-select-uniform", "tafa-learned",
             "tafa-free", "ablate-free-select", "ablate-meta-verifier", "ablate-meta-verifier-data", "metav-free",
-            "tafa-extract", "ablate-extract-uniform", "tafa-one-stage", "tafa-boundary", "ablate-boundary-projected")
+            "tafa-extract", "ablate-extract-uniform", "tafa-one-stage", "tafa-boundary", "ablate-boundary-projected",
+            "ablate-stop-passed")
 
 _OWN_REGISTERED = True

@@ -275,8 +275,11 @@ class RippleModel(EvasiveModel):
     """The copy's answers plus ``amplitude * sin(x R)``, ``R`` a fixed random projection whose entries
     have standard deviation ``frequency`` (per input unit)."""
 
+    #: The evasion's name, before its amplitude and frequency.
+    kind = "ripple"
+
     def __init__(self, copy: Model, amplitude: float = 0.3, frequency: float = 100.0, seed: int = 0) -> None:
-        super().__init__(copy, None, f"ripple{amplitude:g}x{frequency:g}")
+        super().__init__(copy, None, f"{self.kind}{amplitude:g}x{frequency:g}")
         inputs, outputs = int(np.prod(copy.input_shape)), int(np.prod(copy.output_shape))
         self.amplitude = amplitude
         self.projection = np.random.default_rng(seed).normal(0.0, frequency, size=(inputs, outputs))
@@ -284,6 +287,24 @@ class RippleModel(EvasiveModel):
     def _forward(self, x: np.ndarray) -> np.ndarray:
         answers = self.copy(x)
         ripple = self.amplitude * np.sin(x.reshape(len(x), -1).astype(np.float64) @ self.projection)
+        self.routed += len(x)
+        return answers + ripple.reshape(answers.shape)
+
+
+class TriangleRipple(RippleModel):
+    """The copy's answers plus ``amplitude * tri(x R)``, the triangle wave with ``sin``'s period,
+    phase and range: piecewise linear (slopes of +-2/pi per unit of ``x R``), so it bends the
+    answers within a step only where one of its kinks falls, and a ReLU network could compute it."""
+
+    kind = "triangle"
+
+    def __init__(self, copy: Model, amplitude: float = 0.1, frequency: float = 10.0, seed: int = 0) -> None:
+        super().__init__(copy, amplitude, frequency, seed)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        answers = self.copy(x)
+        turns = (x.reshape(len(x), -1).astype(np.float64) @ self.projection) / (2 * np.pi) + 0.25
+        ripple = self.amplitude * (4 * np.abs(turns - np.floor(turns + 0.5)) - 1)
         self.routed += len(x)
         return answers + ripple.reshape(answers.shape)
 
@@ -351,6 +372,10 @@ def _register_standard() -> None:
                              "the copy's answers plus 0.03 sin(x R), R ~ N(0, 100^2) per entry: bends the answers "
                              "within the fingerprint's step without making them rough", routes=False,
                              params={"amplitude": 0.03, "frequency": 100.0}))
+    register_evasion(Evasion("triangle", lambda c, _d, _x, seed: TriangleRipple(c, 0.1, 10.0, seed),
+                             "the copy's answers plus 0.1 tri(x R), R ~ N(0, 10^2) per entry, the triangle wave of "
+                             "sin's period: piecewise linear, so it does not bend the answers within the "
+                             "fingerprint's step", routes=False, params={"amplitude": 0.1, "frequency": 10.0}))
     register_evasion(Evasion("noise", lambda c, _d, _x, seed: NoisyModel(c, 0.01, seed),
                              "the copy's answers plus fresh N(0, 0.01^2) noise", routes=False,
                              params={"sigma": 0.01}))

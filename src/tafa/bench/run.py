@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from ..references import References
 from ..decide.learned import LearnedSimilarity
 from ..decide.rule import Decision, Rule
-from ..decide.sequential import measured_part
+from ..decide.sequential import measured_part, stopped_score
 from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
@@ -130,6 +130,9 @@ class Scored:
     #: as verify does (:func:`as_verified`, :mod:`tafa.decide.sequential`).
     looked: int = 0
     lines: tuple[float, ...] = ()
+    #: That stage's score is the lines' bounded mean: it also stops once its threshold is surely
+    #: passed (:func:`~tafa.decide.sequential.bounded_mean`).
+    settles: bool = False
 
 
 def with_calibrated(rows: list[Scored]) -> list[Scored]:
@@ -325,12 +328,13 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
 
 def as_verified(rule: Rule, row: Scored) -> list[float]:
     """``row``'s stage scores as ``tafa verify`` measures them under ``rule``: the stage measured a
-    few probes at a time (``looked``) stopped once its threshold is out of reach, its score then
-    the mean over the probes measured (:mod:`tafa.decide.sequential`); ``[score]`` without stages."""
+    few probes at a time (``looked``) stopped once its threshold is out of reach (or, ``settles``,
+    surely passed), its score then over the probes measured (:func:`~tafa.decide.sequential.stopped_score`);
+    ``[score]`` without stages."""
     scores = list(row.stages) or [row.score]
     measured = measured_lines(rule, row)
     if measured is not None:
-        scores[row.looked] = float(measured.mean())
+        scores[row.looked] = stopped_score(measured, len(row.lines), row.settles)
     return scores
 
 
@@ -339,7 +343,7 @@ def measured_lines(rule: Rule, row: Scored) -> np.ndarray | None:
     before its threshold is out of reach (``None``: no such stage, or the rule leaves it out)."""
     if not row.looked or row.looked >= len(rule.stages):
         return None
-    return measured_part(np.asarray(row.lines), rule.stages[row.looked].threshold)
+    return measured_part(np.asarray(row.lines), rule.stages[row.looked].threshold, bounded=row.settles)
 
 
 def _git_commit() -> str:
@@ -461,6 +465,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         looked = next((i for i, (stage, s) in enumerate(zip(later, later_scores), start=1)
                        if s is not None and stage.similarity().mean_over_points), 0)
         lines = () if not looked else tuple(float(v) for v in later_scores[looked - 1].per_point)  # type: ignore[union-attr]
+        settles = bool(looked) and later[looked - 1].similarity().settles
         free = label_stage is not None and is_free(label_stage.scheme)
         # the calibration rows' own label scores calibrate the owner-data stage; the data-free stage's
         # references are asked through each row's interface instead (below)
@@ -497,7 +502,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
                            labels=labels, lossy=lossy, label_references=asked, labels_alone=alone, censored=censored,
                            inside=len(view.probes) if censored else 0,
                            too_few=too_few is not None, shown=shown, shown_references=shown_asked,
-                           looked=looked, lines=lines))
+                           looked=looked, lines=lines, settles=settles))
         return signature
 
     for role in ("scored", "calibration", SHARED_INIT):
@@ -790,7 +795,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "scores": [{"model": r.model, "label": r.label, "family": r.family, "score": r.score,
                     "calibrated": r.calibrated, "evidence": r.evidence, "utility": r.utility,
                     **({"stages": list(r.stages)} if r.stages else {}),
-                    **({"looked": r.looked, "lines": list(r.lines)} if r.looked else {}),
+                    **({"looked": r.looked, "lines": list(r.lines), "settles": r.settles} if r.looked else {}),
                     **({"labels": r.labels, "lossy": True} if r.lossy else {}),
                     **({"clipped": {"probes": r.inside, "references_max": max(r.censored)}} if r.censored else {}),
                     **({"clipped": {"too_few": True}} if r.too_few else {})} for r in scored],
@@ -799,7 +804,8 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         # the references the rule was calibrated on, so that the exchangeability of scored and
         # calibration independents can be checked from results.json alone
         "calibration_scores": [{"model": r.model, "family": r.family, "score": r.score,
-                                **({"stages": list(r.stages)} if r.stages else {})}
+                                **({"stages": list(r.stages)} if r.stages else {}),
+                                **({"looked": r.looked, "lines": list(r.lines)} if r.looked else {})}
                                for r in rows if r.role == "calibration"],
     }
     staged = [r for r in scored if r.stages]

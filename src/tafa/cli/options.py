@@ -31,7 +31,7 @@ SCHEME_NAMES = ("tafa", "tafa-one-stage", "tafa-learned", "tafa-free", "tafa-sel
                 "ablate-32-points", "ablate-8-directions", "ablate-select-uniform", "ablate-free-select",
                 "ablate-meta-verifier", "ablate-meta-verifier-data", "ablate-extract-uniform", "ablate-float32",
                 "ablate-slice-4", "ablate-no-lp", "ablate-budget-cheapest", "ablate-ladder",
-                "ablate-boundary-projected")
+                "ablate-boundary-projected", "ablate-boundary-bounded", "ablate-stop-passed")
 
 #: The scheme ``tafa fingerprint`` uses unless told otherwise (tafa.scheme.DEFAULT_SCHEME).
 DEFAULT_SCHEME = "tafa"

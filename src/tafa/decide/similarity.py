@@ -24,6 +24,10 @@ from ..components import Components
 from ..errors import check_param
 from ..functional import aggregate, centred_correlation, local_cosines, rowwise_cosine
 from ..signature.base import Signature
+from .sequential import bounded_mean
+
+#: The aggregation of a score that may stop once its threshold is surely passed (:class:`BoundaryOrientation`).
+BOUNDED = "bounded"
 
 
 @dataclass
@@ -54,6 +58,13 @@ class Similarity(ABC):
         """Whether the score is the mean of the per-point values (:attr:`Score.per_point`), so that a
         stage can be measured a few points at a time and stopped once out of reach
         (:mod:`tafa.decide.sequential`)."""
+        return False
+
+    @property
+    def settles(self) -> bool:
+        """Whether the score is the per-point values' bounded mean
+        (:func:`~tafa.decide.sequential.bounded_mean`), so that a stage measured a few points at a
+        time can also stop once its threshold is surely passed."""
         return False
 
     @abstractmethod
@@ -233,8 +244,11 @@ class BoundaryOrientation(Similarity):
     suspect's (so a function-preserving copy scores 1); where the owner's measurement found none,
     the owner's white-box ``normal``. A boundary whose kink the suspect does not show, or
     (black-box fingerprints) the owner's own measurement missed, counts 0. The score is ``aggregation`` over
-    every boundary (``median``: default; ``mean``), in ``[0, 1]``. Parts: ``found`` (fraction of
-    boundaries located) and ``orientation`` (median ``|cos|`` over the located ones).
+    every boundary (``median``: default; ``mean``; ``bounded``), in ``[0, 1]``. Parts: ``found`` (fraction of
+    boundaries located) and ``orientation`` (median ``|cos|`` over the located ones). ``bounded``: the
+    mean's lower bound at the best of the looks a stage measured a few lines at a time makes
+    (:func:`~tafa.decide.sequential.bounded_mean`, never below the mean), so that the stage can stop
+    once its threshold is surely passed as well as once it is out of reach.
 
     ``estimate``: ``"projected"`` takes the cosine of the two K-vectors as they are;
     ``"full"`` estimates the cosine in the whole input space, where the owner's lines carry a
@@ -264,7 +278,11 @@ class BoundaryOrientation(Similarity):
 
     @property
     def mean_over_points(self) -> bool:
-        return self.aggregation == "mean"
+        return self.aggregation in ("mean", BOUNDED)
+
+    @property
+    def settles(self) -> bool:
+        return self.aggregation == BOUNDED
 
     def compare(self, owner: Signature, suspect: Signature) -> Score:
         measured = np.asarray(owner["found"]) > 0
@@ -285,7 +303,7 @@ class BoundaryOrientation(Similarity):
             kept = at_the_crossing(owner["crossing"], suspect["crossing"])
             per_point = np.where(kept, 1.0, per_point)
             parts["crossings"] = round(float(kept.mean()), 6)
-        value = aggregate(per_point, self.aggregation)
+        value = bounded_mean(per_point) if self.aggregation == BOUNDED else aggregate(per_point, self.aggregation)
         return Score(value, per_point, parts)
 
 

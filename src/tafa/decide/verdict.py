@@ -39,8 +39,8 @@ class Verdict:
     #: A fingerprint with stages: per stage ``name``, ``score`` (``None``: not run, an earlier
     #: stage decided), ``queries`` and ``seconds``, and ``stopped`` for a stage measured only in
     #: part, its threshold out of reach (:mod:`tafa.decide.sequential`: ``probes``, ``of``,
-    #: ``reach``); ``score`` above is the first stage's, and the decision is the
-    #: :class:`~tafa.decide.rule.Rule`'s.
+    #: ``reach``) or surely passed (``probes``, ``of``, ``passed``); ``score`` above is the first
+    #: stage's, and the decision is the :class:`~tafa.decide.rule.Rule`'s.
     stages: list[dict[str, Any]] = field(default_factory=list)
 
     #: The evasion check's evidence (:class:`~tafa.signature.consistency.EvasionCheck` as a dict;
@@ -149,7 +149,10 @@ class Verdict:
                     text += f", threshold {own.threshold:.4f} at alpha {own.alpha_requested:.3g}: {side}"
                 text += f"; {stage.get('queries', 0)} queries"
                 stopped = stage.get("stopped")
-                if stopped:  # tafa.decide.sequential
+                if stopped and stopped.get("passed"):  # tafa.decide.sequential
+                    text += (f"; stopped after {stopped['probes']} of its {stopped['of']} probes, the threshold surely "
+                             "passed (the score is what all of them would score at least)")
+                elif stopped:
                     text += (f"; stopped after {stopped['probes']} of its {stopped['of']} probes, the threshold out of "
                              f"reach (at most {stopped['reach']:.4f} over all of them)")
             rows.append((f"stage {i}", text))
