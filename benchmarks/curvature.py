@@ -18,13 +18,11 @@ within a step unless a kink falls there; printed with the coarse scale's single-
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tafa import Fingerprint
 from tafa.attacks.evasion import RippleModel, TriangleRipple
 from tafa.bench.run import evasion_suspects, interface_suspects
-from tafa.bench.scenarios import FULL
-from tafa.bench.zoo import build_zoos
+from tafa.bench.scenarios import cached_zoo
 from tafa.models import TorchModel
 from tafa.signature.interface import recognise
 from tafa.signature.scales import curvature
@@ -42,8 +40,7 @@ def main() -> None:
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     args = parser.parse_args()
     for name in args.zoos:
-        (spec,) = [spec for spec in FULL if spec.name == name]
-        (zoo,) = build_zoos([spec], Path(args.cache), progress=False, roles=["scored", "calibration"])
+        spec, zoo = cached_zoo(name, args.cache)
         owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
         fingerprint = Fingerprint.create(owner, spec.domain, seed=0, second_stage=False)
         inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)

@@ -14,16 +14,14 @@ the wave, the first stage's score at its step, at the coarse step, the roughness
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from tafa import Fingerprint
 from tafa.attacks.evasion import TriangleRipple
-from tafa.bench.scenarios import FULL
+from tafa.bench.scenarios import cached_zoo
 from tafa.bench.utility import utility
-from tafa.bench.zoo import build_zoos
 from tafa.models import Model, TorchModel
 
 #: The benchmark's wave: amplitude and frequency.
@@ -43,27 +41,28 @@ class _Module(torch.nn.Module):
         return torch.as_tensor(self.model(x.detach().numpy().astype(np.float32)), dtype=torch.float32)
 
 
+def measured(fingerprint: Fingerprint, model: Model) -> tuple[float, float, float, float]:
+    """The first stage's score at its step and at the coarse step, the roughness and the curvature."""
+    signature, recognised, _ = fingerprint.measure_checked(model, False)
+    coarse = fingerprint.measure_coarse(model, signature)
+    assert coarse is not None and recognised is not None and recognised.curvature is not None
+    return fingerprint.compare(signature).value, coarse[0].value, coarse[1], recognised.curvature
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoos", nargs="+", default=["diabetes-mlp", "friedman-mlp", "digits-vae"])
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     args = parser.parse_args()
     for name in args.zoos:
-        (spec,) = [spec for spec in FULL if spec.name == name]
-        (zoo,) = build_zoos([spec], Path(args.cache), progress=False, roles=["scored", "calibration"])
+        spec, zoo = cached_zoo(name, args.cache)
         owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
         wave = TriangleRipple(owner, AMPLITUDE, FREQUENCY, seed=0)
         print(f"\n## {name}\n\nutility: owner {utility(zoo.owner, spec):.3f}, behind the wave "
               f"{utility(_Module(wave), spec):.3f}")
         fingerprint = Fingerprint.create(owner, spec.domain, seed=0, second_stage=False)
 
-        def measured(model: Model) -> tuple[float, float, float, float]:
-            signature, recognised, _ = fingerprint.measure_checked(model, False)
-            coarse = fingerprint.measure_coarse(model, signature)
-            assert coarse is not None and recognised is not None and recognised.curvature is not None
-            return fingerprint.compare(signature).value, coarse[0].value, coarse[1], recognised.curvature
-
-        single = np.array([measured(TorchModel(model, spec.input_shape))[1]
+        single = np.array([measured(fingerprint, TorchModel(model, spec.input_shape))[1]
                            for _, model in zoo.with_role("calibration")])
         print(f"calibration models at the coarse step: highest {single.max():.3f}, 95% quantile "
               f"{np.quantile(single, 0.95):.3f} ({len(single)} models)\n")
@@ -75,8 +74,9 @@ def main() -> None:
             if recipe.name not in COPIES and not (independent and independents < 2):
                 continue
             independents += independent
-            plain = measured(TorchModel(model, spec.input_shape))
-            behind = measured(TriangleRipple(TorchModel(model, spec.input_shape), AMPLITUDE, FREQUENCY, seed=0))
+            suspect = TorchModel(model, spec.input_shape)
+            plain = measured(fingerprint, suspect)
+            behind = measured(fingerprint, TriangleRipple(suspect, AMPLITUDE, FREQUENCY, seed=0))
             print(f"| {recipe.name} | {plain[0]:.3f} / {plain[1]:.3f} | {behind[0]:.3f} / {behind[1]:.3f} "
                   f"| {behind[2]:.2f} | {behind[3]:.2g} |")
 

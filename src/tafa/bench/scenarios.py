@@ -32,12 +32,14 @@ fine-tune goes through every attack. The parent itself is one more scored negati
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..attacks import BATCHNORM_ATTACKS, RESCALING_ATTACKS, SMOOTH_ATTACKS, STANDARD_ATTACKS
 from ..attacks.references import DATA_FREE_POSITIVES
 from .parents import ParentSpec
-from .zoo import ZooSpec
+from ..errors import InvalidParameter
+from .zoo import Zoo, ZooSpec, build_zoos
 
 _REFERENCES: dict[str, Any] = dict(training_positives=DATA_FREE_POSITIVES, training_negatives=10,
                    free_positives=DATA_FREE_POSITIVES, free_negatives=8)
@@ -118,3 +120,13 @@ SMOKE: tuple[ZooSpec, ...] = tuple(
     for spec in FULL if spec.name in ("digits-mlp", "diabetes-mlp", "digits-vae"))
 
 SIZES = {"smoke": SMOKE, "full": FULL}
+
+
+def cached_zoo(name: str, cache: str | Path, roles: tuple[str, ...] = ("scored", "calibration")) -> tuple[ZooSpec, Zoo]:
+    """The full benchmark's zoo ``name`` with the models of ``roles`` (and the owner), from ``cache``
+    (trained there first where missing): what the measurement scripts of ``benchmarks/`` start from."""
+    spec = next((spec for spec in FULL if spec.name == name), None)
+    if spec is None:
+        raise InvalidParameter(f"No zoo {name!r} in the full benchmark; zoos: {', '.join(s.name for s in FULL)}.")
+    (zoo,) = build_zoos([spec], Path(cache), progress=False, roles=list(roles))
+    return spec, zoo
