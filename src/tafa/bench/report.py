@@ -269,8 +269,8 @@ def _queries_cell(s: Mapping[str, Any]) -> str:
                  f"{_num(100 * runs.get('independent', float('nan')), 0)}% of independents")
         measured = s.get("second_stage_measured")
         if isinstance(measured, Mapping) and is_finite_number(measured.get("independent")):
-            text += (f"; stopped once out of reach or passed, it measures {_num(100 * measured['independent'], 0)}% "
-                     "of its probes on those independents")
+            text += (f"; stopped early, it measures {_num(100 * measured['independent'], 0)}% of its probes on those "
+                     "independents")
             if is_finite_number(measured.get("derived")):
                 text += f", {_num(100 * measured['derived'], 0)}% on those copies"
         text += ")"

@@ -42,7 +42,7 @@ The widest spread is needed because a stage's lines are not exchangeable: with t
 own spread, an independent diabetes regressor whose first four lines read 0.64, 0.67, 0.62 and
 0.66 (its mean over all 29: 0.42) scored 0.62, above every reference, and the stage's false
 positives at alpha 0.01 rose from none to a fifth of the zoo's independents (docs/method.md,
-"The second stage also stops once passed").
+"Stopping once passed").
 
 >>> values = np.array([0.9, 0.8, 0.95, 0.85] + [0.9] * 25)
 >>> round(floor(values[:4], 29), 4), round(bounded_mean(values), 4), round(float(values.mean()), 4)
