@@ -143,6 +143,26 @@ def test_a_stage_scored_by_the_bounded_mean_also_stops_once_its_threshold_is_sur
     assert stopped is not None and "reach" in stopped and model.queries == 4 * 178 and early.value <= 2.0
 
 
+def test_a_verdict_says_where_a_stage_stopped_and_why(staged, classifier):
+    """The text names the stop: out of reach (with the reach), or passed (the ablation's)."""
+    from tafa.decide import Verdict
+    from tafa.decide.similarity import Score
+
+    rule = staged.calibrate(classifier.references, alpha=ALPHA)
+    threshold = rule.stages[1].threshold
+    first = {"name": "tafa", "score": -1.0, "queries": 576, "seconds": 0.0}
+    texts = {}
+    for why, stopped, score in (("passed", {"probes": 4, "of": 29, "passed": True}, threshold + 0.01),
+                                ("reach", {"probes": 8, "of": 29, "reach": threshold - 0.01}, threshold - 0.2)):
+        second = {"name": "tafa-boundary", "score": score, "queries": 4 * 178, "seconds": 0.0, "stopped": stopped}
+        verdict = Verdict.decide(Score(-1.0, np.zeros(3)), rule, queries=1000, seconds=0.0, suspect={}, scheme="tafa",
+                                 fingerprint_sha256=staged.sha256, stages=[first, second])
+        assert verdict.decision is (Decision.DERIVED if why == "passed" else Decision.INDEPENDENT)
+        texts[why] = verdict.render()
+    assert "stopped after 4 of its 29 probes, the threshold surely passed" in texts["passed"]
+    assert "stopped after 8 of its 29 probes, the threshold out of reach" in texts["reach"]
+
+
 def test_stopping_early_never_makes_a_stage_fire_that_the_whole_measurement_would_not():
     """The false-positive bound holds as it is. Out of reach: a stage stopped early scores below its
     threshold. Passed: the bounded mean of what it measured is at most the whole measurement's, so a
