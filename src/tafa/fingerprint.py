@@ -57,8 +57,8 @@ from .signature.consistency import EvasionCheck, check_evasion as check_evasion_
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.derivatives import Derivatives
 from .shown_stage import SHOWN_STAGE, ShownStage
-from .signature.scales import (COARSE_SCALE, CURVATURE_LIMIT, JITTER, ROUGHNESS_LIMIT, coarse_decides, coarse_probes,
-                               curvature, domain_scale, roughness)
+from .signature.scales import (COARSE_SCALE, JITTER, coarse_decides, coarse_probes, coarse_reason, curvature,
+                               domain_scale, roughness)
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
                           FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
                           label_scheme, owner_inputs, asked_scores)
@@ -837,9 +837,7 @@ class Fingerprint:
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        if labels or (coarse is not None and coarse_decides(
-                coarse[1], None if recognised is None else recognised.quantised,
-                None if recognised is None else recognised.curvature)):
+        if labels or (coarse is not None and coarse_decides(coarse[1], *_grid_and_bend(recognised))):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
                                        seconds=seconds, progress=progress, labels=labels,
@@ -1061,17 +1059,8 @@ class Fingerprint:
         elif not references:
             notes.append("no references: score reported, no decision made")
         if coarse is not None and coarse_score is not None:
-            relative = coarse[1]
-            bent = None if recognised is None else recognised.curvature
-            if recognised is not None and recognised.quantised is not None:
-                why = f"answers on a grid of step {recognised.quantised:.3g}"
-            elif relative > ROUGHNESS_LIMIT or bent is None:
-                why = (f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative "
-                       "to the coarse step's")
-            else:
-                why = (f"its answers bend within the fingerprint's step (curvature {bent:.3g}; a ReLU network's stay "
-                       f"below {CURVATURE_LIMIT:g})")
-            if coarse_decides(relative, None if recognised is None else recognised.quantised, bent):
+            why = coarse_reason(coarse[1], *_grid_and_bend(recognised))
+            if why is not None:
                 notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): "
                              f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, each difference "
                              f"averaged over {len(JITTER)} steps within {max(abs(j) for j in JITTER):.0%} of it) "
@@ -1234,6 +1223,13 @@ class Fingerprint:
                 **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta,
                                                    is_free(self.labels.scheme))} if self.labels is not None else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
+
+
+def _grid_and_bend(recognised: Recognised | None) -> tuple[float | None, float | None]:
+    """The grid step and the curvature of the answers as recognised (``None`` each where not
+    recognised or not seen): what :func:`~tafa.signature.scales.coarse_decides` reads besides the
+    roughness."""
+    return (None, None) if recognised is None else (recognised.quantised, recognised.curvature)
 
 
 def _consistency_note(model: Model) -> str | None:

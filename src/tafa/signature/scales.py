@@ -130,19 +130,39 @@ def curvature(probes: Probes, answers: np.ndarray) -> float | None:
 CURVATURE_LIMIT = 0.1
 
 
+def coarse_reason(relative: float, grid: float | None, bent: float | None = None) -> str | None:
+    """Why the coarse scale decides a suspect (see module doc), in words; ``None`` when it does not:
+    its answers lie on a grid (``grid``: the step :mod:`tafa.signature.interface` recognised,
+    ``None`` for none), its roughness relative to the owner's (``relative``) is above what a ReLU
+    network keeps, or its answers bend within the fingerprint's step (``bent``: their
+    :func:`curvature`, ``None``: not measured) more than a ReLU network's do.
+
+    >>> coarse_reason(1.1, None, 0.7)
+    "its answers bend within the fingerprint's step (curvature 0.7; a ReLU network's stay below 0.1)"
+    >>> coarse_reason(1.1, None, 0.01) is None
+    True
+    """
+    if grid is not None:
+        return f"answers on a grid of step {grid:.3g}"
+    if relative > ROUGHNESS_LIMIT:
+        return (f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative to "
+                "the coarse step's")
+    if bent is not None and bent > CURVATURE_LIMIT:
+        return (f"its answers bend within the fingerprint's step (curvature {bent:.3g}; a ReLU network's stay below "
+                f"{CURVATURE_LIMIT:g})")
+    return None
+
+
 def coarse_decides(relative: float, grid: float | None, bent: float | None = None) -> bool:
-    """Whether the coarse scale decides a suspect (see module doc): its answers lie on a grid
-    (``grid``: the step :mod:`tafa.signature.interface` recognised, ``None`` for none), its
-    roughness relative to the owner's is above what a ReLU network keeps, or its answers bend
-    within the fingerprint's step (``bent``: their :func:`curvature`, ``None``: not measured) more
-    than a ReLU network's do. The one rule ``tafa verify`` and the benchmark both apply.
+    """Whether the coarse scale decides a suspect (:func:`coarse_reason` gives a reason): the one
+    rule ``tafa verify`` and the benchmark both apply.
 
     >>> coarse_decides(4.2, None), coarse_decides(1.1, None), coarse_decides(0.4, None), coarse_decides(1.0, 0.01)
     (True, False, False, True)
     >>> coarse_decides(1.1, None, 0.7), coarse_decides(1.1, None, 0.01)
     (True, False)
     """
-    return grid is not None or relative > ROUGHNESS_LIMIT or (bent is not None and bent > CURVATURE_LIMIT)
+    return coarse_reason(relative, grid, bent) is not None
 
 
 @register_signature("jittered-derivatives")
@@ -208,4 +228,4 @@ class JitteredDerivatives(Derivatives):
 
 
 __all__ = ["COARSE_SCALE", "CURVATURE_LIMIT", "JITTER", "JitteredDerivatives", "ROUGHNESS_LIMIT", "coarse_probes",
-           "coarse_decides", "curvature", "domain_scale", "roughness"]
+           "coarse_decides", "coarse_reason", "curvature", "domain_scale", "roughness"]
