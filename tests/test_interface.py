@@ -257,6 +257,32 @@ def test_a_clipped_copy_is_compared_where_its_answers_are_inside_the_clip(regres
     assert hidden.decision == "undecided" and any("inside the clip" in note for note in hidden.notes)
 
 
+def test_the_boundary_geometry_of_a_clipped_suspect_is_read_through_its_clip(regressor):
+    """A clip adds kinks of its own where the network's output crosses a bound, and the geometry
+    stage took them for the network's: the committed regressor's int8 copy behind ``clip`` read 0.71
+    there (0.97 unclipped). The view of a clipped suspect reads the geometry through the suspect's
+    clip, an answer at a bound unknown: the copy reads 0.74, above all 18 references asked through
+    the same clip (0.45 at most), and a reference scores exactly as if served through that clip (the
+    suspect and its references are measured alike)."""
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape)
+    assert fingerprint.second is not None and fingerprint.second.scheme.signature == "kinks"
+    clip = get_interface("clip")
+    copy = clip.apply(TorchModel(quantize(regressor.owner, 8), regressor.input_shape, name="int8"))
+    signature, recognised, _ = fingerprint.measure_checked(copy, check=False)
+    view, _, too_few = fingerprint.uncensored(signature, recognised)
+    assert too_few is None and view.second is not None
+    assert view.second.scheme.signature_params["clip"] == [[-1.0, 1.0]]
+    [geometry] = view.later_stages()
+    plain, through = fingerprint.second.score(copy).value, geometry.score(copy).value
+    references = [TorchModel(model, regressor.input_shape, name=f"reference{i}")
+                  for i, model in enumerate(regressor.references)]
+    asked = [geometry.score(reference).value for reference in references]
+    assert asked == [geometry.score(clip.apply(reference)).value for reference in references]
+    assert through > plain + 0.01 and through > max(asked) + 0.15
+    independent = clip.apply(TorchModel(regressor.independent, regressor.input_shape, name="independent"))
+    assert geometry.score(independent).value < float(np.median(asked))
+
+
 def test_a_parent_aware_fingerprint_compares_a_clipped_suspect_at_its_probes(regressor):
     """With a declared parent, every comparison is relative to the parent's signature: a clipped
     suspect's view keeps the parent's signature at the same probes (it once crashed the benchmark on

@@ -52,7 +52,7 @@ from .models.base import Model, TorchModel
 from .probes.base import Analysis, Probes
 from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
-from .signature.censoring import MIN_INSIDE, at_points, inside_points
+from .signature.censoring import MIN_INSIDE, at_points, clip_bounds, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.derivatives import Derivatives
@@ -854,7 +854,7 @@ class Fingerprint:
         if calibration is None and references:  # the references at the scale that decides, once
             calibration = view.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
         stages: list[dict[str, Any]] = []
-        available = [self, *self.later_stages()]
+        available = [view, *view.later_stages()]  # a clipped suspect: the geometry through its clip
         if calibration is not None and len(calibration.stages) > len(available):
             raise InvalidParameter(f"A calibration with {len(calibration.stages)} stages was given to a fingerprint "
                                    f"with {len(available)}: calibrate it with this fingerprint's "
@@ -1130,8 +1130,11 @@ class Fingerprint:
                    ) -> tuple["Fingerprint", Signature, str | None]:
         """This fingerprint and the suspect's ``signature`` at the probes whose answers are all
         inside a clip (:mod:`tafa.signature.censoring`), when the suspect's answers were
-        recognised as clipped; references scored by that view are scored at the same probes. As
-        they are, with no reason, when nothing was clipped; as they are, with the reason a
+        recognised as clipped; references scored by that view are scored at the same probes, and
+        its boundary geometry asks every model through the suspect's clip, an answer at a bound
+        unknown (:class:`~tafa.signature.kinks.Kinks`'s ``clip``: the clip's own kinks are not the
+        network's, and a reference is served as the suspect is). As they are, with no reason, when
+        nothing was clipped; as they are, with the reason a
         comparison there cannot be made, when too few probes are left."""
         if recognised is None or recognised.censored is None:
             return self, signature, None
@@ -1139,7 +1142,13 @@ class Fingerprint:
         keep, why = inside_points(measurement, self.probes, recognised.censored)
         if keep is None:
             return self, signature, why
-        return self.at_probes(keep), at_points(signature, keep, len(self.probes)), None
+        view = self.at_probes(keep)
+        if self.second is not None and self.second.scheme.signature == "kinks":  # asked through the same clip
+            scheme = self.second.scheme
+            clip = [list(pair) for pair in clip_bounds(recognised.answers, recognised.censored)]
+            view = replace(view, second=replace(self.second, scheme=replace(
+                scheme, signature_params={**scheme.signature_params, "clip": clip})))
+        return view, at_points(signature, keep, len(self.probes)), None
 
     def at_probes(self, keep: np.ndarray) -> "Fingerprint":
         """This fingerprint at the probes ``keep`` selects (booleans or indices), the owner's (and

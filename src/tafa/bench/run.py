@@ -117,6 +117,9 @@ class Scored:
     #: the same probes, in their order (empty: not clipped). ``inside``: how many probes; ``too_few``:
     #: too few were left, and a score below the thresholds is no evidence of independence.
     censored: tuple[float, ...] = ()
+    #: Of a clipped row, per later stage, the calibration rows' scores asked through its clip (the
+    #: boundary geometry, :class:`~tafa.signature.kinks.Kinks`'s ``clip``), in their order.
+    censored_later: tuple[tuple[float, ...], ...] = ()
     inside: int = 0
     too_few: bool = False
     #: A lossy row answering a top-k list: its scores on the classes shown (the first stage,
@@ -163,6 +166,11 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
     per_stage = [metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i]) else min(references[i])
                                            for r in rows], references[i]) for i in range(count)]
     per_stage[0] = _at_own_probes(rows, per_stage[0])
+    for i in range(1, count):  # a clipped row's later stages against the references asked through its clip
+        per_stage[i] = np.array([metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i])
+                                                           else min(r.censored_later[i - 1])],
+                                                          list(r.censored_later[i - 1]))[0]
+                                 if len(r.censored_later) >= i else v for r, v in zip(rows, per_stage[i])])
     combined = _bonferroni(per_stage)
     return [replace(r, score=float(v), evidence=float(v),
                     calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
@@ -243,7 +251,8 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
             scores = list(row.censored)
             for alpha, rule in rules.items():
                 rule.per_suspect[row.model] = Rule.from_references(
-                    [r.model for r in references], scores, alpha, stage_names=names, copy_line=copy_line, later=later,
+                    [r.model for r in references], scores, alpha, stage_names=names, copy_line=copy_line,
+                    later=_picked(*row.censored_later) if row.censored_later else later,
                     parametric=len(references) < references_needed(alpha / count))
     coarse = [r.coarse for r in references]
     if references and all(np.isfinite(coarse)):
@@ -437,6 +446,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
     references_in_order = [model for model in calibration_models if model.name in distinct]  # the calibration rows'
     averaged_stage = fingerprint.coarse_stage(averaged=True)
     replayed: dict[Any, tuple[float, ...]] = {}  # the references through each interface, asked once
+    replayed_later: dict[Any, tuple[tuple[float, ...], ...]] = {}
 
     def score(suspect: Model, name: str, label: int, family: str, role: str, check: bool = False) -> Signature:
         """Score ``suspect`` at every stage (timed), add its row, return its first-stage signature;
@@ -447,6 +457,13 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         view, at_view, too_few = fingerprint.uncensored(signature, recognised if clipped else None)
         value = view.compare(at_view).value
         censored = () if view is fingerprint else tuple(view.score(m).value for m in references_in_order)
+        censored_later: tuple[tuple[float, ...], ...] = ()
+        if view is not fingerprint:  # the later stages through the row's clip: asked once per clip
+            clipped_at = ("clip", *[repr(stage.scheme.signature_params.get("clip")) for stage in view.later_stages()])
+            if clipped_at not in replayed_later:
+                replayed_later[clipped_at] = tuple(tuple(stage.score(m).value for m in references_in_order)
+                                                   for stage in view.later_stages())
+            censored_later = replayed_later[clipped_at]
         label_stage = fingerprint.labels
         decides = role != "calibration" and label_stage_decides(None if label_stage is None else label_stage.scheme,
                                                                 suspect, recognised)
@@ -459,7 +476,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None
             coarse = (averaged_stage.score(suspect), *coarse[1:])
-        later = fingerprint.later_stages()  # a rough row's later stages do not run (verify's path)
+        later = view.later_stages()  # a rough row's later stages do not run (verify's path)
         later_scores = [None if rough or lossy else stage.score(suspect) for stage in later]
         stages = () if not later else (value, *[float("nan") if s is None else s.value for s in later_scores])
         looked = next((i for i, (stage, s) in enumerate(zip(later, later_scores), start=1)
@@ -500,7 +517,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
                            coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
                            labels=labels, lossy=lossy, label_references=asked, labels_alone=alone, censored=censored,
-                           inside=len(view.probes) if censored else 0,
+                           censored_later=censored_later, inside=len(view.probes) if censored else 0,
                            too_few=too_few is not None, shown=shown, shown_references=shown_asked,
                            looked=looked, lines=lines, settles=settles))
         return signature

@@ -27,6 +27,8 @@ threshold is made as the suspect's score is.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..probes.base import Probes
@@ -67,3 +69,25 @@ def at_points(signature: Signature, keep: np.ndarray, n: int) -> Signature:
     """``signature``'s per-point arrays (first axis ``n``) at the points ``keep`` selects; other
     arrays as they are."""
     return {key: (value[keep] if np.ndim(value) and len(value) == n else value) for key, value in signature.items()}
+
+
+def clip_bounds(answers: np.ndarray, censored: np.ndarray) -> list[tuple[float, float]]:
+    """Per output, the ``(low, high)`` its answers were clipped at, from the answers ``(Q, m)`` and
+    which of them are at a bound (``censored``, ``(Q, m)``: :attr:`~tafa.signature.interface.Recognised.censored`):
+    an output's censored answers equal to its largest answer are at its high bound, those equal
+    to its smallest at its low one; ``-inf`` or ``inf`` where none is. The later stages ask every
+    model through this clip (:class:`~tafa.signature.kinks.Kinks`'s ``clip``), so that a reference
+    is served as the suspect is.
+
+    >>> y = np.array([[0.3], [1.0], [-0.2], [1.0], [0.7], [1.0]])
+    >>> clip_bounds(y, y == 1.0)
+    [(-inf, 1.0)]
+    """
+    rows = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
+    flags = np.asarray(censored, dtype=bool).reshape(rows.shape)
+    bounds = []
+    for column, hit in zip(rows.T, flags.T):
+        high = float(column.max()) if np.any(hit & (column == column.max())) else math.inf
+        low = float(column.min()) if np.any(hit & (column == column.min())) else -math.inf
+        bounds.append((low, high))
+    return bounds

@@ -51,7 +51,7 @@ crossing's orthogonal direction when ``K > 1``, within the budget).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class Kinks(Measurement):
     optional_keys = frozenset({"crossing"})  # fingerprints made before session 14 have none
 
     def __init__(self, budget: int = 5200, cells: int = 47, bisections: int = 4, consistency: float = 0.05,
-                 shown: bool = False) -> None:
+                 shown: bool = False, clip: Sequence[Sequence[float]] | None = None) -> None:
         check_param("budget", budget, "an integer >= 1", isinstance(budget, int) and budget >= 1, caller="Kinks")
         check_param("cells", cells, "an odd integer >= 3", isinstance(cells, int) and cells >= 3 and cells % 2 == 1,
                     caller="Kinks")
@@ -93,6 +93,16 @@ class Kinks(Measurement):
         #: Read a top-k list: the log of each value it shows, the zeroed ones unknown; slopes are then
         #: compared on the classes both show, centred across them (the log-sum-exp's part is common).
         self.shown = bool(shown)
+        #: Per output, the ``(low, high)`` a clipped suspect's answers were recognised clipped at
+        #: (:func:`~tafa.signature.censoring.clip_bounds`; ``-inf``/``inf`` where not): every model is asked
+        #: through that clip (the suspect's answers are unchanged by it, a reference's are served as the
+        #: suspect's), and an answer at a bound is unknown, the clip's kink and not the network's: no cell
+        #: with such an end holds the strongest kink, and no jump is read across one (the line is then not
+        #: found). ``None``: answers as they are.
+        self.clip = None if clip is None else np.asarray(clip, dtype=np.float64).reshape(-1, 2)
+        if self.clip is not None:
+            check_param("clip", clip, "a (low, high) pair per output, low < high",
+                        bool(np.all(self.clip[:, 0] < self.clip[:, 1])), caller="Kinks")
 
     # -- the fixed-list interface does not apply to an adaptive measurement
     def inputs(self, probes: Probes) -> np.ndarray:
@@ -136,12 +146,14 @@ class Kinks(Measurement):
                 answers = model(inputs.reshape(len(inputs), *shape)).reshape(len(inputs), -1)
             except NonFiniteOutput:
                 raise _Spent from None
+            if self.clip is not None:
+                answers = _censored(answers, self.clip)
             if not self.shown:
                 return answers
             with np.errstate(divide="ignore"):
                 return np.where(answers > 0, np.log(np.where(answers > 0, answers, 1.0)), np.nan)
 
-        gap = _shown_gap if self.shown else _gap
+        gap = _shown_gap if self.shown else _known_gap if self.clip is not None else _gap
 
         def slopes(index: np.ndarray, t: np.ndarray) -> np.ndarray:
             """Derivatives along the lines ``index`` at ``p + t u`` (``t``: ``(len, G)``), ``(len, G, m)``."""
@@ -196,7 +208,7 @@ class Kinks(Measurement):
                         if known.sum() < 2:
                             continue
                         difference = centred_over(difference, known)[:, known]
-                    if not steady[row] or not np.any(difference):
+                    if not steady[row] or not np.all(np.isfinite(difference)) or not np.any(difference):
                         continue
                     vector = np.linalg.svd(difference, full_matrices=False)[0][:, 0]
                     jump[line_index] = vector * (1.0 if vector[np.argmax(np.abs(vector))] >= 0 else -1.0)
@@ -243,6 +255,21 @@ def _crossing(ask: Callable[[np.ndarray], np.ndarray], points: np.ndarray, lines
 def _gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """How far two slopes differ, per row (the last axis: outputs)."""
     return np.asarray(np.linalg.norm(a - b, axis=-1))
+
+
+def _censored(answers: np.ndarray, clip: np.ndarray) -> np.ndarray:
+    """``(Q, m)`` answers through the clip ``clip`` (``(m, 2)``: each output's low and high), those
+    at a bound NaN (unknown)."""
+    if len(clip) != answers.shape[1]:
+        raise InvalidParameter(f"The clip has bounds for {len(clip)} outputs; the model answers {answers.shape[1]}.")
+    clipped = np.clip(answers, clip[:, 0], clip[:, 1])
+    return np.where((clipped == clip[:, 0]) | (clipped == clip[:, 1]), np.nan, clipped)
+
+
+def _known_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_gap` where both slopes are known at every output (no answer at a clip bound), else 0."""
+    gaps = np.linalg.norm(a - b, axis=-1)
+    return np.where(np.isfinite(gaps), gaps, 0.0)
 
 
 def _shown_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
