@@ -45,7 +45,8 @@ def main() -> None:
             suspect = clip.apply(TorchModel(scored[copy], spec.input_shape, name=copy))
             signature, recognised, _ = fingerprint.measure_checked(suspect, check=False)
             view, _, _ = fingerprint.uncensored(signature, recognised)
-            [through] = view.later_stages()
+            through = view.second
+            assert through is not None
             bounds = repr(through.scheme.signature_params["clip"])
             if bounds not in asked:
                 asked[bounds] = [through.score(TorchModel(model, spec.input_shape)).value

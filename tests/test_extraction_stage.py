@@ -2,7 +2,7 @@
 is confident on, for students distilled on its answers. Made by default for a classifier owner,
 stored under the file's hash, decided with the other stages at its share of alpha; the committed
 students (``tests/fixtures/classifier-students.safetensors``) score above every reference there, the
-independent models below the references' top."""
+independent models below the references' top. A regressor's is the outputs stage (``tafa-outputs``)."""
 
 from __future__ import annotations
 
@@ -64,10 +64,12 @@ def test_a_classifier_owner_gets_the_extraction_stage_last_and_in_its_file(owner
 def test_who_gets_no_extraction_stage_and_why(classifier, regressor):
     cnn = classifier.references[2]  # a convolutional classifier: no geometry, the extraction stage second
     assert Fingerprint.create(cnn, classifier.domain, input_shape=SHAPE).stage_names() == ["tafa", "tafa-students"]
+    # a regressor has no confident inputs: its extraction stage is the outputs stage, at domain draws
     scalar = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape)
-    assert scalar.extraction is None and "tafa-students" not in scalar.stage_names()
-    assert "vector of 2 to 1,000 values" in scalar.meta["extraction_stage"]["why"]
-    assert scalar.scheme.extraction is None  # the stored scheme says exactly whether there is one
+    assert scalar.stage_names() == ["tafa", "tafa-boundary", "tafa-outputs"]
+    assert scalar.meta["extraction_stage"]["scheme"] == "tafa-outputs" and scalar.stage_queries()[-1] == 64
+    assert scalar.scheme.extraction == "tafa-outputs"  # the stored scheme says exactly which one was made
+    assert Fingerprint.from_bytes(scalar.to_bytes()).stage_names() == scalar.stage_names()
     off = Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE, second_stage=False)
     assert off.stage_names() == ["tafa"]
     parented = Fingerprint.create(classifier.owner, classifier.domain, input_shape=SHAPE,
@@ -158,3 +160,26 @@ def test_a_rehashed_extraction_stage_that_does_not_fit_is_refused_in_one_line(ow
     with pytest.raises(FingerprintError, match=message) as error:
         Fingerprint.from_bytes(encode(wrong._header(), wrong._arrays()))
     assert "\n" not in str(error.value)
+
+
+def test_the_outputs_stage_sees_a_regressor_copy_through_a_triangle_wave(regressor):
+    """A regressor's extraction stage is the outputs stage: its outputs at 64 domain draws, centred,
+    against the owner's. A triangle wave added to the committed regressor's int8 copy (``0.1 tri(x R)``,
+    the benchmark's ``evasion/triangle``) corrupts the first stage's finite differences (0.40, under
+    every one of the 18 references' first-stage scores but 0.68), but moves the outputs by its
+    amplitude alone: 0.997 there, above every reference (0.93 at most); the independent model behind
+    the same wave stays below the references' median (0.65 against 0.81)."""
+    from tafa.attacks import quantize
+    from tafa.attacks.evasion import TriangleRipple
+
+    shape = regressor.input_shape
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=shape)
+    stage = fingerprint.extraction
+    assert stage is not None and stage.scheme.name == "tafa-outputs"
+    references = [stage.score(TorchModel(model, shape)).value for model in regressor.references]
+    first = [fingerprint.score(TorchModel(model, shape)).value for model in regressor.references]
+    copy = TriangleRipple(TorchModel(quantize(regressor.owner, 8), shape, name="int8"))
+    assert fingerprint.score(copy).value < max(first) - 0.1
+    assert stage.score(copy).value > max(references) + 0.03
+    independent = TriangleRipple(TorchModel(regressor.independent, shape, name="independent"))
+    assert stage.score(independent).value < float(np.median(references)) - 0.05

@@ -272,7 +272,7 @@ def test_the_boundary_geometry_of_a_clipped_suspect_is_read_through_its_clip(reg
     view, _, too_few = fingerprint.uncensored(signature, recognised)
     assert too_few is None and view.second is not None
     assert view.second.scheme.signature_params["clip"] == [[-1.0, 1.0]]
-    [geometry] = view.later_stages()
+    geometry = view.second
     plain, through = fingerprint.second.score(copy).value, geometry.score(copy).value
     references = [TorchModel(model, regressor.input_shape, name=f"reference{i}")
                   for i, model in enumerate(regressor.references)]

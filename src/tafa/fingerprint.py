@@ -107,6 +107,9 @@ COARSE_INT8_SCORE = "coarse_int8_score"
 
 #: Prefix of a second stage's arrays, and its header's key, in a fingerprint file.
 SECOND = "second"
+#: The extraction stage of an owner answering a single value or an image (a regressor, a decoder):
+#: its outputs at domain draws (:func:`_extraction_stage`).
+OUTPUTS_STAGE = "tafa-outputs"
 #: Prefix of the label stage's arrays (:mod:`tafa.label_stage`), and its header's key.
 LABELS = "labels"
 #: Prefix of the extraction stage's arrays (:attr:`Scheme.extraction`), and its header's key.
@@ -348,8 +351,8 @@ class Fingerprint:
         extraction, why = _extraction_stage(scheme, owner, domain, seed, second_stage, parent_model is not None)
         if scheme.extraction:
             meta["extraction_stage"] = why
-            if extraction is None:
-                scheme = replace(scheme, extraction=None)
+            # the stored scheme names the stage made (commitments re-create it), or none
+            scheme = replace(scheme, extraction=None if extraction is None else extraction.scheme.name)
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                    seed, meta, verifier, parent_signature, layers, second, coarse, labels, extraction)
@@ -1298,23 +1301,32 @@ def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
                       parent: bool) -> tuple["Fingerprint | None", dict[str, Any]]:
     """The extraction stage of ``scheme`` for ``owner`` (:attr:`Scheme.extraction`; ``None`` where
     it does not apply, or ``wanted`` is ``False``: no later stage), and what to record about it.
-    It applies to the owners the data-free label stage does (a torch module answering a vector
-    of values: its inputs are found on its gradients), without a declared parent: siblings
-    fine-tuned from one parent share the parent's outputs as students share their teacher's."""
+    For an owner answering a vector of values (a classifier: the owners the data-free label stage
+    applies to, a torch module) it is the scheme's, at inputs found on the owner's gradients; for
+    one answering a single value or an image (a regressor, a decoder: no confident inputs) it is the
+    outputs stage (:data:`OUTPUTS_STAGE`, at domain draws, any owner). Never with a declared
+    parent: siblings fine-tuned from one parent share the parent's outputs as students share their
+    teacher's."""
     if not scheme.extraction or wanted is False:
         return None, {"made": False, "why": "not asked for" if scheme.extraction else "the scheme has none"}
+    outputs = tuple(owner.output_shape)
+    vector = len(outputs) == 1 and outputs[0] >= 2
+    name = scheme.extraction if vector else OUTPUTS_STAGE
     reason = None
     if parent:
         reason = "a parent is declared (its fine-tunes share its outputs as students share their teacher's)"
-    elif not free_stage_applies(owner):
+    elif vector and not free_stage_applies(owner):
         reason = (f"the owner is not a torch module answering a vector of 2 to {FREE_MAX_OUTPUTS:,} values from at "
                   f"most {FREE_MAX_INPUT:,} input values (its confident inputs are found on its gradients)")
     stage = None
-    if reason is None:
-        stage, reason = _on_gradients(owner, domain, get_scheme(scheme.extraction), seed, "its confident inputs")
+    if reason is None and vector:
+        stage, reason = _on_gradients(owner, domain, get_scheme(name), seed, "its confident inputs")
+    elif reason is None:
+        stage = Fingerprint.create(owner, domain, scheme=get_scheme(name), seed=seed, time_budget=None,
+                                   second_stage=False, free_labels=False)
     if stage is None:
-        return None, {"made": False, "scheme": scheme.extraction, "why": reason}
-    return stage, {"made": True, "scheme": scheme.extraction, "queries": stage.queries(),
+        return None, {"made": False, "scheme": name, "why": reason}
+    return stage, {"made": True, "scheme": name, "queries": stage.queries(),
                    "fingerprint_seconds": stage.meta.get("fingerprint_seconds")}
 
 

@@ -66,7 +66,9 @@ class Scheme:
     #: torch-module owner answering a vector of 2 to 1,000 values, no declared parent), run on a
     #: suspect only when the earlier stages do not already judge it derived, decided with them at
     #: its share of alpha. It looks for students distilled on the owner's answers, which neither
-    #: the first stage nor the boundary geometry sees (their weights are fresh).
+    #: the first stage nor the boundary geometry sees (their weights are fresh). An owner answering
+    #: one value or an image (a regressor, a decoder: no confident inputs) gets the outputs stage
+    #: instead (``tafa-outputs``; any owner, no declared parent), and the stored scheme names it.
     extraction: str | None = None
     #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
     #: the probe strategy, so that creating fingerprints of one owner again with other
@@ -139,7 +141,8 @@ register_scheme(Scheme(
     "connected also get "
     "a second stage, boundary geometry (tafa-boundary, up to 5,162 queries, stopped once its threshold is out of "
     "reach), and owners answering a vector of "
-    "values (classifiers) an extraction stage (tafa-students, 64 queries), each run only when the earlier "
+    "values (classifiers) an extraction stage (tafa-students, 64 queries), owners answering one value or an image "
+    "(regressors, decoders) the outputs stage instead (tafa-outputs, 64 queries), each run only when the earlier "
     "stages do not already judge the suspect derived; each stage decides at its equal share of alpha"))
 register_scheme(Scheme(
     "ablate-stop-passed", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
@@ -188,6 +191,12 @@ register_scheme(Scheme(
     description="the extraction stage: how closely the suspect reproduces the owner's outputs, centred across "
     "them and up to one positive factor, at 64 domain draws moved to inputs the owner is confident on (64 "
     "queries); tafa's stage for distilled students"))
+register_scheme(Scheme(
+    "tafa-outputs", probes="random", signature="outputs", similarity="centred-correlation", points=64,
+    benchmark=False,
+    description="the outputs stage: how the suspect's outputs move over 64 domain draws as the owner's do (each "
+    "output centred over the draws, |cosine|; 64 queries); tafa's stage for owners without confident inputs "
+    "(regressors, decoders), whose copies a disturbance of the answers hides from the derivatives"))
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,
     description="random domain inputs, cosine of outputs (the simple baseline)"))

@@ -311,7 +311,8 @@ def add_parsers(commands: Any) -> None:
     fp.add_argument("--second-stage", choices=("auto", "off"), default="auto",
                     help="auto (default): owners whose first weighted layer is fully connected also get the "
                          "boundary-geometry second stage (up to 5,162 more queries), and owners answering a vector "
-                         "of values (classifiers) the extraction stage for distilled students (64 queries); verify "
+                         "of values (classifiers) the extraction stage for distilled students, owners answering one "
+                         "value or an image (regressors, decoders) the outputs stage (64 queries each); verify "
                          "runs each only when the earlier stages do not already judge a suspect derived, and each "
                          "stage decides at its equal share of alpha; off: the first stage alone")
     fp.add_argument("--parent", metavar="PARENT",

@@ -180,6 +180,33 @@ class OutputCosine(Similarity):
         return Score(float(per_point.mean()), per_point, {"outputs": float(per_point.mean())})
 
 
+@register_similarity("centred-correlation")
+class CentredCorrelation(Similarity):
+    """How the suspect's outputs move from input to input as the owner's do: the ``|cosine|`` of the
+    two ``(N, m)`` output matrices with each output centred over the ``N`` points (for one output,
+    the absolute Pearson correlation), in ``[0, 1]``; the per-point evidence is each point's share of
+    the centred inner product. Blind to an offset and a scale of either sign (a regressor in another
+    unit), and to a disturbance only as far as it moves the outputs themselves: a ripple or a triangle
+    wave that swamps every finite difference (its slope is its amplitude times its frequency) moves an
+    output by its amplitude alone.
+
+    >>> owner = {"outputs": np.array([[1.0], [2.0], [4.0]])}
+    >>> round(CentredCorrelation().compare(owner, {"outputs": -3.0 * owner["outputs"] + 5.0}).value, 6)
+    1.0
+    """
+
+    score_range = (0.0, 1.0)
+
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        a = np.asarray(owner["outputs"], dtype=np.float64).reshape(len(owner["outputs"]), -1)
+        b = np.asarray(suspect["outputs"], dtype=np.float64).reshape(len(a), -1)
+        a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+        norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+        per_point = (a * b).sum(axis=1) / norm if norm > 0 else np.zeros(len(a))
+        value = abs(float(per_point.sum()))
+        return Score(value, per_point, {"outputs": value})
+
+
 @register_similarity("output-agreement")
 class OutputAgreement(Similarity):
     """How closely the suspect reproduces the owner's output *values* (not only their
