@@ -183,3 +183,28 @@ def test_the_outputs_stage_sees_a_regressor_copy_through_a_triangle_wave(regress
     assert stage.score(copy).value > max(references) + 0.03
     independent = TriangleRipple(TorchModel(regressor.independent, shape, name="independent"))
     assert stage.score(independent).value < float(np.median(references)) - 0.05
+
+
+def test_verify_judges_a_regressor_copy_behind_a_triangle_wave_derived_by_its_outputs(regressor):
+    """Through ``verify`` (the 18 references, alpha 1/19, ``parametric`` so that all three stages
+    decide): the committed regressor's int8 copy behind the triangle wave is below its thresholds at
+    the first stage (0.40 against 0.79) and the geometry (0.28 against 0.49), and above it at the
+    outputs stage (0.997 against 0.953): derived, the outputs stage the one that fired. Before the
+    outputs stage it was judged independent. The independent model behind the same wave stays
+    independent (0.65 there)."""
+    from tafa.attacks import quantize
+    from tafa.attacks.evasion import TriangleRipple
+
+    shape = regressor.input_shape
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=shape)
+    references = [TorchModel(model, shape, name=f"reference{i}") for i, model in enumerate(regressor.references)]
+    copy = TriangleRipple(TorchModel(quantize(regressor.owner, 8), shape, name="int8"))
+    verdict = fingerprint.verify(copy, references, alpha=1 / 19, parametric=True)
+    assert verdict.decision == "derived" and [stage["name"] for stage in verdict.stages] == fingerprint.stage_names()
+    thresholds = [calibration.threshold for calibration in verdict.calibration.stages]
+    scores = [stage["score"] for stage in verdict.stages]
+    assert scores[0] < thresholds[0] - 0.1 and scores[1] < thresholds[1] - 0.1
+    assert scores[2] > thresholds[2] + 0.02
+    independent = TriangleRipple(TorchModel(regressor.independent, shape, name="independent"))
+    cleared = fingerprint.verify(independent, references, alpha=1 / 19, parametric=True)
+    assert cleared.decision == "independent" and cleared.stages[2]["score"] < thresholds[2] - 0.2
