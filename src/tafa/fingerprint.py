@@ -928,12 +928,6 @@ class Fingerprint:
                                                                    "curvature": None if recognised is None
                                                                    else recognised.curvature, "decides": False})
 
-    def outputs_stage(self) -> "Fingerprint | None":
-        """The outputs stage (:data:`OUTPUTS_STAGE`: the extraction stage of an owner answering a
-        single value or an image), where this fingerprint has one."""
-        return self.extraction if self.extraction is not None and self.extraction.scheme.name == OUTPUTS_STAGE \
-            else None
-
     def shown_stage(self, recognised: Recognised | None) -> ShownStage | None:
         """The first stage on the classes a suspect shows (:mod:`tafa.shown_stage`), for answers
         recognised as a top-k list not on a grid that leave at least
@@ -999,13 +993,6 @@ class Fingerprint:
             f"{self.scheme.name} (coarse scale)", averaged_stage, partial(averaged_stage.score, model), False)
         if coarse_entry is not None and shown is None:
             planned.append(coarse_entry)
-        outputs = self.outputs_stage() if coarse_entry is not None and not labels else None
-        if outputs is not None:  # beside the coarse scale: a disturbance moves the outputs by its amplitude only
-            planned.append(_Planned(
-                outputs.scheme.name, outputs, partial(outputs.score, model), False,
-                f"the outputs stage decides beside the coarse scale (how the suspect's outputs move over "
-                f"{len(outputs.probes)} domain draws as the owner's do; a disturbance that swamps the finite "
-                "differences moves the outputs by its amplitude alone)"))
         if labels:
             assert self.labels is not None
             form = "labels only" if recognised is None else recognised.kind
@@ -1102,7 +1089,7 @@ class Fingerprint:
         if said:
             notes.append(said)
         parts = ([SHOWN_STAGE] * (shown is not None) + ["their boundary geometry"] * (geometry is not None)
-                 + ["coarse scale"] * (coarse is not None) + ["outputs"] * (outputs is not None) + ["labels"] * labels)
+                 + ["coarse scale"] * (coarse is not None) + ["labels"] * labels)
         if shown is not None:  # in the order they decide
             parts.sort(key=lambda part: part == "coarse scale")
         kind = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)

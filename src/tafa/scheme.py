@@ -192,11 +192,10 @@ register_scheme(Scheme(
     "them and up to one positive factor, at 64 domain draws moved to inputs the owner is confident on (64 "
     "queries); tafa's stage for distilled students"))
 register_scheme(Scheme(
-    "tafa-outputs", probes="random", signature="averaged-outputs", similarity="centred-correlation", points=64,
-    directions=4, probe_params={"step": 0.3}, benchmark=False,
-    description="the outputs stage: how the suspect's outputs move over 64 domain draws as the owner's do, each "
-    "averaged over 4 random directions either side at 0.3 of the domain's scale (a low-pass view), each output "
-    "centred over the draws, |cosine| (512 queries); tafa's stage for owners without confident inputs "
+    "tafa-outputs", probes="random", signature="outputs", similarity="centred-correlation", points=64,
+    benchmark=False,
+    description="the outputs stage: how the suspect's outputs move over 64 domain draws as the owner's do (each "
+    "output centred over the draws, |cosine|; 64 queries); tafa's stage for owners without confident inputs "
     "(regressors, decoders), whose copies a disturbance of the answers hides from the derivatives"))
 register_scheme(Scheme(
     "random-output", probes="random", signature="outputs", similarity="output-cosine", points=100,

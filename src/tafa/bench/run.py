@@ -43,7 +43,7 @@ from ..decide.learned import LearnedSimilarity
 from ..decide.rule import Decision, Rule
 from ..decide.sequential import measured_part, stopped_score
 from ..decide.threshold import references_needed
-from ..fingerprint import OUTPUTS_STAGE, Fingerprint
+from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
 from ..signature.scales import coarse_decides
@@ -100,9 +100,6 @@ class Scored:
     #: or derivative sizes off the owner's ratio between the scales), as in ``tafa verify``.
     coarse: float = float("nan")
     rough: bool = False
-    #: Of a rough row (not a lossy one), the outputs stage's score, which decides beside the coarse
-    #: scale, as in verify (NaN: none). The calibration rows' are their last stage's.
-    outputs: float = float("nan")
     #: The label stage's score (:mod:`tafa.label_stage`; NaN: not measured), and whether it decides
     #: with the coarse scale (answers that keep little more than labels, a fingerprint with a label
     #: stage), as in ``tafa verify``. Measured on the calibration rows too (their thresholds).
@@ -203,11 +200,6 @@ def with_coarse(rows: list[Scored], staged: bool) -> list[Scored]:
         return rows
     values = metrics.evidence_decades([r.coarse if (r.rough or r.lossy) and not r.labels_alone else 0.0
                                        for r in rows], references)
-    beside = [r.stages[-1] for r in rows if r.role == "calibration" and r.stages and np.isfinite(r.stages[-1])]
-    if any(np.isfinite(r.outputs) for r in rows) and len(beside) >= 2:  # the outputs stage beside the coarse scale
-        by_outputs = metrics.evidence_decades([r.outputs if np.isfinite(r.outputs) else min(beside) for r in rows],
-                                              beside)
-        values = np.where([np.isfinite(r.outputs) for r in rows], _bonferroni([values, by_outputs]), values)
     coarse = values.copy()
     labels = [r.labels for r in rows if r.role == "calibration" and np.isfinite(r.labels)]
 
@@ -263,14 +255,11 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                     later=_picked(*row.censored_later) if row.censored_later else later,
                     parametric=len(references) < references_needed(alpha / count))
     coarse = [r.coarse for r in references]
-    outputs = stage_names is not None and stage_names[-1] == OUTPUTS_STAGE and all(r.stages for r in references) \
-        and all(np.isfinite(r.stages[-1]) for r in references)
     if references and all(np.isfinite(coarse)):
         for alpha, rule in rules.items():
-            rule.coarse = Rule.from_references(
-                [r.model for r in references], coarse, alpha, stage_names=["coarse", OUTPUTS_STAGE][:1 + outputs],
-                copy_line=coarse_copy_line, parametric=len(references) < references_needed(alpha / (1 + outputs)),
-                later=lambda keep: [[references[i].stages[-1] for i in keep]] if outputs else [])
+            rule.coarse = Rule.from_references([r.model for r in references], coarse, alpha,
+                                               stage_names=["coarse"], copy_line=coarse_copy_line,
+                                               parametric=len(references) < references_needed(alpha))
             if all(np.isfinite(r.labels) for r in references):
                 rule.coarse_labels = Rule.from_references(
                     [r.model for r in references], coarse, alpha, stage_names=["coarse", LABEL_STAGE],
@@ -341,8 +330,7 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
         rule = own or calibration.coarse_labels
         return Decision.UNDECIDED if rule is None else rule.decide([row.coarse, row.labels])
     if row.rough:
-        return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide(
-            [row.coarse, row.outputs][:len(calibration.coarse.stages)])
+        return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide([row.coarse])
     rule = own or calibration
     return rule.decide(as_verified(rule, row))
 
@@ -490,8 +478,6 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
             coarse = (averaged_stage.score(suspect), *coarse[1:])
         later = view.later_stages()  # a rough row's later stages do not run (verify's path)
         later_scores = [None if rough or lossy else stage.score(suspect) for stage in later]
-        beside = fingerprint.outputs_stage() if rough and not lossy else None  # the outputs stage, as verify
-        outputs = float("nan") if beside is None else beside.score(suspect).value
         stages = () if not later else (value, *[float("nan") if s is None else s.value for s in later_scores])
         looked = next((i for i, (stage, s) in enumerate(zip(later, later_scores), start=1)
                        if s is not None and stage.similarity().mean_over_points), 0)
@@ -529,7 +515,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         seconds.append(time.perf_counter() - started)
         rows.append(Scored(name, label, family, role, value, stages=stages,
                            evasive=evasion is not None and evasion.evasive, quantised=grid is not None,
-                           coarse=float("nan") if coarse is None else coarse[0].value, rough=rough, outputs=outputs,
+                           coarse=float("nan") if coarse is None else coarse[0].value, rough=rough,
                            labels=labels, lossy=lossy, label_references=asked, labels_alone=alone, censored=censored,
                            censored_later=censored_later, inside=len(view.probes) if censored else 0,
                            too_few=too_few is not None, shown=shown, shown_references=shown_asked,
