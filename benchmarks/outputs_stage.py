@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 
 from tafa import Fingerprint
-from tafa.bench.run import evasion_suspects
+from tafa.bench.run import copies_behind
 from tafa.bench.scenarios import cached_zoo
 from tafa.fingerprint import OUTPUTS_STAGE
 from tafa.models import TorchModel
@@ -41,12 +41,7 @@ def main() -> None:
                                    scheme=OUTPUTS_STAGE, seed=0, second_stage=False, free_labels=False)
         references = np.array([stage.score(TorchModel(model, spec.input_shape)).value
                                for _, model in zoo.with_role("calibration")])
-
-        scored = {recipe.name: model for recipe, model in zoo.with_role("scored")}
-        scored["owner"] = zoo.owner
-        disturbed = {row: model for row, label, _, model in evasion_suspects(zoo) if label == 1}
-        for copy in COPIES:
-            models = [TorchModel(scored[copy], spec.input_shape)] + [disturbed[f"{copy}%{f}"] for f in FAMILIES]
+        for copy, models in copies_behind(zoo, COPIES, FAMILIES).items():
             cells = [cell(stage, references, model) for model in models]
             print(f"| {name} | `{copy}` | " + " | ".join(cells) + " |")
         independents = [stage.score(TorchModel(model, spec.input_shape)).value

@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from tafa.bench.run import evasion_suspects
+from tafa.bench.run import copies_behind
 from tafa.bench.scenarios import cached_zoo
 from tafa.decide.similarity import CentredCorrelation
 from tafa.domain import parse_domain
@@ -58,11 +58,7 @@ def main() -> None:
             references = np.array([similarity.compare(owner, {"outputs": smoothed(
                 TorchModel(model, spec.input_shape), draws, cloud)}).value
                 for _, model in zoo.with_role("calibration")])
-            scored = {recipe.name: model for recipe, model in zoo.with_role("scored")}
-            scored["owner"] = zoo.owner
-            disturbed = {row: model for row, label, _, model in evasion_suspects(zoo) if label == 1}
-            for copy in COPIES:
-                models = [TorchModel(scored[copy], spec.input_shape)] + [disturbed[f"{copy}%{f}"] for f in FAMILIES]
+            for copy, models in copies_behind(zoo, COPIES, FAMILIES).items():
                 cells = []
                 for model in models:
                     value = similarity.compare(owner, {"outputs": smoothed(model, draws, cloud)}).value

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -636,6 +636,17 @@ def evasion_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
              evasion.apply(TorchModel(model, spec.input_shape, name=name), decoys[label], data=data,
                            seed=_seed(f"{name}%{evasion.name}")))
             for evasion in EVASIONS.values() if spec.scenario in evasion.tasks for name, label, model in bases]
+
+
+def copies_behind(zoo: Zoo, copies: Sequence[str], families: Sequence[str]) -> dict[str, list[Model]]:
+    """Each of ``copies`` (scored rows' names, or ``"owner"``) as it is, then behind each evasion
+    family of ``families`` (its row of :func:`evasion_suspects`), in that order: what the
+    measurement scripts of ``benchmarks/`` compare copy by copy."""
+    scored = {recipe.name: model for recipe, model in zoo.with_role("scored")}
+    scored["owner"] = zoo.owner
+    disturbed = {row: model for row, label, _, model in evasion_suspects(zoo) if label == 1}
+    return {copy: [TorchModel(scored[copy], zoo.spec.input_shape, name=copy),
+                   *[disturbed[f"{copy}%{family}"] for family in families]] for copy in copies}
 
 
 def summarise_lofo(lofo: dict[str, list[Scored]]) -> dict[str, Any]:
