@@ -43,6 +43,7 @@ def main() -> None:
         print(f"| {name} | {len(pos)} / {len(neg)} | {metrics.roc_auc(pos, neg):.3f} | "
               f"{metrics.tpr_at_fpr(pos, neg, 0.01):.2f} | {metrics.roc_auc(kept, neg):.3f} / "
               f"{metrics.tpr_at_fpr(kept, neg, 0.01):.2f} ({len(kept)}) |")
+    plain_rule(pooled, args.scheme)
     print("\n| scenario | family | copies caught α=0.05 / 0.01 (n) | independents judged derived α=0.05 [95% CI] "
           "/ 0.01 (n) |")
     print("|:---|:---|---:|---:|")
@@ -64,6 +65,28 @@ def main() -> None:
             print(f"| {name.removesuffix(' (pooled)')} | {family} | {np.mean(caught[family]['0.05']):.2f} / "
                   f"{np.mean(caught[family]['0.01']):.2f} ({n}) | {fp} |")
     extraction(results, args.scheme)
+
+
+def plain_rule(pooled: dict, scheme: str) -> None:
+    """Per pooled scenario, the calibrated rule on the plain rows: the post-processed copies it judges
+    derived (students left out) and the plain independents it judges derived, at each alpha."""
+    print("\n| scenario | plain copies caught α=0.05 / 0.01 (n) | plain independents judged derived α=0.05 / 0.01 "
+          "(n) |")
+    print("|:---|---:|---:|")
+    for name, entry in pooled.items():
+        row = entry["schemes"].get(scheme)
+        if row is None:
+            continue
+        caught: dict[str, list[float]] = defaultdict(list)
+        for recipe in row["per_recipe"].values():
+            if not recipe["family"].startswith(KINDS) and recipe["family"] != "extraction":
+                for alpha, rate in recipe["detection"].items():
+                    caught[alpha] += [rate] * recipe["n"]
+        false = {alpha: [(v["false_positives"], v["n"]) for family, v in row["rules"][alpha]["families"].items()
+                         if not family.startswith(KINDS)] for alpha in ("0.05", "0.01")}
+        counts = [f"{sum(f for f, _ in false[a])}/{sum(n for _, n in false[a])}" for a in ("0.05", "0.01")]
+        print(f"| {name.removesuffix(' (pooled)')} | {np.mean(caught['0.05']):.2f} / {np.mean(caught['0.01']):.2f} "
+              f"({len(caught['0.05'])}) | {counts[0]} / {counts[1]} |")
 
 
 def extraction(results: dict, scheme: str) -> None:
