@@ -954,8 +954,13 @@ class Fingerprint:
             return None
         if len(np.unique(recognised.hidden.sum(axis=1))) != 1:
             return None
+        return self._geometry_with(shown=True)
+
+    def _geometry_with(self, **params: Any) -> "Fingerprint":
+        """The boundary geometry (the second stage) with ``params`` added to its measurement's."""
+        assert self.second is not None
         scheme = self.second.scheme
-        return replace(self.second, scheme=replace(scheme, signature_params={**scheme.signature_params, "shown": True}))
+        return replace(self.second, scheme=replace(scheme, signature_params={**scheme.signature_params, **params}))
 
     def _verify_coarse(self, model: Model, references: list[ModelLike], coarse: tuple[Score, float, Recognised] | None,
                        fine: float | None, recognised: Recognised | None, evasion: EvasionCheck | None, *, alpha: float,
@@ -1147,10 +1152,8 @@ class Fingerprint:
             return self, signature, why
         view = self.at_probes(keep)
         if self.second is not None and self.second.scheme.signature == "kinks":  # asked through the same clip
-            scheme = self.second.scheme
             clip = [list(pair) for pair in clip_bounds(recognised.answers, recognised.censored)]
-            view = replace(view, second=replace(self.second, scheme=replace(
-                scheme, signature_params={**scheme.signature_params, "clip": clip})))
+            view = replace(view, second=self._geometry_with(clip=clip))
         return view, at_points(signature, keep, len(self.probes)), None
 
     def at_probes(self, keep: np.ndarray) -> "Fingerprint":

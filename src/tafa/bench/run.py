@@ -142,7 +142,7 @@ def with_calibrated(rows: list[Scored]) -> list[Scored]:
     """``rows`` with ``evidence`` and ``calibrated`` set from their calibration rows' scores
     (:func:`metrics.evidence_decades`, :func:`metrics.calibrated_scale`)."""
     references = [r.score for r in rows if r.role == "calibration"]
-    values = _at_own_probes(rows, metrics.evidence_decades([r.score for r in rows], references))
+    values = _against_own(rows, metrics.evidence_decades([r.score for r in rows], references))
     return [replace(r, evidence=float(v), calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
             for r, v in zip(rows, values)]
 
@@ -165,23 +165,23 @@ def with_stages(rows: list[Scored]) -> list[Scored]:
     # a stage that did not run (the coarse scale decides the row, :func:`with_coarse`) counts as no evidence
     per_stage = [metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i]) else min(references[i])
                                            for r in rows], references[i]) for i in range(count)]
-    per_stage[0] = _at_own_probes(rows, per_stage[0])
-    for i in range(1, count):  # a clipped row's later stages against the references asked through its clip
-        per_stage[i] = np.array([metrics.evidence_decades([r.stages[i] if np.isfinite(r.stages[i])
-                                                           else min(r.censored_later[i - 1])],
-                                                          list(r.censored_later[i - 1]))[0]
-                                 if len(r.censored_later) >= i else v for r, v in zip(rows, per_stage[i])])
+    per_stage = [_against_own(rows, values, stage) for stage, values in enumerate(per_stage)]
     combined = _bonferroni(per_stage)
     return [replace(r, score=float(v), evidence=float(v),
                     calibrated=float(np.clip(v / metrics.CALIBRATED_DECADES, 0.0, 1.0)))
             for r, v in zip(rows, combined)]
 
 
-def _at_own_probes(rows: list[Scored], values: np.ndarray) -> np.ndarray:
-    """First-stage ``values`` (evidence in decades against the calibration rows) with each clipped
-    row's own instead: its score against the calibration rows' scores at its probes."""
-    return np.array([metrics.evidence_decades([r.stages[0] if r.stages else r.score], list(r.censored))[0]
-                     if r.censored else v for r, v in zip(rows, values)])
+def _against_own(rows: list[Scored], values: np.ndarray, stage: int = 0) -> np.ndarray:
+    """``values`` of stage ``stage`` (evidence in decades against the calibration rows) with each
+    clipped row's own instead: its score against the calibration rows' at its probes (the first
+    stage, ``censored``) or asked through its clip (a later one, ``censored_later``; a stage that
+    did not run counts as no evidence)."""
+    own = [r.censored if stage == 0 else r.censored_later[stage - 1] if len(r.censored_later) >= stage else ()
+           for r in rows]
+    scores = [r.stages[stage] if r.stages else r.score for r in rows]
+    return np.array([metrics.evidence_decades([score if np.isfinite(score) else min(mine)], list(mine))[0]
+                     if mine else value for score, mine, value in zip(scores, own, values)])
 
 
 def _bonferroni(per_stage: list[np.ndarray]) -> np.ndarray:
@@ -252,7 +252,7 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
             for alpha, rule in rules.items():
                 rule.per_suspect[row.model] = Rule.from_references(
                     [r.model for r in references], scores, alpha, stage_names=names, copy_line=copy_line,
-                    later=_picked(*row.censored_later) if row.censored_later else later,
+                    later=_picked(*row.censored_later),
                     parametric=len(references) < references_needed(alpha / count))
     coarse = [r.coarse for r in references]
     if references and all(np.isfinite(coarse)):
@@ -459,7 +459,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         censored = () if view is fingerprint else tuple(view.score(m).value for m in references_in_order)
         censored_later: tuple[tuple[float, ...], ...] = ()
         if view is not fingerprint:  # the later stages through the row's clip: asked once per clip
-            clipped_at = ("clip", *[repr(stage.scheme.signature_params.get("clip")) for stage in view.later_stages()])
+            clipped_at = repr(view.second.scheme.signature_params.get("clip") if view.second else None)
             if clipped_at not in replayed_later:
                 replayed_later[clipped_at] = tuple(tuple(stage.score(m).value for m in references_in_order)
                                                    for stage in view.later_stages())

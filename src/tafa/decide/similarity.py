@@ -22,7 +22,7 @@ import numpy as np
 
 from ..components import Components
 from ..errors import check_param
-from ..functional import aggregate, centred_correlation, local_cosines, rowwise_cosine
+from ..functional import aggregate, centred_correlation, cosine, local_cosines, rowwise_cosine
 from ..signature.base import Signature
 from .sequential import bounded_mean
 
@@ -200,10 +200,10 @@ class CentredCorrelation(Similarity):
     def compare(self, owner: Signature, suspect: Signature) -> Score:
         a = np.asarray(owner["outputs"], dtype=np.float64).reshape(len(owner["outputs"]), -1)
         b = np.asarray(suspect["outputs"], dtype=np.float64).reshape(len(a), -1)
-        a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+        a, b = a - a.mean(axis=0), b - b.mean(axis=0)  # centred_correlation's, with the per-point shares
+        value = abs(cosine(a, b))
         norm = float(np.linalg.norm(a) * np.linalg.norm(b))
         per_point = (a * b).sum(axis=1) / norm if norm > 0 else np.zeros(len(a))
-        value = abs(float(per_point.sum()))
         return Score(value, per_point, {"outputs": value})
 
 
