@@ -81,7 +81,7 @@ def test_registry_is_wal_and_carries_its_schema_version(tmp_path):
         assert registry.journal_mode == "wal" and registry.schema_version == SCHEMA_VERSION
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     raw.close()
 
 
@@ -140,7 +140,7 @@ def test_a_schema_4_registry_is_read_and_gets_the_defaults_its_scans_had(tmp_pat
     raw.close()
     with Registry(path) as registry:
         registry.add(fingerprint_file, "owner")
-        assert registry.schema_version == SCHEMA_VERSION == 6
+        assert registry.schema_version == SCHEMA_VERSION == 7
         assert registry.defaults() == ("family", 0.05)  # what a scan of a schema-4 registry defaulted to
 
 
@@ -515,3 +515,40 @@ def test_verdict_rows_are_sealed_and_a_scan_reports_what_it_computed(tmp_path, f
 
     with pytest.raises(RegistryError, match="does not match its SHA-256" if not reseal else "other verdicts than"):
         scan([str(suspect)], registry=db, workers=0, control="per-fingerprint", flush_seconds=0, on_outcome=launder)
+
+
+def test_a_verdicts_later_stages_are_sealed_and_a_schema_6_registry_keeps_its_seals(tmp_path):
+    """Schema 7 stores a verdict's later stages under the row's seal: a stage's score or threshold
+    edited outside tafa is refused, as a decision is. A verdict written by schema 6 (no stages) keeps
+    its seal through the migration and reads back with none."""
+    from tafa.registry import stages_text, verdict_hash
+
+    stages = [{"name": "tafa-boundary", "score": 0.81, "queries": 5162, "threshold": 0.55},
+              {"name": "tafa-students", "score": None, "queries": 64, "threshold": None}]
+    outcome = SuspectOutcome("/x.onnx", "abc", "file", "done", None, 5514, 0.1,
+                             [Finding("owner", "f" * 64, 0.12, "derived", 0.4, 5514, 0.01, stages=stages)])
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        scan_id = registry.begin_scan(["/x.onnx"], ["file"], engine="local", config={"fingerprints": []})
+        registry.record(scan_id, [outcome])
+        (finding,) = registry.outcomes(scan_id)[0].findings
+        assert finding.stages == stages and finding.fired() == ("tafa-boundary", 0.81, 0.55)
+        registry._db.execute("UPDATE verdicts SET stages = ?", (stages_text([{**stages[0], "score": 0.2}]),))
+        with pytest.raises(RegistryError, match="does not match its SHA-256"):
+            registry.outcomes(scan_id)
+    old = tmp_path / "v6.sqlite"
+    raw = sqlite3.connect(old, isolation_level=None)
+    assert migrate(raw, target=6) == 6
+    raw.execute("INSERT INTO scans (id, started, status, engine, config) VALUES ('s', 'then', 'finished', 'local', "
+                "'{\"fingerprints\": []}')")
+    raw.execute("INSERT INTO suspects (scan_id, position, source, kind, identity, status) "
+                "VALUES ('s', 0, '/x.onnx', 'file', 'abc', 'done')")
+    row = ("s", "/x.onnx", "owner", "f" * 64, "abc", 0.97, "derived", 0.5, 10, 0.1, "then", None)
+    raw.execute("INSERT INTO verdicts (scan_id, source, fingerprint, fingerprint_sha256, identity, score, decision, "
+                "threshold, queries, seconds, recorded, error, row_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*row, verdict_hash(*row)))  # the seal schema 6 wrote
+    raw.close()
+    with Registry(old) as registry:
+        assert registry.schema_version == 7
+        (finding,) = registry.outcomes("s")[0].findings
+        assert (finding.score, finding.decision, finding.stages) == (0.97, "derived", [])

@@ -810,3 +810,41 @@ def test_an_endpoints_list_must_be_a_small_regular_file(world, tmp_path, capsys,
         listing.write_text("# padding\n" * 200_000)
     code, out, err = _run(capsys, "scan", "--endpoints", str(listing), "--registry", registry)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "'endpoints' parameter" in err and not out, err
+
+
+def _first_layer_kept(owner: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """The owner's first layer, every later layer drawn afresh (a pirate who kept a frozen
+    feature layer and retrained the rest): the first stage sees a stranger, the boundary
+    geometry the owner's first-layer kinks."""
+    import copy
+
+    model = copy.deepcopy(owner)
+    torch.manual_seed(seed)
+    for layer in [m for m in model.modules() if isinstance(m, torch.nn.Linear)][1:]:
+        layer.reset_parameters()
+    return model
+
+
+def test_a_family_wise_scan_decides_with_every_stage_as_verify_does(world, null_panel, tmp_path):
+    """Under the family-wise control every stage of a fingerprint is a column of the max-T table:
+    a copy the first stage scores below the null panel (-0.05 against the panel's highest 0.38 on
+    this machine) and the boundary geometry far above it (0.73 against 0.50) is judged derived,
+    by that stage; with ``stages="first"`` the same scan clears it."""
+    copy_path = _onnx(_first_layer_kept(world.owners["a"], seed=0), tmp_path / "suspects" / "kept_first.onnx")
+    suspects = [copy_path, world.paths["a_pruned"], world.paths["independent"]]
+    staged = scan(suspects, registry=_copy_registry(world, tmp_path), workers=0, control="family", alpha=0.1,
+                  panel=null_panel)
+    first = scan(suspects, registry=_copy_registry_as(world, tmp_path, "first"), workers=0, control="family",
+                 alpha=0.1, panel=null_panel, stages="first")
+    by_source = {o.source: {f.fingerprint: f for f in o.findings} for o in staged.outcomes}
+    kept = by_source[copy_path]["a"]
+    assert kept.decision == "derived" and kept.fired()[0] == "tafa-boundary"
+    assert kept.score < kept.threshold  # the first stage alone would not have said so
+    assert _decisions(first)[copy_path]["a"] == "independent"
+    assert by_source[world.paths["a_pruned"]]["a"].decision == "derived"
+    assert {f.decision for f in by_source[world.paths["independent"]].values()} == {"independent"}
+    control = staged.summary()["error_control"]
+    assert "stage columns" in control["statement"] and control["bound"] == pytest.approx(1 / 18)
+    assert kept.queries > 5000 and by_source[copy_path]["b"].queries == kept.queries  # every stage of each
+    assert "tafa-boundary" in staged.render()  # the match names the stage that fired
+    assert "not run here" in first.render() and "not run here" not in staged.render()

@@ -24,6 +24,8 @@ The schema carries its version (``PRAGMA user_version``) and is migrated step by
 Schema 5 added the registry's settings: the error control and alpha its scans use unless told
 otherwise (:meth:`Registry.defaults`, family-wise at 0.05 unless set). Schema 6 seals every
 verdict row by its own SHA-256 (:func:`verdict_hash`), checked whenever verdicts are read back.
+Schema 7 adds each verdict's later stages (:attr:`Finding.stages`: the boundary geometry and the
+extraction stage a panel-based scan runs after the first), under the same seal.
 
 A registry is opened only if its ``sqlite_master`` holds exactly what tafa's schema of its
 version holds (:func:`check_schema`): a trigger, a view, an extra table or index, or a changed
@@ -33,7 +35,7 @@ time (:data:`STATEMENT_SECONDS`).
 >>> import tempfile, os
 >>> with Registry(os.path.join(tempfile.mkdtemp(), "registry.sqlite")) as registry:
 ...     registry.schema_version, registry.journal_mode, registry.entries(), registry.defaults()
-(6, 'wal', [], ('family', 0.05))
+(7, 'wal', [], ('family', 0.05))
 """
 
 from __future__ import annotations
@@ -105,7 +107,10 @@ class RegisteredFingerprint:
 class Finding:
     """The outcome of one suspect against one fingerprint: ``decision`` is the verdict's
     (``derived``, ``independent``, ``undecided``) or ``error`` when scoring failed (``error``
-    then says why); ``queries`` is what this fingerprint alone would have sent."""
+    then says why); ``queries`` is what this fingerprint alone would have sent (every stage).
+    ``score`` and ``threshold`` are the first stage's; ``stages`` the later ones a scan ran
+    (``{"name", "score", "queries", "threshold"}`` each; ``score`` ``None`` where the stage
+    could not be measured, ``threshold`` what the suspect needed there, once decided)."""
 
     fingerprint: str
     fingerprint_sha256: str
@@ -115,9 +120,52 @@ class Finding:
     queries: int
     seconds: float
     error: str | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def fired(self) -> tuple[str | None, float | None, float | None]:
+        """The stage that judged the suspect derived, its score and threshold (``None`` for
+        the first stage's name); the first stage's score and threshold when none did."""
+        if self.decision == "derived" and not (self.score is not None and self.threshold is not None
+                                               and self.score > self.threshold):
+            for stage in self.stages:
+                score, threshold = stage.get("score"), stage.get("threshold")
+                if score is not None and threshold is not None and score > threshold:
+                    return str(stage.get("name")), score, threshold
+        return None, self.score, self.threshold
+
+
+def stages_text(stages: Sequence[dict[str, Any]]) -> str | None:
+    """A finding's later stages as stored (``None``: none; :func:`verdict_hash` seals it)."""
+    if not stages:
+        return None
+    return json.dumps([{"name": str(stage["name"]), "score": _real(stage.get("score")),
+                        "queries": int(stage.get("queries", 0)), "threshold": _real(stage.get("threshold"))}
+                       for stage in stages], separators=(",", ":"))
+
+
+def stages_from_text(text: Any) -> list[dict[str, Any]]:
+    """The later stages :func:`stages_text` stored, checked for types (a sealed row can still be
+    one a tafa never wrote: :class:`RegistryError`, never a traceback)."""
+    if text is None:
+        return []
+
+    def number(value: Any) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    try:
+        stages = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        stages = None
+    if not isinstance(stages, list) or not all(
+            isinstance(stage, dict) and set(stage) == {"name", "score", "queries", "threshold"}
+            and isinstance(stage["name"], str) and number(stage["score"]) and number(stage["threshold"])
+            and isinstance(stage["queries"], int) and not isinstance(stage["queries"], bool) for stage in stages):
+        raise RegistryError("A verdict's later stages are not what tafa writes: the registry was modified outside "
+                            "tafa.")
+    return stages
 
 
 @dataclass
@@ -189,14 +237,14 @@ def _seal_rows(connection: sqlite3.Connection) -> None:
 def _seal_verdicts(connection: sqlite3.Connection) -> None:
     """5 -> 6: every verdict row gets the SHA-256 of its content (see :func:`verdict_hash`)."""
     connection.execute("ALTER TABLE verdicts ADD COLUMN row_sha256 TEXT")
-    rows = connection.execute(f"SELECT {_VERDICT_COLUMNS} FROM verdicts").fetchall()
+    rows = connection.execute(f"SELECT {_VERDICT_COLUMNS.removesuffix(', stages')} FROM verdicts").fetchall()
     connection.executemany("UPDATE verdicts SET row_sha256 = ? WHERE scan_id = ? AND source = ? AND fingerprint = ?",
                            [(verdict_hash(*row), row[0], row[1], row[2]) for row in rows])
 
 
 #: The columns of a verdict row its seal covers, in :func:`verdict_hash`'s order.
 _VERDICT_COLUMNS = ("scan_id, source, fingerprint, fingerprint_sha256, identity, score, decision, threshold, queries, "
-                    "seconds, recorded, error")
+                    "seconds, recorded, error, stages")
 
 
 #: Step ``i`` migrates a registry from schema version ``i`` to ``i + 1`` (SQL, or a function
@@ -282,6 +330,9 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """,
     # 5 -> 6: each verdict row sealed by its own hash.
     _seal_verdicts,
+    # 6 -> 7: each verdict's later stages (JSON; NULL: none, and the seal of a row without them
+    # is what it was).
+    "ALTER TABLE verdicts ADD COLUMN stages TEXT;",
 )
 
 #: What a scan's suspects can be, as its counts and reports name them (:attr:`SuspectOutcome.state`).
@@ -485,10 +536,11 @@ def _real(value: Any) -> float | None:
 
 def verdict_hash(scan_id: str, source: str, fingerprint: str, fingerprint_sha256: str, identity: str,
                  score: float | None, decision: str, threshold: float | None, queries: int, seconds: float,
-                 recorded: str, error: str | None) -> str:
-    """SHA-256 sealing a verdict row: every one of its columns, exactly as stored."""
+                 recorded: str, error: str | None, stages: str | None = None) -> str:
+    """SHA-256 sealing a verdict row: every one of its columns, exactly as stored (``stages``
+    only when there are some: a row of schema 6 keeps its seal)."""
     row = [scan_id, source, fingerprint, fingerprint_sha256, identity, score, decision, threshold, queries, seconds,
-           recorded, error]
+           recorded, error] + ([] if stages is None else [stages])
     return _sha256(json.dumps(row, separators=(",", ":")).encode())
 
 
@@ -868,9 +920,9 @@ class Registry:
                     raise RegistryError(f"Scan {scan_id!r} has no suspect {outcome.source!r}.")
                 rows = [(scan_id, outcome.source, f.fingerprint, f.fingerprint_sha256, outcome.identity,
                          _real(f.score), f.decision, _real(f.threshold), int(f.queries), float(f.seconds), stamp,
-                         f.error) for f in outcome.findings]
+                         f.error, stages_text(f.stages)) for f in outcome.findings]
                 db.executemany(f"INSERT INTO verdicts ({_VERDICT_COLUMNS}, row_sha256) "
-                               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [(*row, verdict_hash(*row)) for row in rows])
+                               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [(*row, verdict_hash(*row)) for row in rows])
 
     @_database_errors
     def end_scan(self, scan_id: str, status: str, seconds: float) -> None:
@@ -939,9 +991,11 @@ class Registry:
 
 
 def _finding(fingerprint: str, fingerprint_sha256: str, identity: str, score: float | None, decision: str,
-             threshold: float | None, queries: int, seconds: float, recorded: str, error: str | None) -> Finding:
+             threshold: float | None, queries: int, seconds: float, recorded: str, error: str | None,
+             stages: str | None) -> Finding:
     """A finding from the sealed columns of its verdict row (from ``fingerprint`` on)."""
-    return Finding(fingerprint, fingerprint_sha256, score, decision, threshold, queries, seconds, error)
+    return Finding(fingerprint, fingerprint_sha256, score, decision, threshold, queries, seconds, error,
+                   stages_from_text(stages))
 
 
 def _entry(row: tuple[Any, ...]) -> RegistryEntry:

@@ -208,7 +208,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         report = scan(suspects, registry=args.registry, engine=args.engine, workers=args.workers,
                       address=args.address, options=options, fingerprints=args.fingerprint,
                       control=args.control, alpha=args.alpha, panel=args.panel,
-                      family_alpha=args.family_alpha, resume=args.resume,
+                      family_alpha=args.family_alpha, stages=args.stages or "all", resume=args.resume,
                       progress=not args.quiet, on_start=started.append)
     except KeyboardInterrupt:
         if started:
@@ -245,6 +245,12 @@ def add_scan_parser(commands: Any) -> None:
                              "each sub-folder is a group bounded alone (default: the registry's panel, the "
                              "references given to registry add)")
     parser.add_argument("--family-alpha", type=float, metavar="ALPHA", help=argparse.SUPPRESS)
+    parser.add_argument("--stages", choices=("all", "first"),
+                        help="all (default): under family or fdr, every stage of each fingerprint decides, as in "
+                             "tafa verify (the boundary geometry and the extraction stage after the first; about "
+                             "6,000 queries per fingerprint); first: the first stage alone (576 queries: a quick "
+                             "screen of a large registry). per-fingerprint and bonferroni decide with the first "
+                             "stage's stored calibration")
     parser.add_argument("--engine", default="local", choices=ENGINE_NAMES,
                         help="where the checks run: a local process pool (default) or a Ray cluster")
     parser.add_argument("--workers", type=int, help="processes (local; default one per core, 0: this process) or "

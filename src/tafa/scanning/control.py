@@ -19,6 +19,13 @@ decides under one of these controls (stored with the scan, stated in its report 
   lists the pairs to investigate with an expected share of false ones at most ``alpha``
   (p-values sharing one panel are positively dependent, under which BH holds). Pairs are
   decided when the scan finishes (``undecided`` until then).
+Under ``family`` and ``fdr`` every stage of a fingerprint is a column of the panel's table
+(:func:`stage_column`: the first stage, the boundary geometry, the extraction stage), measured on
+every panel model and every suspect alike, so a fingerprint judges a suspect derived when any of
+its stages does, as ``tafa verify`` decides: max-T runs over every column of every fingerprint
+(the family-wise bound covers the stages too), and an FDR pair's p-value is the smallest of its
+stages' times their number (Bonferroni within the pair).
+
 - ``per-fingerprint``: each fingerprint's stored calibration as it is; its bound holds per
   fingerprint only (an independent suspect may match one of N fingerprints with a chance up
   to N times that).
@@ -35,12 +42,39 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
-                               panel_p_values, rate_for_this_panel, smallest_p)
+                               rate_for_this_panel, smallest_p)
 from ..errors import InvalidParameter, check_param
 from ..registry import DEFAULT_ALPHA, DEFAULT_CONTROL, SCAN_CONTROLS, Finding, SuspectOutcome, check_scan_defaults
 
 #: The error controls a scan can decide under (see module doc).
 CONTROLS = SCAN_CONTROLS
+
+
+#: Joins a fingerprint's name and a later stage's in a column name (a registered name has no
+#: control character, so no name can hold it).
+STAGE_SEPARATOR = "\x1f"
+
+
+def stage_column(fingerprint: str, stage: str) -> str:
+    """The column of ``fingerprint``'s later stage ``stage`` in a panel-based control's table."""
+    return f"{fingerprint}{STAGE_SEPARATOR}{stage}"
+
+
+def column_fingerprint(column: str) -> str:
+    """The fingerprint a column belongs to."""
+    return column.split(STAGE_SEPARATOR, 1)[0]
+
+
+def finding_scores(finding: Finding) -> dict[str, float]:
+    """A finding's scores by column: its first stage's under the fingerprint's name, each later
+    stage's under :func:`stage_column` (stages with no score left out)."""
+    if finding.decision == "error" or finding.score is None:
+        return {}
+    scores = {finding.fingerprint: float(finding.score)}
+    for stage in finding.stages:
+        if stage.get("score") is not None:
+            scores[stage_column(finding.fingerprint, str(stage["name"]))] = float(stage["score"])
+    return scores
 
 
 def check_control(control: str, alpha: float | None) -> None:
@@ -164,8 +198,19 @@ class ErrorControl:
                     f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models{groups}){skipped}")
         this_panel = self.rate_for_this_panel()
         spread = "" if this_panel is None else f"; for this panel <= {this_panel:.3g} with 90 % confidence"
-        return (f"error control: family-wise, P(an independent suspect matches any of the {len(self.columns)} "
-                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}{spread}){skipped}")
+        staged = len(self.columns) - len(self.fingerprints())
+        stages = f", {len(self.columns)} stage columns" if staged else ""
+        return (f"error control: family-wise, P(an independent suspect matches any of the {len(self.fingerprints())} "
+                f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}{stages}{spread})"
+                f"{skipped}")
+
+    def fingerprints(self) -> list[str]:
+        """The scan's fingerprints, in column order (each once, whatever its stages)."""
+        return list(dict.fromkeys(column_fingerprint(column) for column in self.columns))
+
+    def columns_of(self, fingerprint: str) -> list[int]:
+        """The positions of ``fingerprint``'s columns (its first stage first)."""
+        return [i for i, column in enumerate(self.columns) if column_fingerprint(column) == fingerprint]
 
     def _name(self) -> str:
         return "the family-wise rate" if self.kind == "family" else "the false-discovery rate"
@@ -174,7 +219,7 @@ class ErrorControl:
     def _vector(self, outcome: SuspectOutcome) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """The suspect's scores by column, and the panel table and groups without any copy of
         the suspect."""
-        scores = {f.fingerprint: f.score for f in outcome.findings if f.decision != "error" and f.score is not None}
+        scores = {column: value for f in outcome.findings for column, value in finding_scores(f).items()}
         vector = np.array([scores.get(name, np.nan) for name in self.columns], dtype=np.float64)
         table = self.table()
         keep = [row["sha256"] != outcome.identity for row in self.panel]
@@ -202,8 +247,11 @@ class ErrorControl:
             if self.alpha is None or not supported or not math.isfinite(p_values[column]):
                 findings.append(_decided(finding, "undecided", None))
                 continue
-            decision = "derived" if p_values[column] <= self.alpha else "independent"
-            findings.append(_decided(finding, decision, _threshold(vector, table, groups, column, self.alpha)))
+            alpha = self.alpha
+            ran = [i for i in self.columns_of(finding.fingerprint) if math.isfinite(p_values[i])]
+            decision = "derived" if min(p_values[i] for i in ran) <= alpha else "independent"
+            levels = {self.columns[i]: _threshold(vector, table, groups, i, alpha) for i in ran}
+            findings.append(_decided(finding, decision, levels[finding.fingerprint], levels))
         return replace(outcome, findings=findings)
 
     def decide_scan(self, outcomes: Sequence[SuspectOutcome]) -> list[SuspectOutcome]:
@@ -213,31 +261,42 @@ class ErrorControl:
             return []
         done = [o for o in outcomes if o.status == "done" and o.findings]
         p_values: list[tuple[int, int, float]] = []    # (outcome, finding, p)
+        tables: dict[int, tuple[np.ndarray, np.ndarray, list[str]]] = {}
         for i, outcome in enumerate(done):
-            vector, table, groups = self._vector(outcome)
-            column_p = by_group(panel_p_values, vector, table, groups) if len(table) else \
-                np.full(len(self.columns), np.nan)
+            tables[i] = vector, table, groups = self._vector(outcome)
             for j, finding in enumerate(outcome.findings):
                 if finding.decision != "error" and finding.fingerprint in self.columns:
-                    p_values.append((i, j, float(column_p[self.columns.index(finding.fingerprint)])))
+                    p_values.append((i, j, _pair_p(vector, table, groups, self.columns_of(finding.fingerprint))))
         supported = self.bound() is not None
         listed = benjamini_hochberg(np.array([p for *_, p in p_values]), self.alpha) if p_values \
             else np.zeros(0, dtype=bool)
         cutoff = self.alpha * max(1, int(np.sum(listed))) / max(1, len(p_values))
-        table, labels = self.table(), np.array(self.groups())
         changed: dict[int, SuspectOutcome] = {}
         for (i, j, p), chosen in zip(p_values, listed):
             finding = done[i].findings[j]
+            levels: dict[str, float | None] = {}
             if not supported or not math.isfinite(p):
-                decision, threshold = "undecided", None
+                decision = "undecided"
             else:
-                column = self.columns.index(finding.fingerprint)
                 decision = "derived" if chosen else "independent"
-                levels = [_rank_threshold(table[labels == group, column], cutoff) for group in set(labels)]
-                threshold = None if None in levels else max(level for level in levels if level is not None)
+                vector, table, groups = tables[i]
+                own = self.columns_of(finding.fingerprint)
+                for position, k in enumerate(own):  # the score each stage needed, the others kept
+                    levels[self.columns[k]] = _threshold(vector[own], table[:, own], groups, position, cutoff)
             outcome = changed.setdefault(i, replace(done[i], findings=list(done[i].findings)))
-            outcome.findings[j] = _decided(finding, decision, threshold)
+            outcome.findings[j] = _decided(finding, decision, levels.get(finding.fingerprint), levels)
         return list(changed.values())
+
+
+def _pair_p(vector: np.ndarray, table: np.ndarray, groups: list[str], columns: list[int]) -> float:
+    """One (suspect, fingerprint) pair's p-value over its stages' columns: max-T within the pair
+    (the rank of its largest standardised stage score among the panel's, the least favourable
+    group's); with one stage, that stage's rank p-value among the panel's scores."""
+    if not len(table) or _rows_used(vector[columns], table[:, columns]) == 0:
+        return float("nan")
+    values = by_group(max_t, vector[columns], table[:, columns], groups)
+    finite = values[np.isfinite(values)]
+    return float(finite.min()) if len(finite) else float("nan")
 
 
 def _threshold(vector: np.ndarray, table: np.ndarray, groups: list[str], column: int, alpha: float) -> float | None:
@@ -252,17 +311,13 @@ def _rows_used(vector: np.ndarray, table: np.ndarray) -> int:
     return int(np.sum(np.all(np.isfinite(table[:, columns]), axis=1))) if len(table) else 0
 
 
-def _rank_threshold(column: np.ndarray, p_cutoff: float) -> float | None:
-    """The panel score a suspect's score must exceed for its rank p-value to be <= ``p_cutoff``."""
-    values = np.sort(column[np.isfinite(column)])[::-1]
-    allowed = math.floor(p_cutoff * (len(values) + 1) + 1e-12) - 1     # panel scores >= it that are allowed
-    if allowed < 0:
-        return None
-    return float(values[allowed]) if allowed < len(values) else float("-inf")
-
-
-def _decided(finding: Finding, decision: str, threshold: float | None) -> Finding:
-    return replace(finding, decision=decision, threshold=threshold)
+def _decided(finding: Finding, decision: str, threshold: float | None,
+             levels: dict[str, float | None] | None = None) -> Finding:
+    """``finding`` decided, with the threshold of its first stage and (``levels``, by column)
+    of its later stages."""
+    stages = [{**stage, "threshold": (levels or {}).get(stage_column(finding.fingerprint, str(stage["name"])))}
+              for stage in finding.stages]
+    return replace(finding, decision=decision, threshold=threshold, stages=stages)
 
 
 def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
@@ -296,7 +351,7 @@ def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
         if outcome.status != "done":
             control.excluded.append({"source": outcome.source, "why": f"failed: {outcome.error}"})
             continue
-        scores = {f.fingerprint: f.score for f in outcome.findings if f.decision != "error"}
+        scores = {column: value for f in outcome.findings for column, value in finding_scores(f).items()}
         if all(scores.get(name) is None for name in columns):
             control.excluded.append({"source": outcome.source, "why": "fits none of the scan's fingerprints"})
             continue
@@ -330,5 +385,5 @@ def resolve_control(control: str | None, alpha: float | None, family_alpha: floa
     return control, alpha
 
 
-__all__ = ["CONTROLS", "DEFAULT_ALPHA", "DEFAULT_CONTROL", "ErrorControl", "check_control", "resolve_control",
-           "score_panel"]
+__all__ = ["CONTROLS", "DEFAULT_ALPHA", "DEFAULT_CONTROL", "ErrorControl", "STAGE_SEPARATOR", "check_control",
+           "column_fingerprint", "finding_scores", "resolve_control", "score_panel", "stage_column"]

@@ -3,10 +3,20 @@ all of them with one batch of queries.
 
 A :class:`Panel` holds the registered fingerprints of a scan. For a suspect it keeps those
 whose input and output shapes fit, builds (once per set of fitting fingerprints) a
-:class:`QueryPlan` -- the union of every fitting fingerprint's query inputs, identical inputs
-sent once -- queries the suspect with it in one batched call, and hands each fingerprint its
-own answers back through its signature's ``assemble``. The suspect is opened once and
-queried once, however many fingerprints there are.
+:class:`QueryPlan` -- the union of every fitting fingerprint's first-stage query inputs,
+identical inputs sent once -- queries the suspect with it in one batched call, and hands each
+fingerprint its own answers back through its signature's ``assemble``. The suspect is opened
+once and its first stages queried once, however many fingerprints there are.
+
+A panel made with ``later=True`` (a scan deciding over a null panel, where every stage of a
+fingerprint is a column of the max-T or FDR table, :mod:`.control`) then measures each
+fitting fingerprint's later stages on the suspect (the boundary geometry and the extraction
+stage, :meth:`~tafa.fingerprint.Fingerprint.later_stages`; their queries are chosen from the
+suspect's answers, so they are asked per fingerprint): every one of them, whatever the first
+stage scored, so that which stages a suspect has never depends on its scores. A suspect whose
+first-stage answers lie on a grid, are clipped or keep little more than labels gets no later
+stage (the first stage's finding says why it decides nothing below its threshold), and so
+does a panel model answering that way.
 
 >>> from tafa.bench.architectures import build
 >>> from tafa import Fingerprint, TorchModel
@@ -42,7 +52,9 @@ from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
 from ..signature.base import Measurement
+from ..label_stage import keeps_labels_only
 from ..signature.interface import assemble_suspect
+from .control import stage_column
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,8 @@ class PanelEntry:
     signature: Measurement
     similarity: Similarity
     inputs: np.ndarray
+    #: The later stages measured on each suspect (empty: the first stage alone).
+    later: list[Fingerprint] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -92,8 +106,9 @@ class PanelEntry:
         return model.input_shape == fp.input_shape and \
             int(np.prod(model.output_shape)) == int(np.prod(fp.output_shape))
 
-    def judge(self, outputs: np.ndarray) -> Finding:
-        """The finding for a suspect whose answers to :attr:`inputs` are ``outputs``."""
+    def judge(self, outputs: np.ndarray, model: Model | None = None) -> Finding:
+        """The finding for a suspect whose answers to :attr:`inputs` are ``outputs``; with
+        ``model`` (the suspect) its :attr:`later` stages measured on it too."""
         started = time.perf_counter()
         fp = self.fingerprint
         calibration = self.registered.calibration
@@ -104,6 +119,8 @@ class PanelEntry:
             signature, recognised = assemble_suspect(self.signature, fp.probes, outputs, fp.owner_signature)
             score = self.similarity.compare(fp.relative(fp.owner_signature), fp.relative(signature))
             unresolved = recognised.note if recognised.quantised is not None else None
+            plain = model is not None and unresolved is None and not recognised.clipped and \
+                not keeps_labels_only(model, recognised)
             if recognised.clipped:  # thresholds made on every probe
                 unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
                               "compares a clipped suspect where it answers inside the clip")
@@ -113,8 +130,24 @@ class PanelEntry:
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others
             return Finding(self.name, self.registered.sha256, None, "error", threshold, len(self.inputs),
                            time.perf_counter() - started, _describe(error))
+        stages = self.measure_later(model) if model is not None and plain else []
         return Finding(self.name, self.registered.sha256, float(verdict.score), verdict.decision.value, threshold,
-                       len(self.inputs), time.perf_counter() - started)
+                       len(self.inputs) + sum(stage["queries"] for stage in stages), time.perf_counter() - started,
+                       stages=stages)
+
+    def measure_later(self, model: Model) -> list[dict[str, Any]]:
+        """Each later stage's score on ``model`` (``None``, with no queries counted against the
+        rest, where measuring it failed: a stage failing leaves the others standing)."""
+        stages = []
+        for stage in self.later:
+            before = model.queries
+            try:
+                score: float | None = float(stage.score(model).value)
+            except Exception:  # noqa: BLE001 - the stage is unmeasured; the finding stands on the others
+                score = None
+            stages.append({"name": stage.scheme.name, "score": score if score is None or np.isfinite(score) else None,
+                           "queries": int(model.queries - before), "threshold": None})
+        return stages
 
 
 @dataclass
@@ -151,22 +184,26 @@ class QueryPlan:
         return len(self.inputs)
 
 
-#: What a scan ships to its workers: (name, file bytes, content SHA-256, calibration dict) each.
-PanelPayload = tuple[tuple[str, bytes, str, "dict[str, Any] | None"], ...]
+#: What a scan ships to its workers: whether the later stages run, then (name, file bytes,
+#: content SHA-256, calibration dict) per fingerprint.
+PanelPayload = tuple[bool, tuple[tuple[str, bytes, str, "dict[str, Any] | None"], ...]]
 
 
 def payload_key(payload: PanelPayload) -> str:
     """A short digest naming a payload (workers cache the panel they built under it)."""
     digest = hashlib.sha256()
-    for name, _, sha256, calibration in payload:
+    later, entries = payload
+    digest.update(b"later" if later else b"first")
+    for name, _, sha256, calibration in entries:
         digest.update(json.dumps([name, sha256, calibration], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
 class Panel:
-    """The fingerprints of one scan (see module doc)."""
+    """The fingerprints of one scan (see module doc); ``later``: every stage of each (a scan
+    over a null panel), else the first alone."""
 
-    def __init__(self, registered: Sequence[RegisteredFingerprint]) -> None:
+    def __init__(self, registered: Sequence[RegisteredFingerprint], *, later: bool = False) -> None:
         names = [item.name for item in registered]
         check_param("registered", names, "fingerprints with distinct names", len(set(names)) == len(names),
                     caller="Panel")
@@ -178,30 +215,40 @@ class Panel:
                                        "its queries from each suspect's answers, so it cannot share a scan's "
                                        "batched queries: verify suspects against it with tafa verify.")
             inputs = np.ascontiguousarray(signature.inputs(item.fingerprint.probes), dtype=np.float32)
-            self.entries.append(PanelEntry(item, signature, similarity, inputs))
+            self.entries.append(PanelEntry(item, signature, similarity, inputs,
+                                           item.fingerprint.later_stages() if later else []))
+        self.later = later
         self._plans: dict[tuple[str, ...], QueryPlan] = {}
 
     @classmethod
-    def from_registry(cls, registry: Registry, names: Sequence[str] | None = None) -> "Panel":
-        return cls(registry.fingerprints(names))
+    def from_registry(cls, registry: Registry, names: Sequence[str] | None = None, *, later: bool = False) -> "Panel":
+        return cls(registry.fingerprints(names), later=later)
 
     @classmethod
     def from_fingerprints(cls, fingerprints: Mapping[str, Fingerprint], calibrations: Mapping[str, Any] | None = None,
-                          ) -> "Panel":
+                          *, later: bool = False) -> "Panel":
         """A panel of in-memory fingerprints (for the library and tests; nothing registered)."""
         items = [RegisteredFingerprint(name, fingerprint, fingerprint.to_bytes(), fingerprint.sha256,
                                        (calibrations or {}).get(name)) for name, fingerprint in fingerprints.items()]
-        return cls(items)
+        return cls(items, later=later)
 
     @classmethod
     def from_payload(cls, payload: PanelPayload) -> "Panel":
         """Rebuild a panel in a worker; every fingerprint is checked against its hash again."""
-        return cls([load_registered(name, data, sha256, calibration) for name, data, sha256, calibration in payload])
+        later, entries = payload
+        return cls([load_registered(name, data, sha256, calibration) for name, data, sha256, calibration in entries],
+                   later=later)
 
     def payload(self) -> PanelPayload:
-        return tuple((e.name, e.registered.file, e.registered.sha256,
-                      None if e.registered.calibration is None else e.registered.calibration.to_dict())
-                     for e in self.entries)
+        return self.later, tuple((e.name, e.registered.file, e.registered.sha256,
+                                  None if e.registered.calibration is None else e.registered.calibration.to_dict())
+                                 for e in self.entries)
+
+    def columns(self) -> list[str]:
+        """The columns of a panel-based control's table: each fingerprint's first stage, then
+        its later stages (:func:`~tafa.scanning.control.stage_column`)."""
+        return [column for entry in self.entries
+                for column in [entry.name, *(stage_column(entry.name, stage.scheme.name) for stage in entry.later)]]
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         """The distinct input shapes of the panel's fingerprints, in order of first appearance."""
@@ -237,7 +284,7 @@ class Panel:
         before = model.queries
         answers = model(plan.inputs) if len(plan) else None
         queries = model.queries - before
-        findings = [entry.judge(answers[plan.index[entry.name]]) for entry in entries]  # type: ignore[index]
+        findings = [entry.judge(answers[plan.index[entry.name]], model) for entry in entries]  # type: ignore[index]
         identity = suspect.source if suspect.kind == "endpoint" else (model.content_hash() or suspect.source)
         return SuspectOutcome(suspect.source, identity, suspect.kind, "done", None, queries,
                               time.perf_counter() - started, findings)

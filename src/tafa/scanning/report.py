@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import check_param, printable
-from ..registry import SUSPECT_STATES, Finding, Registry, RegistryError, ScanRecord, SuspectOutcome
+from ..registry import SUSPECT_STATES, Finding, Registry, RegistryError, ScanRecord, SuspectOutcome, stages_text
 from .control import ErrorControl
 
 _COLOURS = {"derived": "#c0392b", "independent": "#7f8c8d", "undecided": "#2e86c1", "error": "#000000"}
@@ -201,9 +201,10 @@ class ScanReport:
         if not stages:
             return ""
         which = ", ".join(f"{name} ({count} fingerprint{'s' if count > 1 else ''})" for name, count in stages.items())
-        return (f"a scan decides with each fingerprint's first stage; not run here: {which}. tafa verify runs them "
-                "for a suspect the first stage does not judge derived (large-learning-rate fine-tunes, distilled "
-                "students): verify a cleared suspect against the references when those are the worry")
+        return (f"this scan decided with each fingerprint's first stage; not run here: {which}. A scan over a null "
+                "panel runs them (--control family or fdr, without --stages first), as tafa verify does for a "
+                "suspect the first stage does not judge derived (large-learning-rate fine-tunes, distilled "
+                "students)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "scan": self.scan.to_dict(), "run": self.run,
@@ -270,10 +271,15 @@ class ScanReport:
 
     # -- text ----------------------------------------------------------------------------------
     def _rows(self, pairs: list[tuple[SuspectOutcome, Finding]]) -> list[list[str]]:
-        return [[_short(o.source), f.fingerprint, f"{f.score:.4f}" if f.score is not None else "-",
-                 "-" if f.threshold is None else f"{f.threshold:.4f}", f.decision,
-                 self.alpha_used(f.fingerprint) if f.decision in ("derived", "independent") else "-", _hash_cell(o)]
-                for o, f in pairs]
+        rows = []
+        for o, f in pairs:  # the stage that judged it derived (a later one: named), else the first
+            stage, score, threshold = f.fired()
+            named = "" if stage is None else f" ({stage})"
+            rows.append([_short(o.source), f.fingerprint, "-" if score is None else f"{score:.4f}{named}",
+                         "-" if threshold is None else f"{threshold:.4f}", f.decision,
+                         self.alpha_used(f.fingerprint) if f.decision in ("derived", "independent") else "-",
+                         _hash_cell(o)])
+        return rows
 
     def _counts_line(self, s: dict[str, Any]) -> str:
         return (f"{s['suspects']} suspects ({s['done']} done, {s['skipped']} skipped, {s['failed']} failed, "
@@ -587,7 +593,7 @@ def _verdicts(outcome: SuspectOutcome) -> tuple[Any, ...]:
         return None if value is None or value != value else float(value)
 
     findings = sorted((f.fingerprint, f.fingerprint_sha256, real(f.score), f.decision, real(f.threshold),
-                       int(f.queries), f.error) for f in outcome.findings)
+                       int(f.queries), f.error, stages_text(f.stages) or "") for f in outcome.findings)
     return outcome.identity or "", outcome.status, outcome.error, int(outcome.queries or 0), findings
 
 

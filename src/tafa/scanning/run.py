@@ -33,6 +33,9 @@ from .report import ScanReport
 #: deeper is refused in one line rather than walked without end).
 MAX_DEPTH = 64
 
+#: What ``stages`` a scan takes: every stage of each fingerprint, or the first alone.
+SCAN_STAGES = ("all", "first")
+
 #: The largest endpoints list :func:`endpoints_in` reads.
 MAX_ENDPOINTS_BYTES = 1 << 20
 
@@ -111,7 +114,7 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
          options: OpenOptions | None = None, fingerprints: Sequence[str] | None = None,
          control: str | None = None, alpha: float | None = None,
          panel: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
-         family_alpha: float | None = None, resume: str | None = None, progress: bool = False,
+         family_alpha: float | None = None, stages: str = "all", resume: str | None = None, progress: bool = False,
          on_outcome: Callable[[SuspectOutcome], None] | None = None,
          on_start: Callable[[str], None] | None = None, flush_seconds: float = 1.0) -> ScanReport:
     """Check every suspect against every registered fingerprint that fits it; record the verdicts.
@@ -140,6 +143,7 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
     """
     check_param("flush_seconds", flush_seconds, "a number >= 0",
                 isinstance(flush_seconds, (int, float)) and flush_seconds >= 0, caller="scan")
+    check_param("stages", stages, "'all' or 'first'", stages in SCAN_STAGES, caller="scan")
     owned = not isinstance(registry, Registry)
     store = registry if isinstance(registry, Registry) else Registry(registry)
     try:
@@ -147,11 +151,11 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
         listed = [item if isinstance(item, Suspect) else Suspect.parse(item) for item in suspects]
         if resume is not None:
             if listed or fingerprints is not None or options is not None or family_alpha is not None or \
-                    control is not None or alpha is not None or panel is not None:
+                    control is not None or alpha is not None or panel is not None or stages != "all":
                 raise InvalidParameter("A resumed scan keeps its own suspects, fingerprints, options and "
                                        "error control; give only resume=SCAN_ID (and an engine).")
-            options, wanted, decider = stored_setup(store.scan(resume))
-            fingerprint_panel = _panel(store, [item["name"] for item in wanted], decider)
+            options, wanted, decider, stages = stored_setup(store.scan(resume))
+            fingerprint_panel = _panel(store, [item["name"] for item in wanted], decider, stages)
             for item, entry in zip(wanted, fingerprint_panel.entries):
                 if entry.registered.sha256 != item["sha256"]:
                     raise RegistryError(f"Fingerprint {item['name']!r} changed since scan {resume!r} began "
@@ -171,14 +175,15 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
                                     "tafa registry add FILE --name NAME.")
             kind, level = resolve_control(control, alpha, family_alpha, store.defaults())
             decider = ErrorControl(kind, level, list(names))
-            fingerprint_panel = _panel(store, names, decider)
+            fingerprint_panel = _panel(store, names, decider, stages)
             if decider.uses_panel:
                 members = _panel_members(store, panel)
-                decider = score_panel(kind, level, [e.name for e in fingerprint_panel.entries], members,
+                decider = score_panel(kind, level, fingerprint_panel.columns(), members,
                                       lambda sources: runner.run([Suspect.parse(s) for s in sources],
                                                                  fingerprint_panel.payload(), options))
             config = {"fingerprints": [_recorded(entry) for entry in fingerprint_panel.entries],
-                      "options": options.to_dict(), "control": decider.to_dict(), **runner.describe()}
+                      "options": options.to_dict(), "control": decider.to_dict(), "stages": stages,
+                      **runner.describe()}
             scan_id = store.begin_scan([s.source for s in listed], [s.kind for s in listed],
                                        engine=runner.name, config=config)
             todo = listed
@@ -191,10 +196,11 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
             store.close()
 
 
-def stored_setup(record: ScanRecord) -> tuple[OpenOptions, list[dict[str, str]], ErrorControl]:
-    """The options, fingerprints (``{"name", "sha256"}`` each) and error control a scan was
-    begun with, read back from its record and checked for types: a configuration edited in
-    the registry is one :class:`~tafa.registry.RegistryError`, never a traceback."""
+def stored_setup(record: ScanRecord) -> tuple[OpenOptions, list[dict[str, str]], ErrorControl, str]:
+    """The options, fingerprints (``{"name", "sha256"}`` each), error control and stages a scan
+    was begun with, read back from its record and checked for types: a configuration edited in
+    the registry is one :class:`~tafa.registry.RegistryError`, never a traceback (a scan begun
+    before scans ran later stages ran the first alone)."""
     config = record.config
     try:
         check_param("configuration", type(config).__name__, "an object", isinstance(config, dict),
@@ -213,15 +219,18 @@ def stored_setup(record: ScanRecord) -> tuple[OpenOptions, list[dict[str, str]],
             old = config.get("family_alpha")
             decider = ErrorControl("per-fingerprint" if old is None else "bonferroni", old)
             decider._check_types()
+        stages = config.get("stages", "first")
+        check_param("stages", stages, "'all' or 'first'", stages in SCAN_STAGES, caller="a stored scan")
     except (InvalidParameter, TypeError) as error:
         raise RegistryError(f"Scan {printable(record.id)!r} cannot be resumed: its stored configuration is not one a "
                             f"scan writes ({one_line(error)}); the registry was modified outside tafa. Start a new "
                             "scan.") from None
-    return options, [{"name": item["name"], "sha256": item["sha256"]} for item in wanted or []], decider
+    return options, [{"name": item["name"], "sha256": item["sha256"]} for item in wanted or []], decider, stages
 
 
-def _panel(store: Registry, names: Sequence[str], decider: ErrorControl) -> Panel:
-    """The scan's fingerprints; under Bonferroni each calibration re-derived at
+def _panel(store: Registry, names: Sequence[str], decider: ErrorControl, stages: str) -> Panel:
+    """The scan's fingerprints, with their later stages when the control uses a null panel and
+    ``stages`` is ``"all"``; under Bonferroni each calibration re-derived at
     ``alpha / len(names)`` from its reference scores, per fingerprint with an ``alpha`` at it."""
     registered = store.fingerprints(names)
     level = None
@@ -233,18 +242,18 @@ def _panel(store: Registry, names: Sequence[str], decider: ErrorControl) -> Pane
         for item in registered:
             if item.calibration is not None:
                 item.calibration = item.calibration.at(level)
-    return Panel(registered)
+    return Panel(registered, later=decider.uses_panel and stages == "all")
 
 
 def _recorded(entry: PanelEntry) -> dict[str, Any]:
     """What a scan records of one fingerprint: name, hash, its calibration as the scan decides
     with it (re-derived at the scan's alpha), its references' scores (the report draws them) and
-    the names of its later stages, which a scan does not run (the report says so)."""
+    the names of its later stages when the scan does not run them (the report says so)."""
     calibration = entry.registered.calibration
     return {"name": entry.name, "sha256": entry.registered.sha256,
             "calibration": None if calibration is None else calibration.summary(),
             "reference_scores": None if calibration is None else [float(v) for v in calibration.reference_scores],
-            "not_scanned": entry.fingerprint.stage_names()[1:]}  # the later stages only tafa verify runs
+            "not_scanned": [] if entry.later else entry.fingerprint.stage_names()[1:]}
 
 
 def _panel_members(store: Registry, panel: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
