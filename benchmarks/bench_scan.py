@@ -255,14 +255,16 @@ class PeakMemory:
 def run_scan(work: Path, fingerprints: int, engine: str, workers: int, suspects_dir: Path, label: str,
              alpha: float = 0.05) -> dict:
     """One ``tafa scan`` command on a fresh copy of the registry with ``fingerprints`` entries
-    (family-wise at ``alpha``, the null panel ``work/panel``)."""
+    (family-wise at ``alpha``, the null panel ``work/panel``, the first stage alone: the engine and
+    error-control figures; ``benchmarks/scan_stages.py`` measures every stage)."""
     registry = work / f"run-{label}.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(str(registry) + suffix).unlink(missing_ok=True)
     shutil.copy(work / f"registry-{fingerprints}.sqlite", registry)
     command = [sys.executable, "-c", "import sys; from tafa.cli import main; sys.exit(main(sys.argv[1:]))",
                "--quiet", "scan", "--dir", str(suspects_dir), "--registry", str(registry), "--engine", engine,
-               "--workers", str(workers), "--panel", str(work / "panel"), "--alpha", str(alpha), "--json"]
+               "--workers", str(workers), "--panel", str(work / "panel"), "--alpha", str(alpha), "--json",
+               "--stages", "first"]  # the figures of docs/scaling.md: the first stage alone
     load_before = os.getloadavg()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -4,9 +4,11 @@ everywhere; docs/scaling.md, "Every stage in a scan").
 Per full-benchmark zoo: the owner's fingerprint (the default scheme, seed 0, as ``tafa
 fingerprint`` makes it) registered; its calibration models as ONNX files, the null panel of a
 family-wise scan; the plain scored rows (every copy, and the independent models) as ONNX files,
-the suspects. One scan with ``stages="first"`` and one with ``stages="all"`` at each alpha; per
-scan, the copies judged derived (of those keeping at least 90% of the owner's utility, then of
-all), the independents judged derived, the stage that fired, queries per suspect and seconds.
+the suspects. One scan with ``stages="first"`` and one with ``stages="all"`` at each alpha, and
+``tafa verify`` of the same suspects with the calibration models as references (its rule, as the
+command makes it); per row, the copies judged derived (of those keeping at least 90% of the
+owner's utility, then of all), the independents judged derived, the stage that fired, queries per
+suspect and seconds.
 
     python benchmarks/scan_stages.py [--zoos digits-mlp diabetes-mlp] [--cache .tafa-cache/zoo]
 """
@@ -59,12 +61,16 @@ def main() -> None:
                 export(model, shape, panel / f"reference{i:03d}.onnx")
             utilities = zoo_utilities(zoo, Path(args.cache), roles=("scored",))
             truth: dict[str, tuple[int, bool]] = {}  # path -> (label, keeps >= 90% of the owner's utility)
+            models: dict[str, torch.nn.Module] = {}
             for i, (recipe, model) in enumerate(zoo.with_role("scored")):
                 if recipe.label == 1 and recipe.family.split("/")[0] in ("interface", "evasion"):
                     continue  # the plain rows only: a scan's first stage has no interface-specific path
                 path = export(model, shape, root / "suspects" / f"{i:03d}-{recipe.name}.onnx")
                 kept = recipe.label == 1 and utilities.get(recipe.name, 0.0) >= KEEP * utilities["owner"]
                 truth[path] = (recipe.label, kept)
+                models[path] = model
+            references = [TorchModel(model, shape, name=f"reference{i}")
+                          for i, (_, model) in enumerate(zoo.with_role("calibration"))]
             for alpha in args.alphas:
                 for stages in ("first", "all"):
                     registry = root / f"registry-{alpha}-{stages}.sqlite"
@@ -75,6 +81,11 @@ def main() -> None:
                                   alpha=alpha, panel=panel, stages=stages)
                     seconds = time.perf_counter() - started
                     print(row(name, alpha, stages, report, truth, seconds), flush=True)
+                started = time.perf_counter()
+                rule = fingerprint.calibrate(references, alpha)
+                verdicts = {path: fingerprint.verify(TorchModel(model, shape), calibration=rule)
+                            for path, model in models.items()}
+                print(verify_row(name, alpha, rule, verdicts, truth, time.perf_counter() - started), flush=True)
 
 
 def row(name: str, alpha: float, stages: str, report, truth: dict[str, tuple[int, bool]], seconds: float) -> str:
@@ -93,6 +104,29 @@ def row(name: str, alpha: float, stages: str, report, truth: dict[str, tuple[int
     return (f"| {name} | {alpha:g} | {stages} | {derived(kept)} | {derived(copies)} | {derived(independents)} | "
             f"{', '.join(f'{k} {v}' for k, v in fired.items()) or '-'}{f' ({undecided} undecided)' if undecided else ''}"
             f" | {queries:,.0f} | {seconds:.0f} |")
+
+
+def verify_row(name: str, alpha: float, rule, verdicts: dict, truth: dict[str, tuple[int, bool]],
+               seconds: float) -> str:
+    copies = [p for p, (label, _) in truth.items() if label == 1]
+    kept = [p for p, (label, keeps) in truth.items() if label == 1 and keeps]
+    independents = [p for p, (label, _) in truth.items() if label == 0]
+
+    def derived(paths: list[str]) -> str:
+        hits = sum(verdicts[p].decision.value == "derived" for p in paths)
+        return f"{hits / max(1, len(paths)):.2f} ({hits}/{len(paths)})"
+
+    fired: Counter[str] = Counter()
+    for path in copies:
+        verdict = verdicts[path]
+        if verdict.decision.value == "derived":
+            above = [s["name"] for s, c in zip(verdict.stages, rule.stages) if s["score"] is not None
+                     and c.fires(s["score"])]
+            fired[above[0] if above and above[0] != verdict.scheme else "first"] += 1
+    queries = sum(v.queries for v in verdicts.values()) / max(1, len(verdicts))
+    return (f"| {name} | {alpha:g} | verify: {', '.join(rule.names)} | "
+            f"{derived(kept)} | {derived(copies)} | {derived(independents)} | "
+            f"{', '.join(f'{k} {v}' for k, v in fired.items()) or '-'} | {queries:,.0f} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":

@@ -846,5 +846,7 @@ def test_a_family_wise_scan_decides_with_every_stage_as_verify_does(world, null_
     control = staged.summary()["error_control"]
     assert "stage columns" in control["statement"] and control["bound"] == pytest.approx(1 / 18)
     assert kept.queries > 5000 and by_source[copy_path]["b"].queries == kept.queries  # every stage of each
+    (outcome,) = [o for o in staged.outcomes if o.source == copy_path]  # the suspect answered all of them
+    assert outcome.queries > sum(stage["queries"] for f in outcome.findings for stage in f.stages) > 10000
     assert "tafa-boundary" in staged.render()  # the match names the stage that fired
     assert "not run here" in first.render() and "not run here" not in staged.render()

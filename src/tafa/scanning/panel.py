@@ -283,8 +283,8 @@ class Panel:
             model.check_budget(len(plan))
         before = model.queries
         answers = model(plan.inputs) if len(plan) else None
-        queries = model.queries - before
         findings = [entry.judge(answers[plan.index[entry.name]], model) for entry in entries]  # type: ignore[index]
+        queries = model.queries - before  # the shared first-stage batch and every later stage
         identity = suspect.source if suspect.kind == "endpoint" else (model.content_hash() or suspect.source)
         return SuspectOutcome(suspect.source, identity, suspect.kind, "done", None, queries,
                               time.perf_counter() - started, findings)
