@@ -101,9 +101,11 @@ def row(name: str, alpha: float, stages: str, report, truth: dict[str, tuple[int
     undecided = sum(f.decision == "undecided" for f in found.values())
     fired = Counter(found[p].fired()[0] or "first" for p in copies if p in found and found[p].decision == "derived")
     queries = sum(o.queries for o in report.outcomes) / max(1, len(report.outcomes))
+    where = ", ".join(f"{k} {v}" for k, v in fired.items()) or "-"
+    if undecided:
+        where += f" ({undecided} undecided)"
     return (f"| {name} | {alpha:g} | {stages} | {derived(kept)} | {derived(copies)} | {derived(independents)} | "
-            f"{', '.join(f'{k} {v}' for k, v in fired.items()) or '-'}{f' ({undecided} undecided)' if undecided else ''}"
-            f" | {queries:,.0f} | {seconds:.0f} |")
+            f"{where} | {queries:,.0f} | {seconds:.0f} |")
 
 
 def verify_row(name: str, alpha: float, rule, verdicts: dict, truth: dict[str, tuple[int, bool]],
