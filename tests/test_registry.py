@@ -201,11 +201,15 @@ def test_calibration_is_stored_with_the_fingerprint(tmp_path, fingerprint_file, 
     calibration = Fingerprint.load(fingerprint_file).calibrate_first(classifier.references[:4], alpha=0.2)
     with Registry(tmp_path / "registry.sqlite") as registry:
         registry.add(fingerprint_file, "owner", calibration=calibration)
-        assert registry.entry("owner").calibrated and registry.get("owner").calibration == calibration
+        stored = registry.get("owner").calibration  # a first stage's calibration: the rule of that stage alone
+        assert registry.entry("owner").calibrated and stored.stages == [calibration] and stored.names == ["tafa"]
         registry.set_calibration("owner", None)
         assert registry.get("owner").calibration is None and not registry.entry("owner").calibrated
         again = registry.calibrate("owner", classifier.references[:3], alpha=0.25)
         assert again.n_references == 3 and registry.get("owner").calibration == again
+        # enough references for every stage: the rule of all three, stored and read back whole
+        every = registry.calibrate("owner", classifier.references, alpha=0.2)
+        assert every.names == ["tafa", "tafa-boundary", "tafa-students"] and registry.get("owner").calibration == every
         with pytest.raises(RegistryError, match="No fingerprint named 'ghost'"):
             registry.set_calibration("ghost", None)
 

@@ -850,3 +850,33 @@ def test_a_family_wise_scan_decides_with_every_stage_as_verify_does(world, null_
     assert outcome.queries > sum(stage["queries"] for f in outcome.findings for stage in f.stages) > 10000
     assert "tafa-boundary" in staged.render()  # the match names the stage that fired
     assert "not run here" in first.render() and "not run here" not in staged.render()
+
+
+def test_a_scan_by_the_stored_rules_runs_their_stages_as_verify_does(world, classifier, tmp_path):
+    """``tafa registry add --references`` stores the rule of every stage its references support
+    (17 references at 1/6: three stages at 1/18 each); a scan deciding with the stored rules
+    (``per-fingerprint``) runs them as ``tafa verify`` does: the copy that kept the owner's first
+    layer is judged derived by the boundary geometry, with the verdict ``tafa verify`` gives with
+    the same rule, and a copy the first stage catches costs no later stage."""
+    copy_model = _first_layer_kept(world.owners["a"], seed=0)
+    copy_path = _onnx(copy_model, tmp_path / "suspects" / "kept_first.onnx")
+    registry = tmp_path / "registry.sqlite"
+    with Registry(registry) as store:
+        store.add(world.files["a"], "a")
+        rule = store.calibrate("a", classifier.references[1:], alpha=1 / 6)
+    assert rule.names == ["tafa", "tafa-boundary", "tafa-students"] and rule.bound == pytest.approx(3 / 18)
+    suspects = [copy_path, world.paths["a_pruned"]]
+    report = scan(suspects, registry=registry, workers=0, control=PER_FINGERPRINT)
+    found = {o.source: o.findings[0] for o in report.outcomes}
+    kept, pruned = found[copy_path], found[world.paths["a_pruned"]]
+    verdict = Fingerprint.load(world.files["a"]).verify(copy_model, calibration=rule, check_evasion=False)
+    assert kept.decision == verdict.decision.value == "derived" and kept.fired()[0] == "tafa-boundary"
+    assert [s["threshold"] for s in kept.stages] == [c.threshold for c in rule.stages[1:]]
+    assert kept.stages[0]["score"] == pytest.approx(verdict.stages[1]["score"], abs=0.01)  # ONNX against torch
+    assert kept.stages[1]["score"] is None  # the geometry fired: the extraction stage is not asked
+    assert pruned.decision == "derived" and all(s["score"] is None and s["queries"] == 0 for s in pruned.stages)
+    assert "not run here" not in report.render()
+    first = scan(suspects, registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
+    assert {o.source: o.findings[0].decision for o in first.outcomes} == {copy_path: "independent",
+                                                                          world.paths["a_pruned"]: "derived"}
+    assert "not run here: tafa-boundary (1 fingerprint), tafa-students (1 fingerprint)" in first.render()

@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 import numpy as np
 
 from . import fingerprint_file
+from .decide.rule import Rule
 from .decide.threshold import Calibration
 from .errors import (FingerprintError, InvalidParameter, TafaError, TamperedFingerprint, check_param, one_line,
                      printable)
@@ -99,7 +100,9 @@ class RegisteredFingerprint:
     fingerprint: Fingerprint
     file: bytes
     sha256: str
-    calibration: Calibration | None = None
+    #: The rule a scan decides with when it does not use a null panel: every stage the stored
+    #: references calibrated (:meth:`~tafa.fingerprint.Fingerprint.calibrate`), or the first alone.
+    calibration: Rule | None = None
     commitment: dict[str, Any] | None = None
 
 
@@ -603,6 +606,44 @@ def calibration_from_stored(data: Any, *, name: str) -> Calibration:
     return calibration
 
 
+def rule_from_stored(data: Any, *, name: str, stage: str) -> Rule:
+    """The rule stored for fingerprint ``name``: its stages' calibrations (:meth:`Rule.to_dict`),
+    each checked as :func:`calibration_from_stored` checks one, named, with an ``alpha`` their
+    levels do not exceed; or, as registries stored it before they kept every stage, the first
+    stage's calibration alone (``stage``: that stage's name)."""
+    if not (isinstance(data, dict) and "stages" in data):
+        return Rule.single(calibration_from_stored(data, name=name), stage)
+
+    def refuse(why: str) -> TamperedFingerprint:
+        return TamperedFingerprint(f"The calibration stored for {name!r} cannot be right: {why}. The registry was "
+                                   "modified; calibrate it again (tafa registry add --replace ... --references DIR).")
+
+    stages, names, alpha = data.get("stages"), data.get("names"), data.get("alpha_requested")
+    notes, shares = data.get("notes", []), data.get("shares")
+    if not (isinstance(stages, list) and stages and isinstance(names, list) and len(names) == len(stages)
+            and all(isinstance(n, str) for n in names) and isinstance(notes, list)
+            and all(isinstance(n, str) for n in notes)):
+        raise refuse("its stages must be a non-empty list, one name (text) each, with notes as texts")
+    if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha < 1):
+        raise refuse("its alpha must be a number in (0, 1)")
+    calibrations = [calibration_from_stored(stage, name=name) for stage in stages]
+    if sum(c.alpha_requested for c in calibrations) > alpha * (1 + 1e-9):
+        raise refuse(f"its stages' levels add up to more than its alpha {alpha}")
+    if shares is not None and not (isinstance(shares, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in shares)):
+        raise refuse("its shares must be numbers")
+    try:
+        return Rule(calibrations, list(names), float(alpha), list(notes), shares)
+    except InvalidParameter as error:
+        raise refuse(one_line(error)) from None
+
+
+def _calibration_text(calibration: Calibration | Rule | None) -> str | None:
+    """What the ``calibration`` column stores: a rule of every stage it calibrated, or (a
+    calibration of the first stage) that calibration alone."""
+    return None if calibration is None else json.dumps(calibration.to_dict())
+
+
 def recorded_sha256(data: bytes, *, name: str) -> str:
     """The content SHA-256 the fingerprint file ``data`` records in its header (see
     :func:`tafa.fingerprint_file.recorded_sha256`)."""
@@ -722,7 +763,7 @@ class Registry:
     @_database_errors
     def add(self, fingerprint: str | os.PathLike[str], name: str, *,
             commitment: Any = None,
-            calibration: Calibration | None = None, replace: bool = False) -> RegistryEntry:
+            calibration: Calibration | Rule | None = None, replace: bool = False) -> RegistryEntry:
         """Register the fingerprint file ``fingerprint`` under ``name``.
 
         The file is read, checked (its own hash; the commitment, if given: a
@@ -737,7 +778,7 @@ class Registry:
         committed = None if commitment is None else _commitment(commitment, loaded, name=name)
         sha256, file_sha256 = recorded_sha256(data, name=name), _sha256(data)
         committed_text = None if committed is None else json.dumps(committed, sort_keys=True)
-        calibration_text = None if calibration is None else json.dumps(calibration.to_dict())
+        calibration_text = _calibration_text(calibration)
         row = (name, sha256, file_sha256, data, loaded.scheme.name, json.dumps(list(loaded.input_shape)),
                json.dumps(list(loaded.output_shape)), loaded.queries(), committed_text, calibration_text, _now(),
                row_hash(name, sha256, file_sha256, committed_text, calibration_text))
@@ -761,9 +802,10 @@ class Registry:
             raise RegistryError(self._missing(name))
 
     @_database_errors
-    def set_calibration(self, name: str, calibration: Calibration | None) -> None:
-        """Store (or with ``None`` drop) the calibration scans decide ``name``'s verdicts with."""
-        text = None if calibration is None else json.dumps(calibration.to_dict())
+    def set_calibration(self, name: str, calibration: Calibration | Rule | None) -> None:
+        """Store (or with ``None`` drop) the calibration scans decide ``name``'s verdicts with: a
+        rule of its stages, or a calibration of its first stage alone."""
+        text = _calibration_text(calibration)
         with _write(self._db) as db:
             row = db.execute("SELECT name, sha256, file_sha256, commitment, calibration, row_sha256 FROM fingerprints "
                              "WHERE name = ?", (name,)).fetchone()
@@ -776,13 +818,13 @@ class Registry:
 
     @_database_errors
     def calibrate(self, name: str, references: Iterable[Any], alpha: float = 0.01,
-                  progress: bool = False) -> Calibration:
+                  progress: bool = False, parametric: bool = False) -> Rule:
         """Score ``references`` (independent models of the owner's task) with ``name`` and store
-        the resulting :class:`~tafa.decide.Calibration` (of the first stage: a scan measures
-        only that one, :meth:`~tafa.fingerprint.Fingerprint.calibrate_first`)."""
-        calibration = self.get(name).fingerprint.calibrate_first(references, alpha=alpha, progress=progress)
-        self.set_calibration(name, calibration)
-        return calibration
+        the resulting :class:`~tafa.decide.Rule`: every stage they support, as ``tafa verify``
+        calibrates it (:meth:`~tafa.fingerprint.Fingerprint.calibrate`)."""
+        rule = self.get(name).fingerprint.calibrate(references, alpha=alpha, progress=progress, parametric=parametric)
+        self.set_calibration(name, rule)
+        return rule
 
     @_database_errors
     def entries(self) -> list[RegistryEntry]:
@@ -1034,9 +1076,9 @@ def _load_row(name: str, sha256: str, file_sha256: str, data: Any, commitment: s
                                   f"{recorded_sha256(data, name=name)}, not the {sha256} recorded at registration.")
     committed = None if commitment is None else _commitment(_stored_json(commitment, what="commitment", name=name),
                                                             fingerprint, name=name)
-    cal = None if calibration is None else calibration_from_stored(
-        _stored_json(calibration, what="calibration", name=name), name=name)
-    return RegisteredFingerprint(name, fingerprint, data, sha256, cal, committed)
+    rule = None if calibration is None else rule_from_stored(
+        _stored_json(calibration, what="calibration", name=name), name=name, stage=fingerprint.scheme.name)
+    return RegisteredFingerprint(name, fingerprint, data, sha256, rule, committed)
 
 
 def load_registered(name: str, data: bytes, sha256: str, calibration: dict[str, Any] | None) -> RegisteredFingerprint:
@@ -1044,5 +1086,5 @@ def load_registered(name: str, data: bytes, sha256: str, calibration: dict[str, 
     checked registry row by the driver), checking the fingerprint and calibration again."""
     registered = _load_row(name, sha256, _sha256(data), data, None, None)
     if calibration is not None:
-        registered.calibration = calibration_from_stored(calibration, name=name)
+        registered.calibration = rule_from_stored(calibration, name=name, stage=registered.fingerprint.scheme.name)
     return registered

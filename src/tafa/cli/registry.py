@@ -45,8 +45,8 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
     if args.references:
         fingerprint = Fingerprint.load(args.fingerprint)
         references = open_options(args).open_folder(args.references, input_shapes=[fingerprint.input_shape])
-        calibration = fingerprint.calibrate_first(references, args.alpha, progress=not args.quiet,
-                                                  parametric=args.parametric)
+        calibration = fingerprint.calibrate(references, args.alpha, progress=not args.quiet,
+                                            parametric=args.parametric)  # every stage they support, as verify
     with Registry(args.registry) as registry:
         entry = registry.add(args.fingerprint, args.name, commitment=args.commitment, calibration=calibration,
                              replace=args.replace)
@@ -61,9 +61,11 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
         print(f"registered {entry.name!r} ({entry.scheme}, input {list(entry.input_shape)}, {entry.queries} queries, "
               f"sha256 {entry.sha256[:12]}) in {registry.path}")
         if calibration is not None:
-            print(f"  calibrated on {calibration.n_references} distinct references: threshold "
-                  f"{calibration.threshold:.4f}, false-positive bound {calibration.bound:.3g} "
-                  f"({calibration.method.value}; {calibration.alpha_requested:.3g} asked for)")
+            stages = "; ".join(f"{name} {stage.threshold:.4f}" for name, stage in
+                               zip(calibration.names, calibration.stages))
+            print(f"  calibrated on {calibration.n_references} distinct references: threshold{'s' * (len(stages) > 1)} "
+                  f"{stages}, false-positive bound {calibration.bound:.3g} "
+                  f"({calibration.method}; {calibration.alpha_requested:.3g} asked for)")
             for note in [*calibration.notes, calibration.note()]:
                 if note:
                     print(f"  note: {note}")
@@ -249,8 +251,9 @@ def add_scan_parser(commands: Any) -> None:
                         help="all (default): under family or fdr, every stage of each fingerprint decides, as in "
                              "tafa verify (the boundary geometry and the extraction stage after the first; about "
                              "6,000 queries per fingerprint); first: the first stage alone (576 queries: a quick "
-                             "screen of a large registry). per-fingerprint and bonferroni decide with the first "
-                             "stage's stored calibration")
+                             "screen of a large registry). per-fingerprint and bonferroni decide with the stages "
+                             "each stored calibration covers (registry add --references), run as tafa verify runs "
+                             "them")
     parser.add_argument("--engine", default="local", choices=ENGINE_NAMES,
                         help="where the checks run: a local process pool (default) or a Ray cluster")
     parser.add_argument("--workers", type=int, help="processes (local; default one per core, 0: this process) or "

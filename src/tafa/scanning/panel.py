@@ -8,15 +8,16 @@ identical inputs sent once -- queries the suspect with it in one batched call, a
 fingerprint its own answers back through its signature's ``assemble``. The suspect is opened
 once and its first stages queried once, however many fingerprints there are.
 
-A panel made with ``later=True`` (a scan deciding over a null panel, where every stage of a
-fingerprint is a column of the max-T or FDR table, :mod:`.control`) then measures each
-fitting fingerprint's later stages on the suspect (the boundary geometry and the extraction
-stage, :meth:`~tafa.fingerprint.Fingerprint.later_stages`; their queries are chosen from the
-suspect's answers, so they are asked per fingerprint): every one of them, whatever the first
-stage scored, so that which stages a suspect has never depends on its scores. A suspect whose
-first-stage answers lie on a grid, are clipped or keep little more than labels gets no later
-stage (the first stage's finding says why it decides nothing below its threshold), and so
-does a panel model answering that way.
+How each fingerprint's later stages are measured (the boundary geometry and the extraction or
+outputs stage, :meth:`~tafa.fingerprint.Fingerprint.later_stages`; their queries are chosen from
+the suspect's answers, so they are asked per fingerprint) is the panel's ``mode``
+(:data:`MODES`). A scan deciding over a null panel measures every one of them on every suspect
+and panel model, whatever the first stage scored (``columns``: each stage a column of the max-T
+or FDR table, :mod:`.control`), so that which stages a suspect has never depends on its scores.
+A scan deciding with the stored rules runs the stages each rule calibrated as ``tafa verify``
+does (``rule``). A suspect whose first-stage answers lie on a grid, are clipped or keep little
+more than labels gets no later stage (the first stage's finding says why it decides nothing
+below its threshold), and neither does a panel model answering that way.
 
 >>> from tafa.bench.architectures import build
 >>> from tafa import Fingerprint, TorchModel
@@ -80,6 +81,12 @@ class Suspect:
 #: How the note of a suspect that fits no fingerprint begins (checked, nothing to compare it with).
 SKIPPED = "skipped"
 
+#: How a panel measures each fingerprint's later stages: ``first``, not at all; ``columns``, every
+#: one on every suspect (a scan over a null panel, each stage a column of its table); ``rule``, as
+#: ``tafa verify`` runs the stages of the rule stored with the fingerprint (each only when the
+#: earlier ones do not fire, stopped once out of reach; none beyond the stages it calibrated).
+MODES = ("first", "columns", "rule")
+
 
 @dataclass
 class PanelEntry:
@@ -89,6 +96,8 @@ class PanelEntry:
     signature: Measurement
     similarity: Similarity
     inputs: np.ndarray
+    #: How the later stages are measured (:data:`MODES`).
+    mode: str = "first"
     #: The later stages measured on each suspect (empty: the first stage alone).
     later: list[Fingerprint] = field(default_factory=list)
 
@@ -108,13 +117,13 @@ class PanelEntry:
 
     def judge(self, outputs: np.ndarray, model: Model | None = None) -> Finding:
         """The finding for a suspect whose answers to :attr:`inputs` are ``outputs``; with
-        ``model`` (the suspect) its :attr:`later` stages measured on it too."""
+        ``model`` (the suspect) its :attr:`later` stages measured on it too (see :data:`MODES`)."""
         started = time.perf_counter()
         fp = self.fingerprint
-        calibration = self.registered.calibration
-        threshold = None if calibration is None else calibration.threshold
-        # a scan measures the first stage at shared queries: the rule of that one stage, as stored
-        rule = None if calibration is None else Rule.single(calibration, fp.scheme.name)
+        rule = self.registered.calibration
+        threshold = None if rule is None else rule.threshold
+        first = rule if rule is None or len(rule.stages) == 1 else \
+            Rule(rule.stages[:1], rule.names[:1], rule.alpha_requested, list(rule.notes))  # its share of alpha
         try:
             signature, recognised = assemble_suspect(self.signature, fp.probes, outputs, fp.owner_signature)
             score = self.similarity.compare(fp.relative(fp.owner_signature), fp.relative(signature))
@@ -124,13 +133,24 @@ class PanelEntry:
             if recognised.clipped:  # thresholds made on every probe
                 unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
                               "compares a clipped suspect where it answers inside the clip")
-            verdict = Verdict.decide(score, rule, queries=len(self.inputs), seconds=0.0, suspect={},
-                                     scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
-                                     unresolved=unresolved)
+            stages: list[dict[str, Any]] = []
+            if self.mode == "rule" and rule is not None and len(rule.stages) > 1:
+                if plain:
+                    assert model is not None
+                    stages = self.measure_by_rule(model, rule, score.value)
+                verdict = Verdict.decide(score, rule, queries=len(self.inputs), seconds=0.0, suspect={},
+                                         scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
+                                         unresolved=unresolved, stages=[{"score": score.value}, *stages])
+            else:
+                if self.mode == "columns" and plain:
+                    assert model is not None
+                    stages = self.measure_later(model)
+                verdict = Verdict.decide(score, first, queries=len(self.inputs), seconds=0.0, suspect={},
+                                         scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
+                                         unresolved=unresolved)
         except Exception as error:  # noqa: BLE001 - one fingerprint failing must not sink the others
             return Finding(self.name, self.registered.sha256, None, "error", threshold, len(self.inputs),
                            time.perf_counter() - started, _describe(error))
-        stages = self.measure_later(model) if model is not None and plain else []
         return Finding(self.name, self.registered.sha256, float(verdict.score), verdict.decision.value, threshold,
                        len(self.inputs) + sum(stage["queries"] for stage in stages), time.perf_counter() - started,
                        stages=stages)
@@ -141,13 +161,35 @@ class PanelEntry:
         stages = []
         for stage in self.later:
             before = model.queries
-            try:
-                score: float | None = float(stage.score(model).value)
-            except Exception:  # noqa: BLE001 - the stage is unmeasured; the finding stands on the others
-                score = None
-            stages.append({"name": stage.scheme.name, "score": score if score is None or np.isfinite(score) else None,
+            stages.append({"name": stage.scheme.name, "score": _measured(stage, model),
                            "queries": int(model.queries - before), "threshold": None})
         return stages
+
+    def measure_by_rule(self, model: Model, rule: Rule, first: float) -> list[dict[str, Any]]:
+        """The later stages ``rule`` calibrated, as ``tafa verify`` runs them: each only when the
+        earlier ones do not already fire, stopped once its threshold is out of reach."""
+        stages: list[dict[str, Any]] = []
+        scores: list[float | None] = [first]
+        for index, stage in enumerate(self.later[:len(rule.stages) - 1], start=1):
+            threshold = rule.stages[index].threshold
+            score: float | None = None
+            before = model.queries
+            if not rule.fires(scores):
+                score = _measured(stage, model, threshold)
+            scores.append(score)
+            stages.append({"name": stage.scheme.name, "score": score, "queries": int(model.queries - before),
+                           "threshold": threshold})
+        return stages
+
+
+def _measured(stage: Fingerprint, model: Model, threshold: float | None = None) -> float | None:
+    """``stage``'s score on ``model`` (stopped once ``threshold`` is out of reach, when given),
+    ``None`` where measuring it failed or gave no finite number."""
+    try:
+        score = float(stage.score(model).value if threshold is None else stage.score_until(model, threshold)[0].value)
+    except Exception:  # noqa: BLE001 - the stage is unmeasured; the finding stands on the others
+        return None
+    return score if np.isfinite(score) else None
 
 
 @dataclass
@@ -184,26 +226,27 @@ class QueryPlan:
         return len(self.inputs)
 
 
-#: What a scan ships to its workers: whether the later stages run, then (name, file bytes,
-#: content SHA-256, calibration dict) per fingerprint.
-PanelPayload = tuple[bool, tuple[tuple[str, bytes, str, "dict[str, Any] | None"], ...]]
+#: What a scan ships to its workers: how the later stages are measured (:data:`MODES`), then
+#: (name, file bytes, content SHA-256, calibration dict) per fingerprint.
+PanelPayload = tuple[str, tuple[tuple[str, bytes, str, "dict[str, Any] | None"], ...]]
 
 
 def payload_key(payload: PanelPayload) -> str:
     """A short digest naming a payload (workers cache the panel they built under it)."""
     digest = hashlib.sha256()
-    later, entries = payload
-    digest.update(b"later" if later else b"first")
+    mode, entries = payload
+    digest.update(mode.encode())
     for name, _, sha256, calibration in entries:
         digest.update(json.dumps([name, sha256, calibration], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
 class Panel:
-    """The fingerprints of one scan (see module doc); ``later``: every stage of each (a scan
-    over a null panel), else the first alone."""
+    """The fingerprints of one scan (see module doc); ``mode``: how their later stages are
+    measured (:data:`MODES`)."""
 
-    def __init__(self, registered: Sequence[RegisteredFingerprint], *, later: bool = False) -> None:
+    def __init__(self, registered: Sequence[RegisteredFingerprint], *, mode: str = "first") -> None:
+        check_param("mode", mode, f"one of {', '.join(MODES)}", mode in MODES, caller="Panel")
         names = [item.name for item in registered]
         check_param("registered", names, "fingerprints with distinct names", len(set(names)) == len(names),
                     caller="Panel")
@@ -215,32 +258,36 @@ class Panel:
                                        "its queries from each suspect's answers, so it cannot share a scan's "
                                        "batched queries: verify suspects against it with tafa verify.")
             inputs = np.ascontiguousarray(signature.inputs(item.fingerprint.probes), dtype=np.float32)
-            self.entries.append(PanelEntry(item, signature, similarity, inputs,
-                                           item.fingerprint.later_stages() if later else []))
-        self.later = later
+            later = item.fingerprint.later_stages()
+            if mode == "rule":  # the stages its stored rule calibrated
+                later = later[:0 if item.calibration is None else len(item.calibration.stages) - 1]
+            self.entries.append(PanelEntry(item, signature, similarity, inputs, mode, later if mode != "first" else []))
+        self.mode = mode
         self._plans: dict[tuple[str, ...], QueryPlan] = {}
 
     @classmethod
-    def from_registry(cls, registry: Registry, names: Sequence[str] | None = None, *, later: bool = False) -> "Panel":
-        return cls(registry.fingerprints(names), later=later)
+    def from_registry(cls, registry: Registry, names: Sequence[str] | None = None, *, mode: str = "first") -> "Panel":
+        return cls(registry.fingerprints(names), mode=mode)
 
     @classmethod
     def from_fingerprints(cls, fingerprints: Mapping[str, Fingerprint], calibrations: Mapping[str, Any] | None = None,
-                          *, later: bool = False) -> "Panel":
-        """A panel of in-memory fingerprints (for the library and tests; nothing registered)."""
+                          *, mode: str = "first") -> "Panel":
+        """A panel of in-memory fingerprints (for the library and tests; nothing registered);
+        ``calibrations``: a :class:`~tafa.decide.Rule` or a first stage's calibration by name."""
         items = [RegisteredFingerprint(name, fingerprint, fingerprint.to_bytes(), fingerprint.sha256,
-                                       (calibrations or {}).get(name)) for name, fingerprint in fingerprints.items()]
-        return cls(items, later=later)
+                                       _as_rule((calibrations or {}).get(name), fingerprint))
+                 for name, fingerprint in fingerprints.items()]
+        return cls(items, mode=mode)
 
     @classmethod
     def from_payload(cls, payload: PanelPayload) -> "Panel":
         """Rebuild a panel in a worker; every fingerprint is checked against its hash again."""
-        later, entries = payload
+        mode, entries = payload
         return cls([load_registered(name, data, sha256, calibration) for name, data, sha256, calibration in entries],
-                   later=later)
+                   mode=mode)
 
     def payload(self) -> PanelPayload:
-        return self.later, tuple((e.name, e.registered.file, e.registered.sha256,
+        return self.mode, tuple((e.name, e.registered.file, e.registered.sha256,
                                   None if e.registered.calibration is None else e.registered.calibration.to_dict())
                                  for e in self.entries)
 
@@ -248,7 +295,8 @@ class Panel:
         """The columns of a panel-based control's table: each fingerprint's first stage, then
         its later stages (:func:`~tafa.scanning.control.stage_column`)."""
         return [column for entry in self.entries
-                for column in [entry.name, *(stage_column(entry.name, stage.scheme.name) for stage in entry.later)]]
+                for column in [entry.name, *(stage_column(entry.name, stage.scheme.name) for stage in entry.later
+                                             if entry.mode == "columns")]]
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         """The distinct input shapes of the panel's fingerprints, in order of first appearance."""
@@ -298,6 +346,12 @@ class Panel:
             return self.check_model(model, suspect, started)
         except Exception as error:  # noqa: BLE001 - any failure of one suspect is recorded, the scan goes on
             return failed_outcome(suspect, _describe(error), time.perf_counter() - started)
+
+
+def _as_rule(calibration: Any, fingerprint: Fingerprint) -> Rule | None:
+    if calibration is None or isinstance(calibration, Rule):
+        return calibration
+    return Rule.single(calibration, fingerprint.scheme.name)
 
 
 def failed_outcome(suspect: Suspect, error: str, seconds: float = 0.0) -> SuspectOutcome:

@@ -229,9 +229,10 @@ def stored_setup(record: ScanRecord) -> tuple[OpenOptions, list[dict[str, str]],
 
 
 def _panel(store: Registry, names: Sequence[str], decider: ErrorControl, stages: str) -> Panel:
-    """The scan's fingerprints, with their later stages when the control uses a null panel and
-    ``stages`` is ``"all"``; under Bonferroni each calibration re-derived at
-    ``alpha / len(names)`` from its reference scores, per fingerprint with an ``alpha`` at it."""
+    """The scan's fingerprints with their later stages unless ``stages`` is ``"first"`` (every one,
+    each a column of the table, when the control uses a null panel; else those each stored rule
+    calibrated); under Bonferroni each rule re-derived at ``alpha / len(names)`` from its
+    reference scores, per fingerprint with an ``alpha`` at it."""
     registered = store.fingerprints(names)
     level = None
     if decider.kind == "bonferroni" and decider.alpha is not None:
@@ -242,7 +243,8 @@ def _panel(store: Registry, names: Sequence[str], decider: ErrorControl, stages:
         for item in registered:
             if item.calibration is not None:
                 item.calibration = item.calibration.at(level)
-    return Panel(registered, later=decider.uses_panel and stages == "all")
+    mode = "first" if stages == "first" else "columns" if decider.uses_panel else "rule"
+    return Panel(registered, mode=mode)
 
 
 def _recorded(entry: PanelEntry) -> dict[str, Any]:
@@ -252,8 +254,9 @@ def _recorded(entry: PanelEntry) -> dict[str, Any]:
     calibration = entry.registered.calibration
     return {"name": entry.name, "sha256": entry.registered.sha256,
             "calibration": None if calibration is None else calibration.summary(),
-            "reference_scores": None if calibration is None else [float(v) for v in calibration.reference_scores],
-            "not_scanned": [] if entry.later else entry.fingerprint.stage_names()[1:]}
+            "reference_scores": None if calibration is None else   # the first stage's: what the report draws
+            [float(v) for v in calibration.stages[0].reference_scores],
+            "not_scanned": entry.fingerprint.stage_names()[1 + len(entry.later):]}
 
 
 def _panel_members(store: Registry, panel: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
