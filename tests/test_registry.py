@@ -556,3 +556,31 @@ def test_a_verdicts_later_stages_are_sealed_and_a_schema_6_registry_keeps_its_se
         assert registry.schema_version == 7
         (finding,) = registry.outcomes("s")[0].findings
         assert (finding.score, finding.decision, finding.stages) == (0.97, "derived", [])
+
+
+@pytest.mark.parametrize("edit", ["a stage's threshold under every reference", "levels above alpha", "names"])
+def test_a_stored_rule_edited_and_resealed_is_refused(tmp_path, fingerprint_file, classifier, edit):
+    """A rule of several stages is checked as a single calibration is: each stage for sense, its
+    levels within its alpha, one name per stage; an editor who reseals the row is still refused."""
+    db = str(tmp_path / "registry.sqlite")
+    with Registry(db) as registry:
+        registry.add(fingerprint_file, "owner")
+        rule = registry.calibrate("owner", classifier.references, alpha=0.2)
+    assert len(rule.stages) == 3
+    raw = sqlite3.connect(db)
+    stored = json.loads(raw.execute("SELECT calibration FROM fingerprints WHERE name = 'owner'").fetchone()[0])
+    if edit == "names":
+        stored["names"] = stored["names"][:2]
+        why = "one name"
+    elif edit == "levels above alpha":
+        stored["alpha_requested"] = 0.01
+        why = "add up to more than its alpha"
+    else:
+        stored["stages"][1]["threshold"] = -1.0
+        why = "is below every one"
+    raw.execute("UPDATE fingerprints SET calibration = ? WHERE name = 'owner'", (json.dumps(stored),))
+    raw.commit()
+    _reseal(raw, "owner")
+    raw.close()
+    with Registry(db) as registry, pytest.raises(TamperedFingerprint, match=why):
+        registry.get("owner")

@@ -192,6 +192,26 @@ class Rule:
                 rule = rule.with_exact(name)
         return rule
 
+    def at_supported(self, alpha: float) -> "Rule":
+        """:meth:`at`, with as many of the first stages as the references support at ``alpha``
+        (:meth:`stages_supported`; the first alone at least), said in a note when some are left
+        out: what a stored rule becomes when a scan decides at another alpha.
+
+        >>> rule = Rule.calibrate([[0.01 * i for i in range(40)]] * 2, ["a", "b"], alpha=0.1)
+        >>> rule.at_supported(0.05).names, rule.at_supported(0.02).names
+        (['a', 'b'], ['a'])
+        """
+        calibrated = [stage for stage in self.stages if stage.method is not BoundMethod.EXACT]
+        count = self.stages_supported(self.n_references, alpha, len(calibrated),
+                                      parametric=any(stage.parametric for stage in calibrated))
+        if count == len(calibrated):
+            return self.at(alpha)
+        kept = Rule(self.stages[:count], self.names[:count], self.alpha_requested, list(self.notes))
+        rule = kept.at(alpha)
+        rule.notes.append(f"{self.n_references} references are too few for all {len(calibrated)} stages at "
+                          f"{alpha:g}: the first {count} decide ({', '.join(self.names[:count])})")
+        return rule
+
     def with_exact(self, name: str) -> "Rule":
         """This rule with one more stage, ``name``, whose score is ``-log10`` of an exact p-value
         (:func:`~tafa.decide.threshold.exact_calibration`). Its level is what the calibrated

@@ -321,12 +321,15 @@ def _decided(finding: Finding, decision: str, threshold: float | None,
 
 
 def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
-                members: Sequence[tuple[str, str | None, str]], check: Callable[[Sequence[str]], Any]) -> ErrorControl:
+                members: Sequence[tuple[str, str | None, str]], check: Callable[[Sequence[str]], Any],
+                progress: bool = False) -> ErrorControl:
     """The control ``kind`` with its panel scored: ``members`` are ``(source, sha256, group)``
     (the hash recorded for it, ``None`` to take the file's as it is), ``check`` yields one
     :class:`~tafa.registry.SuspectOutcome` per source (a scan engine). A member whose file is
     missing, changed since it was recorded or fails to be checked is left out (listed in
-    :attr:`ErrorControl.excluded`)."""
+    :attr:`ErrorControl.excluded`). ``progress``: a progress bar over the panel's models."""
+    from tqdm.auto import tqdm
+
     from ..models.base import file_hash
 
     control = ErrorControl(kind, alpha, list(columns))
@@ -347,7 +350,8 @@ def score_panel(kind: str, alpha: float | None, columns: Sequence[str],
         else:
             wanted[source], group_of[source] = actual, group
     rows: dict[str, list[float | None]] = {}
-    for outcome in check(list(wanted)):
+    for outcome in tqdm(check(list(wanted)), total=len(wanted), unit="model", desc="null panel", leave=False,
+                        disable=not progress, dynamic_ncols=True):
         if outcome.status != "done":
             control.excluded.append({"source": outcome.source, "why": f"failed: {outcome.error}"})
             continue

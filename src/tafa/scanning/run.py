@@ -180,7 +180,8 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
                 members = _panel_members(store, panel)
                 decider = score_panel(kind, level, fingerprint_panel.columns(), members,
                                       lambda sources: runner.run([Suspect.parse(s) for s in sources],
-                                                                 fingerprint_panel.payload(), options))
+                                                                 fingerprint_panel.payload(), options),
+                                      progress=progress)
             config = {"fingerprints": [_recorded(entry) for entry in fingerprint_panel.entries],
                       "options": options.to_dict(), "control": decider.to_dict(), "stages": stages,
                       **runner.describe()}
@@ -241,8 +242,8 @@ def _panel(store: Registry, names: Sequence[str], decider: ErrorControl, stages:
         level = decider.alpha
     if level is not None:
         for item in registered:
-            if item.calibration is not None:
-                item.calibration = item.calibration.at(level)
+            if item.calibration is not None:  # the stages its references support at that level
+                item.calibration = item.calibration.at_supported(level)
     mode = "first" if stages == "first" else "columns" if decider.uses_panel else "rule"
     return Panel(registered, mode=mode)
 
