@@ -167,3 +167,28 @@ def test_by_group_bounds_the_rate_for_a_suspect_like_the_harder_group():
         grouped += by_group(max_t, suspect, panel, ["easy"] * 40 + ["hard"] * 20).min() <= alpha
     assert grouped <= binom.ppf(1 - 1e-4, draws, alpha)
     assert pooled > binom.ppf(1 - 1e-4, draws, alpha)  # the pooled panel does not bound this group
+
+
+def test_a_joint_rule_fires_exactly_when_max_t_does_and_unknown_stages_only_make_it_stricter():
+    """``Rule.joint``: with every stage known its thresholds agree with max-T's p-values (a stage
+    fires exactly when its p-value is at most alpha); with some stages unknown, the known stages'
+    p-values are never below max-T's with the unknown ones filled in by any value, so deciding
+    before measuring them never fires where the whole measurement would not."""
+    from tafa.decide.multiple import max_t_unknown
+    from tafa.decide.rule import Rule
+
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n, stages = int(rng.integers(19, 60)), int(rng.integers(2, 4))
+        table = rng.normal(size=(n, stages)) * rng.uniform(0.05, 0.3, size=stages) + rng.uniform(0, 0.6, size=stages)
+        suspect = table[rng.integers(n)] + rng.normal(size=stages) * 0.2 + (trial % 3) * 0.15
+        rule = Rule.joint(table, [f"s{k}" for k in range(stages)], 0.05, list(suspect))
+        p = max_t(suspect, table)
+        assert [stage.fires(value) for stage, value in zip(rule.stages, suspect)] == list(p <= 0.05)
+        assert rule.decide(list(suspect)).value == ("derived" if p.min() <= 0.05 else "independent")
+        partial = suspect.copy()
+        partial[1:] = np.nan  # only the first stage known
+        bounded, _, _ = max_t_unknown(partial, table)
+        for fill in rng.normal(size=(20, stages - 1)) * 2:
+            full = np.concatenate([suspect[:1], fill])
+            assert bounded[0] >= max_t(full, table)[0] - 1e-12

@@ -236,11 +236,19 @@ def test_the_second_stage_sees_a_permuted_copy_as_the_owner(staged, classifier):
     assert permuted > 0.99 and permuted - independent > 0.2
 
 
-def test_too_few_references_for_two_stages_leave_the_first_to_decide_alone(staged, classifier):
-    verdict = staged.verify(TorchModel(quantize(classifier.owner, 8), SHAPE), classifier.references[:5], alpha=0.2)
-    # five references: the first stage alone at 0.2 (rank bound 1/6); two stages would need 9
-    assert verdict.stages == [] and verdict.bound == pytest.approx(1 / 6) and verdict.decision is Decision.DERIVED
-    assert any("the first stage decides alone" in note for note in verdict.notes)
+def test_too_few_references_for_each_stages_share_decide_them_together(staged, classifier):
+    """Five references support 0.2 by rank for one stage (1/6), not for each of three stages' share:
+    the stages decide together by max-T (one bound, 1/6, for all of them), and a copy the first
+    stage catches is judged derived there, the later stages not asked (their scores taken at the
+    least favourable). With a parametric tail the Bonferroni rule of every stage decides as before."""
+    copy = TorchModel(quantize(classifier.owner, 8), SHAPE)
+    verdict = staged.verify(copy, classifier.references[:5], alpha=0.2, check_evasion=False)
+    assert verdict.decision is Decision.DERIVED and verdict.bound == pytest.approx(1 / 6)
+    assert [stage["score"] is None for stage in verdict.stages] == [False, True, True]
+    assert any("decide together by max-T over the 5 references" in note for note in verdict.notes)
+    assert verdict.p_value == pytest.approx(1 / 6)
+    parametric = staged.verify(copy, classifier.references[:5], alpha=0.2, parametric=True, check_evasion=False)
+    assert parametric.calibration.method.startswith("bonferroni") and parametric.decision is Decision.DERIVED
     one_stage = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=8, directions=2,
                                    second_stage=False)
     with pytest.raises(InvalidParameter, match="calibration with 2 stages"):
@@ -302,3 +310,28 @@ def test_the_benchmark_decides_with_the_rule_tafa_verify_applies(staged, classif
             decisions[name] = verdict.decision
         # the int8 copy sits far above every reference (score ~0.99): derived both ways at every level
         assert decisions["int8"] is Decision.DERIVED and decisions["independent"] is not Decision.UNDECIDED
+
+
+def test_a_copy_only_the_geometry_sees_is_found_with_too_few_references_for_each_share(classifier):
+    """17 references at 0.1: by rank, Bonferroni's shares leave the first stage alone (19 references
+    for two stages, 29 for three), which scores a copy that kept the owner's first layer and drew
+    the rest afresh as a stranger (-0.05 against the references' highest 0.38); the stages together
+    (max-T, bound 1/18) find it by its boundary geometry (0.73 against the references' highest 0.50),
+    and a stored rule of the first stage alone does not."""
+    import copy as copying
+
+    owner = copying.deepcopy(classifier.owner)
+    torch.manual_seed(0)
+    for layer in [m for m in owner.modules() if isinstance(m, torch.nn.Linear)][1:]:
+        layer.reset_parameters()
+    fingerprint = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=16)
+    references = classifier.references[1:]
+    verdict = fingerprint.verify(TorchModel(owner, SHAPE), references, alpha=0.1, check_evasion=False)
+    assert verdict.decision is Decision.DERIVED and verdict.bound == pytest.approx(1 / 18)
+    first, geometry, _ = verdict.stages
+    assert first["score"] < verdict.calibration.stages[0].threshold - 0.3
+    assert geometry["name"] == "tafa-boundary" and geometry["score"] > verdict.calibration.stages[1].threshold + 0.1
+    alone = fingerprint.calibrate(references, alpha=0.1)
+    assert alone.names == ["tafa"]  # what the references support by rank, stage by stage
+    assert fingerprint.verify(TorchModel(owner, SHAPE), calibration=alone,
+                              check_evasion=False).decision is Decision.INDEPENDENT

@@ -41,7 +41,7 @@ from .decide.learned import LearnedSimilarity
 from .decide.similarity import Score, Similarity
 from .decide.rule import Rule
 from .decide.sequential import LOOK, looks, out_of_reach, reach, stopped_score
-from .decide.threshold import Calibration, calibrate
+from .decide.threshold import Calibration, calibrate, references_needed
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
 from .errors import (FingerprintError, InvalidParameter, RefusedReference, ShapeMismatch, TafaError,
@@ -689,15 +689,42 @@ class Fingerprint:
         copies of the owner: left out, with a note (:meth:`rule_from_scores`). ``parametric``
         allows a parametric tail where the references are too few for ``alpha`` by rank (see
         :func:`tafa.decide.threshold.calibrate`)."""
+        return self._calibrated(references, alpha, progress, parametric=parametric, suspect=suspect,
+                                first_only=first_only)[0]
+
+    def _calibrated(self, references: Iterable[ModelLike], alpha: float, progress: bool, *, parametric: bool,
+                    suspect: ModelLike | None, first_only: bool = False, joint: bool = False,
+                    ) -> tuple[Rule, np.ndarray | None]:
+        """:meth:`calibrate`, and with ``joint`` (and no ``parametric``) where its references are
+        too few for every stage's share of ``alpha`` by rank but enough for ``alpha`` itself,
+        their scores at every stage (one row per kept reference, one column per stage) for
+        :meth:`Rule.joint <tafa.decide.rule.Rule.joint>`; ``None`` otherwise. Each stage is
+        measured on the references once."""
         kept, notes = self.distinct_references(references, suspect)
         scores = self.scores(kept, progress=progress, desc="references")
+        measured: dict[int, list[float]] = {}
+
+        def stage_scores(number: int, stage: "Fingerprint", keep: list[int]) -> list[float]:
+            if number not in measured:
+                measured[number] = stage.scores([kept[i] for i in keep], progress=progress,
+                                                desc=f"references, stage {number}")
+            return measured[number]
 
         def later(keep: list[int]) -> Iterator[list[float]]:  # lazy: a stage the rule leaves out is not measured
-            return (stage.scores([kept[i] for i in keep], progress=progress, desc=f"references, stage {number}")
-                    for number, stage in enumerate(self.later_stages(), start=2))
+            return (stage_scores(number, stage, keep) for number, stage in enumerate(self.later_stages(), start=2))
 
-        return self.rule_from_scores([model.name for model in kept], scores, alpha, parametric=parametric,
+        rule = self.rule_from_scores([model.name for model in kept], scores, alpha, parametric=parametric,
                                      notes=notes, stages=1 if first_only else None, later=later)
+        stages = self.later_stages()
+        if not joint or parametric or first_only or len(rule.stages) > len(stages):
+            return rule, None
+        line = self.copy_line()
+        keep = [i for i, value in enumerate(scores) if line is None or value < line]  # as the rule kept them
+        if references_needed(alpha) > len(keep):
+            return rule, None
+        columns = [[scores[i] for i in keep], *(stage_scores(number, stage, keep)
+                                                for number, stage in enumerate(stages, start=2))]
+        return rule, np.array(columns, dtype=np.float64).T
 
     def distinct_references(self, references: Iterable[ModelLike], suspect: ModelLike | None = None,
                             ) -> tuple[list[Model], list[str]]:
@@ -854,15 +881,17 @@ class Fingerprint:
         if stored_rule:
             notes.append("a clipped suspect is compared at the probes it answers inside the clip: the threshold needs "
                          "the references themselves (--references), not a stored calibration: no decision")
+        table = None  # the references' scores at every stage, when the stages decide together (Rule.joint)
         if calibration is None and references:  # the references at the scale that decides, once
-            calibration = view.calibrate(references, alpha, progress=progress, parametric=parametric, suspect=model)
+            calibration, table = view._calibrated(references, alpha, progress, parametric=parametric, suspect=model,
+                                                  joint=True)
         stages: list[dict[str, Any]] = []
         available = [view, *view.later_stages()]  # a clipped suspect: the geometry through its clip
         if calibration is not None and len(calibration.stages) > len(available):
             raise InvalidParameter(f"A calibration with {len(calibration.stages)} stages was given to a fingerprint "
                                    f"with {len(available)}: calibrate it with this fingerprint's "
                                    "Fingerprint.calibrate.")
-        run = available if calibration is None else available[:len(calibration.stages)]
+        run = available if calibration is None or table is not None else available[:len(calibration.stages)]
         evidence: WeightEvidence | None = None
         if weights is True and self.owner_layers:
             evidence = self.weight_evidence(model, references)
@@ -870,22 +899,41 @@ class Fingerprint:
             evidence = weights
         weight_p = evidence.p_value if evidence is not None and evidence.applicable else None
         weighed = weight_p is not None
-        if weighed and calibration is not None:
+        if weighed and calibration is not None and table is None:
             calibration = calibration.with_exact(WEIGHT_STAGE)
         if len(run) > 1 or weighed:  # a rule of one stage: the first decides alone, and no stage list is shown
             stages.append({"name": self.scheme.name, "score": score.value, "queries": queries, "seconds": seconds})
+            names = [stage.scheme.name for stage in run]
+            exact = WEIGHT_STAGE if weighed else None
+            needed: dict[int, float] = {}  # what a stage was stopped against, when the stages decide together
             for index, stage in enumerate(run[1:], start=1):
-                if calibration is not None and calibration.fires([entry["score"] for entry in stages]):
+                threshold = None if calibration is None or table is not None else calibration.stages[index].threshold
+                if table is not None:  # the stages together: the ones not measured yet at their least favourable
+                    known = _joint_scores(stages, len(run))
+                    fired = Rule.joint(table, names, alpha, known, exact=exact).fires(known)
+                    threshold = None if fired else Rule.joint_needs(table, alpha, known, index, exact=exact)
+                    if threshold is not None:
+                        needed[index] = threshold
+                else:
+                    fired = calibration is not None and calibration.fires([entry["score"] for entry in stages])
+                if fired:
                     stages.append({"name": stage.scheme.name, "score": None, "queries": 0, "seconds": 0.0})
                     continue
                 started = time.perf_counter()
                 before = model.queries
                 # stopped once its own threshold is out of reach (never a false positive more)
-                value, stopped = stage.score_until(model, None if calibration is None
-                                                   else calibration.stages[index].threshold)
+                value, stopped = stage.score_until(model, threshold)
                 stages.append({"name": stage.scheme.name, "score": value.value, "queries": model.queries - before,
                                "seconds": time.perf_counter() - started,
                                **({} if stopped is None else {"stopped": stopped})})
+            if table is not None and calibration is not None:  # the stages together, for this suspect
+                supported = len(calibration.stages)
+                calibration = _stopped_against(needed, stages, Rule.joint(
+                    table, names, alpha, _joint_scores(stages, len(run)), exact=exact,
+                                         notes=[*calibration.notes[:-1],  # not its note of the stages it left out
+                                                f"{calibration.n_references} references are too few for each of the "
+                                                f"{len(stages)} stages' share of {alpha:g} by rank (Bonferroni would "
+                                                f"calibrate {supported})"]))
             if weighed and (calibration is None or WEIGHT_STAGE in calibration.names):
                 assert weight_p is not None
                 stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
@@ -1245,6 +1293,24 @@ def _grid_and_bend(recognised: Recognised | None) -> tuple[float | None, float |
     recognised or not seen): what :func:`~tafa.signature.scales.coarse_decides` reads besides the
     roughness."""
     return (None, None) if recognised is None else (recognised.quantised, recognised.curvature)
+
+
+def _stopped_against(needed: dict[int, float], stages: list[dict[str, Any]], rule: Rule) -> Rule:
+    """``rule`` (:meth:`Rule.joint <tafa.decide.rule.Rule.joint>`) showing, for each stage stopped
+    once out of reach, the threshold it was stopped against (its score, over the probes measured,
+    is at or below it: the stage does not fire, as the rule, which cannot use it, says)."""
+    for index, entry in enumerate(stages):
+        if entry.get("stopped") and index in needed:
+            rule.stages[index].threshold = rule.stages[index].rank_threshold = needed[index]
+    return rule
+
+
+def _joint_scores(stages: list[dict[str, Any]], count: int) -> list[float | None]:
+    """The scores :meth:`Rule.joint <tafa.decide.rule.Rule.joint>` takes of a suspect's ``count``
+    stages from the verdict's records so far: ``None`` for a stage not measured, or stopped
+    (its score is over the probes measured, not a measurement like the references')."""
+    known: list[float | None] = [None if entry.get("stopped") else entry["score"] for entry in stages]
+    return known + [None] * (count - len(known))
 
 
 def _consistency_note(model: Model) -> str | None:

@@ -119,10 +119,12 @@ def standardise(suspect: np.ndarray, panel: np.ndarray) -> tuple[np.ndarray, np.
     return (suspect - mean) / scale, (panel - mean) / scale
 
 
-def max_t(suspect: np.ndarray, panel: np.ndarray) -> np.ndarray:
+def max_t(suspect: np.ndarray, panel: np.ndarray, floor: np.ndarray | None = None) -> np.ndarray:
     """Westfall-Young single-step max-T adjusted p-values of one suspect, one per fingerprint
     (see module doc); ``nan`` where the suspect has no score. ``suspect``: ``m`` scores;
-    ``panel``: ``n x m`` scores of the null panel."""
+    ``panel``: ``n x m`` scores of the null panel. ``floor``: a lower bound for each panel
+    row's statistic (its largest standardised score in columns left out; rows finite on every
+    column the suspect has, as :func:`max_t_unknown` passes them)."""
     suspect = np.asarray(suspect, dtype=np.float64)
     result = np.full(suspect.shape, np.nan)
     columns, scores, rows = _table(suspect, panel)
@@ -130,16 +132,19 @@ def max_t(suspect: np.ndarray, panel: np.ndarray) -> np.ndarray:
         return result
     z, panel_z = standardise(scores, rows)
     maxima = panel_z.max(axis=1) if len(rows) else np.zeros(0)
+    if floor is not None and len(rows):
+        maxima = np.maximum(maxima, floor)
     # ties count against the suspect; a little slack absorbs rounding in the standardisation
     exceeding = (maxima[None, :] >= z[:, None] - 1e-12).sum(axis=1)
     result[columns] = (1.0 + exceeding) / (len(rows) + 1.0)
     return result
 
 
-def max_t_threshold(suspect: np.ndarray, panel: np.ndarray, column: int, alpha: float) -> float | None:
+def max_t_threshold(suspect: np.ndarray, panel: np.ndarray, column: int, alpha: float,
+                    floor: np.ndarray | None = None) -> float | None:
     """The smallest score fingerprint ``column`` would need, the suspect's other scores kept,
     for its max-T p-value to be ``<= alpha`` (found by bisection; ``None`` when no score
-    reaches it, e.g. the panel is too small for ``alpha``)."""
+    reaches it, e.g. the panel is too small for ``alpha``). ``floor``: as :func:`max_t`'s."""
     suspect = np.asarray(suspect, dtype=np.float64)
     if not np.isfinite(suspect[column]):
         return None
@@ -149,6 +154,8 @@ def max_t_threshold(suspect: np.ndarray, panel: np.ndarray, column: int, alpha: 
     position = int(np.flatnonzero(columns == column)[0])
     z, panel_z = standardise(scores, rows)
     others = np.delete(panel_z, position, axis=1).max(axis=1, initial=-np.inf)  # do not move with the score
+    if floor is not None:
+        others = np.maximum(others, floor)
     values = rows[:, position]
     allowed = math.floor(alpha * (len(rows) + 1) + 1e-12)  # p <= alpha: at most allowed - 1 maxima >= z
 
@@ -177,6 +184,54 @@ def max_t_threshold(suspect: np.ndarray, panel: np.ndarray, column: int, alpha: 
             return float(grid[0])
         low, high = float(grid[first - 1]), float(grid[first])
     return high
+
+
+def sup_standardised(column: np.ndarray) -> np.ndarray:
+    """For each of ``n`` values, the largest z-score it can have once one more value, unknown,
+    joins them (mean and population standard deviation of the ``n + 1``): the unknown value at
+    the least favourable place for it. As the unknown value goes to minus infinity every z-score
+    tends to ``1 / sqrt(n)`` (to plus infinity, to its opposite); the stationary points in
+    between solve a quadratic, and the largest is the larger of the two.
+
+    >>> sup_standardised(np.array([0.0, 1.0, 2.0])).round(3).tolist()
+    [0.577, 0.577, 1.528]
+    """
+    values = np.asarray(column, dtype=np.float64)
+    n = len(values)
+    total, squares, count = values.sum(), np.square(values).sum(), n + 1
+
+    def z(x: float, s: np.ndarray) -> np.ndarray:
+        mean = (total + s) / count
+        spread = np.sqrt(np.maximum((squares + s * s) / count - mean * mean, 0.0))
+        return np.where(spread > 0, (x - mean) / np.where(spread > 0, spread, 1.0), 0.0)
+
+    best = np.zeros(n)
+    probe = np.array([-1.0, 0.0, 1.0])
+    for i, x in enumerate(values):
+        # the stationary condition var(s) + (x - mean(s)) (s - mean(s)) = 0 is a quadratic in s: fit it exactly
+        mean = (total + probe) / count
+        condition = (squares + probe * probe) / count - mean * mean + (x - mean) * (probe - mean)
+        roots = np.roots(np.polyfit(probe, condition, 2))
+        real = roots[np.abs(roots.imag) < 1e-9].real
+        best[i] = max(1.0 / math.sqrt(n), float(z(x, real).max(initial=-np.inf)))
+    return best
+
+
+def max_t_unknown(suspect: np.ndarray, panel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`max_t` for a suspect some of whose scores are not known (``nan``: not measured),
+    the panel known everywhere: each panel row's standardised score in an unknown column taken
+    at the largest any score of the suspect there could make it (:func:`sup_standardised`), so
+    that the p-values of the known columns are never below those max-T would give with every
+    score known. Returns (p-values, the panel rows used, each row's floor for
+    :func:`max_t_threshold`)."""
+    suspect = np.asarray(suspect, dtype=np.float64)
+    panel = np.asarray(panel, dtype=np.float64)
+    rows = panel[np.all(np.isfinite(panel), axis=1)]
+    unknown = np.flatnonzero(~np.isfinite(suspect))
+    floor = np.full(len(rows), -np.inf)
+    for column in unknown:
+        floor = np.maximum(floor, sup_standardised(rows[:, column]))
+    return max_t(suspect, rows, floor), rows, floor
 
 
 def panel_p_values(suspect: np.ndarray, panel: np.ndarray) -> np.ndarray:

@@ -41,7 +41,12 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any, Callable, Iterable, Sequence
 
+import math
+
+import numpy as np
+
 from ..errors import InvalidParameter, RefusedReference, check_param
+from .multiple import attained_bound, max_t_threshold, max_t_unknown
 from .threshold import BoundMethod, Calibration, calibrate, exact_calibration, references_needed
 
 #: Of the alpha the black-box stages would use, the fraction given up to an exact stage (the
@@ -87,6 +92,9 @@ class Rule:
     #: clipped suspect, compared where its answers are inside the clip: :mod:`tafa.signature.censoring`),
     #: from the same references' scores at those probes.
     per_suspect: "dict[str, Rule]" = field(default_factory=dict)
+    #: Of a rule made for one suspect by :meth:`joint`: its max-T p-value, the smallest over its
+    #: stages (``None``: any other rule).
+    joint_p: float | None = None
 
     def __post_init__(self) -> None:
         check_param("stages", len(self.stages), "one calibration per name (at least one)",
@@ -175,6 +183,93 @@ class Rule:
                              available=available, left_out=list(stage_names)[count:])
 
     @classmethod
+    def joint(cls, table: np.ndarray, names: Sequence[str], alpha: float, suspect: Sequence[float | None], *,
+              notes: Sequence[str] = (), exact: str | None = None) -> "Rule":
+        """The rule of every stage at once for one suspect whose every stage was measured
+        (``suspect``: its scores, ``None`` where a stage gave none), by Westfall-Young max-T over
+        the references' scores (``table``: one row per reference, one column per stage;
+        :func:`~tafa.decide.multiple.max_t`): each stage's scores standardised over the references
+        *and the suspect*, every reference's statistic its largest standardised score over the
+        stages, and the suspect derived when its standardised score at some stage is reached by
+        fewer than ``floor(alpha (n + 1))`` of those maxima. The suspect and the references are
+        treated alike, so the bound is ``floor(alpha (n + 1)) / (n + 1)`` for all the stages
+        together, whatever their dependence: no share of alpha per stage, and ``n >= 1/alpha - 1``
+        references are enough for any number of stages. Each stage's threshold is the score it
+        needed for this suspect, the others kept (:func:`~tafa.decide.multiple.max_t_threshold`);
+        the bound is shown split evenly over the stages, its sum the rule's. A stage the suspect
+        has no score for (``None``: not measured, or stopped) cannot fire, and the references' scores
+        there are taken at the most the suspect's could make them
+        (:func:`~tafa.decide.multiple.max_t_unknown`), so that the other stages' decisions never
+        fire where they would not with every stage measured. ``exact``: the name of a
+        stage whose evidence is an exact p-value (the weight test), added last with what the
+        max-T bound leaves of ``alpha`` (max-T decided at ``alpha`` less :data:`EXACT_SHARE` of it).
+
+        >>> table = np.array([[0.1 * i, 0.5 + 0.01 * i] for i in range(19)])
+        >>> rule = Rule.joint(table, ["first", "geometry"], 0.05, [0.3, 0.9])
+        >>> rule.decide([0.3, 0.9]).value, round(rule.bound, 4), rule.fires([0.3, 0.6])
+        ('derived', 0.05, False)
+        """
+        table = np.asarray(table, dtype=np.float64)
+        vector = np.array([np.nan if v is None else float(v) for v in suspect], dtype=np.float64)
+        check_param("table", table.shape, f"one column per stage ({len(names)}), a row per reference",
+                    table.ndim == 2 and table.shape[1] == len(names) == len(vector) and len(table) >= 1,
+                    caller="Rule.joint")
+        count = len(names)
+        level = cls.joint_level(alpha, exact)
+        p_values, table, floor = max_t_unknown(vector, table)
+        n = len(table)
+        bound = attained_bound(level, n)
+        stages = []
+        for k in range(count):
+            threshold = max_t_threshold(vector, table, k, level, floor) if bound > 0 else None
+            value = vector[k]
+            if threshold is None:
+                threshold = math.inf
+            elif np.isfinite(value):  # the threshold agrees with the p-value exactly at the suspect's own score
+                if p_values[k] <= level and not value > threshold:
+                    threshold = float(np.nextafter(value, -np.inf))
+                elif p_values[k] > level and value > threshold:
+                    threshold = float(value)
+            column = [float(v) for v in table[:, k]]
+            stages.append(Calibration(threshold=float(threshold), alpha_requested=level / count,
+                                      bound=(bound if bound > 0 else 1.0 / (n + 1)) / count, method=BoundMethod.RANK,
+                                      rank_threshold=float(threshold), rank_bound=1.0 / (n + 1),
+                                      parametric_threshold=None, n_references=n, reference_scores=column))
+        said = (f"the {count} stages decide together by max-T over the {n} references (each stage standardised "
+                f"with the suspect; one bound for all of them, {bound:.3g} = floor(alpha (n + 1)) / (n + 1), shown "
+                "split evenly): each stage's threshold is the score it needed for this suspect")
+        if bound == 0:
+            said = (f"{n} distinct references cannot support {alpha:g} even jointly (max-T needs "
+                    f"{references_needed(level)}): no decision")
+        finite = p_values[np.isfinite(p_values)]
+        smallest = float(finite.min()) if len(finite) and bound > 0 else None
+        if not exact or bound == 0:
+            return cls(stages, list(names), float(alpha), [*notes, said], joint_p=smallest)
+        slack = alpha - bound
+        return cls([*stages, exact_calibration(slack)], [*names, exact], float(alpha), [*notes, said],
+                   [stage.alpha_requested / alpha for stage in stages] + [slack / alpha], joint_p=smallest)
+
+    @staticmethod
+    def joint_level(alpha: float, exact: str | None = None) -> float:
+        """The level max-T decides at in :meth:`joint`: ``alpha``, less :data:`EXACT_SHARE` of it
+        when an exact stage takes the rest."""
+        return alpha * (1 - EXACT_SHARE) if exact else alpha
+
+    @staticmethod
+    def joint_needs(table: np.ndarray, alpha: float, suspect: Sequence[float | None], column: int,
+                    exact: str | None = None) -> float | None:
+        """What :meth:`joint` would need of stage ``column``, not measured yet, for the suspect's
+        scores so far (``None`` for the stages not measured; theirs at the least favourable, as
+        :meth:`joint` takes them): a threshold to stop that stage's measurement at once it is
+        out of reach (stopping never fires, so any threshold keeps the bound); ``None`` when no
+        score would do."""
+        table = np.asarray(table, dtype=np.float64)
+        vector = np.array([np.nan if v is None else float(v) for v in suspect], dtype=np.float64)
+        vector[column] = float(np.mean(table[:, column]))  # a stand-in: the threshold search moves it
+        _, rows, floor = max_t_unknown(vector, table)
+        return max_t_threshold(vector, rows, column, Rule.joint_level(alpha, exact), floor)
+
+    @classmethod
     def single(cls, calibration: Calibration, name: str = "stage 1") -> "Rule":
         """The rule of one stage with this threshold (a stored calibration: the registry's)."""
         return cls([calibration], [name], calibration.alpha_requested, list(calibration.notes))
@@ -259,7 +354,16 @@ class Rule:
     def p_value(self, scores: Sequence[float | None]) -> float | None:
         """The suspect's rank p-value against the references: each measured stage's
         (:meth:`Calibration.p_value`), the smallest times the number of stages (Bonferroni, as
-        the rule), at most 1; ``None`` when no stage was measured."""
+        the rule), at most 1; ``None`` when no stage was measured. A :meth:`joint` rule's: its
+        max-T p-value (with an exact stage, the smaller of it over its share and the exact
+        p-value over its)."""
+        if self.joint_p is not None:
+            exact = [stage.p_value(score) / fraction
+                     for score, stage, fraction in zip(scores, self.stages, self.fractions)
+                     if score is not None and stage.method is BoundMethod.EXACT]
+            joint = self.joint_p * self.alpha_requested / sum(
+                stage.alpha_requested for stage in self.stages if stage.method is not BoundMethod.EXACT)
+            return min(1.0, joint, *exact)
         values = [stage.p_value(score) / fraction
                   for score, stage, fraction in zip(scores, self.stages, self.fractions) if score is not None]
         return None if not values else min(1.0, min(values))
