@@ -233,5 +233,6 @@ def test_verdict_json_names_the_bound_honestly(classifier):
     data = json.loads(verdict.to_json())
     assert data["decision"] == "derived" and "alpha" not in data
     assert data["alpha_requested"] == pytest.approx(1 / 19) and data["bound"] == pytest.approx(1 / 19)
-    assert data["bound_method"] == "rank" and data["bound_note"] is None
+    # 18 references: one bound for all stages together (max-T), not a share of 1/19 each
+    assert data["bound_method"] == "max-t" and data["bound_note"] is None
     assert isinstance(verdict.decision, str) and verdict.decision == "derived"  # a StrEnum: stored as its value

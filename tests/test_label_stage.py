@@ -137,7 +137,8 @@ def test_a_confidence_router_hides_a_one_hot_copy_from_the_label_stage_but_never
     owner's boundaries, so most are routed (measured 0.70) and the label stage no longer fires behind a
     one-hot label; the answers are a grid, so the verdict is undecided, never independent. Answering raw
     logits, the same router switches models between the owner's inputs and the probes: with
-    ``owner_data`` it is evasive (measured 7 jumps at a quarter of the users routed)."""
+    ``owner_data`` it is evasive (measured 7 jumps at a quarter of the users routed), or derived by
+    the extraction stage."""
     from tafa.attacks.evasion import ConfidenceRouter
 
     users = load_task("digits").split("other").x.numpy()
@@ -151,7 +152,11 @@ def test_a_confidence_router_hides_a_one_hot_copy_from_the_label_stage_but_never
     bolder = ConfidenceRouter(TorchModel(quantize(classifier.owner, 8), SHAPE, name="int8 copy"),
                               TorchModel(classifier.independent, SHAPE, name="decoy"), users, 0.25)
     verdict = labelled.verify(bolder, references, alpha=0.05, owner_data=DIGITS)
-    assert verdict.decision.value == "evasive" and verdict.evasion["jumps"] >= 1, verdict.to_json()
+    # evasive by its jumps; since the stages decide together (40 references are too few for each of
+    # three shares at 0.05), the extraction stage, at inputs the owner is confident on, which the
+    # router leaves to the copy, judges it derived outright
+    assert verdict.decision.value in ("evasive", "derived") and verdict.evasion["jumps"] >= 1, verdict.to_json()
+    assert verdict.evasion["evasive"]
 
 
 # --- the data-free label stage ---

@@ -331,6 +331,12 @@ def test_a_copy_only_the_geometry_sees_is_found_with_too_few_references_for_each
     first, geometry, _ = verdict.stages
     assert first["score"] < verdict.calibration.stages[0].threshold - 0.3
     assert geometry["name"] == "tafa-boundary" and geometry["score"] > verdict.calibration.stages[1].threshold + 0.1
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in a verdict's JSON")
+
+    data = json.loads(verdict.to_json(), parse_constant=refuse)  # strict JSON: every threshold finite
+    assert data["bound_method"] == "max-t" and data["p_value"] == pytest.approx(1 / 18)
+    assert data["stages"][2]["score"] is None  # the geometry fired: the extraction stage not asked
     alone = fingerprint.calibrate(references, alpha=0.1)
     assert alone.names == ["tafa"]  # what the references support by rank, stage by stage
     assert fingerprint.verify(TorchModel(owner, SHAPE), calibration=alone,

@@ -41,7 +41,6 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any, Callable, Iterable, Sequence
 
-import math
 
 import numpy as np
 
@@ -221,10 +220,15 @@ class Rule:
         bound = attained_bound(level, n)
         stages = []
         for k in range(count):
-            threshold = max_t_threshold(vector, table, k, level, floor) if bound > 0 else None
             value = vector[k]
-            if threshold is None:
-                threshold = math.inf
+            if bound == 0:
+                threshold = None
+            elif np.isfinite(value):
+                threshold = max_t_threshold(vector, table, k, level, floor)
+            else:  # not measured: what it would have needed (shown; a stage without a score never fires)
+                threshold = Rule.joint_needs(table, alpha, suspect, k, exact)
+            if threshold is None:  # no score would do: above every reference's and the suspect's own (finite, for JSON)
+                threshold = float(max(np.max(table[:, k]), value if np.isfinite(value) else -np.inf))
             elif np.isfinite(value):  # the threshold agrees with the p-value exactly at the suspect's own score
                 if p_values[k] <= level and not value > threshold:
                     threshold = float(np.nextafter(value, -np.inf))
@@ -242,7 +246,7 @@ class Rule:
             said = (f"{n} distinct references cannot support {alpha:g} even jointly (max-T needs "
                     f"{references_needed(level)}): no decision")
         finite = p_values[np.isfinite(p_values)]
-        smallest = float(finite.min()) if len(finite) and bound > 0 else None
+        smallest = float(finite.min()) if len(finite) and bound > 0 else 1.0
         if not exact or bound == 0:
             return cls(stages, list(names), float(alpha), [*notes, said], joint_p=smallest)
         slack = alpha - bound
@@ -385,7 +389,11 @@ class Rule:
     @property
     def method(self) -> str:
         """The bound's method: the stage's (``rank``, ``parametric``) for one stage, else
-        ``bonferroni:`` and the stages' methods, e.g. ``bonferroni:rank+parametric``."""
+        ``bonferroni:`` and the stages' methods, e.g. ``bonferroni:rank+parametric``; ``max-t``
+        for a rule of stages decided together (:meth:`joint`; ``max-t+exact`` with the weight test)."""
+        if self.joint_p is not None:  # Rule.joint: max-T over the references, one bound for its stages
+            exact = [stage for stage in self.stages if stage.method is BoundMethod.EXACT]
+            return "max-t" + ("+exact" if exact else "")
         if len(self.stages) == 1:
             return self.stages[0].method.value
         return "bonferroni:" + "+".join(stage.method.value for stage in self.stages)

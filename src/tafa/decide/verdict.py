@@ -146,7 +146,11 @@ class Verdict:
                 text = f"{stage['name']}: score {stage['score']:.4f}"
                 if own is not None:
                     side = "above" if stage["score"] > own.threshold else "not above"
-                    text += f", threshold {own.threshold:.4f} at alpha {own.alpha_requested:.3g}: {side}"
+                    joint = self.calibration is not None and self.calibration.joint_p is not None
+                    level = (f"needed for this suspect, the stages together at alpha "
+                             f"{self.calibration.alpha_requested:.3g}" if joint and self.calibration is not None
+                             else f"at alpha {own.alpha_requested:.3g}")
+                    text += f", threshold {own.threshold:.4f} {level}: {side}"
                 text += f"; {stage.get('queries', 0)} queries"
                 stopped = stage.get("stopped")
                 if stopped and stopped.get("passed"):  # tafa.decide.sequential
@@ -207,6 +211,12 @@ class Verdict:
             if not cal.supports_alpha:
                 bound = (f"the stages' references support a false-positive rate <= {cal.bound:.3g} only; "
                          f"{cal.alpha_requested:.3g} was asked for: no decision")
+            elif cal.joint_p is not None:
+                exact = [stage for stage in cal.stages if stage.method is BoundMethod.EXACT]
+                weighed = f" + {exact[0].bound:.3g} for the weight test" if exact else ""
+                together = cal.bound - sum(stage.bound for stage in exact)
+                bound = (f"false-positive rate <= {cal.bound:.3g} ({together:.3g} for the stages together, by max-T "
+                         f"over {cal.n_references} distinct references{weighed})")
             else:
                 shares = " + ".join(f"{stage.bound:.3g}" for stage in cal.stages)
                 bound = (f"false-positive rate <= {cal.bound:.3g} = {shares} (each stage at its own share of alpha: "
@@ -234,6 +244,9 @@ class Verdict:
             how = "rank among the references" + (", Bonferroni over the stages" if len(cal.stages) > 1 else "")
             floor = min([1.0] + [1 / ((cal.n_references + 1) * fraction) for stage, fraction
                                  in zip(cal.stages, cal.fractions) if stage.method is not BoundMethod.EXACT])
+            if cal.joint_p is not None:
+                how, floor = "max-T over the stages: the rank of its largest standardised stage score", \
+                    1 / (cal.n_references + 1)
             if self.p_value <= floor * (1 + 1e-9):
                 how += f": the smallest {cal.n_references} references can give"
             side = "" if gap is None else f"; {'above' if gap > 0 else 'at or below'} its threshold by {abs(gap):.4f}"
