@@ -246,14 +246,6 @@ def calibrations(rows: list[Scored], stage_names: list[str] | None = None,
                                          copy_line=copy_line, later=later,
                                          parametric=len(references) < references_needed(alpha / count))
              for alpha in ALPHAS}
-    kept = [i for i, value in enumerate(first) if copy_line is None or value < copy_line]
-    for alpha in ALPHAS:  # too few for every share by rank, enough for alpha: the stages together, as verify
-        if count > 1 and references_needed(alpha) <= len(kept) < references_needed(alpha / count) and all(
-                np.all(np.isfinite(references[i].stages)) for i in kept):
-            rule = Rule.from_references([r.model for r in references], first, alpha, stage_names=names,
-                                        copy_line=copy_line, later=later)
-            rule.joint_table = [[float(v) for v in references[i].stages] for i in kept]
-            rules[alpha] = rule
     for row in rows:  # a clipped suspect: the rule from the references' scores at its probes
         if row.censored and row.role != "calibration":
             scores = list(row.censored)
@@ -340,29 +332,7 @@ def _decide(calibration: Rule, row: Scored) -> Decision:
     if row.rough:
         return Decision.UNDECIDED if calibration.coarse is None else calibration.coarse.decide([row.coarse])
     rule = own or calibration
-    if own is None and calibration.joint_table is not None and row.stages:
-        return decided_together(calibration, row)
     return rule.decide(as_verified(rule, row))
-
-
-def decided_together(rule: Rule, row: Scored) -> Decision:
-    """``row`` decided as ``tafa verify --references`` decides it when its references are too few
-    for every stage's share (:meth:`Rule.joint <tafa.decide.rule.Rule.joint>`)."""
-    assert rule.joint_table is not None
-    table = np.array(rule.joint_table)
-    names, alpha = [f"stage {i + 1}" for i in range(table.shape[1])], rule.alpha_requested
-    known: list[float | None] = [row.stages[0]] + [None] * (len(row.stages) - 1)
-    for stage in range(1, len(row.stages)):
-        if Rule.joint(table, names, alpha, known).fires(known):
-            return Decision.DERIVED
-        value: float | None = row.stages[stage]
-        if stage == row.looked and row.lines:
-            needed = Rule.joint_needs(table, alpha, known, stage)
-            whole = len(row.lines)
-            if needed is not None and len(measured_part(np.asarray(row.lines), needed, bounded=row.settles)) < whole:
-                value = None  # stopped: unknown, it does not fire
-        known[stage] = value
-    return Rule.joint(table, names, alpha, known).decide(known)
 
 
 def as_verified(rule: Rule, row: Scored) -> list[float]:

@@ -94,10 +94,6 @@ class Rule:
     #: Of a rule made for one suspect by :meth:`joint`: its max-T p-value, the smallest over its
     #: stages (``None``: any other rule).
     joint_p: float | None = None
-    #: The references' scores at every stage (a row per kept reference) when their stages decide
-    #: together, a rule made for each suspect by :meth:`joint` (the benchmark's; ``None``: this
-    #: rule decides as it is).
-    joint_table: "list[list[float]] | None" = None
 
     def __post_init__(self) -> None:
         check_param("stages", len(self.stages), "one calibration per name (at least one)",
@@ -418,11 +414,6 @@ class Rule:
 
     def summary(self) -> dict[str, Any]:
         """The bound in a few fields (what reports and a scan's record show per fingerprint)."""
-        if self.joint_table is not None:
-            n = len(self.joint_table)
-            return {"threshold": self.threshold, "alpha_requested": self.alpha_requested,
-                    "bound": attained_bound(self.alpha_requested, n), "method": "max-t", "n_references": n,
-                    "supports_alpha": True, "note": "the stages together, by max-T for each suspect"}
         summary = {"threshold": self.threshold, "alpha_requested": self.alpha_requested, "bound": self.bound,
                    "method": self.method, "n_references": self.n_references, "supports_alpha": self.supports_alpha,
                    "note": self.note()}
