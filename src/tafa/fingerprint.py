@@ -927,13 +927,11 @@ class Fingerprint:
                                "seconds": time.perf_counter() - started,
                                **({} if stopped is None else {"stopped": stopped})})
             if table is not None and calibration is not None:  # the stages together, for this suspect
-                supported = len(calibration.stages)
-                calibration = _stopped_against(needed, stages, Rule.joint(
-                    table, names, alpha, _joint_scores(stages, len(run)), exact=exact,
-                                         notes=[*calibration.notes[:-1],  # not its note of the stages it left out
-                                                f"{calibration.n_references} references are too few for each of the "
-                                                f"{len(stages)} stages' share of {alpha:g} by rank (Bonferroni would "
-                                                f"calibrate {supported})"]))
+                why = (f"{calibration.n_references} references are too few for each of the {len(stages)} stages' "
+                       f"share of {alpha:g} by rank (Bonferroni would calibrate {len(calibration.stages)})")
+                together = Rule.joint(table, names, alpha, _joint_scores(stages, len(run)), exact=exact,
+                                      notes=[*calibration.notes[:-1], why])  # not its note of the stages left out
+                calibration = _stopped_against(needed, stages, together)
             if weighed and (calibration is None or WEIGHT_STAGE in calibration.names):
                 assert weight_p is not None
                 stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
