@@ -314,7 +314,8 @@ def add_parsers(commands: Any) -> None:
                          "of values (classifiers) the extraction stage for distilled students, owners answering one "
                          "value or an image (regressors, decoders) the outputs stage (64 queries each); verify "
                          "runs each only when the earlier stages do not already judge a suspect derived, and each "
-                         "stage decides at its equal share of alpha; off: the first stage alone")
+                         "stage decides at its equal share of alpha (with references too few for every share by "
+                         "rank, the stages together by max-T); off: the first stage alone")
     fp.add_argument("--parent", metavar="PARENT",
                     help="the shared public model MODEL was fine-tuned from (a file, opened like MODEL): the "
                          "fingerprint measures what the owner's fine-tuning changed relative to it, so models "

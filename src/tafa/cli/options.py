@@ -165,7 +165,9 @@ def add_calibration_options(parser: argparse.ArgumentParser, *, decides: str) ->
     parser.add_argument("--alpha", type=alpha, default=0.01, help="false-positive rate to bound (default 0.01; "
                         f"by rank this needs at least 1/alpha - 1 distinct references, else {decides})")
     parser.add_argument("--parametric", action="store_true", help="with too few references for --alpha by rank, "
-                        "bound the rate by a normal tail fitted to their scores (labelled parametric)")
+                        "bound the rate by a normal tail fitted to their scores (labelled parametric); with too "
+                        "few for every stage's share, each share by that tail (without it, tafa verify decides "
+                        "the stages together by max-T, and a stored calibration keeps the stages they support)")
 
 
 def add_white_box_option(parser: argparse.ArgumentParser, *, owner: bool = False) -> None:
