@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -902,30 +902,11 @@ class Fingerprint:
         if weighed and calibration is not None and table is None:
             calibration = calibration.with_exact(WEIGHT_STAGE)
         if len(run) > 1 or weighed:  # a rule of one stage: the first decides alone, and no stage list is shown
-            stages.append({"name": self.scheme.name, "score": score.value, "queries": queries, "seconds": seconds})
             names = [stage.scheme.name for stage in run]
             exact = WEIGHT_STAGE if weighed else None
-            needed: dict[int, float] = {}  # what a stage was stopped against, when the stages decide together
-            for index, stage in enumerate(run[1:], start=1):
-                threshold = None if calibration is None or table is not None else calibration.stages[index].threshold
-                if table is not None:  # the stages together: the ones not measured yet at their least favourable
-                    known = _joint_scores(stages, len(run))
-                    fired = Rule.joint(table, names, alpha, known, exact=exact).fires(known)
-                    threshold = None if fired else Rule.joint_needs(table, alpha, known, index, exact=exact)
-                    if threshold is not None:
-                        needed[index] = threshold
-                else:
-                    fired = calibration is not None and calibration.fires([entry["score"] for entry in stages])
-                if fired:
-                    stages.append({"name": stage.scheme.name, "score": None, "queries": 0, "seconds": 0.0})
-                    continue
-                started = time.perf_counter()
-                before = model.queries
-                # stopped once its own threshold is out of reach (never a false positive more)
-                value, stopped = stage.score_until(model, threshold)
-                stages.append({"name": stage.scheme.name, "score": value.value, "queries": model.queries - before,
-                               "seconds": time.perf_counter() - started,
-                               **({} if stopped is None else {"stopped": stopped})})
+            first = {"name": self.scheme.name, "score": score.value, "queries": queries, "seconds": seconds}
+            stages, needed = run_later_stages(model, run[1:], first, calibration, table=table, alpha=alpha,
+                                              exact=exact)
             if table is not None and calibration is not None:  # the stages together, for this suspect
                 why = (f"{calibration.n_references} references are too few for each of the {len(stages)} stages' "
                        f"share of {alpha:g} by rank (Bonferroni would calibrate {len(calibration.stages)})")
@@ -1291,6 +1272,53 @@ def _grid_and_bend(recognised: Recognised | None) -> tuple[float | None, float |
     recognised or not seen): what :func:`~tafa.signature.scales.coarse_decides` reads besides the
     roughness."""
     return (None, None) if recognised is None else (recognised.quantised, recognised.curvature)
+
+
+#: How :func:`run_later_stages` measures a stage: ``(stage, model, threshold)`` to its score (``None``:
+#: none) and how far it went (:meth:`Fingerprint.score_until`'s second value).
+StageMeasure = Callable[["Fingerprint", Model, "float | None"], "tuple[float | None, dict[str, Any] | None]"]
+
+
+def _score_until(stage: "Fingerprint", model: Model,
+                 threshold: float | None) -> tuple[float | None, dict[str, Any] | None]:
+    """:func:`run_later_stages`'s measure for ``tafa verify``: :meth:`Fingerprint.score_until`."""
+    value, stopped = stage.score_until(model, threshold)
+    return value.value, stopped
+
+
+def run_later_stages(model: Model, later: Sequence["Fingerprint"], first: dict[str, Any], rule: Rule | None, *,
+                     table: np.ndarray | None = None, alpha: float = 0.0, exact: str | None = None,
+                     measure: StageMeasure = _score_until) -> tuple[list[dict[str, Any]], dict[int, float]]:
+    """The records of the first stage (``first``, measured) and of each ``later`` stage as ``tafa
+    verify`` runs them: a stage only when the earlier ones do not already fire, and stopped once
+    its threshold is out of reach (never a false positive more). The thresholds are ``rule``'s;
+    with ``table`` (the references' scores at every stage) the stages decide together
+    (:meth:`Rule.joint <tafa.decide.rule.Rule.joint>` at ``alpha``, ``exact``: an exact stage
+    beside them), the stages not measured yet at their least favourable, and the second value
+    holds what each stage was stopped against. ``measure`` measures a stage (a scan's keeps a
+    failing stage from sinking the others)."""
+    records = [first]
+    names = [first["name"], *(stage.scheme.name for stage in later)]
+    needed: dict[int, float] = {}  # what a stage was stopped against, when the stages decide together
+    for index, stage in enumerate(later, start=1):
+        threshold = None
+        if table is not None:  # the stages together: the ones not measured yet at their least favourable
+            known = _joint_scores(records, len(names))
+            fired = Rule.joint(table, names, alpha, known, exact=exact).fires(known)
+            threshold = None if fired else Rule.joint_needs(table, alpha, known, index, exact=exact)
+            if threshold is not None:
+                needed[index] = threshold
+        else:
+            fired = rule is not None and rule.fires([record["score"] for record in records])
+            threshold = None if rule is None else rule.stages[index].threshold
+        if fired:
+            records.append({"name": stage.scheme.name, "score": None, "queries": 0, "seconds": 0.0})
+            continue
+        started, before = time.perf_counter(), model.queries
+        value, stopped = measure(stage, model, threshold)
+        records.append({"name": stage.scheme.name, "score": value, "queries": model.queries - before,
+                        "seconds": time.perf_counter() - started, **({} if stopped is None else {"stopped": stopped})})
+    return records, needed
 
 
 def _stopped_against(needed: dict[int, float], stages: list[dict[str, Any]], rule: Rule) -> Rule:

@@ -23,8 +23,8 @@ Under ``family`` and ``fdr`` every stage of a fingerprint is a column of the pan
 (:func:`stage_column`: the first stage, the boundary geometry, the extraction stage), measured on
 every panel model and every suspect alike, so a fingerprint judges a suspect derived when any of
 its stages does, as ``tafa verify`` decides: max-T runs over every column of every fingerprint
-(the family-wise bound covers the stages too), and an FDR pair's p-value is the smallest of its
-stages' times their number (Bonferroni within the pair).
+(the family-wise bound covers the stages too), and an FDR pair's p-value is max-T over its own
+stages' columns.
 
 - ``per-fingerprint``: each fingerprint's stored calibration as it is; its bound holds per
   fingerprint only (an independent suspect may match one of N fingerprints with a chance up
@@ -247,10 +247,9 @@ class ErrorControl:
             if self.alpha is None or not supported or not math.isfinite(p_values[column]):
                 findings.append(_decided(finding, "undecided", None))
                 continue
-            alpha = self.alpha
             ran = [i for i in self.columns_of(finding.fingerprint) if math.isfinite(p_values[i])]
-            decision = "derived" if min(p_values[i] for i in ran) <= alpha else "independent"
-            levels = {self.columns[i]: _threshold(vector, table, groups, i, alpha) for i in ran}
+            decision = "derived" if min(p_values[i] for i in ran) <= self.alpha else "independent"
+            levels = {self.columns[i]: _threshold(vector, table, groups, i, self.alpha) for i in ran}
             findings.append(_decided(finding, decision, levels[finding.fingerprint], levels))
         return replace(outcome, findings=findings)
 

@@ -48,7 +48,7 @@ from ..decide.rule import Rule
 from ..decide.similarity import Similarity
 from ..decide.verdict import Verdict
 from ..errors import InvalidParameter, TafaError, check_param, one_line
-from ..fingerprint import Fingerprint
+from ..fingerprint import Fingerprint, run_later_stages
 from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
@@ -166,20 +166,14 @@ class PanelEntry:
         return stages
 
     def measure_by_rule(self, model: Model, rule: Rule, first: float) -> list[dict[str, Any]]:
-        """The later stages ``rule`` calibrated, as ``tafa verify`` runs them: each only when the
-        earlier ones do not already fire, stopped once its threshold is out of reach."""
-        stages: list[dict[str, Any]] = []
-        scores: list[float | None] = [first]
-        for index, stage in enumerate(self.later[:len(rule.stages) - 1], start=1):
-            threshold = rule.stages[index].threshold
-            score: float | None = None
-            before = model.queries
-            if not rule.fires(scores):
-                score = _measured(stage, model, threshold)
-            scores.append(score)
-            stages.append({"name": stage.scheme.name, "score": score, "queries": int(model.queries - before),
-                           "threshold": threshold})
-        return stages
+        """The later stages ``rule`` calibrated, as ``tafa verify`` runs them
+        (:func:`~tafa.fingerprint.run_later_stages`: each only when the earlier ones do not already
+        fire, stopped once its threshold is out of reach)."""
+        records, _ = run_later_stages(model, self.later, {"name": self.fingerprint.scheme.name, "score": first},
+                                      rule, measure=lambda stage, suspect, threshold: (
+                                          _measured(stage, suspect, threshold), None))
+        return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
+                 "threshold": rule.stages[index].threshold} for index, record in enumerate(records[1:], start=1)]
 
 
 def _measured(stage: Fingerprint, model: Model, threshold: float | None = None) -> float | None:
