@@ -57,8 +57,8 @@ from .signature.consistency import EvasionCheck, check_evasion as check_evasion_
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.derivatives import Derivatives
 from .shown_stage import SHOWN_STAGE, ShownStage
-from .signature.scales import (COARSE_SCALE, JITTER, coarse_decides, coarse_probes, coarse_reason, curvature,
-                               domain_scale, roughness)
+from .signature.scales import (COARSE_SCALE, JITTER, SMOOTHED, JitteredDerivatives, coarse_decides, coarse_probes,
+                               coarse_reason, curvature, domain_scale, roughness)
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
                           FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
                           label_scheme, owner_inputs, asked_scores)
@@ -335,7 +335,12 @@ class Fingerprint:
             steps = np.full(len(probes), COARSE_SCALE * domain_scale(domain, seed))
             at = coarse_probes(probes, steps)
             coarse = {"steps": steps, **signature.measure(owner, at)}
-            coarse_copy = _owner_int8_score(owner, at, signature, similarity, _without_steps(coarse))
+            compared, jittered = similarity, signature
+            if scheme.signature == "derivatives" and not _answers_vector(owner):  # a regressor's, a decoder's
+                jittered = JitteredDerivatives(JITTER)
+                coarse[SMOOTHED] = jittered.measure(owner, at)[SMOOTHED]
+                compared = _with_smoothed(scheme).make_similarity()
+            coarse_copy = _owner_int8_score(owner, at, jittered, compared, _without_steps(coarse))
             if coarse_copy is not None:
                 meta[COARSE_INT8_SCORE] = coarse_copy
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
@@ -548,7 +553,11 @@ class Fingerprint:
             if (not _has_coarse_scale(self.scheme) or steps is None or steps.shape != (len(probes),)
                     or not np.all(steps > 0) or not np.all(np.isfinite(steps))):
                 raise ValueError("the coarse scale's steps do not fit the probes and scheme")
-            others = {key: value.shape for key, value in self.coarse.items() if key != "steps"}
+            others = {key: value.shape for key, value in self.coarse.items() if key not in ("steps", SMOOTHED)}
+            smoothed = self.coarse.get(SMOOTHED)
+            if smoothed is not None and (self.scheme.signature != "derivatives" or "outputs" not in got
+                                         or smoothed.shape != got["outputs"]):
+                raise ValueError(f"the coarse scale's smoothed outputs {smoothed.shape} do not fit the owner's outputs")
             if others != got or not all(np.all(np.isfinite(v)) and v.dtype == np.float64
                                         for v in self.coarse.values()):
                 raise ValueError(f"the coarse scale's signature {others} does not fit the owner signature {got}")
@@ -1100,6 +1109,13 @@ class Fingerprint:
                              f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, each difference "
                              f"averaged over {len(JITTER)} steps within {max(abs(j) for j in JITTER):.0%} of it) "
                              f"against the references' scores there; the fine-scale score was {fine:.4f}")
+                shares = coarse_score.parts
+                if "smoothed" in shares:
+                    notes.append(f"the coarse score {coarse_score.value:.4f} is the mean of the averaged differences' "
+                                 f"({shares['differences']:.4f}) and of the outputs averaged over each probe's "
+                                 f"jittered steps ({shares['smoothed']:.4f}: how they move over the probes as the "
+                                 "owner's do, a disturbance of the answers averaged out), the references scored the "
+                                 "same way")
             else:
                 where = ("the third stage, after the shown classes and the label stage" if shown is not None
                          else "beside the label stage")
@@ -1134,7 +1150,9 @@ class Fingerprint:
                               coarse=None if coarse is None or coarse_score is None else {
                                   "score": coarse_score.value, "roughness": coarse[1],
                                   "curvature": None if recognised is None else recognised.curvature,
-                                  "single_step_score": coarse[0].value, "decides": shown is None})
+                                  "single_step_score": coarse[0].value, "decides": shown is None,
+                                  **{part: coarse_score.parts[part] for part in ("differences", "smoothed")
+                                     if "smoothed" in coarse_score.parts}})
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
                         owner_data: np.ndarray | None = None,
@@ -1203,11 +1221,15 @@ class Fingerprint:
         if COARSE_INT8_SCORE in self.meta:
             meta[OWNER_INT8_SCORE] = self.meta[COARSE_INT8_SCORE]
         scheme = self.scheme
+        owner = _without_steps(self.coarse)
         if averaged and scheme.signature == "derivatives":
-            scheme = replace(scheme, signature="jittered-derivatives", signature_params={"jitter": list(JITTER)})
+            scheme = _with_smoothed(scheme) if SMOOTHED in owner else replace(
+                scheme, signature="jittered-derivatives", signature_params={"jitter": list(JITTER)})
+        elif SMOOTHED in owner:  # one step: no smoothed outputs to compare
+            owner.pop(SMOOTHED)
+            meta.pop(OWNER_INT8_SCORE, None)  # the int8 copy's line is the averaged scale's
         return replace(self, scheme=scheme, probes=coarse_probes(self.probes, self.coarse["steps"]),
-                       owner_signature=_without_steps(self.coarse), meta=meta, second=None, coarse={}, labels=None,
-                       extraction=None)
+                       owner_signature=owner, meta=meta, second=None, coarse={}, labels=None, extraction=None)
 
     def measure_coarse(self, suspect: Model, fine: Signature) -> tuple[Score, float, Recognised] | None:
         """The suspect's coarse-scale score, its roughness relative to the owner's (how far its
@@ -1404,8 +1426,7 @@ def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
     teacher's."""
     if not scheme.extraction or wanted is False:
         return None, {"made": False, "why": "not asked for" if scheme.extraction else "the scheme has none"}
-    outputs = tuple(owner.output_shape)
-    vector = len(outputs) == 1 and outputs[0] >= 2
+    vector = _answers_vector(owner)
     name = scheme.extraction if vector else OUTPUTS_STAGE
     reason = None
     if parent:
@@ -1505,6 +1526,22 @@ def _default_references(scheme: Scheme, owner: Model, domain: Domain, seed: int)
     from .attacks.references import data_free_references
 
     return data_free_references(copy.deepcopy(module).float(), domain, seed=seed)
+
+
+def _answers_vector(owner: Model) -> bool:
+    """Whether ``owner`` answers a vector of 2 or more values (a classifier's scores), not a single
+    value or an image (a regressor, a decoder)."""
+    outputs = tuple(owner.output_shape)
+    return len(outputs) == 1 and outputs[0] >= 2
+
+
+def _with_smoothed(scheme: Scheme) -> Scheme:
+    """``scheme`` at the coarse scale of an owner whose smoothed outputs are kept: its similarity
+    averaged with theirs (:class:`~tafa.decide.similarity.WithSmoothedOutputs`), differences
+    averaged over the jittered steps."""
+    return replace(scheme, signature="jittered-derivatives", signature_params={"jitter": list(JITTER)},
+                   similarity="with-smoothed-outputs",
+                   similarity_params={"base": scheme.similarity, "params": dict(scheme.similarity_params)})
 
 
 def _has_coarse_scale(scheme: Scheme) -> bool:

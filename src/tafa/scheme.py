@@ -137,7 +137,8 @@ register_scheme(Scheme(
     second="tafa-boundary", extraction="tafa-students",
     description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
     "cosine of the group-centred derivatives (576 queries, and 576 at the coarse scale that decides rippled or "
-    "rounded answers, with 2,112 more at steps jittered around it for those); owners whose first layer is fully "
+    "rounded answers, with 2,112 more at steps jittered around it for those, whose outputs averaged there count "
+    "for half of that score for owners answering one value or an image); owners whose first layer is fully "
     "connected also get "
     "a second stage, boundary geometry (tafa-boundary, up to 5,162 queries, stopped once its threshold is out of "
     "reach), and owners answering a vector of "

@@ -558,13 +558,12 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         rows[:] = [replace(r, coarse=next(averaged)) if r.role == "calibration" else r for r in rows]
     similarity = fingerprint.similarity()
     staged = bool(fingerprint.later_stages())
-    coarse_stage = fingerprint.coarse_stage()
     return {"rows": with_coarse(with_stages(rows) if staged else with_calibrated(rows), staged),
             "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
             "queries": fingerprint.queries(), "queries_per_stage": fingerprint.stage_queries(),
             "fingerprint_seconds": fingerprint_seconds, "verify_seconds": float(np.mean(seconds)),
             "stage_names": fingerprint.stage_names(), "copy_line": fingerprint.copy_line(),
-            "coarse_copy_line": None if coarse_stage is None else coarse_stage.copy_line(),
+            "coarse_copy_line": None if averaged_stage is None else averaged_stage.copy_line(),
             "score_range": None if staged else similarity.score_range}
 
 

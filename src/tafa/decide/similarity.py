@@ -207,6 +207,40 @@ class CentredCorrelation(Similarity):
         return Score(value, per_point, {"outputs": value})
 
 
+@register_similarity("with-smoothed-outputs")
+class WithSmoothedOutputs(Similarity):
+    """The coarse scale's score for an owner answering a single value or an image (a regressor, a
+    decoder): the mean of ``base`` (the scheme's similarity of the averaged derivatives) and the
+    :class:`CentredCorrelation` of the outputs averaged over each probe's jittered coarse steps
+    (``smoothed``, :data:`tafa.signature.scales.SMOOTHED`; read from the same answers, no query
+    more). One statistic on one scale, calibrated as one stage: a part whose scores the task fixes
+    for every model alike (independent regressors of one task all follow its trend) moves no
+    ranking, while a part that spreads the references carries as far as it spreads them; and a
+    disturbance that swamps the differences (its slope is its amplitude times its frequency) moves
+    the smoothed outputs by a fraction of its amplitude (docs/method.md, "The coarse scale's
+    smoothed outputs"). Without ``smoothed`` on both sides, ``base`` alone.
+
+    >>> owner = {"outputs": np.array([[1.0], [2.0], [4.0]]), "derivatives": np.ones((3, 2, 1)),
+    ...          "smoothed": np.array([[1.0], [2.0], [4.0]])}
+    >>> suspect = {**owner, "smoothed": np.array([[1.0], [3.0], [2.0]])}
+    >>> score = WithSmoothedOutputs(params={"weights": {"derivatives": 1.0}}).compare(owner, suspect)
+    >>> round(score.parts["differences"], 3), round(score.parts["smoothed"], 3), round(score.value, 3)
+    (1.0, 0.327, 0.664)
+    """
+
+    def __init__(self, base: str = "derivative-cosine", params: dict[str, Any] | None = None) -> None:
+        self.base = get_similarity(base, **(params or {}))
+        self.score_range = self.base.score_range
+
+    def compare(self, owner: Signature, suspect: Signature) -> Score:
+        base = self.base.compare(owner, suspect)
+        if "smoothed" not in owner or "smoothed" not in suspect:
+            return base
+        smoothed = CentredCorrelation().compare({"outputs": owner["smoothed"]}, {"outputs": suspect["smoothed"]})
+        parts = {**base.parts, "differences": base.value, "smoothed": smoothed.value}
+        return Score(float((base.value + smoothed.value) / 2), base.per_point, parts)
+
+
 @register_similarity("output-agreement")
 class OutputAgreement(Similarity):
     """How closely the suspect reproduces the owner's output *values* (not only their

@@ -53,6 +53,11 @@ ROUGHNESS_LIMIT = 2.0
 #: The steps the coarse scale decides with, as fractions of the coarse step around it
 #: (:class:`JitteredDerivatives`): ``python benchmarks/coarse_average.py`` (docs/method.md).
 JITTER = (-0.06, -0.02, 0.02, 0.06)
+#: The key of a probe's outputs averaged over its jittered coarse steps (:class:`JitteredDerivatives`),
+#: shape ``(N, m)``: ``2 K J`` inputs symmetric about the probe at the coarse distance, so a network
+#: nearly linear over them keeps about its value there, while a disturbance of the answers whose
+#: period is much shorter than the step averages out (a low-pass view of the outputs).
+SMOOTHED = "smoothed"
 #: Domain draws that estimate its scale (fewer for large inputs: at most 2^24 values drawn).
 SCALE_DRAWS = 2048
 
@@ -217,13 +222,19 @@ class JitteredDerivatives(Derivatives):
                                            for at in self._at(probes)])
 
     def assemble(self, probes: Probes, outputs: np.ndarray) -> Signature:
-        n = len(probes)
+        """The derivatives averaged over the steps, the centres' outputs, and ``smoothed``
+        (:data:`SMOOTHED`): each probe's outputs averaged over every stepped input around it."""
+        assert probes.directions is not None
+        n, k = probes.directions.shape[:2]
         outputs = np.asarray(outputs)
         centres, stepped = outputs[:n], np.split(outputs[n:], len(self.jitter))
         signatures = [super(JitteredDerivatives, self).assemble(at, np.concatenate([centres, part]))
                       for at, part in zip(self._at(probes), stepped)]
         averaged = dict(signatures[0])
         averaged["derivatives"] = np.mean([s["derivatives"] for s in signatures], axis=0)
+        # per step: every point's + h u rows, then its - h u rows (Derivatives.inputs)
+        flat = np.asarray(outputs[n:], dtype=np.float64).reshape(len(self.jitter), 2, n, k, -1)
+        averaged[SMOOTHED] = flat.mean(axis=(0, 1, 3))
         return averaged
 
 
