@@ -139,3 +139,24 @@ def test_smoothed_outputs_are_kept_for_single_values_and_images_and_checked(clas
     for bad in (arrays[f"coarse.{SMOOTHED}"][:3], arrays[f"coarse.{SMOOTHED}"].reshape(-1)):
         with pytest.raises(FingerprintError, match="smoothed"):
             Fingerprint.from_bytes(rehashed(header, {**arrays, f"coarse.{SMOOTHED}": bad}))
+
+
+def test_the_coarse_screen_clears_a_plain_suspect_at_a_few_probes_and_measures_a_rough_one_fully(classifier, made):
+    """A suspect nothing but its roughness could send to the coarse scale is asked at the first 16
+    coarse probes first (144 queries, not 576): a plain copy reads far from rough there and is not
+    asked at the others (its verdict says so); a rippled one reads rough and is measured at every
+    probe, as before the screen (the same score and roughness)."""
+    from tafa.signature.scales import SCREEN_PROBES
+
+    plain = TorchModel(quantize(classifier.owner, 8), classifier.input_shape)
+    fine = made.measure(plain)
+    before = plain.queries
+    score, relative, _ = made.measure_coarse(plain, fine, screen=True)
+    assert plain.queries - before == SCREEN_PROBES * 9 and score.per_point.size == SCREEN_PROBES and relative < 1.2
+    rippled = _wrapped(classifier, quantize(classifier.owner, 8), "ripple", classifier.references[0])
+    fine = made.measure(rippled)
+    screened, full = made.measure_coarse(rippled, fine, screen=True), made.measure_coarse(rippled, fine)
+    assert screened[1] == full[1] > ROUGHNESS_LIMIT and screened[0].value == full[0].value
+    assert screened[0].per_point.size == len(made.probes)
+    verdict = made.verify(plain, classifier.references, alpha=0.1)
+    assert verdict.coarse["probes"] == SCREEN_PROBES and "the others not asked" in verdict.render()

@@ -57,8 +57,9 @@ from .signature.consistency import EvasionCheck, check_evasion as check_evasion_
 from .signature.interface import Recognised, assemble_suspect, measure_suspect
 from .signature.derivatives import Derivatives
 from .shown_stage import SHOWN_STAGE, ShownStage
-from .signature.scales import (COARSE_SCALE, JITTER, SMOOTHED, JitteredDerivatives, coarse_decides, coarse_probes,
-                               coarse_reason, curvature, domain_scale, roughness)
+from .signature.scales import (COARSE_SCALE, JITTER, SCREEN_LIMIT, SCREEN_PROBES, SCREEN_QUANTILE, SMOOTHED,
+                               JitteredDerivatives, coarse_decides, coarse_probes, coarse_reason, curvature,
+                               domain_scale, roughness, size_ratios)
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
                           FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
                           label_scheme, owner_inputs, asked_scores)
@@ -872,7 +873,9 @@ class Fingerprint:
         score = view.compare(measured)
         labels = label_stage_decides(None if self.labels is None else self.labels.scheme, model, recognised)
         alone = labels and decides_alone(model, recognised)  # one-hot answers: the label stage alone, at alpha
-        coarse = None if model.labels_only or clipped or alone else self.measure_coarse(model, measured)
+        # nothing but the roughness could send it to the coarse scale: screened at a few probes first
+        screen = not labels and not coarse_decides(0.0, *_grid_and_bend(recognised))
+        coarse = None if model.labels_only or clipped or alone else self.measure_coarse(model, measured, screen)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
@@ -960,9 +963,11 @@ class Fingerprint:
                               positive_scores=positive_scores, notes=notes, stages=stages, unresolved=unresolved,
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
                               evasion=None if evasion is None else evasion.to_dict(), weights=evidence,
-                              coarse=None if coarse is None else {"score": coarse[0].value, "roughness": coarse[1],
-                                                                   "curvature": None if recognised is None
-                                                                   else recognised.curvature, "decides": False})
+                              coarse=None if coarse is None else {
+                                  "score": coarse[0].value, "roughness": coarse[1],
+                                  "curvature": None if recognised is None else recognised.curvature, "decides": False,
+                                  **({"probes": coarse[0].per_point.size}
+                                     if coarse[0].per_point.size < len(self.probes) else {})})
 
     def shown_stage(self, recognised: Recognised | None) -> ShownStage | None:
         """The first stage on the classes a suspect shows (:mod:`tafa.shown_stage`), for answers
@@ -1231,20 +1236,41 @@ class Fingerprint:
         return replace(self, scheme=scheme, probes=coarse_probes(self.probes, self.coarse["steps"]),
                        owner_signature=owner, meta=meta, second=None, coarse={}, labels=None, extraction=None)
 
-    def measure_coarse(self, suspect: Model, fine: Signature) -> tuple[Score, float, Recognised] | None:
+    def measure_coarse(self, suspect: Model, fine: Signature,
+                       screen: bool = False) -> tuple[Score, float, Recognised] | None:
         """The suspect's coarse-scale score, its roughness relative to the owner's (how far its
         answers at the fingerprint's step are from a ReLU network's, :func:`~tafa.signature.scales.roughness`)
         and how its coarse answers were recognised; ``None`` without a coarse scale, or for an
-        adaptive measurement."""
+        adaptive measurement. ``screen`` (for a suspect nothing but its roughness could send to the
+        coarse scale): first at the first :data:`~tafa.signature.scales.SCREEN_PROBES` probes, and
+        when the upper quartile of its size ratios there is below
+        :data:`~tafa.signature.scales.SCREEN_LIMIT` times the owner's (far from rough), that
+        measurement is the answer (its score and roughness over those probes); else every probe."""
         stage = self.coarse_stage()
         measurement = self.scheme.make_signature()
         if stage is None or measurement.adaptive or "derivatives" not in fine:
             return None
+        if screen and len(stage.probes) > SCREEN_PROBES:
+            first = np.arange(SCREEN_PROBES)
+            screened = self.at_probes(first)._coarse_at(suspect, at_points(fine, first, len(self.probes)),
+                                                        stage.at_probes(first))
+            if screened[3] < SCREEN_LIMIT and screened[2].quantised is None:
+                return screened[:3]
+        return self._coarse_at(suspect, fine, stage)[:3]
+
+    def _coarse_at(self, suspect: Model, fine: Signature,
+                   stage: "Fingerprint") -> tuple[Score, float, Recognised, float]:
+        """:meth:`measure_coarse` at ``stage``'s probes (``self`` and ``fine`` at the same ones), and
+        the upper quartile of the size ratios relative to the owner's median (the screen's)."""
+        measurement = self.scheme.make_signature()
         answers = suspect(measurement.inputs(stage.probes))
         signature, recognised = assemble_suspect(measurement, stage.probes, answers, stage.owner_signature)
         own = roughness(self.owner_signature, stage.owner_signature)
-        relative = roughness(fine, signature) / own if own > 0 else float("inf")
-        return stage.compare(signature), relative, recognised
+        ratios = size_ratios(fine, signature)
+        if own <= 0:
+            return stage.compare(signature), float("inf"), recognised, float("inf")
+        return (stage.compare(signature), float(np.median(ratios)) / own, recognised,
+                float(np.quantile(ratios, SCREEN_QUANTILE)) / own)
 
     def weight_evidence(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None) -> WeightEvidence:
         """Weight evidence (:mod:`tafa.weights`) for a suspect whose weights can be read (a file

@@ -468,8 +468,9 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         decides = role != "calibration" and label_stage_decides(None if label_stage is None else label_stage.scheme,
                                                                 suspect, recognised)
         alone = decides and decides_alone(suspect, recognised)  # as verify: the label stage alone, no coarse scale
-        coarse = None if clipped or alone else fingerprint.measure_coarse(suspect, signature)
         grid = None if recognised is None else recognised.quantised
+        screen = not decides and not coarse_decides(0.0, grid, None if recognised is None else recognised.curvature)
+        coarse = None if clipped or alone else fingerprint.measure_coarse(suspect, signature, screen)
         rough = coarse is not None and coarse_decides(coarse[1], grid, None if recognised is None
                                                       else recognised.curvature)
         lossy = decides and (alone or coarse is not None)

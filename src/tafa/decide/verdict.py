@@ -260,8 +260,10 @@ class Verdict:
             rows.append(("per-point", f"min {spread['min']:.3f}  q10 {spread['q10']:.3f}  median "
                                       f"{spread['median']:.3f}  q90 {spread['q90']:.3f}  max {spread['max']:.3f}"))
         if self.coarse is not None:
+            screened = self.coarse.get("probes")
             text = f"score {self.coarse['score']:.4f}, roughness {self.coarse['roughness']:.3g} (the suspect's " \
-                   "relative to the owner's"
+                   "relative to the owner's" + (f" at the first {screened} probes, far from rough: the others not asked"
+                                                if screened else "")
             bent = self.coarse.get("curvature")
             if bent is not None:
                 text += f"), curvature {bent:.3g} (its answers' bend within a step"

@@ -50,6 +50,15 @@ COARSE_SCALE = 1.0
 #: A suspect whose derivative-size ratio between the two scales is more than this factor above the
 #: owner's is decided at the coarse scale.
 ROUGHNESS_LIMIT = 2.0
+#: The coarse step's screen (:meth:`tafa.fingerprint.Fingerprint.measure_coarse`): a suspect whose
+#: derivative-size ratios at the first :data:`SCREEN_PROBES` probes have their upper quartile
+#: (:data:`SCREEN_QUANTILE`) below :data:`SCREEN_LIMIT` times the owner's median ratio there is far
+#: from rough and is not measured at the other probes (576 -> 144 queries), when nothing but its
+#: roughness could send it to the coarse scale. An upper quartile, not the median: a disturbance
+#: rough at a quarter of the probes or more shows there (``python benchmarks/coarse_screen.py``).
+SCREEN_PROBES = 16
+SCREEN_QUANTILE = 0.75
+SCREEN_LIMIT = 1.5
 #: The steps the coarse scale decides with, as fractions of the coarse step around it
 #: (:class:`JitteredDerivatives`): ``python benchmarks/coarse_average.py`` (docs/method.md).
 JITTER = (-0.06, -0.02, 0.02, 0.06)
@@ -82,18 +91,23 @@ def coarse_probes(probes: Probes, steps: np.ndarray) -> Probes:
 
 def roughness(fine: Signature, coarse: Signature) -> float:
     """The median over probes of the ratio between the derivatives' sizes at the fine and at the
-    coarse step (``inf`` when the coarse ones are all zero).
+    coarse step (:func:`size_ratios`).
 
     >>> import numpy as np
     >>> d = np.ones((3, 2, 4))
     >>> roughness({"derivatives": 5 * d}, {"derivatives": d}), roughness({"derivatives": 0 * d}, {"derivatives": d})
     (5.0, 0.0)
     """
+    return float(np.median(size_ratios(fine, coarse)))
+
+
+def size_ratios(fine: Signature, coarse: Signature) -> np.ndarray:
+    """Per probe, the ratio between the derivatives' sizes at the fine and at the coarse step
+    (``inf`` where the coarse ones are zero and the fine ones not; 1 where both are)."""
     a = np.linalg.norm(np.asarray(fine["derivatives"]).reshape(len(fine["derivatives"]), -1), axis=1)
     b = np.linalg.norm(np.asarray(coarse["derivatives"]).reshape(len(coarse["derivatives"]), -1), axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(b > 0, a / np.where(b > 0, b, 1.0), np.where(a > 0, np.inf, 1.0))
-    return float(np.median(ratios))
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.where(a > 0, np.inf, 1.0))
 
 
 def curvature(probes: Probes, answers: np.ndarray) -> float | None:
