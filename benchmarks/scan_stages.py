@@ -6,7 +6,9 @@ fingerprint`` makes it) registered; its calibration models as ONNX files, the nu
 family-wise scan; the plain scored rows (every copy, and the independent models) as ONNX files,
 the suspects. One scan with ``stages="first"`` and one with ``stages="all"`` at each alpha, and
 ``tafa verify`` of the same suspects with the calibration models as references (its rule, as the
-command makes it); per row, the copies judged derived (of those keeping at least 90% of the
+command makes it), and a scan by the rule ``tafa registry add --references`` stores from the same
+models (``--control per-fingerprint``: the stages together where they are too few for every
+share, as ``tafa verify --references``); per row, the copies judged derived (of those keeping at least 90% of the
 owner's utility, then of all), the independents judged derived, the stage that fired, queries per
 suspect and seconds.
 
@@ -94,6 +96,16 @@ def main() -> None:
                                 for path, model in models.items()}
                 print(verify_row(name, alpha, verdicts[next(iter(verdicts))].calibration, verdicts, truth,
                                  time.perf_counter() - started, "verify --references"), flush=True)
+                registry = root / f"registry-{alpha}-stored.sqlite"  # the stored rule, every stage's scores kept
+                with Registry(registry) as store:
+                    store.add(file, "owner")
+                    stored = store.calibrate("owner", references, alpha=alpha)
+                started = time.perf_counter()
+                report = scan(list(truth), registry=registry, workers=args.workers, control="per-fingerprint",
+                              alpha=alpha)
+                how = "together, max-T" if stored.decides_jointly() else ", ".join(stored.names)
+                print(row(name, alpha, f"scan by the stored rule ({how})", report, truth,
+                          time.perf_counter() - started), flush=True)
 
 
 def row(name: str, alpha: float, stages: str, report, truth: dict[str, tuple[int, bool]], seconds: float) -> str:

@@ -558,10 +558,12 @@ def test_a_verdicts_later_stages_are_sealed_and_a_schema_6_registry_keeps_its_se
         assert (finding.score, finding.decision, finding.stages) == (0.97, "derived", [])
 
 
-@pytest.mark.parametrize("edit", ["a stage's threshold under every reference", "levels above alpha", "names"])
+@pytest.mark.parametrize("edit", ["a stage's threshold under every reference", "levels above alpha", "names",
+                                  "table's first stage", "table's rows", "table's names"])
 def test_a_stored_rule_edited_and_resealed_is_refused(tmp_path, fingerprint_file, classifier, edit):
     """A rule of several stages is checked as a single calibration is: each stage for sense, its
-    levels within its alpha, one name per stage; an editor who reseals the row is still refused."""
+    levels within its alpha, one name per stage, and the references' scores at every stage kept
+    with it against the rule itself; an editor who reseals the row is still refused."""
     db = str(tmp_path / "registry.sqlite")
     with Registry(db) as registry:
         registry.add(fingerprint_file, "owner")
@@ -575,6 +577,15 @@ def test_a_stored_rule_edited_and_resealed_is_refused(tmp_path, fingerprint_file
     elif edit == "levels above alpha":
         stored["alpha_requested"] = 0.01
         why = "add up to more than its alpha"
+    elif edit == "table's first stage":  # the kept scores of every stage must be the rule's references'
+        stored["table"]["scores"][0][0] += 0.5
+        why = "first stage must be the rule's reference scores"
+    elif edit == "table's rows":
+        stored["table"]["scores"] = stored["table"]["scores"][:-1]
+        why = "must hold 18 rows"
+    elif edit == "table's names":
+        stored["table"]["names"] = ["tafa-boundary", *stored["table"]["names"][1:]]
+        why = "the rule's own first"
     else:
         stored["stages"][1]["threshold"] = -1.0
         why = "is below every one"

@@ -880,3 +880,33 @@ def test_a_scan_by_the_stored_rules_runs_their_stages_as_verify_does(world, clas
     assert {o.source: o.findings[0].decision for o in first.outcomes} == {copy_path: "independent",
                                                                           world.paths["a_pruned"]: "derived"}
     assert "not run here: tafa-boundary (1 fingerprint), tafa-students (1 fingerprint)" in first.render()
+
+
+def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_together(world, classifier, tmp_path):
+    """17 references at 1/10 support the first stage's share alone (two shares of 1/20 need 19), so
+    the stored rule calibrates the first stage; ``tafa registry add --references`` keeps their
+    scores at every stage with it, and a ``per-fingerprint`` scan decides the stages together by
+    max-T, as ``tafa verify --references`` does with the same references: the copy that kept the
+    owner's first layer, which the first stage misses, is judged derived by the geometry in both,
+    and a copy the first stage catches costs no later stage."""
+    copy_model = _first_layer_kept(world.owners["a"], seed=0)
+    copy_path = _onnx(copy_model, tmp_path / "suspects" / "kept_first.onnx")
+    registry = tmp_path / "registry.sqlite"
+    with Registry(registry) as store:
+        store.add(world.files["a"], "a")
+        rule = store.calibrate("a", classifier.references[1:], alpha=0.1)
+        stored = store.get("a").calibration
+    assert rule.names == ["tafa"] and stored.decides_jointly() and stored.table_names == [
+        "tafa", "tafa-boundary", "tafa-students"] and stored.table.shape == (17, 3)
+    report = scan([copy_path, world.paths["a_pruned"]], registry=registry, workers=0, control=PER_FINGERPRINT)
+    found = {o.source: o.findings[0] for o in report.outcomes}
+    kept, pruned = found[copy_path], found[world.paths["a_pruned"]]
+    verdict = Fingerprint.load(world.files["a"]).verify(copy_model, classifier.references[1:], alpha=0.1,
+                                                        check_evasion=False)
+    assert kept.decision == verdict.decision.value == "derived" and kept.fired()[0] == "tafa-boundary"
+    assert kept.stages[0]["score"] > kept.stages[0]["threshold"] + 0.1 and kept.score < kept.threshold - 0.2
+    assert kept.stages[0]["threshold"] == pytest.approx(verdict.calibration.stages[1].threshold, abs=0.01)
+    assert "max-T" in verdict.render()
+    assert pruned.decision == "derived" and all(s["score"] is None and s["queries"] == 0 for s in pruned.stages)
+    first = scan([copy_path], registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
+    assert first.outcomes[0].findings[0].decision == "independent"

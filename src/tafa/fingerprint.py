@@ -683,7 +683,8 @@ class Fingerprint:
         return score, None
 
     def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
-                  parametric: bool = False, suspect: ModelLike | None = None, first_only: bool = False) -> Rule:
+                  parametric: bool = False, suspect: ModelLike | None = None, first_only: bool = False,
+                  keep_table: bool = False) -> Rule:
         """The decision rule (:class:`~tafa.decide.rule.Rule`) from negative references
         (independently trained models of the same task): one threshold per stage, each at its
         share of ``alpha``, on the same references; the first stage alone, at the whole
@@ -698,18 +699,23 @@ class Fingerprint:
         owner's own int8 copy (recorded at fingerprint time; see :meth:`copy_line`) are probable
         copies of the owner: left out, with a note (:meth:`rule_from_scores`). ``parametric``
         allows a parametric tail where the references are too few for ``alpha`` by rank (see
-        :func:`tafa.decide.threshold.calibrate`)."""
-        return self._calibrated(references, alpha, progress, parametric=parametric, suspect=suspect,
-                                first_only=first_only)[0]
+        :func:`tafa.decide.threshold.calibrate`). ``keep_table`` (a rule to store: the registry's):
+        every stage measured on the kept references and their scores kept with the rule
+        (:attr:`Rule.table <tafa.decide.rule.Rule.table>`), so that it can decide at another alpha,
+        or with the stages together, as ``tafa verify --references`` does (not with
+        ``parametric``, which decides by each stage's tail)."""
+        rule, table = self._calibrated(references, alpha, progress, parametric=parametric, suspect=suspect,
+                                       first_only=first_only, joint=keep_table, always=keep_table)
+        return rule if table is None else rule.with_table(table, self.stage_names())
 
     def _calibrated(self, references: Iterable[ModelLike], alpha: float, progress: bool, *, parametric: bool,
                     suspect: ModelLike | None, first_only: bool = False, joint: bool = False,
-                    ) -> tuple[Rule, np.ndarray | None]:
+                    always: bool = False) -> tuple[Rule, np.ndarray | None]:
         """:meth:`calibrate`, and with ``joint`` (and no ``parametric``) where its references are
         too few for every stage's share of ``alpha`` by rank but enough for ``alpha`` itself,
         their scores at every stage (one row per kept reference, one column per stage) for
-        :meth:`Rule.joint <tafa.decide.rule.Rule.joint>`; ``None`` otherwise. Each stage is
-        measured on the references once."""
+        :meth:`Rule.joint <tafa.decide.rule.Rule.joint>`; ``None`` otherwise (with ``always``,
+        wherever there are later stages). Each stage is measured on the references once."""
         kept, notes = self.distinct_references(references, suspect)
         scores = self.scores(kept, progress=progress, desc="references")
         measured: dict[int, list[float]] = {}
@@ -726,11 +732,11 @@ class Fingerprint:
         rule = self.rule_from_scores([model.name for model in kept], scores, alpha, parametric=parametric,
                                      notes=notes, stages=1 if first_only else None, later=later)
         stages = self.later_stages()
-        if not joint or parametric or first_only or len(rule.stages) > len(stages):
+        if not joint or parametric or first_only or not stages or (len(rule.stages) > len(stages) and not always):
             return rule, None
         line = self.copy_line()
         keep = [i for i, value in enumerate(scores) if line is None or value < line]  # as the rule kept them
-        if references_needed(alpha) > len(keep):
+        if references_needed(alpha) > len(keep) and not always:
             return rule, None
         columns = [[scores[i] for i in keep], *(stage_scores(number, stage, keep)
                                                 for number, stage in enumerate(stages, start=2))]

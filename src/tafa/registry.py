@@ -606,6 +606,10 @@ def calibration_from_stored(data: Any, *, name: str) -> Calibration:
     return calibration
 
 
+#: The most stages a stored rule's table may name (a fingerprint has three, four with the weights).
+MAX_TABLE_STAGES = 8
+
+
 def rule_from_stored(data: Any, *, name: str, stage: str) -> Rule:
     """The rule stored for fingerprint ``name``: its stages' calibrations (:meth:`Rule.to_dict`),
     each checked as :func:`calibration_from_stored` checks one, named, with an ``alpha`` their
@@ -633,9 +637,32 @@ def rule_from_stored(data: Any, *, name: str, stage: str) -> Rule:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in shares)):
         raise refuse("its shares must be numbers")
     try:
-        return Rule(calibrations, list(names), float(alpha), list(notes), shares)
+        rule = Rule(calibrations, list(names), float(alpha), list(notes), shares)
     except InvalidParameter as error:
         raise refuse(one_line(error)) from None
+    if "table" in data:
+        table, table_names = _stored_table(data["table"], rule, refuse)
+        rule.with_table(table, table_names)
+    return rule
+
+
+def _stored_table(data: Any, rule: Rule, refuse: Callable[[str], TamperedFingerprint],
+                  ) -> tuple[np.ndarray, list[str]]:
+    """A stored rule's table of every stage (:attr:`Rule.table <tafa.decide.rule.Rule.table>`),
+    checked against the rule: the stages named as the rule's first, one row per reference it
+    counts, finite scores, and its first column the first stage's reference scores."""
+    names, scores = (data.get("names"), data.get("scores")) if isinstance(data, dict) else (None, None)
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(names) >= len(rule.names)
+            and names[:len(rule.names)] == rule.names and len(names) <= MAX_TABLE_STAGES):
+        raise refuse("its table's stages must be named, the rule's own first")
+    if not (isinstance(scores, list) and len(scores) == rule.stages[0].n_references
+            and all(isinstance(row, list) and len(row) == len(names) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in row) for row in scores)):
+        raise refuse(f"its table must hold {rule.stages[0].n_references} rows of {len(names)} numbers")
+    table = np.array(scores, dtype=np.float64).reshape(len(scores), len(names))
+    if not np.all(np.isfinite(table)) or sorted(table[:, 0].tolist()) != sorted(rule.stages[0].reference_scores):
+        raise refuse("its table's first stage must be the rule's reference scores")
+    return table, list(names)
 
 
 def _calibration_text(calibration: Calibration | Rule | None) -> str | None:
@@ -822,7 +849,8 @@ class Registry:
         """Score ``references`` (independent models of the owner's task) with ``name`` and store
         the resulting :class:`~tafa.decide.Rule`: every stage they support, as ``tafa verify``
         calibrates it (:meth:`~tafa.fingerprint.Fingerprint.calibrate`)."""
-        rule = self.get(name).fingerprint.calibrate(references, alpha=alpha, progress=progress, parametric=parametric)
+        rule = self.get(name).fingerprint.calibrate(references, alpha=alpha, progress=progress, parametric=parametric,
+                                                    keep_table=True)
         self.set_calibration(name, rule)
         return rule
 

@@ -46,7 +46,7 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
         fingerprint = Fingerprint.load(args.fingerprint)
         references = open_options(args).open_folder(args.references, input_shapes=[fingerprint.input_shape])
         calibration = fingerprint.calibrate(references, args.alpha, progress=not args.quiet,
-                                            parametric=args.parametric)  # every stage they support, as verify
+                                            parametric=args.parametric, keep_table=True)  # every stage, as verify
     with Registry(args.registry) as registry:
         entry = registry.add(args.fingerprint, args.name, commitment=args.commitment, calibration=calibration,
                              replace=args.replace)
@@ -56,7 +56,8 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
         print(json.dumps({**entry.to_dict(), "registry": str(registry.path),
                           "threshold": None if calibration is None else calibration.threshold,
                           "calibration": None if calibration is None else
-                          {**calibration.summary(), "notes": calibration.notes}}, indent=2))
+                          {**calibration.summary(), "notes": calibration.notes,
+                           "stages_together": calibration.decides_jointly()}}, indent=2))
     else:
         print(f"registered {entry.name!r} ({entry.scheme}, input {list(entry.input_shape)}, {entry.queries} queries, "
               f"sha256 {entry.sha256[:12]}) in {registry.path}")
@@ -69,6 +70,9 @@ def cmd_registry_add(args: argparse.Namespace) -> int:
             for note in [*calibration.notes, calibration.note()]:
                 if note:
                     print(f"  note: {note}")
+            if calibration.decides_jointly():
+                print(f"  every stage's scores of the references kept: a scan by the stored rules decides the "
+                      f"{len(calibration.table_names or [])} stages together by max-T, as tafa verify --references")
         else:
             print("  not calibrated: scans report its scores as undecided (add --references DIR to decide)")
     return 0

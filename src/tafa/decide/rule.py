@@ -94,6 +94,13 @@ class Rule:
     #: Of a rule made for one suspect by :meth:`joint`: its max-T p-value, the smallest over its
     #: stages (``None``: any other rule).
     joint_p: float | None = None
+    #: The references' scores at every stage of the fingerprint, kept with a stored rule (one row
+    #: per reference the rule kept, one column per stage, named ``table_names``), so that a rule
+    #: stored at one alpha can decide at another the way ``tafa verify --references`` does: the
+    #: stages together by max-T (:meth:`joint`) where the references are too few for every
+    #: stage's share but enough for the alpha itself (:meth:`decides_jointly`). ``None``: not kept.
+    table: np.ndarray | None = field(default=None, compare=False)
+    table_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         check_param("stages", len(self.stages), "one calibration per name (at least one)",
@@ -289,7 +296,28 @@ class Rule:
         for stage, name in zip(self.stages, self.names):
             if stage.method is BoundMethod.EXACT:
                 rule = rule.with_exact(name)
-        return rule
+        return rule.with_table(self.table, self.table_names)
+
+    def with_table(self, table: np.ndarray | None, names: Sequence[str] | None) -> "Rule":
+        """This rule keeping the references' ``table`` of every stage (:attr:`table`)."""
+        self.table = None if table is None else np.asarray(table, dtype=np.float64)
+        self.table_names = None if names is None else list(names)
+        return self
+
+    def decides_jointly(self) -> bool:
+        """Whether this stored rule's :attr:`table` decides at its alpha: it has more stages than
+        the rule calibrated (the references too few for every share by rank), and enough
+        references for the alpha itself (``1/alpha - 1``), as ``tafa verify --references`` decides.
+
+        >>> table = np.array([[0.01 * i, 0.5] for i in range(30)])
+        >>> rule = Rule.calibrate([list(table[:, 0])], ["a"], 0.05).with_table(table, ["a", "b"])
+        >>> rule.decides_jointly(), rule.at_supported(0.2).names, rule.at_supported(0.2).decides_jointly()
+        (True, ['a', 'b'], False)
+        """
+        if self.table is None or self.table_names is None:
+            return False
+        calibrated = [stage for stage in self.stages if stage.method is not BoundMethod.EXACT]
+        return len(self.table_names) > len(calibrated) and len(self.table) >= references_needed(self.alpha_requested)
 
     def at_supported(self, alpha: float) -> "Rule":
         """:meth:`at`, with as many of the first stages as the references support at ``alpha``
@@ -299,13 +327,23 @@ class Rule:
         >>> rule = Rule.calibrate([[0.01 * i for i in range(40)]] * 2, ["a", "b"], alpha=0.1)
         >>> rule.at_supported(0.05).names, rule.at_supported(0.02).names
         (['a', 'b'], ['a'])
+
+        A rule that keeps its references' :attr:`table` is made again from it, with every stage
+        the references support at ``alpha`` (the stages it was stored with, or more).
         """
+        if self.table is not None and self.table_names is not None and len(self.table):
+            count = self.stages_supported(len(self.table), alpha, len(self.table_names), parametric=False)
+            remade = Rule.calibrate([list(self.table[:, k]) for k in range(count)], self.table_names[:count], alpha,
+                                    notes=self.notes, available=len(self.table_names),
+                                    left_out=self.table_names[count:])
+            return remade.with_table(self.table, self.table_names)
         calibrated = [stage for stage in self.stages if stage.method is not BoundMethod.EXACT]
         count = self.stages_supported(self.n_references, alpha, len(calibrated),
                                       parametric=any(stage.parametric for stage in calibrated))
         if count == len(calibrated):
             return self.at(alpha)
-        kept = Rule(self.stages[:count], self.names[:count], self.alpha_requested, list(self.notes))
+        kept = Rule(self.stages[:count], self.names[:count], self.alpha_requested, list(self.notes),
+                    table=self.table, table_names=self.table_names)
         rule = kept.at(alpha)
         rule.notes.append(f"{self.n_references} references are too few for all {len(calibrated)} stages at "
                           f"{alpha:g}: the first {count} decide ({', '.join(self.names[:count])})")
@@ -424,7 +462,9 @@ class Rule:
     def to_dict(self) -> dict[str, Any]:
         return {"stages": [stage.to_dict() for stage in self.stages], "names": list(self.names),
                 "alpha_requested": self.alpha_requested, "notes": list(self.notes),
-                **({"shares": list(self.shares)} if self.shares is not None else {})}
+                **({"shares": list(self.shares)} if self.shares is not None else {}),
+                **({"table": {"names": list(self.table_names), "scores": self.table.tolist()}}
+                   if self.table is not None and self.table_names is not None else {})}
 
 
 __all__ = ["DECISIONS", "Decision", "Rule"]

@@ -134,7 +134,15 @@ class PanelEntry:
                 unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
                               "compares a clipped suspect where it answers inside the clip")
             stages: list[dict[str, Any]] = []
-            if self.mode == "rule" and rule is not None and len(rule.stages) > 1:
+            if self.mode == "rule" and rule is not None and rule.decides_jointly():
+                if plain:  # the stages together, as tafa verify --references decides them
+                    assert model is not None
+                    stages, rule = self.measure_jointly(model, rule, score.value)
+                    threshold = rule.threshold
+                verdict = Verdict.decide(score, rule if plain else first, queries=len(self.inputs), seconds=0.0,
+                                         suspect={}, scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
+                                         unresolved=unresolved, stages=[{"score": score.value}, *stages])
+            elif self.mode == "rule" and rule is not None and len(rule.stages) > 1:
                 if plain:
                     assert model is not None
                     stages = self.measure_by_rule(model, rule, score.value)
@@ -174,6 +182,24 @@ class PanelEntry:
                                           _measured(stage, suspect, threshold), None))
         return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
                  "threshold": rule.stages[index].threshold} for index, record in enumerate(records[1:], start=1)]
+
+
+    def measure_jointly(self, model: Model, rule: Rule, first: float) -> tuple[list[dict[str, Any]], Rule]:
+        """The later stages measured as ``tafa verify --references`` measures them where the stages
+        decide together (:func:`~tafa.fingerprint.run_later_stages` with the stored rule's table:
+        each only when the earlier ones do not fire, stopped once out of reach), and the rule made
+        for this suspect (:meth:`Rule.joint <tafa.decide.rule.Rule.joint>` at the rule's alpha)."""
+        assert rule.table is not None and rule.table_names is not None
+        names = rule.table_names
+        records, needed = run_later_stages(
+            model, self.later, {"name": names[0], "score": first}, None, table=rule.table,
+            alpha=rule.alpha_requested, measure=lambda stage, suspect, threshold: (
+                _measured(stage, suspect, threshold), None))
+        known = [record["score"] for record in records]
+        together = Rule.joint(rule.table, names, rule.alpha_requested, known)
+        return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
+                 "threshold": together.stages[index].threshold if record["score"] is not None
+                 else needed.get(index)} for index, record in enumerate(records[1:], start=1)], together
 
 
 def _measured(stage: Fingerprint, model: Model, threshold: float | None = None) -> float | None:
@@ -253,8 +279,10 @@ class Panel:
                                        "batched queries: verify suspects against it with tafa verify.")
             inputs = np.ascontiguousarray(signature.inputs(item.fingerprint.probes), dtype=np.float32)
             later = item.fingerprint.later_stages()
-            if mode == "rule":  # the stages its stored rule calibrated
-                later = later[:0 if item.calibration is None else len(item.calibration.stages) - 1]
+            if mode == "rule":  # the stages its stored rule calibrated (every one, when they decide together)
+                rule = item.calibration
+                later = later if rule is not None and rule.decides_jointly() else \
+                    later[:0 if rule is None else len(rule.stages) - 1]
             self.entries.append(PanelEntry(item, signature, similarity, inputs, mode, later if mode != "first" else []))
         self.mode = mode
         self._plans: dict[tuple[str, ...], QueryPlan] = {}
