@@ -886,9 +886,10 @@ def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_to
     """17 references at 1/10 support the first stage's share alone (two shares of 1/20 need 19), so
     the stored rule calibrates the first stage; ``tafa registry add --references`` keeps their
     scores at every stage with it, and a ``per-fingerprint`` scan decides the stages together by
-    max-T, as ``tafa verify --references`` does with the same references: the copy that kept the
-    owner's first layer, which the first stage misses, is judged derived by the geometry in both,
-    and a copy the first stage catches costs no later stage."""
+    max-T, as ``tafa verify --references`` does with the same references (and ``verify`` with the
+    stored rule): the copy that kept the owner's first layer, which the first stage misses, is
+    judged derived by the geometry in each, and a copy the first stage catches costs no later
+    stage."""
     copy_model = _first_layer_kept(world.owners["a"], seed=0)
     copy_path = _onnx(copy_model, tmp_path / "suspects" / "kept_first.onnx")
     registry = tmp_path / "registry.sqlite"
@@ -907,6 +908,9 @@ def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_to
     assert kept.stages[0]["score"] > kept.stages[0]["threshold"] + 0.1 and kept.score < kept.threshold - 0.2
     assert kept.stages[0]["threshold"] == pytest.approx(verdict.calibration.stages[1].threshold, abs=0.01)
     assert "max-T" in verdict.render()
+    stored_verdict = Fingerprint.load(world.files["a"]).verify(copy_model, calibration=stored, check_evasion=False)
+    assert stored_verdict.decision.value == "derived" and "max-T" in stored_verdict.render()  # the stored rule: alike
+    assert stored_verdict.calibration.stages[1].threshold == pytest.approx(verdict.calibration.stages[1].threshold)
     assert pruned.decision == "derived" and all(s["score"] is None and s["queries"] == 0 for s in pruned.stages)
     first = scan([copy_path], registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
     assert first.outcomes[0].findings[0].decision == "independent"

@@ -836,7 +836,9 @@ class Fingerprint:
                weights: WeightEvidence | bool = True, owner_data: np.ndarray | None = None) -> Verdict:
         """Verify ``suspect`` (black box): score it, calibrate on ``references``, decide.
 
-        The rule (``calibration``, else :meth:`calibrate` on ``references``) decides: each of its
+        The rule (``calibration``, else :meth:`calibrate` on ``references``; a stored rule that
+        keeps its references' scores at every stage, ``keep_table``, decides as those references
+        would) decides: each of its
         stages is measured only when the earlier ones do not already judge the suspect derived
         (with no rule every stage is measured and reported), and "derived" means any stage above
         its own threshold (:meth:`~tafa.decide.rule.Rule.decide`).
@@ -903,6 +905,9 @@ class Fingerprint:
         if calibration is None and references:  # the references at the scale that decides, once
             calibration, table = view._calibrated(references, alpha, progress, parametric=parametric, suspect=model,
                                                   joint=True)
+        elif calibration is not None and calibration.decides_jointly() and \
+                calibration.table_names == self.stage_names():  # a stored rule with every stage's scores kept
+            table, alpha = calibration.table, calibration.alpha_requested
         stages: list[dict[str, Any]] = []
         available = [view, *view.later_stages()]  # a clipped suspect: the geometry through its clip
         if calibration is not None and len(calibration.stages) > len(available):
