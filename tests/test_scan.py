@@ -912,5 +912,6 @@ def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_to
     assert stored_verdict.decision.value == "derived" and "max-T" in stored_verdict.render()  # the stored rule: alike
     assert stored_verdict.calibration.stages[1].threshold == pytest.approx(verdict.calibration.stages[1].threshold)
     assert pruned.decision == "derived" and all(s["score"] is None and s["queries"] == 0 for s in pruned.stages)
+    assert "decide together by max-T over the 17 references" in report.render()  # the report says how it decided
     first = scan([copy_path], registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
     assert first.outcomes[0].findings[0].decision == "independent"

@@ -457,6 +457,18 @@ class Rule:
                    "note": self.note()}
         if len(self.stages) > 1:
             summary["stages"] = [{"name": name, **stage.summary()} for name, stage in zip(self.names, self.stages)]
+        if self.decides_jointly():  # a stored rule deciding its stages together: thresholds per suspect
+            assert self.table is not None and self.table_names is not None
+            n, count = len(self.table), len(self.table_names)
+            needs = Rule.joint_needs(self.table, self.alpha_requested, [None] * count, 0)
+            summary.pop("stages", None)  # not the stages Bonferroni's shares would calibrate
+            summary.update(
+                threshold=float(np.max(self.table[:, 0])) if needs is None else float(needs),
+                bound=attained_bound(self.alpha_requested, n), method="max-t", n_references=n, supports_alpha=True,
+                together=list(self.table_names),
+                note=f"the {count} stages ({', '.join(self.table_names)}) decide together by max-T over the {n} "
+                     "references, each suspect's thresholds its own (as tafa verify --references); the threshold "
+                     "shown is the first stage's with the others at their least favourable")
         return summary
 
     def to_dict(self) -> dict[str, Any]:
