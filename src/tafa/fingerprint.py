@@ -933,9 +933,8 @@ class Fingerprint:
             if table is not None and calibration is not None:  # the stages together, for this suspect
                 why = (f"{calibration.n_references} references are too few for each of the {len(stages)} stages' "
                        f"share of {alpha:g} by rank (Bonferroni would calibrate {len(calibration.stages)})")
-                together = Rule.joint(table, names, alpha, _joint_scores(stages, len(run)), exact=exact,
-                                      notes=[*calibration.notes[:-1], why])  # not its note of the stages left out
-                calibration = _stopped_against(needed, stages, together)
+                calibration = joint_rule(stages, table, names, alpha, needed, exact=exact,
+                                         notes=[*calibration.notes[:-1], why])  # not its note of the stages left out
             if weighed and (calibration is None or WEIGHT_STAGE in calibration.names):
                 assert weight_p is not None
                 stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
@@ -1378,6 +1377,16 @@ def run_later_stages(model: Model, later: Sequence["Fingerprint"], first: dict[s
         records.append({"name": stage.scheme.name, "score": value, "queries": model.queries - before,
                         "seconds": time.perf_counter() - started, **({} if stopped is None else {"stopped": stopped})})
     return records, needed
+
+
+def joint_rule(records: list[dict[str, Any]], table: np.ndarray, names: Sequence[str], alpha: float,
+               needed: dict[int, float], *, exact: str | None = None, notes: Sequence[str] = ()) -> Rule:
+    """The rule made for one suspect whose stages decide together, from :func:`run_later_stages`'
+    ``records`` and ``needed`` with the references' ``table``: :meth:`Rule.joint
+    <tafa.decide.rule.Rule.joint>` with a stage not measured or stopped taken as unknown (at its
+    least favourable), each stopped stage showing the threshold it was stopped against."""
+    together = Rule.joint(table, names, alpha, _joint_scores(records, len(names)), exact=exact, notes=notes)
+    return _stopped_against(needed, records, together)
 
 
 def _stopped_against(needed: dict[int, float], stages: list[dict[str, Any]], rule: Rule) -> Rule:

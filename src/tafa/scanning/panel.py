@@ -48,7 +48,7 @@ from ..decide.rule import Rule
 from ..decide.similarity import Similarity
 from ..decide.verdict import Verdict
 from ..errors import InvalidParameter, TafaError, check_param, one_line
-from ..fingerprint import Fingerprint, run_later_stages
+from ..fingerprint import Fingerprint, joint_rule, run_later_stages
 from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
@@ -183,23 +183,33 @@ class PanelEntry:
         return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
                  "threshold": rule.stages[index].threshold} for index, record in enumerate(records[1:], start=1)]
 
-
     def measure_jointly(self, model: Model, rule: Rule, first: float) -> tuple[list[dict[str, Any]], Rule]:
         """The later stages measured as ``tafa verify --references`` measures them where the stages
         decide together (:func:`~tafa.fingerprint.run_later_stages` with the stored rule's table:
         each only when the earlier ones do not fire, stopped once out of reach), and the rule made
-        for this suspect (:meth:`Rule.joint <tafa.decide.rule.Rule.joint>` at the rule's alpha)."""
+        for this suspect (:func:`~tafa.fingerprint.joint_rule` at the rule's alpha: a stopped stage
+        unknown, as verify takes it)."""
         assert rule.table is not None and rule.table_names is not None
         names = rule.table_names
-        records, needed = run_later_stages(
-            model, self.later, {"name": names[0], "score": first}, None, table=rule.table,
-            alpha=rule.alpha_requested, measure=lambda stage, suspect, threshold: (
-                _measured(stage, suspect, threshold), None))
-        known = [record["score"] for record in records]
-        together = Rule.joint(rule.table, names, rule.alpha_requested, known)
+        records, needed = run_later_stages(model, self.later, {"name": names[0], "score": first}, None,
+                                           table=rule.table, alpha=rule.alpha_requested, measure=_measured_until)
+        together = joint_rule(records, rule.table, names, rule.alpha_requested, needed)
         return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
-                 "threshold": together.stages[index].threshold if record["score"] is not None
-                 else needed.get(index)} for index, record in enumerate(records[1:], start=1)], together
+                 "threshold": together.stages[index].threshold}
+                for index, record in enumerate(records[1:], start=1)], together
+
+
+def _measured_until(stage: Fingerprint, model: Model, threshold: float | None,
+                    ) -> tuple[float | None, dict[str, Any] | None]:
+    """``stage``'s score on ``model`` stopped once ``threshold`` is out of reach, and how far it
+    went (:meth:`Fingerprint.score_until`); ``(None, None)`` where measuring it failed or gave no
+    finite number."""
+    try:
+        score, stopped = stage.score_until(model, threshold)
+    except Exception:  # noqa: BLE001 - the stage is unmeasured; the finding stands on the others
+        return None, None
+    value = float(score.value)
+    return (value, stopped) if np.isfinite(value) else (None, None)
 
 
 def _measured(stage: Fingerprint, model: Model, threshold: float | None = None) -> float | None:
