@@ -59,7 +59,7 @@ from .signature.derivatives import Derivatives
 from .shown_stage import SHOWN_STAGE, ShownStage
 from .signature.scales import (COARSE_SCALE, JITTER, SCREEN_LIMIT, SCREEN_PROBES, SCREEN_QUANTILE, SMOOTHED,
                                JitteredDerivatives, coarse_decides, coarse_probes, coarse_reason, curvature,
-                               domain_scale, roughness, size_ratios)
+                               domain_scale, roughness, screen_applies, size_ratios)
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
                           FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
                           label_scheme, owner_inputs, asked_scores)
@@ -881,8 +881,7 @@ class Fingerprint:
         score = view.compare(measured)
         labels = label_stage_decides(None if self.labels is None else self.labels.scheme, model, recognised)
         alone = labels and decides_alone(model, recognised)  # one-hot answers: the label stage alone, at alpha
-        # nothing but the roughness could send it to the coarse scale: screened at a few probes first
-        screen = not labels and not coarse_decides(0.0, *_grid_and_bend(recognised))
+        screen = screen_applies(*_grid_and_bend(recognised), labels)
         coarse = None if model.labels_only or clipped or alone else self.measure_coarse(model, measured, screen)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked

@@ -46,7 +46,7 @@ from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
-from ..signature.scales import coarse_decides
+from ..signature.scales import coarse_decides, screen_applies
 from ..label_stage import LABEL_STAGE, asked_scores, decides as label_stage_decides, decides_alone, is_free
 from ..shown_stage import SHOWN_STAGE
 from ..probes.base import CandidateCache
@@ -469,7 +469,7 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
                                                                 suspect, recognised)
         alone = decides and decides_alone(suspect, recognised)  # as verify: the label stage alone, no coarse scale
         grid = None if recognised is None else recognised.quantised
-        screen = not decides and not coarse_decides(0.0, grid, None if recognised is None else recognised.curvature)
+        screen = screen_applies(grid, None if recognised is None else recognised.curvature, decides)
         coarse = None if clipped or alone else fingerprint.measure_coarse(suspect, signature, screen)
         rough = coarse is not None and coarse_decides(coarse[1], grid, None if recognised is None
                                                       else recognised.curvature)

@@ -41,7 +41,6 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any, Callable, Iterable, Sequence
 
-
 import numpy as np
 
 from ..errors import InvalidParameter, RefusedReference, check_param
@@ -342,8 +341,7 @@ class Rule:
                                       parametric=any(stage.parametric for stage in calibrated))
         if count == len(calibrated):
             return self.at(alpha)
-        kept = Rule(self.stages[:count], self.names[:count], self.alpha_requested, list(self.notes),
-                    table=self.table, table_names=self.table_names)
+        kept = Rule(self.stages[:count], self.names[:count], self.alpha_requested, list(self.notes))
         rule = kept.at(alpha)
         rule.notes.append(f"{self.n_references} references are too few for all {len(calibrated)} stages at "
                           f"{alpha:g}: the first {count} decide ({', '.join(self.names[:count])})")

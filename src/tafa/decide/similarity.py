@@ -24,6 +24,7 @@ from ..components import Components
 from ..errors import check_param
 from ..functional import aggregate, centred_correlation, cosine, local_cosines, rowwise_cosine
 from ..signature.base import Signature
+from ..signature.scales import SMOOTHED
 from .sequential import bounded_mean
 
 #: The aggregation of a score that may stop once its threshold is surely passed (:class:`BoundaryOrientation`).
@@ -234,9 +235,9 @@ class WithSmoothedOutputs(Similarity):
 
     def compare(self, owner: Signature, suspect: Signature) -> Score:
         base = self.base.compare(owner, suspect)
-        if "smoothed" not in owner or "smoothed" not in suspect:
+        if SMOOTHED not in owner or SMOOTHED not in suspect:
             return base
-        smoothed = CentredCorrelation().compare({"outputs": owner["smoothed"]}, {"outputs": suspect["smoothed"]})
+        smoothed = CentredCorrelation().compare({"outputs": owner[SMOOTHED]}, {"outputs": suspect[SMOOTHED]})
         parts = {**base.parts, "differences": base.value, "smoothed": smoothed.value}
         return Score(float((base.value + smoothed.value) / 2), base.per_point, parts)
 

@@ -134,19 +134,13 @@ class PanelEntry:
                 unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
                               "compares a clipped suspect where it answers inside the clip")
             stages: list[dict[str, Any]] = []
-            if self.mode == "rule" and rule is not None and rule.decides_jointly():
-                if plain:  # the stages together, as tafa verify --references decides them
-                    assert model is not None
-                    stages, rule = self.measure_jointly(model, rule, score.value)
-                    threshold = rule.threshold
-                verdict = Verdict.decide(score, rule if plain else first, queries=len(self.inputs), seconds=0.0,
-                                         suspect={}, scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
-                                         unresolved=unresolved, stages=[{"score": score.value}, *stages])
-            elif self.mode == "rule" and rule is not None and len(rule.stages) > 1:
+            if self.mode == "rule" and rule is not None and (len(rule.stages) > 1 or rule.decides_jointly()):
+                decided = first if rule.decides_jointly() else rule
                 if plain:
                     assert model is not None
-                    stages = self.measure_by_rule(model, rule, score.value)
-                verdict = Verdict.decide(score, rule, queries=len(self.inputs), seconds=0.0, suspect={},
+                    stages, decided = self.measure_by_rule(model, rule, score.value)
+                    threshold = decided.threshold
+                verdict = Verdict.decide(score, decided, queries=len(self.inputs), seconds=0.0, suspect={},
                                          scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
                                          unresolved=unresolved, stages=[{"score": score.value}, *stages])
             else:
@@ -173,30 +167,24 @@ class PanelEntry:
                            "queries": int(model.queries - before), "threshold": None})
         return stages
 
-    def measure_by_rule(self, model: Model, rule: Rule, first: float) -> list[dict[str, Any]]:
-        """The later stages ``rule`` calibrated, as ``tafa verify`` runs them
+    def measure_by_rule(self, model: Model, rule: Rule, first: float) -> tuple[list[dict[str, Any]], Rule]:
+        """The later stages of the stored ``rule``, as ``tafa verify`` runs them
         (:func:`~tafa.fingerprint.run_later_stages`: each only when the earlier ones do not already
-        fire, stopped once its threshold is out of reach)."""
-        records, _ = run_later_stages(model, self.later, {"name": self.fingerprint.scheme.name, "score": first},
-                                      rule, measure=lambda stage, suspect, threshold: (
-                                          _measured(stage, suspect, threshold), None))
+        fire, stopped once its threshold is out of reach), and the rule that decides: ``rule``, or
+        where its stages decide together (:meth:`Rule.decides_jointly
+        <tafa.decide.rule.Rule.decides_jointly>`, from its table, as ``tafa verify --references``)
+        the rule made for this suspect (:func:`~tafa.fingerprint.joint_rule`: a stopped stage
+        unknown)."""
+        together = rule.decides_jointly()
+        records, needed = run_later_stages(model, self.later, {"name": self.fingerprint.scheme.name, "score": first},
+                                           None if together else rule, table=rule.table if together else None,
+                                           alpha=rule.alpha_requested, measure=_measured_until)
+        if together:
+            assert rule.table is not None and rule.table_names is not None
+            rule = joint_rule(records, rule.table, rule.table_names, rule.alpha_requested, needed)
         return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
-                 "threshold": rule.stages[index].threshold} for index, record in enumerate(records[1:], start=1)]
-
-    def measure_jointly(self, model: Model, rule: Rule, first: float) -> tuple[list[dict[str, Any]], Rule]:
-        """The later stages measured as ``tafa verify --references`` measures them where the stages
-        decide together (:func:`~tafa.fingerprint.run_later_stages` with the stored rule's table:
-        each only when the earlier ones do not fire, stopped once out of reach), and the rule made
-        for this suspect (:func:`~tafa.fingerprint.joint_rule` at the rule's alpha: a stopped stage
-        unknown, as verify takes it)."""
-        assert rule.table is not None and rule.table_names is not None
-        names = rule.table_names
-        records, needed = run_later_stages(model, self.later, {"name": names[0], "score": first}, None,
-                                           table=rule.table, alpha=rule.alpha_requested, measure=_measured_until)
-        together = joint_rule(records, rule.table, names, rule.alpha_requested, needed)
-        return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
-                 "threshold": together.stages[index].threshold}
-                for index, record in enumerate(records[1:], start=1)], together
+                 "threshold": rule.stages[index].threshold}
+                for index, record in enumerate(records[1:], start=1)], rule
 
 
 def _measured_until(stage: Fingerprint, model: Model, threshold: float | None,
@@ -212,14 +200,10 @@ def _measured_until(stage: Fingerprint, model: Model, threshold: float | None,
     return (value, stopped) if np.isfinite(value) else (None, None)
 
 
-def _measured(stage: Fingerprint, model: Model, threshold: float | None = None) -> float | None:
-    """``stage``'s score on ``model`` (stopped once ``threshold`` is out of reach, when given),
-    ``None`` where measuring it failed or gave no finite number."""
-    try:
-        score = float(stage.score(model).value if threshold is None else stage.score_until(model, threshold)[0].value)
-    except Exception:  # noqa: BLE001 - the stage is unmeasured; the finding stands on the others
-        return None
-    return score if np.isfinite(score) else None
+def _measured(stage: Fingerprint, model: Model) -> float | None:
+    """``stage``'s whole score on ``model``, ``None`` where measuring it failed or gave no finite
+    number."""
+    return _measured_until(stage, model, None)[0]
 
 
 @dataclass

@@ -172,6 +172,17 @@ def coarse_reason(relative: float, grid: float | None, bent: float | None = None
     return None
 
 
+def screen_applies(grid: float | None, bent: float | None, labels: bool) -> bool:
+    """Whether nothing but a suspect's roughness could send it to the coarse scale (answers not on
+    a grid, not bent, the label stage not deciding it): the coarse step may then be screened at a
+    few probes first (:data:`SCREEN_PROBES`).
+
+    >>> screen_applies(None, 0.0, False), screen_applies(0.1, 0.0, False), screen_applies(None, 0.0, True)
+    (True, False, False)
+    """
+    return not labels and not coarse_decides(0.0, grid, bent)
+
+
 def coarse_decides(relative: float, grid: float | None, bent: float | None = None) -> bool:
     """Whether the coarse scale decides a suspect (:func:`coarse_reason` gives a reason): the one
     rule ``tafa verify`` and the benchmark both apply.
