@@ -5,6 +5,12 @@ rate on the independents served the same way, with exact 95% intervals), and the
 students (extraction) against the plain independents, all and utility-gated.
 
     python benchmarks/family_figures.py bench-out/s6-tafa/results.json [--scheme tafa]
+
+``--zoos NAME...`` prints, instead, per zoo (its plain rows): the kept copies' AUC and TPR at 1% FPR
+against the plain independents, the kept copies the calibrated rule catches at α = 0.05 / 0.01, and
+the plain independents it judges derived:
+
+    python benchmarks/family_figures.py bench-out/s19-full/results.json --zoos digits-cnn mnist-lenet mnist-resnet
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results")
     parser.add_argument("--scheme", default="tafa")
+    parser.add_argument("--zoos", nargs="+", help="per-zoo figures of these zoos instead")
     args = parser.parse_args()
     results = json.load(open(args.results))
+    if args.zoos:
+        per_zoo(results, args.scheme, args.zoos)
+        return
     print("| scenario | plain rows: derived / independent | AUC | TPR@1%FPR | kept copies (>= 90% utility): AUC / "
           "TPR@1%FPR (n) |")
     print("|:---|---:|---:|---:|---:|")
@@ -65,6 +75,34 @@ def main() -> None:
             print(f"| {name.removesuffix(' (pooled)')} | {family} | {np.mean(caught[family]['0.05']):.2f} / "
                   f"{np.mean(caught[family]['0.01']):.2f} ({n}) | {fp} |")
     extraction(results, args.scheme)
+
+
+def per_zoo(results: dict, scheme: str, zoos: list[str]) -> None:
+    """Per zoo, its plain rows: the kept copies' (>= 90% utility, students left out) AUC and TPR at 1%
+    FPR against the plain independents, the kept copies the rule catches at each alpha, and the plain
+    independents it judges derived."""
+    print("| zoo | kept copies: AUC / TPR@1%FPR (n) | kept copies caught α=0.05 / 0.01 | plain independents judged "
+          "derived α=0.05 / 0.01 (n) |")
+    print("|:---|---:|---:|---:|")
+    for zoo in zoos:
+        name = next((n for n in results["scenarios"] if n.split(": ", 1)[-1] == zoo), None)
+        row = None if name is None else results["scenarios"][name]["schemes"].get(scheme)
+        if row is None:
+            print(f"| {zoo} | - | - | - |")
+            continue
+        value = "evidence" if row.get("ranked_on") == "evidence" else "score"
+        plain = [s for s in row["scores"] if not s["family"].startswith(KINDS)]
+        neg = [s[value] for s in plain if s["label"] == 0]
+        kept = [s[value] for s in plain if s["label"] == 1 and s["family"] != "extraction"
+                and np.isfinite(s["utility"]) and s["utility"] >= 0.9]
+        recipes = [r for r in row["per_recipe"].values()
+                   if not r["family"].startswith(KINDS) and r["family"] != "extraction" and r["kept"] > 0]
+        caught = [np.average([r["detection"][a] for r in recipes], weights=[r["n"] * r["kept"] for r in recipes])
+                  for a in ("0.05", "0.01")]
+        false = [sum(v["false_positives"] for f, v in row["rules"][a]["families"].items() if not f.startswith(KINDS))
+                 for a in ("0.05", "0.01")]
+        print(f"| {zoo} | {metrics.roc_auc(kept, neg):.3f} / {metrics.tpr_at_fpr(kept, neg, 0.01):.2f} ({len(kept)}) | "
+              f"{caught[0]:.2f} / {caught[1]:.2f} | {false[0]} / {false[1]} ({len(neg)}) |")
 
 
 def plain_rule(pooled: dict, scheme: str) -> None:

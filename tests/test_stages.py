@@ -1,7 +1,8 @@
 """The second stage: boundary geometry after the first stage, decided together (Bonferroni).
 
-An owner whose first weighted layer is fully connected gets a second stage in the same file
-(``Fingerprint.second``); a convolutional owner, a declared parent or ``second_stage=False``
+An owner the analysis can read gets a second stage in the same file (``Fingerprint.second``):
+lines along its first layer's units, a convolution's measured in directions within what each
+filter sees; a declared parent, a first layer too large to aim lines at or ``second_stage=False``
 gives one stage, and the stored scheme says which. Verification runs the second stage only
 when the first does not already judge the suspect derived; each stage decides at its share
 of alpha on the same references, so the bound printed is their sum. Too few references for
@@ -26,8 +27,10 @@ from tafa.attacks import quantize
 from tafa.attacks.obfuscation import permute_units
 from tafa.commitment import Commitment
 from tafa.decide import Decision, Rule
+from tafa.domain import parse_domain
 from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
 from tafa.fingerprint_file import content_hash, decode
+from tafa.probes.boundary import BoundaryProbes
 
 SHAPE = (1, 8, 8)
 #: 18 references support 1/19 by rank: two stages at 1/19 each.
@@ -68,10 +71,20 @@ def test_the_second_stage_is_asked_for_or_left_out_as_the_owner_allows(classifie
     cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                               torch.nn.Linear(4 * 6 * 6, 10))
     convolutional = Fingerprint.create(cnn, "box:0,1", input_shape=SHAPE, points=8, directions=2)
-    assert convolutional.second is None and convolutional.scheme.second is None
-    assert "not fully connected" in convolutional.meta["second_stage"]["why"]
-    with pytest.raises(InvalidParameter, match="No second stage"):
-        Fingerprint.create(cnn, "box:0,1", input_shape=SHAPE, points=8, directions=2, second_stage=True)
+    assert convolutional.second is not None and convolutional.scheme.second == "tafa-boundary"
+    lines = convolutional.second.probes
+    assert lines.info["local_lines"] == len(lines) > 0
+    # each line's directions lie within what its filter sees (3 x 3 pixels, widened to 5 x 5 for 16 directions)
+    seen = np.abs(lines.directions.reshape(len(lines), 16, -1)).max(axis=1) > 0
+    assert np.all(seen.sum(axis=1) <= 25) and np.all(seen.sum(axis=1) >= 16)
+    assert np.all(lines.steps < 1e-3 * np.sqrt(64 / 12))  # smaller than a dense unit's step
+    # a first layer whose units' gradients over the input are too many is not aimed at (no white-box lines:
+    # the default then makes no second stage, and says why)
+    wide = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(16 * 62 * 62, 10))
+    unaimed = BoundaryProbes().select(TorchModel(wide, (1, 64, 64)), parse_domain("box:0,1", (1, 64, 64)), n=4, k=2,
+                                      seed=0)
+    assert "61,504 units over 4,096 input values are too many to aim lines at" in unaimed.info["analysis"]
     parent = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=8, directions=2,
                                 parent=classifier.references[0], parent_references=0)
     assert parent.second is None and "parent" in parent.meta["second_stage"]["why"]

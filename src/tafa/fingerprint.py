@@ -233,8 +233,8 @@ class Fingerprint:
 
         ``second_stage``: a scheme with a second stage (:attr:`Scheme.second`; the default
         ``tafa`` has boundary geometry) also fingerprints the owner with it when it applies
-        (``None``: when the owner is a torch module whose first weighted layer is fully
-        connected and no parent is declared; ``False``: never; ``True``: always, or
+        (``None``: when the owner is a torch module whose first layer's lines can be aimed,
+        :class:`~tafa.probes.boundary.BoundaryProbes`, and no parent is declared; ``False``: never; ``True``: always, or
         :class:`~tafa.errors.InvalidParameter`). Why a second stage was or was not made is in
         the metadata (``second_stage``). A scheme with an extraction stage (:attr:`Scheme.extraction`;
         the default ``tafa`` has one) makes it too where it applies, unless ``second_stage`` is
@@ -1429,7 +1429,6 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
     not ``wanted``), and what to record about it."""
     if not scheme.second or wanted is False:
         return None, {"made": False, "why": "not asked for" if scheme.second else "the scheme has none"}
-    from .probes.boundary import dense_first_layer
     from .relu.linearise import NotPiecewiseLinear
 
     module = owner.torch_module()
@@ -1438,8 +1437,6 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
         reason = "a parent is declared (the second stage is not measured relative to a parent)"
     elif module is None:
         reason = "the owner is not a torch module the analysis can read"
-    elif not dense_first_layer(module):
-        reason = "the owner's first weighted layer is not fully connected (the boundary stage is weak on filters)"
     second = None
     if reason is None:
         try:

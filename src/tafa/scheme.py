@@ -138,8 +138,8 @@ register_scheme(Scheme(
     description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
     "cosine of the group-centred derivatives (576 queries, and 576 at the coarse scale that decides rippled or "
     "rounded answers, with 2,112 more at steps jittered around it for those, whose outputs averaged there count "
-    "for half of that score for owners answering one value or an image); owners whose first layer is fully "
-    "connected also get "
+    "for half of that score for owners answering one value or an image); owners whose first layer's lines "
+    "can be aimed (fully connected or convolutional, at most 2^25 gradient values) also get "
     "a second stage, boundary geometry (tafa-boundary, up to 5,162 queries, stopped once its threshold is out of "
     "reach), and owners answering a vector of "
     "values (classifiers) an extraction stage (tafa-students, 64 queries), owners answering one value or an image "
@@ -178,9 +178,9 @@ register_scheme(Scheme(
     directions=16, similarity_params={"estimate": "full", "aggregation": "mean"}, benchmark=False,
     description="boundary geometry: lines along the owner's first-layer normals; on each, the suspect's strongest "
     "kink is located from outputs (scan + bisection) and its gradient jump measured in 16 directions (the owner's "
-    "normal and 15 random ones); score: mean over lines of the kink's estimated full-space |cosine| with the "
-    "owner's own kink, or 1 where the suspect's derivative changes at the owner's exact crossing as the owner's "
-    "does (5,162 adaptive queries: 178 per line); tafa's second stage"))
+    "normal and 15 random ones, within the pixels a convolution's filter sees); score: mean over lines of the "
+    "kink's estimated full-space |cosine| with the owner's own kink, or 1 where the suspect's derivative changes "
+    "at the owner's exact crossing as the owner's does (5,162 adaptive queries: 178 per line); tafa's second stage"))
 register_scheme(Scheme(
     "ablate-boundary-bounded", probes="boundary", signature="kinks", similarity="boundary-orientation", points=29,
     directions=16, similarity_params={"estimate": "full", "aggregation": "bounded"}, benchmark=False,

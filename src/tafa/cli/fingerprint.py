@@ -309,8 +309,9 @@ def add_parsers(commands: Any) -> None:
                          "is estimated first and, over the budget, the white-box analysis takes shortcuts (float32, "
                          "smaller slices, fewer LPs, the black-box linearity check), listed in the fingerprint")
     fp.add_argument("--second-stage", choices=("auto", "off"), default="auto",
-                    help="auto (default): owners whose first weighted layer is fully connected also get the "
-                         "boundary-geometry second stage (up to 5,162 more queries), and owners answering a vector "
+                    help="auto (default): owners also get the boundary-geometry second stage (up to 5,162 more "
+                         "queries; not for a first layer whose units times input values exceed 2^25, a convolution "
+                         "over a large image), and owners answering a vector "
                          "of values (classifiers) the extraction stage for distilled students, owners answering one "
                          "value or an image (regressors, decoders) the outputs stage (64 queries each); verify "
                          "runs each only when the earlier stages do not already judge a suspect derived, and each "

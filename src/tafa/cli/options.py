@@ -184,8 +184,9 @@ def add_white_box_option(parser: argparse.ArgumentParser, *, owner: bool = False
                         help="auto (default): when the fingerprint holds the owner's layers (fingerprint "
                         "--white-box keep) and the suspect is a file whose weights tafa can read, also report weight "
                         "evidence (units aligned with the owner's, a p-value against independent initialisation) on "
-                        "its own line / JSON field 'weights'; it never changes the black-box decision. off: compute "
-                        "nothing")
+                        "its own line / JSON field 'weights', and its exact p-value is a stage of the decision (at the "
+                        "share of alpha the references leave it; the verdict names the stage that fired). off: "
+                        "compute nothing")
 
 
 def add_opening_options(parser: argparse.ArgumentParser, *, services: bool = True, weights: bool = False,

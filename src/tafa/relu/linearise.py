@@ -240,6 +240,22 @@ def first_switches(module: torch.nn.Module, x0: np.ndarray) -> tuple[np.ndarray,
     return switches[0].numpy(), (switches[1:] - switches[:1]).T.numpy()
 
 
+def first_switch_values(module: torch.nn.Module, x0: np.ndarray) -> np.ndarray:
+    """The first piecewise-linear operation's switches at ``x0`` alone, ``(P,)`` (the values of
+    :func:`first_switches`, from one forward pass of one row, without the gradients)."""
+    dtype = next((p.dtype for p in module.parameters()), torch.float64)
+    freeze = _Freeze(first_only=True)
+    with torch.no_grad():
+        try:
+            with freeze:
+                module(torch.as_tensor(x0, dtype=dtype).unsqueeze(0))
+        except (_FirstSwitches, _HeadReached):
+            pass
+    if not freeze.switches:
+        raise NotPiecewiseLinear("the network has no ReLU-like switch")
+    return freeze.switches[0][0].numpy()
+
+
 #: Default bound on the rows of one forward pass of :func:`linearise` (the anchor included):
 #: memory grows with the rows times the network's activations, time barely shrinks with more.
 CHUNK_ROWS = 65
