@@ -8,7 +8,7 @@ students (extraction) against the plain independents, all and utility-gated.
 
 ``--zoos NAME...`` prints, instead, per zoo (its plain rows): the kept copies' AUC and TPR at 1% FPR
 against the plain independents, the kept copies the calibrated rule catches at α = 0.05 / 0.01, and
-the plain independents it judges derived:
+the plain independents it judges derived, and the kept copies missed at 1% FPR:
 
     python benchmarks/family_figures.py bench-out/s19-full/results.json --zoos digits-cnn mnist-lenet mnist-resnet
 """
@@ -82,19 +82,23 @@ def per_zoo(results: dict, scheme: str, zoos: list[str]) -> None:
     FPR against the plain independents, the kept copies the rule catches at each alpha, and the plain
     independents it judges derived."""
     print("| zoo | kept copies: AUC / TPR@1%FPR (n) | kept copies caught α=0.05 / 0.01 | plain independents judged "
-          "derived α=0.05 / 0.01 (n) |")
-    print("|:---|---:|---:|---:|")
+          "derived α=0.05 / 0.01 (n) | kept copies missed at 1% FPR |")
+    print("|:---|---:|---:|---:|:---|")
     for zoo in zoos:
         name = next((n for n in results["scenarios"] if n.split(": ", 1)[-1] == zoo), None)
         row = None if name is None else results["scenarios"][name]["schemes"].get(scheme)
         if row is None:
-            print(f"| {zoo} | - | - | - |")
+            print(f"| {zoo} | - | - | - | - |")
             continue
         value = "evidence" if row.get("ranked_on") == "evidence" else "score"
         plain = [s for s in row["scores"] if not s["family"].startswith(KINDS)]
         neg = [s[value] for s in plain if s["label"] == 0]
-        kept = [s[value] for s in plain if s["label"] == 1 and s["family"] != "extraction"
+        rows = [s for s in plain if s["label"] == 1 and s["family"] != "extraction"
                 and np.isfinite(s["utility"]) and s["utility"] >= 0.9]
+        kept = [s[value] for s in rows]
+        allowed = int(np.floor(0.01 * len(neg) + 1e-9))  # the best threshold at 1% FPR: that many negatives above it
+        line = float(np.sort(neg)[::-1][allowed]) if allowed < len(neg) else -np.inf
+        missed = ", ".join(f"`{s['model']}`" for s in rows if s[value] <= line) or "none"
         recipes = [r for r in row["per_recipe"].values()
                    if not r["family"].startswith(KINDS) and r["family"] != "extraction" and r["kept"] > 0]
         caught = [np.average([r["detection"][a] for r in recipes], weights=[r["n"] * r["kept"] for r in recipes])
@@ -102,7 +106,7 @@ def per_zoo(results: dict, scheme: str, zoos: list[str]) -> None:
         false = [sum(v["false_positives"] for f, v in row["rules"][a]["families"].items() if not f.startswith(KINDS))
                  for a in ("0.05", "0.01")]
         print(f"| {zoo} | {metrics.roc_auc(kept, neg):.3f} / {metrics.tpr_at_fpr(kept, neg, 0.01):.2f} ({len(kept)}) | "
-              f"{caught[0]:.2f} / {caught[1]:.2f} | {false[0]} / {false[1]} ({len(neg)}) |")
+              f"{caught[0]:.2f} / {caught[1]:.2f} | {false[0]} / {false[1]} ({len(neg)}) | {missed} |")
 
 
 def plain_rule(pooled: dict, scheme: str) -> None:
