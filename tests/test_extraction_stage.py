@@ -62,9 +62,8 @@ def test_a_classifier_owner_gets_the_extraction_stage_last_and_in_its_file(owner
 
 
 def test_who_gets_no_extraction_stage_and_why(classifier, regressor):
-    cnn = classifier.references[2]  # a convolutional classifier: its filters' geometry, then the extraction stage
-    assert Fingerprint.create(cnn, classifier.domain, input_shape=SHAPE).stage_names() == ["tafa", "tafa-boundary",
-                                                                                          "tafa-students"]
+    cnn = classifier.references[2]  # 3x3 filters: no geometry (too few values a filter), the extraction stage second
+    assert Fingerprint.create(cnn, classifier.domain, input_shape=SHAPE).stage_names() == ["tafa", "tafa-students"]
     # a regressor has no confident inputs: its extraction stage is the outputs stage, at domain draws
     scalar = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape)
     assert scalar.stage_names() == ["tafa", "tafa-boundary", "tafa-outputs"]

@@ -1446,7 +1446,10 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
             reason = f"no boundary to measure ({one_line(error)})"
         else:
             if second.probes.analysis is not Analysis.WHITE_BOX:
-                reason, second = f"its probes could not be made white-box ({second.probes.info.get('analysis')})", None
+                analysis = str(second.probes.info.get("analysis"))
+                inner = analysis.removeprefix("black-box (").removesuffix(")") if analysis.startswith("black-box (") \
+                    else analysis
+                reason, second = f"its lines could not be aimed white-box: {inner}", None
     if reason is not None:
         if wanted:
             raise InvalidParameter(f"No second stage ({scheme.second}) for this owner: {reason}.")

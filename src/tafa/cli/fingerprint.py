@@ -311,12 +311,13 @@ def add_parsers(commands: Any) -> None:
     fp.add_argument("--second-stage", choices=("auto", "off"), default="auto",
                     help="auto (default): owners also get the boundary-geometry second stage (up to 5,162 more "
                          "queries; not for a first layer whose units times input values exceed 2^25, a convolution "
-                         "over a large image), and owners answering a vector "
-                         "of values (classifiers) the extraction stage for distilled students, owners answering one "
-                         "value or an image (regressors, decoders) the outputs stage (64 queries each); verify "
-                         "runs each only when the earlier stages do not already judge a suspect derived, and each "
-                         "stage decides at its equal share of alpha (with references too few for every share by "
-                         "rank, the stages together by max-T); off: the first stage alone")
+                         "over a large image, nor for filters that see fewer than 17 values, 3x3 over one "
+                         "channel), and owners answering a vector of values (classifiers) the extraction stage "
+                         "for distilled students, owners answering one value or an image (regressors, decoders) "
+                         "the outputs stage (64 queries each); verify runs each only when the earlier stages do "
+                         "not already judge a suspect derived, and each stage decides at its equal share of alpha "
+                         "(with references too few for every share by rank, the stages together by max-T); off: "
+                         "the first stage alone")
     fp.add_argument("--parent", metavar="PARENT",
                     help="the shared public model MODEL was fine-tuned from (a file, opened like MODEL): the "
                          "fingerprint measures what the owner's fine-tuning changed relative to it, so models "

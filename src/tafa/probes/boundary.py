@@ -78,11 +78,14 @@ class BoundaryProbes(ProbeStrategy):
     ``per_candidate``: how many of a candidate's nearest first-layer hyperplanes are tried;
     ``local_step``: the step (fraction of the domain's width) on a line whose unit sees part of the
     input (a filter at one position: :func:`local_support`), where other units' hyperplanes lie
-    closer than for a dense unit.
+    closer than for a dense unit; ``small_filters``: aim lines at filters that see fewer values than
+    the ``k`` measured directions need too (their directions widened to neighbouring positions: measured
+    in ``benchmarks/conv_geometry.py``, not used by default, :func:`filter_size`).
     """
 
     def __init__(self, line_angle: float = 0.0, window: float = 1.0, step: float = 1e-3, min_jump: float = 0.05,
-                 oversample: int = 20, per_candidate: int = 1, local_step: float = 2e-4) -> None:
+                 oversample: int = 20, per_candidate: int = 1, local_step: float = 2e-4,
+                 small_filters: bool = False) -> None:
         check_param("line_angle", line_angle, "a number of degrees in [0, 85]", 0 <= line_angle <= 85,
                     caller="BoundaryProbes")
         check_param("window", window, "a fraction in (0, 10]", 0 < window <= 10, caller="BoundaryProbes")
@@ -96,6 +99,7 @@ class BoundaryProbes(ProbeStrategy):
         self.oversample = int(oversample)
         self.per_candidate = int(per_candidate)
         self.local_step = float(local_step)
+        self.small_filters = bool(small_filters)
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
                progress: bool = False, data: np.ndarray | None = None,
@@ -136,6 +140,11 @@ class BoundaryProbes(ProbeStrategy):
         same = np.allclose(first_switches(module, start[1])[1], gradients, rtol=1e-9, atol=1e-12)
         fixed = gradients if same else None
         fixed_norms = None if fixed is None else np.linalg.norm(fixed, axis=1)
+        sees = None if fixed is None else filter_size(fixed)
+        if sees is not None and sees < k + 1 and not self.small_filters:
+            raise NotPiecewiseLinear(f"its first layer's filters see {sees} input values, fewer than the {k + 1} its "
+                                     f"{k} measured directions need: a filter that small has too little orientation to "
+                                     "tell a copy's from an independent model's")
         step, window = self._sizes(domain)
         cos, sin = np.cos(np.radians(self.line_angle)), np.sin(np.radians(self.line_angle))
         points: list[np.ndarray] = []
@@ -247,6 +256,23 @@ MAX_SWITCH_VALUES = 1 << 25
 
 #: A unit's normal is local when it is non-zero on at most this share of the input's values.
 LOCAL_SHARE = 0.5
+
+
+def filter_size(gradients: np.ndarray) -> int | None:
+    """How many input values a first layer's units see, when most of them are local (a convolution:
+    :data:`LOCAL_SHARE`; the median over those), from their gradients ``(P, d)``; ``None`` for a
+    dense layer. Random 3x3 filters over one channel (9 values) already match some filter of an
+    independent network at a cosine of 0.57-0.76 (LeNet's 5x5: 0.27-0.49; ``python
+    benchmarks/conv_geometry.py``): too little orientation for the stage to tell copies by.
+
+    >>> dense, conv = np.ones((4, 64)), np.zeros((4, 64)); conv[:, :25] = 1.0
+    >>> filter_size(dense), filter_size(conv)
+    (None, 25)
+    """
+    flat = np.abs(np.asarray(gradients, dtype=np.float64))
+    sizes = (flat > 1e-12 * np.maximum(flat.max(axis=1, keepdims=True), 1e-300)).sum(axis=1)
+    local = sizes <= LOCAL_SHARE * flat.shape[1]
+    return int(np.median(sizes[local])) if local.mean() > 0.5 else None
 
 
 def local_support(normal: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray | None:
