@@ -83,6 +83,10 @@ def test_the_second_stage_is_asked_for_or_left_out_as_the_owner_allows(classifie
     along = Fingerprint.create(signal, "box:-1,1", input_shape=(4, 64), points=8, directions=2).second
     assert along is not None and along.probes.info["local_lines"] == len(along.probes) > 0
     assert set((np.abs(along.probes.directions.reshape(len(along.probes), 16, -1)).max(axis=1) > 0).sum(axis=1)) == {20}
+    # a fully connected first layer with most weights pruned is no convolution: its lines stay dense
+    pruned = Fingerprint.create(magnitude_prune(classifier.owner, 0.8), "box:0,1", input_shape=SHAPE, points=8,
+                                directions=2).second
+    assert pruned is not None and pruned.probes.info["local_lines"] == 0
     # 3 x 3 filters over one channel see 9 values, too few for 16 directions: no second stage, and why
     small = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 6 * 6, 10))

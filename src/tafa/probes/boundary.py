@@ -25,7 +25,7 @@ no second stage. Per line the probes hold:
   the owner's unit normal, the others random and orthogonal to it: for a unit that sees part of
   the input (a convolution's filter at one position), random within what it sees
   (:func:`local_support`: the filter's pixels, widened by neighbouring positions when they are
-  fewer than ``K``), where its copy's unit's jump lies, and other units' hyperplanes are fewer;
+  fewer than ``K + 1``), where its copy's unit's jump lies, and other units' hyperplanes are fewer;
 - ``steps``: the finite-difference step along the line and the directions (smaller on a local
   unit's line: many filters' positions cross near any point, and the owner's kink must be
   isolated from them by a few steps);
@@ -182,7 +182,7 @@ class BoundaryProbes(ProbeStrategy):
                     continue
                 # a unit that sees part of the input (a filter at one position) is measured in
                 # directions within what it sees: the jump of its copy's unit lies there
-                support = local_support(normal, shape, k)
+                support = None if sees is None else local_support(normal, shape, k)
                 seen = 1.0 if support is None else support.astype(np.float64)
                 line_step = step if support is None else self.local_step * domain.scale()
                 # the line: at line_angle from the normal, towards a random direction orthogonal to it
@@ -259,20 +259,25 @@ LOCAL_SHARE = 0.5
 
 
 def filter_size(gradients: np.ndarray) -> int | None:
-    """How many input values a first layer's units see, when most of them are local (a convolution:
-    :data:`LOCAL_SHARE`; the median over those), from their gradients ``(P, d)``; ``None`` for a
-    dense layer. Random 3x3 filters over one channel (9 values) already match some filter of an
-    independent network at a cosine of 0.57-0.76 (LeNet's 5x5: 0.27-0.49; ``python
+    """How many input values a first layer's filters see (the median over its units), when its units
+    are a few filters shared across positions (a convolution: at most half as many distinct sets of
+    non-zero weights as units), from their gradients ``(P, d)``; ``None`` otherwise (a fully connected
+    layer, pruned or not). Random 3x3 filters over one channel (9 values) already match some filter
+    of an independent network at a cosine of 0.57-0.76 (LeNet's 5x5: 0.27-0.49; ``python
     benchmarks/conv_geometry.py``): too little orientation for the stage to tell copies by.
 
-    >>> dense, conv = np.ones((4, 64)), np.zeros((4, 64)); conv[:, :25] = 1.0
+    >>> dense, conv = np.random.default_rng(0).normal(size=(4, 64)), np.zeros((4, 64))
+    >>> for i in range(4): conv[i, i:i + 25] = np.arange(1.0, 26.0)  # one filter at four positions
     >>> filter_size(dense), filter_size(conv)
     (None, 25)
     """
-    flat = np.abs(np.asarray(gradients, dtype=np.float64))
-    sizes = (flat > 1e-12 * np.maximum(flat.max(axis=1, keepdims=True), 1e-300)).sum(axis=1)
-    local = sizes <= LOCAL_SHARE * flat.shape[1]
-    return int(np.median(sizes[local])) if local.mean() > 0.5 else None
+    flat = np.asarray(gradients, dtype=np.float64)
+    scale = np.maximum(np.abs(flat).max(axis=1, keepdims=True), 1e-300)
+    seen = np.abs(flat) > 1e-12 * scale
+    kinds = {tuple(np.round(np.sort(row[mask] / top), 9)) for row, mask, top in zip(flat, seen, scale[:, 0])}
+    if len(kinds) > 0.5 * len(flat):
+        return None
+    return int(np.median(seen.sum(axis=1)))
 
 
 def local_support(normal: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray | None:
