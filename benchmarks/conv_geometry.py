@@ -29,12 +29,12 @@ from tafa import Fingerprint
 from tafa.bench.scenarios import cached_zoo
 from tafa.models import TorchModel
 from tafa.scheme import get_scheme
+from tafa.weights.layers import unit_layers
 
 
 def first_filters(module: torch.nn.Module) -> np.ndarray:
-    """The first weighted layer's filters (or units), one unit vector per row."""
-    layer = next(m for m in module.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)))
-    weights = layer.weight.detach().double().reshape(layer.weight.shape[0], -1).numpy()
+    """The first weighted layer's filters (or units), BatchNorm folded, one unit vector per row."""
+    weights = unit_layers(module, max_layers=1)[0].vectors[:, :-1]
     return weights / np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-300)
 
 

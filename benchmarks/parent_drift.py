@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from tafa.bench.scenarios import cached_zoo
+from tafa.weights.layers import unit_layers
 
 
 def first_layer(module: torch.nn.Module) -> np.ndarray:
-    layer = next(m for m in module.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)))
-    return layer.weight.detach().double().reshape(-1).numpy()
+    """The first weighted layer's weights (BatchNorm folded, biases left out), flattened."""
+    return unit_layers(module, max_layers=1)[0].vectors[:, :-1].reshape(-1)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -226,7 +226,19 @@ def first_switches(module: torch.nn.Module, x0: np.ndarray) -> tuple[np.ndarray,
     d = int(np.prod(shape))
     dtype = next((p.dtype for p in module.parameters()), torch.float64)
     anchor = torch.as_tensor(x0, dtype=dtype).unsqueeze(0)
-    batch = torch.cat([anchor, anchor + torch.eye(d, dtype=dtype).reshape(d, *shape)])
+    switches = _first_switch_rows(module, torch.cat([anchor, anchor + torch.eye(d, dtype=dtype).reshape(d, *shape)]))
+    return switches[0].numpy(), (switches[1:] - switches[:1]).T.numpy()
+
+
+def first_switch_values(module: torch.nn.Module, x0: np.ndarray) -> np.ndarray:
+    """The first piecewise-linear operation's switches at ``x0`` alone, ``(P,)`` (the values of
+    :func:`first_switches`, from one forward pass of one row, without the gradients)."""
+    dtype = next((p.dtype for p in module.parameters()), torch.float64)
+    return _first_switch_rows(module, torch.as_tensor(x0, dtype=dtype).unsqueeze(0))[0].numpy()
+
+
+def _first_switch_rows(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """The first piecewise-linear operation's switches for each row of ``batch``, ``(rows, P)``."""
     freeze = _Freeze(first_only=True)
     with torch.no_grad():
         try:
@@ -236,24 +248,7 @@ def first_switches(module: torch.nn.Module, x0: np.ndarray) -> tuple[np.ndarray,
             pass
     if not freeze.switches:
         raise NotPiecewiseLinear("the network has no ReLU-like switch")
-    switches = freeze.switches[0]
-    return switches[0].numpy(), (switches[1:] - switches[:1]).T.numpy()
-
-
-def first_switch_values(module: torch.nn.Module, x0: np.ndarray) -> np.ndarray:
-    """The first piecewise-linear operation's switches at ``x0`` alone, ``(P,)`` (the values of
-    :func:`first_switches`, from one forward pass of one row, without the gradients)."""
-    dtype = next((p.dtype for p in module.parameters()), torch.float64)
-    freeze = _Freeze(first_only=True)
-    with torch.no_grad():
-        try:
-            with freeze:
-                module(torch.as_tensor(x0, dtype=dtype).unsqueeze(0))
-        except (_FirstSwitches, _HeadReached):
-            pass
-    if not freeze.switches:
-        raise NotPiecewiseLinear("the network has no ReLU-like switch")
-    return freeze.switches[0][0].numpy()
+    return freeze.switches[0]
 
 
 #: Default bound on the rows of one forward pass of :func:`linearise` (the anchor included):
