@@ -1446,10 +1446,8 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
             reason = f"no boundary to measure ({one_line(error)})"
         else:
             if second.probes.analysis is not Analysis.WHITE_BOX:
-                analysis = str(second.probes.info.get("analysis"))
-                inner = analysis.removeprefix("black-box (").removesuffix(")") if analysis.startswith("black-box (") \
-                    else analysis
-                reason, second = f"its lines could not be aimed white-box: {inner}", None
+                why = Analysis.why(second.probes.info.get("analysis"))
+                reason, second = f"its lines could not be aimed white-box: {why}", None
     if reason is not None:
         if wanted:
             raise InvalidParameter(f"No second stage ({scheme.second}) for this owner: {reason}.")

@@ -42,6 +42,17 @@ class Analysis(str, Enum):
         word = str(text or "").split(" ", 1)[0]
         return cls(word) if word in {a.value for a in cls} else cls.NONE
 
+    @staticmethod
+    def why(text: object) -> str:
+        """The reason an ``info["analysis"]`` text gives in brackets after its first word (the whole
+        text when it gives none).
+
+        >>> Analysis.why("black-box (owner has no torch module)"), Analysis.why("white-box")
+        ('owner has no torch module', 'white-box')
+        """
+        rest = str(text or "").partition(" ")[2]
+        return rest[1:-1] if rest.startswith("(") and rest.endswith(")") else str(text or "")
+
 
 @dataclass
 class Probes:

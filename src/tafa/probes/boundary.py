@@ -134,10 +134,13 @@ class BoundaryProbes(ProbeStrategy):
         if units * (d + 1) > MAX_SWITCH_VALUES:  # the units' gradients over the input are held at once
             raise NotPiecewiseLinear(f"its first layer's {units:,} units over {d:,} input values are too many to aim "
                                      f"lines at (at most {MAX_SWITCH_VALUES:,} gradient values)")
-        # a first layer's hyperplanes are fixed in input space: their gradients are asked once (twice,
-        # to be sure of it: else at every candidate), their values at each candidate
-        gradients = first_switches(module, start[0])[1]
-        same = np.allclose(first_switches(module, start[1])[1], gradients, rtol=1e-9, atol=1e-12)
+        # a first layer's hyperplanes are fixed in input space: their gradients are asked once, their
+        # values at each candidate (checked at a second point: the values there must be the affine
+        # map's, else the gradients are asked at every candidate)
+        values, gradients = first_switches(module, start[0])
+        predicted = values + gradients @ (start[1] - start[0]).reshape(-1)
+        same = np.allclose(first_switch_values(module, start[1]), predicted, rtol=1e-7,
+                           atol=1e-9 * max(float(np.abs(values).max(initial=0.0)), 1.0))
         fixed = gradients if same else None
         fixed_norms = None if fixed is None else np.linalg.norm(fixed, axis=1)
         sees = None if fixed is None else filter_size(fixed)
@@ -182,7 +185,7 @@ class BoundaryProbes(ProbeStrategy):
                     continue
                 # a unit that sees part of the input (a filter at one position) is measured in
                 # directions within what it sees: the jump of its copy's unit lies there
-                support = None if sees is None else local_support(normal, shape, k)
+                support = None if sees is None else local_support(normal, shape, k)  # a convolution's unit
                 seen = 1.0 if support is None else support.astype(np.float64)
                 line_step = step if support is None else self.local_step * domain.scale()
                 # the line: at line_angle from the normal, towards a random direction orthogonal to it
@@ -254,17 +257,14 @@ class BoundaryProbes(ProbeStrategy):
 #: 256 MiB; LeNet on MNIST needs 2.7 million).
 MAX_SWITCH_VALUES = 1 << 25
 
-#: A unit's normal is local when it is non-zero on at most this share of the input's values.
-LOCAL_SHARE = 0.5
-
-
 def filter_size(gradients: np.ndarray) -> int | None:
     """How many input values a first layer's filters see (the median over its units), when its units
     are a few filters shared across positions (a convolution: at most half as many distinct sets of
     non-zero weights as units), from their gradients ``(P, d)``; ``None`` otherwise (a fully connected
-    layer, pruned or not). Random 3x3 filters over one channel (9 values) already match some filter
-    of an independent network at a cosine of 0.57-0.76 (LeNet's 5x5: 0.27-0.49; ``python
-    benchmarks/conv_geometry.py``): too little orientation for the stage to tell copies by.
+    layer, pruned or not: its lines are dense, :func:`local_support` is for a convolution's). Random
+    3x3 filters over one channel (9 values) already match some filter of an independent network at a
+    cosine of 0.57-0.76 (LeNet's 5x5: 0.27-0.49; ``python benchmarks/conv_geometry.py``): too little
+    orientation for the stage to tell copies by.
 
     >>> dense, conv = np.random.default_rng(0).normal(size=(4, 64)), np.zeros((4, 64))
     >>> for i in range(4): conv[i, i:i + 25] = np.arange(1.0, 26.0)  # one filter at four positions
@@ -280,22 +280,17 @@ def filter_size(gradients: np.ndarray) -> int | None:
     return int(np.median(seen.sum(axis=1)))
 
 
-def local_support(normal: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray | None:
-    """Where a first-layer unit's ``normal`` (flattened, for inputs of ``shape``) is non-zero, when
-    that is at most :data:`LOCAL_SHARE` of the input (a convolution's filter at one position), widened
-    by whole positions along the input's last axes (all channels) until it holds more than ``k``
-    values (the ``k`` measured directions lie in it); ``None`` for a dense normal (a fully connected unit).
+def local_support(normal: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray:
+    """Where a convolution's unit's ``normal`` (flattened, for inputs of ``shape``) is non-zero (its
+    filter at one position), widened by whole positions along the input's last axes (all channels)
+    until it holds more than ``k`` values (the ``k`` measured directions lie in it).
 
     >>> normal = np.zeros((1, 8, 8)); normal[0, 2:5, 2:5] = 1.0  # a 3 x 3 filter
     >>> [int(local_support(normal.reshape(-1), (1, 8, 8), k).sum()) for k in (4, 16)]
     [9, 25]
-    >>> local_support(np.ones(64), (64,), 4) is None
-    True
     """
     flat = np.abs(np.asarray(normal, dtype=np.float64).reshape(-1))
     support = flat > 1e-12 * max(float(flat.max()), 1e-300)
-    if support.sum() > LOCAL_SHARE * support.size:
-        return None
     grid = support.reshape(shape) if len(shape) >= 2 else support.reshape(1, -1)
     grid = np.broadcast_to(grid.any(axis=0, keepdims=True), grid.shape).copy()  # every channel at a position
     while int(grid.sum()) < min(k + 1, grid.size):
