@@ -1,7 +1,9 @@
 """Figures of a ``tafa bench`` run split by kind of row: the plain models (post-processing only,
 comparable with runs before the interface and evasion families), and every interface and
 evasion family on its own (the calibrated rule's detection of the copies, and its false-positive
-rate on the independents served the same way, with exact 95% intervals), and the distilled
+rate on the independents served the same way, with exact 95% intervals; and the family's kept copies'
+TPR at 1% FPR by evidence, against every independent of the scenario and against the family's own
+independents alone), and the distilled
 students (extraction) against the plain independents, all and utility-gated.
 
     python benchmarks/family_figures.py bench-out/s6-tafa/results.json [--scheme tafa]
@@ -55,8 +57,8 @@ def main() -> None:
               f"{metrics.tpr_at_fpr(kept, neg, 0.01):.2f} ({len(kept)}) |")
     plain_rule(pooled, args.scheme)
     print("\n| scenario | family | copies caught α=0.05 / 0.01 (n) | independents judged derived α=0.05 [95% CI] "
-          "/ 0.01 (n) |")
-    print("|:---|:---|---:|---:|")
+          "/ 0.01 (n) | kept copies: TPR@1%FPR, every independent / the family's (n) |")
+    print("|:---|:---|---:|---:|---:|")
     for name, entry in pooled.items():
         row = entry["schemes"].get(args.scheme)
         if row is None:
@@ -73,8 +75,24 @@ def main() -> None:
                 f"{counts[0]['false_positives']}/{counts[0]['n']} [{counts[0]['ci'][0]:.2f}, {counts[0]['ci'][1]:.2f}]"
                 f" / {counts[1]['false_positives']}/{counts[1]['n']}")
             print(f"| {name.removesuffix(' (pooled)')} | {family} | {np.mean(caught[family]['0.05']):.2f} / "
-                  f"{np.mean(caught[family]['0.01']):.2f} ({n}) | {fp} |")
+                  f"{np.mean(caught[family]['0.01']):.2f} ({n}) | {fp} | {ranked(row, family)} |")
     extraction(results, args.scheme)
+
+
+def ranked(row: dict, family: str) -> str:
+    """The kept copies (>= 90% utility) of ``family`` ranked by evidence: TPR at 1% FPR against every
+    independent row of the scenario (plain, interface and evasion), and against the independents served
+    through the same family alone (the innocent services of that interface or wrapper). A ranking: a
+    router's "evasive" verdict is a decision, not a score, so it counts in the rule's columns only."""
+    value = "evidence" if row.get("ranked_on") == "evidence" else "score"
+    kept = [s[value] for s in row["scores"] if s["label"] == 1 and s["family"] == family
+            and np.isfinite(s["utility"]) and s["utility"] >= 0.9]
+    every = [s[value] for s in row["scores"] if s["label"] == 0]
+    own = [s[value] for s in row["scores"] if s["label"] == 0 and s["family"] == family + "/independent"]
+    if not kept or not own:
+        return "-"
+    return (f"{metrics.tpr_at_fpr(kept, every, 0.01):.2f} / {metrics.tpr_at_fpr(kept, own, 0.01):.2f} "
+            f"({len(kept)}; {len(every)} / {len(own)})")
 
 
 def per_zoo(results: dict, scheme: str, zoos: list[str]) -> None:
