@@ -38,6 +38,8 @@ from tqdm.auto import tqdm
 
 from .references import References
 from .decide.learned import LearnedSimilarity
+from .decide.resolution import (Resolution, agreement_resolution, correlation_resolution, grid_resolution,
+                               grid_step)
 from .decide.similarity import Score, Similarity
 from .decide.rule import Rule
 from .decide.sequential import LOOK, looks, out_of_reach, reach, stopped_score
@@ -1147,6 +1149,8 @@ class Fingerprint:
         elif model.labels_only:
             unresolved = ("the suspect answers labels only: a score below the threshold is no evidence of "
                           "independence, so no decision")
+        resolution = [] if unresolved is None or rule is None else [
+            entry.to_dict() for entry in self._resolutions(planned, scores, rule, deciding, averaged_stage)]
         said = _consistency_note(model)
         if said:
             notes.append(said)
@@ -1159,6 +1163,7 @@ class Fingerprint:
         return Verdict.decide(scores[0], rule, queries=queries, seconds=seconds, suspect=model.describe(),
                               scheme=f"{self.scheme.name} ({kind})", fingerprint_sha256=self.sha256,
                               notes=notes, unresolved=unresolved, stages=records if len(records) > 1 else [],
+                              resolution=resolution,
                               evasive=evasion.note if evasion is not None and evasion.evasive else None,
                               evasion=None if evasion is None else evasion.to_dict(),
                               coarse=None if coarse is None or coarse_score is None else {
@@ -1167,6 +1172,34 @@ class Fingerprint:
                                   "single_step_score": coarse[0].value, "decides": shown is None,
                                   **{part: coarse_score.parts[part] for part in ("differences", "smoothed")
                                      if "smoothed" in coarse_score.parts}})
+
+    def _resolutions(self, planned: list[_Planned], scores: list[Score | None], rule: Rule,
+                     deciding: Recognised | None, averaged: "Fingerprint | None") -> list[Resolution]:
+        """For a suspect the measurement cannot clear (a grid, labels): per stage of ``rule`` that
+        measured it, whether more queries there could decide it and about how many
+        (:mod:`tafa.decide.resolution`). The coarse scale only for answers compared as they are
+        on their grid (integers, a rounding; not probabilities or pixels undone by a logit)."""
+        said = []
+        for entry, score, own in zip(planned, scores, rule.stages):
+            if score is None or score.value >= own.threshold:
+                continue
+            if entry.stage is averaged and averaged is not None and deciding is not None and \
+                    deciding.quantised is not None and deciding.kind in ("integers", "quantised"):
+                assert averaged.probes.directions is not None
+                said.append(grid_resolution(
+                    entry.name, partial(_score_value, averaged), averaged.owner_signature,
+                    grid_step(deciding.answers, deciding.quantised),
+                    np.asarray(averaged.probes.steps), JITTER, averaged.probes.directions.shape[1], score.value,
+                    own.threshold))
+            elif entry.name == LABEL_STAGE and self.labels is not None:
+                asked = self.labels.queries()  # the stage's own (a first stage's record also holds the earlier ones)
+                if is_free(self.labels.scheme):  # a correlation over (point, direction) values, 2 queries each
+                    said.append(correlation_resolution(entry.name, asked // 2, score.value, own.threshold, 2.0,
+                                                       asked))
+                else:  # the share of points where the suspect's label is the owner's, 1 query each
+                    said.append(agreement_resolution(entry.name, len(self.labels.probes), score.value,
+                                                     own.threshold, asked))
+        return said
 
     def measure_checked(self, suspect: ModelLike, check: bool = True, *, seed: int | None = None,
                         owner_data: np.ndarray | None = None,
@@ -1322,6 +1355,11 @@ class Fingerprint:
                 **({"label_stage": describe_labels(len(self.labels.probes), self.labels.meta,
                                                    is_free(self.labels.scheme))} if self.labels is not None else {}),
                 "sha256": self.sha256, **{k: v for k, v in self.meta.items() if k != "tafa_version"}}
+
+
+def _score_value(stage: "Fingerprint", signature: Signature) -> float:
+    """``stage``'s score of a signature (the owner's remade through a grid: :mod:`tafa.decide.resolution`)."""
+    return stage.compare(signature).value
 
 
 def _grid_and_bend(recognised: Recognised | None) -> tuple[float | None, float | None]:

@@ -52,6 +52,10 @@ class Verdict:
     #: The coarse scale's evidence (:mod:`tafa.signature.scales`): ``score``, ``roughness`` (the
     #: suspect's relative to the owner's) and whether it ``decides``; ``None`` without one.
     coarse: dict[str, Any] | None = None
+    #: For a suspect left ``undecided`` because its answers keep too little (a grid, labels): per
+    #: stage that decides it, whether more queries could and about how many
+    #: (:class:`~tafa.decide.resolution.Resolution` as dicts); empty otherwise.
+    resolution: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def decide(cls, score: Score, calibration: Rule | None, *, unresolved: str | None = None,
@@ -71,6 +75,9 @@ class Verdict:
             if decision is Decision.INDEPENDENT and unresolved:
                 decision = Decision.UNDECIDED
                 notes.append(unresolved)
+                notes += [entry["text"] for entry in fields.get("resolution") or []]
+            else:
+                fields["resolution"] = []  # what a decision would need: only where none was made
         if evasive:
             notes.append(evasive)
             if decision is not Decision.DERIVED:
@@ -194,7 +201,7 @@ class Verdict:
             "scheme": self.scheme, "fingerprint_sha256": self.fingerprint_sha256,
             "suspect": self.suspect, "evasion": self.evasion,
             "weights": None if self.weights is None else self.weights.to_dict(), "coarse": self.coarse,
-            "notes": self.notes,
+            "resolution": self.resolution, "notes": self.notes,
         }
 
     def to_json(self) -> str:
