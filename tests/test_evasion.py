@@ -296,3 +296,24 @@ def test_segments_find_a_switch_that_cancels_the_models_own_change():
                                     dtype=np.float32)), compared)
     assert bool(jumping[0]) and pieces[0] > 5 * JUMP_TOLERANCE, (pieces, compared.scale)
     assert served.queries == 64 + 1 + CELLS + 2 * HALVINGS
+
+
+def test_a_top_1_list_is_no_jump_and_a_router_behind_one_still_jumps(classifier, owner, decoy, probe_inputs):
+    """The label with its probability, the others zeroed (a common service): the zeroed values are
+    compared at the floor the verification's answers set, whatever a segment's batch shows. Before,
+    each batch set its own (half its smallest value shown), so a segment whose top probability dipped
+    below every probe's moved all its rows: innocent models behind a top-1 list were judged evasive in
+    11 of 18 verifications (the committed independent and two references, 6 each). A zero-count router
+    behind the same list still jumps."""
+    from tafa.attacks.interface import get_interface
+
+    top1 = get_interface("top1")
+    domain = parse_domain(classifier.domain, SHAPE)
+    for module in (classifier.independent, *classifier.references[:3]):
+        model = top1.apply(TorchModel(module, SHAPE))
+        for seed in range(3):
+            found = check_evasion(model, probe_inputs, model(probe_inputs), domain, seed=seed)
+            assert found.jumps == 0 and not found.evasive, (seed, found)
+    served = top1.apply(serve("zeros", owner, decoy))
+    found = check_evasion(served, probe_inputs, served(probe_inputs), domain, seed=0)
+    assert found.evasive and found.jumps_max > 2 * JUMP_TOLERANCE, found

@@ -408,3 +408,25 @@ def test_the_boundary_geometry_on_the_classes_a_top_k_list_shows(classifier, own
     np.put_along_axis(answers[::2], third, 0.0, axis=1)
     shifting = recognise(answers, fingerprint.owner_signature["outputs"])
     assert fingerprint.shown_stage(shifting) is not None and fingerprint.shown_geometry(shifting) is None
+
+
+def test_a_copy_behind_a_top_1_list_is_derived_and_an_independent_one_is_not(classifier):
+    """The label with its probability, the others zeroed (``top1``): one value per row, so nothing of
+    the first stage's derivatives survives and the label stage decides with the coarse scale. Measured
+    (18 references, alpha 0.1, the parametric tail): the int8 copy 0.147 above its threshold, the 50%
+    pruned one 0.129; the independent model 0.408 below (it was judged evasive before the segments
+    compared every batch at one floor: tests/test_evasion.py)."""
+    from tafa.attacks import magnitude_prune
+
+    fingerprint = Fingerprint.create(TorchModel(classifier.owner, classifier.input_shape), classifier.domain, seed=0)
+    references = [TorchModel(model, classifier.input_shape, name=f"reference{i}")
+                  for i, model in enumerate(classifier.references)]
+    top1 = get_interface("top1")
+    for name, module in (("int8", quantize(classifier.owner, 8)), ("pruned", magnitude_prune(classifier.owner, 0.5))):
+        verdict = fingerprint.verify(top1.apply(TorchModel(module, classifier.input_shape, name=name)), references,
+                                     alpha=0.1, parametric=True)
+        assert verdict.decision == "derived" and verdict.margin_to_threshold > 0.06, (name, verdict.notes)
+        assert "labels" in verdict.scheme, verdict.scheme
+    other = fingerprint.verify(top1.apply(TorchModel(classifier.independent, classifier.input_shape, name="other")),
+                               references, alpha=0.1, parametric=True)
+    assert other.decision != "derived" and other.margin_to_threshold < -0.2, other.notes

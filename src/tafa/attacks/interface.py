@@ -170,6 +170,7 @@ def _register_standard() -> None:
     classification("top3", lambda z: top_k(softmax(z), 3), "the 3 largest probabilities, the others zeroed")
     classification("integer_logits", np.round, "logits rounded to integers")
     classification("one_hot", one_hot, "the top-1 label, one-hot")
+    classification("top1", lambda z: top_k(softmax(z), 1), "the top-1 label with its probability, the others zeroed")
 
     register_interface(Interface("affine", "regression", lambda y: 2.5 * y + 10.0, "another unit: 2.5 y + 10"))
     register_interface(Interface("affine_negative", "regression", lambda y: -0.5 * y + 3.0,

@@ -79,7 +79,7 @@ import numpy as np
 from ..domain import Domain
 from ..errors import check_param, is_integer
 from ..models.base import Model
-from .interface import grid_step, recognise
+from .interface import grid_step, recognise, top_k_floor, undo_top_k
 
 #: Re-asked answers may differ by this fraction of the answers' spread (float32 batch effects of real
 #: torch and onnxruntime models measure below 1e-6 of it; see benchmarks/evasion.py).
@@ -231,10 +231,17 @@ class _Compared:
     def __init__(self, answers: np.ndarray) -> None:
         self.answers = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
         self.step = grid_step(self.answers)
-        self.scale = answer_scale(np.sort(recognise(self.answers).answers.reshape(len(self.answers), -1), axis=1))
+        recognised = recognise(self.answers)
+        # a top-k list's zeroed values: at the floor the verification's answers set, for every batch (the
+        # smallest value a batch shows would move it: a segment whose top value dips below every answer's
+        # would shift all its rows, a jump of the comparison, not of the suspect)
+        self.floor = top_k_floor(self.answers, self.step) if recognised.kind == "top-k probabilities" else None
+        self.scale = answer_scale(np.sort(recognised.answers.reshape(len(self.answers), -1), axis=1))
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        if self.floor is not None and np.all(rows >= 0):
+            return np.sort(undo_top_k(rows, self.floor), axis=1)
         undone = recognise(np.concatenate([self.answers, rows])).answers
         return np.sort(undone.reshape(len(undone), -1)[len(self.answers):], axis=1)
 

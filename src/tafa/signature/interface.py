@@ -211,6 +211,20 @@ def _form(rows: np.ndarray, step: float | None) -> str:
     return "quantised" if step is not None else "raw"
 
 
+def top_k_floor(rows: np.ndarray, step: float | None) -> float:
+    """What a top-k list's zeroed values are taken as: half the smallest value ``rows`` show (at
+    least half their grid step)."""
+    shown = rows[rows > 0]
+    return max(step / 2 if step is not None else float(np.finfo(np.float64).tiny), float(shown.min()) / 2)
+
+
+def undo_top_k(rows: np.ndarray, floor: float) -> np.ndarray:
+    """A top-k list's rows as centred log-probabilities, the zeroed ones (and any shown value below
+    ``floor``) at ``floor``: continuous in the values shown, so a list whose top class changes
+    (the values trading places) is no jump, whatever else is asked in the same batch."""
+    return _centred(np.log(np.maximum(rows, floor)))
+
+
 def recognise(answers: np.ndarray, owner_outputs: np.ndarray | None = None) -> Recognised:
     """Recognise the interface of a suspect's ``answers`` (``(Q, *output_shape)``) and undo what
     can be undone; ``owner_outputs`` (the owner's outputs at the probes) make recognition relative
@@ -236,8 +250,7 @@ def recognise(answers: np.ndarray, owner_outputs: np.ndarray | None = None) -> R
     if kind == "probabilities":
         undone, centred = _centred(np.log(np.maximum(rows, floor))), True
     elif kind == "top-k probabilities":
-        shown = rows[rows > 0]
-        undone, centred = _centred(np.log(np.where(rows > 0, rows, max(floor, float(shown.min()) / 2)))), True
+        undone, centred = undo_top_k(rows, top_k_floor(rows, step)), True
     elif kind == "log-probabilities":
         undone, centred = _centred(rows), True
     elif kind == "unit interval":
