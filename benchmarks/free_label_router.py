@@ -48,7 +48,8 @@ def main() -> None:
         routed = float(np.mean(served.route(fingerprint.labels.probes.points)))
         for name in ("one_hot", "top3", "softmax_round2"):
             verdict = fingerprint.verify(get_interface(name).apply(served), references, alpha=0.05, owner_data=data)
-            stages = ", ".join(f"{s['name']} {s['score']:.3f} vs {s['threshold']:.3f}" if "threshold" in s
+            stages = ", ".join(f"{s['name']} not asked (an earlier stage decided)" if s["score"] is None
+                               else f"{s['name']} {s['score']:.3f} vs {s['threshold']:.3f}" if "threshold" in s
                                else f"{s['name']} {s['score']:.3f} (not calibrated: too few references)"
                                for s in verdict.to_dict()["stages"])
             print(f"users routed {share:.0%}{' (--owner-data)' if data is not None else ''}, label points routed "

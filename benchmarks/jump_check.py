@@ -11,6 +11,7 @@ change, jump or not (fraction of the answers' spread; a jump must exceed ``JUMP_
 persist), and the largest re-ask and pair differences against their tolerances.
 
     python benchmarks/jump_check.py [--zoos digits-mlp ...] [--cache .tafa-cache/zoo] [--interfaces]
+    python benchmarks/jump_check.py --zoos digits-mlp digits-cnn mnist-lenet --only top1   # one interface alone
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--zoos", nargs="+", default=[spec.name for spec in FULL])
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     parser.add_argument("--interfaces", action="store_true", help="also every interface of the zoo's task")
+    parser.add_argument("--only", nargs="+", help="these interfaces alone (no plain models)")
     args = parser.parse_args()
     print(f"tolerances: jump {JUMP_TOLERANCE:g}, pair {PAIR_TOLERANCE:g}, re-ask {REASK_TOLERANCE:g}")
     print("| zoo | models x wraps x seeds | evasive | segments jumped | largest last piece | largest pair | "
@@ -49,6 +51,10 @@ def main() -> None:
         domain = parse_domain(spec.domain, spec.input_shape)
         modules = [zoo.owner, *[model for role in ("calibration", "scored") for _, model in zoo.with_role(role)]]
         wraps = [None, *interfaces_for(spec.scenario)] if args.interfaces else [None]
+        if args.only:
+            wraps = [wrap for wrap in interfaces_for(spec.scenario) if wrap.name in args.only]
+            if not wraps:
+                continue
         checked = evasive = jumped = 0
         worst = {"jump": 0.0, "pair": 0.0, "reask": 0.0}
         for module in modules:

@@ -414,8 +414,8 @@ def test_a_copy_behind_a_top_1_list_is_derived_and_an_independent_one_is_not(cla
     """The label with its probability, the others zeroed (``top1``): one value per row, so nothing of
     the first stage's derivatives survives and the label stage decides with the coarse scale. Measured
     (18 references, alpha 0.1, the parametric tail): the int8 copy 0.147 above its threshold, the 50%
-    pruned one 0.129; the independent model 0.408 below (it was judged evasive before the segments
-    compared every batch at one floor: tests/test_evasion.py)."""
+    pruned one 0.129; the independent model 0.408 below (it was often judged evasive before the
+    evasion check's segments compared every batch at one floor: tests/test_evasion.py)."""
     from tafa.attacks import magnitude_prune
 
     fingerprint = Fingerprint.create(TorchModel(classifier.owner, classifier.input_shape), classifier.domain, seed=0)

@@ -19,7 +19,8 @@ asks a few more (350 by default) and compares:
    grid, outside any range the data shows) or only on the features not at rest (zeros kept, off the
    grid). A continuous function answers a pair within ``step x its local slope``; a service that
    routes either member by its style, or the second one because it is close to the first, answers
-   the pair from two models.
+   the pair from two models. A top-k list's pairs are compared as its segments are (below: undone,
+   sorted across outputs), so a pair across the top class's boundary is no difference.
 
 3. **Jumps along segments.** A ReLU network is continuous; a service that answers some inputs from
    one model and others from another is not, wherever its routing rule switches. :data:`SEGMENTS`
@@ -382,7 +383,11 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     if base_alone is not None:
         reasks.append(_differences(answered_base[:alone], base_alone, scale, step))
     reask_gaps = np.concatenate(reasks)
-    pair_gaps = _differences(answered_base, answered_moved, scale, step)
+    compared = _Compared(answers)
+    if compared.floor is not None:  # a top-k list: a pair across the top class's boundary swaps which value is shown
+        pair_gaps = _differences(compared(answered_base), compared(answered_moved), compared.scale)
+    else:
+        pair_gaps = _differences(answered_base, answered_moved, scale, step)
     reask_differing = int((reask_gaps > REASK_TOLERANCE).sum())
     pairs_differing = int((pair_gaps > PAIR_TOLERANCE).sum())
 
@@ -400,7 +405,7 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     target_answers = answers[ends].astype(np.float64)
     if short.any():
         target_answers[short] = model(targets[short].astype(np.float32))
-    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, _Compared(answers)) if segments
+    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, compared) if segments
                        else (np.zeros(0), np.zeros(0, dtype=bool)))
     jump_sizes = np.where(jumping, pieces, 0.0)
     jumps = int((jump_sizes > JUMP_TOLERANCE).sum())
