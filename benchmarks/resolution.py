@@ -24,30 +24,20 @@ from make import KINDS, REFERENCES, load  # noqa: E402 - the committed models' o
 
 from tafa import Fingerprint, TorchModel  # noqa: E402
 from tafa.attacks import magnitude_prune, quantize  # noqa: E402
-from tafa.attacks.interface import get_interface  # noqa: E402
-from tafa.decide.resolution import grid_step  # noqa: E402
+from tafa.attacks.interface import get_interface, rounded_to  # noqa: E402
+from tafa.signature.interface import grid_spacing  # noqa: E402
+from tafa.models import Model  # noqa: E402
 from tafa.signature.interface import assemble_suspect  # noqa: E402
 
 
-class Rounded(torch.nn.Module):
-    """Answers rounded to a grid of step ``step``."""
-
-    def __init__(self, model: torch.nn.Module, step: float) -> None:
-        super().__init__()
-        self.model, self.step = model, step
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.round(self.model(x) / self.step) * self.step
-
-
-def owner_cost(fingerprint: Fingerprint, owner: TorchModel) -> tuple[float, float | None]:
+def owner_cost(fingerprint: Fingerprint, owner: Model) -> tuple[float, float | None]:
     """What the grid really costs the owner at the averaged coarse scale, and the grid's step read."""
     stage = fingerprint.coarse_stage(averaged=True)
     assert stage is not None
     measurement = stage.scheme.make_signature()
     signature, recognised = assemble_suspect(measurement, stage.probes, owner(measurement.inputs(stage.probes)),
                                              stage.owner_signature)
-    step = None if recognised.quantised is None else grid_step(recognised.answers, recognised.quantised)
+    step = None if recognised.quantised is None else grid_spacing(recognised.answers, recognised.quantised)
     return 1.0 - stage.compare(signature).value, step
 
 
@@ -66,16 +56,12 @@ def main() -> None:
                     "independent": models["independent"]}
         for name in interfaces:
             if name.startswith("round"):
-                step = float(name.split()[1])
-
-                def wrap(module: torch.nn.Module, label: str, step: float = step, shape=shape) -> TorchModel:
-                    return TorchModel(Rounded(module, step), shape, name=label)
+                interface = rounded_to(float(name.split()[1]))
             else:
                 interface = get_interface(name)
 
-                def wrap(module: torch.nn.Module, label: str, interface=interface,  # type: ignore[misc]
-                         shape=shape) -> TorchModel:
-                    return interface.apply(TorchModel(module, shape, name=label))
+            def wrap(module: torch.nn.Module, label: str, interface=interface, shape=shape) -> Model:
+                return interface.apply(TorchModel(module, shape, name=label))
             real, step_read = owner_cost(fingerprint, wrap(models["owner"], "owner"))
             for label, module in suspects.items():
                 verdict = fingerprint.verify(wrap(module, label), references, alpha=0.1, parametric=True)

@@ -317,3 +317,22 @@ def test_a_top_1_list_is_no_jump_and_a_router_behind_one_still_jumps(classifier,
     served = top1.apply(serve("zeros", owner, decoy))
     found = check_evasion(served, probe_inputs, served(probe_inputs), domain, seed=0)
     assert found.evasive and found.jumps_max > 2 * JUMP_TOLERANCE, found
+
+
+def test_a_rounding_coarser_than_the_grid_it_lies_on_is_no_jump(regressor):
+    """Answers rounded to multiples of 0.5 also lie on the grid of 0.1 that recognition finds first: a
+    rounding step then spanned five "grid steps", more than a jump needs, and the owner itself behind
+    the rounding was judged evasive on every seed (4 of 4 for the owner, the independent model and two
+    references, before). The check now reads the grid's spacing from the answers."""
+    from tafa.attacks.interface import rounded_to
+
+    fingerprint = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape,
+                                     second_stage=False)
+    inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
+    domain = parse_domain(regressor.domain, regressor.input_shape)
+    for step in (0.5, 0.25, 5.0):
+        for module in (regressor.owner, regressor.independent):
+            model = rounded_to(step).apply(TorchModel(module, regressor.input_shape))
+            for seed in range(2):
+                found = check_evasion(model, inputs, model(inputs), domain, seed=seed)
+                assert found.jumps == 0 and not found.evasive, (step, seed, found)

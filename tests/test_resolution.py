@@ -8,28 +8,18 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from tafa import Fingerprint, TorchModel
-from tafa.attacks.interface import get_interface
-from tafa.decide.resolution import (agreement_resolution, correlation_resolution, grid_resolution, grid_step,
-                                    rounded_owner)
+from tafa.attacks.interface import get_interface, rounded_to
+from tafa.decide.resolution import agreement_resolution, correlation_resolution, grid_resolution, rounded_owner
+from tafa.signature.interface import grid_spacing
 
 
-class Rounded(torch.nn.Module):
-    """A model's answers rounded to a grid of step ``step`` (a service's coarse rounding)."""
-
-    def __init__(self, model: torch.nn.Module, step: float) -> None:
-        super().__init__()
-        self.model, self.step = model, step
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.round(self.model(x) / self.step) * self.step
-
-
-def _verify(fingerprint: Fingerprint, kind, model, name: str):
+def _verify(fingerprint: Fingerprint, kind, model, name: str, step: float):
+    """``model`` rounded to multiples of ``step``, against the kind's 18 references at alpha 0.1."""
     references = [TorchModel(m, kind.input_shape, name=f"reference {i}") for i, m in enumerate(kind.references)]
-    return fingerprint.verify(TorchModel(model, kind.input_shape, name=name), references, alpha=0.1, parametric=True)
+    suspect = rounded_to(step).apply(TorchModel(model, kind.input_shape, name=name))
+    return fingerprint.verify(suspect, references, alpha=0.1, parametric=True)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +28,8 @@ def regressor_fingerprint(regressor) -> Fingerprint:
 
 
 def test_the_grid_step_is_read_from_the_answers_not_a_finer_grid_they_also_lie_on():
-    assert grid_step(np.array([0.5, 1.0, 2.5, -1.5]), 0.1) == 0.5
-    assert grid_step(np.array([[3.0, 3.0], [3.0, 3.0]]), 1.0) is None  # one value: no step to read
+    assert grid_spacing(np.array([0.5, 1.0, 2.5, -1.5]), 0.1) == 0.5
+    assert grid_spacing(np.array([[3.0, 3.0], [3.0, 3.0]]), 1.0) is None  # one value: no step to read
 
 
 def test_the_label_estimates_follow_the_sampling_error():
@@ -92,14 +82,14 @@ def test_the_owner_behind_a_coarse_grid_is_told_the_grid_can_hide_it(regressor, 
     """The owner itself rounded to a step of 5 (its outputs span about 3.5): undecided, 0.54 below the
     threshold, and the grid costs an exact copy 0.67 (measured; the owner's own rounded score says 0.66):
     the verdict says the grid can hide a copy that far below, not that more queries would clear it."""
-    verdict = _verify(regressor_fingerprint, regressor, Rounded(regressor.owner, 5.0), "owner rounded to 5")
+    verdict = _verify(regressor_fingerprint, regressor, regressor.owner, "owner rounded to 5", 5.0)
     assert verdict.decision.value == "undecided", verdict.notes
     [said] = verdict.resolution
     assert said["explained"] > said["shortfall"] + 0.05 and "can hide" in said["text"], said
 
 
 def test_a_derived_suspect_gets_no_resolution(regressor, regressor_fingerprint):
-    verdict = _verify(regressor_fingerprint, regressor, Rounded(regressor.owner, 0.1), "owner rounded to 0.1")
+    verdict = _verify(regressor_fingerprint, regressor, regressor.owner, "owner rounded to 0.1", 0.1)
     assert verdict.decision.value == "derived" and verdict.resolution == [], verdict.notes
 
 

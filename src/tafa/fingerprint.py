@@ -38,8 +38,7 @@ from tqdm.auto import tqdm
 
 from .references import References
 from .decide.learned import LearnedSimilarity
-from .decide.resolution import (Resolution, agreement_resolution, correlation_resolution, grid_resolution,
-                               grid_step)
+from .decide.resolution import Resolution, agreement_resolution, correlation_resolution, grid_resolution
 from .decide.similarity import Score, Similarity
 from .decide.rule import Rule
 from .decide.sequential import LOOK, looks, out_of_reach, reach, stopped_score
@@ -56,7 +55,7 @@ from .scheme import DEFAULT_SCHEME, ReferenceSource, Scheme, get_scheme
 from .signature.base import Signature, relative_to
 from .signature.censoring import MIN_INSIDE, at_points, clip_bounds, inside_points
 from .signature.consistency import EvasionCheck, check_evasion as check_evasion_of
-from .signature.interface import Recognised, assemble_suspect, measure_suspect
+from .signature.interface import Recognised, assemble_suspect, grid_spacing, measure_suspect
 from .signature.derivatives import Derivatives
 from .shown_stage import SHOWN_STAGE, ShownStage
 from .signature.scales import (COARSE_SCALE, JITTER, SCREEN_LIMIT, SCREEN_PROBES, SCREEN_QUANTILE, SMOOTHED,
@@ -1188,7 +1187,7 @@ class Fingerprint:
                 assert averaged.probes.directions is not None
                 said.append(grid_resolution(
                     entry.name, partial(_score_value, averaged), averaged.owner_signature,
-                    grid_step(deciding.answers, deciding.quantised),
+                    grid_spacing(deciding.answers, deciding.quantised),
                     np.asarray(averaged.probes.steps), JITTER, averaged.probes.directions.shape[1], score.value,
                     own.threshold))
             elif entry.name == LABEL_STAGE and self.labels is not None:

@@ -105,6 +105,14 @@ def interfaces_for(task: str) -> list[Interface]:
 
 # --- the transforms: pure functions of a batch of answers, per row over the flattened outputs ---
 
+def rounded_to(step: float, task: str = "regression") -> Interface:
+    """Answers rounded to multiples of ``step`` (a service's own rounding, at any grid; not
+    registered: ``round1`` is the benchmark's)."""
+    check_param("step", step, "a positive number", step > 0, caller="rounded_to")
+    return Interface(f"round_to_{step:g}", task, lambda y: np.round(y / step) * step,
+                     f"answers rounded to multiples of {step:g}")
+
+
 def per_row(transform: Callable[[np.ndarray], np.ndarray]) -> Transform:
     """``transform`` of ``(b, m)`` rows, applied to answers of any per-sample shape."""
     def apply(answers: np.ndarray) -> np.ndarray:

@@ -24,8 +24,8 @@ about how many, from the measurement the verdict already holds (no query more):
 
 These are estimates under a stated model (the owner's answers near each probe as its coarse
 signature says; sampling error alone), never a change of the decision or of its bound. The grid's
-step is the smallest gap between the suspect's distinct answers (:func:`grid_step`), not the finer
-grid they may also lie on.
+step is the smallest gap between the suspect's distinct answers
+(:func:`~tafa.signature.interface.grid_spacing`), not the finer grid they may also lie on.
 """
 
 from __future__ import annotations
@@ -65,22 +65,6 @@ class Resolution:
                 "queries": self.queries, "now": self.now, "more_than": self.more_than, "text": self.text}
 
 
-def grid_step(answers: np.ndarray, recognised: float) -> float | None:
-    """The step of the grid ``answers`` lie on: the smallest gap between two of their distinct values,
-    at least the ``recognised`` one (which may be a finer grid they also lie on: values rounded to 0.5
-    lie on the grid of 0.1 too); ``None`` when they take one value (any grid coarser than their
-    spread would give that).
-
-    >>> grid_step(np.array([0.0, 2.0, 4.0, 2.0, -2.0]), 1.0), grid_step(np.zeros(5), 1.0)
-    (2.0, None)
-    """
-    values = np.unique(np.asarray(answers, dtype=np.float64).ravel())
-    values = values[np.isfinite(values)]
-    gaps = np.diff(values)
-    gaps = gaps[gaps > recognised / 2]
-    return float(max(recognised, gaps.min())) if gaps.size else None
-
-
 def rounded_owner(owner: dict[str, np.ndarray], grid: float, steps: np.ndarray, jitter: Sequence[float],
                   directions: int) -> dict[str, np.ndarray]:
     """The owner's coarse signature as an exact copy behind a grid of step ``grid`` would give it: each
@@ -114,7 +98,7 @@ def grid_resolution(stage: str, compare: Callable[[dict[str, np.ndarray]], float
     scale (module doc). ``compare``: the stage's similarity of a signature to the owner's;
     ``owner``: the owner's signature there; ``steps``: the coarse step per probe; ``jitter``: the
     relative steps each difference is averaged over; ``grid`` ``None``: the answers took one value
-    (:func:`grid_step`)."""
+    (:func:`~tafa.signature.interface.grid_spacing`)."""
     n = len(np.asarray(owner["derivatives"]))
     now = n * (1 + 2 * directions * len(jitter))
     shortfall = threshold - score

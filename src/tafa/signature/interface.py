@@ -138,6 +138,21 @@ def grid_step(answers: np.ndarray) -> float | None:
     return None
 
 
+def grid_spacing(answers: np.ndarray, step: float) -> float | None:
+    """The spacing of the grid ``answers`` lie on: the smallest gap between two of their distinct
+    values, at least the recognised ``step`` (:func:`grid_step`, which may be a finer grid they also
+    lie on: values rounded to 0.5 lie on the grid of 0.1 too); ``None`` when they take one value (any
+    grid coarser than their spread would give that).
+
+    >>> grid_spacing(np.array([0.0, 0.5, 2.0, 0.5, -1.5]), 0.1), grid_spacing(np.zeros(5), 1.0)
+    (0.5, None)
+    """
+    values = np.unique(np.asarray(answers, dtype=np.float64).ravel())
+    gaps = np.diff(values[np.isfinite(values)])
+    gaps = gaps[gaps > step / 2]
+    return float(max(step, gaps.min())) if gaps.size else None
+
+
 def _repeated_extremes(rows: np.ndarray, repeats: int) -> tuple[np.ndarray, list[float]]:
     """Answers equal, bit for bit, to their output's largest or smallest value where that value
     comes back at least ``repeats`` times, and those values."""
