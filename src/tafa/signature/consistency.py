@@ -243,7 +243,8 @@ class _Compared:
         # a top-k list's zeroed values: at the floor the verification's answers set, for every batch (the
         # smallest value a batch shows would move it: a segment whose top value dips below every answer's
         # would shift all its rows, a jump of the comparison, not of the suspect)
-        self.floor = top_k_floor(self.answers, self.step) if recognised.kind == "top-k probabilities" else None
+        self.floor = (top_k_floor(self.answers, grid_step(self.answers)) if recognised.kind == "top-k probabilities"
+                      else None)  # as recognise sets it for these answers
         self.scale = answer_scale(np.sort(recognised.answers.reshape(len(self.answers), -1), axis=1))
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
