@@ -55,12 +55,12 @@ def test_the_grid_model_costs_a_copy_what_the_grid_does():
         return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
     jitter = (-0.06, -0.02, 0.02, 0.06)
-    fine = grid_resolution("coarse", cosine, owner, 1e-4, np.ones(32), jitter, 4, 0.5, 0.6)
+    fine = grid_resolution("coarse", cosine, owner, 1e-4, np.ones(32), jitter, 0.5, 0.6, 1056)
     assert fine.explained is not None and fine.explained < 1e-3 and fine.queries is None
     assert "does not explain" in fine.text
-    coarse = grid_resolution("coarse", cosine, owner, 3.0, np.ones(32), jitter, 4, 0.55, 0.6)  # measured: 0.125
+    coarse = grid_resolution("coarse", cosine, owner, 3.0, np.ones(32), jitter, 0.55, 0.6, 1056)  # measured: 0.125
     assert coarse.explained is not None and coarse.explained > 0.1 and "can hide" in coarse.text
-    assert np.array_equal(rounded_owner(owner, 1e-9, np.ones(32), jitter, 4)["outputs"].round(6),
+    assert np.array_equal(rounded_owner(owner, 1e-9, np.ones(32), jitter)["outputs"].round(6),
                           owner["outputs"].round(6))
 
 

@@ -1184,12 +1184,10 @@ class Fingerprint:
                 continue
             if entry.stage is averaged and averaged is not None and deciding is not None and \
                     deciding.quantised is not None and deciding.kind in ("integers", "quantised"):
-                assert averaged.probes.directions is not None
                 said.append(grid_resolution(
                     entry.name, partial(_score_value, averaged), averaged.owner_signature,
-                    grid_spacing(deciding.answers, deciding.quantised),
-                    np.asarray(averaged.probes.steps), JITTER, averaged.probes.directions.shape[1], score.value,
-                    own.threshold))
+                    grid_spacing(deciding.answers, deciding.quantised), np.asarray(averaged.probes.steps), JITTER,
+                    score.value, own.threshold, averaged.step_queries()))
             elif entry.name == LABEL_STAGE and self.labels is not None:
                 asked = self.labels.queries()  # the stage's own (a first stage's record also holds the earlier ones)
                 if is_free(self.labels.scheme):  # a correlation over (point, direction) values, 2 queries each

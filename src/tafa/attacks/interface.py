@@ -103,8 +103,6 @@ def interfaces_for(task: str) -> list[Interface]:
     return [interface for interface in INTERFACES.values() if interface.task == task]
 
 
-# --- the transforms: pure functions of a batch of answers, per row over the flattened outputs ---
-
 def rounded_to(step: float, task: str = "regression") -> Interface:
     """Answers rounded to multiples of ``step`` (a service's own rounding, at any grid; not
     registered: ``round1`` is the benchmark's)."""
@@ -112,6 +110,8 @@ def rounded_to(step: float, task: str = "regression") -> Interface:
     return Interface(f"round_to_{step:g}", task, lambda y: np.round(y / step) * step,
                      f"answers rounded to multiples of {step:g}")
 
+
+# --- the transforms: pure functions of a batch of answers, per row over the flattened outputs ---
 
 def per_row(transform: Callable[[np.ndarray], np.ndarray]) -> Transform:
     """``transform`` of ``(b, m)`` rows, applied to answers of any per-sample shape."""

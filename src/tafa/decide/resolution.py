@@ -31,7 +31,7 @@ step is the smallest gap between the suspect's distinct answers
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -61,12 +61,11 @@ class Resolution:
     more_than: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "shortfall": self.shortfall, "explained": self.explained,
-                "queries": self.queries, "now": self.now, "more_than": self.more_than, "text": self.text}
+        return asdict(self)
 
 
-def rounded_owner(owner: dict[str, np.ndarray], grid: float, steps: np.ndarray, jitter: Sequence[float],
-                  directions: int) -> dict[str, np.ndarray]:
+def rounded_owner(owner: dict[str, np.ndarray], grid: float, steps: np.ndarray,
+                  jitter: Sequence[float]) -> dict[str, np.ndarray]:
     """The owner's coarse signature as an exact copy behind a grid of step ``grid`` would give it: each
     stepped answer modelled as the owner's centre output plus its averaged derivative times the step
     (``outputs`` ``(N, m)``, ``derivatives`` ``(N, K, m)``), rounded to the grid, and the signature
@@ -87,26 +86,24 @@ def rounded_owner(owner: dict[str, np.ndarray], grid: float, steps: np.ndarray, 
     model["derivatives"] = averaged / len(jitter)
     model["outputs"] = np.round(centres / grid) * grid
     if "smoothed" in owner:
-        model["smoothed"] = stepped / (2 * directions * len(jitter))
+        model["smoothed"] = stepped / (2 * derivatives.shape[1] * len(jitter))
     return model
 
 
 def grid_resolution(stage: str, compare: Callable[[dict[str, np.ndarray]], float], owner: dict[str, np.ndarray],
-                    grid: float | None, steps: np.ndarray, jitter: Sequence[float], directions: int, score: float,
-                    threshold: float) -> Resolution:
+                    grid: float | None, steps: np.ndarray, jitter: Sequence[float], score: float, threshold: float,
+                    now: int) -> Resolution:
     """:class:`Resolution` of a suspect answering on a grid of step ``grid``, decided at the coarse
     scale (module doc). ``compare``: the stage's similarity of a signature to the owner's;
     ``owner``: the owner's signature there; ``steps``: the coarse step per probe; ``jitter``: the
     relative steps each difference is averaged over; ``grid`` ``None``: the answers took one value
-    (:func:`~tafa.signature.interface.grid_spacing`)."""
-    n = len(np.asarray(owner["derivatives"]))
-    now = n * (1 + 2 * directions * len(jitter))
+    (:func:`~tafa.signature.interface.grid_spacing`); ``now``: the stage's queries."""
     shortfall = threshold - score
     if grid is None:
         return Resolution(stage, shortfall, None, None, now,
                           f"the suspect's answers at stage {stage!r} take a single value: the grid's step cannot be "
                           "read from them, nor how much of a copy it hides")
-    explained = max(0.0, compare(dict(owner)) - compare(rounded_owner(owner, grid, steps, jitter, directions)))
+    explained = max(0.0, compare(dict(owner)) - compare(rounded_owner(owner, grid, steps, jitter)))
     what = (f"rounding to a grid of step {grid:.3g} costs an exact copy about {explained:.3g} of its score at stage "
             f"{stage!r} (modelled from the owner's own signature there)")
     if explained < shortfall:

@@ -80,7 +80,7 @@ import numpy as np
 from ..domain import Domain
 from ..errors import check_param, is_integer
 from ..models.base import Model
-from .interface import grid_spacing, grid_step, recognise, top_k_floor, undo_top_k
+from .interface import grid_spacing, recognise, top_k_floor, undo_top_k
 
 #: Re-asked answers may differ by this fraction of the answers' spread (float32 batch effects of real
 #: torch and onnxruntime models measure below 1e-6 of it; see benchmarks/evasion.py).
@@ -209,13 +209,6 @@ def _differences(first: np.ndarray, second: np.ndarray, scale: float, step: floa
     return gaps / scale
 
 
-def _spacing(rows: np.ndarray) -> float | None:
-    """The grid the answers lie on, as a rounding moves them: its spacing, not a finer grid they also
-    lie on (answers rounded to 0.5 moved by one step cross five steps of 0.1: no jump)."""
-    step = grid_step(rows)
-    return None if step is None else grid_spacing(rows, step) or step
-
-
 def answer_scale(answers: np.ndarray) -> float:
     """The spread of a set of answers: the root mean over outputs of their variance across inputs
     (offsets and units of an interface do not change what a fraction of it means); a tiny positive
@@ -238,13 +231,15 @@ class _Compared:
 
     def __init__(self, answers: np.ndarray) -> None:
         self.answers = np.asarray(answers, dtype=np.float64).reshape(len(answers), -1)
-        self.step = _spacing(self.answers)
         recognised = recognise(self.answers)
-        # a top-k list's zeroed values: at the floor the verification's answers set, for every batch (the
-        # smallest value a batch shows would move it: a segment whose top value dips below every answer's
-        # would shift all its rows, a jump of the comparison, not of the suspect)
-        self.floor = (top_k_floor(self.answers, grid_step(self.answers)) if recognised.kind == "top-k probabilities"
-                      else None)  # as recognise sets it for these answers
+        grid = recognised.quantised
+        # the grid as a rounding moves the answers: its spacing, not a finer grid they also lie on (answers
+        # rounded to 0.5 moved by one step cross five steps of 0.1: no jump)
+        self.step = None if grid is None else grid_spacing(self.answers, grid) or grid
+        # a top-k list's zeroed values: at the floor the verification's answers set (as recognise sets it),
+        # for every batch (the smallest value a batch shows would move it: a segment whose top value dips
+        # below every answer's would shift all its rows, a jump of the comparison, not of the suspect)
+        self.floor = top_k_floor(self.answers, grid) if recognised.kind == "top-k probabilities" else None
         self.scale = answer_scale(np.sort(recognised.answers.reshape(len(self.answers), -1), axis=1))
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
@@ -384,14 +379,14 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     answered_base = mixed_answers[len(batched):len(batched) + pairs]
     answered_moved = mixed_answers[len(batched) + pairs:]
     scale = answer_scale(np.concatenate([answers, mixed_answers]))
-    step = _spacing(answers.reshape(len(answers), -1))
+    compared = _Compared(answers)
+    step = compared.step
     reasks = [_differences(answers[batched], answered_batched, scale, step)]
     if single_answers is not None:
         reasks.append(_differences(answers[singles], single_answers, scale, step))
     if base_alone is not None:
         reasks.append(_differences(answered_base[:alone], base_alone, scale, step))
     reask_gaps = np.concatenate(reasks)
-    compared = _Compared(answers)
     if compared.floor is not None:  # a top-k list: a pair across the top class's boundary swaps which value is shown
         pair_gaps = _differences(compared(answered_base), compared(answered_moved), compared.scale)
     else:
