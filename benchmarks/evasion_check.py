@@ -9,6 +9,7 @@ check's draws move with the seed: ``--seeds K`` repeats every evasion row's chec
 
     python benchmarks/evasion_check.py                      # every zoo with evasion rows, 1 min; 10 seeds, 5 min
     python benchmarks/evasion_check.py --zoos diabetes-mlp --seeds 5
+    python benchmarks/evasion_check.py --interface bf16   # the copy and the decoy each computed in bfloat16
 
 Reads the zoos from the benchmark's cache (``tafa bench --size full --cache .tafa-cache/zoo`` makes it).
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tafa import Fingerprint
+from tafa.attacks.interface import get_interface
 from tafa.bench.run import _seed, evasion_suspects
 from tafa.bench.scenarios import FULL
 from tafa.bench.zoo import build_zoos
@@ -36,7 +38,10 @@ def main() -> None:
     parser.add_argument("--zoos", nargs="+", default=ZOOS)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--cache", default=".tafa-cache/zoo")
+    parser.add_argument("--interface", help="serve the copy and the decoy inside each router through this interface "
+                                            "(tafa.attacks.interface; e.g. bf16)")
     args = parser.parse_args()
+    serve = None if args.interface is None else get_interface(args.interface).apply
     print("| zoo | family | copies flagged | independents flagged |")
     print("|:---|:---|---:|---:|")
     totals: dict[str, list[float]] = defaultdict(list)
@@ -47,7 +52,7 @@ def main() -> None:
                                          second_stage=False)
         inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
         flagged: dict[tuple[str, int], list[float]] = defaultdict(list)
-        for row, label, family, suspect in evasion_suspects(zoo):
+        for row, label, family, suspect in evasion_suspects(zoo, serve):
             answers = suspect(inputs)
             seeds = [_seed(row)] + [_seed(f"{row}#{k}") for k in range(1, args.seeds)]
             hits = [check_evasion(suspect, inputs, answers, fingerprint.domain, seed=seed).evasive for seed in seeds]

@@ -8,7 +8,8 @@ behind every interface of its task (:mod:`tafa.attacks.interface`), and
 :func:`tafa.signature.consistency.check_evasion` runs on it with seeds 0 and 1. Printed per zoo: the
 models checked, how many were judged evasive, how many segments jumped, and the largest last-piece
 change, jump or not (fraction of the answers' spread; a jump must exceed ``JUMP_TOLERANCE`` and
-persist), and the largest re-ask and pair differences against their tolerances.
+persist), and the largest re-ask and pair differences against their tolerances, and which part of the
+check called the evasive ones so (re-asks, near pairs, segment jumps; one check can count in several).
 
     python benchmarks/jump_check.py [--zoos digits-mlp ...] [--cache .tafa-cache/zoo] [--interfaces]
     python benchmarks/jump_check.py --zoos digits-mlp digits-cnn mnist-lenet --only top1   # one interface alone
@@ -26,7 +27,8 @@ from tafa.bench.scenarios import FULL
 from tafa.bench.zoo import build_zoos
 from tafa.domain import parse_domain
 from tafa.models import TorchModel
-from tafa.signature.consistency import JUMP_TOLERANCE, PAIR_TOLERANCE, REASK_TOLERANCE, check_evasion
+from tafa.signature.consistency import (JUMP_TOLERANCE, MIN_JUMPS, PAIR_TOLERANCE, REASK_TOLERANCE, check_evasion,
+                                        fires)
 
 
 def main() -> None:
@@ -37,9 +39,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="these interfaces alone (no plain models)")
     args = parser.parse_args()
     print(f"tolerances: jump {JUMP_TOLERANCE:g}, pair {PAIR_TOLERANCE:g}, re-ask {REASK_TOLERANCE:g}")
-    print("| zoo | models x wraps x seeds | evasive | segments jumped | largest last piece | largest pair | "
-          "largest re-ask | seconds |")
-    print("|:---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| zoo | models x wraps x seeds | evasive | by re-asks / pairs / jumps | segments jumped | "
+          "largest last piece | largest pair | largest re-ask | seconds |")
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for spec in FULL:
         if spec.name not in args.zoos:
             continue
@@ -56,6 +58,7 @@ def main() -> None:
             if not wraps:
                 continue
         checked = evasive = jumped = 0
+        parts = {"re-asks": 0, "pairs": 0, "jumps": 0}
         worst = {"jump": 0.0, "pair": 0.0, "reask": 0.0}
         for module in modules:
             plain = TorchModel(module, spec.input_shape)
@@ -66,11 +69,16 @@ def main() -> None:
                     found = check_evasion(model, inputs, answers, domain, seed=seed)
                     checked += 1
                     evasive += found.evasive
+                    if found.evasive:
+                        parts["re-asks"] += fires(found.reask_differing, found.reasked)
+                        parts["pairs"] += fires(found.pairs_differing, found.pairs)
+                        parts["jumps"] += found.jumps >= MIN_JUMPS
                     jumped += found.jumps
                     worst["jump"] = max(worst["jump"], found.pieces_max)
                     worst["pair"] = max(worst["pair"], found.pairs_max)
                     worst["reask"] = max(worst["reask"], found.reask_max)
-        print(f"| {spec.name} | {len(modules)} x {len(wraps)} x 2 = {checked} | {evasive} | {jumped} | "
+        print(f"| {spec.name} | {len(modules)} x {len(wraps)} x 2 = {checked} | {evasive} | "
+              f"{' / '.join(str(v) for v in parts.values())} | {jumped} | "
               f"{worst['jump']:.2g} | {worst['pair']:.2g} | {worst['reask']:.2g} | "
               f"{time.perf_counter() - started:.0f} |", flush=True)
 

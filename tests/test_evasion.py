@@ -160,6 +160,27 @@ def test_check_flags_routers_and_noise(name, classifier, owner, decoy, probe_inp
             assert max(found.reask_max / REASK_TOLERANCE, found.pairs_max / PAIR_TOLERANCE) > 10
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("name", ["batch", "zeros", "grid", "near_duplicate"])
+def test_routers_computed_in_half_precision_are_still_flagged(name, precision, classifier, owner, decoy,
+                                                             probe_inputs):
+    """A pirate who computes the copy and the decoy in half precision (which makes the check read the
+    service's inputs as quantised, and its own rounding steps as no difference) is flagged as in
+    float32, on every draw, while the same models served plainly in that precision never are (the
+    test above)."""
+    from tafa.attacks.interface import get_interface
+
+    half = get_interface(precision).apply
+    reference = TorchModel(classifier.references[0], SHAPE)
+    for copy, other in ((owner, decoy), (decoy, reference)):
+        for seed in range(2):
+            found = check(serve(name, half(copy), half(other)), probe_inputs, seed)
+            assert found.evasive, (name, precision, seed, found)
+        for seed in range(2):
+            plain = check(half(copy), probe_inputs, seed)
+            assert plain.quantised and not plain.evasive, (precision, seed, plain)
+
+
 def test_check_on_a_fixed_ripple_is_not_evasive(owner, decoy, probe_inputs):
     """The ripple is one fixed (if wild) function: no inconsistency to report; the score must beat it."""
     assert not check(serve("ripple", owner, decoy), probe_inputs, 0).evasive

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tafa import Fingerprint
 from tafa.attacks import quantize
-from tafa.attacks.interface import (INTERFACES, TASKS, Interface, InterfacedModel, get_interface, interfaces_for,
+from tafa.attacks.interface import (ANY, INTERFACES, TASKS, Interface, InterfacedModel, get_interface, interfaces_for,
                                     register_interface)
 from tafa.decide.similarity import DerivativeCosine
 from tafa.errors import InvalidParameter
@@ -97,9 +98,51 @@ def test_interfaced_model_counts_queries_and_is_a_black_box(classifier):
     assert len(hashes) == 3
 
 
+def test_half_precision_computes_the_network_in_it(classifier):
+    """``bf16`` and ``fp16`` run the whole network in half precision (every activation rounded), the
+    module given unchanged: answers within half precision's rounding of the float32 ones, and not
+    equal to them; a model that is no torch module is refused with a one-line error."""
+    inner = TorchModel(classifier.owner, classifier.input_shape, name="owner")
+    exact = inner(RNG_INPUTS)
+    for name, eps in (("bf16", 2.0 ** -8), ("fp16", 2.0 ** -11)):
+        served = get_interface(name).apply(inner)
+        answers = served(RNG_INPUTS)
+        spread = np.abs(exact).max()
+        assert 0 < np.abs(answers - exact).max() < 64 * eps * spread, name
+        assert served.torch_module() is None and served.describe()["interface"] == name
+        assert next(classifier.owner.parameters()).dtype == torch.float32
+    with pytest.raises(InvalidParameter, match="a model held as a torch module"):
+        get_interface("bf16").apply(get_interface("softmax").apply(inner))
+
+
+def test_half_precision_answers_are_no_clip(classifier, regressor):
+    """In half precision a probe's finite-difference inputs round alike, so every output value comes
+    back several times, its extremes too: that is no clip (it was read as one, and the suspect then
+    compared at the probes "inside" it against references that are not). A clip computed in half
+    precision still is one."""
+    from tafa.signature.interface import censored, half_precision_bits
+
+    for kind in (classifier, regressor):
+        fingerprint = Fingerprint.create(kind.owner, kind.domain, input_shape=kind.input_shape, second_stage=False)
+        inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
+        for module in (kind.owner, kind.independent):
+            for name, bits in (("bf16", 8), ("fp16", 11)):
+                answers = get_interface(name).apply(TorchModel(module, kind.input_shape))(inputs)
+                rows = answers.reshape(len(answers), -1)
+                assert half_precision_bits(rows) == bits
+                assert censored(rows)[0] is None, (kind.name, name)
+                assert recognise(rows).censored is None
+        answers = get_interface("bf16").apply(TorchModel(kind.independent, kind.input_shape))(inputs)
+        rows = answers.reshape(len(answers), -1)
+        bound = float(np.quantile(rows[:, 0], 0.8))
+        rows[:, 0] = np.minimum(rows[:, 0], bound)  # a fifth of the first output at the clip
+        mask, bounds = censored(rows)
+        assert mask is not None and bound in bounds and mask[:, 0].mean() >= 0.2
+
+
 def test_registry():
-    assert {interface.task for interface in INTERFACES.values()} == set(TASKS)
-    assert [i.name for i in interfaces_for("generation")] == ["sigmoid", "tanh", "clamp", "pixels8"]
+    assert {interface.task for interface in INTERFACES.values()} == {*TASKS, ANY}
+    assert [i.name for i in interfaces_for("generation")] == ["sigmoid", "tanh", "clamp", "pixels8", "bf16", "fp16"]
     with pytest.raises(InvalidParameter, match="'name' parameter of get_interface"):
         get_interface("nope")
     with pytest.raises(InvalidParameter, match="not registered yet"):

@@ -38,6 +38,8 @@ from ..models.base import Model
 
 #: The tasks an interface belongs to (what kind of answers it transforms).
 TASKS = ("classification", "regression", "generation")
+#: The task of an interface that fits every task (how the answers are computed, not what they are).
+ANY = "any"
 
 #: A transform of one batch of answers, ``(b, *output_shape)`` -> the same shape, float64.
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -51,10 +53,23 @@ class Interface:
     task: str
     transform: Transform
     description: str = ""
+    #: How the service computes its answers, where not as the model is given: a new torch module
+    #: made from the model's (e.g. the whole network in half precision); the model must then be a
+    #: torch module (:meth:`~tafa.models.Model.torch_module`), which is not changed.
+    compute: Callable[[Any], Any] | None = None
 
     def apply(self, model: Model) -> InterfacedModel:
         """``model`` answering through this interface (``model`` itself is not changed)."""
-        check_param("model", model, "a tafa Model", isinstance(model, Model), caller=f"Interface({self.name!r}).apply")
+        caller = f"Interface({self.name!r}).apply"
+        check_param("model", model, "a tafa Model", isinstance(model, Model), caller=caller)
+        if self.compute is not None:
+            module = model.torch_module()
+            check_param("model", model, "a model held as a torch module (TorchModel)", module is not None,
+                        caller=caller)
+            from ..models.base import TorchModel
+
+            model = TorchModel(self.compute(module), model.input_shape, name=model.name, white_box=False,
+                               batch_size=model.batch_size)
         return InterfacedModel(model, self)
 
 
@@ -88,7 +103,8 @@ def register_interface(interface: Interface, *, replace: bool = False) -> Interf
     """Add ``interface`` to :data:`INTERFACES` (an existing name only with ``replace=True``)."""
     caller = "register_interface"
     check_param("interface", interface, "an Interface", isinstance(interface, Interface), caller=caller)
-    check_param("interface.task", interface.task, f"one of {TASKS}", interface.task in TASKS, caller=caller)
+    check_param("interface.task", interface.task, f"one of {(*TASKS, ANY)}", interface.task in (*TASKS, ANY),
+                caller=caller)
     return register_named(INTERFACES, interface, interface.name, what="interface", replace=replace, caller=caller)
 
 
@@ -98,9 +114,9 @@ def get_interface(name: str) -> Interface:
 
 
 def interfaces_for(task: str) -> list[Interface]:
-    """The registered interfaces of ``task``, in registration order."""
+    """The registered interfaces of ``task`` (and those of every task), in registration order."""
     check_param("task", task, f"one of {TASKS}", task in TASKS, caller="interfaces_for")
-    return [interface for interface in INTERFACES.values() if interface.task == task]
+    return [interface for interface in INTERFACES.values() if interface.task in (task, ANY)]
 
 
 def rounded_to(step: float, task: str = "regression") -> Interface:
@@ -158,6 +174,14 @@ def sigmoid(values: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -values))
 
 
+def in_precision(module: Any, dtype: Any) -> Any:
+    """A copy of the torch ``module`` computed in ``dtype`` (its parameters and buffers cast; a
+    :class:`~tafa.models.TorchModel` casts the inputs to it and the answers back)."""
+    import copy
+
+    return copy.deepcopy(module).to(dtype)
+
+
 def pixels8(values: np.ndarray) -> np.ndarray:
     """Values clamped to ``[0, 1]`` and rounded to 8 bits (multiples of 1/255)."""
     return np.round(np.clip(values, 0.0, 1.0) * 255.0) / 255.0
@@ -190,6 +214,12 @@ def _register_standard() -> None:
     register_interface(Interface("tanh", "generation", np.tanh, "tanh of every output"))
     register_interface(Interface("clamp", "generation", lambda y: np.clip(y, 0.0, 1.0), "clamped to [0, 1]"))
     register_interface(Interface("pixels8", "generation", pixels8, "clamped to [0, 1], 8-bit pixels"))
+
+    import torch
+
+    for dtype, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
+        register_interface(Interface(name, ANY, lambda y: y, f"the whole network computed in {name}, the answers "
+                                     "cast back", compute=partial(in_precision, dtype=dtype)))
 
 
 _register_standard()

@@ -613,8 +613,10 @@ def _seed(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
-def evasion_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
-    """``(row name, label, family, model)`` of every evasion-wrapped suspect of ``zoo``."""
+def evasion_suspects(zoo: Zoo, serve: Callable[[Model], Model] | None = None) -> list[tuple[str, int, str, Model]]:
+    """``(row name, label, family, model)`` of every evasion-wrapped suspect of ``zoo``; ``serve``:
+    how the copy and the decoy are each served inside the router (e.g. an interface's ``apply``:
+    a pirate computing both in half precision), as they are by default."""
     spec = zoo.spec
     if not interface_rows(spec):
         return []
@@ -628,12 +630,13 @@ def evasion_suspects(zoo: Zoo) -> list[tuple[str, int, str, Model]]:
     spare = negatives[INTERFACE_NEGATIVES:INTERFACE_NEGATIVES + 2]
     if len(spare) < 2:
         return []
-    decoys = {1: TorchModel(spare[0][1], spec.input_shape, name=spare[0][0]),
-              0: TorchModel(spare[1][1], spec.input_shape, name=spare[1][0])}
+    served = serve or (lambda model: model)
+    decoys = {1: served(TorchModel(spare[0][1], spec.input_shape, name=spare[0][0])),
+              0: served(TorchModel(spare[1][1], spec.input_shape, name=spare[1][0]))}
     data = (np.random.default_rng(0).normal(size=(1000, *spec.input_shape)) if spec.latent  # a latent's users
             else np.asarray(spec.data("other").x).reshape(-1, *spec.input_shape))
     return [(f"{name}%{evasion.name}", label, f"{EVASION}/{evasion.name}" + ("" if label else "/independent"),
-             evasion.apply(TorchModel(model, spec.input_shape, name=name), decoys[label], data=data,
+             evasion.apply(served(TorchModel(model, spec.input_shape, name=name)), decoys[label], data=data,
                            seed=_seed(f"{name}%{evasion.name}")))
             for evasion in EVASIONS.values() if spec.scenario in evasion.tasks for name, label, model in bases]
 

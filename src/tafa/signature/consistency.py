@@ -80,7 +80,7 @@ import numpy as np
 from ..domain import Domain
 from ..errors import check_param, is_integer
 from ..models.base import Model
-from .interface import grid_spacing, recognise, top_k_floor, undo_top_k
+from .interface import grid_spacing, half_precision_bits, half_ulp, recognise, top_k_floor, undo_top_k
 
 #: Re-asked answers may differ by this fraction of the answers' spread (float32 batch effects of real
 #: torch and onnxruntime models measure below 1e-6 of it; see benchmarks/evasion.py).
@@ -111,6 +111,17 @@ JUMP_TOLERANCE = 5e-2
 JUMP_GRID_STEPS = 2.5
 #: Segments that must jump to make the suspect evasive.
 MIN_JUMPS = 1
+#: Fewest near pairs that move only the features not at rest (the odd rows, within a half-precision
+#: rounding of them, :func:`near_pairs`) that must all be answered bit for bit alike for the suspect's
+#: inputs to be read as **quantised** (a service computing in bfloat16 or float16 rounds them away).
+QUANTISED_PAIRS = 4
+#: A quantised service's re-asks may differ by this fraction of the answers' spread (half precision's
+#: sums depend on the batch: 2^-8 of a value).
+QUANTISED_REASK_TOLERANCE = 1e-2
+#: A quantised service's jump must persist over a piece 2^QUANTISED_PERSIST times longer than the piece
+#: at which the segment reached the service's resolution (below it, every rounding boundary of an input
+#: is a step that persists as the piece shrinks; over a longer piece a staircase's steps add up).
+QUANTISED_PERSIST = 8
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,10 @@ class EvasionCheck:
     jumps_max: float = 0.0  #: the largest jump (a last-piece change that persisted; fraction of the spread)
     pieces_max: float = 0.0  #: the largest last-piece change, jump or not (a continuous model's stays small)
     anchored: bool = False  #: data-like inputs came from the owner's data (``anchors``), not the domain
+    #: the suspect reads its inputs at a coarser precision than the near pairs' step (half precision):
+    #: the pairs that move features at rest are not compared, re-asks get a half-precision tolerance,
+    #: and a segment's last piece is where it reached that resolution
+    quantised: bool = False
     reask_tolerance: float = REASK_TOLERANCE
     pair_tolerance: float = PAIR_TOLERANCE
     pair_step: float = PAIR_STEP
@@ -143,9 +158,13 @@ class EvasionCheck:
                  f"batch (max {self.reask_max:.3g} of the answers' spread, tolerance {self.reask_tolerance:g}); "
                  f"{self.pairs_differing} of {self.pairs} pairs of inputs {self.pair_step:g} apart answered up to "
                  f"{self.pairs_max:.3g} apart (tolerance {self.pair_tolerance:g}); {self.jumps} of {self.segments} "
-                 f"segments jumped (max {self.jumps_max:.3g} of the spread over 1/{CELLS * 2 ** HALVINGS} of a "
-                 f"segment, tolerance {self.jump_tolerance:g})"
-                 + ("; data-like inputs from the owner's data" if self.anchored else ""))
+                 f"segments jumped (max {self.jumps_max:.3g} of the spread over "
+                 + ("the piece at the suspect's resolution" if self.quantised
+                    else f"1/{CELLS * 2 ** HALVINGS} of a segment")
+                 + f", tolerance {self.jump_tolerance:g})"
+                 + ("; data-like inputs from the owner's data" if self.anchored else "")
+                 + ("; the suspect reads its inputs at a coarser precision than the pairs' step (half precision): "
+                    "pairs that move features at rest not compared" if self.quantised else ""))
         if self.evasive:
             return (f"EVASIVE SUSPECT: {found}: its answers depend on batch size, order or input style, or jump, "
                     f"as no fixed continuous function's do, so its score need not describe the model its users get, "
@@ -156,7 +175,8 @@ class EvasionCheck:
         return {**asdict(self), "note": self.note}
 
 
-def _fires(differing: int, compared: int) -> bool:
+def fires(differing: int, compared: int) -> bool:
+    """Whether ``differing`` of ``compared`` re-asks or near pairs make a suspect evasive."""
     return compared > 0 and differing >= max(MIN_DIFFERING, math.ceil(MIN_FRACTION * compared))
 
 
@@ -188,22 +208,47 @@ def data_like(domain: Domain, count: int, rng: np.random.Generator, levels: int 
 
 def near_pairs(domain: Domain, base: np.ndarray, rng: np.random.Generator, step: float = PAIR_STEP) -> np.ndarray:
     """``base`` moved by ``step`` times the domain's scale (times 0.5 to 1, drawn per feature), towards
-    the domain's inside: even rows on every feature, odd rows only on the features not at rest."""
+    the domain's inside: even rows on every feature, odd rows only on the features not at rest, each
+    by at most an eighth of a float16 rounding step of its value (``|x| 2^-14``) as well, so
+    that a service computing in bfloat16 or float16 reads an odd pair's two inputs alike when ``base``
+    is representable there (:func:`half_representable`)."""
     lo, hi, rest = _bounds_and_rest(domain)
     flat = base.reshape(len(base), -1).astype(np.float64)
     size = step * domain.scale() * rng.uniform(0.5, 1.0, size=flat.shape)
+    size[1::2] = np.minimum(size[1::2], np.abs(flat[1::2]) * 2.0 ** -14)
     sign = np.where(flat >= hi, -1.0, np.where(flat <= lo, 1.0, rng.choice([-1.0, 1.0], size=flat.shape)))
     moved = np.ones_like(flat, dtype=bool)
     moved[1::2] = flat[1::2] != rest
     return (flat + np.where(moved, sign * size, 0.0)).reshape(base.shape)
 
 
-def _differences(first: np.ndarray, second: np.ndarray, scale: float, step: float | None = None) -> np.ndarray:
+def half_representable(values: np.ndarray) -> np.ndarray:
+    """``values`` (float64) rounded to the nearest bfloat16 value (7 bits after the leading one), which
+    float16 also represents inside its normal range: inputs a half-precision service reads exactly.
+
+    >>> half_representable(np.array([0.0625, 0.3, -1.7, 0.0])).tolist()
+    [0.0625, 0.30078125, -1.703125, 0.0]
+    """
+    mantissa, exponent = np.frexp(np.asarray(values, dtype=np.float64))
+    return np.ldexp(np.round(mantissa * 256.0) / 256.0, exponent)
+
+
+def _differences(first: np.ndarray, second: np.ndarray, scale: float, step: float | None = None,
+                 bits: int | None = None) -> np.ndarray:
     """The largest difference of each pair of answers, as a fraction of ``scale``; on a grid of
     ``step``, 0 where it spans at most :data:`JUMP_GRID_STEPS` steps (a rounding boundary crossed by
-    float noise or a tiny step moves an answer by one step: 8-bit pixels, integer logits)."""
+    float noise or a tiny step moves an answer by one step: 8-bit pixels, integer logits); in a
+    half-precision format of ``bits`` significant bits, a difference counts only beyond
+    :data:`JUMP_GRID_STEPS` rounding steps of the pair's largest answer
+    (:func:`~tafa.signature.interface.half_ulp`: the computation rounds every value it carries, so a
+    small output moves by the steps of the large ones)."""
     count = len(first)
-    gaps = np.abs(first.reshape(count, -1) - second.reshape(count, -1)).max(axis=1)
+    a, b = first.reshape(count, -1), second.reshape(count, -1)
+    each = np.abs(a - b)
+    if bits is not None:  # a rounding step of the pair's largest answer: the computation's own scale
+        largest = np.maximum(np.abs(a), np.abs(b)).max(axis=1, keepdims=True)
+        each = np.where(each > JUMP_GRID_STEPS * half_ulp(largest, bits), each, 0.0)
+    gaps = each.max(axis=1)
     if step is not None:
         gaps = np.where(gaps > JUMP_GRID_STEPS * step, gaps, 0.0)
     return gaps / scale
@@ -240,6 +285,9 @@ class _Compared:
         # for every batch (the smallest value a batch shows would move it: a segment whose top value dips
         # below every answer's would shift all its rows, a jump of the comparison, not of the suspect)
         self.floor = top_k_floor(self.answers, grid) if recognised.kind == "top-k probabilities" else None
+        # answers written in a half-precision format (a service computing in bfloat16 or float16): one of
+        # its rounding steps is no jump either
+        self.bits = half_precision_bits(self.answers) if self.step is None else None
         self.scale = answer_scale(np.sort(recognised.answers.reshape(len(self.answers), -1), axis=1))
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
@@ -251,14 +299,20 @@ class _Compared:
 
 
 def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answers: np.ndarray,
-                  compared: _Compared, cells: int = CELLS, halvings: int = HALVINGS,
+                  compared: _Compared, cells: int = CELLS, halvings: int = HALVINGS, quantised: bool = False,
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Scan each segment ``starts[i] -> ends[i]`` at ``cells`` equal cells and halve two of its cells
     ``halvings`` times each (the module's description says which, and how). Returns, per segment, the
     largest last-piece change of its two cells that can be a jump, else the larger of the two (as a
     fraction of the compared answers' spread), and whether one can be: a change that persisted
     (:data:`PERSISTENCE`) and, on a grid, spans more than :data:`JUMP_GRID_STEPS` steps. Asks
-    ``len(starts) * (cells + 2 * halvings)`` queries: one batch for the scan, one per halving."""
+    ``len(starts) * (cells + 2 * halvings)`` queries: one batch for the scan, one per halving.
+
+    ``quantised`` (a service that reads its inputs at a coarser precision than the halvings reach,
+    :func:`check_evasion`): a cell's piece has reached the service's resolution at the first halving
+    whose other half is answered bit for bit alike at both its ends; the change over the piece kept
+    there is its last piece, and it must persist over the piece 2^:data:`QUANTISED_PERSIST` times
+    longer (the scanned cell at most)."""
     count = len(starts)
     shape = model.input_shape
     first = starts.reshape(count, -1).astype(np.float64)
@@ -291,6 +345,7 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
     raw_low, raw_high = raw[rows, cell], raw[rows, cell + 1]
     low_t, high_t = scanned[rows, cell], scanned[rows, cell + 1]
     changes = [np.abs(high_t - low_t).max(axis=1)]
+    depth = np.full(len(rows), halvings)  # where each piece reached the service's resolution (quantised)
     for halving in range(1, halvings + 1):
         middle_f = 0.5 * (low_f + high_f)
         at = origin + middle_f[:, None] * along
@@ -300,6 +355,9 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
         share = expected / 2 ** halving  # each half's share of the neighbours' slope
         keep_low = (np.abs(middle_t - low_t - share).max(axis=1)
                     >= np.abs(high_t - middle_t - share).max(axis=1))
+        if quantised:  # the half not kept answered alike at both ends: the piece kept is at the resolution
+            alike = np.all(answered == np.where(keep_low[:, None], raw_high, raw_low), axis=1)
+            depth = np.where(alike & (depth == halvings), np.minimum(depth, halving), depth)
         high_f = np.where(keep_low, middle_f, high_f)
         low_f = np.where(keep_low, low_f, middle_f)
         raw_high = np.where(keep_low[:, None], answered, raw_high)
@@ -307,12 +365,18 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
         high_t = np.where(keep_low[:, None], middle_t, high_t)
         low_t = np.where(keep_low[:, None], low_t, middle_t)
         changes.append(np.abs(high_t - low_t).max(axis=1))
-    change = changes[-1] / compared.scale
     # a jump persists as its piece shrinks; a continuous function's change shrinks with the piece (by
     # 2^PERSIST over the last PERSIST halvings where it is locally linear)
-    jumping = changes[-1] >= PERSISTENCE * changes[max(0, len(changes) - 1 - PERSIST)]
+    table = np.stack(changes)  # (halvings + 1, rows)
+    each = np.arange(len(rows))
+    last = table[depth, each]
+    longer = table[np.maximum(0, depth - (QUANTISED_PERSIST if quantised else PERSIST)), each]
+    change = last / compared.scale
+    jumping = last >= PERSISTENCE * longer
     if compared.step is not None:
         jumping &= np.abs(raw_high - raw_low).max(axis=1) > JUMP_GRID_STEPS * compared.step
+    if compared.bits is not None:
+        jumping &= _differences(raw_high, raw_low, 1.0, bits=compared.bits) > 0
     change, jumping = change.reshape(2, count), jumping.reshape(2, count)
     can = jumping.any(axis=0)
     return np.where(can, np.where(jumping, change, -1.0).max(axis=0), change.max(axis=0)), can
@@ -365,7 +429,9 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
             return data_like(domain, count, rng)
         return anchors[rng.choice(len(anchors), size=count, replace=count > len(anchors))].astype(np.float64)
 
-    base = like_data(pairs).astype(np.float32)
+    base = like_data(pairs)
+    base[1::2] = half_representable(base[1::2])  # the odd pairs tell a service that reads inputs in half precision
+    base = base.astype(np.float32)
     moved = near_pairs(domain, base.astype(np.float64), rng).astype(np.float32)
     mixed = np.concatenate([inputs[batched], base, moved])
     order = rng.permutation(len(mixed))
@@ -380,18 +446,27 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     answered_moved = mixed_answers[len(batched) + pairs:]
     scale = answer_scale(np.concatenate([answers, mixed_answers]))
     compared = _Compared(answers)
-    step = compared.step
-    reasks = [_differences(answers[batched], answered_batched, scale, step)]
+    step, bits = compared.step, compared.bits
+    reasks = [_differences(answers[batched], answered_batched, scale, step, bits)]
     if single_answers is not None:
-        reasks.append(_differences(answers[singles], single_answers, scale, step))
+        reasks.append(_differences(answers[singles], single_answers, scale, step, bits))
     if base_alone is not None:
-        reasks.append(_differences(answered_base[:alone], base_alone, scale, step))
+        reasks.append(_differences(answered_base[:alone], base_alone, scale, step, bits))
     reask_gaps = np.concatenate(reasks)
+    # a service that answers every odd pair bit for bit alike reads its inputs at a precision coarser
+    # than their step (half precision): differences below that resolution are its rounding, not a switch
+    odd = slice(1, None, 2)
+    quantised = bool(step is None and len(answered_base[odd]) >= QUANTISED_PAIRS
+                     and np.any(base[odd] != moved[odd])
+                     and np.array_equal(answered_base[odd], answered_moved[odd]))
     if compared.floor is not None:  # a top-k list: a pair across the top class's boundary swaps which value is shown
         pair_gaps = _differences(compared(answered_base), compared(answered_moved), compared.scale)
     else:
-        pair_gaps = _differences(answered_base, answered_moved, scale, step)
-    reask_differing = int((reask_gaps > REASK_TOLERANCE).sum())
+        pair_gaps = _differences(answered_base, answered_moved, scale, step, bits)
+    if quantised:  # the even pairs move features at rest too, which half precision reads: a rounding step
+        pair_gaps = pair_gaps[odd]
+    reask_tolerance = QUANTISED_REASK_TOLERANCE if quantised else REASK_TOLERANCE
+    reask_differing = int((reask_gaps > reask_tolerance).sum())
     pairs_differing = int((pair_gaps > PAIR_TOLERANCE).sum())
 
     # jumps: from the rest point (first half) and data-like inputs towards inputs already asked, every
@@ -408,16 +483,16 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     target_answers = answers[ends].astype(np.float64)
     if short.any():
         target_answers[short] = model(targets[short].astype(np.float32))
-    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, compared) if segments
+    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, compared, quantised=quantised) if segments
                        else (np.zeros(0), np.zeros(0, dtype=bool)))
     jump_sizes = np.where(jumping, pieces, 0.0)
     jumps = int((jump_sizes > JUMP_TOLERANCE).sum())
 
-    evasive = (_fires(reask_differing, len(reask_gaps)) or _fires(pairs_differing, len(pair_gaps))
+    evasive = (fires(reask_differing, len(reask_gaps)) or fires(pairs_differing, len(pair_gaps))
                or (segments > 0 and jumps >= MIN_JUMPS))
     return EvasionCheck(evasive=evasive, reasked=len(reask_gaps), reask_differing=reask_differing,
                         reask_max=float(reask_gaps.max(initial=0.0)), pairs=len(pair_gaps),
                         pairs_differing=pairs_differing, pairs_max=float(pair_gaps.max(initial=0.0)),
                         queries=model.queries - before, scale=scale, segments=int(segments), jumps=jumps,
                         jumps_max=float(jump_sizes.max(initial=0.0)), pieces_max=float(pieces.max(initial=0.0)),
-                        anchored=anchors is not None)
+                        anchored=anchors is not None, quantised=quantised, reask_tolerance=reask_tolerance)

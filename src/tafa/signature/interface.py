@@ -18,7 +18,9 @@ A service rarely returns raw outputs (:mod:`tafa.attacks.interface`). From the a
   the owner's own outputs are not: undone by the logit and by ``atanh``, the saturated ends clipped;
 - **clipped** (censored) answers, in any other unrecognised form: an output whose largest or
   smallest value comes back exactly, bit for bit, at :data:`CENSOR_REPEATS` or more inputs (a
-  regressor clipped to its training range), where the owner's own outputs never repeat an extreme:
+  regressor clipped to its training range; for answers written in half precision, which round
+  nearby inputs alike, also twice as often as any other value of the output), where the owner's
+  own outputs never repeat an extreme:
   :attr:`Recognised.censored` marks those answers. A ReLU network's output repeats a value exactly
   only where it is constant; a clip cannot be undone, but the probes whose answers are all inside
   the bounds still show the network (:meth:`tafa.fingerprint.Fingerprint.uncensored` compares the
@@ -153,18 +155,68 @@ def grid_spacing(answers: np.ndarray, step: float) -> float | None:
     return float(max(step, gaps.min())) if gaps.size else None
 
 
-def _repeated_extremes(rows: np.ndarray, repeats: int) -> tuple[np.ndarray, list[float]]:
+#: Significant bits of the floating formats a service may answer in (bfloat16, float16), coarsest first.
+HALF_BITS = (8, 11)
+#: Fewest distinct nonzero answers that must all be representable in a format for it to be read.
+HALF_VALUES = 32
+
+
+def half_precision_bits(answers: np.ndarray) -> int | None:
+    """The significant bits of the half-precision format ``answers`` are all written in: 8 (bfloat16)
+    or 11 (float16), when at least :data:`HALF_VALUES` distinct nonzero values are and the answers
+    are on no uniform grid (:func:`grid_step` reads those); ``None`` otherwise. A float32 answer has
+    one chance in 2^16 of being a bfloat16 value: a service whose answers all are computes (or
+    rounds) in that format, and two answers closer than a few of its rounding steps
+    (:func:`half_ulp`) may differ by its rounding alone.
+
+    >>> values = np.linspace(0.1, 3.0, 100)
+    >>> half_precision_bits(values.astype(np.float16)), half_precision_bits(values)
+    (11, None)
+    """
+    values = np.unique(np.asarray(answers, dtype=np.float64).ravel())
+    values = values[np.isfinite(values) & (values != 0)]
+    if values.size < HALF_VALUES or grid_step(values) is not None:
+        return None
+    mantissa, exponent = np.frexp(values)
+    for bits in HALF_BITS:
+        if np.array_equal(np.ldexp(np.round(mantissa * 2.0 ** bits) / 2.0 ** bits, exponent), values):
+            return bits
+    return None
+
+
+def half_ulp(values: np.ndarray, bits: int) -> np.ndarray:
+    """The rounding step, in a format of ``bits`` significant bits, of each of ``values``.
+
+    >>> half_ulp(np.array([1.0, 0.75, 200.0]), 8).tolist()
+    [0.0078125, 0.00390625, 1.0]
+    """
+    return np.ldexp(1.0, np.frexp(np.abs(np.asarray(values, dtype=np.float64)))[1] - bits)
+
+
+def _repeated_extremes(rows: np.ndarray, repeats: int, rounded: bool = False) -> tuple[np.ndarray, list[float]]:
     """Answers equal, bit for bit, to their output's largest or smallest value where that value
-    comes back at least ``repeats`` times, and those values."""
+    comes back at least ``repeats`` times, and those values. ``rounded`` (answers written in half
+    precision, :func:`half_precision_bits`, which round a probe's nearby finite-difference inputs
+    alike, so that every value of theirs comes back several times): also at least twice as often as
+    any other value of the output.
+
+    >>> y = np.repeat(np.linspace(0.0, 1.0, 20), 9)[:, None]  # every value 9 times: a rounding, no clip
+    >>> _repeated_extremes(y, 3, rounded=True)[1], _repeated_extremes(np.concatenate([y, np.ones((18, 1))]), 3, True)[1]
+    ([], [1.0])
+    """
     mask = np.zeros(rows.shape, dtype=bool)
     bounds: list[float] = []
     for j in range(rows.shape[1]):
         column = rows[:, j]
         if column.max() == column.min():  # a constant output is no clip: it shows nothing anywhere
             continue
+        needed = repeats
+        if rounded:
+            counts = np.unique(column, return_counts=True)[1][1:-1]  # its extremes aside
+            needed = max(repeats, 2 * int(counts.max(initial=0)))
         for value in {float(column.max()), float(column.min())}:
             hit = column == value
-            if int(hit.sum()) >= repeats:
+            if int(hit.sum()) >= needed:
                 mask[:, j] |= hit
                 bounds.append(value)
     return mask, sorted(set(bounds))
@@ -186,7 +238,7 @@ def censored(rows: np.ndarray, owner_rows: np.ndarray | None = None) -> tuple[np
     rows = np.asarray(rows, dtype=np.float64)
     if rows.size == 0 or not np.all(np.isfinite(rows)):
         return None, []
-    mask, bounds = _repeated_extremes(rows, CENSOR_REPEATS)
+    mask, bounds = _repeated_extremes(rows, CENSOR_REPEATS, rounded=half_precision_bits(rows) is not None)
     if not mask.any():
         return None, []
     if owner_rows is not None and np.asarray(owner_rows).size:
