@@ -112,8 +112,9 @@ JUMP_GRID_STEPS = 2.5
 #: Segments that must jump to make the suspect evasive.
 MIN_JUMPS = 1
 #: Fewest near pairs that move only the features not at rest (the odd rows, within a half-precision
-#: rounding of them, :func:`near_pairs`) that must all be answered bit for bit alike for the suspect's
-#: inputs to be read as **quantised** (a service computing in bfloat16 or float16 rounds them away).
+#: rounding of them, :func:`near_pairs`) that must all be answered bit for bit alike, their bases each
+#: otherwise, for the suspect's inputs to be read as **quantised** (a service computing in bfloat16 or
+#: float16 rounds the moves away; a clipped or saturated one answers its bases alike too).
 QUANTISED_PAIRS = 4
 #: A quantised service's re-asks may differ by this fraction of the answers' spread (half precision's
 #: sums depend on the batch: 2^-8 of a value).
@@ -453,12 +454,14 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     if base_alone is not None:
         reasks.append(_differences(answered_base[:alone], base_alone, scale, step, bits))
     reask_gaps = np.concatenate(reasks)
-    # a service that answers every odd pair bit for bit alike reads its inputs at a precision coarser
-    # than their step (half precision): differences below that resolution are its rounding, not a switch
+    # a service that answers every odd pair bit for bit alike, while its answers at the pairs' distinct
+    # bases all differ (it is not constant there: a clip, a saturation), reads its inputs at a precision
+    # coarser than their step (half precision): differences below that resolution are its rounding
     odd = slice(1, None, 2)
-    quantised = bool(step is None and len(answered_base[odd]) >= QUANTISED_PAIRS
-                     and np.any(base[odd] != moved[odd])
-                     and np.array_equal(answered_base[odd], answered_moved[odd]))
+    bases = answered_base[odd].reshape(len(answered_base[odd]), -1)
+    quantised = bool(step is None and len(bases) >= QUANTISED_PAIRS and np.any(base[odd] != moved[odd])
+                     and np.array_equal(answered_base[odd], answered_moved[odd])
+                     and len(np.unique(bases, axis=0)) == len(bases))
     if compared.floor is not None:  # a top-k list: a pair across the top class's boundary swaps which value is shown
         pair_gaps = _differences(compared(answered_base), compared(answered_moved), compared.scale)
     else:
