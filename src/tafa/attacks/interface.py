@@ -20,7 +20,7 @@ The interfaces of the benchmark are registered in :data:`INTERFACES` at import;
 >>> answers.sum(axis=1).round(12).tolist(), served.queries, model.queries
 ([1.0, 1.0], 2, 2)
 >>> sorted({interface.task for interface in INTERFACES.values()})
-['classification', 'generation', 'regression']
+['any', 'classification', 'generation', 'regression']
 """
 
 from __future__ import annotations
