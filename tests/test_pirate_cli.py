@@ -48,10 +48,10 @@ MIN_MARGIN = 0.15
 MIN_GAP = 0.015
 
 
-def _onnx(model: torch.nn.Module, path: Path) -> Path:
+def _onnx(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, *SHAPE),), str(path), dynamo=False, input_names=["x"],
+        torch.onnx.export(model, (torch.zeros(1, *SHAPE, dtype=dtype),), str(path), dynamo=False, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     return path
 
@@ -248,3 +248,35 @@ def test_a_labels_only_service_is_decided_by_the_label_stage_through_the_cli(cla
     other = verify(labelled, references, TorchModel(classifier.independent, SHAPE, name="independent"), capsys,
                    labels_only=True)
     assert other["decision"] == "undecided" and other["margin"] < -MIN_GAP, other
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_copy_served_in_half_precision_is_derived_through_the_cli(precision, classifier, fingerprint, references,
+                                                                   tmp_path, capsys):
+    """The int8 copy computed in bfloat16 or float16, as a KServe v2 service, and the same copy
+    exported to an ONNX file in float16 (inputs and answers in float16, which tafa now sends and
+    reads): derived by a wide margin (measured 0.54 in bfloat16, at the coarse scale, its answers
+    bending within the fingerprint's step; 0.62 in float16, by the first stage); the independent model
+    computed the same way is never judged derived (measured margins -0.18 and -0.07), and neither is
+    called evasive (half precision read as a clip or as jumps made both false claims before session
+    21: docs/security.md)."""
+    from copy import deepcopy as copy_module
+
+    from tafa.attacks.interface import get_interface
+
+    half = get_interface(precision)
+    copy = quantize(classifier.owner, 8)
+    verdict = verify(fingerprint, references, half.apply(TorchModel(copy, SHAPE, name="int8 copy")), capsys)
+    assert verdict["decision"] == "derived" and verdict["margin"] > MIN_MARGIN, verdict
+    other = verify(fingerprint, references, half.apply(TorchModel(classifier.independent, SHAPE, name="other")),
+                   capsys)
+    assert other["decision"] == "independent" and other["margin"] < -MIN_GAP, other
+    if precision == "fp16":  # a file exported in float16
+        for model, expected in ((copy, "derived"), (classifier.independent, "independent")):
+            path = _onnx(copy_module(model).half(), tmp_path / f"{expected}.onnx", dtype=torch.float16)
+            capsys.readouterr()
+            code = main(["--quiet", "verify", str(fingerprint), str(path), "--references", str(references),
+                         "--alpha", "0.05", "--json"])
+            found = json.loads(capsys.readouterr().out)
+            assert code == 0 and found["decision"] == expected, found
+            assert abs(found["margin"]) > (MIN_MARGIN if expected == "derived" else MIN_GAP), found

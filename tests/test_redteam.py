@@ -117,6 +117,34 @@ def _onnx_identity(path: Path, dims: list[int]) -> Path:
     return path
 
 
+def test_onnx_inputs_of_another_element_type(tmp_path):
+    """A file whose input is float16 (a network exported in half precision) is asked in float16 and
+    its answers read back; one whose input is of a type tafa does not send (integers, bfloat16) is
+    refused in one line."""
+    from tafa.errors import ModelLoadError
+    from tafa.models import open_model
+
+    for element, numpy_type in ((TensorProto.FLOAT16, np.float16), (TensorProto.DOUBLE, np.float64)):
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", element, ["b", 4])],
+                                  [helper.make_tensor_value_info("y", element, ["b", 4])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        path = tmp_path / f"relu-{element}.onnx"
+        path.write_bytes(model.SerializeToString())
+        x = np.array([[-1.0, 0.5, 2.0, 1 / 3]], dtype=np.float32)
+        answers = open_model(str(path))(x)
+        assert np.array_equal(answers, np.maximum(x.astype(numpy_type), 0).astype(np.float64)), answers
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.INT32, ["b", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, ["b", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (tmp_path / "int.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(ModelLoadError, match=r"takes tensor\(int32\) inputs; tafa asks float, float16 or double"):
+        open_model(str(tmp_path / "int.onnx"))
+
+
 def _onnx_function_call(path: Path, domain: str, name: str) -> Path:
     """A graph whose one node is ``domain::name`` with a local function of that name whose
     body is a standard Relu (finding 4's decoy when ``domain`` is a runtime's)."""

@@ -161,6 +161,11 @@ _TORCHSCRIPT_CODE_REFUSED = [
 ]
 
 
+#: The input element types an ONNX file may declare, and the array type its queries are sent in (a
+#: network exported in half precision takes float16; its answers come back as float32).
+ONNX_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
 class OnnxModel(Model):
     """An ONNX file run by onnxruntime on the CPU; white-box via :mod:`.onnx_import` when it can.
 
@@ -197,6 +202,11 @@ class OnnxModel(Model):
             if len(inputs) != 1:
                 raise ModelLoadError(f"{path!r} has {len(inputs)} inputs; tafa verifies single-input models.")
             self._input_name = inputs[0].name
+            element = str(inputs[0].type)
+            if element not in ONNX_INPUT_TYPES:
+                raise ModelLoadError(f"{path!r} takes {element[:40]} inputs; tafa asks float, float16 or double "
+                                     "inputs.")
+            self._input_type = ONNX_INPUT_TYPES[element]
             declared = list(inputs[0].shape)  # names of symbolic axes come from the file: may not decode
         except TafaError:
             raise
@@ -226,7 +236,9 @@ class OnnxModel(Model):
     def _forward(self, x: np.ndarray) -> np.ndarray:
         try:
             with _quiet():
-                return np.asarray(self._session.run(None, {self._input_name: x})[0])
+                answers = np.asarray(self._session.run(None, {self._input_name: x.astype(self._input_type,
+                                                                                          copy=False)})[0])
+                return answers.astype(np.float32) if answers.dtype == np.float16 else answers
         except Exception as error:
             raise ModelLoadError(f"{self.name} failed to run ({_brief(error)}).") from None
 
