@@ -55,6 +55,18 @@ most :data:`JUMP_GRID_STEPS` grid steps counts for none of them: float noise or 
 a rounding boundary of some output often (a decoder's 64 pixels on one pair in five). Re-asks and
 pairs also count rather than fire on one difference.
 
+A service that computes in **half precision** (bfloat16, float16) is no continuous function at these
+scales: it rounds its inputs (two inputs closer than a rounding step are one) and every value it
+carries. Its odd near pairs, moved by less than a half-precision step from inputs it represents, are
+all answered alike while their bases are not: the check then reads its inputs as quantised
+(:attr:`EvasionCheck.quantised`), compares only those pairs, gives re-asks
+:data:`QUANTISED_REASK_TOLERANCE`, and judges a segment where its halving reached the service's
+resolution, against a piece 2^:data:`QUANTISED_PERSIST` times longer. Answers written in half
+precision (:func:`~tafa.signature.interface.half_precision_bits`) count a difference only beyond
+:data:`JUMP_GRID_STEPS` rounding steps of the pair's largest answer. A router whose two models both
+compute so still switches between them by far more (``python benchmarks/evasion_check.py
+--interface bf16``).
+
 The choice of the re-asked inputs and of the data-like ones is drawn from fresh entropy unless a
 ``seed`` is given: a service cannot know in advance which inputs come back.
 
@@ -80,7 +92,8 @@ import numpy as np
 from ..domain import Domain
 from ..errors import check_param, is_integer
 from ..models.base import Model
-from .interface import grid_spacing, half_precision_bits, half_ulp, recognise, top_k_floor, undo_top_k
+from .interface import (HALF_BITS, grid_spacing, half_precision_bits, half_ulp, recognise, to_bits, top_k_floor,
+                        undo_top_k)
 
 #: Re-asked answers may differ by this fraction of the answers' spread (float32 batch effects of real
 #: torch and onnxruntime models measure below 1e-6 of it; see benchmarks/evasion.py).
@@ -212,7 +225,7 @@ def near_pairs(domain: Domain, base: np.ndarray, rng: np.random.Generator, step:
     the domain's inside: even rows on every feature, odd rows only on the features not at rest, each
     by at most an eighth of a float16 rounding step of its value (``|x| 2^-14``) as well, so
     that a service computing in bfloat16 or float16 reads an odd pair's two inputs alike when ``base``
-    is representable there (:func:`half_representable`)."""
+    is representable there (:func:`~tafa.signature.interface.to_bits`)."""
     lo, hi, rest = _bounds_and_rest(domain)
     flat = base.reshape(len(base), -1).astype(np.float64)
     size = step * domain.scale() * rng.uniform(0.5, 1.0, size=flat.shape)
@@ -221,17 +234,6 @@ def near_pairs(domain: Domain, base: np.ndarray, rng: np.random.Generator, step:
     moved = np.ones_like(flat, dtype=bool)
     moved[1::2] = flat[1::2] != rest
     return (flat + np.where(moved, sign * size, 0.0)).reshape(base.shape)
-
-
-def half_representable(values: np.ndarray) -> np.ndarray:
-    """``values`` (float64) rounded to the nearest bfloat16 value (7 bits after the leading one), which
-    float16 also represents inside its normal range: inputs a half-precision service reads exactly.
-
-    >>> half_representable(np.array([0.0625, 0.3, -1.7, 0.0])).tolist()
-    [0.0625, 0.30078125, -1.703125, 0.0]
-    """
-    mantissa, exponent = np.frexp(np.asarray(values, dtype=np.float64))
-    return np.ldexp(np.round(mantissa * 256.0) / 256.0, exponent)
 
 
 def _differences(first: np.ndarray, second: np.ndarray, scale: float, step: float | None = None,
@@ -431,7 +433,7 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
         return anchors[rng.choice(len(anchors), size=count, replace=count > len(anchors))].astype(np.float64)
 
     base = like_data(pairs)
-    base[1::2] = half_representable(base[1::2])  # the odd pairs tell a service that reads inputs in half precision
+    base[1::2] = to_bits(base[1::2], HALF_BITS[0])  # the odd pairs tell a service that reads inputs in half precision
     base = base.astype(np.float32)
     moved = near_pairs(domain, base.astype(np.float64), rng).astype(np.float32)
     mixed = np.concatenate([inputs[batched], base, moved])

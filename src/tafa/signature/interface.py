@@ -177,11 +177,21 @@ def half_precision_bits(answers: np.ndarray) -> int | None:
     values = values[np.isfinite(values) & (values != 0)]
     if values.size < HALF_VALUES or grid_step(values) is not None:
         return None
-    mantissa, exponent = np.frexp(values)
     for bits in HALF_BITS:
-        if np.array_equal(np.ldexp(np.round(mantissa * 2.0 ** bits) / 2.0 ** bits, exponent), values):
+        if np.array_equal(to_bits(values, bits), values):
             return bits
     return None
+
+
+def to_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """``values`` rounded to ``bits`` significant bits (8: the nearest bfloat16 values, which float16
+    also represents inside its normal range).
+
+    >>> to_bits(np.array([0.0625, 0.3, -1.7, 0.0]), 8).tolist()
+    [0.0625, 0.30078125, -1.703125, 0.0]
+    """
+    mantissa, exponent = np.frexp(np.asarray(values, dtype=np.float64))
+    return np.ldexp(np.round(mantissa * 2.0 ** bits) / 2.0 ** bits, exponent)
 
 
 def half_ulp(values: np.ndarray, bits: int) -> np.ndarray:
