@@ -181,6 +181,30 @@ def test_routers_computed_in_half_precision_are_still_flagged(name, precision, c
             assert plain.quantised and not plain.evasive, (precision, seed, plain)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_behind_a_float32_head_is_not_evasive(precision, kind):
+    """A network computed in half precision whose answers then go through a float32 softmax (a
+    classifier) or sigmoid (a decoder) gives answers that are no half-precision values; its inputs are
+    still read as rounded, and its rounding steps are no jump there either: never evasive, while a
+    batch router over two such services still is."""
+    from tafa.attacks.interface import get_interface
+
+    fingerprint = Fingerprint.create(kind.owner, kind.domain, input_shape=kind.input_shape, second_stage=False)
+    inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
+    domain = parse_domain(kind.domain, kind.input_shape)
+    head = get_interface({"classifier": "softmax", "regressor": "clip", "generator": "sigmoid"}[kind.name])
+
+    def served(module: torch.nn.Module) -> Model:
+        return head.apply(get_interface(precision).apply(TorchModel(module, kind.input_shape)))
+
+    for module in (kind.owner, kind.independent):
+        for seed in range(2):
+            found = check_evasion(served(module), inputs, served(module)(inputs), domain, seed=seed)
+            assert not found.evasive, (precision, kind.name, seed, found)
+    router = get_evasion("batch").apply(served(kind.owner), served(kind.independent))
+    assert check_evasion(router, inputs, router(inputs), domain, seed=0).evasive
+
+
 def test_check_on_a_fixed_ripple_is_not_evasive(owner, decoy, probe_inputs):
     """The ripple is one fixed (if wild) function: no inconsistency to report; the score must beat it."""
     assert not check(serve("ripple", owner, decoy), probe_inputs, 0).evasive

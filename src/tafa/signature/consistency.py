@@ -62,8 +62,10 @@ all answered alike while their bases are not: the check then reads its inputs as
 (:attr:`EvasionCheck.quantised`), compares only those pairs, gives re-asks
 :data:`QUANTISED_REASK_TOLERANCE`, and judges a segment where its halving reached the service's
 resolution, against a piece 2^:data:`QUANTISED_PERSIST` times longer. Answers written in half
-precision (:func:`~tafa.signature.interface.half_precision_bits`) count a difference only beyond
-:data:`JUMP_GRID_STEPS` rounding steps of the pair's largest answer. A router whose two models both
+precision (:func:`~tafa.signature.interface.half_precision_bits`), and the answers of a service that
+reads its inputs so (at bfloat16's steps, the coarser, where the answers are no half-precision values:
+a float32 softmax on its logits), count a difference only beyond :data:`HALF_STEPS` rounding steps of
+the pair's largest answer. A router whose two models both
 compute so still switches between them by far more (``python benchmarks/evasion_check.py
 --interface bf16``).
 
@@ -124,6 +126,11 @@ JUMP_TOLERANCE = 5e-2
 JUMP_GRID_STEPS = 2.5
 #: Segments that must jump to make the suspect evasive.
 MIN_JUMPS = 1
+#: In answers of a half-precision computation, a difference must also exceed this many rounding steps
+#: of the pair's largest value (each value it carries is rounded: one input's step moves an output by
+#: a few of them; measured up to 2.5 behind a float32 softmax, ``python benchmarks/jump_check.py
+#: --only bf16 fp16 --then softmax``).
+HALF_STEPS = 4
 #: Fewest near pairs that move only the features not at rest (the odd rows, within a half-precision
 #: rounding of them, :func:`near_pairs`) that must all be answered bit for bit alike, their bases each
 #: otherwise, for the suspect's inputs to be read as **quantised** (a service computing in bfloat16 or
@@ -242,7 +249,7 @@ def _differences(first: np.ndarray, second: np.ndarray, scale: float, step: floa
     ``step``, 0 where it spans at most :data:`JUMP_GRID_STEPS` steps (a rounding boundary crossed by
     float noise or a tiny step moves an answer by one step: 8-bit pixels, integer logits); in a
     half-precision format of ``bits`` significant bits, a difference counts only beyond
-    :data:`JUMP_GRID_STEPS` rounding steps of the pair's largest answer
+    :data:`HALF_STEPS` rounding steps of the pair's largest answer
     (:func:`~tafa.signature.interface.half_ulp`: the computation rounds every value it carries, so a
     small output moves by the steps of the large ones)."""
     count = len(first)
@@ -250,7 +257,7 @@ def _differences(first: np.ndarray, second: np.ndarray, scale: float, step: floa
     each = np.abs(a - b)
     if bits is not None:  # a rounding step of the pair's largest answer: the computation's own scale
         largest = np.maximum(np.abs(a), np.abs(b)).max(axis=1, keepdims=True)
-        each = np.where(each > JUMP_GRID_STEPS * half_ulp(largest, bits), each, 0.0)
+        each = np.where(each > HALF_STEPS * half_ulp(largest, bits), each, 0.0)
     gaps = each.max(axis=1)
     if step is not None:
         gaps = np.where(gaps > JUMP_GRID_STEPS * step, gaps, 0.0)
@@ -315,7 +322,10 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
     :func:`check_evasion`): a cell's piece has reached the service's resolution at the first halving
     whose other half is answered bit for bit alike at both its ends; the change over the piece kept
     there is its last piece, and it must persist over the piece 2^:data:`QUANTISED_PERSIST` times
-    longer (the scanned cell at most)."""
+    longer (the scanned cell at most), and a change within :data:`HALF_STEPS` rounding steps of the
+    pair's largest value is no jump: bfloat16's, on the answers as compared, where the answers are no
+    half-precision values themselves (a float32 softmax on its logits); answers written in half
+    precision (``compared.bits``) are read so whether or not the inputs are."""
     count = len(starts)
     shape = model.input_shape
     first = starts.reshape(count, -1).astype(np.float64)
@@ -378,8 +388,11 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
     jumping = last >= PERSISTENCE * longer
     if compared.step is not None:
         jumping &= np.abs(raw_high - raw_low).max(axis=1) > JUMP_GRID_STEPS * compared.step
-    if compared.bits is not None:
+    if compared.bits is not None:  # answers written in half precision: its rounding steps are no jump
         jumping &= _differences(raw_high, raw_low, 1.0, bits=compared.bits) > 0
+    elif quantised:  # inputs read in half precision, answers no half-precision values (a float32 softmax on
+        # its logits): its rounding steps, at bfloat16's (the coarser), on the answers as compared (undone)
+        jumping &= _differences(high_t, low_t, 1.0, bits=HALF_BITS[0]) > 0
     change, jumping = change.reshape(2, count), jumping.reshape(2, count)
     can = jumping.any(axis=0)
     return np.where(can, np.where(jumping, change, -1.0).max(axis=0), change.max(axis=0)), can
@@ -488,8 +501,8 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     target_answers = answers[ends].astype(np.float64)
     if short.any():
         target_answers[short] = model(targets[short].astype(np.float32))
-    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, compared, quantised=quantised) if segments
-                       else (np.zeros(0), np.zeros(0, dtype=bool)))
+    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, compared, quantised=quantised)
+                       if segments else (np.zeros(0), np.zeros(0, dtype=bool)))
     jump_sizes = np.where(jumping, pieces, 0.0)
     jumps = int((jump_sizes > JUMP_TOLERANCE).sum())
 
