@@ -227,10 +227,13 @@ def test_bad_urls_are_refused_before_anything_is_sent(url):
 
 
 def test_rate_limits_requests_per_second(server, probes):
+    """6 requests at 20 per second span at least 5 intervals of 50 ms, as the client sends them; the
+    server's arrival times can compress that by the first request's delay on a loaded machine (0.239 s
+    measured once against 0.25), so the bound leaves 50 ms: an unlimited client takes a few ms."""
     suspect = _client(server.url, batch_size=10, rate=20.0)
     suspect(probes[:60])
     times = [moment for moment, _ in server.arrivals]
-    assert len(times) == 6 and times[-1] - times[0] >= 5 / 20 - 0.01
+    assert len(times) == 6 and times[-1] - times[0] >= 5 / 20 - 0.05
 
 
 def test_progress_bar_shows_queries(server, probes, capsys):
