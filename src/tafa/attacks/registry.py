@@ -45,21 +45,26 @@ class AttackContext:
     """What an attacker has: data (of any objective), a seed, and optional settings.
 
     ``epochs`` overrides the epoch count of every training step (fine-tuning defaults to
-    10, distillation to 30). ``student_factory(seed)`` builds the student of the
-    other-architecture distillation; without it a 256-256 ReLU MLP is used.
+    10, distillation to 30); ``distill_epochs``, where given, that of a distillation alone (a
+    student trains from scratch, so a budget of fine-tuning epochs is no budget for it).
+    ``student_factory(seed)`` builds the student of the other-architecture distillation;
+    without it a 256-256 ReLU MLP is used.
     """
 
     data: TrainingData
     seed: int = 0
     epochs: int | None = None
     student_factory: Callable[[int], nn.Module] | None = None
+    distill_epochs: int | None = None
 
     def __post_init__(self) -> None:
         caller = "AttackContext"
         check_param("data", self.data, "a TrainingData", isinstance(self.data, TrainingData), caller=caller)
         check_param("seed", self.seed, "an integer", isinstance(self.seed, (int, np.integer)), caller=caller)
-        check_param("epochs", self.epochs, "None or an integer >= 0",
-                    self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 0), caller=caller)
+        for name in ("epochs", "distill_epochs"):
+            value = getattr(self, name)
+            check_param(name, value, "None or an integer >= 0",
+                        value is None or (isinstance(value, int) and value >= 0), caller=caller)
 
     def epochs_or(self, default: int) -> int:
         """The overriding epoch count, or ``default``."""
@@ -179,7 +184,8 @@ def _distillation(same_architecture: bool) -> Recipe:
         else:
             output_shape = tuple(teacher_outputs(model, inputs[:1]).shape[1:])
             student = mlp_student(tuple(inputs.shape[1:]), output_shape, seed=context.seed)
-        return distill(model, student, inputs, epochs=context.epochs_or(DISTILL_EPOCHS), lr=SMALL_LR,
+        epochs = context.epochs_or(DISTILL_EPOCHS) if context.distill_epochs is None else context.distill_epochs
+        return distill(model, student, inputs, epochs=epochs, lr=SMALL_LR,
                        seed=context.seed)
     return recipe
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import BATCHNORM_ATTACKS, RESCALING_ATTACKS, SMOOTH_ATTACKS, STANDARD_ATTACKS
+from ..attacks.extraction import DISTILL_EPOCHS
 from ..attacks.references import DATA_FREE_POSITIVES
 from .parents import ParentSpec
 from ..errors import InvalidParameter
@@ -71,12 +72,14 @@ FULL: tuple[ZooSpec, ...] = tuple(replace(spec, **_references(spec), independent
             other_archs=("mlp_wide", "mlp_deep", "cnn")),
     ZooSpec("digits-cnn", "classification", "digits", "cnn", "box:0,1", epochs=20,
             other_archs=("cnn_wide", "mlp", "mlp_wide")),
+    # fine-tunes of a few epochs (attack_epochs); students trained from scratch for a distillation's
+    # epochs, as every other zoo's (docs/results.md, session 22)
     ZooSpec("mnist-lenet", "classification", "mnist", "lenet", "box:0,1", epochs=8,
-            other_archs=("cnn", "mlp"), attack_epochs=3),
+            other_archs=("cnn", "mlp"), attack_epochs=3, distill_epochs=DISTILL_EPOCHS),
     # the real-size zoo: a residual network (BatchNorm, residual additions, max-pooling, global
     # average pooling); its obfuscations also fold the BatchNorms; independents: a narrower one, LeNet
     ZooSpec("mnist-resnet", "classification", "mnist", "resnet_zoo", "box:0,1", epochs=4, lr=3e-3,
-            other_archs=("lenet", "resnet_zoo_narrow"), attack_epochs=2,
+            other_archs=("lenet", "resnet_zoo_narrow"), attack_epochs=2, distill_epochs=DISTILL_EPOCHS,
             attacks=STANDARD_ATTACKS + BATCHNORM_ATTACKS, interfaces=False),
     # outside the ReLU family (where networks are going): a GELU MLP, and a two-layer pre-norm
     # transformer on the digits as 16 patches of 2x2 (LayerNorm, softmax attention, GELU). Not

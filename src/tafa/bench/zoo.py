@@ -65,6 +65,8 @@ from .parents import ParentSpec, pretraining_data, subset
 
 #: Bump when training or attack code changes what a recipe produces.
 CACHE_VERSION = 2  # 2: data-free copies fine-tune on perturbed targets, not the owner's own outputs
+#: The attacks that train a student from scratch on the owner's answers (:attr:`ZooSpec.distill_epochs`).
+DISTILLATIONS = ("distill_same", "distill_other")
 
 #: Synthetic (domain-drawn, owner-labelled) inputs an owner makes for data-free references.
 SYNTHETIC_INPUTS = 2000
@@ -86,6 +88,10 @@ class ZooSpec:
     other_archs: tuple[str, ...] = ()
     attacks: tuple[str, ...] = STANDARD_ATTACKS
     attack_epochs: int | None = None
+    #: The epochs of a distillation (its students and look-alikes), where ``attack_epochs`` would
+    #: otherwise cut them: a student trains from scratch (``None``: ``attack_epochs``, else the
+    #: distillation's own default, :data:`tafa.attacks.extraction.DISTILL_EPOCHS`).
+    distill_epochs: int | None = None
     independent: int = 20              # scored negatives, cycling over independent_families()
     calibration: int = 10              # calibration models, drawn from the same families
     same_init: int = 4                 # the "shares the owner's initialisation" row
@@ -249,6 +255,8 @@ def recipe_key(spec: ZooSpec, recipe: ModelRecipe) -> str:
         relevant = {"version": CACHE_VERSION, "owner": recipe_key(spec, recipes(spec)[0]), "attack": recipe.attack,
                     "seed": recipe.seed, "attack_epochs": spec.attack_epochs, "student": _student_arch(spec),
                     "data": recipe.part, "domain": spec.domain if recipe.part == "synthetic" else None}
+        if spec.distill_epochs is not None and recipe.attack in DISTILLATIONS:  # the other keys stay (the cache)
+            relevant["distill_epochs"] = spec.distill_epochs
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -414,7 +422,7 @@ def make_model(spec: ZooSpec, recipe: ModelRecipe, cache: Path) -> nn.Module:
         else:
             data = spec.data(recipe.part)
         context = AttackContext(
-            data=data, seed=recipe.seed, epochs=spec.attack_epochs,
+            data=data, seed=recipe.seed, epochs=spec.attack_epochs, distill_epochs=spec.distill_epochs,
             student_factory=lambda seed: build(other, input_shape=spec.input_shape, output_dim=spec.output_dim,
                                                seed=seed))
         model = get_attack(recipe.attack).apply(owner, context)
