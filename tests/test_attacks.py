@@ -353,6 +353,21 @@ def test_distillation_uses_the_student_factory_and_copies_labelled_by_the_owner(
     assert outputs(get_attack("ft_all_small").apply(owner, context), x).shape == (300, 10)
 
 
+def test_a_distillation_trains_for_its_own_epochs_where_given(owner, digits):
+    """``distill_epochs`` is a student's budget alone: the fine-tuning budget ``epochs`` does not cut it."""
+    context = AttackContext(digits[1], seed=0, epochs=1, distill_epochs=3)
+    distilled = get_attack("distill_same").apply(owner, context)
+    assert same_state(snapshot(distilled), snapshot(get_attack("distill_same").apply(
+        owner, AttackContext(digits[1], seed=0, epochs=3))))
+    assert not same_state(snapshot(distilled), snapshot(get_attack("distill_same").apply(
+        owner, AttackContext(digits[1], seed=0, epochs=1))))
+    tuned = get_attack("ft_all_small").apply(owner, context)  # fine-tuning keeps ``epochs``
+    assert same_state(snapshot(tuned), snapshot(get_attack("ft_all_small").apply(
+        owner, AttackContext(digits[1], seed=0, epochs=1))))
+    with pytest.raises(InvalidParameter, match="distill_epochs"):
+        AttackContext(digits[1], distill_epochs=-1)
+
+
 def test_registering_and_combining_attacks():
     halve = Attack("halve_test", "noise", lambda model, context: quantize(model, 2))
     assert register_attack(halve) is halve

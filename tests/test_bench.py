@@ -13,11 +13,25 @@ from torch import nn
 from tafa.bench.run import Scored, calibrations, summarise, summarise_lofo, with_calibrated
 from tafa.bench.scenarios import FULL, SMOKE
 from tafa.bench.utility import UTILITY_VERSION, sample_r2, zoo_utilities
+from tafa.attacks.extraction import DISTILL_EPOCHS
 from tafa.bench.zoo import build_zoos, recipe_key, recipes
 from tafa import get_scheme
 from tafa.cli import main
 from tafa.decide import LearnedSimilarity
 from tafa.models import module_hash
+
+
+def test_students_train_for_a_distillations_epochs_in_every_full_zoo():
+    """A zoo whose fine-tunes get a few epochs still distils its students for DISTILL_EPOCHS (as the
+    zoos without a fine-tuning budget do); only the distillations' cache keys depend on it."""
+    for spec in FULL:
+        if spec.attack_epochs is not None:
+            assert spec.distill_epochs == DISTILL_EPOCHS, spec.name
+    lenet = next(spec for spec in FULL if spec.name == "mnist-lenet")
+    cut = replace(lenet, distill_epochs=None)
+    for row in recipes(lenet):
+        same = recipe_key(lenet, row) == recipe_key(cut, row)
+        assert same == (row.attack not in ("distill_same", "distill_other")), row.name
 
 
 def test_full_zoos_meet_the_benchmark_sizes():
