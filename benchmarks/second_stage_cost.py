@@ -76,11 +76,10 @@ def main() -> None:
         labels = np.array([recipe.label for recipe, _, _ in rows])
         positive, negative = ~calibration & (labels == 1), ~calibration & (labels == 0)
         for variant in args.variants:
-            size, cells, bisections, *scan = variant.split(":")
+            size, cells, bisections = variant.split(":")
             lines, directions = (int(v) for v in size.split("x"))
             scheme = replace(base, name=f"tafa-boundary-{variant}", points=lines, directions=directions,
-                             signature_params={**base.signature_params, "cells": int(cells),
-                                               "bisections": int(bisections), "scan": scan[0] if scan else "derivatives"})
+                             signature_params={"cells": int(cells), "bisections": int(bisections)})
             stage = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0)
             second = np.array([stage.score(model).value for model in models])
             rates = []

@@ -80,18 +80,14 @@ class Kinks(Measurement):
     optional_keys = frozenset({"crossing"})  # fingerprints made before session 14 have none
 
     def __init__(self, budget: int = 5200, cells: int = 47, bisections: int = 4, consistency: float = 0.05,
-                 shown: bool = False, clip: Sequence[Sequence[float]] | None = None,
-                 scan: str = "derivatives") -> None:
+                 shown: bool = False, clip: Sequence[Sequence[float]] | None = None) -> None:
         check_param("budget", budget, "an integer >= 1", isinstance(budget, int) and budget >= 1, caller="Kinks")
         check_param("cells", cells, "an odd integer >= 3", isinstance(cells, int) and cells >= 3 and cells % 2 == 1,
                     caller="Kinks")
         check_param("bisections", bisections, "an integer >= 0", isinstance(bisections, int) and bisections >= 0,
                     caller="Kinks")
-        check_param("scan", scan, f"one of {', '.join(SCANS)}", scan in SCANS, caller="Kinks")
         self.budget = budget
         self.cells = cells
-        #: How the scan finds the strongest kink's cell (:data:`SCANS`).
-        self.scan = scan
         self.bisections = bisections
         self.consistency = float(consistency)
         #: Read a top-k list: the log of each value it shows, the zeroed ones unknown; slopes are then
@@ -127,9 +123,7 @@ class Kinks(Measurement):
 
     def per_line(self, k: int) -> int:
         """Queries one line costs when the suspect answers every query."""
-        scan = (2 * (self.cells + 1 + 2) + 2 * self.bisections if self.scan == "derivatives"
-                else self.cells + 1 + 2 * 2 + 2 * 2 + 2 * (self.bisections + 1))
-        return scan + 4 * k + 2 + (4 if k > 1 and not self.shown else 0)
+        return 2 * (self.cells + 1 + 2) + 2 * self.bisections + 4 * k + 2 + (4 if k > 1 and not self.shown else 0)
 
     def queries(self, probes: Probes) -> int:
         """Queries one measurement sends to a suspect that answers every query (within the budget)."""
@@ -177,26 +171,18 @@ class Kinks(Measurement):
                 # batch, the slopes two steps either side of the owner's crossing (t = 0)
                 grid = np.linspace(-1.0, 1.0, self.cells + 1)[None] * window[index][:, None]
                 near = 2 * steps[index][:, None] * np.array([[-1.0, 1.0]])
-                rows = np.arange(len(index))
-                if self.scan == "derivatives":
-                    scanned, beside = np.split(slopes(index, np.concatenate([grid, near], axis=1)),
-                                               [self.cells + 1], axis=1)
-                    change = gap(scanned[:, 1:], scanned[:, :-1])
-                    cell = np.argmax(change, axis=1)
-                    low, high = grid[rows, cell], grid[rows, cell + 1]
-                    slope_low, slope_high = scanned[rows, cell], scanned[rows, cell + 1]
-                    halvings = self.bisections
-                else:  # values: the two cells about the grid point where the cells' slopes change most
-                    low, high, beside = _values_scan(ask, slopes, gap, index, points, lines, grid, near)
-                    ends = slopes(index, np.stack([low, high], axis=1))
-                    slope_low, slope_high = ends[:, 0], ends[:, 1]
-                    halvings = self.bisections + 1  # the bracket is two cells: one halving more
+                scanned, beside = np.split(slopes(index, np.concatenate([grid, near], axis=1)), [self.cells + 1],
+                                           axis=1)
                 if not self.shown:
                     crossing[index] = _crossing(ask, points[index], lines[index], directions[index], steps[index],
                                                 beside)
-                first_low, first_slope, first_change = low, slope_low, gap(slope_high, slope_low)
+                change = gap(scanned[:, 1:], scanned[:, :-1])
+                cell = np.argmax(change, axis=1)
+                rows = np.arange(len(index))
+                low, high = grid[rows, cell], grid[rows, cell + 1]
+                slope_low, slope_high = scanned[rows, cell], scanned[rows, cell + 1]
                 # 2. bisect: keep the half whose ends differ more
-                for _ in range(halvings):
+                for _ in range(self.bisections):
                     middle = 0.5 * (low + high)
                     s = slopes(index, middle[:, None])[:, 0]
                     left = gap(s, slope_low) >= gap(slope_high, s)
@@ -212,9 +198,9 @@ class Kinks(Measurement):
                     sides.append(central_differences(ask(stepped_inputs(at, directions[index], h)), len(index), k, h))
                 before, after = sides
                 # ... and one derivative of the scan asked again: a suspect must answer it alike
-                again = slopes(index, first_low[:, None])[:, 0]
-                stray = gap(again, first_slope)
-                steady = stray <= self.consistency * first_change
+                again = slopes(index, grid[rows, cell][:, None])[:, 0]
+                stray = gap(again, scanned[rows, cell])
+                steady = stray <= self.consistency * change[rows, cell]
                 for row, line_index in enumerate(index):
                     difference = after[row, :k] - before[row, :k]
                     if self.shown:  # the classes shown at every input of the jump, centred across them
@@ -236,32 +222,6 @@ class Kinks(Measurement):
         if "spread" in probes.extra:
             signature["spread"] = np.asarray(probes.extra["spread"], dtype=np.float64).reshape(n)
         return signature
-
-
-#: How the scan finds the cell of a line's strongest kink: ``"derivatives"``, the derivative along the
-#: line (a central difference, 2 queries) at each of the ``cells + 1`` grid points, the cell whose
-#: ends differ most; ``"values"``, the answers themselves at the grid points (1 query each), the
-#: two cells about the point where the cells' slopes change most, the derivatives at that bracket's
-#: ends then asked (4 queries) and one halving more (the bracket is twice as wide): the same kink for
-#: a line whose kinks are a cell or more apart, at ``cells - 5`` queries fewer.
-SCANS = ("derivatives", "values")
-
-
-def _values_scan(ask: Callable[[np.ndarray], np.ndarray], slopes: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                 gap: Callable[[np.ndarray, np.ndarray], np.ndarray], index: np.ndarray, points: np.ndarray,
-                 lines: np.ndarray, grid: np.ndarray, near: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``"values"`` scan (:data:`SCANS`) of the lines ``index``: the answers at the grid points (one
-    request for every line), then the slopes at ``near`` (the owner's crossing's); the bracket
-    ``(low, high)`` of two cells about the grid point where the slopes of the cells either side
-    differ most, and the slopes at ``near``."""
-    count, per = grid.shape
-    at = (points[index][:, None] + grid[..., None] * lines[index][:, None]).reshape(count * per, -1)
-    values = ask(at).reshape(count, per, -1)
-    beside = slopes(index, near)
-    cell_slopes = (values[:, 1:] - values[:, :-1]) / np.diff(grid, axis=1)[..., None]
-    point = np.argmax(gap(cell_slopes[:, 1:], cell_slopes[:, :-1]), axis=1) + 1
-    rows = np.arange(count)
-    return grid[rows, point - 1], grid[rows, point + 1], beside
 
 
 #: A change across the owner's crossing is the owner's unit's only if the derivative along a direction
