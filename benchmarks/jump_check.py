@@ -14,6 +14,7 @@ check called the evasive ones so (re-asks, near pairs, segment jumps; one check 
     python benchmarks/jump_check.py [--zoos digits-mlp ...] [--cache .tafa-cache/zoo] [--interfaces]
     python benchmarks/jump_check.py --zoos digits-mlp digits-cnn mnist-lenet --only top1   # one interface alone
     python benchmarks/jump_check.py --zoos digits-mlp --only bf16 --then softmax   # a softmax on bfloat16 logits
+    python benchmarks/jump_check.py --zoos diabetes-mlp --only bf16 --then clip affine   # clipped, a float32 unit
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def main() -> None:
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     parser.add_argument("--interfaces", action="store_true", help="also every interface of the zoo's task")
     parser.add_argument("--only", nargs="+", help="these interfaces alone (no plain models)")
-    parser.add_argument("--then", help="serve each wrapped model through this interface too (after the other)")
+    parser.add_argument("--then", nargs="+", default=[],
+                        help="serve each wrapped model through these interfaces too, in order (after the other)")
     args = parser.parse_args()
-    after = None if args.then is None else get_interface(args.then)
+    after = [get_interface(name) for name in args.then]
     print(f"tolerances: jump {JUMP_TOLERANCE:g}, pair {PAIR_TOLERANCE:g}, re-ask {REASK_TOLERANCE:g}")
     print("| zoo | models x wraps x seeds | evasive | by re-asks / pairs / jumps | segments jumped | "
           "largest last piece | largest pair | largest re-ask | seconds |")
@@ -67,7 +69,8 @@ def main() -> None:
             plain = TorchModel(module, spec.input_shape)
             for wrap in wraps:
                 model = plain if wrap is None else wrap.apply(plain)
-                model = model if after is None else after.apply(model)
+                for then in after:
+                    model = then.apply(model)
                 answers = model(inputs)
                 for seed in (0, 1):
                     found = check_evasion(model, inputs, answers, domain, seed=seed)
