@@ -65,8 +65,6 @@ from .parents import ParentSpec, pretraining_data, subset
 
 #: Bump when training or attack code changes what a recipe produces.
 CACHE_VERSION = 2  # 2: data-free copies fine-tune on perturbed targets, not the owner's own outputs
-#: The attacks that train a student from scratch on the owner's answers (:attr:`ZooSpec.distill_epochs`).
-DISTILLATIONS = ("distill_same", "distill_other")
 
 #: Synthetic (domain-drawn, owner-labelled) inputs an owner makes for data-free references.
 SYNTHETIC_INPUTS = 2000
@@ -255,7 +253,7 @@ def recipe_key(spec: ZooSpec, recipe: ModelRecipe) -> str:
         relevant = {"version": CACHE_VERSION, "owner": recipe_key(spec, recipes(spec)[0]), "attack": recipe.attack,
                     "seed": recipe.seed, "attack_epochs": spec.attack_epochs, "student": _student_arch(spec),
                     "data": recipe.part, "domain": spec.domain if recipe.part == "synthetic" else None}
-        if spec.distill_epochs is not None and recipe.attack in DISTILLATIONS:  # the other keys stay (the cache)
+        if spec.distill_epochs is not None and get_attack(recipe.attack).family == "extraction":  # others' keys stay
             relevant["distill_epochs"] = spec.distill_epochs
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:32]
 
