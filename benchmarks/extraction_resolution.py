@@ -73,6 +73,16 @@ def confident(module: torch.nn.Module, start: np.ndarray, low: float, high: floa
         return image(z).numpy()
 
 
+def answers(model: torch.nn.Module, shape: tuple[int, ...], x: np.ndarray) -> np.ndarray:
+    """``model``'s answers at ``x``, one row per input."""
+    return TorchModel(model, shape)(x.astype(np.float32)).reshape(len(x), -1)
+
+
+def score(similarity: ScaledAgreement, owner: np.ndarray, suspect: np.ndarray) -> float:
+    """The extraction stage's score of answers ``suspect`` against the owner's."""
+    return similarity.compare({"outputs": owner}, {"outputs": suspect}).value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoos", nargs="+", default=["mnist-lenet", "mnist-resnet", "digits-cnn", "digits-mlp"])
@@ -99,18 +109,12 @@ def main() -> None:
             x = confident(owner, start, float(lo.min()), float(hi.max()), 0.05 * domain.scale(), factor,
                           args.batchnorm, seed=7)
 
-            def ask(model: torch.nn.Module) -> np.ndarray:
-                return TorchModel(model, shape)(x.astype(np.float32)).reshape(POINTS, -1)
-
-            mine = ask(owner)
-
-            def score(model: torch.nn.Module) -> float:
-                return similarity.compare({"outputs": mine}, {"outputs": ask(model)}).value
-
-            top = max(score(model) for model in calibration)
-            agree = np.mean([np.mean(ask(model).argmax(1) == mine.argmax(1)) for model in calibration])
-            students = ", ".join(f"`{r.name}` {score(m):.3f}" for r, m in scored if r.family == "extraction")
-            independents = [score(m) for r, m in scored if r.label == 0]
+            mine = answers(owner, shape, x)
+            top = max(score(similarity, mine, answers(model, shape, x)) for model in calibration)
+            agree = np.mean([np.mean(answers(model, shape, x).argmax(1) == mine.argmax(1)) for model in calibration])
+            students = ", ".join(f"`{r.name}` {score(similarity, mine, answers(m, shape, x)):.3f}"
+                                 for r, m in scored if r.family == "extraction")
+            independents = [score(similarity, mine, answers(m, shape, x)) for r, m in scored if r.label == 0]
             above = sum(value > top for value in independents)
             print(f"| {name} | {factor} | {top:.3f} ({agree:.2f}) | {students} | {above}/{len(independents)} |",
                   flush=True)
