@@ -143,12 +143,6 @@ QUANTISED_REASK_TOLERANCE = 1e-2
 #: at which the segment reached the service's resolution (below it, every rounding boundary of an input
 #: is a step that persists as the piece shrinks; over a longer piece a staircase's steps add up).
 QUANTISED_PERSIST = 8
-#: ... and be at least this many times the service's own change over one step of its resolution at a
-#: random place of the same segment (the median over the segments): its rounding of the values it
-#: carries moves every such step, while a switch moves the one that crosses it. A network whose
-#: hidden values are large against its answers (logits clipped to [-1, 1] before a softmax) rounds
-#: them by more than the answers' own steps: up to 4 times its median step was measured there.
-QUANTISED_NOISE = 5.0
 
 
 @dataclass(frozen=True)
@@ -316,7 +310,7 @@ class _Compared:
 
 def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answers: np.ndarray,
                   compared: _Compared, cells: int = CELLS, halvings: int = HALVINGS, quantised: bool = False,
-                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Scan each segment ``starts[i] -> ends[i]`` at ``cells`` equal cells and halve two of its cells
     ``halvings`` times each (the module's description says which, and how). Returns, per segment, the
     largest last-piece change of its two cells that can be a jump, else the larger of the two (as a
@@ -327,9 +321,7 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
     ``quantised`` (a service that reads its inputs at a coarser precision than the halvings reach,
     :func:`check_evasion`): a cell's last piece is the one kept at the first halving whose other half
     is answered bit for bit alike at both its ends (the service's resolution), and it must persist
-    over the piece 2^:data:`QUANTISED_PERSIST` times longer (the scanned cell at most) and exceed
-    :data:`QUANTISED_NOISE` times the service's median change over a piece as long at a random place
-    of its segment (``rng``'s draw; 2 more queries a segment).
+    over the piece 2^:data:`QUANTISED_PERSIST` times longer (the scanned cell at most).
 
     Half precision's rounding steps are no jump: within :data:`HALF_STEPS` of them (of the pair's
     largest value), on the raw answers where they are half-precision values (``compared.bits``), else,
@@ -394,9 +386,6 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
     longer = table[np.maximum(0, depth - (QUANTISED_PERSIST if quantised else PERSIST)), each]
     change = last / compared.scale
     jumping = last >= PERSISTENCE * longer
-    if quantised and count:
-        jumping &= last >= QUANTISED_NOISE * _resolution_noise(model, first, span, depth[:count] + np.log2(cells),
-                                                               compared, rng or np.random.default_rng())
     if compared.step is not None:
         jumping &= np.abs(raw_high - raw_low).max(axis=1) > JUMP_GRID_STEPS * compared.step
     if compared.bits is not None:  # answers written in half precision: its rounding steps are no jump
@@ -413,36 +402,6 @@ def segment_jumps(model: Model, starts: np.ndarray, ends: np.ndarray, end_answer
 #: the queries they add (:func:`check_evasion`).
 REASK, PAIRS, ALONE = 20, 16, 6
 CHECK_QUERIES = REASK + 2 * PAIRS + ALONE + SEGMENTS * (CELLS + 2 * HALVINGS) + SEGMENTS // 2
-
-
-def _resolution_noise(model: Model, first: np.ndarray, span: np.ndarray, depth: np.ndarray, compared: _Compared,
-                      rng: np.random.Generator) -> float:
-    """The service's own step: per segment ``first -> first + span``, a piece 2^:data:`QUANTISED_PERSIST`
-    steps of its resolution long (``2^-depth`` of the segment: where its halving reached the
-    resolution; a cell at most) at a random place of it, halved as often keeping the half whose
-    compared answers change more: the change over the last step (one of the service's rounding steps,
-    or none); the median over the segments. ``2 + QUANTISED_PERSIST`` queries a segment."""
-    length = np.minimum(2.0 ** (QUANTISED_PERSIST - depth), 1.0 / CELLS)
-    low = rng.random(len(first)) * (1.0 - length)
-    high = low + length
-    shape = model.input_shape
-
-    def ask(at: np.ndarray) -> np.ndarray:
-        times = len(at) // len(first)
-        points = np.tile(first, (times, 1)) + at[:, None] * np.tile(span, (times, 1))
-        answered = np.asarray(model(points.astype(np.float32).reshape(len(points), *shape)), dtype=np.float64)
-        return compared(answered.reshape(len(points), -1))
-
-    ends = ask(np.concatenate([low, high]))
-    low_t, high_t = ends[:len(first)], ends[len(first):]
-    for _ in range(QUANTISED_PERSIST):
-        middle = 0.5 * (low + high)
-        middle_t = ask(middle)
-        keep_low = np.abs(middle_t - low_t).max(axis=1) >= np.abs(high_t - middle_t).max(axis=1)
-        high, low = np.where(keep_low, middle, high), np.where(keep_low, low, middle)
-        high_t = np.where(keep_low[:, None], middle_t, high_t)
-        low_t = np.where(keep_low[:, None], low_t, middle_t)
-    return float(np.median(np.abs(high_t - low_t).max(axis=1)))
 
 
 def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain: Domain, *, reask: int = REASK,
@@ -542,7 +501,7 @@ def check_evasion(model: Model, inputs: np.ndarray, answers: np.ndarray, domain:
     target_answers = answers[ends].astype(np.float64)
     if short.any():
         target_answers[short] = model(targets[short].astype(np.float32))
-    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, compared, quantised=quantised, rng=rng)
+    pieces, jumping = (segment_jumps(model, starts, targets, target_answers, compared, quantised=quantised)
                        if segments else (np.zeros(0), np.zeros(0, dtype=bool)))
     jump_sizes = np.where(jumping, pieces, 0.0)
     jumps = int((jump_sizes > JUMP_TOLERANCE).sum())
