@@ -34,7 +34,10 @@ POINTS, STEPS = 64, 100
 def confident(module: torch.nn.Module, start: np.ndarray, low: float, high: float, lr: float, factor: int,
               batchnorm: float, seed: int) -> np.ndarray:
     """``start`` moved towards inputs ``module`` maps confidently to a random class each, the image
-    ``factor`` times coarser (bilinear upsampling), with the BatchNorm prior at weight ``batchnorm``."""
+    ``factor`` times coarser (bilinear upsampling), with the BatchNorm prior at weight ``batchnorm``.
+    At factor 1 without the prior it is :func:`tafa.probes.relu.invert`'s pull (the same loss, steps
+    and step size) but for where the domain's clip acts (here in the forward pass, there after each
+    step), so its inputs are close to the stage's, not equal."""
     generator = torch.Generator().manual_seed(seed)
     x0 = torch.as_tensor(start, dtype=torch.float32)
     coarse = factor > 1 and x0.ndim == 4

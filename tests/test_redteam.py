@@ -107,10 +107,10 @@ def _rewrite_code(source: Path, target: Path, old: str, new: str) -> Path:
 # ------------------------------------------------------------------ hostile ONNX
 
 
-def _onnx_identity(path: Path, dims: list[int]) -> Path:
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)])
+def _onnx_identity(path: Path, dims: list[int], element: int = TensorProto.FLOAT, op: str = "Identity") -> Path:
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", element, dims)],
+                              [helper.make_tensor_value_info("y", element, dims)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     path.write_bytes(model.SerializeToString())
@@ -125,24 +125,13 @@ def test_onnx_inputs_of_another_element_type(tmp_path):
     from tafa.models import open_model
 
     for element, numpy_type in ((TensorProto.FLOAT16, np.float16), (TensorProto.DOUBLE, np.float64)):
-        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                                  [helper.make_tensor_value_info("x", element, ["b", 4])],
-                                  [helper.make_tensor_value_info("y", element, ["b", 4])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        path = tmp_path / f"relu-{element}.onnx"
-        path.write_bytes(model.SerializeToString())
+        path = _onnx_identity(tmp_path / f"relu-{element}.onnx", ["b", 4], element, op="Relu")
         x = np.array([[-1.0, 0.5, 2.0, 1 / 3]], dtype=np.float32)
         answers = open_model(str(path))(x)
         assert np.array_equal(answers, np.maximum(x.astype(numpy_type), 0).astype(np.float64)), answers
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.INT32, ["b", 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, ["b", 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    (tmp_path / "int.onnx").write_bytes(model.SerializeToString())
+    path = _onnx_identity(tmp_path / "int.onnx", ["b", 4], TensorProto.INT32)
     with pytest.raises(ModelLoadError, match=r"takes tensor\(int32\) inputs; tafa asks float, float16 or double"):
-        open_model(str(tmp_path / "int.onnx"))
+        open_model(str(path))
 
 
 def _onnx_function_call(path: Path, domain: str, name: str) -> Path:

@@ -204,8 +204,9 @@ class OnnxModel(Model):
             self._input_name = inputs[0].name
             element = str(inputs[0].type)
             if element not in ONNX_INPUT_TYPES:
-                raise ModelLoadError(f"{path!r} takes {element[:40]} inputs; tafa asks float, float16 or double "
-                                     "inputs.")
+                *others, last = (name[len("tensor("):-1] for name in ONNX_INPUT_TYPES)
+                asked = f"{', '.join(others)} or {last}"
+                raise ModelLoadError(f"{path!r} takes {element[:40]} inputs; tafa asks {asked} inputs.")
             self._input_type = ONNX_INPUT_TYPES[element]
             declared = list(inputs[0].shape)  # names of symbolic axes come from the file: may not decode
         except TafaError:
