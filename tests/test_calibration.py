@@ -104,11 +104,11 @@ def test_the_weaker_bound_asked_for_explicitly_decides(world, capsys):
 
 def test_a_parametric_tail_is_asked_for_and_labelled(world, capsys):
     code, verdict, _ = _verify(capsys, world, "pirate", world["four"], "--parametric")
-    # the owner is an MLP classifier: three stages (first, geometry, extraction), each a parametric tail
-    # at a third of alpha
+    # the owner is an MLP classifier: four stages (first, data-like, geometry, extraction), each a
+    # parametric tail at a quarter of alpha
     assert code == 0 and verdict["decision"] == "derived"
-    assert verdict["bound_method"] == "bonferroni:parametric+parametric+parametric"
-    assert [stage["bound_method"] for stage in verdict["stages"]] == ["parametric"] * 3
+    assert verdict["bound_method"] == "bonferroni:parametric+parametric+parametric+parametric"
+    assert [stage["bound_method"] for stage in verdict["stages"]] == ["parametric"] * 4
     assert verdict["bound"] == pytest.approx(0.01) and verdict["rank_bound"] == pytest.approx(1 / 5)
     assert "parametric" in verdict["bound_note"] and "0.2" in verdict["bound_note"]
 
@@ -179,7 +179,7 @@ def test_library_refuses_the_owner_and_the_suspect_and_merges_duplicates(classif
     assert doubled.n_references == 3 and doubled.notes[0] == ("7 references are 3 distinct models (by content hash): "
                                                               "calibrated on 3")
     # three references are too few for two stages at 0.25 (each at 0.125 needs 7): the first decides alone
-    assert len(fingerprint.stage_names()) == 3 and "the first stage decides alone" in doubled.notes[1]
+    assert len(fingerprint.stage_names()) == 4 and "the first stage decides alone" in doubled.notes[1]
 
 
 def test_references_that_score_like_copies_of_the_owner_are_left_out(classifier):

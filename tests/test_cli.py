@@ -75,7 +75,7 @@ def test_fingerprint_from_onnx_is_white_box(fingerprint_file, capsys):
     code, out, _ = _run(capsys, "info", str(fingerprint_file), "--json")
     info = json.loads(out)
     assert code == 0 and info["analysis"] == "white-box"
-    assert info["stages"] == ["tafa", "tafa-boundary", "tafa-students"]
+    assert info["stages"] == ["tafa", "tafa-datalike", "tafa-boundary", "tafa-students"]
     # the first stage: 576 queries at the fingerprint's step, 576 at its coarse scale (tafa.signature.scales)
     assert info["queries_per_stage"][0] == 2 * 576
     assert info["queries_per_verification"] == sum(info["queries_per_stage"])
@@ -94,13 +94,13 @@ def test_verify_pirate_and_independent(files, fingerprint_file, capsys):
     assert verdicts["independent"]["decision"] == "independent"
     for verdict in verdicts.values():
         assert {"decision", "score", "threshold", "alpha_requested", "bound", "queries", "n_references"} <= set(verdict)
-        # three stages (an MLP classifier), each a parametric tail at a third of alpha; a later one runs only
+        # four stages (an MLP classifier), each a parametric tail at a quarter of alpha; a later one runs only
         # when the earlier ones do not fire
         stages = sum(stage["queries"] for stage in verdict["stages"])
         assert verdict["queries"] == stages + verdict["evasion"]["queries"]
         assert verdict["n_references"] == 18
         assert verdict["stages"][0]["queries"] == 2 * 576 - UNSCREENED  # with its coarse scale, screened
-        assert verdict["bound_method"] == "bonferroni:parametric+parametric+parametric"
+        assert verdict["bound_method"] == "bonferroni:parametric+parametric+parametric+parametric"
         assert verdict["rank_bound"] == pytest.approx(1 / 19) and "parametric" in verdict["bound_note"]
         assert verdict["alpha_requested"] == 0.01 and verdict["bound"] == pytest.approx(0.01)
     assert verdicts["independent"]["stages"][1]["queries"] > 0

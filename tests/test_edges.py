@@ -276,7 +276,7 @@ def test_info_prints_no_python_reprs(world, capsys):
         assert not re.search(r"[{}']|\[|\b(True|False|None)\b", line), line
     assert re.search(r"^second_stage\n  made\s+yes\n  scheme\s+tafa-boundary$", out, flags=re.M), out
     assert re.search(r"^extraction_stage\n  made\s+yes\n  scheme\s+tafa-students$", out, flags=re.M), out
-    assert re.search(r"^stages\s+tafa, tafa-boundary, tafa-students$", out, flags=re.M)
+    assert re.search(r"^stages\s+tafa, tafa-datalike, tafa-boundary, tafa-students$", out, flags=re.M)
 
 
 # ------------------------------------------------------------------------ 6. create from a file, save

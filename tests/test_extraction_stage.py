@@ -49,7 +49,7 @@ def reference_scores(owner_print, forty_references) -> list[float]:
 
 
 def test_a_classifier_owner_gets_the_extraction_stage_last_and_in_its_file(owner_print, classifier):
-    assert owner_print.stage_names() == ["tafa", "tafa-boundary", "tafa-students"]
+    assert owner_print.stage_names() == ["tafa", "tafa-datalike", "tafa-boundary", "tafa-students"]
     assert owner_print.stage_queries()[-1] == 64 and owner_print.meta["extraction_stage"]["made"]
     again = Fingerprint.from_bytes(owner_print.to_bytes())
     assert again.sha256 == owner_print.sha256 and again.stage_names() == owner_print.stage_names()
@@ -62,11 +62,12 @@ def test_a_classifier_owner_gets_the_extraction_stage_last_and_in_its_file(owner
 
 
 def test_who_gets_no_extraction_stage_and_why(classifier, regressor):
-    cnn = classifier.references[2]  # 3x3 filters: no geometry (too few values a filter), the extraction stage second
-    assert Fingerprint.create(cnn, classifier.domain, input_shape=SHAPE).stage_names() == ["tafa", "tafa-students"]
+    cnn = classifier.references[2]  # 3x3 filters: no geometry (too few values a filter)
+    assert Fingerprint.create(cnn, classifier.domain, input_shape=SHAPE).stage_names() == [
+        "tafa", "tafa-datalike", "tafa-students"]
     # a regressor has no confident inputs: its extraction stage is the outputs stage, at domain draws
     scalar = Fingerprint.create(regressor.owner, regressor.domain, input_shape=regressor.input_shape)
-    assert scalar.stage_names() == ["tafa", "tafa-boundary", "tafa-outputs"]
+    assert scalar.stage_names() == ["tafa", "tafa-datalike", "tafa-boundary", "tafa-outputs"]
     assert scalar.meta["extraction_stage"]["scheme"] == "tafa-outputs" and scalar.stage_queries()[-1] == 64
     assert scalar.scheme.extraction == "tafa-outputs"  # the stored scheme says exactly which one was made
     assert Fingerprint.from_bytes(scalar.to_bytes()).stage_names() == scalar.stage_names()
@@ -98,13 +99,13 @@ def test_the_comparison_ignores_what_an_interface_changes(owner_print, students)
     assert owner_print.extraction.compare({"outputs": 0.5 * logits + 3.0}).value == pytest.approx(raw, abs=1e-9)
 
 
-def test_verify_decides_a_student_with_three_stages_and_says_which_fired(owner_print, students, forty_references):
-    """40 references support three stages at alpha 0.1 (1/30 each); the student is derived."""
+def test_verify_decides_a_student_with_four_stages_and_says_which_fired(owner_print, students, forty_references):
+    """40 references support four stages at alpha 0.1 (1/40 each); the student is derived."""
     references = [TorchModel(m, SHAPE, name=f"r{i}") for i, m in enumerate(forty_references.references)]
     verdict = owner_print.verify(TorchModel(students["student_other"], SHAPE, name="student"), references, alpha=0.1,
                                  check_evasion=False)
     assert verdict.decision.value == "derived"
-    assert [stage["name"] for stage in verdict.stages] == ["tafa", "tafa-boundary", "tafa-students"]
+    assert [stage["name"] for stage in verdict.stages] == ["tafa", "tafa-datalike", "tafa-boundary", "tafa-students"]
 
 
 def test_references_too_few_for_every_stage_calibrate_the_first_ones_and_say_so():
@@ -186,10 +187,11 @@ def test_the_outputs_stage_sees_a_regressor_copy_through_a_triangle_wave(regress
 
 
 def test_verify_judges_a_regressor_copy_behind_a_triangle_wave_derived_by_its_outputs(regressor):
-    """Through ``verify`` (the 18 references, alpha 1/19, ``parametric`` so that all three stages
+    """Through ``verify`` (the 18 references, alpha 1/19, ``parametric`` so that all four stages
     decide): the committed regressor's int8 copy behind the triangle wave is below its thresholds at
-    the first stage (0.40 against 0.79) and the geometry (0.28 against 0.49), and above it at the
-    outputs stage (0.997 against 0.953): derived, the outputs stage the one that fired. Before the
+    the first stage (0.40 against 0.80), the data-like stage (0.38 against 0.88) and the geometry
+    (0.28 against 0.50), and above it at the outputs stage (0.997 against 0.956): derived, the
+    outputs stage the one that fired. Before the
     outputs stage it was judged independent. The independent model behind the same wave stays
     independent (0.65 there)."""
     from tafa.attacks import quantize
@@ -203,8 +205,8 @@ def test_verify_judges_a_regressor_copy_behind_a_triangle_wave_derived_by_its_ou
     assert verdict.decision == "derived" and [stage["name"] for stage in verdict.stages] == fingerprint.stage_names()
     thresholds = [calibration.threshold for calibration in verdict.calibration.stages]
     scores = [stage["score"] for stage in verdict.stages]
-    assert scores[0] < thresholds[0] - 0.1 and scores[1] < thresholds[1] - 0.1
-    assert scores[2] > thresholds[2] + 0.02
+    assert scores[0] < thresholds[0] - 0.1 and scores[1] < thresholds[1] - 0.1 and scores[2] < thresholds[2] - 0.1
+    assert scores[3] > thresholds[3] + 0.02
     independent = TriangleRipple(TorchModel(regressor.independent, shape, name="independent"))
     cleared = fingerprint.verify(independent, references, alpha=1 / 19, parametric=True)
-    assert cleared.decision == "independent" and cleared.stages[2]["score"] < thresholds[2] - 0.2
+    assert cleared.decision == "independent" and cleared.stages[3]["score"] < thresholds[3] - 0.2

@@ -1,7 +1,8 @@
 """Issues 20 and 21 through the command line, as a pirate serves a copy: behind an evasion wrapper (a
 batch-size router, a zero-count router, a range router, a ripple, a near-duplicate router, a router
-with a detector of the task's data) or behind an interface (probabilities, log-probabilities,
-integer logits, rounded probabilities, a one-hot label), as a KServe v2 service, verified with
+with a detector of the task's data, continuous routers keyed on near-zero features or the value
+grid) or behind an interface (probabilities, log-probabilities, integer logits, rounded
+probabilities, a one-hot label), as a KServe v2 service, verified with
 ``tafa verify SUSPECT_URL --references DIR --alpha 0.05`` against 40 references with the default
 (two-stage) scheme. A copy is judged derived (evasive also counts for the routers; undecided for the
 interfaces that leave too little, never independent); an independent model served the same way
@@ -31,14 +32,15 @@ SHAPE = (1, 8, 8)
 #: The pirate's own digits (the ``ranges`` router would need them; the others ignore them).
 DIGITS = load_task("digits").split("other").x.numpy()
 #: "plain" is the control: the model served as it is.
-WRAPPERS = ("plain", "batch", "zeros", "ranges", "ripple", "ripple_small", "near_duplicate")
+WRAPPERS = ("plain", "batch", "zeros", "ranges", "ripple", "ripple_small", "near_duplicate", "soft_zeros", "soft_grid")
 #: What a copy behind each wrapper may be judged: the routers answer tafa's queries from an
 #: independent decoy, so "evasive" is what they earn; the ripples are fixed functions of the copy (the
 #: small one bends the answers within a step without making their derivatives larger: its curvature
-#: sends it to the coarse scale).
+#: sends it to the coarse scale); the continuous routers blend the copy into the decoy without a jump,
+#: and answer the data-like stage's inputs (on a grid, many features exactly 0) from the copy.
 COPY_DECISIONS = {"plain": {"derived"}, "batch": {"derived", "evasive"}, "zeros": {"derived", "evasive"},
                   "ranges": {"derived", "evasive"}, "ripple": {"derived"}, "ripple_small": {"derived"},
-                  "near_duplicate": {"derived", "evasive"}}
+                  "near_duplicate": {"derived", "evasive"}, "soft_zeros": {"derived"}, "soft_grid": {"derived"}}
 #: A derived copy's deciding score clears its threshold by at least this (measured on the committed
 #: models: 0.63 served plainly, 0.33 behind the ripple, where the coarse scale decides;
 #: ``TAFA_SHOW_VERDICTS=1`` prints them): half the smallest, so no CPU's last digits can cross it.

@@ -207,9 +207,10 @@ def test_calibration_is_stored_with_the_fingerprint(tmp_path, fingerprint_file, 
         assert registry.get("owner").calibration is None and not registry.entry("owner").calibrated
         again = registry.calibrate("owner", classifier.references[:3], alpha=0.25)
         assert again.n_references == 3 and registry.get("owner").calibration == again
-        # enough references for every stage: the rule of all three, stored and read back whole
-        every = registry.calibrate("owner", classifier.references, alpha=0.2)
-        assert every.names == ["tafa", "tafa-boundary", "tafa-students"] and registry.get("owner").calibration == every
+        # enough references for every stage: the rule of all four, stored and read back whole
+        every = registry.calibrate("owner", classifier.references, alpha=0.25)
+        assert every.names == ["tafa", "tafa-datalike", "tafa-boundary", "tafa-students"]
+        assert registry.get("owner").calibration == every
         with pytest.raises(RegistryError, match="No fingerprint named 'ghost'"):
             registry.set_calibration("ghost", None)
 

@@ -854,7 +854,7 @@ def test_a_family_wise_scan_decides_with_every_stage_as_verify_does(world, null_
 
 def test_a_scan_by_the_stored_rules_runs_their_stages_as_verify_does(world, classifier, tmp_path):
     """``tafa registry add --references`` stores the rule of every stage its references support
-    (17 references at 1/6: three stages at 1/18 each); a scan deciding with the stored rules
+    (17 references at 2/9: four stages at 1/18 each); a scan deciding with the stored rules
     (``per-fingerprint``) runs them as ``tafa verify`` does: the copy that kept the owner's first
     layer is judged derived by the boundary geometry, with the verdict ``tafa verify`` gives with
     the same rule, and a copy the first stage catches costs no later stage."""
@@ -863,8 +863,9 @@ def test_a_scan_by_the_stored_rules_runs_their_stages_as_verify_does(world, clas
     registry = tmp_path / "registry.sqlite"
     with Registry(registry) as store:
         store.add(world.files["a"], "a")
-        rule = store.calibrate("a", classifier.references[1:], alpha=1 / 6)
-    assert rule.names == ["tafa", "tafa-boundary", "tafa-students"] and rule.bound == pytest.approx(3 / 18)
+        rule = store.calibrate("a", classifier.references[1:], alpha=2 / 9)
+    assert rule.names == ["tafa", "tafa-datalike", "tafa-boundary", "tafa-students"] and rule.bound == pytest.approx(
+        4 / 18)
     suspects = [copy_path, world.paths["a_pruned"]]
     report = scan(suspects, registry=registry, workers=0, control=PER_FINGERPRINT)
     found = {o.source: o.findings[0] for o in report.outcomes}
@@ -873,13 +874,14 @@ def test_a_scan_by_the_stored_rules_runs_their_stages_as_verify_does(world, clas
     assert kept.decision == verdict.decision.value == "derived" and kept.fired()[0] == "tafa-boundary"
     assert [s["threshold"] for s in kept.stages] == [c.threshold for c in rule.stages[1:]]
     assert kept.stages[0]["score"] == pytest.approx(verdict.stages[1]["score"], abs=0.01)  # ONNX against torch
-    assert kept.stages[1]["score"] is None  # the geometry fired: the extraction stage is not asked
+    assert kept.stages[2]["score"] is None  # the geometry fired: the extraction stage is not asked
     assert pruned.decision == "derived" and all(s["score"] is None and s["queries"] == 0 for s in pruned.stages)
     assert "not run here" not in report.render()
     first = scan(suspects, registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
     assert {o.source: o.findings[0].decision for o in first.outcomes} == {copy_path: "independent",
                                                                           world.paths["a_pruned"]: "derived"}
-    assert "not run here: tafa-boundary (1 fingerprint), tafa-students (1 fingerprint)" in first.render()
+    assert ("not run here: tafa-datalike (1 fingerprint), tafa-boundary (1 fingerprint), tafa-students (1 "
+            "fingerprint)") in first.render()
 
 
 def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_together(world, classifier, tmp_path):
@@ -898,7 +900,7 @@ def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_to
         rule = store.calibrate("a", classifier.references[1:], alpha=0.1)
         stored = store.get("a").calibration
     assert rule.names == ["tafa"] and stored.decides_jointly() and stored.table_names == [
-        "tafa", "tafa-boundary", "tafa-students"] and stored.table.shape == (17, 3)
+        "tafa", "tafa-datalike", "tafa-boundary", "tafa-students"] and stored.table.shape == (17, 4)
     report = scan([copy_path, world.paths["a_pruned"]], registry=registry, workers=0, control=PER_FINGERPRINT)
     found = {o.source: o.findings[0] for o in report.outcomes}
     kept, pruned = found[copy_path], found[world.paths["a_pruned"]]

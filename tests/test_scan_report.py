@@ -261,16 +261,17 @@ def test_every_fingerprint_is_drawn_beside_its_reference_distribution(family, pe
 
 
 def test_the_report_says_which_stages_a_scan_does_not_run(family, per_fingerprint):
-    """Both owners are MLP classifiers: tafa verify would also run their boundary geometry and their
-    extraction stage. A family-wise scan runs them on every suspect (each a column of its max-T
+    """Both owners are MLP classifiers: tafa verify would also run their data-like stage, boundary
+    geometry and extraction stage. A family-wise scan runs them on every suspect (each a column of its max-T
     table); a scan deciding with the stored calibrations does not, and every form of its report
     says so."""
-    said = "not run here: tafa-boundary (2 fingerprints), tafa-students (2 fingerprints)"
+    said = ("not run here: tafa-datalike (2 fingerprints), tafa-boundary (2 fingerprints), tafa-students (2 "
+            "fingerprints)")
     for document in (per_fingerprint.render(), per_fingerprint.to_markdown(), per_fingerprint.to_html()):
         assert said in document
     assert said in json.loads(per_fingerprint.to_json())["summary"]["not_scanned"]
     assert "not run here" not in family.render() and json.loads(family.to_json())["summary"]["not_scanned"] is None
     compared = [f for o in family.outcomes for f in o.findings if f.score is not None]
-    assert compared and all([stage["name"] for stage in f.stages] == ["tafa-boundary", "tafa-students"]
+    assert compared and all([stage["name"] for stage in f.stages] == ["tafa-datalike", "tafa-boundary", "tafa-students"]
                             and all(stage["score"] is not None and stage["queries"] > 0 for stage in f.stages)
                             for f in compared)

@@ -31,15 +31,20 @@ from tafa.domain import parse_domain
 from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
 from tafa.fingerprint_file import content_hash, decode
 from tafa.probes.boundary import BoundaryProbes
+from tafa.scheme import get_scheme
 
 SHAPE = (1, 8, 8)
 #: 18 references support 1/19 by rank: two stages at 1/19 each.
 ALPHA = 2 / 19
+#: The default scheme without its data-like stage (tests/test_datalike.py): these tests are about the
+#: boundary geometry as the stage after the first.
+GEOMETRY = replace(get_scheme("tafa"), data_style=None)
 
 
 @pytest.fixture(scope="module")
 def staged(classifier) -> Fingerprint:
-    return Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=16, directions=2, seed=3)
+    return Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=16, directions=2, seed=3,
+                              scheme=GEOMETRY)
 
 
 def _rehashed(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
@@ -380,7 +385,7 @@ def test_a_copy_only_the_geometry_sees_is_found_with_too_few_references_for_each
     torch.manual_seed(0)
     for layer in [m for m in owner.modules() if isinstance(m, torch.nn.Linear)][1:]:
         layer.reset_parameters()
-    fingerprint = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=16)
+    fingerprint = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=16, scheme=GEOMETRY)
     references = classifier.references[1:]
     verdict = fingerprint.verify(TorchModel(owner, SHAPE), references, alpha=0.1, check_evasion=False)
     assert verdict.decision is Decision.DERIVED and verdict.bound == pytest.approx(1 / 18)

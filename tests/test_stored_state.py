@@ -129,7 +129,7 @@ def test_the_reader_accepts_what_the_writer_writes(fingerprint):
 def test_memory_bombs_cost_little_on_the_command_line(fingerprint, tmp_path, case):
     path = tmp_path / "bomb.tafa"
     path.write_bytes(hostile_files(fingerprint)[case])
-    assert path.stat().st_size < 64 * 1024
+    assert path.stat().st_size < 128 * 1024  # a small file (every stage of a small owner) claiming huge arrays
     result, err = run_measured("info", str(path))
     lines = [line for line in err.splitlines() if line.strip()]
     assert result["code"] == 2 and len(lines) == 1 and "bomb.tafa" in lines[0], err

@@ -98,6 +98,19 @@ def _short(array: np.ndarray) -> str:
     return f"{flat[0]:g}" if flat.size == 1 else f"[{array.min():g}..{array.max():g}]"
 
 
+def bounds_and_rest(domain: Domain) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The domain's per-feature bounds, flattened, and each feature *at rest*: 0 where the domain
+    holds 0, else its lower bound (a blank pixel, a standardised table's mean): what inputs in the
+    style of real data keep many features at (:func:`tafa.signature.consistency.data_like`,
+    :class:`tafa.probes.datalike.DataLikeProbes`).
+
+    >>> [a.tolist() for a in bounds_and_rest(Box((2,), 0.5, 1.0))]
+    [[0.5, 0.5], [1.0, 1.0], [0.5, 0.5]]
+    """
+    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape).reshape(-1) for b in domain.bounds())
+    return lo, hi, np.where((lo <= 0) & (hi >= 0), 0.0, lo)
+
+
 @dataclass(frozen=True, eq=False)
 class Box(Domain):
     """Uniform on ``[lo, hi]``, per feature."""

@@ -116,6 +116,8 @@ OUTPUTS_STAGE = "tafa-outputs"
 LABELS = "labels"
 #: Prefix of the extraction stage's arrays (:attr:`Scheme.extraction`), and its header's key.
 EXTRACTION = "extraction"
+#: Prefix of the data-like stage's arrays (:attr:`Scheme.data_style`), and its header's key.
+DATALIKE = "datalike"
 
 #: What the library accepts as a model (torch is imported only when a module is given: verifying
 #: a suspect opened as a :class:`Model` needs numpy alone).
@@ -183,6 +185,9 @@ class Fingerprint:
     #: confident on, for students distilled on its answers; ``None`` when the scheme has none or
     #: it did not apply.
     extraction: "Fingerprint | None" = None
+    #: The data-like stage (:attr:`Scheme.data_style`): the owner's signature at inputs in the style of
+    #: real data (:mod:`~tafa.probes.datalike`); ``None`` when the scheme has none or it did not apply.
+    datalike: "Fingerprint | None" = None
 
     # ------------------------------------------------------------------ owner side
     @classmethod
@@ -360,9 +365,13 @@ class Fingerprint:
             meta["extraction_stage"] = why
             # the stored scheme names the stage made (commitments re-create it), or none
             scheme = replace(scheme, extraction=None if extraction is None else extraction.scheme.name)
+        datalike, why = _data_style_stage(scheme, owner, domain, seed, second_stage, parent_model is not None)
+        if scheme.data_style:
+            meta["data_style_stage"] = why
+            scheme = replace(scheme, data_style=None if datalike is None else datalike.scheme.name)
         return cls(scheme, domain, probes, owner_signature, owner.input_shape, owner.output_shape,
                    owner.content_hash(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                   seed, meta, verifier, parent_signature, layers, second, coarse, labels, extraction)
+                   seed, meta, verifier, parent_signature, layers, second, coarse, labels, extraction, datalike)
 
     # ------------------------------------------------------------------ file format
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -396,12 +405,13 @@ class Fingerprint:
     def _nested(self) -> list[tuple[str, "Fingerprint"]]:
         """The stages stored with this one, by their file prefix."""
         return [(prefix, nested) for prefix, nested in ((SECOND, self.second), (LABELS, self.labels),
-                                                        (EXTRACTION, self.extraction)) if nested is not None]
+                                                        (EXTRACTION, self.extraction), (DATALIKE, self.datalike))
+                if nested is not None]
 
     def later_stages(self) -> list["Fingerprint"]:
-        """The stages the rule decides after the first, in their order (the boundary geometry,
-        then the extraction stage; those that were made)."""
-        return [stage for stage in (self.second, self.extraction) if stage is not None]
+        """The stages the rule decides after the first, in their order (the data-like stage, the
+        boundary geometry, then the extraction stage; those that were made)."""
+        return [stage for stage in (self.datalike, self.second, self.extraction) if stage is not None]
 
     @property
     def sha256(self) -> str:
@@ -453,6 +463,10 @@ class Fingerprint:
                     raise ValueError("the label stage does not measure labels")
             if EXTRACTION in header:
                 fingerprint.extraction = fingerprint._read_nested(EXTRACTION, header[EXTRACTION], arrays, source)
+            if DATALIKE in header:
+                fingerprint.datalike = fingerprint._read_nested(DATALIKE, header[DATALIKE], arrays, source)
+                if fingerprint.datalike.scheme.probes != "data-like":
+                    raise ValueError("the data-like stage's probes are not data-like")
         except TafaError as error:
             raise FingerprintError(f"{source} has a malformed header ({one_line(error)}).") from None
         except Exception as error:  # noqa: BLE001 - a header that hashes right but does not fit together
@@ -465,7 +479,8 @@ class Fingerprint:
         stage): its own scheme, probes and owner signature (``PREFIX.*`` arrays); owner, domain,
         shapes and seed are this one's. Such a stage has no stage of its own, no learned
         verifier, parent or weights."""
-        what = {SECOND: "the second stage", LABELS: "the label stage", EXTRACTION: "the extraction stage"}[prefix]
+        what = {SECOND: "the second stage", LABELS: "the label stage", EXTRACTION: "the extraction stage",
+                DATALIKE: "the data-like stage"}[prefix]
         if not isinstance(header, dict) or not {"scheme", "probes_info"} <= set(header) <= {"scheme", "probes_info",
                                                                                              "meta"}:
             raise ValueError(f"{what}'s header is not an object with a scheme, probes_info and meta alone")
@@ -475,14 +490,14 @@ class Fingerprint:
         if not all(key.startswith(allowed) for key in inner):
             raise ValueError(f"{what} holds arrays other than probes and the owner's signature")
         scheme = Scheme.from_dict(header["scheme"])
-        if scheme.second or scheme.extraction:
+        if scheme.second or scheme.extraction or scheme.data_style:
             raise ValueError(f"{what} cannot have a stage of its own")
         second = replace(self, scheme=scheme, meta=header.get("meta", {}),
                          probes=Probes.from_arrays({key[7:]: value for key, value in inner.items()
                                                     if key.startswith("probes.")}, header["probes_info"]),
                          owner_signature={key[6:]: value for key, value in inner.items() if key.startswith("owner.")},
                          verifier={}, parent_signature={}, owner_layers=[], second=None, coarse={}, labels=None,
-                         extraction=None)
+                         extraction=None, datalike=None)
         second._check_consistent()
         queries = self.queries() + second.queries() + sum(stage.queries() for _, stage in self._nested())
         if queries > MAX_QUERIES or queries * math.prod(self.output_shape) > MAX_OUTPUT_VALUES:
@@ -518,6 +533,7 @@ class Fingerprint:
             (isinstance(self.meta, dict) and isinstance(self.probes.info, dict), "meta/probes_info"),
             (self.domain.shape == self.input_shape, "domain shape"),
             (self.scheme.second is None or isinstance(self.scheme.second, str), "scheme.second"),
+            (self.scheme.data_style is None or isinstance(self.scheme.data_style, str), "scheme.data_style"),
         ]
         for ok, name in checks:
             if not ok:
@@ -1273,7 +1289,8 @@ class Fingerprint:
             owner.pop(SMOOTHED)
             meta.pop(OWNER_INT8_SCORE, None)  # the int8 copy's line is the averaged scale's
         return replace(self, scheme=scheme, probes=coarse_probes(self.probes, self.coarse["steps"]),
-                       owner_signature=owner, meta=meta, second=None, coarse={}, labels=None, extraction=None)
+                       owner_signature=owner, meta=meta, second=None, coarse={}, labels=None, extraction=None,
+                       datalike=None)
 
     def measure_coarse(self, suspect: Model, fine: Signature,
                        screen: bool = False) -> tuple[Score, float, Recognised] | None:
@@ -1524,6 +1541,23 @@ def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
                    "fingerprint_seconds": stage.meta.get("fingerprint_seconds")}
 
 
+def _data_style_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wanted: bool | None,
+                      parent: bool) -> tuple["Fingerprint | None", dict[str, Any]]:
+    """The data-like stage of ``scheme`` for ``owner`` (:attr:`Scheme.data_style`; ``None`` where it
+    does not apply, or ``wanted`` is ``False``: no later stage), and what to record about it. Any
+    owner (its probes need no analysis); never with a declared parent (it is not measured relative
+    to one)."""
+    if not scheme.data_style or wanted is False:
+        return None, {"made": False, "why": "not asked for" if scheme.data_style else "the scheme has none"}
+    if parent:
+        return None, {"made": False, "scheme": scheme.data_style,
+                      "why": "a parent is declared (the data-like stage is not measured relative to a parent)"}
+    stage = Fingerprint.create(owner, domain, scheme=get_scheme(scheme.data_style), seed=seed, time_budget=None,
+                               second_stage=False, free_labels=False)
+    return stage, {"made": True, "scheme": scheme.data_style, "queries": stage.queries(),
+                   "fingerprint_seconds": stage.meta.get("fingerprint_seconds")}
+
+
 def _on_gradients(owner: Model, domain: Domain, scheme: Scheme, seed: int,
                   what: str) -> tuple["Fingerprint | None", str | None]:
     """A stage of ``owner`` whose probes are found on its gradients (the data-free label stage, the
@@ -1625,7 +1659,8 @@ def _with_smoothed(scheme: Scheme) -> Scheme:
 def _has_coarse_scale(scheme: Scheme) -> bool:
     """Whether fingerprints of ``scheme`` get a coarse scale: the method's derivative signature
     compared by its fixed similarity (a learned verifier is fitted at the fine scale only)."""
-    return scheme.signature == "derivatives" and scheme.similarity == "derivative-cosine"
+    return scheme.signature == "derivatives" and scheme.similarity == "derivative-cosine" \
+        and scheme.probes != "data-like"  # the data-like stage: the first stage's scales decide rough answers
 
 
 def _without_steps(coarse: Signature) -> Signature:

@@ -70,6 +70,13 @@ class Scheme:
     #: one value or an image (a regressor, a decoder: no confident inputs) gets the outputs stage
     #: instead (``tafa-outputs``; any owner, no declared parent), and the stored scheme names it.
     extraction: str | None = None
+    #: The data-like stage (another scheme's name, ``tafa-datalike``): the first stage's signature at
+    #: inputs in the style of real data (:mod:`~tafa.probes.datalike`), measured on the same owner (no
+    #: declared parent), run on a suspect right after the first stage when it does not already judge it
+    #: derived, decided with the others at its share of alpha. A router that serves its users' inputs
+    #: from the copy and the rest from another model, blended so that no jump shows, answers these from
+    #: the copy.
+    data_style: str | None = None
     #: Not part of the scheme's identity (never saved): a cache the caller owns and hands to
     #: the probe strategy, so that creating fingerprints of one owner again with other
     #: references reuses the candidate probes (see :class:`~tafa.probes.base.CandidateCache`).
@@ -98,14 +105,16 @@ class Scheme:
                 "probe_params": self.probe_params, "signature_params": self.signature_params,
                 "similarity_params": self.similarity_params, "references": self.references.value,
                 **({"second": self.second} if self.second else {}),
-                **({"extraction": self.extraction} if self.extraction else {})}
+                **({"extraction": self.extraction} if self.extraction else {}),
+                **({"data_style": self.data_style} if self.data_style else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Scheme":
         return cls(**{key: data[key] for key in (
             "name", "probes", "signature", "similarity", "points", "directions", "probe_params",
             "signature_params", "similarity_params") if key in data}, references=data.get("references", "none"),
-            second=data.get("second") or None, extraction=data.get("extraction") or None)
+            second=data.get("second") or None, extraction=data.get("extraction") or None,
+            data_style=data.get("data_style") or None)
 
 
 #: Every scheme by name: tafa's own (below) and, on the table's first read, the published
@@ -134,7 +143,7 @@ def get_scheme(name: str) -> Scheme:
 
 register_scheme(Scheme(
     "tafa", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64, directions=4,
-    second="tafa-boundary", extraction="tafa-students",
+    second="tafa-boundary", extraction="tafa-students", data_style="tafa-datalike",
     description="data-free region-centred probes, outputs + directional derivatives; score: median per-point "
     "cosine of the group-centred derivatives (576 queries, and 576 at the coarse scale that decides rippled or "
     "rounded answers, with 2,112 more at steps jittered around it for those, whose outputs averaged there count "
@@ -145,7 +154,13 @@ register_scheme(Scheme(
     "reach), and owners answering a vector of "
     "values (classifiers) an extraction stage (tafa-students, 64 queries), owners answering one value or an image "
     "(regressors, decoders) the outputs stage instead (tafa-outputs, 64 queries), each run only when the earlier "
-    "stages do not already judge the suspect derived; each stage decides at its equal share of alpha"))
+    "stages do not already judge the suspect derived; every owner also a data-like stage (tafa-datalike, 288 queries, "
+    "run right after the first); each stage decides at its equal share of alpha"))
+register_scheme(Scheme(
+    "ablate-no-datalike", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
+    directions=4, second="tafa-boundary", extraction="tafa-students", benchmark=False,
+    description="tafa without its data-like stage (the default before session 23): what that stage adds, and what "
+    "its share of alpha costs"))
 register_scheme(Scheme(
     "ablate-stop-passed", probes="relu", signature="derivatives", similarity="derivative-cosine", points=64,
     directions=4, second="ablate-boundary-bounded", extraction="tafa-students", benchmark=False,
@@ -193,6 +208,13 @@ register_scheme(Scheme(
     description="the extraction stage: how closely the suspect reproduces the owner's outputs, centred across "
     "them and up to one positive factor, at 64 domain draws moved to inputs the owner is confident on (64 "
     "queries); tafa's stage for distilled students"))
+register_scheme(Scheme(
+    "tafa-datalike", probes="data-like", signature="derivatives", similarity="derivative-cosine", points=32,
+    directions=4, benchmark=False,
+    description="the data-like stage: tafa's signature at 32 inputs in the style of real data made from the domain "
+    "alone (most features exactly at rest, the others on a 1/16 grid of its range; directions moving only those, "
+    "step 1e-4 of its width: 288 queries); tafa's stage for copies served behind a router, even a continuous one, "
+    "that answers data-like inputs from the copy"))
 register_scheme(Scheme(
     "tafa-outputs", probes="random", signature="outputs", similarity="centred-correlation", points=64,
     benchmark=False,

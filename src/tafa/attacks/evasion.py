@@ -24,6 +24,18 @@ Routers (each counts the inputs it answered from the decoy in :attr:`EvasiveMode
   one goes to the decoy, and an input asked again gets exactly its first answer (re-asking finds
   nothing inconsistent).
 
+Continuous routers (a pirate who has read that the evasion check looks for the jump a switch makes):
+the answers are ``w(x) copy(x) + (1 - w(x)) decoy(x)``, with a weight ``w`` that ramps from 1 on its
+users' inputs to 0 on the rest, so that no jump shows at any resolution (:class:`BlendingRouter`):
+
+- ``soft_zeros``: ``w`` ramps from 0 to 1 as the count of near-zero features (each ``|x| < 1/32``
+  counting ``1 - |x| / (1/32)``) goes from 7 to 8 (digit images have many exact zeros);
+- ``soft_grid``: ``w`` ramps from 1 to 0 as the features' total distance from the ``1/16`` grid
+  (in grid steps) goes from 0 to 1 (narrower ramps, 0.1 of a step, the evasion check finds).
+
+Both in the benchmark's image classifiers alone: a table's rows and a decoder's latents carry neither
+exact zeros nor a grid, so there they would serve the decoy to the pirate's own users.
+
 Disturbances: ``ripple`` adds ``amplitude * sin(x R)`` (a fixed random projection ``R`` of high
 frequency, which wrecks finite differences at the fingerprint's steps); ``noise`` adds fresh
 Gaussian noise of standard deviation ``sigma`` to every answer.
@@ -271,6 +283,58 @@ class NearDuplicateRouter(RoutingModel):
         return np.stack([self.seen[key] for key in keys]).reshape(len(x), *self.output_shape)
 
 
+class BlendingRouter(EvasiveModel):
+    """Answers ``w(x) copy(x) + (1 - w(x)) decoy(x)`` for the weight :meth:`weight` in ``[0, 1]``: a
+    router that switches continuously (counts in :attr:`routed` the inputs not answered by the copy
+    alone)."""
+
+    decoy: Model
+
+    @abstractmethod
+    def weight(self, x: np.ndarray) -> np.ndarray:
+        """``(b,)`` weights of the copy's answers, in ``[0, 1]``, continuous in ``x``."""
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        w = np.asarray(self.weight(x), dtype=np.float64)
+        answers = np.empty((len(x), *self.output_shape), dtype=np.float64)
+        whole = w >= 1.0
+        if whole.any():
+            answers[whole] = self.copy(x[whole])
+        if (~whole).any():
+            part = w[~whole].reshape(-1, *([1] * len(self.output_shape)))
+            inputs = x[~whole]
+            answers[~whole] = part * np.asarray(self.copy(inputs), dtype=np.float64) + (1.0 - part) * np.asarray(
+                self.decoy(inputs), dtype=np.float64)
+        self.routed += int((~whole).sum())
+        return answers
+
+
+class SoftZeroCountRouter(BlendingRouter):
+    """The copy's weight ramps from 0 to 1 as the near-zero count (each feature with ``|x| < eps``
+    counts ``1 - |x| / eps``) goes from ``min_zeros - 1`` to ``min_zeros``."""
+
+    def __init__(self, copy: Model, decoy: Model, min_zeros: int = 8, eps: float = 1 / 32) -> None:
+        super().__init__(copy, decoy, f"soft-zeros<{min_zeros}")
+        self.min_zeros, self.eps = min_zeros, eps
+
+    def weight(self, x: np.ndarray) -> np.ndarray:
+        near = np.maximum(0.0, 1.0 - np.abs(x.reshape(len(x), -1).astype(np.float64)) / self.eps).sum(axis=1)
+        return np.clip(near - (self.min_zeros - 1), 0.0, 1.0)
+
+
+class SoftGridRouter(BlendingRouter):
+    """The copy's weight ramps from 1 to 0 as the features' total distance from the grid of
+    multiples of ``1/levels`` (in grid steps) goes from 0 to ``eps``."""
+
+    def __init__(self, copy: Model, decoy: Model, levels: int = 16, eps: float = 1.0) -> None:
+        super().__init__(copy, decoy, f"soft-grid1/{levels}")
+        self.levels, self.eps = levels, eps
+
+    def weight(self, x: np.ndarray) -> np.ndarray:
+        scaled = x.reshape(len(x), -1).astype(np.float64) * self.levels
+        return np.clip(1.0 - np.abs(scaled - np.round(scaled)).sum(axis=1) / self.eps, 0.0, 1.0)
+
+
 class RippleModel(EvasiveModel):
     """The copy's answers plus ``amplitude * sin(x R)``, ``R`` a fixed random projection whose entries
     have standard deviation ``frequency`` (per input unit)."""
@@ -365,6 +429,12 @@ def _register_standard() -> None:
     router("near_duplicate", lambda c, d, _: NearDuplicateRouter(c, d, 0.3),
            "stateful: an input within 0.3 of an earlier one answered by the decoy, a repeated input as before",
            eps=0.3)
+    router("soft_zeros", lambda c, d, _: SoftZeroCountRouter(c, d, 8, 1 / 32),
+           "continuous: the copy's weight ramps from 0 to 1 as the near-zero count (|x| < 1/32 counting 1 - 32|x|) "
+           "goes from 7 to 8, the decoy's is the rest", tasks=("classification",), min_zeros=8, eps=1 / 32)
+    router("soft_grid", lambda c, d, _: SoftGridRouter(c, d, 16, 1.0),
+           "continuous: the copy's weight ramps from 1 to 0 as the total distance from the 1/16 grid goes from 0 "
+           "to 1 grid step, the decoy's is the rest", tasks=("classification",), levels=16, eps=1.0)
     register_evasion(Evasion("ripple", lambda c, _d, _x, seed: RippleModel(c, 0.3, 100.0, seed),
                              "the copy's answers plus 0.3 sin(x R), R ~ N(0, 100^2) per entry", routes=False,
                              params={"amplitude": 0.3, "frequency": 100.0}))

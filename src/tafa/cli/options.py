@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: The schemes tafa registers (tafa.scheme and tafa.baselines), named here so that the parser
 #: is built without importing them; a test checks it against the registry.
 SCHEME_NAMES = ("tafa", "tafa-one-stage", "tafa-learned", "tafa-free", "tafa-select", "tafa-extract", "tafa-boundary",
-                "tafa-students", "tafa-outputs", "random-output",
+                "tafa-students", "tafa-outputs", "tafa-datalike", "ablate-no-datalike", "random-output",
                 "modeldiff", "ipguard", "sac-m", "metav", "metav-free",
                 "ablate-random-points", "ablate-inverted-start", "ablate-no-groups", "ablate-outputs-only",
                 "ablate-32-points", "ablate-8-directions", "ablate-select-uniform", "ablate-free-select",

@@ -24,3 +24,7 @@ __all__ += ["BoundaryProbes"]
 from .pairs import PairBoundaryProbes  # noqa: E402
 
 __all__ += ["PairBoundaryProbes"]
+
+from .datalike import DataLikeProbes  # noqa: E402
+
+__all__ += ["DataLikeProbes"]

@@ -91,7 +91,7 @@ from typing import Any
 
 import numpy as np
 
-from ..domain import Domain
+from ..domain import Domain, bounds_and_rest
 from ..errors import check_param, is_integer
 from ..models.base import Model
 from .interface import (HALF_BITS, grid_spacing, half_precision_bits, half_ulp, recognise, to_bits, top_k_floor,
@@ -201,20 +201,13 @@ def fires(differing: int, compared: int) -> bool:
     return compared > 0 and differing >= max(MIN_DIFFERING, math.ceil(MIN_FRACTION * compared))
 
 
-def _bounds_and_rest(domain: Domain) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The domain's per-feature bounds, flattened, and each feature at rest: 0 where the domain
-    holds 0, else its lower bound."""
-    lo, hi = (np.broadcast_to(np.asarray(b, dtype=np.float64), domain.shape).reshape(-1) for b in domain.bounds())
-    return lo, hi, np.where((lo <= 0) & (hi >= 0), 0.0, lo)
-
-
 def data_like(domain: Domain, count: int, rng: np.random.Generator, levels: int = GRID_LEVELS) -> np.ndarray:
     """``(count, *shape)`` inputs that look like data, made from the domain alone: a fraction (0.64 to
     1, drawn per input) of the features at rest (0 where the domain holds 0, else its lower bound),
     the others on the grid of ``levels`` steps over the domain's range (``k/16`` pixels), up to a
     brightest step drawn per input (faint, sparse inputs fall inside the ranges real data shows); at
     least one feature is not at rest."""
-    lo, hi, rest = _bounds_and_rest(domain)
+    lo, hi, rest = bounds_and_rest(domain)
     features = lo.size
     # many faint and sparse inputs (squared draws): they fall inside the narrow ranges real data shows
     brightest = np.ceil(levels * rng.random((count, 1)) ** 2)
@@ -233,7 +226,7 @@ def near_pairs(domain: Domain, base: np.ndarray, rng: np.random.Generator, step:
     by at most an eighth of a float16 rounding step of its value (``|x| 2^-14``) as well, so
     that a service computing in bfloat16 or float16 reads an odd pair's two inputs alike when ``base``
     is representable there (:func:`~tafa.signature.interface.to_bits`)."""
-    lo, hi, rest = _bounds_and_rest(domain)
+    lo, hi, rest = bounds_and_rest(domain)
     flat = base.reshape(len(base), -1).astype(np.float64)
     size = step * domain.scale() * rng.uniform(0.5, 1.0, size=flat.shape)
     size[1::2] = np.minimum(size[1::2], np.abs(flat[1::2]) * 2.0 ** -14)
@@ -276,7 +269,7 @@ def answer_scale(answers: np.ndarray) -> float:
 def rest_point(domain: Domain) -> np.ndarray:
     """``(1, *shape)``: every feature at rest (0 where the domain holds 0, else its lower bound): a
     blank image, a standardised table's mean row, a latent's origin."""
-    return _bounds_and_rest(domain)[2].reshape(1, *domain.shape)
+    return bounds_and_rest(domain)[2].reshape(1, *domain.shape)
 
 
 class _Compared:
