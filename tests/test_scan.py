@@ -907,12 +907,13 @@ def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_to
     verdict = Fingerprint.load(world.files["a"]).verify(copy_model, classifier.references[1:], alpha=0.1,
                                                         check_evasion=False)
     assert kept.decision == verdict.decision.value == "derived" and kept.fired()[0] == "tafa-boundary"
-    assert kept.stages[0]["score"] > kept.stages[0]["threshold"] + 0.1 and kept.score < kept.threshold - 0.2
-    assert kept.stages[0]["threshold"] == pytest.approx(verdict.calibration.stages[1].threshold, abs=0.01)
+    geometry = kept.stages[1]  # the later stages: the data-like stage, the geometry, the extraction stage
+    assert geometry["score"] > geometry["threshold"] + 0.1 and kept.score < kept.threshold - 0.2
+    assert geometry["threshold"] == pytest.approx(verdict.calibration.stages[2].threshold, abs=0.01)
     assert "max-T" in verdict.render()
     stored_verdict = Fingerprint.load(world.files["a"]).verify(copy_model, calibration=stored, check_evasion=False)
     assert stored_verdict.decision.value == "derived" and "max-T" in stored_verdict.render()  # the stored rule: alike
-    assert stored_verdict.calibration.stages[1].threshold == pytest.approx(verdict.calibration.stages[1].threshold)
+    assert stored_verdict.calibration.stages[2].threshold == pytest.approx(verdict.calibration.stages[2].threshold)
     assert pruned.decision == "derived" and all(s["score"] is None and s["queries"] == 0 for s in pruned.stages)
     assert "decide together by max-T over the 17 references" in report.render()  # the report says how it decided
     first = scan([copy_path], registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
