@@ -17,12 +17,9 @@ derivative signature at these points is the data-like stage (``tafa-datalike``,
 No owner analysis: the points depend on the domain and the seed alone.
 
 >>> from tafa.domain import Box
->>> from tafa.bench.architectures import build
->>> from tafa.models import TorchModel
->>> owner = TorchModel(build("mlp", input_shape=(16,), output_dim=2, seed=0), (16,))
->>> probes = DataLikeProbes().select(owner, Box((16,), 0, 1), n=16, k=2, seed=0)
->>> probes.points.shape, probes.directions.shape
-((16, 16), (16, 2, 16))
+>>> probes = DataLikeProbes().select(None, Box((16,), 0, 1), n=16, k=2, seed=0)  # the owner is not read
+>>> probes.points.shape, probes.directions.shape, probes.info["strategy"]
+((16, 16), (16, 2, 16), 'data-like')
 >>> at_rest = np.broadcast_to((probes.points == 0)[:, None], probes.directions.shape)
 >>> bool(np.all(probes.directions[at_rest] == 0))  # features at rest stay there
 True
