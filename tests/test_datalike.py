@@ -83,3 +83,22 @@ def test_the_data_like_stage_is_made_for_every_owner_and_never_with_a_parent(kin
                                   parent=kind.references[0], parent_references=0)
     assert parented.datalike is None and "parent" in parented.meta["data_style_stage"]["why"]
     assert parented.scheme.data_style is None
+
+
+def test_a_rehashed_data_like_stage_of_another_kind_or_with_stages_of_its_own_is_refused(fingerprint):
+    """Whoever rewrites the file and hashes it anew cannot pass another measurement off as the data-like
+    stage, nor nest stages in it."""
+    from dataclasses import replace
+
+    from tafa.errors import FingerprintError
+    from tafa.fingerprint_file import encode
+
+    stage = fingerprint.datalike
+    assert stage is not None
+    for wrong_stage, message in ((replace(stage, scheme=replace(stage.scheme, probes="relu")), "not data-like"),
+                                 (replace(stage, scheme=replace(stage.scheme, second="tafa-boundary")),
+                                  "cannot have a stage of its own")):
+        wrong = replace(fingerprint, datalike=wrong_stage)
+        with pytest.raises(FingerprintError, match=message) as error:
+            Fingerprint.from_bytes(encode(wrong._header(), wrong._arrays()))
+        assert "\n" not in str(error.value)
