@@ -128,24 +128,37 @@ class EvasiveModel(Model):
         return {**self.copy.describe(), "name": self.name, "white_box": False, "evasion": self.evasion}
 
 
-class RoutingModel(EvasiveModel):
-    """Answers the inputs :meth:`route` marks from the decoy, the others from the copy."""
+class BlendingRouter(EvasiveModel):
+    """Answers ``w(x) copy(x) + (1 - w(x)) decoy(x)`` for the weight :meth:`weight` in ``[0, 1]``, each
+    model asked only the inputs it has a share of (counts in :attr:`routed` the inputs the decoy has a
+    share of): a router that switches continuously, or, with weights 0 and 1, one that switches."""
 
     decoy: Model
+
+    @abstractmethod
+    def weight(self, x: np.ndarray) -> np.ndarray:
+        """``(b,)`` weights of the copy's answers, in ``[0, 1]``."""
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        w = np.asarray(self.weight(x), dtype=np.float64)
+        answers = np.zeros((len(x), *self.output_shape), dtype=np.float64)
+        shares = w.reshape(-1, *([1] * len(self.output_shape)))
+        for model, share, asked in ((self.copy, shares, w > 0), (self.decoy, 1.0 - shares, w < 1)):
+            if asked.any():
+                answers[asked] += share[asked] * np.asarray(model(x[asked]), dtype=np.float64)
+        self.routed += int((w < 1).sum())
+        return answers
+
+
+class RoutingModel(BlendingRouter):
+    """Answers the inputs :meth:`route` marks from the decoy, the others from the copy."""
 
     @abstractmethod
     def route(self, x: np.ndarray) -> np.ndarray:
         """``(b,)`` booleans: which inputs of the batch ``x`` the decoy answers."""
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        to_decoy = np.asarray(self.route(x), dtype=bool)
-        answers = np.empty((len(x), *self.output_shape), dtype=np.float64)
-        if to_decoy.any():
-            answers[to_decoy] = self.decoy(x[to_decoy])
-        if (~to_decoy).any():
-            answers[~to_decoy] = self.copy(x[~to_decoy])
-        self.routed += int(to_decoy.sum())
-        return answers
+    def weight(self, x: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(self.route(x), dtype=bool), 0.0, 1.0)
 
 
 class BatchRouter(RoutingModel):
@@ -281,32 +294,6 @@ class NearDuplicateRouter(RoutingModel):
             for i, answer in zip(index, answers):
                 self.seen[keys[i]] = answer
         return np.stack([self.seen[key] for key in keys]).reshape(len(x), *self.output_shape)
-
-
-class BlendingRouter(EvasiveModel):
-    """Answers ``w(x) copy(x) + (1 - w(x)) decoy(x)`` for the weight :meth:`weight` in ``[0, 1]``: a
-    router that switches continuously (counts in :attr:`routed` the inputs not answered by the copy
-    alone)."""
-
-    decoy: Model
-
-    @abstractmethod
-    def weight(self, x: np.ndarray) -> np.ndarray:
-        """``(b,)`` weights of the copy's answers, in ``[0, 1]``, continuous in ``x``."""
-
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        w = np.asarray(self.weight(x), dtype=np.float64)
-        answers = np.empty((len(x), *self.output_shape), dtype=np.float64)
-        whole = w >= 1.0
-        if whole.any():
-            answers[whole] = self.copy(x[whole])
-        if (~whole).any():
-            part = w[~whole].reshape(-1, *([1] * len(self.output_shape)))
-            inputs = x[~whole]
-            answers[~whole] = part * np.asarray(self.copy(inputs), dtype=np.float64) + (1.0 - part) * np.asarray(
-                self.decoy(inputs), dtype=np.float64)
-        self.routed += int((~whole).sum())
-        return answers
 
 
 class SoftZeroCountRouter(BlendingRouter):
