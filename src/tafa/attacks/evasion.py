@@ -128,6 +128,13 @@ class EvasiveModel(Model):
         return {**self.copy.describe(), "name": self.name, "white_box": False, "evasion": self.evasion}
 
 
+def off_grid(x: np.ndarray, levels: int) -> np.ndarray:
+    """``(b, features)``: each feature's distance from the grid of multiples of ``1/levels``, in grid
+    steps (what the grid routers key on)."""
+    scaled = x.reshape(len(x), -1).astype(np.float64) * levels
+    return np.abs(scaled - np.round(scaled))
+
+
 class BlendingRouter(EvasiveModel):
     """Answers ``w(x) copy(x) + (1 - w(x)) decoy(x)`` for the weight :meth:`weight` in ``[0, 1]``, each
     model asked only the inputs it has a share of (counts in :attr:`routed` the inputs the decoy has a
@@ -187,8 +194,7 @@ class GridRouter(RoutingModel):
         self.levels, self.tolerance = levels, tolerance
 
     def route(self, x: np.ndarray) -> np.ndarray:
-        scaled = x.reshape(len(x), -1).astype(np.float64) * self.levels
-        return np.asarray((np.abs(scaled - np.round(scaled)) > self.tolerance).any(axis=1))
+        return np.asarray((off_grid(x, self.levels) > self.tolerance).any(axis=1))
 
 
 class RangeRouter(RoutingModel):
@@ -318,8 +324,7 @@ class SoftGridRouter(BlendingRouter):
         self.levels, self.eps = levels, eps
 
     def weight(self, x: np.ndarray) -> np.ndarray:
-        scaled = x.reshape(len(x), -1).astype(np.float64) * self.levels
-        return np.clip(1.0 - np.abs(scaled - np.round(scaled)).sum(axis=1) / self.eps, 0.0, 1.0)
+        return np.clip(1.0 - off_grid(x, self.levels).sum(axis=1) / self.eps, 0.0, 1.0)
 
 
 class RippleModel(EvasiveModel):

@@ -3,7 +3,7 @@
 The first stage's region-centred probes are dense: every feature has a value no image or table
 row would carry. A pirate who has read the method can serve a copy to inputs that look like its
 users' data and another model to the rest, and can blend the two continuously
-(:class:`~tafa.attacks.evasion.SoftRouter`), so that the evasion check finds no jump to flag. Such a
+(:class:`~tafa.attacks.evasion.BlendingRouter`), so that the evasion check finds no jump to flag. Such a
 router must pass its users' inputs to the copy; these probes look like them on what a router can
 key on without a model of the data: many features exactly at rest (0 where the domain holds 0,
 else its lower bound: a blank pixel, a table's mean), the others on a grid of :data:`LEVELS` steps
