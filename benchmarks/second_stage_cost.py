@@ -11,10 +11,10 @@ BISECTIONS``.
 
     python benchmarks/second_stage_cost.py          # 4 zoos and the 3 shared-parent zoos, about a minute
     python benchmarks/second_stage_cost.py --zoos digits-mlp --variants 29x16:47:4 12x16:47:4
-    python benchmarks/second_stage_cost.py --looks 1 1.5 2   # the default stage stopped once out of reach
+    python benchmarks/second_stage_cost.py --looks 0.5 1 1.5 2   # the default stage stopped once out of reach
 
 ``--looks K...``: the default stage measured a few lines at a time and stopped once its threshold is
-out of reach (:mod:`tafa.decide.sequential`, at each ``KAPPA`` given): per zoo and alpha, the rule's
+out of reach (:mod:`tafa.decide.sequential`, at each value of its ``REACH`` given; the default: 1): per zoo and alpha, the rule's
 TPR / FPR measured whole and stopped, the copies the stopping loses, and the share of the stage's
 lines measured on the independent models it runs on (the first stage not firing).
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=VARIANTS)
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     parser.add_argument("--looks", nargs="+", type=float, default=[],
-                        help="KAPPA values: the default stage stopped once out of reach (see above)")
+                        help="REACH values: the default stage stopped once out of reach (see above)")
     args = parser.parse_args()
     if args.looks:
         stopped(args.zoos, args.looks, Path(args.cache))
@@ -94,7 +94,7 @@ def main() -> None:
 
 def stopped(zoos: list[str], kappas: list[float], cache: Path) -> None:
     """The default stage stopped once out of reach, at each of ``kappas`` (module doc)."""
-    print("| zoo | KAPPA | alpha | rule TPR / FPR whole | stopped | copies lost | lines measured on independents |")
+    print("| zoo | REACH | alpha | rule TPR / FPR whole | stopped | copies lost | lines measured on independents |")
     print("|:---|---:|---:|---:|---:|---:|---:|")
     for name in zoos:
         (spec,) = [spec for spec in FULL if spec.name == name]
