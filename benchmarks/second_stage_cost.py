@@ -12,9 +12,11 @@ BISECTIONS``.
     python benchmarks/second_stage_cost.py          # 4 zoos and the 3 shared-parent zoos, about a minute
     python benchmarks/second_stage_cost.py --zoos digits-mlp --variants 29x16:47:4 12x16:47:4
     python benchmarks/second_stage_cost.py --looks 0.5 1 1.5 2   # the default stage stopped once out of reach
+    python benchmarks/second_stage_cost.py --looks 1 --then 4 2 1   # looked at every 4, 2 or 1 lines after the first 4
 
 ``--looks K...``: the default stage measured a few lines at a time and stopped once its threshold is
-out of reach (:mod:`tafa.decide.sequential`, at each value of its ``REACH`` given; the default: 1): per zoo and alpha, the rule's
+out of reach (:mod:`tafa.decide.sequential`, at each value of its ``REACH`` given, the default 1, and
+each ``--then``: lines per look after the first 4, the default 1): per zoo and alpha, the rule's
 TPR / FPR measured whole and stopped, the copies the stopping loses, and the share of the stage's
 lines measured on the independent models it runs on (the first stage not firing).
 
@@ -34,7 +36,7 @@ import numpy as np
 from tafa import Fingerprint
 from tafa.bench.scenarios import FULL
 from tafa.bench.zoo import build_zoos
-from tafa.decide.sequential import measured_part
+from tafa.decide.sequential import THEN, measured_part
 from tafa.models import TorchModel
 from tafa.scheme import get_scheme
 
@@ -57,9 +59,11 @@ def main() -> None:
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     parser.add_argument("--looks", nargs="+", type=float, default=[],
                         help="REACH values: the default stage stopped once out of reach (see above)")
+    parser.add_argument("--then", nargs="+", type=int, default=[THEN],
+                        help="with --looks: lines per look after the first look (see above)")
     args = parser.parse_args()
     if args.looks:
-        stopped(args.zoos, args.looks, Path(args.cache))
+        stopped(args.zoos, args.looks, args.then, Path(args.cache))
         return
     base = get_scheme("tafa-boundary")
     print("| zoo | variant | queries | rule TPR / FPR at 0.05 | at 0.01 | second stage AUC |")
@@ -92,10 +96,11 @@ def main() -> None:
             print(f"| {name} | {variant} | {stage.queries()} | {rates[0]} | {rates[1]} | {auc:.3f} |")
 
 
-def stopped(zoos: list[str], kappas: list[float], cache: Path) -> None:
-    """The default stage stopped once out of reach, at each of ``kappas`` (module doc)."""
-    print("| zoo | REACH | alpha | rule TPR / FPR whole | stopped | copies lost | lines measured on independents |")
-    print("|:---|---:|---:|---:|---:|---:|---:|")
+def stopped(zoos: list[str], kappas: list[float], every: list[int], cache: Path) -> None:
+    """The default stage stopped once out of reach, at each of ``kappas`` and looked at every
+    ``every`` lines after the first look (module doc)."""
+    print("| zoo | REACH | lines per look | alpha | rule TPR / FPR whole | stopped | copies lost | lines measured on independents |")
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|")
     for name in zoos:
         (spec,) = [spec for spec in FULL if spec.name == name]
         (zoo,) = build_zoos([spec], cache, progress=False, roles=["scored", "calibration"])
@@ -110,15 +115,15 @@ def stopped(zoos: list[str], kappas: list[float], cache: Path) -> None:
         calibration = np.array([role == "calibration" for _, _, role in rows])
         labels = np.array([recipe.label for recipe, _, _ in rows])
         positive, negative = ~calibration & (labels == 1), ~calibration & (labels == 0)
-        for kappa in kappas:
+        for kappa, then in ((k, t) for k in kappas for t in every):
             for alpha in (0.05, 0.01):
                 cut = threshold(second[calibration], alpha / 2)
-                parts = [measured_part(values, cut, kappa) for values in lines]
+                parts = [measured_part(values, cut, kappa, then=then) for values in lines]
                 runs = ~(first > threshold(first[calibration], alpha / 2))
                 whole = ~runs | (second > cut)
                 early = ~runs | (np.array([part.mean() for part in parts]) > cut)
                 measured = np.array([len(part) / len(values) for part, values in zip(parts, lines)])
-                print(f"| {name} | {kappa:g} | {alpha:g} | "
+                print(f"| {name} | {kappa:g} | {then} | {alpha:g} | "
                       f"{whole[positive].mean():.2f} / {whole[negative].mean():.2f} | "
                       f"{early[positive].mean():.2f} / {early[negative].mean():.2f} | "
                       f"{int((whole & ~early & positive).sum())} | {measured[negative & runs].mean():.2f} |")

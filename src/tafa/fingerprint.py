@@ -41,7 +41,7 @@ from .decide.learned import LearnedSimilarity
 from .decide.resolution import Resolution, agreement_resolution, correlation_resolution, grid_resolution
 from .decide.similarity import Score, Similarity
 from .decide.rule import Rule
-from .decide.sequential import LOOK, looks, out_of_reach, reach, stopped_score
+from .decide.sequential import LOOK, out_of_reach, reach, stopped_score, stops
 from .decide.threshold import Calibration, calibrate, references_needed
 from .decide.verdict import Verdict
 from .domain import Domain, domain_from_dict, parse_domain
@@ -671,7 +671,7 @@ class Fingerprint:
 
     def score_until(self, suspect: ModelLike, threshold: float | None) -> tuple[Score, dict[str, Any] | None]:
         """:meth:`score`, for a similarity that is a mean over the probes measured a few probes at a
-        time (:data:`~tafa.decide.sequential.LOOK`) and stopped once ``threshold`` is out of reach,
+        time (:func:`~tafa.decide.sequential.stops`) and stopped once ``threshold`` is out of reach,
         or, for a bounded mean (:attr:`~tafa.decide.similarity.Similarity.settles`), surely passed
         (:mod:`tafa.decide.sequential`). Then the score is over the probes measured (out of reach:
         below the threshold; passed: above it, what the whole measurement would score at least), and
@@ -684,7 +684,7 @@ class Fingerprint:
         model = as_model(suspect, self.input_shape)
         parts: list[Signature] = []
         done = 0
-        for upto in looks(n):
+        for upto in stops(n):
             parts.append(self.at_probes(np.arange(done, upto)).measure(model))
             done = upto
             measured = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}

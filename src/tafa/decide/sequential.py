@@ -3,8 +3,8 @@ not judge derived costs fewer queries.
 
 A stage whose score is the mean over its probes of a per-probe value (the boundary geometry:
 the mean over its lines of each kink's ``|cosine|`` with the owner's, :mod:`tafa.signature.kinks`)
-can be measured a few probes at a time (:data:`LOOK` per look). After each look the stage's
-final mean over all ``N`` probes is still unknown, but the ``n`` values measured so far say how
+can be measured a few probes at a time: the first :data:`LOOK` of them, then :data:`THEN` at a
+time (:func:`stops`). After each look the stage's final mean over all ``N`` probes is still unknown, but the ``n`` values measured so far say how
 far it can plausibly go: the rest's mean is predicted by the mean so far, ``m``, give or take
 :data:`REACH` standard errors of that prediction (the values' spread ``s``),
 
@@ -20,8 +20,8 @@ second stage stops when out of reach").
 0.2379
 >>> round(reach(np.array([0.9, 0.8, 0.95, 0.85]), 29), 4)
 0.905
->>> looks(29), looks(3)
-([4, 8, 12, 16, 20, 24, 28, 29], [3])
+>>> stops(29)[:5], stops(3), looks(29)
+([4, 5, 6, 7, 8], [3], [4, 8, 12, 16, 20, 24, 28, 29])
 >>> out_of_reach(np.array([0.2, 0.3, 0.1, 0.2]), 29, threshold=0.5), out_of_reach(np.ones(4), 29, threshold=0.5)
 (True, False)
 >>> len(measured_part(np.full(29, 0.2) + np.arange(29) % 3 * 0.1, 0.5)), len(measured_part(np.full(29, 0.9), 0.5))
@@ -57,8 +57,15 @@ import math
 
 import numpy as np
 
-#: Probes measured per look.
+#: Probes measured before a stage is first looked at (the spread of fewer says little).
 LOOK = 4
+
+#: Probes measured per look after the first (:func:`stops`). Measured beside :data:`REACH` (``python
+#: benchmarks/second_stage_cost.py --looks 1 --then 4 2 1``, session 24): looking after every line
+#: loses no copy on the seven zoos with a geometry stage, and measures 0.29-0.41 of the lines on
+#: their independents at alpha 0.05 where every 4 lines measured 0.28-0.51. A bounded mean's
+#: statistic keeps its looks every :data:`LOOK` probes (:func:`looks`).
+THEN = 1
 
 #: Standard errors of the prediction above the mean so far that the rest may still bring, before a
 #: stage is stopped as out of reach. Measured on the benchmark's seven zoos with a geometry stage
@@ -76,8 +83,15 @@ KAPPA = 2.0
 
 
 def looks(total: int, look: int = LOOK) -> list[int]:
-    """How many probes have been measured at each look: every ``look`` of them, then all."""
+    """How many probes have been measured at each look of a bounded mean (:func:`bounded_mean`):
+    every ``look`` of them, then all."""
     return sorted({*range(look, total, look), total})
+
+
+def stops(total: int, first: int = LOOK, then: int = THEN) -> list[int]:
+    """How many probes have been measured at each look of a stage that may stop: ``first``, then
+    every ``then`` more, then all."""
+    return sorted({*range(first, total, then), total})
 
 
 def margin(values: np.ndarray, total: int, kappa: float = REACH, widest: bool = False) -> float:
@@ -132,13 +146,15 @@ def passed(values: np.ndarray, total: int, threshold: float, kappa: float = KAPP
     return bounded_mean(values, total, kappa=kappa) > threshold
 
 
-def measured_part(values: np.ndarray, threshold: float, kappa: float = REACH, bounded: bool = False) -> np.ndarray:
+def measured_part(values: np.ndarray, threshold: float, kappa: float = REACH, bounded: bool = False,
+                  then: int = THEN) -> np.ndarray:
     """Of per-probe ``values`` all known (a reference's, a benchmark row's), the first ones a stage
     measured a look at a time measures before ``threshold`` is out of reach (at ``kappa``), or
     (``bounded``: a stage scored by :func:`bounded_mean`) surely passed (all of them when neither
-    happens): what ``tafa verify`` would have measured of them."""
+    happens), looked at as :func:`stops` says (``then``: probes per look after the first): what
+    ``tafa verify`` would have measured of them."""
     values = np.asarray(values, dtype=np.float64)
-    for upto in looks(len(values)):
+    for upto in stops(len(values), then=then):
         if out_of_reach(values[:upto], len(values), threshold, kappa) or (
                 bounded and passed(values[:upto], len(values), threshold)):
             return values[:upto]
