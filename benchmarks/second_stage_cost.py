@@ -99,7 +99,8 @@ def main() -> None:
 def stopped(zoos: list[str], kappas: list[float], every: list[int], cache: Path) -> None:
     """The default stage stopped once out of reach, at each of ``kappas`` and looked at every
     ``every`` lines after the first look (module doc)."""
-    print("| zoo | REACH | lines per look | alpha | rule TPR / FPR whole | stopped | copies lost | lines measured on independents |")
+    print("| zoo | REACH | lines per look | alpha | rule TPR / FPR whole | stopped | copies lost "
+          "| lines measured on independents |")
     print("|:---|---:|---:|---:|---:|---:|---:|---:|")
     for name in zoos:
         (spec,) = [spec for spec in FULL if spec.name == name]

@@ -182,6 +182,28 @@ def test_the_second_stage_stops_once_its_threshold_is_out_of_reach_and_else_is_m
     assert stage.score_until(TorchModel(classifier.independent, SHAPE), None)[1] is None  # no threshold: whole
 
 
+def test_verify_stops_where_the_benchmark_says_it_would_after_any_line_past_the_first_four(staged, classifier):
+    """The benchmark decides a row as verify would from its per-line values
+    (:func:`~tafa.decide.sequential.measured_part`); verify looks after every line once the first 4
+    are measured, so a threshold whose reach is lost between looks of 4 stops it there, and it asks
+    exactly those lines' queries."""
+    from tafa.decide.sequential import measured_part
+
+    stage = staged.second
+    lines = len(stage.probes)
+    whole = stage.score(TorchModel(classifier.independent, SHAPE)).per_point
+    stopping = {}
+    for threshold in np.linspace(whole.mean(), 1.0, 60):
+        stopping.setdefault(len(measured_part(whole, float(threshold))), float(threshold))
+    inside = [count for count in stopping if 4 < count < lines and count % 4]
+    assert inside, f"no threshold stops between looks of 4: {sorted(stopping)}"
+    for count in inside[:2]:
+        model = TorchModel(classifier.independent, SHAPE)
+        score, stopped = stage.score_until(model, stopping[count])
+        assert stopped is not None and stopped["probes"] == count and model.queries == count * 178
+        assert score.value == pytest.approx(whole[:count].mean()) and score.value <= stopping[count]
+
+
 def test_a_stage_scored_by_the_bounded_mean_also_stops_once_its_threshold_is_surely_passed(staged, classifier):
     """The ablation ``ablate-boundary-bounded``: above a threshold its bounded mean has surely passed
     the stage stops at the first look, with a score no higher than the whole measurement's."""

@@ -4,9 +4,10 @@ not judge derived costs fewer queries.
 A stage whose score is the mean over its probes of a per-probe value (the boundary geometry:
 the mean over its lines of each kink's ``|cosine|`` with the owner's, :mod:`tafa.signature.kinks`)
 can be measured a few probes at a time: the first :data:`LOOK` of them, then :data:`THEN` at a
-time (:func:`stops`). After each look the stage's final mean over all ``N`` probes is still unknown, but the ``n`` values measured so far say how
-far it can plausibly go: the rest's mean is predicted by the mean so far, ``m``, give or take
-:data:`REACH` standard errors of that prediction (the values' spread ``s``),
+time (:func:`stops`). After each look the stage's final mean over all ``N`` probes is still
+unknown, but the ``n`` values measured so far say how far it can plausibly go: the rest's mean
+is predicted by the mean so far, ``m``, give or take :data:`REACH` standard errors of that
+prediction (the values' spread ``s``),
 
     ``reach = m + (N - n) / N * REACH * s * sqrt(1 / n + 1 / (N - n))``,
 
