@@ -31,6 +31,11 @@ from tafa.models import TorchModel
 FAMILIES = ("ripple", "ripple_small", "triangle", "noise")
 
 
+def ask(model, draws: np.ndarray) -> np.ndarray:
+    """``model``'s answers at ``draws``, one row per draw."""
+    return np.asarray(model(draws), dtype=np.float64).reshape(len(draws), -1)
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
@@ -50,11 +55,8 @@ def main() -> None:
         shape = spec.input_shape
         draws = parse_domain(spec.domain, shape).sample(args.draws, seed=123).astype(np.float32)
 
-        def ask(model) -> np.ndarray:
-            return np.asarray(model(draws), dtype=np.float64).reshape(len(draws), -1)
-
-        owner = ask(TorchModel(zoo.owner, shape))
-        references = np.stack([ask(TorchModel(model, shape)) for _, model in zoo.with_role("calibration")])
+        owner = ask(TorchModel(zoo.owner, shape), draws)
+        references = np.stack([ask(TorchModel(model, shape), draws) for _, model in zoo.with_role("calibration")])
         consensus = references.mean(axis=0)
         own = [cosine(owner - np.delete(references, i, 0).mean(0), references[i] - np.delete(references, i, 0).mean(0))
                for i in range(len(references))]
@@ -62,12 +64,12 @@ def main() -> None:
         rows: dict[str, list[tuple[str, int, float, float]]] = {"plain": []}
         for recipe, model in zoo.with_role("scored"):
             if recipe.family.split("/")[0] not in ("interface", "evasion"):
-                answers = ask(TorchModel(model, shape))
+                answers = ask(TorchModel(model, shape), draws)
                 rows["plain"].append((recipe.name, recipe.label, cosine(owner - consensus, answers - consensus),
                                       abs(cosine(owner, answers))))
         for row, label, family, served in evasion_suspects(zoo):
             if family.split("/")[1] in FAMILIES:
-                answers = ask(served)
+                answers = ask(served, draws)
                 rows.setdefault(family.split("/")[1], []).append(
                     (row, label, cosine(owner - consensus, answers - consensus), abs(cosine(owner, answers))))
         top, top_plain = max(own), max(plain)
