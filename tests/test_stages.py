@@ -204,6 +204,26 @@ def test_verify_stops_where_the_benchmark_says_it_would_after_any_line_past_the_
         assert score.value == pytest.approx(whole[:count].mean()) and score.value <= stopping[count]
 
 
+def test_references_are_asked_in_the_batches_a_suspect_is_asked_in(staged, classifier):
+    """A model's last bits can depend on the size of its batch (a kink found at a float tie moves a
+    line's value), so the references of a stage measured a few lines at a time are asked in exactly
+    the suspect's batches: the same model scores the same to the last bit either way."""
+    from tafa.decide.sequential import stops
+
+    class Recording(TorchModel):
+        def _forward(self, x: np.ndarray) -> np.ndarray:
+            self.sizes.append(len(x))
+            return super()._forward(x)
+
+    stage = staged.second
+    as_reference, as_suspect = Recording(classifier.independent, SHAPE), Recording(classifier.independent, SHAPE)
+    as_reference.sizes, as_suspect.sizes = [], []
+    (value,) = stage.scores([as_reference])
+    score, stopped = stage.score_until(as_suspect, -1.0)
+    assert stopped is None and value == score.value
+    assert as_reference.sizes == as_suspect.sizes and len(as_reference.sizes) >= len(stops(len(stage.probes)))
+
+
 def test_a_stage_scored_by_the_bounded_mean_also_stops_once_its_threshold_is_surely_passed(staged, classifier):
     """The ablation ``ablate-boundary-bounded``: above a threshold its bounded mean has surely passed
     the stage stops at the first look, with a score no higher than the whole measurement's."""

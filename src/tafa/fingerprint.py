@@ -676,10 +676,13 @@ class Fingerprint:
         (:mod:`tafa.decide.sequential`). Then the score is over the probes measured (out of reach:
         below the threshold; passed: above it, what the whole measurement would score at least), and
         the second value says how far it went: ``{"probes", "of", "reach"}`` or ``{"probes", "of",
-        "passed": True}`` (``None``: every probe measured, the score exactly :meth:`score`'s)."""
+        "passed": True}`` (``None``: every probe measured, the score :meth:`score`'s up to float
+        rounding). ``threshold`` ``None``: never stopped, the probes asked in the same batches (what
+        :meth:`scores` measures references with, so that they are asked as a suspect is: a model's
+        last bits can depend on the size of its batch)."""
         n = len(self.probes)
         similarity = self.similarity()
-        if threshold is None or not similarity.mean_over_points or n <= LOOK:
+        if not similarity.mean_over_points or n <= LOOK:
             return self.score(suspect), None
         model = as_model(suspect, self.input_shape)
         parts: list[Signature] = []
@@ -687,9 +690,11 @@ class Fingerprint:
         for upto in stops(n):
             parts.append(self.at_probes(np.arange(done, upto)).measure(model))
             done = upto
+            if threshold is None and done < n:
+                continue
             measured = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
             score = self.at_probes(np.arange(done)).compare(measured)
-            if done == n:
+            if done == n or threshold is None:
                 break
             values = score.per_point
             value = stopped_score(values, n, similarity.settles)
@@ -843,9 +848,12 @@ class Fingerprint:
         return float(copy_score) - COPY_SLACK * max(0.0, own - float(copy_score))
 
     def scores(self, models: Iterable[ModelLike], progress: bool = False, desc: str = "models") -> list[float]:
-        """Scores of several models (with a progress bar)."""
+        """Scores of several models (with a progress bar), each asked as ``tafa verify`` asks a suspect
+        (a stage measured a few probes at a time in the same batches, never stopped:
+        :meth:`score_until`)."""
         models = list(models)
-        return [self.score(model).value for model in tqdm(models, desc=desc, disable=not progress, leave=False)]
+        return [self.score_until(model, None)[0].value
+                for model in tqdm(models, desc=desc, disable=not progress, leave=False)]
 
     def verify(self, suspect: ModelLike, references: Iterable[ModelLike] | None = None, *,
                positives: Iterable[ModelLike] | None = None, alpha: float = 0.01, parametric: bool = False,
