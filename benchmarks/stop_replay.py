@@ -23,8 +23,8 @@ import json
 
 import numpy as np
 
+from tafa.decide.rule import Rule
 from tafa.decide.sequential import measured_part
-from tafa.decide.threshold import calibrate
 
 PAIRS = ["2:4", "2:1", "1.5:4", "1.5:2", "1.5:1", "1:4", "1:2", "1:1"]
 
@@ -49,8 +49,9 @@ def main() -> None:
         table = np.array([row["stages"] for row in entry["calibration_scores"]], dtype=np.float64)
         looked = rows[0]["looked"]
         for alpha in (0.05, 0.01):
-            thresholds = [calibrate(list(table[:, k]), alpha / table.shape[1], parametric=True).threshold
-                          for k in range(table.shape[1])]
+            rule = Rule.calibrate([list(column) for column in table.T], [str(k) for k in range(table.shape[1])],
+                                  alpha, parametric=True)  # each stage at its share, the tail where rank is short
+            thresholds = [stage.threshold for stage in rule.stages]
             for row in rows:
                 if any(score is not None and score > thresholds[k]
                        for k, score in enumerate(row["stages"]) if k != looked):

@@ -63,7 +63,7 @@ LOOK = 4
 
 #: Probes measured per look after the first (:func:`stops`). Measured beside :data:`REACH` (``python
 #: benchmarks/second_stage_cost.py --looks 1 --then 4 2 1``, session 24): looking after every line
-#: loses no copy on the seven zoos with a geometry stage, and measures 0.29-0.41 of the lines on
+#: loses no copy on the seven zoos with a geometry stage, and measures 0.22-0.41 of the lines on
 #: their independents at alpha 0.05 where every 4 lines measured 0.28-0.51. A bounded mean's
 #: statistic keeps its looks every :data:`LOOK` probes (:func:`looks`).
 THEN = 1
@@ -74,7 +74,9 @@ THEN = 1
 #: the whole stage catches (a Friedman regressor fine-tuned from the shared parent), 1, 1.5 and 2
 #: none; the stage measures 0.28-0.51 of its lines on the independent models it runs on at 1,
 #: 0.39-0.72 at 2 (the value until session 24). Stopping never fires, so this moves no false
-#: positive, only the copies the benchmark counts.
+#: positive, only the copies the benchmark counts: at the benchmark's own thresholds, looked at
+#: after every line, one copy keeping 41% of the owner's utility, at alpha 0.01 (``python
+#: benchmarks/stop_replay.py RESULTS``; docs/method.md, "Looked at after every line").
 REACH = 1.0
 
 #: Standard errors below the mean so far of a bounded mean's floor (:func:`floor`): a stage scored
