@@ -7,13 +7,13 @@ the data-like stage) and calibrates it with the parametric tail where the rank i
 bench`` does, so its geometry threshold sits higher and a copy just above it is easier to stop. This
 reads a ``tafa bench`` ``results.json`` (every row keeps the stage's per-line values, ``lines``, and
 every calibration row its stage scores), makes each zoo's thresholds that way at alpha 0.05 and
-0.01, and for each ``REACH:THEN`` pair (:mod:`tafa.decide.sequential`: standard errors of the
-reach, lines per look after the first 4) counts, over every row the other stages leave to the
-geometry: the copies the whole stage catches that stopping loses (and of those, the ones keeping at
-least 90% of the owner's utility), and the share of the stage's lines measured on the
-independents at 0.05. No model is asked: a stop's decision is a function of the lines.
+0.01, and for each ``REACH:THEN[:FIRST]`` (:mod:`tafa.decide.sequential`: standard errors of the
+reach, lines per look after the first, lines at the first look, 4 by default) counts, over every
+row the other stages leave to the geometry: the copies the whole stage catches that stopping loses
+(and of those, the ones keeping at least 90% of the owner's utility), and the share of the stage's
+lines measured on the independents at 0.05. No model is asked: a stop's decision is a function of the lines.
 
-    python benchmarks/stop_replay.py bench-out/s24-final/results.json [--pairs 2:4 1.5:2 1:1]   # 5 s
+    python benchmarks/stop_replay.py bench-out/s24-final/results.json [--pairs 2:4 1.5:2 1:1 1:1:3]   # 5 s
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import json
 import numpy as np
 
 from tafa.decide.rule import Rule
-from tafa.decide.sequential import measured_part
+from tafa.decide.sequential import LOOK, measured_part
 
 PAIRS = ["2:4", "2:1", "1.5:4", "1.5:2", "1.5:1", "1:4", "1:2", "1:1"]
 
@@ -32,13 +32,14 @@ PAIRS = ["2:4", "2:1", "1.5:4", "1.5:2", "1.5:1", "1:4", "1:2", "1:1"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results")
-    parser.add_argument("--pairs", nargs="+", default=PAIRS, help="REACH:THEN pairs")
+    parser.add_argument("--pairs", nargs="+", default=PAIRS, help="REACH:THEN or REACH:THEN:FIRST")
     parser.add_argument("--scheme", default="tafa")
     args = parser.parse_args()
-    pairs = [(float(pair.split(":")[0]), int(pair.split(":")[1])) for pair in args.pairs]
+    pairs = [(float(pair.split(":")[0]), int(pair.split(":")[1]), int((pair.split(":") + [str(LOOK)])[2]))
+             for pair in args.pairs]
     results = json.load(open(args.results))
-    lost: dict[tuple[float, int], list[str]] = {pair: [] for pair in pairs}
-    measured: dict[tuple[float, int], list[float]] = {pair: [] for pair in pairs}
+    lost: dict[tuple[float, int, int], list[str]] = {pair: [] for pair in pairs}
+    measured: dict[tuple[float, int, int], list[float]] = {pair: [] for pair in pairs}
     for zoo, scenario in results["scenarios"].items():
         entry = scenario["schemes"].get(args.scheme)
         if "pooled" in zoo or entry is None:
@@ -57,19 +58,20 @@ def main() -> None:
                        for k, score in enumerate(row["stages"]) if k != looked):
                     continue  # another stage fires: the geometry decides nothing here
                 lines = np.asarray(row["lines"], dtype=np.float64)
-                for reach, then in pairs:
-                    part = measured_part(lines, thresholds[looked], kappa=reach, then=then)
+                for reach, then, first in pairs:
+                    part = measured_part(lines, thresholds[looked], kappa=reach, then=then, first=first)
                     if row["label"] == 1 and lines.mean() > thresholds[looked] >= part.mean():
                         kept = "kept" if (row.get("utility") or 0.0) >= 0.9 else f"utility {row.get('utility'):.2f}"
-                        lost[(reach, then)].append(f"{zoo.split(': ')[1]} `{row['model']}` at {alpha:g} "
+                        lost[(reach, then, first)].append(f"{zoo.split(': ')[1]} `{row['model']}` at {alpha:g} "
                                                    f"({lines.mean():.3f} against {thresholds[looked]:.3f}; {kept})")
                     if row["label"] == 0 and alpha == 0.05:
-                        measured[(reach, then)].append(len(part) / len(lines))
-    print("| REACH | lines per look | copies lost (both alphas) | lines measured on independents at 0.05 |")
-    print("|---:|---:|:---|---:|")
-    for reach, then in pairs:
-        print(f"| {reach:g} | {then} | {len(lost[(reach, then)])}{': ' if lost[(reach, then)] else ''}"
-              f"{'; '.join(lost[(reach, then)])} | {np.mean(measured[(reach, then)]):.3f} |")
+                        measured[(reach, then, first)].append(len(part) / len(lines))
+    print("| REACH | lines per look | first look | copies lost (both alphas) "
+          "| lines measured on independents at 0.05 |")
+    print("|---:|---:|---:|:---|---:|")
+    for pair in pairs:
+        print(f"| {pair[0]:g} | {pair[1]} | {pair[2]} | {len(lost[pair])}{': ' if lost[pair] else ''}"
+              f"{'; '.join(lost[pair])} | {np.mean(measured[pair]):.3f} |")
 
 
 if __name__ == "__main__":

@@ -150,14 +150,14 @@ def passed(values: np.ndarray, total: int, threshold: float, kappa: float = KAPP
 
 
 def measured_part(values: np.ndarray, threshold: float, kappa: float = REACH, bounded: bool = False,
-                  then: int = THEN) -> np.ndarray:
+                  then: int = THEN, first: int = LOOK) -> np.ndarray:
     """Of per-probe ``values`` all known (a reference's, a benchmark row's), the first ones a stage
     measured a look at a time measures before ``threshold`` is out of reach (at ``kappa``), or
     (``bounded``: a stage scored by :func:`bounded_mean`) surely passed (all of them when neither
-    happens), looked at as :func:`stops` says (``then``: probes per look after the first): what
-    ``tafa verify`` would have measured of them."""
+    happens), looked at as :func:`stops` says (``first``: probes at the first look; ``then``: per
+    look after it): what ``tafa verify`` would have measured of them."""
     values = np.asarray(values, dtype=np.float64)
-    for upto in stops(len(values), then=then):
+    for upto in stops(len(values), first, then):
         if out_of_reach(values[:upto], len(values), threshold, kappa) or (
                 bounded and passed(values[:upto], len(values), threshold)):
             return values[:upto]
