@@ -58,8 +58,8 @@ def main() -> None:
         owner = ask(TorchModel(zoo.owner, shape), draws)
         references = np.stack([ask(TorchModel(model, shape), draws) for _, model in zoo.with_role("calibration")])
         consensus = references.mean(axis=0)
-        own = [cosine(owner - np.delete(references, i, 0).mean(0), references[i] - np.delete(references, i, 0).mean(0))
-               for i in range(len(references))]
+        others = (references.sum(axis=0)[None] - references) / (len(references) - 1)  # each one left out
+        own = [cosine(owner - mean, reference - mean) for reference, mean in zip(references, others)]
         plain = [abs(cosine(owner, reference)) for reference in references]
         rows: dict[str, list[tuple[str, int, float, float]]] = {"plain": []}
         for recipe, model in zoo.with_role("scored"):

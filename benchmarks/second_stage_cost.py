@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from itertools import product
 from math import ceil
 from pathlib import Path
 
@@ -96,8 +97,8 @@ def main() -> None:
             print(f"| {name} | {variant} | {stage.queries()} | {rates[0]} | {rates[1]} | {auc:.3f} |")
 
 
-def stopped(zoos: list[str], kappas: list[float], every: list[int], cache: Path) -> None:
-    """The default stage stopped once out of reach, at each of ``kappas`` and looked at every
+def stopped(zoos: list[str], reaches: list[float], every: list[int], cache: Path) -> None:
+    """The default stage stopped once out of reach, at each of ``reaches`` and looked at every
     ``every`` lines after the first look (module doc)."""
     print("| zoo | REACH | lines per look | alpha | rule TPR / FPR whole | stopped | copies lost "
           "| lines measured on independents |")
@@ -116,15 +117,15 @@ def stopped(zoos: list[str], kappas: list[float], every: list[int], cache: Path)
         calibration = np.array([role == "calibration" for _, _, role in rows])
         labels = np.array([recipe.label for recipe, _, _ in rows])
         positive, negative = ~calibration & (labels == 1), ~calibration & (labels == 0)
-        for kappa, then in ((k, t) for k in kappas for t in every):
+        for reach, then in product(reaches, every):
             for alpha in (0.05, 0.01):
                 cut = threshold(second[calibration], alpha / 2)
-                parts = [measured_part(values, cut, kappa, then=then) for values in lines]
+                parts = [measured_part(values, cut, reach, then=then) for values in lines]
                 runs = ~(first > threshold(first[calibration], alpha / 2))
                 whole = ~runs | (second > cut)
                 early = ~runs | (np.array([part.mean() for part in parts]) > cut)
                 measured = np.array([len(part) / len(values) for part, values in zip(parts, lines)])
-                print(f"| {name} | {kappa:g} | {then} | {alpha:g} | "
+                print(f"| {name} | {reach:g} | {then} | {alpha:g} | "
                       f"{whole[positive].mean():.2f} / {whole[negative].mean():.2f} | "
                       f"{early[positive].mean():.2f} / {early[negative].mean():.2f} | "
                       f"{int((whole & ~early & positive).sum())} | {measured[negative & runs].mean():.2f} |")

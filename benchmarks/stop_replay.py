@@ -29,14 +29,19 @@ from tafa.decide.sequential import LOOK, measured_part
 PAIRS = ["2:4", "2:1", "1.5:4", "1.5:2", "1.5:1", "1:4", "1:2", "1:1"]
 
 
+def parse(pair: str) -> tuple[float, int, int]:
+    """``REACH:THEN[:FIRST]`` as numbers (the first look at :data:`LOOK` lines unless given)."""
+    reach, then, *first = pair.split(":")
+    return float(reach), int(then), int(first[0]) if first else LOOK
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results")
     parser.add_argument("--pairs", nargs="+", default=PAIRS, help="REACH:THEN or REACH:THEN:FIRST")
     parser.add_argument("--scheme", default="tafa")
     args = parser.parse_args()
-    pairs = [(float(pair.split(":")[0]), int(pair.split(":")[1]), int((pair.split(":") + [str(LOOK)])[2]))
-             for pair in args.pairs]
+    pairs = [parse(pair) for pair in args.pairs]
     results = json.load(open(args.results))
     lost: dict[tuple[float, int, int], list[str]] = {pair: [] for pair in pairs}
     measured: dict[tuple[float, int, int], list[float]] = {pair: [] for pair in pairs}
@@ -61,7 +66,8 @@ def main() -> None:
                 for reach, then, first in pairs:
                     part = measured_part(lines, thresholds[looked], kappa=reach, then=then, first=first)
                     if row["label"] == 1 and lines.mean() > thresholds[looked] >= part.mean():
-                        kept = "kept" if (row.get("utility") or 0.0) >= 0.9 else f"utility {row.get('utility'):.2f}"
+                        utility = float(row.get("utility") or float("nan"))
+                        kept = "kept" if utility >= 0.9 else f"utility {utility:.2f}"
                         lost[(reach, then, first)].append(f"{zoo.split(': ')[1]} `{row['model']}` at {alpha:g} "
                                                    f"({lines.mean():.3f} against {thresholds[looked]:.3f}; {kept})")
                     if row["label"] == 0 and alpha == 0.05:

@@ -686,23 +686,25 @@ class Fingerprint:
             return self.score(suspect), None
         model = as_model(suspect, self.input_shape)
         parts: list[Signature] = []
+
+        def so_far() -> Score:  # the score over the probes measured so far
+            measured = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+            return self.at_probes(np.arange(done)).compare(measured)
+
         done = 0
         for upto in stops(n):
             parts.append(self.at_probes(np.arange(done, upto)).measure(model))
             done = upto
-            if threshold is None and done < n:
+            if done == n or threshold is None:  # no look at the last probe, nor without a threshold
                 continue
-            measured = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-            score = self.at_probes(np.arange(done)).compare(measured)
-            if done == n or threshold is None:
-                break
+            score = so_far()
             values = score.per_point
             value = stopped_score(values, n, similarity.settles)
             if similarity.settles and value > threshold:
                 return replace(score, value=value), {"probes": done, "of": n, "passed": True}
             if out_of_reach(values, n, threshold):
                 return replace(score, value=value), {"probes": done, "of": n, "reach": reach(values, n)}
-        return score, None
+        return so_far(), None
 
     def calibrate(self, references: Iterable[ModelLike], alpha: float = 0.01, progress: bool = False, *,
                   parametric: bool = False, suspect: ModelLike | None = None, first_only: bool = False,
