@@ -109,10 +109,11 @@ TORCHSCRIPT_GLOBALS = frozenset({
 _STORAGE = re.compile(r"^torch\.[A-Za-z0-9]+Storage$")
 _TORCHSCRIPT_CLASS = re.compile(r"^__torch__\.(?!torch\.classes\.)[\w.]+$")
 
-#: The operators a TorchScript program may use: what inference of a feed-forward network needs
-#: (arithmetic, linear algebra, convolutions, pooling, normalisation, activations, shape and
-#: indexing operations, control flow). Everything else is refused after loading and before
-#: the first forward pass: file and IO operators (``aten::save``, ``aten::from_file``),
+#: The operators a TorchScript program may use: what inference of a feed-forward, recurrent or
+#: attention network needs (arithmetic, linear algebra, convolutions, pooling, normalisation,
+#: activations, recurrent layers and cells, attention, shape and indexing operations, control
+#: flow). Everything else is refused after loading and before the first forward pass: file and
+#: IO operators (``aten::save``, ``aten::from_file``),
 #: ``prim::Print``, sparse and quantized constructors (``aten::sparse_coo_tensor`` with
 #: unchecked indices writes out of bounds), Python and remote calls, threads, custom classes.
 TORCHSCRIPT_OPERATORS = frozenset(
@@ -140,13 +141,16 @@ TORCHSCRIPT_OPERATORS = frozenset(
     pad constant_pad_nd reflection_pad1d reflection_pad2d replication_pad1d replication_pad2d
     upsample_nearest1d upsample_nearest2d upsample_bilinear2d upsample_linear1d interpolate
     pixel_shuffle pixel_unshuffle channel_shuffle embedding one_hot sort topk
+    lstm gru rnn_relu rnn_tanh lstm_cell gru_cell rnn_relu_cell rnn_tanh_cell unsafe_chunk unsafe_split
+    scaled_dot_product_attention _native_multi_head_attention _transformer_encoder_layer_fwd
+    all any is_floating_point is_grad_enabled is_autocast_enabled
     Int Float Bool IntImplicit FloatImplicit ScalarImplicit Scalar item dtype device
     append extend insert list copy_ fill_ zero_ format warn floordiv
     """.split()]
     + [f"prim::{name}" for name in """
     Constant ListConstruct ListUnpack TupleConstruct TupleUnpack TupleIndex DictConstruct GetAttr If Loop
     NumToTensor ImplicitTensorToNum device dtype layout shape is_cuda RaiseException unchecked_cast
-    Uninitialized min max abs requires_grad data isinstance TupleSlice ConstantChunk Return
+    Uninitialized min max abs requires_grad data isinstance TupleSlice ConstantChunk Return is_nested type
     """.split()]
 )
 

@@ -157,33 +157,82 @@ class _Freeze(TorchFunctionMode):
         return out
 
 
+# What may follow a head "on top": moving or reading its values, nothing that computes with them.
+_AFTER_HEAD_NAMES = {"reshape", "view", "view_as", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous",
+                     "permute", "transpose", "t", "clone", "detach", "to", "float", "double", "type", "__getitem__",
+                     "__get__", "size", "dim", "numel", "expand", "expand_as", "chunk", "split", "unbind", "narrow",
+                     "select", "movedim", "type_as"}
+
+
 class _HeadOrder(TorchFunctionMode):
-    """Detect a piecewise-linear operation that runs after a head (not a head "on top"), and an
-    operation the analysis cannot freeze (GELU, LayerNorm, ...) before the first head."""
+    """Detect an operation that computes after a head (not a head "on top": a piecewise-linear
+    one, a gate ``x * sigmoid(g)``, a layer), and an operation the analysis cannot freeze (GELU,
+    LayerNorm, ...) before the first head."""
 
     def __init__(self) -> None:
         super().__init__()
         self.head_seen = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
         if func in _HEADS:
             self.head_seen = True
-        elif self.head_seen and (func in _RELU or func in _LEAKY or func in _CLAMPS or func in _POOLS):
-            raise NotPiecewiseLinear("a piecewise-linear operation follows a sigmoid/tanh/softmax; "
-                                     "only a monotone head on top of the network is supported")
-        elif not self.head_seen and getattr(func, "__name__", "") in _FORBIDDEN_NAMES:
+        elif self.head_seen and name not in _AFTER_HEAD_NAMES:
+            what = "a piecewise-linear operation" if (func in _RELU or func in _LEAKY or func in _CLAMPS
+                                                      or func in _POOLS) else f"operation {name!r}"
+            raise NotPiecewiseLinear(f"{what} follows a sigmoid/tanh/softmax; only a monotone head on top of the "
+                                     "network is supported")
+        elif not self.head_seen and name in _FORBIDDEN_NAMES:
             # what the analysis (:class:`_Freeze`, which stops at the first head) would refuse
-            raise NotPiecewiseLinear(f"operation {func.__name__!r} is not piecewise-linear")
+            raise NotPiecewiseLinear(f"operation {name!r} is not piecewise-linear")
         return func(*args, **(kwargs or {}))
 
 
 def check_head_on_top(module: torch.nn.Module, x0: np.ndarray) -> None:
-    """Raise :class:`NotPiecewiseLinear` unless every head comes after every switch and nothing
-    the analysis cannot freeze (a smooth activation, a normalisation) runs before the first head:
-    the check before a white-box analysis, whose callers then fall back to black-box probes."""
+    """Raise :class:`NotPiecewiseLinear` unless every head comes after every switch, nothing
+    the analysis cannot freeze (a smooth activation, a normalisation) runs before the first head,
+    and the network with its switches frozen is affine (:func:`check_frozen_affine`): the check
+    before a white-box analysis, whose callers then fall back to black-box probes."""
     dtype = next((p.dtype for p in module.parameters()), torch.float64)
     with torch.no_grad(), _HeadOrder():
         module(torch.as_tensor(x0, dtype=dtype).unsqueeze(0))
+    check_frozen_affine(module, x0)
+
+
+#: How far from affine (relative to the outputs' size) the frozen network may be, per dtype:
+#: rounding of a deep float32 network stays orders of magnitude below; a recurrent layer or an
+#: attention product is off by a sizeable fraction of its outputs.
+AFFINE_TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-8}
+
+
+def check_frozen_affine(module: torch.nn.Module, x0: np.ndarray, seed: int = 0) -> None:
+    """Raise :class:`NotPiecewiseLinear` unless ``module`` with every switch frozen to the
+    pattern at ``x0`` (what :func:`linearise` reads the region's map from) is affine in its input,
+    checked on two random displacements ``a``, ``b`` of the size of ``x0``'s values:
+    ``F(x0 + a) + F(x0 + b) = F(x0) + F(x0 + a + b)`` and ``F(x0 + 2a) + F(x0) = 2 F(x0 + a)``.
+
+    An operation the analysis does not know runs unfrozen (it intercepts the functions a ReLU
+    network calls, and refuses the smooth ones it names): a fused recurrent layer (``nn.LSTM``,
+    ``nn.GRU``, ``nn.RNN`` even with ReLU: one opaque call), ``scaled_dot_product_attention``, a
+    product of two computed tensors, ``torch.maximum``. Without this check its nonlinearity is
+    read as a single linear region and the probes are "centred" in a region that does not exist."""
+    dtype = next((p.dtype for p in module.parameters()), torch.float64)
+    rng = np.random.default_rng(seed)
+    scale = max(float(np.max(np.abs(x0))) if x0.size else 0.0, 1e-3)
+    a, b = (rng.uniform(-0.5, 0.5, size=x0.shape) * scale for _ in range(2))
+    rows = np.stack([x0, x0 + a, x0 + b, x0 + a + b, x0 + 2 * a])
+    _, out = _frozen_rows(module, torch.as_tensor(rows, dtype=dtype))
+    values = out.double().numpy()
+    if not np.all(np.isfinite(values)):
+        raise NotPiecewiseLinear("the network's outputs are not finite with its switches frozen")
+    additive = values[1] + values[2] - values[0] - values[3]
+    homogeneous = values[4] + values[0] - 2 * values[1]
+    size = sum(float(np.linalg.norm(values[k] - values[0])) for k in (1, 2, 3, 4)) + float(np.linalg.norm(values[0]))
+    off = max(float(np.linalg.norm(additive)), float(np.linalg.norm(homogeneous))) / max(size, 1e-300)
+    if off > AFFINE_TOLERANCE.get(dtype, 1e-3):
+        raise NotPiecewiseLinear(f"the network is not affine with its ReLU-like switches frozen (off by {off:.2g} "
+                                 "of its outputs): it computes with an operation the analysis cannot freeze (a "
+                                 "recurrent layer, attention, a product of two computed values, ...)")
 
 
 @dataclass

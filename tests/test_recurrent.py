@@ -1,0 +1,137 @@
+"""Networks the white-box analysis cannot freeze (recurrent layers, attention, gates) fall back to
+black-box probes instead of being read as one linear region; recurrent and attention TorchScript
+files open; a recurrent owner's copy is found and an independent one is not."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+from tafa import Fingerprint, parse_domain
+from tafa.bench.architectures import build
+from tafa.models.open import open_model
+from tafa.relu import NotPiecewiseLinear, check_head_on_top
+
+
+class Rows(nn.Module):
+    """A digit read row by row (8 steps of 8 values) by a recurrent layer, then a linear head."""
+
+    def __init__(self, seed: int, kind: str = "lstm", hidden: int = 24) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        layers = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+        options = {"nonlinearity": "relu"} if kind == "rnn" else {}
+        self.rnn = layers[kind](8, hidden, batch_first=True, **options)
+        self.head = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+class Attention(nn.Module):
+    """Rows as tokens, one attention layer (the fused kernel), a ReLU, a linear head: no LayerNorm
+    or GELU the analysis would name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.q, self.k, self.v, self.head = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mixed = nn.functional.scaled_dot_product_attention(self.q(x), self.k(x), self.v(x))
+        return self.head(torch.relu(mixed).mean(1))
+
+
+class Maximum(nn.Module):
+    """A ReLU written as ``torch.maximum``: piecewise-linear, but not an operation the analysis freezes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(64, 32), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.a(x.reshape(len(x), -1))
+        return self.b(torch.maximum(hidden, torch.zeros_like(hidden)))
+
+
+class Gate(nn.Module):
+    """``h * sigmoid(g)`` then a layer: a sigmoid that is not a head on top."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.h, self.g, self.out = nn.Linear(64, 32), nn.Linear(64, 32), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1)
+        return self.out(torch.relu(self.h(x)) * torch.sigmoid(self.g(x)))
+
+
+@pytest.mark.parametrize("make", [lambda: Rows(0, "lstm"), lambda: Rows(0, "gru"), lambda: Rows(0, "rnn"), Attention,
+                                  Maximum, Gate], ids=["lstm", "gru", "relu-rnn", "attention", "maximum", "gate"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_operations_the_analysis_cannot_freeze_are_refused(make, dtype):
+    module = make().to(dtype).eval()
+    shape = (64,) if isinstance(module, (Maximum, Gate)) else (8, 8)
+    with pytest.raises(NotPiecewiseLinear):
+        check_head_on_top(module, np.random.default_rng(0).uniform(0, 1, shape))
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("lenet", (1, 28, 28)),
+                                        ("resnet_zoo", (1, 28, 28))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relu_networks_pass_the_frozen_affine_check(name, shape, dtype):
+    module = build(name, input_shape=shape, output_dim=10, seed=0).to(dtype).eval()
+    check_head_on_top(module, np.random.default_rng(1).uniform(0, 1, shape))  # off by ~1e-7 in float32
+
+
+def _digit_rows() -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = load_digits(return_X_y=True)
+    return torch.tensor((x / 16.0).astype(np.float32)).reshape(-1, 8, 8), torch.tensor(y)
+
+
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, lr: float) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(128):
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimiser.step()
+    return model.eval()
+
+
+def test_a_recurrent_owner_is_fingerprinted_black_box_and_its_copy_found():
+    torch.set_num_threads(1)
+    x, y = _digit_rows()
+    owner = _fit(Rows(4), x, y, 4, 6, 1e-2)
+    pirated = _fit(copy.deepcopy(owner), x, y, 5, 1, 1e-3)  # fine-tuned for an epoch
+    independent = _fit(Rows(104), x, y, 104, 6, 1e-2)
+    references = [_fit(Rows(204 + k), x, y, 204 + k, 6, 1e-2) for k in range(19)]
+    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (8, 8)), input_shape=(8, 8))
+    assert fingerprint.probes.info["analysis"].startswith("black-box (the network is not affine")
+    copy_verdict = fingerprint.verify(pirated, references, alpha=0.05)
+    other_verdict = fingerprint.verify(independent, references, alpha=0.05)
+    # measured: the copy's first stage 0.97 against a threshold of 0.45; the independent model's
+    # stages 0.15 / 0.20 / 0.65 against 0.45 / 0.50 / 0.77 (p = 0.75)
+    assert copy_verdict.decision == "derived" and copy_verdict.score > copy_verdict.threshold + 0.3
+    assert other_verdict.decision == "independent" and other_verdict.p_value > 0.3
+
+
+def test_recurrent_and_attention_torchscript_files_open_and_answer_like_the_module(tmp_path):
+    inputs = torch.rand(5, 8, 8)
+    for name, module in [("lstm", Rows(0, "lstm")), ("gru", Rows(0, "gru")), ("attention", Attention())]:
+        module.eval()
+        path = tmp_path / f"{name}.pt"
+        torch.jit.save(torch.jit.trace(module, torch.zeros(2, 8, 8)), str(path))
+        opened = open_model(str(path), input_shape=(8, 8), allow_torchscript=True)
+        with torch.no_grad():
+            expected = module(inputs).numpy()
+        np.testing.assert_allclose(opened(inputs.numpy()), expected, rtol=1e-5, atol=1e-5)
