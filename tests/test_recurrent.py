@@ -135,3 +135,15 @@ def test_recurrent_and_attention_torchscript_files_open_and_answer_like_the_modu
         with torch.no_grad():
             expected = module(inputs).numpy()
         np.testing.assert_allclose(opened(inputs.numpy()), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_an_onnx_recurrent_owner_says_why_it_is_fingerprinted_black_box(tmp_path):
+    path = tmp_path / "lstm.onnx"
+    torch.onnx.export(Rows(0).eval(), (torch.zeros(1, 8, 8),), str(path), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    owner = open_model(str(path))
+    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (8, 8)), second_stage=False)
+    analysis = fingerprint.probes.info["analysis"]
+    assert analysis.startswith("black-box (the white-box import failed: ONNX operators") and "LSTM" in analysis
+    notes = fingerprint.verify(owner, check_evasion=False).notes
+    assert f"fingerprint made {analysis}" in notes  # said once, not "black-box: black-box (...)"

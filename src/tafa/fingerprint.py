@@ -981,7 +981,9 @@ class Fingerprint:
             notes.append("the suspect is the declared parent (same SHA-256): it cannot be derived from the owner's "
                          "fine-tune; it scores as unchanged from the parent")
         if self.probes.analysis is Analysis.BLACK_BOX:
-            notes.append(f"fingerprint made black-box: {self.probes.info['analysis']}")
+            how = str(self.probes.info.get("analysis", "black-box"))  # 'black-box (why)' from the probes
+            notes.append(f"fingerprint made {how}" if how.startswith("black-box") else
+                         f"fingerprint made black-box: {how}")
         said = _consistency_note(model)
         if said:
             notes.append(said)

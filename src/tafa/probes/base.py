@@ -200,6 +200,13 @@ def get_probes(name: str, **params: Any) -> ProbeStrategy:
     return PROBES.create(name, **params)
 
 
+def unavailable_reason(owner: Model) -> str:
+    """Why an owner gets no white-box analysis when it is not a torch module: the import's own
+    failure when it has one (an ONNX file whose operators are outside the piecewise-linear set)."""
+    notice = owner.import_notice()
+    return f"the white-box import failed: {notice}" if notice else "the owner is not available as a torch module"
+
+
 def direction_groups(n: int, group: int) -> np.ndarray:
     """Group index of each of ``n`` points: consecutive runs of ``group`` points, a short last
     run merged into the one before (so no group has a single point unless ``n`` < 2)."""

@@ -57,7 +57,7 @@ import numpy as np
 from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model
-from .base import ProbeStrategy, Probes, register_probes
+from .base import ProbeStrategy, Probes, register_probes, unavailable_reason
 
 if TYPE_CHECKING:
     import torch
@@ -106,7 +106,7 @@ class BoundaryProbes(ProbeStrategy):
                references: References | None = None) -> Probes:
         rng = np.random.default_rng(seed)
         module = owner.torch_module()
-        reason = "the owner is not available as a torch module"
+        reason = unavailable_reason(owner) if module is None else ""
         if module is not None:
             from ..relu.linearise import NotPiecewiseLinear, check_head_on_top
 

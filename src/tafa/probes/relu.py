@@ -31,7 +31,8 @@ from ..domain import Domain
 from ..errors import InvalidParameter, check_param, is_integer
 from ..functional import central_differences, local_cosines, rowwise_cosine, stepped_inputs
 from ..models.base import Model, TorchModel, module_dtype, module_hash
-from .base import CostPlan, ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
+from .base import (CostPlan, ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes,
+                   unavailable_reason)
 
 if TYPE_CHECKING:
     import torch
@@ -138,7 +139,7 @@ class ReluProbes(ProbeStrategy):
                references: References | None = None) -> Probes:
         rng = np.random.default_rng(seed)
         module = owner.torch_module()
-        reason = "the owner is not available as a torch module"
+        reason = unavailable_reason(owner) if module is None else ""
         if module is not None and self.black_box:
             reason = "the time budget chose the linearity check over the white-box analysis"
         elif module is not None:
