@@ -385,3 +385,26 @@ def test_fingerprint_owner_data_that_cannot_make_a_label_stage_is_one_line_and_n
                             "--owner-data", str(tmp_path / name))
         _one_line(code, err, name, needle)
         assert not out.exists() and not (tmp_path / "labelled.tafa.commitment.json").exists()
+
+
+class _TwoOutputs(torch.nn.Module):
+    """Returns its logits with its hidden units (a tuple), or its logits in a dict."""
+
+    def __init__(self, as_dict: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.hidden, self.head, self.as_dict = torch.nn.Linear(64, 16), torch.nn.Linear(16, 10), as_dict
+
+    def forward(self, x: torch.Tensor) -> object:
+        hidden = torch.relu(self.hidden(x.reshape(len(x), -1)))
+        return {"logits": self.head(hidden), "hidden": hidden} if self.as_dict else (self.head(hidden), hidden)
+
+
+@pytest.mark.parametrize("as_dict,said", [(False, "a tuple of 2 values"),
+                                          (True, "a dict with keys 'logits', 'hidden'")])
+def test_a_model_returning_several_outputs_is_refused_in_one_line(as_dict, said):
+    from tafa.domain import parse_domain
+    from tafa.errors import ShapeMismatch
+
+    with pytest.raises(ShapeMismatch, match=f"returns {said}, not one tensor: .*wrap the model"):
+        Fingerprint.create(_TwoOutputs(as_dict), parse_domain("box:0,1", (64,)), input_shape=(64,))

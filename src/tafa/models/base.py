@@ -241,7 +241,22 @@ def _probe_shapes(module: torch.nn.Module, input_shape: tuple[int, ...]) -> tupl
     finally:
         for handle in handles:
             handle.remove()
+    if not isinstance(out, torch.Tensor):
+        raise ShapeMismatch(f"{type(module).__name__} returns {_described(out)}, not one tensor: tafa compares one "
+                            "output; wrap the model so that its forward returns the tensor to fingerprint (its "
+                            "logits, its prediction, its image).")
     return tuple(out.shape[1:]), max(largest[0], out.numel())
+
+
+def _described(value: object) -> str:
+    """What a module returned instead of a tensor, in a few words (``a tuple of 2 values``,
+    ``a dict with keys 'logits', 'hidden'``)."""
+    if isinstance(value, dict):
+        keys = ", ".join(repr(key) for key in list(value)[:4])
+        return f"a {type(value).__name__} with keys {keys}{', ...' if len(value) > 4 else ''}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} values"
+    return f"a {type(value).__name__}"
 
 
 def module_dtype(module: torch.nn.Module) -> torch.dtype:
