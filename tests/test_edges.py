@@ -408,3 +408,15 @@ def test_a_model_returning_several_outputs_is_refused_in_one_line(as_dict, said)
 
     with pytest.raises(ShapeMismatch, match=f"returns {said}, not one tensor: .*wrap the model"):
         Fingerprint.create(_TwoOutputs(as_dict), parse_domain("box:0,1", (64,)), input_shape=(64,))
+
+
+def test_a_half_precision_owner_module_is_fingerprinted_with_its_extraction_stage():
+    """Adam's steps underflow in float16 (NaN inputs, then 'answered NaN' while fingerprinting): the
+    pull towards confident inputs runs in a float32 copy."""
+    from tafa.domain import parse_domain
+
+    torch.manual_seed(0)
+    owner = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3)).half()
+    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (10,)), input_shape=(10,))
+    assert fingerprint.extraction is not None and np.isfinite(fingerprint.extraction.probes.points).all()
+    assert fingerprint.verify(owner, check_evasion=False).score > 0.99

@@ -469,11 +469,14 @@ def invert_in(module: torch.nn.Module, points: np.ndarray, domain: Domain, steps
 def invert(module: torch.nn.Module, points: np.ndarray, lo: np.ndarray, hi: np.ndarray, steps: int, seed: int,
            lr: float) -> np.ndarray:
     """``points`` moved by Adam towards inputs the owner maps confidently to a random output
-    coordinate each (cross-entropy over the flattened outputs), clipped to ``[lo, hi]``."""
+    coordinate each (cross-entropy over the flattened outputs), clipped to ``[lo, hi]``. A
+    half-precision owner is pulled in a float32 copy (Adam's steps underflow in float16: NaN inputs)."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
     dtype = module_dtype(module)
+    if dtype in (torch.float16, torch.bfloat16):
+        module, dtype = copy.deepcopy(module).float(), torch.float32
     x = torch.as_tensor(points, dtype=dtype).clone().requires_grad_(True)
     low, high = torch.as_tensor(lo, dtype=dtype), torch.as_tensor(hi, dtype=dtype)
     with torch.no_grad():
