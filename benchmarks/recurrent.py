@@ -28,6 +28,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from tafa import Fingerprint, parse_domain
+from tafa.training import Objective, TrainingData, fit
 
 
 class Rows(nn.Module):
@@ -48,40 +49,27 @@ def flat_mlp(seed: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
-def fit(model: nn.Module, masks: dict[str, torch.Tensor] | None, x: torch.Tensor, y: torch.Tensor | None, seed: int,
-        epochs: int, lr: float, *, teacher: nn.Module | None = None) -> nn.Module:
-    """Adam on cross-entropy with labels ``y``, or on the KL to ``teacher``'s softmax (distillation);
-    ``masks`` (``None``: none) keep pruned weights at zero."""
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=generator).split(64):
-            optimiser.zero_grad()
-            out = model(x[batch])
-            if teacher is None:
-                assert y is not None
-                loss = nn.functional.cross_entropy(out, y[batch])
-            else:
-                with torch.no_grad():
-                    target = torch.softmax(teacher(x[batch]), 1)
-                loss = nn.functional.kl_div(torch.log_softmax(out, 1), target, reduction="batchmean")
-            loss.backward()
-            optimiser.step()
-            if masks:
-                with torch.no_grad():
-                    for name, parameter in model.named_parameters():
-                        if name in masks:
-                            parameter.mul_(masks[name])
-    return model.eval()
+def trained(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, lr: float, *,
+            objective: Objective = "classify", masks: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """:func:`tafa.training.fit` (Adam), on labels or, ``objective="match"``, on a teacher's outputs;
+    ``masks`` keep pruned weights at zero."""
+    def keep_pruned() -> None:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if masks and name in masks:
+                    parameter.mul_(masks[name])
+
+    return fit(model, TrainingData(x, y, objective), epochs=epochs, lr=lr, seed=seed,
+               after_step=keep_pruned if masks else None)
 
 
 def matrices(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p for name, p in model.named_parameters() if p.ndim >= 2}
 
 
-def pruned(model: nn.Module, fraction: float) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    """Every weight matrix (input, recurrent, head) loses its smallest ``fraction`` by magnitude."""
+def pruned_tuned(model: nn.Module, fraction: float, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
+    """Every weight matrix (input, recurrent, head) loses its smallest ``fraction`` by magnitude,
+    then 3 epochs of fine-tuning at lr 1e-3 keep them at zero."""
     model = copy.deepcopy(model)
     masks = {}
     with torch.no_grad():
@@ -89,7 +77,12 @@ def pruned(model: nn.Module, fraction: float) -> tuple[nn.Module, dict[str, torc
             cut = weight.abs().flatten().kthvalue(max(1, int(fraction * weight.numel()))).values
             masks[name] = (weight.abs() > cut).to(weight.dtype)
             weight.mul_(masks[name])
-    return model, masks
+    return trained(model, x, y, seed, 3, 1e-3, masks=masks)
+
+
+def answers(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
 
 
 def rounded(model: nn.Module, how: str, seed: int = 0) -> nn.Module:
@@ -133,7 +126,7 @@ def main() -> None:
         kind = ("lstm", "gru", "mlp")[seed % 3]
         half = halves[(seed // 3) % 2]
         model = flat_mlp(seed) if kind == "mlp" else Rows(seed, kind)
-        return kind, fit(model, None, x[half], y[half], seed, epochs, 1e-2)
+        return kind, trained(model, x[half], y[half], seed, epochs, 1e-2)
 
     references = [independent(1000 + k)[1] for k in range(args.references)]
     others = [independent(5000 + k) for k in range(3 * args.independents)]
@@ -145,17 +138,18 @@ def main() -> None:
     flagged: dict[float, list[str]] = {0.05: [], 0.01: []}
     analysis = ""
     for owner_seed in range(args.owners):
-        owner = fit(Rows(owner_seed), None, owner_x, owner_y, owner_seed, epochs, 1e-2)
+        owner = trained(Rows(owner_seed), owner_x, owner_y, owner_seed, epochs, 1e-2)
         base = accuracy(owner, pirate_x, pirate_y)
         copies = {
-            "ft_small": fit(copy.deepcopy(owner), None, pirate_x, pirate_y, 11, 3, 1e-3),
-            "ft_large": fit(copy.deepcopy(owner), None, pirate_x, pirate_y, 12, epochs, 1e-2),
-            "prune50_ft": fit(*pruned(owner, 0.5), pirate_x, pirate_y, 13, 3, 1e-3),
-            "prune80_ft": fit(*pruned(owner, 0.8), pirate_x, pirate_y, 15, 3, 1e-3),
+            "ft_small": trained(copy.deepcopy(owner), pirate_x, pirate_y, 11, 3, 1e-3),
+            "ft_large": trained(copy.deepcopy(owner), pirate_x, pirate_y, 12, epochs, 1e-2),
+            "prune50_ft": pruned_tuned(owner, 0.5, pirate_x, pirate_y, 13),
+            "prune80_ft": pruned_tuned(owner, 0.8, pirate_x, pirate_y, 15),
             "noise10": rounded(owner, "noise", owner_seed),
             "int8": rounded(owner, "int8"),
             "fp16": rounded(owner, "fp16"),
-            "distill": fit(Rows(7000 + owner_seed), None, pirate_x, None, 14, epochs, 1e-2, teacher=owner),
+            "distill": trained(Rows(7000 + owner_seed), pirate_x, answers(owner, pirate_x), 14, epochs, 1e-2,
+                               objective="match"),
         }
         fingerprint = Fingerprint.create(owner, domain, input_shape=(8, 8))
         analysis = fingerprint.probes.info["analysis"]

@@ -16,6 +16,7 @@ from tafa import Fingerprint, parse_domain
 from tafa.bench.architectures import build
 from tafa.models.open import open_model
 from tafa.relu import NotPiecewiseLinear, check_head_on_top
+from tafa.training import TrainingData, fit
 
 
 class Rows(nn.Module):
@@ -97,15 +98,7 @@ def _digit_rows() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, lr: float) -> nn.Module:
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=generator).split(128):
-            optimiser.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimiser.step()
-    return model.eval()
+    return fit(model, TrainingData(x, y, "classify"), epochs=epochs, lr=lr, seed=seed, batch_size=128)
 
 
 def test_a_recurrent_owner_is_fingerprinted_black_box_and_its_copy_found():
