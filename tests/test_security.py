@@ -460,3 +460,27 @@ def test_onnx_batches_are_bounded_in_bytes_and_activations(tmp_path, monkeypatch
             owner = module(torch.from_numpy(x)).double().numpy()
         assert np.allclose(model(x), owner, atol=1e-4)
         assert sizes == [expected, 3]
+
+
+class MismatchedLSTM(torch.nn.Module):
+    """Calls the fused LSTM kernel (allowed since session 25, for recurrent networks) with weights
+    whose shapes do not fit each other and a huge hidden state: torch's kernel crashes the process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w_ih = torch.nn.Parameter(torch.randn(12, 3))
+        self.w_hh = torch.nn.Parameter(torch.randn(5, 7))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(1, x.shape[0], 1000000)
+        out, _, _ = torch.lstm(x, (h, h), [self.w_ih, self.w_hh], False, 1, 0.0, False, False, True)
+        return out[:, -1]
+
+
+def test_a_torchscript_recurrent_kernel_fed_hostile_weights_is_one_error_line(tmp_path):
+    """The recurrent operators pass the operator check; what a hostile program does with them
+    (here a segmentation fault in the kernel) stays in the sandbox worker."""
+    path = tmp_path / "hostile.pt"
+    torch.jit.save(torch.jit.script(MismatchedLSTM()), str(path))
+    with pytest.raises(ModelLoadError, match="hostile.pt"):
+        open_model(str(path), input_shape=(8, 8), allow_torchscript=True)
