@@ -7,12 +7,10 @@ bracket as narrow), this prints per zoo: the queries, the two-stage rule's true-
 rates over the zoo's scored models at alpha 0.05 and 0.01 (each stage's threshold at half of alpha,
 by rank, from the zoo's calibration models, the largest of them when they are too few), and the
 second stage's AUC alone. The first stage is the default's. A variant is ``LINESxDIRECTIONS:CELLS:
-BISECTIONS[:UNITS]`` (``UNITS``: the lines aimed at a random subset of that many first-layer units, as
-a convolution over a large input is: ``BoundaryProbes(max_units=...)``).
+BISECTIONS``.
 
     python benchmarks/second_stage_cost.py          # 4 zoos and the 3 shared-parent zoos, about a minute
     python benchmarks/second_stage_cost.py --zoos digits-mlp --variants 29x16:47:4 12x16:47:4
-    python benchmarks/second_stage_cost.py --zoos mnist-lenet --variants 29x16:47:4 29x16:47:4:256 29x16:47:4:64
     python benchmarks/second_stage_cost.py --looks 0.5 1 1.5 2   # the default stage stopped once out of reach
     python benchmarks/second_stage_cost.py --looks 1 --then 4 2 1   # looked at every 4, 2 or 1 lines after the first 4
 
@@ -83,11 +81,10 @@ def main() -> None:
         labels = np.array([recipe.label for recipe, _, _ in rows])
         positive, negative = ~calibration & (labels == 1), ~calibration & (labels == 0)
         for variant in args.variants:
-            size, cells, bisections, *units = variant.split(":")
+            size, cells, bisections = variant.split(":")
             lines, directions = (int(v) for v in size.split("x"))
             scheme = replace(base, name=f"tafa-boundary-{variant}", points=lines, directions=directions,
-                             signature_params={"cells": int(cells), "bisections": int(bisections)},
-                             probe_params={**base.probe_params, **({"max_units": int(units[0])} if units else {})})
+                             signature_params={"cells": int(cells), "bisections": int(bisections)})
             stage = Fingerprint.create(owner, spec.domain, scheme=scheme, seed=0)
             second = np.array([stage.score(model).value for model in models])
             rates = []

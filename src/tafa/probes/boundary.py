@@ -17,10 +17,8 @@ a measurement steps along) and be visible (the owner's derivative along the line
 there by at least ``min_jump`` of its size: a unit whose output nothing downstream reads, e.g.
 one that loses its max-pooling window, shows no kink). A first layer whose units' gradients
 over the input are more than :data:`MAX_SWITCH_VALUES` values (a convolution over a large image)
-is aimed at through a random subset of its units, as many as that bound holds (their gradients
-by one backward pass each: :func:`~tafa.relu.linearise.first_switch_gradients`); below
-:data:`MIN_UNITS` of them the black-box lines below are made instead, and the default scheme then
-has no second stage. Per line the probes hold:
+is not aimed at: the black-box lines below are made instead, and the default scheme then has
+no second stage. Per line the probes hold:
 
 - ``points``: the crossing point ``p`` (the line is ``p + t u``, crossing at ``t = 0``);
 - ``directions``: ``K`` orthonormal directions in which the jump is measured, the first being
@@ -82,14 +80,12 @@ class BoundaryProbes(ProbeStrategy):
     input (a filter at one position: :func:`local_support`), where other units' hyperplanes lie
     closer than for a dense unit; ``small_filters``: aim lines at filters that see fewer values than
     the ``k`` measured directions need too (their directions widened to neighbouring positions: measured
-    in ``benchmarks/conv_geometry.py``, not used by default, :func:`filter_size`); ``max_units``: aim at
-    a random subset of this many first-layer units at most (``None``: all of them, unless their
-    gradients over the input are more than :data:`MAX_SWITCH_VALUES` values: then as many as that holds).
+    in ``benchmarks/conv_geometry.py``, not used by default, :func:`filter_size`).
     """
 
     def __init__(self, line_angle: float = 0.0, window: float = 1.0, step: float = 1e-3, min_jump: float = 0.05,
                  oversample: int = 20, per_candidate: int = 1, local_step: float = 2e-4,
-                 small_filters: bool = False, max_units: int | None = None) -> None:
+                 small_filters: bool = False) -> None:
         check_param("line_angle", line_angle, "a number of degrees in [0, 85]", 0 <= line_angle <= 85,
                     caller="BoundaryProbes")
         check_param("window", window, "a fraction in (0, 10]", 0 < window <= 10, caller="BoundaryProbes")
@@ -104,7 +100,6 @@ class BoundaryProbes(ProbeStrategy):
         self.per_candidate = int(per_candidate)
         self.local_step = float(local_step)
         self.small_filters = bool(small_filters)
-        self.max_units = None if max_units is None else int(max_units)
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
                progress: bool = False, data: np.ndarray | None = None,
@@ -129,41 +124,23 @@ class BoundaryProbes(ProbeStrategy):
 
     def _white_box(self, module: torch.nn.Module, domain: Domain, n: int, k: int,
                    rng: np.random.Generator) -> Probes:
-        from ..relu.linearise import (NotPiecewiseLinear, first_switch_gradients, first_switch_values,
-                                      first_switches, linearise)
+        from ..relu.linearise import NotPiecewiseLinear, first_switch_values, first_switches, linearise
 
         lo, hi = domain.bounds()
         shape = domain.shape
         d = int(np.prod(shape))
         start = domain.sample(2, 0)  # their own draws: the lines keep theirs
         units = len(first_switch_values(module, start[0]))
-        # the units' gradients over the input are held at once: past the bound (a convolution over a
-        # large input), or past ``max_units``, lines are aimed at a random subset of the units
-        keep = min(units, MAX_SWITCH_VALUES // (d + 1), self.max_units or units)
-        if keep < min(units, MIN_UNITS):
+        if units * (d + 1) > MAX_SWITCH_VALUES:  # the units' gradients over the input are held at once
             raise NotPiecewiseLinear(f"its first layer's {units:,} units over {d:,} input values are too many to aim "
-                                     f"lines at: {keep:,} of them would be aimed at (at most {MAX_SWITCH_VALUES:,} "
-                                     f"gradient values), fewer than {MIN_UNITS}")
-        subset = None if keep == units else np.sort(
-            np.random.default_rng(int(rng.integers(2 ** 31))).choice(units, keep, replace=False))
-
-        def switch_values(x: np.ndarray) -> np.ndarray:
-            values = first_switch_values(module, x)
-            return values if subset is None else values[subset]
-
+                                     f"lines at (at most {MAX_SWITCH_VALUES:,} gradient values)")
         # a first layer's hyperplanes are fixed in input space: their gradients are asked once, their
         # values at each candidate (checked at a second point: the values there must be the affine
         # map's, else the gradients are asked at every candidate)
-        if subset is None:
-            values, gradients = first_switches(module, start[0])
-        else:
-            values, gradients = switch_values(start[0]), first_switch_gradients(module, start[0], subset)
+        values, gradients = first_switches(module, start[0])
         predicted = values + gradients @ (start[1] - start[0]).reshape(-1)
-        same = np.allclose(switch_values(start[1]), predicted, rtol=1e-7,
+        same = np.allclose(first_switch_values(module, start[1]), predicted, rtol=1e-7,
                            atol=1e-9 * max(float(np.abs(values).max(initial=0.0)), 1.0))
-        if subset is not None and not same:
-            raise NotPiecewiseLinear(f"its first layer's {units:,} units over {d:,} input values are too many to aim "
-                                     "lines at unless their hyperplanes are fixed (a first layer), and they are not")
         fixed = gradients if same else None
         fixed_norms = None if fixed is None else np.linalg.norm(fixed, axis=1)
         sees = None if fixed is None else filter_size(fixed)
@@ -193,7 +170,7 @@ class BoundaryProbes(ProbeStrategy):
                 values, gradients = first_switches(module, x0)
                 norms = np.linalg.norm(gradients, axis=1)
             else:
-                values, gradients, norms = switch_values(x0), fixed, fixed_norms
+                values, gradients, norms = first_switch_values(module, x0), fixed, fixed_norms
             # divided only where the gradient is not ~0 (a huge pre-activation over a tiny norm overflows)
             distance = np.full(len(norms), np.inf)
             distance[norms > 1e-12] = np.abs(values[norms > 1e-12]) / norms[norms > 1e-12]
@@ -258,7 +235,6 @@ class BoundaryProbes(ProbeStrategy):
             "candidates_tried": tried, "line_angle": self.line_angle,
             "isolation_median": float(np.median(isolations)), "relative_jump_median": float(np.median(jumps)),
             "local_lines": local,
-            **({} if subset is None else {"units_aimed_at": f"a random {keep:,} of {units:,}"}),
         }
         extra = {"line": np.stack(lines), "window": np.full(count, window), "normal": np.stack(normals),
                  "spread": np.asarray(spreads)}
@@ -280,10 +256,6 @@ class BoundaryProbes(ProbeStrategy):
 #: candidate holds them all (float64), so a convolution over a large image is left out (2^25 values,
 #: 256 MiB; LeNet on MNIST needs 2.7 million).
 MAX_SWITCH_VALUES = 1 << 25
-#: Past :data:`MAX_SWITCH_VALUES`, the lines are aimed at a random subset of the first layer's units
-#: (as many as the bound holds: about 4,000 for a second of audio at 8 kHz, 220 for a 224x224 colour
-#: image); fewer than this many is refused.
-MIN_UNITS = 64
 
 def filter_size(gradients: np.ndarray) -> int | None:
     """How many input values a first layer's filters see (the median over its units), when its units

@@ -279,30 +279,6 @@ def first_switches(module: torch.nn.Module, x0: np.ndarray) -> tuple[np.ndarray,
     return switches[0].numpy(), (switches[1:] - switches[:1]).T.numpy()
 
 
-def first_switch_gradients(module: torch.nn.Module, x0: np.ndarray, units: np.ndarray) -> np.ndarray:
-    """The gradients of the first piecewise-linear operation's switches ``units`` (indices) at ``x0``,
-    ``(len(units), d)``: those rows of :func:`first_switches`' gradients, one backward pass each
-    through the layers before that operation, without holding every unit's (a convolution over a
-    large input has more units times input values than memory holds)."""
-    dtype = next((p.dtype for p in module.parameters()), torch.float64)
-    x = torch.as_tensor(x0, dtype=dtype).unsqueeze(0).requires_grad_(True)
-    freeze = _Freeze(first_only=True)
-    with torch.enable_grad():
-        try:
-            with freeze:
-                module(x)
-        except (_FirstSwitches, _HeadReached):
-            pass
-        if not freeze.switches:
-            raise NotPiecewiseLinear("the network has no ReLU-like switch")
-        switches = freeze.switches[0][0]
-        rows = np.empty((len(units), x0.size), dtype=np.float64)
-        for row, unit in enumerate(units):
-            (gradient,) = torch.autograd.grad(switches[int(unit)], x, retain_graph=True, allow_unused=True)
-            rows[row] = 0.0 if gradient is None else gradient.reshape(-1).double().numpy()
-    return rows
-
-
 def first_switch_values(module: torch.nn.Module, x0: np.ndarray) -> np.ndarray:
     """The first piecewise-linear operation's switches at ``x0`` alone, ``(P,)`` (the values of
     :func:`first_switches`, from one forward pass of one row, without the gradients)."""
