@@ -31,6 +31,7 @@ from tafa.domain import parse_domain
 from tafa.errors import FingerprintError, InvalidParameter, TamperedFingerprint
 from tafa.fingerprint_file import content_hash, decode
 from tafa.probes.boundary import BoundaryProbes
+from tafa.relu.linearise import NotWhiteBox
 from tafa.scheme import get_scheme
 
 SHAPE = (1, 8, 8)
@@ -107,6 +108,12 @@ def test_the_second_stage_is_asked_for_or_left_out_as_the_owner_allows(classifie
     unaimed = BoundaryProbes().select(TorchModel(wide, (1, 64, 64)), parse_domain("box:0,1", (1, 64, 64)), n=4, k=2,
                                       seed=0)
     assert "61,504 units over 4,096 input values are too many to aim lines at" in unaimed.info["analysis"]
+    # and the owner is asked nothing for a second stage that will not be kept (its black-box lines were
+    # measured on the owner, 5,000 queries, then thrown away: minutes for a ResNet at 64 x 64)
+    owner = TorchModel(wide, (1, 64, 64))
+    with pytest.raises(NotWhiteBox, match="too many to aim lines at"):
+        Fingerprint.create(owner, parse_domain("box:0,1", (1, 64, 64)), scheme="tafa-boundary", white_box_only=True)
+    assert owner.queries == 0
     parent = Fingerprint.create(classifier.owner, "box:0,1", input_shape=SHAPE, points=8, directions=2,
                                 parent=classifier.references[0], parent_references=0)
     assert parent.second is None and "parent" in parent.meta["second_stage"]["why"]

@@ -199,7 +199,7 @@ class Fingerprint:
                parent: ModelLike | None = None, parent_references: int = DEFAULT_PARENT_REFERENCES,
                weights: bool = False, time_budget: float | None = DEFAULT_TIME_BUDGET,
                second_stage: bool | None = None, owner_data: np.ndarray | None = None,
-               free_labels: bool = True) -> "Fingerprint":
+               free_labels: bool = True, white_box_only: bool = False) -> "Fingerprint":
         """Fingerprint ``model`` over ``domain`` with no data.
 
         ``model`` is a :class:`~tafa.models.Model`, an ``nn.Module`` (then ``input_shape``
@@ -253,6 +253,11 @@ class Fingerprint:
         scale fingerprinting a torch-module owner with a vector of outputs and no declared parent
         gets the data-free label stage instead (:func:`~tafa.label_stage.free_label_scheme`,
         :func:`~tafa.label_stage.free_stage_applies`), for the same suspects.
+
+        ``white_box_only``: probes the strategy could not choose white-box raise
+        :class:`~tafa.relu.linearise.NotWhiteBox` (with the strategy's reason) before the owner is
+        asked anything (a second stage is kept only white-box: its black-box lines were measured on the
+        owner, thousands of queries, and then thrown away).
         """
         scheme = get_scheme(scheme) if isinstance(scheme, str) else scheme
         if input_shape is None and isinstance(domain, Domain):
@@ -294,6 +299,10 @@ class Fingerprint:
             references = _default_references(scheme, owner, domain, seed)
         probes = strategy.select(owner, domain, n=n, k=k if needs_directions else 0, seed=seed, progress=progress,
                                  data=data, references=references)
+        if white_box_only and probes.analysis is not Analysis.WHITE_BOX:
+            from .relu.linearise import NotWhiteBox
+
+            raise NotWhiteBox(Analysis.why(probes.info.get("analysis")))
         before = owner.queries
         owner_signature = signature.measure(owner, probes)
         parent_signature = {} if parent_model is None else {
@@ -1493,7 +1502,7 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
     not ``wanted``), and what to record about it."""
     if not scheme.second or wanted is False:
         return None, {"made": False, "why": "not asked for" if scheme.second else "the scheme has none"}
-    from .relu.linearise import NotPiecewiseLinear
+    from .relu.linearise import NotPiecewiseLinear, NotWhiteBox
 
     module = owner.torch_module()
     reason = None
@@ -1505,13 +1514,11 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
     if reason is None:
         try:
             second = Fingerprint.create(owner, domain, scheme=scheme.second, seed=seed, progress=progress,
-                                        time_budget=None, second_stage=False)
+                                        time_budget=None, second_stage=False, white_box_only=True)
+        except NotWhiteBox as error:
+            reason = f"its lines could not be aimed white-box: {error}"
         except NotPiecewiseLinear as error:
             reason = f"no boundary to measure ({one_line(error)})"
-        else:
-            if second.probes.analysis is not Analysis.WHITE_BOX:
-                why = Analysis.why(second.probes.info.get("analysis"))
-                reason, second = f"its lines could not be aimed white-box: {why}", None
     if reason is not None:
         if wanted:
             raise InvalidParameter(f"No second stage ({scheme.second}) for this owner: {reason}.")

@@ -35,6 +35,11 @@ class NotPiecewiseLinear(TafaError):
     """The network uses an operation the white-box analysis cannot freeze."""
 
 
+class NotWhiteBox(NotPiecewiseLinear):
+    """Probes asked to be chosen white-box were not (the strategy fell back to black-box probes,
+    for the reason this carries): ``Fingerprint.create(..., white_box_only=True)``."""
+
+
 _RELU = {F.relu, torch.relu, torch.Tensor.relu, F.relu_, torch.relu_, torch.Tensor.relu_}
 _LEAKY = {F.leaky_relu, torch._C._nn.leaky_relu}
 _CLAMPS = {F.hardtanh, F.relu6, torch.clamp, torch.clip, torch.Tensor.clamp, torch.Tensor.clip}
