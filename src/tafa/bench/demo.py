@@ -105,10 +105,10 @@ def _run_kind(kind: DemoKind, seed: int, progress: bool, out: Callable[[str], No
     step(f"Fingerprint the owner: no data, only the domain {kind.domain}.")
     fingerprint = Fingerprint.create(owner, kind.domain, input_shape=kind.input_shape, seed=seed, progress=progress)
     info = fingerprint.describe()
-    stages = info.get("queries_per_stage")
-    queries = (f"{stages[0]} queries per verification, {stages[1]} more for the boundary-geometry second stage "
-               "when the first does not decide" if stages else f"{info['queries_per_verification']} queries per "
-               "verification")
+    stages = list(zip(fingerprint.stage_names(), fingerprint.stage_queries()))
+    later = ", ".join(f"{name} {count:,}" for name, count in stages[1:])
+    queries = (f"{stages[0][1]:,} queries per verification, then, each only when the earlier stages do not decide: "
+               f"{later}" if later else f"{info['queries_per_verification']:,} queries per verification")
     say(f"   {info['points']} probes x {info['directions']} directions ({info['analysis']}), {queries}, "
         f"{info['fingerprint_seconds']:.1f} s")
     calibration = fingerprint.calibrate(references, alpha=ALPHA, progress=progress, parametric=True)
