@@ -4,10 +4,11 @@ Default mode: one row per owner network (random weights: querying and analysing 
 same as for trained ones), each measured in a fresh subprocess so that rows do not pollute
 each other's peak memory: parameters, input size, ``Fingerprint.create`` wall-clock and CPU
 seconds with the default scheme and time budget, the cost plan it chose and the shortcuts it
-took, the peak resident memory of the whole process (``ru_maxrss``: Python, torch and the
+took, the stages made (and those left out because their search on the owner's gradients is
+estimated over the budget), the peak resident memory of the whole process (``ru_maxrss``: Python, torch and the
 model included), and the seconds of one verification (576 queries) of a copy of the owner.
 
-    python benchmarks/fingerprint_cost.py [--rows mlp lenet cnn resnet18 resnet50] [--time-budget S]
+    python benchmarks/fingerprint_cost.py [--rows mlp lenet cnn resnet18 resnet18-64 resnet50] [--time-budget S]
 
 ``--owner-cost``: the previous mode, the seconds per scheme for the benchmark's owners,
 references included for the schemes that make data-free ones (``tafa-free``, ``tafa-select``),
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -34,6 +36,7 @@ ROWS = {
     "lenet": ("lenet", (1, 28, 28), 10),
     "cnn": ("cnn-1.2M", (1, 28, 28), 10),
     "resnet18": ("resnet18", (3, 32, 32), 10),
+    "resnet18-64": ("resnet18", (3, 64, 64), 10),
     "resnet50": ("resnet50", (3, 224, 224), 1000),
 }
 
@@ -84,14 +87,24 @@ def measure_row(row: str, budget: float | None, threads: int) -> dict:
             "plan": fingerprint.meta.get("cost_plan"), "shortcuts": fingerprint.meta.get("shortcuts"),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "verify_s": verify_wall, "verify_cpu_s": verify_cpu, "queries": verdict.queries,
-            "self_score": verdict.score, "load_avg_1min": load, "threads": threads}
+            "self_score": verdict.score, "load_avg_1min": load, "threads": threads,
+            "stages": [*fingerprint.stage_names(), *(["labels"] if fingerprint.labels is not None else [])],
+            "over_budget": [f"{key.removesuffix('_stage').replace('_', '-')} ~{_estimate(value['why'])} s"
+                            for key, value in fingerprint.meta.items()
+                            if isinstance(value, dict) and "time budget" in str(value.get("why", ""))]}
+
+
+def _estimate(why: str) -> str:
+    """The estimate in a stage's why (``"... about 6,070 s on one core ..."``)."""
+    found = re.search(r"about ([\d,.]+) s", why)
+    return found.group(1) if found else "?"
 
 
 def scaling_table(rows: list[str], budget: float | None, threads: int) -> list[dict]:
     results = []
     print("| owner | parameters | input | fingerprint s (CPU s) | estimate s | peak memory | verification s "
-          "| plan (shortcuts) | load |")
-    print("|---|---:|---|---:|---:|---:|---:|---|---:|")
+          "| plan (shortcuts) | stages (left out over the budget) | load |")
+    print("|---|---:|---|---:|---:|---:|---:|---|---|---:|")
     for row in rows:
         command = [sys.executable, __file__, "--row", row, "--threads", str(threads)]
         if budget is not None:
@@ -106,6 +119,7 @@ def scaling_table(rows: list[str], budget: float | None, threads: int) -> list[d
         print(f"| {row} | {result['parameters'] / 1e6:.2f}M | {result['input']} | {result['fingerprint_s']:.1f} "
               f"({result['fingerprint_cpu_s']:.1f}) | {result['estimate_s'] or 0:.0f} | "
               f"{result['peak_rss_mib']:,.0f} MiB | {result['verify_s']:.2f} | {result['plan']} ({shortcuts}) | "
+              f"{', '.join(result['stages'])} ({', '.join(result['over_budget']) or 'none'}) | "
               f"{result['load_avg_1min']:.1f} |", flush=True)
     return results
 

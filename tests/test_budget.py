@@ -98,8 +98,13 @@ def test_a_tiny_budget_takes_recorded_shortcuts_and_still_recognises_a_copy(clas
     assert shortcuts and fingerprint.meta["cost_estimate_seconds"] > 1e-6
     assert fingerprint.meta["time_budget_seconds"] == 1e-6
     assert fingerprint.scheme.probe_params, "the plan's parameters are part of the scheme"
+    # the stages whose inputs are searched for on the owner's gradients are left out, and say why
+    assert fingerprint.labels is None and fingerprint.extraction is None and fingerprint.scheme.extraction is None
+    assert fingerprint.meta["free_label_stage"]["why"].startswith("its boundary points were not searched for: about")
+    assert "over the 1e-06 s time budget" in fingerprint.meta["extraction_stage"]["why"]
     exact = Fingerprint.create(owner, classifier.domain, input_shape=classifier.input_shape, time_budget=None)
     assert exact.meta["shortcuts"] == [] and exact.scheme.probe_params == {}
+    assert exact.labels is not None and exact.extraction is not None
     copy_score = fingerprint.score(quantize(copy.deepcopy(owner), 8)).value
     noisy_score = fingerprint.score(add_weight_noise(owner, 0.05, seed=3)).value
     independent = [fingerprint.score(model).value for model in [*classifier.references, classifier.independent]]

@@ -235,7 +235,10 @@ class Fingerprint:
         shown with the progress bars); over ``time_budget`` seconds (``None``: no budget) the
         analysis takes shortcuts (float32, smaller slices, fewer LPs, the linearity ladder)
         that are written into the fingerprint's scheme (so it is re-created the same way) and
-        listed in its metadata (``shortcuts``). Reference training is not budgeted.
+        listed in its metadata (``shortcuts``). A later stage whose inputs are searched for on the
+        owner's gradients (the data-free label stage, the extraction stage) is left out, with why in
+        the metadata, when its search alone is estimated over the budget (the same count on every
+        machine, so a commitment re-creates the same stages). Reference training is not budgeted.
 
         ``second_stage``: a scheme with a second stage (:attr:`Scheme.second`; the default
         ``tafa`` has boundary geometry) also fingerprints the owner with it when it applies
@@ -293,7 +296,7 @@ class Fingerprint:
             strategy, signature, similarity = scheme.build()
         if plan is not None and progress:
             over = f"; over the {time_budget:g} s budget, taking: {', '.join(plan.shortcuts)}" if plan.shortcuts else ""
-            tqdm.write(f"estimated {plan.seconds:.0f} s on an idle core ({plan.summary}){over}")
+            tqdm.write(f"estimated {_seconds(plan.seconds)} s on an idle core for {scheme.name} ({plan.summary}){over}")
         if references is None and (isinstance(similarity, LearnedSimilarity)
                                    or scheme.references is ReferenceSource.DATA_FREE):
             references = _default_references(scheme, owner, domain, seed)
@@ -356,20 +359,23 @@ class Fingerprint:
                 jittered = JitteredDerivatives(JITTER)
                 coarse[SMOOTHED] = jittered.measure(owner, at)[SMOOTHED]
                 compared = _with_smoothed(scheme).make_similarity()
-            coarse_copy = _owner_int8_score(owner, at, jittered, compared, _without_steps(coarse))
+            coarse_copy = (_owner_int8_score(owner, at, jittered, compared, _without_steps(coarse))
+                           if plan is None or plan.owner_check else None)  # the plan's "no int8 self-check"
             if coarse_copy is not None:
                 meta[COARSE_INT8_SCORE] = coarse_copy
         second, why = _second_stage(scheme, owner, domain, seed, second_stage, parent_model is not None, progress)
         labels = None if owner_data is None else _label_stage(owner, domain, owner_data, seed)
         if labels is None and free_labels and coarse and free_stage_applies(owner):
-            labels, failed = _on_gradients(owner, domain, free_label_scheme(), seed, "its boundary points")
+            labels, failed = _on_gradients(owner, domain, free_label_scheme(), seed, "its boundary points",
+                                           time_budget, progress)
             if failed:
                 meta["free_label_stage"] = {"made": False, "why": failed}
         if scheme.second:
             meta["second_stage"] = why
             if second is None:  # the stored scheme says exactly whether there is one (commitments re-create it)
                 scheme = replace(scheme, second=None)
-        extraction, why = _extraction_stage(scheme, owner, domain, seed, second_stage, parent_model is not None)
+        extraction, why = _extraction_stage(scheme, owner, domain, seed, second_stage, parent_model is not None,
+                                            time_budget, progress)
         if scheme.extraction:
             meta["extraction_stage"] = why
             # the stored scheme names the stage made (commitments re-create it), or none
@@ -1529,7 +1535,8 @@ def _second_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wante
 
 
 def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, wanted: bool | None,
-                      parent: bool) -> tuple["Fingerprint | None", dict[str, Any]]:
+                      parent: bool, budget: float | None,
+                      progress: bool = False) -> tuple["Fingerprint | None", dict[str, Any]]:
     """The extraction stage of ``scheme`` for ``owner`` (:attr:`Scheme.extraction`; ``None`` where
     it does not apply, or ``wanted`` is ``False``: no later stage), and what to record about it.
     For an owner answering a vector of values (a classifier: the owners the data-free label stage
@@ -1537,7 +1544,7 @@ def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
     one answering a single value or an image (a regressor, a decoder: no confident inputs) it is the
     outputs stage (:data:`OUTPUTS_STAGE`, at domain draws, any owner). Never with a declared
     parent: siblings fine-tuned from one parent share the parent's outputs as students share their
-    teacher's."""
+    teacher's. Inputs found on the gradients only within ``budget`` seconds (:func:`_on_gradients`)."""
     if not scheme.extraction or wanted is False:
         return None, {"made": False, "why": "not asked for" if scheme.extraction else "the scheme has none"}
     vector = _answers_vector(owner)
@@ -1550,7 +1557,7 @@ def _extraction_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
                   f"most {FREE_MAX_INPUT:,} input values (its confident inputs are found on its gradients)")
     stage = None
     if reason is None and vector:
-        stage, reason = _on_gradients(owner, domain, get_scheme(name), seed, "its confident inputs")
+        stage, reason = _on_gradients(owner, domain, get_scheme(name), seed, "its confident inputs", budget, progress)
     elif reason is None:
         stage = Fingerprint.create(owner, domain, scheme=get_scheme(name), seed=seed, time_budget=None,
                                    second_stage=False, free_labels=False)
@@ -1577,14 +1584,30 @@ def _data_style_stage(scheme: Scheme, owner: Model, domain: Domain, seed: int, w
                    "fingerprint_seconds": stage.meta.get("fingerprint_seconds")}
 
 
-def _on_gradients(owner: Model, domain: Domain, scheme: Scheme, seed: int,
-                  what: str) -> tuple["Fingerprint | None", str | None]:
+def _seconds(value: float) -> str:
+    """An estimate in seconds for people: whole seconds from 10 on (``6,070``), two digits below."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def _on_gradients(owner: Model, domain: Domain, scheme: Scheme, seed: int, what: str, budget: float | None,
+                  progress: bool = False) -> tuple["Fingerprint | None", str | None]:
     """A stage of ``owner`` whose probes are found on its gradients (the data-free label stage, the
-    extraction stage), or ``None`` and why, when torch cannot differentiate the owner (an operator
-    without a gradient, a forward run without autograd): the fingerprint is made without it."""
+    extraction stage), or ``None`` and why: when its search would take longer than ``budget``
+    seconds at the reference speed (counted on the owner's network, the same on every machine:
+    :meth:`~tafa.probes.base.ProbeStrategy.plan`; ``None``: no budget), or when torch cannot
+    differentiate the owner (an operator without a gradient, a forward run without autograd).
+    The fingerprint is made without it."""
     try:
+        plan = scheme.build()[0].plan(owner, domain, n=scheme.points, k=scheme.directions,
+                                      signature_queries=scheme.points * (2 * scheme.directions + 1), budget=budget)
+        if budget is not None and plan is not None and plan.seconds > budget:
+            why = (f"{what} were not searched for: about {_seconds(plan.seconds)} s on one core ({plan.summary}), "
+                   f"over the {budget:g} s time budget (a larger budget makes the stage)")
+            if progress:
+                tqdm.write(f"{scheme.name} stage left out: {why}")
+            return None, why
         return Fingerprint.create(owner, domain, scheme=scheme, seed=seed, time_budget=None, second_stage=False,
-                                  free_labels=False), None
+                                  free_labels=False, progress=progress), None
     except RuntimeError as error:
         return None, f"{what} could not be found ({type(error).__name__}: {one_line(error)})"
 

@@ -50,13 +50,17 @@ from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model, module_dtype
 from ..threads import one_torch_thread
-from .base import ProbeStrategy, Probes, register_probes, seed_inputs
+from .base import CostPlan, ProbeStrategy, Probes, register_probes, seed_inputs
+from .cost import search_seconds
 
 if TYPE_CHECKING:
     import torch
 
     from ..references import References
 
+
+#: Bisection rounds that shorten each point's last step to where its loss is first reached.
+SHORTEN_ROUNDS = 30
 
 def boundary_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, margin: float) -> torch.Tensor:
     """IPGuard's per-point loss (see module doc); ``logits`` is ``(N, C)``, ``i``/``j`` ``(N,)``."""
@@ -104,6 +108,18 @@ class IPGuardProbes(ProbeStrategy):
         classes = logits.shape[1]
         j = (i + rng.integers(1, classes, size=n)) % classes  # uniform over the other labels
         return points, i, j, source
+
+    def plan(self, owner: Model, domain: Domain, *, n: int, k: int, signature_queries: int,
+             budget: float | None) -> CostPlan | None:
+        """The most the search costs (every point for all its steps, then its bisection) and
+        the owner's signature, counted on the owner's network (:mod:`tafa.probes.cost`). Never
+        cut to fit ``budget``: fewer steps would leave the points short of the boundary."""
+        module = owner.torch_module()
+        if module is None:
+            return None
+        shortening = n * (SHORTEN_ROUNDS + 1)
+        return CostPlan(search_seconds(module, domain, n, self.steps + 1, queries=shortening + signature_queries),
+                        f"{n} boundary points, at most {self.steps} gradient steps each")
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
                progress: bool = False, data: np.ndarray | None = None,
@@ -155,7 +171,7 @@ class IPGuardProbes(ProbeStrategy):
         return after.double().numpy(), loss.double().numpy()
 
     def _shorten(self, module: torch.nn.Module, before: torch.Tensor, after: torch.Tensor, i: torch.Tensor,
-                 j: torch.Tensor, rounds: int = 30) -> torch.Tensor:
+                 j: torch.Tensor, rounds: int = SHORTEN_ROUNDS) -> torch.Tensor:
         """Bisect each segment ``before -> after`` for the first point where the loss is reached
         (keeping an end where it is reached, so the result always satisfies it)."""
         import torch

@@ -38,7 +38,7 @@ from ..domain import Domain
 from ..errors import check_param
 from ..models.base import Model
 from ..threads import one_torch_thread
-from .base import ProbeStrategy, Probes, register_probes
+from .base import CostPlan, ProbeStrategy, Probes, register_probes
 from .ipguard import IPGuardProbes
 
 if TYPE_CHECKING:
@@ -56,6 +56,13 @@ class PairBoundaryProbes(ProbeStrategy):
         self.margin = float(margin)
         self.steps = int(steps)
         self.change = float(change)
+
+    def plan(self, owner: Model, domain: Domain, *, n: int, k: int, signature_queries: int,
+             budget: float | None) -> CostPlan | None:
+        """IPGuard's search for the points (:meth:`IPGuardProbes.plan`), one gradient pass more at
+        them, and the owner's signature."""
+        return IPGuardProbes(margin=self.margin, steps=self.steps).plan(
+            owner, domain, n=n, k=0, signature_queries=signature_queries + 3 * n, budget=budget)
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
                progress: bool = False, data: np.ndarray | None = None,

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..domain import Domain
 from ..models.base import Model
-from .base import ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
+from .base import CostPlan, ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes
+from .cost import search_seconds
 
 if TYPE_CHECKING:
     from ..references import References
@@ -37,6 +38,17 @@ class RandomProbes(ProbeStrategy):
         self.step = step
         self.group = group
         self.invert_steps = int(invert_steps)
+
+    def plan(self, owner: Model, domain: Domain, *, n: int, k: int, signature_queries: int,
+             budget: float | None) -> CostPlan | None:
+        """The pull towards confident inputs (``invert_steps`` gradient steps for every draw) and
+        the owner's signature, counted on the owner's network (:mod:`tafa.probes.cost`); ``None``
+        without a pull (nothing costly)."""
+        module = owner.torch_module()
+        if self.invert_steps <= 0 or module is None:
+            return None
+        return CostPlan(search_seconds(module, domain, n, self.invert_steps, queries=signature_queries),
+                        f"{n} draws pulled towards confident inputs by {self.invert_steps} gradient steps")
 
     def select(self, owner: Model, domain: Domain, *, n: int, k: int, seed: int,
                progress: bool = False, data: np.ndarray | None = None,

@@ -33,6 +33,7 @@ from ..functional import central_differences, local_cosines, rowwise_cosine, ste
 from ..models.base import Model, TorchModel, module_dtype, module_hash
 from .base import (CostPlan, ProbeStrategy, Probes, direction_groups, orthonormal_directions, register_probes,
                    unavailable_reason)
+from .cost import MACS_PER_SECOND, counting_macs
 
 if TYPE_CHECKING:
     import torch
@@ -58,12 +59,9 @@ LP_FULL_SECONDS = (0.02, 3e-6, 1.5e-8)
 LADDER_RUNGS = 3
 #: Precisions of the white-box analysis (names of torch dtypes).
 ANALYSIS_DTYPES = ("float64", "float32")
-#: Nominal speed of one idle core of the reference machine (2-core x86-64, torch CPU, one
-#: thread), so that a plan depends on the model and the budget only, never on the load of
-#: the moment (the same owner, seed and budget give the same fingerprint anywhere):
-#: multiply-accumulates per second of a forward pass in each precision, and seconds per
-#: switch and analysed row (recording, differencing and storing the switch Jacobians).
-MACS_PER_SECOND = {"float32": 3.5e10, "float64": 8e9}
+#: Seconds per switch and analysed row on one idle core of the reference machine (recording,
+#: differencing and storing the switch Jacobians; the forward pass itself is priced by
+#: :data:`tafa.probes.cost.MACS_PER_SECOND`).
 SWITCH_ROW_SECONDS = {"float32": 1e-8, "float64": 1.5e-8}
 
 
@@ -374,34 +372,16 @@ class ReluProbes(ProbeStrategy):
 
 def network_work(module: torch.nn.Module, domain: Domain) -> tuple[float, int] | None:
     """What one row of the analysis costs, counted (not timed): the multiply-accumulates of
-    one forward pass (convolutions and linear layers; one per value elsewhere) and the number
-    of switches. ``None`` when the owner cannot be analysed."""
-    import torch
-
+    one forward pass (:func:`~tafa.probes.cost.counting_macs`) and the number of switches.
+    ``None`` when the owner cannot be analysed."""
     from ..relu.linearise import NotPiecewiseLinear, count_switches
 
     analysed = copy.deepcopy(module).float().eval()
-    macs = [0.0]
-
-    def count(layer: torch.nn.Module, inputs: Any, output: Any) -> None:
-        if not isinstance(output, torch.Tensor):
-            return
-        if isinstance(layer, torch.nn.modules.conv._ConvNd):
-            macs[0] += output.numel() * layer.in_channels / layer.groups * math.prod(layer.kernel_size)
-        elif isinstance(layer, torch.nn.Linear):
-            macs[0] += output.numel() * layer.in_features
-        else:
-            macs[0] += output.numel()
-
-    leaves = [m for m in analysed.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(count) for m in leaves]
     try:
-        switches = count_switches(analysed, domain.sample(1, np.random.default_rng(0))[0])
+        with counting_macs(analysed) as macs:
+            switches = count_switches(analysed, domain.sample(1, np.random.default_rng(0))[0])
     except NotPiecewiseLinear:
         return None
-    finally:
-        for handle in handles:
-            handle.remove()
     return macs[0], switches
 
 
