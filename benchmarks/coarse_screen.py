@@ -26,7 +26,7 @@ from tafa.bench.run import evasion_suspects, interface_suspects
 from tafa.bench.scenarios import cached_zoo
 from tafa.models import TorchModel
 from tafa.signature.censoring import at_points
-from tafa.signature.scales import ROUGHNESS_LIMIT, SCREEN_LIMIT, SCREEN_PROBES, coarse_decides
+from tafa.signature.scales import ROUGHNESS_LIMIT, SCREEN_LIMIT, SCREEN_PROBES, bend_of, coarse_decides
 
 
 def main() -> None:
@@ -54,8 +54,8 @@ def main() -> None:
         pairs = []
         for model in models:
             fine, recognised, _ = fingerprint.measure_checked(model, False)
-            grid, bend = (None, None) if recognised is None else (recognised.quantised, recognised.curvature)
-            if model.labels_only or coarse_decides(0.0, grid, bend) or (recognised is not None and recognised.clipped):
+            if model.labels_only or coarse_decides(0.0, *bend_of(recognised)) or \
+                    (recognised is not None and recognised.clipped):
                 continue  # not screened: something besides its roughness sends it to the coarse scale, or none
             full = fingerprint._coarse_at(model, fine, stage)[1]
             part = screened_fingerprint._coarse_at(model, at_points(fine, first, len(fingerprint.probes)),

@@ -13,6 +13,10 @@ period (:class:`~tafa.attacks.evasion.TriangleRipple`): a ReLU network could com
 within a step unless a kink falls there; printed with the coarse scale's single-step score.
 
     python benchmarks/curvature.py [--zoos digits-mlp diabetes-mlp friedman-mlp]   # about 1 minute a zoo
+
+Each zoo's section starts with the owner's own curvature at its probes (recorded in the fingerprint
+since session 26) and the limit it sets (:func:`~tafa.signature.scales.curvature_limit`);
+``--owners`` prints those lines alone (seconds a zoo).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from tafa import Fingerprint
 from tafa.attacks.evasion import RippleModel, TriangleRipple
 from tafa.bench.run import evasion_suspects, interface_suspects
 from tafa.bench.scenarios import cached_zoo
+from tafa.fingerprint import OWNER_CURVATURE
 from tafa.models import TorchModel
 from tafa.signature.interface import recognise
-from tafa.signature.scales import curvature
+from tafa.signature.scales import curvature, curvature_limit
 
 AMPLITUDES = (0.1, 0.03, 0.01, 0.003, 0.001)
 #: The triangle waves' amplitudes and frequencies (the projection's standard deviation).
@@ -38,11 +43,16 @@ def main() -> None:
                                                       "digits-vae", "mnist-lenet", "digits-mlp-gelu",
                                                       "digits-attention"])
     parser.add_argument("--cache", default=".tafa-cache/zoo")
+    parser.add_argument("--owners", action="store_true", help="the owners' own curvature and limit alone")
     args = parser.parse_args()
     for name in args.zoos:
         spec, zoo = cached_zoo(name, args.cache)
         owner = TorchModel(zoo.owner, spec.input_shape, name="owner")
         fingerprint = Fingerprint.create(owner, spec.domain, seed=0, second_stage=False)
+        own = fingerprint.meta.get(OWNER_CURVATURE)
+        print(f"\n{name}: the owner's own curvature {own:.3g}, the limit {curvature_limit(own):.3g}", flush=True)
+        if args.owners:
+            continue
         inputs = fingerprint.scheme.make_signature().inputs(fingerprint.probes)
         suspects = [("plain", TorchModel(model, spec.input_shape, name=recipe.name))
                     for role in ("scored", "calibration") for recipe, model in zoo.with_role(role)]

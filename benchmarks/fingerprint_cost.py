@@ -6,7 +6,7 @@ each other's peak memory: parameters, input size, ``Fingerprint.create`` wall-cl
 seconds with the default scheme and time budget, the cost plan it chose and the shortcuts it
 took, the stages made (and those left out because their search on the owner's gradients is
 estimated over the budget), the peak resident memory of the whole process (``ru_maxrss``: Python, torch and the
-model included), and the seconds of one verification (576 queries) of a copy of the owner.
+model included), and the seconds and queries of one verification of a copy of the owner (no references).
 
     python benchmarks/fingerprint_cost.py [--rows mlp lenet cnn resnet18 resnet18-64 resnet50] [--time-budget S]
 
@@ -102,7 +102,7 @@ def _estimate(why: str) -> str:
 
 def scaling_table(rows: list[str], budget: float | None, threads: int) -> list[dict]:
     results = []
-    print("| owner | parameters | input | fingerprint s (CPU s) | estimate s | peak memory | verification s "
+    print("| owner | parameters | input | fingerprint s (CPU s) | estimate s | peak memory | verification s (queries) "
           "| plan (shortcuts) | stages (left out over the budget) | load |")
     print("|---|---:|---|---:|---:|---:|---:|---|---|---:|")
     for row in rows:
@@ -118,7 +118,8 @@ def scaling_table(rows: list[str], budget: float | None, threads: int) -> list[d
         shortcuts = ", ".join(result["shortcuts"] or []) or "none"
         print(f"| {row} | {result['parameters'] / 1e6:.2f}M | {result['input']} | {result['fingerprint_s']:.1f} "
               f"({result['fingerprint_cpu_s']:.1f}) | {result['estimate_s'] or 0:.0f} | "
-              f"{result['peak_rss_mib']:,.0f} MiB | {result['verify_s']:.2f} | {result['plan']} ({shortcuts}) | "
+              f"{result['peak_rss_mib']:,.0f} MiB | {result['verify_s']:.2f} ({result['queries']:,}) | "
+              f"{result['plan']} ({shortcuts}) | "
               f"{', '.join(result['stages'])} ({', '.join(result['over_budget']) or 'none'}) | "
               f"{result['load_avg_1min']:.1f} |", flush=True)
     return results

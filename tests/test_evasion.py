@@ -17,9 +17,11 @@ from tafa.attacks.evasion import (EVASIONS, Evasion, EvasiveModel, NearDuplicate
 from tafa.bench.datasets import load_task
 from tafa.domain import parse_domain
 from tafa.errors import InvalidParameter
+from tafa.fingerprint import OWNER_CURVATURE
 from tafa.models import Model, TorchModel, open_model
 from tafa.signature.consistency import (CELLS, CHECK_QUERIES, HALVINGS, JUMP_TOLERANCE, PAIR_TOLERANCE,
                                         REASK_TOLERANCE, EvasionCheck, _Compared, check_evasion, segment_jumps)
+from tafa.signature.scales import CURVATURE_LIMIT, curvature_limit
 
 DIGITS = load_task("digits").split("other").x.numpy()
 REAL = DIGITS[:150]
@@ -381,3 +383,43 @@ def test_a_rounding_coarser_than_the_grid_it_lies_on_is_no_jump(regressor):
             for seed in range(2):
                 found = check_evasion(model, inputs, model(inputs), domain, seed=seed)
                 assert found.jumps == 0 and not found.evasive, (step, seed, found)
+
+
+class Zigzag(torch.nn.Module):
+    """A ReLU network whose linear regions are thinner than the smallest step a fingerprint takes: the
+    trained owner plus a zigzag along one direction, its kinks ``spacing`` apart (one unit each)."""
+
+    def __init__(self, owner: torch.nn.Module, spacing: float, slope: float, units: int = 2000) -> None:
+        super().__init__()
+        r = torch.randn(64, generator=torch.Generator().manual_seed(0))
+        r /= r.norm()
+        knots = float((0.5 * r).sum()) + (torch.arange(units) - units / 2) * spacing
+        self.owner, self.kinks, self.out = owner, torch.nn.Linear(64, units), torch.nn.Linear(units, 10, bias=False)
+        with torch.no_grad():
+            self.kinks.weight.copy_(r.expand(units, 64))
+            self.kinks.bias.copy_(-knots)
+            turns = torch.where(torch.arange(units) % 2 == 0, 2.0, -2.0) * slope
+            turns[0] = slope
+            self.out.weight.copy_(turns.expand(10, units) * torch.linspace(-1, 1, 10)[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.owner(x) + self.out(torch.relu(self.kinks(x.flatten(1))))
+
+
+def test_an_owner_that_bends_within_its_own_steps_sets_the_curvature_its_suspects_are_judged_by(classifier):
+    """A large network's linear regions can be smaller than the smallest step a fingerprint takes (a
+    ResNet-18 at 3x64x64 bends 0.12 within its own steps, above the fixed limit of 0.1, and its exact
+    copy was sent to the coarse scale as "not a ReLU network's"). The fingerprint records the owner's
+    own curvature, and a suspect is judged bent only above twice that; a ripple over it still is."""
+    owner = TorchModel(Zigzag(classifier.owner, 6e-4, 1000.0).eval(), SHAPE, name="zigzag")
+    fingerprint = Fingerprint.create(owner, "box:0,1", second_stage=False, free_labels=False)
+    assert fingerprint.probes.analysis.value == "white-box"
+    own = fingerprint.meta[OWNER_CURVATURE]
+    assert own > 1.5 * CURVATURE_LIMIT  # measured 0.21: its own answers bend within its steps
+    copy = fingerprint.verify(TorchModel(Zigzag(classifier.owner, 6e-4, 1000.0).eval(), SHAPE), check_evasion=False)
+    assert copy.coarse is not None and copy.coarse["curvature"] == pytest.approx(own, rel=1e-6)
+    assert not copy.coarse["decides"] and not any("not a ReLU network's" in note for note in copy.notes)
+    assert copy.score > 0.999
+    rippled = fingerprint.verify(RippleModel(owner, 0.3, 1000.0, seed=6), check_evasion=False)
+    assert rippled.coarse is not None and rippled.coarse["curvature"] > 1.3 * curvature_limit(own)  # measured 0.69
+    assert rippled.coarse["decides"] and any("not a ReLU network's" in note for note in rippled.notes)

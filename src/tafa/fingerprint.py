@@ -59,8 +59,8 @@ from .signature.interface import Recognised, assemble_suspect, grid_spacing, mea
 from .signature.derivatives import Derivatives
 from .shown_stage import SHOWN_STAGE, ShownStage
 from .signature.scales import (COARSE_SCALE, JITTER, SCREEN_LIMIT, SCREEN_PROBES, SCREEN_QUANTILE, SMOOTHED,
-                               JitteredDerivatives, coarse_decides, coarse_probes, coarse_reason, curvature,
-                               domain_scale, roughness, screen_applies, size_ratios)
+                               JitteredDerivatives, bend_of, coarse_decides, coarse_probes, coarse_reason, curvature,
+                               curvature_limit, domain_scale, roughness, screen_applies, size_ratios)
 from .label_stage import (LABEL_STAGE, decides as label_stage_decides, decides_alone, describe as describe_labels,
                           FREE_MAX_INPUT, FREE_MAX_OUTPUTS, free_label_scheme, free_stage_applies, is_free,
                           label_scheme, owner_inputs, asked_scores)
@@ -106,6 +106,10 @@ WEIGHT_STAGE = "weights"
 COARSE = "coarse"
 #: The owner's int8 copy's score at the coarse scale (meta; its copy line).
 COARSE_INT8_SCORE = "coarse_int8_score"
+#: Meta field: how much the owner's own answers bend within its probes' steps
+#: (:func:`~tafa.signature.scales.curvature`): a suspect is judged bent only well above it
+#: (:func:`~tafa.signature.scales.curvature_limit`).
+OWNER_CURVATURE = "owner_curvature"
 
 #: Prefix of a second stage's arrays, and its header's key, in a fingerprint file.
 SECOND = "second"
@@ -307,7 +311,11 @@ class Fingerprint:
 
             raise NotWhiteBox(Analysis.why(probes.info.get("analysis")))
         before = owner.queries
-        owner_signature = signature.measure(owner, probes)
+        if type(signature) is Derivatives:  # the owner's own bend within its steps, from the same answers
+            answers = owner(signature.inputs(probes))
+            owner_signature, owner_bend = signature.assemble(probes, answers), curvature(probes, answers)
+        else:
+            owner_signature, owner_bend = signature.measure(owner, probes), None
         parent_signature = {} if parent_model is None else {
             key: value for key, value in signature.measure(parent_model, probes).items()
             if key in signature.relative_keys}
@@ -329,7 +337,8 @@ class Fingerprint:
         meta = {"fingerprint_seconds": seconds, "owner_queries": owner_queries,
                 "owner_name": owner.name, "tafa_version": tafa_version(), "requested_points": n,
                 "requested_directions": k if needs_directions else 0,
-                **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score})}
+                **({} if copy_score is None else {OWNER_INT8_SCORE: copy_score}),
+                **({} if owner_bend is None else {OWNER_CURVATURE: owner_bend})}
         if plan is not None:
             meta.update(cost_estimate_seconds=plan.seconds, cost_plan=plan.summary, shortcuts=plan.shortcuts,
                         time_budget_seconds=time_budget)
@@ -923,12 +932,13 @@ class Fingerprint:
         score = view.compare(measured)
         labels = label_stage_decides(None if self.labels is None else self.labels.scheme, model, recognised)
         alone = labels and decides_alone(model, recognised)  # one-hot answers: the label stage alone, at alpha
-        screen = screen_applies(*_grid_and_bend(recognised), labels)
+        grid, bent, limit = bend_of(recognised)
+        screen = screen_applies(grid, bent, labels, limit)
         coarse = None if model.labels_only or clipped or alone else self.measure_coarse(model, measured, screen)
         checked = 0 if evasion is None else evasion.queries  # the check's queries: counted apart from the stages'
         queries = model.queries - before - checked
         seconds = time.perf_counter() - started
-        if labels or (coarse is not None and coarse_decides(coarse[1], *_grid_and_bend(recognised))):
+        if labels or (coarse is not None and coarse_decides(coarse[1], grid, bent, limit)):
             return self._verify_coarse(model, references, coarse, score.value, recognised, evasion, alpha=alpha,
                                        parametric=parametric, ready=calibration is not None, queries=queries + checked,
                                        seconds=seconds, progress=progress, labels=labels,
@@ -1161,7 +1171,7 @@ class Fingerprint:
         elif not references:
             notes.append("no references: score reported, no decision made")
         if coarse is not None and coarse_score is not None:
-            why = coarse_reason(coarse[1], *_grid_and_bend(recognised))
+            why = coarse_reason(coarse[1], *bend_of(recognised))
             if why is not None:
                 notes.append(f"the suspect's answers at the fingerprint's step are not a ReLU network's ({why}): "
                              f"decided at the coarse step ({COARSE_SCALE:g} times the domain's scale, each difference "
@@ -1261,7 +1271,8 @@ class Fingerprint:
         answers = model(inputs)
         signature, recognised = assemble_suspect(measurement, self.probes, answers, self.owner_signature)
         if type(measurement) is Derivatives:  # how much the answers bend within a step (tafa.signature.scales)
-            recognised = replace(recognised, curvature=curvature(self.probes, recognised.answers))
+            recognised = replace(recognised, curvature=curvature(self.probes, recognised.answers),
+                                 curvature_limit=curvature_limit(self.meta.get(OWNER_CURVATURE)))
         evasion = (check_evasion_of(model, inputs, answers, self.domain, anchors=owner_data, seed=seed) if check
                    else None)
         return signature, recognised, evasion
@@ -1401,13 +1412,6 @@ class Fingerprint:
 def _score_value(stage: "Fingerprint", signature: Signature) -> float:
     """``stage``'s score of a signature (the owner's remade through a grid: :mod:`tafa.decide.resolution`)."""
     return stage.compare(signature).value
-
-
-def _grid_and_bend(recognised: Recognised | None) -> tuple[float | None, float | None]:
-    """The grid step and the curvature of the answers as recognised (``None`` each where not
-    recognised or not seen): what :func:`~tafa.signature.scales.coarse_decides` reads besides the
-    roughness."""
-    return (None, None) if recognised is None else (recognised.quantised, recognised.curvature)
 
 
 #: How :func:`run_later_stages` measures a stage: ``(stage, model, threshold)`` to its score (``None``:

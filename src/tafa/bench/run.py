@@ -46,7 +46,7 @@ from ..decide.threshold import references_needed
 from ..fingerprint import Fingerprint
 from ..models.base import Model, TorchModel
 from ..signature.base import Signature
-from ..signature.scales import coarse_decides, screen_applies
+from ..signature.scales import bend_of, coarse_decides, screen_applies
 from ..label_stage import LABEL_STAGE, asked_scores, decides as label_stage_decides, decides_alone, is_free
 from ..shown_stage import SHOWN_STAGE
 from ..probes.base import CandidateCache
@@ -468,11 +468,10 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
         decides = role != "calibration" and label_stage_decides(None if label_stage is None else label_stage.scheme,
                                                                 suspect, recognised)
         alone = decides and decides_alone(suspect, recognised)  # as verify: the label stage alone, no coarse scale
-        grid = None if recognised is None else recognised.quantised
-        screen = screen_applies(grid, None if recognised is None else recognised.curvature, decides)
+        grid, bent, limit = bend_of(recognised)
+        screen = screen_applies(grid, bent, decides, limit)
         coarse = None if clipped or alone else fingerprint.measure_coarse(suspect, signature, screen)
-        rough = coarse is not None and coarse_decides(coarse[1], grid, None if recognised is None
-                                                      else recognised.curvature)
+        rough = coarse is not None and coarse_decides(coarse[1], grid, bent, limit)
         lossy = decides and (alone or coarse is not None)
         if coarse is not None and (rough or lossy):  # the coarse scale as it decides (references: below)
             assert averaged_stage is not None

@@ -82,7 +82,8 @@ class Recognised:
     the values it zeroed (``(Q, m)`` booleans; ``None`` otherwise): their undone values are a floor,
     not the model's (:mod:`tafa.shown_stage` compares the shown ones alone). ``curvature``: how much
     the undone answers bend within the first stage's steps (:func:`tafa.signature.scales.curvature`;
-    ``None``: not measured).
+    ``None``: not measured), and ``curvature_limit`` the most a ReLU network's would, given the
+    owner's own (:func:`tafa.signature.scales.curvature_limit`; ``None``: the fixed limit).
     """
 
     kind: str
@@ -95,6 +96,7 @@ class Recognised:
     shown: int | None = None
     hidden: np.ndarray | None = None
     curvature: float | None = None
+    curvature_limit: float | None = None
 
     @property
     def clipped(self) -> bool:

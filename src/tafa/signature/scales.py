@@ -34,6 +34,7 @@ ripple gives 2.7-180, integer logits 2.1-3.2 (on a grid anyway), a one-hot label
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from ..errors import check_param
 from ..probes.base import Probes
 from .base import Signature, register_signature
 from .derivatives import Derivatives
+
+if TYPE_CHECKING:
+    from .interface import Recognised
 
 #: The coarse step, in units of the domain's scale (:func:`domain_scale`): 1 caught integer logits
 #: on the digits MLP (0.25 at 0.5) and rounded probabilities on the digits CNN (0.00-0.75 at 2),
@@ -147,14 +151,43 @@ def curvature(probes: Probes, answers: np.ndarray) -> float | None:
 #: (0.06 with smooth activations); ``python benchmarks/curvature.py`` (docs/method.md, "The coarse
 #: scale": "Bent answers").
 CURVATURE_LIMIT = 0.1
+#: A suspect bends more than a ReLU network does where its curvature is above this many times the
+#: owner's own at the same inputs, when that is above :data:`CURVATURE_LIMIT` (:func:`curvature_limit`).
+CURVATURE_FACTOR = 2.0
 
 
-def coarse_reason(relative: float, grid: float | None, bent: float | None = None) -> str | None:
+def curvature_limit(owner: float | None) -> float:
+    """The curvature above which a suspect's answers are not a ReLU network's at the fingerprint's
+    step, given the owner's own (``None``: not recorded, a fingerprint made before session 26): a
+    large network has linear regions smaller than the step a cheap plan takes (no region LP), and
+    bends within it itself (a ResNet-18 at 3x64x64: 0.12); its exact copy bends the same.
+
+    >>> curvature_limit(None), curvature_limit(0.03), curvature_limit(0.12)
+    (0.1, 0.1, 0.24)
+    """
+    if owner is None or not np.isfinite(owner):
+        return CURVATURE_LIMIT
+    return max(CURVATURE_LIMIT, CURVATURE_FACTOR * float(owner))
+
+
+def bend_of(recognised: Recognised | None) -> tuple[float | None, float | None, float]:
+    """What :func:`coarse_decides` reads of a suspect's answers as recognised besides their roughness:
+    the grid step, the curvature and its limit (``None``, ``None`` and the fixed limit where not
+    recognised or not seen)."""
+    if recognised is None:
+        return None, None, CURVATURE_LIMIT
+    limit = CURVATURE_LIMIT if recognised.curvature_limit is None else recognised.curvature_limit
+    return recognised.quantised, recognised.curvature, limit
+
+
+def coarse_reason(relative: float, grid: float | None, bent: float | None = None,
+                  limit: float = CURVATURE_LIMIT) -> str | None:
     """Why the coarse scale decides a suspect (see module doc), in words; ``None`` when it does not:
     its answers lie on a grid (``grid``: the step :mod:`tafa.signature.interface` recognised,
     ``None`` for none), its roughness relative to the owner's (``relative``) is above what a ReLU
     network keeps, or its answers bend within the fingerprint's step (``bent``: their
-    :func:`curvature`, ``None``: not measured) more than a ReLU network's do.
+    :func:`curvature`, ``None``: not measured) more than a ReLU network's do (``limit``:
+    :func:`curvature_limit` of the owner's own).
 
     >>> coarse_reason(1.1, None, 0.7)
     "its answers bend within the fingerprint's step (curvature 0.7; a ReLU network's stay below 0.1)"
@@ -166,13 +199,16 @@ def coarse_reason(relative: float, grid: float | None, bent: float | None = None
     if relative > ROUGHNESS_LIMIT:
         return (f"its derivatives at the fingerprint's step are {relative:.3g} times the owner's size relative to "
                 "the coarse step's")
-    if bent is not None and bent > CURVATURE_LIMIT:
+    if bent is not None and bent > limit:
+        if limit > CURVATURE_LIMIT:
+            return (f"its answers bend within the fingerprint's step (curvature {bent:.3g}; above {CURVATURE_FACTOR:g} "
+                    f"times the owner's own, {limit / CURVATURE_FACTOR:.3g})")
         return (f"its answers bend within the fingerprint's step (curvature {bent:.3g}; a ReLU network's stay below "
                 f"{CURVATURE_LIMIT:g})")
     return None
 
 
-def screen_applies(grid: float | None, bent: float | None, labels: bool) -> bool:
+def screen_applies(grid: float | None, bent: float | None, labels: bool, limit: float = CURVATURE_LIMIT) -> bool:
     """Whether nothing but a suspect's roughness could send it to the coarse scale (answers not on
     a grid, not bent, the label stage not deciding it): the coarse step may then be screened at a
     few probes first (:data:`SCREEN_PROBES`).
@@ -180,10 +216,11 @@ def screen_applies(grid: float | None, bent: float | None, labels: bool) -> bool
     >>> screen_applies(None, 0.0, False), screen_applies(0.1, 0.0, False), screen_applies(None, 0.0, True)
     (True, False, False)
     """
-    return not labels and not coarse_decides(0.0, grid, bent)
+    return not labels and not coarse_decides(0.0, grid, bent, limit)
 
 
-def coarse_decides(relative: float, grid: float | None, bent: float | None = None) -> bool:
+def coarse_decides(relative: float, grid: float | None, bent: float | None = None,
+                   limit: float = CURVATURE_LIMIT) -> bool:
     """Whether the coarse scale decides a suspect (:func:`coarse_reason` gives a reason): the one
     rule ``tafa verify`` and the benchmark both apply.
 
@@ -191,8 +228,10 @@ def coarse_decides(relative: float, grid: float | None, bent: float | None = Non
     (True, False, False, True)
     >>> coarse_decides(1.1, None, 0.7), coarse_decides(1.1, None, 0.01)
     (True, False)
+    >>> coarse_decides(1.1, None, 0.12), coarse_decides(1.1, None, 0.12, curvature_limit(0.12))
+    (True, False)
     """
-    return coarse_reason(relative, grid, bent) is not None
+    return coarse_reason(relative, grid, bent, limit) is not None
 
 
 @register_signature("jittered-derivatives")
@@ -264,4 +303,4 @@ class JitteredDerivatives(Derivatives):
 
 
 __all__ = ["COARSE_SCALE", "CURVATURE_LIMIT", "JITTER", "JitteredDerivatives", "ROUGHNESS_LIMIT", "coarse_probes",
-           "coarse_decides", "coarse_reason", "curvature", "domain_scale", "roughness"]
+           "bend_of", "coarse_decides", "coarse_reason", "curvature", "curvature_limit", "domain_scale", "roughness"]
