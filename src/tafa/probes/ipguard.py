@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 #: Bisection rounds that shorten each point's last step to where its loss is first reached.
 SHORTEN_ROUNDS = 30
 
+
 def boundary_loss(logits: torch.Tensor, i: torch.Tensor, j: torch.Tensor, margin: float) -> torch.Tensor:
     """IPGuard's per-point loss (see module doc); ``logits`` is ``(N, C)``, ``i``/``j`` ``(N,)``."""
     import torch

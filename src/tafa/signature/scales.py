@@ -154,20 +154,26 @@ CURVATURE_LIMIT = 0.1
 #: A suspect bends more than a ReLU network does where its curvature is above this many times the
 #: owner's own at the same inputs, when that is above :data:`CURVATURE_LIMIT` (:func:`curvature_limit`).
 CURVATURE_FACTOR = 2.0
+#: The most the owner's own curvature lifts the limit to, whatever the fingerprint's metadata says
+#: (the record is not in the reproducible hash a commitment checks).
+CURVATURE_CEILING = 0.5
 
 
-def curvature_limit(owner: float | None) -> float:
+def curvature_limit(owner: object) -> float:
     """The curvature above which a suspect's answers are not a ReLU network's at the fingerprint's
-    step, given the owner's own (``None``: not recorded, a fingerprint made before session 26): a
-    large network has linear regions smaller than the step a cheap plan takes (no region LP), and
-    bends within it itself (a ResNet-18 at 3x64x64: 0.12); its exact copy bends the same.
+    step, given the owner's own (``None``: not recorded, a fingerprint made before session 26; any
+    value that is not a finite number >= 0 counts as not recorded): a large network has linear
+    regions smaller than the step a cheap plan takes (no region LP), and bends within it itself (a
+    ResNet-18 at 3x64x64: 0.12); its exact copy bends the same. At most :data:`CURVATURE_CEILING`.
 
-    >>> curvature_limit(None), curvature_limit(0.03), curvature_limit(0.12)
-    (0.1, 0.1, 0.24)
+    >>> curvature_limit(None), curvature_limit(0.03), curvature_limit(0.12), curvature_limit(7.0)
+    (0.1, 0.1, 0.24, 0.5)
+    >>> curvature_limit("7"), curvature_limit(float("nan")), curvature_limit(True)
+    (0.1, 0.1, 0.1)
     """
-    if owner is None or not np.isfinite(owner):
+    if isinstance(owner, bool) or not isinstance(owner, (int, float)) or not np.isfinite(owner) or owner < 0:
         return CURVATURE_LIMIT
-    return max(CURVATURE_LIMIT, CURVATURE_FACTOR * float(owner))
+    return min(CURVATURE_CEILING, max(CURVATURE_LIMIT, CURVATURE_FACTOR * float(owner)))
 
 
 def bend_of(recognised: Recognised | None) -> tuple[float | None, float | None, float]:
@@ -302,5 +308,6 @@ class JitteredDerivatives(Derivatives):
         return averaged
 
 
-__all__ = ["COARSE_SCALE", "CURVATURE_LIMIT", "JITTER", "JitteredDerivatives", "ROUGHNESS_LIMIT", "coarse_probes",
-           "bend_of", "coarse_decides", "coarse_reason", "curvature", "curvature_limit", "domain_scale", "roughness"]
+__all__ = ["COARSE_SCALE", "CURVATURE_CEILING", "CURVATURE_FACTOR", "CURVATURE_LIMIT", "JITTER",
+           "JitteredDerivatives", "ROUGHNESS_LIMIT", "bend_of", "coarse_decides", "coarse_probes", "coarse_reason",
+           "curvature", "curvature_limit", "domain_scale", "roughness"]
