@@ -1,18 +1,23 @@
 """Recurrent owners (issue 22: networks outside the zoos): an LSTM reading a digit row by row.
 
-The white-box analysis cannot freeze a recurrent layer (one fused call), so such an owner is
-fingerprinted black-box (:func:`tafa.relu.linearise.check_frozen_affine`), with the data-like and
-extraction stages and no boundary geometry. This trains two LSTM owners on one half of
-scikit-learn's digits (8 rows of 8 values), applies the post-processing a pirate would (fine-tuning
-on the other half at two learning rates, 50% and 80% magnitude pruning then fine-tuning, weight noise, int8
-and float16 rounding of every weight, distillation into a fresh LSTM on the owner's answers), trains
-independent models (LSTMs and GRUs of other seeds, on either half; ReLU MLPs on the flattened
-image), and decides each suspect against 99 independent references of the same three kinds
-(:meth:`Fingerprint.calibrate`, each stage at its share of alpha, the parametric tail where the rank
-is short, as ``tafa bench``). Prints, per post-processing, the copies judged derived at alpha 0.05 /
-0.01, and the independent models judged derived.
+The white-box analysis cannot freeze an LSTM or a GRU (one fused call of gates), so such an owner
+is fingerprinted black-box (:func:`tafa.relu.linearise.check_frozen_affine`), with the data-like
+and extraction stages and no boundary geometry. A ReLU recurrence (``nn.RNN(nonlinearity="relu")``,
+``--kind rnn``) is a ReLU network once unrolled and is analysed white-box like one (run this script
+on the code before session 27 for its black-box figures). This trains two owners (``--owners``) on
+one half of scikit-learn's digits (8 rows of 8 values), applies the post-processing a pirate would
+(fine-tuning on the other half at two learning rates, 50% and 80% magnitude pruning then
+fine-tuning, weight noise, int8 and float16 rounding of every weight, distillation into a fresh
+network of the owner's kind on its answers), trains independent models (recurrent networks of the
+owner's kind and of another, GRUs for an LSTM owner and LSTMs for a ReLU one, of other seeds, on
+either half; ReLU MLPs on the flattened image), and decides each suspect against 99 independent
+references of the same three kinds (:meth:`Fingerprint.calibrate`, each stage at its share of
+alpha, the parametric tail where the rank is short, as ``tafa bench``). Prints, per
+post-processing, the copies judged derived at alpha 0.05 / 0.01, and the independent models judged
+derived.
 
-    python benchmarks/recurrent.py --owners 5     # about 2 minutes
+    python benchmarks/recurrent.py --owners 5               # about 1 minute
+    python benchmarks/recurrent.py --owners 5 --kind rnn    # about 2.5 minutes
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ class Rows(nn.Module):
     def __init__(self, seed: int, kind: str = "lstm", hidden: int = 32) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[kind](8, hidden, batch_first=True)
+        if kind == "rnn":
+            self.rnn: nn.Module = nn.RNN(8, hidden, batch_first=True, nonlinearity="relu")
+        else:
+            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[kind](8, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--owners", type=int, default=2)
     parser.add_argument("--references", type=int, default=99)
-    parser.add_argument("--independents", type=int, default=10, help="per kind (LSTM, GRU, MLP)")
+    parser.add_argument("--independents", type=int, default=10, help="per kind (the owner's, another recurrent, MLP)")
+    parser.add_argument("--kind", choices=("lstm", "rnn"), default="lstm",
+                        help="the owners' recurrent layer: an LSTM, or a ReLU recurrence (nn.RNN)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
@@ -121,9 +131,10 @@ def main() -> None:
     halves = [torch.as_tensor(order[: len(x) // 2]), torch.as_tensor(order[len(x) // 2:])]
     owner_x, owner_y, pirate_x, pirate_y = x[halves[0]], y[halves[0]], x[halves[1]], y[halves[1]]
     epochs = 10
+    kinds = (args.kind, "gru" if args.kind == "lstm" else "lstm", "mlp")
 
     def independent(seed: int) -> tuple[str, nn.Module]:
-        kind = ("lstm", "gru", "mlp")[seed % 3]
+        kind = kinds[seed % 3]
         half = halves[(seed // 3) % 2]
         model = flat_mlp(seed) if kind == "mlp" else Rows(seed, kind)
         return kind, trained(model, x[half], y[half], seed, epochs, 1e-2)
@@ -138,7 +149,7 @@ def main() -> None:
     flagged: dict[float, list[str]] = {0.05: [], 0.01: []}
     analysis = ""
     for owner_seed in range(args.owners):
-        owner = trained(Rows(owner_seed), owner_x, owner_y, owner_seed, epochs, 1e-2)
+        owner = trained(Rows(owner_seed, args.kind), owner_x, owner_y, owner_seed, epochs, 1e-2)
         base = accuracy(owner, pirate_x, pirate_y)
         copies = {
             "ft_small": trained(copy.deepcopy(owner), pirate_x, pirate_y, 11, 3, 1e-3),
@@ -148,7 +159,7 @@ def main() -> None:
             "noise10": rounded(owner, "noise", owner_seed),
             "int8": rounded(owner, "int8"),
             "fp16": rounded(owner, "fp16"),
-            "distill": trained(Rows(7000 + owner_seed), pirate_x, answers(owner, pirate_x), 14, epochs, 1e-2,
+            "distill": trained(Rows(7000 + owner_seed, args.kind), pirate_x, answers(owner, pirate_x), 14, epochs, 1e-2,
                                objective="match"),
         }
         fingerprint = Fingerprint.create(owner, domain, input_shape=(8, 8))
@@ -172,8 +183,9 @@ def main() -> None:
         at = [sum(d[k] for d in decisions) for k in (0, 1)]
         print(f"| {name} | {np.median(utility[name]):.2f} | {at[0]} / {at[1]} of {len(decisions)} |")
     total = len(others) * args.owners
-    print(f"| independent models (LSTM, GRU, MLP) judged derived | | {len(flagged[0.05])} / {len(flagged[0.01])} of "
-          f"{total} ({', '.join(flagged[0.05]) or 'none'} / {', '.join(flagged[0.01]) or 'none'}) |")
+    print(f"| independent models ({', '.join(kinds)}) judged derived | | {len(flagged[0.05])} / "
+          f"{len(flagged[0.01])} of {total} ({', '.join(flagged[0.05]) or 'none'} / "
+          f"{', '.join(flagged[0.01]) or 'none'}) |")
     print(f"\n{time.time() - started:.0f} s")
 
 

@@ -1,6 +1,7 @@
-"""Networks the white-box analysis cannot freeze (recurrent layers, attention, gates) fall back to
-black-box probes instead of being read as one linear region; recurrent and attention TorchScript
-files open; a recurrent owner's copy is found and an independent one is not."""
+"""Networks the white-box analysis cannot freeze (LSTMs, GRUs, tanh recurrences, attention, gates) fall back to
+black-box probes instead of being read as one linear region; a ReLU recurrence is unrolled and read
+exactly; recurrent and attention TorchScript files open; a recurrent owner's copy is found and an
+independent one is not."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tafa import Fingerprint, parse_domain
 from tafa.bench.architectures import build
 from tafa.models.open import open_model
 from tafa.relu import NotPiecewiseLinear, check_head_on_top
+from tafa.relu.linearise import first_switches, linearise
 from tafa.training import TrainingData, fit
 
 
@@ -25,7 +27,7 @@ class Rows(nn.Module):
     def __init__(self, seed: int, kind: str = "lstm", hidden: int = 24) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        layers = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+        layers = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-tanh": nn.RNN}
         options = {"nonlinearity": "relu"} if kind == "rnn" else {}
         self.rnn = layers[kind](8, hidden, batch_first=True, **options)
         self.head = nn.Linear(hidden, 10)
@@ -74,8 +76,9 @@ class Gate(nn.Module):
         return self.out(torch.relu(self.h(x)) * torch.sigmoid(self.g(x)))
 
 
-@pytest.mark.parametrize("make", [lambda: Rows(0, "lstm"), lambda: Rows(0, "gru"), lambda: Rows(0, "rnn"), Attention,
-                                  Maximum, Gate], ids=["lstm", "gru", "relu-rnn", "attention", "maximum", "gate"])
+@pytest.mark.parametrize("make", [lambda: Rows(0, "lstm"), lambda: Rows(0, "gru"), lambda: Rows(0, "rnn-tanh"),
+                                  Attention, Maximum, Gate],
+                         ids=["lstm", "gru", "tanh-rnn", "attention", "maximum", "gate"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_operations_the_analysis_cannot_freeze_are_refused(make, dtype):
     module = make().to(dtype).eval()
@@ -90,6 +93,71 @@ def test_operations_the_analysis_cannot_freeze_are_refused(make, dtype):
 def test_relu_networks_pass_the_frozen_affine_check(name, shape, dtype):
     module = build(name, input_shape=shape, output_dim=10, seed=0).to(dtype).eval()
     check_head_on_top(module, np.random.default_rng(1).uniform(0, 1, shape))  # off by ~1e-7 in float32
+
+
+class Cell(nn.Module):
+    """A ReLU ``nn.RNNCell`` stepped over the rows in Python, then a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.cell, self.head = nn.RNNCell(8, 12, nonlinearity="relu"), nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = torch.zeros(len(x), 12, dtype=x.dtype)
+        for t in range(x.shape[1]):
+            state = self.cell(x[:, t], state)
+        return self.head(state)
+
+
+class Deep(nn.Module):
+    """Two bidirectional ReLU recurrent layers, every step's states averaged, then a head."""
+
+    def __init__(self, bias: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.RNN(8, 12, num_layers=2, bidirectional=True, batch_first=True, nonlinearity="relu", bias=bias)
+        self.head = nn.Linear(24, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0].mean(1))
+
+
+@pytest.mark.parametrize("make", [lambda: Rows(0, "rnn"), Deep, lambda: Deep(bias=False), Cell],
+                         ids=["relu-rnn", "two-bidirectional-layers", "no-bias", "cell"])
+def test_a_relu_recurrence_is_unrolled_and_read_exactly(make):
+    module = make().double().eval()
+    x0 = np.random.default_rng(0).uniform(0, 1, (8, 8))
+    check_head_on_top(module, x0)  # was refused: one fused call the analysis ran unfrozen
+    piece = linearise(module, x0)
+    point = torch.tensor(x0)
+    jacobian = torch.autograd.functional.jacobian(lambda v: module(v.unsqueeze(0))[0], point).reshape(10, -1)
+    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-12)
+    np.testing.assert_allclose(piece.output, module(point.unsqueeze(0))[0].detach().numpy(), atol=1e-12)
+    units = module.cell.hidden_size if isinstance(module, Cell) else module.rnn.hidden_size
+    # one switch per unit and step (and layer and direction)
+    assert piece.switch_values.shape == (units * 8 * (4 if isinstance(module, Deep) else 1),)
+    # the first switches are the first step's units: they see the first row only
+    values, gradients = first_switches(module, x0)
+    assert gradients.shape[0] == units
+    rows = np.abs(gradients.reshape(len(gradients), 8, 8)).max(axis=(0, 2))
+    assert rows[0] > 0.01 and rows[1:].max() < 1e-12 * rows[0]
+
+
+def test_a_relu_recurrence_in_training_mode_with_dropout_is_refused():
+    module = nn.Sequential(nn.RNN(8, 12, num_layers=2, dropout=0.5, nonlinearity="relu", batch_first=True)).double()
+    module.train()
+    with pytest.raises(NotPiecewiseLinear, match="dropout"):
+        linearise(_Last(module), np.random.default_rng(0).uniform(0, 1, (8, 8)))
+
+
+class _Last(nn.Module):
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0][:, -1]
 
 
 def _digit_rows() -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,3 +208,21 @@ def test_an_onnx_recurrent_owner_says_why_it_is_fingerprinted_black_box(tmp_path
     assert analysis.startswith("black-box (the white-box import failed: ONNX operators") and "LSTM" in analysis
     notes = fingerprint.verify(owner, check_evasion=False).notes
     assert f"fingerprint made {analysis}" in notes  # said once, not "black-box: black-box (...)"
+
+
+def test_a_relu_recurrent_owner_is_fingerprinted_white_box_and_its_copy_found():
+    torch.set_num_threads(1)
+    x, y = _digit_rows()
+    owner = _fit(Rows(4, "rnn"), x, y, 4, 6, 1e-2)
+    pirated = _fit(copy.deepcopy(owner), x, y, 5, 1, 1e-3)  # fine-tuned for an epoch
+    independent = _fit(Rows(104, "rnn"), x, y, 104, 6, 1e-2)
+    references = [_fit(Rows(204 + k, "rnn"), x, y, 204 + k, 6, 1e-2) for k in range(19)]
+    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (8, 8)), input_shape=(8, 8))
+    assert fingerprint.probes.info["analysis"] == "white-box"
+    assert "tafa-boundary" in fingerprint.stage_names()  # the first step's units are hyperplanes to aim at
+    copy_verdict = fingerprint.verify(pirated, references, alpha=0.05)
+    other_verdict = fingerprint.verify(independent, references, alpha=0.05)
+    # measured: the copy's first stage 0.92 against a threshold of 0.26; the independent model's
+    # stages 0.10 / 0.03 / 0.40 / 0.61 (p = 0.70)
+    assert copy_verdict.decision == "derived" and copy_verdict.score > copy_verdict.threshold + 0.3
+    assert other_verdict.decision == "independent" and other_verdict.p_value > 0.3

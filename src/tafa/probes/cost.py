@@ -40,13 +40,20 @@ PASSES_PER_GRADIENT_STEP = 3
 @contextmanager
 def counting_macs(module: torch.nn.Module) -> Iterator[list[float]]:
     """While open, every forward pass of ``module`` adds its multiply-accumulates to the one
-    value of the list yielded (convolutions and linear layers by their weights; one per output
-    value for every other leaf module)."""
+    value of the list yielded (convolutions and linear layers by their weights, a recurrent layer
+    by its matrices at every step; one per output value for every other leaf module)."""
     import torch
 
     macs = [0.0]
 
     def count(layer: torch.nn.Module, inputs: object, output: object) -> None:
+        if isinstance(layer, (torch.nn.RNNBase, torch.nn.RNNCellBase)):
+            # every step multiplies its input and its state by the layer's matrices
+            first = inputs[0] if isinstance(inputs, tuple) and inputs else None
+            if isinstance(first, torch.Tensor):
+                vectors = first.numel() / max(first.shape[-1], 1)
+                macs[0] += vectors * sum(p.numel() for name, p in layer.named_parameters() if p.ndim >= 2)
+            return
         if not isinstance(output, torch.Tensor):
             return
         if isinstance(layer, torch.nn.modules.conv._ConvNd):

@@ -9,7 +9,8 @@ the region's *switches*.
 :func:`linearise` runs the network on ``[x0, x0 + e_1, ..., x0 + e_d]`` with every
 nonlinearity frozen to the pattern of the first row (a :class:`TorchFunctionMode`
 intercepts ``relu``, ``leaky_relu``, ``hardtanh``/``relu6``, ``clamp`` and
-``max_pool1d/2d`` wherever the network calls them, modules or functional). Differences of
+``max_pool1d/2d`` wherever the network calls them, modules or functional; a ReLU recurrence,
+``nn.RNN(nonlinearity="relu")`` or its cell, is unrolled into its steps). Differences of
 rows give the exact Jacobians of the switches and of the pre-head output, so the region is
 ``{x : sign_j * (phi_j + G_j (x - x0)) >= 0}`` without any finite-difference error.
 
@@ -87,9 +88,7 @@ class _Freeze(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: C901 - one dispatch table
         kwargs = kwargs or {}
         if func in _RELU:
-            z = args[0]
-            self._record(z)
-            return z * (z[:1] > 0).to(z.dtype)
+            return self._frozen_relu(args[0])
         if func in _LEAKY:
             z = args[0]
             slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
@@ -121,9 +120,56 @@ class _Freeze(TorchFunctionMode):
         if func in _HEADS:
             raise _HeadReached(args[0])
         name = getattr(func, "__name__", "")
+        if name == "rnn_relu":
+            return self._rnn_relu(args, kwargs)
+        if name == "rnn_relu_cell":
+            return self._rnn_relu_cell(args, kwargs)
         if name in _FORBIDDEN_NAMES:
             raise NotPiecewiseLinear(f"operation {name!r} is not piecewise-linear")
         return func(*args, **kwargs)
+
+    def _frozen_relu(self, z: torch.Tensor) -> torch.Tensor:
+        self._record(z)
+        return z * (z[:1] > 0).to(z.dtype)
+
+    def _rnn_relu(self, args, kwargs):
+        """``nn.RNN(nonlinearity="relu")``'s one fused call, unrolled into the layers it is: at each
+        step ``h = relu(W_ih x_t + b_ih + W_hh h + b_hh)``, every step's ReLU frozen and recorded
+        (the first step's units are the first switches: hyperplanes fixed in input space)."""
+        if kwargs or len(args) != 9 or not isinstance(args[2], (list, tuple)):
+            raise NotPiecewiseLinear("a packed or unusual ReLU recurrence (rnn_relu) is not supported")
+        x, hx, params, has_biases, layers, dropout, train, bidirectional, batch_first = args
+        if train and dropout:
+            raise NotPiecewiseLinear("a ReLU recurrence with dropout in training mode is not a fixed function")
+        directions, per = (2 if bidirectional else 1), (4 if has_biases else 2)
+        if len(params) != int(layers) * directions * per:
+            raise NotPiecewiseLinear("a ReLU recurrence with projections or an unexpected layout is not supported")
+        steps = x.transpose(0, 1) if batch_first else x  # (time, rows, features)
+        last = []
+        for layer in range(int(layers)):
+            outputs = []
+            for direction in range(directions):
+                index = layer * directions + direction
+                w_ih, w_hh, *biases = params[index * per:(index + 1) * per]
+                h, states = hx[index], [steps[0]] * len(steps)
+                for t in (range(len(steps)) if direction == 0 else reversed(range(len(steps)))):
+                    z = F.linear(steps[t], w_ih) + F.linear(h, w_hh)
+                    h = self._frozen_relu(z + biases[0] + biases[1] if biases else z)
+                    states[t] = h
+                outputs.append(torch.stack(states))
+                last.append(h)
+            steps = torch.cat(outputs, -1)
+        return (steps.transpose(0, 1) if batch_first else steps), torch.stack(last)
+
+    def _rnn_relu_cell(self, args, kwargs):
+        """``nn.RNNCell(nonlinearity="relu")``: one step of :meth:`_rnn_relu`."""
+        names = ("input", "hx", "w_ih", "w_hh", "b_ih", "b_hh")
+        values = dict(zip(names, args)) | kwargs
+        z = F.linear(values["input"], values["w_ih"]) + F.linear(values["hx"], values["w_hh"])
+        for bias in (values.get("b_ih"), values.get("b_hh")):
+            if bias is not None:
+                z = z + bias
+        return self._frozen_relu(z)
 
     def _max_pool(self, func, args, kwargs):
         z = args[0]
@@ -218,7 +264,8 @@ def check_frozen_affine(module: torch.nn.Module, x0: np.ndarray, seed: int = 0) 
 
     An operation the analysis does not know runs unfrozen (it intercepts the functions a ReLU
     network calls, and refuses the smooth ones it names): a fused recurrent layer (``nn.LSTM``,
-    ``nn.GRU``, ``nn.RNN`` even with ReLU: one opaque call), ``scaled_dot_product_attention``, a
+    ``nn.GRU``, ``nn.RNN`` with tanh: one opaque call; a ReLU ``nn.RNN`` is unrolled and frozen
+    step by step), ``scaled_dot_product_attention``, a
     product of two computed tensors, ``torch.maximum``. Without this check its nonlinearity is
     read as a single linear region and the probes are "centred" in a region that does not exist."""
     dtype = next((p.dtype for p in module.parameters()), torch.float64)
