@@ -1,15 +1,16 @@
-"""Recurrent owners (issue 22: networks outside the zoos): an LSTM reading a digit row by row.
+"""Sequence owners (issue 22: networks outside the zoos): an LSTM reading a digit row by row.
 
 The white-box analysis cannot freeze an LSTM or a GRU (one fused call of gates), so such an owner
 is fingerprinted black-box (:func:`tafa.relu.linearise.check_frozen_affine`), with the data-like
 and extraction stages and no boundary geometry. A ReLU recurrence (``nn.RNN(nonlinearity="relu")``,
 ``--kind rnn``) is a ReLU network once unrolled and is analysed white-box like one (run this script
-on the code before session 27 for its black-box figures). This trains two owners (``--owners``) on
-one half of scikit-learn's digits (8 rows of 8 values), applies the post-processing a pirate would
-(fine-tuning on the other half at two learning rates, 50% and 80% magnitude pruning then
-fine-tuning, weight noise, int8 and float16 rounding of every weight, distillation into a fresh
+on the code before session 27 for its black-box figures), and so is a 1-D convolution over the rows
+with global max pooling over time (``--kind conv``, a text or audio CNN's shape). This trains two
+owners (``--owners``) on one half of scikit-learn's digits (8 rows of 8 values), applies the
+post-processing a pirate would (fine-tuning on the other half at two learning rates, 50% and 80%
+magnitude pruning then fine-tuning, weight noise, int8 and float16 rounding of every weight, distillation into a fresh
 network of the owner's kind on its answers), trains independent models (recurrent networks of the
-owner's kind and of another, GRUs for an LSTM owner and LSTMs for a ReLU one, of other seeds, on
+owner's kind and of another, GRUs for an LSTM owner and LSTMs for the others, of other seeds, on
 either half; ReLU MLPs on the flattened image), and decides each suspect against 99 independent
 references of the same three kinds (:meth:`Fingerprint.calibrate`, each stage at its share of
 alpha, the parametric tail where the rank is short, as ``tafa bench``). Prints, per
@@ -18,6 +19,7 @@ derived.
 
     python benchmarks/recurrent.py --owners 5               # about 1 minute
     python benchmarks/recurrent.py --owners 5 --kind rnn    # about 2.5 minutes
+    python benchmarks/recurrent.py --owners 5 --kind conv   # about 2 minutes
 """
 
 from __future__ import annotations
@@ -37,18 +39,24 @@ from tafa.training import Objective, TrainingData, fit
 
 
 class Rows(nn.Module):
-    """A recurrent layer over the 8 rows of a digit, then a linear head on its last state."""
+    """A recurrent layer over the 8 rows of a digit, then a linear head on its last state (``conv``:
+    the rows as 8 channels over 8 steps, a 1-D convolution, each filter's largest value over time)."""
 
     def __init__(self, seed: int, kind: str = "lstm", hidden: int = 32) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        if kind == "rnn":
-            self.rnn: nn.Module = nn.RNN(8, hidden, batch_first=True, nonlinearity="relu")
+        self.kind = kind
+        if kind == "conv":
+            self.rnn: nn.Module = nn.Conv1d(8, hidden, 3)
+        elif kind == "rnn":
+            self.rnn = nn.RNN(8, hidden, batch_first=True, nonlinearity="relu")
         else:
             self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[kind](8, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "conv":
+            return self.head(torch.relu(self.rnn(x)).max(dim=2).values)
         return self.head(self.rnn(x)[0][:, -1])
 
 
@@ -119,8 +127,9 @@ def main() -> None:
     parser.add_argument("--owners", type=int, default=2)
     parser.add_argument("--references", type=int, default=99)
     parser.add_argument("--independents", type=int, default=10, help="per kind (the owner's, another recurrent, MLP)")
-    parser.add_argument("--kind", choices=("lstm", "rnn"), default="lstm",
-                        help="the owners' recurrent layer: an LSTM, or a ReLU recurrence (nn.RNN)")
+    parser.add_argument("--kind", choices=("lstm", "rnn", "conv"), default="lstm",
+                        help="the owners' layer over the rows: an LSTM, a ReLU recurrence (nn.RNN), or a 1-D "
+                             "convolution with global max pooling over time")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()

@@ -1,7 +1,8 @@
-"""Networks the white-box analysis cannot freeze (LSTMs, GRUs, tanh recurrences, attention, gates) fall back to
-black-box probes instead of being read as one linear region; a ReLU recurrence is unrolled and read
-exactly; recurrent and attention TorchScript files open; a recurrent owner's copy is found and an
-independent one is not."""
+"""Networks outside the zoos. Those the white-box analysis cannot freeze (LSTMs, GRUs, tanh
+recurrences, attention, gates) fall back to black-box probes instead of being read as one linear
+region; a ReLU recurrence is unrolled and read exactly; recurrent and attention TorchScript files
+open; a recurrent owner's copy is found and an independent one is not, and so is a global-max-pooling
+owner's."""
 
 from __future__ import annotations
 
@@ -224,5 +225,36 @@ def test_a_relu_recurrent_owner_is_fingerprinted_white_box_and_its_copy_found():
     other_verdict = fingerprint.verify(independent, references, alpha=0.05)
     # measured: the copy's first stage 0.92 against a threshold of 0.26; the independent model's
     # stages 0.10 / 0.03 / 0.40 / 0.61 (p = 0.70)
+    assert copy_verdict.decision == "derived" and copy_verdict.score > copy_verdict.threshold + 0.3
+    assert other_verdict.decision == "independent" and other_verdict.p_value > 0.3
+
+
+class OverTime(nn.Module):
+    """A digit's 8 rows as 8 channels over 8 steps: a 1-D convolution, each filter's largest value
+    over time (a text or audio CNN's global max pooling), a head."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv, self.head = nn.Conv1d(8, 32, 3), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x)).max(dim=2).values)
+
+
+def test_an_owner_with_global_max_pooling_is_fingerprinted_white_box_and_its_copy_found():
+    torch.set_num_threads(1)
+    x, y = _digit_rows()
+    owner = _fit(OverTime(4), x, y, 4, 10, 1e-2)
+    pirated = _fit(copy.deepcopy(owner), x, y, 5, 1, 1e-3)  # fine-tuned for an epoch
+    independent = _fit(OverTime(104), x, y, 104, 10, 1e-2)
+    references = [_fit(OverTime(204 + k), x, y, 204 + k, 10, 1e-2) for k in range(19)]
+    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (8, 8)), input_shape=(8, 8))
+    assert fingerprint.probes.info["analysis"] == "white-box"  # was black-box: "operation 'max' is not ..."
+    assert "tafa-boundary" in fingerprint.stage_names()
+    copy_verdict = fingerprint.verify(pirated, references, alpha=0.05)
+    other_verdict = fingerprint.verify(independent, references, alpha=0.05)
+    # measured: the copy's first stage 1.000 against a threshold of 0.45; the independent model's
+    # stages 0.35 / 0.30 / 0.58 / 0.70 (p = 0.65)
     assert copy_verdict.decision == "derived" and copy_verdict.score > copy_verdict.threshold + 0.3
     assert other_verdict.decision == "independent" and other_verdict.p_value > 0.3

@@ -81,6 +81,61 @@ def test_smooth_activation_is_refused():
         linearise(nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2)).double(), np.zeros(4))
 
 
+class GlobalMax(nn.Module):
+    """Convolutions, then each filter's largest (or smallest) value over positions, written each
+    way a network writes global max pooling, then a head."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.how = how
+        two_d = how in ("adaptive2d", "amax2d")
+        self.conv = nn.Conv2d(1, 6, 3) if two_d else nn.Conv1d(8, 12, 3, padding=1)
+        self.head = nn.Linear(24 if how == "adaptive2d" else 6 if two_d else 12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = torch.relu(self.conv(x))
+        pooled = {"max-dim": lambda: f.max(dim=2).values,
+                  "max-keepdim": lambda: torch.max(f, 2, keepdim=True)[0].squeeze(-1),
+                  "min": lambda: -torch.min(-f, -1).values,
+                  "amax": lambda: torch.amax(f, dim=-1),
+                  "adaptive1d": lambda: nn.AdaptiveMaxPool1d(2)(f).amax(-1),
+                  "adaptive2d": lambda: nn.functional.adaptive_max_pool2d(f, (2, 2)).flatten(1),
+                  "amax2d": lambda: f.amax(dim=(2, 3))}[self.how]()
+        return self.head(pooled)
+
+
+@pytest.mark.parametrize("how", ["max-dim", "max-keepdim", "min", "amax", "adaptive1d", "adaptive2d", "amax2d"])
+def test_global_max_pooling_is_frozen_to_its_winners_and_read_exactly(how):
+    module = _trained_ish(GlobalMax(how))
+    shape = (1, 8, 8) if how.endswith("2d") else (8, 8)
+    x0 = np.random.default_rng(0).uniform(0, 1, size=shape)
+    check_head_on_top(module, x0)  # was refused: "operation 'max' is not piecewise-linear"
+    lin = linearise(module, x0)
+    jacobian = torch.autograd.functional.jacobian(lambda x: module(x.unsqueeze(0))[0], torch.as_tensor(x0))
+    np.testing.assert_allclose(lin.jacobian, jacobian.reshape(10, -1).numpy(), atol=1e-12)
+    np.testing.assert_allclose(lin.output, module(torch.as_tensor(x0).unsqueeze(0))[0].detach().numpy(), atol=1e-12)
+    # a margin between each winner and every value it was chosen from, beside the ReLUs' switches
+    units = {"adaptive2d": 6 * 36, "amax2d": 6 * 36}.get(how, 12 * 8)
+    assert lin.switch_values.shape[0] >= 2 * units and np.all(lin.switch_values[units:] >= 0)
+
+
+@pytest.mark.parametrize("pool", [lambda f: torch.max(f, f.flip(-1)), lambda f: f.max(), lambda f: f.amax(dim=0),
+                                  lambda f: nn.AdaptiveMaxPool1d(3)(f).flatten(1)],
+                         ids=["element-wise", "everything", "over-the-batch", "uneven-windows"])
+def test_maxima_the_analysis_cannot_freeze_are_refused(pool):
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(8, 4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return pool(torch.relu(self.conv(x))).reshape(len(x), -1)[:, :1]
+
+    with pytest.raises(NotPiecewiseLinear):
+        linearise(Pooled().double(), np.random.default_rng(0).uniform(0, 1, size=(8, 8)))
+
+
 def _export(module: nn.Module, shape) -> onnx.ModelProto:
     buffer = io.BytesIO()
     torch.onnx.export(module.float(), (torch.zeros(1, *shape),), buffer, dynamo=False)
@@ -103,6 +158,41 @@ def test_onnx_import_of_a_cnn_with_batchnorm_and_residual():
     imported = import_onnx(_export(module, (1, 8, 8))).double()
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(imported(x), module.double()(x))
+
+
+@pytest.mark.parametrize("how", ["max-dim", "min", "amax2d"])
+def test_onnx_import_of_global_max_pooling(how):
+    module = _trained_ish(GlobalMax(how)).float()
+    shape = (1, 8, 8) if how.endswith("2d") else (8, 8)
+    graph = _export(module, shape)
+    assert {"ReduceMax", "ReduceMin"} & {node.op_type for node in graph.graph.node}
+    imported = import_onnx(graph).double()
+    x = torch.rand(3, *shape, dtype=torch.float64)
+    torch.testing.assert_close(imported(x), module.double()(x))
+    x0 = x[0].numpy()
+    a, b = linearise(imported, x0), linearise(module, x0)
+    np.testing.assert_array_equal(a.pattern(), b.pattern())
+    np.testing.assert_allclose(a.jacobian, b.jacobian, atol=1e-10)
+
+
+def test_onnx_import_of_a_global_max_pool_node():
+    """``GlobalMaxPool`` (what Keras and TensorFlow converters write): the graph built by hand."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight, head = rng.normal(size=(4, 1, 3, 3)).astype(np.float32), rng.normal(size=(3, 4)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalMaxPool", ["r"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "h"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "global-max",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                              [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(head, "h")])
+    imported = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])).double()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    conv = torch.relu(torch.nn.functional.conv2d(x, torch.as_tensor(weight, dtype=torch.float64)))
+    torch.testing.assert_close(imported(x), conv.amax(dim=(2, 3)) @ torch.as_tensor(head, dtype=torch.float64).T)
+    check_head_on_top(imported, x[0].numpy())
 
 
 def test_onnx_import_refuses_unknown_operators():

@@ -89,6 +89,20 @@ def _clip(inputs: list, attrs: dict) -> torch.Tensor:
     return torch.clamp(inputs[0], lo, hi)
 
 
+def _reduce_extreme(largest: bool) -> Callable[[list, dict], torch.Tensor]:
+    """ONNX ``ReduceMax`` / ``ReduceMin`` along the given axes (an attribute before opset 18, an
+    input since): the analysis freezes it to its winners. Over every axis it is refused."""
+    def reduce(inputs: list, attrs: dict) -> torch.Tensor:
+        axes = attrs.get("axes")
+        if axes is None and len(inputs) > 1 and inputs[1] is not None:
+            axes = [int(axis) for axis in inputs[1].reshape(-1).tolist()]
+        if not axes:
+            raise UnsupportedOperator("ReduceMax/ReduceMin over every axis is not supported by the ONNX import")
+        keep = bool(attrs.get("keepdims", 1))
+        return (torch.amax if largest else torch.amin)(inputs[0], dim=tuple(axes), keepdim=keep)
+    return reduce
+
+
 _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
     "Gemm": _gemm,
     "MatMul": lambda i, a: i[0] @ i[1],
@@ -104,6 +118,9 @@ _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
     "MaxPool": _max_pool,
     "AveragePool": _avg_pool,
     "GlobalAveragePool": lambda i, a: i[0].mean(dim=tuple(range(2, i[0].dim())), keepdim=True),
+    "GlobalMaxPool": lambda i, a: i[0].amax(dim=tuple(range(2, i[0].dim())), keepdim=True),
+    "ReduceMax": _reduce_extreme(True),
+    "ReduceMin": _reduce_extreme(False),
     "BatchNormalization": _batch_norm,
     "Flatten": _flatten,
     "Reshape": _reshape,

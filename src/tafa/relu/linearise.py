@@ -9,7 +9,8 @@ the region's *switches*.
 :func:`linearise` runs the network on ``[x0, x0 + e_1, ..., x0 + e_d]`` with every
 nonlinearity frozen to the pattern of the first row (a :class:`TorchFunctionMode`
 intercepts ``relu``, ``leaky_relu``, ``hardtanh``/``relu6``, ``clamp`` and
-``max_pool1d/2d`` wherever the network calls them, modules or functional; a ReLU recurrence,
+``max_pool1d/2d`` wherever the network calls them, modules or functional; ``max``/``min`` along
+dimensions, ``amax``/``amin`` and adaptive max pooling with even windows; a ReLU recurrence,
 ``nn.RNN(nonlinearity="relu")`` or its cell, is unrolled into its steps). Differences of
 rows give the exact Jacobians of the switches and of the pre-head output, so the region is
 ``{x : sign_j * (phi_j + G_j (x - x0)) >= 0}`` without any finite-difference error.
@@ -51,7 +52,11 @@ _HEADS = {torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.tanh, torch.Tens
 # Operations that are nonlinear but neither piecewise-linear nor a head we tolerate.
 _FORBIDDEN_NAMES = {"gelu", "silu", "elu", "selu", "celu", "softplus", "mish", "hardswish", "exp",
                     "log", "sqrt", "pow", "__pow__", "rsqrt", "sin", "cos", "abs", "layer_norm",
-                    "group_norm", "instance_norm", "max", "amax", "min", "amin", "topk", "sort"}
+                    "group_norm", "instance_norm", "topk", "sort"}
+# Reductions to the largest (smallest) value along dimensions: piecewise-linear, frozen to the winner
+# of row 0 (global max pooling: PointNet's over points, a text or audio CNN's over time).
+_REDUCTIONS = {"max": 1.0, "amax": 1.0, "min": -1.0, "amin": -1.0}
+_ADAPTIVE_POOLS = {"adaptive_max_pool1d": 1, "adaptive_max_pool2d": 2}
 
 
 class _FirstSwitches(Exception):
@@ -120,6 +125,10 @@ class _Freeze(TorchFunctionMode):
         if func in _HEADS:
             raise _HeadReached(args[0])
         name = getattr(func, "__name__", "")
+        if name in _REDUCTIONS:
+            return self._reduction(name, args, kwargs)
+        if name in _ADAPTIVE_POOLS:
+            return self._adaptive_max_pool(_ADAPTIVE_POOLS[name], args, kwargs)
         if name == "rnn_relu":
             return self._rnn_relu(args, kwargs)
         if name == "rnn_relu_cell":
@@ -170,6 +179,53 @@ class _Freeze(TorchFunctionMode):
             if bias is not None:
                 z = z + bias
         return self._frozen_relu(z)
+
+    def _reduction(self, name: str, args: tuple, kwargs: dict):
+        """``max``/``min`` along a dimension (values and indices), ``amax``/``amin`` along some:
+        each output is the winner of row 0 among the entries it reduces, its switches the margins
+        ``winner - other`` (for ``min``, ``other - winner``). Refused: an element-wise ``max(a, b)``
+        (no dimension: ``torch.maximum``'s), and a reduction over the rows (the batch) or over
+        everything."""
+        z = args[0]
+        if len(args) > 1 and isinstance(args[1], torch.Tensor) or "other" in kwargs:
+            raise NotPiecewiseLinear(f"an element-wise {name} of two computed values is not supported")
+        dim = _arg(args, kwargs, 1, "dim", None)
+        keepdim = bool(_arg(args, kwargs, 2, "keepdim", False))
+        listed: tuple[int, ...] = () if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)  # type: ignore[arg-type]
+        dims = tuple(sorted({int(d) % z.dim() for d in listed}))
+        if not dims or 0 in dims:
+            raise NotPiecewiseLinear(f"{name} over the batch or over every value is not supported")
+        sign = _REDUCTIONS[name]
+        kept = [d for d in range(z.dim()) if d not in dims]
+        moved = (sign * z).permute(*kept, *dims)
+        grouped = moved.reshape(*moved.shape[:len(kept)], -1)  # (rows, ..., reduced)
+        index = grouped[:1].argmax(-1, keepdim=True)  # row 0's winners
+        winners = grouped.gather(-1, index.expand(*grouped.shape[:-1], 1))
+        self._record((winners - grouped).reshape(len(z), -1))
+        values = sign * winners.squeeze(-1)
+        if keepdim:
+            for d in dims:
+                values = values.unsqueeze(d)
+        if name in ("max", "min"):  # values and indices, as torch returns them
+            indices = index.squeeze(-1).expand(values.shape if not keepdim else values.squeeze(dims[0]).shape)
+            indices = indices.unsqueeze(dims[0]) if keepdim else indices
+            return getattr(torch.return_types, name)((values, indices))
+        return values
+
+    def _adaptive_max_pool(self, dims: int, args: tuple, kwargs: dict):
+        """Adaptive max pooling whose windows tile the input evenly (global max pooling above
+        all): the max pooling of :meth:`_max_pool` with that window."""
+        z, size = args[0], _arg(args, kwargs, 1, "output_size", None)
+        if _arg(args, kwargs, 2, "return_indices", False):
+            raise NotPiecewiseLinear("adaptive max pooling with return_indices is not supported")
+        sizes = [int(v) if v is not None else int(z.shape[-dims + i])
+                 for i, v in enumerate(np.broadcast_to(np.array(size, dtype=object), (dims,)))]
+        spatial = [int(v) for v in z.shape[-dims:]]
+        if any(n % m for n, m in zip(spatial, sizes)):
+            raise NotPiecewiseLinear("adaptive max pooling whose windows do not tile the input evenly is not supported")
+        kernel = [n // m for n, m in zip(spatial, sizes)]
+        pool = F.max_pool1d if dims == 1 else F.max_pool2d
+        return self._max_pool(pool, (z, kernel[0] if dims == 1 else tuple(kernel)), {})
 
     def _max_pool(self, func, args, kwargs):
         z = args[0]
