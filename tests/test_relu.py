@@ -120,6 +120,41 @@ def test_global_max_pooling_is_frozen_to_its_winners_and_read_exactly(how):
     assert lin.switch_values.shape[0] >= 2 * units and np.all(lin.switch_values[units:] >= 0)
 
 
+class Slopes(nn.Module):
+    """PReLU (one slope per channel, then one for all), a one-sided clamp and a hard sigmoid: the
+    piecewise-linear activations of face-recognition and mobile networks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.act = nn.Conv2d(1, 4, 3), nn.PReLU(4, init=0.2)
+        self.hidden, self.act2, self.head = nn.Linear(144, 32), nn.PReLU(init=-0.3), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act2(self.hidden(self.act(self.conv(x)).flatten(1)))
+        return self.head(h.clamp_min(-0.2) + torch.clamp_max(h, 0.5) + nn.functional.hardsigmoid(h))
+
+
+def test_prelu_one_sided_clamps_and_hard_sigmoid_are_frozen_and_read_exactly():
+    module = _trained_ish(Slopes())
+    x0 = np.random.default_rng(0).uniform(0, 1, size=(1, 8, 8))
+    check_head_on_top(module, x0)  # was refused: not affine once frozen (prelu ran unfrozen)
+    lin = linearise(module, x0)
+    jacobian = torch.autograd.functional.jacobian(lambda x: module(x.unsqueeze(0))[0], torch.as_tensor(x0))
+    # (torch's hard sigmoid differentiates with 1/6 rounded to float32: 5e-9 off in float64)
+    np.testing.assert_allclose(lin.jacobian, jacobian.reshape(10, -1).numpy(), atol=1e-7)
+    # PReLU's 144 + 32 switches, the clamps' 32 + 32, the hard sigmoid's 2 x 32
+    assert lin.switch_values.shape[0] == 144 + 32 * 5
+    graph = _export(module, (1, 8, 8))  # (in float32: the module's weights are rounded to it)
+    assert "PRelu" in {node.op_type for node in graph.graph.node}
+    imported, module = import_onnx(graph).double(), module.double()
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(imported(x), module(x))
+    # (the import writes a PReLU as relu(x) - slope relu(-x): each of its switches twice, one region)
+    a, b = linearise(imported, x0), linearise(module, x0)
+    np.testing.assert_allclose(a.jacobian, b.jacobian, atol=1e-7)  # ONNX keeps the hard sigmoid's 1/6 in float32
+
+
 @pytest.mark.parametrize("pool", [lambda f: torch.max(f, f.flip(-1)), lambda f: f.max(), lambda f: f.amax(dim=0),
                                   lambda f: nn.AdaptiveMaxPool1d(3)(f).flatten(1)],
                          ids=["element-wise", "everything", "over-the-batch", "uneven-windows"])

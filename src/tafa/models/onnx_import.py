@@ -112,6 +112,9 @@ _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
     "Div": lambda i, a: i[0] / i[1],
     "Neg": lambda i, a: -i[0],
     "Relu": lambda i, a: F.relu(i[0]),
+    # relu(x) + slope min(x, 0), for any slope ONNX broadcasts: two ReLUs the analysis freezes
+    "PRelu": lambda i, a: F.relu(i[0]) - i[1] * F.relu(-i[0]),
+    "HardSigmoid": lambda i, a: torch.clamp(a.get("alpha", 0.2) * i[0] + a.get("beta", 0.5), 0.0, 1.0),
     "LeakyRelu": lambda i, a: F.leaky_relu(i[0], a.get("alpha", 0.01)),
     "Clip": _clip,
     "Conv": _conv,

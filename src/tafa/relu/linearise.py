@@ -8,9 +8,10 @@ the region's *switches*.
 
 :func:`linearise` runs the network on ``[x0, x0 + e_1, ..., x0 + e_d]`` with every
 nonlinearity frozen to the pattern of the first row (a :class:`TorchFunctionMode`
-intercepts ``relu``, ``leaky_relu``, ``hardtanh``/``relu6``, ``clamp`` and
-``max_pool1d/2d`` wherever the network calls them, modules or functional; ``max``/``min`` along
-dimensions, ``amax``/``amin`` and adaptive max pooling with even windows; a ReLU recurrence,
+intercepts ``relu``, ``leaky_relu``, ``prelu``, ``hardtanh``/``relu6``/``hardsigmoid``,
+``clamp`` (``clamp_min``, ``clamp_max``) and ``max_pool1d/2d`` wherever the network calls them,
+modules or functional; ``max``/``min`` along dimensions, ``amax``/``amin`` and adaptive max
+pooling with even windows; a ReLU recurrence,
 ``nn.RNN(nonlinearity="relu")`` or its cell, is unrolled into its steps). Differences of
 rows give the exact Jacobians of the switches and of the pre-head output, so the region is
 ``{x : sign_j * (phi_j + G_j (x - x0)) >= 0}`` without any finite-difference error.
@@ -46,6 +47,10 @@ _RELU = {F.relu, torch.relu, torch.Tensor.relu, F.relu_, torch.relu_, torch.Tens
 _LEAKY = {F.leaky_relu, torch._C._nn.leaky_relu}
 _CLAMPS = {F.hardtanh, F.relu6, torch.clamp, torch.clip, torch.Tensor.clamp, torch.Tensor.clip}
 _POOLS = {F.max_pool1d, F.max_pool2d, torch.max_pool1d, torch.max_pool2d}
+_PRELU = {F.prelu, torch.prelu}
+_HARD_SIGMOID = {F.hardsigmoid, torch._C._nn.hardsigmoid}
+#: One-sided clamps by name (function and method), with the name of their bound.
+_ONE_SIDED = {"clamp_min": "min", "clamp_max": "max"}
 _HEADS = {torch.sigmoid, torch.Tensor.sigmoid, F.sigmoid, torch.tanh, torch.Tensor.tanh, F.tanh,
           F.softmax, torch.softmax, torch.Tensor.softmax, F.log_softmax, torch.log_softmax,
           torch.Tensor.log_softmax}
@@ -99,7 +104,16 @@ class _Freeze(TorchFunctionMode):
             slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
             self._record(z)
             return torch.where(z[:1] > 0, z, slope * z)
-        if func in _CLAMPS:
+        if func in _PRELU:
+            z, weight = args[0], _arg(args, kwargs, 1, "weight", None)
+            if not isinstance(weight, torch.Tensor):
+                raise NotPiecewiseLinear("prelu without a weight tensor is not supported")
+            if weight.numel() > 1 and z.dim() >= 2:  # one slope per channel (dimension 1)
+                weight = weight.reshape(1, -1, *([1] * (z.dim() - 2)))
+            self._record(z)
+            return torch.where(z[:1] > 0, z, weight * z)
+        name = getattr(func, "__name__", "")
+        if func in _CLAMPS or name in _ONE_SIDED:
             z = args[0]
             if func is F.relu6:
                 lo, hi = 0.0, 6.0
@@ -107,24 +121,22 @@ class _Freeze(TorchFunctionMode):
                 lo = float(_arg(args, kwargs, 1, "min_val", -1.0))
                 hi = float(_arg(args, kwargs, 2, "max_val", 1.0))
             else:
-                lo_arg, hi_arg = _arg(args, kwargs, 1, "min", None), _arg(args, kwargs, 2, "max", None)
+                if name in _ONE_SIDED:
+                    bound = _arg(args, kwargs, 1, _ONE_SIDED[name], None)
+                    lo_arg, hi_arg = (bound, None) if name == "clamp_min" else (None, bound)
+                else:
+                    lo_arg, hi_arg = _arg(args, kwargs, 1, "min", None), _arg(args, kwargs, 2, "max", None)
                 if isinstance(lo_arg, torch.Tensor) or isinstance(hi_arg, torch.Tensor):
                     raise NotPiecewiseLinear("clamp with tensor bounds is not supported")
                 lo = -math.inf if lo_arg is None else float(lo_arg)
                 hi = math.inf if hi_arg is None else float(hi_arg)
-            out = z
-            if lo > -math.inf:
-                self._record(z - lo)
-                out = torch.where(z[:1] < lo, torch.full_like(z, lo), out)
-            if hi < math.inf:
-                self._record(hi - z)
-                out = torch.where(z[:1] > hi, torch.full_like(z, hi), out)
-            return out
+            return self._clamp(z, lo, hi)
+        if func in _HARD_SIGMOID:  # relu6(z + 3) / 6: z / 6 + 1/2 clamped to [0, 1]
+            return self._clamp(args[0] / 6 + 0.5, 0.0, 1.0)
         if func in _POOLS:
             return self._max_pool(func, args, kwargs)
         if func in _HEADS:
             raise _HeadReached(args[0])
-        name = getattr(func, "__name__", "")
         if name in _REDUCTIONS:
             return self._reduction(name, args, kwargs)
         if name in _ADAPTIVE_POOLS:
@@ -136,6 +148,16 @@ class _Freeze(TorchFunctionMode):
         if name in _FORBIDDEN_NAMES:
             raise NotPiecewiseLinear(f"operation {name!r} is not piecewise-linear")
         return func(*args, **kwargs)
+
+    def _clamp(self, z: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        out = z
+        if lo > -math.inf:
+            self._record(z - lo)
+            out = torch.where(z[:1] < lo, torch.full_like(z, lo), out)
+        if hi < math.inf:
+            self._record(hi - z)
+            out = torch.where(z[:1] > hi, torch.full_like(z, hi), out)
+        return out
 
     def _frozen_relu(self, z: torch.Tensor) -> torch.Tensor:
         self._record(z)
