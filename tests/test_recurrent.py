@@ -7,6 +7,7 @@ owner's."""
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from tafa import Fingerprint, parse_domain
+from tafa import Fingerprint, Verdict, parse_domain
 from tafa.bench.architectures import build
 from tafa.models.open import open_model
 from tafa.relu import NotPiecewiseLinear, check_head_on_top
@@ -170,17 +171,24 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: 
     return fit(model, TrainingData(x, y, "classify"), epochs=epochs, lr=lr, seed=seed, batch_size=128)
 
 
-def test_a_recurrent_owner_is_fingerprinted_black_box_and_its_copy_found():
+def _verdicts(make: Callable[[int], nn.Module], epochs: int) -> tuple[Fingerprint, Verdict, Verdict]:
+    """An owner ``make(4)`` trained on the digits' rows, its fingerprint, and its verdicts at alpha
+    0.05 against 19 references ``make(204 + k)`` on a copy fine-tuned for an epoch at lr 1e-3 and on
+    an independent model ``make(104)``."""
     torch.set_num_threads(1)
     x, y = _digit_rows()
-    owner = _fit(Rows(4), x, y, 4, 6, 1e-2)
-    pirated = _fit(copy.deepcopy(owner), x, y, 5, 1, 1e-3)  # fine-tuned for an epoch
-    independent = _fit(Rows(104), x, y, 104, 6, 1e-2)
-    references = [_fit(Rows(204 + k), x, y, 204 + k, 6, 1e-2) for k in range(19)]
+    owner = _fit(make(4), x, y, 4, epochs, 1e-2)
+    pirated = _fit(copy.deepcopy(owner), x, y, 5, 1, 1e-3)
+    independent = _fit(make(104), x, y, 104, epochs, 1e-2)
+    references = [_fit(make(204 + k), x, y, 204 + k, epochs, 1e-2) for k in range(19)]
     fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (8, 8)), input_shape=(8, 8))
+    return (fingerprint, fingerprint.verify(pirated, references, alpha=0.05),
+            fingerprint.verify(independent, references, alpha=0.05))
+
+
+def test_a_recurrent_owner_is_fingerprinted_black_box_and_its_copy_found():
+    fingerprint, copy_verdict, other_verdict = _verdicts(Rows, 6)
     assert fingerprint.probes.info["analysis"].startswith("black-box (the network is not affine")
-    copy_verdict = fingerprint.verify(pirated, references, alpha=0.05)
-    other_verdict = fingerprint.verify(independent, references, alpha=0.05)
     # measured: the copy's first stage 0.97 against a threshold of 0.45; the independent model's
     # stages 0.15 / 0.20 / 0.65 against 0.45 / 0.50 / 0.77 (p = 0.75)
     assert copy_verdict.decision == "derived" and copy_verdict.score > copy_verdict.threshold + 0.3
@@ -212,17 +220,9 @@ def test_an_onnx_recurrent_owner_says_why_it_is_fingerprinted_black_box(tmp_path
 
 
 def test_a_relu_recurrent_owner_is_fingerprinted_white_box_and_its_copy_found():
-    torch.set_num_threads(1)
-    x, y = _digit_rows()
-    owner = _fit(Rows(4, "rnn"), x, y, 4, 6, 1e-2)
-    pirated = _fit(copy.deepcopy(owner), x, y, 5, 1, 1e-3)  # fine-tuned for an epoch
-    independent = _fit(Rows(104, "rnn"), x, y, 104, 6, 1e-2)
-    references = [_fit(Rows(204 + k, "rnn"), x, y, 204 + k, 6, 1e-2) for k in range(19)]
-    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (8, 8)), input_shape=(8, 8))
+    fingerprint, copy_verdict, other_verdict = _verdicts(lambda seed: Rows(seed, "rnn"), 6)
     assert fingerprint.probes.info["analysis"] == "white-box"
     assert "tafa-boundary" in fingerprint.stage_names()  # the first step's units are hyperplanes to aim at
-    copy_verdict = fingerprint.verify(pirated, references, alpha=0.05)
-    other_verdict = fingerprint.verify(independent, references, alpha=0.05)
     # measured: the copy's first stage 0.92 against a threshold of 0.26; the independent model's
     # stages 0.10 / 0.03 / 0.40 / 0.61 (p = 0.70)
     assert copy_verdict.decision == "derived" and copy_verdict.score > copy_verdict.threshold + 0.3
@@ -243,17 +243,9 @@ class OverTime(nn.Module):
 
 
 def test_an_owner_with_global_max_pooling_is_fingerprinted_white_box_and_its_copy_found():
-    torch.set_num_threads(1)
-    x, y = _digit_rows()
-    owner = _fit(OverTime(4), x, y, 4, 10, 1e-2)
-    pirated = _fit(copy.deepcopy(owner), x, y, 5, 1, 1e-3)  # fine-tuned for an epoch
-    independent = _fit(OverTime(104), x, y, 104, 10, 1e-2)
-    references = [_fit(OverTime(204 + k), x, y, 204 + k, 10, 1e-2) for k in range(19)]
-    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (8, 8)), input_shape=(8, 8))
+    fingerprint, copy_verdict, other_verdict = _verdicts(OverTime, 10)
     assert fingerprint.probes.info["analysis"] == "white-box"  # was black-box: "operation 'max' is not ..."
     assert "tafa-boundary" in fingerprint.stage_names()
-    copy_verdict = fingerprint.verify(pirated, references, alpha=0.05)
-    other_verdict = fingerprint.verify(independent, references, alpha=0.05)
     # measured: the copy's first stage 1.000 against a threshold of 0.45; the independent model's
     # stages 0.35 / 0.30 / 0.58 / 0.70 (p = 0.65)
     assert copy_verdict.decision == "derived" and copy_verdict.score > copy_verdict.threshold + 0.3
