@@ -22,12 +22,9 @@ import argparse
 
 import numpy as np
 import torch
-from extraction_resolution import answers, confident
+from extraction_resolution import answers, confident_inputs
 
 from tafa.bench.scenarios import cached_zoo
-from tafa.domain import parse_domain
-
-POINTS = 64
 
 
 def standardised(outputs: np.ndarray) -> np.ndarray:
@@ -62,17 +59,13 @@ def main() -> None:
     for name in args.zoos:
         spec, zoo = cached_zoo(name, args.cache)
         shape = spec.input_shape
-        domain = parse_domain(spec.domain, shape)
-        lo, hi = domain.bounds()
         owner = zoo.owner.eval()
         calibration = [model.eval() for _, model in zoo.with_role("calibration")]
         scored = [(recipe, model.eval()) for recipe, model in zoo.with_role("scored")]
         for factor in args.factors:
             if factor > 1 and len(shape) != 3:
                 continue
-            start = domain.sample(POINTS, np.random.default_rng(1)).astype(np.float32).reshape(POINTS, *shape)
-            x = confident(owner, start, float(lo.min()), float(hi.max()), 0.05 * domain.scale(), factor, 0.0,
-                          seed=7)
+            x = confident_inputs(owner, spec, factor)
             mine = answers(owner, shape, x)
             references = [answers(model, shape, x) for model in calibration]
             top = max(projections(mine, references, references, leave_out=True))

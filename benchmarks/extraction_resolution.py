@@ -18,6 +18,7 @@ makes them).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,6 +77,16 @@ def confident(module: torch.nn.Module, start: np.ndarray, low: float, high: floa
         return image(z).numpy()
 
 
+def confident_inputs(owner: torch.nn.Module, spec: Any, factor: int, batchnorm: float = 0.0) -> np.ndarray:
+    """The 64 inputs of :func:`confident` for a zoo's owner (``spec``: its :class:`ZooSpec`), from
+    the same domain draws every script here starts from."""
+    shape = spec.input_shape
+    domain = parse_domain(spec.domain, shape)
+    lo, hi = domain.bounds()
+    start = domain.sample(POINTS, np.random.default_rng(1)).astype(np.float32).reshape(POINTS, *shape)
+    return confident(owner, start, float(lo.min()), float(hi.max()), 0.05 * domain.scale(), factor, batchnorm, seed=7)
+
+
 def answers(model: torch.nn.Module, shape: tuple[int, ...], x: np.ndarray) -> np.ndarray:
     """``model``'s answers at ``x``, one row per input."""
     return TorchModel(model, shape)(x.astype(np.float32)).reshape(len(x), -1)
@@ -99,8 +110,6 @@ def main() -> None:
     for name in args.zoos:
         spec, zoo = cached_zoo(name, args.cache)
         shape = spec.input_shape
-        domain = parse_domain(spec.domain, shape)
-        lo, hi = domain.bounds()
         owner = zoo.owner.eval()
         calibration = [model.eval() for _, model in zoo.with_role("calibration")]
         scored = [(recipe, model.eval()) for recipe, model in zoo.with_role("scored")
@@ -108,9 +117,7 @@ def main() -> None:
         for factor in args.factors:
             if factor > 1 and len(shape) != 3:
                 continue
-            start = domain.sample(POINTS, np.random.default_rng(1)).astype(np.float32).reshape(POINTS, *shape)
-            x = confident(owner, start, float(lo.min()), float(hi.max()), 0.05 * domain.scale(), factor,
-                          args.batchnorm, seed=7)
+            x = confident_inputs(owner, spec, factor, args.batchnorm)
 
             mine = answers(owner, shape, x)
             top = max(score(similarity, mine, answers(model, shape, x)) for model in calibration)
