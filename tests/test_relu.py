@@ -155,6 +155,30 @@ def test_prelu_one_sided_clamps_and_hard_sigmoid_are_frozen_and_read_exactly():
     np.testing.assert_allclose(a.jacobian, b.jacobian, atol=1e-7)  # ONNX keeps the hard sigmoid's 1/6 in float32
 
 
+@pytest.mark.parametrize("shape,pool", [((1, 9, 9), nn.MaxPool2d(3, 2, ceil_mode=True)),
+                                        ((1, 10, 10), nn.MaxPool2d(3, 2, 1, ceil_mode=True)),
+                                        ((1, 11, 8), nn.MaxPool2d((3, 2), (2, 3), ceil_mode=True)),
+                                        ((4, 9), nn.MaxPool1d(3, 2, ceil_mode=True))],
+                         ids=["squeezenet", "padded", "uneven", "1d"])
+def test_max_pooling_with_ceil_mode_is_read_exactly(shape, pool):
+    """SqueezeNet, GoogLeNet and Caffe ports pool with ``ceil_mode``: the last window runs past the end."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 3, 3, padding=1) if len(shape) == 3 else nn.Conv1d(4, 3, 3, padding=1)
+    features = nn.Sequential(conv, nn.ReLU(), pool, nn.Flatten()).double()
+    width = features(torch.zeros(1, *shape, dtype=torch.float64)).shape[1]
+    module = nn.Sequential(features, nn.Linear(width, 5)).double().eval()
+    x0 = np.random.default_rng(0).uniform(0, 1, shape)
+    check_head_on_top(module, x0)  # was refused: "max pooling with ceil_mode is not supported"
+    lin = linearise(module, x0)
+    jacobian = torch.autograd.functional.jacobian(lambda x: module(x.unsqueeze(0))[0], torch.as_tensor(x0))
+    np.testing.assert_allclose(lin.jacobian, jacobian.reshape(5, -1).numpy(), atol=1e-12)
+    np.testing.assert_allclose(lin.output, module(torch.as_tensor(x0).unsqueeze(0))[0].detach().numpy(), atol=1e-12)
+    if len(shape) == 3:
+        imported = import_onnx(_export(copy.deepcopy(module), shape)).double()
+        x = torch.rand(3, *shape, dtype=torch.float64)
+        torch.testing.assert_close(imported(x), module.float().double()(x))
+
+
 @pytest.mark.parametrize("pool", [lambda f: torch.max(f, f.flip(-1)), lambda f: f.max(), lambda f: f.amax(dim=0),
                                   lambda f: nn.AdaptiveMaxPool1d(3)(f).flatten(1)],
                          ids=["element-wise", "everything", "over-the-batch", "uneven-windows"])

@@ -48,10 +48,10 @@ def _max_pool(inputs: list, attrs: dict) -> torch.Tensor:
     kernel = attrs["kernel_shape"]
     dims = len(kernel)
     pool = {1: F.max_pool1d, 2: F.max_pool2d}.get(dims)
-    if pool is None or attrs.get("ceil_mode", 0):
-        raise UnsupportedOperator("only 1d/2d MaxPool without ceil_mode is supported by the ONNX import")
+    if pool is None:
+        raise UnsupportedOperator("only 1d/2d MaxPool is supported by the ONNX import")
     return pool(x, kernel, attrs.get("strides", kernel), _pads(attrs.get("pads"), dims),
-                attrs.get("dilations", [1] * dims))
+                attrs.get("dilations", [1] * dims), bool(attrs.get("ceil_mode", 0)))
 
 
 def _avg_pool(inputs: list, attrs: dict) -> torch.Tensor:

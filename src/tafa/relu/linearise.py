@@ -257,17 +257,23 @@ class _Freeze(TorchFunctionMode):
         padding = _arg(args, kwargs, 3, "padding", 0)
         dilation = _arg(args, kwargs, 4, "dilation", 1)
         ceil_mode = bool(_arg(args, kwargs, 5, "ceil_mode", False))
-        if ceil_mode:
-            raise NotPiecewiseLinear("max pooling with ceil_mode is not supported")
         if not two_d:
             z = z.unsqueeze(-2)
             kernel, stride, dilation = (1, int(np.atleast_1d(kernel)[0])), (1, int(np.atleast_1d(stride)[0])), (
                 1, int(np.atleast_1d(dilation)[0]))
             padding = (0, int(np.atleast_1d(padding)[0]))
         pads = [int(p) for p in np.broadcast_to(np.atleast_1d(padding), (2,))]
-        padded = any(pads)
+        extra = [0, 0]
+        if ceil_mode:  # the last window runs past the end (SqueezeNet, GoogLeNet): pad to where it ends
+            kernel, stride, dilation = (tuple(int(v) for v in np.broadcast_to(np.atleast_1d(value), (2,)))
+                                        for value in (kernel, stride, dilation))
+            ends = F.max_pool2d(z[:1], kernel, stride, pads, dilation, ceil_mode=True).shape[-2:]
+            extra = [max(0, (count - 1) * step + (size - 1) * spread + 1 - (length + 2 * pad))
+                     for count, step, size, spread, length, pad in zip(ends, stride, kernel, dilation, z.shape[-2:],
+                                                                       pads)]
+        padded = any(pads) or any(extra)
         if padded:  # max pooling pads with -inf: a padded cell never wins and is never a switch
-            z = F.pad(z, (pads[1], pads[1], pads[0], pads[0]), value=-math.inf)
+            z = F.pad(z, (pads[1], pads[1] + extra[1], pads[0], pads[0] + extra[0]), value=-math.inf)
         pooled, index = F.max_pool2d(z[:1], kernel, stride, 0, dilation, return_indices=True)
         rows, channels = z.shape[0], z.shape[1]
         flat = z.reshape(rows, channels, -1)
