@@ -31,7 +31,7 @@ from kserve_server import KServeServer
 from test_redteam import _cli
 from test_redteam_http import _client, _fails_in_one_line, probes, server  # noqa: F401 - fixtures
 from test_stored_state import run_measured
-from tafa import Fingerprint
+from tafa import Fingerprint, parse_domain
 from tafa.errors import ModelLoadError, UnsafeModelFile, one_line
 from tafa.models import TorchModel, open_model
 from tafa.models.http import ANSWER_BYTES_PER_VALUE, ANSWER_OVERHEAD_BYTES
@@ -341,3 +341,34 @@ def test_a_folder_opened_several_files_at_once_reports_the_first_bad_file_by_nam
         assert "Reference model" in lines[0] and "r03b.onnx" in lines[0] and "r05b" not in lines[0], lines
         threads.append(threading.active_count())
     assert threads[1] <= threads[0], threads  # (the sandbox's own threads start with the first call)
+
+
+def _reduce_max_file(path: Path, axes: list[int]) -> Path:
+    """A 4-input regressor whose hidden values are shifted by their ``ReduceMax`` over ``axes``
+    (given as an input, as opset 18 writes it); onnxruntime runs it for any of these axes."""
+    rng = np.random.default_rng(0)
+    weight = onnx.numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w")
+    listed = onnx.numpy_helper.from_array(np.array(axes, dtype=np.int64), "a")
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("ReduceMax", ["r", "a"], ["m"], keepdims=1), helper.make_node("Add", ["r", "m"], ["y"])]
+    graph = helper.make_graph(nodes, "reduce", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["b", 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["b", 3])], [weight, listed])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("axes,why", [([1], None), ([0, 1, 0, 1], "more axes than its input has"),
+                                      ([1, 1], "does not run"), ([0], "over the batch")],
+                         ids=["plain", "too-many-axes", "repeated-axis", "over-the-batch"])
+def test_an_imported_graph_that_does_not_run_or_answer_as_its_file_is_analysed_black_box(axes, why, tmp_path):
+    """A graph tafa's interpreter imports must answer as onnxruntime runs the file; a graph its
+    interpreter cannot run (an axis given twice, more axes than the input has) or reads otherwise
+    made ``Fingerprint.create`` fail with a RuntimeError (session 27's ReduceMax import), where
+    the owner belongs on the black-box path with the reason."""
+    owner = open_model(str(_reduce_max_file(tmp_path / "reduce.onnx", axes)))
+    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", (4,)), second_stage=False)
+    analysis = fingerprint.probes.info["analysis"]
+    if why is None:
+        assert analysis == "white-box"
+    else:
+        assert analysis.startswith("black-box") and why in analysis

@@ -249,10 +249,12 @@ class OnnxModel(Model):
 
     def torch_module(self) -> torch.nn.Module | None:
         if self._module is None and self._import_error is None:
-            from .onnx_import import import_onnx
+            from .onnx_import import check_reproduces, import_onnx
 
             try:
-                self._module = import_onnx(self._proto).float()
+                module = import_onnx(self._proto).float()
+                check_reproduces(module, self._forward, self.input_shape)
+                self._module = module
             except ModelLoadError as error:
                 self._import_error = str(error)
             except Exception as error:  # a malformed graph the importer did not foresee: black box
@@ -339,13 +341,15 @@ class ScriptModel(TorchModel):
                 import onnx
                 import torch
 
-                from .onnx_import import import_onnx
+                from .onnx_import import check_reproduces, import_onnx
 
                 buffer = io.BytesIO()
                 torch.onnx.export(self.module, (torch.zeros(1, *self.input_shape),),
                                   buffer,  # type: ignore[arg-type]  # torch accepts a file-like object
                                   dynamo=False, input_names=["x"], output_names=["y"])
-                self._imported = import_onnx(onnx.load_model_from_string(buffer.getvalue())).float()
+                imported = import_onnx(onnx.load_model_from_string(buffer.getvalue())).float()
+                check_reproduces(imported, self._forward, self.input_shape)
+                self._imported = imported
             except Exception as error:  # export or import failed: black box it is
                 self._import_error = _brief(error)
         return self._imported

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import one_line
 from .onnx_chain import (INTERPRETED, STANDARD_DOMAINS, UnsupportedOperator, attributes as _attributes,  # noqa: F401
                          chain_kind, chain_steps, check_functions, pads as _pads)
 
@@ -95,6 +96,8 @@ def _reduce_extreme(largest: bool) -> Callable[[list, dict], torch.Tensor]:
     def reduce(inputs: list, attrs: dict) -> torch.Tensor:
         axes = attrs.get("axes")
         if axes is None and len(inputs) > 1 and inputs[1] is not None:
+            if inputs[1].numel() > inputs[0].dim():
+                raise UnsupportedOperator("ReduceMax/ReduceMin with more axes than its input has")
             axes = [int(axis) for axis in inputs[1].reshape(-1).tolist()]
         if not axes:
             raise UnsupportedOperator("ReduceMax/ReduceMin over every axis is not supported by the ONNX import")
@@ -248,6 +251,32 @@ def sequential_from_onnx(model: Any) -> torch.nn.Sequential | None:
             return None
         layers.append(module)
     return torch.nn.Sequential(*layers).eval()
+
+
+#: How closely an imported module must answer as the file does (relative to the answers' size).
+REPRODUCE_TOLERANCE = 1e-3
+
+
+def check_reproduces(module: torch.nn.Module, forward: Callable[[np.ndarray], np.ndarray],
+                     input_shape: tuple[int, ...]) -> None:
+    """Raise :class:`UnsupportedOperator` unless ``module`` (a graph imported from a model file, run
+    by tafa's own interpreter) answers as the file does (``forward``: the file run by its own
+    runtime, not counted as queries) at two inputs, zeros and a uniform draw in [0, 1): a graph
+    whose nodes the interpreter cannot run (shapes that do not fit, axes out of range) or reads
+    otherwise than the runtime does is analysed black-box, never white-box on another network."""
+    rng = np.random.default_rng(0)
+    for x in (np.zeros((1, *input_shape), np.float32), rng.uniform(0, 1, (1, *input_shape)).astype(np.float32)):
+        try:
+            with torch.no_grad():
+                mine = np.asarray(module(torch.as_tensor(x)).double().numpy())
+        except Exception as error:  # noqa: BLE001 - any failure of a graph the interpreter runs
+            raise UnsupportedOperator(f"the imported graph does not run ({type(error).__name__}: "
+                                      f"{one_line(error)})") from None
+        theirs = np.asarray(forward(x), dtype=np.float64)
+        scale = 1.0 + float(np.max(np.abs(theirs))) if theirs.size else 1.0
+        if mine.size != theirs.size or not np.allclose(mine.reshape(theirs.shape), theirs, rtol=REPRODUCE_TOLERANCE,
+                                                       atol=REPRODUCE_TOLERANCE * scale):
+            raise UnsupportedOperator("the imported graph does not answer as the file does")
 
 
 def import_onnx(model: Any) -> torch.nn.Module:

@@ -305,8 +305,12 @@ class SandboxedModel(Model):
         made in the worker, weights files by building the factory's module and loading the
         tensors the worker read (plain arrays)."""
         if self._module is None and self._import_error is None:
+            from .onnx_import import check_reproduces
+
             try:
-                self._module = self._import()
+                module = self._import()
+                check_reproduces(module, self._forward, self.input_shape)
+                self._module = module
             except UnsafeModelFile:
                 raise  # a file the import would misread (a local function shadowing an operator): refused
             except TafaError as error:
