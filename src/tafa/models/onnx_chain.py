@@ -29,10 +29,9 @@ STANDARD_DOMAINS = ("", "ai.onnx")
 #: The operators :class:`~tafa.models.onnx_import.OnnxGraphModule` interprets (its ``_OPS``).
 INTERPRETED = frozenset({
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "PRelu", "LeakyRelu", "HardSigmoid", "Clip", "Conv",
-    "MaxPool",
-    "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "BatchNormalization", "Flatten",
-    "Reshape", "Identity", "Dropout", "Transpose", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Squeeze", "Unsqueeze",
-    "Concat",
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "BatchNormalization",
+    "Flatten", "Reshape", "Identity", "Dropout", "Transpose", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Squeeze",
+    "Unsqueeze", "Concat",
 })
 
 #: Side computations a chain may hold: the shape arithmetic torch exports for ``Unflatten``.
