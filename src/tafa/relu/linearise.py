@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,18 +101,14 @@ class _Freeze(TorchFunctionMode):
         if func in _RELU:
             return self._frozen_relu(args[0])
         if func in _LEAKY:
-            z = args[0]
-            slope = float(_arg(args, kwargs, 1, "negative_slope", 0.01))
-            self._record(z)
-            return torch.where(z[:1] > 0, z, slope * z)
+            return self._frozen_leaky(args[0], float(_arg(args, kwargs, 1, "negative_slope", 0.01)))
         if func in _PRELU:
             z, weight = args[0], _arg(args, kwargs, 1, "weight", None)
             if not isinstance(weight, torch.Tensor):
                 raise NotPiecewiseLinear("prelu without a weight tensor is not supported")
             if weight.numel() > 1 and z.dim() >= 2:  # one slope per channel (dimension 1)
                 weight = weight.reshape(1, -1, *([1] * (z.dim() - 2)))
-            self._record(z)
-            return torch.where(z[:1] > 0, z, weight * z)
+            return self._frozen_leaky(z, weight)
         name = getattr(func, "__name__", "")
         if func in _CLAMPS or name in _ONE_SIDED:
             z = args[0]
@@ -163,6 +160,16 @@ class _Freeze(TorchFunctionMode):
         self._record(z)
         return z * (z[:1] > 0).to(z.dtype)
 
+    def _frozen_leaky(self, z: torch.Tensor, slope: float | torch.Tensor) -> torch.Tensor:
+        self._record(z)
+        return torch.where(z[:1] > 0, z, slope * z)
+
+    def _relu_step(self, x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                   b_ih: torch.Tensor | None = None, b_hh: torch.Tensor | None = None) -> torch.Tensor:
+        """One step of a ReLU recurrence, ``relu(W_ih x + b_ih + W_hh h + b_hh)``, its ReLU frozen."""
+        z = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+        return self._frozen_relu(z)
+
     def _rnn_relu(self, args, kwargs):
         """``nn.RNN(nonlinearity="relu")``'s one fused call, unrolled into the layers it is: at each
         step ``h = relu(W_ih x_t + b_ih + W_hh h + b_hh)``, every step's ReLU frozen and recorded
@@ -181,11 +188,10 @@ class _Freeze(TorchFunctionMode):
             outputs = []
             for direction in range(directions):
                 index = layer * directions + direction
-                w_ih, w_hh, *biases = params[index * per:(index + 1) * per]
+                weights = params[index * per:(index + 1) * per]
                 h, states = hx[index], [steps[0]] * len(steps)
                 for t in (range(len(steps)) if direction == 0 else reversed(range(len(steps)))):
-                    z = F.linear(steps[t], w_ih) + F.linear(h, w_hh)
-                    h = self._frozen_relu(z + biases[0] + biases[1] if biases else z)
+                    h = self._relu_step(steps[t], h, *weights)
                     states[t] = h
                 outputs.append(torch.stack(states))
                 last.append(h)
@@ -196,11 +202,8 @@ class _Freeze(TorchFunctionMode):
         """``nn.RNNCell(nonlinearity="relu")``: one step of :meth:`_rnn_relu`."""
         names = ("input", "hx", "w_ih", "w_hh", "b_ih", "b_hh")
         values = dict(zip(names, args)) | kwargs
-        z = F.linear(values["input"], values["w_ih"]) + F.linear(values["hx"], values["w_hh"])
-        for bias in (values.get("b_ih"), values.get("b_hh")):
-            if bias is not None:
-                z = z + bias
-        return self._frozen_relu(z)
+        return self._relu_step(values["input"], values["hx"], values["w_ih"], values["w_hh"], values.get("b_ih"),
+                               values.get("b_hh"))
 
     def _reduction(self, name: str, args: tuple, kwargs: dict):
         """``max``/``min`` along a dimension (values and indices), ``amax``/``amin`` along some:
@@ -225,12 +228,10 @@ class _Freeze(TorchFunctionMode):
         winners = grouped.gather(-1, index.expand(*grouped.shape[:-1], 1))
         self._record((winners - grouped).reshape(len(z), -1))
         values = sign * winners.squeeze(-1)
-        if keepdim:
-            for d in dims:
-                values = values.unsqueeze(d)
+        indices = index.squeeze(-1).expand(values.shape)
+        for d in dims if keepdim else ():
+            values, indices = values.unsqueeze(d), indices.unsqueeze(d)
         if name in ("max", "min"):  # values and indices, as torch returns them
-            indices = index.squeeze(-1).expand(values.shape if not keepdim else values.squeeze(dims[0]).shape)
-            indices = indices.unsqueeze(dims[0]) if keepdim else indices
             return getattr(torch.return_types, name)((values, indices))
         return values
 
@@ -240,9 +241,9 @@ class _Freeze(TorchFunctionMode):
         z, size = args[0], _arg(args, kwargs, 1, "output_size", None)
         if _arg(args, kwargs, 2, "return_indices", False):
             raise NotPiecewiseLinear("adaptive max pooling with return_indices is not supported")
-        sizes = [int(v) if v is not None else int(z.shape[-dims + i])
-                 for i, v in enumerate(np.broadcast_to(np.array(size, dtype=object), (dims,)))]
         spatial = [int(v) for v in z.shape[-dims:]]
+        given: list[Any] = list(size) if isinstance(size, (list, tuple)) else [size] * dims
+        sizes = [n if m is None else int(m) for n, m in zip(spatial, given)]
         if any(n % m for n, m in zip(spatial, sizes)):
             raise NotPiecewiseLinear("adaptive max pooling whose windows do not tile the input evenly is not supported")
         kernel = [n // m for n, m in zip(spatial, sizes)]
