@@ -512,14 +512,30 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- figures
 
 
-def _grid(results: Mapping[str, Any], caller: str, width: float, height: float):
-    """A figure with one row per scenario and one column per scheme, and the cells."""
+#: A grid figure's margins in inches: left of the first column (its two-line label), above the
+#: first row (the title and the first panels' titles), below the last (tick labels and an axis
+#: label), between columns, and below each row (tick labels, an axis label, and the next row's
+#: two-line titles); the legend's, right of the last column, is :func:`_grid`'s ``legend``.
+_MARGINS = {"left": 1.0, "top": 0.95, "bottom": 0.75, "between": 0.8, "below": 1.15}
+
+
+def _grid(results: Mapping[str, Any], caller: str, width: float, height: float, legend: float = 2.2):
+    """A figure with one row per scenario and one column per scheme, and the cells (``legend``: the
+    inches the legend needs right of the last column)."""
     from matplotlib.figure import Figure
 
     scenarios = _scenarios(results, caller)
     ncols = max([len(_schemes(s)) for s in scenarios.values()] + [1])
     nrows = max(len(scenarios), 1)
-    figure = Figure(figsize=(width * ncols + 2.2, height * nrows + 0.6), dpi=110, layout="constrained")
+    # margins in inches, laid out once (a constrained layout measured every label of every panel:
+    # half of the benchmark report's plotting time); the legend goes in the right margin (_legend)
+    size = (width * ncols + legend, height * nrows + 0.6)
+    figure = Figure(figsize=size, dpi=110)
+    axes_width = (size[0] - _MARGINS["left"] - legend - _MARGINS["between"] * (ncols - 1)) / ncols
+    axes_height = (size[1] - _MARGINS["top"] - _MARGINS["bottom"] - _MARGINS["below"] * (nrows - 1)) / nrows
+    figure.subplots_adjust(left=_MARGINS["left"] / size[0], right=1 - legend / size[0],
+                           top=1 - _MARGINS["top"] / size[1], bottom=_MARGINS["bottom"] / size[1],
+                           wspace=_MARGINS["between"] / axes_width, hspace=_MARGINS["below"] / axes_height)
     axes = np.atleast_2d(figure.subplots(nrows, ncols, squeeze=False))
     cells = []
     for row, (scenario_name, scenario) in enumerate(scenarios.items()):
@@ -536,6 +552,14 @@ def _grid(results: Mapping[str, Any], caller: str, width: float, height: float):
     if not scenarios:
         axes[0, 0].text(0.5, 0.5, "no scenarios", ha="center", va="center")
     return figure, cells
+
+
+def _legend(figure, handles: list[Any], **options: Any) -> None:
+    """The legend in the figure's right margin, its top level with the first row of panels."""
+    width, height = figure.get_size_inches()
+    figure.legend(handles=handles, loc="upper left", bbox_to_anchor=(figure.subplotpars.right + 0.1 / width,
+                                                                     1 - _MARGINS["top"] / height),
+                  fontsize=8, frameon=False, **options)
 
 
 def _save_png(figure, path: Path) -> Path:
@@ -568,8 +592,9 @@ def plot_scores(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     """
     from matplotlib.lines import Line2D
 
-    figure, cells = _grid(results, "plot_scores", width=2.7, height=3.0)
     styles = _family_styles(results)
+    longest = max((len(family) for family in styles), default=0)  # a legend line: a marker and the name
+    figure, cells = _grid(results, "plot_scores", width=2.7, height=3.0, legend=max(2.2, 0.5 + 0.065 * longest))
     for ax, scenario_name, _scenario, scheme_name, scheme in cells:
         rng = np.random.default_rng(0)
         groups = _split_scores(scheme)[::-1]  # negatives at x = 0, positives at x = 1
@@ -614,8 +639,7 @@ def plot_scores(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
     handles = [Line2D([], [], color="crimson", linestyle="--", label="calibrated threshold")]
     handles += [Line2D([], [], linestyle="", marker=m, markerfacecolor=c, markeredgecolor="black",
                        markeredgewidth=0.3, markersize=6, label=f) for f, (c, m) in styles.items()]
-    figure.legend(handles=handles, loc="outside right upper", fontsize=8, title="family",
-                  title_fontsize=9, frameon=False)
+    _legend(figure, handles, title="family", title_fontsize=9)
     figure.suptitle("Scores of derived and independent models", fontsize=11)
     return _save_png(figure, Path(path))
 
@@ -670,7 +694,7 @@ def plot_curves(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pat
                Line2D([], [], color="tab:orange", label="uniqueness\n(independent rejected)"),
                Patch(color="0.8", label="min of the two\n(area = ARUC)"),
                Line2D([], [], color="crimson", linestyle="--", label="calibrated\nthreshold")]
-    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    _legend(figure, handles)
     figure.suptitle("Robustness and uniqueness against the threshold", fontsize=11)
     return _save_png(figure, Path(path))
 

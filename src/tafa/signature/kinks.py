@@ -38,8 +38,10 @@ of the derivative across the owner's crossing; NaN where not measured, and for a
 whose log-values are not the owner's units) and, from white-box probes, the
 owner's ``normal`` in the measured directions and the lines' ``spread`` (see
 :mod:`~tafa.probes.boundary`). At most ``budget`` queries are sent, in
-batches covering every line at once (a service sees few, large requests); lines the budget
-cannot finish are not found. A suspect that answers NaN or inf, or changes its answers from
+batches covering every line at once, each batch holding every query that does not wait for
+another's answer: ``bisections + 2`` calls per measurement (a service sees few, large requests;
+a line-by-line look of the second stage, :mod:`tafa.decide.sequential`, pays them per line);
+lines the budget cannot finish are not found. A suspect that answers NaN or inf, or changes its answers from
 query to query, gets "not found" for the lines it spoiled, never an exception.
 
 The queries depend on the answers (adaptive), so this measurement has no fixed input list:
@@ -51,7 +53,7 @@ crossing's orthogonal direction when ``K > 1``, within the budget).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -155,50 +157,71 @@ class Kinks(Measurement):
 
         gap = _shown_gap if self.shown else _known_gap if self.clip is not None else _gap
 
-        def slopes(index: np.ndarray, t: np.ndarray) -> np.ndarray:
-            """Derivatives along the lines ``index`` at ``p + t u`` (``t``: ``(len, G)``), ``(len, G, m)``."""
+        def slope_inputs(index: np.ndarray, t: np.ndarray) -> np.ndarray:
+            """The inputs of the derivatives along the lines ``index`` at ``p + t u`` (``t``: ``(len, G)``)."""
             count, per = t.shape
             at = (points[index][:, None] + t[..., None] * lines[index][:, None]).reshape(count * per, -1)
-            along = np.repeat(lines[index], per, axis=0)[:, None]
-            h = np.repeat(steps[index], per)
-            answers = ask(stepped_inputs(at, along, h))
-            return central_differences(answers, count * per, 1, h)[:, 0].reshape(count, per, -1)
+            return stepped_inputs(at, np.repeat(lines[index], per, axis=0)[:, None], np.repeat(steps[index], per))
+
+        def slopes(index: np.ndarray, t: np.ndarray, answers: np.ndarray) -> np.ndarray:
+            """The derivatives of :func:`slope_inputs` from their ``answers``, ``(len, G, m)``."""
+            count, per = t.shape
+            return central_differences(answers, count * per, 1, np.repeat(steps[index], per))[:, 0].reshape(
+                count, per, -1)
+
+        def asked(*blocks: np.ndarray) -> list[np.ndarray]:
+            """Blocks of inputs that do not depend on each other's answers, asked in one call (a
+            service sees one request, not one per block), and each block's answers."""
+            answers = ask(np.concatenate(blocks))
+            return np.split(answers, np.cumsum([len(block) for block in blocks])[:-1])
 
         index = lines_measured
         if index.size:
             try:
                 # 1. scan: the cell whose ends differ most holds the strongest kink; with it, in the same
-                # batch, the slopes two steps either side of the owner's crossing (t = 0)
+                # batch, the slopes two steps either side of the owner's crossing (t = 0) and, across it,
+                # along a direction orthogonal to the owner's normal
                 grid = np.linspace(-1.0, 1.0, self.cells + 1)[None] * window[index][:, None]
                 near = 2 * steps[index][:, None] * np.array([[-1.0, 1.0]])
-                scanned, beside = np.split(slopes(index, np.concatenate([grid, near], axis=1)), [self.cells + 1],
-                                           axis=1)
+                scan = np.concatenate([grid, near], axis=1)
+                sideways = _side_inputs(points[index], lines[index], directions[index], steps[index])
+                scan_answers, side_answers = asked(slope_inputs(index, scan),
+                                                   sideways[:0] if self.shown else sideways)
+                scanned, beside = np.split(slopes(index, scan, scan_answers), [self.cells + 1], axis=1)
                 if not self.shown:
-                    crossing[index] = _crossing(ask, points[index], lines[index], directions[index], steps[index],
-                                                beside)
+                    crossing[index] = _crossing(beside, side_answers, steps[index])
                 change = gap(scanned[:, 1:], scanned[:, :-1])
                 cell = np.argmax(change, axis=1)
                 rows = np.arange(len(index))
                 low, high = grid[rows, cell], grid[rows, cell + 1]
                 slope_low, slope_high = scanned[rows, cell], scanned[rows, cell + 1]
+                # one derivative of the scan asked again, with the first halving (a suspect must answer
+                # it alike, in another batch)
+                again_at = grid[rows, cell][:, None]
+                again_inputs: np.ndarray | None = slope_inputs(index, again_at)
+                again = None
                 # 2. bisect: keep the half whose ends differ more
                 for _ in range(self.bisections):
                     middle = 0.5 * (low + high)
-                    s = slopes(index, middle[:, None])[:, 0]
+                    blocks = asked(slope_inputs(index, middle[:, None]),
+                                   *([] if again_inputs is None else [again_inputs]))
+                    if again_inputs is not None:
+                        again, again_inputs = slopes(index, again_at, blocks[1])[:, 0], None
+                    s = slopes(index, middle[:, None], blocks[0])[:, 0]
                     left = gap(s, slope_low) >= gap(slope_high, s)
                     high = np.where(left, middle, high)
                     low = np.where(left, low, middle)
                     slope_high = np.where(left[:, None], s, slope_high)
                     slope_low = np.where(left[:, None], slope_low, s)
-                # 3. the jump across the bracket (2 steps beyond each end), in the K directions
+                # 3. the jump across the bracket (2 steps beyond each end), in the K directions, both
+                # ends in one call (with the derivative asked again, where no halving took it)
                 h = steps[index]
-                sides = []
-                for end in (low - 2 * h, high + 2 * h):
-                    at = points[index] + end[:, None] * lines[index]
-                    sides.append(central_differences(ask(stepped_inputs(at, directions[index], h)), len(index), k, h))
-                before, after = sides
-                # ... and one derivative of the scan asked again: a suspect must answer it alike
-                again = slopes(index, grid[rows, cell][:, None])[:, 0]
+                ends = [stepped_inputs(points[index] + end[:, None] * lines[index], directions[index], h)
+                        for end in (low - 2 * h, high + 2 * h)]
+                blocks = asked(*ends, *([] if again_inputs is None else [again_inputs]))
+                before, after = (central_differences(answers, len(index), k, h) for answers in blocks[:2])
+                if again is None:
+                    again = slopes(index, again_at, blocks[2])[:, 0]
                 stray = gap(again, scanned[rows, cell])
                 steady = stray <= self.consistency * change[rows, cell]
                 for row, line_index in enumerate(index):
@@ -231,23 +254,30 @@ class Kinks(Measurement):
 SIDE_LIMIT = 0.05
 
 
-def _crossing(ask: Callable[[np.ndarray], np.ndarray], points: np.ndarray, lines: np.ndarray,
-              directions: np.ndarray, steps: np.ndarray, beside: np.ndarray) -> np.ndarray:
+def _side_inputs(points: np.ndarray, lines: np.ndarray, directions: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The inputs of the derivatives along the second measured direction (orthogonal to the owner's
+    normal) two steps before and after the owner's crossing, for :func:`_crossing`; none where only
+    one direction is measured."""
+    if directions.shape[1] < 2:
+        return np.zeros((0, points.shape[1]))
+    return np.concatenate([stepped_inputs(points + (end * steps)[:, None] * lines, directions[:, 1:2], steps)
+                           for end in (-2.0, 2.0)])
+
+
+def _crossing(beside: np.ndarray, side_answers: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Per line, how much the derivative along it changes across the owner's crossing (from
     ``beside``: the slopes two steps before and after it), relative to its size; 0 where a
-    direction orthogonal to the owner's normal (the second measured direction) changes by more
-    than :data:`SIDE_LIMIT` of that (a hyperplane through the point, not oriented like the
-    owner's unit), and where the slopes are all zero."""
+    direction orthogonal to the owner's normal (the second measured direction, answered at
+    :func:`_side_inputs` as ``side_answers``; none: not measured) changes by more than
+    :data:`SIDE_LIMIT` of that (a hyperplane through the point, not oriented like the owner's
+    unit), and where the slopes are all zero."""
+    n = len(beside)
     size = 0.5 * (np.linalg.norm(beside[:, 0], axis=-1) + np.linalg.norm(beside[:, 1], axis=-1))
     across = _gap(beside[:, 1], beside[:, 0])
-    relative = np.divide(across, size, out=np.zeros(len(points)), where=np.isfinite(size) & (size > 0))
-    if directions.shape[1] < 2:
+    relative = np.divide(across, size, out=np.zeros(n), where=np.isfinite(size) & (size > 0))
+    if not len(side_answers):
         return relative
-    side = []
-    for end in (-2.0, 2.0):
-        at = points + (end * steps)[:, None] * lines
-        side.append(central_differences(ask(stepped_inputs(at, directions[:, 1:2], steps)), len(points), 1,
-                                        steps)[:, 0])
+    side = [central_differences(half, n, 1, steps)[:, 0] for half in np.split(side_answers, 2)]
     sideways = _gap(side[1], side[0])
     return np.where(sideways <= SIDE_LIMIT * across, relative, 0.0)
 
