@@ -195,33 +195,25 @@ class Kinks(Measurement):
                 rows = np.arange(len(index))
                 low, high = grid[rows, cell], grid[rows, cell + 1]
                 slope_low, slope_high = scanned[rows, cell], scanned[rows, cell + 1]
-                # one derivative of the scan asked again, with the first halving (a suspect must answer
-                # it alike, in another batch)
-                again_at = grid[rows, cell][:, None]
-                again_inputs: np.ndarray | None = slope_inputs(index, again_at)
-                again = None
                 # 2. bisect: keep the half whose ends differ more
                 for _ in range(self.bisections):
                     middle = 0.5 * (low + high)
-                    blocks = asked(slope_inputs(index, middle[:, None]),
-                                   *([] if again_inputs is None else [again_inputs]))
-                    if again_inputs is not None:
-                        again, again_inputs = slopes(index, again_at, blocks[1])[:, 0], None
-                    s = slopes(index, middle[:, None], blocks[0])[:, 0]
+                    s = slopes(index, middle[:, None], ask(slope_inputs(index, middle[:, None])))[:, 0]
                     left = gap(s, slope_low) >= gap(slope_high, s)
                     high = np.where(left, middle, high)
                     low = np.where(left, low, middle)
                     slope_high = np.where(left[:, None], s, slope_high)
                     slope_low = np.where(left[:, None], slope_low, s)
                 # 3. the jump across the bracket (2 steps beyond each end), in the K directions, both
-                # ends in one call (with the derivative asked again, where no halving took it)
+                # ends in one call, with one derivative of the scan asked again (in another batch than
+                # the scan's: a suspect must answer it alike)
                 h = steps[index]
+                again_at = grid[rows, cell][:, None]
                 ends = [stepped_inputs(points[index] + end[:, None] * lines[index], directions[index], h)
                         for end in (low - 2 * h, high + 2 * h)]
-                blocks = asked(*ends, *([] if again_inputs is None else [again_inputs]))
-                before, after = (central_differences(answers, len(index), k, h) for answers in blocks[:2])
-                if again is None:
-                    again = slopes(index, again_at, blocks[2])[:, 0]
+                *sides, again_answers = asked(*ends, slope_inputs(index, again_at))
+                before, after = (central_differences(answers, len(index), k, h) for answers in sides)
+                again = slopes(index, again_at, again_answers)[:, 0]
                 stray = gap(again, scanned[rows, cell])
                 steady = stray <= self.consistency * change[rows, cell]
                 for row, line_index in enumerate(index):
