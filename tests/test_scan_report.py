@@ -31,8 +31,9 @@ from tafa.cli import main
 from tafa.registry import Registry
 from tafa.scanning import OpenOptions, ScanReport, scan
 
-#: The closed endpoint fails at its first refusal (no retries: they wait 3.5 s and change no report).
-CLOSED_AT_ONCE = OpenOptions(retries=0)
+#: Retries without waiting: the closed endpoint fails after its refusals at once (the default back-off
+#: waits 3.5 s per scan and changes no report).
+CLOSED_AT_ONCE = OpenOptions(max_wait=0.0)
 EXPORT = dict(dynamo=False, input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
 
 

@@ -527,8 +527,8 @@ def _grid(results: Mapping[str, Any], caller: str, width: float, height: float, 
     scenarios = _scenarios(results, caller)
     ncols = max([len(_schemes(s)) for s in scenarios.values()] + [1])
     nrows = max(len(scenarios), 1)
-    # margins in inches, laid out once (a constrained layout measured every label of every panel:
-    # half of the benchmark report's plotting time); the legend goes in the right margin (_legend)
+    # margins in inches, laid out once (a constrained layout measures every label of every panel: a
+    # fifth of the figures' time, benchmarks/report_figures.py); the legend goes right of them (_legend)
     size = (width * ncols + legend, height * nrows + 0.6)
     figure = Figure(figsize=size, dpi=110)
     axes_width = (size[0] - _MARGINS["left"] - legend - _MARGINS["between"] * (ncols - 1)) / ncols
