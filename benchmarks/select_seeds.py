@@ -9,7 +9,8 @@ the copies named (default: ResNet's misses of the default scheme), with how many
 post-processed copies (students aside; all of them, whatever utility they kept) score above every
 calibration model.
 
-    python benchmarks/select_seeds.py --seeds 0 1 2 3              # ResNet, about 4 minutes a seed
+    python benchmarks/select_seeds.py --seeds 0 1                  # ResNet, 30 s a seed
+    python benchmarks/select_seeds.py --seeds 0 1 2 --no-references  # 4-5 minutes a seed
     python benchmarks/select_seeds.py --zoos digits-cnn --scheme tafa
 """
 
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--scheme", default="tafa-select")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--copies", nargs="+", default=["prune80_ft", "distill_same", "distill_other"])
+    parser.add_argument("--no-references", action="store_true",
+                        help="select the groups without the zoo's data-free references")
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     args = parser.parse_args()
     print(f"| zoo | seed | calibration max | independent max | {' | '.join(args.copies)} | copies above cal. max "
@@ -46,7 +49,7 @@ def main() -> None:
         independents = [model for recipe, model in plain if recipe.label == 0]
         copies = [(recipe, model) for recipe, model in plain if recipe.label == 1 and recipe.family != "extraction"]
         named = {recipe.name.split("/")[-1]: model for recipe, model in plain}
-        references = zoo_references(zoo, get_scheme(args.scheme).references)  # as the benchmark selects
+        references = None if args.no_references else zoo_references(zoo, get_scheme(args.scheme).references)
         for seed in args.seeds:
             started = time.perf_counter()
             fingerprint = Fingerprint.create(TorchModel(zoo.owner, shape, name="owner"), spec.domain,
