@@ -256,6 +256,8 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
                     "queries", "fingerprint_seconds", "verify_seconds"} <= set(row)
             assert "shared_init" in row, (name, scheme)
             assert 0.0 <= row["auc"] <= 1.0 and 0.0 <= row["aruc"] <= 1.0 and row["queries"] > 0
+            if "pooled" not in name and scheme.split("+")[0] == "tafa":  # the plan the time budget chose, per zoo
+                assert "probes" in row["cost_plan"]["cost_plan"] and isinstance(row["cost_plan"]["shortcuts"], list)
             assert set(row["rules"]) == {"0.05", "0.01"}
             # every score carries its utility; the copies keeping the owner's are reported apart
             kept = row["utility_kept"]

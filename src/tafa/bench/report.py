@@ -20,6 +20,7 @@ schema (keys marked ``?`` are optional; a missing value prints as an em dash)::
                               "above_every_independent", "judged_derived": {"0.05", "0.01"}},
              "per_family": {FAMILY: {"n": int, "detection_rate": float}},
              "queries": int, "fingerprint_seconds": float, "verify_seconds": float,
+             "cost_plan"?: {"cost_plan": str | None, "shortcuts": [str] | None},  # per zoo: the time budget's plan
              "scores": [{"model": str, "label": 0 | 1, "family": str, "score": float, "calibrated"?: float,
                          "utility"?: float}],
              "utility_kept"?: {"keep": float, "n_pos": int, "n_all": int, "n_measured": int, "auc": float,

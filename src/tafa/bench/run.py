@@ -562,6 +562,8 @@ def evaluate_scheme(zoo: Zoo, scheme_name: str, parent_aware: bool = False, owne
             "lofo": {family: with_calibrated(group) for family, group in lofo.items()},
             "queries": fingerprint.queries(), "queries_per_stage": fingerprint.stage_queries(),
             "fingerprint_seconds": fingerprint_seconds, "verify_seconds": float(np.mean(seconds)),
+            # what the time budget made of the owner's analysis (a figure depends on it)
+            "cost_plan": {key: fingerprint.meta.get(key) for key in ("cost_plan", "shortcuts")},
             "stage_names": fingerprint.stage_names(), "copy_line": fingerprint.copy_line(),
             "coarse_copy_line": None if averaged_stage is None else averaged_stage.copy_line(),
             "score_range": None if staged else similarity.score_range}
@@ -907,7 +909,7 @@ def evaluate_zoo(zoo: Zoo, names: list[str], cache: Path | None, n_boot: int) ->
         if evaluation["lofo"]:
             summary["lofo"] = summarise_lofo(evaluation["lofo"])
         summary.update({key: evaluation[key] for key in ("queries", "queries_per_stage", "fingerprint_seconds",
-                                                         "verify_seconds")})
+                                                         "verify_seconds", "cost_plan")})
         entry["schemes"][name] = summary
         entry["n_pos"], entry["n_neg"] = summary["n_pos"], summary["n_neg"]
         runs.append((name, rows, rules, evaluation))
