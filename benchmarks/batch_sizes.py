@@ -34,8 +34,7 @@ def main() -> None:
         stage = fingerprint.second
         assert stage is not None, f"{name}: no geometry stage"
         differ, lines, largest, which = 0, 0, 0.0, []
-        models = [(recipe, model) for recipe, model in zoo.with_role("scored")
-                  if recipe.family.split("/")[0] not in ("interface", "evasion")]
+        models = zoo.plain()
         for recipe, model in models:
             whole = stage.score(TorchModel(model, shape))
             looked, _ = stage.score_until(TorchModel(model, shape), None)

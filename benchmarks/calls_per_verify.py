@@ -42,8 +42,7 @@ def main() -> None:
         spec, zoo = cached_zoo(name, args.cache)
         shape = spec.input_shape
         fingerprint = Fingerprint.create(TorchModel(zoo.owner, shape, name="owner"), spec.domain, seed=0)
-        independents = [(recipe, model) for recipe, model in zoo.with_role("scored")
-                        if recipe.label == 0 and recipe.family.split("/")[0] not in ("interface", "evasion")]
+        independents = [(recipe, model) for recipe, model in zoo.plain() if recipe.label == 0]
         for recipe, model in independents[:args.models]:
             suspect = Counted(model, shape, name=recipe.name)
             verdict = fingerprint.verify(suspect)

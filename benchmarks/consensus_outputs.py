@@ -62,11 +62,10 @@ def main() -> None:
         own = [cosine(owner - mean, reference - mean) for reference, mean in zip(references, others)]
         plain = [abs(cosine(owner, reference)) for reference in references]
         rows: dict[str, list[tuple[str, int, float, float]]] = {"plain": []}
-        for recipe, model in zoo.with_role("scored"):
-            if recipe.family.split("/")[0] not in ("interface", "evasion"):
-                answers = ask(TorchModel(model, shape), draws)
-                rows["plain"].append((recipe.name, recipe.label, cosine(owner - consensus, answers - consensus),
-                                      abs(cosine(owner, answers))))
+        for recipe, model in zoo.plain():
+            answers = ask(TorchModel(model, shape), draws)
+            rows["plain"].append((recipe.name, recipe.label, cosine(owner - consensus, answers - consensus),
+                                  abs(cosine(owner, answers))))
         for row, label, family, served in evasion_suspects(zoo):
             if family.split("/")[1] in FAMILIES:
                 answers = ask(served, draws)

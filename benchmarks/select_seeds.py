@@ -42,13 +42,11 @@ def main() -> None:
     for name in args.zoos:
         spec, zoo = cached_zoo(name, args.cache)
         shape = spec.input_shape
-        scored = list(zoo.with_role("scored"))
         calibration = [model for _, model in zoo.with_role("calibration")]
-        plain = [(recipe, model) for recipe, model in scored
-                 if recipe.family.split("/")[0] not in ("interface", "evasion")]
+        plain = zoo.plain()
         independents = [model for recipe, model in plain if recipe.label == 0]
         copies = [(recipe, model) for recipe, model in plain if recipe.label == 1 and recipe.family != "extraction"]
-        named = {recipe.name.split("/")[-1]: model for recipe, model in plain}
+        named = {recipe.name: model for recipe, model in plain}
         references = None if args.no_references else zoo_references(zoo, get_scheme(args.scheme).references)
         for seed in args.seeds:
             started = time.perf_counter()

@@ -454,6 +454,11 @@ class Zoo:
     def with_role(self, role: str) -> list[tuple[ModelRecipe, nn.Module]]:
         return [(self.recipes[name], self.models[name]) for name in self.recipes if self.recipes[name].role == role]
 
+    def plain(self, role: str = "scored") -> list[tuple[ModelRecipe, nn.Module]]:
+        """The models of ``role`` served as they are: neither behind an interface nor an evasion wrapper."""
+        return [(recipe, model) for recipe, model in self.with_role(role)
+                if recipe.family.split("/")[0] not in ("interface", "evasion")]
+
 
 def build_zoos(specs: Iterable[ZooSpec], cache: Path, jobs: int = 2, progress: bool = True,
                roles: Iterable[str] | None = None) -> list[Zoo]:
