@@ -31,7 +31,7 @@ INTERPRETED = frozenset({
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "PRelu", "LeakyRelu", "HardSigmoid", "Clip", "Conv",
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "BatchNormalization",
     "Flatten", "Reshape", "Identity", "Dropout", "Transpose", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Squeeze",
-    "Unsqueeze", "Concat",
+    "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "ConstantOfShape", "Cast", "RNN", "Expand",
 })
 
 #: Side computations a chain may hold: the shape arithmetic torch exports for ``Unflatten``.
@@ -110,6 +110,24 @@ def static_shapes(model: Any) -> dict[str, list[int]]:
     return shapes
 
 
+def per_sample(shape: list[int], inferred: list[int] | None, before: list[int] | None) -> list[int]:
+    """A Reshape's target ``shape`` (batch first) with the per-sample sizes it leaves open (-1, or
+    unknown to shape inference) filled: from ``inferred`` (the output's shape as inference fixed
+    it), else the one open size from the input's per-sample size (``before``, fully known)."""
+    if all(v > 0 for v in shape[1:]):
+        return shape
+    if inferred and len(inferred) == len(shape) and all(v > 0 for v in inferred[1:]):
+        return [shape[0], *inferred[1:]]
+    open_sizes = [i for i, v in enumerate(shape[1:], start=1) if v <= 0]
+    if len(open_sizes) == 1 and before and len(before) > 1 and all(v > 0 for v in before[1:]):
+        rest = math.prod(v for v in shape[1:] if v > 0)
+        if rest and math.prod(before[1:]) % rest == 0:
+            filled = list(shape)
+            filled[open_sizes[0]] = math.prod(before[1:]) // rest
+            return filled
+    return shape
+
+
 @dataclass(frozen=True)
 class Step:
     """One layer of a chain: its node's operator, attributes and weights, and what it becomes
@@ -132,9 +150,12 @@ def chain_steps(model: Any) -> list[Step] | None:
     initializers = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     constants = {node.output[0]: numpy_helper.to_array(attributes(node)["value"])
                  for node in graph.node if node.op_type == "Constant"}
-    inputs = [i.name for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
+    given = [i for i in graph.input if i.name not in initializers]
+    if len(given) != 1:
         return None
+    inputs = [given[0].name]
+    dims = given[0].type.tensor_type.shape.dim
+    fixed = int(dims[0].dim_value) if len(dims) and dims[0].HasField("dim_value") else None  # a fixed batch
     static: dict[str, list[int]] | None = None
     current = inputs[0]
     steps: list[Step] = []
@@ -153,14 +174,17 @@ def chain_steps(model: Any) -> list[Step] | None:
         attrs = attributes(node)
         if node.op_type == "Reshape" and len(extra) == 1:
             known = {**initializers, **constants}
+            if static is None:
+                import onnx
+
+                static = static_shapes(onnx.shape_inference.infer_shapes(model))
             if extra[0] in known:
                 shape = [int(v) for v in np.array(known[extra[0]]).ravel()]
             else:
-                if static is None:
-                    import onnx
-
-                    static = static_shapes(onnx.shape_inference.infer_shapes(model))
                 shape = [-1, *static.get(node.output[0], [0])[1:]]
+            if shape and fixed is not None and shape[0] == fixed:
+                shape[0] = -1  # the batch, as a graph exported for a fixed batch writes it
+            shape = per_sample(shape, static.get(node.output[0]), static.get(current))
             if shape[0] not in (-1, 0) or len(shape) < 2 or any(v <= 0 for v in shape[1:]):
                 return None
             steps.append(Step(node.op_type, attrs, [], "reshape", tuple(shape[1:])))

@@ -77,9 +77,181 @@ def _flatten(inputs: list, attrs: dict) -> torch.Tensor:
 
 
 def _reshape(inputs: list, attrs: dict) -> torch.Tensor:
+    """ONNX ``Reshape``. A graph exported for a fixed batch (torch's default export: an input of
+    batch 1, reshaped to ``[1, -1]``) names its batch in the target: where the target's first
+    size is that fixed batch and the tensor is a batch of another size, the tensor's own batch is
+    taken (:data:`BATCH`): the analysis runs many inputs at once. :func:`check_reproduces`
+    checks that the module answers a batch as it answers each of its inputs."""
     x, shape = inputs[0], [int(s) for s in inputs[1].tolist()]
     shape = [x.shape[i] if s == 0 and not attrs.get("allowzero", 0) else s for i, s in enumerate(shape)]
+    fixed, running = attrs.get(BATCH, (None, None))
+    if fixed is not None and shape and shape[0] == fixed != running and x.dim() and x.shape[0] == running:
+        shape[0] = running
     return x.reshape(shape)
+
+
+#: The key under which :class:`OnnxGraphModule` hands :func:`_reshape` the graph input's fixed batch
+#: size (``None``: not fixed) and the batch it is running.
+BATCH = " batch"
+
+#: The most values a ``ConstantOfShape`` or an ``Expand`` may make (a shape read from the graph,
+#: bounded before the tensor is allocated).
+MAX_CONSTANT_VALUES = 1 << 24
+
+
+def _shape(inputs: list, attrs: dict) -> torch.Tensor:
+    return torch.tensor(list(inputs[0].shape), dtype=torch.int64)[attrs.get("start", 0):attrs.get("end")]
+
+
+def _gather(inputs: list, attrs: dict) -> torch.Tensor:
+    data, indices = inputs[0], inputs[1].long()
+    axis = attrs.get("axis", 0) % max(data.dim(), 1)
+    size = data.shape[axis]
+    listed = indices.reshape(-1).tolist()  # in Python: the analysis freezes torch's min and max
+    if listed and (min(listed) < -size or max(listed) >= size):
+        raise UnsupportedOperator("Gather with an index out of range")
+    picked = data.index_select(axis, indices.reshape(-1) % size)
+    return picked.reshape((*data.shape[:axis], *indices.shape, *data.shape[axis + 1:]))
+
+
+def _slice(inputs: list, attrs: dict) -> torch.Tensor:
+    """ONNX ``Slice`` (starts, ends, axes, steps as inputs since opset 10, attributes before)."""
+    data = inputs[0]
+
+    def given(index: int, name: str) -> list[int] | None:
+        if len(inputs) > index and inputs[index] is not None:
+            return [int(v) for v in inputs[index].reshape(-1).tolist()]
+        return None if name not in attrs else [int(v) for v in attrs[name]]
+
+    starts, ends = given(1, "starts"), given(2, "ends")
+    if starts is None or ends is None or len(starts) != len(ends):
+        raise UnsupportedOperator("Slice without matching starts and ends")
+    axes = given(3, "axes") or list(range(len(starts)))
+    steps = given(4, "steps") or [1] * len(starts)
+    if len(axes) != len(starts) or len(steps) != len(starts) or any(step < 1 for step in steps):
+        raise UnsupportedOperator("Slice with negative or zero steps, or axes that do not match, is not supported")
+    index = [slice(None)] * data.dim()
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[axis % max(data.dim(), 1)] = slice(start, end, step)
+    return data[tuple(index)]
+
+
+def _constant_of_shape(inputs: list, attrs: dict) -> torch.Tensor:
+    shape = [int(v) for v in inputs[0].reshape(-1).tolist()]
+    if any(v < 0 for v in shape) or int(np.prod(shape, dtype=np.float64)) > MAX_CONSTANT_VALUES:
+        raise UnsupportedOperator(f"ConstantOfShape of shape {shape[:8]} is refused (negative or over "
+                                  f"{MAX_CONSTANT_VALUES:,} values)")
+    value = attrs.get("value")
+    from onnx import numpy_helper
+
+    fill = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value).reshape(-1)[:1]
+    return torch.full(shape, fill.item(), dtype=torch.from_numpy(np.array(fill)).dtype)
+
+
+def _expand(inputs: list, attrs: dict) -> torch.Tensor:
+    """ONNX ``Expand``: ``x`` broadcast against a shape read from the graph (bounded in size)."""
+    x, shape = inputs[0], tuple(int(v) for v in inputs[1].reshape(-1).tolist())
+    try:
+        target = torch.broadcast_shapes(x.shape, shape)
+    except RuntimeError:
+        raise UnsupportedOperator(f"Expand to a shape {shape[:8]} that does not broadcast") from None
+    if int(np.prod(target, dtype=np.float64)) > MAX_CONSTANT_VALUES:
+        raise UnsupportedOperator(f"Expand to over {MAX_CONSTANT_VALUES:,} values is refused")
+    return x.expand(target)
+
+
+#: ONNX ``Cast`` targets the interpreter keeps (ONNX ``TensorProto`` type codes): integers and
+#: booleans, for shape arithmetic; a cast between floating types leaves the tensor in the dtype
+#: the module runs in (the analysis runs in one precision).
+_INTEGER_CASTS = {6: torch.int32, 7: torch.int64, 9: torch.bool}
+_FLOAT_CASTS = {1, 10, 11, 16}
+
+
+def _cast(inputs: list, attrs: dict) -> torch.Tensor:
+    x, to = inputs[0], int(attrs.get("to", 0))
+    if to in _FLOAT_CASTS:
+        return x if x.is_floating_point() else x.to(torch.float32)
+    if to in _INTEGER_CASTS and not x.is_floating_point():
+        return x.to(_INTEGER_CASTS[to])
+    raise UnsupportedOperator(f"Cast to ONNX type {to} of a {x.dtype} tensor is not supported by the ONNX import")
+
+
+#: The activations of an ONNX ``RNN`` the interpreter runs: the ReLU, which the analysis freezes, and
+#: tanh and the sigmoid, which it refuses inside a network (the owner then goes black-box).
+_RNN_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"Relu": F.relu, "Tanh": torch.tanh,
+                                                                        "Sigmoid": torch.sigmoid}
+
+
+def _rnn(inputs: list, attrs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """ONNX ``RNN`` (what torch exports ``nn.RNN`` as; every layer one node), stepped as written:
+    ``h_t = f(x_t W^T + h_{t-1} R^T + Wb + Rb)`` per direction, ``(Y, Y_h)``. With the ReLU the
+    analysis freezes every step's units, as it does for ``nn.RNN`` itself."""
+    x, w, r = inputs[0], inputs[1], inputs[2]
+    bias = inputs[3] if len(inputs) > 3 else None
+    if len(inputs) > 4 and inputs[4] is not None:
+        raise UnsupportedOperator("RNN with sequence_lens is not supported by the ONNX import")
+    initial = inputs[5] if len(inputs) > 5 else None
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+    directions = 2 if direction == "bidirectional" else 1
+    names = [a.decode() if isinstance(a, bytes) else str(a) for a in attrs.get("activations", [b"Tanh"] * directions)]
+    if ("activation_alpha" in attrs or "activation_beta" in attrs or len(names) != directions
+            or any(name not in _RNN_ACTIVATIONS for name in names)
+            or direction not in ("forward", "reverse", "bidirectional") or w.dim() != 3 or w.shape[0] != directions):
+        raise UnsupportedOperator(f"RNN with activations {names[:2]} ({direction}) is not supported by the ONNX import")
+    layout = int(attrs.get("layout", 0))
+    if layout:  # batch first: [batch, seq, input] and [batch, dirs, hidden]
+        x = x.transpose(0, 1)
+        initial = None if initial is None else initial.transpose(0, 1)
+    hidden, clip = w.shape[1], attrs.get("clip")
+    outputs, finals = [], []
+    for d in range(directions):
+        h = (initial[d] if initial is not None else torch.zeros(x.shape[1], hidden, dtype=x.dtype))
+        steps = range(x.shape[0])
+        ys: list[torch.Tensor] = []
+        for t in (reversed(steps) if direction == "reverse" or d == 1 else steps):
+            z = x[t] @ w[d].transpose(0, 1) + h @ r[d].transpose(0, 1)
+            if bias is not None:
+                z = z + bias[d, :hidden] + bias[d, hidden:]
+            if clip is not None:
+                z = torch.clamp(z, -float(clip), float(clip))
+            h = _RNN_ACTIVATIONS[names[d]](z)
+            ys.append(h)
+        if direction == "reverse" or d == 1:
+            ys.reverse()
+        outputs.append(torch.stack(ys))
+        finals.append(h)
+    y, y_h = torch.stack(outputs, dim=1), torch.stack(finals)  # [seq, dirs, batch, hidden], [dirs, batch, hidden]
+    return (y.permute(2, 0, 1, 3), y_h.transpose(0, 1)) if layout else (y, y_h)
+
+
+def _axes(inputs: list, attrs: dict) -> list[int] | None:
+    """The ``axes`` of a Squeeze or Unsqueeze: an input since opset 13, an attribute before."""
+    if len(inputs) > 1 and inputs[1] is not None:
+        return [int(v) for v in inputs[1].reshape(-1).tolist()]
+    return None if "axes" not in attrs else [int(v) for v in attrs["axes"]]
+
+
+def _squeeze(inputs: list, attrs: dict) -> torch.Tensor:
+    x, axes = inputs[0], _axes(inputs, attrs)
+    if axes is None:
+        return x.squeeze()
+    dims = sorted({axis % max(x.dim(), 1) for axis in axes}, reverse=True)
+    if any(x.shape[dim] != 1 for dim in dims):
+        raise UnsupportedOperator("Squeeze of an axis whose size is not 1")
+    for dim in dims:
+        x = x.squeeze(dim)
+    return x
+
+
+def _unsqueeze(inputs: list, attrs: dict) -> torch.Tensor:
+    x, axes = inputs[0], _axes(inputs, attrs)
+    if not axes:
+        raise UnsupportedOperator("Unsqueeze without axes")
+    rank = x.dim() + len(axes)
+    for dim in sorted({axis % rank for axis in axes}):
+        x = x.unsqueeze(dim)
+    return x
 
 
 def _clip(inputs: list, attrs: dict) -> torch.Tensor:
@@ -106,7 +278,7 @@ def _reduce_extreme(largest: bool) -> Callable[[list, dict], torch.Tensor]:
     return reduce
 
 
-_OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
+_OPS: dict[str, Callable[[list, dict], Any]] = {
     "Gemm": _gemm,
     "MatMul": lambda i, a: i[0] @ i[1],
     "Add": lambda i, a: i[0] + i[1],
@@ -137,9 +309,16 @@ _OPS: dict[str, Callable[[list, dict], torch.Tensor]] = {
     "Tanh": lambda i, a: torch.tanh(i[0]),
     "Softmax": lambda i, a: F.softmax(i[0], dim=a.get("axis", -1)),
     "LogSoftmax": lambda i, a: F.log_softmax(i[0], dim=a.get("axis", -1)),
-    "Squeeze": lambda i, a: i[0].squeeze(),
-    "Unsqueeze": lambda i, a: i[0].unsqueeze(int((i[1] if len(i) > 1 else a["axes"])[0])),
+    "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze,
     "Concat": lambda i, a: torch.cat(i, dim=a["axis"]),
+    "Shape": _shape,
+    "Gather": _gather,
+    "Slice": _slice,
+    "ConstantOfShape": _constant_of_shape,
+    "Cast": _cast,
+    "RNN": _rnn,
+    "Expand": _expand,
 }
 
 
@@ -174,7 +353,11 @@ class OnnxGraphModule(torch.nn.Module):
                 self.register_buffer(key, torch.from_numpy(np.array(value)))
                 self._names[node.output[0]] = key
         initialized = set(self._names)
-        self._input = next(i.name for i in graph.input if i.name not in initialized)
+        given = next(i for i in graph.input if i.name not in initialized)
+        self._input = given.name
+        dims = given.type.tensor_type.shape.dim
+        #: the input's batch size where the graph fixes it (torch's default export: 1), else None
+        self._fixed_batch = int(dims[0].dim_value) if len(dims) and dims[0].HasField("dim_value") else None
         self._output = graph.output[0].name
         self._nodes = [(node.op_type, list(node.input), list(node.output), _attributes(node))
                        for node in graph.node if node.op_type != "Constant"]
@@ -184,9 +367,13 @@ class OnnxGraphModule(torch.nn.Module):
         for name, key in self._names.items():
             buffer = getattr(self, key)
             values[name] = buffer.to(x.dtype) if buffer.is_floating_point() else buffer
+        batch = (self._fixed_batch, x.shape[0] if x.dim() else None)
         for op_type, inputs, outputs, attrs in self._nodes:
             args = [values[name] if name else None for name in inputs]
-            values[outputs[0]] = _OPS[op_type](args, attrs)
+            out = _OPS[op_type](args, {**attrs, BATCH: batch} if op_type == "Reshape" else attrs)
+            for name, value in zip(outputs, out if isinstance(out, tuple) else (out,)):
+                # one precision throughout: a graph's casts and constants between float types follow x
+                values[name] = value.to(x.dtype) if value.is_floating_point() and value.dtype != x.dtype else value
         return values[self._output]
 
 
@@ -261,22 +448,39 @@ def check_reproduces(module: torch.nn.Module, forward: Callable[[np.ndarray], np
                      input_shape: tuple[int, ...]) -> None:
     """Raise :class:`UnsupportedOperator` unless ``module`` (a graph imported from a model file, run
     by tafa's own interpreter) answers as the file does (``forward``: the file run by its own
-    runtime, not counted as queries) at two inputs, zeros and a uniform draw in [0, 1): a graph
-    whose nodes the interpreter cannot run (shapes that do not fit, axes out of range) or reads
-    otherwise than the runtime does is analysed black-box, never white-box on another network."""
+    runtime, not counted as queries) at two inputs, zeros and a uniform draw in [0, 1), each alone,
+    and answers the two as one batch as the file answers each (the analysis runs batches; a file
+    exported for one input at a time bakes its batch into reshapes): a graph whose nodes the
+    interpreter cannot run (shapes that do not fit, axes out of range) or reads otherwise than the
+    runtime does is analysed black-box, never white-box on another network."""
     rng = np.random.default_rng(0)
-    for x in (np.zeros((1, *input_shape), np.float32), rng.uniform(0, 1, (1, *input_shape)).astype(np.float32)):
+    inputs = (np.zeros((1, *input_shape), np.float32), rng.uniform(0, 1, (1, *input_shape)).astype(np.float32))
+
+    def run(x: np.ndarray) -> np.ndarray:
         try:
             with torch.no_grad():
-                mine = np.asarray(module(torch.as_tensor(x)).double().numpy())
+                return np.asarray(module(torch.as_tensor(x)).double().numpy())
         except Exception as error:  # noqa: BLE001 - any failure of a graph the interpreter runs
             raise UnsupportedOperator(f"the imported graph does not run ({type(error).__name__}: "
                                       f"{one_line(error)})") from None
-        theirs = np.asarray(forward(x), dtype=np.float64)
+
+    def close(mine: np.ndarray, theirs: np.ndarray) -> bool:
         scale = 1.0 + float(np.max(np.abs(theirs))) if theirs.size else 1.0
-        if mine.size != theirs.size or not np.allclose(mine.reshape(theirs.shape), theirs, rtol=REPRODUCE_TOLERANCE,
-                                                       atol=REPRODUCE_TOLERANCE * scale):
+        if mine.size != theirs.size:
+            return False
+        return bool(np.allclose(mine.reshape(theirs.shape), theirs, rtol=REPRODUCE_TOLERANCE,
+                                atol=REPRODUCE_TOLERANCE * scale))
+
+    answers = []
+    for x in inputs:
+        theirs = np.asarray(forward(x), dtype=np.float64)
+        if not close(run(x), theirs):
             raise UnsupportedOperator("the imported graph does not answer as the file does")
+        answers.append(theirs.reshape(1, -1))
+    # the analysis asks many inputs at once, which a file exported for one input at a time may not
+    # allow: the module must answer the two as one batch as the file answers each
+    if not close(run(np.concatenate(inputs)), np.concatenate(answers)):
+        raise UnsupportedOperator("the imported graph does not answer a batch as it answers each of its inputs")
 
 
 def import_onnx(model: Any) -> torch.nn.Module:
