@@ -11,7 +11,7 @@ is scored as ``tafa verify`` scores a suspect's first stage: its answers read as
 (:meth:`~tafa.fingerprint.Fingerprint.measure_checked`), and one whose answers bend within the
 fingerprint's step scored at the coarse scale (marked ``*``): that is where the benchmark's 0.205
 comes from (session 29; ``prune80_ft`` bends, curvature 0.22 against the owner's limit 0.1, and
-scores 0.110 at the fine scale).
+scores 0.110 at the fine scale), compared with the calibration models' highest at that scale.
 
     python benchmarks/select_seeds.py --seeds 0 1                  # ResNet, 30 s a seed
     python benchmarks/select_seeds.py --seeds 0 1 2 --no-references  # 4-5 minutes a seed
@@ -31,15 +31,15 @@ from tafa.models import TorchModel
 from tafa.signature.scales import bend_of, coarse_decides, screen_applies
 
 
-def first_stage(fingerprint: Fingerprint, model: TorchModel) -> tuple[float, bool]:
-    """The first stage's score of ``model`` as ``tafa verify`` reads it (no evasion check, no
-    clip), and whether its answers bend, so that the coarse scale gave it."""
+def first_stage(fingerprint: Fingerprint, model: TorchModel) -> tuple[float, float, bool]:
+    """The first stage's scores of ``model`` as ``tafa verify`` reads its answers (no evasion check,
+    no clip) at the fine and the coarse scale, and whether its answers bend so that the coarse
+    scale decides it (``verify`` then calibrates on the references' coarse scores)."""
     signature, recognised, _ = fingerprint.measure_checked(model, False)
     grid, bent, limit = bend_of(recognised)
     coarse = fingerprint.measure_coarse(model, signature, screen_applies(grid, bent, False, limit))
-    if coarse is not None and coarse_decides(coarse[1], grid, bent, limit):
-        return fingerprint.coarse_stage(averaged=True).score(model).value, True
-    return fingerprint.compare(signature).value, False
+    rough = coarse is not None and coarse_decides(coarse[1], grid, bent, limit)
+    return fingerprint.compare(signature).value, fingerprint.coarse_stage(averaged=True).score(model).value, rough
 
 
 def main() -> None:
@@ -52,8 +52,8 @@ def main() -> None:
                         help="select the groups without the zoo's data-free references")
     parser.add_argument("--cache", default=".tafa-cache/zoo")
     args = parser.parse_args()
-    print(f"| zoo | seed | calibration max | independent max | {' | '.join(args.copies)} | copies above cal. max "
-          f"| seconds |")
+    print(f"| zoo | seed | calibration max, fine / coarse | independent max | {' | '.join(args.copies)} "
+          f"| copies above cal. max | seconds |")
     print("|:---|---:|---:|---:|" + "---:|" * len(args.copies) + "---:|---:|")
     for name in args.zoos:
         roles = ("scored", "calibration") if args.no_references else ("scored", "calibration", "free")
@@ -72,16 +72,23 @@ def main() -> None:
                                              references=references[0] if references else None)
 
             def score(model, fingerprint: Fingerprint = fingerprint, shape: tuple[int, ...] = shape
-                      ) -> tuple[float, bool]:
+                      ) -> tuple[float, float, bool]:
                 return first_stage(fingerprint, TorchModel(model, shape))
 
-            top = max(score(model)[0] for model in calibration)
-            independent = max(score(model)[0] for model in independents)
-            values = [score(named[copy]) if copy in named else (float("nan"), False) for copy in args.copies]
-            above = sum(score(model)[0] > top for _, model in copies)
-            shown = " | ".join(f"{v:.3f}" + ("*" if rough else "") for v, rough in values)
-            print(f"| {name} | {seed} | {top:.3f} | {independent:.3f} | {shown} | {above}/{len(copies)} | "
-                  f"{time.perf_counter() - started:.0f} |", flush=True)
+            calibrated = [score(model) for model in calibration]
+            tops = (max(fine for fine, _, _ in calibrated), max(coarse for _, coarse, _ in calibrated))
+
+            def deciding(scores: tuple[float, float, bool], tops: tuple[float, float] = tops) -> tuple[float, float]:
+                """The score at the scale that decides the model, and the calibration models' highest there."""
+                fine, coarse, rough = scores
+                return (coarse, tops[1]) if rough else (fine, tops[0])
+
+            independent = max(deciding(score(model))[0] for model in independents)
+            values = [score(named[copy]) if copy in named else (float("nan"),) * 2 + (False,) for copy in args.copies]
+            above = sum(value > top for value, top in (deciding(score(model)) for _, model in copies))
+            shown = " | ".join(f"{deciding(v)[0]:.3f}" + ("*" if v[2] else "") for v in values)
+            print(f"| {name} | {seed} | {tops[0]:.3f} / {tops[1]:.3f} | {independent:.3f} | {shown} | "
+                  f"{above}/{len(copies)} | {time.perf_counter() - started:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tafa.bench.run import Scored, calibrations, summarise, summarise_lofo, with_calibrated
+from tafa.bench.run import Scored, calibrations, summarise, summarise_lofo, with_calibrated, with_coarse
 from tafa.bench.scenarios import FULL, SMOKE
 from tafa.bench.utility import UTILITY_VERSION, sample_r2, zoo_utilities
 from tafa.attacks import get_attack
@@ -151,6 +151,24 @@ def test_pooled_figures_rank_each_zoo_against_its_own_references():
     single = summarise([replace(r, model=r.model.split("/")[1]) for r in low], {"": rules["low"]}, n_boot=20)
     assert single["ranked_on"] == "score" and "auc_raw_pooled" not in single
     assert single["tpr_at_fpr_1pct"] == 1.0
+
+
+def test_one_zoo_with_a_row_decided_at_the_coarse_scale_is_ranked_by_evidence():
+    """A copy whose answers bend is decided at the coarse scale: its coarse score (0.5) is not on the
+    fine scores' scale, and ranked raw it stood above every independent model (0.305 at most; the
+    benchmark's one-stage ``tafa-select`` row of ResNet's ``prune80_ft``, session 29). Against the
+    calibration models' coarse scores it is weaker evidence than the top independent's fine score
+    against theirs, and one zoo is then ranked by evidence, as pooled figures are."""
+    rows = [Scored(f"c{i}", 0, "same-arch", "calibration", 0.01 * i, coarse=0.02 * i) for i in range(40)]
+    rows += [Scored(f"n{i}", 0, "same-arch", "scored", 0.305 - 0.01 * i, utility=1.0) for i in range(20)]
+    rows += [Scored(f"p{i}", 1, "finetune", "scored", 0.6 + 0.01 * i, utility=1.0) for i in range(5)]
+    rows += [Scored("bent", 1, "pruning", "scored", 0.1, coarse=0.5, rough=True, utility=1.0)]
+    rows = with_coarse(with_calibrated(rows), staged=False)
+    bent = next(r for r in rows if r.model == "bent")
+    assert bent.score == 0.5 and bent.evidence < next(r for r in rows if r.model == "n0").evidence
+    summary = summarise(rows, {"": calibrations(rows)}, n_boot=20)
+    assert summary["ranked_on"] == "evidence"
+    assert summary["tpr_at_fpr_1pct"] == pytest.approx(5 / 6)  # ranked raw: 1.0
 
 
 def test_utility_gating_on_a_synthetic_score_table():

@@ -1,7 +1,8 @@
-"""ONNX owners as third-party code exports them: torch's default export fixes the batch at 1 (and
-writes it into its reshapes), ``x.view(x.size(0), -1)`` with a dynamic batch computes the shape
+"""ONNX owners as third-party code exports them: torch's TorchScript-based export fixes the batch at 1
+(and writes it into its reshapes), ``x.view(x.size(0), -1)`` with a dynamic batch computes the shape
 from ``Shape`` and ``Gather``, and ``nn.RNN`` becomes an ``RNN`` node with its initial state made by
-``ConstantOfShape`` or ``Expand``. Each is read white-box, its analysis exact against the torch
+``ConstantOfShape`` or ``Expand``; the dynamo-based export (torch's default since 2.9) writes a global
+average pooling as ``ReduceMean`` and reverses a sequence with a ``Slice`` of step -1. Each is read white-box, its analysis exact against the torch
 module it was exported from; a graph whose batch cannot be read goes black-box with the reason,
 never a crash; a shape read from a graph is bounded before anything is allocated."""
 
@@ -54,6 +55,8 @@ class Recurrent(nn.Module):
         return self.head(self.rnn(x)[0][:, -1])
 
 
+DYNAMO = Path(__file__).resolve().parent / "fixtures" / "dynamo"
+
 OWNERS = {"viewed-cnn": (Viewed, (1, 8, 8)), "relu-rnn": (Recurrent, (8, 8)),
           "two-bidirectional-layers": (lambda: Recurrent(2, True), (8, 8))}
 
@@ -92,6 +95,43 @@ def test_default_exports_are_imported_and_read_exactly(name, dynamic):
     jacobian = torch.autograd.functional.jacobian(lambda v: module(v.unsqueeze(0))[0], point).reshape(10, -1)
     np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
     np.testing.assert_allclose(piece.output, module(point.unsqueeze(0))[0].detach().numpy(), atol=1e-10)
+
+
+def _dynamo(name: str, shape: tuple[int, ...]) -> tuple[Path, torch.nn.Module]:
+    """A committed file the dynamo exporter wrote, imported, checked against onnxruntime, in float64."""
+    path = DYNAMO / f"{name}.onnx"
+    data = path.read_bytes()
+    imported = import_onnx(onnx.load_from_string(data)).float()
+    check_reproduces(imported, _runtime(data), shape)
+    return path, imported.double()
+
+
+def test_the_dynamo_exporters_residual_network_is_read_white_box_and_exactly():
+    """What ``torch.onnx.export`` writes by default since torch 2.9 (``dynamo=True``; committed, as it
+    needs ``onnxscript``: ``tests/fixtures/make_dynamo.py``): a residual network with BatchNorm
+    whose global average pooling is a ``ReduceMean``, which sent such owners black-box."""
+    path, imported = _dynamo("residual", (1, 8, 8))
+    x0 = np.random.default_rng(0).uniform(0, 1, (1, 8, 8))
+    check_head_on_top(imported, x0)
+    piece = linearise(imported, x0)
+    point = torch.tensor(x0)
+    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
+    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
+    assert np.abs(piece.jacobian).max() > 1e-3  # a network that reads its input
+    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", (1, 8, 8)), second_stage=False)
+    assert fingerprint.probes.info["analysis"] == "white-box"
+
+
+def test_the_dynamo_exporters_recurrence_is_imported_and_goes_black_box_with_the_reason():
+    """The same exporter unrolls a bidirectional ReLU RNN, reversing the sequence with a ``Slice`` of
+    step -1 (the import refused it), and applies each step's ReLU to a ``[1, batch, hidden]`` slice:
+    the analysis freezes a switch by the first row of its first axis, which is not the batch there,
+    so the check that the frozen network is affine refuses it: black-box, with why."""
+    path, imported = _dynamo("bidirectional-rnn", (4, 8))
+    with pytest.raises(NotPiecewiseLinear, match="not affine"):
+        check_head_on_top(imported, np.random.default_rng(0).uniform(0, 1, (4, 8)))
+    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", (4, 8)), second_stage=False)
+    assert fingerprint.probes.info["analysis"].startswith("black-box (the network is not affine")
 
 
 def test_a_tanh_recurrence_exported_to_onnx_is_imported_but_refused_by_the_analysis():

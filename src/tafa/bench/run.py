@@ -787,13 +787,18 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
     another zoo's copies), and no user thresholds them jointly, each verdict is calibrated
     against its own owner's references. The raw-score pooling of earlier runs is kept as
     ``auc_raw_pooled`` / ``tpr_at_fpr_1pct_raw_pooled`` (and ``utility_kept_raw_pooled``).
-    Within one zoo the two orders are the same (the scale is increasing in the score).
+    Within one zoo the two orders are the same (the scale is increasing in the score), unless some
+    rows were decided at another scale (the coarse scale of a rough row, the label stage of a lossy
+    one), whose scores are not on the fine scores' scale: such a zoo is ranked by evidence too (a
+    one-stage scheme's rough ResNet copy ranked by its coarse score against the independent
+    models' fine scores was put above every one of them, session 29).
     """
     scored = [r for r in rows if r.role == "scored"]
     derived = [r for r in scored if r.label == 1 and r.family != EXTRACTION]
     independent = [r for r in scored if r.label == 0]
     pooled = len(rules) > 1
-    value: Callable[[Scored], float] = (lambda r: r.evidence) if pooled else (lambda r: r.score)
+    by_evidence = pooled or any(r.rough or r.lossy for r in scored)
+    value: Callable[[Scored], float] = (lambda r: r.evidence) if by_evidence else (lambda r: r.score)
     pos, neg = np.array([value(r) for r in derived]), np.array([value(r) for r in independent])
     raw_pos, raw_neg = np.array([r.score for r in derived]), np.array([r.score for r in independent])
     cal_pos, cal_neg = np.array([r.calibrated for r in derived]), np.array([r.calibrated for r in independent])
@@ -819,7 +824,7 @@ def summarise(rows: list[Scored], rules: Rules, n_boot: int) -> dict[str, Any]:
         "auc_ci": list(metrics.bootstrap_ci(metrics.roc_auc, pos, neg, n_boot=n_boot)),
         "aruc": aruc(cal_pos, cal_neg), "aruc_ci": list(metrics.bootstrap_ci(aruc, cal_pos, cal_neg, n_boot=n_boot)),
         "aruc_raw": metrics.aruc(raw_pos, raw_neg), "max_min_ru": metrics.max_min_ru(pos, neg),
-        "ranked_on": "evidence" if pooled else "score",
+        "ranked_on": "evidence" if by_evidence else "score",
         "tpr_at_fpr_1pct": tpr1(pos, neg), "tpr_at_fpr_0": metrics.tpr_at_fpr(pos, neg, 0.0),
         "tpr_at_fpr_1pct_ci": list(metrics.bootstrap_ci(tpr1, pos, neg, n_boot=n_boot)),
         "rule": rule, "rules": by_alpha,

@@ -31,7 +31,7 @@ INTERPRETED = frozenset({
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "PRelu", "LeakyRelu", "HardSigmoid", "Clip", "Conv",
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "BatchNormalization",
     "Flatten", "Reshape", "Identity", "Dropout", "Transpose", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Squeeze",
-    "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "ConstantOfShape", "Cast", "RNN", "Expand",
+    "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "ConstantOfShape", "Cast", "RNN", "Expand", "ReduceMean", "ReduceSum",
 })
 
 #: Side computations a chain may hold: the shape arithmetic torch exports for ``Unflatten``.

@@ -115,7 +115,8 @@ def _gather(inputs: list, attrs: dict) -> torch.Tensor:
 
 
 def _slice(inputs: list, attrs: dict) -> torch.Tensor:
-    """ONNX ``Slice`` (starts, ends, axes, steps as inputs since opset 10, attributes before)."""
+    """ONNX ``Slice`` (starts, ends, axes, steps as inputs since opset 10, attributes before), with
+    the operator's clamping; a negative step reverses (torch's exporter reverses a sequence so)."""
     data = inputs[0]
 
     def given(index: int, name: str) -> list[int] | None:
@@ -128,12 +129,32 @@ def _slice(inputs: list, attrs: dict) -> torch.Tensor:
         raise UnsupportedOperator("Slice without matching starts and ends")
     axes = given(3, "axes") or list(range(len(starts)))
     steps = given(4, "steps") or [1] * len(starts)
-    if len(axes) != len(starts) or len(steps) != len(starts) or any(step < 1 for step in steps):
-        raise UnsupportedOperator("Slice with negative or zero steps, or axes that do not match, is not supported")
-    index = [slice(None)] * data.dim()
+    if len(axes) != len(starts) or len(steps) != len(starts) or 0 in steps:
+        raise UnsupportedOperator("Slice with a zero step, or axes that do not match, is not supported")
     for start, end, axis, step in zip(starts, ends, axes, steps):
-        index[axis % max(data.dim(), 1)] = slice(start, end, step)
-    return data[tuple(index)]
+        axis %= max(data.dim(), 1)
+        size = data.shape[axis]
+        start, end = start + size if start < 0 else start, end + size if end < 0 else end
+        if step > 0:
+            start, end = min(max(start, 0), size), min(max(end, 0), size)
+        else:
+            start, end = min(max(start, 0), size - 1), min(max(end, -1), size - 1)
+        data = data.index_select(axis, torch.arange(start, end, step, dtype=torch.int64))
+    return data
+
+
+def _reduce_linear(op: Callable[..., torch.Tensor]) -> Callable[[list, dict], torch.Tensor]:
+    """ONNX ``ReduceMean`` / ``ReduceSum`` (axes an attribute before opset 18, an input since; the
+    dynamo exporter writes a global average pooling as ``ReduceMean``): linear, run as it is."""
+    def reduce(inputs: list, attrs: dict) -> torch.Tensor:
+        axes = _axes(inputs, attrs)
+        if not axes:
+            if attrs.get("noop_with_empty_axes", 0):
+                return inputs[0]
+            axes = list(range(inputs[0].dim()))
+        keep = bool(attrs.get("keepdims", 1))
+        return op(inputs[0], dim=tuple(sorted({axis % max(inputs[0].dim(), 1) for axis in axes})), keepdim=keep)
+    return reduce
 
 
 def _constant_of_shape(inputs: list, attrs: dict) -> torch.Tensor:
@@ -319,6 +340,8 @@ _OPS: dict[str, Callable[[list, dict], Any]] = {
     "Cast": _cast,
     "RNN": _rnn,
     "Expand": _expand,
+    "ReduceMean": _reduce_linear(torch.mean),
+    "ReduceSum": _reduce_linear(torch.sum),
 }
 
 
