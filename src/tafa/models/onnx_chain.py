@@ -31,7 +31,8 @@ INTERPRETED = frozenset({
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "PRelu", "LeakyRelu", "HardSigmoid", "Clip", "Conv",
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "BatchNormalization",
     "Flatten", "Reshape", "Identity", "Dropout", "Transpose", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Squeeze",
-    "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "ConstantOfShape", "Cast", "RNN", "Expand", "ReduceMean", "ReduceSum",
+    "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "ConstantOfShape", "Cast", "RNN", "Expand", "ReduceMean",
+    "ReduceSum", "ConvTranspose", "Pad", "Max", "Min", "Sum", "Mean",
 })
 
 #: Side computations a chain may hold: the shape arithmetic torch exports for ``Unflatten``.
@@ -59,6 +60,20 @@ def pads(given: list[int] | None, dims: int) -> list[int]:
     return list(begin)
 
 
+def auto_pad(attrs: dict[str, Any]) -> str:
+    """A Conv's or pooling node's ``auto_pad`` as text (``NOTSET`` when absent)."""
+    value = attrs.get("auto_pad", b"NOTSET")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def symmetric(attrs: dict[str, Any], dims: int) -> bool:
+    """Whether a Conv's or pooling node's padding is the same at both ends of every axis and given
+    explicitly (or ``VALID``): what a plain torch layer of a chain pads; anything else (``SAME_*``,
+    asymmetric pads, as TensorFlow converters write) is run by the graph interpreter."""
+    given = attrs.get("pads") or [0] * 2 * dims
+    return auto_pad(attrs) in ("NOTSET", "VALID") and list(given[:dims]) == list(given[dims:])
+
+
 def check_functions(model: Any) -> None:
     """Refuse (:class:`~tafa.errors.UnsafeModelFile`) a model whose model-local function is
     named like an operator the import interprets (:data:`INTERPRETED`, ``Constant``) or like a
@@ -81,10 +96,8 @@ def chain_kind(op_type: str, attrs: dict[str, Any], weights: list[np.ndarray]) -
         if weight.ndim != 2 or (len(weights) == 2 and weights[1].shape != (weight.shape[0],)):
             return None
         return "linear"
-    if op_type == "Conv" and len(weights) in (1, 2) and weights[0].ndim == 4 \
-            and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"):
+    if op_type == "Conv" and len(weights) in (1, 2) and weights[0].ndim == 4 and symmetric(attrs, 2):
         weight, groups = weights[0], attrs.get("group", 1)
-        pads(attrs.get("pads"), 2)
         if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups \
                 or (len(weights) == 2 and weights[1].shape != (weight.shape[0],)):
             return None
@@ -93,8 +106,8 @@ def chain_kind(op_type: str, attrs: dict[str, Any], weights: list[np.ndarray]) -
         return None
     if op_type in ("Relu", "LeakyRelu", "Sigmoid", "Tanh", "Identity", "Dropout"):
         return "plain"
-    if op_type == "MaxPool" and len(attrs["kernel_shape"]) == 2 and not attrs.get("ceil_mode", 0):
-        pads(attrs.get("pads"), 2)
+    if op_type == "MaxPool" and len(attrs["kernel_shape"]) == 2 and not attrs.get("ceil_mode", 0) \
+            and symmetric(attrs, 2):
         return "plain"
     if op_type == "Flatten" and attrs.get("axis", 1) == 1:
         return "plain"

@@ -8,6 +8,7 @@ torch functions, so the white-box analysis (:mod:`tafa.relu`) sees every ReLU an
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from ..errors import one_line
 from .onnx_chain import (INTERPRETED, STANDARD_DOMAINS, UnsupportedOperator, attributes as _attributes,  # noqa: F401
-                         chain_kind, chain_steps, check_functions, pads as _pads)
+                         auto_pad, chain_kind, chain_steps, check_functions, pads as _pads, symmetric)
 
 
 def _gemm(inputs: list, attrs: dict) -> torch.Tensor:
@@ -31,28 +32,57 @@ def _gemm(inputs: list, attrs: dict) -> torch.Tensor:
     return out
 
 
+def _window_pads(x: torch.Tensor, attrs: dict, kernel: list[int], dims: int,
+                 fill: float) -> tuple[torch.Tensor, list[int]]:
+    """``x`` padded as a Conv or pooling node asks (explicit ``pads``, or ``auto_pad``'s ``SAME_UPPER``,
+    ``SAME_LOWER``, ``VALID``): the padding to hand torch's layer when it is the same at both ends
+    of every axis, else ``x`` padded here with ``fill`` (0 for a convolution, -inf for max pooling;
+    TensorFlow converters write such pads) and no padding left for the layer."""
+    mode = auto_pad(attrs)
+    strides, dilations = attrs.get("strides", [1] * dims), attrs.get("dilations", [1] * dims)
+    if mode == "NOTSET":
+        given = list(attrs.get("pads") or [0] * 2 * dims)
+        begin, end = given[:dims], given[dims:]
+    elif mode == "VALID":
+        begin, end = [0] * dims, [0] * dims
+    elif mode in ("SAME_UPPER", "SAME_LOWER"):
+        begin, end = [], []
+        for size, k, stride, dilation in zip(x.shape[2:], kernel, strides, dilations):
+            total = max((-(-size // stride) - 1) * stride + (k - 1) * dilation + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            begin.append(small if mode == "SAME_UPPER" else large)
+            end.append(large if mode == "SAME_UPPER" else small)
+    else:
+        raise UnsupportedOperator(f"auto_pad {mode!r} is not supported by the ONNX import")
+    if len(begin) != dims or len(end) != dims or any(v < 0 for v in begin + end):
+        raise UnsupportedOperator("pads that do not fit the node's axes are not supported by the ONNX import")
+    if begin == end:
+        return x, begin
+    around = [v for axis in reversed(range(dims)) for v in (begin[axis], end[axis])]  # last axis first
+    return F.pad(x, around, value=fill), [0] * dims
+
+
 def _conv(inputs: list, attrs: dict) -> torch.Tensor:
     x, weight = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
     dims = weight.dim() - 2
-    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-        raise UnsupportedOperator("Conv auto_pad is not supported by the ONNX import")
     conv = {1: F.conv1d, 2: F.conv2d}.get(dims)
     if conv is None:
         raise UnsupportedOperator(f"{dims}-dimensional Conv is not supported by the ONNX import")
-    return conv(x, weight, bias, stride=attrs.get("strides", [1] * dims), padding=_pads(attrs.get("pads"), dims),
+    x, padding = _window_pads(x, attrs, list(weight.shape[2:]), dims, 0.0)
+    return conv(x, weight, bias, stride=attrs.get("strides", [1] * dims), padding=padding,
                 dilation=attrs.get("dilations", [1] * dims), groups=attrs.get("group", 1))
 
 
 def _max_pool(inputs: list, attrs: dict) -> torch.Tensor:
-    x = inputs[0]
     kernel = attrs["kernel_shape"]
     dims = len(kernel)
     pool = {1: F.max_pool1d, 2: F.max_pool2d}.get(dims)
     if pool is None:
         raise UnsupportedOperator("only 1d/2d MaxPool is supported by the ONNX import")
-    return pool(x, kernel, attrs.get("strides", kernel), _pads(attrs.get("pads"), dims),
-                attrs.get("dilations", [1] * dims), bool(attrs.get("ceil_mode", 0)))
+    x, padding = _window_pads(inputs[0], attrs, kernel, dims, -math.inf)
+    return pool(x, kernel, attrs.get("strides", kernel), padding, attrs.get("dilations", [1] * dims),
+                bool(attrs.get("ceil_mode", 0)))
 
 
 def _avg_pool(inputs: list, attrs: dict) -> torch.Tensor:
@@ -61,8 +91,65 @@ def _avg_pool(inputs: list, attrs: dict) -> torch.Tensor:
     pool = {1: F.avg_pool1d, 2: F.avg_pool2d}.get(dims)
     if pool is None:
         raise UnsupportedOperator("only 1d/2d AveragePool is supported by the ONNX import")
+    if not symmetric(attrs, dims):  # what the padding counts would differ from the file's
+        raise UnsupportedOperator("AveragePool with auto_pad or asymmetric pads is not supported by the ONNX import")
     return pool(inputs[0], kernel, attrs.get("strides", kernel), _pads(attrs.get("pads"), dims),
                 bool(attrs.get("ceil_mode", 0)), bool(attrs.get("count_include_pad", 0)))
+
+
+def _conv_transpose(inputs: list, attrs: dict) -> torch.Tensor:
+    """ONNX ``ConvTranspose`` (a generator's or a decoder's upsampling), 1d or 2d, its pads given
+    explicitly and the same at both ends (what torch exports)."""
+    x, weight = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    dims = weight.dim() - 2
+    conv = {1: F.conv_transpose1d, 2: F.conv_transpose2d}.get(dims)
+    if conv is None or auto_pad(attrs) != "NOTSET" or "output_shape" in attrs or not symmetric(attrs, dims):
+        raise UnsupportedOperator("ConvTranspose beyond 1d/2d with symmetric explicit pads is not supported by the "
+                                  "ONNX import")
+    return conv(x, weight, bias, stride=attrs.get("strides", [1] * dims), padding=_pads(attrs.get("pads"), dims),
+                output_padding=attrs.get("output_padding", [0] * dims), groups=attrs.get("group", 1),
+                dilation=attrs.get("dilations", [1] * dims))
+
+
+def _pad(inputs: list, attrs: dict) -> torch.Tensor:
+    """ONNX ``Pad`` (``constant``, ``reflect``, ``edge``; the pads an input since opset 11, an
+    attribute before): linear in its input. The batch axis is never padded."""
+    x = inputs[0]
+    given = (inputs[1].reshape(-1).tolist() if len(inputs) > 1 and inputs[1] is not None else attrs.get("pads", []))
+    pads = [int(v) for v in given]
+    value = float(inputs[2].reshape(-1)[0]) if len(inputs) > 2 and inputs[2] is not None else attrs.get("value", 0.0)
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if len(inputs) > 3 and inputs[3] is not None or len(pads) != 2 * x.dim() or pads[0] or pads[x.dim()]:
+        raise UnsupportedOperator("Pad of the batch axis, or with axes, is not supported by the ONNX import")
+    if any(abs(v) > 4096 for v in pads) or mode not in ("constant", "reflect", "edge"):
+        raise UnsupportedOperator(f"Pad ({mode}, pads {pads[:8]}) is not supported by the ONNX import")
+    begin, end = pads[:x.dim()], pads[x.dim():]
+    around = [v for axis in reversed(range(1, x.dim())) for v in (begin[axis], end[axis])]  # last axis first
+    if mode == "constant":
+        return F.pad(x, around, value=float(value))
+    while around and around[-2:] == [0, 0]:  # reflect and replicate pad the trailing axes only
+        around = around[:-2]
+    return F.pad(x, around, mode="reflect" if mode == "reflect" else "replicate") if around else x
+
+
+def _extreme(largest: bool) -> Callable[[list, dict], torch.Tensor]:
+    """ONNX ``Max`` / ``Min`` of its inputs, element by element, written with the ReLU the
+    analysis freezes: ``max(a, b) = b + relu(a - b)``, ``min(a, b) = b - relu(b - a)``."""
+    def extreme(inputs: list, attrs: dict) -> torch.Tensor:
+        out = inputs[0]
+        for other in inputs[1:]:
+            out = other + F.relu(out - other) if largest else other - F.relu(other - out)
+        return out
+    return extreme
+
+
+def _sum(inputs: list, attrs: dict) -> torch.Tensor:
+    out = inputs[0]
+    for other in inputs[1:]:
+        out = out + other
+    return out
 
 
 def _batch_norm(inputs: list, attrs: dict) -> torch.Tensor:
@@ -342,6 +429,12 @@ _OPS: dict[str, Callable[[list, dict], Any]] = {
     "Expand": _expand,
     "ReduceMean": _reduce_linear(torch.mean),
     "ReduceSum": _reduce_linear(torch.sum),
+    "ConvTranspose": _conv_transpose,
+    "Pad": _pad,
+    "Max": _extreme(True),
+    "Min": _extreme(False),
+    "Sum": _sum,
+    "Mean": lambda i, a: _sum(i, a) / len(i),
 }
 
 
