@@ -293,3 +293,16 @@ def test_a_generator_with_transposed_convolutions_padding_and_elementwise_extrem
     np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
     fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("gaussian:0,1", (4,)), second_stage=False)
     assert fingerprint.probes.info["analysis"] == "white-box"
+
+
+@pytest.mark.parametrize("name", list(OWNERS))
+def test_torchscript_owners_of_these_shapes_are_fingerprinted_white_box(name, tmp_path):
+    """A TorchScript owner is exported to ONNX in its worker, for a batch of one: the viewed CNN's
+    export made ``Fingerprint.create`` fail with a RuntimeError (mat1 and mat2 shapes cannot be
+    multiplied), and the recurrent ones went black-box (the ``RNN`` node)."""
+    make, shape = OWNERS[name]
+    path = tmp_path / f"{name}.pt"
+    torch.jit.trace(make().eval(), torch.rand(2, *shape)).save(str(path))
+    owner = open_model(str(path), input_shape=shape, allow_torchscript=True)
+    fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", shape), second_stage=False)
+    assert fingerprint.probes.info["analysis"] == "white-box"
