@@ -306,3 +306,31 @@ def test_torchscript_owners_of_these_shapes_are_fingerprinted_white_box(name, tm
     owner = open_model(str(path), input_shape=shape, allow_torchscript=True)
     fingerprint = Fingerprint.create(owner, parse_domain("box:0,1", shape), second_stage=False)
     assert fingerprint.probes.info["analysis"] == "white-box"
+
+
+class Upsampled(nn.Module):
+    """A convolution, an ``nn.Upsample`` by 2 (exported as ``Resize``), a convolution, a head."""
+
+    def __init__(self, mode: str, corners: bool | None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode=mode, align_corners=corners)
+        self.conv2, self.head = nn.Conv2d(2, 1, 3, padding=1), nn.Linear(16 * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv2(self.up(torch.relu(self.conv(x))))).flatten(1))
+
+
+@pytest.mark.parametrize("mode,corners", [("nearest", None), ("bilinear", False), ("bilinear", True)])
+def test_an_upsampling_resize_is_read_exactly(mode, corners):
+    """``Resize`` (a U-Net's, a generator's upsampling) was outside the interpreter's set."""
+    data = _export(Upsampled(mode, corners), (1, 8, 8), False)
+    imported = import_onnx(onnx.load_from_string(data)).float()
+    check_reproduces(imported, _runtime(data), (1, 8, 8))
+    imported = imported.double()
+    x0 = np.random.default_rng(0).uniform(0, 1, (1, 8, 8))
+    piece = linearise(imported, x0)
+    point = torch.tensor(x0)
+    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
+    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)

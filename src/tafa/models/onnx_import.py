@@ -152,6 +152,45 @@ def _sum(inputs: list, attrs: dict) -> torch.Tensor:
     return out
 
 
+def _text(attrs: dict, name: str, default: str) -> str:
+    value = attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _resize(inputs: list, attrs: dict) -> torch.Tensor:
+    """ONNX ``Resize`` (opset 11+: ``X, roi, scales, sizes``) and ``Upsample`` (``X, scales``) of the
+    spatial axes, nearest or (bi)linear: linear in the input either way. Modes whose reading differs
+    from torch's are caught by :func:`check_reproduces` (the owner then goes black-box)."""
+    x = inputs[0]
+    scales = inputs[2] if len(inputs) > 2 else (inputs[1] if len(inputs) == 2 else None)
+    sizes = inputs[3] if len(inputs) > 3 else None
+    spatial = x.dim() - 2
+    if spatial not in (1, 2) or x.dim() < 3:
+        raise UnsupportedOperator("Resize of other than 1d or 2d images is not supported by the ONNX import")
+    size: list[int] | None = None
+    factors: list[float] | None = None
+    if sizes is not None and sizes.numel():
+        size = [int(v) for v in sizes.reshape(-1).tolist()]
+        if size[:2] != list(x.shape[:2]) or any(v < 1 or v > 4096 for v in size[2:]):
+            raise UnsupportedOperator(f"Resize to sizes {size[:8]} is not supported by the ONNX import")
+        size = size[2:]
+    elif scales is not None and scales.numel():
+        factors = [float(v) for v in scales.reshape(-1).tolist()]
+        if factors[:2] != [1.0, 1.0] or len(factors) != x.dim() or any(not 0 < f <= 64 for f in factors[2:]):
+            raise UnsupportedOperator(f"Resize by scales {factors[:8]} is not supported by the ONNX import")
+        factors = factors[2:]
+    else:
+        raise UnsupportedOperator("Resize without scales or sizes is not supported by the ONNX import")
+    mode = _text(attrs, "mode", "nearest")
+    if mode == "nearest":
+        return F.interpolate(x, size=size, scale_factor=factors, mode="nearest")
+    if mode == "linear":
+        corners = _text(attrs, "coordinate_transformation_mode", "half_pixel") == "align_corners"
+        return F.interpolate(x, size=size, scale_factor=factors, mode="linear" if spatial == 1 else "bilinear",
+                             align_corners=corners)
+    raise UnsupportedOperator(f"Resize mode {mode!r} is not supported by the ONNX import")
+
+
 def _batch_norm(inputs: list, attrs: dict) -> torch.Tensor:
     x, scale, bias, mean, var = inputs[:5]
     return F.batch_norm(x, mean, var, scale, bias, training=False, eps=attrs.get("epsilon", 1e-5))
@@ -435,6 +474,8 @@ _OPS: dict[str, Callable[[list, dict], Any]] = {
     "Min": _extreme(False),
     "Sum": _sum,
     "Mean": lambda i, a: _sum(i, a) / len(i),
+    "Resize": _resize,
+    "Upsample": _resize,
 }
 
 
