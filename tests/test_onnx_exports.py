@@ -107,32 +107,26 @@ def _dynamo(name: str, shape: tuple[int, ...]) -> tuple[Path, torch.nn.Module]:
     return path, imported.double()
 
 
-def test_the_dynamo_exporters_residual_network_is_read_white_box_and_exactly():
+@pytest.mark.parametrize("name,shape", [("residual", (1, 8, 8)), ("bidirectional-rnn", (4, 8))])
+def test_the_dynamo_exporters_graphs_are_read_white_box_and_exactly(name, shape):
     """What ``torch.onnx.export`` writes by default since torch 2.9 (``dynamo=True``; committed, as it
-    needs ``onnxscript``: ``tests/fixtures/make_dynamo.py``): a residual network with BatchNorm
-    whose global average pooling is a ``ReduceMean``, which sent such owners black-box."""
-    path, imported = _dynamo("residual", (1, 8, 8))
-    x0 = np.random.default_rng(0).uniform(0, 1, (1, 8, 8))
+    needs ``onnxscript``: ``tests/fixtures/make_dynamo.py``): a residual network with BatchNorm whose
+    global average pooling is a ``ReduceMean``, and a bidirectional ReLU RNN unrolled step by step,
+    its sequence reversed by a ``Slice`` of step -1 and each step's ReLU applied to a ``[1, batch,
+    hidden]`` slice (frozen along the batch's axis). Both went black-box ("ReduceMean ... outside
+    the piecewise-linear set", "Slice with negative ... steps", then "not affine")."""
+    path, imported = _dynamo(name, shape)
+    x0 = np.random.default_rng(0).uniform(0, 1, shape)
     check_head_on_top(imported, x0)
     piece = linearise(imported, x0)
     point = torch.tensor(x0)
     jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
     np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
     assert np.abs(piece.jacobian).max() > 1e-3  # a network that reads its input
-    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", (1, 8, 8)), second_stage=False)
+    if name == "bidirectional-rnn":  # a switch per unit, step and direction
+        assert piece.switch_values.shape == (12 * 4 * 2,)
+    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", shape), second_stage=False)
     assert fingerprint.probes.info["analysis"] == "white-box"
-
-
-def test_the_dynamo_exporters_recurrence_is_imported_and_goes_black_box_with_the_reason():
-    """The same exporter unrolls a bidirectional ReLU RNN, reversing the sequence with a ``Slice`` of
-    step -1 (the import refused it), and applies each step's ReLU to a ``[1, batch, hidden]`` slice:
-    the analysis freezes a switch by the first row of its first axis, which is not the batch there,
-    so the check that the frozen network is affine refuses it: black-box, with why."""
-    path, imported = _dynamo("bidirectional-rnn", (4, 8))
-    with pytest.raises(NotPiecewiseLinear, match="not affine"):
-        check_head_on_top(imported, np.random.default_rng(0).uniform(0, 1, (4, 8)))
-    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", (4, 8)), second_stage=False)
-    assert fingerprint.probes.info["analysis"].startswith("black-box (the network is not affine")
 
 
 def test_a_tanh_recurrence_exported_to_onnx_is_imported_but_refused_by_the_analysis():

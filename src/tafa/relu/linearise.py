@@ -84,14 +84,32 @@ def _arg(args: tuple, kwargs: dict, index: int, name: str, default: object) -> o
 
 
 class _Freeze(TorchFunctionMode):
-    """Freeze every piecewise-linear operation to the pattern of batch row 0; record switches."""
+    """Freeze every piecewise-linear operation to the pattern of batch row 0; record switches.
 
-    def __init__(self, first_only: bool = False) -> None:
+    ``rows``: the batch's size. An elementwise switch (ReLU, leaky ReLU, clamp) on a tensor whose
+    first axis is a singleton and whose batch is another axis (an exported recurrence applies each
+    step's ReLU to ``[1, batch, hidden]``) is frozen along that axis: the only one of that size."""
+
+    def __init__(self, first_only: bool = False, rows: int | None = None) -> None:
         super().__init__()
         self.switches: list[torch.Tensor] = []  # each (rows, n_switches)
         self.first_only = first_only
+        self.rows = rows
 
-    def _record(self, value: torch.Tensor) -> None:
+    def _axis(self, z: torch.Tensor) -> int:
+        """The batch axis of an elementwise switch's input ``z`` (see class doc)."""
+        if self.rows is None or self.rows == 1 or z.dim() < 2 or z.shape[0] != 1:
+            return 0
+        matches = [axis for axis in range(1, z.dim()) if z.shape[axis] == self.rows]
+        return matches[0] if len(matches) == 1 else 0
+
+    def _first(self, z: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Row 0 of ``z`` along its batch axis (kept as an axis of size 1), and that axis."""
+        axis = self._axis(z)
+        return z.narrow(axis, 0, 1), axis
+
+    def _record(self, value: torch.Tensor, axis: int = 0) -> None:
+        value = value.movedim(axis, 0) if axis else value
         self.switches.append(value.reshape(value.shape[0], -1))
         if self.first_only:
             raise _FirstSwitches()
@@ -148,21 +166,24 @@ class _Freeze(TorchFunctionMode):
 
     def _clamp(self, z: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
         out = z
+        first, axis = self._first(z)
         if lo > -math.inf:
-            self._record(z - lo)
-            out = torch.where(z[:1] < lo, torch.full_like(z, lo), out)
+            self._record(z - lo, axis)
+            out = torch.where(first < lo, torch.full_like(z, lo), out)
         if hi < math.inf:
-            self._record(hi - z)
-            out = torch.where(z[:1] > hi, torch.full_like(z, hi), out)
+            self._record(hi - z, axis)
+            out = torch.where(first > hi, torch.full_like(z, hi), out)
         return out
 
     def _frozen_relu(self, z: torch.Tensor) -> torch.Tensor:
-        self._record(z)
-        return z * (z[:1] > 0).to(z.dtype)
+        first, axis = self._first(z)
+        self._record(z, axis)
+        return z * (first > 0).to(z.dtype)
 
     def _frozen_leaky(self, z: torch.Tensor, slope: float | torch.Tensor) -> torch.Tensor:
-        self._record(z)
-        return torch.where(z[:1] > 0, z, slope * z)
+        first, axis = self._first(z)
+        self._record(z, axis)
+        return torch.where(first > 0, z, slope * z)
 
     def _relu_step(self, x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
                    b_ih: torch.Tensor | None = None, b_hh: torch.Tensor | None = None) -> torch.Tensor:
@@ -425,7 +446,7 @@ def first_switch_values(module: torch.nn.Module, x0: np.ndarray) -> np.ndarray:
 
 def _first_switch_rows(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """The first piecewise-linear operation's switches for each row of ``batch``, ``(rows, P)``."""
-    freeze = _Freeze(first_only=True)
+    freeze = _Freeze(first_only=True, rows=batch.shape[0])
     with torch.no_grad():
         try:
             with freeze:
@@ -498,7 +519,7 @@ class _Switches:
 def _frozen_rows(module: torch.nn.Module, batch: torch.Tensor) -> tuple[_Switches, torch.Tensor]:
     """Run ``batch`` with every switch frozen to row 0's pattern: the recorded switches and
     the affine output (before a monotone head), both with one row per batch row."""
-    freeze = _Freeze()
+    freeze = _Freeze(rows=batch.shape[0])
     with torch.no_grad():
         try:
             with freeze:
