@@ -328,3 +328,38 @@ def test_an_upsampling_resize_is_read_exactly(mode, corners):
     point = torch.tensor(x0)
     jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
     np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
+
+
+class Shuffled(nn.Module):
+    """A ShuffleNet-style unit: channels split in two (``Split``), one half convolved, the halves
+    concatenated and shuffled (reshape, transpose, reshape), global average pooling, a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem, self.branch = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept, worked = torch.relu(self.stem(x)).chunk(2, dim=1)
+        mixed = torch.cat([kept, torch.relu(self.branch(worked))], dim=1)
+        batch, channels, height, width = mixed.shape
+        mixed = mixed.view(batch, 2, channels // 2, height, width).transpose(1, 2)
+        mixed = mixed.reshape(batch, channels, height, width)
+        return self.head(mixed.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["batch-fixed-at-1", "dynamic-batch"])
+def test_a_channel_split_and_shuffle_is_read_exactly(dynamic):
+    """``Split`` (``torch.chunk``) was outside the interpreter's set; the shuffle's reshapes name the
+    batch (fixed at 1, or read from ``Shape``), and halve a channel count with an integer ``Div``
+    (true division in torch: the count came out a float, and its ``Cast`` was refused)."""
+    data = _export(Shuffled(), (1, 8, 8), dynamic)
+    imported = import_onnx(onnx.load_from_string(data)).float()
+    check_reproduces(imported, _runtime(data), (1, 8, 8))
+    imported = imported.double()
+    x0 = np.random.default_rng(0).uniform(0, 1, (1, 8, 8))
+    piece = linearise(imported, x0)
+    point = torch.tensor(x0)
+    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
+    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)

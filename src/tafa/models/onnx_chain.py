@@ -32,7 +32,7 @@ INTERPRETED = frozenset({
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "BatchNormalization",
     "Flatten", "Reshape", "Identity", "Dropout", "Transpose", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Squeeze",
     "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "ConstantOfShape", "Cast", "RNN", "Expand", "ReduceMean",
-    "ReduceSum", "ConvTranspose", "Pad", "Max", "Min", "Sum", "Mean", "Resize", "Upsample",
+    "ReduceSum", "ConvTranspose", "Pad", "Max", "Min", "Sum", "Mean", "Resize", "Upsample", "Split",
 })
 
 #: Side computations a chain may hold: the shape arithmetic torch exports for ``Unflatten``.

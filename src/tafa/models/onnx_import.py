@@ -191,6 +191,23 @@ def _resize(inputs: list, attrs: dict) -> torch.Tensor:
     raise UnsupportedOperator(f"Resize mode {mode!r} is not supported by the ONNX import")
 
 
+def _split(inputs: list, attrs: dict) -> tuple[torch.Tensor, ...]:
+    """ONNX ``Split`` (``torch.chunk``, ``torch.split``: a ShuffleNet's channel split): sizes an input
+    since opset 13, an attribute before, or ``num_outputs`` equal parts (opset 18)."""
+    x, axis = inputs[0], attrs.get("axis", 0)
+    given = inputs[1] if len(inputs) > 1 and inputs[1] is not None else attrs.get("split")
+    size = x.shape[axis % max(x.dim(), 1)]
+    if given is not None and len(given):
+        sizes = [int(v) for v in (given.reshape(-1).tolist() if isinstance(given, torch.Tensor) else given)]
+    else:  # equal parts (the last smaller), as many as num_outputs (opset 18) or as the node's outputs
+        parts = int(attrs.get("num_outputs") or attrs[OUTPUTS])
+        sizes = [-(-size // parts)] * (parts - 1)
+        sizes.append(size - sum(sizes))
+    if sum(sizes) != size or any(v < 0 for v in sizes):
+        raise UnsupportedOperator(f"Split sizes {sizes[:8]} do not add up to the axis ({size})")
+    return tuple(torch.split(x, sizes, dim=axis))
+
+
 def _batch_norm(inputs: list, attrs: dict) -> torch.Tensor:
     x, scale, bias, mean, var = inputs[:5]
     return F.batch_norm(x, mean, var, scale, bias, training=False, eps=attrs.get("epsilon", 1e-5))
@@ -219,6 +236,9 @@ def _reshape(inputs: list, attrs: dict) -> torch.Tensor:
 #: The key under which :class:`OnnxGraphModule` hands :func:`_reshape` the graph input's fixed batch
 #: size (``None``: not fixed) and the batch it is running.
 BATCH = " batch"
+
+#: The key under which :class:`OnnxGraphModule` hands :func:`_split` how many outputs its node has.
+OUTPUTS = " outputs"
 
 #: The most values a ``ConstantOfShape`` or an ``Expand`` may make (a shape read from the graph,
 #: bounded before the tensor is allocated).
@@ -431,7 +451,8 @@ _OPS: dict[str, Callable[[list, dict], Any]] = {
     "Add": lambda i, a: i[0] + i[1],
     "Sub": lambda i, a: i[0] - i[1],
     "Mul": lambda i, a: i[0] * i[1],
-    "Div": lambda i, a: i[0] / i[1],
+    "Div": lambda i, a: (torch.div(i[0], i[1], rounding_mode="trunc")  # integers (shape arithmetic) as ONNX does
+                         if not i[0].is_floating_point() and not i[1].is_floating_point() else i[0] / i[1]),
     "Neg": lambda i, a: -i[0],
     "Relu": lambda i, a: F.relu(i[0]),
     # relu(x) + slope min(x, 0), for any slope ONNX broadcasts: two ReLUs the analysis freezes
@@ -476,6 +497,7 @@ _OPS: dict[str, Callable[[list, dict], Any]] = {
     "Mean": lambda i, a: _sum(i, a) / len(i),
     "Resize": _resize,
     "Upsample": _resize,
+    "Split": _split,
 }
 
 
@@ -527,7 +549,8 @@ class OnnxGraphModule(torch.nn.Module):
         batch = (self._fixed_batch, x.shape[0] if x.dim() else None)
         for op_type, inputs, outputs, attrs in self._nodes:
             args = [values[name] if name else None for name in inputs]
-            out = _OPS[op_type](args, {**attrs, BATCH: batch} if op_type == "Reshape" else attrs)
+            extra = {BATCH: batch} if op_type == "Reshape" else {OUTPUTS: len(outputs)} if op_type == "Split" else {}
+            out = _OPS[op_type](args, {**attrs, **extra} if extra else attrs)
             for name, value in zip(outputs, out if isinstance(out, tuple) else (out,)):
                 # one precision throughout: a graph's casts and constants between float types follow x
                 values[name] = value.to(x.dtype) if value.is_floating_point() and value.dtype != x.dtype else value
