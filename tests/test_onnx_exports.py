@@ -194,6 +194,27 @@ def test_a_shape_read_from_the_graph_is_bounded_before_it_is_allocated(op, tmp_p
         imported(torch.rand(2, 8))
 
 
+@pytest.mark.parametrize("op", ["ConvTranspose", "Resize", "Pad", "Conv"])
+def test_an_upsampling_or_padding_by_a_hostile_factor_is_refused_before_it_is_allocated(op, tmp_path):
+    """A transposed convolution's stride of 10^5 (torch 2.13's ``conv_transpose1d`` kills the process
+    with a segmentation fault at some such strides), a scale of 10^9, a pad of 10^9 on an 8-value
+    input: the interpreter refuses the node before torch runs it."""
+    reshape = onnx.numpy_helper.from_array(np.array([-1, 1, 8], dtype=np.int64), "r")
+    one = onnx.numpy_helper.from_array(np.ones((1, 1, 3), np.float32), "k")
+    made = {"ConvTranspose": helper.make_node("ConvTranspose", ["h", "k"], ["c"], kernel_shape=[3], strides=[100000]),
+            "Resize": helper.make_node("Resize", ["h", "", "s"], ["c"]),
+            "Pad": helper.make_node("Pad", ["h", "p"], ["c"]),
+            "Conv": helper.make_node("Conv", ["h", "k"], ["c"], kernel_shape=[3], pads=[10 ** 9, 10 ** 9])}[op]
+    extra = {"ConvTranspose": one, "Resize": onnx.numpy_helper.from_array(np.array([1, 1, 1e9], np.float32), "s"),
+             "Pad": onnx.numpy_helper.from_array(np.array([0, 0, 10 ** 9, 0, 0, 10 ** 9], np.int64), "p"),
+             "Conv": one}[op]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Reshape", ["x", "r"], ["h"]), made]
+    imported = import_onnx(onnx.load_model(str(_graph_file(tmp_path / "huge.onnx", nodes, [_weight(), reshape, extra],
+                                                           opset=13))))
+    with pytest.raises(UnsupportedOperator, match="refused"):
+        imported(torch.rand(2, 8))
+
+
 def _tensorflow_style(path: Path) -> Path:
     """A small CNN for 8x8 one-channel inputs padded the ways TensorFlow's converters write: a
     convolution with ``auto_pad=SAME_UPPER`` and stride 2 (one row and column of padding, at the

@@ -56,6 +56,7 @@ def _window_pads(x: torch.Tensor, attrs: dict, kernel: list[int], dims: int,
         raise UnsupportedOperator(f"auto_pad {mode!r} is not supported by the ONNX import")
     if len(begin) != dims or len(end) != dims or any(v < 0 for v in begin + end):
         raise UnsupportedOperator("pads that do not fit the node's axes are not supported by the ONNX import")
+    _bounded([x.shape[1], *(size + b + e for size, b, e in zip(x.shape[2:], begin, end))], "Padding")
     if begin == end:
         return x, begin
     around = [v for axis in reversed(range(dims)) for v in (begin[axis], end[axis])]  # last axis first
@@ -107,9 +108,17 @@ def _conv_transpose(inputs: list, attrs: dict) -> torch.Tensor:
     if conv is None or auto_pad(attrs) != "NOTSET" or "output_shape" in attrs or not symmetric(attrs, dims):
         raise UnsupportedOperator("ConvTranspose beyond 1d/2d with symmetric explicit pads is not supported by the "
                                   "ONNX import")
-    return conv(x, weight, bias, stride=attrs.get("strides", [1] * dims), padding=_pads(attrs.get("pads"), dims),
-                output_padding=attrs.get("output_padding", [0] * dims), groups=attrs.get("group", 1),
-                dilation=attrs.get("dilations", [1] * dims))
+    strides, padding = attrs.get("strides", [1] * dims), _pads(attrs.get("pads"), dims)
+    extra, dilations = attrs.get("output_padding", [0] * dims), attrs.get("dilations", [1] * dims)
+    if any(not 1 <= v <= MAX_UPSAMPLING for v in [*strides, *dilations]):  # torch 2.13 crashes the process on
+        # conv_transpose1d(stride=20000): a segmentation fault, not an exception
+        raise UnsupportedOperator(f"ConvTranspose strides {strides} or dilations {dilations} outside 1 to "
+                                  f"{MAX_UPSAMPLING} are refused")
+    _bounded([weight.shape[1] * attrs.get("group", 1)]
+             + [(size - 1) * stride - 2 * pad + dilation * (k - 1) + more + 1 for size, stride, pad, dilation, k, more
+                in zip(x.shape[2:], strides, padding, dilations, weight.shape[2:], extra)], "ConvTranspose")
+    return conv(x, weight, bias, stride=strides, padding=padding, output_padding=extra,
+                groups=attrs.get("group", 1), dilation=dilations)
 
 
 def _pad(inputs: list, attrs: dict) -> torch.Tensor:
@@ -123,9 +132,10 @@ def _pad(inputs: list, attrs: dict) -> torch.Tensor:
     mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     if len(inputs) > 3 and inputs[3] is not None or len(pads) != 2 * x.dim() or pads[0] or pads[x.dim()]:
         raise UnsupportedOperator("Pad of the batch axis, or with axes, is not supported by the ONNX import")
-    if any(abs(v) > 4096 for v in pads) or mode not in ("constant", "reflect", "edge"):
+    if mode not in ("constant", "reflect", "edge"):
         raise UnsupportedOperator(f"Pad ({mode}, pads {pads[:8]}) is not supported by the ONNX import")
     begin, end = pads[:x.dim()], pads[x.dim():]
+    _bounded([size + begin[axis] + end[axis] for axis, size in enumerate(x.shape) if axis], "Pad")
     around = [v for axis in reversed(range(1, x.dim())) for v in (begin[axis], end[axis])]  # last axis first
     if mode == "constant":
         return F.pad(x, around, value=float(value))
@@ -171,16 +181,17 @@ def _resize(inputs: list, attrs: dict) -> torch.Tensor:
     factors: list[float] | None = None
     if sizes is not None and sizes.numel():
         size = [int(v) for v in sizes.reshape(-1).tolist()]
-        if size[:2] != list(x.shape[:2]) or any(v < 1 or v > 4096 for v in size[2:]):
+        if size[:2] != list(x.shape[:2]) or any(v < 1 for v in size[2:]):
             raise UnsupportedOperator(f"Resize to sizes {size[:8]} is not supported by the ONNX import")
         size = size[2:]
     elif scales is not None and scales.numel():
         factors = [float(v) for v in scales.reshape(-1).tolist()]
-        if factors[:2] != [1.0, 1.0] or len(factors) != x.dim() or any(not 0 < f <= 64 for f in factors[2:]):
+        if factors[:2] != [1.0, 1.0] or len(factors) != x.dim() or any(not 0 < f < math.inf for f in factors[2:]):
             raise UnsupportedOperator(f"Resize by scales {factors[:8]} is not supported by the ONNX import")
         factors = factors[2:]
     else:
         raise UnsupportedOperator("Resize without scales or sizes is not supported by the ONNX import")
+    _bounded([x.shape[1], *(size or [int(s * f) for s, f in zip(x.shape[2:], factors or [])])], "Resize")
     mode = _text(attrs, "mode", "nearest")
     if mode == "nearest":
         return F.interpolate(x, size=size, scale_factor=factors, mode="nearest")
@@ -243,6 +254,19 @@ OUTPUTS = " outputs"
 #: The most values a ``ConstantOfShape`` or an ``Expand`` may make (a shape read from the graph,
 #: bounded before the tensor is allocated).
 MAX_CONSTANT_VALUES = 1 << 24
+
+
+#: The largest stride or dilation of a ``ConvTranspose`` the interpreter runs (FCN-32s upsamples by 32).
+MAX_UPSAMPLING = 64
+
+
+def _bounded(per_sample: list[int], what: str) -> None:
+    """Refuse (:class:`UnsupportedOperator`) a node whose output would hold more than
+    :data:`MAX_CONSTANT_VALUES` values per input (sizes read from the graph's attributes), before
+    anything is allocated: an upsampling or a padding by a factor no network needs."""
+    if any(v < 0 for v in per_sample) or int(np.prod(per_sample, dtype=np.float64)) > MAX_CONSTANT_VALUES:
+        raise UnsupportedOperator(f"{what} to {per_sample[:8]} per input is refused (over {MAX_CONSTANT_VALUES:,} "
+                                  "values)")
 
 
 def _shape(inputs: list, attrs: dict) -> torch.Tensor:
