@@ -56,7 +56,7 @@ def _window_pads(x: torch.Tensor, attrs: dict, kernel: list[int], dims: int,
         raise UnsupportedOperator(f"auto_pad {mode!r} is not supported by the ONNX import")
     if len(begin) != dims or len(end) != dims or any(v < 0 for v in begin + end):
         raise UnsupportedOperator("pads that do not fit the node's axes are not supported by the ONNX import")
-    _bounded([x.shape[1], *(size + b + e for size, b, e in zip(x.shape[2:], begin, end))], "Padding")
+    _bounded([x.shape[1], *(size + b + e for size, b, e in zip(x.shape[2:], begin, end))], "Padding", x)
     if begin == end:
         return x, begin
     around = [v for axis in reversed(range(dims)) for v in (begin[axis], end[axis])]  # last axis first
@@ -116,7 +116,7 @@ def _conv_transpose(inputs: list, attrs: dict) -> torch.Tensor:
                                   f"{MAX_UPSAMPLING} are refused")
     _bounded([weight.shape[1] * attrs.get("group", 1)]
              + [(size - 1) * stride - 2 * pad + dilation * (k - 1) + more + 1 for size, stride, pad, dilation, k, more
-                in zip(x.shape[2:], strides, padding, dilations, weight.shape[2:], extra)], "ConvTranspose")
+                in zip(x.shape[2:], strides, padding, dilations, weight.shape[2:], extra)], "ConvTranspose", x)
     return conv(x, weight, bias, stride=strides, padding=padding, output_padding=extra,
                 groups=attrs.get("group", 1), dilation=dilations)
 
@@ -135,7 +135,7 @@ def _pad(inputs: list, attrs: dict) -> torch.Tensor:
     if mode not in ("constant", "reflect", "edge"):
         raise UnsupportedOperator(f"Pad ({mode}, pads {pads[:8]}) is not supported by the ONNX import")
     begin, end = pads[:x.dim()], pads[x.dim():]
-    _bounded([size + begin[axis] + end[axis] for axis, size in enumerate(x.shape) if axis], "Pad")
+    _bounded([size + begin[axis] + end[axis] for axis, size in enumerate(x.shape) if axis], "Pad", x)
     around = [v for axis in reversed(range(1, x.dim())) for v in (begin[axis], end[axis])]  # last axis first
     if mode == "constant":
         return F.pad(x, around, value=float(value))
@@ -191,7 +191,7 @@ def _resize(inputs: list, attrs: dict) -> torch.Tensor:
         factors = factors[2:]
     else:
         raise UnsupportedOperator("Resize without scales or sizes is not supported by the ONNX import")
-    _bounded([x.shape[1], *(size or [int(s * f) for s, f in zip(x.shape[2:], factors or [])])], "Resize")
+    _bounded([x.shape[1], *(size or [int(s * f) for s, f in zip(x.shape[2:], factors or [])])], "Resize", x)
     mode = _text(attrs, "mode", "nearest")
     if mode == "nearest":
         return F.interpolate(x, size=size, scale_factor=factors, mode="nearest")
@@ -259,14 +259,19 @@ MAX_CONSTANT_VALUES = 1 << 24
 #: The largest stride or dilation of a ``ConvTranspose`` the interpreter runs (FCN-32s upsamples by 32).
 MAX_UPSAMPLING = 64
 
+#: How many times its input's values a node's output may hold per input beyond
+#: :data:`MAX_CONSTANT_VALUES` (:func:`_bounded`): a large image network's padded layers pass.
+MAX_GROWTH = 64
 
-def _bounded(per_sample: list[int], what: str) -> None:
+
+def _bounded(per_sample: list[int], what: str, given: torch.Tensor) -> None:
     """Refuse (:class:`UnsupportedOperator`) a node whose output would hold more than
-    :data:`MAX_CONSTANT_VALUES` values per input (sizes read from the graph's attributes), before
-    anything is allocated: an upsampling or a padding by a factor no network needs."""
-    if any(v < 0 for v in per_sample) or int(np.prod(per_sample, dtype=np.float64)) > MAX_CONSTANT_VALUES:
-        raise UnsupportedOperator(f"{what} to {per_sample[:8]} per input is refused (over {MAX_CONSTANT_VALUES:,} "
-                                  "values)")
+    :data:`MAX_CONSTANT_VALUES` values per input, or :data:`MAX_GROWTH` times its input ``given``
+    (batch first) if that is more (sizes read from the graph's attributes), before anything is
+    allocated: an upsampling or a padding by a factor no network needs."""
+    limit = max(MAX_CONSTANT_VALUES, MAX_GROWTH * (given.numel() // max(given.shape[0], 1) if given.dim() else 1))
+    if any(v < 0 for v in per_sample) or int(np.prod(per_sample, dtype=np.float64)) > limit:
+        raise UnsupportedOperator(f"{what} to {per_sample[:8]} per input is refused (over {limit:,} values)")
 
 
 def _shape(inputs: list, attrs: dict) -> torch.Tensor:
