@@ -78,33 +78,41 @@ def _runtime(data: bytes):
     return lambda x: np.concatenate([session.run(None, {"x": row[None].astype(np.float32)})[0] for row in x])
 
 
+def _read_exactly(data: bytes, shape: tuple[int, ...], x0: np.ndarray | None = None,
+                  source: nn.Module | None = None):
+    """The graph in ``data`` imported, answering as onnxruntime runs it (alone and as a batch), in
+    float64, and its frozen map at ``x0`` (a uniform draw by default), whose Jacobian must equal
+    autograd's on ``source`` (the torch module it was exported from), or on the imported module
+    itself, to 1e-10: the module and the map."""
+    imported = import_onnx(onnx.load_from_string(data)).float()
+    check_reproduces(imported, _runtime(data), shape)
+    imported = imported.double()
+    x0 = np.random.default_rng(0).uniform(0, 1, shape) if x0 is None else x0
+    check_head_on_top(imported, x0)
+    piece = linearise(imported, x0)
+    truth = imported if source is None else source.double()
+    jacobian = torch.autograd.functional.jacobian(lambda v: truth(v.unsqueeze(0))[0], torch.tensor(x0))
+    np.testing.assert_allclose(piece.jacobian, jacobian.numpy().reshape(piece.jacobian.shape), atol=1e-10)
+    assert np.abs(piece.jacobian).max() > 1e-3  # a network that reads its input
+    return imported, piece
+
+
+def _white_box(path: Path, domain: str, shape: tuple[int, ...]) -> None:
+    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain(domain, shape), second_stage=False)
+    assert fingerprint.probes.info["analysis"] == "white-box"
+
+
 @pytest.mark.parametrize("dynamic", [False, True], ids=["batch-fixed-at-1", "dynamic-batch"])
 @pytest.mark.parametrize("name", list(OWNERS))
 def test_default_exports_are_imported_and_read_exactly(name, dynamic):
     make, shape = OWNERS[name]
     module = make().eval()
-    data = _export(module, shape, dynamic)
-    imported = import_onnx(onnx.load_from_string(data)).float()
+    data = _export(module, shape, dynamic)  # was refused (Shape, Gather, RNN) or crashed later
     # a chain of standard layers, which the weight evidence and the attacks of data-free references read
-    assert isinstance(imported, nn.Sequential) == (name == "viewed-cnn")
-    check_reproduces(imported, _runtime(data), shape)  # was refused (Shape, Gather, RNN) or crashed later
-    imported, module = imported.double(), module.double()
-    x0 = np.random.default_rng(0).uniform(0, 1, shape)
-    check_head_on_top(imported, x0)
-    piece = linearise(imported, x0)
-    point = torch.tensor(x0)
-    jacobian = torch.autograd.functional.jacobian(lambda v: module(v.unsqueeze(0))[0], point).reshape(10, -1)
-    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
-    np.testing.assert_allclose(piece.output, module(point.unsqueeze(0))[0].detach().numpy(), atol=1e-10)
-
-
-def _dynamo(name: str, shape: tuple[int, ...]) -> tuple[Path, torch.nn.Module]:
-    """A committed file the dynamo exporter wrote, imported, checked against onnxruntime, in float64."""
-    path = DYNAMO / f"{name}.onnx"
-    data = path.read_bytes()
-    imported = import_onnx(onnx.load_from_string(data)).float()
-    check_reproduces(imported, _runtime(data), shape)
-    return path, imported.double()
+    assert isinstance(import_onnx(onnx.load_from_string(data)), nn.Sequential) == (name == "viewed-cnn")
+    _, piece = _read_exactly(data, shape, source=module)
+    point = torch.tensor(np.random.default_rng(0).uniform(0, 1, shape))
+    np.testing.assert_allclose(piece.output, module.double()(point.unsqueeze(0))[0].detach().numpy(), atol=1e-10)
 
 
 @pytest.mark.parametrize("name,shape", [("residual", (1, 8, 8)), ("bidirectional-rnn", (4, 8))])
@@ -115,18 +123,11 @@ def test_the_dynamo_exporters_graphs_are_read_white_box_and_exactly(name, shape)
     its sequence reversed by a ``Slice`` of step -1 and each step's ReLU applied to a ``[1, batch,
     hidden]`` slice (frozen along the batch's axis). Both went black-box ("ReduceMean ... outside
     the piecewise-linear set", "Slice with negative ... steps", then "not affine")."""
-    path, imported = _dynamo(name, shape)
-    x0 = np.random.default_rng(0).uniform(0, 1, shape)
-    check_head_on_top(imported, x0)
-    piece = linearise(imported, x0)
-    point = torch.tensor(x0)
-    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
-    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
-    assert np.abs(piece.jacobian).max() > 1e-3  # a network that reads its input
+    path = DYNAMO / f"{name}.onnx"
+    _, piece = _read_exactly(path.read_bytes(), shape)
     if name == "bidirectional-rnn":  # a switch per unit, step and direction
         assert piece.switch_values.shape == (12 * 4 * 2,)
-    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", shape), second_stage=False)
-    assert fingerprint.probes.info["analysis"] == "white-box"
+    _white_box(path, "box:0,1", shape)
 
 
 def test_a_tanh_recurrence_exported_to_onnx_is_imported_but_refused_by_the_analysis():
@@ -142,8 +143,7 @@ def test_an_owner_exported_with_its_batch_fixed_at_one_is_fingerprinted_white_bo
     ``Fingerprint.create`` fail with a RuntimeError (mat1 and mat2 shapes cannot be multiplied)."""
     path = tmp_path / "owner.onnx"
     path.write_bytes(_export(Viewed(), (1, 8, 8), False))
-    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", (1, 8, 8)), second_stage=False)
-    assert fingerprint.probes.info["analysis"] == "white-box"
+    _white_box(path, "box:0,1", (1, 8, 8))
 
 
 def _graph_file(path: Path, nodes: list, initializers: list, batch: int | str = "b", opset: int = 13) -> Path:
@@ -246,17 +246,9 @@ def test_convolutions_and_poolings_padded_at_one_end_are_read_exactly(tmp_path):
     owner went black-box. Padded here (zeros before a convolution, -inf before a max pooling), the
     graph answers as onnxruntime does, and its frozen map is exact."""
     path = _tensorflow_style(tmp_path / "tf.onnx")
-    imported = import_onnx(onnx.load_model(str(path))).float()
-    assert not isinstance(imported, nn.Sequential)  # a plain Conv2d pads both ends alike
-    check_reproduces(imported, _runtime(path.read_bytes()), (1, 8, 8))
-    imported = imported.double()
-    x0 = np.random.default_rng(1).uniform(0, 1, (1, 8, 8))
-    piece = linearise(imported, x0)
-    point = torch.tensor(x0)
-    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
-    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
-    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("box:0,1", (1, 8, 8)), second_stage=False)
-    assert fingerprint.probes.info["analysis"] == "white-box"
+    assert not isinstance(import_onnx(onnx.load_model(str(path))), nn.Sequential)  # a Conv2d pads both ends alike
+    _read_exactly(path.read_bytes(), (1, 8, 8), x0=np.random.default_rng(1).uniform(0, 1, (1, 8, 8)))
+    _white_box(path, "box:0,1", (1, 8, 8))
 
 
 def _generator(path: Path) -> Path:
@@ -298,16 +290,8 @@ def test_a_generator_with_transposed_convolutions_padding_and_elementwise_extrem
     were outside the interpreter's set: such an owner went black-box. ``Max`` and ``Min`` are read as
     the ReLU they are (``max(a, b) = b + relu(a - b)``), whose switch the analysis freezes."""
     path = _generator(tmp_path / "decoder.onnx")
-    imported = import_onnx(onnx.load_model(str(path))).float()
-    check_reproduces(imported, _runtime(path.read_bytes()), (4,))
-    imported = imported.double()
-    x0 = np.random.default_rng(2).normal(0, 1, 4)
-    piece = linearise(imported, x0)
-    point = torch.tensor(x0)
-    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point)
-    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
-    fingerprint = Fingerprint.create(open_model(str(path)), parse_domain("gaussian:0,1", (4,)), second_stage=False)
-    assert fingerprint.probes.info["analysis"] == "white-box"
+    _read_exactly(path.read_bytes(), (4,), x0=np.random.default_rng(2).normal(0, 1, 4))
+    _white_box(path, "gaussian:0,1", (4,))
 
 
 @pytest.mark.parametrize("name", list(OWNERS))
@@ -340,15 +324,7 @@ class Upsampled(nn.Module):
 @pytest.mark.parametrize("mode,corners", [("nearest", None), ("bilinear", False), ("bilinear", True)])
 def test_an_upsampling_resize_is_read_exactly(mode, corners):
     """``Resize`` (a U-Net's, a generator's upsampling) was outside the interpreter's set."""
-    data = _export(Upsampled(mode, corners), (1, 8, 8), False)
-    imported = import_onnx(onnx.load_from_string(data)).float()
-    check_reproduces(imported, _runtime(data), (1, 8, 8))
-    imported = imported.double()
-    x0 = np.random.default_rng(0).uniform(0, 1, (1, 8, 8))
-    piece = linearise(imported, x0)
-    point = torch.tensor(x0)
-    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
-    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
+    _read_exactly(_export(Upsampled(mode, corners), (1, 8, 8), False), (1, 8, 8))
 
 
 class Shuffled(nn.Module):
@@ -375,12 +351,4 @@ def test_a_channel_split_and_shuffle_is_read_exactly(dynamic):
     """``Split`` (``torch.chunk``) was outside the interpreter's set; the shuffle's reshapes name the
     batch (fixed at 1, or read from ``Shape``), and halve a channel count with an integer ``Div``
     (true division in torch: the count came out a float, and its ``Cast`` was refused)."""
-    data = _export(Shuffled(), (1, 8, 8), dynamic)
-    imported = import_onnx(onnx.load_from_string(data)).float()
-    check_reproduces(imported, _runtime(data), (1, 8, 8))
-    imported = imported.double()
-    x0 = np.random.default_rng(0).uniform(0, 1, (1, 8, 8))
-    piece = linearise(imported, x0)
-    point = torch.tensor(x0)
-    jacobian = torch.autograd.functional.jacobian(lambda v: imported(v.unsqueeze(0))[0], point).reshape(10, -1)
-    np.testing.assert_allclose(piece.jacobian, jacobian.numpy(), atol=1e-10)
+    _read_exactly(_export(Shuffled(), (1, 8, 8), dynamic), (1, 8, 8))
