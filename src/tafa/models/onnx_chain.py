@@ -26,7 +26,8 @@ from .onnx_checks import shadows_standard_operator
 #: Operator domains whose nodes the import reads by their operator name.
 STANDARD_DOMAINS = ("", "ai.onnx")
 
-#: The operators :class:`~tafa.models.onnx_import.OnnxGraphModule` interprets (its ``_OPS``).
+#: The operators :class:`~tafa.models.onnx_import.OnnxGraphModule` interprets
+#: (:data:`tafa.models.onnx_ops.OPERATORS`).
 INTERPRETED = frozenset({
     "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Relu", "PRelu", "LeakyRelu", "HardSigmoid", "Clip", "Conv",
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "BatchNormalization",
@@ -60,10 +61,15 @@ def pads(given: list[int] | None, dims: int) -> list[int]:
     return list(begin)
 
 
+def text(attrs: dict[str, Any], name: str, default: str) -> str:
+    """A string attribute as text (``default`` when absent; ONNX gives bytes)."""
+    value = attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def auto_pad(attrs: dict[str, Any]) -> str:
     """A Conv's or pooling node's ``auto_pad`` as text (``NOTSET`` when absent)."""
-    value = attrs.get("auto_pad", b"NOTSET")
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return text(attrs, "auto_pad", "NOTSET")
 
 
 def symmetric(attrs: dict[str, Any], dims: int) -> bool:
