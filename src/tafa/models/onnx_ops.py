@@ -76,23 +76,24 @@ def _conv(inputs: list, attrs: dict) -> torch.Tensor:
                 dilation=attrs.get("dilations", [1] * dims), groups=attrs.get("group", 1))
 
 
-def _max_pool(inputs: list, attrs: dict) -> torch.Tensor:
+def _pooling(attrs: dict, name: str, pools: tuple[Callable[..., Any], Callable[..., Any]]
+             ) -> tuple[list[int], int, Callable[..., Any]]:
+    """A pooling node's kernel, its number of spatial axes and torch's pooling for them (1d or 2d)."""
     kernel = attrs["kernel_shape"]
-    dims = len(kernel)
-    pool = {1: F.max_pool1d, 2: F.max_pool2d}.get(dims)
-    if pool is None:
-        raise UnsupportedOperator("only 1d/2d MaxPool is supported by the ONNX import")
+    if len(kernel) not in (1, 2):
+        raise UnsupportedOperator(f"only 1d/2d {name} is supported by the ONNX import")
+    return kernel, len(kernel), pools[len(kernel) - 1]
+
+
+def _max_pool(inputs: list, attrs: dict) -> torch.Tensor:
+    kernel, dims, pool = _pooling(attrs, "MaxPool", (F.max_pool1d, F.max_pool2d))
     x, padding = _window_pads(inputs[0], attrs, kernel, dims, -math.inf)
     return pool(x, kernel, attrs.get("strides", kernel), padding, attrs.get("dilations", [1] * dims),
                 bool(attrs.get("ceil_mode", 0)))
 
 
 def _avg_pool(inputs: list, attrs: dict) -> torch.Tensor:
-    kernel = attrs["kernel_shape"]
-    dims = len(kernel)
-    pool = {1: F.avg_pool1d, 2: F.avg_pool2d}.get(dims)
-    if pool is None:
-        raise UnsupportedOperator("only 1d/2d AveragePool is supported by the ONNX import")
+    kernel, dims, pool = _pooling(attrs, "AveragePool", (F.avg_pool1d, F.avg_pool2d))
     if not symmetric(attrs, dims):  # what the padding counts would differ from the file's
         raise UnsupportedOperator("AveragePool with auto_pad or asymmetric pads is not supported by the ONNX import")
     return pool(inputs[0], kernel, attrs.get("strides", kernel), _pads(attrs.get("pads"), dims),
