@@ -13,7 +13,7 @@ fingerprint's step scored at the coarse scale (marked ``*``): that is where the 
 comes from (session 29; ``prune80_ft`` bends, curvature 0.22 against the owner's limit 0.1, and
 scores 0.110 at the fine scale), compared with the calibration models' highest at that scale.
 
-    python benchmarks/select_seeds.py --seeds 0 1                  # ResNet, 30 s a seed
+    python benchmarks/select_seeds.py --seeds 0 1                  # ResNet, 2 minutes a seed
     python benchmarks/select_seeds.py --seeds 0 1 2 --no-references  # 4-5 minutes a seed
     python benchmarks/select_seeds.py --zoos digits-cnn --scheme tafa
 """
