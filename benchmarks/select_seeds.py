@@ -84,8 +84,10 @@ def main() -> None:
                 return (coarse, tops[1]) if rough else (fine, tops[0])
 
             independent = max(deciding(score(model))[0] for model in independents)
-            values = [score(named[copy]) if copy in named else (float("nan"),) * 2 + (False,) for copy in args.copies]
-            above = sum(value > top for value, top in (deciding(score(model)) for _, model in copies))
+            copied = {recipe.name: score(model) for recipe, model in copies}  # each copy measured once
+            above = sum(value > top for value, top in map(deciding, copied.values()))
+            values = [copied[copy] if copy in copied else score(named[copy]) if copy in named
+                      else (float("nan"),) * 2 + (False,) for copy in args.copies]
             shown = " | ".join(f"{deciding(v)[0]:.3f}" + ("*" if v[2] else "") for v in values)
             print(f"| {name} | {seed} | {tops[0]:.3f} / {tops[1]:.3f} | {independent:.3f} | {shown} | "
                   f"{above}/{len(copies)} | {time.perf_counter() - started:.0f} |", flush=True)

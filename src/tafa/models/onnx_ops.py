@@ -21,6 +21,37 @@ import torch.nn.functional as F
 from .onnx_chain import INTERPRETED, UnsupportedOperator, auto_pad, pads as _pads, symmetric, text
 
 
+#: The key under which :class:`OnnxGraphModule` hands :func:`_reshape` the graph input's fixed batch
+#: size (``None``: not fixed) and the batch it is running.
+BATCH = " batch"
+
+#: The key under which :class:`OnnxGraphModule` hands :func:`_split` how many outputs its node has.
+OUTPUTS = " outputs"
+
+#: The most values a node may make from sizes it reads from the graph (:func:`_bounded`): a
+#: ``ConstantOfShape``, an ``Expand``, or per input an upsampling or a padding.
+MAX_CONSTANT_VALUES = 1 << 24
+
+#: The largest stride or dilation of a ``ConvTranspose`` the interpreter runs (FCN-32s upsamples by 32).
+MAX_UPSAMPLING = 64
+
+#: How many times its input's values a node's output may hold per input beyond
+#: :data:`MAX_CONSTANT_VALUES` (:func:`_bounded`): a large image network's padded layers pass.
+MAX_GROWTH = 64
+
+
+def _bounded(shape: list[int], what: str, given: torch.Tensor | None = None) -> None:
+    """Refuse (:class:`UnsupportedOperator`) a node whose output, of ``shape`` (sizes read from the
+    graph), would hold more than :data:`MAX_CONSTANT_VALUES` values, before anything is allocated.
+    With ``given`` (the node's input, batch first), ``shape`` is per input and the limit is also
+    :data:`MAX_GROWTH` times that input's values if that is more: an upsampling or a padding by a
+    factor no network needs."""
+    limit = MAX_CONSTANT_VALUES if given is None else max(
+        MAX_CONSTANT_VALUES, MAX_GROWTH * (given.numel() // max(given.shape[0], 1) if given.dim() else 1))
+    if any(v < 0 for v in shape) or int(np.prod(shape, dtype=np.float64)) > limit:
+        raise UnsupportedOperator(f"{what} to {list(shape)[:8]} is refused (negative, or over {limit:,} values)")
+
+
 def _gemm(inputs: list, attrs: dict) -> torch.Tensor:
     a, b = inputs[0], inputs[1]
     if attrs.get("transA", 0):
@@ -156,13 +187,6 @@ def _extreme(largest: bool) -> Callable[[list, dict], torch.Tensor]:
     return extreme
 
 
-def _sum(inputs: list, attrs: dict) -> torch.Tensor:
-    out = inputs[0]
-    for other in inputs[1:]:
-        out = out + other
-    return out
-
-
 def _resize(inputs: list, attrs: dict) -> torch.Tensor:
     """ONNX ``Resize`` (opset 11+: ``X, roi, scales, sizes``) and ``Upsample`` (``X, scales``) of the
     spatial axes, nearest or (bi)linear: linear in the input either way. Modes whose reading differs
@@ -240,36 +264,6 @@ def _reshape(inputs: list, attrs: dict) -> torch.Tensor:
     return x.reshape(shape)
 
 
-#: The key under which :class:`OnnxGraphModule` hands :func:`_reshape` the graph input's fixed batch
-#: size (``None``: not fixed) and the batch it is running.
-BATCH = " batch"
-
-#: The key under which :class:`OnnxGraphModule` hands :func:`_split` how many outputs its node has.
-OUTPUTS = " outputs"
-
-#: The most values a ``ConstantOfShape`` or an ``Expand`` may make (a shape read from the graph,
-#: bounded before the tensor is allocated).
-MAX_CONSTANT_VALUES = 1 << 24
-
-
-#: The largest stride or dilation of a ``ConvTranspose`` the interpreter runs (FCN-32s upsamples by 32).
-MAX_UPSAMPLING = 64
-
-#: How many times its input's values a node's output may hold per input beyond
-#: :data:`MAX_CONSTANT_VALUES` (:func:`_bounded`): a large image network's padded layers pass.
-MAX_GROWTH = 64
-
-
-def _bounded(per_sample: list[int], what: str, given: torch.Tensor) -> None:
-    """Refuse (:class:`UnsupportedOperator`) a node whose output would hold more than
-    :data:`MAX_CONSTANT_VALUES` values per input, or :data:`MAX_GROWTH` times its input ``given``
-    (batch first) if that is more (sizes read from the graph's attributes), before anything is
-    allocated: an upsampling or a padding by a factor no network needs."""
-    limit = max(MAX_CONSTANT_VALUES, MAX_GROWTH * (given.numel() // max(given.shape[0], 1) if given.dim() else 1))
-    if any(v < 0 for v in per_sample) or int(np.prod(per_sample, dtype=np.float64)) > limit:
-        raise UnsupportedOperator(f"{what} to {per_sample[:8]} per input is refused (over {limit:,} values)")
-
-
 def _shape(inputs: list, attrs: dict) -> torch.Tensor:
     return torch.tensor(list(inputs[0].shape), dtype=torch.int64)[attrs.get("start", 0):attrs.get("end")]
 
@@ -330,9 +324,7 @@ def _reduce_linear(op: Callable[..., torch.Tensor]) -> Callable[[list, dict], to
 
 def _constant_of_shape(inputs: list, attrs: dict) -> torch.Tensor:
     shape = [int(v) for v in inputs[0].reshape(-1).tolist()]
-    if any(v < 0 for v in shape) or int(np.prod(shape, dtype=np.float64)) > MAX_CONSTANT_VALUES:
-        raise UnsupportedOperator(f"ConstantOfShape of shape {shape[:8]} is refused (negative or over "
-                                  f"{MAX_CONSTANT_VALUES:,} values)")
+    _bounded(shape, "ConstantOfShape")
     value = attrs.get("value")
     from onnx import numpy_helper
 
@@ -347,8 +339,7 @@ def _expand(inputs: list, attrs: dict) -> torch.Tensor:
         target = torch.broadcast_shapes(x.shape, shape)
     except RuntimeError:
         raise UnsupportedOperator(f"Expand to a shape {shape[:8]} that does not broadcast") from None
-    if int(np.prod(target, dtype=np.float64)) > MAX_CONSTANT_VALUES:
-        raise UnsupportedOperator(f"Expand to over {MAX_CONSTANT_VALUES:,} values is refused")
+    _bounded(list(target), "Expand")
     return x.expand(target)
 
 
@@ -417,7 +408,8 @@ def _rnn(inputs: list, attrs: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _axes(inputs: list, attrs: dict) -> list[int] | None:
-    """The ``axes`` of a Squeeze or Unsqueeze: an input since opset 13, an attribute before."""
+    """The ``axes`` of a Squeeze, an Unsqueeze or a reduction: an input since opset 13 (18 for the
+    reductions), an attribute before."""
     if len(inputs) > 1 and inputs[1] is not None:
         return [int(v) for v in inputs[1].reshape(-1).tolist()]
     return None if "axes" not in attrs else [int(v) for v in attrs["axes"]]
@@ -457,11 +449,9 @@ def _reduce_extreme(largest: bool) -> Callable[[list, dict], torch.Tensor]:
     """ONNX ``ReduceMax`` / ``ReduceMin`` along the given axes (an attribute before opset 18, an
     input since): the analysis freezes it to its winners. Over every axis it is refused."""
     def reduce(inputs: list, attrs: dict) -> torch.Tensor:
-        axes = attrs.get("axes")
-        if axes is None and len(inputs) > 1 and inputs[1] is not None:
-            if inputs[1].numel() > inputs[0].dim():
-                raise UnsupportedOperator("ReduceMax/ReduceMin with more axes than its input has")
-            axes = [int(axis) for axis in inputs[1].reshape(-1).tolist()]
+        axes = _axes(inputs, attrs)
+        if axes is not None and len(axes) > inputs[0].dim():
+            raise UnsupportedOperator("ReduceMax/ReduceMin with more axes than its input has")
         if not axes:
             raise UnsupportedOperator("ReduceMax/ReduceMin over every axis is not supported by the ONNX import")
         keep = bool(attrs.get("keepdims", 1))
@@ -519,8 +509,8 @@ OPERATORS: dict[str, Callable[[list, dict], Any]] = {
     "Pad": _pad,
     "Max": _extreme(True),
     "Min": _extreme(False),
-    "Sum": _sum,
-    "Mean": lambda i, a: _sum(i, a) / len(i),
+    "Sum": lambda i, a: sum(i[1:], i[0]),
+    "Mean": lambda i, a: sum(i[1:], i[0]) / len(i),
     "Resize": _resize,
     "Upsample": _resize,
     "Split": _split,
