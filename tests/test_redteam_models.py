@@ -139,7 +139,9 @@ def test_1_layers_read_in_the_worker_equal_those_of_the_in_process_import(kind, 
         assert model.describe()["white_box"] is False  # nothing was imported into this process
     finally:
         model.close()
-    assert [layer.describe() for layer in read] == [layer.describe() for layer in expected]
+    # an ONNX file's layers are named by their node (tafa.models.onnx_units), a module's by its path
+    assert [{**layer.describe(), "name": ""} for layer in read] == [{**layer.describe(), "name": ""}
+                                                                     for layer in expected]
     for mine, theirs in zip(read, expected):
         assert mine.vectors.dtype == np.float64 and np.array_equal(mine.vectors, theirs.vectors)
 

@@ -3,13 +3,8 @@
 :func:`chain_steps` decides whether a graph is a single chain of layers that have a plain torch
 equivalent (Linear, Conv2d, ReLU, MaxPool2d, Flatten, ...) and lists them with their weights as
 numpy arrays; :mod:`tafa.models.onnx_import` builds an ``nn.Sequential`` from those steps for
-an owner's white-box analysis, and :func:`chain_unit_layers` reads the same steps as the
-weight evidence's units (:mod:`tafa.weights.layers`) inside a sandbox worker, whose ONNX
-flavour has no torch: a suspect's weights are read where its file was parsed, and only the
-bounded unit matrices come back to tafa's process (:meth:`~tafa.models.sandbox.SandboxedModel.weight_layers`).
-
-Both readings of a file are the same by construction: one decision, :func:`chain_kind`, says
-which node becomes which layer.
+an owner's white-box analysis. (The weight evidence reads any graph's layers, chain or not,
+with :mod:`tafa.models.onnx_units`.)
 """
 
 from __future__ import annotations
@@ -219,47 +214,3 @@ def chain_steps(model: Any) -> list[Step] | None:
     if current != graph.output[0].name:
         return None
     return steps
-
-
-def chain_unit_layers(model: Any, *, source: str, max_layers: int, max_values: int) -> list[Any] | None:
-    """The first ``max_layers`` weighted layers of a loaded ``onnx.ModelProto`` as
-    :class:`~tafa.weights.layers.UnitLayer` rows, exactly as :func:`~tafa.weights.layers.unit_layers`
-    reads the module :func:`~tafa.models.onnx_import.import_onnx` makes of it (a chain's Linear
-    and Conv2d layers, float32 weights read as float64; ``[]`` for a graph the import runs node
-    by node; ``None`` for one it cannot import), at most ``max_values`` values in all. Needs
-    no torch: what a sandbox worker of ONNX files runs."""
-    from ..weights.layers import MAX_LAYER_VALUES, MAX_UNITS, UnitLayer, refuse_non_finite
-
-    check_functions(model)
-    try:
-        steps = chain_steps(model)
-    except UnsupportedOperator:
-        return None
-    except (KeyError, ValueError, TypeError, IndexError):
-        steps = None
-    if steps is None:  # the import would run the graph node by node: no Linear or Conv module
-        readable = all(node.domain in STANDARD_DOMAINS and (node.op_type in INTERPRETED or node.op_type == "Constant")
-                       for node in model.graph.node)
-        return [] if readable else None
-    layers: list[UnitLayer] = []
-    total = 0
-    for index, step in enumerate(steps):
-        if step.kind not in ("linear", "conv"):
-            continue
-        if len(layers) >= max_layers or (step.kind == "conv" and step.attrs.get("group", 1) != 1):
-            break
-        shape = step.weights[0].shape
-        values = math.prod(shape) + shape[0]
-        if shape[0] > MAX_UNITS or values > MAX_LAYER_VALUES or total + values > max_values:
-            break
-        total += values
-        weight = np.array(step.weights[0], dtype=np.float32).astype(np.float64)
-        bias = (np.array(step.weights[1], dtype=np.float32).astype(np.float64) if len(step.weights) == 2
-                else np.zeros(shape[0]))
-        vectors = np.concatenate([weight.reshape(len(weight), -1), bias[:, None]], axis=1)
-        refuse_non_finite(str(index), vectors, source)
-        layers.append(UnitLayer(str(index), step.kind, int(shape[1]), vectors))
-    if layers and len(layers) == sum(1 for step in steps if step.kind in ("linear", "conv")):
-        last = layers[-1]
-        layers[-1] = UnitLayer(last.name, last.kind, last.inputs, last.vectors, hidden=False)
-    return layers

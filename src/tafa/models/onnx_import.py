@@ -53,6 +53,7 @@ class OnnxGraphModule(torch.nn.Module):
         #: the input's batch size where the graph fixes it (torch's default export: 1), else None
         self._fixed_batch = int(dims[0].dim_value) if len(dims) and dims[0].HasField("dim_value") else None
         self._output = graph.output[0].name
+        self._outputs = [output.name for output in graph.output]
         self._nodes = [(node.op_type, list(node.input), list(node.output), _attributes(node))
                        for node in graph.node if node.op_type != "Constant"]
 
@@ -70,6 +71,31 @@ class OnnxGraphModule(torch.nn.Module):
                 # one precision throughout: a graph's casts and constants between float types follow x
                 values[name] = value.to(x.dtype) if value.is_floating_point() and value.dtype != x.dtype else value
         return values[self._output]
+
+    # the weight evidence's reading of this graph (tafa.weights.layers.unit_layers asks for it)
+    def graph_unit_layers(self, *, source: str, max_layers: int, max_values: int) -> list[Any]:
+        """The graph's weighted layers as units (:func:`~tafa.models.onnx_units.graph_unit_layers`),
+        read from the nodes and tensors this module holds: what a sandbox worker reads from the file."""
+        from .onnx_units import GraphNode, graph_unit_layers
+
+        nodes = [GraphNode(op_type, tuple(inputs), tuple(outputs), attrs)
+                 for op_type, inputs, outputs, attrs in self._nodes]
+        return graph_unit_layers(nodes, _Buffers(self), self._outputs, source=source, max_layers=max_layers,
+                                 max_values=max_values)
+
+
+class _Buffers:
+    """The stored tensors of an :class:`OnnxGraphModule` by their graph names."""
+
+    def __init__(self, module: OnnxGraphModule) -> None:
+        self._module, self._keys = module, module._names
+        self.names = frozenset(self._keys)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(getattr(self._module, self._keys[name]).shape)
+
+    def array(self, name: str) -> np.ndarray:
+        return getattr(self._module, self._keys[name]).detach().cpu().numpy()
 
 
 def _chain_module(op_type: str, attrs: dict, weights: list[np.ndarray]) -> torch.nn.Module | None:

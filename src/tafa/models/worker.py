@@ -195,9 +195,10 @@ def _send_layers(sock: socket.socket, model: Any, max_layers: int, source: str) 
 
     max_layers = max(0, min(max_layers, MAX_LAYERS))
     if isinstance(model, OnnxModel):
-        from .onnx_chain import chain_unit_layers
+        from .onnx_units import proto_unit_layers
 
-        layers = chain_unit_layers(model._proto, source=source, max_layers=max_layers, max_values=MAX_STORED_VALUES)
+        layers: list[Any] | None = proto_unit_layers(model._proto, source=source, max_layers=max_layers,
+                                                     max_values=MAX_STORED_VALUES)
     else:
         module = model.torch_module()
         layers = None if module is None else unit_layers(module, source=source, max_layers=max_layers,

@@ -81,11 +81,15 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
     :class:`UnitLayer` rows (BatchNorm folded in). Reading stops at the first layer that
     breaks a bound (:data:`MAX_UNITS`, :data:`MAX_LAYER_VALUES`, ``max_values`` in all),
     at a grouped or transposed convolution, or at ``max_layers``; the caller compares what
-    was read. ``source`` names the model in errors."""
+    was read. ``source`` names the model in errors. A module that reads its own layers (an
+    ONNX graph the import runs node by node: :mod:`tafa.models.onnx_units`) is asked for them."""
     import torch
     from torch import nn
     from torch.nn.modules.batchnorm import _BatchNorm
 
+    reader = getattr(module, "graph_unit_layers", None)
+    if reader is not None:  # an ONNX graph run node by node reads its own nodes
+        return list(reader(source=source, max_layers=max_layers, max_values=max_values))
     layers: list[UnitLayer] = []
     pending: tuple[str, str, int, Any, Any] | None = None  # a layer whose BatchNorm may follow
     total = 0
