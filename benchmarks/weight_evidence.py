@@ -5,6 +5,11 @@ file suspects").
     PYTHONPATH=src python benchmarks/weight_evidence.py --cache /work/main/.tafa-cache/zoo \
         --out benchmarks/weight_evidence.json
 
+``--as-file onnx`` reads every suspect as the ONNX file torch's exporter writes of it
+(``tafa.models.onnx_units``, what a sandbox worker reads), ``--as-file onnx-int8`` as that file
+after onnxruntime's dynamic int8 quantisation (``ConvInteger`` / ``MatMulInteger``); the owner is
+read from its module, as a fingerprint keeps it.
+
 Two p-values per model: the unit-order test's (exact, data-free) and the alignment statistic's
 rank among the zoo's other independent models (scored and calibration, leave-one-out for an
 independent model), exact when the suspect is exchangeable with them, and Cantelli's bound
@@ -26,7 +31,7 @@ from scipy.stats import beta
 from tafa.bench.scenarios import FULL, SIZES
 from tafa.bench.zoo import build_zoos
 from tafa.weights.evidence import compare
-from tafa.weights.layers import unit_layers
+from tafa.weights.layers import MAX_LAYERS, MAX_STORED_VALUES, unit_layers
 
 LEVEL = 0.01
 
@@ -38,7 +43,39 @@ def interval(hits: int, n: int) -> tuple[float, float]:
     return low, high
 
 
-def measure(size: str, cache: Path, zoos: list[str] | None) -> list[dict]:
+def file_layers(model, input_shape: tuple[int, ...], form: str, name: str) -> list:
+    """``model``'s layers read from the ONNX file of ``form`` made of it (see the module doc)."""
+    import io
+    import tempfile
+    import warnings
+
+    import onnx
+    import torch
+
+    from tafa.models.onnx_units import proto_unit_layers
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(2, *input_shape),), buffer, dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "batch"}})
+    data = buffer.getvalue()
+    if form == "onnx-int8":
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        logging.getLogger().setLevel(logging.ERROR)
+        with tempfile.TemporaryDirectory() as folder:
+            source, target = Path(folder) / "m.onnx", Path(folder) / "q.onnx"
+            source.write_bytes(data)
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+            data = target.read_bytes()
+    return proto_unit_layers(onnx.load_from_string(data), source=name, max_layers=MAX_LAYERS,
+                             max_values=MAX_STORED_VALUES)
+
+
+def measure(size: str, cache: Path, zoos: list[str] | None, form: str = "module") -> list[dict]:
     rows = []
     specs = [spec for spec in SIZES[size] if zoos is None or spec.name in zoos]
     for spec in specs:
@@ -48,7 +85,10 @@ def measure(size: str, cache: Path, zoos: list[str] | None) -> list[dict]:
         found = {}
         for name, recipe in zoo.recipes.items():
             if recipe.role != "owner":
-                found[name] = compare(owner, unit_layers(zoo.models[name], source=name))
+                model = zoo.models[name]
+                read = (unit_layers(model, source=name) if form == "module"
+                        else file_layers(model, spec.input_shape, form, name))
+                found[name] = compare(owner, read)
         independent = {n: found[n].statistic for n, r in zoo.recipes.items()
                        if r.role in ("scored", "calibration") and r.label == 0 and found[n].applicable}
         for name, recipe in zoo.recipes.items():
@@ -108,8 +148,10 @@ def main() -> None:
     parser.add_argument("--size", default="full", choices=sorted(SIZES))
     parser.add_argument("--zoos", nargs="*", help=f"default: all of {[s.name for s in FULL]}")
     parser.add_argument("--out", type=Path, help="write every row as JSON here")
+    parser.add_argument("--as-file", default="module", choices=["module", "onnx", "onnx-int8"],
+                        help="read each suspect from its module (default) or from an ONNX file made of it")
     args = parser.parse_args()
-    rows = measure(args.size, args.cache, args.zoos)
+    rows = measure(args.size, args.cache, args.zoos, args.as_file)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
     print(summarise(rows))

@@ -1,8 +1,9 @@
 """The weight evidence of ONNX files that are not chains (tafa.models.onnx_units): a residual
-network as either exporter writes it (and a TorchScript one, which tafa's worker exports), its dynamically quantised (``ConvInteger``,
-``MatMulInteger``) and statically quantised (``DequantizeLinear`` per channel) forms, a GELU
-network the white-box import refuses, an unrolled recurrence; the hidden-unit rule on graphs
-whose layers reach an output by another path; hostile weights."""
+network as either exporter writes it (and as a TorchScript file, which tafa's worker exports),
+its dynamically quantised (``ConvInteger``, ``MatMulInteger``) and statically quantised
+(``DequantizeLinear`` per channel) forms, a GELU network the white-box import refuses, an
+unrolled recurrence; the hidden-unit rule on graphs whose layers reach an output by another
+path; hostile weights."""
 
 from __future__ import annotations
 

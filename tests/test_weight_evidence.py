@@ -232,3 +232,86 @@ def test_verify_decides_with_the_weight_stage_a_copy_derived_and_an_independent_
     assert weight_row["name"] == "weights" and weight_row["p_value"] > 0.01
     off = fingerprint.verify(copy, references, alpha=0.1, check_evasion=False, weights=False)
     assert off.weights is None and [stage["name"] for stage in off.stages] == []
+
+
+# -- which units are hidden: their order free, as the order test needs -----------------------------
+
+class _TwoHeads(torch.nn.Module):
+    """A trunk and two heads (a multi-task network); ``skip``: the trunk's units are also
+    returned beside the heads' outputs."""
+
+    def __init__(self, seed: int, skip: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.trunk = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 60), torch.nn.ReLU())
+        self.a, self.b, self.skip = torch.nn.Linear(60, 10), torch.nn.Linear(60, 10), skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.trunk(x)
+        heads = [self.a(hidden), self.b(hidden)]
+        return torch.cat([*heads, hidden] if self.skip else heads, 1)
+
+
+def _two_heads(seed: int, part: str) -> torch.nn.Module:
+    """Both heads trained on the digits' labels (seconds)."""
+    from tafa.bench.datasets import load_task
+
+    model, data = _TwoHeads(seed), load_task("digits").split(part)
+    optimiser = torch.optim.Adam(model.parameters(), 1e-2)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(150):
+        index = torch.randint(0, len(data.x), (128,), generator=generator)
+        out = model(data.x[index])
+        loss = (torch.nn.functional.cross_entropy(out[:, :10], data.y[index])
+                + torch.nn.functional.cross_entropy(out[:, 10:], data.y[index]))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def test_a_second_head_is_not_hidden_so_independent_multi_task_models_are_not_flagged():
+    """Session 30: the module-order reading called every layer but the last hidden, so the first
+    of two heads (its units the task's classes, in the task's order) was order-tested: every
+    independently trained two-head model got p = 5.5e-7 "exact" against the owner."""
+    owner = _two_heads(0, "owner")
+    layers = unit_layers(owner)
+    assert [(layer.name, layer.hidden) for layer in layers] == [("trunk.1", True), ("a", False), ("b", False)]
+    for seed in (1, 2):
+        found = compare(layers, unit_layers(_two_heads(seed, "other")))
+        assert found.applicable and found.p_value > 0.01
+        assert found.layers[1].order_p < 1e-5  # the head's classes do match in order: that is why it must not count
+    assert compare(layers, unit_layers(magnitude_prune(owner, 0.5))).p_value < 1e-20
+
+
+def test_units_that_reach_the_output_by_a_skip_are_not_hidden_and_untraceable_modules_have_none():
+    skip = _TwoHeads(0, skip=True)
+    assert [layer.hidden for layer in unit_layers(skip)] == [False, False, False]
+
+    class Branching(torch.nn.Module):  # control flow on values: torch.fx cannot trace it
+        def __init__(self) -> None:
+            super().__init__()
+            self.first, self.second = torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            hidden = torch.relu(self.first(x))
+            return self.second(hidden) if hidden.sum() > 0 else -self.second(hidden)
+
+    assert [layer.hidden for layer in unit_layers(Branching())] == [False, False]
+
+
+def test_layers_stored_by_an_earlier_rule_are_not_trusted_hidden_past_the_first():
+    import numpy as np
+
+    from tafa.weights.layers import layers_from_arrays
+
+    owner = _TwoHeads(0)
+    layers = unit_layers(owner)
+    arrays = {str(i): layer.vectors for i, layer in enumerate(layers)}
+    now = [layer.describe() for layer in layers]
+    earlier = [{**row, "hidden": index < 2} for index, row in enumerate(now)]  # the module-order rule's flags
+    for row in earlier:
+        row.pop("hidden_by")
+    assert [layer.hidden for layer in layers_from_arrays(arrays, now)] == [True, False, False]
+    assert [layer.hidden for layer in layers_from_arrays(arrays, earlier)] == [True, False, False]
+    assert all(np.array_equal(a.vectors, b.vectors) for a, b in zip(layers_from_arrays(arrays, earlier), layers))

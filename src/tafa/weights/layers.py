@@ -38,6 +38,13 @@ MAX_LAYERS = 8
 MAX_TOTAL_VALUES = 1 << 25
 
 
+#: How ``hidden`` was decided (stored with each layer): by the layer's dataflow to the outputs
+#: (:func:`hidden_layers`, since session 30). Fingerprints made before it called every layer but
+#: a module's last hidden, a second head included; their layers after the first are read as not
+#: hidden.
+HIDDEN_BY = "dataflow"
+
+
 @dataclass(frozen=True)
 class UnitLayer:
     """One weighted layer read as units.
@@ -66,7 +73,7 @@ class UnitLayer:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "inputs": self.inputs, "units": self.units,
-                "fan_in": self.fan_in, "hidden": self.hidden}
+                "fan_in": self.fan_in, "hidden": self.hidden, "hidden_by": HIDDEN_BY}
 
 
 def refuse_non_finite(name: str, array: np.ndarray, source: str) -> None:
@@ -142,11 +149,71 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
             pending = (layer, kind, inputs, weight * scale.reshape(-1, *[1] * (weight.ndim - 1)),
                        (bias - mean) * scale + beta)
     flush()
-    weighted = sum(1 for child in module.modules() if isinstance(child, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)))
-    if layers and len(layers) == weighted:
-        last = layers[-1]
-        layers[-1] = UnitLayer(last.name, last.kind, last.inputs, last.vectors, hidden=False)
-    return layers
+    hidden = hidden_layers(module, [layer.name for layer in layers])
+    return [UnitLayer(layer.name, layer.kind, layer.inputs, layer.vectors, hidden=layer.name in hidden)
+            for layer in layers]
+
+
+def _mixes(module: Any) -> bool:
+    """Whether a module mixes the features it is given with a weight matrix (a Linear, a
+    convolution, an attention, an embedding: any parameter of two or more axes); a BatchNorm,
+    a LayerNorm or an activation passes each unit on."""
+    return any(parameter.dim() >= 2 for parameter in module.parameters())
+
+
+def hidden_layers(module: Any, names: list[str]) -> set[str]:
+    """Which of ``module``'s layers (by module path) have *hidden* units, whose order is free
+    (the order test needs it): those whose every use in the traced forward reaches the output
+    only through another module that mixes features (:func:`_mixes`, or a functional linear,
+    convolution or product with a stored weight). A head, a second head (a multi-task network),
+    or a layer whose units also reach the output by a skip connection keeps the order the task
+    gives its outputs and is not hidden. A module ``torch.fx`` cannot trace has none: its order
+    test is not applicable rather than possibly wrong."""
+    import operator
+
+    import torch
+    from torch import fx
+
+    try:
+        graph = fx.symbolic_trace(module).graph
+    except Exception:  # noqa: BLE001 - control flow on values, untraceable code: the safe answer
+        return set()
+    modules = dict(module.named_modules())
+    products = {torch.nn.functional.linear, operator.matmul, torch.matmul, torch.mm, torch.bmm, torch.einsum,
+                torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d}
+
+    def mixing(node: Any) -> bool:
+        if node.op == "call_module":
+            return _mixes(modules[node.target])
+        if node.op in ("call_function", "call_method") and (node.target in products or node.target in (
+                "matmul", "mm", "bmm")):
+            return any(getattr(arg, "op", None) == "get_attr" for arg in node.args)
+        return False
+
+    hidden = set()
+    for name in names:
+        uses = [node for node in graph.nodes if node.op == "call_module" and node.target == name]
+        if uses and all(_reaches_output_only_mixed(use, mixing) for use in uses):
+            hidden.add(name)
+    return hidden
+
+
+def _reaches_output_only_mixed(start: Any, mixing: Any) -> bool:
+    """Whether every path from an fx node to the graph's output passes a mixing node, and one
+    path reaches one."""
+    seen, frontier, mixed = {start}, [start], False
+    while frontier:
+        node = frontier.pop()
+        for user in node.users:
+            if user.op == "output":
+                return False
+            if mixing(user):
+                mixed = True
+                continue
+            if user not in seen:
+                seen.add(user)
+                frontier.append(user)
+    return mixed
 
 
 #: Most owner layers a fingerprint keeps, and most values in all (float64: 32 MiB).
@@ -189,6 +256,8 @@ def layers_from_arrays(arrays: dict[str, np.ndarray], described: Any, *, whose: 
                 or fan_in % inputs or row.get("units") != vectors.shape[0] or not isinstance(hidden, bool)
                 or vectors.shape[0] > MAX_UNITS or not np.all(np.isfinite(vectors))):
             raise ValueError(f"{whose.removeprefix('the ')} weight layer {index} does not fit its description")
+        if index > 0 and row.get("hidden_by") != HIDDEN_BY:
+            hidden = False  # an earlier rule's flag (see HIDDEN_BY): not trusted past the first layer
         layers.append(UnitLayer(str(row.get("name", index))[:200], kind, inputs, vectors, hidden))
     return layers
 
