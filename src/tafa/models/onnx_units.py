@@ -23,11 +23,12 @@ or per axis). Reading stops, as for a module, at a grouped or transposed convolu
 ``max_layers`` or at a size bound. A weight several nodes use (tied weights, a recurrence
 unrolled step by step) is one layer, read where it is first used.
 
-A layer's units are *hidden* (their order is free, which the order test needs) only when
-every path from the layer's value to a graph output passes through another weighted layer:
-a head, or a layer whose units also reach an output by a skip path, keeps the order the task
-gives its outputs and is not hidden. Unknown operators are read as passing every unit on
-(the safe side).
+A layer's units are *hidden* (their order is free, which the order test needs) only when every
+path from the layer's value reaches another weighted layer through operators that treat every
+unit alike (:data:`UNITWISE`, a flatten, a per-channel convolution): a head, a layer whose units
+also reach an output by a skip path, a channel split (ShuffleNet), a reshape into attention heads,
+a slice of an unrolled sequence or an unknown operator leaves it not hidden (the safe side:
+no order test, rather than one whose null does not hold).
 
 >>> import numpy as np
 >>> from onnx import TensorProto, helper, numpy_helper
@@ -116,11 +117,15 @@ class _Tensors:
     def known(self, name: str) -> bool:
         return name in self._made or name in self._stored.names
 
-    def size(self, name: str) -> int:
-        """How many values ``name`` holds (read from shapes alone)."""
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """The shape of ``name`` (read from shapes alone; ``()`` if it is not stored)."""
         while name in self._made:
             name = self._made[name][1][0]
-        return math.prod(self._stored.shape(name)) if name in self._stored.names else 0
+        return self._stored.shape(name) if name in self._stored.names else ()
+
+    def size(self, name: str) -> int:
+        """How many values ``name`` holds (read from shapes alone)."""
+        return math.prod(self.shape_of(name)) if self.known(name) else 0
 
     def get(self, name: str) -> np.ndarray | None:
         if name in self._made:
@@ -238,10 +243,45 @@ def _fold(layer: _Layer, nodes: Sequence[GraphNode], consumers: Mapping[str, lis
         layer.value = node.outputs[0]
 
 
+#: Operators that treat every unit alike (elementwise, a normalisation or a pooling per unit, a
+#: reduction, a softmax, a concatenation, size-1 axes added or removed): relabelling a layer's
+#: units before them relabels what comes out of them the same way.
+UNITWISE = frozenset({
+    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
+    "Softsign", "Erf", "Gelu", "Mish", "Clip", "Identity", "Dropout", "Cast", "Add", "Sub", "Mul", "Div", "Pow",
+    "Sqrt", "Neg", "Abs", "Exp", "Log", "Reciprocal", "Max", "Min", "Sum", "Mean", "BatchNormalization",
+    "LayerNormalization", "InstanceNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "LpPool", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceProd",
+    "ReduceSumSquare", "ReduceLogSumExp", "Softmax", "LogSoftmax", "Concat", "Squeeze", "Unsqueeze",
+})
+
+
+def _flattens(node: GraphNode, tensors: _Tensors, nodes: Sequence[GraphNode], made_by: Mapping[str, int]) -> bool:
+    """Whether a ``Flatten`` or ``Reshape`` keeps the batch and merges the rest into one axis (a
+    convolution's channels then lie in blocks, as a Linear after it reads them)."""
+    if node.op_type == "Flatten":
+        return node.attrs.get("axis", 1) == 1
+    if len(node.inputs) < 2:
+        return False
+    target = tensors.get(node.inputs[1])
+    if target is not None:
+        return target.size == 2 and (-1 in target.ravel().tolist() or target.ravel()[0] == 0)
+    maker = made_by.get(node.inputs[1])  # x.view(x.size(0), -1): the batch read by Shape, then -1
+    if maker is None or nodes[maker].op_type != "Concat":
+        return False
+    parts = [tensors.get(name) for name in nodes[maker].inputs]
+    last = parts[-1] if parts else None
+    return len(parts) == 2 and last is not None and last.ravel().tolist() == [-1]
+
+
 def _hidden(value: str, nodes: Sequence[GraphNode], consumers: Mapping[str, list[int]], outputs: set[str],
-            tensors: _Tensors) -> bool:
-    """Whether every path from a layer's ``value`` to a graph output passes another weighted
-    layer (and one path reaches one)."""
+            tensors: _Tensors, made_by: Mapping[str, int]) -> bool:
+    """Whether a layer's units (its ``value``) are *hidden*: every path from them reaches another
+    weighted layer through operators that treat every unit alike (:data:`UNITWISE`, a flatten,
+    a per-channel convolution), never a graph output and never an operator that treats units
+    by their place (a split, a slice, a transpose, a reshape into heads or pixels, a grouped
+    convolution, an unknown operator): only then is relabelling them a symmetry of the network,
+    which the order test's null needs."""
     seen, frontier, weighted = {value}, [value], False
     while frontier:
         current = frontier.pop()
@@ -252,6 +292,16 @@ def _hidden(value: str, nodes: Sequence[GraphNode], consumers: Mapping[str, list
             if _mixes(node, tensors) and node.inputs[0] == current:
                 weighted = True  # the units are mixed here
                 continue
+            if node.op_type == "Shape" and node.standard:
+                continue  # reads the size, not the values
+            depthwise = node.op_type == "Conv" and node.inputs[0] == current and len(node.inputs) > 1 \
+                and tensors.known(node.inputs[1]) and node.attrs.get("group", 1) > 1 \
+                and tensors.shape_of(node.inputs[1])[:2] == (
+                    node.attrs.get("group", 1), 1)
+            if not node.standard or not (node.op_type in UNITWISE or depthwise
+                                         or (node.op_type in ("Flatten", "Reshape") and node.inputs[0] == current
+                                             and _flattens(node, tensors, nodes, made_by))):
+                return False
             for out in node.outputs:
                 if out and out not in seen:
                     seen.add(out)
@@ -268,6 +318,7 @@ def graph_unit_layers(nodes: Sequence[GraphNode], stored: Stored, outputs: Seque
 
     tensors = _Tensors(stored, nodes)
     consumers: dict[str, list[int]] = {}
+    made_by = {out: at for at, node in enumerate(nodes) for out in node.outputs if out}
     for at, node in enumerate(nodes):
         for name in dict.fromkeys(node.inputs):
             if name:
@@ -289,7 +340,7 @@ def graph_unit_layers(nodes: Sequence[GraphNode], stored: Stored, outputs: Seque
         vectors = np.concatenate([found.weight, found.bias[:, None]], axis=1)
         refuse_non_finite(found.name, vectors, source)
         layers.append(UnitLayer(found.name, found.kind, found.inputs, vectors,
-                                _hidden(found.value, nodes, consumers, set(outputs), tensors)))
+                                _hidden(found.value, nodes, consumers, set(outputs), tensors, made_by)))
     return layers
 
 

@@ -156,19 +156,68 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
 
 def _mixes(module: Any) -> bool:
     """Whether a module mixes the features it is given with a weight matrix (a Linear, a
-    convolution, an attention, an embedding: any parameter of two or more axes); a BatchNorm,
-    a LayerNorm or an activation passes each unit on."""
-    return any(parameter.dim() >= 2 for parameter in module.parameters())
+    convolution with one group, an attention, an embedding: any parameter of two or more axes,
+    a convolution by channel groups excepted)."""
+    return getattr(module, "groups", 1) == 1 and any(parameter.dim() >= 2 for parameter in module.parameters())
+
+
+#: Modules, functions and tensor methods that treat every unit alike (elementwise, a
+#: normalisation or pooling per unit, a reduction, a softmax, a concatenation): relabelling a
+#: layer's units before them relabels what comes out the same way (the fx twin of
+#: :data:`tafa.models.onnx_units.UNITWISE`).
+_UNITWISE_MODULES = frozenset({
+    "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Hardsigmoid",
+    "Hardswish", "Hardtanh", "Tanh", "Softplus", "Softsign", "Identity", "Dropout", "Dropout1d", "Dropout2d",
+    "Dropout3d", "AlphaDropout", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "InstanceNorm1d",
+    "InstanceNorm2d", "InstanceNorm3d", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d", "Softmax", "LogSoftmax",
+})
+_UNITWISE_NAMES = frozenset({
+    "add", "sub", "mul", "truediv", "div", "neg", "pow", "sqrt", "abs", "exp", "log", "relu", "relu6", "relu_",
+    "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "hardsigmoid", "hardswish",
+    "hardtanh", "tanh", "softplus", "softsign", "dropout", "clamp", "clip", "maximum", "minimum", "batch_norm",
+    "layer_norm", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "adaptive_max_pool3d", "mean", "sum", "amax", "amin", "softmax", "log_softmax", "cat", "concat", "squeeze",
+    "unsqueeze", "contiguous", "float", "double", "to",
+})
+
+
+def _target_name(node: Any) -> str:
+    target = node.target
+    return target if isinstance(target, str) else getattr(target, "__name__", "")
+
+
+def _flattens(node: Any, module: Any) -> bool:
+    """Whether an fx node keeps the batch and merges the rest into one axis: ``nn.Flatten()``,
+    ``torch.flatten(x, 1)``, ``x.flatten(1)``, ``x.view(x.size(0), -1)`` / ``reshape``."""
+    if node.op == "call_module":
+        return (type(module).__name__ == "Flatten" and getattr(module, "start_dim", None) == 1
+                and getattr(module, "end_dim", None) == -1)
+    name, rest = _target_name(node), list(node.args[1:])
+    if name == "flatten":
+        start = rest[0] if rest else node.kwargs.get("start_dim", 0)
+        end = rest[1] if len(rest) > 1 else node.kwargs.get("end_dim", -1)
+        return start == 1 and end == -1
+    if name in ("view", "reshape"):
+        if len(rest) == 1 and isinstance(rest[0], (tuple, list)):
+            rest = list(rest[0])
+        return len(rest) == 2 and rest[1] == -1
+    return False
 
 
 def hidden_layers(module: Any, names: list[str]) -> set[str]:
-    """Which of ``module``'s layers (by module path) have *hidden* units, whose order is free
-    (the order test needs it): those whose every use in the traced forward reaches the output
-    only through another module that mixes features (:func:`_mixes`, or a functional linear,
-    convolution or product with a stored weight). A head, a second head (a multi-task network),
-    or a layer whose units also reach the output by a skip connection keeps the order the task
-    gives its outputs and is not hidden. A module ``torch.fx`` cannot trace has none: its order
-    test is not applicable rather than possibly wrong."""
+    """Which of ``module``'s layers (by module path) have *hidden* units: those whose every use
+    in the traced forward reaches another module that mixes features (:func:`_mixes`, or a
+    functional product with a stored weight) through operations that treat every unit alike
+    (:data:`_UNITWISE_NAMES`, a flatten, a per-channel convolution), never the output and never
+    an operation that treats units by their place (a split, a slice, a transpose, a reshape into
+    heads or pixels, a grouped convolution, anything else). Only then is relabelling the units
+    a symmetry of the network, which the order test's null needs: a head, a second head, a
+    skip to the output, a ShuffleNet's channel split, an attention's heads are not hidden. A
+    module ``torch.fx`` cannot trace has no hidden layer (its order test is not applicable
+    rather than possibly wrong)."""
     import operator
 
     import torch
@@ -182,38 +231,55 @@ def hidden_layers(module: Any, names: list[str]) -> set[str]:
     products = {torch.nn.functional.linear, operator.matmul, torch.matmul, torch.mm, torch.bmm, torch.einsum,
                 torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d}
 
-    def mixing(node: Any) -> bool:
+    def mixing(node: Any, value: Any) -> bool:
         if node.op == "call_module":
-            return _mixes(modules[node.target])
+            return _mixes(modules[node.target]) and bool(node.args) and node.args[0] is value
         if node.op in ("call_function", "call_method") and (node.target in products or node.target in (
                 "matmul", "mm", "bmm")):
             return any(getattr(arg, "op", None) == "get_attr" for arg in node.args)
         return False
 
-    hidden = set()
-    for name in names:
-        uses = [node for node in graph.nodes if node.op == "call_module" and node.target == name]
-        if uses and all(_reaches_output_only_mixed(use, mixing) for use in uses):
-            hidden.add(name)
-    return hidden
+    def unitwise(node: Any) -> bool | None:
+        """True: passes each unit on; None: reads only the size; False: anything else."""
+        name = _target_name(node)
+        if name in ("size", "dim") or (node.op == "call_function" and node.target is getattr
+                                       and tuple(node.args[1:]) in (("shape",), ("dtype",), ("device",))):
+            return None
+        if node.op == "call_module":
+            child = modules[node.target]
+            if type(child).__name__ in _UNITWISE_MODULES or _flattens(node, child):
+                return True
+            groups = getattr(child, "groups", 1)  # a per-channel convolution relabels with its channels
+            return bool(groups > 1 and groups == getattr(child, "in_channels", 0) == getattr(child, "out_channels", -1))
+        if node.op in ("call_function", "call_method"):
+            return name in _UNITWISE_NAMES or _flattens(node, None)
+        return False
 
+    def hidden(start: Any) -> bool:
+        seen, frontier, mixed = {start}, [start], False
+        while frontier:
+            value = frontier.pop()
+            for user in value.users:
+                if user.op == "output":
+                    return False
+                if mixing(user, value):
+                    mixed = True
+                    continue
+                passes = unitwise(user)
+                if passes is None:
+                    continue
+                if not passes:
+                    return False
+                if user not in seen:
+                    seen.add(user)
+                    frontier.append(user)
+        return mixed
 
-def _reaches_output_only_mixed(start: Any, mixing: Any) -> bool:
-    """Whether every path from an fx node to the graph's output passes a mixing node, and one
-    path reaches one."""
-    seen, frontier, mixed = {start}, [start], False
-    while frontier:
-        node = frontier.pop()
-        for user in node.users:
-            if user.op == "output":
-                return False
-            if mixing(user):
-                mixed = True
-                continue
-            if user not in seen:
-                seen.add(user)
-                frontier.append(user)
-    return mixed
+    uses: dict[str, list[Any]] = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and node.target in names:
+            uses.setdefault(str(node.target), []).append(node)
+    return {name for name, found in uses.items() if all(hidden(node) for node in found)}
 
 
 #: Most owner layers a fingerprint keeps, and most values in all (float64: 32 MiB).
