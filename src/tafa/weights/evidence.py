@@ -160,8 +160,11 @@ class WeightEvidence:
         if not self.applicable:
             return f"weights: not applicable ({self.reason})"
         first = self.layers[0]
-        parts = [f"p = {self.p_value:.2g} (unit order kept, exact; permuting units defeats this test)",
-                 f"{first.matched}/{first.owner_units} first-layer units matched, cosine {first.cosine:.2f}"]
+        order = (f"p = {self.p_value:.2g} (unit order kept, exact; permuting units defeats this test)"
+                 if any(layer.hidden for layer in self.layers) else
+                 "p = 1 (no matched layer's unit order is free: each reaches an output, or is split or reshaped "
+                 "by its units' place, or the network could not be traced; no order test)")
+        parts = [order, f"{first.matched}/{first.owner_units} first-layer units matched, cosine {first.cosine:.2f}"]
         if self.alignment_z is not None:
             layer = next(layer for layer in self.layers if layer.name == self.alignment_layer)
             parts.append(f"layer {layer.name!r} cosine {layer.cosine:.2f} (best {layer.shuffled_cosine:.2f} with the "
