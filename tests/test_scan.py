@@ -10,6 +10,7 @@ real ONNX/TorchScript files derived from them or independent of them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -918,3 +919,37 @@ def test_a_scan_by_a_stored_rule_too_short_for_every_share_decides_the_stages_to
     assert "decide together by max-T over the 17 references" in report.render()  # the report says how it decided
     first = scan([copy_path], registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
     assert first.outcomes[0].findings[0].decision == "independent"
+
+
+def test_a_scan_by_the_stored_rules_decides_file_suspects_with_the_weight_test_as_verify_does(world, classifier,
+                                                                                                 tmp_path):
+    """A fingerprint that keeps the owner's layers (``--white-box keep``) gives a file suspect the
+    weight test as a stage of the stored rule, at the part of alpha the rank bound leaves (17
+    references at 0.1: 1/18 for the first stage, the rest for the weights), as ``tafa verify``
+    does: the copy that kept the owner's first layer, a stranger to the first stage, is judged
+    derived by the weights; an independent model is not. A scan of the first stage alone has
+    no weight stage."""
+    copy_model = _first_layer_kept(world.owners["a"], seed=0)
+    copy_path = _onnx(copy_model, tmp_path / "suspects" / "kept_first.onnx")
+    fingerprint = Fingerprint.create(world.owners["a"], "box:0,1", input_shape=(1, 8, 8), points=16, weights=True,
+                                     second_stage=False)
+    path = fingerprint.save(tmp_path / "a-weights.tafa")
+    registry = tmp_path / "registry.sqlite"
+    with Registry(registry) as store:
+        store.add(path, "a")
+        rule = store.calibrate("a", classifier.references[1:], alpha=0.1)
+    assert rule.names == ["tafa"] and rule.bound == pytest.approx(1 / 18)
+    suspects = [copy_path, world.paths["independent"]]
+    report = scan(suspects, registry=registry, workers=0, control=PER_FINGERPRINT)
+    found = {o.source: o.findings[0] for o in report.outcomes}
+    kept, other = found[copy_path], found[world.paths["independent"]]
+    verdict = fingerprint.verify(copy_model, calibration=rule, check_evasion=False)
+    assert kept.decision == verdict.decision.value == "derived" and kept.fired()[0] == "weights"
+    assert kept.score < kept.threshold  # the first stage alone would not have found it
+    weights = kept.stages[-1]
+    assert weights["name"] == "weights" and weights["score"] > 6 and weights["queries"] == 0
+    assert weights["threshold"] == pytest.approx(-math.log10(0.1 - 1 / 18), abs=0.01)
+    assert other.decision == "independent" and other.stages[-1]["name"] == "weights"
+    assert other.stages[-1]["score"] < 2
+    first = scan([copy_path], registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
+    assert first.outcomes[0].findings[0].decision == "independent" and not first.outcomes[0].findings[0].stages

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from ..decide.rule import Rule
 from ..decide.similarity import Similarity
 from ..decide.verdict import Verdict
 from ..errors import InvalidParameter, TafaError, check_param, one_line
-from ..fingerprint import Fingerprint, joint_rule, run_later_stages
+from ..fingerprint import WEIGHT_STAGE, Fingerprint, joint_rule, run_later_stages
 from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
@@ -134,11 +135,13 @@ class PanelEntry:
                 unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
                               "compares a clipped suspect where it answers inside the clip")
             stages: list[dict[str, Any]] = []
-            if self.mode == "rule" and rule is not None and (len(rule.stages) > 1 or rule.decides_jointly()):
+            weight_p = self.weight_p(model) if self.mode == "rule" and plain else None
+            if self.mode == "rule" and rule is not None and (len(rule.stages) > 1 or rule.decides_jointly()
+                                                             or weight_p is not None):
                 decided = first if rule.decides_jointly() else rule
                 if plain:
                     assert model is not None
-                    stages, decided = self.measure_by_rule(model, rule, score.value)
+                    stages, decided = self.measure_by_rule(model, rule, score.value, weight_p)
                     threshold = decided.threshold
                 verdict = Verdict.decide(score, decided, queries=len(self.inputs), seconds=0.0, suspect={},
                                          scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
@@ -167,21 +170,41 @@ class PanelEntry:
                            "queries": int(model.queries - before), "threshold": None})
         return stages
 
-    def measure_by_rule(self, model: Model, rule: Rule, first: float) -> tuple[list[dict[str, Any]], Rule]:
+    def weight_p(self, model: Model | None) -> float | None:
+        """The weight test's exact p-value for a suspect whose weights can be read (a file), by a
+        fingerprint that keeps the owner's layers (``--white-box keep``); ``None`` otherwise, or
+        where reading them failed (the finding stands on the other stages)."""
+        if model is None or not self.fingerprint.owner_layers:
+            return None
+        try:
+            evidence = self.fingerprint.weight_evidence(model)
+        except Exception:  # noqa: BLE001 - weights unreadable: no weight stage, as for a service
+            return None
+        return evidence.p_value if evidence.applicable else None
+
+    def measure_by_rule(self, model: Model, rule: Rule, first: float,
+                        weight_p: float | None = None) -> tuple[list[dict[str, Any]], Rule]:
         """The later stages of the stored ``rule``, as ``tafa verify`` runs them
         (:func:`~tafa.fingerprint.run_later_stages`: each only when the earlier ones do not already
         fire, stopped once its threshold is out of reach), and the rule that decides: ``rule``, or
         where its stages decide together (:meth:`Rule.decides_jointly
         <tafa.decide.rule.Rule.decides_jointly>`, from its table, as ``tafa verify --references``)
         the rule made for this suspect (:func:`~tafa.fingerprint.joint_rule`: a stopped stage
-        unknown)."""
+        unknown). With ``weight_p`` (:meth:`weight_p`) the weight test is a stage of it, at the
+        part of alpha the others leave, as in ``tafa verify``
+        (:meth:`~tafa.decide.rule.Rule.with_exact`)."""
         together = rule.decides_jointly()
+        exact = WEIGHT_STAGE if weight_p is not None else None
+        if exact is not None and not together:
+            rule = rule.with_exact(exact)
         records, needed = run_later_stages(model, self.later, {"name": self.fingerprint.scheme.name, "score": first},
                                            None if together else rule, table=rule.table if together else None,
-                                           alpha=rule.alpha_requested, measure=_measured_until)
+                                           alpha=rule.alpha_requested, exact=exact, measure=_measured_until)
         if together:
             assert rule.table is not None and rule.table_names is not None
-            rule = joint_rule(records, rule.table, rule.table_names, rule.alpha_requested, needed)
+            rule = joint_rule(records, rule.table, rule.table_names, rule.alpha_requested, needed, exact=exact)
+        if weight_p is not None and WEIGHT_STAGE in rule.names:
+            records.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)), "queries": 0})
         return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
                  "threshold": rule.stages[index].threshold}
                 for index, record in enumerate(records[1:], start=1)], rule
