@@ -254,3 +254,26 @@ def test_units_treated_by_their_place_are_not_hidden_in_the_module_or_in_its_fil
     from_module = [layer.hidden for layer in unit_layers(module, max_layers=4)]
     from_file = [layer.hidden for layer in proto_unit_layers(onnx.load_from_string(_export(module, shape)), **READ)]
     assert from_module == from_file == expected
+
+
+def test_quantised_weights_that_do_not_fit_their_scales_are_not_read_and_nothing_fails():
+    rng = np.random.default_rng(0)
+    weights = {"q": rng.integers(-100, 100, size=(4, 3)).astype(np.int8), "scale": np.full(5, 0.1, np.float32),
+               "zero": np.zeros(5, np.int8)}  # five scales along an axis of four
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["w"], axis=0),
+         helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()])
+    assert proto_unit_layers(helper.make_model(graph), **READ) == []
+    fitting = {**weights, "scale": np.full(4, 0.1, np.float32), "zero": np.zeros(4, np.int8)}
+    graph.ClearField("initializer")
+    graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in fitting.items())
+    read = proto_unit_layers(helper.make_model(graph), **READ)
+    assert len(read) == 1 and np.allclose(read[0].vectors[:, :3], 0.1 * weights["q"])
+    broken = numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "w")
+    broken.raw_data = broken.raw_data[:7]  # fewer bytes than its shape says
+    graph = _graph([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], {}, ["y"])
+    graph.graph.initializer.append(broken)
+    assert proto_unit_layers(graph, **READ) is None

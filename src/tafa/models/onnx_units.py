@@ -91,13 +91,19 @@ class _Layer:
     axis: int = 1  # where its units lie in that value, counted from the end
 
 
-def _dequantized(args: list[np.ndarray], attrs: Mapping[str, Any]) -> np.ndarray:
+def _dequantized(args: list[np.ndarray], attrs: Mapping[str, Any]) -> np.ndarray | None:
+    """``DequantizeLinear`` of stored values: per tensor or per axis (None for any other form,
+    or shapes that do not fit)."""
     values, scale = args[0].astype(np.float64), args[1].astype(np.float64)
     zero = args[2].astype(np.float64) if len(args) > 2 else np.zeros_like(scale)
-    if scale.ndim == 1 and values.ndim > 1:  # per axis
-        axis = int(attrs.get("axis", 1)) % values.ndim
+    if zero.shape != scale.shape or scale.ndim > 1:
+        return None
+    if scale.size > 1:  # per axis
+        axis = int(attrs.get("axis", 1))
+        if values.ndim < 1 or not -values.ndim <= axis < values.ndim or values.shape[axis] != scale.size:
+            return None
         shape = [1] * values.ndim
-        shape[axis] = len(scale)
+        shape[axis] = scale.size
         scale, zero = scale.reshape(shape), zero.reshape(shape)
     return (values - zero) * scale
 
@@ -365,12 +371,16 @@ class _ProtoTensors:
         return np.asarray(numpy_helper.to_array(self._tensors[name]))
 
 
-def proto_unit_layers(model: Any, *, source: str, max_layers: int, max_values: int) -> list[Any]:
+def proto_unit_layers(model: Any, *, source: str, max_layers: int, max_values: int) -> list[Any] | None:
     """:func:`graph_unit_layers` of a loaded ``onnx.ModelProto`` (what a sandbox worker of ONNX
-    files runs; a local function named like a standard operator is refused first)."""
+    files runs; a local function named like a standard operator is refused first); ``None``
+    where a tensor or attribute is malformed (its weights cannot be read: no weight test)."""
     check_functions(model)
     graph = model.graph
     nodes = [GraphNode(node.op_type, tuple(node.input), tuple(node.output), attributes(node),
                        node.domain in STANDARD_DOMAINS) for node in graph.node if node.op_type != "Constant"]
-    return graph_unit_layers(nodes, _ProtoTensors(graph), [output.name for output in graph.output], source=source,
-                             max_layers=max_layers, max_values=max_values)
+    try:
+        return graph_unit_layers(nodes, _ProtoTensors(graph), [output.name for output in graph.output],
+                                 source=source, max_layers=max_layers, max_values=max_values)
+    except (KeyError, ValueError, TypeError, IndexError):  # a malformed tensor or attribute: unreadable
+        return None
