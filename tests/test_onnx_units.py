@@ -277,3 +277,31 @@ def test_quantised_weights_that_do_not_fit_their_scales_are_not_read_and_nothing
     graph = _graph([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], {}, ["y"])
     graph.graph.initializer.append(broken)
     assert proto_unit_layers(graph, **READ) is None
+
+
+class _HeadFirst(torch.nn.Module):
+    """A network whose head is defined before the layers its forward calls first (module order
+    is not the order of use)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = torch.nn.Linear(32, 10)
+        self.conv, self.norm, self.fc = torch.nn.Conv2d(1, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Linear(8 * 36, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.norm(self.conv(x)))
+        return self.head(torch.relu(self.fc(hidden.flatten(1))))
+
+
+def test_a_module_is_read_in_the_order_its_forward_calls_its_layers_as_its_file_is():
+    """Read in module order, the head came first and every file of this network was "another
+    architecture" to its own fingerprint."""
+    module = _HeadFirst().eval()
+    from_module = unit_layers(module)
+    from_file = proto_unit_layers(onnx.load_from_string(_export(module)), **READ)
+    assert [layer.name for layer in from_module] == ["conv", "fc", "head"]
+    assert all(np.allclose(a.vectors, b.vectors, atol=1e-5) and a.hidden == b.hidden
+               for a, b in zip(from_module, from_file))
+    found = compare(from_module, from_file)
+    assert found.applicable and found.p_value < 1e-30

@@ -84,7 +84,8 @@ def refuse_non_finite(name: str, array: np.ndarray, source: str) -> None:
 
 def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX_LAYERS,
                 max_values: int = MAX_TOTAL_VALUES) -> list[UnitLayer]:
-    """The first ``max_layers`` Linear / Conv layers of a torch module, in module order, as
+    """The first ``max_layers`` Linear / Conv layers of a torch module, in the order its forward
+    calls them (its ``torch.fx`` trace; module order for a module fx cannot trace), as
     :class:`UnitLayer` rows (BatchNorm folded in). Reading stops at the first layer that
     breaks a bound (:data:`MAX_UNITS`, :data:`MAX_LAYER_VALUES`, ``max_values`` in all),
     at a grouped or transposed convolution, or at ``max_layers``; the caller compares what
@@ -100,6 +101,7 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
     layers: list[UnitLayer] = []
     pending: tuple[str, str, int, Any, Any] | None = None  # a layer whose BatchNorm may follow
     total = 0
+    graph = _traced(module)
 
     def flush() -> None:
         nonlocal pending
@@ -110,7 +112,7 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
             layers.append(UnitLayer(name, kind, inputs, vectors))
             pending = None
 
-    for name, child in module.named_modules():
+    for name, child in _called(module, graph):
         if isinstance(child, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             flush()
             if len(layers) >= max_layers:
@@ -149,9 +151,31 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
             pending = (layer, kind, inputs, weight * scale.reshape(-1, *[1] * (weight.ndim - 1)),
                        (bias - mean) * scale + beta)
     flush()
-    hidden = hidden_layers(module, [layer.name for layer in layers])
+    hidden = _hidden_in(graph, module, [layer.name for layer in layers])
     return [UnitLayer(layer.name, layer.kind, layer.inputs, layer.vectors, hidden=layer.name in hidden)
             for layer in layers]
+
+
+def _traced(module: Any) -> Any:
+    """The ``torch.fx`` graph of a module's forward, or None where fx cannot trace it (control
+    flow on values, code fx does not follow)."""
+    from torch import fx
+
+    try:
+        return fx.symbolic_trace(module).graph
+    except Exception:  # noqa: BLE001 - untraceable code: the callers take the safe reading
+        return None
+
+
+def _called(module: Any, graph: Any) -> list[tuple[str, Any]]:
+    """A module's submodules in the order its forward first calls them (the order an exported
+    graph lists its layers in, whatever order they were defined in), or in module order
+    without a trace."""
+    if graph is None:
+        return list(module.named_modules())
+    modules = dict(module.named_modules())
+    names = dict.fromkeys(str(node.target) for node in graph.nodes if node.op == "call_module")
+    return [(name, modules[name]) for name in names if name in modules]
 
 
 def _mixes(module: Any) -> bool:
@@ -220,14 +244,16 @@ def hidden_layers(module: Any, names: list[str]) -> set[str]:
     skip to the output, a ShuffleNet's channel split, an attention's heads are not hidden. A
     module ``torch.fx`` cannot trace has no hidden layer (its order test is not applicable
     rather than possibly wrong)."""
+    return _hidden_in(_traced(module), module, names)
+
+
+def _hidden_in(graph: Any, module: Any, names: list[str]) -> set[str]:
+    """:func:`hidden_layers` on the module's traced ``graph`` (None: untraceable, none hidden)."""
     import operator
 
     import torch
-    from torch import fx
 
-    try:
-        graph = fx.symbolic_trace(module).graph
-    except Exception:  # noqa: BLE001 - control flow on values, untraceable code: the safe answer
+    if graph is None:
         return set()
     modules = dict(module.named_modules())
     products = {torch.nn.functional.linear, operator.matmul, torch.matmul, torch.mm, torch.bmm, torch.einsum,
