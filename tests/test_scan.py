@@ -953,3 +953,41 @@ def test_a_scan_by_the_stored_rules_decides_file_suspects_with_the_weight_test_a
     assert other.stages[-1]["score"] < 2
     first = scan([copy_path], registry=registry, workers=0, control=PER_FINGERPRINT, stages="first")
     assert first.outcomes[0].findings[0].decision == "independent" and not first.outcomes[0].findings[0].stages
+
+
+def test_a_scan_over_a_null_panel_gives_file_suspects_the_weight_test_within_its_alpha(world, null_panel, tmp_path):
+    """Under ``family`` the weight tests of the fingerprints that keep the owner's layers share what
+    the max-T bound leaves of alpha (17 panel models at 0.1: the bound is 1/18, the weight test
+    gets 0.1 - 1/18); under ``fdr`` each pair's p-value is the smaller of its max-T and weight
+    p-values, each divided by its share. The copy that kept the owner's first layer, a stranger to
+    the first stage, is derived by the weights under both; an independent model is not."""
+    copy_path = _onnx(_first_layer_kept(world.owners["a"], seed=0), tmp_path / "suspects" / "kept_first.onnx")
+    fingerprint = Fingerprint.create(world.owners["a"], "box:0,1", input_shape=(1, 8, 8), points=16, weights=True,
+                                     second_stage=False)
+    registry = tmp_path / "registry.sqlite"
+    with Registry(registry) as store:
+        store.add(fingerprint.save(tmp_path / "a-weights.tafa"), "a")
+    suspects = [copy_path, world.paths["independent"]]
+    family = scan(suspects, registry=registry, workers=0, control="family", alpha=0.1, panel=null_panel)
+    control = family.summary()["error_control"]
+    assert control["bound"] == pytest.approx(1 / 18) and "also get the exact weight test" in control["statement"]
+    assert family.scan.config["control"]["weighed"] == ["a"]
+    found = {o.source: o.findings[0] for o in family.outcomes}
+    kept, other = found[copy_path], found[world.paths["independent"]]
+    assert kept.decision == "derived" and kept.fired()[0] == "weights" and kept.score < kept.threshold
+    weights = kept.stages[-1]
+    assert weights["name"] == "weights" and weights["threshold"] == pytest.approx(-math.log10(0.1 - 1 / 18), abs=1e-6)
+    assert other.decision == "independent" and other.stages[-1]["score"] < 2
+    fdr = scan(suspects, registry=registry, workers=0, control="fdr", alpha=0.1, panel=null_panel)
+    assert {o.source: o.findings[0].decision for o in fdr.outcomes} == {copy_path: "derived",
+                                                                        world.paths["independent"]: "independent"}
+
+
+def test_the_weight_tests_take_only_what_the_panel_leaves_of_alpha():
+    from tafa.scanning.control import ErrorControl
+
+    control = ErrorControl("family", 0.1, ["a", "b"], weighed=["a", "b"])
+    assert control.split(0.1, [17]) == pytest.approx((0.1, (0.1 - 1 / 18) / 2))  # the rank bound's slack, halved
+    assert control.split(0.05, [19]) == (0.05, 0.0)  # 0.05 x 20 = 1: max-T uses all of alpha, and keeps it
+    assert control.split(0.05, [19, 17]) == (0.05, 0.0)  # the least favourable group's bound counts
+    assert ErrorControl("family", 0.1, ["a"]).split(0.1, [17]) == (0.1, 0.0)  # nothing weighed: as before

@@ -24,7 +24,12 @@ Under ``family`` and ``fdr`` every stage of a fingerprint is a column of the pan
 every panel model and every suspect alike, so a fingerprint judges a suspect derived when any of
 its stages does, as ``tafa verify`` decides: max-T runs over every column of every fingerprint
 (the family-wise bound covers the stages too), and an FDR pair's p-value is max-T over its own
-stages' columns.
+stages' columns. A file suspect of a fingerprint that keeps the owner's layers (``--white-box
+keep``: :attr:`ErrorControl.weighed`) also gets the weight test, whose p-value is exact: under
+``family`` those tests share what the max-T rank bound leaves of alpha (Bonferroni; max-T keeps
+its level, so no decision of a scan without them changes), under ``fdr`` a pair's p-value is
+the smaller of its max-T p-value over ``1 - EXACT_SHARE`` and its weight p-value over
+``EXACT_SHARE`` (a union bound: still a p-value).
 
 - ``per-fingerprint``: each fingerprint's stored calibration as it is; its bound holds per
   fingerprint only (an independent suspect may match one of N fingerprints with a chance up
@@ -43,6 +48,8 @@ import numpy as np
 
 from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
                                rate_for_this_panel, smallest_p)
+from ..decide.rule import EXACT_SHARE
+from ..fingerprint import WEIGHT_STAGE
 from ..errors import InvalidParameter, check_param
 from ..registry import DEFAULT_ALPHA, DEFAULT_CONTROL, SCAN_CONTROLS, Finding, SuspectOutcome, check_scan_defaults
 
@@ -92,6 +99,8 @@ class ErrorControl:
     panel: list[dict[str, str]] = field(default_factory=list)         # {"source", "sha256", "group"} per row
     scores: list[list[float | None]] = field(default_factory=list)
     excluded: list[dict[str, str]] = field(default_factory=list)      # {"source", "why"}
+    #: The fingerprints whose file suspects also get the weight test (they keep the owner's layers)
+    weighed: list[str] = field(default_factory=list)
 
     @property
     def uses_panel(self) -> bool:
@@ -120,6 +129,8 @@ class ErrorControl:
         check_scan_defaults(self.kind, self.alpha, caller=caller)
         check_param("columns", "...", "a list of fingerprint names",
                     isinstance(self.columns, list) and all(isinstance(c, str) for c in self.columns), caller=caller)
+        check_param("weighed", "...", "a list of fingerprint names",
+                    isinstance(self.weighed, list) and all(isinstance(c, str) for c in self.weighed), caller=caller)
         for name in ("panel", "excluded"):
             rows = getattr(self, name)
             check_param(name, "...", "a list of objects of texts", isinstance(rows, list) and all(map(texts, rows)),
@@ -193,16 +204,25 @@ class ErrorControl:
                     f"{panel_needed(self.alpha)} models; {where} {least} and supports {smallest_p(least):.3g} at best: "
                     f"every decision is undecided (add panel models, or ask for --alpha {smallest_p(least):.3g})"
                     f"{skipped}")
+        weighed = ""
+        if self.weighed:
+            count = f"{len(self.weighed)} fingerprint{'s' if len(self.weighed) > 1 else ''}"
+            rows = list(sizes.values())
+            share = self.alpha is not None and bool(rows) and self.kind == "family" \
+                and self.split(self.alpha, rows)[1] == 0.0
+            weighed = (f"; file suspects of {count} also get the exact weight test, within the same alpha" if not share
+                       else f"; the weight test of {count} has no share of alpha: the panel's rank bound uses all of "
+                            "it (one more panel model leaves it some)")
         if self.kind == "fdr":
             return (f"error control: false-discovery rate <= {self.alpha:g} over the scan's (suspect, fingerprint) "
-                    f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models{groups}){skipped}")
+                    f"pairs (Benjamini-Hochberg, p-values from a null panel of {n} models{groups}){weighed}{skipped}")
         this_panel = self.rate_for_this_panel()
         spread = "" if this_panel is None else f"; for this panel <= {this_panel:.3g} with 90 % confidence"
         staged = len(self.columns) - len(self.fingerprints())
         stages = f", {len(self.columns)} stage columns" if staged else ""
         return (f"error control: family-wise, P(an independent suspect matches any of the {len(self.fingerprints())} "
                 f"fingerprints) <= {bound or 0:.3g} (max-T over a null panel of {n} models{groups}{stages}{spread})"
-                f"{skipped}")
+                f"{weighed}{skipped}")
 
     def fingerprints(self) -> list[str]:
         """The scan's fingerprints, in column order (each once, whatever its stages)."""
@@ -235,23 +255,40 @@ class ErrorControl:
             return replace(outcome, findings=[_decided(f, "undecided", None) for f in outcome.findings])
         vector, table, groups = self._vector(outcome)
         p_values = by_group(max_t, vector, table, groups)
-        supported = self.alpha is not None and len(table) > 0 and \
-            min(attained_bound(self.alpha, _rows_used(vector, table[np.array(groups) == group]))
-                for group in set(groups)) > 0
+        sizes = [_rows_used(vector, table[np.array(groups) == group]) for group in set(groups)]
+        supported = self.alpha is not None and len(table) > 0 and min(attained_bound(self.alpha, n) for n in sizes) > 0
+        level, exact = (self.alpha, 0.0) if self.alpha is None or not supported else self.split(self.alpha, sizes)
         findings = []
         for finding in outcome.findings:
             if finding.decision == "error" or finding.fingerprint not in self.columns:
                 findings.append(finding)
                 continue
             column = self.columns.index(finding.fingerprint)
-            if self.alpha is None or not supported or not math.isfinite(p_values[column]):
+            if level is None or not supported or not math.isfinite(p_values[column]):
                 findings.append(_decided(finding, "undecided", None))
                 continue
             ran = [i for i in self.columns_of(finding.fingerprint) if math.isfinite(p_values[i])]
-            decision = "derived" if min(p_values[i] for i in ran) <= self.alpha else "independent"
-            levels = {self.columns[i]: _threshold(vector, table, groups, i, self.alpha) for i in ran}
+            weight_p = _weight_p(finding) if finding.fingerprint in self.weighed else None
+            decision = "derived" if min(p_values[i] for i in ran) <= level or (
+                weight_p is not None and exact > 0 and weight_p <= exact) else "independent"
+            levels = {self.columns[i]: _threshold(vector, table, groups, i, level) for i in ran}
+            if weight_p is not None and exact > 0:
+                levels[stage_column(finding.fingerprint, WEIGHT_STAGE)] = -math.log10(exact)
             findings.append(_decided(finding, decision, levels[finding.fingerprint], levels))
         return replace(outcome, findings=findings)
+
+    def split(self, alpha: float, sizes: Sequence[int]) -> tuple[float, float]:
+        """The level max-T decides at and the level of each weighed fingerprint's weight test, for
+        a suspect whose max-T uses panels of ``sizes`` rows (one per group): max-T keeps ``alpha``
+        (its decisions are those of a scan without weight tests) and the weight tests share what
+        its rank bound ``floor(alpha (n + 1)) / (n + 1)`` leaves (Bonferroni over
+        :attr:`weighed`; nothing when ``alpha (n + 1)`` is a whole number). The two sum to at
+        most ``alpha``."""
+        if not self.weighed:
+            return alpha, 0.0
+        reached = max(attained_bound(alpha, n) for n in sizes)
+        slack = alpha - reached
+        return alpha, (slack / len(self.weighed) if slack > alpha * 1e-9 else 0.0)
 
     def decide_scan(self, outcomes: Sequence[SuspectOutcome]) -> list[SuspectOutcome]:
         """Benjamini-Hochberg over every (suspect, fingerprint) pair of a finished scan (``fdr``);
@@ -265,7 +302,11 @@ class ErrorControl:
             tables[i] = vector, table, groups = self._vector(outcome)
             for j, finding in enumerate(outcome.findings):
                 if finding.decision != "error" and finding.fingerprint in self.columns:
-                    p_values.append((i, j, _pair_p(vector, table, groups, self.columns_of(finding.fingerprint))))
+                    p = _pair_p(vector, table, groups, self.columns_of(finding.fingerprint))
+                    weight_p = _weight_p(finding) if finding.fingerprint in self.weighed else None
+                    if weight_p is not None and math.isfinite(p):  # both tests, by a union bound
+                        p = min(1.0, p / (1 - EXACT_SHARE), weight_p / EXACT_SHARE)
+                    p_values.append((i, j, p))
         supported = self.bound() is not None
         listed = benjamini_hochberg(np.array([p for *_, p in p_values]), self.alpha) if p_values \
             else np.zeros(0, dtype=bool)
@@ -285,6 +326,15 @@ class ErrorControl:
             outcome = changed.setdefault(i, replace(done[i], findings=list(done[i].findings)))
             outcome.findings[j] = _decided(finding, decision, levels.get(finding.fingerprint), levels)
         return list(changed.values())
+
+
+def _weight_p(finding: Finding) -> float | None:
+    """The weight test's exact p-value a finding holds (its ``weights`` stage), if any."""
+    for stage in finding.stages:
+        if stage.get("name") == WEIGHT_STAGE and isinstance(stage.get("score"), (int, float)) \
+                and math.isfinite(stage["score"]):
+            return float(10.0 ** -max(0.0, float(stage["score"])))
+    return None
 
 
 def _pair_p(vector: np.ndarray, table: np.ndarray, groups: list[str], columns: list[int]) -> float:

@@ -135,7 +135,7 @@ class PanelEntry:
                 unresolved = (f"{recognised.note}: a scan compares at every probe; tafa verify with the references "
                               "compares a clipped suspect where it answers inside the clip")
             stages: list[dict[str, Any]] = []
-            weight_p = self.weight_p(model) if self.mode == "rule" and plain else None
+            weight_p = self.weight_p(model) if self.mode in ("rule", "columns") and plain else None
             if self.mode == "rule" and rule is not None and (len(rule.stages) > 1 or rule.decides_jointly()
                                                              or weight_p is not None):
                 decided = first if rule.decides_jointly() else rule
@@ -150,6 +150,9 @@ class PanelEntry:
                 if self.mode == "columns" and plain:
                     assert model is not None
                     stages = self.measure_later(model)
+                    if weight_p is not None:  # decided beside the panel's table (ErrorControl.weighed)
+                        stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
+                                       "queries": 0, "threshold": None})
                 verdict = Verdict.decide(score, first, queries=len(self.inputs), seconds=0.0, suspect={},
                                          scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
                                          unresolved=unresolved)

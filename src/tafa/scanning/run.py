@@ -182,6 +182,8 @@ def scan(suspects: Iterable[str | os.PathLike[str] | Suspect] = (), *,
                                       lambda sources: runner.run([Suspect.parse(s) for s in sources],
                                                                  fingerprint_panel.payload(), options),
                                       progress=progress)
+            if decider.uses_panel and stages != "first":  # file suspects get their weight test too
+                decider.weighed = [entry.name for entry in fingerprint_panel.entries if entry.fingerprint.owner_layers]
             config = {"fingerprints": [_recorded(entry) for entry in fingerprint_panel.entries],
                       "options": options.to_dict(), "control": decider.to_dict(), "stages": stages,
                       **runner.describe()}
