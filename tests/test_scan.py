@@ -981,6 +981,8 @@ def test_a_scan_over_a_null_panel_gives_file_suspects_the_weight_test_within_its
     fdr = scan(suspects, registry=registry, workers=0, control="fdr", alpha=0.1, panel=null_panel)
     assert {o.source: o.findings[0].decision for o in fdr.outcomes} == {copy_path: "derived",
                                                                         world.paths["independent"]: "independent"}
+    listed = next(o.findings[0] for o in fdr.outcomes if o.source == copy_path)
+    assert listed.fired()[0] == "weights" and listed.stages[-1]["threshold"] > 3  # 0.001 of the BH cutoff
 
 
 def test_the_weight_tests_take_only_what_the_panel_leaves_of_alpha():

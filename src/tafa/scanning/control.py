@@ -321,8 +321,12 @@ class ErrorControl:
                 decision = "derived" if chosen else "independent"
                 vector, table, groups = tables[i]
                 own = self.columns_of(finding.fingerprint)
+                weighed = finding.fingerprint in self.weighed and _weight_p(finding) is not None
+                level = cutoff * (1 - EXACT_SHARE) if weighed else cutoff  # the union bound's max-T part
                 for position, k in enumerate(own):  # the score each stage needed, the others kept
-                    levels[self.columns[k]] = _threshold(vector[own], table[:, own], groups, position, cutoff)
+                    levels[self.columns[k]] = _threshold(vector[own], table[:, own], groups, position, level)
+                if weighed:
+                    levels[stage_column(finding.fingerprint, WEIGHT_STAGE)] = -math.log10(EXACT_SHARE * cutoff)
             outcome = changed.setdefault(i, replace(done[i], findings=list(done[i].findings)))
             outcome.findings[j] = _decided(finding, decision, levels.get(finding.fingerprint), levels)
         return list(changed.values())
