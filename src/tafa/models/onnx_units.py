@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -288,31 +288,33 @@ def _hidden(value: str, nodes: Sequence[GraphNode], consumers: Mapping[str, list
     by their place (a split, a slice, a transpose, a reshape into heads or pixels, a grouped
     convolution, an unknown operator): only then is relabelling them a symmetry of the network,
     which the order test's null needs."""
-    seen, frontier, weighted = {value}, [value], False
-    while frontier:
-        current = frontier.pop()
+    from ..weights.layers import EXPOSED, MIXED, mixed_on_every_path
+
+    def uses(current: str) -> Iterable[Any]:
         if current in outputs:
-            return False
+            yield EXPOSED
         for at in consumers.get(current, []):
             node = nodes[at]
             if _mixes(node, tensors) and node.inputs[0] == current:
-                weighted = True  # the units are mixed here
-                continue
-            if node.op_type == "Shape" and node.standard:
-                continue  # reads the size, not the values
-            depthwise = node.op_type == "Conv" and node.inputs[0] == current and len(node.inputs) > 1 \
-                and tensors.known(node.inputs[1]) and node.attrs.get("group", 1) > 1 \
-                and tensors.shape_of(node.inputs[1])[:2] == (
-                    node.attrs.get("group", 1), 1)
-            if not node.standard or not (node.op_type in UNITWISE or depthwise
-                                         or (node.op_type in ("Flatten", "Reshape") and node.inputs[0] == current
-                                             and _flattens(node, tensors, nodes, made_by))):
-                return False
-            for out in node.outputs:
-                if out and out not in seen:
-                    seen.add(out)
-                    frontier.append(out)
-    return weighted
+                yield MIXED
+            elif node.op_type == "Shape" and node.standard:
+                yield ()  # reads the size, not the values
+            elif node.standard and (node.op_type in UNITWISE or _per_channel(node, current, tensors)
+                                    or (node.op_type in ("Flatten", "Reshape") and node.inputs[0] == current
+                                        and _flattens(node, tensors, nodes, made_by))):
+                yield [out for out in node.outputs if out]
+            else:
+                yield EXPOSED
+
+    return mixed_on_every_path(value, uses)
+
+
+def _per_channel(node: GraphNode, current: str, tensors: _Tensors) -> bool:
+    """Whether a node is a convolution of each channel alone (depthwise) of ``current``."""
+    groups = node.attrs.get("group", 1)
+    return (node.op_type == "Conv" and node.inputs[0] == current and len(node.inputs) > 1
+            and tensors.known(node.inputs[1]) and isinstance(groups, int) and groups > 1
+            and tensors.shape_of(node.inputs[1])[:2] == (groups, 1))
 
 
 def graph_unit_layers(nodes: Sequence[GraphNode], stored: Stored, outputs: Sequence[str], *, source: str,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -156,6 +156,32 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
             for layer in layers]
 
 
+#: What :func:`mixed_on_every_path` is told of one use of a value: the units are mixed there
+#: by another weighted layer, or reach an output (or an operation that treats them by their place).
+MIXED, EXPOSED = "mixed", "exposed"
+
+
+def mixed_on_every_path(start: Any, uses: Callable[[Any], Iterable[Any]]) -> bool:
+    """Whether a layer's units (graph value ``start``) are *hidden*: every path from them ends
+    where another weighted layer mixes them, and one does. ``uses(value)`` tells, for each use
+    of a value, :data:`MIXED`, :data:`EXPOSED`, or the values that use passes the units on to
+    (none: it reads only the size). Walked once per value (the graphs both readers give:
+    :func:`hidden_layers`, :mod:`tafa.models.onnx_units`)."""
+    seen, frontier, mixed = {start}, [start], False
+    while frontier:
+        for use in uses(frontier.pop()):
+            if use == MIXED:
+                mixed = True
+            elif use == EXPOSED:
+                return False
+            else:
+                for value in use:
+                    if value not in seen:
+                        seen.add(value)
+                        frontier.append(value)
+    return mixed
+
+
 def _traced(module: Any) -> Any:
     """The ``torch.fx`` graph of a module's forward, or None where fx cannot trace it (control
     flow on values, code fx does not follow)."""
@@ -283,31 +309,21 @@ def _hidden_in(graph: Any, module: Any, names: list[str]) -> set[str]:
             return name in _UNITWISE_NAMES or _flattens(node, None)
         return False
 
-    def hidden(start: Any) -> bool:
-        seen, frontier, mixed = {start}, [start], False
-        while frontier:
-            value = frontier.pop()
-            for user in value.users:
-                if user.op == "output":
-                    return False
-                if mixing(user, value):
-                    mixed = True
-                    continue
+    def users(value: Any) -> Iterable[Any]:
+        for user in value.users:
+            if user.op == "output":
+                yield EXPOSED
+            elif mixing(user, value):
+                yield MIXED
+            else:
                 passes = unitwise(user)
-                if passes is None:
-                    continue
-                if not passes:
-                    return False
-                if user not in seen:
-                    seen.add(user)
-                    frontier.append(user)
-        return mixed
+                yield () if passes is None else (user,) if passes else EXPOSED
 
     uses: dict[str, list[Any]] = {}
     for node in graph.nodes:
         if node.op == "call_module" and node.target in names:
             uses.setdefault(str(node.target), []).append(node)
-    return {name for name, found in uses.items() if all(hidden(node) for node in found)}
+    return {name for name, found in uses.items() if all(mixed_on_every_path(node, users) for node in found)}
 
 
 #: Most owner layers a fingerprint keeps, and most values in all (float64: 32 MiB).
