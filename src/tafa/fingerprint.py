@@ -102,6 +102,16 @@ DEFAULT_PARENT_REFERENCES = 19
 #: The weight test's name as a stage of a verdict (its score is ``-log10`` of its exact p-value).
 WEIGHT_STAGE = "weights"
 
+
+def weight_score(p_value: float) -> float:
+    """The weight stage's score: ``-log10`` of the order test's exact p-value (at most 300)."""
+    return -math.log10(max(p_value, 1e-300))
+
+
+def weight_p_value(score: float) -> float:
+    """The p-value a weight stage's score (:func:`weight_score`) stands for."""
+    return float(10.0 ** -max(0.0, score))
+
 #: Prefix of the coarse scale's arrays (:mod:`tafa.signature.scales`) in a fingerprint file.
 COARSE = "coarse"
 #: The owner's int8 copy's score at the coarse scale (meta; its copy line).
@@ -988,7 +998,7 @@ class Fingerprint:
                                          notes=[*calibration.notes[:-1], why])  # not its note of the stages left out
             if weighed and (calibration is None or WEIGHT_STAGE in calibration.names):
                 assert weight_p is not None
-                stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
+                stages.append({"name": WEIGHT_STAGE, "score": weight_score(weight_p),
                                "queries": 0, "seconds": 0.0})
             queries = sum(stage["queries"] for stage in stages)
             seconds = sum(stage["seconds"] for stage in stages)

@@ -150,6 +150,23 @@ class _Tensors:
         return array.astype(np.float64)
 
 
+class _Graph:
+    """A graph's nodes in order, its stored tensors, and what the reading looks up in it: each
+    value's consumers (node positions), the node that makes each value, the graph's outputs."""
+
+    def __init__(self, nodes: Sequence[GraphNode], stored: Stored, outputs: Sequence[str]) -> None:
+        self.nodes, self.tensors, self.outputs = nodes, _Tensors(stored, nodes), set(outputs)
+        self.made_by = {out: at for at, node in enumerate(nodes) for out in node.outputs if out}
+        self.consumers: dict[str, list[int]] = {}
+        for at, node in enumerate(nodes):
+            for name in dict.fromkeys(node.inputs):
+                if name:
+                    self.consumers.setdefault(name, []).append(at)
+
+    def users(self, value: str) -> list[GraphNode]:
+        return [self.nodes[at] for at in self.consumers.get(value, [])]
+
+
 def _bias(array: np.ndarray | None, units: int, axis: int = 1) -> np.ndarray | None:
     """A stored bias as ``(units,)``: one value, or one per unit along the ``axis``-th axis from
     the end (1 for features, 3 for a 2-d convolution's channels), every other axis of size 1."""
@@ -213,14 +230,14 @@ def _layer(node: GraphNode, tensors: _Tensors, index: int) -> _Layer | None:
     return _Layer(name, "linear", int(weight.shape[1]), weight, bias, node.outputs[0])
 
 
-def _fold(layer: _Layer, nodes: Sequence[GraphNode], consumers: Mapping[str, list[int]], tensors: _Tensors) -> None:
+def _fold(layer: _Layer, graph: _Graph) -> None:
     """Fold into ``layer`` the per-unit affine nodes its value goes to alone, one after the
     other: an ``Add`` of a stored bias, a ``Mul`` by a stored positive scale, a
     ``BatchNormalization`` with stored statistics, a ``Cast`` (at most :data:`_MOST_FOLDED`)."""
-    units = layer.weight.shape[0]
+    units, tensors = layer.weight.shape[0], graph.tensors
     for _ in range(_MOST_FOLDED):
-        after = consumers.get(layer.value, [])
-        node = nodes[after[0]] if len(after) == 1 else None
+        after = graph.users(layer.value)
+        node = after[0] if len(after) == 1 else None
         if node is None or not node.standard or not node.outputs:
             return
         other = [name for name in node.inputs if name != layer.value]
@@ -262,26 +279,25 @@ UNITWISE = frozenset({
 })
 
 
-def _flattens(node: GraphNode, tensors: _Tensors, nodes: Sequence[GraphNode], made_by: Mapping[str, int]) -> bool:
+def _flattens(node: GraphNode, graph: _Graph) -> bool:
     """Whether a ``Flatten`` or ``Reshape`` keeps the batch and merges the rest into one axis (a
     convolution's channels then lie in blocks, as a Linear after it reads them)."""
     if node.op_type == "Flatten":
         return node.attrs.get("axis", 1) == 1
     if len(node.inputs) < 2:
         return False
-    target = tensors.get(node.inputs[1])
+    target = graph.tensors.get(node.inputs[1])
     if target is not None:
         return target.size == 2 and (-1 in target.ravel().tolist() or target.ravel()[0] == 0)
-    maker = made_by.get(node.inputs[1])  # x.view(x.size(0), -1): the batch read by Shape, then -1
-    if maker is None or nodes[maker].op_type != "Concat":
+    maker = graph.made_by.get(node.inputs[1])  # x.view(x.size(0), -1): the batch read by Shape, then -1
+    if maker is None or graph.nodes[maker].op_type != "Concat":
         return False
-    parts = [tensors.get(name) for name in nodes[maker].inputs]
+    parts = [graph.tensors.get(name) for name in graph.nodes[maker].inputs]
     last = parts[-1] if parts else None
     return len(parts) == 2 and last is not None and last.ravel().tolist() == [-1]
 
 
-def _hidden(value: str, nodes: Sequence[GraphNode], consumers: Mapping[str, list[int]], outputs: set[str],
-            tensors: _Tensors, made_by: Mapping[str, int]) -> bool:
+def _hidden(value: str, graph: _Graph) -> bool:
     """Whether a layer's units (its ``value``) are *hidden*: every path from them reaches another
     weighted layer through operators that treat every unit alike (:data:`UNITWISE`, a flatten,
     a per-channel convolution), never a graph output and never an operator that treats units
@@ -290,18 +306,19 @@ def _hidden(value: str, nodes: Sequence[GraphNode], consumers: Mapping[str, list
     which the order test's null needs."""
     from ..weights.layers import EXPOSED, MIXED, mixed_on_every_path
 
+    tensors = graph.tensors
+
     def uses(current: str) -> Iterable[Any]:
-        if current in outputs:
+        if current in graph.outputs:
             yield EXPOSED
-        for at in consumers.get(current, []):
-            node = nodes[at]
+        for node in graph.users(current):
             if _mixes(node, tensors) and node.inputs[0] == current:
                 yield MIXED
             elif node.op_type == "Shape" and node.standard:
                 yield ()  # reads the size, not the values
             elif node.standard and (node.op_type in UNITWISE or _per_channel(node, current, tensors)
                                     or (node.op_type in ("Flatten", "Reshape") and node.inputs[0] == current
-                                        and _flattens(node, tensors, nodes, made_by))):
+                                        and _flattens(node, graph))):
                 yield [out for out in node.outputs if out]
             else:
                 yield EXPOSED
@@ -324,13 +341,8 @@ def graph_unit_layers(nodes: Sequence[GraphNode], stored: Stored, outputs: Seque
     rows, at most ``max_values`` values in all (see the module doc)."""
     from ..weights.layers import MAX_LAYER_VALUES, MAX_UNITS, UnitLayer, refuse_non_finite
 
-    tensors = _Tensors(stored, nodes)
-    consumers: dict[str, list[int]] = {}
-    made_by = {out: at for at, node in enumerate(nodes) for out in node.outputs if out}
-    for at, node in enumerate(nodes):
-        for name in dict.fromkeys(node.inputs):
-            if name:
-                consumers.setdefault(name, []).append(at)
+    graph = _Graph(nodes, stored, outputs)
+    tensors = graph.tensors
     layers: list[UnitLayer] = []
     total, read = 0, set()
     for at, node in enumerate(nodes):
@@ -344,11 +356,11 @@ def graph_unit_layers(nodes: Sequence[GraphNode], stored: Stored, outputs: Seque
         if found is None or found.weight.shape[0] > MAX_UNITS:
             break
         total += size
-        _fold(found, nodes, consumers, tensors)
+        _fold(found, graph)
         vectors = np.concatenate([found.weight, found.bias[:, None]], axis=1)
         refuse_non_finite(found.name, vectors, source)
         layers.append(UnitLayer(found.name, found.kind, found.inputs, vectors,
-                                _hidden(found.value, nodes, consumers, set(outputs), tensors, made_by)))
+                                _hidden(found.value, graph)))
     return layers
 
 

@@ -49,7 +49,7 @@ import numpy as np
 from ..decide.multiple import (attained_bound, benjamini_hochberg, by_group, max_t, max_t_threshold, panel_needed,
                                rate_for_this_panel, smallest_p)
 from ..decide.rule import EXACT_SHARE
-from ..fingerprint import WEIGHT_STAGE
+from ..fingerprint import WEIGHT_STAGE, weight_p_value
 from ..errors import InvalidParameter, check_param
 from ..registry import DEFAULT_ALPHA, DEFAULT_CONTROL, SCAN_CONTROLS, Finding, SuspectOutcome, check_scan_defaults
 
@@ -337,7 +337,7 @@ def _weight_p(finding: Finding) -> float | None:
     for stage in finding.stages:
         if stage.get("name") == WEIGHT_STAGE and isinstance(stage.get("score"), (int, float)) \
                 and math.isfinite(stage["score"]):
-            return float(10.0 ** -max(0.0, float(stage["score"])))
+            return weight_p_value(float(stage["score"]))
     return None
 
 

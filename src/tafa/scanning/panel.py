@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from ..decide.rule import Rule
 from ..decide.similarity import Similarity
 from ..decide.verdict import Verdict
 from ..errors import InvalidParameter, TafaError, check_param, one_line
-from ..fingerprint import WEIGHT_STAGE, Fingerprint, joint_rule, run_later_stages
+from ..fingerprint import WEIGHT_STAGE, Fingerprint, joint_rule, run_later_stages, weight_score
 from ..models.base import Model, file_hash
 from ..models.options import OpenOptions
 from ..registry import Finding, RegisteredFingerprint, Registry, SuspectOutcome, load_registered
@@ -151,7 +150,7 @@ class PanelEntry:
                     assert model is not None
                     stages = self.measure_later(model)
                     if weight_p is not None:  # decided beside the panel's table (ErrorControl.weighed)
-                        stages.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)),
+                        stages.append({"name": WEIGHT_STAGE, "score": weight_score(weight_p),
                                        "queries": 0, "threshold": None})
                 verdict = Verdict.decide(score, first, queries=len(self.inputs), seconds=0.0, suspect={},
                                          scheme=fp.scheme.name, fingerprint_sha256=self.registered.sha256,
@@ -207,7 +206,7 @@ class PanelEntry:
             assert rule.table is not None and rule.table_names is not None
             rule = joint_rule(records, rule.table, rule.table_names, rule.alpha_requested, needed, exact=exact)
         if weight_p is not None and WEIGHT_STAGE in rule.names:
-            records.append({"name": WEIGHT_STAGE, "score": -math.log10(max(weight_p, 1e-300)), "queries": 0})
+            records.append({"name": WEIGHT_STAGE, "score": weight_score(weight_p), "queries": 0})
         return [{"name": record["name"], "score": record["score"], "queries": int(record["queries"]),
                  "threshold": rule.stages[index].threshold}
                 for index, record in enumerate(records[1:], start=1)], rule

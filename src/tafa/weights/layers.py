@@ -151,7 +151,7 @@ def unit_layers(module: Any, *, source: str = "the model", max_layers: int = MAX
             pending = (layer, kind, inputs, weight * scale.reshape(-1, *[1] * (weight.ndim - 1)),
                        (bias - mean) * scale + beta)
     flush()
-    hidden = _hidden_in(graph, module, [layer.name for layer in layers])
+    hidden = hidden_layers(module, [layer.name for layer in layers], graph)
     return [UnitLayer(layer.name, layer.kind, layer.inputs, layer.vectors, hidden=layer.name in hidden)
             for layer in layers]
 
@@ -259,7 +259,7 @@ def _flattens(node: Any, module: Any) -> bool:
     return False
 
 
-def hidden_layers(module: Any, names: list[str]) -> set[str]:
+def hidden_layers(module: Any, names: list[str], graph: Any = False) -> set[str]:
     """Which of ``module``'s layers (by module path) have *hidden* units: those whose every use
     in the traced forward reaches another module that mixes features (:func:`_mixes`, or a
     functional product with a stored weight) through operations that treat every unit alike
@@ -269,16 +269,14 @@ def hidden_layers(module: Any, names: list[str]) -> set[str]:
     a symmetry of the network, which the order test's null needs: a head, a second head, a
     skip to the output, a ShuffleNet's channel split, an attention's heads are not hidden. A
     module ``torch.fx`` cannot trace has no hidden layer (its order test is not applicable
-    rather than possibly wrong)."""
-    return _hidden_in(_traced(module), module, names)
-
-
-def _hidden_in(graph: Any, module: Any, names: list[str]) -> set[str]:
-    """:func:`hidden_layers` on the module's traced ``graph`` (None: untraceable, none hidden)."""
+    rather than possibly wrong). ``graph``: the module's trace when the caller made it
+    (:func:`_traced`; None: untraceable)."""
     import operator
 
     import torch
 
+    if graph is False:
+        graph = _traced(module)
     if graph is None:
         return set()
     modules = dict(module.named_modules())
